@@ -1,0 +1,1 @@
+"""The mailspec pytest plugin: requirements, targets and the conformance report."""

@@ -1,0 +1,204 @@
+"""The composition root: builds clock, config, directory, spool, policy and listeners once."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from reference import tls
+from reference.clock import Clock, RealClock
+from reference.config import LISTENERS, Config, parse_duration
+from reference.delivery import LocalDelivery, QueueRunner
+from reference.directory import Directory
+from reference.imap.server import ImapServer
+from reference.log import event
+from reference.mailbox import MailStore
+from reference.policy import LocalRecipients, Policy, SenderOwnership
+from reference.pop3.server import Pop3Server
+from reference.smtp.server import Listener
+from reference.spool import Spool
+
+log = logging.getLogger("mailspec")
+
+# What each listener speaks, for the endpoint URLs printed at start.
+SCHEMES = {
+    "mx": "smtp",
+    "submission": "smtp",
+    "submissions": "smtps",
+    "imap": "imap",
+    "imaps": "imaps",
+    "pop3": "pop3",
+    "pop3s": "pop3s",
+}
+
+
+class StreamHandler(Protocol):
+    def __call__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool
+    ) -> Awaitable[None]: ...
+
+
+class StartupError(RuntimeError):
+    """The server cannot start; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{SCHEMES[self.name]}://{host}:{self.port}"
+
+
+def directory_path(cfg: Config) -> Path:
+    return cfg.data_path / "directory.sqlite3"
+
+
+class App:
+    """One node running every role."""
+
+    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock or RealClock()
+        data = cfg.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        self.cert_path = Path(cfg.tls.cert) if cfg.tls.cert else data / "tls" / "cert.pem"
+        key_path = Path(cfg.tls.key) if cfg.tls.key else data / "tls" / "key.pem"
+        if not cfg.tls.cert:
+            tls.self_signed(cfg.server.hostname, self.cert_path, key_path)
+        try:
+            self.tls_context: ssl.SSLContext = tls.server_context(self.cert_path, key_path)
+        except (OSError, ssl.SSLError) as e:
+            raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
+        self.directory = Directory(directory_path(cfg))
+        self.store = MailStore(data / "mail")
+        self.spool = Spool(data / "spool", self.clock)
+        self.policy = Policy([SenderOwnership(self.directory), LocalRecipients(self.directory)])
+        self.runner = QueueRunner(
+            self.spool,
+            self.clock,
+            LocalDelivery(self.directory, self.store, self.clock),
+            backoff=[parse_duration(r) for r in cfg.queue.retry],
+        )
+        self.servers: list[asyncio.Server] = []
+        self.endpoints: dict[str, Endpoint] = {}
+        self._listeners: list[Listener] = []
+        self._streams: set[asyncio.StreamWriter] = set()
+
+    def _smtp(self, role: str, *, implicit_tls: bool) -> Listener:
+        listener = Listener(
+            role,
+            hostname=self.cfg.server.hostname,
+            policy=self.policy,
+            spool=self.spool,
+            clock=self.clock,
+            auth=self.directory,
+            tls_context=self.tls_context,
+            implicit_tls=implicit_tls,
+            max_message_size=self.cfg.smtp.max_message_size,
+            max_recipients=self.cfg.smtp.max_recipients,
+            timeout=parse_duration(self.cfg.smtp.timeout),
+            on_queued=self.runner.notify,
+        )
+        self._listeners.append(listener)
+        return listener
+
+    def _stream_server(
+        self, handle: StreamHandler, *, implicit_tls: bool
+    ) -> Callable[[str, int], Awaitable[asyncio.Server]]:
+        """An IMAP or POP3 listener whose connections are tracked, so stop() can close them."""
+
+        async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            self._streams.add(w)
+            try:
+                await handle(r, w, tls=implicit_tls)
+            finally:
+                self._streams.discard(w)
+                w.close()
+
+        def start(host: str, port: int) -> Awaitable[asyncio.Server]:
+            ctx = self.tls_context if implicit_tls else None
+            return asyncio.start_server(on_connect, host, port, ssl=ctx, reuse_address=True)
+
+        return start
+
+    async def start(self) -> dict[str, Endpoint]:
+        """Open every listener and start the queue runner; a bind failure names the key."""
+        cfg = self.cfg
+        imap = ImapServer(
+            self.store,
+            self.directory,
+            hostname=cfg.server.hostname,
+            tls_context=self.tls_context,
+            clock=self.clock,
+        )
+        pop3 = Pop3Server(
+            self.store,
+            self.directory,
+            hostname=cfg.server.hostname,
+            tls_context=self.tls_context,
+            clock=self.clock,
+        )
+        starters: dict[str, Callable[[str, int], Awaitable[asyncio.Server]]] = {
+            "mx": self._smtp("mx", implicit_tls=False).start,
+            "submission": self._smtp("submission", implicit_tls=False).start,
+            "submissions": self._smtp("submission", implicit_tls=True).start,
+            "imap": self._stream_server(imap.handle, implicit_tls=False),
+            "imaps": self._stream_server(imap.handle, implicit_tls=True),
+            "pop3": self._stream_server(pop3.handle, implicit_tls=False),
+            "pop3s": self._stream_server(pop3.handle, implicit_tls=True),
+        }
+        try:
+            for name in LISTENERS:
+                host, port = cfg.address(name)
+                try:
+                    server = await starters[name](host, port)
+                except OSError as e:
+                    why = "address already in use" if e.errno == errno.EADDRINUSE else e.strerror
+                    raise StartupError(
+                        f"listen.{name}: cannot listen on {host}:{port}: {why}"
+                    ) from None
+                self.servers.append(server)
+                sock = server.sockets[0].getsockname()
+                self.endpoints[name] = Endpoint(name, sock[0], sock[1])
+        except BaseException:
+            await self._close_servers()
+            raise
+        self.runner.start()
+        urls = ",".join(ep.url for ep in self.endpoints.values())
+        event(log, "started", hostname=cfg.server.hostname, endpoints=urls)
+        return self.endpoints
+
+    async def _close_servers(self) -> None:
+        for s in self.servers:
+            s.close()
+        for s in self.servers:
+            await s.wait_closed()
+        self.servers.clear()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop listening, close sessions, let deliveries finish or return to the spool."""
+        for s in self.servers:
+            s.close()
+        for listener in self._listeners:
+            for session in list(listener.sessions):
+                if session.transport is not None:
+                    session.transport.close()
+        for w in list(self._streams):
+            w.close()
+        await self.runner.stop(grace)
+        await self._close_servers()
+        # Let the closed sessions' tasks run to their end before the loop goes away.
+        await asyncio.sleep(0)
+        self.directory.close()
+        event(log, "stopped")

@@ -1,0 +1,217 @@
+"""The `mailspec` command line: serve, config, domains and users, the fakes, and check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from reference import __version__
+from reference import config as config_mod
+from reference.config import Config, ConfigError
+
+# Subcommands that live in their own packages, each with register(sub, parents).
+_PLUGINS = ("fakes.dns.cli", "fakes.mx.cli", "conformance.cli")
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config", metavar="FILE", type=Path, help="TOML config file")
+    p.add_argument("--data-dir", metavar="DIR", help="overrides server.data_dir")
+    return p
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    return config_mod.load(args.config, data_dir=args.data_dir)
+
+
+def _open_directory(cfg: Config) -> Any:
+    from reference.app import directory_path
+    from reference.directory import Directory
+
+    return Directory(directory_path(cfg))
+
+
+# -- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from reference import log as logmod
+    from reference.app import App, StartupError
+
+    cfg = load_config(args)
+    logmod.setup(cfg.server.log_level)
+
+    async def main() -> int:
+        try:
+            app = App(cfg)
+            endpoints = await app.start()
+        except StartupError as e:
+            print(f"mailspec: {e}", file=sys.stderr)
+            return 2
+        print(f"mailspec {__version__}: {cfg.server.hostname}, data in {cfg.server.data_dir}")
+        for name, ep in endpoints.items():
+            print(f"  {name:<12} {ep.url}")
+        print(f"  certificate  {app.cert_path}")
+        if not app.directory.users():
+            flags = ""
+            if args.config:
+                flags += f" --config {args.config}"
+            if args.data_dir:
+                flags += f" --data-dir {args.data_dir}"
+            print("No accounts yet. Add a domain and an account (in another shell):")
+            print(f"  mailspec domain add example.test{flags}")
+            print(f"  mailspec user add alice@example.test --password secret{flags}")
+        print("Stop with Ctrl-C or SIGTERM.", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await app.stop()
+        return 0
+
+    return asyncio.run(main())
+
+
+# -- config
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    print(config_mod.render(load_config(args), with_docs=not args.bare), end="")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    load_config(args)
+    print("config OK")
+    return 0
+
+
+# -- directory
+
+
+def cmd_domain_add(args: argparse.Namespace) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        print(f"domain {d.add_domain(args.domain)} added")
+    finally:
+        d.close()
+    return 0
+
+
+def cmd_domain_list(args: argparse.Namespace) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        for name in d.domains():
+            print(name)
+    finally:
+        d.close()
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        account = d.add_user(args.address, args.password)
+        print(f"user {account.address} added")
+    finally:
+        d.close()
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        d.set_password(args.address, args.password)
+        print(f"password of {args.address} changed")
+    finally:
+        d.close()
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        for a in d.users(args.domain):
+            print(a.address if a.enabled else f"{a.address} (disabled)")
+    finally:
+        d.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="mailspec",
+        description="The executable specification of a hosted mail platform.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"mailspec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", parents=[common], help="run the reference mail system")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("config", parents=[common], help="show or check the configuration")
+    csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = csub.add_parser("show", parents=[common], help="print the effective config as TOML")
+    q.add_argument("--bare", action="store_true", help="without the documentation comments")
+    q.set_defaults(func=cmd_config_show)
+    q = csub.add_parser("check", parents=[common], help="validate the config file")
+    q.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("domain", parents=[common], help="manage local domains")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = dsub.add_parser("add", parents=[common], help="add a local domain")
+    q.add_argument("domain")
+    q.set_defaults(func=cmd_domain_add)
+    q = dsub.add_parser("list", parents=[common], help="list local domains")
+    q.set_defaults(func=cmd_domain_list)
+
+    p = sub.add_parser("user", parents=[common], help="manage accounts")
+    usub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = usub.add_parser("add", parents=[common], help="add an account")
+    q.add_argument("address")
+    q.add_argument("--password", required=True)
+    q.set_defaults(func=cmd_user_add)
+    q = usub.add_parser("passwd", parents=[common], help="change an account's password")
+    q.add_argument("address")
+    q.add_argument("--password", required=True)
+    q.set_defaults(func=cmd_user_passwd)
+    q = usub.add_parser("list", parents=[common], help="list accounts")
+    q.add_argument("--domain")
+    q.set_defaults(func=cmd_user_list)
+
+    for modname in _PLUGINS:
+        with contextlib.suppress(ModuleNotFoundError):
+            importlib.import_module(modname).register(sub, [common])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc: int = args.func(args)
+    except ConfigError as e:
+        print(f"mailspec: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # DirectoryError and other refusals with a clear reason
+        print(f"mailspec: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""The typed configuration: one TOML file, every key documented here, every default embedded."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the key and the reason."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"config key '{key}': {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def doc(text: str, **kw: Any) -> Any:
+    """A dataclass field carrying its documentation (the one place keys are documented)."""
+    return field(metadata={"doc": text}, **kw)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """'24h' -> 86400.0; a bare number is seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 24h, 36d)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """'127.0.0.1:2525' or '[::1]:2525' -> (host, port); port 0 means any free port."""
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", text) or re.match(r"^([^:\s]+):(\d+)$", text)
+    if not m:
+        raise ValueError(f"expected host:port, got {text!r}")
+    port = int(m.group(2))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 0-65535")
+    return m.group(1), port
+
+
+@dataclass
+class Server:
+    hostname: str = doc(
+        "The name this platform uses in greetings, Received: and its certificate.",
+        default="mail.example.test",
+    )
+    data_dir: str = doc("Where the spool, mailboxes, directory and keys live.", default="./var")
+    log_level: str = doc("debug, info, warning or error.", default="info")
+
+
+@dataclass
+class Listen:
+    mx: str = doc("Inbound MX SMTP (STARTTLS offered).", default="127.0.0.1:2525")
+    submission: str = doc(
+        "Submission, RFC 6409 (STARTTLS, then AUTH, required).", default="127.0.0.1:2587"
+    )
+    submissions: str = doc("Submission over implicit TLS, RFC 8314.", default="127.0.0.1:2465")
+    imap: str = doc("IMAP (STARTTLS required before login).", default="127.0.0.1:2143")
+    imaps: str = doc("IMAP over implicit TLS.", default="127.0.0.1:2993")
+    pop3: str = doc("POP3 (STLS required before login).", default="127.0.0.1:2110")
+    pop3s: str = doc("POP3 over implicit TLS.", default="127.0.0.1:2995")
+    mx_proxy_from: list[str] = doc(
+        "Networks (CIDR) allowed to send a PROXY protocol header on the MX port.",
+        default_factory=list,
+    )
+
+
+@dataclass
+class Tls:
+    cert: str = doc(
+        "PEM certificate chain; empty: a self-signed one under data_dir/tls.", default=""
+    )
+    key: str = doc("PEM private key for tls.cert.", default="")
+
+
+@dataclass
+class Dns:
+    nameservers: list[str] = doc(
+        "Resolvers as host:port; empty means the system resolver.", default_factory=list
+    )
+    timeout: str = doc("How long one lookup may take before it is a temporary error.", default="5s")
+
+
+@dataclass
+class Smtp:
+    max_message_size: int = doc(
+        "Largest message accepted, bytes (advertised in SIZE).", default=26_214_400
+    )
+    max_recipients: int = doc(
+        "Recipients per transaction (RFC 5321 asks for at least 100).", default=1000
+    )
+    timeout: str = doc(
+        "Idle timeout of an SMTP session (RFC 5321 4.5.3.2: 5 minutes).", default="5m"
+    )
+
+
+@dataclass
+class Relay:
+    port: int = doc(
+        "The TCP port of remote MXs (25 on the internet; tests use others).", default=25
+    )
+    source_addresses: list[str] = doc(
+        "Source addresses or CIDR ranges the relay sends from; empty: the system's choice.",
+        default_factory=list,
+    )
+    smarthost: str = doc(
+        "host:port to hand mail to when direct delivery fails; empty: none.", default=""
+    )
+    max_age: str = doc("How long a message is retried before it bounces with a DSN.", default="24h")
+
+
+@dataclass
+class Queue:
+    retry: list[str] = doc(
+        "Backoff between delivery attempts; the last value repeats until relay.max_age.",
+        default_factory=lambda: ["1m", "5m", "15m", "30m", "1h", "2h", "4h"],
+    )
+
+
+@dataclass
+class Config:
+    server: Server = field(default_factory=Server)
+    listen: Listen = field(default_factory=Listen)
+    tls: Tls = field(default_factory=Tls)
+    dns: Dns = field(default_factory=Dns)
+    smtp: Smtp = field(default_factory=Smtp)
+    relay: Relay = field(default_factory=Relay)
+    queue: Queue = field(default_factory=Queue)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir)
+
+    # Derived, validated views used by the composition root.
+    def address(self, name: str) -> tuple[str, int]:
+        return parse_hostport(getattr(self.listen, name))
+
+    def seconds(self, dotted: str) -> float:
+        section, key = dotted.split(".")
+        return parse_duration(getattr(getattr(self, section), key))
+
+
+LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+
+
+def _sections() -> dict[str, type[Any]]:
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in fields(Config)}
+
+
+def _check_type(key: str, value: Any, expected: Any) -> Any:
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return value
+    if expected == list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"expected a list of strings, got {value!r}")
+        return list(value)
+    raise ConfigError(key, f"unsupported type {expected}")  # pragma: no cover
+
+
+def _validate(cfg: Config) -> None:
+    for name in LISTENERS:
+        key = f"listen.{name}"
+        try:
+            parse_hostport(getattr(cfg.listen, name))
+        except ValueError as e:
+            raise ConfigError(key, str(e)) from None
+    for i, net in enumerate(cfg.listen.mx_proxy_from):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"listen.mx_proxy_from[{i}]", f"not a network: {net!r}") from None
+    for i, ns in enumerate(cfg.dns.nameservers):
+        try:
+            host, _ = parse_hostport(ns) if ":" in ns else (ns, 53)
+            ipaddress.ip_address(host)
+        except ValueError as e:
+            raise ConfigError(f"dns.nameservers[{i}]", f"{e} (an IP address with a port)") from None
+    if not 1 <= cfg.relay.port <= 65535:
+        raise ConfigError("relay.port", f"port {cfg.relay.port} out of range 1-65535")
+    for i, src in enumerate(cfg.relay.source_addresses):
+        try:
+            ipaddress.ip_network(src, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"relay.source_addresses[{i}]", f"not an address or CIDR range: {src!r}"
+            ) from None
+    if cfg.relay.smarthost:
+        try:
+            parse_hostport(cfg.relay.smarthost)
+        except ValueError as e:
+            raise ConfigError("relay.smarthost", str(e)) from None
+    for key in ("relay.max_age", "dns.timeout", "smtp.timeout"):
+        try:
+            cfg.seconds(key)
+        except ValueError as e:
+            raise ConfigError(key, str(e)) from None
+    for i, r in enumerate(cfg.queue.retry):
+        try:
+            parse_duration(r)
+        except ValueError as e:
+            raise ConfigError(f"queue.retry[{i}]", str(e)) from None
+    if cfg.smtp.max_recipients < 100:
+        raise ConfigError("smtp.max_recipients", "RFC 5321 4.5.3.1.8 requires at least 100")
+    if cfg.smtp.max_message_size < 1024:
+        raise ConfigError("smtp.max_message_size", "must be at least 1024 bytes")
+    if bool(cfg.tls.cert) != bool(cfg.tls.key):
+        raise ConfigError(
+            "tls.cert" if not cfg.tls.cert else "tls.key", "tls.cert and tls.key go together"
+        )
+    if cfg.server.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("server.log_level", "one of debug, info, warning, error")
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", cfg.server.hostname):
+        raise ConfigError("server.hostname", f"not a host name: {cfg.server.hostname!r}")
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build and validate a Config from parsed TOML; unknown keys are errors."""
+    sections = _sections()
+    kwargs: dict[str, Any] = {}
+    for sname, svalue in data.items():
+        if sname not in sections:
+            raise ConfigError(sname, f"unknown section (known: {', '.join(sections)})")
+        if not isinstance(svalue, dict):
+            raise ConfigError(sname, "expected a table")
+        cls = sections[sname]
+        hints = get_type_hints(cls)
+        known = {f.name for f in fields(cls)}
+        skw: dict[str, Any] = {}
+        for k, v in svalue.items():
+            key = f"{sname}.{k}"
+            if k not in known:
+                raise ConfigError(
+                    key, f"unknown key (known in [{sname}]: {', '.join(sorted(known))})"
+                )
+            skw[k] = _check_type(key, v, hints[k])
+        kwargs[sname] = cls(**skw)
+    cfg = Config(**kwargs)
+    _validate(cfg)
+    return cfg
+
+
+def load(
+    path: Path | None = None,
+    *,
+    data_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Read ``path`` (or the embedded defaults), apply dotted ``overrides``, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError("--config", f"no such file: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("--config", f"{path}: not valid TOML: {e}") from None
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        data.setdefault(section, {})[key] = value
+    if data_dir is not None:
+        data.setdefault("server", {})["data_dir"] = data_dir
+    return from_dict(data)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(cfg: Config, *, with_docs: bool = True) -> str:
+    """The effective config as TOML (what `mailspec config show` prints)."""
+    out: list[str] = []
+    for sec in fields(cfg):
+        section = getattr(cfg, sec.name)
+        out.append(f"[{sec.name}]")
+        for f in fields(section):
+            if with_docs:
+                out.append(f"# {f.metadata['doc']}")
+            out.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+        out.append("")
+    return "\n".join(out)
+
+
+def as_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

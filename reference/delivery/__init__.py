@@ -1,0 +1,199 @@
+"""Delivery: the queue runner that takes spooled messages to mailboxes (and, later, the relay)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from reference.clock import Clock
+from reference.directory import Directory, DirectoryError, split_address
+from reference.log import event
+from reference.mailbox import MailStore
+from reference.spool import BOUNCED, DELIVERED, QueueEntry, Recipient, Spool
+
+log = logging.getLogger("mailspec.delivery")
+
+__all__ = ["LocalDelivery", "Outcome", "QueueRunner", "RemoteDelivery"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one delivery attempt to one recipient came to."""
+
+    status: str  # "delivered", "deferred" or "bounced"
+    detail: str
+
+
+class RemoteDelivery(Protocol):
+    """The relay's seam: deliver to recipients outside our domains."""
+
+    async def deliver(
+        self, entry: QueueEntry, rcpts: Sequence[Recipient], data: bytes
+    ) -> dict[str, Outcome]: ...
+
+
+class LocalDelivery:
+    """Into the recipient's mailbox, with Return-Path and Delivered-To added."""
+
+    def __init__(self, directory: Directory, store: MailStore, clock: Clock) -> None:
+        self.directory = directory
+        self.store = store
+        self.clock = clock
+
+    def is_local(self, address: str) -> bool:
+        try:
+            _, domain = split_address(address)
+        except DirectoryError:
+            return False
+        return self.directory.is_local_domain(domain)
+
+    def _deliver_sync(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
+        local, domain = split_address(rcpt)
+        account = self.directory.lookup(rcpt)
+        if account is None and local == "postmaster":
+            account = self.directory.postmaster(domain)
+        if account is None:
+            # The account went away between RCPT and delivery.
+            return Outcome("bounced", "5.1.1 no such user")
+        # RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender.
+        header = f"Return-Path: <{entry.sender}>\r\nDelivered-To: {account.address}\r\n"
+        uid = self.store.deliver(account.address, header.encode() + data)
+        return Outcome("delivered", f"2.0.0 delivered to {account.address} uid {uid}")
+
+    async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
+        return await asyncio.to_thread(self._deliver_sync, entry, rcpt, data)
+
+
+class QueueRunner:
+    """Takes due messages from the spool and delivers them, one task per message."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        clock: Clock,
+        local: LocalDelivery,
+        *,
+        remote: RemoteDelivery | None = None,
+        backoff: Sequence[float] = (60.0, 300.0, 900.0, 1800.0, 3600.0),
+        concurrency: int = 16,
+    ) -> None:
+        self.spool = spool
+        self.clock = clock
+        self.local = local
+        self.remote = remote
+        self.backoff = list(backoff) or [60.0]
+        self._wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def notify(self, qid: str = "") -> None:
+        """A message was queued: look at the spool now rather than at the next tick."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="queue-runner")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking messages; let in-flight deliveries finish, or leave them spooled."""
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._inflight:
+            _, pending = await asyncio.wait(list(self._inflight.values()), timeout=grace)
+            for t in pending:
+                t.cancel()
+            # A cancelled delivery leaves its recipients pending in the spool.
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            now = self.clock.now()
+            entries = await asyncio.to_thread(self.spool.entries)
+            next_due: float | None = None
+            for entry in entries:
+                if entry.qid in self._inflight or entry.held or entry.done:
+                    continue
+                if entry.next_attempt <= now:
+                    task = asyncio.create_task(self._attempt(entry.qid), name=entry.qid)
+                    self._inflight[entry.qid] = task
+                    task.add_done_callback(lambda t, q=entry.qid: self._inflight.pop(q, None))
+                elif next_due is None or entry.next_attempt < next_due:
+                    next_due = entry.next_attempt
+            await self._sleep(next_due)
+
+    async def _sleep(self, next_due: float | None) -> None:
+        waiter = asyncio.create_task(self._wake.wait())
+        timer = asyncio.create_task(
+            self.clock.sleep(max(0.0, (next_due - self.clock.now())) if next_due else 3600.0)
+        )
+        await asyncio.wait({waiter, timer}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (waiter, timer):
+            t.cancel()
+
+    async def _attempt(self, qid: str) -> None:
+        async with self._slots:
+            entry = await asyncio.to_thread(self.spool.load, qid)
+            if entry is None or entry.done:
+                return
+            data = await asyncio.to_thread(self.spool.read_message, qid)
+            entry.attempts += 1
+            remote: list[Recipient] = []
+            for rcpt in entry.pending:
+                if not self.local.is_local(rcpt.address):
+                    remote.append(rcpt)
+                    continue
+                try:
+                    outcome = await self.local.deliver(entry, rcpt.address, data)
+                except OSError as e:
+                    outcome = Outcome("deferred", f"4.3.0 mailbox write failed: {e.strerror}")
+                self._record(entry, rcpt, outcome)
+                # Saved after each recipient: a restart never delivers one twice.
+                await asyncio.to_thread(self.spool.save, entry)
+            if remote:
+                if self.remote is None:
+                    for rcpt in remote:
+                        self._record(entry, rcpt, Outcome("deferred", "4.4.0 relay not enabled"))
+                else:
+                    outcomes = await self.remote.deliver(entry, remote, data)
+                    for rcpt in remote:
+                        self._record(
+                            entry,
+                            rcpt,
+                            outcomes.get(rcpt.address) or Outcome("deferred", "4.4.0 no outcome"),
+                        )
+            await self._finish(entry)
+
+    def _record(self, entry: QueueEntry, rcpt: Recipient, outcome: Outcome) -> None:
+        rcpt.attempts += 1
+        rcpt.reply = outcome.detail
+        if outcome.status == "delivered":
+            rcpt.status = DELIVERED
+        elif outcome.status == "bounced":
+            rcpt.status = BOUNCED
+        event(
+            log,
+            outcome.status,
+            qid=entry.qid,
+            rcpt=rcpt.address,
+            detail=outcome.detail,
+            attempt=rcpt.attempts,
+        )
+
+    async def _finish(self, entry: QueueEntry) -> None:
+        if entry.done:
+            await asyncio.to_thread(self.spool.remove, entry.qid)
+            event(log, "removed", qid=entry.qid)
+            return
+        delay = self.backoff[min(entry.attempts - 1, len(self.backoff) - 1)]
+        entry.next_attempt = self.clock.now() + delay
+        await asyncio.to_thread(self.spool.save, entry)
+        event(log, "deferred.entry", qid=entry.qid, next_in=int(delay), pending=len(entry.pending))

@@ -1,0 +1,30 @@
+"""The resolver: built once from `dns.nameservers`, passed to whatever resolves names."""
+
+from __future__ import annotations
+
+import dns.asyncresolver
+import dns.resolver
+
+from reference.config import Config, parse_duration
+
+
+def make_resolver(cfg: Config) -> dns.asyncresolver.Resolver:
+    """A dnspython async resolver on the configured nameservers (or the system's)."""
+    if not cfg.dns.nameservers:
+        resolver = dns.asyncresolver.Resolver()
+    else:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        hosts: list[str] = []
+        ports: dict[str, int] = {}
+        for ns in cfg.dns.nameservers:
+            host, _, port = ns.rpartition(":") if ns.count(":") == 1 or "]" in ns else (ns, "", "")
+            host = host.strip("[]") or ns
+            hosts.append(host)
+            ports[host] = int(port) if port else 53
+        resolver.nameservers = hosts
+        resolver.nameserver_ports = ports
+    timeout = parse_duration(cfg.dns.timeout)
+    resolver.lifetime = timeout
+    resolver.timeout = min(timeout, 2.0)
+    resolver.cache = dns.resolver.Cache()
+    return resolver

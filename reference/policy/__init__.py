@@ -1,0 +1,151 @@
+"""Checks per SMTP stage: each returns a result; the chain stops at the first that decides."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from reference.directory import Directory, DirectoryError, split_address
+from reference.smtp import replies
+from reference.smtp.replies import Reply
+
+__all__ = [
+    "Action",
+    "Check",
+    "CheckResult",
+    "LocalRecipients",
+    "Policy",
+    "SenderOwnership",
+    "Session",
+]
+
+
+class Action(Enum):
+    CONTINUE = "continue"
+    ACCEPT = "accept"
+    TEMPFAIL = "tempfail"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    action: Action
+    reply: Reply | None = None
+    reason: str = ""  # for the log line, never for the wire
+
+    @property
+    def refuses(self) -> bool:
+        return self.action in (Action.TEMPFAIL, Action.REJECT)
+
+
+CONTINUE = CheckResult(Action.CONTINUE)
+
+
+def refuse(reply: Reply, reason: str = "") -> CheckResult:
+    return CheckResult(Action.TEMPFAIL if reply.transient else Action.REJECT, reply, reason)
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a check may know about the SMTP session."""
+
+    role: str  # "mx" or "submission"
+    peer: str  # the client's IP address (after PROXY protocol, the real one)
+    helo: str = ""
+    tls: bool = False
+    user: str | None = None  # the authenticated address
+
+
+class Check:
+    """A check overrides the stages it cares about; the others say continue."""
+
+    name = "check"
+
+    async def mail(self, s: Session, sender: str) -> CheckResult:
+        return CONTINUE
+
+    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+        return CONTINUE
+
+    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+        return CONTINUE
+
+
+class LocalRecipients(Check):
+    """RCPT: our domains need an existing mailbox; other domains need an authenticated user."""
+
+    name = "recipients"
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+        try:
+            local, domain = split_address(rcpt)
+        except DirectoryError:
+            return refuse(replies.BAD_ADDRESS, f"bad recipient {rcpt!r}")
+        if self.directory.is_local_domain(domain):
+            account = self.directory.lookup(rcpt)
+            if account is None and local == "postmaster":
+                # RFC 5321 4.5.1: postmaster must be accepted.
+                account = self.directory.postmaster(domain)
+            if account is None:
+                return refuse(replies.NO_SUCH_USER, f"unknown user {rcpt}")
+            if not account.enabled:
+                return refuse(replies.MAILBOX_DISABLED, f"disabled {rcpt}")
+            return CONTINUE
+        if s.user is None:
+            # No open relay: only authenticated users may send to other domains.
+            return refuse(replies.RELAY_DENIED, f"relay to {domain} from {s.peer}")
+        return CONTINUE
+
+
+class SenderOwnership(Check):
+    """Submission: MAIL FROM must be an address of the authenticated user."""
+
+    name = "sender-ownership"
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    async def mail(self, s: Session, sender: str) -> CheckResult:
+        if s.role != "submission" or s.user is None:
+            return CONTINUE
+        if sender == "":
+            return CONTINUE  # a user may send a bounce-like message with a null sender
+        try:
+            local, domain = split_address(sender)
+        except DirectoryError:
+            return refuse(replies.BAD_ADDRESS, f"bad sender {sender!r}")
+        if f"{local}@{domain}" != s.user:
+            return refuse(replies.SENDER_NOT_OWNED, f"{s.user} tried MAIL FROM {sender}")
+        return CONTINUE
+
+
+class Policy:
+    """An ordered chain of checks; configuration decides which checks are in it."""
+
+    def __init__(self, checks: Sequence[Check]) -> None:
+        self.checks = list(checks)
+
+    async def mail(self, s: Session, sender: str) -> CheckResult:
+        for c in self.checks:
+            r = await c.mail(s, sender)
+            if r.action is not Action.CONTINUE:
+                return r
+        return CONTINUE
+
+    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+        for c in self.checks:
+            r = await c.rcpt(s, sender, rcpt)
+            if r.action is not Action.CONTINUE:
+                return r
+        return CONTINUE
+
+    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+        for c in self.checks:
+            r = await c.data(s, sender, rcpts, msg)
+            if r.action is not Action.CONTINUE:
+                return r
+        return CONTINUE

@@ -1,0 +1,1 @@
+"""SMTP front ends: the MX and submission listeners."""

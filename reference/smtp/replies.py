@@ -1,0 +1,88 @@
+"""SMTP replies as values: a frozen Reply and the named constants the platform sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One SMTP reply: basic code (RFC 5321 4.2), enhanced code (RFC 3463), text."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    @property
+    def transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+    @property
+    def positive(self) -> bool:
+        return 200 <= self.code < 400
+
+    def with_text(self, text: str) -> Reply:
+        return Reply(self.code, self.enhanced, text)
+
+    def __str__(self) -> str:
+        lines = self.text.split("\n")
+        head = f"{self.code} {self.enhanced}" if self.enhanced else f"{self.code}"
+        # RFC 5321 4.2.1: every line but the last carries a hyphen right after the code.
+        out = [f"{self.code}-{head[4:]} {line}".replace("- ", "-", 1) for line in lines[:-1]]
+        out.append(f"{head} {lines[-1]}")
+        return "\r\n".join(out)
+
+
+# Positive
+OK = Reply(250, "2.0.0", "OK")
+SENDER_OK = Reply(250, "2.1.0", "Sender OK")
+RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
+QUEUED = Reply(250, "2.0.0", "Ok: queued as {qid}")
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+
+# Transient
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+TEMP_LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, try again later")
+SPOOL_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
+
+# Permanent
+NO_SUCH_USER = Reply(550, "5.1.1", "No such user here")
+MAILBOX_DISABLED = Reply(550, "5.2.1", "Mailbox disabled")
+RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
+SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by the authenticated user")
+BAD_ADDRESS = Reply(553, "5.1.3", "Bad address syntax")
+MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big")
+AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+
+# Default enhanced codes for replies written without one (aiosmtpd's own replies), so that
+# every reply after EHLO carries one, as RFC 2034 asks once ENHANCEDSTATUSCODES is advertised.
+DEFAULT_ENHANCED: dict[int, str] = {
+    221: "2.0.0",
+    235: "2.7.0",
+    250: "2.0.0",
+    251: "2.1.5",
+    252: "2.5.0",
+    421: "4.4.2",
+    450: "4.2.0",
+    451: "4.3.0",
+    452: "4.3.1",
+    454: "4.7.0",
+    500: "5.5.2",
+    501: "5.5.4",
+    502: "5.5.1",
+    503: "5.5.1",
+    504: "5.5.4",
+    530: "5.7.0",
+    535: "5.7.8",
+    550: "5.0.0",
+    551: "5.1.6",
+    552: "5.3.4",
+    553: "5.1.3",
+    554: "5.0.0",
+    555: "5.5.4",
+}

@@ -1,0 +1,171 @@
+"""The durable queue: messages written and fsynced before the 250, with per-recipient state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reference.clock import Clock
+
+__all__ = ["QueueEntry", "Recipient", "Spool", "SpoolError"]
+
+# Recipient states.
+PENDING = "pending"  # not tried yet, or deferred until entry.next_attempt
+DELIVERED = "delivered"
+BOUNCED = "bounced"
+FINAL = (DELIVERED, BOUNCED)
+
+
+class SpoolError(OSError):
+    """The spool could not take or update a message (disk full, permissions…)."""
+
+
+@dataclass
+class Recipient:
+    address: str
+    status: str = PENDING
+    attempts: int = 0
+    reply: str = ""  # the last reply or reason, for queue listings and DSNs
+
+
+@dataclass
+class QueueEntry:
+    qid: str
+    sender: str
+    recipients: list[Recipient]
+    created: float
+    next_attempt: float
+    size: int = 0
+    lane: str = "regular"
+    held: bool = False
+    attempts: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> list[Recipient]:
+        return [r for r in self.recipients if r.status not in FINAL]
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> QueueEntry:
+        d = json.loads(raw)
+        d["recipients"] = [Recipient(**r) for r in d["recipients"]]
+        return cls(**d)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write to a temporary name, fsync, rename: the file is whole or absent."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Spool:
+    """Files under ``root``: ``<qid>.eml`` (the message) and ``<qid>.json`` (the envelope).
+
+    The JSON file is written last, so its presence marks a committed message; a message
+    file without one is an interrupted enqueue and is removed at start.
+    """
+
+    def __init__(self, root: Path, clock: Clock) -> None:
+        self.root = root
+        self.clock = clock
+        root.mkdir(parents=True, exist_ok=True)
+        self._recover()
+
+    def _recover(self) -> None:
+        for tmp in self.root.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for eml in self.root.glob("*.eml"):
+            if not eml.with_suffix(".json").exists():
+                eml.unlink(missing_ok=True)
+
+    def new_qid(self) -> str:
+        # Time-ordered prefix (so listings sort by arrival) plus randomness (so several
+        # processes sharing the spool never collide).
+        return f"{int(self.clock.now() * 1000):011X}{secrets.token_hex(3).upper()}"
+
+    def _enqueue_sync(self, entry: QueueEntry, data: bytes) -> None:
+        try:
+            _write_durably(self.root / f"{entry.qid}.eml", data)
+            _write_durably(self.root / f"{entry.qid}.json", entry.to_json())
+            _fsync_dir(self.root)
+        except OSError as e:
+            for suffix in (".eml", ".json", ".eml.tmp", ".json.tmp"):
+                (self.root / f"{entry.qid}{suffix}").unlink(missing_ok=True)
+            raise SpoolError(e.errno, f"spool write failed: {e.strerror}") from e
+
+    async def enqueue(
+        self,
+        sender: str,
+        recipients: list[str],
+        data: bytes,
+        *,
+        qid: str | None = None,
+        lane: str = "regular",
+        meta: dict[str, Any] | None = None,
+    ) -> QueueEntry:
+        """Write the message durably; when this returns, the 250 may be sent."""
+        now = self.clock.now()
+        entry = QueueEntry(
+            qid=qid or self.new_qid(),
+            sender=sender,
+            recipients=[Recipient(r) for r in recipients],
+            created=now,
+            next_attempt=now,
+            size=len(data),
+            lane=lane,
+            meta=meta or {},
+        )
+        await asyncio.to_thread(self._enqueue_sync, entry, data)
+        return entry
+
+    def save(self, entry: QueueEntry) -> None:
+        _write_durably(self.root / f"{entry.qid}.json", entry.to_json())
+
+    def load(self, qid: str) -> QueueEntry | None:
+        try:
+            return QueueEntry.from_json((self.root / f"{qid}.json").read_bytes())
+        except (FileNotFoundError, ValueError, TypeError, KeyError):
+            return None
+
+    def read_message(self, qid: str) -> bytes:
+        return (self.root / f"{qid}.eml").read_bytes()
+
+    def remove(self, qid: str) -> None:
+        # Envelope first: a crash in between leaves an orphan message, removed at start.
+        (self.root / f"{qid}.json").unlink(missing_ok=True)
+        (self.root / f"{qid}.eml").unlink(missing_ok=True)
+
+    def entries(self) -> list[QueueEntry]:
+        out = []
+        for path in sorted(self.root.glob("*.json")):
+            entry = self.load(path.stem)
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def due(self, now: float) -> list[QueueEntry]:
+        return [e for e in self.entries() if not e.held and e.next_attempt <= now and not e.done]

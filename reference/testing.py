@@ -1,0 +1,140 @@
+"""A reference node in a background thread, for tests, scenarios and the conformance suite."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from reference import config as config_mod
+from reference.app import App
+from reference.clock import ManualClock
+from reference.config import LISTENERS
+from reference.directory import Directory
+from reference.mailbox import MailStore
+
+
+class ReferenceServer:
+    """Runs :class:`App` on its own event loop; every listener on 127.0.0.1, port 0."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        clock: ManualClock | None = None,
+        nameservers: list[str] | None = None,
+        overrides: dict[str, Any] | None = None,
+        hostname: str = "mail.example.test",
+    ) -> None:
+        self.clock = clock or ManualClock()
+        settings: dict[str, Any] = {f"listen.{name}": "127.0.0.1:0" for name in LISTENERS}
+        settings["server.hostname"] = hostname
+        settings["dns.nameservers"] = list(nameservers or [])
+        settings.update(overrides or {})
+        self.config = config_mod.load(None, data_dir=str(data_dir), overrides=settings)
+        self.hostname = self.config.server.hostname
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._app: App | None = None
+        self._stopped: asyncio.Event | None = None
+
+    # -- lifecycle
+    def start(self) -> ReferenceServer:
+        started: Future[None] = Future()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._main(started))
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="reference", daemon=True)
+        self._thread.start()
+        started.result(timeout=30)
+        return self
+
+    async def _main(self, started: Future[None]) -> None:
+        self._stopped = asyncio.Event()
+        try:
+            self._app = App(self.config, self.clock)
+            await self._app.start()
+        except BaseException as e:
+            started.set_exception(e)
+            return
+        started.set_result(None)
+        await self._stopped.wait()
+        await self._app.stop(grace=5.0)
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None or self._stopped is None:
+            return
+        self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(timeout=30)
+        self._thread = None
+
+    def __enter__(self) -> ReferenceServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what tests use
+    @property
+    def app(self) -> App:
+        assert self._app is not None, "not started"
+        return self._app
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        return {name: ep.url for name, ep in self.app.endpoints.items()}
+
+    def port(self, name: str) -> int:
+        return self.app.endpoints[name].port
+
+    @property
+    def cafile(self) -> Path:
+        return self.app.cert_path
+
+    @property
+    def directory(self) -> Directory:
+        return self.app.directory
+
+    def add_domain(self, name: str) -> None:
+        self.directory.add_domain(name)
+
+    def add_user(self, address: str, password: str) -> None:
+        self.directory.add_user(address, password)
+
+    @property
+    def store(self) -> MailStore:
+        return self.app.store
+
+    def mailbox_messages(self, address: str, folder: str = "INBOX") -> list[bytes]:
+        box = self.store.open(address, folder)
+        return [box.read(m.uid) for m in box.messages()]
+
+    def run(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run a coroutine on the server's loop (e.g. to wait for the queue to drain)."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def wait_delivered(self, timeout: float = 10.0) -> None:
+        """Block until the spool holds no message that is due now."""
+
+        async def drained() -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while True:
+                due = await asyncio.to_thread(self.app.spool.due, self.clock.now())
+                if not due:
+                    return
+                if loop.time() > deadline:
+                    raise TimeoutError(f"still queued: {[e.qid for e in due]}")
+                await asyncio.sleep(0.02)
+
+        self.run(drained(), timeout + 5)

@@ -1,0 +1,74 @@
+"""The command line: config show, accounts, and clear errors for bad config and busy ports."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reference.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_config_show_prints_effective_config(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path) -> None:
+    rc, out, _ = run(capsys, "config", "show", "--data-dir", str(tmp_path / "d"))
+    assert rc == 0
+    assert f'data_dir = "{tmp_path / "d"}"' in out
+    assert 'mx = "127.0.0.1:2525"' in out
+    assert "# Inbound MX SMTP" in out
+
+
+def test_bad_config_names_the_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[listen]\nmx = "127.0.0.1:70000"\n')
+    rc, _, err = run(capsys, "config", "show", "--config", str(f))
+    assert rc == 2
+    assert "listen.mx" in err and "out of range" in err
+    f.write_text('[listen]\nmx_typo = "127.0.0.1:25"\n')
+    rc, _, err = run(capsys, "serve", "--config", str(f))
+    assert rc == 2
+    assert "listen.mx_typo" in err and "unknown key" in err
+    assert "Traceback" not in err
+
+
+def test_domains_and_users(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    d = ["--data-dir", str(tmp_path)]
+    assert run(capsys, "domain", "add", "Example.TEST", *d)[0] == 0
+    assert run(capsys, "user", "add", "bob@example.test", "--password", "pw", *d)[0] == 0
+    assert run(capsys, "user", "add", "alice@example.test", "--password", "pw", *d)[0] == 0
+    rc, out, _ = run(capsys, "user", "list", *d)
+    assert (rc, out) == (0, "alice@example.test\nbob@example.test\n")
+    rc, _, err = run(capsys, "user", "add", "eve@other.test", "--password", "pw", *d)
+    assert rc == 1 and "not ours" in err
+    rc, _, err = run(capsys, "user", "add", "bob@example.test", "--password", "pw", *d)
+    assert rc == 1 and "exists already" in err
+    rc, out, _ = run(capsys, "domain", "list", *d)
+    assert out == "example.test\n"
+
+
+def test_port_in_use_is_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "c.toml"
+        names = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+        lines = [f'{n} = "127.0.0.1:0"' for n in names if n != "imap"]
+        cfg.write_text("[listen]\n" + "\n".join(lines) + f'\nimap = "127.0.0.1:{port}"\n')
+        done = subprocess.run(
+            [sys.executable, "-m", "reference.cli", "serve", "--config", str(cfg),
+             "--data-dir", str(tmp_path / "d")],
+            capture_output=True, text=True, timeout=30,
+        )
+    assert done.returncode == 2
+    assert f"listen.imap: cannot listen on 127.0.0.1:{port}: address already in use" in done.stderr
+    assert "Traceback" not in done.stderr

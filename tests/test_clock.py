@@ -1,0 +1,49 @@
+"""The manual clock wakes sleepers when advanced, from any thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from reference.clock import ManualClock, RealClock
+
+
+async def test_manual_clock_wakes_sleepers_in_order() -> None:
+    clock = ManualClock()
+    woke: list[str] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append(name)
+
+    tasks = [asyncio.create_task(sleeper("day", 86400)), asyncio.create_task(sleeper("min", 60))]
+    await asyncio.sleep(0)
+    clock.advance(59)
+    await asyncio.sleep(0.01)
+    assert woke == []
+    clock.advance(1)
+    await asyncio.sleep(0.01)
+    assert woke == ["min"]
+    clock.advance(86400)
+    await asyncio.gather(*tasks)
+    assert woke == ["min", "day"]
+
+
+async def test_advance_from_another_thread() -> None:
+    clock = ManualClock()
+    t0 = clock.now()
+    task = asyncio.create_task(clock.sleep(300))
+    await asyncio.sleep(0)
+    th = threading.Thread(target=clock.advance, args=(300,))
+    th.start()
+    th.join()
+    await asyncio.wait_for(task, 1)
+    assert clock.now() == t0 + 300
+
+
+async def test_real_clock_moves() -> None:
+    c = RealClock()
+    a = c.monotonic()
+    await c.sleep(0.01)
+    assert c.monotonic() > a
+    assert c.now() > 1_700_000_000
