@@ -81,7 +81,7 @@ class App:
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
         self.directory = Directory(directory_path(cfg))
-        self.store = MailStore(data / "mail")
+        self.store = MailStore(data / "mail", clock=self.clock)
         self.spool = Spool(data / "spool", self.clock)
         self.policy = Policy([SenderOwnership(self.directory), LocalRecipients(self.directory)])
         self.runner = QueueRunner(

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
 import threading
+import time
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +123,8 @@ class ReferenceServer:
         return self.app.store
 
     def mailbox_messages(self, address: str, folder: str = "INBOX") -> list[bytes]:
-        box = self.store.open(address, folder)
-        return [box.read(m.uid) for m in box.messages()]
+        with self.store.open(address, folder) as box:
+            return [box.read(m.uid) for m in box.messages()]
 
     def run(self, coro: Any, timeout: float = 30.0) -> Any:
         """Run a coroutine on the server's loop (e.g. to wait for the queue to drain)."""
@@ -138,3 +146,95 @@ class ReferenceServer:
                 await asyncio.sleep(0.02)
 
         self.run(drained(), timeout + 5)
+
+
+# -- `mailspec serve` as a real process (scenarios, load runs)
+
+MAILSPEC = [sys.executable, "-m", "reference.cli"]
+
+
+def mailspec(*args: str, data_dir: Path, config: Path | None = None) -> str:
+    """Run a mailspec command as a user would; raise with its stderr if it fails."""
+    cmd = [*MAILSPEC, *args, "--data-dir", str(data_dir)]
+    if config:
+        cmd += ["--config", str(config)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"mailspec {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
+
+
+def write_config(path: Path, hostname: str = "mail.example.test", **sections: Any) -> Path:
+    """A config with every listener on 127.0.0.1 port 0, plus ``sections`` as TOML tables."""
+    tables: dict[str, dict[str, Any]] = {
+        "server": {"hostname": hostname},
+        "listen": {name: "127.0.0.1:0" for name in LISTENERS},
+    }
+    for name, values in sections.items():
+        tables.setdefault(name, {}).update(values)
+    out = []
+    for name, values in tables.items():
+        out.append(f"[{name}]")
+        out += [f"{k} = {config_mod._toml_value(v)}" for k, v in values.items()]
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+@dataclass
+class ServedProcess:
+    """A running `mailspec serve` process and the endpoints it printed."""
+
+    proc: subprocess.Popen[str]
+    data_dir: Path
+    config: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    output: list[str] = field(default_factory=list)
+    startup_seconds: float = 0.0
+
+    @property
+    def cafile(self) -> Path:
+        return self.data_dir / "tls" / "cert.pem"
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cafile))
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the process and return its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+def serve_process(data_dir: Path, config: Path, timeout: float = 20.0) -> ServedProcess:
+    """Start `mailspec serve` and read the endpoint lines it prints."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [*MAILSPEC, "serve", "--config", str(config), "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    served = ServedProcess(proc, data_dir, config)
+    assert proc.stdout is not None
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise RuntimeError(f"mailspec serve exited early: {''.join(served.output)}{err}")
+        served.output.append(line)
+        m = re.match(r"\s+(\w+)\s+\w+://[\d.]+:(\d+)", line)
+        if m and m.group(1) in LISTENERS:
+            served.ports[m.group(1)] = int(m.group(2))
+        if line.startswith("Stop with"):
+            break
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            raise RuntimeError("mailspec serve did not start in time")
+    served.startup_seconds = time.monotonic() - t0
+    return served

@@ -53,8 +53,9 @@ def test_submission_and_mx_mail_reach_imap(served: Served) -> None:
         s.login("alice@example.test", "alice-pw")
         s.mail("alice@example.test")
         s.rcpt("bob@example.test")
-        code, reply = s.data(message("alice@example.test", "bob@example.test", "via submission")
-                             .as_bytes())
+        code, reply = s.data(
+            message("alice@example.test", "bob@example.test", "via submission").as_bytes()
+        )
         assert code == 250
         assert b"queued as" in reply
     # (b) MX: a remote MTA delivers without AUTH.
@@ -121,9 +122,9 @@ def test_every_port_greets(served: Served) -> None:
             assert sock.recv(512).startswith(prefix), name
     tls_greetings = {"submissions": b"220 ", "imaps": b"* OK", "pop3s": b"+OK"}
     for name, prefix in tls_greetings.items():
-        with socket.create_connection(("127.0.0.1", served.ports[name]), timeout=5) as raw:
-            with ctx.wrap_socket(raw, server_hostname="mail.example.test") as sock:
-                assert sock.recv(512).startswith(prefix), name
+        raw = socket.create_connection(("127.0.0.1", served.ports[name]), timeout=5)
+        with ctx.wrap_socket(raw, server_hostname="mail.example.test") as sock:
+            assert sock.recv(512).startswith(prefix), name
     print(f"startup took {served.startup_seconds:.2f}s")
 
 

@@ -1,0 +1,1 @@
+"""Locust scenarios and benchmarks for mailspec (loopback only)."""
