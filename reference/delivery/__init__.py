@@ -125,10 +125,21 @@ class QueueRunner:
                 if entry.next_attempt <= now:
                     task = asyncio.create_task(self._attempt(entry.qid), name=entry.qid)
                     self._inflight[entry.qid] = task
-                    task.add_done_callback(lambda t, q=entry.qid: self._inflight.pop(q, None))
+                    task.add_done_callback(self._done)
                 elif next_due is None or entry.next_attempt < next_due:
                     next_due = entry.next_attempt
             await self._sleep(next_due)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task.get_name(), None)
+        if not task.cancelled() and task.exception() is not None:
+            event(
+                log,
+                "attempt.error",
+                level=logging.ERROR,
+                qid=task.get_name(),
+                error=repr(task.exception()),
+            )
 
     async def _sleep(self, next_due: float | None) -> None:
         waiter = asyncio.create_task(self._wake.wait())

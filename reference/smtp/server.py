@@ -8,7 +8,7 @@ import logging
 import ssl
 from base64 import b64decode
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope
 from aiosmtpd.smtp import Session as AioSession
@@ -87,7 +87,7 @@ class Listener:
         )
 
 
-class MailspecSMTP(SMTP):  # type: ignore[misc]
+class MailspecSMTP(SMTP):
     """aiosmtpd's SMTP with enhanced status codes everywhere and asynchronous AUTH."""
 
     def __init__(self, handler: Handler, *, listener: Listener, **kw: Any) -> None:
@@ -109,10 +109,11 @@ class MailspecSMTP(SMTP):  # type: ignore[misc]
             return True
         return self._tls_protocol is not None
 
-    async def push(self, status: str | bytes) -> None:
+    async def push(self, status: AnyStr) -> None:
         if isinstance(status, str) and not self._verbatim:
-            status = _with_enhanced(status)
-        await super().push(status)
+            await super().push(_with_enhanced(status))
+        else:
+            await super().push(status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
         # EHLO lines are capabilities, not replies about a transaction: no enhanced codes.
