@@ -1,0 +1,76 @@
+"""``mailspec check``: run the conformance suite (pytest underneath) and print the matrix."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+import conformance
+
+__all__ = ["pytest_args", "register", "run"]
+
+TESTS_PACKAGE = "conformance.tests"
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
+) -> None:
+    """Add the ``check`` subcommand to the ``mailspec`` command line."""
+    p = sub.add_parser(
+        "check",
+        parents=parents,
+        help="run the conformance suite against a target and write the report",
+        description=(
+            "Run the conformance suite (pytest) against the reference, started in process, "
+            "or against the mail system a TOML target file describes; print one line per "
+            "requirement and write conformance.md, conformance.json and junit.xml."
+        ),
+    )
+    p.add_argument(
+        "--target",
+        metavar="FILE",
+        help="TOML target description (see conformance/targets/example-postfix.toml)",
+    )
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="report directory (default: reports/conformance)",
+    )
+    p.add_argument("-k", metavar="EXPR", dest="keyword", help="only tests matching EXPR")
+    p.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
+    p.set_defaults(func=run)
+
+
+def pytest_args(args: argparse.Namespace) -> list[str]:
+    """The pytest command line that ``mailspec check`` amounts to."""
+    argv = [
+        "--pyargs",
+        TESTS_PACKAGE,
+        "--mailspec-matrix",
+        # Node ids in the report read "conformance/tests/..." from whatever directory (an
+        # operator's, with no pytest configuration) the suite is run.
+        "--rootdir",
+        str(Path(conformance.__file__).resolve().parent.parent),
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        # ... and leave no cache behind in that directory.
+        "-p",
+        "no:cacheprovider",
+    ]
+    if getattr(args, "target", None):
+        argv += ["--mailspec-target", str(args.target)]
+    if getattr(args, "report", None):
+        argv += ["--mailspec-report", str(args.report)]
+    if getattr(args, "keyword", None):
+        argv += ["-k", str(args.keyword)]
+    if getattr(args, "exitfirst", False):
+        argv.append("-x")
+    return argv
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the suite; pytest's exit code (0: all pass or not applicable, 1: failures)."""
+    return int(pytest.main(pytest_args(args)))

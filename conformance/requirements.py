@@ -1,0 +1,206 @@
+"""Requirements: the ``@requirement`` and ``@needs`` marks, capabilities and requirement ids."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import pytest
+
+__all__ = [
+    "CAPABILITIES",
+    "NOT_APPLICABLE",
+    "Level",
+    "Requirement",
+    "assign_ids",
+    "clause_key",
+    "needs",
+    "not_applicable",
+    "requirement",
+    "source_key",
+]
+
+# What a target may grant the suite; a test needing one the target lacks is not applicable.
+CAPABILITIES: Mapping[str, str] = {
+    "fake-dns": "the target's resolver uses the suite's fake DNS",
+    "clock": "the suite can move the target's clock",
+    "admin": "the suite can create domains and accounts",
+    "proxy-protocol": "the suite may claim client addresses with the PROXY protocol",
+}
+
+# The prefix of a skip reason that means "not applicable"; the report keys on it, so a skip
+# for any other reason can never be mistaken for one.
+NOT_APPLICABLE = "not applicable: "
+
+PLATFORM = "PLATFORM"
+_SOURCE = re.compile(r"^(RFC[1-9][0-9]*|PLATFORM)$")
+_CLAUSE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class Level(enum.StrEnum):
+    """RFC 2119 requirement levels; platform policies use the same words."""
+
+    MUST = "MUST"
+    SHOULD = "SHOULD"
+    MAY = "MAY"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One promise: an RFC clause or a platform policy. Several tests may check it."""
+
+    source: str
+    clause: str
+    level: Level
+    title: str
+
+    def __post_init__(self) -> None:
+        if not _SOURCE.match(self.source):
+            raise ValueError(f"requirement source {self.source!r}: expected RFCnnnn or PLATFORM")
+        if not _CLAUSE.match(self.clause):
+            raise ValueError(
+                f"requirement clause {self.clause!r}: expected a section such as 4.5.2 "
+                "or a policy id such as outbound.ratelimit"
+            )
+        if not self.title.strip():
+            raise ValueError("requirement title is empty")
+
+    @property
+    def base_id(self) -> str:
+        """``RFC5321-4.5.2``: the id unless another requirement shares source and clause."""
+        return f"{self.source}-{self.clause}"
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What makes two marks the same requirement (the level must then agree too)."""
+        return (self.source, self.clause, _normalise_title(self.title))
+
+    @classmethod
+    def from_mark(cls, mark: pytest.Mark) -> Requirement:
+        """Read a ``requirement`` mark, whether made by :func:`requirement` or by hand."""
+        args = list(mark.args)
+        kwargs = dict(mark.kwargs)
+        names = ("source", "clause", "level", "title")
+        values: dict[str, Any] = dict(zip(names, args, strict=False))
+        for name in names[len(args) :]:
+            if name not in kwargs:
+                raise ValueError(f"requirement mark without {name}: {mark}")
+            values[name] = kwargs.pop(name)
+        kwargs.pop("needs", None)
+        if kwargs or len(args) > len(names):
+            raise ValueError(f"requirement mark with unexpected arguments: {mark}")
+        return cls(
+            source=str(values["source"]),
+            clause=str(values["clause"]),
+            level=_level(values["level"]),
+            title=" ".join(str(values["title"]).split()),
+        )
+
+
+def _level(value: object) -> Level:
+    try:
+        return Level(str(value).upper())
+    except ValueError:
+        raise ValueError(f"requirement level {value!r}: expected MUST, SHOULD or MAY") from None
+
+
+def _normalise_title(title: str) -> str:
+    return " ".join(title.split()).casefold()
+
+
+def _check_capabilities(names: Iterable[str]) -> tuple[str, ...]:
+    out = tuple(names)
+    for name in out:
+        if name not in CAPABILITIES:
+            known = ", ".join(sorted(CAPABILITIES))
+            raise ValueError(f"unknown capability {name!r} (known: {known})")
+    return out
+
+
+def requirement(
+    source: str,
+    clause: str,
+    level: str | Level,
+    title: str,
+    *,
+    needs: Iterable[str] = (),
+) -> pytest.MarkDecorator:
+    """Mark a test (or class, or module via ``pytestmark``) as checking one requirement.
+
+    ``@requirement("RFC5321", "4.5.2", "MUST", "dot-stuffing is removed")``;
+    ``needs=("clock",)`` declares capabilities the test cannot run without. Arguments are
+    checked here, at import, so a typo fails collection instead of a report row.
+    """
+    req = Requirement(source, clause, _level(level), " ".join(title.split()))
+    caps = _check_capabilities(needs)
+    return pytest.mark.requirement(req.source, req.clause, req.level.value, req.title, needs=caps)
+
+
+def needs(*capabilities: str) -> pytest.MarkDecorator:
+    """Declare capabilities a test needs: ``@needs("fake-dns", "admin")``."""
+    return pytest.mark.needs(*_check_capabilities(capabilities))
+
+
+def not_applicable(reason: str) -> NoReturn:
+    """Stop the current test as not applicable to this target (never a pass)."""
+    pytest.skip(NOT_APPLICABLE + reason)
+
+
+def needed_capabilities(marks: Iterable[pytest.Mark]) -> frozenset[str]:
+    """The capabilities that ``requirement(needs=...)`` and ``needs`` marks ask for."""
+    out: set[str] = set()
+    for mark in marks:
+        if mark.name == "needs":
+            out.update(_check_capabilities(str(a) for a in mark.args))
+        elif mark.name == "requirement":
+            wanted = mark.kwargs.get("needs", ())
+            # A hand-made mark may say needs="clock": one name, not five letters.
+            names = (wanted,) if isinstance(wanted, str) else wanted
+            out.update(_check_capabilities(str(a) for a in names))
+    return frozenset(out)
+
+
+def assign_ids(requirements: Iterable[Requirement]) -> dict[tuple[str, str, str], str]:
+    """Give each distinct requirement a stable, unique id, keyed by :attr:`Requirement.key`.
+
+    A requirement alone at its source and clause is ``RFC5321-4.5.2``. When several share
+    them, each gets a suffix made from its own title (``RFC5321-4.1.4-3f9a1c``): unlike a
+    counter, it does not change when another requirement is added or when a run selects
+    fewer tests from the same group.
+    """
+    groups: dict[tuple[str, str], set[tuple[str, str, str]]] = defaultdict(set)
+    for req in requirements:
+        groups[(req.source, req.clause)].add(req.key)
+    ids: dict[tuple[str, str, str], str] = {}
+    for (source, clause), keys in groups.items():
+        if len(keys) == 1:
+            ids[next(iter(keys))] = f"{source}-{clause}"
+            continue
+        digests = {key: hashlib.sha256(key[2].encode()).hexdigest() for key in keys}
+        width = 6
+        # Lengthen the suffix until the group's titles stop colliding (in practice never).
+        while len({d[:width] for d in digests.values()}) < len(keys):
+            width += 2
+        for key, digest in digests.items():
+            ids[key] = f"{source}-{clause}-{digest[:width]}"
+    return ids
+
+
+def source_key(source: str) -> tuple[int, int, str]:
+    """Order sources: RFCs by number, then platform policies."""
+    if source.startswith("RFC") and source[3:].isdigit():
+        return (0, int(source[3:]), source)
+    return (1, 0, source)
+
+
+def clause_key(clause: str) -> tuple[tuple[int, int, str], ...]:
+    """Order clauses numerically part by part: 4.1.1.10 after 4.1.1.9; names alphabetically."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
+        for part in re.split(r"[.]", clause)
+    )

@@ -1,0 +1,542 @@
+"""The mailspec pytest plugin end to end: small suites run with pytester against a stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP
+
+from conformance import cli
+from conformance.target import ReferenceTarget
+
+pytest_plugins = ["pytester"]
+
+STANDIN_HOST = "standin.example.test"
+# pytester restores sys.modules after each in-process run, so a plugin that imports lazily
+# (hypothesis's summary) re-imports every time: block the ones these suites do not need.
+INNER = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:locust")
+
+
+class _Sink:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 OK"
+
+
+class StandIn:
+    """An aiosmtpd server on a loopback port, in its own thread: a target to aim suites at."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> StandIn:
+        self._thread.start()
+
+        async def serve() -> asyncio.Server:
+            return await self.loop.create_server(
+                lambda: SMTP(_Sink(), hostname=STANDIN_HOST), "127.0.0.1", 0
+            )
+
+        self.server = asyncio.run_coroutine_threadsafe(serve(), self.loop).result(5)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[StandIn]:
+    server = StandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _inner_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+
+
+@pytest.fixture
+def target_file(pytester: pytest.Pytester, standin: StandIn) -> Path:
+    path = pytester.path / "standin.toml"
+    path.write_text(
+        f"""
+name = "standin"
+domain = "example.test"
+hostname = "{STANDIN_HOST}"
+timeout = 3
+capabilities = ["proxy-protocol"]
+
+[endpoints]
+smtp = "smtp://127.0.0.1:{standin.port}"
+
+[accounts.primary]
+address = "alice@example.test"
+password = "s3cret-never-in-reports"
+"""
+    )
+    return path
+
+
+def run(pytester: pytest.Pytester, target_file: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("--mailspec-target", str(target_file), *INNER, *args)
+
+
+def load_json(pytester: pytest.Pytester, where: str = "reports/conformance") -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((pytester.path / where / "conformance.json").read_text())
+    return data
+
+
+def by_title(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["title"]: r for r in report["requirements"]}
+
+
+MIXED_SUITE = """
+import pytest
+from conformance.requirements import needs, requirement
+
+@requirement("RFC5321", "4.1.1.9", "MUST", "NOOP gets 250")
+def test_noop(smtp):
+    smtp.session().noop().expect(250, doing="NOOP")
+
+@requirement("RFC5321", "4.2.4", "SHOULD", "an unknown command gets 502")
+def test_wrong_expectation(smtp):
+    smtp.session().command("QZVT").expect(502, doing="unknown command")
+
+@requirement("RFC5321", "4.5.3.2", "MUST", "timeouts are honoured", needs=("clock",))
+def test_needs_clock(target):
+    raise AssertionError("must not run")
+
+@requirement("PLATFORM", "outbound.ratelimit", "MUST", "60 recipients per 5 minutes")
+def test_uses_admin_fixture(admin):
+    raise AssertionError("must not run")
+
+@requirement("RFC5321", "4.1.1.10", "MUST", "QUIT gets 221")
+def test_skipped_for_another_reason():
+    pytest.skip("not written yet")
+
+@requirement("RFC5321", "4.1.1.1", "MUST", "HELO gets 250")
+def test_helo(smtp):
+    smtp().helo().expect(250, doing="HELO")
+
+@requirement("RFC5321", "4.1.1.1", "MUST", "HELO gets 250")
+@needs("fake-dns")
+def test_helo_needs_dns(smtp):
+    raise AssertionError("must not run")
+
+@requirement("RFC3207", "4", "MUST", "STARTTLS is offered on submission")
+def test_missing_endpoint(smtp):
+    smtp("submission")
+
+def test_not_a_requirement():
+    pass
+"""
+
+
+def test_statuses_summary_and_json_shape(pytester: pytest.Pytester, target_file: Path) -> None:
+    pytester.makepyfile(test_mixed=MIXED_SUITE)
+    result = run(pytester, target_file)
+    result.assert_outcomes(passed=3, failed=1, skipped=5)
+    report = load_json(pytester)
+
+    assert set(report) == {"target", "summary", "requirements"}
+    assert report["summary"] == {"pass": 2, "fail": 1, "not_applicable": 3, "skipped": 1}
+    rows = by_title(report)
+    assert set(rows["NOOP gets 250"]) == {
+        "id",
+        "source",
+        "clause",
+        "level",
+        "title",
+        "status",
+        "tests",
+        "detail",
+    }
+    assert rows["NOOP gets 250"] == {
+        "id": "RFC5321-4.1.1.9",
+        "source": "RFC5321",
+        "clause": "4.1.1.9",
+        "level": "MUST",
+        "title": "NOOP gets 250",
+        "status": "pass",
+        "tests": ["test_mixed.py::test_noop"],
+        "detail": "",
+    }
+    wrong = rows["an unknown command gets 502"]
+    assert wrong["status"] == "fail"
+    assert wrong["detail"].startswith("unknown command: expected 502, got 500")
+
+    clock = rows["timeouts are honoured"]
+    assert clock["status"] == "not_applicable"
+    assert clock["detail"] == "target 'standin' lacks capability 'clock'"
+    assert rows["60 recipients per 5 minutes"]["status"] == "not_applicable"
+    assert "'admin'" in rows["60 recipients per 5 minutes"]["detail"]
+    missing = rows["STARTTLS is offered on submission"]
+    assert missing["status"] == "not_applicable"
+    assert missing["detail"] == "target 'standin' has no 'submission' endpoint"
+
+    skipped = rows["QUIT gets 221"]
+    assert skipped["status"] == "skipped"
+    assert skipped["detail"] == "not written yet"
+
+    # One requirement, two tests: one passed, one not applicable -> pass, with the reason.
+    helo = rows["HELO gets 250"]
+    assert helo["status"] == "pass"
+    assert helo["tests"] == ["test_mixed.py::test_helo", "test_mixed.py::test_helo_needs_dns"]
+    assert (
+        helo["detail"]
+        == "1 of 2 tests not applicable: target 'standin' lacks capability 'fake-dns'"
+    )
+
+    # Sorted by source (RFCs by number, then the platform), then clause numerically.
+    order = [(r["source"], r["clause"]) for r in report["requirements"]]
+    assert order == [
+        ("RFC3207", "4"),
+        ("RFC5321", "4.1.1.1"),
+        ("RFC5321", "4.1.1.9"),
+        ("RFC5321", "4.1.1.10"),
+        ("RFC5321", "4.2.4"),
+        ("RFC5321", "4.5.3.2"),
+        ("PLATFORM", "outbound.ratelimit"),
+    ]
+    assert report["target"]["name"] == "standin"
+    assert report["target"]["capabilities"] == ["proxy-protocol"]
+    text = (pytester.path / "reports/conformance/conformance.json").read_text()
+    assert "s3cret" not in text
+    result.stdout.fnmatch_lines(["*mailspec conformance*", "*7 requirements: 2 pass, 1 fail*"])
+
+
+def test_markdown_groups_by_source(pytester: pytest.Pytester, target_file: Path) -> None:
+    pytester.makepyfile(test_mixed=MIXED_SUITE)
+    run(pytester, target_file)
+    md = (pytester.path / "reports/conformance/conformance.md").read_text()
+    lines = md.splitlines()
+    headings = [ln for ln in lines if ln.startswith("## ")]
+    assert headings == ["## RFC 3207", "## RFC 5321", "## Platform policies"]
+    assert "**7 requirements: 2 pass, 1 fail, 3 not applicable, 1 skipped**" in lines
+    row = next(ln for ln in lines if "an unknown command gets 502" in ln)
+    assert row.startswith("| 4.2.4 | SHOULD | an unknown command gets 502 | **FAIL** |")
+    rfc5321 = lines[lines.index("## RFC 5321") : lines.index("## Platform policies")]
+    clauses = [ln.split("|")[1].strip() for ln in rfc5321 if ln.startswith("| 4")]
+    assert clauses == ["4.1.1.1", "4.1.1.9", "4.1.1.10", "4.2.4", "4.5.3.2"]
+    assert "s3cret" not in md
+
+
+def test_junit_xml(pytester: pytest.Pytester, target_file: Path) -> None:
+    pytester.makepyfile(test_mixed=MIXED_SUITE)
+    run(pytester, target_file)
+    root = ET.parse(pytester.path / "reports/conformance/junit.xml").getroot()
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("8", "1", "5")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert "test_not_a_requirement" not in cases
+    fail = cases["test_wrong_expectation"].find("failure")
+    assert fail is not None and "expected 502" in (fail.get("message") or "")
+    na = cases["test_needs_clock"].find("skipped")
+    assert na is not None and na.get("type") == "not_applicable"
+    prop = cases["test_noop"].find("properties/property")
+    assert prop is not None and prop.get("value") == "RFC5321-4.1.1.9"
+
+
+def test_failure_shows_the_smtp_transcript(pytester: pytest.Pytester, target_file: Path) -> None:
+    pytester.makepyfile(test_mixed=MIXED_SUITE)
+    result = run(pytester, target_file, "-k", "wrong_expectation")
+    result.stdout.fnmatch_lines(["*smtp transcript*", "C: QZVT", "S: 500 *"])
+
+
+def test_no_report_and_no_target_without_requirement_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: ReferenceTarget, workdir: Path) -> Any:
+        raise AssertionError("the reference must not start")
+
+    monkeypatch.setattr(ReferenceTarget, "start", refuse)
+    pytester.makepyfile(test_plain="def test_one():\n    assert True\n")
+    result = pytester.runpytest(*INNER)
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()
+    assert "mailspec conformance" not in result.stdout.str()
+
+
+def test_reference_starts_only_when_a_test_needs_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: ReferenceTarget, workdir: Path) -> Any:
+        raise AssertionError("the reference must not start")
+
+    monkeypatch.setattr(ReferenceTarget, "start", refuse)
+    pytester.makepyfile(
+        test_pure="""
+from conformance.requirements import requirement
+
+@requirement("RFC5321", "4.5.2", "MUST", "dot-stuffing is removed")
+def test_no_target_needed():
+    pass
+"""
+    )
+    result = pytester.runpytest(*INNER, "--mailspec-report", "out")
+    result.assert_outcomes(passed=1)
+    report = load_json(pytester, "out")
+    assert report["target"]["kind"] == "reference"
+    assert report["summary"]["pass"] == 1
+
+
+def test_unwritable_report_dir_is_reported(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_pure=ID_SUITE)
+    (pytester.path / "blocked").write_text("a file where the directory should be")
+    result = pytester.runpytest(*INNER, "--mailspec-report", "blocked/sub")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["*cannot write the report to *blocked/sub*"])
+
+
+def test_reference_start_failure_fails_its_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: ReferenceTarget, workdir: Path) -> Any:
+        raise RuntimeError("listener failed")
+
+    monkeypatch.setattr(ReferenceTarget, "start", broken)
+    pytester.makepyfile(
+        test_ref="""
+from conformance.requirements import requirement
+
+@requirement("RFC5321", "4.2", "MUST", "greeting is 220")
+def test_a(target):
+    pass
+
+@requirement("RFC5321", "4.2", "MUST", "greeting is 220")
+def test_b(smtp):
+    pass
+"""
+    )
+    result = pytester.runpytest(*INNER)
+    result.assert_outcomes(errors=2)
+    row = load_json(pytester)["requirements"][0]
+    assert row["status"] == "fail"
+    assert row["detail"] == "error in setup: RuntimeError: listener failed"
+
+
+ID_SUITE = """
+from conformance.requirements import requirement
+
+@requirement("RFC5321", "4.1.4", "MUST", "RCPT before MAIL gets 503")
+def test_rcpt_first():
+    pass
+
+@requirement("RFC5321", "4.1.4", "MUST", "EHLO resets the transaction")
+def test_ehlo_resets():
+    pass
+
+@requirement("RFC5321", "4.1.4", "MUST", "EHLO   resets the transaction")
+def test_ehlo_resets_again():
+    pass
+
+@requirement("RFC5321", "4.5.2", "MUST", "dot-stuffing is removed")
+class TestDots:
+    def test_one(self):
+        pass
+
+    def test_two(self):
+        pass
+"""
+
+
+def test_requirement_ids_are_unique_and_stable(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_ids=ID_SUITE)
+    pytester.runpytest(*INNER).assert_outcomes(passed=5)
+    full = {r["title"]: r for r in load_json(pytester)["requirements"]}
+    assert len(full) == 3
+    assert full["dot-stuffing is removed"]["id"] == "RFC5321-4.5.2"
+    assert full["dot-stuffing is removed"]["tests"] == [
+        "test_ids.py::TestDots::test_one",
+        "test_ids.py::TestDots::test_two",
+    ]
+    rcpt = full["RCPT before MAIL gets 503"]["id"]
+    ehlo = full["EHLO resets the transaction"]["id"]
+    assert rcpt != ehlo
+    assert rcpt.startswith("RFC5321-4.1.4-") and ehlo.startswith("RFC5321-4.1.4-")
+    # Whitespace in a title does not make another requirement.
+    assert len(full["EHLO resets the transaction"]["tests"]) == 2
+
+    # Selecting fewer tests does not change the ids.
+    pytester.runpytest(*INNER, "-k", "rcpt_first").assert_outcomes(passed=1)
+    (only,) = load_json(pytester)["requirements"]
+    assert only["id"] == rcpt
+
+
+def test_conflicting_levels_are_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_conflict="""
+from conformance.requirements import requirement
+
+@requirement("RFC5321", "4.1.4", "MUST", "RCPT before MAIL gets 503")
+def test_a():
+    pass
+
+@requirement("RFC5321", "4.1.4", "SHOULD", "RCPT before MAIL gets 503")
+def test_b():
+    pass
+"""
+    )
+    result = pytester.runpytest(*INNER)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*is SHOULD here but MUST elsewhere*"])
+
+
+def test_bad_requirement_fails_collection(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bad="""
+from conformance.requirements import requirement
+
+@requirement("RFC5321", "4.1.4", "MUSTN'T", "nonsense")
+def test_a():
+    pass
+"""
+    )
+    result = pytester.runpytest(*INNER)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*expected MUST, SHOULD or MAY*"])
+    assert not (pytester.path / "reports").exists()
+
+
+def test_hand_made_marks_are_checked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_hand="""
+import pytest
+
+@pytest.mark.requirement("RFC5321", "4.1.4")
+def test_a():
+    pass
+"""
+    )
+    result = pytester.runpytest(*INNER)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*requirement mark without level*"])
+
+
+def test_bad_target_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    bad = pytester.path / "bad.toml"
+    bad.write_text('domain = "example.test"\n[endpoints]\nsmtp = "http://x"\n')
+    pytester.makepyfile(test_plain="def test_one():\n    pass\n")
+    result = pytester.runpytest(*INNER, "--mailspec-target", str(bad))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*bad.toml: endpoints.smtp: unknown scheme*"])
+
+
+def test_proxied_connection_needs_the_capability(
+    pytester: pytest.Pytester, target_file: Path
+) -> None:
+    target_file.write_text(target_file.read_text().replace('["proxy-protocol"]', "[]"))
+    pytester.makepyfile(
+        test_proxy="""
+from conformance.requirements import requirement
+
+@requirement("PLATFORM", "inbound.dnsbl", "MUST", "listed clients are refused")
+def test_proxy(smtp):
+    smtp.proxied("192.0.2.1")
+"""
+    )
+    run(pytester, target_file).assert_outcomes(skipped=1)
+    (row,) = load_json(pytester)["requirements"]
+    assert row["status"] == "not_applicable"
+    assert "'proxy-protocol'" in row["detail"]
+
+
+def test_the_conformance_suite_passes_against_aiosmtpd(
+    pytester: pytest.Pytester, target_file: Path
+) -> None:
+    # aiosmtpd follows RFC 5321 closely for these basics: a sanity check of the tests.
+    result = run(pytester, target_file, "--pyargs", "conformance.tests", "-k", "smtp_basics")
+    result.assert_outcomes(passed=21)
+    report = load_json(pytester)
+    assert report["summary"]["fail"] == 0
+    assert {r["status"] for r in report["requirements"]} == {"pass"}
+
+
+def test_cli_arguments_reach_pytest(tmp_path: Path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="mailspec")
+    sub = parser.add_subparsers()
+    cli.register(sub, [])
+    args = parser.parse_args(
+        ["check", "--target", "t.toml", "--report", "out", "-k", "noop", "--exitfirst"]
+    )
+    assert args.func is cli.run
+    argv = cli.pytest_args(args)
+    assert argv[:2] == ["--pyargs", "conformance.tests"]
+    for pair in (["--mailspec-target", "t.toml"], ["--mailspec-report", "out"], ["-k", "noop"]):
+        i = argv.index(pair[0])
+        assert argv[i : i + 2] == pair
+    assert "-x" in argv and "--mailspec-matrix" in argv
+    bare = cli.pytest_args(parser.parse_args(["check"]))
+    assert "--mailspec-target" not in bare and "-k" not in bare
+
+
+def test_cli_run_prints_the_matrix(pytester: pytest.Pytester, target_file: Path) -> None:
+    import argparse
+
+    args = argparse.Namespace(target=str(target_file), report="rep", keyword="noop_answers")
+    result = pytester.runpytest(*cli.pytest_args(args), "-p", "no:hypothesispytest")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        ["RFC 5321", "  pass    MUST   4.1.1.9 *NOOP gets 250", "*1 requirement: 1 pass*"]
+    )
+    assert (pytester.path / "rep" / "conformance.md").exists()
+
+
+def test_default_target_is_the_reference(pytester: pytest.Pytester) -> None:
+    # The one test here that starts the real reference (and the fake internet): the
+    # fixtures must reach it, and a run must stop it again.
+    pytester.makepyfile(
+        test_ref="""
+from conformance.requirements import requirement
+
+R = ("PLATFORM", "suite.fixtures", "MUST", "the fixtures reach the reference")
+
+@requirement(*R)
+def test_smtp(smtp, target):
+    assert target.kind == "reference" and target.domain == "example.test"
+    assert [a.address for a in target.accounts] == ["alice@example.test", "bob@example.test"]
+    smtp.session().quit().expect(221, doing="QUIT")
+    # STARTTLS on submission and implicit TLS on submissions, verified against the cafile.
+    client = smtp.session("submission", tls=True)
+    assert client.tls_active and "AUTH" in client.extensions
+    assert smtp("submissions").greeting.code == 220
+
+@requirement(*R)
+def test_admin_and_clock(admin, clock, target):
+    admin.add_domain("other.test")
+    admin.add_user("carol@other.test", "pw-carol-123456")
+    before = target.clock.now()
+    clock.advance(3600)
+    assert target.clock.now() == before + 3600
+
+@requirement(*R)
+def test_fake_dns(fake_internet, fake_dns):
+    assert fake_dns is fake_internet.dns
+"""
+    )
+    result = pytester.runpytest(*INNER)
+    result.assert_outcomes(passed=3)
+    report = load_json(pytester)
+    assert report["target"]["kind"] == "reference"
+    assert set(report["target"]["endpoints"]) >= {"smtp", "submission", "imap", "pop3"}
+    assert report["summary"]["pass"] == 1
