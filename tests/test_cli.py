@@ -18,8 +18,9 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def test_config_show_prints_effective_config(capsys: pytest.CaptureFixture[str],
-                                              tmp_path: Path) -> None:
+def test_config_show_prints_effective_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     rc, out, _ = run(capsys, "config", "show", "--data-dir", str(tmp_path / "d"))
     assert rc == 0
     assert f'data_dir = "{tmp_path / "d"}"' in out
@@ -65,9 +66,19 @@ def test_port_in_use_is_a_clear_message(tmp_path: Path) -> None:
         lines = [f'{n} = "127.0.0.1:0"' for n in names if n != "imap"]
         cfg.write_text("[listen]\n" + "\n".join(lines) + f'\nimap = "127.0.0.1:{port}"\n')
         done = subprocess.run(
-            [sys.executable, "-m", "reference.cli", "serve", "--config", str(cfg),
-             "--data-dir", str(tmp_path / "d")],
-            capture_output=True, text=True, timeout=30,
+            [
+                sys.executable,
+                "-m",
+                "reference.cli",
+                "serve",
+                "--config",
+                str(cfg),
+                "--data-dir",
+                str(tmp_path / "d"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     assert done.returncode == 2
     assert f"listen.imap: cannot listen on 127.0.0.1:{port}: address already in use" in done.stderr

@@ -15,7 +15,13 @@ def test_defaults_need_no_file() -> None:
     cfg = config.load(None)
     assert cfg.listen.mx == "127.0.0.1:2525"
     assert [cfg.address(n)[1] for n in config.LISTENERS] == [
-        2525, 2587, 2465, 2143, 2993, 2110, 2995
+        2525,
+        2587,
+        2465,
+        2143,
+        2993,
+        2110,
+        2995,
     ]
     assert cfg.server.data_dir == "./var"
     assert cfg.relay.port == 25
@@ -39,7 +45,7 @@ def test_data_dir_overrides_file(tmp_path: Path) -> None:
         ('[lisen]\nmx = "127.0.0.1:25"\n', "lisen", "unknown section"),
         ('[listen]\nmx = "127.0.0.1:99999"\n', "listen.mx", "out of range"),
         ('[listen]\nimap = "localhost"\n', "listen.imap", "host:port"),
-        ("[relay]\nport = \"25\"\n", "relay.port", "integer"),
+        ('[relay]\nport = "25"\n', "relay.port", "integer"),
         ('[relay]\nmax_age = "soon"\n', "relay.max_age", "duration"),
         ('[relay]\nsource_addresses = ["127.0.1.0/33"]\n', "relay.source_addresses[0]", "CIDR"),
         ('[relay]\nsmarthost = "smarthost"\n', "relay.smarthost", "host:port"),
@@ -66,8 +72,10 @@ def test_not_toml(tmp_path: Path) -> None:
 
 
 def test_rendered_config_reads_back_the_same(tmp_path: Path) -> None:
-    cfg = config.load(None, overrides={"relay.source_addresses": ["127.0.1.0/24"],
-                                       "relay.smarthost": "127.0.2.9:2525"})
+    cfg = config.load(
+        None,
+        overrides={"relay.source_addresses": ["127.0.1.0/24"], "relay.smarthost": "127.0.2.9:2525"},
+    )
     text = config.render(cfg)
     again = config.from_dict(tomllib.loads(text))
     assert again == cfg

@@ -20,9 +20,11 @@ def directory(tmp_path: Path) -> Directory:
 
 def test_password_is_stored_hashed(directory: Directory, tmp_path: Path) -> None:
     directory.add_user("Alice@example.test", "s3cret")
-    raw = sqlite3.connect(tmp_path / "dir.sqlite3").execute(
-        "SELECT address, password FROM accounts"
-    ).fetchone()
+    raw = (
+        sqlite3.connect(tmp_path / "dir.sqlite3")
+        .execute("SELECT address, password FROM accounts")
+        .fetchone()
+    )
     assert raw[0] == "alice@example.test"
     assert raw[1].startswith("scrypt$") and "s3cret" not in raw[1]
 

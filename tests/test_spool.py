@@ -14,7 +14,9 @@ from reference.spool import DELIVERED, Spool, SpoolError
 async def test_enqueue_writes_message_and_envelope(tmp_path: Path) -> None:
     clock = ManualClock()
     spool = Spool(tmp_path / "spool", clock)
-    entry = await spool.enqueue("a@x.test", ["b@y.test", "c@y.test"], b"Subject: hi\r\n\r\nbody\r\n")
+    entry = await spool.enqueue(
+        "a@x.test", ["b@y.test", "c@y.test"], b"Subject: hi\r\n\r\nbody\r\n"
+    )
     assert (tmp_path / "spool" / f"{entry.qid}.eml").read_bytes().startswith(b"Subject: hi")
     again = spool.load(entry.qid)
     assert again == entry
