@@ -13,9 +13,11 @@ from typing import Protocol
 
 from reference import tls
 from reference.clock import Clock, RealClock
-from reference.config import LISTENERS, Config, parse_duration
+from reference.config import LISTENERS, Config, parse_duration, parse_hostport
 from reference.delivery import LocalDelivery, QueueRunner
+from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
+from reference.dns import make_resolver
 from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore
@@ -84,11 +86,24 @@ class App:
         self.store = MailStore(data / "mail", clock=self.clock)
         self.spool = Spool(data / "spool", self.clock)
         self.policy = Policy([SenderOwnership(self.directory), LocalRecipients(self.directory)])
+        self.relay = Relay(
+            hostname=cfg.server.hostname,
+            mx=MxResolver(make_resolver(cfg)),
+            pool=SourcePool(cfg.relay.source_addresses),
+            port=cfg.relay.port,
+            smarthost=parse_hostport(cfg.relay.smarthost) if cfg.relay.smarthost else None,
+            reputation_retries=cfg.relay.reputation_retries,
+            timeout=cfg.seconds("relay.timeout"),
+        )
         self.runner = QueueRunner(
             self.spool,
             self.clock,
             LocalDelivery(self.directory, self.store, self.clock),
+            remote=self.relay,
             backoff=[parse_duration(r) for r in cfg.queue.retry],
+            max_age=cfg.seconds("relay.max_age"),
+            delay_warning=cfg.seconds("relay.delay_warning"),
+            hostname=cfg.server.hostname,
         )
         self.servers: list[asyncio.Server] = []
         self.endpoints: dict[str, Endpoint] = {}

@@ -117,6 +117,13 @@ class Relay:
         "host:port to hand mail to when direct delivery fails; empty: none.", default=""
     )
     max_age: str = doc("How long a message is retried before it bounces with a DSN.", default="24h")
+    delay_warning: str = doc(
+        "After how long the sender gets one 'delivery delayed' DSN.", default="4h"
+    )
+    reputation_retries: int = doc(
+        "Source addresses tried at once when a receiver refuses for reputation.", default=3
+    )
+    timeout: str = doc("Timeout of each step of an outbound SMTP session.", default="5m")
 
 
 @dataclass
@@ -210,7 +217,13 @@ def _validate(cfg: Config) -> None:
             parse_hostport(cfg.relay.smarthost)
         except ValueError as e:
             raise ConfigError("relay.smarthost", str(e)) from None
-    for key in ("relay.max_age", "dns.timeout", "smtp.timeout"):
+    for key in (
+        "relay.max_age",
+        "relay.delay_warning",
+        "relay.timeout",
+        "dns.timeout",
+        "smtp.timeout",
+    ):
         try:
             cfg.seconds(key)
         except ValueError as e:
@@ -220,6 +233,8 @@ def _validate(cfg: Config) -> None:
             parse_duration(r)
         except ValueError as e:
             raise ConfigError(f"queue.retry[{i}]", str(e)) from None
+    if cfg.relay.reputation_retries < 1:
+        raise ConfigError("relay.reputation_retries", "must be at least 1")
     if cfg.smtp.max_recipients < 100:
         raise ConfigError("smtp.max_recipients", "RFC 5321 4.5.3.1.8 requires at least 100")
     if cfg.smtp.max_message_size < 1024:

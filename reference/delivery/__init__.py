@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from reference.clock import Clock
+from reference.delivery.dsn import Failure, build_dsn, should_notify
 from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
 from reference.mailbox import MailStore
@@ -24,8 +26,9 @@ __all__ = ["LocalDelivery", "Outcome", "QueueRunner", "RemoteDelivery"]
 class Outcome:
     """What one delivery attempt to one recipient came to."""
 
-    status: str  # "delivered", "deferred" or "bounced"
-    detail: str
+    status: str  # "delivered", "deferred" or "bounced" ("reputation" inside the relay)
+    detail: str  # the reply, e.g. "550 5.1.1 no such user", or our own reason
+    remote: str = ""  # the host that answered, if one did
 
 
 class RemoteDelivery(Protocol):
@@ -79,6 +82,9 @@ class QueueRunner:
         *,
         remote: RemoteDelivery | None = None,
         backoff: Sequence[float] = (60.0, 300.0, 900.0, 1800.0, 3600.0),
+        max_age: float = 86400.0,
+        delay_warning: float = 4 * 3600.0,
+        hostname: str = "localhost",
         concurrency: int = 16,
     ) -> None:
         self.spool = spool
@@ -86,6 +92,9 @@ class QueueRunner:
         self.local = local
         self.remote = remote
         self.backoff = list(backoff) or [60.0]
+        self.max_age = max_age
+        self.delay_warning = delay_warning
+        self.hostname = hostname
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(concurrency)
@@ -132,6 +141,8 @@ class QueueRunner:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task.get_name(), None)
+        # Its next attempt time changed while the runner slept: look again.
+        self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             event(
                 log,
@@ -157,6 +168,7 @@ class QueueRunner:
                 return
             data = await asyncio.to_thread(self.spool.read_message, qid)
             entry.attempts += 1
+            bounced: list[Recipient] = []
             remote: list[Recipient] = []
             for rcpt in entry.pending:
                 if not self.local.is_local(rcpt.address):
@@ -166,26 +178,76 @@ class QueueRunner:
                     outcome = await self.local.deliver(entry, rcpt.address, data)
                 except OSError as e:
                     outcome = Outcome("deferred", f"4.3.0 mailbox write failed: {e.strerror}")
-                self._record(entry, rcpt, outcome)
+                if self._record(entry, rcpt, outcome):
+                    bounced.append(rcpt)
                 # Saved after each recipient: a restart never delivers one twice.
                 await asyncio.to_thread(self.spool.save, entry)
             if remote:
                 if self.remote is None:
-                    for rcpt in remote:
-                        self._record(entry, rcpt, Outcome("deferred", "4.4.0 relay not enabled"))
+                    outcomes = {}
                 else:
                     outcomes = await self.remote.deliver(entry, remote, data)
-                    for rcpt in remote:
-                        self._record(
-                            entry,
-                            rcpt,
-                            outcomes.get(rcpt.address) or Outcome("deferred", "4.4.0 no outcome"),
-                        )
+                for rcpt in remote:
+                    outcome = outcomes.get(rcpt.address) or Outcome(
+                        "deferred", "4.4.0 relay not enabled"
+                    )
+                    if self._record(entry, rcpt, outcome):
+                        bounced.append(rcpt)
+            if entry.pending and self.clock.now() - entry.created >= self.max_age:
+                # Past relay.max_age: give up, and tell the sender with the last reply.
+                for rcpt in entry.pending:
+                    rcpt.status = BOUNCED
+                    rcpt.reply = f"{rcpt.reply} (gave up after {self.max_age / 3600:g} h)"
+                    bounced.append(rcpt)
+                    event(log, "expired", qid=entry.qid, rcpt=rcpt.address)
+            if bounced:
+                await self._notify(entry, bounced, data, delayed=False)
+            elif (
+                entry.pending
+                and not entry.meta.get("warned")
+                and self.clock.now() - entry.created >= self.delay_warning
+            ):
+                entry.meta["warned"] = True
+                await self._notify(entry, entry.pending, data, delayed=True)
             await self._finish(entry)
 
-    def _record(self, entry: QueueEntry, rcpt: Recipient, outcome: Outcome) -> None:
+    async def _notify(
+        self, entry: QueueEntry, rcpts: Sequence[Recipient], data: bytes, *, delayed: bool
+    ) -> None:
+        """Queue a DSN to the sender (never for a null sender: no bounce loops)."""
+        if not should_notify(entry):
+            event(log, "dsn.suppressed", qid=entry.qid, sender=entry.sender or "<>")
+            return
+        failures = [
+            Failure(r.address, _status_of(r.reply, delayed), r.reply, r.remote) for r in rcpts
+        ]
+        dsn = build_dsn(
+            reporting_mta=self.hostname,
+            entry=entry,
+            failures=failures,
+            original=data,
+            now=self.clock.now(),
+            delayed=delayed,
+        )
+        queued = await self.spool.enqueue(
+            "", [entry.sender], dsn, meta={"is_dsn": True, "about": entry.qid}
+        )
+        event(
+            log,
+            "dsn.queued",
+            qid=queued.qid,
+            about=entry.qid,
+            to=entry.sender,
+            kind="delayed" if delayed else "failed",
+            rcpts=len(failures),
+        )
+        self.notify(queued.qid)
+
+    def _record(self, entry: QueueEntry, rcpt: Recipient, outcome: Outcome) -> bool:
+        """Apply an outcome; True when the recipient has just bounced."""
         rcpt.attempts += 1
         rcpt.reply = outcome.detail
+        rcpt.remote = outcome.remote
         if outcome.status == "delivered":
             rcpt.status = DELIVERED
         elif outcome.status == "bounced":
@@ -198,6 +260,7 @@ class QueueRunner:
             detail=outcome.detail,
             attempt=rcpt.attempts,
         )
+        return rcpt.status == BOUNCED
 
     async def _finish(self, entry: QueueEntry) -> None:
         if entry.done:
@@ -208,3 +271,13 @@ class QueueRunner:
         entry.next_attempt = self.clock.now() + delay
         await asyncio.to_thread(self.spool.save, entry)
         event(log, "deferred.entry", qid=entry.qid, next_in=int(delay), pending=len(entry.pending))
+
+
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def _status_of(reply: str, delayed: bool) -> str:
+    """The RFC 3463 status for a DSN: from the reply, with the class a DSN needs."""
+    m = _ENHANCED.search(reply)
+    cls = "4" if delayed else "5"
+    return f"{cls}.{m.group(2)}.{m.group(3)}" if m else f"{cls}.0.0"

@@ -31,6 +31,7 @@ class Recipient:
     status: str = PENDING
     attempts: int = 0
     reply: str = ""  # the last reply or reason, for queue listings and DSNs
+    remote: str = ""  # the host that gave that reply
 
 
 @dataclass
