@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # aiosmtpd logs every command at INFO; our own event lines say what matters.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     stop = threading.Event()
     # Handlers first: a signal sent as soon as "listening" is printed must stop us cleanly.
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -14,7 +14,7 @@ from reference.clock import Clock
 from reference.delivery.dsn import Failure, build_dsn, should_notify
 from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
-from reference.mailbox import MailStore
+from reference.mailbox import MailStore, NoSuchFolder
 from reference.spool import BOUNCED, DELIVERED, QueueEntry, Recipient, Spool
 
 log = logging.getLogger("mailspec.delivery")
@@ -64,8 +64,14 @@ class LocalDelivery:
             return Outcome("bounced", "5.1.1 no such user")
         # RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender.
         header = f"Return-Path: <{entry.sender}>\r\nDelivered-To: {account.address}\r\n"
-        uid = self.store.deliver(account.address, header.encode() + data)
-        return Outcome("delivered", f"2.0.0 delivered to {account.address} uid {uid}")
+        # A check may file the message elsewhere (DMARC quarantine: Junk).
+        folder = str(entry.meta.get("folder") or "INBOX")
+        try:
+            uid = self.store.deliver(account.address, header.encode() + data, folder)
+        except NoSuchFolder:
+            folder = "INBOX"
+            uid = self.store.deliver(account.address, header.encode() + data, folder)
+        return Outcome("delivered", f"2.0.0 delivered to {account.address}/{folder} uid {uid}")
 
     async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
         return await asyncio.to_thread(self._deliver_sync, entry, rcpt, data)
