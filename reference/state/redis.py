@@ -1,0 +1,107 @@
+"""The state store on Redis, for several nodes that must agree (greylists, rate limits)."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from reference.state import WindowResult
+
+# Atomic sliding window: a sorted set of "id:amount" members scored by the caller's clock.
+# KEYS[1] the window; ARGV now, window, amount, limit, member. Returns {allowed, used,
+# retry_at*1000}. Expiry uses Redis's own clock only to collect garbage, generously.
+_WINDOW_LUA = """
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local amount = tonumber(ARGV[3])
+local limit = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local members = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+local used = 0
+for i = 1, #members, 2 do
+  local a = tonumber(string.match(members[i], ':(%d+)$'))
+  used = used + a
+end
+if used + amount <= limit then
+  redis.call('ZADD', key, now, ARGV[5] .. ':' .. ARGV[3])
+  redis.call('EXPIRE', key, math.ceil(window) + 3600)
+  return {1, used + amount, tostring(now)}
+end
+if amount > limit then
+  return {0, used, 'inf'}
+end
+local excess = used + amount - limit
+for i = 1, #members, 2 do
+  local a = tonumber(string.match(members[i], ':(%d+)$'))
+  excess = excess - a
+  if excess <= 0 then
+    return {0, used, tostring(tonumber(members[i + 1]) + window)}
+  end
+end
+return {0, used, tostring(now)}
+"""
+
+# Values carry their expiry on the caller's clock: "expires_at|value".
+_PUT_IF_ABSENT_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sep = string.find(cur, '|', 1, true)
+  local exp = tonumber(string.sub(cur, 1, sep - 1))
+  if exp > tonumber(ARGV[2]) then
+    return string.sub(cur, sep + 1)
+  end
+end
+redis.call('SET', KEYS[1], ARGV[3] .. '|' .. ARGV[1], 'EX', tonumber(ARGV[4]))
+return ARGV[1]
+"""
+
+_GC_SLACK = 86400  # seconds of real time a value outlives its clock expiry, at most
+
+
+class RedisStore:
+    """One Redis (``redis://host:port/db``) shared by every node; keys under ``prefix``."""
+
+    def __init__(self, url: str, prefix: str = "mailspec:") -> None:
+        self._redis: Any = aioredis.from_url(url, decode_responses=True)
+        self._prefix = prefix
+        self._window = self._redis.register_script(_WINDOW_LUA)
+        self._put_nx = self._redis.register_script(_PUT_IF_ABSENT_LUA)
+
+    def _k(self, key: str) -> str:
+        return self._prefix + key
+
+    async def get(self, key: str, now: float) -> str | None:
+        raw = await self._redis.get(self._k(key))
+        if raw is None:
+            return None
+        exp, _, value = str(raw).partition("|")
+        return value if float(exp) > now else None
+
+    async def put(self, key: str, value: str, expires_at: float) -> None:
+        await self._redis.set(self._k(key), f"{expires_at!r}|{value}", ex=_GC_SLACK * 40)
+
+    async def put_if_absent(self, key: str, value: str, expires_at: float, now: float) -> str:
+        ttl = max(1, math.ceil(expires_at - now)) + _GC_SLACK
+        result = await self._put_nx(
+            keys=[self._k(key)], args=[value, repr(now), repr(expires_at), ttl]
+        )
+        return str(result)
+
+    async def delete(self, key: str) -> None:
+        await self._redis.delete(self._k(key), self._k(key) + ":w")
+
+    async def window_add(
+        self, key: str, now: float, window: float, amount: int, limit: int
+    ) -> WindowResult:
+        allowed, used, retry = await self._window(
+            keys=[self._k(key) + ":w"],
+            args=[repr(now), repr(window), amount, limit, secrets.token_hex(8)],
+        )
+        return WindowResult(bool(int(allowed)), int(used), float(retry))
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,91 @@
+"""State stores (memory, SQLite, a real redis-server) agree, and count exactly under load."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from reference.state import StateStore
+from reference.state.memory import MemoryStore
+from reference.state.redis import RedisStore
+from reference.state.sqlite import SqliteStore
+from reference.testing import RedisServer
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+Factory = Callable[[], StateStore]
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def factory(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+) -> AsyncIterator[Factory]:
+    made: list[StateStore] = []
+    shared_memory = MemoryStore()
+    prefix = f"t{id(request)}:"
+
+    def make() -> StateStore:
+        store: StateStore
+        if request.param == "memory":
+            store = shared_memory
+        elif request.param == "sqlite":
+            store = SqliteStore(tmp_path / "state.sqlite3")
+        else:
+            store = RedisStore(redis_server.url, prefix=prefix)
+        made.append(store)
+        return store
+
+    yield make
+    for s in made:
+        await s.close()
+
+
+async def test_values_expire_on_the_callers_clock(factory: Factory) -> None:
+    store = factory()
+    await store.put("k", "v", expires_at=1000.0)
+    assert await store.get("k", now=999.0) == "v"
+    assert await store.get("k", now=1000.0) is None
+    assert await store.get("missing", now=0.0) is None
+    await store.delete("k")
+    assert await store.get("k", now=0.0) is None
+
+
+async def test_put_if_absent_keeps_the_first_value(factory: Factory) -> None:
+    store = factory()
+    assert await store.put_if_absent("g", "first", expires_at=100.0, now=0.0) == "first"
+    assert await store.put_if_absent("g", "second", expires_at=100.0, now=50.0) == "first"
+    # Expired: the next one wins.
+    assert await store.put_if_absent("g", "third", expires_at=300.0, now=100.0) == "third"
+
+
+async def test_sliding_window_slides(factory: Factory) -> None:
+    store = factory()
+    for i in range(60):
+        r = await store.window_add("alice", now=float(i), window=300.0, amount=1, limit=60)
+        assert r.allowed and r.used == i + 1
+    refused = await store.window_add("alice", now=100.0, window=300.0, amount=1, limit=60)
+    assert not refused.allowed and refused.used == 60
+    assert refused.retry_at == 300.0  # the first event (t=0) leaves the window then
+    assert (await store.window_add("alice", now=300.0, window=300.0, amount=1, limit=60)).allowed
+    assert not (await store.window_add("x", now=0.0, window=300.0, amount=61, limit=60)).allowed
+
+
+async def test_concurrent_clients_count_exactly(factory: Factory) -> None:
+    # Two clients (two connections, or two SQLite handles) race 100 requests for 60 slots.
+    a, b = factory(), factory()
+
+    async def one(i: int) -> bool:
+        store = a if i % 2 else b
+        r = await store.window_add("bob", now=10.0, window=300.0, amount=1, limit=60)
+        return r.allowed
+
+    results = await asyncio.gather(*(one(i) for i in range(100)))
+    assert sum(results) == 60
