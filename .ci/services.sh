@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the servers the tests run for real (redis-server), from Debian's packages, when
+# they are missing. Idempotent; called by tox before the test envs.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "mailspec tests need: ${need[*]} (install them with your package manager)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null || true
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts packaged daemons on install; the tests run their own on other ports.
+for svc in "${need[@]}"; do
+    service "$svc" stop >/dev/null 2>&1 || true
+done
