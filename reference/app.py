@@ -13,7 +13,7 @@ from typing import Protocol
 
 from reference import tls
 from reference.clock import Clock, RealClock
-from reference.config import LISTENERS, Config, parse_duration, parse_hostport
+from reference.config import LISTENERS, Config, parse_dnsbl, parse_duration, parse_hostport
 from reference.delivery import LocalDelivery, QueueRunner
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
@@ -21,10 +21,15 @@ from reference.dns import make_resolver
 from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore
-from reference.policy import LocalRecipients, Policy, SenderOwnership
+from reference.policy import Check, LocalRecipients, Policy, SenderOwnership
+from reference.policy.dnsbl import BlocklistZone, Dnsbl
+from reference.policy.greylist import Greylist
 from reference.pop3.server import Pop3Server
 from reference.smtp.server import Listener
 from reference.spool import Spool
+from reference.state import StateStore
+from reference.state.redis import RedisStore
+from reference.state.sqlite import SqliteStore
 
 log = logging.getLogger("mailspec")
 
@@ -85,10 +90,14 @@ class App:
         self.directory = Directory(directory_path(cfg))
         self.store = MailStore(data / "mail", clock=self.clock)
         self.spool = Spool(data / "spool", self.clock)
-        self.policy = Policy([SenderOwnership(self.directory), LocalRecipients(self.directory)])
+        self.resolver = make_resolver(cfg)
+        self.state: StateStore = (
+            RedisStore(cfg.state.url) if cfg.state.url else SqliteStore(data / "state.sqlite3")
+        )
+        self.policy = Policy(self._checks())
         self.relay = Relay(
             hostname=cfg.server.hostname,
-            mx=MxResolver(make_resolver(cfg)),
+            mx=MxResolver(self.resolver),
             pool=SourcePool(cfg.relay.source_addresses),
             port=cfg.relay.port,
             smarthost=parse_hostport(cfg.relay.smarthost) if cfg.relay.smarthost else None,
@@ -109,6 +118,26 @@ class App:
         self.endpoints: dict[str, Endpoint] = {}
         self._listeners: list[Listener] = []
         self._streams: set[asyncio.StreamWriter] = set()
+
+    def _checks(self) -> list[Check]:
+        """The check chain, in stage order; which checks run is configuration."""
+        cfg = self.cfg
+        checks: list[Check] = [SenderOwnership(self.directory), LocalRecipients(self.directory)]
+        if cfg.dnsbl.zones:
+            zones = [BlocklistZone(*parse_dnsbl(z)) for z in cfg.dnsbl.zones]
+            checks.append(Dnsbl(self.resolver, zones, reject_at=cfg.dnsbl.reject_score))
+        if cfg.greylist.enabled:
+            checks.append(
+                Greylist(
+                    self.state,
+                    self.clock,
+                    delay=cfg.seconds("greylist.delay"),
+                    window=cfg.seconds("greylist.window"),
+                    whitelist=cfg.seconds("greylist.whitelist"),
+                    bypass=cfg.greylist.bypass_networks,
+                )
+            )
+        return checks
 
     def _smtp(self, role: str, *, implicit_tls: bool) -> Listener:
         listener = Listener(
@@ -216,4 +245,5 @@ class App:
         # Let the closed sessions' tasks run to their end before the loop goes away.
         await asyncio.sleep(0)
         self.directory.close()
+        await self.state.close()
         event(log, "stopped")

@@ -135,6 +135,41 @@ class Queue:
 
 
 @dataclass
+class State:
+    url: str = doc(
+        "Shared policy state: empty for SQLite under data_dir (one node), or redis://host:port/db"
+        " for several nodes.",
+        default="",
+    )
+
+
+@dataclass
+class Greylist:
+    enabled: bool = doc(
+        "Greylist unknown (client /24 or /64, sender, recipient) triplets.", default=True
+    )
+    delay: str = doc("How long a new triplet must wait before a retry is accepted.", default="5m")
+    window: str = doc("How long after the first attempt a retry still counts.", default="4h")
+    whitelist: str = doc("How long a client network that passed once is trusted.", default="36d")
+    bypass_networks: list[str] = doc(
+        "Client networks never greylisted (CIDR).",
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+    )
+
+
+@dataclass
+class Dnsbl:
+    zones: list[str] = doc(
+        "Blocklists: 'zone' (any listing weighs 10) or 'zone=127.0.0.2:10,127.0.0.4:3' "
+        "(return code:weight).",
+        default_factory=list,
+    )
+    reject_score: int = doc(
+        "Summed weight at which a listed client is refused (554 5.7.1).", default=10
+    )
+
+
+@dataclass
 class Config:
     server: Server = field(default_factory=Server)
     listen: Listen = field(default_factory=Listen)
@@ -143,6 +178,9 @@ class Config:
     smtp: Smtp = field(default_factory=Smtp)
     relay: Relay = field(default_factory=Relay)
     queue: Queue = field(default_factory=Queue)
+    state: State = field(default_factory=State)
+    greylist: Greylist = field(default_factory=Greylist)
+    dnsbl: Dnsbl = field(default_factory=Dnsbl)
 
     @property
     def data_path(self) -> Path:
@@ -155,6 +193,20 @@ class Config:
     def seconds(self, dotted: str) -> float:
         section, key = dotted.split(".")
         return parse_duration(getattr(getattr(self, section), key))
+
+
+def parse_dnsbl(spec: str) -> tuple[str, dict[str, float]]:
+    """'zen.example=127.0.0.2:10,127.0.0.4:3' -> ('zen.example', {'127.0.0.2': 10.0, …})."""
+    zone, _, codes = spec.partition("=")
+    zone = zone.strip().rstrip(".").lower()
+    if not re.fullmatch(r"([a-z0-9-]+\.)+[a-z0-9-]+", zone):
+        raise ValueError(f"not a zone name: {zone!r}")
+    table: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in codes.split(","))):
+        code, _, weight = part.partition(":")
+        ipaddress.IPv4Address(code)
+        table[code] = float(weight) if weight else 10.0
+    return zone, table
 
 
 LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
@@ -217,7 +269,22 @@ def _validate(cfg: Config) -> None:
             parse_hostport(cfg.relay.smarthost)
         except ValueError as e:
             raise ConfigError("relay.smarthost", str(e)) from None
+    if cfg.state.url and not re.match(r"^rediss?://", cfg.state.url):
+        raise ConfigError("state.url", "empty (SQLite) or a redis:// URL")
+    for i, net in enumerate(cfg.greylist.bypass_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"greylist.bypass_networks[{i}]", f"not a network: {net!r}") from None
+    for i, z in enumerate(cfg.dnsbl.zones):
+        try:
+            parse_dnsbl(z)
+        except ValueError as e:
+            raise ConfigError(f"dnsbl.zones[{i}]", str(e)) from None
     for key in (
+        "greylist.delay",
+        "greylist.window",
+        "greylist.whitelist",
         "relay.max_age",
         "relay.delay_warning",
         "relay.timeout",

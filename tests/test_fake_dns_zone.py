@@ -48,7 +48,10 @@ def test_master_file_syntax() -> None:
     assert by_name(records, "example.test", "SOA") == [
         "SOA ns1.example.test. hostmaster.example.test. 2024010101 3600 600 604800 60"
     ]
-    assert by_name(records, "example.test", "MX") == ["MX 10 mx.example.test.", "MX 20 mx2.other.test."]
+    assert by_name(records, "example.test", "MX") == [
+        "MX 10 mx.example.test.",
+        "MX 20 mx2.other.test.",
+    ]
     assert [r.ttl for r in records if r.rtype == "MX"] == [600, 600]
     assert by_name(records, "mx.example.test", "AAAA") == ["AAAA 2001:db8::1"]
     assert [r.ttl for r in records if r.rtype == "AAAA"] == [3600]  # $TTL
@@ -86,7 +89,7 @@ def test_ttl_units() -> None:
     [
         ("ok A 192.0.2.1\nbad A 1.2.3", 2, "A bad"),
         ("ok A 192.0.2.1\n\n$INCLUDE other.zone", 3, "$INCLUDE"),
-        ("  A 192.0.2.1", 1, "no owner"),
+        ("$TTL 60\n  A 192.0.2.1", 2, "no owner"),
         ("a (\nA 192.0.2.1", 1, "never closed"),
         ("a TXT )", 1, "without '('"),
         ('a TXT "open', 1, "unterminated"),
@@ -180,9 +183,44 @@ def test_txt_values_survive_splitting(value: bytes) -> None:
 
 zone_soup = st.lists(
     st.sampled_from(
-        ["$ORIGIN", "$TTL", "$INCLUDE", "@", "(", ")", ";", '"', "\\", "\\065", "IN", "CH", "A",
-         "AAAA", "MX", "TXT", "SOA", "SRV", "TLSA", "CAA", "CNAME", "192.0.2.1", "::1", "10",
-         "1h", "x", "x.", ".", "..", "*", "\n", " ", "\t", "\r\n", "é", "\x00"]
+        [
+            "$ORIGIN",
+            "$TTL",
+            "$INCLUDE",
+            "@",
+            "(",
+            ")",
+            ";",
+            '"',
+            "\\",
+            "\\065",
+            "IN",
+            "CH",
+            "A",
+            "AAAA",
+            "MX",
+            "TXT",
+            "SOA",
+            "SRV",
+            "TLSA",
+            "CAA",
+            "CNAME",
+            "192.0.2.1",
+            "::1",
+            "10",
+            "1h",
+            "x",
+            "x.",
+            ".",
+            "..",
+            "*",
+            "\n",
+            " ",
+            "\t",
+            "\r\n",
+            "é",
+            "\x00",
+        ]
     ),
     max_size=40,
 ).map("".join)

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
             dns.load_zone_file(path, origin or None)
         except (OSError, ValueError) as exc:
             return _fail(f"cannot load zone: {exc}")
-        loaded.append(f"{path} ({len(dns.records()) - before} records)")
+        count = len(dns.records()) - before
+        loaded.append(f"{path} ({count} record{'' if count == 1 else 's'})")
     signals = {signal.SIGINT, signal.SIGTERM}
     # Blocked before start(), so the server thread inherits the mask and sigwait() below,
     # not an arbitrary thread, receives the signal.

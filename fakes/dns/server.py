@@ -35,8 +35,9 @@ from reference.clock import Clock, RealClock
 log = logging.getLogger(__name__)
 
 UDP_PAYLOAD = 1232  # the EDNS0 size we advertise (DNS flag day 2020)
-TCP_TIMEOUT = 10.0  # seconds a TCP client may stay silent or stall a write (RFC 7766 6.2.3)
-MAX_PENDING = 1024  # queries being answered at once; beyond that UDP queries are dropped
+TCP_IDLE = 10.0  # seconds a TCP connection may stay silent (RFC 7766 6.2.3)
+TCP_WRITE_BUFFER = 1 << 20  # replies queued for a TCP client that does not read: then we close
+MAX_PENDING = 1024  # queries being answered at once; beyond that queries are dropped
 LOG_SIZE = 100_000  # queries kept in the log; the oldest go first
 BIND_ATTEMPTS = 20  # port 0: tries to find a port free for both UDP and TCP
 
@@ -78,7 +79,7 @@ class FakeDNS:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[asyncio.Transport] = set()
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -151,9 +152,10 @@ class FakeDNS:
     async def _serve(self, udp: socket.socket, tcp: socket.socket, ready: threading.Event) -> None:
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        self._tasks, self._connections = set(), set()  # a restart must not see the old loop's
         transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), sock=udp)
         try:
-            server = await asyncio.start_server(self._tcp_client, sock=tcp)
+            server = await loop.create_server(lambda: _TCP(self), sock=tcp)
         except BaseException:
             transport.close()
             raise
@@ -161,14 +163,25 @@ class FakeDNS:
         try:
             await self._stopping.wait()
         finally:
+            # Stop accepting, then let connections accepted a moment ago reach connection_made:
+            # closing the server first would make asyncio 3.11 drop (and leak) their sockets.
+            for sock in server.sockets:
+                loop.remove_reader(sock.fileno())
+            for _ in range(100):
+                accepting = asyncio.all_tasks() - self._tasks - {asyncio.current_task()}
+                if not accepting:
+                    break
+                await asyncio.sleep(0)
             server.close()
             transport.close()
-            for writer in list(self._writers):  # Python 3.11's server.close() leaves them open
-                writer.close()
-            for task in list(self._tasks):
+            for connection in list(self._connections):  # 3.11's server.close() leaves them open
+                connection.close()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
                 task.cancel()
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.gather(*others, return_exceptions=True)
             await server.wait_closed()
+            await asyncio.sleep(0)  # transports close their sockets in a callback: let it run
 
     # -- data ---------------------------------------------------------------------------
 
@@ -301,35 +314,9 @@ class FakeDNS:
         if not task.cancelled() and task.exception() is not None:
             log.error("event=fake_dns_error", exc_info=task.exception())
 
-    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Answer queries on one connection, in order, until the client goes quiet or away."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.add(writer)
-        peer = writer.get_extra_info("peername")
-        try:
-            while True:
-                # RFC 1035 4.2.2: each message is prefixed by its two-byte length.
-                size = await asyncio.wait_for(reader.readexactly(2), TCP_TIMEOUT)
-                data = await asyncio.wait_for(
-                    reader.readexactly(int.from_bytes(size, "big")), TCP_TIMEOUT
-                )
-                reply = await self._answer(data, peer, "tcp")
-                if reply is not None:
-                    writer.write(len(reply).to_bytes(2, "big") + reply)
-                    await asyncio.wait_for(writer.drain(), TCP_TIMEOUT)
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass  # the client closed, stalled or reset: nothing to answer
-        finally:
-            self._writers.discard(writer)
-            self._tasks.discard(task)
-            writer.close()
-
     async def _answer(self, data: bytes, peer: Any, transport: str) -> bytes | None:
-        """The reply to one query, or None to stay silent."""
-        client = (str(peer[0]), int(peer[1]))
-        when = self._clock.now()
+        """The reply to one query, or None to stay silent; every query is logged."""
+        client, when = (str(peer[0]), int(peer[1])), self._clock.now()
         try:
             request = DNSRecord.parse(data)
         except Exception:  # dnslib raises many exception types on garbage: all mean FORMERR
@@ -340,62 +327,69 @@ class FakeDNS:
             return bytes(DNSRecord(header).pack())
         if request.header.qr:
             return None  # a response sent to us: answering it could start a loop
-        reply = request.reply(ra=1, aa=1)  # ra=1: tests use us as their (only) resolver
-        reply.header.ad = 0
         if request.header.opcode != 0 or len(request.questions) != 1:
             # RFC 9619: a query has exactly one question.
+            reply = _reply_to(request)
             reply.header.rcode = RCODE.NOTIMP if request.header.opcode else RCODE.FORMERR
-            self._record(Query(client, "", "", transport, RCODE[reply.header.rcode], when))
+            self._record(Query(client, "", "", transport, str(RCODE[reply.header.rcode]), when))
             return bytes(reply.pack())
-        q = request.q
-        name = b".".join(q.qname.label).lower().decode("latin-1")
-        rtype = str(QTYPE.get(q.qtype))
+        name = b".".join(request.q.qname.label).lower().decode("latin-1")
+        rtype = str(QTYPE.get(request.q.qtype))
         failure = self._store.failure(name, rtype)
-
-        def done(rcode: int | str, truncated: bool = False) -> None:
-            rcode = rcode if isinstance(rcode, str) else str(RCODE[rcode])
-            self._record(Query(client, name, rtype, transport, rcode, when, truncated))
-
         if failure and failure.delay:
             # Real time on purpose: this simulates network latency, and the client under test
             # measures its timeout in real time.
             await asyncio.sleep(failure.delay)
-        mode = failure.mode if failure else ""
-        if mode == "timeout":
-            done("DROPPED")
+        if failure and failure.mode == "timeout":
+            self._record(Query(client, name, rtype, transport, "DROPPED", when))
             return None
-        opt = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
-        if opt is not None:
-            reply.add_ar(EDNS0(udp_len=UDP_PAYLOAD))  # RFC 6891 7: answer EDNS with EDNS
+        wire, rcode, truncated = self._reply(request, name, rtype, failure, transport)
+        self._record(Query(client, name, rtype, transport, str(RCODE[rcode]), when, truncated))
+        return wire
+
+    def _reply(
+        self, request: Any, name: str, rtype: str, failure: Failure | None, transport: str
+    ) -> tuple[bytes, int, bool]:
+        """The reply to a well-formed query, its rcode, and whether it was truncated."""
+        mode = failure.mode if failure else ""
+        reply = _reply_to(request)
         if mode in ("servfail", "refused"):
             reply.header.rcode = RCODE.SERVFAIL if mode == "servfail" else RCODE.REFUSED
-        elif q.qclass not in (1, 255):
+        elif request.q.qclass not in (1, 255):
             reply.header.rcode = RCODE.REFUSED  # we only hold class IN
         elif not (mode == "truncate" and transport == "udp"):
             found = self._store.resolve(name, rtype)
             reply.header.rcode = found.rcode
-            for owner, r in found.answer:
-                reply.add_answer(RR(label(owner), getattr(QTYPE, r.rtype), 1, r.ttl, r.rdata))
-            for owner, r in found.authority:
-                reply.add_auth(RR(label(owner), getattr(QTYPE, r.rtype), 1, r.ttl, r.rdata))
+            reply.rr = [_rr(owner, r) for owner, r in found.answer]
+            reply.auth = [_rr(owner, r) for owner, r in found.authority]
         wire = bytes(reply.pack())
         # RFC 1035 4.2.1: 512 bytes over UDP, or the client's EDNS0 size (RFC 6891 6.2.5).
+        opt = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
         limit = max(512, opt.rclass) if opt is not None else 512
         if transport == "udp" and (len(wire) > limit or mode == "truncate"):
-            # Not dnslib's truncate(): it drops the question and dnspython ignores the reply.
-            short = request.reply(ra=1, aa=1)
-            short.header.tc, short.header.ad, short.header.rcode = 1, 0, reply.header.rcode
-            short.ar = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
-            short.set_header_qa()
-            done(reply.header.rcode, truncated=True)
-            return bytes(short.pack())
+            # Not dnslib's truncate(): it drops the question, and dnspython ignores the reply.
+            short = _reply_to(request)
+            short.header.tc, short.header.rcode = 1, reply.header.rcode
+            return bytes(short.pack()), reply.header.rcode, True
         if len(wire) > 65535:
             log.error("event=fake_dns_answer_too_big name=%s rtype=%s", name, rtype)
-            reply = request.reply(ra=1, aa=1)
+            reply = _reply_to(request)
             reply.header.rcode = RCODE.SERVFAIL
             wire = bytes(reply.pack())
-        done(reply.header.rcode)
-        return wire
+        return wire, reply.header.rcode, False
+
+
+def _reply_to(request: Any) -> Any:
+    """An empty reply: question kept, authoritative, EDNS answered with EDNS (RFC 6891 7)."""
+    reply = request.reply(ra=1, aa=1)  # ra=1: tests use us as their (only) resolver
+    reply.header.ad = 0  # we validate nothing
+    if any(rr.rtype == QTYPE.OPT for rr in request.ar):
+        reply.add_ar(EDNS0(udp_len=UDP_PAYLOAD))
+    return reply
+
+
+def _rr(owner: str, record: Record) -> Any:
+    return RR(label(owner), getattr(QTYPE, record.rtype), 1, record.ttl, record.rdata)
 
 
 class _UDP(asyncio.DatagramProtocol):
@@ -419,6 +413,62 @@ class _UDP(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP "port unreachable" from a client that gave up: nothing to do
+
+
+class _TCP(asyncio.Protocol):
+    """One TCP client: length-prefixed queries (RFC 1035 4.2.2), several per connection.
+
+    The buffer holds at most one partial message (< 64 KiB): complete ones are handed out as
+    soon as they arrive, each answered in its own task (RFC 7766 6.2.1.1 allows any order).
+    """
+
+    def __init__(self, server: FakeDNS) -> None:
+        self.server = server
+        self.buffer = bytearray()
+        self.peer: Any = ("", 0)
+        self.transport: asyncio.Transport | None = None
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = transport.get_extra_info("peername")
+        self.server._connections.add(self.transport)
+        self._touch()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._touch()
+        while len(self.buffer) >= 2:
+            end = 2 + int.from_bytes(self.buffer[:2], "big")
+            if len(self.buffer) < end:
+                break
+            message = bytes(self.buffer[2:end])
+            del self.buffer[:end]
+            self.server._spawn(self._reply(message))
+
+    async def _reply(self, message: bytes) -> None:
+        reply = await self.server._answer(message, self.peer, "tcp")
+        transport = self.transport
+        if reply is None or transport is None or transport.is_closing():
+            return
+        transport.write(len(reply).to_bytes(2, "big") + reply)
+        if transport.get_write_buffer_size() > TCP_WRITE_BUFFER:
+            transport.close()
+        self._touch()
+
+    def _touch(self) -> None:
+        """Restart the idle timer: a silent client is disconnected after TCP_IDLE seconds."""
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.transport is not None:
+            loop = asyncio.get_running_loop()
+            self.idle = loop.call_later(TCP_IDLE, self.transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.transport is not None:
+            self.server._connections.discard(self.transport)
 
 
 def _bind(host: str, port: int) -> tuple[socket.socket, socket.socket]:

@@ -70,21 +70,15 @@ class Store:
             keep = [r for r in rrset if r.wire != record.wire and not (replace and replace(r))]
             rrset[:] = [*keep, record]
 
-    def remove(
-        self, name: str, rtype: str | None = None, where: Callable[[Record], bool] | None = None
-    ) -> None:
-        """Remove a name's records: all, of one type, or of one type matching ``where``."""
+    def remove(self, name: str, rtype: str | None = None) -> None:
+        """Remove a name's records of one type, or all of them."""
         name = normalize_name(name)
         with self._lock:
             node = self._nodes.get(name)
             if node is None:
                 return
             for t in [rtype.upper()] if rtype else list(node):
-                kept = [r for r in node.get(t, []) if where is not None and not where(r)]
-                if kept:
-                    node[t] = kept
-                else:
-                    node.pop(t, None)
+                node.pop(t, None)
             if not node:
                 del self._nodes[name]
                 for ancestor in _ancestors(name):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import struct
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -328,23 +329,29 @@ def parse_zone(text: str, origin: str | None = None, ttl: int = DEFAULT_TTL) -> 
     escapes. Not supported ($INCLUDE, $GENERATE, classes other than IN, other types) is a
     ZoneError naming the line. Without an origin, relative names are relative to the root.
     """
-    current_origin = normalize_name(origin or "")
-    owner: str | None = None
+    state = _State(normalize_name(origin or ""), None, ttl)
+    # Zones written inside Python code are indented as a whole; dedent so that leading
+    # blanks keep their meaning ("same owner"). A real file has owners in column 0: no change.
     records: list[Record] = []
-    for entry in _tokenize(text):
+    for entry in _tokenize(textwrap.dedent(text)):
         try:
-            owner, ttl = _entry(entry, current_origin, owner, ttl, records)
-            if entry.tokens[0].text.upper() == "$ORIGIN" and not entry.indented:
-                current_origin = _name(entry.tokens[1], current_origin)
+            record = _entry(entry, state)
         except ValueError as exc:
             raise ZoneError(entry.line, str(exc)) from None
+        if record is not None:
+            records.append(record)
     return records
 
 
-def _entry(
-    entry: _Entry, origin: str, owner: str | None, ttl: int, out: list[Record]
-) -> tuple[str | None, int]:
-    """Apply one entry; return the owner and default TTL for the next."""
+@dataclass
+class _State:
+    origin: str
+    owner: str | None
+    ttl: int
+
+
+def _entry(entry: _Entry, state: _State) -> Record | None:
+    """Apply a directive to the state, or return the record an entry describes."""
     tokens = entry.tokens
     first = tokens[0].text.upper()
     if first.startswith("$") and not entry.indented and not tokens[0].quoted:
@@ -353,20 +360,21 @@ def _entry(
         if len(tokens) != 2:
             raise ValueError(f"{first} needs one argument")
         if first == "$TTL":
-            return owner, parse_ttl(tokens[1].text)
-        _name(tokens[1], origin)  # validated here, applied by the caller
-        return owner, ttl
+            state.ttl = parse_ttl(tokens[1].text)
+        else:
+            state.origin = _name(tokens[1], state.origin)
+        return None
     if not entry.indented:
-        owner, tokens = _name(tokens[0], origin), tokens[1:]
-    if owner is None:
+        state.owner, tokens = _name(tokens[0], state.origin), tokens[1:]
+    if state.owner is None:
         raise ValueError("the first record has no owner name")
-    record_ttl, rtype = ttl, None
-    for i, tok in enumerate(tokens[:3]):
+    ttl, rtype = state.ttl, None
+    for i, tok in enumerate(tokens[:3]):  # [TTL] [class] type, or [class] [TTL] type
         word = tok.text.upper()
         if tok.quoted:
             break
         if _TTL.fullmatch(tok.text) and tok.text.isascii():
-            record_ttl = parse_ttl(tok.text)
+            ttl = parse_ttl(tok.text)
         elif word in ("CH", "HS", "CS"):
             raise ValueError(f"class {word} is not supported, only IN")
         elif word != "IN":
@@ -375,10 +383,9 @@ def _entry(
     if rtype is None:
         raise ValueError("no record type")
     try:
-        out.append(Record(owner, rtype, record_ttl, _rdata(rtype, tokens, origin)))
+        return Record(state.owner, rtype, ttl, _rdata(rtype, tokens, state.origin))
     except ValueError as exc:
-        raise ValueError(f"{rtype} {owner or '.'}: {exc}") from None
-    return owner, ttl
+        raise ValueError(f"{rtype} {state.owner or '.'}: {exc}") from None
 
 
 def render_zone(records: Iterable[Record]) -> str:

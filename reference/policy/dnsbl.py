@@ -1,0 +1,115 @@
+"""DNS blocklists: the client address looked up in configured zones, refusing or scoring."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+
+from reference.log import event
+from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
+from reference.smtp.replies import Reply
+
+__all__ = ["BlocklistZone", "Dnsbl", "reverse_name"]
+
+log = logging.getLogger("mailspec.dnsbl")
+
+
+@dataclass(frozen=True)
+class BlocklistZone:
+    """A DNSBL zone and what its answers mean.
+
+    ``codes`` maps a return address (``127.0.0.2``) to a weight; an empty map takes any
+    answer in 127.0.0.0/8. A weight of ``reject`` or more refuses; less adds to the score.
+    """
+
+    zone: str
+    codes: dict[str, float]
+    weight: float = 10.0  # for any listed code not in ``codes``
+
+
+def reverse_name(ip: str, zone: str) -> str:
+    """203.0.113.7 -> 7.113.0.203.zone; IPv6 by reversed nibbles (RFC 5782 2.1, 2.4)."""
+    addr = ipaddress.ip_address(ip)
+    if addr.version == 4:
+        rev = ".".join(reversed(str(addr).split(".")))
+    else:
+        rev = ".".join(reversed(addr.exploded.replace(":", "")))
+    return f"{rev}.{zone}"
+
+
+class Dnsbl(Check):
+    """RCPT: refuse a client listed with a heavy weight (554 5.7.1 naming the list).
+
+    A DNS failure never refuses (RFC 5782 5: fail open): the lookup is skipped, logged.
+    Lighter listings are remembered as score for the content checks.
+    """
+
+    name = "dnsbl"
+
+    def __init__(
+        self,
+        resolver: dns.asyncresolver.Resolver,
+        zones: list[BlocklistZone],
+        *,
+        reject_at: float = 10.0,
+    ) -> None:
+        self.resolver = resolver
+        self.zones = zones
+        self.reject_at = reject_at
+
+    async def _lookup(self, name: str) -> list[str]:
+        try:
+            answer = await self.resolver.resolve(name, "A")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        return [r.to_text() for r in answer]
+
+    async def _reason(self, name: str) -> str:
+        try:
+            answer = await self.resolver.resolve(name, "TXT")
+        except dns.exception.DNSException:
+            return ""
+        return " ".join(b.decode("utf-8", "replace") for r in answer for b in r.strings)
+
+    async def score(self, peer: str) -> tuple[float, list[tuple[str, str, float]]]:
+        """(total, [(zone, code, weight)…]) for the client address."""
+        try:
+            ipaddress.ip_address(peer)
+        except ValueError:
+            return 0.0, []
+        hits: list[tuple[str, str, float]] = []
+        for z in self.zones:
+            name = reverse_name(peer, z.zone)
+            try:
+                codes = await self._lookup(name)
+            except dns.exception.DNSException as e:
+                event(log, "dnsbl.temperror", zone=z.zone, peer=peer, error=type(e).__name__)
+                continue
+            for code in codes:
+                if not code.startswith("127."):
+                    continue  # RFC 5782 2.1: only 127/8 answers are listings
+                if z.codes and code not in z.codes:
+                    continue
+                hits.append((z.zone, code, z.codes.get(code, z.weight)))
+        return sum(w for _, _, w in hits), hits
+
+    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+        if s.role != "mx" or s.user is not None:
+            return CONTINUE
+        total, hits = await self.score(s.peer)
+        if not hits:
+            return CONTINUE
+        heavy = max(hits, key=lambda h: h[2])
+        event(log, "dnsbl.listed", peer=s.peer, zones=",".join(h[0] for h in hits), score=total)
+        if total >= self.reject_at:
+            why = await self._reason(reverse_name(s.peer, heavy[0]))
+            text = f"Client host [{s.peer}] blocked using {heavy[0]}"
+            if why:
+                text += f"; {why}"
+            return refuse(Reply(554, "5.7.1", text), f"listed in {heavy[0]} ({heavy[1]})")
+        return CONTINUE

@@ -1,0 +1,83 @@
+"""Greylisting: the first attempt of an unknown (client network, sender, recipient) waits."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from reference.clock import Clock
+from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
+from reference.smtp.replies import Reply
+from reference.state import StateStore
+
+__all__ = ["Greylist"]
+
+
+def client_network(peer: str) -> str:
+    """The client's /24 (IPv4) or /64 (IPv6): big senders retry from a neighbouring address."""
+    try:
+        ip = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+class Greylist(Check):
+    """RCPT: ``451 4.7.1`` for a new triplet until ``delay`` has passed, within ``window``.
+
+    A client network that passed once is trusted for ``whitelist`` (default 36 days),
+    renewed at each pass. Authenticated users and ``bypass`` networks are never greylisted.
+    """
+
+    name = "greylist"
+
+    def __init__(
+        self,
+        store: StateStore,
+        clock: Clock,
+        *,
+        delay: float = 300.0,
+        window: float = 4 * 3600.0,
+        whitelist: float = 36 * 86400.0,
+        bypass: Sequence[str] = (),
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.delay = delay
+        self.window = window
+        self.whitelist = whitelist
+        self.bypass = [ipaddress.ip_network(n, strict=False) for n in bypass]
+
+    def _bypassed(self, s: Session) -> bool:
+        if s.user is not None or s.role != "mx":
+            return True
+        try:
+            ip = ipaddress.ip_address(s.peer)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.bypass)
+
+    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+        if self._bypassed(s):
+            return CONTINUE
+        now = self.clock.now()
+        net = client_network(s.peer)
+        trusted = f"grey:ok:{net}"
+        if await self.store.get(trusted, now) is not None:
+            await self.store.put(trusted, "1", now + self.whitelist)
+            return CONTINUE
+        triplet = f"grey:{net}:{sender.lower()}:{rcpt.lower()}"
+        first = float(
+            await self.store.put_if_absent(triplet, repr(now), now + self.delay + self.window, now)
+        )
+        waited = now - first
+        if waited < self.delay:
+            wait = int(self.delay - waited + 0.999)
+            return refuse(
+                Reply(451, "4.7.1", f"Greylisted, please try again in {wait} seconds"),
+                f"greylist {net} {sender} {rcpt} new" if waited == 0 else f"early by {wait}s",
+            )
+        await self.store.put(trusted, "1", now + self.whitelist)
+        await self.store.delete(triplet)
+        return CONTINUE

@@ -1,0 +1,71 @@
+"""Greylisting on the injected clock: first attempt waits, retries pass, networks are trusted."""
+
+from __future__ import annotations
+
+from reference.clock import ManualClock
+from reference.policy import Action, Session
+from reference.policy.greylist import Greylist, client_network
+from reference.state.memory import MemoryStore
+
+REMOTE = Session(role="mx", peer="203.0.113.7", helo="mta.remote.test")
+
+
+def greylist(clock: ManualClock) -> Greylist:
+    return Greylist(MemoryStore(), clock, bypass=["127.0.0.0/8"])
+
+
+async def test_first_attempt_is_greylisted_then_passes_after_the_delay() -> None:
+    clock = ManualClock()
+    g = greylist(clock)
+    r = await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    assert r.action is Action.TEMPFAIL
+    assert r.reply is not None and (r.reply.code, r.reply.enhanced) == (451, "4.7.1")
+    assert "300 seconds" in r.reply.text
+    clock.advance(299)
+    early = await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    assert early.action is Action.TEMPFAIL and "1 seconds" in early.reply.text  # type: ignore[union-attr]
+    clock.advance(1)
+    assert (await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")).action is Action.CONTINUE
+
+
+async def test_a_neighbour_in_the_same_24_retries_successfully() -> None:
+    clock = ManualClock()
+    g = greylist(clock)
+    await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    clock.advance(600)
+    neighbour = Session(role="mx", peer="203.0.113.200")
+    assert (await g.rcpt(neighbour, "a@remote.test", "bob@example.test")).action is Action.CONTINUE
+
+
+async def test_passing_network_is_trusted_for_36_days() -> None:
+    clock = ManualClock()
+    g = greylist(clock)
+    await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    clock.advance(300)
+    await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    # Another sender and recipient from that network: no wait now.
+    assert (await g.rcpt(REMOTE, "x@remote.test", "carol@example.test")).action is Action.CONTINUE
+    clock.advance(36 * 86400 + 1)
+    assert (await g.rcpt(REMOTE, "y@remote.test", "carol@example.test")).action is Action.TEMPFAIL
+
+
+async def test_retry_after_the_window_starts_over() -> None:
+    clock = ManualClock()
+    g = greylist(clock)
+    await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    clock.advance(4 * 3600 + 301)
+    assert (await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")).action is Action.TEMPFAIL
+
+
+async def test_bypasses() -> None:
+    g = greylist(ManualClock())
+    local = Session(role="mx", peer="127.0.0.1")
+    authed = Session(role="submission", peer="203.0.113.7", user="alice@example.test")
+    assert (await g.rcpt(local, "a@remote.test", "bob@example.test")).action is Action.CONTINUE
+    assert (await g.rcpt(authed, "alice@example.test", "x@y.test")).action is Action.CONTINUE
+
+
+def test_client_networks() -> None:
+    assert client_network("203.0.113.77") == "203.0.113.0/24"
+    assert client_network("2001:db8:1:2:3::4") == "2001:db8:1:2::/64"
+    assert client_network("not-an-ip") == "not-an-ip"
