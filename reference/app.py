@@ -24,6 +24,7 @@ from reference.mailbox import MailStore
 from reference.policy import Check, LocalRecipients, Policy, SenderOwnership
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
+from reference.policy.ratelimit import Limits, RateLimit, parse_limit, parse_overrides
 from reference.pop3.server import Pop3Server
 from reference.smtp.server import Listener
 from reference.spool import Spool
@@ -126,6 +127,15 @@ class App:
         if cfg.dnsbl.zones:
             zones = [BlocklistZone(*parse_dnsbl(z)) for z in cfg.dnsbl.zones]
             checks.append(Dnsbl(self.resolver, zones, reject_at=cfg.dnsbl.reject_score))
+        rl = cfg.ratelimit
+        checks.append(
+            RateLimit(
+                self.state,
+                self.clock,
+                Limits(parse_limit(rl.recipients), parse_limit(rl.messages), parse_limit(rl.bytes)),
+                parse_overrides(rl.overrides),
+            )
+        )
         if cfg.greylist.enabled:
             checks.append(
                 Greylist(

@@ -170,6 +170,20 @@ class Dnsbl:
 
 
 @dataclass
+class Ratelimit:
+    recipients: str = doc(
+        "Recipients a user may send to per window (COUNT/DURATION; empty: unlimited).",
+        default="60/5m",
+    )
+    messages: str = doc("Messages a user may send per window; empty: unlimited.", default="")
+    bytes: str = doc("Bytes a user may send per window; empty: unlimited.", default="")
+    overrides: list[str] = doc(
+        "Per user or domain: 'alice@example.test: recipients=500/5m, messages=100/1h'.",
+        default_factory=list,
+    )
+
+
+@dataclass
 class Config:
     server: Server = field(default_factory=Server)
     listen: Listen = field(default_factory=Listen)
@@ -181,6 +195,7 @@ class Config:
     state: State = field(default_factory=State)
     greylist: Greylist = field(default_factory=Greylist)
     dnsbl: Dnsbl = field(default_factory=Dnsbl)
+    ratelimit: Ratelimit = field(default_factory=Ratelimit)
 
     @property
     def data_path(self) -> Path:
@@ -281,6 +296,18 @@ def _validate(cfg: Config) -> None:
             parse_dnsbl(z)
         except ValueError as e:
             raise ConfigError(f"dnsbl.zones[{i}]", str(e)) from None
+    from reference.policy.ratelimit import parse_limit, parse_overrides
+
+    for kind in ("recipients", "messages", "bytes"):
+        try:
+            parse_limit(getattr(cfg.ratelimit, kind))
+        except ValueError as e:
+            raise ConfigError(f"ratelimit.{kind}", str(e)) from None
+    for i, spec in enumerate(cfg.ratelimit.overrides):
+        try:
+            parse_overrides([spec])
+        except ValueError as e:
+            raise ConfigError(f"ratelimit.overrides[{i}]", str(e)) from None
     for key in (
         "greylist.delay",
         "greylist.window",
