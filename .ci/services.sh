@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the servers the tests run for real (redis-server), from Debian's packages, when
-# they are missing. Idempotent; called by tox before the test envs.
+# Installs the servers the tests run for real (redis-server, clamd), from Debian's packages,
+# when they are missing. Idempotent; called by tox before the test envs. No virus database
+# is downloaded: the tests start clamd with the project's own signatures.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/sbin/clamd ] || command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -15,6 +17,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null || true
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian starts packaged daemons on install; the tests run their own on other ports.
-for svc in "${need[@]}"; do
+for svc in redis-server clamav-daemon clamav-freshclam; do
     service "$svc" stop >/dev/null 2>&1 || true
 done

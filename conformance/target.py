@@ -62,6 +62,7 @@ import importlib.util
 import os
 import secrets
 import shlex
+import shutil
 import ssl
 import subprocess
 import tomllib
@@ -593,13 +594,14 @@ class ReferenceTarget:
         self.capabilities = frozenset(caps)
         self._server: Any = None
         self._fake: Any = None
+        self._clamd: Any = None
         self._target: Target | None = None
 
     def start(self, workdir: Path) -> Target:
         if self._target is not None:
             return self._target
         from reference.clock import ManualClock
-        from reference.testing import ReferenceServer
+        from reference.testing import ClamdServer, ReferenceServer
 
         clock = ManualClock()
         nameservers: list[str] = []
@@ -616,6 +618,10 @@ class ReferenceTarget:
                     # Fake MXs judge reputation by source address: relay from a pool.
                     "relay.source_addresses": ["127.0.1.0/24"],
                 }
+            if shutil.which("clamd") or Path("/usr/sbin/clamd").exists():
+                # A real clamd with the project's own test signatures (EICAR and a marker).
+                self._clamd = ClamdServer(workdir / "clamd").start()
+                overrides["antivirus.clamd"] = self._clamd.address
             overrides.update(self.overrides)
             self._server = ReferenceServer(
                 workdir,
@@ -664,6 +670,9 @@ class ReferenceTarget:
         if self._fake is not None:
             self._fake.stop()
             self._fake = None
+        if self._clamd is not None:
+            self._clamd.stop()
+            self._clamd = None
 
     def describe(self) -> dict[str, Any]:
         return _describe(self._target, self.name, self.kind, self.capabilities)

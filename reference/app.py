@@ -22,10 +22,12 @@ from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore
 from reference.policy import Check, LocalRecipients, Policy, SenderOwnership
+from reference.policy.antivirus import Antivirus
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
 from reference.policy.ratelimit import Limits, RateLimit, parse_limit, parse_overrides
 from reference.pop3.server import Pop3Server
+from reference.scan.clamd import ClamdClient
 from reference.smtp.server import Listener
 from reference.spool import Spool
 from reference.state import StateStore
@@ -127,6 +129,13 @@ class App:
         if cfg.dnsbl.zones:
             zones = [BlocklistZone(*parse_dnsbl(z)) for z in cfg.dnsbl.zones]
             checks.append(Dnsbl(self.resolver, zones, reject_at=cfg.dnsbl.reject_score))
+        if cfg.antivirus.clamd:
+            clamd = ClamdClient(
+                cfg.antivirus.clamd,
+                timeout=cfg.seconds("antivirus.timeout"),
+                max_size=cfg.smtp.max_message_size + 65536,
+            )
+            checks.append(Antivirus(clamd, fail_open=cfg.antivirus.fail_open))
         rl = cfg.ratelimit
         checks.append(
             RateLimit(

@@ -184,6 +184,60 @@ class Ratelimit:
 
 
 @dataclass
+class Auth:
+    verify: bool = doc(
+        "Check SPF, DKIM, DMARC and ARC on inbound mail and add Authentication-Results.",
+        default=True,
+    )
+    dmarc_reject: bool = doc(
+        "Refuse (550 5.7.1) mail failing DMARC whose domain asks p=reject; false: file it "
+        "into Junk instead.",
+        default=True,
+    )
+    dmarc_quarantine: bool = doc(
+        "File mail failing DMARC whose domain asks p=quarantine into Junk; false: the inbox.",
+        default=True,
+    )
+    dmarc_tempfail: bool = doc(
+        "Answer 451 4.7.5 rather than refuse when a DNS error may have hidden an aligned "
+        "SPF or DKIM pass (or the DMARC record itself).",
+        default=True,
+    )
+    arc_trusted: list[str] = doc(
+        "Domains whose ARC seal, on a chain that validates, lets mail failing DMARC through "
+        "(mailing lists and forwarders you trust).",
+        default_factory=list,
+    )
+    sign: bool = doc(
+        "DKIM-sign mail submitted for our domains; missing keys are made under "
+        "data_dir/dkim on first use (print them with `mailspec dns records DOMAIN`).",
+        default=True,
+    )
+    selector: str = doc(
+        "DKIM selector: keys are published at <selector>-rsa._domainkey.<domain> and "
+        "<selector>-ed25519._domainkey.<domain>.",
+        default="mailspec",
+    )
+    sign_algorithms: list[str] = doc(
+        "Signatures added to each submitted message: rsa-sha256, ed25519-sha256, or both.",
+        default_factory=lambda: ["rsa-sha256", "ed25519-sha256"],
+    )
+
+
+@dataclass
+class Antivirus:
+    clamd: str = doc(
+        "clamd to scan every message with: host:port or a Unix socket path; empty: no scan.",
+        default="",
+    )
+    timeout: str = doc("How long one scan may take.", default="30s")
+    fail_open: bool = doc(
+        "Accept unscanned mail when clamd cannot answer (default: 451, the sender retries).",
+        default=False,
+    )
+
+
+@dataclass
 class Config:
     server: Server = field(default_factory=Server)
     listen: Listen = field(default_factory=Listen)
@@ -196,6 +250,8 @@ class Config:
     greylist: Greylist = field(default_factory=Greylist)
     dnsbl: Dnsbl = field(default_factory=Dnsbl)
     ratelimit: Ratelimit = field(default_factory=Ratelimit)
+    antivirus: Antivirus = field(default_factory=Antivirus)
+    auth: Auth = field(default_factory=Auth)
 
     @property
     def data_path(self) -> Path:
@@ -308,7 +364,13 @@ def _validate(cfg: Config) -> None:
             parse_overrides([spec])
         except ValueError as e:
             raise ConfigError(f"ratelimit.overrides[{i}]", str(e)) from None
+    if cfg.antivirus.clamd and not cfg.antivirus.clamd.startswith("/"):
+        try:
+            parse_hostport(cfg.antivirus.clamd)
+        except ValueError as e:
+            raise ConfigError("antivirus.clamd", f"{e} (or a Unix socket path)") from None
     for key in (
+        "antivirus.timeout",
         "greylist.delay",
         "greylist.window",
         "greylist.whitelist",
@@ -341,6 +403,21 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("server.log_level", "one of debug, info, warning, error")
     if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", cfg.server.hostname):
         raise ConfigError("server.hostname", f"not a host name: {cfg.server.hostname!r}")
+    _validate_auth(cfg.auth)
+
+
+def _validate_auth(auth: Auth) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,40}[A-Za-z0-9])?", auth.selector):
+        raise ConfigError("auth.selector", f"letters, digits and hyphens, not {auth.selector!r}")
+    known = ("rsa-sha256", "ed25519-sha256")
+    if not auth.sign_algorithms:
+        raise ConfigError("auth.sign_algorithms", "name at least one algorithm")
+    for i, alg in enumerate(auth.sign_algorithms):
+        if alg not in known:
+            raise ConfigError(f"auth.sign_algorithms[{i}]", f"one of {', '.join(known)}")
+    for i, d in enumerate(auth.arc_trusted):
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", d) or "." not in d:
+            raise ConfigError(f"auth.arc_trusted[{i}]", f"not a domain: {d!r}")
 
 
 def from_dict(data: dict[str, Any]) -> Config:
