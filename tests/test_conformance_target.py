@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import sys
-import types
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -166,110 +165,32 @@ def test_missing_endpoint_and_account_are_not_applicable(tmp_path: Path) -> None
         t.endpoint("lmtp")
 
 
-class FakeServer:
-    """Stands in for reference.testing.ReferenceServer: records what the target does."""
-
-    instances: list[FakeServer] = []
-
-    def __init__(self, data_dir: Path, **kwargs: Any) -> None:
-        self.kwargs = kwargs
-        self.calls: list[tuple[str, ...]] = []
-        self.hostname = kwargs["hostname"]
-        self.cafile = data_dir / "cert.pem"
-        self.stopped = False
-        FakeServer.instances.append(self)
-
-    def start(self) -> FakeServer:
-        return self
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    @property
-    def endpoints(self) -> dict[str, str]:
-        return {
-            "mx": "smtp://127.0.0.1:1025",
-            "submission": "smtp://127.0.0.1:1587",
-            "imaps": "imaps://127.0.0.1:1993",
-        }
-
-    def add_domain(self, name: str) -> None:
-        self.calls.append(("domain", name))
-
-    def add_user(self, address: str, password: str) -> None:
-        self.calls.append(("user", address, password))
-
-
-def test_reference_target(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # A stand-in module, so this test does not depend on the reference's state.
-    fake_module = types.ModuleType("reference.testing")
-    fake_module.ReferenceServer = FakeServer  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "reference.testing", fake_module)
-    monkeypatch.setattr(target_mod, "fakes_available", lambda: False)
-    provider = ReferenceTarget()
-    assert provider.capabilities == {"clock", "admin", "proxy-protocol"}
-    assert provider.describe() == {
-        "name": "reference",
-        "kind": "reference",
-        "capabilities": ["admin", "clock", "proxy-protocol"],
-    }
+def test_reference_target_runs_the_real_reference(tmp_path: Path) -> None:
+    # The real reference, fake internet and clamd: nothing of ours stood in for.
+    provider = ReferenceTarget(overrides={"relay.reputation_retries": 2})
+    assert {"clock", "admin", "proxy-protocol", "fake-dns"} <= provider.capabilities
+    assert provider.describe()["capabilities"] == sorted(provider.capabilities)
     t = provider.start(tmp_path)
-    assert provider.start(tmp_path) is t
-    (server,) = FakeServer.instances[-1:]
-    assert server.kwargs["nameservers"] == []
-    assert server.kwargs["overrides"]["listen.mx_proxy_from"] == ["127.0.0.0/8"]
-    assert set(t.endpoints) == {"smtp", "submission", "imaps"}
-    assert t.endpoint("smtp").port == 1025
-    assert [c[:2] for c in server.calls] == [
-        ("domain", "example.test"),
-        ("user", "alice@example.test"),
-        ("user", "bob@example.test"),
-    ]
-    alice, bob = t.accounts
-    assert alice.password != bob.password and len(alice.password) >= 16
-    assert t.clock is not None and t.admin is server
-    assert t.tls.cafile == tmp_path / "cert.pem"
-    assert provider.describe()["accounts"] == ["alice@example.test", "bob@example.test"]
-    provider.stop()
-    assert server.stopped
-
-
-class FakeInternet:
-    def __init__(self, **kwargs: Any) -> None:
-        self.kwargs = kwargs
-        self.nameserver = "127.0.0.1:5353"
-        self.smtp_port = 2500
-        self.smarthost = types.SimpleNamespace(host="127.0.2.4")
-        self.stopped = False
-
-    def start(self) -> FakeInternet:
-        return self
-
-    def stop(self) -> None:
-        self.stopped = True
-
-
-def test_reference_target_with_the_fake_internet(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    server_module = types.ModuleType("reference.testing")
-    server_module.ReferenceServer = FakeServer  # type: ignore[attr-defined]
-    internet_module = types.ModuleType("fakes.internet")
-    internet_module.FakeInternet = FakeInternet  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "reference.testing", server_module)
-    monkeypatch.setitem(sys.modules, "fakes.internet", internet_module)
-    monkeypatch.setattr(target_mod, "fakes_available", lambda: True)
-    provider = ReferenceTarget(overrides={"relay.port": 2626})
-    assert "fake-dns" in provider.capabilities
-    t = provider.start(tmp_path)
-    fake = t.fake_internet
-    assert isinstance(fake, FakeInternet)
-    assert fake.kwargs["clock"] is t.clock
-    server = FakeServer.instances[-1]
-    assert server.kwargs["nameservers"] == ["127.0.0.1:5353"]
-    overrides = server.kwargs["overrides"]
-    assert overrides["relay.port"] == 2626  # the caller's override wins over the wiring
-    assert overrides["relay.smarthost"] == "127.0.2.4:2500"
-    assert overrides["relay.source_addresses"] == ["127.0.1.0/24"]
-    provider.stop()
-    assert fake.stopped and server.stopped
+    try:
+        assert provider.start(tmp_path) is t
+        assert {"smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s"} <= set(
+            t.endpoints
+        )
+        with socket.create_connection(("127.0.0.1", t.endpoint("smtp").port), timeout=5) as c:
+            assert c.recv(100).startswith(b"220 mail.example.test")
+        alice, bob = t.accounts
+        assert alice.address == "alice@example.test" and bob.address == "bob@example.test"
+        assert alice.password != bob.password and len(alice.password) >= 16
+        server = t.server
+        assert server.directory.check_password(alice.address, alice.password) == alice.address
+        cfg = server.config
+        assert cfg.dns.nameservers == [t.fake_internet.nameserver]
+        assert cfg.relay.port == t.fake_internet.smtp_port
+        assert cfg.relay.source_addresses == ["127.0.1.0/24"]
+        assert cfg.relay.reputation_retries == 2  # the caller's override wins over the wiring
+        assert t.clock is server.clock and t.fake_internet.clock is server.clock
+        assert provider.describe()["accounts"] == ["alice@example.test", "bob@example.test"]
+    finally:
+        provider.stop()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", t.endpoint("smtp").port), timeout=1)
