@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from reference import config as config_mod
 from reference.config import Config, ConfigError
 
 # Subcommands that live in their own packages, each with register(sub, parents).
-_PLUGINS = ("fakes.dns.cli", "fakes.mx.cli", "conformance.cli")
+_PLUGINS = ("fakes.dns.cli", "fakes.mx.cli", "conformance.cli", "reference.auth.cli")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -72,11 +73,95 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await app.stop()
+        # `mailspec queue flush|release` ask a running server to look at its spool now.
+        loop.add_signal_handler(signal.SIGUSR1, app.runner.notify)
+        pidfile = cfg.data_path / "mailspec.pid"
+        pidfile.write_text(f"{os.getpid()}\n")
+        try:
+            await stop.wait()
+        finally:
+            pidfile.unlink(missing_ok=True)
+            await app.stop()
         return 0
 
     return asyncio.run(main())
+
+
+# -- queue
+
+
+def _spool(cfg: Config) -> Any:
+    from reference.clock import RealClock
+    from reference.spool import Spool
+
+    return Spool(cfg.data_path / "spool", RealClock())
+
+
+def _poke_server(cfg: Config) -> str:
+    """Wake a running server's queue runner (SIGUSR1); say whether one was running."""
+    try:
+        pid = int((cfg.data_path / "mailspec.pid").read_text())
+        os.kill(pid, signal.SIGUSR1)
+    except (OSError, ValueError):
+        return "no running server: the change applies at its next start"
+    return f"server {pid} notified"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    spool = _spool(load_config(args))
+    entries = spool.entries()
+    now = spool.clock.now()
+    for e in entries:
+        flags = ("held " if e.held else "") + e.lane
+        print(
+            f"{e.qid}  {_age(now - e.created):>6}  {e.size:>8}  {flags:<12} "
+            f"<{e.sender}>  attempts={e.attempts} next in {_age(max(0, e.next_attempt - now))}"
+        )
+        for r in e.recipients:
+            reply = f"  {r.reply}" if r.reply else ""
+            print(f"    {r.status:<9} {r.address}{reply}")
+    print(f"{len(entries)} message(s) queued")
+    return 0
+
+
+def cmd_queue_show(args: argparse.Namespace) -> int:
+    spool = _spool(load_config(args))
+    entry = spool.load(args.qid)
+    if entry is None:
+        print(f"mailspec: no queued message {args.qid}", file=sys.stderr)
+        return 1
+    print(entry.to_json().decode())
+    if entry.held:
+        print("(held)")
+    head = spool.read_message(args.qid).split(b"\r\n\r\n", 1)[0]
+    print(head.decode("utf-8", "replace"))
+    return 0
+
+
+def _queue_change(args: argparse.Namespace, action: str) -> int:
+    cfg = load_config(args)
+    spool = _spool(cfg)
+    qids = args.qid or ([e.qid for e in spool.entries()] if action == "flush" else [])
+    if not qids:
+        print(f"mailspec: name the queue ids to {action}", file=sys.stderr)
+        return 2
+    missing = [q for q in qids if not getattr(spool, action)(q)]
+    for q in qids:
+        if q not in missing:
+            print(f"{q}: {action}")
+    for q in missing:
+        print(f"mailspec: no queued message {q}", file=sys.stderr)
+    if action in ("flush", "release"):
+        print(_poke_server(cfg))
+    return 1 if missing else 0
 
 
 # -- config
@@ -165,6 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_config_show)
     q = csub.add_parser("check", parents=[common], help="validate the config file")
     q.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("queue", parents=[common], help="inspect and steer the outbound queue")
+    qsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = qsub.add_parser("list", parents=[common], help="every queued message and recipient")
+    q.set_defaults(func=cmd_queue_list)
+    q = qsub.add_parser("show", parents=[common], help="one message's envelope and headers")
+    q.add_argument("qid")
+    q.set_defaults(func=cmd_queue_show)
+    for action, text in (
+        ("flush", "retry now (all messages when no id is given)"),
+        ("hold", "stop delivery attempts"),
+        ("release", "resume delivery attempts"),
+        ("delete", "remove from the queue, without a bounce"),
+    ):
+        q = qsub.add_parser(action, parents=[common], help=text)
+        q.add_argument("qid", nargs="*" if action == "flush" else "+")
+        q.set_defaults(func=lambda a, act=action: _queue_change(a, act))
 
     p = sub.add_parser("domain", parents=[common], help="manage local domains")
     dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -137,7 +137,7 @@ class QueueRunner:
             for entry in entries:
                 if entry.qid in self._inflight or entry.held or entry.done:
                     continue
-                if entry.next_attempt <= now:
+                if entry.next_attempt <= now or entry.flushed:
                     task = asyncio.create_task(self._attempt(entry.qid), name=entry.qid)
                     self._inflight[entry.qid] = task
                     task.add_done_callback(self._done)
@@ -170,8 +170,10 @@ class QueueRunner:
     async def _attempt(self, qid: str) -> None:
         async with self._slots:
             entry = await asyncio.to_thread(self.spool.load, qid)
-            if entry is None or entry.done:
+            if entry is None or entry.done or entry.held:
                 return
+            if entry.flushed:
+                await asyncio.to_thread(self.spool.flushed_done, qid)
             data = await asyncio.to_thread(self.spool.read_message, qid)
             entry.attempts += 1
             bounced: list[Recipient] = []

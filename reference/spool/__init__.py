@@ -43,7 +43,8 @@ class QueueEntry:
     next_attempt: float
     size: int = 0
     lane: str = "regular"
-    held: bool = False
+    held: bool = False  # from the <qid>.hold marker, set by `mailspec queue hold`
+    flushed: bool = False  # from the <qid>.flush marker: try now, whatever the schedule
     attempts: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -56,11 +57,17 @@ class QueueEntry:
         return not self.pending
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
+        d = asdict(self)
+        # Operator controls live in marker files, so a running delivery never overwrites them.
+        d.pop("held")
+        d.pop("flushed")
+        return json.dumps(d, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> QueueEntry:
         d = json.loads(raw)
+        d.pop("held", None)
+        d.pop("flushed", None)
         d["recipients"] = [Recipient(**r) for r in d["recipients"]]
         return cls(**d)
 
@@ -102,6 +109,9 @@ class Spool:
         for eml in self.root.glob("*.eml"):
             if not eml.with_suffix(".json").exists():
                 eml.unlink(missing_ok=True)
+        for marker in [*self.root.glob("*.hold"), *self.root.glob("*.flush")]:
+            if not marker.with_suffix(".json").exists():
+                marker.unlink(missing_ok=True)
 
     def new_qid(self) -> str:
         # Time-ordered prefix (so listings sort by arrival) plus randomness (so several
@@ -144,13 +154,48 @@ class Spool:
         return entry
 
     def save(self, entry: QueueEntry) -> None:
+        if not (self.root / f"{entry.qid}.eml").exists():
+            return  # deleted by the operator while a delivery was running: stay deleted
         _write_durably(self.root / f"{entry.qid}.json", entry.to_json())
 
     def load(self, qid: str) -> QueueEntry | None:
         try:
-            return QueueEntry.from_json((self.root / f"{qid}.json").read_bytes())
+            entry = QueueEntry.from_json((self.root / f"{qid}.json").read_bytes())
         except (FileNotFoundError, ValueError, TypeError, KeyError):
             return None
+        entry.held = (self.root / f"{qid}.hold").exists()
+        entry.flushed = (self.root / f"{qid}.flush").exists()
+        return entry
+
+    # -- operator controls (`mailspec queue …`), safe while the server runs
+
+    def _mark(self, qid: str, marker: str, on: bool) -> bool:
+        if not (self.root / f"{qid}.json").exists():
+            return False
+        path = self.root / f"{qid}.{marker}"
+        if on:
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
+        return True
+
+    def hold(self, qid: str) -> bool:
+        return self._mark(qid, "hold", True)
+
+    def release(self, qid: str) -> bool:
+        return self._mark(qid, "hold", False)
+
+    def flush(self, qid: str) -> bool:
+        return self._mark(qid, "flush", True)
+
+    def flushed_done(self, qid: str) -> None:
+        (self.root / f"{qid}.flush").unlink(missing_ok=True)
+
+    def delete(self, qid: str) -> bool:
+        if not (self.root / f"{qid}.json").exists():
+            return False
+        self.remove(qid)
+        return True
 
     def read_message(self, qid: str) -> bytes:
         return (self.root / f"{qid}.eml").read_bytes()
@@ -159,6 +204,8 @@ class Spool:
         # Envelope first: a crash in between leaves an orphan message, removed at start.
         (self.root / f"{qid}.json").unlink(missing_ok=True)
         (self.root / f"{qid}.eml").unlink(missing_ok=True)
+        (self.root / f"{qid}.hold").unlink(missing_ok=True)
+        (self.root / f"{qid}.flush").unlink(missing_ok=True)
 
     def entries(self) -> list[QueueEntry]:
         out = []
@@ -169,4 +216,8 @@ class Spool:
         return out
 
     def due(self, now: float) -> list[QueueEntry]:
-        return [e for e in self.entries() if not e.held and e.next_attempt <= now and not e.done]
+        return [
+            e
+            for e in self.entries()
+            if not e.held and (e.next_attempt <= now or e.flushed) and not e.done
+        ]
