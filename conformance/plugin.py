@@ -25,10 +25,12 @@ from typing import Any
 import pytest
 
 from conformance.report import (
+    DEVIATION_PREFIX,
     Outcome,
     TestResult,
     classify,
     render_matrix,
+    short_message,
     summary_line,
     write_reports,
 )
@@ -269,7 +271,25 @@ def pytest_runtest_makereport(
         # What was said on the wire is usually the whole story of a conformance failure.
         for client in clients:
             report.sections.append((f"{client.name} transcript", client.transcript_text()))
+    if report.failed and report.when == "call":
+        _known_deviation(item, report)
     return report
+
+
+def _known_deviation(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failure the target lists as a known deviation becomes an expected failure."""
+    provider = item.config.stash[_STATE].provider
+    listed = getattr(provider, "known_deviations", frozenset())
+    if not listed:
+        return
+    ids = [json.loads(str(v))["id"] for k, v in item.user_properties if k == _PROPERTY]
+    hit = sorted(set(ids) & listed)
+    if not hit:
+        return
+    first = short_message(report.longrepr, "failed")
+    # An xfail to pytest (the run's exit code stays 0), a "deviation" to the report.
+    report.outcome = "skipped"
+    report.wasxfail = f"{DEVIATION_PREFIX}{', '.join(hit)}: {first}"
 
 
 # -- fixtures ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 from conformance.requirements import NOT_APPLICABLE, clause_key, source_key
 
 __all__ = [
+    "DEVIATION_PREFIX",
     "Outcome",
     "RequirementRow",
     "TestResult",
@@ -38,10 +39,23 @@ class Outcome(enum.StrEnum):
     # an xfail): the requirement was not checked, so it must not read as a pass, and it
     # is not the target's doing either, so it is not "not applicable".
     SKIPPED = "skipped"
+    # Failed, on a target whose description lists the requirement as a known deviation
+    # ([expect] known_deviations): the target's reading of the RFC differs from the
+    # suite's, on purpose and documented, so it is reported, not counted as a failure.
+    DEVIATION = "deviation"
 
 
 # When a test's phases disagree (a pass whose teardown fails), the worst one stands.
-_RANK = {Outcome.PASS: 0, Outcome.NOT_APPLICABLE: 1, Outcome.SKIPPED: 2, Outcome.FAIL: 3}
+_RANK = {
+    Outcome.PASS: 0,
+    Outcome.NOT_APPLICABLE: 1,
+    Outcome.SKIPPED: 2,
+    Outcome.DEVIATION: 3,
+    Outcome.FAIL: 4,
+}
+
+# The xfail reason the plugin gives a failure the target lists as a known deviation.
+DEVIATION_PREFIX = "known deviation: "
 
 
 @dataclass
@@ -128,6 +142,8 @@ def classify(
         msg = short_message(longrepr, "failed")
         return Outcome.FAIL, msg if when == "call" else f"error in {when}: {msg}"
     if outcome == "skipped":
+        if wasxfail is not None and wasxfail.startswith(DEVIATION_PREFIX):
+            return Outcome.DEVIATION, wasxfail.removeprefix(DEVIATION_PREFIX)
         if wasxfail is not None:
             return Outcome.SKIPPED, f"xfail: {wasxfail}" if wasxfail else "xfail"
         reason = skip_reason(longrepr)
@@ -179,7 +195,7 @@ def _fold(tests: Sequence[TestResult]) -> tuple[Outcome, str]:
     for t in tests:
         assert t.outcome is not None
         by[t.outcome].append(t)
-    for status in (Outcome.FAIL, Outcome.SKIPPED):
+    for status in (Outcome.FAIL, Outcome.DEVIATION, Outcome.SKIPPED):
         if by[status]:
             return status, by[status][0].detail
     na = by[Outcome.NOT_APPLICABLE]
@@ -194,6 +210,7 @@ def build_report(target: Mapping[str, Any], rows: Sequence[RequirementRow]) -> d
     """The JSON document: target, summary counts, and one entry per requirement."""
     summary = {o.value: 0 for o in (Outcome.PASS, Outcome.FAIL, Outcome.NOT_APPLICABLE)}
     summary[Outcome.SKIPPED.value] = 0
+    summary[Outcome.DEVIATION.value] = 0
     for row in rows:
         summary[row.status.value] += 1
     return {
@@ -208,6 +225,7 @@ _STATUS_MD = {
     "fail": "**FAIL**",
     "not_applicable": "not applicable",
     "skipped": "skipped",
+    "deviation": "known deviation",
 }
 
 
@@ -228,6 +246,9 @@ def summary_line(summary: Mapping[str, int]) -> str:
     ]
     if summary.get("skipped", 0):
         parts.append(f"{summary['skipped']} skipped")
+    if summary.get("deviation", 0):
+        n = summary["deviation"]
+        parts.append(f"{n} known deviation{'' if n == 1 else 's'}")
     noun = "requirement" if total == 1 else "requirements"
     return f"{total} {noun}: " + ", ".join(parts)
 
@@ -266,7 +287,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-_STATUS_TERM = {"pass": "pass", "fail": "FAIL", "not_applicable": "n/a", "skipped": "skipped"}
+_STATUS_TERM = {
+    "pass": "pass",
+    "fail": "FAIL",
+    "not_applicable": "n/a",
+    "skipped": "skipped",
+    "deviation": "deviate",
+}
 
 
 def render_matrix(report: Mapping[str, Any], *, only_problems: bool = False) -> list[str]:
@@ -274,7 +301,7 @@ def render_matrix(report: Mapping[str, Any], *, only_problems: bool = False) -> 
     lines: list[str] = []
     current: str | None = None
     for req in report["requirements"]:
-        if only_problems and req["status"] not in ("fail", "skipped"):
+        if only_problems and req["status"] not in ("fail", "skipped", "deviation"):
             continue
         if req["source"] != current:
             current = req["source"]
@@ -291,7 +318,9 @@ def junit_xml(results: Sequence[TestResult], suite_name: str = "mailspec-conform
     """JUnit XML, one testcase per test, with the requirement ids as properties."""
     counted = [r for r in results if r.outcome is not None]
     failures = sum(r.outcome is Outcome.FAIL for r in counted)
-    skipped = sum(r.outcome in (Outcome.SKIPPED, Outcome.NOT_APPLICABLE) for r in counted)
+    skipped = sum(
+        r.outcome in (Outcome.SKIPPED, Outcome.NOT_APPLICABLE, Outcome.DEVIATION) for r in counted
+    )
     total_time = sum(r.duration for r in counted)
     suite = ET.Element(
         "testsuite",
@@ -319,7 +348,7 @@ def junit_xml(results: Sequence[TestResult], suite_name: str = "mailspec-conform
         if result.outcome is Outcome.FAIL:
             fail = ET.SubElement(case, "failure", message=result.detail)
             fail.text = result.longrepr[:_LONGREPR_MAX]
-        elif result.outcome in (Outcome.SKIPPED, Outcome.NOT_APPLICABLE):
+        elif result.outcome in (Outcome.SKIPPED, Outcome.NOT_APPLICABLE, Outcome.DEVIATION):
             ET.SubElement(case, "skipped", type=result.outcome.value, message=result.detail)
     root = ET.Element("testsuites")
     root.append(suite)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import re
@@ -294,6 +295,30 @@ class SMTPClient:
         reply = builder.reply()
         return reply
 
+    def read_replies(self, quiet: float = 0.5) -> list[Reply]:
+        """Every reply that comes until the server is silent for ``quiet`` s or closes.
+
+        For counting answers: a line that must get exactly one reply, a smuggled second
+        transaction that would get five.
+        """
+        out: list[Reply] = []
+        while True:
+            if self._eof and not self._buffer:
+                return out
+            try:
+                out.append(self.read_reply(timeout=quiet))
+            except SMTPTimeout:
+                return out
+            except SMTPProtocolError:
+                if self._eof and not self._buffer:
+                    return out  # closed between replies: what came is the answer
+                raise
+
+    @property
+    def closed(self) -> bool:
+        """Whether the server has closed the connection (as far as reads have seen)."""
+        return self._eof and not self._buffer
+
     def read_greeting(self) -> Reply:
         self.greeting = self.read_reply()
         return self.greeting
@@ -377,6 +402,16 @@ class SMTPClient:
         self.send(dot_stuff(message) + b".\r\n")
         return self.read_reply()
 
+    def bdat(self, chunk: bytes, *, last: bool = False) -> Reply:
+        """BDAT with ``chunk`` sent right behind the command (RFC 3030: no dot-stuffing)."""
+        self.send(f"BDAT {len(chunk)}{' LAST' if last else ''}\r\n".encode() + chunk)
+        return self.read_reply()
+
+    def auth_plain(self, user: str, password: str) -> Reply:
+        """AUTH PLAIN with an initial response (RFC 4616, RFC 4954 4)."""
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        return self.command(f"AUTH PLAIN {token}")
+
     def rset(self) -> Reply:
         return self.command("RSET")
 
@@ -386,9 +421,20 @@ class SMTPClient:
     def quit(self) -> Reply:
         return self.command("QUIT")
 
-    def starttls(self, context: ssl.SSLContext, server_hostname: str | None = None) -> Reply:
-        """STARTTLS and, on 220, the TLS handshake on the same socket (RFC 3207)."""
-        reply = self.command("STARTTLS")
+    def starttls(
+        self,
+        context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        *,
+        pipelined: bytes = b"",
+    ) -> Reply:
+        """STARTTLS and, on 220, the TLS handshake on the same socket (RFC 3207).
+
+        ``pipelined`` is sent in the same write as the command, in plaintext: the
+        command-injection probe (CVE-2011-0411), which the server must discard.
+        """
+        self.send(b"STARTTLS\r\n" + pipelined)
+        reply = self.read_reply()
         if reply.code != 220:
             return reply
         if self._buffer:

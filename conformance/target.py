@@ -51,6 +51,9 @@ header from 127.0.0.0/8. ``--mailspec-target FILE`` describes any other mail sys
     listen = "192.0.2.1:53"           # where the suite runs its fake DNS: the target's
                                       # resolver must be configured to ask it
 
+    [expect]                          # where this target reads an RFC otherwise, on purpose:
+    known_deviations = ["RFC4954-6"]  # requirement ids reported "deviation", not "fail"
+
 A capability listed in ``capabilities`` without its table (for those that need one) is
 an error, so a target never claims what the suite cannot use. Port defaults follow the
 scheme (25 for smtp, but 587 for a ``submission`` endpoint, 465 for smtps, ...).
@@ -276,6 +279,9 @@ class TargetProvider(Protocol):
     kind: str
     capabilities: frozenset[str]
 
+    # Requirement ids this target is known to read otherwise ([expect] in its TOML).
+    known_deviations: frozenset[str]
+
     def start(self, workdir: Path) -> Target: ...
 
     def stop(self) -> None: ...
@@ -342,10 +348,16 @@ class StaticTarget:
 
     kind = "external"
 
-    def __init__(self, target: Target, fake_dns_listen: str | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        fake_dns_listen: str | None = None,
+        known_deviations: frozenset[str] = frozenset(),
+    ) -> None:
         self.target = target
         self.name = target.name
         self.capabilities = target.capabilities
+        self.known_deviations = known_deviations
         self._fake_dns_listen = fake_dns_listen
         self._fake: Any = None
         self._started: Target | None = None
@@ -368,7 +380,10 @@ class StaticTarget:
             self._fake = None
 
     def describe(self) -> dict[str, Any]:
-        return _describe(self.target, self.name, self.kind, self.capabilities)
+        out = _describe(self.target, self.name, self.kind, self.capabilities)
+        if self.known_deviations:
+            out["known_deviations"] = sorted(self.known_deviations)
+        return out
 
 
 _TOP_KEYS = {
@@ -383,6 +398,7 @@ _TOP_KEYS = {
     "admin",
     "clock",
     "fake_dns",
+    "expect",
 }
 
 
@@ -479,6 +495,14 @@ def _from_dict(
         if not colon or not port.isdigit():
             raise TargetError(f"fake_dns.listen: expected host:port, got {fake_dns_listen!r}")
 
+    deviations: frozenset[str] = frozenset()
+    if "expect" in data:
+        exp = _table(data, "expect", {"known_deviations"})
+        ids = exp.get("known_deviations", [])
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            raise TargetError("expect.known_deviations: expected a list of requirement ids")
+        deviations = frozenset(ids)
+
     target = Target(
         name=name,
         kind=StaticTarget.kind,
@@ -492,7 +516,7 @@ def _from_dict(
         clock=clock,
         admin=admin,
     )
-    return StaticTarget(target, fake_dns_listen)
+    return StaticTarget(target, fake_dns_listen, deviations)
 
 
 def _no_unknown(data: Mapping[str, Any], known: set[str], prefix: str) -> None:
@@ -592,6 +616,8 @@ class ReferenceTarget:
         if fakes_available():
             caps.add("fake-dns")
         self.capabilities = frozenset(caps)
+        # The reference is the suite's own reading of every RFC: it deviates from none.
+        self.known_deviations: frozenset[str] = frozenset()
         self._server: Any = None
         self._fake: Any = None
         self._clamd: Any = None

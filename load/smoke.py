@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -13,7 +15,13 @@ from locust.env import Environment  # patches the standard library with gevent: 
 
 from load import locustfile
 from reference.mailbox import MailStore
-from reference.testing import mailspec, serve_process, write_config
+from reference.testing import MAILSPEC, mailspec, serve_process, write_config
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def delivered_ids(store: MailStore, users: list[str]) -> set[str]:
@@ -37,7 +45,22 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="mailspec-load-") as tmp:
         data = Path(tmp) / "var"
-        config = write_config(Path(tmp) / "mailspec.toml", server={"log_level": "warning"})
+        # An empty fake DNS: the node never asks the system resolver (loopback only).
+        dns_port = free_port()
+        dns = subprocess.Popen(
+            [*MAILSPEC, "fake-dns", "--listen", f"127.0.0.1:{dns_port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert dns.stdout is not None
+        if "listening" not in dns.stdout.readline():  # ready before the node asks it
+            raise SystemExit("load smoke: the fake DNS did not start")
+        config = write_config(
+            Path(tmp) / "mailspec.toml",
+            server={"log_level": "warning"},
+            dns={"nameservers": [f"127.0.0.1:{dns_port}"]},
+        )
         mailspec("domain", "add", "example.test", data_dir=data)
         rcpts = [f"user{i}@example.test" for i in range(5)]
         for r in rcpts:
@@ -62,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 missing = accepted - delivered_ids(store, rcpts)
         finally:
             rc = node.stop()
+            dns.terminate()
+            dns.wait(10)
     rate = stats.num_requests / seconds
     p50, p99 = (stats.get_response_time_percentile(q) for q in (0.5, 0.99))
     print(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from reference import tls
+from reference.auth import Lookup, MemoryRecorder
 from reference.clock import Clock, RealClock
 from reference.config import LISTENERS, Config, parse_dnsbl, parse_duration, parse_hostport
 from reference.delivery import LocalDelivery, QueueRunner
@@ -20,9 +21,10 @@ from reference.directory import Directory
 from reference.dns import make_resolver
 from reference.imap.server import ImapServer
 from reference.log import event
-from reference.mailbox import MailStore
+from reference.mailbox import MailStore, Quota
 from reference.policy import Check, LocalRecipients, Policy, SenderOwnership
 from reference.policy.antivirus import Antivirus
+from reference.policy.auth import auth_checks
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
 from reference.policy.ratelimit import Limits, RateLimit, parse_limit, parse_overrides
@@ -91,12 +93,15 @@ class App:
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
         self.directory = Directory(directory_path(cfg))
-        self.store = MailStore(data / "mail", clock=self.clock)
+        quota = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
+        self.store = MailStore(data / "mail", clock=self.clock, quota=quota)
         self.spool = Spool(data / "spool", self.clock)
         self.resolver = make_resolver(cfg)
         self.state: StateStore = (
             RedisStore(cfg.state.url) if cfg.state.url else SqliteStore(data / "state.sqlite3")
         )
+        # The seam for DMARC aggregate reports: every evaluation is recorded here.
+        self.dmarc_recorder = MemoryRecorder(limit=10_000)
         self.policy = Policy(self._checks())
         self.relay = Relay(
             hostname=cfg.server.hostname,
@@ -156,7 +161,24 @@ class App:
                     bypass=cfg.greylist.bypass_networks,
                 )
             )
-        return checks
+        verify, sign = auth_checks(
+            lookup=Lookup(self.resolver),
+            clock=self.clock,
+            directory=self.directory,
+            data_dir=cfg.data_path,
+            authserv_id=cfg.server.hostname,
+            verify=cfg.auth.verify,
+            sign=cfg.auth.sign,
+            dmarc_reject=cfg.auth.dmarc_reject,
+            dmarc_quarantine=cfg.auth.dmarc_quarantine,
+            dmarc_tempfail=cfg.auth.dmarc_tempfail,
+            arc_trusted=cfg.auth.arc_trusted,
+            selector=cfg.auth.selector,
+            algorithms=cfg.auth.sign_algorithms,
+            recorder=self.dmarc_recorder,
+        )
+        # DKIM signing stays last: nothing may change a message once it is signed.
+        return checks + verify + sign
 
     def _smtp(self, role: str, *, implicit_tls: bool) -> Listener:
         listener = Listener(

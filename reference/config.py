@@ -199,7 +199,7 @@ class Auth:
         default=True,
     )
     dmarc_tempfail: bool = doc(
-        "Answer 451 4.7.5 rather than refuse when a DNS error may have hidden an aligned "
+        "Answer 451 4.4.3 rather than refuse when a DNS error may have hidden an aligned "
         "SPF or DKIM pass (or the DMARC record itself).",
         default=True,
     )
@@ -238,6 +238,14 @@ class Antivirus:
 
 
 @dataclass
+class Mailbox:
+    quota_bytes: int = doc(
+        "Storage quota per account in bytes, over all its folders; 0: unlimited.", default=0
+    )
+    quota_messages: int = doc("Message quota per account; 0: unlimited.", default=0)
+
+
+@dataclass
 class Config:
     server: Server = field(default_factory=Server)
     listen: Listen = field(default_factory=Listen)
@@ -252,6 +260,7 @@ class Config:
     ratelimit: Ratelimit = field(default_factory=Ratelimit)
     antivirus: Antivirus = field(default_factory=Antivirus)
     auth: Auth = field(default_factory=Auth)
+    mailbox: Mailbox = field(default_factory=Mailbox)
 
     @property
     def data_path(self) -> Path:
@@ -399,6 +408,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             "tls.cert" if not cfg.tls.cert else "tls.key", "tls.cert and tls.key go together"
         )
+    for key in ("quota_bytes", "quota_messages"):
+        if getattr(cfg.mailbox, key) < 0:
+            raise ConfigError(f"mailbox.{key}", "must be 0 (unlimited) or more")
     if cfg.server.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("server.log_level", "one of debug, info, warning, error")
     if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", cfg.server.hostname):

@@ -41,7 +41,15 @@ class ReferenceServer:
         self.clock = clock or ManualClock()
         settings: dict[str, Any] = {f"listen.{name}": "127.0.0.1:0" for name in LISTENERS}
         settings["server.hostname"] = hostname
-        settings["dns.nameservers"] = list(nameservers or [])
+        # Tests never ask the system resolver: without nameservers, an empty fake DNS
+        # (every name NXDOMAIN) stands in for the internet.
+        self._own_dns: Any = None
+        if nameservers is None:
+            from fakes.dns import FakeDNS
+
+            self._own_dns = FakeDNS().start()
+            nameservers = [self._own_dns.nameserver]
+        settings["dns.nameservers"] = list(nameservers)
         settings.update(overrides or {})
         self.config = config_mod.load(None, data_dir=str(data_dir), overrides=settings)
         self.hostname = self.config.server.hostname
@@ -86,6 +94,9 @@ class ReferenceServer:
         self._loop.call_soon_threadsafe(self._stopped.set)
         self._thread.join(timeout=30)
         self._thread = None
+        if self._own_dns is not None:
+            self._own_dns.stop()
+            self._own_dns = None
 
     def __enter__(self) -> ReferenceServer:
         return self.start()

@@ -7,6 +7,7 @@ import smtplib
 import socket
 import time
 from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,9 @@ def test_submission_and_mx_mail_reach_imap(served: Served) -> None:
         s.mail("alice@example.test")
         s.rcpt("bob@example.test")
         code, reply = s.data(
-            message("alice@example.test", "bob@example.test", "via submission").as_bytes()
+            message("alice@example.test", "bob@example.test", "via submission").as_bytes(
+                policy=SMTP
+            )
         )
         assert code == 250
         assert b"queued as" in reply
@@ -70,7 +73,9 @@ def test_submission_and_mx_mail_reach_imap(served: Served) -> None:
         s.mail("carol@remote.test")
         code, _ = s.rcpt("bob@example.test")
         assert code == 250
-        code, reply = s.data(message("carol@remote.test", "bob@example.test", "via mx").as_bytes())
+        code, reply = s.data(
+            message("carol@remote.test", "bob@example.test", "via mx").as_bytes(policy=SMTP)
+        )
         assert code == 250 and b"queued as" in reply
 
     bodies = fetch_inbox(served, "bob@example.test", "bob-pw", want=2)

@@ -156,7 +156,13 @@ def test_statuses_summary_and_json_shape(pytester: pytest.Pytester, target_file:
     report = load_json(pytester)
 
     assert set(report) == {"target", "summary", "requirements"}
-    assert report["summary"] == {"pass": 2, "fail": 1, "not_applicable": 3, "skipped": 1}
+    assert report["summary"] == {
+        "pass": 2,
+        "fail": 1,
+        "not_applicable": 3,
+        "skipped": 1,
+        "deviation": 0,
+    }
     rows = by_title(report)
     assert set(rows["NOOP gets 250"]) == {
         "id",
@@ -220,6 +226,26 @@ def test_statuses_summary_and_json_shape(pytester: pytest.Pytester, target_file:
     text = (pytester.path / "reports/conformance/conformance.json").read_text()
     assert "s3cret" not in text
     result.stdout.fnmatch_lines(["*mailspec conformance*", "*7 requirements: 2 pass, 1 fail*"])
+
+
+def test_known_deviations_are_reported_not_failed(
+    pytester: pytest.Pytester, target_file: Path
+) -> None:
+    pytester.makepyfile(test_mixed=MIXED_SUITE)
+    target_file.write_text(
+        target_file.read_text() + '\n[expect]\nknown_deviations = ["RFC5321-4.2.4"]\n'
+    )
+    result = run(pytester, target_file, "-k", "wrong_expectation or noop")
+    # A known deviation is an expected failure to pytest: the run passes.
+    assert result.ret == 0
+    result.assert_outcomes(passed=1, xfailed=1)
+    report = load_json(pytester)
+    row = by_title(report)["an unknown command gets 502"]
+    assert row["status"] == "deviation"
+    assert row["detail"].startswith("RFC5321-4.2.4: unknown command: expected 502, got 500")
+    assert report["summary"]["deviation"] == 1
+    assert report["target"]["known_deviations"] == ["RFC5321-4.2.4"]
+    result.stdout.fnmatch_lines(["*deviate*4.2.4*", "*1 known deviation*"])
 
 
 def test_markdown_groups_by_source(pytester: pytest.Pytester, target_file: Path) -> None:

@@ -124,4 +124,23 @@ def test_markdown_escapes_cells() -> None:
     md = render_markdown(report)
     assert "| 4.2 | MUST | a \\| b | **FAIL** | got 550 \\| 5.7.1 more |" in md
     assert "**t\\|x**" in md
-    assert report["summary"] == {"pass": 0, "fail": 1, "not_applicable": 0, "skipped": 0}
+    assert report["summary"] == {
+        "pass": 0,
+        "fail": 1,
+        "not_applicable": 0,
+        "skipped": 0,
+        "deviation": 0,
+    }
+
+
+def test_known_deviation_folds_between_fail_and_skip() -> None:
+    p, f, d = Outcome.PASS, Outcome.FAIL, Outcome.DEVIATION
+    assert classify("call", "skipped", None, "known deviation: R: got 554") == (
+        d,
+        "R: got 554",
+    )
+    assert status_of(result("a", p), result("b", d, "R: got 554")) == ("deviation", "R: got 554")
+    assert status_of(result("a", d, "x"), result("b", f, "boom")) == ("fail", "boom")
+    report = build_report({"name": "t", "kind": "external"}, aggregate([result("a", d, "x")]))
+    assert report["summary"]["deviation"] == 1
+    assert "| known deviation | x |" in render_markdown(report)

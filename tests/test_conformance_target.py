@@ -99,6 +99,8 @@ SMTP = '[endpoints]\nsmtp = "smtp://127.0.0.1:2525"\n'
         (SMTP + '[tls]\ncafile = "missing.pem"\n', "no such file"),
         ("timeout = -1\n" + SMTP, "positive number"),
         ("endpoints = 3\n", "expected a table"),
+        (SMTP + "[expect]\nknown_deviations = [1]\n", "list of requirement ids"),
+        (SMTP + '[expect]\nknown = ["x"]\n', "expect.known: unknown key"),
     ],
 )
 def test_bad_target_files(tmp_path: Path, text: str, message: str) -> None:

@@ -18,7 +18,7 @@ from reference import tls
 from reference.clock import ManualClock
 from reference.credentials import StaticAuthenticator
 from reference.imap import ImapServer
-from reference.mailbox import MailStore
+from reference.mailbox import MailStore, Quota
 
 ALICE, PASSWORD = "alice@example.org", "correct horse"
 MSG = b"From: bob@example.net\r\nSubject: Hello\r\n\r\nHi Alice.\r\n"
@@ -48,9 +48,9 @@ async def start(tmp_path: Path, certs: tuple[Path, Path]) -> AsyncIterator[Start
     servers: list[asyncio.Server] = []
     sessions: set[asyncio.Task[Any]] = set()
 
-    async def start(*, implicit_tls: bool = False, **options: Any) -> Env:
+    async def start(*, implicit_tls: bool = False, quota: Quota = Quota(), **options: Any) -> Env:
         clock = ManualClock()
-        env = Env(MailStore(tmp_path / "mail", clock=clock), clock, certs[0])
+        env = Env(MailStore(tmp_path / "mail", clock=clock, quota=quota), clock, certs[0])
         context = tls.server_context(*certs)
         imap = ImapServer(
             env.store,
@@ -229,8 +229,8 @@ async def test_greeting_advertises_starttls_and_logindisabled(start: Start) -> N
     env = await start()
     raw = Raw(*await asyncio.open_connection("127.0.0.1", env.port))
     assert await raw.line() == (
-        b"* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR UNSELECT STARTTLS LOGINDISABLED]"
-        b" imap.example.org IMAP4rev1 ready\r\n"
+        b"* OK [CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE STARTTLS"
+        b" LOGINDISABLED] imap.example.org IMAP4rev2 ready\r\n"
     )
 
 
@@ -263,7 +263,10 @@ async def test_starttls_twice_is_refused(start: Start) -> None:
     raw = await Raw.connect(env)
     await raw.starttls(env)
     caps = await raw.command(b"CAPABILITY")
-    assert caps[0] == b"* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR UNSELECT AUTH=PLAIN\r\n"
+    assert caps[0] == (
+        b"* CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN"
+        b" AUTH=LOGIN\r\n"
+    )
     assert (await raw.command(b"STARTTLS"))[-1].startswith(b"t BAD")
 
 
@@ -392,6 +395,7 @@ async def test_select_reports_mailbox_state(start: Start) -> None:
         b"* OK [UNSEEN 2] First unseen\r\n",
         b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % validity,
         b"* OK [UIDNEXT 3] Predicted next UID\r\n",
+        b"* OK [HIGHESTMODSEQ 3] Highest\r\n",
         b"t OK [READ-WRITE] SELECT completed\r\n",
     ]
     assert (await raw.command(b"EXAMINE Junk"))[-1] == b"t OK [READ-ONLY] EXAMINE completed\r\n"

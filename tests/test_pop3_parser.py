@@ -22,6 +22,9 @@ from reference.pop3.parser import Command, ParseError, dot_stuff, parse_command
         (b"USER alice@example.org\r\n", Command("USER", arg="alice@example.org")),
         (b"PASS correct horse \r\n", Command("PASS", arg="correct horse ")),
         (b"STLS\r\n", Command("STLS")),
+        (b"AUTH\r\n", Command("AUTH")),
+        (b"auth plain\r\n", Command("AUTH", arg="PLAIN")),
+        (b"AUTH PLAIN AGEAYg==\r\n", Command("AUTH", arg="PLAIN", initial="AGEAYg==")),
     ],
 )
 def test_commands(line: bytes, command: Command) -> None:
@@ -33,6 +36,7 @@ def test_commands(line: bytes, command: Command) -> None:
     [b"RETR\r\n", b"RETR 0\r\n", b"RETR x\r\n", b"DELE 1 2\r\n", b"TOP 1\r\n", b"STAT 1\r\n",
      b"USER\r\n", b"USER a b\r\n", b"PASS\r\n", b"LIST  1\r\n", b"XYZZY\r\n",
      b"RETR 12345678901\r\n",
+     b"AUTH PLAIN a b\r\n", b"AUTH  PLAIN\r\n",
      b"USER \xff\r\n", b"USER " + b"a" * 41 + b"\r\n", b"PASS " + b"p" * 260 + b"\r\n"],
 )  # fmt: skip
 def test_invalid_commands(line: bytes) -> None:

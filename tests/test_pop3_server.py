@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import poplib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -276,3 +277,31 @@ async def test_quit_before_login(start: Start) -> None:
     raw = await Raw.connect(await start())
     assert await raw.command(b"QUIT") == b"+OK pop.example.org POP3 bye\r\n"
     assert await raw.closed()
+
+
+async def test_auth_plain_after_tls_only(start: Start) -> None:
+    env = await start()
+    raw = await Raw.connect(env)
+    plain = base64.b64encode(b"\0alice@example.org\0correct horse")
+    assert (await raw.command(b"AUTH PLAIN " + plain)).startswith(b"-ERR [AUTH] ")
+    await raw.stls(env)
+    assert b"SASL PLAIN\r\n" in await raw.multiline(b"CAPA")
+    assert await raw.multiline(b"AUTH") == [b"PLAIN\r\n"]
+    assert (await raw.command(b"AUTH CRAM-MD5")).startswith(b"-ERR")
+    assert await raw.command(b"AUTH PLAIN") == b"+ \r\n"
+    assert (await raw.command(b"*")).startswith(b"-ERR Authentication cancelled")
+    wrong = base64.b64encode(b"bob\0alice@example.org\0correct horse")
+    assert (await raw.command(b"AUTH PLAIN " + wrong)).startswith(b"-ERR [AUTH]")
+    assert await raw.command(b"AUTH PLAIN") == b"+ \r\n"
+    assert (await raw.command(plain)).startswith(b"+OK Logged in")
+
+
+async def test_second_session_gets_in_use_until_the_first_quits(start: Start) -> None:
+    env, first = await logged_in(start, 1)
+    second = await Raw.connect(env)
+    await second.command(b"USER alice@example.org")
+    assert (await second.command(b"PASS correct horse")).startswith(b"-ERR [IN-USE]")
+    assert (await second.command(b"STAT")).startswith(b"-ERR")  # still AUTHORIZATION
+    assert (await first.command(b"QUIT")).startswith(b"+OK")
+    await second.command(b"USER alice@example.org")
+    assert (await second.command(b"PASS correct horse")).startswith(b"+OK Logged in")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NoReturn, TypeVar
+
+T = TypeVar("T")
 
 MAX_NUMBER = 2**32 - 1  # RFC 9051 9: number is an unsigned 32-bit integer
+MAX_NUMBER64 = 2**63 - 1  # RFC 9051 9: number64 (mod-sequences, RFC 7162)
 MAX_DEPTH = 20  # nesting of search keys: the parser recurses, hostile input must not
+MAX_ITEMS = 1000  # items in one parenthesized list (fetch items, flags, ID fields...)
 DEFAULT_MAX_LITERAL = 64 * 1024 * 1024
 
 # RFC 9051 9 (formal syntax): character classes.
@@ -20,6 +27,11 @@ _NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _DIGITS = frozenset(b"0123456789")
 _BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 _LITERAL_AT_END = re.compile(rb"\{([0-9]{1,20})(\+?)\}\r?\n\Z")
+_DATE_TIME = re.compile(
+    r"([ 0-9][0-9])-([A-Za-z]{3})-([0-9]{4}) "
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"
+)
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 
 @dataclass(frozen=True)
@@ -32,9 +44,11 @@ class ParseError:
 
 @dataclass(frozen=True)
 class SequenceSet:
-    """``1:3,7,9:*``: ranges of numbers, ``None`` standing for ``*`` (the largest in use)."""
+    """``1:3,7,9:*``: ranges of numbers, ``None`` standing for ``*`` (the largest in use);
+    ``saved`` is RFC 5182's ``$``, the result of the last ``SEARCH RETURN (SAVE)``."""
 
     ranges: tuple[tuple[int | None, int | None], ...]
+    saved: bool = False
 
     def contains(self, n: int, largest: int) -> bool:
         """Whether ``n`` is in the set when ``*`` means ``largest`` (RFC 9051 6.4.9: a range
@@ -45,11 +59,22 @@ class SequenceSet:
                 return True
         return False
 
+    def bounds(self, largest: int) -> list[tuple[int, int]]:
+        """The ranges as ``(lo, hi)`` with ``*`` resolved."""
+        out = []
+        for a, b in self.ranges:
+            lo, hi = sorted((largest if a is None else a, largest if b is None else b))
+            out.append((lo, hi))
+        return out
+
     def highest(self) -> int:
         """The largest explicit number (0 when the set only says ``*``)."""
         return max((x for r in self.ranges for x in r if x is not None), default=0)
 
     def __str__(self) -> str:
+        if self.saved:
+            return "$"
+
         def one(x: int | None) -> str:
             return "*" if x is None else str(x)
 
@@ -58,20 +83,24 @@ class SequenceSet:
 
 @dataclass(frozen=True)
 class Section:
-    """A ``BODY[...]`` section: ``""`` (whole message), HEADER, TEXT, HEADER.FIELDS[.NOT]."""
+    """A ``BODY[...]`` section: part numbers, then ``""`` (all), HEADER, HEADER.FIELDS[.NOT]
+    with ``fields``, TEXT or MIME (RFC 9051 6.4.5)."""
 
     text: str = ""
     fields: tuple[str, ...] = ()
+    part: tuple[int, ...] = ()
 
     def __str__(self) -> str:
+        spec = self.text
         if self.text.startswith("HEADER.FIELDS"):
-            return f"{self.text} ({' '.join(self.fields)})"
-        return self.text
+            spec = f"{self.text} ({' '.join(self.fields)})"
+        numbers = ".".join(str(n) for n in self.part)
+        return f"{numbers}.{spec}" if numbers and spec else numbers or spec
 
 
 @dataclass(frozen=True)
 class FetchAtt:
-    """One FETCH data item: FLAGS, UID, INTERNALDATE, RFC822[.SIZE|.HEADER|.TEXT] or BODY[]."""
+    """One FETCH data item: FLAGS, UID, ENVELOPE, BODYSTRUCTURE, BODY[...], BINARY[...]..."""
 
     name: str
     section: Section | None = None
@@ -81,22 +110,25 @@ class FetchAtt:
     @property
     def sets_seen(self) -> bool:
         """RFC 3501 6.4.5: fetching body text without .PEEK sets \\Seen."""
-        return (self.name == "BODY" and not self.peek) or self.name in ("RFC822", "RFC822.TEXT")
+        if self.name in ("BODY", "BINARY") and self.section is not None:
+            return not self.peek
+        return self.name in ("RFC822", "RFC822.TEXT")
 
     def label(self) -> str:
         """The item's name in the FETCH response (``BODY.PEEK[x]`` answers as ``BODY[x]``)."""
         if self.section is None:
             return self.name
         origin = f"<{self.partial[0]}>" if self.partial is not None else ""
-        return f"BODY[{self.section}]{origin}"
+        return f"{self.name}[{self.section}]{origin}"
 
 
 @dataclass(frozen=True)
 class SearchKey:
-    """A search criterion; ``AND``, ``OR`` and ``NOT`` combine ``keys``."""
+    """A search criterion; ``AND``, ``OR`` and ``NOT`` combine ``keys``. ``value`` is a
+    sequence set, a number, a string, a date, or ``(field, string)`` for HEADER."""
 
     name: str
-    value: SequenceSet | int | str | None = None
+    value: SequenceSet | int | str | datetime.date | tuple[str, str] | None = None
     keys: tuple[SearchKey, ...] = ()
 
 
@@ -127,9 +159,89 @@ class Authenticate(Command):
 
 
 @dataclass(frozen=True)
+class Enable(Command):
+    """RFC 5161 ENABLE."""
+
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Id(Command):
+    """RFC 2971 ID: field/value pairs, or None for NIL."""
+
+    params: tuple[tuple[str, str | None], ...] | None
+
+
+@dataclass(frozen=True)
+class Qresync:
+    """RFC 7162 3.2.5 SELECT (QRESYNC (uidvalidity modseq [known-uids [seq-match]]))."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    match: tuple[SequenceSet, SequenceSet] | None = None
+
+
+@dataclass(frozen=True)
 class Select(Command):
     mailbox: str
     readonly: bool = False  # EXAMINE
+    condstore: bool = False
+    qresync: Qresync | None = None
+
+
+@dataclass(frozen=True)
+class MailboxCommand(Command):
+    """CREATE, DELETE, SUBSCRIBE, UNSUBSCRIBE, GETQUOTAROOT (mailbox), GETQUOTA (root)."""
+
+    name: str
+    mailbox: str
+
+
+@dataclass(frozen=True)
+class Rename(Command):
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class SetQuota(Command):
+    """RFC 9208 SETQUOTA: parsed so it can be refused properly."""
+
+    root: str
+    limits: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class ListMailboxes(Command):
+    """LIST (RFC 9051 6.3.9, RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS) and LSUB."""
+
+    reference: str
+    patterns: tuple[str, ...]
+    selection: tuple[str, ...] = ()
+    returns: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()  # RETURN (STATUS (...))
+    lsub: bool = False
+    extended: bool = False  # selection or return options were given
+
+    @property
+    def pattern(self) -> str:
+        return self.patterns[0]
+
+
+@dataclass(frozen=True)
+class Status(Command):
+    mailbox: str
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Append(Command):
+    mailbox: str
+    flags: tuple[str, ...]
+    date: float | None
+    message: bytes = field(repr=False)
+    binary: bool = False  # RFC 3516 literal8
 
 
 @dataclass(frozen=True)
@@ -137,6 +249,35 @@ class Fetch(Command):
     sequence: SequenceSet
     items: tuple[FetchAtt, ...]
     uid: bool = False
+    changedsince: int | None = None  # RFC 7162 3.1.4
+    vanished: bool = False  # RFC 7162 3.2.6
+
+
+@dataclass(frozen=True)
+class Store(Command):
+    sequence: SequenceSet
+    mode: str  # "+", "-" or "" (replace)
+    flags: tuple[str, ...]
+    silent: bool = False
+    uid: bool = False
+    unchangedsince: int | None = None  # RFC 7162 3.1.3
+
+
+@dataclass(frozen=True)
+class Copy(Command):
+    """COPY, or MOVE (RFC 6851) with ``move``."""
+
+    sequence: SequenceSet
+    mailbox: str
+    uid: bool = False
+    move: bool = False
+
+
+@dataclass(frozen=True)
+class Expunge(Command):
+    """EXPUNGE, or UID EXPUNGE (RFC 4315) with a sequence set of UIDs."""
+
+    uids: SequenceSet | None = None
 
 
 @dataclass(frozen=True)
@@ -144,26 +285,37 @@ class Search(Command):
     keys: tuple[SearchKey, ...]
     charset: str | None = None
     uid: bool = False
-
-
-@dataclass(frozen=True)
-class ListMailboxes(Command):
-    reference: str
-    pattern: str
+    returns: tuple[str, ...] | None = None  # RFC 4731 ESEARCH RETURN (...); None: plain
 
 
 SIMPLE_COMMANDS = frozenset(
-    {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CLOSE", "UNSELECT", "CHECK"}
+    {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CLOSE", "UNSELECT", "CHECK", "IDLE"}
+    | {"NAMESPACE"}
+)
+MAILBOX_COMMANDS = frozenset(
+    {"CREATE", "DELETE", "SUBSCRIBE", "UNSUBSCRIBE", "GETQUOTAROOT", "GETQUOTA"}
 )
 _FLAG_KEYS = frozenset(
-    {"ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "SEEN"}
-    | {"UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN"}
+    {"ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "SEEN", "NEW", "OLD", "RECENT"}
+    | {"UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN", "UNRECENT"}
 )
-_ARG_KEYS = frozenset({"UID", "LARGER", "SMALLER", "KEYWORD", "UNKEYWORD", "NOT", "OR"})
-_MACROS = {"FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE")}
+_STRING_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
+DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
+_MACROS = {
+    "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
+    "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
+    "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
+}
 _PLAIN_ATTS = frozenset(
     {"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
+    | {"ENVELOPE", "BODYSTRUCTURE", "BODY", "MODSEQ"}
 )
+STATUS_ITEMS = frozenset(
+    {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT"}
+    | {"HIGHESTMODSEQ"}
+)
+SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
 
 
 def literal_suffix(line: bytes) -> tuple[int, bool] | None:
@@ -180,12 +332,20 @@ def tag_of(data: bytes) -> str | None:
     return data[:n].decode("ascii") if n and data[n : n + 1] == b" " else None
 
 
+def command_name(data: bytes) -> str:
+    """The command word after the tag (``UID FETCH`` as ``FETCH``), upper case, or ``""``."""
+    m = re.match(rb"[^ ]+ (?:UID )?([A-Za-z]+)", data)
+    return m.group(1).decode("ascii").upper() if m else ""
+
+
 def parse_command(data: bytes, *, max_literal: int = DEFAULT_MAX_LITERAL) -> Command | ParseError:
     """Parse one complete command (ending in CRLF, literals inline); never raises.
 
     Pure: no sockets, no store. The server frames a command with :func:`literal_suffix` (read
     a line; while it ends in ``{n}`` or ``{n+}``, read n bytes and the next line) and hands
     the whole buffer here; a :class:`ParseError` carries the tag, when one was readable.
+    Mailbox names come back as the client wrote them (UTF-8, or modified UTF-7 for an
+    IMAP4rev1 client: decoding that is the session's business).
     """
     r = _Reader(data, max_literal)
     tag = tag_of(data)
@@ -193,46 +353,42 @@ def parse_command(data: bytes, *, max_literal: int = DEFAULT_MAX_LITERAL) -> Com
         return ParseError(None, "Missing or invalid tag")
     r.pos = len(tag) + 1
     try:
-        name = r.keyword()
-        uid = name == "UID"
-        if uid:
-            r.sp()
-            name = r.keyword()
-            if name not in ("FETCH", "SEARCH"):
-                r.fail(f"UID {name} is not supported")
-        if name in SIMPLE_COMMANDS:
-            command: Command = Simple(tag, name)
-        elif name == "LOGIN":
-            command = Login(tag, r.sp_astring_utf8(), r.sp_astring_utf8())
-        elif name == "AUTHENTICATE":
-            r.sp()
-            mechanism = r.atom().upper()
-            initial = None
-            if r.peek() == 0x20:
-                r.sp()
-                initial = r.take(_BASE64).decode("ascii")
-                if not initial:
-                    r.fail("Expected base64 initial response")
-            command = Authenticate(tag, mechanism, initial)
-        elif name in ("SELECT", "EXAMINE"):
-            command = Select(tag, r.sp_mailbox(), readonly=name == "EXAMINE")
-        elif name == "FETCH":
-            r.sp()
-            sequence = r.sequence_set()
-            r.sp()
-            command = Fetch(tag, sequence, r.fetch_atts(), uid=uid)
-        elif name == "SEARCH":
-            command = r.search(tag, uid)
-        elif name == "LIST":
-            reference = r.sp_mailbox()
-            r.sp()
-            command = ListMailboxes(tag, reference, r.list_mailbox())
-        else:
-            r.fail("Unknown command")
+        command = r.command(tag)
         r.end()
     except _Fail as e:
         return ParseError(tag, e.reason)
+    except RecursionError:  # pragma: no cover - MAX_DEPTH keeps far from it
+        return ParseError(tag, "Command too deeply nested")
     return command
+
+
+def parse_date(text: str) -> datetime.date | None:
+    """RFC 9051 date-text ``1-Feb-2026``; None when it is not one."""
+    m = re.fullmatch(r"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})", text)
+    if m is None or m.group(2).upper() not in MONTHS:
+        return None
+    try:
+        return datetime.date(int(m.group(3)), MONTHS.index(m.group(2).upper()) + 1, int(m.group(1)))
+    except ValueError:
+        return None
+
+
+def parse_date_time(text: str) -> float | None:
+    """RFC 9051 date-time ``" 1-Feb-2026 10:00:00 +0100"`` (no quotes) -> epoch seconds."""
+    m = _DATE_TIME.fullmatch(text)
+    if m is None or m.group(2).upper() not in MONTHS:
+        return None
+    day, year = int(m.group(1).strip() or "0"), int(m.group(3))
+    hour, minute, second = int(m.group(4)), int(m.group(5)), int(m.group(6))
+    try:
+        datetime.datetime(year, MONTHS.index(m.group(2).upper()) + 1, day, hour, minute, second)
+    except ValueError:
+        return None
+    if int(m.group(9)) > 59:
+        return None
+    offset = (int(m.group(8)) * 60 + int(m.group(9))) * 60 * (1 if m.group(7) == "+" else -1)
+    month = MONTHS.index(m.group(2).upper()) + 1
+    return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset)
 
 
 class _Fail(Exception):
@@ -245,6 +401,274 @@ class _Reader:
         self.buf = buf
         self.pos = 0
         self.max_literal = max_literal
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def command(self, tag: str) -> Command:
+        name = self.keyword()
+        if name == "UID":
+            self.sp()
+            name = self.keyword()
+            if name not in _UID_COMMANDS:
+                self.fail(f"UID {name} is not supported")
+            return self.uid_command(tag, name, uid=True)
+        if name in SIMPLE_COMMANDS or name == "EXPUNGE":
+            return Expunge(tag) if name == "EXPUNGE" else Simple(tag, name)
+        if name in _UID_COMMANDS:
+            return self.uid_command(tag, name, uid=False)
+        if name == "LOGIN":
+            return Login(tag, self.sp_astring_utf8(), self.sp_astring_utf8())
+        if name == "AUTHENTICATE":
+            self.sp()
+            mechanism = self.atom().upper()
+            initial = None
+            if self.peek() == 0x20:
+                self.sp()
+                initial = self.take(_BASE64).decode("ascii")
+                if not initial:
+                    self.fail("Expected base64 initial response")
+            return Authenticate(tag, mechanism, initial)
+        if name == "ENABLE":
+            caps: list[str] = []
+            while self.peek() == 0x20 and len(caps) < MAX_ITEMS:
+                self.sp()
+                caps.append(self.atom().upper())
+            if not caps:
+                self.fail("Expected capability")
+            return Enable(tag, tuple(caps))
+        if name == "ID":
+            return Id(tag, self.id_params())
+        if name in ("SELECT", "EXAMINE"):
+            return self.select(tag, readonly=name == "EXAMINE")
+        if name in MAILBOX_COMMANDS:
+            return MailboxCommand(tag, name, self.sp_mailbox())
+        if name == "RENAME":
+            return Rename(tag, self.sp_mailbox(), self.sp_mailbox())
+        if name == "SETQUOTA":
+            return self.setquota(tag)
+        if name in ("LIST", "LSUB"):
+            return self.list_command(tag, lsub=name == "LSUB")
+        if name == "STATUS":
+            mailbox = self.sp_mailbox()
+            self.sp()
+            items = self.paren_list(lambda: self.keyword())
+            for item in items:
+                if item not in STATUS_ITEMS:
+                    self.fail(f"Unknown status item {item}")
+            return Status(tag, mailbox, tuple(items))
+        if name == "APPEND":
+            return self.append(tag)
+        self.fail("Unknown command")
+
+    def uid_command(self, tag: str, name: str, *, uid: bool) -> Command:
+        if name == "SEARCH":
+            return self.search(tag, uid)
+        if name == "EXPUNGE":  # only as UID EXPUNGE here
+            self.sp()
+            return Expunge(tag, self.sequence_set())
+        self.sp()
+        sequence = self.sequence_set()
+        self.sp()
+        if name == "FETCH":
+            items = self.fetch_atts()
+            changedsince, vanished = None, False
+            if self.peek() == 0x20:
+                self.sp()
+                for modifier in self.paren_list(self.fetch_modifier):
+                    if isinstance(modifier, int):
+                        changedsince = modifier
+                    else:
+                        vanished = True
+                if vanished and (not uid or changedsince is None):
+                    self.fail("VANISHED needs UID FETCH with CHANGEDSINCE")  # RFC 7162 3.2.6
+            return Fetch(tag, sequence, items, uid, changedsince, vanished)
+        if name == "STORE":
+            unchangedsince = None
+            if self.peek() == ord("("):
+                self.pos += 1
+                if self.keyword() != "UNCHANGEDSINCE":
+                    self.fail("Expected UNCHANGEDSINCE")
+                self.sp()
+                unchangedsince = self.number64()
+                self.expect(ord(")"), ")")
+                self.sp()
+            mode = ""
+            if self.peek() in (ord("+"), ord("-")):
+                mode = chr(self.buf[self.pos])
+                self.pos += 1
+            item = self.keyword()
+            if item not in ("FLAGS", "FLAGS.SILENT"):
+                self.fail("Expected FLAGS or FLAGS.SILENT")
+            self.sp()
+            if self.peek() == ord("("):
+                flags = self.flag_list()
+            else:
+                flags = [self.flag()]
+                while self.peek() == 0x20:
+                    self.pos += 1
+                    flags.append(self.flag())
+            return Store(
+                tag, sequence, mode, tuple(flags), item.endswith(".SILENT"), uid, unchangedsince
+            )
+        mailbox = self.mailbox()
+        return Copy(tag, sequence, mailbox, uid, move=name == "MOVE")
+
+    def fetch_modifier(self) -> int | str:
+        name = self.keyword()
+        if name == "CHANGEDSINCE":
+            self.sp()
+            return self.number64()
+        if name == "VANISHED":
+            return name
+        self.fail(f"Unknown fetch modifier {name}")
+
+    def select(self, tag: str, *, readonly: bool) -> Select:
+        mailbox = self.sp_mailbox()
+        condstore, qresync = False, None
+        if self.peek() == 0x20:
+            self.sp()
+            self.expect(ord("("), "(")
+            while True:
+                param = self.keyword()
+                if param == "CONDSTORE":
+                    condstore = True
+                elif param == "QRESYNC":
+                    self.sp()
+                    qresync = self.qresync()
+                else:
+                    self.fail(f"Unknown select parameter {param}")
+                if self.peek() != 0x20:
+                    break
+                self.pos += 1
+            self.expect(ord(")"), ")")
+        return Select(tag, mailbox, readonly, condstore, qresync)
+
+    def qresync(self) -> Qresync:
+        self.expect(ord("("), "(")
+        uidvalidity = self.number(nonzero=True)
+        self.sp()
+        modseq = self.number64(nonzero=True)
+        known = match = None
+        if self.peek() == 0x20:
+            self.sp()
+            if self.peek() != ord("("):
+                known = self.sequence_set()
+                if self.peek() == 0x20:
+                    self.sp()
+            if self.peek() == ord("("):
+                self.pos += 1
+                seqs = self.sequence_set()
+                self.sp()
+                uids = self.sequence_set()
+                self.expect(ord(")"), ")")
+                match = (seqs, uids)
+        self.expect(ord(")"), ")")
+        return Qresync(uidvalidity, modseq, known, match)
+
+    def setquota(self, tag: str) -> SetQuota:
+        root = self.utf8(self.sp_astring())
+        self.sp()
+        self.expect(ord("("), "(")
+        limits: list[tuple[str, int]] = []
+        while self.peek() != ord(")") and len(limits) < MAX_ITEMS:
+            if limits:
+                self.sp()
+            resource = self.keyword()
+            self.sp()
+            limits.append((resource, self.number64()))
+        self.expect(ord(")"), ")")
+        return SetQuota(tag, root, tuple(limits))
+
+    def list_command(self, tag: str, *, lsub: bool) -> ListMailboxes:
+        self.sp()
+        selection: list[str] = []
+        extended = False
+        if self.peek() == ord("(") and not lsub:  # RFC 5258 list-select-opts
+            selection = self.paren_list(self.keyword, empty=True)
+            extended = True
+            self.sp()
+        reference = self.mailbox()
+        self.sp()
+        if self.peek() == ord("(") and not lsub:
+            patterns = self.paren_list(self.list_mailbox)
+            extended = True
+        else:
+            patterns = [self.list_mailbox()]
+        returns: list[str] = []
+        status: tuple[str, ...] = ()
+        if self.peek() == 0x20 and not lsub:
+            self.sp()
+            if self.keyword() != "RETURN":
+                self.fail("Expected RETURN")
+            self.sp()
+            self.expect(ord("("), "(")
+            while self.peek() != ord(")") and len(returns) < MAX_ITEMS:
+                if returns:
+                    self.sp()
+                option = self.keyword()
+                returns.append(option)
+                if option == "STATUS":  # RFC 5819
+                    self.sp()
+                    items = self.paren_list(self.keyword)
+                    for item in items:
+                        if item not in STATUS_ITEMS:
+                            self.fail(f"Unknown status item {item}")
+                    status = tuple(items)
+            self.expect(ord(")"), ")")
+            extended = True
+        return ListMailboxes(
+            tag,
+            reference,
+            tuple(patterns),
+            tuple(selection),
+            tuple(returns),
+            status,
+            lsub,
+            extended,
+        )
+
+    def append(self, tag: str) -> Append:
+        mailbox = self.sp_mailbox()
+        self.sp()
+        flags: list[str] = []
+        date = None
+        if self.peek() == ord("("):
+            flags = self.flag_list()
+            self.sp()
+        if self.peek() == ord('"'):
+            text = self.quoted().decode("ascii", "replace")
+            date = parse_date_time(text)
+            if date is None:
+                self.fail("Invalid date-time")
+            self.sp()
+        binary = self.peek() == ord("~")
+        if binary:
+            self.pos += 1
+        if self.peek() != ord("{"):
+            self.fail("Expected message literal")
+        message = self.literal(allow_nul=binary)
+        return Append(tag, mailbox, tuple(flags), date, message, binary)
+
+    def id_params(self) -> tuple[tuple[str, str | None], ...] | None:
+        self.sp()
+        if self.peek() != ord("("):
+            if self.keyword() != "NIL":
+                self.fail("Expected ( or NIL")
+            return None
+        self.pos += 1
+        params: list[tuple[str, str | None]] = []
+        while self.peek() != ord(")"):
+            if params:
+                self.sp()
+            if len(params) >= 30:  # RFC 2971 3.3: at most 30 field-value pairs
+                self.fail("Too many ID fields")
+            key = self.utf8(self.string())
+            self.sp()
+            params.append((key, self.nstring()))
+        self.pos += 1
+        return tuple(params)
+
+    # -- pieces -----------------------------------------------------------------------------
 
     def fail(self, reason: str) -> NoReturn:
         raise _Fail(reason)
@@ -279,11 +703,34 @@ class _Reader:
     def keyword(self) -> str:
         return self.atom().upper()
 
+    def paren_list(self, item: Callable[[], T], *, empty: bool = False) -> list[T]:
+        self.expect(ord("("), "(")
+        out: list[T] = []
+        if self.peek() == ord(")") and empty:
+            self.pos += 1
+            return out
+        out.append(item())
+        while self.peek() == 0x20:
+            if len(out) >= MAX_ITEMS:
+                self.fail("Too many items")
+            self.pos += 1
+            out.append(item())
+        self.expect(ord(")"), ")")
+        return out
+
     def number(self, *, nonzero: bool = False) -> int:
         digits = self.take(_DIGITS)
         if not digits or len(digits) > 10 or int(digits) > MAX_NUMBER:
             self.fail("Expected number")
         if nonzero and digits[:1] == b"0":
+            self.fail("Expected non-zero number")
+        return int(digits)
+
+    def number64(self, *, nonzero: bool = False) -> int:
+        digits = self.take(_DIGITS)
+        if not digits or len(digits) > 19 or int(digits) > MAX_NUMBER64:
+            self.fail("Expected number")
+        if nonzero and int(digits) == 0:
             self.fail("Expected non-zero number")
         return int(digits)
 
@@ -293,6 +740,13 @@ class _Reader:
         if self.peek() == ord("{"):
             return self.literal()
         self.fail("Expected string")
+
+    def nstring(self) -> str | None:
+        if self.peek() in (ord("N"), ord("n")):
+            if self.keyword() != "NIL":
+                self.fail("Expected string or NIL")
+            return None
+        return self.utf8(self.string())
 
     def quoted(self) -> bytes:
         self.pos += 1
@@ -312,7 +766,7 @@ class _Reader:
             out.append(c)
             self.pos += 1
 
-    def literal(self) -> bytes:
+    def literal(self, *, allow_nul: bool = False) -> bytes:
         self.pos += 1
         digits = self.take(_DIGITS)
         if not digits:
@@ -329,7 +783,7 @@ class _Reader:
         data = self.buf[self.pos : self.pos + size]
         if len(data) != size:
             self.fail("Truncated literal")
-        if b"\0" in data:  # RFC 9051 9: literal is CHAR8, no NUL
+        if not allow_nul and b"\0" in data:  # RFC 9051 9: literal is CHAR8, no NUL
             self.fail("NUL in literal")
         self.pos += size
         return data
@@ -342,13 +796,19 @@ class _Reader:
             self.fail("Expected astring")
         return atom
 
-    def sp_astring_utf8(self) -> str:
+    def sp_astring(self) -> bytes:
         self.sp()
+        return self.astring()
+
+    def sp_astring_utf8(self) -> str:
+        return self.utf8(self.sp_astring())
+
+    def mailbox(self) -> str:
         return self.utf8(self.astring())
 
     def sp_mailbox(self) -> str:
         self.sp()
-        return self.utf8(self.astring())
+        return self.mailbox()
 
     def list_mailbox(self) -> str:
         if self.peek() in (ord('"'), ord("{")):
@@ -364,9 +824,23 @@ class _Reader:
         except UnicodeDecodeError:
             self.fail("Invalid UTF-8")
 
+    def flag(self) -> str:
+        if self.peek() == ord("\\"):
+            self.pos += 1
+            return "\\" + self.atom()
+        return self.atom()
+
+    def flag_list(self) -> list[str]:
+        return self.paren_list(self.flag, empty=True)
+
     def sequence_set(self) -> SequenceSet:
+        if self.peek() == ord("$"):  # RFC 5182 / RFC 9051 6.4.4.1: the saved result
+            self.pos += 1
+            return SequenceSet((), saved=True)
         ranges: list[tuple[int | None, int | None]] = []
         while True:
+            if len(ranges) >= 10_000:
+                self.fail("Sequence set too long")
             a = self.seq_number()
             b = a
             if self.peek() == ord(":"):
@@ -391,52 +865,69 @@ class _Reader:
                 return tuple(FetchAtt(n) for n in _MACROS[name])
             self.pos = start
             return (self.fetch_att(),)
-        self.pos += 1
-        atts = [self.fetch_att()]
-        while self.peek() == 0x20:
-            self.pos += 1
-            atts.append(self.fetch_att())
-        self.expect(ord(")"), ")")
-        return tuple(atts)
+        return tuple(self.paren_list(self.fetch_att))
 
     def fetch_att(self) -> FetchAtt:
         name = self.take(_NAME_CHARS).decode("ascii").upper()
-        if name in _PLAIN_ATTS:
+        if name in _PLAIN_ATTS and not (name == "BODY" and self.peek() == ord("[")):
             return FetchAtt(name)
-        if name not in ("BODY", "BODY.PEEK") or self.peek() != ord("["):
+        if name not in ("BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"):
             self.fail(f"Unsupported fetch item {name or '?'}")
-        section = self.section()
+        if self.peek() != ord("["):
+            self.fail(f"Expected [ after {name}")
+        binary = name.startswith("BINARY")
+        section = self.section(binary=binary)
         partial = None
-        if self.peek() == ord("<"):
+        if self.peek() == ord("<") and name != "BINARY.SIZE":
             self.pos += 1
             origin = self.number()
             self.expect(ord("."), ".")
             partial = (origin, self.number(nonzero=True))
             self.expect(ord(">"), ">")
-        return FetchAtt("BODY", section, name == "BODY.PEEK", partial)
+        base = name.removesuffix(".PEEK")
+        return FetchAtt(base, section, name.endswith(".PEEK"), partial)
 
-    def section(self) -> Section:
+    def section(self, *, binary: bool = False) -> Section:
         self.pos += 1
+        part: list[int] = []
+        while self.peek() in _DIGITS:
+            if len(part) >= MAX_DEPTH:
+                self.fail("Section too deep")
+            part.append(self.number(nonzero=True))
+            if self.peek() != ord("."):
+                break
+            self.pos += 1
+            if self.peek() not in _DIGITS:
+                break
         text = self.take(_NAME_CHARS).decode("ascii").upper()
         fields: tuple[str, ...] = ()
+        if binary and text:
+            self.fail("BINARY takes part numbers only")  # RFC 3516 section-binary
         if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
             self.sp()
-            self.expect(ord("("), "(")
-            names = [self.astring()]
-            while self.peek() == 0x20:
-                self.pos += 1
-                names.append(self.astring())
-            self.expect(ord(")"), ")")
+            names = self.paren_list(self.astring)
             fields = tuple(n.decode("ascii", "replace").upper() for n in names)
-        elif text not in ("", "HEADER", "TEXT"):
+        elif text not in ("", "HEADER", "TEXT", "MIME") or (text == "MIME" and not part):
             self.fail(f"Unsupported section {text}")
+        if part and self.buf[self.pos - 1 : self.pos] == b"." and not text:
+            self.fail("Expected section text after .")
         self.expect(ord("]"), "]")
-        return Section(text, fields)
+        return Section(text, fields, tuple(part))
 
     def search(self, tag: str, uid: bool) -> Search:
         self.sp()
-        charset = None
+        returns: tuple[str, ...] | None = None
         start = self.pos
+        if self.take(_NAME_CHARS).upper() == b"RETURN" and self.peek() == 0x20:
+            self.pos += 1
+            returns = tuple(self.paren_list(self.keyword, empty=True))
+            for option in returns:
+                if option not in SEARCH_RETURNS:
+                    self.fail(f"Unknown search return option {option}")
+            self.sp()
+            start = self.pos
+        self.pos = start
+        charset = None
         if self.take(_NAME_CHARS).upper() == b"CHARSET" and self.peek() == 0x20:
             self.pos += 1
             charset = self.utf8(self.astring()).upper()
@@ -445,9 +936,11 @@ class _Reader:
             self.pos = start
         keys = [self.search_key(0)]
         while self.peek() == 0x20:
+            if len(keys) >= MAX_ITEMS:
+                self.fail("Too many search keys")
             self.pos += 1
             keys.append(self.search_key(0))
-        return Search(tag, tuple(keys), charset, uid)
+        return Search(tag, tuple(keys), charset, uid, returns)
 
     def search_key(self, depth: int) -> SearchKey:
         if depth > MAX_DEPTH:
@@ -457,26 +950,50 @@ class _Reader:
             self.pos += 1
             keys = [self.search_key(depth + 1)]
             while self.peek() == 0x20:
+                if len(keys) >= MAX_ITEMS:
+                    self.fail("Too many search keys")
                 self.pos += 1
                 keys.append(self.search_key(depth + 1))
             self.expect(ord(")"), ")")
             return SearchKey("AND", keys=tuple(keys))
-        if c == ord("*") or c in _DIGITS:
+        if c in (ord("*"), ord("$")) or c in _DIGITS:
             return SearchKey("SEQ", self.sequence_set())
         name = self.keyword()
         if name in _FLAG_KEYS:
             return SearchKey(name)
-        if name not in _ARG_KEYS:
-            self.fail(f"Unsupported search key {name}")
+        if name == "MODSEQ":  # RFC 7162 3.1.5
+            self.sp()
+            if self.peek() == ord('"'):
+                self.quoted()  # entry name: flags are not told apart here
+                self.sp()
+                if self.keyword() not in ("PRIV", "SHARED", "ALL"):
+                    self.fail("Expected entry type")
+                self.sp()
+            return SearchKey(name, self.number64())
         self.sp()
         if name == "UID":
             return SearchKey(name, self.sequence_set())
         if name in ("LARGER", "SMALLER"):
-            return SearchKey(name, self.number())
+            return SearchKey(name, self.number64())
         if name in ("KEYWORD", "UNKEYWORD"):
             return SearchKey(name, self.atom())
+        if name in _STRING_KEYS:
+            return SearchKey(name, self.utf8(self.astring()))
+        if name == "HEADER":
+            header = self.utf8(self.astring())
+            self.sp()
+            return SearchKey(name, (header, self.utf8(self.astring())))
+        if name in DATE_KEYS:
+            quoted = self.peek() == ord('"')
+            text = self.quoted() if quoted else self.take(ATOM_CHARS)
+            date = parse_date(text.decode("ascii", "replace"))
+            if date is None:
+                self.fail("Invalid date")
+            return SearchKey(name, date)
         if name == "NOT":
             return SearchKey(name, keys=(self.search_key(depth + 1),))
-        first = self.search_key(depth + 1)  # OR
-        self.sp()
-        return SearchKey(name, keys=(first, self.search_key(depth + 1)))
+        if name == "OR":
+            first = self.search_key(depth + 1)
+            self.sp()
+            return SearchKey(name, keys=(first, self.search_key(depth + 1)))
+        self.fail(f"Unsupported search key {name}")

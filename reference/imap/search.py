@@ -1,9 +1,15 @@
-"""Evaluation of parsed SEARCH keys against one message (pure)."""
+"""Evaluation of parsed SEARCH keys against one message (pure but for a lazy loader)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime
+import email.errors
+import email.header
+import email.utils
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
+from reference.imap import mime
 from reference.imap.parser import SearchKey, SequenceSet
 
 _FLAG_OF = {
@@ -13,11 +19,16 @@ _FLAG_OF = {
     "FLAGGED": "\\Flagged",
     "SEEN": "\\Seen",
 }
+_HEADER_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
+CONTENT_KEYS = frozenset(
+    {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO", "HEADER"}
+    | {"SENTBEFORE", "SENTON", "SENTSINCE"}
+)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Candidate:
-    """What a search key may look at: numbers, flags, size (no content yet)."""
+    """What a search key may look at; ``load`` reads the message when a key needs it."""
 
     seq: int
     uid: int
@@ -25,29 +36,75 @@ class Candidate:
     size: int
     exists: int  # message count, what "*" means for sequence numbers
     largest_uid: int  # what "*" means for UIDs
+    internaldate: float = 0.0
+    modseq: int = 1
+    saved: frozenset[int] = frozenset()  # RFC 5182 "$": UIDs of the saved result
+    load: Callable[[], bytes] | None = None
+    _parsed: tuple[list[tuple[str, str]], str] | None = field(default=None, repr=False)
+
+    def header(self) -> list[tuple[str, str]]:
+        return self._content()[0]
+
+    def body_text(self) -> str:
+        return self._content()[1]
+
+    def _content(self) -> tuple[list[tuple[str, str]], str]:
+        if self._parsed is None:
+            data = self.load() if self.load is not None else b""
+            header, _ = mime.split(data)
+            self._parsed = (mime.fields(header), _text_of(data))
+        return self._parsed
+
+
+def needs_content(keys: Iterable[SearchKey]) -> bool:
+    """Whether any key reads the message itself (not only the index)."""
+    return any(k.name in CONTENT_KEYS or needs_content(k.keys) for k in keys)
 
 
 def matches(key: SearchKey, m: Candidate) -> bool:
     """Whether message ``m`` satisfies ``key`` (RFC 9051 6.4.4)."""
     name = key.name
-    if name == "ALL":
+    value = key.value
+    if name in ("ALL", "OLD", "UNRECENT"):  # no message is \Recent here (RFC 9051 dropped it)
         return True
+    if name in ("NEW", "RECENT"):
+        return False
     if name in _FLAG_OF:
         return _FLAG_OF[name] in m.flags
     if name.startswith("UN") and name[2:] in _FLAG_OF:
         return _FLAG_OF[name[2:]] not in m.flags
     if name == "KEYWORD":
-        return key.value in m.flags
+        return value in m.flags
     if name == "UNKEYWORD":
-        return key.value not in m.flags
-    if name == "SEQ" and isinstance(key.value, SequenceSet):
-        return key.value.contains(m.seq, m.exists)
-    if name == "UID" and isinstance(key.value, SequenceSet):
-        return key.value.contains(m.uid, m.largest_uid)
-    if name == "LARGER" and isinstance(key.value, int):
-        return m.size > key.value
-    if name == "SMALLER" and isinstance(key.value, int):
-        return m.size < key.value
+        return value not in m.flags
+    if name in ("SEQ", "UID") and isinstance(value, SequenceSet):
+        n = m.seq if name == "SEQ" else m.uid
+        if value.saved:
+            return m.uid in m.saved
+        return value.contains(n, m.exists if name == "SEQ" else m.largest_uid)
+    if name == "LARGER" and isinstance(value, int):
+        return m.size > value
+    if name == "SMALLER" and isinstance(value, int):
+        return m.size < value
+    if name == "MODSEQ" and isinstance(value, int):  # RFC 7162 3.1.5
+        return m.modseq >= value
+    if name in ("BEFORE", "ON", "SINCE") and isinstance(value, datetime.date):
+        day = datetime.datetime.fromtimestamp(m.internaldate, tz=datetime.UTC).date()
+        return _compare(name, day, value)
+    if name in ("SENTBEFORE", "SENTON", "SENTSINCE") and isinstance(value, datetime.date):
+        return _compare(name.removeprefix("SENT"), _sent(m), value)
+    if name in _HEADER_KEYS and isinstance(value, str):
+        wanted = _HEADER_KEYS[name]
+        return any(n == wanted and _contains(_decoded(v), value) for n, v in m.header())
+    if name == "HEADER" and isinstance(value, tuple):
+        field_name, text = value[0].lower(), value[1]
+        # RFC 9051 6.4.4: an empty string matches every message that has the field.
+        return any(n == field_name and _contains(_decoded(v), text) for n, v in m.header())
+    if name == "BODY" and isinstance(value, str):
+        return _contains(m.body_text(), value)
+    if name == "TEXT" and isinstance(value, str):
+        header = " ".join(f"{n}: {_decoded(v)}" for n, v in m.header())
+        return _contains(header, value) or _contains(m.body_text(), value)
     if name == "NOT":
         return not matches(key.keys[0], m)
     if name == "OR":
@@ -55,3 +112,62 @@ def matches(key: SearchKey, m: Candidate) -> bool:
     if name == "AND":
         return all(matches(k, m) for k in key.keys)
     raise ValueError(f"unknown search key {name}")
+
+
+def _compare(how: str, day: datetime.date, value: datetime.date) -> bool:
+    if how == "BEFORE":
+        return day < value
+    if how == "ON":
+        return day == value
+    return day >= value  # SINCE
+
+
+def _sent(m: Candidate) -> datetime.date:
+    date = next((v for n, v in m.header() if n == "date"), None)
+    if date:
+        try:
+            # "disregarding time and timezone": the date as the sender wrote it.
+            return email.utils.parsedate_to_datetime(date).date()
+        except (TypeError, ValueError, IndexError):
+            pass
+    return datetime.datetime.fromtimestamp(m.internaldate, tz=datetime.UTC).date()
+
+
+def _contains(haystack: str, needle: str) -> bool:
+    return needle.casefold() in haystack.casefold()
+
+
+def _decoded(value: str) -> str:
+    """A header value with RFC 2047 encoded words decoded (as the user sees it)."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (LookupError, ValueError, UnicodeError, email.errors.HeaderParseError):
+        return value
+
+
+def _text_of(data: bytes) -> str:
+    """The text of a message's body: text parts decoded from transfer encoding and charset."""
+    out: list[str] = []
+    stack = [mime.parse(data)]
+    while stack:
+        part = stack.pop()
+        if part.multipart:
+            stack.extend(reversed(part.children))
+            continue
+        if part.message is not None:
+            stack.append(part.message)
+            continue
+        if part.maintype != "text":
+            continue
+        try:
+            raw = mime.binary(part.header + part.body, (1,)) or b""
+        except mime.UnknownEncoding:
+            raw = part.body
+        charset = next((v for k, v in part.params if k == "charset"), "utf-8")
+        try:
+            out.append(raw.decode(charset, "replace"))
+        except LookupError:
+            out.append(raw.decode("utf-8", "replace"))
+    return "\n".join(out)

@@ -60,25 +60,27 @@ class Stream:
         except (ConnectionError, ssl.SSLError) as e:
             raise Closed from e
 
-    async def start_tls(self, context: ssl.SSLContext, seconds: float) -> int:
-        """Upgrade to TLS; returns how many plaintext bytes were discarded.
+    async def start_tls(self, context: ssl.SSLContext, seconds: float, reply: bytes) -> int:
+        """Send ``reply`` (the go-ahead) and upgrade to TLS; returns how many plaintext bytes
+        were discarded.
 
-        RFC 3501 6.2.1 / RFC 2595 / RFC 8314: anything the client pipelined after STARTTLS
-        arrived before the handshake, so it is unprotected and must not be read as if it came
-        over TLS (the command-injection attack, CVE-2011-0411 and kin). The buffer is cleared
-        in the same task step in which start_tls() pauses reading, so nothing slips between.
+        RFC 9051 6.2.1 / RFC 2595 / RFC 8314: anything the client pipelined after STARTTLS
+        arrived before the go-ahead, so it is unprotected and must not be read as if it came
+        over TLS (the command-injection attack, CVE-2011-0411 and kin). Reading is paused and
+        the buffer cleared *before* the go-ahead is written: what arrives after it (the TLS
+        ClientHello) stays in the socket for the handshake, and cannot be mistaken for
+        injected plaintext, however fast the client answers.
         """
-        discarded = 0
-
-        async def upgrade() -> None:
-            nonlocal discarded
-            buffer: bytearray = self._reader._buffer  # type: ignore[attr-defined]
-            discarded = len(buffer)
-            buffer.clear()
-            await self._writer.start_tls(context)
-
+        transport = self._writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
+        buffer: bytearray = self._reader._buffer  # type: ignore[attr-defined]
+        discarded = len(buffer)
+        buffer.clear()
         try:
-            await self._timed(upgrade(), seconds)
+            self._writer.write(reply)
+            # StreamWriter.start_tls drains first; loop.start_tls resumes reading under TLS.
+            await self._timed(self._writer.start_tls(context), seconds)
         except (ConnectionError, ssl.SSLError, OSError) as e:
             raise Closed from e
         return discarded

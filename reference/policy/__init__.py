@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from reference.directory import Directory, DirectoryError, split_address
 from reference.smtp import replies
@@ -33,10 +34,45 @@ class CheckResult:
     action: Action
     reply: Reply | None = None
     reason: str = ""  # for the log line, never for the wire
+    # What a DATA check asks of an accepted message: header fields to put on top (e.g.
+    # Authentication-Results, DKIM-Signature), raw header fields to take out (e.g. a forged
+    # Authentication-Results), and spool meta to set (e.g. {"folder": "Junk"}).
+    prepend_headers: bytes = b""
+    remove_headers: tuple[bytes, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def refuses(self) -> bool:
         return self.action in (Action.TEMPFAIL, Action.REJECT)
+
+    def after(self, earlier: CheckResult) -> CheckResult:
+        """This result carrying the edits of an earlier check too (ours on top of theirs)."""
+        if not (earlier.prepend_headers or earlier.remove_headers or earlier.meta):
+            return self
+        return CheckResult(
+            self.action,
+            self.reply,
+            self.reason,
+            self.prepend_headers + earlier.prepend_headers,
+            earlier.remove_headers + self.remove_headers,
+            {**earlier.meta, **self.meta},
+        )
+
+    def edit(self, raw: bytes) -> bytes:
+        """The message with the header edits applied; the body is never touched."""
+        if not (self.prepend_headers or self.remove_headers):
+            return raw
+        end = 0 if raw.startswith(b"\r\n") else raw.find(b"\r\n\r\n") + 2
+        if end == 1:  # no blank line: all of it is header
+            end = len(raw)
+        header, body = raw[:end], raw[end:]
+        for f in self.remove_headers:
+            at = header.find(f)
+            while at > 0 and header[at - 1 : at] != b"\n":
+                at = header.find(f, at + 1)
+            if at >= 0:
+                header = header[:at] + header[at + len(f) :]
+        return self.prepend_headers + header + body
 
 
 CONTINUE = CheckResult(Action.CONTINUE)
@@ -62,6 +98,10 @@ class Check:
 
     name = "check"
 
+    def canonical_recipient(self, rcpt: str) -> str | None:
+        """The address ``rcpt`` stands for, if this check knows better (None: no opinion)."""
+        return None
+
     async def mail(self, s: Session, sender: str) -> CheckResult:
         return CONTINUE
 
@@ -77,8 +117,21 @@ class LocalRecipients(Check):
 
     name = "recipients"
 
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, hostname: str = "") -> None:
         self.directory = directory
+        self.hostname = hostname
+
+    def canonical_recipient(self, rcpt: str) -> str | None:
+        # RFC 5321 4.5.1: "RCPT TO:<Postmaster>", with no domain, MUST be accepted: it is
+        # the postmaster of the domain this host serves (the one its name is in, if any).
+        if "@" in rcpt or rcpt.lower() != "postmaster":
+            return None
+        domains = self.directory.domains()
+        if not domains:
+            return None
+        host = self.hostname.lower()
+        own = [d for d in domains if host and (host == d or host.endswith("." + d))]
+        return f"postmaster@{(own or domains)[0]}"
 
     async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
         try:
@@ -129,6 +182,14 @@ class Policy:
     def __init__(self, checks: Sequence[Check]) -> None:
         self.checks = list(checks)
 
+    def canonical_recipient(self, rcpt: str) -> str:
+        """The address a RCPT stands for (``Postmaster`` alone names a local postmaster)."""
+        for c in self.checks:
+            found = c.canonical_recipient(rcpt)
+            if found is not None:
+                return found
+        return rcpt
+
     async def mail(self, s: Session, sender: str) -> CheckResult:
         for c in self.checks:
             r = await c.mail(s, sender)
@@ -144,8 +205,13 @@ class Policy:
         return CONTINUE
 
     async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+        # Checks that continue may still ask for header edits and meta: they accumulate.
+        edits = CONTINUE
         for c in self.checks:
             r = await c.data(s, sender, rcpts, msg)
-            if r.action is not Action.CONTINUE:
+            if r.refuses:
                 return r
-        return CONTINUE
+            edits = r.after(edits)
+            if r.action is not Action.CONTINUE:
+                return edits
+        return edits

@@ -22,6 +22,7 @@ class Command:
     arg: str | None = field(default=None, repr=False)  # USER name, PASS secret
     msg: int | None = None  # LIST, UIDL, RETR, DELE, TOP
     lines: int | None = None  # TOP
+    initial: str | None = field(default=None, repr=False)  # AUTH initial response (RFC 5034)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ def parse_command(line: bytes) -> Command | ParseError:
     if verb == "PASS":
         # RFC 1939 7: PASS has one argument, so a server may take spaces as part of it.
         return Command(verb, arg=rest) if rest else ParseError("Missing password")
+    if verb == "AUTH":
+        # RFC 5034 4: AUTH mechanism [initial-response]; a bare AUTH lists mechanisms.
+        words = rest.split(" ") if rest else []
+        if len(words) > 2 or any(not w for w in words) or (words and len(words[0]) > MAX_ARG):
+            return ParseError("Expected a mechanism and an optional initial response")
+        if not words:
+            return Command(verb)
+        return Command(verb, arg=words[0].upper(), initial=words[1] if len(words) > 1 else None)
     args = rest.split(" ") if rest else []
     if any(not a or len(a) > MAX_ARG for a in args):
         return ParseError("Invalid arguments")

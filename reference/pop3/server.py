@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import enum
 import logging
@@ -11,7 +13,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 from reference.clock import Clock
-from reference.credentials import Authenticator
+from reference.credentials import Authenticator, parse_sasl_plain
 from reference.imap.stream import Closed, LineTooLong, Stream, log_event
 from reference.mailbox import Mailbox, MailStore, NoSuchMessage, StoredMessage
 from reference.mailbox.message import top
@@ -31,7 +33,7 @@ class _State(enum.Enum):
     DONE = "done"
 
 
-_AUTHORIZATION = frozenset({"CAPA", "STLS", "USER", "PASS", "QUIT", "NOOP"})
+_AUTHORIZATION = frozenset({"CAPA", "STLS", "USER", "PASS", "AUTH", "QUIT", "NOOP"})
 _TRANSACTION = frozenset(
     {"CAPA", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "NOOP", "QUIT"}
 )
@@ -86,6 +88,7 @@ class _Session:
         self.messages: list[StoredMessage] = []  # fixed for the session: number n is [n - 1]
         self.deleted: set[int] = set()
         self.retrieved: set[int] = set()
+        self.unlock: Callable[[], None] | None = None
 
     async def run(self) -> None:
         started = self.server.clock.monotonic()
@@ -117,6 +120,8 @@ class _Session:
         finally:
             if self.mailbox is not None:
                 self.mailbox.close()
+            if self.unlock is not None:
+                self.unlock()
             await self.stream.close()
             elapsed = round(self.server.clock.monotonic() - started, 3)
             self.log("pop3.disconnect", reason=reason, user=self.user or "-", seconds=elapsed)
@@ -147,6 +152,7 @@ class _Session:
                 caps.append("STLS")  # RFC 2595 4
             if self.plaintext_ok():
                 caps.append("USER")  # RFC 2449 6.8: offered only where it may be used
+                caps.append("SASL PLAIN")  # RFC 2449 6.3, RFC 5034
         await self.multiline("Capability list follows", "\r\n".join(caps).encode() + b"\r\n")
 
     async def do_stls(self, command: Command) -> None:
@@ -154,10 +160,10 @@ class _Session:
         if self.tls or context is None:
             await self.send("-ERR TLS not available")
             return
-        await self.send("+OK Begin TLS negotiation")
         # RFC 2595 4: pipelined plaintext behind STLS is discarded, and what the client said
         # before (a USER name) is forgotten.
-        discarded = await self.stream.start_tls(context, self.server.idle_timeout)
+        reply = b"+OK Begin TLS negotiation\r\n"
+        discarded = await self.stream.start_tls(context, self.server.idle_timeout, reply)
         self.tls = True
         self.pending_user = None
         self.log("pop3.stls", discarded=discarded)
@@ -177,20 +183,65 @@ class _Session:
         if username is None or command.arg is None:
             await self.send("-ERR USER first")
             return
-        user = await self.server.auth.authenticate(username, command.arg)
+        await self.login(username, command.arg, "USER")
+
+    async def do_auth(self, command: Command) -> None:
+        """RFC 5034: SASL PLAIN, after TLS only; a bare AUTH lists the mechanisms."""
+        if command.arg is None:
+            mechanisms = b"PLAIN\r\n" if self.plaintext_ok() else b""
+            await self.multiline("SASL mechanisms follow", mechanisms)
+            return
+        if not self.plaintext_ok():
+            await self.refuse_plaintext()
+            return
+        if command.arg != "PLAIN":
+            await self.send("-ERR Unsupported SASL mechanism")
+            return
+        answer = command.initial
+        if answer is None:
+            await self.send("+ ")
+            line = await self.stream.readline(LINE_GUARD, self.server.idle_timeout)
+            answer = line.rstrip(b"\r\n").decode("ascii", "replace")
+        if answer == "*":
+            await self.send("-ERR Authentication cancelled")  # RFC 5034 4
+            return
+        try:
+            raw = b"" if answer == "=" else base64.b64decode(answer, validate=True)
+            authzid, authcid, password = parse_sasl_plain(raw)
+        except (ValueError, binascii.Error):
+            await self.send("-ERR Invalid PLAIN response")
+            return
+        if authzid and authzid.lower() != authcid.lower():
+            await self.send("-ERR [AUTH] Not authorized as that identity")
+            return
+        await self.login(authcid, password, "PLAIN")
+
+    async def login(self, username: str, password: str, method: str) -> None:
+        user = await self.server.auth.authenticate(username, password)
         if user is None:
             self.auth_failures += 1
-            self.log("pop3.login", user=username, result="fail")
+            self.log("pop3.login", user=username, method=method, result="fail")
             await self.send("-ERR [AUTH] Authentication failed")  # RFC 3206 5
             if self.auth_failures >= MAX_AUTH_FAILURES:
                 raise _Hangup
             return
-        self.mailbox, self.messages, self.uidvalidity = await asyncio.to_thread(
-            _open, self.server.store, user
-        )
+        # RFC 1939 8 / RFC 2449 8.1.1: one session at a time per maildrop.
+        unlock = await asyncio.to_thread(self.server.store.try_lock, user)
+        if unlock is None:
+            self.log("pop3.login", user=user, method=method, result="in-use")
+            await self.send("-ERR [IN-USE] Mailbox is in use by another session")
+            return
+        try:
+            self.mailbox, self.messages, self.uidvalidity = await asyncio.to_thread(
+                _open, self.server.store, user
+            )
+        except BaseException:
+            unlock()
+            raise
+        self.unlock = unlock
         self.user = user
         self.state = _State.TRANSACTION
-        self.log("pop3.login", user=user, result="ok", messages=len(self.messages))
+        self.log("pop3.login", user=user, method=method, result="ok", messages=len(self.messages))
         await self.send(f"+OK Logged in, {len(self.messages)} messages")
 
     async def refuse_plaintext(self) -> None:
@@ -263,6 +314,10 @@ class _Session:
             log.exception("pop3.update session=%s", self.id)
             await self.send("-ERR [SYS/TEMP] Some deleted messages not removed")
             return
+        finally:
+            # Released before the reply: a client that reconnects at once finds it free.
+            if self.unlock is not None:
+                self.unlock()
         self.log("pop3.update", user=self.user, deleted=len(gone))
         await self.send(f"+OK {self.server.hostname} POP3 bye ({len(gone)} messages deleted)")
 

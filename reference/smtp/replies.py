@@ -39,17 +39,50 @@ class Reply:
 
 # Positive
 OK = Reply(250, "2.0.0", "OK")
+TLS_READY = Reply(220, "2.0.0", "Ready to start TLS")
+BYE = Reply(221, "2.0.0", "Bye")
+CHUNK_RECEIVED = Reply(250, "2.0.0", "{size} octets received")
 SENDER_OK = Reply(250, "2.1.0", "Sender OK")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
 QUEUED = Reply(250, "2.0.0", "Ok: queued as {qid}")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 
 # Transient
+TIMEOUT = Reply(421, "4.4.2", "Error: timeout exceeded")
+TOO_MANY_ERRORS = Reply(421, "4.7.0", "Error: too many errors")
+TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TEMP_LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, try again later")
 SPOOL_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
 
 # Permanent
+UNKNOWN_COMMAND = Reply(500, "5.5.2", "Error: command not recognized")
+EMPTY_COMMAND = Reply(500, "5.5.2", "Error: bad syntax")
+LINE_TOO_LONG = Reply(500, "5.5.2", "Error: line too long")
+DATA_LINE_TOO_LONG = Reply(
+    500, "5.5.2", "Message refused: a line is longer than 1000 octets (RFC 5321 4.5.3.1.6)"
+)
+# SMTP smuggling (CVE-2023-51764 and relatives): a line ends only at CRLF, in commands and
+# in mail data; refusing bare LF and bare CR is what Postfix's smtpd_forbid_bare_newline does.
+BARE_LF_COMMAND = Reply(
+    500, "5.5.2", "Error: bare LF received (see https://www.postfix.org/smtp-smuggling.html)"
+)
+BARE_CR_COMMAND = Reply(
+    500, "5.5.2", "Error: bare CR received (see https://www.postfix.org/smtp-smuggling.html)"
+)
+BARE_NEWLINE_DATA = Reply(
+    550,
+    "5.5.2",
+    "Message refused: bare LF or CR not allowed (see https://www.postfix.org/smtp-smuggling.html)",
+)
+BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands")
+NESTED_MAIL = Reply(503, "5.5.1", "Error: nested MAIL command")
+NEED_MAIL = Reply(503, "5.5.1", "Error: need MAIL command")
+NEED_RCPT = Reply(503, "5.5.1", "Error: need RCPT command")
+DATA_AFTER_BDAT = Reply(503, "5.5.1", "Error: DATA in a BDAT transaction (RFC 3030 2)")
+AUTH_IN_TRANSACTION = Reply(503, "5.5.1", "Error: AUTH not allowed during a mail transaction")
+TLS_ALREADY_ACTIVE = Reply(503, "5.5.1", "Error: TLS already active")
+SYNTAX_ERROR = Reply(501, "5.5.4", "Syntax error in parameters or arguments")
 NO_SUCH_USER = Reply(550, "5.1.1", "No such user here")
 MAILBOX_DISABLED = Reply(550, "5.2.1", "Mailbox disabled")
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
@@ -62,6 +95,7 @@ AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 # Default enhanced codes for replies written without one (aiosmtpd's own replies), so that
 # every reply after EHLO carries one, as RFC 2034 asks once ENHANCEDSTATUSCODES is advertised.
 DEFAULT_ENHANCED: dict[int, str] = {
+    220: "2.0.0",
     221: "2.0.0",
     235: "2.7.0",
     250: "2.0.0",

@@ -1,4 +1,15 @@
-"""The MX and submission listeners: each stage asks the policy, each answer is a reply."""
+"""The MX and submission listeners: each stage asks the policy, each answer is a reply.
+
+aiosmtpd gives the connection handling, STARTTLS and AUTH; this module owns the rest of
+the protocol, because the platform promises more than aiosmtpd does:
+
+- a line ends only at CRLF: a command or a message with a bare LF or bare CR is refused,
+  so no end-of-data variant can smuggle a second message (CVE-2023-51764 family);
+- MAIL and RCPT take the DSN parameters (RFC 3461) and AUTH= (RFC 4954 5), kept for the
+  spool; BDAT (RFC 3030 CHUNKING) next to DATA;
+- every reply but the greeting, EHLO/HELO and the 3yz intermediates carries an enhanced
+  status code (RFC 2034), and the idle timeout runs on the injected clock.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +18,11 @@ import email.utils
 import logging
 import ssl
 from base64 import b64decode
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope
+from aiosmtpd.proxy_protocol import get_proxy
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, TLSSetupException, syntax
 from aiosmtpd.smtp import Session as AioSession
 
 from reference.clock import Clock
@@ -18,16 +30,27 @@ from reference.credentials import Authenticator
 from reference.log import event
 from reference.policy import Policy, Session
 from reference.smtp import replies
+from reference.smtp.commands import CommandError, MailFrom, parse_bdat, parse_mail, parse_rcpt
 from reference.smtp.replies import DEFAULT_ENHANCED, Reply
 from reference.spool import Spool, SpoolError
 
 log = logging.getLogger("mailspec.smtp")
 
-# Replies that never carry an enhanced code (RFC 2034 3: greeting, EHLO/HELO, and the
-# intermediate replies that are not about a transaction).
-_NO_ENHANCED = {220, 334, 354}
-
 OnQueued = Callable[[str], None]
+
+# RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF. MAIL and RCPT
+# grow with their extensions' parameters (RFC 1870 +26, RFC 6531 +10, RFC 3461 +100 on
+# MAIL and +500 on RCPT, RFC 4954 +500 for AUTH=), so they get the text-line bound.
+COMMAND_LIMIT = 512
+PARAMETER_COMMAND_LIMIT = 1000
+# RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF, plus the dot that
+# transparency may add.
+DATA_LINE_LIMIT = 1001
+# Protocol errors (500-504, 555) tolerated in one session before it is closed with 421, as
+# Postfix's smtpd_hard_error_limit does: a client this confused is not sending mail.
+ERROR_LIMIT = 20
+_PROTOCOL_ERRORS = {500, 501, 502, 503, 504, 555}
+_CHUNK_READ = 64 * 1024
 
 
 class Listener:
@@ -73,7 +96,9 @@ class Listener:
             tls_context=None if self.implicit_tls else self.tls_context,
             require_starttls=False,
             auth_required=self.role == "submission",
-            auth_require_tls=not self.implicit_tls,
+            # On implicit TLS the socket is TLS already: MailspecSMTP lifts this for it
+            # (passing False here would make aiosmtpd warn on every connection).
+            auth_require_tls=True,
             data_size_limit=self.max_message_size,
             enable_SMTPUTF8=True,
             timeout=self.timeout,
@@ -87,13 +112,37 @@ class Listener:
         )
 
 
+class MailspecEnvelope(Envelope):
+    """aiosmtpd's envelope plus what the platform keeps: parameters, chunks, state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # mail_from is "" for the null reverse-path, so whether MAIL was given is its own flag.
+        self.mail_given = False
+        self.mail: MailFrom | None = None
+        self.rcpt_params: dict[str, dict[str, str]] = {}
+        self.chunks: list[bytes] = []
+        self.chunk_octets = 0
+        self.chunked = False
+
+
 class MailspecSMTP(SMTP):
-    """aiosmtpd's SMTP with enhanced status codes everywhere and asynchronous AUTH."""
+    """aiosmtpd's SMTP with strict line endings, DSN, BDAT, enhanced codes, async AUTH."""
 
     def __init__(self, handler: Handler, *, listener: Listener, **kw: Any) -> None:
-        super().__init__(handler, **kw)
+        # Set before aiosmtpd's __init__, which looks at every member (properties too).
+        self.handler = handler
         self.listener = listener
-        self._verbatim = False
+        self.clock = listener.clock
+        super().__init__(handler, **kw)
+        if listener.implicit_tls:
+            self._auth_require_tls = False
+        self._errors = 0
+        self._last_activity = 0.0
+        self._idle_limit = float(listener.timeout)
+        self._watchdog: asyncio.Task[None] | None = None
+
+    # -- connection ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.listener.sessions.add(self)
@@ -103,32 +152,249 @@ class MailspecSMTP(SMTP):
         self.listener.sessions.discard(self)
         super().connection_lost(error)
 
+    def _create_envelope(self) -> MailspecEnvelope:
+        return MailspecEnvelope()
+
+    def _new_transaction(self) -> None:
+        """Forget the transaction (RSET, EHLO, end of data): aiosmtpd's rset state."""
+        self.envelope = self._create_envelope()
+
+    @property
+    def env(self) -> MailspecEnvelope:
+        env = self.envelope
+        if not isinstance(env, MailspecEnvelope):
+            # Only before the first connection (aiosmtpd inspects its members at init).
+            env = self.envelope = self._create_envelope()
+        return env
+
     @property
     def tls_active(self) -> bool:
         if self.listener.implicit_tls:
             return True
         return self._tls_protocol is not None
 
+    # -- idle timeout on the injected clock ----------------------------------------------
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd calls this on connect and per command; one watchdog task per session
+        # checks the time of the last activity instead of a timer per command.
+        self._last_activity = self.clock.monotonic()
+        self._idle_limit = float(duration or self._timeout_duration)
+        if self._watchdog is None:
+            self._watchdog = self.loop.create_task(self._watch_idle())
+            # aiosmtpd cancels this "handle" when the connection goes: a Task cancels too.
+            self._timeout_handle = self._watchdog  # type: ignore[assignment]
+
+    def _touch(self) -> None:
+        self._last_activity = self.clock.monotonic()
+
+    async def _watch_idle(self) -> None:
+        while True:
+            wait = self._last_activity + self._idle_limit - self.clock.monotonic()
+            if wait <= 0:
+                break
+            await self.clock.sleep(wait)
+        event(log, "timeout", peer=_peer_ip(self.session), idle=self._idle_limit)
+        if self.transport is not None and not self.transport.is_closing():
+            # RFC 5321 4.5.3.2: the server may close an idle session; it says why first.
+            t = replies.TIMEOUT
+            self._writer.write(f"{t.code} {t.enhanced} {self.hostname} {t.text}\r\n".encode())
+            self.transport.close()
+
+    # -- replies ----------------------------------------------------------------------------
+
     async def push(self, status: AnyStr) -> None:
-        if isinstance(status, str) and not self._verbatim:
+        if isinstance(status, str):
+            code = status[:3]
+            if code.isdigit() and int(code) in _PROTOCOL_ERRORS:
+                self._errors += 1
             await super().push(_with_enhanced(status))
         else:
             await super().push(status)
 
-    async def smtp_EHLO(self, hostname: str) -> None:
-        # EHLO lines are capabilities, not replies about a transaction: no enhanced codes.
-        self._verbatim = True
-        try:
-            await super().smtp_EHLO(hostname)
-        finally:
-            self._verbatim = False
+    async def reply(self, r: Reply) -> None:
+        await self.push(str(r))
 
-    async def smtp_HELO(self, hostname: str) -> None:
-        self._verbatim = True
+    async def _push_raw(self, text: str) -> None:
+        # The greeting and the EHLO/HELO replies carry no enhanced code (RFC 2034 3).
+        await SMTP.push(self, text)
+
+    # -- the command loop ---------------------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        assert self.session is not None
+        if self._proxy_timeout is not None and not await self._proxy_handshake():
+            return
+        await self._push_raw(f"220 {self.hostname} {self.__ident__}")
+        while self.transport is not None:
+            try:
+                line = await self._read_command_line()
+                if line is not None:
+                    await self._dispatch(line)
+                if self._errors >= ERROR_LIMIT and self.transport is not None:
+                    await self.reply(replies.TOO_MANY_ERRORS)
+                    self.transport.close()
+                    return
+            except asyncio.CancelledError:
+                self._writer.close()
+                raise
+            except ConnectionResetError:
+                self._writer.close()
+                raise
+            except Exception as error:
+                if isinstance(error, TLSSetupException):
+                    if self.transport is not None:
+                        self.transport.close()
+                    self.connection_lost(error)
+                    return
+                status = await self.handle_exception(error)
+                await self.push(status)
+
+    async def _proxy_handshake(self) -> bool:
+        """PROXY protocol (v1/v2) before the greeting, as aiosmtpd does it."""
+        assert self.session is not None and self.transport is not None
+        self._reset_timeout(self._proxy_timeout)
+        self.session.proxy_data = await get_proxy(self._reader)
+        status: Any = False
+        if self.session.proxy_data:
+            status = await self._call_handler_hook("PROXY", self.session.proxy_data)
+        if status is MISSING or not status:
+            self.transport.close()
+            return False
+        self._reset_timeout()
+        return True
+
+    async def _read_command_line(self) -> bytes | None:
+        """One command line without its CRLF, or None when it was answered already."""
         try:
-            await super().smtp_HELO(hostname)
-        finally:
-            self._verbatim = False
+            line: bytes = await self._reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as error:
+            # Longer than any command may be: read to the end of it, answer once, so that
+            # no tail of it is ever taken for a command of its own.
+            await self._reader.read(error.consumed)
+            while True:
+                try:
+                    await self._reader.readuntil(b"\n")
+                    break
+                except asyncio.LimitOverrunError as more:
+                    await self._reader.read(more.consumed)
+            await self.reply(replies.LINE_TOO_LONG)
+            return None
+        except asyncio.IncompleteReadError:
+            # The client went away in the middle of a line.
+            if self.transport is not None:
+                self.transport.close()
+            return None
+        # RFC 5321 2.3.8: lines end with CRLF. A bare LF (or CR) is where SMTP smuggling
+        # starts, so such a line is refused rather than guessed at.
+        if not line.endswith(b"\r\n"):
+            await self.reply(replies.BARE_LF_COMMAND)
+            return None
+        line = line[:-2]
+        if b"\r" in line:
+            await self.reply(replies.BARE_CR_COMMAND)
+            return None
+        return line
+
+    async def _dispatch(self, line: bytes) -> None:
+        assert self.session is not None
+        if not line:
+            await self.reply(replies.EMPTY_COMMAND)
+            return
+        verb_bytes, _, arg_bytes = line.partition(b" ")
+        try:
+            verb = verb_bytes.upper().decode("ascii")
+        except UnicodeDecodeError:
+            await self.reply(replies.EMPTY_COMMAND)
+            return
+        arg: str | None = None
+        if arg_bytes.strip():
+            # UTF-8 arguments are allowed (RFC 6531); surrogateescape keeps any other
+            # octets recoverable.
+            arg = arg_bytes.strip().decode("utf-8", "surrogateescape")
+        limit = (
+            PARAMETER_COMMAND_LIMIT
+            if verb in ("MAIL", "RCPT") and self.session.extended_smtp
+            else COMMAND_LIMIT
+        )
+        if len(line) + 2 > limit:
+            await self.reply(replies.LINE_TOO_LONG)
+            return
+        if not self._tls_handshake_okay and verb != "QUIT":
+            await self.push("554 5.7.0 Command refused due to lack of security")
+            return
+        method = self._smtp_methods.get(verb)
+        if method is None:
+            event(log, "unknown.command", peer=_peer_ip(self.session), verb=verb[:20])
+            await self.reply(replies.UNKNOWN_COMMAND)
+            return
+        self._reset_timeout()
+        await method(arg)
+
+    # -- EHLO, HELO, STARTTLS, AUTH ---------------------------------------------------------
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        assert self.session is not None
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            return
+        # RFC 5321 4.1.4: EHLO resets the transaction, as RSET does.
+        self._new_transaction()
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        lines = [
+            self.hostname,
+            "PIPELINING",  # RFC 2920
+            f"SIZE {self.data_size_limit}",  # RFC 1870
+            "ENHANCEDSTATUSCODES",  # RFC 2034
+            "8BITMIME",  # RFC 6152
+            "SMTPUTF8",  # RFC 6531
+            "DSN",  # RFC 3461
+            "CHUNKING",  # RFC 3030
+        ]
+        if self.tls_context is not None and not self.tls_active:
+            lines.append("STARTTLS")  # RFC 3207 4.2: never again once TLS is up
+        if not self._auth_require_tls or self.tls_active:
+            lines.append("AUTH " + " ".join(sorted(self._auth_methods)))
+        lines.append("HELP")
+        for i, text in enumerate(lines):
+            await self._push_raw(f"250{' ' if i == len(lines) - 1 else '-'}{text}")
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str | None) -> None:
+        assert self.session is not None
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: HELO hostname")
+            return
+        self._new_transaction()
+        self.session.extended_smtp = False
+        self.session.host_name = hostname
+        await self._push_raw(f"250 {self.hostname}")
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        if arg:
+            await self.push("501 5.5.4 Syntax: STARTTLS")
+            return
+        if self.tls_active:
+            await self.reply(replies.TLS_ALREADY_ACTIVE)
+            return
+        if not self.tls_context:
+            await self.reply(replies.TLS_UNAVAILABLE)
+            return
+        # RFC 3207 4.2, CVE-2011-0411: whatever the client sent behind STARTTLS came in
+        # plaintext and must never run as if it came through TLS. aiosmtpd clears the
+        # buffer once TLS is up; clear what is here already too.
+        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        await super().smtp_STARTTLS(arg)
+
+    async def smtp_AUTH(self, arg: str | None) -> None:
+        # RFC 4954 4: "The AUTH command is not permitted during a mail transaction."
+        if self.env.mail_given:
+            await self.reply(replies.AUTH_IN_TRANSACTION)
+            return
+        await super().smtp_AUTH(arg)
 
     async def _check(self, mechanism: str, login: bytes, password: bytes) -> AuthResult:
         try:
@@ -154,7 +420,8 @@ class MailspecSMTP(SMTP):
         if len(args) == 1:
             raw = await self.challenge_auth("")
             if not isinstance(raw, bytes):
-                return AuthResult(success=False, handled=False)
+                # challenge_auth answered already (501 for "*" or bad base64).
+                return AuthResult(success=False, handled=True)
         else:
             try:
                 raw = b64decode(args[1].encode(), validate=True)
@@ -177,19 +444,235 @@ class MailspecSMTP(SMTP):
                 await self.push("501 5.5.2 Can't decode base64")
                 return AuthResult(success=False, handled=True)
         if not isinstance(login, bytes):
-            return AuthResult(success=False, handled=False)
+            return AuthResult(success=False, handled=True)
         password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
         if not isinstance(password, bytes):
-            return AuthResult(success=False, handled=False)
+            return AuthResult(success=False, handled=True)
         return await self._check("LOGIN", login, password)
+
+    # -- the transaction: MAIL, RCPT, DATA, BDAT --------------------------------------------
+
+    async def _transaction_allowed(self) -> bool:
+        """EHLO/HELO given and, where required, AUTH; replies itself when not."""
+        return not (await self.check_helo_needed() or await self.check_auth_needed("MAIL"))
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        assert self.session is not None
+        if not await self._transaction_allowed():
+            return
+        env = self.env
+        if env.mail_given:
+            await self.reply(replies.NESTED_MAIL)
+            return
+        try:
+            cmd = parse_mail(arg, extended=self.session.extended_smtp)
+        except CommandError as e:
+            await self.reply(e.reply)
+            return
+        # RFC 1870 6: a declared size over the fixed maximum is refused at once.
+        if cmd.size is not None and self.data_size_limit and cmd.size > self.data_size_limit:
+            await self.reply(
+                replies.MESSAGE_TOO_BIG.with_text(
+                    f"Message size exceeds fixed maximum message size ({self.data_size_limit})"
+                )
+            )
+            return
+        r = await self.handler.mail(self, self.session, cmd)
+        if r.positive:
+            env.mail_given = True
+            env.mail = cmd
+            env.mail_from = cmd.address
+            env.smtp_utf8 = cmd.smtputf8
+        await self.reply(r)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        assert self.session is not None
+        if not await self._transaction_allowed():
+            return
+        env = self.env
+        if not env.mail_given or env.mail is None:
+            await self.reply(replies.NEED_MAIL)
+            return
+        try:
+            cmd = parse_rcpt(arg, extended=self.session.extended_smtp, smtputf8=env.mail.smtputf8)
+        except CommandError as e:
+            await self.reply(e.reply)
+            return
+        if len(env.rcpt_tos) >= self.listener.max_recipients:
+            # RFC 5321 4.5.3.1.10: too many recipients is a 452, and the client retries.
+            await self.reply(replies.TOO_MANY_RECIPIENTS)
+            return
+        address = self.listener.policy.canonical_recipient(cmd.address)
+        r = await self.handler.rcpt(self, self.session, env, address)
+        if r.positive:
+            env.rcpt_tos.append(address)
+            params = {
+                k: v for k, v in (("NOTIFY", cmd.notify), ("ORCPT", cmd.orcpt)) if v is not None
+            }
+            if params:
+                env.rcpt_params[address] = params
+        await self.reply(r)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if not await self._transaction_allowed():
+            return
+        env = self.env
+        if not env.mail_given:
+            await self.reply(replies.NEED_MAIL)
+            return
+        if not env.rcpt_tos:
+            await self.reply(replies.NEED_RCPT)
+            return
+        if env.chunked:
+            await self.reply(replies.DATA_AFTER_BDAT)
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, problem = await self._read_data()
+        if problem is not None or content is None:
+            self._new_transaction()
+            await self.reply(problem or replies.TEMP_LOCAL_ERROR)
+            return
+        await self._accept(content)
+
+    async def _read_data(self) -> tuple[bytes | None, Reply | None]:
+        """Mail data up to CRLF.CRLF, unstuffed (RFC 5321 4.5.2), or the reason to refuse it.
+
+        The whole of the data is read whatever goes wrong, so that nothing in it is ever
+        taken for a command; only ``.`` alone on a CRLF line ends it (RFC 5321 4.1.1.4).
+        """
+        limit = self.data_size_limit
+        lines: list[bytes] = []
+        size = 0
+        mid_line = False  # after a piece of an over-long line, until its CRLF
+        too_big = too_long = bare = False
+        while True:
+            try:
+                line: bytes = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as e:
+                piece: bytes = await self._reader.read(e.consumed)
+                size += len(piece)
+                too_long = mid_line = True
+                # Pieces never end inside a CRLF, so any CR or LF here is bare.
+                bare = bare or b"\r" in piece or b"\n" in piece
+                lines.clear()
+                continue
+            self._touch()
+            if not mid_line and line == b".\r\n":
+                break
+            ended_piece = mid_line
+            mid_line = False
+            size += len(line)
+            body = line[:-2]
+            if b"\n" in body or b"\r" in body:
+                bare = True
+            if limit and size > limit:
+                too_big = True
+            if ended_piece or len(line) > DATA_LINE_LIMIT:
+                too_long = True
+            if too_big or too_long or bare:
+                lines.clear()
+                continue
+            lines.append(line[1:] if line.startswith(b".") else line)
+        if too_big:
+            return None, replies.MESSAGE_TOO_BIG
+        if bare:
+            return None, replies.BARE_NEWLINE_DATA
+        if too_long:
+            return None, replies.DATA_LINE_TOO_LONG
+        return b"".join(lines), None
+
+    @syntax("BDAT chunk-size [LAST]")
+    async def smtp_BDAT(self, arg: str | None) -> None:
+        assert self.session is not None
+        try:
+            size, last = parse_bdat(arg)
+        except CommandError as e:
+            await self.reply(e.reply)
+            return
+        env = self.env
+        problem: Reply | None = None
+        if not self.session.host_name:
+            problem = replies.BAD_SEQUENCE.with_text("Error: send HELO/EHLO first")
+        elif self._auth_required and not self.session.authenticated:
+            problem = replies.AUTH_REQUIRED
+        elif not env.mail_given:
+            problem = replies.NEED_MAIL
+        elif not env.rcpt_tos:
+            problem = replies.NEED_RCPT
+        # RFC 3030 2: the chunk follows the command at once, whatever the reply will be:
+        # read all of it, so that none of it is ever taken for a command.
+        keep = problem is None
+        remaining = size
+        limit = self.data_size_limit
+        while remaining:
+            piece = await self._reader.readexactly(min(remaining, _CHUNK_READ))
+            remaining -= len(piece)
+            self._touch()
+            if keep:
+                env.chunk_octets += len(piece)
+                if limit and env.chunk_octets > limit:
+                    keep = False
+                    problem = replies.MESSAGE_TOO_BIG
+                    env.chunks.clear()
+                else:
+                    env.chunks.append(piece)
+        if problem is not None:
+            if problem is replies.MESSAGE_TOO_BIG:
+                # The transaction is over: later chunks of it get 503.
+                self._new_transaction()
+            await self.reply(problem)
+            return
+        env.chunked = True
+        if not last:
+            await self.reply(replies.CHUNK_RECEIVED.with_text(f"{size} octets received"))
+            return
+        content = b"".join(env.chunks)
+        env.chunks.clear()
+        if _has_bare_newline(content):
+            # Not BINARYMIME: the content is text lines, and it may leave by DATA later.
+            self._new_transaction()
+            await self.reply(replies.BARE_NEWLINE_DATA)
+            return
+        await self._accept(content)
+
+    async def _accept(self, content: bytes) -> None:
+        """The message is whole: the policy decides, the spool keeps it, the client hears."""
+        assert self.session is not None
+        env = self.env
+        env.content = env.original_content = content
+        try:
+            r = await self.handler.message(self, self.session, env)
+        finally:
+            self._new_transaction()
+        if r.positive:
+            self._errors = 0
+        await self.reply(r)
+
+
+def _has_bare_newline(content: bytes) -> bool:
+    """Whether a CR or LF appears other than as a CRLF pair."""
+    return content.count(b"\r") != content.count(b"\r\n") or content.count(b"\n") != content.count(
+        b"\r\n"
+    )
 
 
 def _with_enhanced(status: str) -> str:
-    """Add the default enhanced code to a reply written without one (aiosmtpd's own)."""
+    """Add the default enhanced code to a reply written without one (aiosmtpd's own).
+
+    RFC 2034 3: with ENHANCEDSTATUSCODES every reply carries one, but for the greeting
+    and the EHLO/HELO replies (sent raw); RFC 3463 has no class 3, so 3yz replies (354,
+    the 334 AUTH challenges) have none.
+    """
     if len(status) < 4 or not status[:3].isdigit() or status[3] not in " -":
         return status
     code = int(status[:3])
-    if code in _NO_ENHANCED or code not in DEFAULT_ENHANCED:
+    if code // 100 == 3 or code not in DEFAULT_ENHANCED:
         return status
     rest = status[4:]
     head = rest.split(" ", 1)[0]
@@ -205,12 +688,8 @@ def _peer_ip(session: AioSession | None) -> str:
     return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
-def _reply(r: Reply) -> str:
-    return str(r)
-
-
 class Handler:
-    """Turns aiosmtpd's hooks into policy calls and policy results into replies."""
+    """Turns the SMTP stages into policy calls and policy results into replies."""
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
@@ -225,98 +704,72 @@ class Handler:
             user=user if isinstance(user, str) else None,
         )
 
-    async def handle_EHLO(
-        self,
-        server: MailspecSMTP,
-        session: AioSession,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        # The five-argument hook replaces aiosmtpd's bookkeeping: keep the HELO name.
-        session.host_name = hostname
-        # RFC 2920 PIPELINING and RFC 2034 ENHANCEDSTATUSCODES, before the final line.
-        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+    async def handle_exception(self, error: Exception) -> str:
+        # The details go to the log; the client hears only that it may try again.
+        log.exception("smtp.exception")
+        return str(replies.TEMP_LOCAL_ERROR)
 
-    async def handle_MAIL(
-        self,
-        server: MailspecSMTP,
-        session: AioSession,
-        envelope: Envelope,
-        address: str,
-        mail_options: list[str],
-    ) -> str:
-        result = await self.listener.policy.mail(self._session(server, session), address)
+    async def mail(self, server: MailspecSMTP, session: AioSession, cmd: MailFrom) -> Reply:
+        result = await self.listener.policy.mail(self._session(server, session), cmd.address)
         if result.refuses and result.reply:
             event(
                 log,
                 "mail.refused",
                 peer=_peer_ip(session),
-                sender=address,
+                sender=cmd.address or "<>",
                 reply=result.reply.code,
                 reason=result.reason,
             )
-            return _reply(result.reply)
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return _reply(replies.SENDER_OK)
+            return result.reply
+        return replies.SENDER_OK
 
-    async def handle_RCPT(
-        self,
-        server: MailspecSMTP,
-        session: AioSession,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        if len(envelope.rcpt_tos) >= self.listener.max_recipients:
-            # RFC 5321 4.5.3.1.10: too many recipients is a 452, and the client retries.
-            return _reply(replies.TOO_MANY_RECIPIENTS)
+    async def rcpt(
+        self, server: MailspecSMTP, session: AioSession, env: MailspecEnvelope, address: str
+    ) -> Reply:
         s = self._session(server, session)
-        result = await self.listener.policy.rcpt(s, envelope.mail_from or "", address)
+        result = await self.listener.policy.rcpt(s, env.mail_from or "", address)
         if result.refuses and result.reply:
             event(
                 log,
                 "rcpt.refused",
                 peer=s.peer,
-                sender=envelope.mail_from,
+                sender=env.mail_from or "<>",
                 rcpt=address,
                 reply=result.reply.code,
                 reason=result.reason,
             )
-            return _reply(result.reply)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return _reply(replies.RECIPIENT_OK)
+            return result.reply
+        return replies.RECIPIENT_OK
 
-    async def handle_DATA(
-        self, server: MailspecSMTP, session: AioSession, envelope: Envelope
-    ) -> str:
+    async def message(
+        self, server: MailspecSMTP, session: AioSession, env: MailspecEnvelope
+    ) -> Reply:
         s = self._session(server, session)
-        raw = envelope.original_content or b""
-        sender = envelope.mail_from or ""
-        rcpts = list(envelope.rcpt_tos)
+        raw = env.original_content or b""
+        sender = env.mail_from or ""
+        rcpts = list(env.rcpt_tos)
         result = await self.listener.policy.data(s, sender, rcpts, raw)
         if result.refuses and result.reply:
             event(
                 log,
                 "data.refused",
                 peer=s.peer,
-                sender=sender,
+                sender=sender or "<>",
                 reply=result.reply.code,
                 reason=result.reason,
             )
-            return _reply(result.reply)
+            return result.reply
         spool = self.listener.spool
         qid = spool.new_qid()
-        data = self._received(s, qid, rcpts) + raw
+        # Checks that accept may edit the header (Authentication-Results, a signature) and
+        # set spool meta (a folder); the trace header goes on top of all of it.
+        data = self._received(s, qid, rcpts, env) + result.edit(raw)
+        meta = {**self._meta(s, env), **result.meta}
         try:
-            await spool.enqueue(
-                sender, rcpts, data, qid=qid, meta={"role": s.role, "peer": s.peer, "user": s.user}
-            )
+            await spool.enqueue(sender, rcpts, data, qid=qid, meta=meta)
         except SpoolError as e:
             event(log, "spool.error", level=logging.ERROR, qid=qid, error=str(e))
-            return _reply(replies.SPOOL_FULL)
+            return replies.SPOOL_FULL
         event(
             log,
             "queued",
@@ -324,18 +777,38 @@ class Handler:
             role=s.role,
             peer=s.peer,
             user=s.user,
-            sender=sender,
+            sender=sender or "<>",
             rcpts=len(rcpts),
             size=len(data),
             tls=s.tls,
         )
         if self.listener.on_queued:
             self.listener.on_queued(qid)
-        return _reply(replies.QUEUED.with_text(f"Ok: queued as {qid}"))
+        return replies.QUEUED.with_text(f"Ok: queued as {qid}")
 
-    def _received(self, s: Session, qid: str, rcpts: list[str]) -> bytes:
-        # RFC 5321 4.4: the trace header; "with" per RFC 3848 (ESMTP, ESMTPS, ESMTPSA…).
-        proto = "ESMTP" + ("S" if s.tls else "") + ("A" if s.user else "")
+    @staticmethod
+    def _meta(s: Session, env: MailspecEnvelope) -> dict[str, Any]:
+        meta: dict[str, Any] = {"role": s.role, "peer": s.peer, "user": s.user}
+        mail = env.mail
+        if mail is not None:
+            meta["body"] = mail.body
+            if mail.smtputf8:
+                meta["smtputf8"] = True
+            # RFC 3461: what the DSN generator needs; values as the client sent them
+            # (ENVID and ORCPT in xtext, RET and NOTIFY upper case).
+            if mail.ret is not None:
+                meta["ret"] = mail.ret
+            if mail.envid is not None:
+                meta["envid"] = mail.envid
+        if env.rcpt_params:
+            meta["rcpt_params"] = {a: dict(p) for a, p in env.rcpt_params.items()}
+        return meta
+
+    def _received(self, s: Session, qid: str, rcpts: list[str], env: MailspecEnvelope) -> bytes:
+        # RFC 5321 4.4: the trace header; "with" per RFC 3848 (ESMTP, ESMTPS, ESMTPSA…),
+        # UTF8SMTP… per RFC 6531 3.7.3 when the transaction was SMTPUTF8.
+        utf8 = env.mail is not None and env.mail.smtputf8
+        proto = ("UTF8SMTP" if utf8 else "ESMTP") + ("S" if s.tls else "") + ("A" if s.user else "")
         helo = s.helo or "unknown"
         date = email.utils.formatdate(self.listener.clock.now(), localtime=False)
         for_part = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
@@ -344,6 +817,3 @@ class Handler:
             f"with {proto} id {qid}{for_part};\r\n\t{date}\r\n"
         )
         return line.encode("utf-8", "surrogateescape")
-
-
-AsyncFn = Callable[[], Awaitable[None]]

@@ -1,0 +1,130 @@
+"""What the SMTP requirement tests share: addresses, messages, extensions, delivered mail."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable
+
+from conformance.plugin import SMTPConnector
+from conformance.requirements import not_applicable
+from conformance.smtp_client import CLIENT_NAME, Reply, SMTPClient, SMTPProtocolError
+from conformance.target import Target
+
+# A domain no target serves (RFC 2606 .test): mail for it is relaying.
+FOREIGN = "relay-probe.mailspec.test"
+
+# How long a server must stay silent for the suite to conclude no further reply comes
+# (after a line that must get exactly one). Replies on loopback take milliseconds.
+QUIET = 0.25
+
+
+def postmaster(target: Target) -> str:
+    # Every domain must accept mail for postmaster (RFC 5321 4.5.1), so a RCPT to it is a
+    # valid recipient on any target without knowing its accounts.
+    return f"postmaster@{target.domain}"
+
+
+def marker() -> str:
+    """A token to find one test's message among everything delivered."""
+    return f"mailspec-{secrets.token_hex(6)}"
+
+
+def message(
+    token: str,
+    *,
+    sender: str = f"conformance@{CLIENT_NAME}",
+    to: str = "postmaster",
+    body: Iterable[bytes] = (b"A conformance test message.",),
+    subject: str = "conformance",
+    headers: Iterable[bytes] = (),
+) -> bytes:
+    """An RFC 5322 message with CRLF line ends, its Message-ID carrying ``token``."""
+    head = [
+        f"From: <{sender}>".encode(),
+        f"To: <{to}>".encode(),
+        f"Subject: {subject} {token}".encode(),
+        b"Date: Thu, 01 Jan 2026 00:00:00 +0000",
+        f"Message-ID: <{token}@{CLIENT_NAME}>".encode(),
+        *headers,
+    ]
+    return b"\r\n".join([*head, b"", *body]) + b"\r\n"
+
+
+def fenced(client: SMTPClient, target: Target, data: bytes) -> list[Reply]:
+    """Send ``data`` and return the replies it got, however many, without waiting.
+
+    A fence follows in the same write: RSET (250) and a RCPT with no transaction, which
+    RFC 5321 3.3 answers 503. Everything before that pair answered ``data``: a line that
+    must get one reply, a smuggled second transaction that would get five. A server that
+    hangs up ends the list early.
+    """
+    client.send(data + f"RSET\r\nRCPT TO:<{postmaster(target)}>\r\n".encode())
+    replies: list[Reply] = []
+    while len(replies) < 50:
+        if client.closed:
+            return replies
+        try:
+            replies.append(client.read_reply())
+        except SMTPProtocolError:
+            if client.closed:
+                return replies
+            raise
+        if len(replies) >= 2 and replies[-1].code == 503 and replies[-2].code == 250:
+            return replies[:-2]
+    raise AssertionError(f"no end to the replies: {[str(r) for r in replies[:10]]} ...")
+
+
+def require_extension(client: SMTPClient, keyword: str) -> tuple[str, ...]:
+    """The parameters of an EHLO keyword; the test is not applicable without it."""
+    ext = client.extensions
+    if keyword not in ext:
+        not_applicable(f"the server does not offer {keyword} (RFC extension not advertised)")
+    return ext[keyword]
+
+
+def transaction(client: SMTPClient, target: Target, sender: str = "") -> None:
+    """MAIL FROM and RCPT TO postmaster, both 250."""
+    client.mail(sender).expect(250, doing=f"MAIL FROM:<{sender}>")
+    client.rcpt(postmaster(target)).expect(250, doing=f"RCPT TO:<{postmaster(target)}>")
+
+
+def login(smtp: SMTPConnector, target: Target, role: str = "submission") -> SMTPClient:
+    """A submission session past STARTTLS (unless implicit TLS) and AUTH PLAIN."""
+    account = target.account
+    client = smtp.session(role, tls=True)
+    require_extension(client, "AUTH")
+    client.auth_plain(account.address, account.password).expect(235, doing="AUTH PLAIN")
+    return client
+
+
+def mailbox_reader(target: Target) -> Callable[[str], list[bytes]]:
+    """How to read a delivered mailbox, or not applicable.
+
+    The reference grants it through its admin object (``mailbox_messages``); a target
+    described in TOML gives the suite no mailbox access yet.
+    """
+    reader = getattr(target.admin, "mailbox_messages", None)
+    if reader is None:
+        not_applicable(f"target {target.name!r} gives the suite no access to delivered mail")
+    return reader  # type: ignore[no-any-return]
+
+
+def delivered(target: Target, address: str, token: str, timeout: float = 10.0) -> bytes:
+    """The message carrying ``token`` once it is in ``address``'s mailbox."""
+    read = mailbox_reader(target)
+    deadline = time.monotonic() + timeout
+    while True:
+        for msg in read(address):
+            if token.encode() in msg:
+                return msg
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no message with {token} reached {address} in {timeout}s")
+        time.sleep(0.02)
+
+
+def body_of(msg: bytes) -> bytes:
+    """What follows the header (the first empty line)."""
+    _, sep, body = msg.partition(b"\r\n\r\n")
+    assert sep, f"delivered message has no header/body separator: {msg[:200]!r}"
+    return body

@@ -1,0 +1,396 @@
+"""IMAP mailboxes: SELECT/EXAMINE, CREATE/DELETE/RENAME, SUBSCRIBE, LIST/LSUB with SPECIAL-USE
+and LIST-STATUS, STATUS, APPEND with literals and UIDPLUS, QUOTA (RFC 9051, RFC 3501,
+RFC 6154, RFC 5258, RFC 5819, RFC 4315, RFC 7888, RFC 9208)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from imapclient.exceptions import IMAPClientError
+
+from conformance.requirements import requirement
+from conformance.target import Target
+from conformance.tests.test_imap_support import (
+    RawImap,
+    append,
+    imap,
+    message,
+    require_capability,
+    scratch_folder,
+    tagged,
+    token,
+)
+
+SPECIAL = {b"\\Sent", b"\\Drafts", b"\\Junk", b"\\Trash", b"\\Archive"}
+
+
+@requirement(
+    "RFC9051",
+    "6.3.2",
+    "MUST",
+    "SELECT reports EXISTS, FLAGS, UIDVALIDITY and UIDNEXT and answers OK [READ-WRITE]",
+)
+def test_select_reports_the_mailbox(target: Target) -> None:
+    raw = RawImap(target)
+    try:
+        raw.login(target.account)
+        lines = raw.command("SELECT INBOX")
+        text = b"".join(lines)
+        assert tagged(lines).startswith(b"OK [READ-WRITE]"), lines
+        assert b" EXISTS\r\n" in text and b"* FLAGS (" in text, lines
+        assert b"[UIDVALIDITY " in text and b"[UIDNEXT " in text, lines
+    finally:
+        raw.close()
+
+
+@requirement("RFC9051", "6.3.2", "MUST", "a failed SELECT leaves no mailbox selected")
+def test_failed_select_deselects(target: Target) -> None:
+    raw = RawImap(target)
+    try:
+        raw.login(target.account)
+        assert tagged(raw.command("SELECT INBOX")).startswith(b"OK")
+        assert tagged(raw.command(f"SELECT no-such-{token()}")).startswith(b"NO")
+        assert tagged(raw.command("FETCH 1:* FLAGS")).startswith(b"BAD")
+    finally:
+        raw.close()
+
+
+@requirement(
+    "RFC9051",
+    "6.3.3",
+    "MUST",
+    "EXAMINE selects read-only: OK [READ-ONLY], and reading does not set \\Seen",
+)
+def test_examine_is_read_only(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        uid = append(client, folder, message(token()))
+        assert client.select_folder(folder, readonly=True)[b"READ-ONLY"] == [b""]
+        client.fetch([uid], [b"BODY[]"])
+        client.select_folder(folder)
+        assert b"\\Seen" not in client.get_flags([uid])[uid]
+
+
+@requirement(
+    "RFC9051", "6.3.4", "MUST", "CREATE makes a mailbox; creating an existing one is an error"
+)
+def test_create(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        assert client.folder_exists(folder)
+        with pytest.raises(IMAPClientError):
+            client.create_folder(folder)
+        with pytest.raises(IMAPClientError):
+            client.create_folder("INBOX")
+
+
+@requirement("RFC9051", "6.3.4", "MUST", "CREATE of a hierarchical name makes it reachable")
+def test_create_hierarchy(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        delimiter = client.namespace().personal[0][1] or "/"
+        child = f"{folder}{delimiter}child"
+        client.create_folder(child)
+        try:
+            assert client.folder_exists(child)
+            flags = {f for f, _, n in client.list_folders(folder) if n == folder}
+            assert flags, "parent not listed"
+        finally:
+            client.delete_folder(child)
+
+
+@requirement("RFC9051", "6.3.5", "MUST", "DELETE removes a mailbox; deleting INBOX is an error")
+def test_delete(target: Target) -> None:
+    with imap(target) as client:
+        name = f"conformance-{token()}"
+        client.create_folder(name)
+        client.delete_folder(name)
+        assert not client.folder_exists(name)
+        with pytest.raises(IMAPClientError):
+            client.delete_folder(name)
+        with pytest.raises(IMAPClientError):
+            client.delete_folder("INBOX")
+
+
+@requirement(
+    "RFC9051",
+    "6.3.6",
+    "MUST",
+    "RENAME moves a mailbox and its messages; renaming onto an existing name is an error",
+)
+def test_rename(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        tok = token()
+        append(client, folder, message(tok))
+        renamed = folder + "-renamed"
+        client.rename_folder(folder, renamed)
+        try:
+            assert not client.folder_exists(folder)
+            client.select_folder(renamed)
+            assert client.search(["HEADER", "Message-ID", tok])
+            client.create_folder(folder)
+            with pytest.raises(IMAPClientError):
+                client.rename_folder(renamed, folder)
+        finally:
+            client.unselect_folder()
+            client.delete_folder(renamed)
+
+
+@requirement(
+    "RFC9051",
+    "6.3.7",
+    "MUST",
+    "SUBSCRIBE and UNSUBSCRIBE change what LSUB and LIST (SUBSCRIBED) return",
+)
+def test_subscribe(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        client.subscribe_folder(folder)
+        assert folder in [n for _, _, n in client.list_sub_folders()]
+        client.unsubscribe_folder(folder)
+        assert folder not in [n for _, _, n in client.list_sub_folders()]
+
+
+@requirement(
+    "RFC9051",
+    "6.3.9",
+    "MUST",
+    'LIST "" "" returns the hierarchy delimiter and the root',
+)
+def test_list_empty_pattern(target: Target) -> None:
+    raw = RawImap(target)
+    try:
+        raw.login(target.account)
+        lines = raw.command('LIST "" ""')
+        assert tagged(lines).startswith(b"OK")
+        (reply,) = [line for line in lines if line.startswith(b"* LIST ")]
+        assert b"\\Noselect" in reply, reply
+    finally:
+        raw.close()
+
+
+@requirement("RFC9051", "6.3.9", "MUST", "LIST * includes INBOX; % does not cross the delimiter")
+def test_list_wildcards(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        delimiter = client.namespace().personal[0][1] or "/"
+        child = f"{folder}{delimiter}deeper"
+        client.create_folder(child)
+        try:
+            everything = [n for _, _, n in client.list_folders()]
+            assert "INBOX" in [n.upper() for n in everything]
+            assert child in everything
+            top = [n for _, _, n in client.list_folders("", "%")]
+            assert folder in top and child not in top
+        finally:
+            client.delete_folder(child)
+
+
+@requirement(
+    "PLATFORM",
+    "mailbox.special-use",
+    "MUST",
+    "every account has Sent, Drafts, Junk, Trash and Archive from its first login",
+)
+def test_special_use_folders_exist(target: Target) -> None:
+    with imap(target, target.second_account) as client:
+        attributes = {a for flags, _, _ in client.list_folders() for a in flags}
+        assert attributes >= SPECIAL, f"missing {SPECIAL - attributes}"
+
+
+@requirement("RFC6154", "2", "MUST", "special-use attributes are returned for RETURN (SPECIAL-USE)")
+def test_special_use_return_option(target: Target) -> None:
+    raw = RawImap(target)
+    try:
+        raw.login(target.account)
+        lines = raw.command('LIST "" * RETURN (SPECIAL-USE)')
+        assert tagged(lines).startswith(b"OK"), lines
+        text = b"".join(lines)
+        for attribute in SPECIAL:
+            assert attribute in text, f"{attribute!r} missing from {lines}"
+    finally:
+        raw.close()
+
+
+@requirement("RFC6154", "3", "MUST", "LIST (SPECIAL-USE) returns only the special-use mailboxes")
+def test_special_use_selection(target: Target) -> None:
+    with imap(target) as client:
+        require_capability(client, "SPECIAL-USE")
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = raw.command('LIST (SPECIAL-USE) "" *')
+            listed = [line for line in lines if line.startswith(b"* LIST ")]
+            assert listed and all(any(a in line for a in SPECIAL) for line in listed), lines
+        finally:
+            raw.close()
+
+
+@requirement("RFC5819", "2", "MUST", "LIST RETURN (STATUS ...) adds a STATUS response per mailbox")
+def test_list_status(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "LIST-STATUS")
+        append(client, folder, message(token()))
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = raw.command(f'LIST "" "{folder}" RETURN (STATUS (MESSAGES UIDNEXT))')
+            status = [line for line in lines if line.startswith(b"* STATUS ")]
+            assert len(status) == 1 and b"MESSAGES 1" in status[0], lines
+        finally:
+            raw.close()
+
+
+@requirement(
+    "RFC9051",
+    "6.3.11",
+    "MUST",
+    "STATUS reports MESSAGES, UNSEEN, UIDNEXT and UIDVALIDITY of a mailbox",
+)
+def test_status(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        append(client, folder, message(token()), flags=(b"\\Seen",))
+        uid = append(client, folder, message(token()))
+        status = client.folder_status(folder, ["MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY"])
+        assert status[b"MESSAGES"] == 2 and status[b"UNSEEN"] == 1
+        assert status[b"UIDNEXT"] > uid and status[b"UIDVALIDITY"] > 0
+
+
+@requirement(
+    "RFC9051",
+    "6.3.12",
+    "MUST",
+    "APPEND stores the message with the flags and internal date given",
+)
+def test_append(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        data = message(token())
+        when = datetime.datetime(2025, 6, 1, 12, 30, tzinfo=datetime.UTC)
+        client.append(folder, data, flags=(b"\\Flagged", b"$Conformance"), msg_time=when)
+        client.select_folder(folder)
+        (uid,) = client.search(["ALL"])
+        fetched = client.fetch([uid], [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE"])[uid]
+        assert fetched[b"BODY[]"] == data
+        assert {b"\\Flagged", b"$Conformance"} <= set(fetched[b"FLAGS"])
+        # imapclient gives local time, naive: timestamp() reads it as such.
+        assert abs(fetched[b"INTERNALDATE"].timestamp() - when.timestamp()) < 1
+
+
+@requirement(
+    "RFC9051",
+    "6.3.12",
+    "MUST",
+    "APPEND to a mailbox that does not exist fails (TRYCREATE) without creating it",
+)
+def test_append_to_missing_mailbox(target: Target) -> None:
+    raw = RawImap(target)
+    try:
+        raw.login(target.account)
+        name = f"missing-{token()}"
+        raw.send(b"a1 APPEND " + name.encode() + b" {5}\r\n")
+        first = raw.line()
+        if first.startswith(b"+"):
+            raw.send(b"hello\r\n")
+            lines = raw.until(b"a1")
+        else:
+            lines = [first]
+        assert tagged(lines).startswith(b"NO"), lines
+        assert tagged(raw.command(f"STATUS {name} (MESSAGES)")).startswith(b"NO")
+    finally:
+        raw.close()
+
+
+@requirement(
+    "RFC9051",
+    "4.3",
+    "MUST",
+    "a synchronizing literal gets a continuation request before its octets",
+)
+def test_synchronizing_literal(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            data = message(token())
+            raw.send(b"a1 APPEND " + folder.encode() + b" {%d}\r\n" % len(data))
+            assert raw.line().startswith(b"+"), "no continuation request"
+            raw.send(data + b"\r\n")
+            assert tagged(raw.until(b"a1")).startswith(b"OK")
+        finally:
+            raw.close()
+
+
+@requirement(
+    "RFC7888", "4", "MUST", "a non-synchronizing literal (LITERAL+) is taken without a '+'"
+)
+def test_non_synchronizing_literal(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        if not (client.has_capability("LITERAL+") or client.has_capability("LITERAL-")):
+            pytest.skip("not applicable: no LITERAL+ advertised")
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            data = message(token())
+            raw.send(b"a1 APPEND " + folder.encode() + b" {%d+}\r\n" % len(data) + data + b"\r\n")
+            lines = raw.until(b"a1")
+            assert not any(line.startswith(b"+") for line in lines), lines
+            assert tagged(lines).startswith(b"OK"), lines
+        finally:
+            raw.close()
+
+
+@requirement("RFC4315", "3", "MUST", "APPEND answers APPENDUID with the UIDVALIDITY and UID given")
+def test_appenduid(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "UIDPLUS")
+        reply = client.append(folder, message(token()))
+        text = reply.decode() if isinstance(reply, bytes) else str(reply)
+        assert "[APPENDUID " in text.upper(), text
+        validity, uid = (int(x) for x in text.split("[APPENDUID ", 1)[1].split("]")[0].split())
+        selected = client.select_folder(folder)
+        assert selected[b"UIDVALIDITY"] == validity
+        assert client.search(["ALL"]) == [uid]
+
+
+@requirement(
+    "RFC9051",
+    "2.3.1.1",
+    "MUST",
+    "UIDs strictly ascend and UIDVALIDITY stays the same across sessions",
+)
+def test_uids_ascend_and_persist(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        uids = [append(client, folder, message(token())) for _ in range(3)]
+        assert uids == sorted(uids) and len(set(uids)) == 3
+        validity = client.select_folder(folder)[b"UIDVALIDITY"]
+        with imap(target) as other:
+            assert other.select_folder(folder)[b"UIDVALIDITY"] == validity
+            assert other.search(["ALL"]) == uids
+
+
+@requirement(
+    "RFC9208", "4.3", "MUST", "GETQUOTAROOT answers QUOTAROOT, and QUOTA for each root named"
+)
+def test_getquotaroot(target: Target) -> None:
+    with imap(target) as client:
+        require_capability(client, "QUOTA")
+    raw = RawImap(target)
+    try:
+        raw.login(target.account)
+        lines = raw.command("GETQUOTAROOT INBOX")
+        assert tagged(lines).startswith(b"OK"), lines
+        (root_line,) = [line for line in lines if line.startswith(b"* QUOTAROOT ")]
+        roots = root_line.split()[3:]
+        quotas = [line for line in lines if line.startswith(b"* QUOTA ")]
+        assert len(quotas) == len(roots), lines
+        for line in quotas:
+            assert b"(" in line and line.rstrip().endswith(b")"), line
+    finally:
+        raw.close()
+
+
+@requirement("RFC9208", "4.1", "MAY", "SETQUOTA by an ordinary user is refused with NO")
+def test_setquota_refused(target: Target) -> None:
+    raw = RawImap(target)
+    try:
+        raw.login(target.account)
+        lines = raw.command('SETQUOTA "" (STORAGE 1)')
+        assert tagged(lines).startswith((b"NO", b"BAD")), lines
+    finally:
+        raw.close()

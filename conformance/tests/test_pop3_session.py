@@ -1,0 +1,222 @@
+"""POP3 sessions: greeting, CAPA, STLS, USER/PASS and AUTH PLAIN after TLS only, the
+maildrop lock (RFC 1939, RFC 2449, RFC 2595, RFC 5034)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import poplib
+import socket
+
+import pytest
+
+from conformance.requirements import requirement
+from conformance.target import Target
+from conformance.tests.test_imap_support import pop3, pop3_session
+
+
+class RawPop:
+    """Line-level POP3 over the plaintext port (before STLS)."""
+
+    def __init__(self, target: Target) -> None:
+        ep = target.endpoint("pop3")
+        self.target = target
+        self.sock = socket.create_connection((ep.host, ep.port), timeout=target.timeout)
+        self.file = self.sock.makefile("rb")
+        self.greeting = self.line()
+
+    def line(self) -> bytes:
+        return self.file.readline()
+
+    def command(self, text: bytes) -> bytes:
+        self.sock.sendall(text + b"\r\n")
+        return self.line()
+
+    def multiline(self, text: bytes) -> list[bytes]:
+        first = self.command(text)
+        assert first.startswith(b"+OK"), first
+        lines = []
+        while (line := self.line()) not in (b".\r\n", b""):
+            lines.append(line.rstrip(b"\r\n"))
+        return lines
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+            self.sock.close()
+
+
+@contextlib.contextmanager
+def raw_pop(target: Target) -> object:
+    raw = RawPop(target)
+    try:
+        yield raw
+    finally:
+        raw.close()
+
+
+@requirement("RFC1939", "4", "MUST", "the greeting is a positive response (+OK)")
+def test_greeting(target: Target) -> None:
+    with raw_pop(target) as raw:
+        assert raw.greeting.startswith(b"+OK"), raw.greeting  # type: ignore[attr-defined]
+
+
+@requirement("RFC2449", "5", "MUST", "CAPA answers a multi-line list of capabilities, in any state")
+def test_capa(target: Target) -> None:
+    client = pop3(target)
+    try:
+        caps = client.capa()
+        assert "TOP" in caps and "UIDL" in caps, caps
+        acc = target.second_account
+        client.user(acc.address)
+        client.pass_(acc.password)
+        assert "TOP" in client.capa()
+        client.quit()
+    finally:
+        client.close()
+
+
+@requirement(
+    "RFC2595",
+    "4",
+    "MUST",
+    "STLS is advertised before TLS, starts TLS, and is no longer offered afterwards",
+)
+def test_stls(target: Target) -> None:
+    ep = target.endpoint("pop3")
+    client = poplib.POP3(ep.host, ep.port, timeout=target.timeout)
+    try:
+        assert "STLS" in client.capa()
+        client.stls(target.ssl_context())
+        assert "STLS" not in client.capa()
+        acc = target.second_account
+        client.user(acc.address)
+        client.pass_(acc.password)
+        client.quit()
+    finally:
+        client.close()
+
+
+@requirement(
+    "PLATFORM",
+    "pop3.tls-before-password",
+    "MUST",
+    "USER/PASS and AUTH PLAIN are refused before TLS",
+)
+def test_passwords_refused_before_tls(target: Target) -> None:
+    acc = target.second_account
+    with raw_pop(target) as raw:
+        caps = raw.multiline(b"CAPA")  # type: ignore[attr-defined]
+        assert b"USER" not in caps, caps
+        user = raw.command(b"USER " + acc.address.encode())  # type: ignore[attr-defined]
+        if user.startswith(b"+OK"):
+            assert raw.command(b"PASS " + acc.password.encode()).startswith(b"-ERR")  # type: ignore[attr-defined]
+        else:
+            assert user.startswith(b"-ERR"), user
+        plain = base64.b64encode(f"\0{acc.address}\0{acc.password}".encode())
+        assert raw.command(b"AUTH PLAIN " + plain).startswith(b"-ERR")  # type: ignore[attr-defined]
+        assert raw.command(b"STAT").startswith(b"-ERR")  # type: ignore[attr-defined]
+
+
+@requirement(
+    "PLATFORM",
+    "pop3.stls-injection",
+    "MUST",
+    "commands pipelined behind STLS are discarded, not run after the handshake",
+)
+def test_stls_discards_pipelined_commands(target: Target) -> None:
+    acc = target.second_account
+    raw = RawPop(target)
+    try:
+        raw.sock.sendall(
+            b"STLS\r\nUSER " + acc.address.encode() + b"\r\nPASS " + acc.password.encode()
+            + b"\r\n"
+        )  # fmt: skip
+        assert raw.line().startswith(b"+OK"), "STLS refused"
+        ep = target.endpoint("pop3")
+        raw.sock = target.ssl_context().wrap_socket(
+            raw.sock, server_hostname=target.server_name(ep)
+        )
+        raw.file = raw.sock.makefile("rb")
+        assert raw.command(b"NOOP").startswith(b"+OK")  # no reply queued for USER or PASS
+        assert raw.command(b"STAT").startswith(b"-ERR"), "the injected USER/PASS ran"
+    finally:
+        raw.close()
+
+
+@requirement("RFC1939", "7", "MUST", "USER and PASS with valid credentials over TLS log in")
+def test_user_pass(target: Target) -> None:
+    with pop3_session(target) as client:
+        count, size = client.stat()
+        assert count >= 0 and size >= 0
+        client.quit()
+
+
+@requirement(
+    "RFC1939", "7", "MUST", "a wrong password gets -ERR and the session stays unauthenticated"
+)
+def test_wrong_password(target: Target) -> None:
+    client = pop3(target)
+    try:
+        client.user(target.second_account.address)
+        with pytest.raises(poplib.error_proto):
+            client.pass_("wrong-" + target.second_account.password)
+        with pytest.raises(poplib.error_proto):
+            client.stat()
+    finally:
+        client.close()
+
+
+@requirement("RFC5034", "4", "MUST", "AUTH PLAIN over TLS logs in")
+def test_auth_plain(target: Target) -> None:
+    client = pop3(target)
+    try:
+        caps = client.capa()
+        if "PLAIN" not in caps.get("SASL", []):
+            pytest.skip("not applicable: no SASL PLAIN advertised")
+        acc = target.second_account
+        plain = base64.b64encode(f"\0{acc.address}\0{acc.password}".encode()).decode()
+        assert client._shortcmd(f"AUTH PLAIN {plain}").startswith(b"+OK")
+        client.stat()
+        client.quit()
+    finally:
+        client.close()
+
+
+@requirement(
+    "RFC2449",
+    "8.1.1",
+    "SHOULD",
+    "a second session on a maildrop in use is refused with -ERR [IN-USE]",
+)
+def test_second_session_is_in_use(target: Target) -> None:
+    with pop3_session(target) as first:
+        first.stat()
+        second = pop3(target)
+        try:
+            second.user(target.second_account.address)
+            with pytest.raises(poplib.error_proto) as refused:
+                second.pass_(target.second_account.password)
+            assert b"[IN-USE]" in refused.value.args[0], refused.value
+        finally:
+            second.close()
+        first.quit()
+    with pop3_session(target) as again:  # the lock went with the first session
+        again.stat()
+        again.quit()
+
+
+@requirement("RFC1939", "5", "MUST", "NOOP answers +OK")
+def test_noop(target: Target) -> None:
+    with pop3_session(target) as client:
+        assert client.noop().startswith(b"+OK")
+        client.quit()
+
+
+@requirement("RFC1939", "6", "MUST", "QUIT in the AUTHORIZATION state answers +OK and closes")
+def test_quit_before_login(target: Target) -> None:
+    client = pop3(target)
+    try:
+        assert client.quit().startswith(b"+OK")
+    finally:
+        client.close()

@@ -1,0 +1,247 @@
+"""Benchmark: IMAP on a mailbox of 100,000 messages (run by hand; not in the test run).
+
+    .venv/bin/python load/bench_mailbox.py [--messages 100000] [--dir /tmp/bench]
+
+Fills an INBOX by dropping files into ``new/`` as another MDA would (so the first open also
+measures adoption), then serves it with the reference IMAP server on loopback and times
+SELECT, SEARCH and FETCH of ranges from an imapclient session. Alongside each figure it
+prints how many message files the server read and how many times it listed the Maildir:
+SELECT, flag SEARCH and FETCH of a range must not read every message file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from reference.clock import RealClock
+from reference.credentials import StaticAuthenticator
+from reference.imap import ImapServer
+from reference.mailbox import MailStore
+from reference.mailbox import store as store_module
+
+ADDRESS, PASSWORD = "bench@example.org", "bench"
+
+
+class Counters:
+    """Message files read and directory listings made by the store, while measuring."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.scans = 0
+        real_read = store_module.Mailbox.read
+        real_scandir = os.scandir
+
+        def read(mailbox: store_module.Mailbox, uid: int) -> bytes:
+            self.reads += 1
+            return real_read(mailbox, uid)
+
+        def scandir(path: Any = ".") -> Any:
+            if str(path).endswith(("/new", "/cur")):
+                self.scans += 1
+            return real_scandir(path)
+
+        store_module.Mailbox.read = read  # type: ignore[method-assign]
+        store_module.os.scandir = scandir  # type: ignore[attr-defined]
+
+    @contextmanager
+    def count(self) -> Iterator[dict[str, int]]:
+        before = (self.reads, self.scans)
+        out: dict[str, int] = {}
+        yield out
+        out["files read"] = self.reads - before[0]
+        out["dir scans"] = self.scans - before[1]
+
+
+def fill(root: Path, count: int) -> Path:
+    """``count`` messages written straight into the INBOX's new/ (no index yet)."""
+    store = MailStore(root)
+    with store.open(ADDRESS) as inbox:
+        new = inbox.path / "new"
+    body = b"x" * 1500 + b"\r\n"
+    for n in range(count):
+        data = (
+            b"From: sender%d@example.net\r\nTo: bench@example.org\r\n"
+            b"Subject: message %d\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
+            b"Message-ID: <%d@bench>\r\n\r\n" % (n % 97, n, n)
+        ) + body
+        path = new / f"{1_700_000_000 + n}.M{n}P1.bench"
+        path.write_bytes(data)
+        if n % 3 == 0:
+            path.rename(new.parent / "cur" / (path.name + ":2,S"))  # a third already read
+    return new.parent
+
+
+def serve(store: MailStore) -> tuple[int, Callable[[], None]]:
+    """The IMAP server on a loopback port in a thread; returns the port and a stopper."""
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        server_box = ImapServer(
+            store,
+            StaticAuthenticator({ADDRESS: PASSWORD}),
+            hostname="bench.example.org",
+            tls_context=None,
+            clock=RealClock(),
+            allow_plaintext=True,
+        )
+
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await server_box.handle(r, w, tls=False)
+
+        server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0))
+        holder["port"] = server.sockets[0].getsockname()[1]
+        holder["loop"] = loop
+        ready.set()
+        loop.run_forever()
+        server.close()
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+
+    def stop() -> None:
+        holder["loop"].call_soon_threadsafe(holder["loop"].stop)
+        thread.join(10)
+
+    return holder["port"], stop
+
+
+class Raw:
+    """A minimal IMAP client: one command, every byte up to its tagged reply."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=300)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+        self.counter = 0
+        self.read_line()
+
+    def read_line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(1 << 20)
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def command(self, text: str) -> int:
+        """Send ``text``; returns the number of response bytes (literals included)."""
+        self.counter += 1
+        tag = b"b%d" % self.counter
+        self.sock.sendall(tag + b" " + text.encode() + b"\r\n")
+        total = 0
+        while True:
+            line = self.read_line()
+            total += len(line) + 2
+            while line.endswith(b"}") and b"{" in line:
+                size = int(line[line.rindex(b"{") + 1 : -1])
+                while len(self.buffer) < size:
+                    self.buffer += self.sock.recv(1 << 20)
+                self.buffer = self.buffer[size:]
+                total += size
+                line = self.read_line()
+                total += len(line) + 2
+            if line.startswith(tag + b" "):
+                if not line.startswith(tag + b" OK"):
+                    raise RuntimeError(line.decode())
+                return total
+
+
+def timed(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, Any]:
+    """The median wall time of ``fn`` in milliseconds, and its last result."""
+    times = []
+    result = None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--dir", type=Path, default=None, help="where to build the mailbox")
+    args = parser.parse_args()
+    root = args.dir or Path(tempfile.mkdtemp(prefix="bench-mailbox-"))
+    n = args.messages
+    rows: list[tuple[str, float, dict[str, int]]] = []
+    counters = Counters()
+    try:
+        started = time.perf_counter()
+        fill(root, n)
+        print(f"filled {n} messages in {time.perf_counter() - started:.1f} s under {root}")
+        store = MailStore(root)
+        with counters.count() as c:
+            started = time.perf_counter()
+            store.open(ADDRESS).close()  # the first open adopts every file
+            rows.append(
+                (
+                    "first open: adopt all files into the index",
+                    (time.perf_counter() - started) * 1000,
+                    c,
+                )
+            )
+        with counters.count() as c:
+            ms, _ = timed(lambda: store.open(ADDRESS).close(), repeat=20)
+            rows.append(("open again (directory unchanged)", ms, c))
+        with counters.count() as c:
+            ms, _ = timed(lambda: store.deliver(ADDRESS, b"Subject: new\r\n\r\nhi\r\n"), repeat=20)
+            rows.append(("deliver one message into it", ms, c))
+
+        port, stop = serve(store)
+        client = Raw(port)
+        client.command(f"LOGIN {ADDRESS} {PASSWORD}")
+        last = n + 20  # the deliveries above
+        try:
+            cases: list[tuple[str, str]] = [
+                ("SELECT INBOX", "SELECT INBOX"),
+                ("NOOP (nothing changed)", "NOOP"),
+                ("SEARCH UNSEEN (flags only)", "SEARCH UNSEEN"),
+                ("UID SEARCH UID 50000:50999", "UID SEARCH UID 50000:50999"),
+                ("FETCH 1:100 (FLAGS RFC822.SIZE)", "FETCH 1:100 (FLAGS RFC822.SIZE)"),
+                ("FETCH 50000:50099 (ENVELOPE)", "FETCH 50000:50099 (ENVELOPE)"),
+                ("UID FETCH last 100 (BODY.PEEK[HEADER])",
+                 f"UID FETCH {last - 99}:* (BODY.PEEK[HEADER])"),
+                ("FETCH 1:* (FLAGS), the whole mailbox", "FETCH 1:* (FLAGS)"),
+                ("STORE 1:1000 +FLAGS.SILENT (\\Flagged)", "STORE 1:1000 +FLAGS.SILENT (\\Flagged)"),
+                ("SEARCH SUBJECT (reads every file)", 'SEARCH SUBJECT "message 4242"'),
+            ]  # fmt: skip
+            for label, text in cases:
+                repeat = 1 if "every file" in label or "whole" in label else 5
+                with counters.count() as c:
+                    ms, _ = timed(lambda text=text: client.command(text), repeat=repeat)
+                rows.append((label, ms, {k: v // repeat for k, v in c.items()}))
+            client.command("LOGOUT")
+        finally:
+            stop()
+    finally:
+        if args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    width = max(len(label) for label, _, _ in rows)
+    print(f"\n{'operation':<{width}}  {'median ms':>10}  {'files read':>10}  {'dir scans':>9}")
+    for label, ms, c in rows:
+        print(
+            f"{label:<{width}}  {ms:>10.1f}  {c.get('files read', 0):>10}  {c.get('dir scans', 0):>9}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""Pure parsers for the arguments of MAIL, RCPT and BDAT: paths and ESMTP parameters.
+
+No I/O: text in, a value or a :class:`CommandError` carrying the reply out, so every rule
+here is unit-tested and fuzzed without a socket.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
+from typing import Any
+
+from reference.smtp.replies import Reply
+
+__all__ = [
+    "CommandError",
+    "MailFrom",
+    "RcptTo",
+    "is_xtext",
+    "parse_bdat",
+    "parse_mail",
+    "parse_rcpt",
+    "split_params",
+    "xtext_decode",
+]
+
+# RFC 5321 4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-");
+# esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 beyond ASCII (RFC 6531 3.3).
+_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+_VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+")
+# RFC 3461 4: xtext = *( xchar / hexchar ); xchar is "!".."~" but "+" and "=";
+# hexchar = "+" 2(%x30-39 / %x41-46).
+_XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*")
+# RFC 5322 3.2.3 atom, for ORCPT's addr-type (RFC 3461 4.2).
+_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
+_BDAT = re.compile(r"([0-9]{1,20})(?: +(LAST))?", re.IGNORECASE)
+_NOTIFY = ("SUCCESS", "FAILURE", "DELAY")
+
+ENVID_MAX = 100  # RFC 3461 4.4
+ORCPT_MAX = 500  # RFC 3461 4.2
+
+
+class CommandError(ValueError):
+    """A command's argument is refused; ``reply`` says how on the wire."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def _syntax(text: str, enhanced: str = "5.5.4") -> CommandError:
+    return CommandError(Reply(501, enhanced, text))
+
+
+@dataclass(frozen=True)
+class MailFrom:
+    """MAIL FROM, parsed: the reverse-path and the parameters the platform implements."""
+
+    address: str  # "" is the null reverse-path (RFC 5321 4.5.5)
+    size: int | None = None  # RFC 1870
+    body: str = "7BIT"  # RFC 6152: 7BIT or 8BITMIME
+    smtputf8: bool = False  # RFC 6531
+    ret: str | None = None  # RFC 3461 4.3: FULL or HDRS
+    envid: str | None = None  # RFC 3461 4.4, as sent (xtext)
+    auth: str | None = None  # RFC 4954 5, as sent (xtext or "<>")
+
+
+@dataclass(frozen=True)
+class RcptTo:
+    """RCPT TO, parsed: the forward-path and its DSN parameters."""
+
+    address: str
+    notify: str | None = None  # RFC 3461 4.1: "NEVER" or e.g. "SUCCESS,FAILURE"
+    orcpt: str | None = None  # RFC 3461 4.2, as sent: addr-type ";" xtext
+
+
+def is_xtext(text: str) -> bool:
+    return bool(_XTEXT.fullmatch(text))
+
+
+def xtext_decode(text: str) -> str:
+    """RFC 3461 4: ``+XX`` is the octet XX; everything else stands for itself."""
+    return re.sub(r"\+([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), text)
+
+
+def split_params(text: str) -> dict[str, str | None]:
+    """``"SIZE=10 SMTPUTF8"`` -> ``{"SIZE": "10", "SMTPUTF8": None}`` (keywords upper case).
+
+    Raises :class:`CommandError` (501) on a malformed or repeated parameter.
+    """
+    params: dict[str, str | None] = {}
+    for item in text.split():
+        keyword, eq, value = item.partition("=")
+        if not _KEYWORD.fullmatch(keyword) or (eq and not _VALUE.fullmatch(value)):
+            raise _syntax(f"Syntax error in parameter {item!r}")
+        key = keyword.upper()
+        if key in params:
+            raise _syntax(f"Duplicate parameter {key}")
+        params[key] = value if eq else None
+    return params
+
+
+def _path(text: str, *, sender: bool) -> tuple[str, str]:
+    """The address in ``<...>`` (source route dropped, RFC 5321 C) and the text after it."""
+    text = text.strip()
+    enhanced = "5.1.7" if sender else "5.1.3"
+    what = "sender" if sender else "recipient"
+    if not text:
+        raise _syntax(f"Syntax: {'MAIL FROM:<address>' if sender else 'RCPT TO:<address>'}")
+    if text.startswith("<>"):
+        if not sender or (text[2:3] and not text[2].isspace()):
+            raise _syntax(f"Bad {what} address syntax", enhanced)
+        return "", text[2:]
+    addr: Any
+    try:
+        # RFC 5321 4.1.2 paths are in angle brackets; a bare address is taken too, as
+        # most servers do. A source route (<@a,@b:user@d>) parses as obs-route and is
+        # dropped: RFC 5321 C / 3.6.1, servers SHOULD ignore the route.
+        if text.startswith("<"):
+            addr, rest = get_angle_addr(text)
+        else:
+            addr, rest = get_addr_spec(text)
+        address = str(addr.addr_spec)
+    except (HeaderParseError, IndexError, AttributeError, ValueError):
+        raise _syntax(f"Bad {what} address syntax", enhanced) from None
+    # A space can only be inside a quoted local part ("a b"@example.test).
+    if (
+        not address
+        or any(c in address for c in "<>\t\r\n")
+        or (" " in address and not address.startswith('"'))
+    ):
+        raise _syntax(f"Bad {what} address syntax", enhanced)
+    head = text[: len(text) - len(rest)]
+    if text.startswith("<") and not head.rstrip().endswith(">"):
+        raise _syntax(f"Bad {what} address syntax", enhanced)  # no closing bracket
+    if rest and head == head.rstrip():  # parameters must be apart from the path
+        raise _syntax(f"Bad {what} address syntax", enhanced)
+    return address, rest
+
+
+def _keyword_arg(arg: str | None, keyword: str) -> str:
+    if arg is None or arg[: len(keyword)].upper() != keyword:
+        usage = "MAIL FROM:<address>" if keyword == "FROM:" else "RCPT TO:<address>"
+        raise _syntax(f"Syntax: {usage} [parameters]")
+    return arg[len(keyword) :]
+
+
+def _needs_smtputf8(address: str) -> CommandError:
+    # RFC 6531 3.4: a non-ASCII address is only for a transaction that said SMTPUTF8.
+    return CommandError(Reply(553, "5.6.7", f"Non-ASCII address {address!r} needs SMTPUTF8"))
+
+
+def _unknown(key: str) -> CommandError:
+    # RFC 5321 4.1.1.11: an unrecognised MAIL or RCPT parameter gets 555.
+    return CommandError(Reply(555, "5.5.4", f"Unsupported parameter {key}"))
+
+
+def parse_mail(arg: str | None, *, extended: bool = True) -> MailFrom:
+    """``FROM:<a@b> SIZE=10 ...`` as given after ``MAIL``; raise :class:`CommandError`."""
+    address, rest = _path(_keyword_arg(arg, "FROM:"), sender=True)
+    params = split_params(rest)
+    if params and not extended:
+        raise _syntax("Parameters need EHLO")
+    size: int | None = None
+    body = "7BIT"
+    smtputf8 = False
+    ret = envid = auth = None
+    for key, value in params.items():
+        if key == "SIZE":
+            if value is None or not value.isdigit() or not value.isascii():
+                raise _syntax("SIZE takes a number of octets")
+            size = int(value)
+        elif key == "BODY":
+            # RFC 6152: 7BIT or 8BITMIME (BINARYMIME, RFC 3030, is not offered).
+            if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                raise _syntax("BODY takes 7BIT or 8BITMIME")
+            body = value.upper()
+        elif key == "SMTPUTF8":
+            if value is not None:
+                raise _syntax("SMTPUTF8 takes no value")
+            smtputf8 = True
+        elif key == "RET":
+            if value is None or value.upper() not in ("FULL", "HDRS"):
+                raise _syntax("RET takes FULL or HDRS")
+            ret = value.upper()
+        elif key == "ENVID":
+            if value is None or not is_xtext(value) or len(value) > ENVID_MAX:
+                raise _syntax(f"ENVID takes up to {ENVID_MAX} characters of xtext")
+            envid = value
+        elif key == "AUTH":
+            # RFC 4954 5: AUTH=<> or an xtext-encoded mailbox.
+            if value is None or (value != "<>" and not is_xtext(value)):
+                raise _syntax("AUTH takes <> or an xtext mailbox")
+            auth = value
+        else:
+            raise _unknown(key)
+    if not smtputf8 and not address.isascii():
+        raise _needs_smtputf8(address)
+    return MailFrom(address, size, body, smtputf8, ret, envid, auth)
+
+
+def parse_rcpt(arg: str | None, *, extended: bool = True, smtputf8: bool = False) -> RcptTo:
+    """``TO:<a@b> NOTIFY=... ORCPT=...`` as given after ``RCPT``."""
+    address, rest = _path(_keyword_arg(arg, "TO:"), sender=False)
+    params = split_params(rest)
+    if params and not extended:
+        raise _syntax("Parameters need EHLO")
+    notify = orcpt = None
+    for key, value in params.items():
+        if key == "NOTIFY":
+            notify = _notify(value)
+        elif key == "ORCPT":
+            orcpt = _orcpt(value)
+        else:
+            raise _unknown(key)
+    if not smtputf8 and not address.isascii():
+        raise _needs_smtputf8(address)
+    return RcptTo(address, notify, orcpt)
+
+
+def _notify(value: str | None) -> str:
+    # RFC 3461 4.1: "NEVER", or a comma list of SUCCESS, FAILURE, DELAY.
+    items = [v.upper() for v in (value or "").split(",")]
+    if items == ["NEVER"]:
+        return "NEVER"
+    if not items or any(v not in _NOTIFY for v in items) or len(set(items)) != len(items):
+        raise _syntax("NOTIFY takes NEVER or a list of SUCCESS, FAILURE, DELAY")
+    return ",".join(items)
+
+
+def _orcpt(value: str | None) -> str:
+    # RFC 3461 4.2: orcpt-parameter = "ORCPT=" original-recipient-address, that is
+    # addr-type ";" xtext.
+    addr_type, sep, xtext = (value or "").partition(";")
+    if (
+        not sep
+        or not _ATOM.fullmatch(addr_type)
+        or not xtext
+        or not is_xtext(xtext)
+        or len(value or "") > ORCPT_MAX
+    ):
+        raise _syntax("ORCPT takes addr-type;xtext")
+    return f"{addr_type};{xtext}"
+
+
+def parse_bdat(arg: str | None) -> tuple[int, bool]:
+    """RFC 3030 2: ``BDAT chunk-size [LAST]`` -> (size, last)."""
+    m = _BDAT.fullmatch((arg or "").strip())
+    if m is None:
+        raise _syntax("Syntax: BDAT chunk-size [LAST]")
+    return int(m.group(1)), m.group(2) is not None

@@ -1,0 +1,148 @@
+"""Small SMTP servers broken on purpose, each in a way the conformance suite must catch.
+
+Each is aiosmtpd (which gets the basics right) with one flaw put back in, the way real
+servers had it:
+
+- ``lf-dot-lf``: DATA read line by line on LF with CR stripped, so ``<LF>.<LF>`` ends the
+  data and what follows runs as commands (SMTP smuggling, CVE-2023-51764 and relatives);
+- ``open-relay``: RCPT takes any address, for anyone;
+- ``starttls-injection``: plaintext pipelined behind STARTTLS is kept and run inside TLS
+  (CVE-2011-0411).
+
+With ``flaw=None`` the same server is the control: it passes the tests the flaws fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from reference.tls import self_signed
+
+__all__ = ["DOMAIN", "FLAWS", "HOSTNAME", "BrokenServer"]
+
+HOSTNAME = "broken.example.test"
+DOMAIN = "example.test"
+MAILBOXES = {f"{local}@{DOMAIN}" for local in ("postmaster", "alice", "bob")}
+FLAWS = ("lf-dot-lf", "open-relay", "starttls-injection")
+
+
+class _Handler:
+    def __init__(self, flaw: str | None) -> None:
+        self.flaw = flaw
+        self.messages: list[bytes] = []
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.flaw != "open-relay":
+            domain = address.rpartition("@")[2].lower()
+            if domain != DOMAIN:
+                return "554 5.7.1 Relay access denied"
+            if address.lower() not in MAILBOXES:
+                return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(envelope.original_content or b"")
+        return "250 2.0.0 OK"
+
+
+class _SMTP(SMTP):
+    def __init__(self, handler: _Handler, **kw: Any) -> None:
+        super().__init__(handler, **kw)
+        self.flaw = handler.flaw
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        upgrading = self._original_transport is not None and self.transport is not None
+        saved = bytes(self._reader._buffer) if upgrading else b""
+        super().connection_made(transport)
+        if upgrading and saved and self.flaw == "starttls-injection":
+            # The flaw: what came in plaintext behind STARTTLS is read as if through TLS.
+            self._reader._buffer.extend(saved)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if self.flaw != "lf-dot-lf":
+            await super().smtp_DATA(arg)
+            return
+        if await self.check_helo_needed():
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        lines: list[bytes] = []
+        while True:
+            # The flaw: a line ends at LF, and the CR before it, if any, is dropped.
+            line = (await self._reader.readuntil(b"\n")).rstrip(b"\r\n")
+            if line == b".":
+                break
+            lines.append(line[1:] if line.startswith(b".") else line)
+        self.envelope.original_content = b"\r\n".join(lines) + b"\r\n"
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
+
+
+class BrokenServer:
+    """One of :data:`FLAWS` (or none), on 127.0.0.1 in its own thread, with STARTTLS."""
+
+    def __init__(self, flaw: str | None, workdir: Path) -> None:
+        if flaw is not None and flaw not in FLAWS:
+            raise ValueError(f"unknown flaw {flaw!r}")
+        self.flaw = flaw
+        self.cafile = workdir / "cert.pem"
+        key = workdir / "key.pem"
+        self_signed(HOSTNAME, self.cafile, key)
+        self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.tls.load_cert_chain(self.cafile, key)
+        self.handler = _Handler(flaw)
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> BrokenServer:
+        self._thread.start()
+
+        def factory() -> _SMTP:
+            return _SMTP(self.handler, hostname=HOSTNAME, tls_context=self.tls)
+
+        async def serve() -> asyncio.Server:
+            return await self.loop.create_server(factory, "127.0.0.1", 0)
+
+        self.server = asyncio.run_coroutine_threadsafe(serve(), self.loop).result(5)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+    def target_toml(self) -> str:
+        """A conformance target description for this server."""
+        return f"""
+name = "broken-{self.flaw or "control"}"
+domain = "{DOMAIN}"
+hostname = "{HOSTNAME}"
+timeout = 3
+
+[endpoints]
+smtp = "smtp://127.0.0.1:{self.port}"
+
+[tls]
+cafile = "{self.cafile}"
+server_name = "{HOSTNAME}"
+"""

@@ -1,0 +1,99 @@
+"""The conformance suite catches known-bad servers: each flaw fails its requirement.
+
+Each broken server from :mod:`broken_servers` is a target (a TOML file, as an
+operator would write one); the matching conformance tests run against it with pytester
+and the report must say "fail" for the requirement the flaw breaks. The same server
+without the flaw passes them, so the tests discriminate rather than fail everything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from broken_servers import BrokenServer
+
+pytest_plugins = ["pytester"]
+
+INNER = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:locust")
+
+SMUGGLING = "only <CRLF>.<CRLF> ends mail data: no bare CR/LF variant ends it or smuggles a message"
+RELAY = "mail for other domains is refused without AUTH, whatever the address disguise"
+INJECTION = "commands pipelined behind STARTTLS in plaintext are discarded, never run inside TLS"
+
+SECURITY = "conformance.tests.test_smtp_security"
+STARTTLS = "conformance.tests.test_smtp_starttls_auth"
+
+# flaw -> (module, -k expression selecting its tests, the requirement title that must fail)
+CASES = {
+    "lf-dot-lf": (SECURITY, "test_no_smuggling", SMUGGLING),
+    "open-relay": (SECURITY, "test_no_open_relay or test_local_sender_does_not_open", RELAY),
+    "starttls-injection": (STARTTLS, "test_no_plaintext_command_injection", INJECTION),
+}
+
+
+@pytest.fixture(autouse=True)
+def _inner_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+
+
+def serve(flaw: str | None, workdir: Path) -> Iterator[BrokenServer]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = BrokenServer(flaw, workdir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run(
+    pytester: pytest.Pytester, server: BrokenServer, modules: list[str], keyword: str
+) -> pytest.RunResult:
+    target = pytester.path / "target.toml"
+    target.write_text(server.target_toml())
+    return pytester.runpytest(
+        "--mailspec-target", str(target), *INNER, "-rf", "--pyargs", *modules, "-k", keyword
+    )
+
+
+def check(
+    pytester: pytest.Pytester, server: BrokenServer, modules: list[str], keyword: str
+) -> dict[str, Any]:
+    run(pytester, server, modules, keyword)
+    report: dict[str, Any] = json.loads(
+        (pytester.path / "reports/conformance/conformance.json").read_text()
+    )
+    return {r["title"]: r for r in report["requirements"]}
+
+
+@pytest.mark.parametrize("flaw", sorted(CASES))
+def test_flaw_fails_its_requirement(pytester: pytest.Pytester, flaw: str) -> None:
+    module, keyword, title = CASES[flaw]
+    for server in serve(flaw, pytester.path / "server"):
+        rows = check(pytester, server, [module], keyword)
+        assert rows[title]["status"] == "fail", rows[title]
+
+
+def test_lf_dot_lf_fails_on_the_lf_variants_only(pytester: pytest.Pytester) -> None:
+    # The LF-reading server is fooled by each variant whose dot line ends in LF, and by
+    # none that uses CR alone: one test per variant says which.
+    for server in serve("lf-dot-lf", pytester.path / "server"):
+        result = run(pytester, server, [SECURITY], "test_no_smuggling")
+        result.assert_outcomes(failed=3, passed=6)
+        failed = {
+            ln.split("[", 1)[1].split("]", 1)[0]
+            for ln in result.outlines
+            if ln.startswith("FAILED")
+        }
+        assert failed == {"LF.LF", "LF.CRLF", "CRLF.LF"}
+
+
+def test_control_server_passes(pytester: pytest.Pytester) -> None:
+    keyword = " or ".join(f"({k})" for _, k, _ in CASES.values())
+    for server in serve(None, pytester.path / "server"):
+        rows = check(pytester, server, [SECURITY, STARTTLS], keyword)
+        for _, _, title in CASES.values():
+            assert rows[title]["status"] == "pass", rows[title]
