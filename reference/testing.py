@@ -20,10 +20,13 @@ from typing import Any
 
 from reference import config as config_mod
 from reference.app import App
-from reference.clock import ManualClock
+from reference.clock import ManualClock, RealClock
 from reference.config import LISTENERS
 from reference.directory import Directory
 from reference.mailbox import MailStore
+
+# Starting and stopping real processes takes real time: these deadlines use the real clock.
+_REAL = RealClock()
 
 
 class ReferenceServer:
@@ -225,7 +228,7 @@ class ServedProcess:
 def serve_process(data_dir: Path, config: Path, timeout: float = 20.0) -> ServedProcess:
     """Start `mailspec serve` and read the endpoint lines it prints."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    t0 = time.monotonic()
+    t0 = _REAL.monotonic()
     proc = subprocess.Popen(
         [*MAILSPEC, "serve", "--config", str(config), "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
@@ -246,10 +249,10 @@ def serve_process(data_dir: Path, config: Path, timeout: float = 20.0) -> Served
             served.ports[m.group(1)] = int(m.group(2))
         if line.startswith("Stop with"):
             break
-        if time.monotonic() - t0 > timeout:
+        if _REAL.monotonic() - t0 > timeout:
             proc.kill()
             raise RuntimeError("mailspec serve did not start in time")
-    served.startup_seconds = time.monotonic() - t0
+    served.startup_seconds = _REAL.monotonic() - t0
     return served
 
 
@@ -299,8 +302,8 @@ class RedisServer:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and self.proc.poll() is None:
+            deadline = _REAL.monotonic() + 5
+            while _REAL.monotonic() < deadline and self.proc.poll() is None:
                 try:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
                         c.sendall(b"PING\r\n")
@@ -375,8 +378,8 @@ class ClamdServer:
         self.proc = subprocess.Popen(
             [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
+        deadline = _REAL.monotonic() + timeout
+        while _REAL.monotonic() < deadline and self.proc.poll() is None:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
                     c.sendall(b"zPING\0")
