@@ -90,6 +90,7 @@ def serve(store: MailStore) -> tuple[int, Callable[[], None]]:
 
     def run() -> None:
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         server_box = ImapServer(
             store,
             StaticAuthenticator({ADDRESS: PASSWORD}),
@@ -111,7 +112,8 @@ def serve(store: MailStore) -> tuple[int, Callable[[], None]]:
         pending = asyncio.all_tasks(loop)
         for task in pending:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
     thread = threading.Thread(target=run, daemon=True)
@@ -210,18 +212,20 @@ def main() -> None:
         client = Raw(port)
         client.command(f"LOGIN {ADDRESS} {PASSWORD}")
         last = n + 20  # the deliveries above
+        mid = max(1, n // 2)
         try:
             cases: list[tuple[str, str]] = [
                 ("SELECT INBOX", "SELECT INBOX"),
                 ("NOOP (nothing changed)", "NOOP"),
                 ("SEARCH UNSEEN (flags only)", "SEARCH UNSEEN"),
-                ("UID SEARCH UID 50000:50999", "UID SEARCH UID 50000:50999"),
+                (f"UID SEARCH UID {mid}:{mid + 999}", f"UID SEARCH UID {mid}:{mid + 999}"),
                 ("FETCH 1:100 (FLAGS RFC822.SIZE)", "FETCH 1:100 (FLAGS RFC822.SIZE)"),
-                ("FETCH 50000:50099 (ENVELOPE)", "FETCH 50000:50099 (ENVELOPE)"),
+                (f"FETCH {mid}:{mid + 99} (ENVELOPE)", f"FETCH {mid}:{mid + 99} (ENVELOPE)"),
                 ("UID FETCH last 100 (BODY.PEEK[HEADER])",
                  f"UID FETCH {last - 99}:* (BODY.PEEK[HEADER])"),
                 ("FETCH 1:* (FLAGS), the whole mailbox", "FETCH 1:* (FLAGS)"),
-                ("STORE 1:1000 +FLAGS.SILENT (\\Flagged)", "STORE 1:1000 +FLAGS.SILENT (\\Flagged)"),
+                ("STORE 1:1000 +FLAGS.SILENT (\\Flagged)",
+                 "STORE 1:1000 +FLAGS.SILENT (\\Flagged)"),
                 ("SEARCH SUBJECT (reads every file)", 'SEARCH SUBJECT "message 4242"'),
             ]  # fmt: skip
             for label, text in cases:
@@ -230,6 +234,8 @@ def main() -> None:
                     ms, _ = timed(lambda text=text: client.command(text), repeat=repeat)
                 rows.append((label, ms, {k: v // repeat for k, v in c.items()}))
             client.command("LOGOUT")
+            client.sock.close()
+            time.sleep(0.2)  # let the session end on its own before the loop stops
         finally:
             stop()
     finally:
@@ -238,9 +244,8 @@ def main() -> None:
     width = max(len(label) for label, _, _ in rows)
     print(f"\n{'operation':<{width}}  {'median ms':>10}  {'files read':>10}  {'dir scans':>9}")
     for label, ms, c in rows:
-        print(
-            f"{label:<{width}}  {ms:>10.1f}  {c.get('files read', 0):>10}  {c.get('dir scans', 0):>9}"
-        )
+        reads, scans = c.get("files read", 0), c.get("dir scans", 0)
+        print(f"{label:<{width}}  {ms:>10.1f}  {reads:>10}  {scans:>9}")
 
 
 if __name__ == "__main__":

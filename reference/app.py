@@ -95,7 +95,7 @@ class App:
         self.directory = Directory(directory_path(cfg))
         quota = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
         self.store = MailStore(data / "mail", clock=self.clock, quota=quota)
-        self.spool = Spool(data / "spool", self.clock)
+        self.spool = Spool(cfg.spool_path, self.clock)
         self.resolver = make_resolver(cfg)
         self.state: StateStore = (
             RedisStore(cfg.state.url) if cfg.state.url else SqliteStore(data / "state.sqlite3")
@@ -245,6 +245,8 @@ class App:
         }
         try:
             for name in LISTENERS:
+                if not cfg.serves(name):  # server.roles
+                    continue
                 host, port = cfg.address(name)
                 try:
                     server = await starters[name](host, port)

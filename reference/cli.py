@@ -17,7 +17,13 @@ from reference import config as config_mod
 from reference.config import Config, ConfigError
 
 # Subcommands that live in their own packages, each with register(sub, parents).
-_PLUGINS = ("fakes.dns.cli", "fakes.mx.cli", "conformance.cli", "reference.auth.cli")
+_PLUGINS = (
+    "fakes.dns.cli",
+    "fakes.mx.cli",
+    "conformance.cli",
+    "reference.auth.cli",
+    "reference.cluster",
+)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -75,7 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         # `mailspec queue flush|release` ask a running server to look at its spool now.
         loop.add_signal_handler(signal.SIGUSR1, app.runner.notify)
-        pidfile = cfg.data_path / "mailspec.pid"
+        pidfile = cfg.pid_path
         pidfile.write_text(f"{os.getpid()}\n")
         try:
             await stop.wait()
@@ -94,13 +100,13 @@ def _spool(cfg: Config) -> Any:
     from reference.clock import RealClock
     from reference.spool import Spool
 
-    return Spool(cfg.data_path / "spool", RealClock())
+    return Spool(cfg.spool_path, RealClock())
 
 
 def _poke_server(cfg: Config) -> str:
     """Wake a running server's queue runner (SIGUSR1); say whether one was running."""
     try:
-        pid = int((cfg.data_path / "mailspec.pid").read_text())
+        pid = int(cfg.pid_path.read_text())
         os.kill(pid, signal.SIGUSR1)
     except (OSError, ValueError):
         return "no running server: the change applies at its next start"

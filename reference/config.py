@@ -56,6 +56,16 @@ class Server:
     )
     data_dir: str = doc("Where the spool, mailboxes, directory and keys live.", default="./var")
     log_level: str = doc("debug, info, warning or error.", default="info")
+    spool_dir: str = doc(
+        "The queue's directory; empty: data_dir/spool. The nodes of a cluster share data_dir "
+        "(directory, mailboxes, keys, certificate) and each keeps its own spool.",
+        default="",
+    )
+    roles: list[str] = doc(
+        "What this node serves: all, or any of mx, submission, imap, pop3. Every node runs "
+        "its queue runner: it delivers (and relays) what it accepted.",
+        default_factory=lambda: ["all"],
+    )
 
 
 @dataclass
@@ -266,6 +276,23 @@ class Config:
     def data_path(self) -> Path:
         return Path(self.server.data_dir)
 
+    @property
+    def spool_path(self) -> Path:
+        return Path(self.server.spool_dir) if self.server.spool_dir else self.data_path / "spool"
+
+    @property
+    def pid_path(self) -> Path:
+        """Where `mailspec serve` writes its pid: next to the spool when the node owns one of
+        its own (as Postfix keeps master.pid in its queue directory), else under data_dir."""
+        if self.server.spool_dir:
+            return self.spool_path / "mailspec.pid"
+        return self.data_path / "mailspec.pid"
+
+    def serves(self, listener: str) -> bool:
+        """Whether this node opens ``listener`` (see ``server.roles``)."""
+        roles = self.server.roles
+        return "all" in roles or LISTENER_ROLES[listener] in roles
+
     # Derived, validated views used by the composition root.
     def address(self, name: str) -> tuple[str, int]:
         return parse_hostport(getattr(self.listen, name))
@@ -290,6 +317,17 @@ def parse_dnsbl(spec: str) -> tuple[str, dict[str, float]]:
 
 
 LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+# The role (``server.roles``) each listener belongs to.
+LISTENER_ROLES = {
+    "mx": "mx",
+    "submission": "submission",
+    "submissions": "submission",
+    "imap": "imap",
+    "imaps": "imap",
+    "pop3": "pop3",
+    "pop3s": "pop3",
+}
+ROLES = ("all", "mx", "submission", "imap", "pop3")
 
 
 def _sections() -> dict[str, type[Any]]:
@@ -411,6 +449,11 @@ def _validate(cfg: Config) -> None:
     for key in ("quota_bytes", "quota_messages"):
         if getattr(cfg.mailbox, key) < 0:
             raise ConfigError(f"mailbox.{key}", "must be 0 (unlimited) or more")
+    if not cfg.server.roles:
+        raise ConfigError("server.roles", f"name at least one of {', '.join(ROLES)}")
+    for i, role in enumerate(cfg.server.roles):
+        if role not in ROLES:
+            raise ConfigError(f"server.roles[{i}]", f"one of {', '.join(ROLES)}, not {role!r}")
     if cfg.server.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("server.log_level", "one of debug, info, warning, error")
     if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", cfg.server.hostname):

@@ -9,7 +9,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from test_imap_server import ALICE, MSG, Raw, Start, certs, run, start  # noqa: F401
+from test_imap_server import ALICE, MSG, Raw, Start, certs, run, start
 
 from reference.mailbox import MailStore, Quota
 
@@ -30,7 +30,7 @@ async def until_line(raw: Raw, suffix: bytes) -> list[bytes]:
     return lines
 
 
-# -- IDLE ----------------------------------------------------------------------------------------------
+# -- IDLE --------------------------------------------------------------------------------------
 
 
 async def test_idle_hears_deliveries_of_this_process_at_once(start: Start) -> None:
@@ -72,7 +72,7 @@ async def test_idle_without_done_is_bad(start: Start) -> None:
     assert (await raw.line()).startswith(b"i BAD")
 
 
-# -- the junk hook ---------------------------------------------------------------------------------------
+# -- the junk hook -----------------------------------------------------------------------------
 
 
 async def test_moves_to_and_from_junk_train_the_classifier(start: Start) -> None:
@@ -105,7 +105,7 @@ async def test_a_failing_junk_hook_does_not_fail_the_move(start: Start) -> None:
     assert (await raw.command(b"MOVE 1 Junk"))[-1] == b"t OK MOVE completed\r\n"
 
 
-# -- quotas ------------------------------------------------------------------------------------------------
+# -- quotas ------------------------------------------------------------------------------------
 
 
 async def test_append_over_quota_and_quota_responses(start: Start) -> None:
@@ -133,7 +133,7 @@ async def test_no_quota_means_no_quota_root(start: Start) -> None:
     ]
 
 
-# -- IMAP4rev2, UTF-8 and modified UTF-7 names -----------------------------------------------------------
+# -- IMAP4rev2, UTF-8 and modified UTF-7 names -------------------------------------------------
 
 
 async def test_imap4rev2_select_and_search(start: Start) -> None:
@@ -165,7 +165,7 @@ async def test_enable_is_only_for_the_authenticated_state(start: Start) -> None:
     assert (await raw.command(b"ENABLE CONDSTORE"))[-1].startswith(b"t BAD")
 
 
-# -- SEARCHRES, QRESYNC, CONDSTORE ------------------------------------------------------------------------
+# -- SEARCHRES, QRESYNC, CONDSTORE -------------------------------------------------------------
 
 
 async def test_search_result_saved_and_reused(start: Start) -> None:
@@ -208,7 +208,7 @@ async def test_search_modseq_and_status_highestmodseq(start: Start) -> None:
     )
 
 
-# -- odds and ends -------------------------------------------------------------------------------------------
+# -- odds and ends -----------------------------------------------------------------------------
 
 
 async def test_authenticate_login(start: Start) -> None:

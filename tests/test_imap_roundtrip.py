@@ -44,7 +44,7 @@ from reference.imap.parser import (
     parse_date_time,
 )
 
-# -- a client-side renderer of command values (the inverse of the parser) --------------------------
+# -- a client-side renderer of command values (the inverse of the parser) ----------------------
 
 
 def render_command(c: Command) -> bytes:
@@ -71,7 +71,10 @@ def render_command(c: Command) -> bytes:
             body += b" " + r.literal(c.message)
         case Fetch():
             items = b" ".join(_att(a) for a in c.items)
-            body = (b"UID " if c.uid else b"") + b"FETCH %s (%s)" % (str(c.sequence).encode(), items)
+            body = (b"UID " if c.uid else b"") + b"FETCH %s (%s)" % (
+                str(c.sequence).encode(),
+                items,
+            )
         case Store():
             mode = c.mode.encode() + b"FLAGS" + (b".SILENT" if c.silent else b"")
             flags = " ".join(c.flags).encode()
@@ -120,7 +123,7 @@ def _key(k: SearchKey) -> bytes:
     return k.name.encode()
 
 
-# -- strategies -------------------------------------------------------------------------------------
+# -- strategies --------------------------------------------------------------------------------
 
 _tags = st.text(st.sampled_from("abcXYZ0123.-_"), min_size=1, max_size=8)
 _text = st.text(st.characters(exclude_characters="\0", exclude_categories=["Cs"]), max_size=30)
@@ -128,7 +131,9 @@ _names = _text.filter(lambda s: s != "")
 _atom = st.text(st.sampled_from([chr(c) for c in sorted(ATOM_CHARS)]), min_size=1, max_size=10)
 _keyword = _atom.filter(lambda s: not s.startswith("\\") and s.upper() != "NIL")
 _flags = st.lists(
-    st.one_of(st.sampled_from(["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"]), _keyword),
+    st.one_of(
+        st.sampled_from(["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"]), _keyword
+    ),
     max_size=4,
     unique=True,
 )
@@ -142,7 +147,9 @@ _section = st.builds(
     part=st.lists(st.integers(1, 9), max_size=3).map(tuple),
 ).filter(lambda s: s.text != "MIME" or s.part)
 _att_strategy = st.one_of(
-    st.sampled_from(["FLAGS", "UID", "ENVELOPE", "BODYSTRUCTURE", "RFC822.SIZE", "MODSEQ"]).map(FetchAtt),
+    st.sampled_from(["FLAGS", "UID", "ENVELOPE", "BODYSTRUCTURE", "RFC822.SIZE", "MODSEQ"]).map(
+        FetchAtt
+    ),
     st.builds(
         FetchAtt,
         name=st.just("BODY"),
@@ -184,8 +191,9 @@ commands = st.one_of(
         Status,
         _tags,
         _names,
-        st.lists(st.sampled_from(["MESSAGES", "UIDNEXT", "UNSEEN", "SIZE"]), min_size=1, max_size=4)
-        .map(tuple),
+        st.lists(
+            st.sampled_from(["MESSAGES", "UIDNEXT", "UNSEEN", "SIZE"]), min_size=1, max_size=4
+        ).map(tuple),
     ),
     st.builds(
         Append,
@@ -196,7 +204,11 @@ commands = st.one_of(
         st.binary(min_size=1, max_size=100).filter(lambda b: b"\0" not in b),
     ),
     st.builds(
-        Fetch, _tags, _seq, st.lists(_att_strategy, min_size=1, max_size=4).map(tuple), st.booleans()
+        Fetch,
+        _tags,
+        _seq,
+        st.lists(_att_strategy, min_size=1, max_size=4).map(tuple),
+        st.booleans(),
     ),
     st.builds(
         Store,
@@ -220,7 +232,7 @@ def test_rendered_commands_parse_back(command: Command) -> None:
     assert parse_command(render_command(command)) == command
 
 
-# -- the response renderer, read by imapclient's parser --------------------------------------------
+# -- the response renderer, read by imapclient's parser ----------------------------------------
 
 _values: st.SearchStrategy[Any] = st.recursive(
     st.one_of(
@@ -274,7 +286,7 @@ def test_render_basics() -> None:
         r.render(True)
 
 
-# -- the new commands ---------------------------------------------------------------------------------
+# -- the new commands --------------------------------------------------------------------------
 
 
 def parse(text: bytes) -> object:
@@ -288,14 +300,17 @@ def test_mailbox_commands() -> None:
         "a", "INBOX", ("MESSAGES", "UNSEEN", "HIGHESTMODSEQ")
     )
     assert parse(b"a STATUS INBOX (FROBS)") == ParseError("a", "Unknown status item FROBS")
-    assert parse(b"a SETQUOTA \"\" (STORAGE 512)") == SetQuota("a", "", (("STORAGE", 512),))
+    assert parse(b'a SETQUOTA "" (STORAGE 512)') == SetQuota("a", "", (("STORAGE", 512),))
     assert parse(b"a ENABLE IMAP4rev2 condstore") == Enable("a", ("IMAP4REV2", "CONDSTORE"))
     assert parse(b'a ID ("name" "x" "version" NIL)') == Id("a", (("name", "x"), ("version", None)))
     assert parse(b"a ID NIL") == Id("a", None)
 
 
 def test_list_extended() -> None:
-    cmd = parse(b'a LIST (SUBSCRIBED RECURSIVEMATCH) "" (INBOX "Work/*") RETURN (CHILDREN STATUS (MESSAGES))')
+    cmd = parse(
+        b'a LIST (SUBSCRIBED RECURSIVEMATCH) "" (INBOX "Work/*")'
+        b" RETURN (CHILDREN STATUS (MESSAGES))"
+    )
     assert cmd == ListMailboxes(
         "a", "", ("INBOX", "Work/*"), ("SUBSCRIBED", "RECURSIVEMATCH"), ("CHILDREN", "STATUS"),
         ("MESSAGES",), extended=True,
@@ -337,11 +352,15 @@ def test_store_copy_move_expunge() -> None:
     assert parse(b"a UID MOVE 1:3 Trash") == Copy("a", seq, "Trash", uid=True, move=True)
     assert parse(b"a UID EXPUNGE 1:3") == Expunge("a", seq)
     assert parse(b"a EXPUNGE") == Expunge("a")
-    assert parse(b"a STORE 1 FLAGS.LOUD (\\Seen)") == ParseError("a", "Expected FLAGS or FLAGS.SILENT")
+    assert parse(b"a STORE 1 FLAGS.LOUD (\\Seen)") == ParseError(
+        "a", "Expected FLAGS or FLAGS.SILENT"
+    )
 
 
 def test_fetch_extensions() -> None:
-    cmd = parse(b"a UID FETCH 1:* (FLAGS BINARY.PEEK[1.2]<0.100> BINARY.SIZE[1]) (CHANGEDSINCE 5 VANISHED)")
+    cmd = parse(
+        b"a UID FETCH 1:* (FLAGS BINARY.PEEK[1.2]<0.100> BINARY.SIZE[1]) (CHANGEDSINCE 5 VANISHED)"
+    )
     assert isinstance(cmd, Fetch)
     assert cmd.changedsince == 5 and cmd.vanished
     assert [a.label() for a in cmd.items] == ["FLAGS", "BINARY[1.2]<0>", "BINARY.SIZE[1]"]
@@ -370,7 +389,7 @@ def test_search_extensions() -> None:
     )
 
 
-# -- bounds ------------------------------------------------------------------------------------------
+# -- bounds ------------------------------------------------------------------------------------
 
 
 @settings(max_examples=200, deadline=None)

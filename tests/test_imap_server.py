@@ -22,6 +22,7 @@ from reference.mailbox import MailStore, Quota
 
 ALICE, PASSWORD = "alice@example.org", "correct horse"
 MSG = b"From: bob@example.net\r\nSubject: Hello\r\n\r\nHi Alice.\r\n"
+NO_QUOTA = Quota()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ async def start(tmp_path: Path, certs: tuple[Path, Path]) -> AsyncIterator[Start
     servers: list[asyncio.Server] = []
     sessions: set[asyncio.Task[Any]] = set()
 
-    async def start(*, implicit_tls: bool = False, quota: Quota = Quota(), **options: Any) -> Env:
+    async def start(*, implicit_tls: bool = False, quota: Quota = NO_QUOTA, **options: Any) -> Env:
         clock = ManualClock()
         env = Env(MailStore(tmp_path / "mail", clock=clock, quota=quota), clock, certs[0])
         context = tls.server_context(*certs)

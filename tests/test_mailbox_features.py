@@ -30,7 +30,7 @@ def store(tmp_path: Path) -> MailStore:
     return MailStore(tmp_path / "mail", clock=ManualClock())
 
 
-# -- opening without scanning --------------------------------------------------------------------
+# -- opening without scanning ------------------------------------------------------------------
 
 
 def test_open_reads_the_directory_only_when_it_changed(store: MailStore) -> None:
@@ -52,7 +52,7 @@ def test_sync_can_be_forced(store: MailStore) -> None:
         assert mailbox.sync(force=True) is True
 
 
-# -- mod-sequences (RFC 7162) ------------------------------------------------------------------------
+# -- mod-sequences (RFC 7162) ------------------------------------------------------------------
 
 
 def test_every_change_gets_a_higher_modseq(store: MailStore) -> None:
@@ -98,7 +98,7 @@ def test_status_and_first_unseen(store: MailStore) -> None:
         assert sorted(mailbox.get_many([3, 1, 99])) == [1, 3]
 
 
-# -- quotas -------------------------------------------------------------------------------------
+# -- quotas ------------------------------------------------------------------------------------
 
 
 def test_message_quota_counts_every_folder(tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_quota_exceeded_is_not_an_oserror() -> None:
     assert not issubclass(QuotaExceeded, OSError)
 
 
-# -- copy and move ------------------------------------------------------------------------------
+# -- copy and move -----------------------------------------------------------------------------
 
 
 def test_copy_keeps_flags_and_dates_and_the_source(store: MailStore) -> None:
@@ -192,7 +192,7 @@ def test_opposite_moves_at_once_do_not_deadlock(tmp_path: Path) -> None:
     assert store.usage(ALICE).messages == 40
 
 
-# -- folders and subscriptions ------------------------------------------------------------------------
+# -- folders and subscriptions -----------------------------------------------------------------
 
 
 def test_create_exclusive_delete_and_rename(store: MailStore) -> None:
@@ -232,7 +232,7 @@ def test_new_accounts_subscribe_inbox_and_special_use(store: MailStore) -> None:
     assert "Not/There" in store.subscriptions(ALICE)
 
 
-# -- notification and locks ----------------------------------------------------------------------
+# -- notification and locks --------------------------------------------------------------------
 
 
 def test_watchers_hear_of_changes_in_this_process(store: MailStore) -> None:
@@ -274,7 +274,7 @@ def test_session_lock_is_exclusive_until_released(store: MailStore) -> None:
     again()
 
 
-# -- an index from before mod-sequences ---------------------------------------------------------------
+# -- an index from before mod-sequences --------------------------------------------------------
 
 
 def test_an_old_index_is_migrated(tmp_path: Path) -> None:
@@ -295,3 +295,17 @@ def test_an_old_index_is_migrated(tmp_path: Path) -> None:
         assert message.uid == 1 and message.modseq == 1 and inbox.highestmodseq >= 1
         inbox.change_flags([1], add=["\\Seen"])
         assert inbox.get(1).modseq > 1
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def test_quota_keys_in_the_config() -> None:
+    from reference import config
+
+    cfg = config.load(None, overrides={"mailbox.quota_bytes": 10_000, "mailbox.quota_messages": 5})
+    assert (cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages) == (10_000, 5)
+    assert config.load(None).mailbox.quota_bytes == 0  # unlimited unless configured
+    with pytest.raises(config.ConfigError) as bad:
+        config.load(None, overrides={"mailbox.quota_messages": -1})
+    assert bad.value.key == "mailbox.quota_messages"

@@ -394,3 +394,51 @@ def test_setquota_refused(target: Target) -> None:
         assert tagged(lines).startswith((b"NO", b"BAD")), lines
     finally:
         raw.close()
+
+
+# -- IMAP4rev1 (RFC 3501) as an IMAP4rev1 client sees it: nothing ENABLEd --------------------
+
+
+@requirement(
+    "RFC3501", "6.3.1", "MUST", "SELECT sends the FLAGS, EXISTS and RECENT untagged responses"
+)
+def test_rev1_select_responses(target: Target) -> None:
+    raw = RawImap(target)
+    try:
+        raw.login(target.account)
+        lines = raw.command("SELECT INBOX")
+        assert tagged(lines).startswith(b"OK"), lines
+        for required in (b"* FLAGS (", b" EXISTS\r\n", b" RECENT\r\n"):
+            assert any(required in line for line in lines), f"no {required!r} in {lines}"
+    finally:
+        raw.close()
+
+
+@requirement("RFC3501", "7.2.5", "MUST", "SEARCH answers with an untagged SEARCH response")
+def test_rev1_search_response(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        append(client, folder, message(token()))
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            raw.command(f"SELECT {folder}")
+            lines = raw.command("SEARCH ALL")
+            assert lines[0] == b"* SEARCH 1\r\n", lines
+        finally:
+            raw.close()
+
+
+@requirement("RFC3501", "6.3.9", "MUST", "LSUB returns the subscribed names that match")
+def test_rev1_lsub(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        client.subscribe_folder(folder)
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = raw.command(f'LSUB "" "{folder}"')
+            assert tagged(lines).startswith(b"OK"), lines
+            listed = [line for line in lines if line.startswith(b"* LSUB ")]
+            assert len(listed) == 1 and folder.encode() in listed[0], lines
+        finally:
+            raw.close()
+        client.unsubscribe_folder(folder)

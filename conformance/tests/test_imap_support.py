@@ -78,7 +78,7 @@ def multipart(tok: str) -> bytes:
     return MULTIPART.replace(b"TOKEN", tok.encode())
 
 
-# -- SMTP delivery --------------------------------------------------------------------------
+# -- SMTP delivery -----------------------------------------------------------------------------
 
 
 def deliver(target: Target, rcpt: str, data: bytes) -> None:
@@ -103,7 +103,7 @@ def deliver(target: Target, rcpt: str, data: bytes) -> None:
         client.close()
 
 
-# -- IMAP -------------------------------------------------------------------------------------
+# -- IMAP --------------------------------------------------------------------------------------
 
 
 def imap_connect(target: Target, role: str = "imaps") -> IMAPClient:
@@ -276,7 +276,7 @@ def tagged(lines: list[bytes]) -> bytes:
     return lines[-1].split(b" ", 1)[1]
 
 
-# -- POP3 -------------------------------------------------------------------------------------
+# -- POP3 --------------------------------------------------------------------------------------
 
 
 def pop3(target: Target, role: str = "pop3s") -> poplib.POP3:

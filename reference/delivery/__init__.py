@@ -14,7 +14,7 @@ from reference.clock import Clock
 from reference.delivery.dsn import Failure, build_dsn, should_notify
 from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
-from reference.mailbox import MailStore, NoSuchFolder
+from reference.mailbox import MailStore, NoSuchFolder, QuotaExceeded
 from reference.spool import BOUNCED, DELIVERED, QueueEntry, Recipient, Spool
 
 log = logging.getLogger("mailspec.delivery")
@@ -184,6 +184,9 @@ class QueueRunner:
                     continue
                 try:
                     outcome = await self.local.deliver(entry, rcpt.address, data)
+                except QuotaExceeded:
+                    # RFC 3463 4.2.2: over quota is temporary: the user may make room.
+                    outcome = Outcome("deferred", "4.2.2 mailbox full, over quota")
                 except OSError as e:
                     outcome = Outcome("deferred", f"4.3.0 mailbox write failed: {e.strerror}")
                 if self._record(entry, rcpt, outcome):

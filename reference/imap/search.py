@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import calendar
 import datetime
 import email.errors
 import email.header
@@ -54,6 +56,83 @@ class Candidate:
             header, _ = mime.split(data)
             self._parsed = (mime.fields(header), _text_of(data))
         return self._parsed
+
+
+MAX_SQL_RANGES = 200  # a set with more ranges is matched in Python rather than in SQL
+
+
+def to_sql(
+    key: SearchKey, uids: list[int], saved: frozenset[int]
+) -> tuple[str, list[object]] | None:
+    """A WHERE clause over the index columns (uid, flags, size, internaldate, modseq) that
+    selects what ``key`` matches, or None when the key needs the message itself.
+
+    ``uids`` is the session's view (sequence number n is ``uids[n - 1]``), so sequence
+    numbers become UID ranges. Lets a SEARCH of flags, sizes, dates and numbers over
+    100,000 messages run inside SQLite instead of building 100,000 Python objects.
+    """
+    name, value = key.name, key.value
+    if name in ("ALL", "OLD", "UNRECENT"):
+        return "1", []
+    if name in ("NEW", "RECENT"):
+        return "0", []
+    if name in _FLAG_OF or (name.startswith("UN") and name[2:] in _FLAG_OF):
+        flag = _FLAG_OF[name.removeprefix("UN")] if name not in _FLAG_OF else _FLAG_OF[name]
+        test = "instr(' ' || flags || ' ', ?) > 0"
+        return (f"NOT {test}" if name not in _FLAG_OF else test), [f" {flag} "]
+    if name in ("KEYWORD", "UNKEYWORD") and isinstance(value, str):
+        test = "instr(' ' || flags || ' ', ?) > 0"
+        return (test if name == "KEYWORD" else f"NOT {test}"), [f" {value} "]
+    if name in ("SEQ", "UID") and isinstance(value, SequenceSet):
+        if value.saved:
+            if len(saved) > MAX_SQL_RANGES:
+                return None
+            members: list[object] = [*sorted(saved)]
+            return (f"uid IN ({','.join('?' * len(members))})" if members else "0"), members
+        if len(value.ranges) > MAX_SQL_RANGES:
+            return None
+        ranges: list[tuple[int, int]] = []
+        if name == "UID":
+            ranges = value.bounds(uids[-1] if uids else 0)
+        else:
+            for lo, hi in value.bounds(len(uids)):
+                lo, hi = max(lo, 1), min(hi, len(uids))
+                if lo <= hi:
+                    ranges.append((uids[lo - 1], uids[hi - 1]))
+        if not ranges:
+            return "0", []
+        params: list[object] = [x for r in ranges for x in r]
+        return "(" + " OR ".join(["uid BETWEEN ? AND ?"] * len(ranges)) + ")", params
+    if name == "LARGER" and isinstance(value, int):
+        return "size > ?", [value]
+    if name == "SMALLER" and isinstance(value, int):
+        return "size < ?", [value]
+    if name == "MODSEQ" and isinstance(value, int):
+        return "modseq >= ?", [value]
+    if name in ("BEFORE", "ON", "SINCE") and isinstance(value, datetime.date):
+        start = calendar.timegm(value.timetuple())
+        if name == "BEFORE":
+            return "internaldate < ?", [start]
+        if name == "SINCE":
+            return "internaldate >= ?", [start]
+        return "(internaldate >= ? AND internaldate < ?)", [start, start + 86400]
+    if name in ("NOT", "OR", "AND"):
+        parts = [to_sql(k, uids, saved) for k in key.keys]
+        if any(p is None for p in parts):
+            return None
+        clauses = [p[0] for p in parts if p is not None]
+        params = [x for p in parts if p is not None for x in p[1]]
+        if name == "NOT":
+            return f"NOT ({clauses[0]})", params
+        joiner = " OR " if name == "OR" else " AND "
+        return "(" + joiner.join(f"({c})" for c in clauses) + ")", params
+    return None
+
+
+def seq_of(uids: list[int], uid: int) -> int | None:
+    """The sequence number of ``uid`` in a session's sorted view, if it is there."""
+    i = bisect.bisect_left(uids, uid)
+    return i + 1 if i < len(uids) and uids[i] == uid else None
 
 
 def needs_content(keys: Iterable[SearchKey]) -> bool:

@@ -55,7 +55,7 @@ from reference.imap.parser import (
     parse_command,
     tag_of,
 )
-from reference.imap.search import Candidate, matches, needs_content
+from reference.imap.search import Candidate, matches, needs_content, seq_of, to_sql
 from reference.imap.stream import Closed, LineTooLong, Stream, log_event
 from reference.mailbox import (
     DELIMITER,
@@ -699,7 +699,8 @@ class _Session:
                 continue
             attributes: list[str] = []
             if name not in existing and name not in parents:
-                attributes.append("\\NonExistent")  # RFC 5258 3: subscribed, but gone
+                # Subscribed, but gone: RFC 5258 3 for LIST, RFC 3501 6.3.9 for LSUB.
+                attributes.append("\\Noselect" if command.lsub else "\\NonExistent")
             elif name in parents:
                 attributes.append("\\Noselect")
             if name in existing or name in parents:
@@ -866,8 +867,11 @@ class _Session:
                     view.reported[message.uid] = message.modseq
         has_flags = any(a.name == "FLAGS" for a in items)
         missing = 0
-        for start in range(0, len(targets), FETCH_BATCH):
-            batch = targets[start : start + FETCH_BATCH]
+        # Reading files is slow per message, listing flags is not: bigger trips for the latter.
+        reads = any(a.section is not None or a.name in _BODY_ITEMS for a in items)
+        size = FETCH_BATCH if reads else 16 * FETCH_BATCH
+        for start in range(0, len(targets), size):
+            batch = targets[start : start + size]
             try:
                 lines, lost = await asyncio.to_thread(
                     _render_fetch,
@@ -1202,7 +1206,7 @@ def _open(
 ) -> tuple[Mailbox, list[int], MailboxStatus, int | None]:
     mailbox = store.open(user, folder)
     try:
-        return mailbox, mailbox.uids(), mailbox.status(), mailbox.first_unseen()
+        return mailbox, *mailbox.snapshot()
     except BaseException:
         mailbox.close()
         raise
@@ -1310,29 +1314,45 @@ def _fetch_item(att: FetchAtt, message: StoredMessage, data: bytes) -> bytes:
 def _search(
     mailbox: Mailbox, uids: list[int], command: Search, saved: frozenset[int]
 ) -> list[tuple[int, int, int]]:
-    """``(seq, uid, modseq)`` of the messages that match every key."""
-    stored = {m.uid: m for m in mailbox.messages()}
+    """``(seq, uid, modseq)`` of the messages that match every key.
+
+    The keys the index can answer become one SQL query; the others (text, headers, sent
+    dates) are then checked message by message on what that query left.
+    """
+    clauses: list[str] = []
+    params: list[object] = []
+    rest: list[SearchKey] = []
+    for key in command.keys:
+        compiled = to_sql(key, uids, saved)
+        if compiled is None:
+            rest.append(key)
+        else:
+            clauses.append(f"({compiled[0]})")
+            params += compiled[1]
+    rows = mailbox.select(" AND ".join(clauses) or "1", params)
     exists, largest = len(uids), (uids[-1] if uids else 0)
-    content = needs_content(command.keys)
+    content = needs_content(rest)
     hits: list[tuple[int, int, int]] = []
-    for seq, uid in enumerate(uids, 1):
-        message = stored.get(uid)
-        if message is None:
-            continue
-        candidate = Candidate(
-            seq,
-            uid,
-            message.flags,
-            message.size,
-            exists,
-            largest,
-            internaldate=message.internaldate,
-            modseq=message.modseq,
-            saved=saved,
-            load=_loader(mailbox, uid) if content else None,
-        )
-        if all(matches(key, candidate) for key in command.keys):
-            hits.append((seq, uid, message.modseq))
+    for uid, flags, size, internaldate, modseq in rows:
+        seq = seq_of(uids, uid)
+        if seq is None:
+            continue  # arrived after the session last looked: not in its view yet
+        if rest:
+            candidate = Candidate(
+                seq,
+                uid,
+                frozenset(flags.split()),
+                size,
+                exists,
+                largest,
+                internaldate=internaldate,
+                modseq=modseq,
+                saved=saved,
+                load=_loader(mailbox, uid) if content else None,
+            )
+            if not all(matches(key, candidate) for key in rest):
+                continue
+        hits.append((seq, uid, modseq))
     return hits
 
 

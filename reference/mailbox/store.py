@@ -608,18 +608,49 @@ class Mailbox:
                         out[row[0]] = self._message(row)
         return out
 
+    def select(
+        self, where: str, params: Iterable[object] = ()
+    ) -> list[tuple[int, str, int, float, int]]:
+        """``(uid, flags, size, internaldate, modseq)`` rows matching ``where``, in UID order.
+
+        ``where`` is SQL over those five columns, built from a fixed vocabulary by
+        :func:`reference.imap.search.to_sql` (never from client text: values are parameters).
+        """
+        with self._mutex:
+            return self._db.execute(
+                "SELECT uid, flags, size, internaldate, modseq FROM messages"
+                f" WHERE {where} ORDER BY uid",
+                tuple(params),
+            ).fetchall()
+
+    def snapshot(self) -> tuple[list[int], Status, int | None]:
+        """UIDs, status and the first unseen UID, read together (what SELECT needs): a
+        message delivered meanwhile is in all three or in none."""
+        with self._mutex:
+            self._db.execute("BEGIN")
+            try:
+                uids = [u for (u,) in self._db.execute("SELECT uid FROM messages ORDER BY uid")]
+                status = self._status()
+                unseen = self.first_unseen()
+            finally:
+                self._db.execute("COMMIT")
+        return uids, status, unseen
+
     def status(self) -> Status:
         with self._mutex:
             self._db.execute("BEGIN")
             try:
-                n, unseen, deleted, size = self._db.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(instr(flags, '\\Seen') = 0), 0),"
-                    " COALESCE(SUM(instr(flags, '\\Deleted') > 0), 0), COALESCE(SUM(size), 0)"
-                    " FROM messages"
-                ).fetchone()
-                meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+                return self._status()
             finally:
                 self._db.execute("COMMIT")
+
+    def _status(self) -> Status:
+        n, unseen, deleted, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(instr(flags, '\\Seen') = 0), 0),"
+            " COALESCE(SUM(instr(flags, '\\Deleted') > 0), 0), COALESCE(SUM(size), 0)"
+            " FROM messages"
+        ).fetchone()
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         return Status(
             messages=n,
             unseen=unseen,
