@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
+from reference.mailbox.message import header_fields
+
 MAX_DEPTH = 20  # nesting of multiparts and messages: hostile mail must not recurse forever
 MAX_PARTS = 1000
 
@@ -202,27 +204,6 @@ def section(
     if text == "TEXT":
         return target.body
     return header_fields(target.header, names, exclude=text.endswith(".NOT"))
-
-
-def header_fields(header: bytes, names: tuple[str, ...], *, exclude: bool = False) -> bytes:
-    """The header lines (with their continuations) named, or with ``exclude`` not named,
-    in ``names``, followed by the blank line (RFC 9051 6.4.5)."""
-    wanted = {n.lower().encode() for n in names}
-    out: list[bytes] = []
-    keep = False
-    for line in _LINE.findall(header):
-        if line in (b"\r\n", b"\n"):
-            break
-        if line[:1] in (b" ", b"\t"):
-            if keep:
-                out.append(line)
-            continue
-        name = line.split(b":", 1)[0].strip().lower()
-        keep = (name in wanted) != exclude
-        if keep:
-            out.append(line)
-    out.append(b"\r\n")
-    return b"".join(out)
 
 
 def binary(data: bytes, numbers: tuple[int, ...]) -> bytes | None:
