@@ -79,6 +79,7 @@ from conformance.requirements import CAPABILITIES, not_applicable
 
 __all__ = [
     "ENDPOINT_ROLES",
+    "URIBL_ZONE",
     "Account",
     "Admin",
     "ClockControl",
@@ -112,6 +113,9 @@ _SCHEMES: Mapping[str, tuple[str, bool, int]] = {
     "pop3s": ("pop3", True, 995),
 }
 _ROLE_PORTS: Mapping[str, int] = {"submission": 587}
+# The URI blocklist (SURBL style) a target with the "fake-dns" capability is expected to
+# look link domains up in; tests list domains in it with fake_dns.blocklist(URIBL_ZONE).
+URIBL_ZONE = "uribl.mailspec.test"
 
 
 class TargetError(ValueError):
@@ -586,6 +590,10 @@ def _start_fake_internet(**kwargs: Any) -> Any:
     return fake if started is None else started
 
 
+# The DNS blocklist the default target consults (tests list addresses in the fake DNS).
+DNSBL_ZONE = "zen.spamhaus.test"
+
+
 class ReferenceTarget:
     """The default target: the reference started in process, with the fakes and a manual clock.
 
@@ -610,7 +618,11 @@ class ReferenceTarget:
         self.timeout = timeout
         # The MX accepts a PROXY header from loopback so that tests can speak for any
         # client address (DNSBL, reputation, connection limits).
-        self.overrides: dict[str, Any] = {"listen.mx_proxy_from": ["127.0.0.0/8"]}
+        self.overrides: dict[str, Any] = {
+            "listen.mx_proxy_from": ["127.0.0.0/8"],
+            # A blocklist in the fake DNS: heavy listings (127.0.0.2) refuse, light ones score.
+            "dnsbl.zones": [f"{DNSBL_ZONE}=127.0.0.2:10,127.0.0.10:3"],
+        }
         self.overrides.update(overrides or {})
         caps = {"clock", "admin", "proxy-protocol"}
         if fakes_available():
@@ -643,6 +655,8 @@ class ReferenceTarget:
                     "relay.smarthost": f"{fake.smarthost.host}:{fake.smtp_port}",
                     # Fake MXs judge reputation by source address: relay from a pool.
                     "relay.source_addresses": ["127.0.1.0/24"],
+                    # Link domains are looked up in a URI blocklist the tests fill.
+                    "spam.uribl_zones": [URIBL_ZONE],
                 }
             if shutil.which("clamd") or Path("/usr/sbin/clamd").exists():
                 # A real clamd with the project's own test signatures (EICAR and a marker).

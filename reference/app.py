@@ -28,8 +28,11 @@ from reference.policy.auth import auth_checks
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
 from reference.policy.ratelimit import Limits, RateLimit, parse_limit, parse_overrides
+from reference.policy.spam import SpamCheck, bayes_path
 from reference.pop3.server import Pop3Server
+from reference.scan.bayes import Bayes
 from reference.scan.clamd import ClamdClient
+from reference.scan.spam import UriZone
 from reference.smtp.server import Listener
 from reference.spool import Spool
 from reference.state import StateStore
@@ -102,6 +105,12 @@ class App:
         )
         # The seam for DMARC aggregate reports: every evaluation is recorded here.
         self.dmarc_recorder = MemoryRecorder(limit=10_000)
+        # The token database the spam check reads and the IMAP Junk hook trains.
+        self.bayes = (
+            Bayes.open(bayes_path(data), min_spam=cfg.spam.bayes_min, min_ham=cfg.spam.bayes_min)
+            if cfg.spam.enabled and cfg.spam.bayes
+            else None
+        )
         self.policy = Policy(self._checks())
         self.relay = Relay(
             hostname=cfg.server.hostname,
@@ -130,10 +139,15 @@ class App:
     def _checks(self) -> list[Check]:
         """The check chain, in stage order; which checks run is configuration."""
         cfg = self.cfg
-        checks: list[Check] = [SenderOwnership(self.directory), LocalRecipients(self.directory)]
+        checks: list[Check] = [
+            SenderOwnership(self.directory),
+            LocalRecipients(self.directory, cfg.server.hostname),
+        ]
+        dnsbl: Dnsbl | None = None
         if cfg.dnsbl.zones:
             zones = [BlocklistZone(*parse_dnsbl(z)) for z in cfg.dnsbl.zones]
-            checks.append(Dnsbl(self.resolver, zones, reject_at=cfg.dnsbl.reject_score))
+            dnsbl = Dnsbl(self.resolver, zones, reject_at=cfg.dnsbl.reject_score)
+            checks.append(dnsbl)
         if cfg.antivirus.clamd:
             clamd = ClamdClient(
                 cfg.antivirus.clamd,
@@ -159,6 +173,20 @@ class App:
                     window=cfg.seconds("greylist.window"),
                     whitelist=cfg.seconds("greylist.whitelist"),
                     bypass=cfg.greylist.bypass_networks,
+                )
+            )
+        if cfg.spam.enabled:
+            sp = cfg.spam
+            checks.append(
+                SpamCheck(
+                    reject_score=sp.reject_score,
+                    junk_score=sp.junk_score,
+                    resolver=self.resolver,
+                    uribl=[UriZone(*parse_dnsbl(z)) for z in sp.uribl_zones],
+                    dnsbl=dnsbl,  # the client's lighter listings count as spam score
+                    bayes=self.bayes,
+                    macro_score=sp.macro_score,
+                    macro_max_size=sp.macro_max_size,
                 )
             )
         verify, sign = auth_checks(
@@ -194,6 +222,8 @@ class App:
             max_recipients=self.cfg.smtp.max_recipients,
             timeout=parse_duration(self.cfg.smtp.timeout),
             on_queued=self.runner.notify,
+            # Only the MX sits behind load balancers that speak PROXY.
+            proxy_from=self.cfg.listen.mx_proxy_from if role == "mx" else (),
         )
         self._listeners.append(listener)
         return listener
@@ -289,4 +319,6 @@ class App:
         await asyncio.sleep(0)
         self.directory.close()
         await self.state.close()
+        if self.bayes is not None:
+            self.bayes.close()
         event(log, "stopped")

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reference.smtp.commands import xtext_decode
 from reference.spool import QueueEntry
 
 __all__ = ["Failure", "build_dsn", "should_notify"]
@@ -92,7 +93,9 @@ def build_dsn(
         lines.append("")
         orcpt = orcpts.get(f.recipient, {}).get("ORCPT")
         if orcpt:
-            lines.append(f"Original-Recipient: {orcpt.replace('+', ';', 1)}")
+            # RFC 3461 4.2: "addr-type;xtext"; RFC 3464 2.3.1 wants "addr-type; address".
+            kind, _, xtext = orcpt.partition(";")
+            lines.append(f"Original-Recipient: {kind}; {xtext_decode(xtext)}")
         lines += [
             f"Final-Recipient: rfc822; {f.recipient}",
             f"Action: {action}",
