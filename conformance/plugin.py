@@ -150,6 +150,15 @@ class _State:
             red=failed,
             green=not failed,
         )
+        listed = getattr(self.provider, "known_deviations", frozenset())
+        passing = sorted(
+            r["id"]
+            for r in self.report["requirements"]
+            if r["id"] in listed and r["status"] == "pass"
+        )
+        if passing:
+            # Keep the list honest: a deviation the target no longer has should go.
+            tr.write_line(f"listed as known deviations but passing: {', '.join(passing)}")
         for path in self.paths:
             tr.write_line(f"report: {path}")
 

@@ -247,6 +247,10 @@ def test_known_deviations_are_reported_not_failed(
     assert report["target"]["known_deviations"] == ["RFC5321-4.2.4"]
     result.stdout.fnmatch_lines(["*deviate*4.2.4*", "*1 known deviation*"])
 
+    target_file.write_text(target_file.read_text().replace("RFC5321-4.2.4", "RFC5321-4.1.1.9"))
+    result = run(pytester, target_file, "-k", "noop")
+    result.stdout.fnmatch_lines(["*listed as known deviations but passing: RFC5321-4.1.1.9"])
+
 
 def test_markdown_groups_by_source(pytester: pytest.Pytester, target_file: Path) -> None:
     pytester.makepyfile(test_mixed=MIXED_SUITE)

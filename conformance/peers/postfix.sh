@@ -10,7 +10,9 @@
 #                                            DIR/target.toml ARGS`, stop (tox -e peers)
 #
 # The instance is self-contained (its own main.cf, master.cf, queue, certificate and SASL
-# database under DIR); the system's /etc/postfix is never changed. Exit status 3 means
+# database, in a directory under /tmp that DIR/instance names: the postfix user must be
+# able to reach it, which a work tree may not allow); the system's /etc/postfix is never
+# changed. DIR gets target.toml, the CA file and, after stop, the mail log. Exit status 3 means
 # Postfix is absent and cannot be installed here; `check` then says so and exits 0
 # (skipped), unless MAILSPEC_PEERS_REQUIRED=1.
 #
@@ -32,23 +34,32 @@ usage() {
 action=$1
 dir=$(realpath -m "$2")
 shift 2
-etc=$dir/etc
 PY=${PYTHON:-python3}
+inst=""
+etc=""
 
 DOMAIN=example.test
 HOSTNAME_=mail.example.test
 
 stop() {
+    [ -f "$dir/instance" ] || return 0
+    inst=$(cat "$dir/instance")
+    etc=$inst/etc
     if [ -f "$etc/main.cf" ] && command -v postfix >/dev/null 2>&1; then
         postfix -c "$etc" stop >/dev/null 2>&1 || true
         # postfix stop returns before master has gone: wait for its pid file to go.
         for _ in $(seq 50); do
-            [ -f "$dir/spool/pid/master.pid" ] || break
-            pid=$(tr -d ' ' <"$dir/spool/pid/master.pid" 2>/dev/null || true)
+            [ -f "$inst/spool/pid/master.pid" ] || break
+            pid=$(tr -d ' ' <"$inst/spool/pid/master.pid" 2>/dev/null || true)
             if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then break; fi
             sleep 0.1
         done
     fi
+    cp "$inst/maillog" "$dir/maillog" 2>/dev/null || true
+    case "$inst" in
+        */mailspec-postfix.*) rm -rf "$inst" ;;
+    esac
+    rm -f "$dir/instance"
 }
 
 install_postfix() {
@@ -92,7 +103,12 @@ start() {
     install_postfix
     stop
     rm -rf "$dir"
-    mkdir -p "$etc/sasl" "$dir/spool" "$dir/data" "$dir/tls"
+    mkdir -p "$dir"
+    inst=$(mktemp -d "${MAILSPEC_POSTFIX_TMP:-/tmp}/mailspec-postfix.XXXXXX")
+    chmod 755 "$inst"
+    echo "$inst" >"$dir/instance"
+    etc=$inst/etc
+    mkdir -p "$etc/sasl" "$inst/spool" "$inst/data" "$inst/tls"
     local version bare_newline
     version=$(postconf -d -h mail_version)
     # 3.9, 3.8.5, 3.7.10, 3.6.14, 3.5.24 take normalize|reject; earlier fixes took yes|no.
@@ -112,19 +128,19 @@ start() {
 
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$HOSTNAME_" \
         -addext "subjectAltName=DNS:$HOSTNAME_,IP:127.0.0.1" \
-        -keyout "$dir/tls/key.pem" -out "$dir/tls/cert.pem" >/dev/null 2>&1
-    chmod 600 "$dir/tls/key.pem"
-    chown postfix "$dir/data"
+        -keyout "$inst/tls/key.pem" -out "$inst/tls/cert.pem" >/dev/null 2>&1
+    chmod 600 "$inst/tls/key.pem"
+    chown postfix "$inst/data"
 
     cat >"$etc/main.cf" <<EOF
 # Written by conformance/peers/postfix.sh (Postfix $version): a private test instance.
 compatibility_level = 3.6
-queue_directory = $dir/spool
-data_directory = $dir/data
+queue_directory = $inst/spool
+data_directory = $inst/data
 mail_owner = postfix
 setgid_group = postdrop
-maillog_file_prefixes = $dir
-maillog_file = $dir/maillog
+maillog_file_prefixes = $inst
+maillog_file = $inst/maillog
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 myhostname = $HOSTNAME_
@@ -168,8 +184,8 @@ EOF
     cat >>"$etc/main.cf" <<EOF
 
 # TLS everywhere it can be; AUTH only inside TLS.
-smtpd_tls_cert_file = $dir/tls/cert.pem
-smtpd_tls_key_file = $dir/tls/key.pem
+smtpd_tls_cert_file = $inst/tls/cert.pem
+smtpd_tls_key_file = $inst/tls/key.pem
 smtpd_tls_security_level = may
 smtpd_tls_auth_only = yes
 smtpd_tls_session_cache_database =
@@ -243,14 +259,24 @@ EOF
     postfix -c "$etc" check >&2
     postfix -c "$etc" start >&2
 
+    local port up
     for port in "$port_mx" "$port_sub" "$port_subs"; do
+        up=no
         for _ in $(seq 100); do
-            if "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 1).close()" 2>/dev/null; then
+            if "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $port), 1).close()" \
+                2>/dev/null; then
+                up=yes
                 break
             fi
             sleep 0.1
         done
+        if [ "$up" != yes ]; then
+            echo "postfix.sh: Postfix is not listening on 127.0.0.1:$port; its log:" >&2
+            tail -n 20 "$inst/maillog" >&2 || true
+            exit 1
+        fi
     done
+    cp "$inst/tls/cert.pem" "$dir/cert.pem"
 
     local deviations
     deviations=$(cat "$(dirname "$0")/postfix-deviations.toml")
@@ -276,7 +302,7 @@ address = "bob@$DOMAIN"
 password = "$pw_b"
 
 [tls]
-cafile = "$dir/tls/cert.pem"
+cafile = "$dir/cert.pem"
 server_name = "$HOSTNAME_"
 
 $deviations
@@ -287,13 +313,13 @@ EOF
 
 check() {
     local status=0
+    trap stop EXIT
     ( start ) || status=$?
     if [ "$status" -eq 3 ] && [ "${MAILSPEC_PEERS_REQUIRED:-0}" != 1 ]; then
         echo "postfix.sh: SKIPPED: Postfix is not available on this machine" >&2
         return 0
     fi
     [ "$status" -eq 0 ] || return "$status"
-    trap stop EXIT
     mailspec check --target "$dir/target.toml" "$@"
 }
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ipaddress
 import logging
 import ssl
 from base64 import b64decode
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, AnyStr
 
 from aiosmtpd.proxy_protocol import get_proxy
@@ -71,6 +72,7 @@ class Listener:
         max_recipients: int,
         timeout: float,
         on_queued: OnQueued | None = None,
+        proxy_from: Sequence[str] = (),
     ) -> None:
         self.role = role
         self.hostname = hostname
@@ -84,6 +86,9 @@ class Listener:
         self.max_recipients = max_recipients
         self.timeout = timeout
         self.on_queued = on_queued
+        # Networks whose connections may open with a PROXY v1 line (listen.mx_proxy_from):
+        # a load balancer's, or a test's speaking for another client address.
+        self.proxy_from = [ipaddress.ip_network(n, strict=False) for n in proxy_from]
         self.sessions: set[MailspecSMTP] = set()
 
     def protocol(self) -> MailspecSMTP:
@@ -138,6 +143,8 @@ class MailspecSMTP(SMTP):
         if listener.implicit_tls:
             self._auth_require_tls = False
         self._errors = 0
+        self._commands = 0
+        self._proxied_peer: tuple[str, int] | None = None
         self._last_activity = 0.0
         self._idle_limit = float(listener.timeout)
         self._watchdog: asyncio.Task[None] | None = None
@@ -147,6 +154,9 @@ class MailspecSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.listener.sessions.add(self)
         super().connection_made(transport)
+        if self._proxied_peer is not None and self.session is not None:
+            # STARTTLS makes a new session: the client is still the one PROXY named.
+            self.session.peer = self._proxied_peer  # type: ignore[assignment]
 
     def connection_lost(self, error: Exception | None) -> None:
         self.listener.sessions.discard(self)
@@ -229,7 +239,8 @@ class MailspecSMTP(SMTP):
         while self.transport is not None:
             try:
                 line = await self._read_command_line()
-                if line is not None:
+                if line is not None and not await self._proxy_line(line):
+                    self._commands += 1
                     await self._dispatch(line)
                 if self._errors >= ERROR_LIMIT and self.transport is not None:
                     await self.reply(replies.TOO_MANY_ERRORS)
@@ -262,6 +273,41 @@ class MailspecSMTP(SMTP):
             self.transport.close()
             return False
         self._reset_timeout()
+        return True
+
+    async def _proxy_line(self, line: bytes) -> bool:
+        """A PROXY v1 line first thing from a trusted network: take the client it names.
+
+        The greeting has gone out already (it does not depend on the client), so a plain
+        client never waits; the proxy's line is read as the first "command", unanswered.
+        """
+        if self._commands or not line.startswith(b"PROXY ") or not self.listener.proxy_from:
+            return False
+        assert self.session is not None and self.transport is not None
+        real = _peer_ip(self.session)
+        try:
+            trusted = any(ipaddress.ip_address(real) in n for n in self.listener.proxy_from)
+        except ValueError:
+            trusted = False
+        if not trusted:
+            return False  # an ordinary unknown command, answered as such
+        self._commands += 1
+        parts = line.decode("ascii", "replace").split(" ")
+        try:
+            if parts[1] == "UNKNOWN":
+                return True
+            family, src, _dst, sport = parts[1], parts[2], parts[3], int(parts[4])
+            addr = ipaddress.ip_address(src)
+            if (family, addr.version) not in (("TCP4", 4), ("TCP6", 6)) or len(parts) != 6:
+                raise ValueError(family)
+        except (IndexError, ValueError):
+            await self.push("421 4.7.0 Error: malformed PROXY header")
+            self.transport.close()
+            return True
+        self._proxied_peer = (str(addr), sport)
+        # aiosmtpd types peer as str; at run time it is the (host, port) of peername.
+        self.session.peer = self._proxied_peer  # type: ignore[assignment]
+        event(log, "proxy", via=real, client=str(addr))
         return True
 
     async def _read_command_line(self) -> bytes | None:

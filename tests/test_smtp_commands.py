@@ -1,0 +1,125 @@
+"""The pure parsers of MAIL, RCPT and BDAT arguments: RFC rules, and no input crashes them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference.smtp.commands import (
+    CommandError,
+    MailFrom,
+    RcptTo,
+    is_xtext,
+    parse_bdat,
+    parse_mail,
+    parse_rcpt,
+    split_params,
+    xtext_decode,
+)
+
+
+def code(fn: object, *args: object, **kw: object) -> tuple[int, str]:
+    with pytest.raises(CommandError) as e:
+        fn(*args, **kw)  # type: ignore[operator]
+    return e.value.reply.code, e.value.reply.enhanced
+
+
+def test_mail_paths() -> None:
+    assert parse_mail("FROM:<a@b.test>") == MailFrom("a@b.test")
+    assert parse_mail("FROM:<>").address == ""  # RFC 5321 4.5.5: the null reverse-path
+    assert parse_mail("from: <a@b.test>").address == "a@b.test"
+    assert parse_mail("FROM:a@b.test").address == "a@b.test"  # bare, as servers take it
+    # RFC 5321 C: a source route is accepted and dropped.
+    assert parse_mail("FROM:<@x.test,@y.test:a@b.test>").address == "a@b.test"
+    assert parse_mail('FROM:<"a b"@c.test>').address == '"a b"@c.test'
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [None, "", "FROM:", "TO:<a@b>", "FROM:<a@b", "FROM:<a@b>SIZE=1", "FROM:<>x", "FROM:<<>>"],
+)
+def test_mail_syntax_errors_are_501(arg: str | None) -> None:
+    assert code(parse_mail, arg)[0] == 501
+
+
+def test_mail_parameters() -> None:
+    m = parse_mail("FROM:<a@b.test> SIZE=100 body=8bitmime RET=hdrs ENVID=Q+2Bx AUTH=<>")
+    assert (m.size, m.body, m.ret, m.envid, m.auth) == (100, "8BITMIME", "HDRS", "Q+2Bx", "<>")
+    assert parse_mail("FROM:<>").body == "7BIT"
+    assert parse_mail("FROM:<ü@b.test> SMTPUTF8").smtputf8
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [
+        ("FROM:<> FOO=1", (555, "5.5.4")),  # RFC 5321 4.1.1.11
+        ("FROM:<> SIZE=x", (501, "5.5.4")),
+        ("FROM:<> SIZE=1 SIZE=2", (501, "5.5.4")),
+        ("FROM:<> BODY=BINARYMIME", (501, "5.5.4")),
+        ("FROM:<> SMTPUTF8=yes", (501, "5.5.4")),
+        ("FROM:<> RET=ALL", (501, "5.5.4")),
+        ("FROM:<> ENVID=a+zz", (501, "5.5.4")),  # not xtext
+        ("FROM:<> ENVID=" + "x" * 101, (501, "5.5.4")),
+        ("FROM:<ü@b.test>", (553, "5.6.7")),  # RFC 6531: needs SMTPUTF8
+    ],
+)
+def test_mail_parameter_errors(arg: str, expected: tuple[int, str]) -> None:
+    assert code(parse_mail, arg) == expected
+
+
+def test_parameters_need_ehlo() -> None:
+    assert code(parse_mail, "FROM:<> SIZE=1", extended=False)[0] == 501
+    assert parse_mail("FROM:<>", extended=False).address == ""
+
+
+def test_rcpt() -> None:
+    r = parse_rcpt("TO:<a@b.test> NOTIFY=failure,delay ORCPT=rfc822;a+2Bx@b.test")
+    assert r == RcptTo("a@b.test", "FAILURE,DELAY", "rfc822;a+2Bx@b.test")
+    assert parse_rcpt("TO:<Postmaster>").address == "Postmaster"
+    assert parse_rcpt("TO:<a@b.test> NOTIFY=never").notify == "NEVER"
+    assert parse_rcpt("TO:<ü@b.test>", smtputf8=True).address == "ü@b.test"
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [
+        ("TO:<>", 501),
+        ("TO:", 501),
+        ("TO:<a@b.test> NOTIFY=NEVER,SUCCESS", 501),  # RFC 3461 4.1: NEVER is alone
+        ("TO:<a@b.test> NOTIFY=SUCCESS,SUCCESS", 501),
+        ("TO:<a@b.test> NOTIFY=SOMETIMES", 501),
+        ("TO:<a@b.test> ORCPT=a@b.test", 501),  # no addr-type
+        ("TO:<a@b.test> ORCPT=rfc822;", 501),
+        ("TO:<a@b.test> XFOO", 555),
+        ("TO:<ü@b.test>", 553),
+    ],
+)
+def test_rcpt_errors(arg: str, expected: int) -> None:
+    assert code(parse_rcpt, arg)[0] == expected
+
+
+def test_bdat() -> None:
+    assert parse_bdat("0 LAST") == (0, True)
+    assert parse_bdat("1234") == (1234, False)
+    assert parse_bdat("12 last") == (12, True)
+    for bad in (None, "", "x", "-1", "12 LATER", "1 2"):
+        assert code(parse_bdat, bad)[0] == 501
+
+
+def test_xtext() -> None:
+    assert is_xtext("abc+2B+3D") and not is_xtext("a+b") and not is_xtext("a=b")
+    assert xtext_decode("a+2Bb+3Dc") == "a+b=c"
+    assert split_params("A=1 b") == {"A": "1", "B": None}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_no_argument_crashes_a_parser(text: str) -> None:
+    # Whatever arrives after a verb, the answer is a value or a CommandError with a reply.
+    for fn in (parse_mail, parse_rcpt, parse_bdat):
+        for arg in (text, "FROM:" + text, "TO:" + text, "FROM:<a@b> " + text):
+            try:
+                fn(arg)  # type: ignore[operator]
+            except CommandError as e:
+                assert 500 <= e.reply.code < 600

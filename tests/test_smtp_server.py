@@ -1,0 +1,242 @@
+"""The SMTP listener over a real socket, with a real spool and no delivery: what it keeps.
+
+The conformance suite checks the wire; these check what only the reference can show: the
+spool entry (DSN parameters for the DSN generator, the null sender), the idle timer on the
+injected clock, the error limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from reference.clock import ManualClock
+from reference.credentials import StaticAuthenticator
+from reference.policy import CONTINUE, Check, CheckResult, Policy, Session
+from reference.smtp.server import Listener
+from reference.spool import QueueEntry, Spool
+
+
+class Client:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def reply(self) -> str:
+        lines = []
+        while True:
+            line = await asyncio.wait_for(self.reader.readline(), 5)
+            assert line.endswith(b"\r\n"), line
+            lines.append(line.decode())
+            if line[3:4] != b"-":
+                return "".join(lines)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def cmd(self, line: str) -> str:
+        await self.send(line.encode() + b"\r\n")
+        return await self.reply()
+
+    async def closed(self) -> bool:
+        return await asyncio.wait_for(self.reader.read(), 5) == b""
+
+
+class Env:
+    def __init__(self, spool: Spool, clock: ManualClock, port: int) -> None:
+        self.spool, self.clock, self.port = spool, clock, port
+
+    async def connect(self) -> Client:
+        client = Client(*await asyncio.open_connection("127.0.0.1", self.port))
+        assert (await client.reply()).startswith("220 mx.example.test ")
+        assert (await client.cmd("EHLO client.example.test")).startswith("250-")
+        return client
+
+    def entries(self) -> list[QueueEntry]:
+        return self.spool.entries()
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    clock = ManualClock()
+    spool = Spool(tmp_path / "spool", clock)
+    listener = Listener(
+        "mx",
+        hostname="mx.example.test",
+        policy=Policy([]),
+        spool=spool,
+        clock=clock,
+        auth=StaticAuthenticator({"alice@example.test": "pw"}),
+        tls_context=None,
+        max_message_size=10_000,
+        max_recipients=100,
+        timeout=300,
+    )
+    server = await listener.start("127.0.0.1", 0)
+    yield Env(spool, clock, server.sockets[0].getsockname()[1])
+    for session in list(listener.sessions):
+        if session.transport is not None:
+            session.transport.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_dsn_parameters_are_kept_for_the_dsn(env: Env) -> None:
+    c = await env.connect()
+    assert (await c.cmd("MAIL FROM:<s@client.test> RET=HDRS ENVID=QQ+2B1")).startswith("250")
+    line = "RCPT TO:<a@example.test> NOTIFY=success,failure ORCPT=rfc822;a+2Bx@example.test"
+    assert (await c.cmd(line)).startswith("250")
+    assert (await c.cmd("RCPT TO:<b@example.test>")).startswith("250")
+    assert (await c.cmd("DATA")).startswith("354")
+    assert (await c.cmd("Subject: dsn\r\n\r\nbody\r\n.")).startswith("250 2.0.0 Ok: queued")
+    (entry,) = env.entries()
+    assert entry.meta["ret"] == "HDRS"
+    assert entry.meta["envid"] == "QQ+2B1"  # as sent: xtext
+    assert entry.meta["rcpt_params"] == {
+        "a@example.test": {"NOTIFY": "SUCCESS,FAILURE", "ORCPT": "rfc822;a+2Bx@example.test"}
+    }
+    assert entry.meta["body"] == "7BIT"
+
+
+async def test_null_sender_is_spooled_empty(env: Env) -> None:
+    c = await env.connect()
+    await c.cmd("MAIL FROM:<>")
+    await c.cmd("RCPT TO:<a@example.test>")
+    await c.cmd("DATA")
+    await c.cmd("Subject: bounce\r\n\r\nx\r\n.")
+    (entry,) = env.entries()
+    assert entry.sender == ""
+    assert "ret" not in entry.meta and "rcpt_params" not in entry.meta
+
+
+async def test_bdat_message_is_spooled_verbatim(env: Env) -> None:
+    c = await env.connect()
+    await c.cmd("MAIL FROM:<s@client.test>")
+    await c.cmd("RCPT TO:<a@example.test>")
+    msg = b"Subject: chunks\r\n\r\n..two dots\r\n.\r\nend\r\n"
+    await c.send(b"BDAT 10\r\n" + msg[:10])
+    assert (await c.reply()).startswith("250 2.0.0 10 octets received")
+    await c.send(f"BDAT {len(msg) - 10} LAST\r\n".encode() + msg[10:])
+    assert (await c.reply()).startswith("250 2.0.0 Ok: queued")
+    (entry,) = env.entries()
+    assert env.spool.read_message(entry.qid).endswith(msg)
+    assert (await c.cmd("DATA")).startswith("503")  # the transaction is over
+
+
+async def test_bare_newline_is_refused_and_nothing_spooled(env: Env) -> None:
+    c = await env.connect()
+    await c.cmd("MAIL FROM:<s@client.test>")
+    await c.cmd("RCPT TO:<a@example.test>")
+    await c.cmd("DATA")
+    reply = await c.cmd("Subject: x\r\n\r\nsmuggle\n.\nMAIL FROM:<x@y>\r\n.")
+    assert reply.startswith("550 5.5.2 ") and "bare" in reply
+    assert (await c.cmd("NOOP")).startswith("250")
+    assert env.entries() == []
+    assert (await c.cmd("NOOP\n")).startswith("500 5.5.2 Error: bare LF")
+
+
+async def test_oversized_data_and_chunk(env: Env) -> None:
+    c = await env.connect()
+    await c.cmd("MAIL FROM:<s@client.test>")
+    await c.cmd("RCPT TO:<a@example.test>")
+    await c.cmd("DATA")
+    assert (await c.cmd("x" * 900 + "\r\n" + ("y" * 900 + "\r\n") * 12 + ".")).startswith("552")
+    await c.cmd("MAIL FROM:<s@client.test>")
+    await c.cmd("RCPT TO:<a@example.test>")
+    await c.send(b"BDAT 10001 LAST\r\n" + b"z" * 10001)
+    assert (await c.reply()).startswith("552 5.3.4")
+    assert (await c.cmd("BDAT 1 LAST\r\nq")).startswith("503")
+    assert env.entries() == []
+
+
+async def test_idle_timeout_runs_on_the_clock(env: Env) -> None:
+    c = await env.connect()
+    env.clock.advance(299)
+    assert (await c.cmd("NOOP")).startswith("250")
+    env.clock.advance(299)  # 299 s since the NOOP: still in time
+    await asyncio.sleep(0.05)
+    assert (await c.cmd("NOOP")).startswith("250")
+    env.clock.advance(301)
+    assert (await c.reply()).startswith("421 4.4.2 mx.example.test Error: timeout exceeded")
+    assert await c.closed()
+
+
+async def test_too_many_errors_close_the_session(env: Env) -> None:
+    c = await env.connect()
+    for _ in range(19):
+        assert (await c.cmd("QZVT")).startswith("500 5.5.2")
+    assert (await c.cmd("QZVT")).startswith("500 5.5.2")
+    assert (await c.reply()).startswith("421 4.7.0")
+    assert await c.closed()
+
+
+async def test_postmaster_without_domain_is_canonical(tmp_path: Path) -> None:
+    from reference.directory import Directory
+    from reference.policy import LocalRecipients
+
+    d = Directory(tmp_path / "dir.sqlite3")
+    try:
+        d.add_domain("other.test")
+        d.add_domain("example.test")
+        policy = Policy([LocalRecipients(d, hostname="mx.example.test")])
+        assert policy.canonical_recipient("Postmaster") == "postmaster@example.test"
+        assert policy.canonical_recipient("someone") == "someone"
+        assert Policy([LocalRecipients(d)]).canonical_recipient("POSTMASTER") == (
+            "postmaster@example.test"
+        )
+    finally:
+        d.close()
+
+
+class _SeePeer(Check):
+    def __init__(self) -> None:
+        self.peers: list[str] = []
+
+    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+        self.peers.append(s.peer)
+        return CONTINUE
+
+
+async def test_proxy_line_names_the_client(tmp_path: Path) -> None:
+    # listen.mx_proxy_from: a trusted network may open with a PROXY v1 line (a load
+    # balancer, or the conformance suite speaking for a client address).
+    clock = ManualClock()
+    seen = _SeePeer()
+
+    async def serve(proxy_from: list[str]) -> asyncio.Server:
+        listener = Listener(
+            "mx",
+            hostname="mx.example.test",
+            policy=Policy([seen]),
+            spool=Spool(tmp_path / "spool", clock),
+            clock=clock,
+            auth=StaticAuthenticator({}),
+            tls_context=None,
+            max_message_size=10_000,
+            max_recipients=100,
+            timeout=300,
+            proxy_from=proxy_from,
+        )
+        return await listener.start("127.0.0.1", 0)
+
+    for networks, expected, reply in (
+        (["127.0.0.0/8"], "192.0.2.7", None),
+        (["10.0.0.0/8"], "127.0.0.1", "500"),  # not trusted: an unknown command
+    ):
+        server = await serve(networks)
+        port = server.sockets[0].getsockname()[1]
+        c = Client(*await asyncio.open_connection("127.0.0.1", port))
+        await c.send(f"PROXY TCP4 192.0.2.7 127.0.0.1 40000 {port}\r\n".encode())
+        assert (await c.reply()).startswith("220 ")
+        if reply:
+            assert (await c.reply()).startswith(reply)
+        await c.cmd("EHLO client.example.test")
+        await c.cmd("MAIL FROM:<>")
+        assert (await c.cmd("RCPT TO:<a@example.test>")).startswith("250")
+        assert seen.peers[-1] == expected
+        c.writer.close()
+        server.close()
+        await server.wait_closed()
