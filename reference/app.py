@@ -9,7 +9,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from reference import tls
 from reference.auth import Lookup, MemoryRecorder
@@ -27,10 +27,11 @@ from reference.policy.antivirus import Antivirus
 from reference.policy.auth import auth_checks
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
+from reference.policy.helo import HeloCheck
 from reference.policy.ratelimit import Limits, RateLimit, parse_limit, parse_overrides
 from reference.policy.spam import SpamCheck, bayes_path
 from reference.pop3.server import Pop3Server
-from reference.scan.bayes import Bayes
+from reference.scan.bayes import Bayes, junk_trainer
 from reference.scan.clamd import ClamdClient
 from reference.scan.spam import UriZone
 from reference.smtp.server import Listener
@@ -134,12 +135,14 @@ class App:
         self.servers: list[asyncio.Server] = []
         self.endpoints: dict[str, Endpoint] = {}
         self._listeners: list[Listener] = []
-        self._streams: set[asyncio.StreamWriter] = set()
+        # IMAP and POP3 sessions: their tasks, and the writers that end them.
+        self._streams: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     def _checks(self) -> list[Check]:
         """The check chain, in stage order; which checks run is configuration."""
         cfg = self.cfg
         checks: list[Check] = [
+            HeloCheck(cfg.server.hostname),
             SenderOwnership(self.directory),
             LocalRecipients(self.directory, cfg.server.hostname),
         ]
@@ -224,6 +227,8 @@ class App:
             on_queued=self.runner.notify,
             # Only the MX sits behind load balancers that speak PROXY.
             proxy_from=self.cfg.listen.mx_proxy_from if role == "mx" else (),
+            max_connections=self.cfg.smtp.max_connections,
+            max_per_client=self.cfg.smtp.max_connections_per_client,
         )
         self._listeners.append(listener)
         return listener
@@ -234,11 +239,13 @@ class App:
         """An IMAP or POP3 listener whose connections are tracked, so stop() can close them."""
 
         async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            self._streams.add(w)
+            task = asyncio.current_task()
+            assert task is not None
+            self._streams[task] = w
             try:
                 await handle(r, w, tls=implicit_tls)
             finally:
-                self._streams.discard(w)
+                self._streams.pop(task, None)
                 w.close()
 
         def start(host: str, port: int) -> Awaitable[asyncio.Server]:
@@ -256,6 +263,8 @@ class App:
             hostname=cfg.server.hostname,
             tls_context=self.tls_context,
             clock=self.clock,
+            # Moving mail into or out of Junk teaches the spam classifier.
+            on_junk=junk_trainer(self.bayes) if self.bayes is not None else None,
         )
         pop3 = Pop3Server(
             self.store,
@@ -311,11 +320,17 @@ class App:
             for session in list(listener.sessions):
                 if session.transport is not None:
                     session.transport.close()
-        for w in list(self._streams):
+        for w in list(self._streams.values()):
             w.close()
         await self.runner.stop(grace)
         await self._close_servers()
         # Let the closed sessions' tasks run to their end before the loop goes away.
+        sessions = list(self._streams)
+        if sessions:
+            _, stuck = await asyncio.wait(sessions, timeout=grace)
+            for t in stuck:
+                t.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
         await asyncio.sleep(0)
         self.directory.close()
         await self.state.close()

@@ -23,6 +23,7 @@ _PLUGINS = (
     "conformance.cli",
     "reference.auth.cli",
     "reference.cluster",
+    "reference.scan.cli",
 )
 
 

@@ -112,6 +112,13 @@ class Smtp:
     timeout: str = doc(
         "Idle timeout of an SMTP session (RFC 5321 4.5.3.2: 5 minutes).", default="5m"
     )
+    max_connections: int = doc(
+        "Concurrent connections per SMTP listener (421 4.7.0 beyond).", default=1000
+    )
+    max_connections_per_client: int = doc(
+        "Concurrent connections from one client address (after PROXY: the real client).",
+        default=20,
+    )
 
 
 @dataclass
@@ -248,6 +255,48 @@ class Antivirus:
 
 
 @dataclass
+class Spam:
+    enabled: bool = doc(
+        "Score every message at DATA (rules, phishing links, URI blocklists, Bayes, Office "
+        "macros, the client's DNSBL score), inbound and submitted.",
+        default=True,
+    )
+    reject_score: float = doc(
+        "Score at which a message is refused during the dialogue (550 5.7.1 stating the "
+        "score); submitted mail too.",
+        default=10.0,
+    )
+    junk_score: float = doc(
+        "Score at which an inbound message is accepted into the recipient's Junk folder, "
+        "with X-Spam-Status and X-Spam-Flag fields.",
+        default=5.0,
+    )
+    uribl_zones: list[str] = doc(
+        "URI blocklists: the registered domain of each link is looked up as <domain>.<zone>; "
+        "'zone' (any listing weighs 10) or 'zone=127.0.0.2:10,127.0.0.4:3'.",
+        default_factory=list,
+    )
+    bayes: bool = doc(
+        "Bayesian classifier trained from Junk moves over IMAP and `mailspec spam train`; "
+        "tokens in data_dir/bayes.sqlite3.",
+        default=True,
+    )
+    bayes_min: int = doc(
+        "Spam and ham messages each that Bayes must have learnt before it adds score.",
+        default=200,
+    )
+    macro_score: float = doc(
+        "Score for VBA macros in an Office attachment; added again for auto-execution, for "
+        "suspicious calls, and for both together. 0: no macro check.",
+        default=3.0,
+    )
+    macro_max_size: int = doc(
+        "Largest Office document (bytes, also uncompressed) analysed for macros.",
+        default=10_485_760,
+    )
+
+
+@dataclass
 class Mailbox:
     quota_bytes: int = doc(
         "Storage quota per account in bytes, over all its folders; 0: unlimited.", default=0
@@ -271,6 +320,7 @@ class Config:
     antivirus: Antivirus = field(default_factory=Antivirus)
     auth: Auth = field(default_factory=Auth)
     mailbox: Mailbox = field(default_factory=Mailbox)
+    spam: Spam = field(default_factory=Spam)
 
     @property
     def data_path(self) -> Path:
@@ -344,6 +394,10 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"expected an integer, got {value!r}")
         return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
     if expected is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {value!r}")
@@ -438,6 +492,9 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"queue.retry[{i}]", str(e)) from None
     if cfg.relay.reputation_retries < 1:
         raise ConfigError("relay.reputation_retries", "must be at least 1")
+    for key in ("max_connections", "max_connections_per_client"):
+        if getattr(cfg.smtp, key) < 1:
+            raise ConfigError(f"smtp.{key}", "must be at least 1")
     if cfg.smtp.max_recipients < 100:
         raise ConfigError("smtp.max_recipients", "RFC 5321 4.5.3.1.8 requires at least 100")
     if cfg.smtp.max_message_size < 1024:
@@ -459,6 +516,25 @@ def _validate(cfg: Config) -> None:
     if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", cfg.server.hostname):
         raise ConfigError("server.hostname", f"not a host name: {cfg.server.hostname!r}")
     _validate_auth(cfg.auth)
+    _validate_spam(cfg.spam)
+
+
+def _validate_spam(spam: Spam) -> None:
+    if spam.reject_score <= 0:
+        raise ConfigError("spam.reject_score", "must be more than 0")
+    if not 0 < spam.junk_score <= spam.reject_score:
+        raise ConfigError("spam.junk_score", "must be more than 0 and at most spam.reject_score")
+    for i, z in enumerate(spam.uribl_zones):
+        try:
+            parse_dnsbl(z)
+        except ValueError as e:
+            raise ConfigError(f"spam.uribl_zones[{i}]", str(e)) from None
+    if spam.bayes_min < 1:
+        raise ConfigError("spam.bayes_min", "must be at least 1")
+    if spam.macro_score < 0:
+        raise ConfigError("spam.macro_score", "must be 0 (no macro check) or more")
+    if spam.macro_max_size < 1024:
+        raise ConfigError("spam.macro_max_size", "must be at least 1024 bytes")
 
 
 def _validate_auth(auth: Auth) -> None:
@@ -529,6 +605,8 @@ def _toml_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, int):
         return str(v)
+    if isinstance(v, float):
+        return repr(v)
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'

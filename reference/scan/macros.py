@@ -11,18 +11,33 @@ read is a fact about the document, never an exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from io import BytesIO
+from typing import Any
 
 from reference.log import event
 from reference.scan.spam import Attachment, Hit
 
-__all__ = ["MacroReport", "analyse_document", "hits", "scan"]
-
 log = logging.getLogger("mailspec.macros")
+
+# oletools 0.60.2 builds its pyparsing grammar with names pyparsing 3 deprecates; the
+# warnings say nothing about mail. Imported here, once, in the main thread. Should a
+# future pyparsing break the import, the check falls back to the zip directory alone.
+olevba: Any
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from oletools import olevba  # type: ignore[import-untyped,no-redef]
+except Exception as _e:  # pragma: no cover - depends on the installed packages
+    olevba = None
+    log.warning("oletools unavailable (%r): macros are found by structure only", _e)
+
+__all__ = ["MacroReport", "analyse_document", "hits", "scan"]
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 MAX_DOCUMENTS = 5  # Office documents analysed per message
@@ -55,9 +70,9 @@ def _ooxml_vba(data: bytes, max_size: int) -> tuple[bool, str]:
     return vba, ""
 
 
-def analyse_document(filename: str, data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> (
-    MacroReport | None
-):
+def analyse_document(
+    filename: str, data: bytes, *, max_size: int = DEFAULT_MAX_SIZE
+) -> MacroReport | None:
     """Synchronous: None when ``data`` is not an Office document that can hold VBA."""
     ole = data.startswith(OLE_MAGIC)
     zipped = data.startswith(b"PK\x03\x04")
@@ -68,11 +83,11 @@ def analyse_document(filename: str, data: bytes, *, max_size: int = DEFAULT_MAX_
         return None  # a zip without a VBA project: olevba would find nothing either
     if len(data) > max_size:
         note = note or f"{len(data)} bytes, over {max_size}"
+    if olevba is None:
+        note = note or "oletools unavailable"
     if note:
-        return MacroReport(filename, structural, note=note)
+        return MacroReport(filename, structural, note=note) if structural or ole else None
     try:
-        from oletools import olevba  # imported lazily: ~60 ms, and only needed for documents
-
         parser = olevba.VBA_Parser(filename or "attachment", data=data, disable_pcode=True)
     except Exception as e:
         return MacroReport(filename, structural, note=f"unreadable: {type(e).__name__}")
@@ -93,10 +108,8 @@ def analyse_document(filename: str, data: bytes, *, max_size: int = DEFAULT_MAX_
     except Exception as e:  # hostile documents break parsers; that is itself telling
         return MacroReport(filename, True, note=f"analysis failed: {type(e).__name__}")
     finally:
-        try:
+        with contextlib.suppress(Exception):
             parser.close()
-        except Exception:
-            pass
 
 
 async def scan(
@@ -104,21 +117,33 @@ async def scan(
     *,
     max_size: int = DEFAULT_MAX_SIZE,
     max_documents: int = MAX_DOCUMENTS,
+    time_limit: float = 20.0,
 ) -> list[MacroReport]:
     """Reports for the Office documents among ``attachments`` (off the event loop)."""
     docs = [a for a in attachments if a.data.startswith((OLE_MAGIC, b"PK\x03\x04"))]
+    docs = docs[:max_documents]
     if not docs:
         return []
 
     def run() -> list[MacroReport]:
         out: list[MacroReport] = []
-        for a in docs[:max_documents]:
+        for a in docs:
             r = analyse_document(a.filename, a.data, max_size=max_size)
             if r is not None:
                 out.append(r)
         return out
 
-    reports = await asyncio.to_thread(run)
+    try:
+        reports = await asyncio.wait_for(asyncio.to_thread(run), time_limit)
+    except TimeoutError:
+        # The thread runs on to its end; the message does not wait for it. What the zip
+        # directories say is known without olevba.
+        event(log, "macros.timeout", level=logging.WARNING, documents=len(docs))
+        reports = [
+            MacroReport(a.filename, True, note=f"analysis took over {time_limit:g} s")
+            for a in docs
+            if a.data.startswith(b"PK\x03\x04") and _ooxml_vba(a.data, max_size)[0]
+        ]
     for r in reports:
         if r.note:
             event(log, "macros.partial", filename=r.filename, note=r.note)

@@ -13,10 +13,12 @@ message (the ``MIME_BROKEN`` rule), never an exception.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.header
 import email.message
 import email.utils
+import functools
 import ipaddress
 import logging
 import re
@@ -152,8 +154,9 @@ class Parsed:
     headers: tuple[tuple[str, str], ...] = ()  # (lower-case name, decoded value)
     broken: str = ""  # why the MIME structure could not be followed, if it could not
 
-    @property
+    @functools.cached_property
     def body(self) -> str:
+        """Plain and visible HTML text together (built once: every phrase rule reads it)."""
         return self.text + "\n" + self.html_text
 
     def header(self, name: str) -> list[str]:
@@ -241,15 +244,21 @@ class _Html(HTMLParser):
         self._close_anchor()
 
 
-_URL = re.compile(r"""(?i)\b(?:(?:https?|ftp)://|www\.)[^\s<>"'`{}|\\^\[\]]{1,2000}""")
+_URL = re.compile(
+    r"""(?i)\b(?:(?:https?|ftp)://(?:\[[0-9a-f:.]{2,45}\])?|www\.)[^\s<>"'`{}|\\^\[\]]{0,2000}"""
+)
 _TRAILING = ".,;:!?)]}'\""
+_BARE_PREFIX = re.compile(r"(?i)(?:https?|ftp)://|www\.?")
 
 
 def extract_urls(text: str, limit: int = MAX_LINKS) -> list[str]:
     """URLs written out in text (``scheme://`` or ``www.``), trailing punctuation removed."""
     found: list[str] = []
     for m in _URL.finditer(text):
-        found.append(m.group(0).rstrip(_TRAILING))
+        url = m.group(0).rstrip(_TRAILING)
+        if _BARE_PREFIX.fullmatch(url):
+            continue  # a scheme or "www." with nothing after it
+        found.append(url)
         if len(found) >= limit:
             break
     return found
@@ -296,6 +305,9 @@ def _zip_names(data: bytes) -> list[str]:
         return []
 
 
+_CONTAINERS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")  # zip, OLE2
+
+
 def _attachment(part: email.message.Message, filename: str, ctype: str) -> Attachment:
     # Decode only what a rule or the macro check looks inside: containers. The rest is
     # known by its name, type and (estimated) size.
@@ -309,13 +321,20 @@ def _attachment(part: email.message.Message, filename: str, ctype: str) -> Attac
     data = b""
     if ctype.startswith(("text/", "image/", "audio/", "video/")) or estimate > MAX_ATTACHMENT:
         return Attachment(filename, ctype, estimate)
+    if cte == "base64" and isinstance(raw, str):
+        # The first bytes tell a container (zip, OLE2) from the rest: decode all only then.
+        head64 = "".join(raw[:64].split())[:12]
+        try:
+            if not base64.b64decode(head64 + "=" * (-len(head64) % 4)).startswith(_CONTAINERS):
+                return Attachment(filename, ctype, estimate)
+        except ValueError:
+            pass  # broken base64: let the email package do what it can
     try:
         payload = part.get_payload(decode=True)
     except Exception:
         payload = None
     if isinstance(payload, bytes):
-        head = payload[:8]
-        if head.startswith(b"PK\x03\x04") or head == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        if payload.startswith(_CONTAINERS):
             data = payload
         estimate = len(payload)
     return Attachment(filename, ctype, estimate, data)
@@ -331,7 +350,11 @@ def _walk(msg: email.message.Message) -> Iterable[email.message.Message]:
         if part.is_multipart():
             children = part.get_payload()
             if isinstance(children, list) and depth < MAX_DEPTH:
-                stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, email.message.Message))
+                stack.extend(
+                    (c, depth + 1)
+                    for c in reversed(children)
+                    if isinstance(c, email.message.Message)
+                )
             continue
         yield part
 
@@ -345,12 +368,15 @@ def parse(raw: bytes) -> Parsed:
 
 
 def _headers_only(raw: bytes, why: str) -> Parsed:
+    """The header facts and the raw body as text: the rules still see what it says."""
+    why = why or "unparsable"
     try:
-        head = raw[:65536].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-        msg = email.message_from_bytes(head + b"\r\n\r\n")
-        return replace(_header_facts(msg), broken=why or "unparsable")
+        head, _, body = raw[:MAX_PARSE].partition(b"\r\n\r\n")
+        text = body[:MAX_TEXT].decode("utf-8", "replace")
+        msg = email.message_from_bytes(head[:65536] + b"\r\n\r\n")
+        return replace(_header_facts(msg), text=text, broken=why)
     except Exception:
-        return Parsed(broken=why or "unparsable")
+        return Parsed(broken=why)
 
 
 def _header_facts(msg: email.message.Message) -> Parsed:
@@ -402,9 +428,9 @@ def _parse(raw: bytes) -> Parsed:
             continue
         if ctype == "text/html":
             has_html = True
-            source = _text_of(part)[:MAX_HTML]
             if html_size >= MAX_TEXT:
                 continue
+            source = _text_of(part)[:MAX_HTML]
             h = _Html()
             try:
                 h.feed(source)
@@ -462,16 +488,19 @@ def registered_domain(host: str, psl: PublicSuffixList | None = None) -> str:
     return (psl or default_list()).organizational_domain(host)
 
 
+_IPISH = re.compile(r"[0-9a-fx.:]+")
+_OBFUSCATED_IP = re.compile(r"(?:0x[0-9a-f]+|\d+)(?:\.(?:0x[0-9a-f]+|\d+)){0,3}")
+
+
 def _ip_host(host: str) -> bool:
     """An IP address, also in the forms browsers accept: ``3221225985``, ``0xc0000201``."""
-    if not host:
-        return False
+    if not host or not _IPISH.fullmatch(host):
+        return False  # most host names: a letter past f, or a hyphen
     try:
         ipaddress.ip_address(host)
         return True
     except ValueError:
-        pass
-    return bool(re.fullmatch(r"(?:0x[0-9a-f]+|\d+)(?:\.(?:0x[0-9a-f]+|\d+)){0,3}", host))
+        return bool(_OBFUSCATED_IP.fullmatch(host))
 
 
 def _is_domain(name: str, psl: PublicSuffixList) -> bool:
@@ -484,7 +513,7 @@ def _is_domain(name: str, psl: PublicSuffixList) -> bool:
 
 
 # Well-known brands phished most often; a registered domain whose first label *looks* like
-# one of these without being it is a lookalike (paypa1, rnicrosoft, аpple with Cyrillic а).
+# one of these without being it is a lookalike (paypa1, rnicrosoft, or apple with a Cyrillic a).
 BRANDS = (
     "paypal",
     "apple",
@@ -504,13 +533,26 @@ BRANDS = (
     "wellsfargo",
 )
 
-# Confusables folded to one ASCII skeleton (a tiny subset of Unicode TR39's table).
+# Confusables folded to one ASCII skeleton: a tiny subset of Unicode TR39's table
+# (Cyrillic, Greek and Latin letters that look like ASCII ones), written as escapes.
 _CONFUSABLE = str.maketrans(
     {
-        "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x",  # Cyrillic
-        "і": "l", "ј": "j", "ѕ": "s", "ԁ": "d", "һ": "h", "ӏ": "l", "к": "k", "т": "t",
-        "ο": "o", "α": "a", "ν": "v", "ι": "l", "κ": "k", "ρ": "p", "τ": "t",  # Greek
-        "ɡ": "g", "ı": "l", "ł": "l",
+        **dict.fromkeys("\u0430\u03b1", "a"),
+        **dict.fromkeys("\u0435", "e"),
+        **dict.fromkeys("\u043e\u03bf", "o"),
+        **dict.fromkeys("\u0440\u03c1", "p"),
+        **dict.fromkeys("\u0441", "c"),
+        **dict.fromkeys("\u0443", "y"),
+        **dict.fromkeys("\u0445", "x"),
+        **dict.fromkeys("\u0456\u04cf\u03b9\u0131\u0142", "l"),
+        **dict.fromkeys("\u0458", "j"),
+        **dict.fromkeys("\u0455", "s"),
+        **dict.fromkeys("\u0501", "d"),
+        **dict.fromkeys("\u04bb", "h"),
+        **dict.fromkeys("\u043a\u03ba", "k"),
+        **dict.fromkeys("\u0442\u03c4", "t"),
+        **dict.fromkeys("\u03bd", "v"),
+        **dict.fromkeys("\u0261", "g"),
         "0": "o", "1": "l", "i": "l", "5": "s", "3": "e", "-": "", "_": "",
     }
 )  # fmt: skip
@@ -560,15 +602,26 @@ def phishing(parsed: Parsed, psl: PublicSuffixList | None = None) -> list[Hit]:
     psl = psl or default_list()
     hits: list[Hit] = []
     mismatch = ip = look = ""
+    seen: set[str] = set()  # newsletters repeat one host dozens of times
+    orgs: dict[str, str] = {}
+
+    def org(host: str) -> str:
+        if host not in orgs:
+            orgs[host] = registered_domain(host, psl)
+        return orgs[host]
+
     for lk in parsed.links:
         if not lk.host:
             continue
-        if not ip and _ip_host(lk.host):
-            ip = lk.host
         if lk.anchor and lk.text and not mismatch:
             shown = _shown_host(lk.text, psl)
-            if shown and registered_domain(shown, psl) != registered_domain(lk.host, psl):
+            if shown and org(shown) != org(lk.host):
                 mismatch = f"text={shown} href={lk.host}"
+        if lk.host in seen:
+            continue
+        seen.add(lk.host)
+        if not ip and _ip_host(lk.host):
+            ip = lk.host
         if not look:
             brand = lookalike_of(lk.host, psl)
             if brand:
@@ -651,11 +704,9 @@ def _html_little_text(p: Parsed) -> str | None:
 
 
 DANGEROUS = frozenset(
-    (
-        ".exe .scr .pif .com .bat .cmd .js .jse .vbs .vbe .wsf .wsh .hta .jar .msi .lnk "
-        ".ps1 .cpl .reg .iso .img .vhd"
-    ).split()
-)
+    [".exe", ".scr", ".pif", ".com", ".bat", ".cmd", ".js", ".jse", ".vbs", ".vbe", ".wsf",
+     ".wsh", ".hta", ".jar", ".msi", ".lnk", ".ps1", ".cpl", ".reg", ".iso", ".img", ".vhd"]
+)  # fmt: skip
 
 
 def _dangerous(name: str) -> bool:

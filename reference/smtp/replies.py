@@ -55,6 +55,11 @@ TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TEMP_LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, try again later")
 SPOOL_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
 
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
+TOO_MANY_FROM_CLIENT = Reply(
+    421, "4.7.0", "Too many connections from your address, try again later"
+)
+
 # Permanent
 UNKNOWN_COMMAND = Reply(500, "5.5.2", "Error: command not recognized")
 EMPTY_COMMAND = Reply(500, "5.5.2", "Error: bad syntax")

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import ssl
 from base64 import b64decode
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, AnyStr
 
@@ -73,6 +74,8 @@ class Listener:
         timeout: float,
         on_queued: OnQueued | None = None,
         proxy_from: Sequence[str] = (),
+        max_connections: int = 1000,
+        max_per_client: int = 20,
     ) -> None:
         self.role = role
         self.hostname = hostname
@@ -90,6 +93,39 @@ class Listener:
         # a load balancer's, or a test's speaking for another client address.
         self.proxy_from = [ipaddress.ip_network(n, strict=False) for n in proxy_from]
         self.sessions: set[MailspecSMTP] = set()
+        # Connection limits (per node and listener, like Postfix's anvil).
+        self.max_connections = max_connections
+        self.max_per_client = max_per_client
+        self.active = 0
+        self.per_client: Counter[str] = Counter()
+
+    def is_proxy(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in n for n in self.proxy_from)
+
+    def admit(self, ip: str, *, count_total: bool = True) -> Reply | None:
+        """Take a connection slot for ``ip``, or say why not (421 4.7.0)."""
+        if count_total and self.active >= self.max_connections:
+            return replies.TOO_MANY_CONNECTIONS
+        # A load balancer's own address stands for many clients: PROXY names each one.
+        if not self.is_proxy(ip) or not count_total:
+            if self.per_client[ip] >= self.max_per_client:
+                return replies.TOO_MANY_FROM_CLIENT
+            self.per_client[ip] += 1
+        if count_total:
+            self.active += 1
+        return None
+
+    def release(self, ip: str, *, count_total: bool = True) -> None:
+        if self.per_client[ip] > 0:
+            self.per_client[ip] -= 1
+            if not self.per_client[ip]:
+                del self.per_client[ip]
+        if count_total:
+            self.active = max(0, self.active - 1)
 
     def protocol(self) -> MailspecSMTP:
         return MailspecSMTP(
@@ -145,6 +181,9 @@ class MailspecSMTP(SMTP):
         self._errors = 0
         self._commands = 0
         self._proxied_peer: tuple[str, int] | None = None
+        # Connection slots taken: the socket's peer, and the client a PROXY line named.
+        self._admitted: str | None = None
+        self._client_slot: str | None = None
         self._last_activity = 0.0
         self._idle_limit = float(listener.timeout)
         self._watchdog: asyncio.Task[None] | None = None
@@ -160,6 +199,12 @@ class MailspecSMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self.listener.sessions.discard(self)
+        if self._admitted is not None:
+            self.listener.release(self._admitted)
+            self._admitted = None
+        if self._client_slot is not None:
+            self.listener.release(self._client_slot, count_total=False)
+            self._client_slot = None
         super().connection_lost(error)
 
     def _create_envelope(self) -> MailspecEnvelope:
@@ -235,6 +280,18 @@ class MailspecSMTP(SMTP):
         assert self.session is not None
         if self._proxy_timeout is not None and not await self._proxy_handshake():
             return
+        peer = _peer_ip(self.session)
+        refused = self.listener.admit(peer)
+        if refused is not None:
+            # RFC 5321 3.1: a server that cannot serve now answers 421 instead of 220.
+            event(log, "connection.refused", peer=peer, reason=refused.text)
+            await self._push_raw(
+                f"{refused.code} {refused.enhanced} {self.hostname} {refused.text}"
+            )
+            assert self.transport is not None
+            self.transport.close()
+            return
+        self._admitted = peer
         await self._push_raw(f"220 {self.hostname} {self.__ident__}")
         while self.transport is not None:
             try:
@@ -308,6 +365,13 @@ class MailspecSMTP(SMTP):
         # aiosmtpd types peer as str; at run time it is the (host, port) of peername.
         self.session.peer = self._proxied_peer  # type: ignore[assignment]
         event(log, "proxy", via=real, client=str(addr))
+        refused = self.listener.admit(str(addr), count_total=False)
+        if refused is not None:
+            event(log, "connection.refused", peer=str(addr), via=real, reason=refused.text)
+            await self.reply(refused)
+            self.transport.close()
+            return True
+        self._client_slot = str(addr)
         return True
 
     async def _read_command_line(self) -> bytes | None:

@@ -1,0 +1,197 @@
+"""Links: extraction from text and HTML, phishing signs, and URI blocklists in a real fake DNS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dns.asyncresolver
+import pytest
+
+from fakes.dns import FakeDNS
+from reference.scan import spam
+from reference.scan.spam import Link, UriZone, extract_urls, host_of, lookalike_of, parse, phishing
+
+
+def html(body: str, extra: str = "") -> bytes:
+    return (
+        "From: a@remote.example\r\nSubject: hi\r\nContent-Type: text/html; charset=utf-8\r\n"
+        f"{extra}\r\n<html><body>{body}</body></html>\r\n"
+    ).encode()
+
+
+def rules(raw: bytes) -> dict[str, str]:
+    return {h.rule: h.detail for h in phishing(parse(raw))}
+
+
+# -- extraction --------------------------------------------------------------------------------
+
+
+def test_urls_in_text() -> None:
+    text = (
+        "See https://a.example/x?y=1, www.b.example. and (http://c.example/path) or ftp://d.example"
+    )
+    assert extract_urls(text) == [
+        "https://a.example/x?y=1",
+        "www.b.example",
+        "http://c.example/path",
+        "ftp://d.example",
+    ]
+    assert extract_urls("no links here, just a.b and example dot com") == []
+
+
+def test_hosts() -> None:
+    assert host_of("https://Login.Bank.Example./x") == "login.bank.example"
+    assert host_of("www.bank.example/login") == "www.bank.example"
+    assert host_of("http://bank.example@evil.test/") == "evil.test"  # userinfo trick
+    assert host_of("http://[2001:db8::1]/") == "2001:db8::1"
+    assert host_of("http://bücher.example/") == "xn--bcher-kva.example"
+    assert host_of("mailto:a@b.example") == ""
+    assert host_of("http://[broken/") == ""
+
+
+def test_links_from_html_and_text_parts() -> None:
+    raw = html(
+        '<a href="https://a.example/1">Read <b>more</b></a> '
+        "<a href='http://b.example/'>www.b.example</a> and see http://c.example/",
+    )
+    links = parse(raw).links
+    assert Link("https://a.example/1", "a.example", "Read more", True) in links
+    assert Link("http://b.example/", "b.example", "www.b.example", True) in links
+    assert any(lk.host == "c.example" and not lk.anchor for lk in links)
+
+
+def test_script_and_style_are_not_text() -> None:
+    p = parse(html("<style>p{}</style><script>var x = 'viagra';</script><p>Hello</p>"))
+    assert "viagra" not in p.html_text and "Hello" in p.html_text
+
+
+# -- phishing ----------------------------------------------------------------------------------
+
+
+def test_visible_url_naming_another_site() -> None:
+    raw = html('<a href="http://login.evil.test/bank">https://www.bank.example/login</a>')
+    assert rules(raw)["PHISH_LINK_MISMATCH"] == "text=www.bank.example href=login.evil.test"
+
+
+def test_same_site_is_not_phishing() -> None:
+    raw = html(
+        '<a href="https://www.bank.example/login?x=1">bank.example</a> '
+        '<a href="https://mail.bank.example/">Your mailbox</a> '
+        '<a href="https://bank.example/">v2.0 release</a>'
+    )
+    assert rules(raw) == {}
+
+
+def test_links_to_raw_ip_addresses() -> None:
+    assert rules(html('<a href="http://203.0.113.9/login">Log in</a>'))["URL_IP_LITERAL"] == (
+        "203.0.113.9"
+    )
+    assert "URL_IP_LITERAL" in rules(html('<a href="http://3405803785/">here</a>'))  # 203.0.113.9
+    assert "URL_IP_LITERAL" in rules(b"Subject: x\r\n\r\nGo to http://[2001:db8::7]/now\r\n")
+
+
+@pytest.mark.parametrize(
+    ("host", "brand"),
+    [
+        ("paypa1.example", "paypal"),
+        ("secure.rnicrosoft.example", "microsoft"),
+        ("xn--pple-43d.example", "apple"),  # Cyrillic a
+        ("g00gle.example", "google"),
+        ("pay-pal.example", "paypal"),
+        ("arnazon.example", "amazon"),
+    ],
+)
+def test_lookalike_domains(host: str, brand: str) -> None:
+    assert lookalike_of(host) == brand
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["paypal.example", "example.test", "mail.remote.example", "203.0.113.9", "appleby.example"],
+)
+def test_not_lookalikes(host: str) -> None:
+    assert lookalike_of(host) is None
+
+
+def test_lookalike_in_links_and_sender() -> None:
+    assert "LOOKALIKE_DOMAIN" in rules(html('<a href="https://paypa1.example/">Pay</a>'))
+    raw = html("hello", "").replace(b"a@remote.example", b"service@xn--pypal-4ve.example")
+    assert rules(raw)["LOOKALIKE_DOMAIN"] == "from xn--pypal-4ve.example~paypal"
+
+
+# -- URI blocklists ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDNS]:
+    with FakeDNS() as d:
+        yield d
+
+
+def resolver(fake: FakeDNS) -> dns.asyncresolver.Resolver:
+    r = dns.asyncresolver.Resolver(configure=False)
+    r.nameservers = ["127.0.0.1"]
+    r.port = fake.port
+    r.lifetime = 1.0
+    return r
+
+
+def links(*urls: str) -> list[Link]:
+    return [Link(u, host_of(u)) for u in urls]
+
+
+async def test_listed_registered_domain_is_found(fake: FakeDNS) -> None:
+    fake.blocklist("multi.uribl.test").list_name("spammy.example", "127.0.0.2")
+    hits = await spam.uribl(
+        resolver(fake),
+        [UriZone("multi.uribl.test")],
+        links("http://click.spammy.example/x", "https://fine.example/"),
+    )
+    assert hits == [spam.Hit("URIBL_MULTI_URIBL_TEST", 10.0, "spammy.example")]
+    asked = {q.name.rstrip(".").lower() for q in fake.queries}
+    # The registered domain is asked, never the full host name or the path.
+    assert "spammy.example.multi.uribl.test" in asked
+    assert "click.spammy.example.multi.uribl.test" not in asked
+
+
+async def test_return_codes_and_weights(fake: FakeDNS) -> None:
+    bl = fake.blocklist("surbl.test")
+    bl.list_name("a.example", "127.0.0.8")
+    bl.list_name("b.example", "127.0.0.64")
+    zone = UriZone("surbl.test", {"127.0.0.8": 4.0})
+    hits = await spam.uribl(resolver(fake), [zone], links("http://a.example", "http://b.example"))
+    assert hits == [spam.Hit("URIBL_SURBL_TEST", 4.0, "a.example")]
+
+
+async def test_refused_queries_are_not_listings(fake: FakeDNS) -> None:
+    # URIBL answers 127.0.0.1 to resolvers it refuses; Spamhaus 127.255.255.x.
+    fake.blocklist("uribl.test").list_name("x.example", "127.0.0.1")
+    fake.blocklist("dbl.test").list_name("x.example", "127.255.255.254")
+    zones = [UriZone("uribl.test"), UriZone("dbl.test")]
+    assert await spam.uribl(resolver(fake), zones, links("http://x.example/")) == []
+
+
+async def test_dns_failure_scores_nothing(fake: FakeDNS) -> None:
+    fake.fail("bad.example.uribl.test", mode="servfail")
+    fake.blocklist("uribl.test").list_name("listed.example")
+    hits = await spam.uribl(
+        resolver(fake),
+        [UriZone("uribl.test")],
+        links("http://bad.example", "http://listed.example"),
+    )
+    assert [h.detail for h in hits] == ["listed.example"]
+
+
+async def test_ip_links_and_non_domains_are_not_asked(fake: FakeDNS) -> None:
+    fake.clear_log()
+    await spam.uribl(
+        resolver(fake), [UriZone("uribl.test")], links("http://203.0.113.9/", "http://localhost/")
+    )
+    assert fake.queries == []
+
+
+async def test_lookups_per_message_are_bounded(fake: FakeDNS) -> None:
+    fake.clear_log()
+    many = links(*(f"http://d{i}.example/" for i in range(100)))
+    await spam.uribl(resolver(fake), [UriZone("uribl.test")], many)
+    assert len(fake.queries) == spam.MAX_URIBL_DOMAINS
