@@ -10,6 +10,7 @@ import pytest
 
 from reference.policy import Action, Session
 from reference.policy.helo import HeloCheck
+from reference.smtp.proxy import V2_SIGNATURE, ProxyError, parse_v2, render_v2
 from reference.testing import ReferenceServer
 
 
@@ -19,6 +20,7 @@ def ref(tmp_path: Path) -> Iterator[ReferenceServer]:
         "smtp.max_connections_per_client": 3,
         "smtp.max_connections": 5,
         "listen.mx_proxy_from": ["127.0.0.2/32"],
+        "greylist.enabled": False,
     }
     with ReferenceServer(tmp_path / "var", overrides=overrides) as server:
         yield server
@@ -89,3 +91,47 @@ async def test_helo_sanity(helo: str, code: int | None) -> None:
         assert r.reply is not None and r.reply.code == code
     sub = Session(role="submission", peer="127.0.0.1", helo=helo, user="a@example.test")
     assert (await check.mail(sub, "a@example.test")).action is Action.CONTINUE
+
+
+def test_proxy_v2_names_the_client(ref: ReferenceServer) -> None:
+    ref.add_domain("example.test")
+    ref.add_user("bob@example.test", "pw")
+    s = connect(ref.port("mx"), "127.0.0.2", render_v2("203.0.113.9", 40000, "127.0.0.1", 25))
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    for cmd, code in (
+        (b"EHLO mta.remote.test", b"250 "),
+        (b"MAIL FROM:<a@remote.test>", b"250 "),
+        (b"RCPT TO:<bob@example.test>", b"250 "),
+        (b"DATA", b"354 "),
+        (b"Subject: v2\r\n\r\nhello\r\n.", b"250 "),
+    ):
+        s.sendall(cmd + b"\r\n")
+        line = f.readline()
+        while line[3:4] == b"-":
+            line = f.readline()
+        assert line.startswith(code), (cmd, line)
+    s.close()
+    ref.wait_delivered()
+    (msg,) = ref.mailbox_messages("bob@example.test")
+    assert b"([203.0.113.9])" in msg
+
+
+def test_proxy_v2_from_an_untrusted_peer_is_not_taken(ref: ReferenceServer) -> None:
+    s = connect(ref.port("mx"), "127.0.0.1", render_v2("203.0.113.9", 1, "127.0.0.1", 25))
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    assert f.readline().startswith(b"500 ")  # an empty line is not a command
+    s.close()
+
+
+def test_proxy_v2_parser() -> None:
+    header = render_v2("2001:db8::7", 4321, "::1", 25)
+    assert header.startswith(V2_SIGNATURE)
+    assert parse_v2(header[12:16], header[16:]) == ("2001:db8::7", 4321)
+    local = bytes([0x20, 0x00, 0, 0])
+    assert parse_v2(local, b"") is None
+    with pytest.raises(ProxyError):
+        parse_v2(bytes([0x11, 0x11, 0, 12]), b"\0" * 12)  # version 1
+    with pytest.raises(ProxyError):
+        parse_v2(bytes([0x21, 0x11, 0, 12]), b"\0" * 4)  # payload too short

@@ -33,6 +33,7 @@ from reference.log import event
 from reference.policy import Policy, Session
 from reference.smtp import replies
 from reference.smtp.commands import CommandError, MailFrom, parse_bdat, parse_mail, parse_rcpt
+from reference.smtp.proxy import MAX_PAYLOAD, V2_SIGNATURE, ProxyError, parse_v2
 from reference.smtp.replies import DEFAULT_ENHANCED, Reply
 from reference.spool import Spool, SpoolError
 
@@ -338,7 +339,11 @@ class MailspecSMTP(SMTP):
         The greeting has gone out already (it does not depend on the client), so a plain
         client never waits; the proxy's line is read as the first "command", unanswered.
         """
-        if self._commands or not line.startswith(b"PROXY ") or not self.listener.proxy_from:
+        if self._commands or not self.listener.proxy_from:
+            return False
+        if line == b"" and self.listener.is_proxy(_peer_ip(self.session)):
+            return await self._proxy_v2()
+        if not line.startswith(b"PROXY "):
             return False
         assert self.session is not None and self.transport is not None
         real = _peer_ip(self.session)
@@ -361,18 +366,46 @@ class MailspecSMTP(SMTP):
             await self.push("421 4.7.0 Error: malformed PROXY header")
             self.transport.close()
             return True
-        self._proxied_peer = (str(addr), sport)
+        return await self._take_client(real, str(addr), sport)
+
+    async def _take_client(self, via: str, client: str, port: int) -> bool:
+        """From now on the session is the client's that the proxy named."""
+        assert self.session is not None and self.transport is not None
+        self._proxied_peer = (client, port)
         # aiosmtpd types peer as str; at run time it is the (host, port) of peername.
         self.session.peer = self._proxied_peer  # type: ignore[assignment]
-        event(log, "proxy", via=real, client=str(addr))
-        refused = self.listener.admit(str(addr), count_total=False)
+        event(log, "proxy", via=via, client=client)
+        refused = self.listener.admit(client, count_total=False)
         if refused is not None:
-            event(log, "connection.refused", peer=str(addr), via=real, reason=refused.text)
+            event(log, "connection.refused", peer=client, via=via, reason=refused.text)
             await self.reply(refused)
             self.transport.close()
             return True
-        self._client_slot = str(addr)
+        self._client_slot = client
         return True
+
+    async def _proxy_v2(self) -> bool:
+        """PROXY v2: its signature began with CRLF, read as an empty first line."""
+        assert self.session is not None and self.transport is not None
+        real = _peer_ip(self.session)
+        self._commands += 1
+        try:
+            rest = await asyncio.wait_for(self._reader.readexactly(10), 5)
+            if rest != V2_SIGNATURE[2:]:
+                raise ProxyError("not a PROXY v2 signature")
+            head = await asyncio.wait_for(self._reader.readexactly(4), 5)
+            length = int.from_bytes(head[2:4], "big")
+            if length > MAX_PAYLOAD:
+                raise ProxyError("header too long")
+            client = parse_v2(head, await asyncio.wait_for(self._reader.readexactly(length), 5))
+        except (ProxyError, ValueError, TimeoutError, asyncio.IncompleteReadError) as e:
+            event(log, "proxy.malformed", via=real, error=str(e))
+            await self.push("421 4.7.0 Error: malformed PROXY header")
+            self.transport.close()
+            return True
+        if client is None:
+            return True  # LOCAL: the proxy speaks for itself
+        return await self._take_client(real, *client)
 
     async def _read_command_line(self) -> bytes | None:
         """One command line without its CRLF, or None when it was answered already."""
