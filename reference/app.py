@@ -28,6 +28,7 @@ from reference.policy.auth import auth_checks
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
 from reference.policy.helo import HeloCheck
+from reference.policy.quota import MailboxQuota
 from reference.policy.ratelimit import Limits, RateLimit, parse_limit, parse_overrides
 from reference.policy.spam import SpamCheck, bayes_path
 from reference.pop3.server import Pop3Server
@@ -145,6 +146,7 @@ class App:
             HeloCheck(cfg.server.hostname),
             SenderOwnership(self.directory),
             LocalRecipients(self.directory, cfg.server.hostname),
+            MailboxQuota(self.directory, self.store),
         ]
         dnsbl: Dnsbl | None = None
         if cfg.dnsbl.zones:

@@ -8,19 +8,35 @@ from pathlib import Path
 from reference.testing import ReferenceServer
 
 
-def test_over_quota_is_deferred_not_lost(tmp_path: Path) -> None:
+def test_over_quota_at_delivery_is_deferred_not_lost(tmp_path: Path) -> None:
     with ReferenceServer(tmp_path / "var", overrides={"mailbox.quota_messages": 1}) as ref:
         ref.add_domain("example.test")
         ref.add_user("bob@example.test", "pw")
-        for n in range(2):
-            with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
-                s.sendmail(
-                    "a@remote.test",
-                    ["bob@example.test"],
-                    f"Subject: {n}\r\n\r\nbody {n}\r\n".encode(),
-                )
-            ref.wait_delivered()
+        with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
+            s.ehlo("mta.remote.test")
+            s.mail("a@remote.test")
+            assert s.rcpt("bob@example.test")[0] == 250
+            # The box fills up between RCPT and delivery (another message got there first).
+            ref.store.deliver("bob@example.test", b"Subject: first\r\n\r\nx\r\n")
+            assert s.data(b"Subject: second\r\n\r\nbody\r\n")[0] == 250
+        ref.wait_delivered()
         assert len(ref.mailbox_messages("bob@example.test")) == 1
         (entry,) = ref.app.spool.entries()
         assert entry.recipients[0].reply.startswith("4.2.2")
         assert entry.next_attempt > ref.clock.now()
+
+
+def test_full_mailbox_is_refused_at_rcpt(tmp_path: Path) -> None:
+    with ReferenceServer(tmp_path / "var", overrides={"mailbox.quota_messages": 1}) as ref:
+        ref.add_domain("example.test")
+        ref.add_user("bob@example.test", "pw")
+        ref.add_user("carol@example.test", "pw")
+        with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
+            s.sendmail("a@remote.test", ["bob@example.test"], b"Subject: 1\r\n\r\nx\r\n")
+        ref.wait_delivered()
+        with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
+            s.ehlo("mta.remote.test")
+            s.mail("a@remote.test")
+            code, text = s.rcpt("bob@example.test")
+            assert (code, text[:5]) == (452, b"4.2.2")
+            assert s.rcpt("carol@example.test")[0] == 250  # others still get their mail

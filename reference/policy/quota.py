@@ -1,0 +1,44 @@
+"""RCPT: a full mailbox is refused for now (452 4.2.2), before the message is sent at all."""
+
+from __future__ import annotations
+
+import asyncio
+
+from reference.directory import Directory, DirectoryError, split_address
+from reference.mailbox import MailStore, QuotaExceeded
+from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
+from reference.smtp.replies import Reply
+
+__all__ = ["MailboxQuota"]
+
+# RFC 3463 X.2.2 "mailbox full"; 452 because the user may make room (RFC 5321 4.2.2).
+MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, please try again later")
+
+
+class MailboxQuota(Check):
+    """Local recipients only; delivery checks again (a message may fill the box meanwhile)."""
+
+    name = "quota"
+
+    def __init__(self, directory: Directory, store: MailStore) -> None:
+        self.directory = directory
+        self.store = store
+
+    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+        try:
+            local, domain = split_address(rcpt)
+        except DirectoryError:
+            return CONTINUE
+        if not self.directory.is_local_domain(domain):
+            return CONTINUE
+        account = self.directory.lookup(rcpt)
+        if account is None and local == "postmaster":
+            account = self.directory.postmaster(domain)
+        if account is None or self.store.quota_for(account.address).unlimited:
+            return CONTINUE
+        try:
+            # The index files are read off the event loop: one small query per folder.
+            await asyncio.to_thread(self.store.check_quota, account.address, 0)
+        except QuotaExceeded as e:
+            return refuse(MAILBOX_FULL, f"{account.address} over quota: {e}")
+        return CONTINUE
