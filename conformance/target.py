@@ -592,6 +592,8 @@ def _start_fake_internet(**kwargs: Any) -> Any:
 
 # The DNS blocklist the default target consults (tests list addresses in the fake DNS).
 DNSBL_ZONE = "zen.spamhaus.test"
+# A sender domain the default target never greylists when its SPF passes.
+SPF_WHITELISTED = "bigsender.example"
 
 
 class ReferenceTarget:
@@ -622,6 +624,8 @@ class ReferenceTarget:
             "listen.mx_proxy_from": ["127.0.0.0/8"],
             # A blocklist in the fake DNS: heavy listings (127.0.0.2) refuse, light ones score.
             "dnsbl.zones": [f"{DNSBL_ZONE}=127.0.0.2:10,127.0.0.10:3"],
+            # Big senders passing SPF skip greylisting.
+            "greylist.bypass_spf_domains": [SPF_WHITELISTED],
         }
         self.overrides.update(overrides or {})
         caps = {"clock", "admin", "proxy-protocol"}

@@ -24,7 +24,7 @@ from reference.log import event
 from reference.mailbox import MailStore, Quota
 from reference.policy import Check, LocalRecipients, Policy, SenderOwnership
 from reference.policy.antivirus import Antivirus
-from reference.policy.auth import auth_checks
+from reference.policy.auth import SenderAuthentication, auth_checks
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
 from reference.policy.helo import HeloCheck
@@ -169,31 +169,6 @@ class App:
                 parse_overrides(rl.overrides),
             )
         )
-        if cfg.greylist.enabled:
-            checks.append(
-                Greylist(
-                    self.state,
-                    self.clock,
-                    delay=cfg.seconds("greylist.delay"),
-                    window=cfg.seconds("greylist.window"),
-                    whitelist=cfg.seconds("greylist.whitelist"),
-                    bypass=cfg.greylist.bypass_networks,
-                )
-            )
-        if cfg.spam.enabled:
-            sp = cfg.spam
-            checks.append(
-                SpamCheck(
-                    reject_score=sp.reject_score,
-                    junk_score=sp.junk_score,
-                    resolver=self.resolver,
-                    uribl=[UriZone(*parse_dnsbl(z)) for z in sp.uribl_zones],
-                    dnsbl=dnsbl,  # the client's lighter listings count as spam score
-                    bayes=self.bayes,
-                    macro_score=sp.macro_score,
-                    macro_max_size=sp.macro_max_size,
-                )
-            )
         verify, sign = auth_checks(
             lookup=Lookup(self.resolver),
             clock=self.clock,
@@ -210,6 +185,34 @@ class App:
             algorithms=cfg.auth.sign_algorithms,
             recorder=self.dmarc_recorder,
         )
+        sender_auth = next((c for c in verify if isinstance(c, SenderAuthentication)), None)
+        if cfg.greylist.enabled:
+            checks.append(
+                Greylist(
+                    self.state,
+                    self.clock,
+                    delay=cfg.seconds("greylist.delay"),
+                    window=cfg.seconds("greylist.window"),
+                    whitelist=cfg.seconds("greylist.whitelist"),
+                    bypass=cfg.greylist.bypass_networks,
+                    spf_domains=cfg.greylist.bypass_spf_domains,
+                    spf=sender_auth.spf_result if sender_auth else None,
+                )
+            )
+        if cfg.spam.enabled:
+            sp = cfg.spam
+            checks.append(
+                SpamCheck(
+                    reject_score=sp.reject_score,
+                    junk_score=sp.junk_score,
+                    resolver=self.resolver,
+                    uribl=[UriZone(*parse_dnsbl(z)) for z in sp.uribl_zones],
+                    dnsbl=dnsbl,  # the client's lighter listings count as spam score
+                    bayes=self.bayes,
+                    macro_score=sp.macro_score,
+                    macro_max_size=sp.macro_max_size,
+                )
+            )
         # DKIM signing stays last: nothing may change a message once it is signed.
         return checks + verify + sign
 

@@ -172,6 +172,10 @@ class Greylist:
         "Client networks never greylisted (CIDR).",
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
     )
+    bypass_spf_domains: list[str] = doc(
+        "Sender domains (and their subdomains) never greylisted when their SPF passes.",
+        default_factory=list,
+    )
 
 
 @dataclass

@@ -69,3 +69,21 @@ def test_client_networks() -> None:
     assert client_network("203.0.113.77") == "203.0.113.0/24"
     assert client_network("2001:db8:1:2:3::4") == "2001:db8:1:2::/64"
     assert client_network("not-an-ip") == "not-an-ip"
+
+
+async def test_spf_whitelisted_domains_skip_greylisting() -> None:
+    from reference.auth.spf import SpfCheck, SpfResult
+
+    results = {"pass.example": SpfResult.PASS, "fail.example": SpfResult.FAIL}
+
+    async def spf(s: Session, sender: str) -> SpfCheck | None:
+        domain = sender.rpartition("@")[2]
+        return SpfCheck(results[domain], domain, "mailfrom", sender)
+
+    g = Greylist(
+        MemoryStore(), ManualClock(), spf_domains=["pass.example", "fail.example"], spf=spf
+    )
+    assert (await g.rcpt(REMOTE, "a@pass.example", "b@example.test")).action is Action.CONTINUE
+    assert (await g.rcpt(REMOTE, "a@fail.example", "b@example.test")).action is Action.TEMPFAIL
+    other = Greylist(MemoryStore(), ManualClock(), spf_domains=["x.example"], spf=spf)
+    assert (await other.rcpt(REMOTE, "a@pass.example", "b@example.test")).action is Action.TEMPFAIL

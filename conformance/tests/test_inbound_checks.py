@@ -6,7 +6,7 @@ from typing import Any
 
 from conformance import requirement
 from conformance.plugin import SMTPConnector
-from conformance.target import DNSBL_ZONE, ClockControl, Target
+from conformance.target import DNSBL_ZONE, SPF_WHITELISTED, ClockControl, Target
 
 # TEST-NET-3 (RFC 5737): only ever claimed in PROXY headers, never contacted.
 LISTED = "203.0.113.7"
@@ -95,3 +95,25 @@ def test_dnsbl_light_listing_and_failure(
         assert reply.code in (250, 451) and reply.code != 554, str(reply)
     finally:
         fake_dns.heal(f"11.113.0.203.{DNSBL_ZONE}")
+
+
+@requirement(
+    "PLATFORM",
+    "inbound.greylist",
+    "SHOULD",
+    "a whitelisted sender domain whose SPF passes is not greylisted; one whose SPF fails is",
+    needs=("proxy-protocol", "fake-dns"),
+)
+def test_spf_whitelisted_domain_skips_greylisting(
+    smtp: SMTPConnector, target: Target, fake_dns: Any
+) -> None:
+    fake_dns.spf(SPF_WHITELISTED, "v=spf1 ip4:192.0.2.0/24 -all")
+    try:
+        rcpt = target.account.address
+        _, passing = transaction(smtp, "192.0.2.55", f"news@{SPF_WHITELISTED}", rcpt)
+        assert passing.code == 250, str(passing)
+        # Same domain, but from an address its SPF does not list: greylisted as usual.
+        _, failing = transaction(smtp, "203.0.113.99", f"news@{SPF_WHITELISTED}", rcpt)
+        assert (failing.code, failing.enhanced) == (451, "4.7.1"), str(failing)
+    finally:
+        fake_dns.remove(SPF_WHITELISTED, "TXT")

@@ -141,6 +141,17 @@ class SenderAuthentication(Check):
         self._spf[key] = (now, task)
         return CONTINUE  # RFC 7208 8: SPF alone never refuses here
 
+    async def spf_result(self, s: Session, sender: str) -> SpfCheck | None:
+        """The MAIL FROM SPF result of this transaction, without claiming it (greylisting)."""
+        entry = self._spf.get(self._key(s, sender))
+        if entry is None:
+            return None
+        try:
+            mail_from, _ = await asyncio.shield(entry[1])
+        except asyncio.CancelledError:
+            return None
+        return mail_from
+
     async def _spf_checks(self, s: Session, sender: str) -> SpfPair:
         now = self.clock.now()
         try:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+from reference.auth.spf import SpfCheck, SpfResult
 from reference.clock import Clock
 from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
 from reference.smtp.replies import Reply
 from reference.state import StateStore
 
 __all__ = ["Greylist"]
+
+SpfLookup = Callable[[Session, str], Awaitable[SpfCheck | None]]
 
 
 def client_network(peer: str) -> str:
@@ -41,6 +44,8 @@ class Greylist(Check):
         window: float = 4 * 3600.0,
         whitelist: float = 36 * 86400.0,
         bypass: Sequence[str] = (),
+        spf_domains: Sequence[str] = (),
+        spf: SpfLookup | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -48,6 +53,20 @@ class Greylist(Check):
         self.window = window
         self.whitelist = whitelist
         self.bypass = [ipaddress.ip_network(n, strict=False) for n in bypass]
+        self.spf_domains = tuple(d.lower().rstrip(".") for d in spf_domains)
+        self.spf = spf
+
+    async def _spf_whitelisted(self, s: Session, sender: str) -> bool:
+        """A sender domain on the list whose SPF passes is not greylisted (big senders)."""
+        domain = sender.rpartition("@")[2].lower()
+        if (
+            not self.spf
+            or not domain
+            or not any(domain == d or domain.endswith("." + d) for d in self.spf_domains)
+        ):
+            return False
+        result = await self.spf(s, sender)
+        return result is not None and result.result is SpfResult.PASS
 
     def _bypassed(self, s: Session) -> bool:
         if s.user is not None or s.role != "mx":
@@ -59,7 +78,7 @@ class Greylist(Check):
         return any(ip in net for net in self.bypass)
 
     async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
-        if self._bypassed(s):
+        if self._bypassed(s) or await self._spf_whitelisted(s, sender):
             return CONTINUE
         now = self.clock.now()
         net = client_network(s.peer)
