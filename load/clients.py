@@ -9,6 +9,7 @@ write for each delivery.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -121,7 +122,8 @@ class ImapClient:
         except BaseException:
             raw.close()
             raise
-        self.file = self.sock.makefile("rb")
+        # Our own buffer: a socket file object is unusable after one read timed out.
+        self._buf = bytearray()
         self.timeout = timeout
         self._tag = 0
         greeting = self._line()
@@ -130,23 +132,36 @@ class ImapClient:
             raise ImapError(f"greeting: {greeting!r}")
 
     def close(self) -> None:
-        for c in (self.file, self.sock):
-            try:
-                c.close()
-            except OSError:
-                pass
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ImapError("connection closed")
+        self._buf += chunk
+        if len(self._buf) > 16 << 20:
+            raise ImapError("response too long")
 
     def _line(self) -> bytes:
-        line = self.file.readline(1 << 20)
-        if not line:
-            raise ImapError("connection closed")
+        while (end := self._buf.find(b"\n")) < 0:
+            self._fill()
+        line = bytes(self._buf[: end + 1])
+        del self._buf[: end + 1]
         return line
+
+    def _read(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            self._fill()
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
 
     def _response(self) -> bytes:
         """One response line with its literals inlined."""
         line = self._line()
         while m := _LITERAL.search(line):
-            line += self.file.read(int(m.group(1)))
+            line += self._read(int(m.group(1)))
             line += self._line()
         return line
 
@@ -155,7 +170,7 @@ class ImapClient:
         self._tag += 1
         tag = f"L{self._tag}".encode()
         self.sock.sendall(tag + b" " + text.encode() + b"\r\n")
-        untagged = []
+        untagged: list[bytes] = []
         while True:
             line = self._response()
             if line.startswith(tag + b" "):
@@ -198,8 +213,11 @@ class MaildirWatcher:
     the clients read). A directory is listed again only when its mtime moved.
     """
 
-    def __init__(self, mail_dir: Path, addresses: Iterable[str], ledger: Ledger) -> None:
+    def __init__(
+        self, mail_dir: Path, addresses: Iterable[str], ledger: Ledger, lag: float = 0.0
+    ) -> None:
         self.ledger = ledger
+        self.lag = lag  # see ledger.ctime_lag
         self.dirs = []
         for addr in addresses:
             local, _, domain = addr.lower().rpartition("@")
@@ -223,7 +241,7 @@ class MaildirWatcher:
                 self._seen.add(name)
                 path = d / name
                 try:
-                    when = path.stat().st_ctime
+                    when = path.stat().st_ctime + self.lag
                     head = read_head(path)
                 except FileNotFoundError:
                     # Flagged by a reader meanwhile: now in cur/ with info letters.

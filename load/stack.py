@@ -5,6 +5,7 @@ Loopback only: an endpoint outside 127.0.0.0/8 or ::1 is refused here, before an
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import time
@@ -34,6 +35,7 @@ class NodeInfo:
     up: bool
     endpoints: dict[str, tuple[str, int]]
     restarts: int = 0
+    spool: Path | None = None
 
 
 @dataclass
@@ -63,7 +65,8 @@ class Stack:
                 parts = urlsplit(url)
                 assert parts.hostname is not None and parts.port is not None, url
                 eps[name] = (loopback_only(parts.hostname), parts.port)
-            nodes.append(NodeInfo(n["name"], n["pid"], n["up"], eps, n.get("restarts", 0)))
+            spool = Path(n["spool"]) if n.get("spool") else None
+            nodes.append(NodeInfo(n["name"], n["pid"], n["up"], eps, n.get("restarts", 0), spool))
         self.nodes = nodes
         self.mail_dir = Path(raw["mail_dir"])
         self.cafile = Path(raw["cafile"])
@@ -82,10 +85,8 @@ class Stack:
         """Re-read the file until ``predicate(self)`` holds or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                self.reload()
-            except (OSError, ValueError, KeyError):
-                pass  # rewritten right now: read it again
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                self.reload()  # fails only while the file is rewritten: read it again
             if predicate(self):
                 return True
             if time.monotonic() > deadline:

@@ -13,8 +13,17 @@ from typing import Any, Protocol
 
 from reference import tls
 from reference.auth import Lookup, MemoryRecorder
+from reference.auth.keys import KeyStore
+from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
 from reference.clock import Clock, RealClock
-from reference.config import LISTENERS, Config, parse_dnsbl, parse_duration, parse_hostport
+from reference.config import (
+    LISTENERS,
+    Config,
+    parse_dnsbl,
+    parse_duration,
+    parse_helo_names,
+    parse_hostport,
+)
 from reference.delivery import LocalDelivery, QueueRunner
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
@@ -25,16 +34,19 @@ from reference.mailbox import MailStore, Quota
 from reference.policy import Check, LocalRecipients, Policy, SenderOwnership
 from reference.policy.antivirus import Antivirus
 from reference.policy.auth import SenderAuthentication, auth_checks
+from reference.policy.disclaimer import DisclaimerCheck, DisclaimerStore
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
 from reference.policy.helo import HeloCheck
 from reference.policy.quota import MailboxQuota
 from reference.policy.ratelimit import Limits, RateLimit, parse_limit, parse_overrides
-from reference.policy.spam import SpamCheck, bayes_path
+from reference.policy.spam import BlockedSenders, SpamCheck, open_classifiers
+from reference.policy.submission import BulkLane, FromOwnership, HeaderRules
 from reference.pop3.server import Pop3Server
-from reference.scan.bayes import Bayes, junk_trainer
+from reference.scan.bayes import Classifiers, junk_trainer
 from reference.scan.clamd import ClamdClient
 from reference.scan.spam import UriZone
+from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
 from reference.smtp.server import Listener
 from reference.spool import Spool
 from reference.state import StateStore
@@ -105,11 +117,34 @@ class App:
         self.state: StateStore = (
             RedisStore(cfg.state.url) if cfg.state.url else SqliteStore(data / "state.sqlite3")
         )
-        # The seam for DMARC aggregate reports: every evaluation is recorded here.
-        self.dmarc_recorder = MemoryRecorder(limit=10_000)
+        sub = cfg.submission
+        self.auth_limiter = AuthLimiter(
+            self.state,
+            self.clock,
+            max_failures=sub.auth_max_failures,
+            max_failures_per_client=sub.auth_max_failures_per_client,
+            window=cfg.seconds("submission.auth_window"),
+            lockout=cfg.seconds("submission.auth_lockout"),
+            delay=cfg.seconds("submission.auth_delay"),
+            delay_after=sub.auth_delay_after,
+            max_delay=cfg.seconds("submission.auth_max_delay"),
+            ignore_networks=sub.auth_ignore_networks,
+        )
+        # DMARC aggregate reports: every evaluation is recorded in the store (or, with
+        # dmarc.reports off, only kept in memory), and reports received are kept there too.
+        self.dmarc_store = DmarcStore(data / "dmarc.sqlite3")
+        self.dmarc_recorder: DmarcStore | MemoryRecorder = (
+            self.dmarc_store if cfg.dmarc.reports else MemoryRecorder(limit=10_000)
+        )
         # The token database the spam check reads and the IMAP Junk hook trains.
-        self.bayes = (
-            Bayes.open(bayes_path(data), min_spam=cfg.spam.bayes_min, min_ham=cfg.spam.bayes_min)
+        self.bayes: Classifiers | None = (
+            open_classifiers(
+                cfg.state.url,
+                data,
+                min_spam=cfg.spam.bayes_min,
+                min_ham=cfg.spam.bayes_min,
+                user_min=cfg.spam.bayes_user_min,
+            )
             if cfg.spam.enabled and cfg.spam.bayes
             else None
         )
@@ -122,17 +157,44 @@ class App:
             smarthost=parse_hostport(cfg.relay.smarthost) if cfg.relay.smarthost else None,
             reputation_retries=cfg.relay.reputation_retries,
             timeout=cfg.seconds("relay.timeout"),
+            helo_names=parse_helo_names(cfg.relay.helo_names),
         )
         self.runner = QueueRunner(
             self.spool,
             self.clock,
-            LocalDelivery(self.directory, self.store, self.clock),
+            LocalDelivery(
+                self.directory,
+                self.store,
+                self.clock,
+                after=ReportIntake(self.dmarc_store, self.directory.is_local_domain, self.clock),
+            ),
             remote=self.relay,
             backoff=[parse_duration(r) for r in cfg.queue.retry],
             max_age=cfg.seconds("relay.max_age"),
             delay_warning=cfg.seconds("relay.delay_warning"),
             hostname=cfg.server.hostname,
+            concurrency=cfg.queue.concurrency,
+            bulk_concurrency=cfg.queue.bulk_concurrency,
         )
+        # The daily task that sends DMARC aggregate reports through the queue.
+        self.dmarc_reporter = (
+            AggregateReporter(
+                self.dmarc_store,
+                self.spool,
+                self.clock,
+                Lookup(self.resolver),
+                hostname=cfg.server.hostname,
+                report_from=cfg.dmarc.report_from,
+                interval=cfg.seconds("dmarc.report_interval"),
+                notify=self.runner.notify,
+                keys=KeyStore(data / "dkim"),
+                selector=cfg.auth.selector,
+                algorithms=cfg.auth.sign_algorithms,
+            )
+            if cfg.dmarc.reports
+            else None
+        )
+        self._dmarc_task: asyncio.Task[None] | None = None
         self.servers: list[asyncio.Server] = []
         self.endpoints: dict[str, Endpoint] = {}
         self._listeners: list[Listener] = []
@@ -145,9 +207,13 @@ class App:
         checks: list[Check] = [
             HeloCheck(cfg.server.hostname),
             SenderOwnership(self.directory),
+            FromOwnership(self.directory),
             LocalRecipients(self.directory, cfg.server.hostname),
             MailboxQuota(self.directory, self.store),
         ]
+        if cfg.spam.enabled:
+            # A recipient's blocked senders are refused before greylisting delays them.
+            checks.append(BlockedSenders(self.directory))
         dnsbl: Dnsbl | None = None
         if cfg.dnsbl.zones:
             zones = [BlocklistZone(*parse_dnsbl(z)) for z in cfg.dnsbl.zones]
@@ -209,12 +275,22 @@ class App:
                     uribl=[UriZone(*parse_dnsbl(z)) for z in sp.uribl_zones],
                     dnsbl=dnsbl,  # the client's lighter listings count as spam score
                     bayes=self.bayes,
+                    directory=self.directory,  # thresholds and sender lists per recipient
                     macro_score=sp.macro_score,
                     macro_max_size=sp.macro_max_size,
                 )
             )
+        # Submitted mail is rewritten (header rules, the domain's disclaimer) before it is
+        # signed; the lane only sets spool meta.
+        edits: list[Check] = [HeaderRules(cfg.headers.remove, cfg.headers.add)]
+        if cfg.disclaimer.enabled:
+            where = (
+                Path(cfg.disclaimer.dir) if cfg.disclaimer.dir else cfg.data_path / "disclaimers"
+            )
+            edits.append(DisclaimerCheck(DisclaimerStore(where), self.directory))
+        edits.append(BulkLane(self.directory, recipients=cfg.queue.bulk_recipients))
         # DKIM signing stays last: nothing may change a message once it is signed.
-        return checks + verify + sign
+        return checks + verify + edits + sign
 
     def _smtp(self, role: str, *, implicit_tls: bool) -> Listener:
         listener = Listener(
@@ -224,6 +300,7 @@ class App:
             spool=self.spool,
             clock=self.clock,
             auth=self.directory,
+            auth_limiter=self.auth_limiter,
             tls_context=self.tls_context,
             implicit_tls=implicit_tls,
             max_message_size=self.cfg.smtp.max_message_size,
@@ -262,9 +339,12 @@ class App:
     async def start(self) -> dict[str, Endpoint]:
         """Open every listener and start the queue runner; a bind failure names the key."""
         cfg = self.cfg
+        # IMAP and POP3 logins count against the same limits, per account (their servers
+        # do not pass the client address).
+        mailbox_auth = LimitedAuthenticator(self.directory, self.auth_limiter, self.clock)
         imap = ImapServer(
             self.store,
-            self.directory,
+            mailbox_auth,
             hostname=cfg.server.hostname,
             tls_context=self.tls_context,
             clock=self.clock,
@@ -273,7 +353,7 @@ class App:
         )
         pop3 = Pop3Server(
             self.store,
-            self.directory,
+            mailbox_auth,
             hostname=cfg.server.hostname,
             tls_context=self.tls_context,
             clock=self.clock,
@@ -306,6 +386,8 @@ class App:
             await self._close_servers()
             raise
         self.runner.start()
+        if self.dmarc_reporter is not None:
+            self._dmarc_task = asyncio.create_task(self.dmarc_reporter.run(), name="dmarc-reports")
         urls = ",".join(ep.url for ep in self.endpoints.values())
         event(log, "started", hostname=cfg.server.hostname, endpoints=urls)
         return self.endpoints
@@ -327,6 +409,9 @@ class App:
                     session.transport.close()
         for w in list(self._streams.values()):
             w.close()
+        if self._dmarc_task is not None:
+            self._dmarc_task.cancel()
+            await asyncio.gather(self._dmarc_task, return_exceptions=True)
         await self.runner.stop(grace)
         await self._close_servers()
         # Let the closed sessions' tasks run to their end before the loop goes away.
@@ -338,6 +423,7 @@ class App:
             await asyncio.gather(*stuck, return_exceptions=True)
         await asyncio.sleep(0)
         self.directory.close()
+        self.dmarc_store.close()
         await self.state.close()
         if self.bayes is not None:
             self.bayes.close()

@@ -126,8 +126,10 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
     spool = _spool(load_config(args))
     entries = spool.entries()
     now = spool.clock.now()
+    from reference.delivery import lane_of
+
     for e in entries:
-        flags = ("held " if e.held else "") + e.lane
+        flags = ("held " if e.held else "") + lane_of(e)
         print(
             f"{e.qid}  {_age(now - e.created):>6}  {e.size:>8}  {flags:<12} "
             f"<{e.sender}>  attempts={e.attempts} next in {_age(max(0, e.next_attempt - now))}"
@@ -237,6 +239,49 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_bulk(args: argparse.Namespace) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        address = d.set_bulk_sender(args.address, not args.off)
+        state = "a sender of newsletters: bulk lane" if not args.off else "regular lane"
+        print(f"{address}: {state}")
+    finally:
+        d.close()
+    return 0
+
+
+def cmd_alias_add(args: argparse.Namespace) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        alias, target = d.add_alias(args.alias, args.target)
+        print(f"alias {alias} -> {target} added")
+    finally:
+        d.close()
+    return 0
+
+
+def cmd_alias_list(args: argparse.Namespace) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        for alias, target in d.aliases(args.domain):
+            print(f"{alias} -> {target}")
+    finally:
+        d.close()
+    return 0
+
+
+def cmd_alias_remove(args: argparse.Namespace) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        if not d.remove_alias(args.alias):
+            print(f"mailspec: no such alias: {args.alias}", file=sys.stderr)
+            return 1
+        print(f"alias {args.alias} removed")
+    finally:
+        d.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
@@ -296,6 +341,27 @@ def build_parser() -> argparse.ArgumentParser:
     q = usub.add_parser("list", parents=[common], help="list accounts")
     q.add_argument("--domain")
     q.set_defaults(func=cmd_user_list)
+    q = usub.add_parser(
+        "bulk", parents=[common], help="mark an account as a sender of newsletters (bulk lane)"
+    )
+    q.add_argument("address")
+    q.add_argument("--off", action="store_true", help="back to the regular lane")
+    q.set_defaults(func=cmd_user_bulk)
+
+    p = sub.add_parser("alias", parents=[common], help="manage aliases (other addresses)")
+    asub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = asub.add_parser(
+        "add", parents=[common], help="deliver ALIAS to TARGET; TARGET may send as it"
+    )
+    q.add_argument("alias")
+    q.add_argument("target", help="an existing account")
+    q.set_defaults(func=cmd_alias_add)
+    q = asub.add_parser("list", parents=[common], help="list aliases")
+    q.add_argument("--domain")
+    q.set_defaults(func=cmd_alias_list)
+    q = asub.add_parser("remove", parents=[common], help="remove an alias")
+    q.add_argument("alias")
+    q.set_defaults(func=cmd_alias_remove)
 
     for modname in _PLUGINS:
         with contextlib.suppress(ModuleNotFoundError):

@@ -40,7 +40,7 @@ __all__ = ["Cluster", "Node", "register"]
 MAX_NODES = 16
 _START_TIMEOUT = 60.0  # a node on a busy 2-core machine, several starting at once
 _STOP_TIMEOUT = 20.0
-_FAILED_STARTS = 3  # a node that cannot start this many times in a row stops the cluster
+_FAILED_STARTS = 3  # a node that cannot start this many times in a row is left down
 _ENDPOINT = re.compile(r"^\s+(\w+)\s+(\w+://(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d+))\s*$")
 
 
@@ -147,6 +147,7 @@ class Cluster:
             self.redis_url = self._redis.url
         else:
             self.redis_url = self.redis_arg
+        self._make_dkim_keys()
         if self.fake_internet:
             self._start_fakes()
         for i in range(self.count):
@@ -171,6 +172,28 @@ class Cluster:
             node.ports.update(_ports(node.endpoints))
             self._write_config(node)
         self._save()
+
+    def _make_dkim_keys(self) -> None:
+        """Make missing DKIM keys of every domain now, once: nodes that each made them on
+        first use, at the same moment, would race on the same files (and sign with keys
+        that differ from the published ones)."""
+        from reference.app import directory_path
+        from reference.auth.keys import KeyStore
+        from reference.directory import Directory
+
+        auth = self.base.auth
+        directory_file = directory_path(self.base)
+        if not auth.sign or not directory_file.exists():
+            return
+
+        directory = Directory(directory_file)
+        try:
+            domains = directory.domains()
+        finally:
+            directory.close()
+        keys = KeyStore(self.data / "dkim")
+        for domain in domains:
+            keys.generate(domain, auth.selector, tuple(auth.sign_algorithms))
 
     def _start_fakes(self) -> None:
         from fakes.internet import FakeInternet
@@ -242,11 +265,14 @@ class Cluster:
     # -- supervise -------------------------------------------------------------------------
 
     def supervise(self, stop: threading.Event) -> int:
-        """Restart dead nodes until ``stop`` is set; 1 when a node cannot start again."""
+        """Restart dead nodes until ``stop`` is set; 1 if a node was left down."""
         restart_at: dict[str, float] = {}
+        left_down: set[str] = set()  # not restarted (--no-restart), or failing to start
         last_clear = time.monotonic()
         while not stop.wait(0.05):
             for node in self.nodes:
+                if node.name in left_down:
+                    continue
                 if node.running or node.name in restart_at:
                     if node.running and node.down_since is not None and node.ready.is_set():
                         took = time.monotonic() - node.down_since
@@ -263,11 +289,16 @@ class Cluster:
                 self._say(f"{node.name} (pid {node.pid}) died: {why}")
                 self._save()
                 if self.restart_delay is None:
+                    left_down.add(node.name)
                     continue
                 if node.failed_starts >= _FAILED_STARTS:
-                    self._say(f"{node.name} cannot start: {_tail(node.log)}")
-                    return 1
-                restart_at[node.name] = time.monotonic() + self.restart_delay
+                    # The others keep serving (there is no master); the exit code says it.
+                    self._say(f"{node.name} cannot start, left down: {_tail(node.log)}")
+                    left_down.add(node.name)
+                    continue
+                # A node that failed to start waits longer each time.
+                delay = self.restart_delay * (1 + 2 * node.failed_starts)
+                restart_at[node.name] = time.monotonic() + delay
             for name, when in list(restart_at.items()):
                 if time.monotonic() >= when:
                     node = next(n for n in self.nodes if n.name == name)
@@ -280,7 +311,7 @@ class Cluster:
                 # The recorder has written every delivery to disk; keep memory bounded.
                 self._internet.clear()
                 last_clear = time.monotonic()
-        return 0
+        return 1 if left_down and self.restart_delay is not None else 0
 
     # -- stop ------------------------------------------------------------------------------
 

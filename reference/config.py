@@ -141,6 +141,11 @@ class Relay:
         "Source addresses tried at once when a receiver refuses for reputation.", default=3
     )
     timeout: str = doc("Timeout of each step of an outbound SMTP session.", default="5m")
+    helo_names: list[str] = doc(
+        "The EHLO name per source address, 'ADDRESS=NAME' (e.g. '127.0.1.5=out5.example.test'): "
+        "each should match the address's PTR record; other addresses use server.hostname.",
+        default_factory=list,
+    )
 
 
 @dataclass
@@ -148,6 +153,20 @@ class Queue:
     retry: list[str] = doc(
         "Backoff between delivery attempts; the last value repeats until relay.max_age.",
         default_factory=lambda: ["1m", "5m", "15m", "30m", "1h", "2h", "4h"],
+    )
+    concurrency: int = doc(
+        "Messages delivered at once in the regular lane (person-to-person mail).", default=16
+    )
+    bulk_concurrency: int = doc(
+        "Messages delivered at once in the bulk lane, on top of the regular lane's: mass "
+        "mail never takes the regular lane's slots.",
+        default=4,
+    )
+    bulk_recipients: int = doc(
+        "A message to this many recipients or more takes the bulk lane (so does one with "
+        "Precedence: bulk or list, List-Unsubscribe or List-Id, or from an account marked "
+        "with `mailspec user bulk`); 0: never by count.",
+        default=20,
     )
 
 
@@ -246,6 +265,23 @@ class Auth:
 
 
 @dataclass
+class Dmarc:
+    reports: bool = doc(
+        "Send DMARC aggregate reports (RFC 7489 7.2) to the rua= addresses of the domains whose "
+        "policies inbound mail was checked against; evaluations wait in data_dir/dmarc.sqlite3.",
+        default=True,
+    )
+    report_from: str = doc(
+        "From address and envelope sender of the reports; empty: dmarc-reports@<server.hostname>.",
+        default="",
+    )
+    report_interval: str = doc(
+        "How often reports are built and sent (RFC 7489 7.2: at least once a day).",
+        default="24h",
+    )
+
+
+@dataclass
 class Antivirus:
     clamd: str = doc(
         "clamd to scan every message with: host:port or a Unix socket path; empty: no scan.",
@@ -267,7 +303,8 @@ class Spam:
     )
     reject_score: float = doc(
         "Score at which a message is refused during the dialogue (550 5.7.1 stating the "
-        "score); submitted mail too.",
+        "score); submitted mail too. Domains and accounts may set their own inbound "
+        "thresholds (`mailspec spam settings`).",
         default=10.0,
     )
     junk_score: float = doc(
@@ -281,12 +318,18 @@ class Spam:
         default_factory=list,
     )
     bayes: bool = doc(
-        "Bayesian classifier trained from Junk moves over IMAP and `mailspec spam train`; "
-        "tokens in data_dir/bayes.sqlite3.",
+        "Bayesian classifier trained from Junk moves over IMAP and `mailspec spam learn`: "
+        "a global one and one per account; tokens in data_dir/bayes.sqlite3, or in the "
+        "Redis of state.url when set.",
         default=True,
     )
     bayes_min: int = doc(
         "Spam and ham messages each that Bayes must have learnt before it adds score.",
+        default=200,
+    )
+    bayes_user_min: int = doc(
+        "Spam and ham messages each that an account's own Bayes must have learnt before it "
+        "scores that account's mail instead of the global one.",
         default=200,
     )
     macro_score: float = doc(
@@ -309,6 +352,60 @@ class Mailbox:
 
 
 @dataclass
+class Submission:
+    auth_max_failures: int = doc(
+        "Failed logins to one account (SMTP AUTH, IMAP, POP3) within auth_window that lock "
+        "it for auth_lockout: then even the right password gets 454 4.7.0.",
+        default=10,
+    )
+    auth_max_failures_per_client: int = doc(
+        "Failed logins from one client address (an IPv6 /64) within auth_window that lock "
+        "that address out of SMTP AUTH for auth_lockout.",
+        default=30,
+    )
+    auth_window: str = doc("How long a failed login counts.", default="15m")
+    auth_lockout: str = doc("How long a lockout lasts.", default="30m")
+    auth_delay: str = doc(
+        "Delay of the reply to a failed login after the first auth_delay_after ones, doubled "
+        "with each further failure up to auth_max_delay; 0: no delay.",
+        default="1s",
+    )
+    auth_delay_after: int = doc("Failed logins answered at once (typos).", default=3)
+    auth_max_delay: str = doc("The longest delay of a failed login's reply.", default="30s")
+    auth_ignore_networks: list[str] = doc(
+        "Client networks not counted per address (their accounts still are): a webmail or "
+        "proxy on this host speaks for many users.",
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+    )
+
+
+@dataclass
+class Headers:
+    remove: list[str] = doc(
+        "Header fields removed from submitted mail before it is signed (e.g. User-Agent).",
+        default_factory=lambda: ["X-Originating-IP"],
+    )
+    add: list[str] = doc(
+        "Header fields added to submitted mail, 'Name: value' (e.g. 'X-Mailspec-Submitted: yes').",
+        default_factory=list,
+    )
+
+
+@dataclass
+class Disclaimer:
+    enabled: bool = doc(
+        "Append the sender domain's disclaimer to submitted mail (text and HTML parts; "
+        "signed and encrypted mail is left alone).",
+        default=True,
+    )
+    dir: str = doc(
+        "Where the disclaimers are: <domain>.txt and optionally <domain>.html; empty: "
+        "data_dir/disclaimers. A domain without a file gets none.",
+        default="",
+    )
+
+
+@dataclass
 class Config:
     server: Server = field(default_factory=Server)
     listen: Listen = field(default_factory=Listen)
@@ -323,8 +420,12 @@ class Config:
     ratelimit: Ratelimit = field(default_factory=Ratelimit)
     antivirus: Antivirus = field(default_factory=Antivirus)
     auth: Auth = field(default_factory=Auth)
+    dmarc: Dmarc = field(default_factory=Dmarc)
     mailbox: Mailbox = field(default_factory=Mailbox)
     spam: Spam = field(default_factory=Spam)
+    submission: Submission = field(default_factory=Submission)
+    headers: Headers = field(default_factory=Headers)
+    disclaimer: Disclaimer = field(default_factory=Disclaimer)
 
     @property
     def data_path(self) -> Path:
@@ -520,7 +621,63 @@ def _validate(cfg: Config) -> None:
     if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", cfg.server.hostname):
         raise ConfigError("server.hostname", f"not a host name: {cfg.server.hostname!r}")
     _validate_auth(cfg.auth)
+    _validate_dmarc(cfg.dmarc)
     _validate_spam(cfg.spam)
+    _validate_outbound(cfg)
+
+
+def parse_helo_names(specs: list[str]) -> dict[str, str]:
+    """['127.0.1.5=out5.example.test'] -> {'127.0.1.5': 'out5.example.test'}."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        addr, sep, name = spec.partition("=")
+        if not sep:
+            raise ValueError(f"expected ADDRESS=NAME, got {spec!r}")
+        ip = str(ipaddress.ip_address(addr.strip()))
+        name = name.strip().rstrip(".")
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", name):
+            raise ValueError(f"not a host name: {name!r}")
+        out[ip] = name
+    return out
+
+
+def _validate_outbound(cfg: Config) -> None:
+    for i, spec in enumerate(cfg.relay.helo_names):
+        try:
+            parse_helo_names([spec])
+        except ValueError as e:
+            raise ConfigError(f"relay.helo_names[{i}]", str(e)) from None
+    for key in ("concurrency", "bulk_concurrency"):
+        if getattr(cfg.queue, key) < 1:
+            raise ConfigError(f"queue.{key}", "must be at least 1")
+    if cfg.queue.bulk_recipients < 0:
+        raise ConfigError("queue.bulk_recipients", "must be 0 (never by count) or more")
+    sub = cfg.submission
+    for key in ("auth_max_failures", "auth_max_failures_per_client"):
+        if getattr(sub, key) < 1:
+            raise ConfigError(f"submission.{key}", "must be at least 1")
+    if sub.auth_delay_after < 0:
+        raise ConfigError("submission.auth_delay_after", "must be 0 or more")
+    for key in ("auth_window", "auth_lockout", "auth_delay", "auth_max_delay"):
+        try:
+            cfg.seconds(f"submission.{key}")
+        except ValueError as e:
+            raise ConfigError(f"submission.{key}", str(e)) from None
+    for i, net in enumerate(sub.auth_ignore_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"submission.auth_ignore_networks[{i}]", f"not a network: {net!r}"
+            ) from None
+    from reference.policy.submission import parse_header_rules
+
+    for kind in ("remove", "add"):
+        for i, spec in enumerate(getattr(cfg.headers, kind)):
+            try:
+                parse_header_rules(*(([spec], []) if kind == "remove" else ([], [spec])))
+            except ValueError as e:
+                raise ConfigError(f"headers.{kind}[{i}]", str(e)) from None
 
 
 def _validate_spam(spam: Spam) -> None:
@@ -535,10 +692,23 @@ def _validate_spam(spam: Spam) -> None:
             raise ConfigError(f"spam.uribl_zones[{i}]", str(e)) from None
     if spam.bayes_min < 1:
         raise ConfigError("spam.bayes_min", "must be at least 1")
+    if spam.bayes_user_min < 1:
+        raise ConfigError("spam.bayes_user_min", "must be at least 1")
     if spam.macro_score < 0:
         raise ConfigError("spam.macro_score", "must be 0 (no macro check) or more")
     if spam.macro_max_size < 1024:
         raise ConfigError("spam.macro_max_size", "must be at least 1024 bytes")
+
+
+def _validate_dmarc(dmarc: Dmarc) -> None:
+    try:
+        interval = parse_duration(dmarc.report_interval)
+    except ValueError as e:
+        raise ConfigError("dmarc.report_interval", str(e)) from None
+    if interval < 60:
+        raise ConfigError("dmarc.report_interval", "must be at least 1m")
+    if dmarc.report_from and not re.fullmatch(r"[^@\s<>]+@[A-Za-z0-9.-]+", dmarc.report_from):
+        raise ConfigError("dmarc.report_from", f"not an address: {dmarc.report_from!r}")
 
 
 def _validate_auth(auth: Auth) -> None:

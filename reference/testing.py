@@ -134,6 +134,27 @@ class ReferenceServer:
     def add_user(self, address: str, password: str) -> None:
         self.directory.add_user(address, password)
 
+    def add_alias(self, alias: str, target: str) -> None:
+        self.directory.add_alias(alias, target)
+
+    # Spam settings and sender lists, for conformance/tests/test_inbound_spam_settings.py.
+    def set_spam_thresholds(
+        self, scope: str, *, reject: float | None = None, junk: float | None = None
+    ) -> None:
+        self.directory.set_spam_settings(scope, reject_score=reject, junk_score=junk)
+
+    def clear_spam_thresholds(self, scope: str) -> None:
+        self.directory.clear_spam_settings(scope)
+
+    def allow_sender(self, address: str, pattern: str) -> None:
+        self.directory.set_sender_list(address, "allow", pattern)
+
+    def block_sender(self, address: str, pattern: str) -> None:
+        self.directory.set_sender_list(address, "block", pattern)
+
+    def unlist_sender(self, address: str, pattern: str) -> None:
+        self.directory.remove_sender_list(address, pattern)
+
     @property
     def store(self) -> MailStore:
         return self.app.store
@@ -141,6 +162,10 @@ class ReferenceServer:
     def mailbox_messages(self, address: str, folder: str = "INBOX") -> list[bytes]:
         with self.store.open(address, folder) as box:
             return [box.read(m.uid) for m in box.messages()]
+
+    def dmarc_reports(self, domain: str) -> list[dict[str, Any]]:
+        """DMARC aggregate reports received about ``domain`` (`mailspec dmarc reports --json`)."""
+        return [r.to_json() for r in self.app.dmarc_store.received(domain)]
 
     def run(self, coro: Any, timeout: float = 30.0) -> Any:
         """Run a coroutine on the server's loop (e.g. to wait for the queue to drain)."""

@@ -30,14 +30,16 @@ def test_move_to_junk_and_back_trains_bayes(tmp_path: Path) -> None:
                 b"Subject: cheap pills\r\nFrom: a@remote.test\r\n\r\nbuy now\r\n",
             )
         ref.wait_delivered()
-        bayes = ref.app.bayes
-        assert bayes is not None and bayes.store.totals() == (0, 0)
+        assert ref.app.bayes is not None
+        bayes, own = ref.app.bayes.global_, ref.app.bayes.user("bob@example.test")
+        assert bayes.store.totals() == own.store.totals() == (0, 0)
         ctx = ssl.create_default_context(cafile=str(ref.cafile))
         with IMAPClient("127.0.0.1", port=ref.port("imaps"), ssl=True, ssl_context=ctx) as c:
             c.login("bob@example.test", "bob-pw")
             c.select_folder("INBOX")
             c.move(c.search("ALL"), "Junk")
             wait_for(lambda: bayes.store.totals() == (1, 0))
+            wait_for(lambda: own.store.totals() == (1, 0))  # bob's own classifier too
             c.select_folder("Junk")
             c.move(c.search("ALL"), "INBOX")
-            wait_for(lambda: bayes.store.totals() == (0, 1))
+            wait_for(lambda: bayes.store.totals() == own.store.totals() == (0, 1))

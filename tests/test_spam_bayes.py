@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from reference.scan import bayes as bayes_mod
-from reference.scan.bayes import Bayes, MemoryTokens, SqliteTokens, junk_trainer, tokens
+from reference.scan.bayes import Bayes, Classifiers, MemoryTokens, junk_trainer, tokens
 from reference.scan.spam import parse
+from reference.state.tokens import SqliteTokenDB
 
 SPAM_WORDS = [
     "offer",
@@ -92,7 +93,8 @@ def test_separates_spam_from_ham() -> None:
 
 
 def test_bands_become_rules() -> None:
-    assert bayes_mod.hit(0.999) == bayes_mod.Hit("BAYES_99", 3.5, "0.999")
+    assert bayes_mod.hit(0.995) == bayes_mod.Hit("BAYES_99", 3.5, "0.995")
+    assert bayes_mod.hit(0.9996) == bayes_mod.Hit("BAYES_999", 5.0, "1.000")
     assert [getattr(bayes_mod.hit(p), "rule", None) for p in (0.96, 0.85, 0.65, 0.03, 0.001)] == [
         "BAYES_95",
         "BAYES_80",
@@ -119,13 +121,14 @@ def test_a_message_is_learnt_once_and_can_move() -> None:
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_stores_agree(kind: str, tmp_path: Path) -> None:
-    store = MemoryTokens() if kind == "memory" else SqliteTokens(tmp_path / "bayes.sqlite3")
-    b = trained(store, 60, 50)
+    db = SqliteTokenDB(tmp_path / "bayes.sqlite3") if kind == "sqlite" else None
+    b = trained(db.scope() if db else MemoryTokens(), 60, 50)
     spam, ham = corpus(5, seed=3)
     assert [round(b.score(m), 6) for m in spam + ham] == [
         round(x, 6) for x in _reference_scores(spam + ham)
     ]
-    b.close()
+    if db:
+        db.close()
 
 
 def _reference_scores(messages: list[bytes]) -> list[float]:
@@ -135,45 +138,87 @@ def _reference_scores(messages: list[bytes]) -> list[float]:
 
 def test_sqlite_is_shared_and_persistent(tmp_path: Path) -> None:
     path = tmp_path / "bayes.sqlite3"
-    a = Bayes.open(path, min_spam=1, min_ham=1)
-    other = Bayes.open(path, min_spam=1, min_ham=1)  # another worker process of the node
+    one, two = SqliteTokenDB(path), SqliteTokenDB(path)  # two worker processes of a node
+    a = Bayes(one.scope(), min_spam=1, min_ham=1)
+    other = Bayes(two.scope(), min_spam=1, min_ham=1)
     spam, ham = corpus(3)
     a.train(spam[0], True)
     other.train(ham[0], False)
     assert a.store.totals() == other.store.totals() == (1, 1)
-    a.close()
-    other.close()
-    again = Bayes.open(path, min_spam=1, min_ham=1)
+    one.close()
+    two.close()
+    db = SqliteTokenDB(path)
+    again = Bayes(db.scope(), min_spam=1, min_ham=1)
     assert again.store.totals() == (1, 1)
     assert not again.train(spam[0], True)
-    again.close()
+    db.close()
 
 
 def test_the_database_holds_no_words(tmp_path: Path) -> None:
     path = tmp_path / "bayes.sqlite3"
-    b = Bayes.open(path)
-    b.train(b"Subject: confidential\r\n\r\nmy secret password hunter2\r\n", False)
-    b.close()
+    db = SqliteTokenDB(path)
+    c = Classifiers(db)
+    c.learn_for_user(
+        "alice@example.test", b"Subject: confidential\r\n\r\nmy secret hunter2\r\n", False
+    )
+    db.close()
     wal = path.with_name(path.name + "-wal")
     data = path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
-    assert b"hunter2" not in data and b"password" not in data
+    assert b"hunter2" not in data and b"secret" not in data
 
 
-def test_junk_hook_trains_from_worker_threads(tmp_path: Path) -> None:
-    b = Bayes.open(tmp_path / "bayes.sqlite3", min_spam=1, min_ham=1)
-    hook = junk_trainer(b)
+def test_junk_hook_trains_the_user_and_the_global_classifier_from_threads(
+    tmp_path: Path,
+) -> None:
+    db = SqliteTokenDB(tmp_path / "bayes.sqlite3")
+    c = Classifiers(db, min_spam=1, min_ham=1, user_min=1)
+    hook = junk_trainer(c)
     spam, ham = corpus(40)
     threads = [
-        threading.Thread(target=lambda m=m, s=s: hook("alice@example.test", m, s))
+        threading.Thread(target=lambda m=m, s=s, i=i: hook(f"u{i % 2}@example.test", m, s))
         for batch, s in ((spam, True), (ham, False))
-        for m in batch
+        for i, m in enumerate(batch)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert b.store.totals() == (40, 40)
-    b.close()
+    assert c.global_.store.totals() == (40, 40)
+    assert c.user("u0@example.test").store.totals() == (20, 20)
+    assert c.user("u1@example.test").store.totals() == (20, 20)
+    assert c.user("nobody@example.test").store.totals() == (0, 0)
+    db.close()
+
+
+def test_a_users_classifier_scores_their_mail_once_ready() -> None:
+    c = Classifiers.memory(min_spam=1, min_ham=1, user_min=5)
+    spam, ham = corpus(5)
+    for i in range(4):
+        c.learn_for_user("alice@example.test", spam[i], True)
+        c.learn_for_user("alice@example.test", ham[i], False)
+    assert c.for_recipient("alice@example.test")[0] == "global"  # 4 of each: not yet
+    c.learn_for_user("alice@example.test", spam[4], True)
+    c.learn_for_user("alice@example.test", ham[4], False)
+    whose, bayes = c.for_recipient("alice@example.test")
+    assert whose == "user" and bayes.store is c.user("alice@example.test").store
+    assert c.for_recipient("bob@example.test")[0] == "global"
+    assert c.for_recipient(None) == ("global", c.global_)
+
+
+def test_users_disagree_and_each_is_scored_by_their_own() -> None:
+    # What one user calls spam another reads: a newsletter.
+    c = Classifiers.memory(min_spam=10, min_ham=10, user_min=10)
+    rng = random.Random(5)
+    letters = [corpus_message(i, ["newsletter", "garden", "seeds"], rng) for i in range(30)]
+    spam, ham = corpus(30, seed=11)
+    for i in range(20):
+        c.learn_for_user("alice@example.test", letters[i], True)
+        c.learn_for_user("alice@example.test", ham[i], False)
+        c.learn_for_user("bob@example.test", letters[i], False)
+        c.learn_for_user("bob@example.test", spam[i], True)
+    probe = letters[25]
+    assert c.for_recipient("alice@example.test")[1].score(probe) > 0.9
+    assert c.for_recipient("bob@example.test")[1].score(probe) < 0.1
 
 
 def test_train_all_counts() -> None:

@@ -99,6 +99,9 @@ def test_links_to_raw_ip_addresses() -> None:
         ("g00gle.example", "google"),
         ("pay-pal.example", "paypal"),
         ("arnazon.example", "amazon"),
+        ("rnicrosoft-365.example", "microsoft"),  # one word of a hyphenated name
+        ("secure-paypa1-login.example", "paypal"),
+        ("appie-id.example", "apple"),
     ],
 )
 def test_lookalike_domains(host: str, brand: str) -> None:
@@ -107,7 +110,15 @@ def test_lookalike_domains(host: str, brand: str) -> None:
 
 @pytest.mark.parametrize(
     "host",
-    ["paypal.example", "example.test", "mail.remote.example", "203.0.113.9", "appleby.example"],
+    [
+        "paypal.example",
+        "example.test",
+        "mail.remote.example",
+        "203.0.113.9",
+        "appleby.example",
+        "apple-growers.example",  # the brand's own name as a word is no lookalike
+        "spring-outlook-news.example",
+    ],
 )
 def test_not_lookalikes(host: str) -> None:
     assert lookalike_of(host) is None

@@ -18,8 +18,9 @@ from reference.config import ConfigError
 from reference.policy import Action, CheckResult, Policy, Session
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.spam import SpamCheck
-from reference.scan.bayes import Bayes, MemoryTokens
+from reference.scan.bayes import Bayes, Classifiers
 from reference.scan.spam import GTUBE, GTUBE_JUNK, UriZone
+from reference.state.tokens import SqliteTokenDB
 
 MX = Session(role="mx", peer="203.0.113.7", helo="mx.remote.example")
 SUBMISSION = Session(role="submission", peer="198.51.100.4", tls=True, user="alice@example.test")
@@ -112,19 +113,17 @@ async def test_engine_failure_fails_open(monkeypatch: pytest.MonkeyPatch) -> Non
     assert (await decide(check, message(GTUBE))).action is Action.CONTINUE
 
 
-async def test_bayes_adds_its_band() -> None:
-    class Sure(Bayes):
-        def score_parsed(self, p: object) -> float:  # type: ignore[override]
-            return 0.999
-
-    r = await decide(SpamCheck(bayes=Sure(MemoryTokens())), message())
+async def test_bayes_adds_its_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    bayes = Classifiers.memory()
+    monkeypatch.setattr(Bayes, "score_parsed", lambda self, p: 0.995)
+    r = await decide(SpamCheck(bayes=bayes), message())
     assert b"tests=BAYES_99" in r.prepend_headers and b"score=3.5" in r.prepend_headers
 
 
 async def test_a_broken_bayes_database_is_no_opinion(tmp_path: Path) -> None:
-    b = Bayes.open(tmp_path / "bayes.sqlite3", min_spam=1, min_ham=1)
-    b.close()  # every query now fails
-    r = await decide(SpamCheck(bayes=b), message())
+    db = SqliteTokenDB(tmp_path / "bayes.sqlite3")
+    db.close()  # every query now fails
+    r = await decide(SpamCheck(bayes=Classifiers(db, min_spam=1, min_ham=1)), message())
     assert r.action is Action.CONTINUE and b"tests=none" in r.prepend_headers
 
 

@@ -1,12 +1,15 @@
-"""`mailspec dkim keygen`, `mailspec dns records` and `mailspec auth check`."""
+"""`mailspec dkim keygen`, `dns records`, `auth check|spf|dkim|dmarc` and `dmarc reports`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from reference import config as config_mod
 from reference.auth import arc, dkim, dmarc, spf
@@ -57,6 +60,42 @@ def register(
     c.add_argument("--mail-from", default=None, help="the envelope sender ('' for <>)")
     c.add_argument("--nameserver", help="HOST:PORT to resolve with (default: dns.nameservers)")
     c.set_defaults(func=cmd_check)
+
+    def diagnostic(name: str, help: str, *, file: bool) -> argparse.ArgumentParser:
+        d = asub.add_parser(name, parents=parents, help=help)
+        if file:
+            d.add_argument("file", type=Path, help="the message (RFC 5322, e.g. a .eml file)")
+        d.add_argument("--nameserver", help="HOST:PORT to resolve with (default: dns.nameservers)")
+        d.add_argument("--json", action="store_true", help="print the results as JSON")
+        return d
+
+    d = diagnostic("spf", "the SPF results (RFC 7208) for a client, HELO and sender", file=False)
+    d.add_argument("--ip", required=True, help="the client's address")
+    d.add_argument("--helo", default="", help="the client's EHLO name")
+    d.add_argument("--mail-from", default="", help="the envelope sender ('' for <>)")
+    d.set_defaults(func=cmd_spf)
+    d = diagnostic("dkim", "verify every DKIM signature of a message (RFC 6376)", file=True)
+    d.set_defaults(func=cmd_dkim)
+    d = diagnostic(
+        "dmarc", "DMARC (RFC 7489) for a message, and what the MX would do with it", file=True
+    )
+    d.add_argument("--ip", required=True, help="the client's address")
+    d.add_argument("--mail-from", required=True, help="the envelope sender ('' for <>)")
+    d.add_argument("--helo", default="", help="the client's EHLO name")
+    d.set_defaults(func=cmd_dmarc)
+
+    p = sub.add_parser("dmarc", help="DMARC aggregate reports")
+    msub = p.add_subparsers(dest="dmarc_cmd", required=True)
+    r = msub.add_parser(
+        "reports", parents=parents, help="aggregate reports received about a domain"
+    )
+    r.add_argument("domain")
+    r.add_argument("--json", action="store_true", help="print the reports as JSON")
+    r.set_defaults(func=cmd_reports)
+    r = msub.add_parser(
+        "pending", parents=parents, help="evaluations recorded and not yet reported, per domain"
+    )
+    r.set_defaults(func=cmd_pending)
 
 
 def _config(args: argparse.Namespace, overrides: dict[str, object] | None = None) -> Config:
@@ -196,3 +235,286 @@ async def _check(lookup: Lookup, msg: bytes, args: argparse.Namespace, authserv_
     )
     out.append(ar.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n"))
     return "\n".join(out) + "\n"
+
+
+# -- diagnostics: auth spf | dkim | dmarc ------------------------------------------------------
+
+
+def _lookup(args: argparse.Namespace) -> tuple[Config, Lookup] | None:
+    overrides: dict[str, object] = {}
+    if args.nameserver:
+        overrides["dns.nameservers"] = [args.nameserver]
+    try:
+        cfg = _config(args, overrides)
+    except ConfigError as e:
+        print(f"mailspec: {e}", file=sys.stderr)
+        return None
+    from reference.dns import make_resolver
+
+    return cfg, Lookup(make_resolver(cfg))
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        print(f"mailspec: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return None
+
+
+def _ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        print(f"mailspec: --ip: not an IP address: {text!r}", file=sys.stderr)
+        return False
+    return True
+
+
+def _ar_text(field: bytes) -> str:
+    return field.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n")
+
+
+def _spf_json(c: spf.SpfCheck) -> dict[str, Any]:
+    return {k: str(v) for k, v in asdict(c).items()}
+
+
+def _spf_line(c: spf.SpfCheck) -> str:
+    expl = f" explanation={c.explanation!r}" if c.explanation else ""
+    return f"spf={c.result} {c.identity}={c.sender} ({c.reason}){expl}"
+
+
+def _dkim_json(sig: dkim.DkimSignature) -> dict[str, Any]:
+    return {k: str(v) for k, v in asdict(sig).items()}
+
+
+def _dkim_line(sig: dkim.DkimSignature) -> str:
+    why = f" ({sig.reason})" if sig.reason else ""
+    return f"dkim={sig.result} d={sig.domain} s={sig.selector} a={sig.algorithm}{why}"
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], lines: list[str]) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print("\n".join(lines))
+
+
+async def _spf_checks(lookup: Lookup, ip: str, helo: str, sender: str) -> list[spf.SpfCheck]:
+    """As the MX runs them: the MAIL FROM identity, and HELO's unless it is the same."""
+    now = RealClock().now()
+    mail_from = await spf.check_mail_from(lookup, ip, sender, helo, now=now)
+    if mail_from.identity == "helo" or not helo:
+        return [mail_from]
+    return [mail_from, await spf.check_helo(lookup, ip, helo, now=now)]
+
+
+def cmd_spf(args: argparse.Namespace) -> int:
+    got = _lookup(args)
+    if got is None or not _ip(args.ip):
+        return 2
+    cfg, lookup = got
+    checks = asyncio.run(_spf_checks(lookup, args.ip, args.helo, args.mail_from))
+    ar = _ar_text(authentication_results(cfg.server.hostname, spf=checks))
+    _emit(
+        args,
+        {"spf": [_spf_json(c) for c in checks], "authentication_results": ar},
+        [*(_spf_line(c) for c in checks), ar],
+    )
+    return 0
+
+
+def cmd_dkim(args: argparse.Namespace) -> int:
+    got = _lookup(args)
+    msg = _read(args.file)
+    if got is None or msg is None:
+        return 2
+    cfg, lookup = got
+    sigs = asyncio.run(dkim.verify(lookup, msg, now=RealClock().now()))
+    ar = _ar_text(authentication_results(cfg.server.hostname, dkim=sigs))
+    lines = [_dkim_line(s) for s in sigs] or ["dkim=none (no signature)"]
+    _emit(args, {"dkim": [_dkim_json(s) for s in sigs], "authentication_results": ar}, [*lines, ar])
+    return 0
+
+
+def cmd_dmarc(args: argparse.Namespace) -> int:
+    got = _lookup(args)
+    msg = _read(args.file)
+    if got is None or msg is None or not _ip(args.ip):
+        return 2
+    cfg, lookup = got
+    data, lines = asyncio.run(_dmarc_verdict(cfg, lookup, msg, args))
+    _emit(args, data, lines)
+    return 0
+
+
+async def _dmarc_verdict(
+    cfg: Config, lookup: Lookup, msg: bytes, args: argparse.Namespace
+) -> tuple[dict[str, Any], list[str]]:
+    """Run the MX's own check on the message, so the verdict is exactly the server's."""
+    from reference.auth.dmarc import MemoryRecorder
+    from reference.policy import Action, Session
+    from reference.policy.auth import SenderAuthentication
+
+    recorder = MemoryRecorder()
+    check = SenderAuthentication(
+        lookup,
+        RealClock(),
+        authserv_id=cfg.server.hostname,
+        dmarc_reject=cfg.auth.dmarc_reject,
+        dmarc_quarantine=cfg.auth.dmarc_quarantine,
+        dmarc_tempfail=cfg.auth.dmarc_tempfail,
+        arc_trusted=cfg.auth.arc_trusted,
+        recorder=recorder,
+    )
+    session = Session(role="mx", peer=args.ip, helo=args.helo)
+    sender = args.mail_from
+    await check.mail(session, sender)
+    result = await check.data(session, sender, [], msg)
+    checks = await _spf_checks(lookup, args.ip, args.helo, sender)
+    sigs = await dkim.verify(lookup, msg, now=RealClock().now())
+    chain = await arc.verify(lookup, msg)
+    observed = list(recorder.observations)
+    if result.prepend_headers:
+        ar = _ar_text(result.prepend_headers)
+    else:
+        # Refused: nothing is added; show the field the results would have made.
+        ar = _ar_text(
+            authentication_results(
+                cfg.server.hostname,
+                spf=checks,
+                dkim=sigs,
+                dmarc=[(o.evaluation, o.applied.value) for o in observed],
+                arc=chain,
+                remote_ip=args.ip,
+            )
+        )
+    if result.action is Action.TEMPFAIL or result.action is Action.REJECT:
+        action = result.action.value
+    else:
+        action = "junk" if result.meta.get("folder") == "Junk" else "accept"
+    reply = str(result.reply) if result.reply is not None else ""
+    evaluations: list[dict[str, Any]] = [
+        {
+            "header_from": o.evaluation.from_domain,
+            "result": o.evaluation.result.value,
+            "policy_domain": o.evaluation.policy_domain,
+            "record": o.evaluation.record.raw if o.evaluation.record else "",
+            "policy": o.evaluation.policy.value,
+            "requested": o.evaluation.disposition.value,
+            "applied": o.applied.value,
+            "overrides": list(o.overrides),
+            "spf_aligned": o.evaluation.spf_aligned,
+            "dkim_aligned": o.evaluation.dkim_aligned,
+            "reason": o.evaluation.reason,
+        }
+        for o in observed
+    ]
+    data = {
+        "spf": [_spf_json(c) for c in checks],
+        "dkim": [_dkim_json(s) for s in sigs],
+        "arc": {"result": chain.result.value, "instances": chain.instances, "reason": chain.reason},
+        "dmarc": evaluations,
+        "action": action,
+        "reply": reply,
+        "authentication_results": ar,
+        "authentication_results_added": bool(result.prepend_headers),
+    }
+    lines = [_spf_line(c) for c in checks]
+    lines += [_dkim_line(s) for s in sigs] or ["dkim=none (no signature)"]
+    lines.append(f"arc={chain.result} instances={chain.instances} ({chain.reason})")
+    for e in evaluations:
+        aligned = [k for k in ("spf", "dkim") if e[f"{k}_aligned"]]
+        lines.append(
+            f"dmarc={e['result']} header.from={e['header_from']} policy={e['policy']} "
+            f"requested={e['requested']} applied={e['applied']} "
+            f"aligned={','.join(aligned) or 'none'} ({e['reason']})"
+            + (f" overrides={','.join(e['overrides'])}" if e["overrides"] else "")
+        )
+    if not evaluations:
+        lines.append("dmarc=none (no From domain)")
+    lines.append(f"action: {action}" + (f" ({reply})" if reply else ""))
+    if not result.prepend_headers:
+        lines.append("(refused: no field is added; it would have read)")
+    lines.append(ar)
+    return data, lines
+
+
+# -- mailspec dmarc reports | pending ------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from reference.auth.reports import DmarcStore
+
+    cfg = _config(args)
+    path = cfg.data_path / "dmarc.sqlite3"
+    if not path.exists():
+        return None
+    return DmarcStore(path)
+
+
+def _when(t: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
+
+
+def cmd_reports(args: argparse.Namespace) -> int:
+    try:
+        store = _store(args)
+    except ConfigError as e:
+        print(f"mailspec: {e}", file=sys.stderr)
+        return 2
+    reports = store.received(args.domain) if store is not None else []
+    if store is not None:
+        store.close()
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], indent=2, sort_keys=True))
+        return 0
+    if not reports:
+        print(f"no DMARC aggregate reports received about {args.domain}")
+        return 0
+    head = ("reporter", "period (UTC)", "source", "count", "disposition", "dkim", "spf", "from")
+    table: list[tuple[str, ...]] = [head]
+    for fb in reports:
+        period = f"{_when(fb.begin)} - {_when(fb.end)}"
+        for row in fb.rows:
+            dkim_detail = ",".join(f"{d.domain}:{d.result}" for d in row.dkim_results)
+            spf_detail = ",".join(f"{s.domain}:{s.result}" for s in row.spf_results)
+            table.append(
+                (
+                    fb.org_name,
+                    period,
+                    row.source_ip,
+                    str(row.count),
+                    row.disposition,
+                    row.dkim + (f" ({dkim_detail})" if dkim_detail else ""),
+                    row.spf + (f" ({spf_detail})" if spf_detail else ""),
+                    row.header_from,
+                )
+            )
+        if not fb.rows:
+            table.append((fb.org_name, period, "-", "0", "-", "-", "-", "-"))
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    total = sum(fb.messages for fb in reports)
+    passed = sum(row.count for fb in reports for row in fb.rows if row.aligned)
+    print(f"{len(reports)} report(s), {total} message(s), {passed} with aligned SPF or DKIM")
+    return 0
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    try:
+        store = _store(args)
+    except ConfigError as e:
+        print(f"mailspec: {e}", file=sys.stderr)
+        return 2
+    pending = store.pending() if store is not None else []
+    if store is not None:
+        store.close()
+    if not pending:
+        print("no evaluations waiting to be reported")
+    for domain, count in pending:
+        print(f"{domain}\t{count}")
+    return 0

@@ -8,8 +8,10 @@ key is published at ``<selector>-rsa._domainkey.<domain>`` and the Ed25519 key a
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
+import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,13 +159,22 @@ class KeyStore:
                 pk = ed25519.Ed25519PrivateKey.generate()
             pem = SigningKey(domain, selector, alg, pk).private_pem()
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            # A tmp name of its own per writer: several nodes or threads may make the first
+            # key for a domain at once; the first to link it in wins and all load that one.
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(pem)
+                    f.flush()
+                    os.fsync(f.fileno())
+                if replace:
+                    os.replace(tmp, path)
+                else:
+                    with contextlib.suppress(FileExistsError):
+                        os.link(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
         with self._lock:
             self._cache.pop((domain, selector), None)
         return self.load(domain, selector, algorithms)

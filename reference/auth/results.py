@@ -29,11 +29,13 @@ def _spf(check: SpfCheck) -> authres.AuthenticationResult:
     prop = "helo" if check.identity == "helo" else "mailfrom"
     value = check.domain if prop == "helo" else check.sender
     comment = check.reason if check.reason else None
+    # A property needs a value (RFC 8601 2.2): an empty HELO name or sender gets none.
+    props = [authres.core.AuthenticationResultProperty("smtp", prop, value)] if value else []
     return authres.AuthenticationResult(
         "spf",
         result=check.result.value,
         result_comment=_comment(comment),
-        properties=[authres.core.AuthenticationResultProperty("smtp", prop, value)],
+        properties=props,
     )
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +19,11 @@ from reference.spool import BOUNCED, DELIVERED, QueueEntry, Recipient, Spool
 
 log = logging.getLogger("mailspec.delivery")
 
-__all__ = ["LocalDelivery", "Outcome", "QueueRunner", "RemoteDelivery"]
+# While mail flows, the queue runner reads every envelope in the spool at most this often
+# (seconds of the injected clock); new mail is started from its notification.
+RESCAN_INTERVAL = 1.0
+
+__all__ = ["LocalDelivery", "Outcome", "QueueRunner", "RemoteDelivery", "lane_of"]
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,20 @@ class RemoteDelivery(Protocol):
 class LocalDelivery:
     """Into the recipient's mailbox, with Return-Path and Delivered-To added."""
 
-    def __init__(self, directory: Directory, store: MailStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        store: MailStore,
+        clock: Clock,
+        *,
+        after: Callable[[str, bytes], None] | None = None,
+    ) -> None:
         self.directory = directory
         self.store = store
         self.clock = clock
+        # Called in the worker thread with (account, message) once it is in the mailbox,
+        # e.g. to keep the DMARC aggregate reports that arrive; it must not raise.
+        self.after = after
 
     def is_local(self, address: str) -> bool:
         try:
@@ -56,7 +70,7 @@ class LocalDelivery:
 
     def _deliver_sync(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
         local, domain = split_address(rcpt)
-        account = self.directory.lookup(rcpt)
+        account = self.directory.resolve(rcpt)  # an alias delivers to its account
         if account is None and local == "postmaster":
             account = self.directory.postmaster(domain)
         if account is None:
@@ -71,6 +85,8 @@ class LocalDelivery:
         except NoSuchFolder:
             folder = "INBOX"
             uid = self.store.deliver(account.address, header.encode() + data, folder)
+        if self.after is not None:
+            self.after(account.address, data)
         return Outcome("delivered", f"2.0.0 delivered to {account.address}/{folder} uid {uid}")
 
     async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
@@ -92,6 +108,7 @@ class QueueRunner:
         delay_warning: float = 4 * 3600.0,
         hostname: str = "localhost",
         concurrency: int = 16,
+        bulk_concurrency: int = 4,
     ) -> None:
         self.spool = spool
         self.clock = clock
@@ -102,13 +119,23 @@ class QueueRunner:
         self.delay_warning = delay_warning
         self.hostname = hostname
         self._wake = asyncio.Event()
+        self._fresh: set[str] = set()  # queued since the runner last looked
+        self._rescan = True  # read every envelope at the next look
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(concurrency)
+        # Mass mail has its own, smaller set of slots: it never takes the regular lane's,
+        # so a newsletter backlog towards a slow receiver cannot hold up a person's mail.
+        self._bulk_slots = asyncio.Semaphore(bulk_concurrency)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def notify(self, qid: str = "") -> None:
-        """A message was queued: look at the spool now rather than at the next tick."""
+        """A message was queued (``qid``): start it now. Without a queue id (an operator's
+        flush or release): look at the whole spool now."""
+        if qid:
+            self._fresh.add(qid)
+        else:
+            self._rescan = True
         self._wake.set()
 
     def start(self) -> None:
@@ -129,25 +156,49 @@ class QueueRunner:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run(self) -> None:
+        next_due: float | None = None
+        scanned = 0.0
         while not self._stopping:
             self._wake.clear()
             now = self.clock.now()
+            fresh, self._fresh = self._fresh, set()
+            if (
+                not self._rescan
+                and self.clock.monotonic() - scanned < RESCAN_INTERVAL
+                and (next_due is None or next_due > now)
+            ):
+                # Mail is flowing: start what was just queued without reading every
+                # envelope again (under a backlog, once per message is quadratic); the
+                # full look at the spool follows within RESCAN_INTERVAL.
+                for qid in fresh:
+                    self._start(qid)
+                rescan_at = now + RESCAN_INTERVAL
+                await self._sleep(rescan_at if next_due is None else min(next_due, rescan_at))
+                continue
+            self._rescan = False
+            scanned = self.clock.monotonic()
             entries = await asyncio.to_thread(self.spool.entries)
-            next_due: float | None = None
+            next_due = None
             for entry in entries:
                 if entry.qid in self._inflight or entry.held or entry.done:
                     continue
                 if entry.next_attempt <= now or entry.flushed:
-                    task = asyncio.create_task(self._attempt(entry.qid), name=entry.qid)
-                    self._inflight[entry.qid] = task
-                    task.add_done_callback(self._done)
+                    self._start(entry.qid)
                 elif next_due is None or entry.next_attempt < next_due:
                     next_due = entry.next_attempt
             await self._sleep(next_due)
 
+    def _start(self, qid: str) -> None:
+        if qid in self._inflight:
+            return
+        task = asyncio.create_task(self._attempt(qid), name=qid)
+        self._inflight[qid] = task
+        task.add_done_callback(self._done)
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task.get_name(), None)
-        # Its next attempt time changed while the runner slept: look again.
+        # Its next attempt time changed: the full look that follows within RESCAN_INTERVAL
+        # reads it.
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             event(
@@ -168,7 +219,9 @@ class QueueRunner:
             t.cancel()
 
     async def _attempt(self, qid: str) -> None:
-        async with self._slots:
+        queued = await asyncio.to_thread(self.spool.load, qid)
+        bulk = queued is not None and lane_of(queued) == "bulk"
+        async with self._bulk_slots if bulk else self._slots:
             entry = await asyncio.to_thread(self.spool.load, qid)
             if entry is None or entry.done or entry.held:
                 return
@@ -191,8 +244,11 @@ class QueueRunner:
                     outcome = Outcome("deferred", f"4.3.0 mailbox write failed: {e.strerror}")
                 if self._record(entry, rcpt, outcome):
                     bounced.append(rcpt)
-                # Saved after each recipient: a restart never delivers one twice.
-                await asyncio.to_thread(self.spool.save, entry)
+                # Saved after each recipient, so a restart never delivers one twice; not
+                # after the last, when the entry is removed right away instead (one fsync
+                # less; a crash in between delivers it again either way).
+                if entry.pending or bounced:
+                    await asyncio.to_thread(self.spool.save, entry)
             if remote:
                 if self.remote is None:
                     outcomes = {}
@@ -292,3 +348,9 @@ def _status_of(reply: str, delayed: bool) -> str:
     m = _ENHANCED.search(reply)
     cls = "4" if delayed else "5"
     return f"{cls}.{m.group(2)}.{m.group(3)}" if m else f"{cls}.0.0"
+
+
+def lane_of(entry: QueueEntry) -> str:
+    """The entry's lane: as the checks decided at DATA (spool meta), else the entry's own."""
+    lane = entry.meta.get("lane") or entry.lane
+    return "bulk" if lane == "bulk" else "regular"

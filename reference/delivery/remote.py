@@ -10,6 +10,7 @@ import random
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiosmtplib
 import dns.asyncresolver
@@ -23,7 +24,62 @@ from reference.spool import QueueEntry, Recipient
 
 log = logging.getLogger("mailspec.relay")
 
-__all__ = ["MxResolver", "Relay", "SourcePool"]
+__all__ = [
+    "OPPORTUNISTIC",
+    "MxResolver",
+    "OpportunisticTls",
+    "Relay",
+    "SourcePool",
+    "TlsPolicy",
+    "TlsPolicySource",
+]
+
+
+@dataclass(frozen=True)
+class TlsPolicy:
+    """What TLS one destination domain asks of the relay.
+
+    The seam for MTA-STS (RFC 8461) and DANE (RFC 7672), a later issue: a source that
+    fetches a domain's MTA-STS policy or its TLSA records answers with ``required`` (no
+    delivery in cleartext: 4.7.4, retried from the queue), the MX names the policy allows
+    (MTA-STS ``mx:`` patterns such as ``*.example.net``) and whether certificates are
+    verified against the MX name. Today every domain gets :data:`OPPORTUNISTIC`.
+    """
+
+    required: bool = False
+    mx_patterns: tuple[str, ...] = ()  # empty: any MX
+    verify: bool = False
+    source: str = "none"  # where the policy came from ("mta-sts", "dane"), for the log
+
+    def allows(self, mx_host: str) -> bool:
+        """RFC 8461 4.1: an exact name, or "*." standing for exactly one leftmost label."""
+        if not self.mx_patterns:
+            return True
+        host = mx_host.lower().rstrip(".")
+        label, _, parent = host.partition(".")
+        for pattern in (p.lower().rstrip(".") for p in self.mx_patterns):
+            if pattern.startswith("*.") and label and parent == pattern[2:]:
+                return True
+            if host == pattern:
+                return True
+        return False
+
+
+# RFC 3207 4.1 between MTAs: STARTTLS when offered, certificates not checked.
+OPPORTUNISTIC = TlsPolicy()
+
+
+class TlsPolicySource(Protocol):
+    """Where the relay learns a domain's TLS policy (MTA-STS, DANE: a later issue)."""
+
+    async def policy_for(self, domain: str) -> TlsPolicy: ...
+
+
+class OpportunisticTls:
+    """Every domain: STARTTLS when the MX offers it, cleartext otherwise."""
+
+    async def policy_for(self, domain: str) -> TlsPolicy:
+        return OPPORTUNISTIC
 
 
 class SourcePool:
@@ -180,6 +236,7 @@ class Relay:
         helo_names: dict[str, str] | None = None,
         reputation_retries: int = 3,
         timeout: float = 60.0,
+        tls_policy: TlsPolicySource | None = None,
     ) -> None:
         self.hostname = hostname
         self.mx = mx
@@ -193,6 +250,8 @@ class Relay:
         self.tls = ssl.create_default_context()
         self.tls.check_hostname = False
         self.tls.verify_mode = ssl.CERT_NONE
+        self.tls_policy: TlsPolicySource = tls_policy or OpportunisticTls()
+        self.verified_tls = ssl.create_default_context()
 
     async def deliver(
         self, entry: QueueEntry, rcpts: Sequence[Recipient], data: bytes
@@ -221,6 +280,12 @@ class Relay:
             return _all(rcpts, "deferred", f"4.4.3 DNS lookup failed: {e}")
         if not hops:
             return _all(rcpts, "bounced", f"5.1.2 no address for the mail hosts of {domain}")
+        policy = await self.tls_policy.policy_for(domain)
+        if policy is not OPPORTUNISTIC:
+            hops = [h for h in hops if policy.allows(h.name)]
+            if not hops:
+                why = f"4.7.4 no MX of {domain} is allowed by its {policy.source} TLS policy"
+                return _all(rcpts, "deferred", why)
 
         outcomes: dict[str, Outcome] = {}
         todo = list(rcpts)
@@ -231,7 +296,7 @@ class Relay:
                 break  # every address of the pool has been refused
             if source:
                 tried.add(source)
-            results = await self._via_hops(entry, hops, source, todo, data)
+            results = await self._via_hops(entry, hops, source, todo, data, policy)
             todo = []
             for addr, res in results.items():
                 outcomes[addr] = _outcome(res)
@@ -268,12 +333,15 @@ class Relay:
         source: str | None,
         rcpts: list[str],
         data: bytes,
+        policy: TlsPolicy = OPPORTUNISTIC,
     ) -> dict[str, RcptResult]:
         """Try each MX in order until one gives an answer that is not a tempfail."""
         last: dict[str, RcptResult] = {}
         for hop in hops:
             for ip in _compatible(hop.addresses, source):
-                last = await self._session(entry, hop.name, ip, self.port, source, rcpts, data)
+                last = await self._session(
+                    entry, hop.name, ip, self.port, source, rcpts, data, policy
+                )
                 if any(r.verdict.action is not Action.TEMPFAIL for r in last.values()):
                     return last
         if not last:
@@ -293,6 +361,7 @@ class Relay:
         source: str | None,
         rcpts: list[str],
         data: bytes,
+        policy: TlsPolicy = OPPORTUNISTIC,
     ) -> dict[str, RcptResult]:
         """One SMTP transaction; every recipient gets a result."""
         helo = self.helo_names.get(source or "", self.hostname)
@@ -315,11 +384,18 @@ class Relay:
             await client.ehlo()
             if client.supports_extension("starttls"):
                 try:
-                    await client.starttls(tls_context=self.tls)
+                    if policy.verify:
+                        await client.starttls(server_hostname=host, tls_context=self.verified_tls)
+                    else:
+                        await client.starttls(tls_context=self.tls)
                     await client.ehlo()
                 except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as e:
                     event(log, "starttls.failed", qid=entry.qid, host=host, error=str(e))
                     return everyone(451, "4.7.5", f"STARTTLS failed at {host}: {e}")
+            elif policy.required:
+                # MTA-STS enforce / DANE: never in cleartext; the queue retries.
+                event(log, "tls.required", qid=entry.qid, host=host, policy=policy.source)
+                return everyone(451, "4.7.4", f"TLS is required, but was not offered by {host}")
             await client.mail(entry.sender)
             accepted: list[str] = []
             for addr in rcpts:

@@ -40,6 +40,9 @@ class CheckResult:
     prepend_headers: bytes = b""
     remove_headers: tuple[bytes, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    # The whole message rewritten (a disclaimer in the body, header rules): the checks
+    # after this one see it (DKIM signs it), and the header edits apply on top of it.
+    message: bytes | None = None
 
     @property
     def refuses(self) -> bool:
@@ -47,7 +50,12 @@ class CheckResult:
 
     def after(self, earlier: CheckResult) -> CheckResult:
         """This result carrying the edits of an earlier check too (ours on top of theirs)."""
-        if not (earlier.prepend_headers or earlier.remove_headers or earlier.meta):
+        if not (
+            earlier.prepend_headers
+            or earlier.remove_headers
+            or earlier.meta
+            or earlier.message is not None
+        ):
             return self
         return CheckResult(
             self.action,
@@ -56,10 +64,13 @@ class CheckResult:
             self.prepend_headers + earlier.prepend_headers,
             earlier.remove_headers + self.remove_headers,
             {**earlier.meta, **self.meta},
+            self.message if self.message is not None else earlier.message,
         )
 
     def edit(self, raw: bytes) -> bytes:
-        """The message with the header edits applied; the body is never touched."""
+        """The message (as rewritten, if it was) with the header edits applied."""
+        if self.message is not None:
+            raw = self.message
         if not (self.prepend_headers or self.remove_headers):
             return raw
         end = 0 if raw.startswith(b"\r\n") else raw.find(b"\r\n\r\n") + 2
@@ -91,6 +102,9 @@ class Session:
     helo: str = ""
     tls: bool = False
     user: str | None = None  # the authenticated address
+    # At DATA: the queue id the message will have if accepted, so that what checks log
+    # about it (the spam rules that fired) can be found with the "queued" line.
+    qid: str = ""
 
 
 class Check:
@@ -139,7 +153,7 @@ class LocalRecipients(Check):
         except DirectoryError:
             return refuse(replies.BAD_ADDRESS, f"bad recipient {rcpt!r}")
         if self.directory.is_local_domain(domain):
-            account = self.directory.lookup(rcpt)
+            account = self.directory.resolve(rcpt)  # an alias stands for its account
             if account is None and local == "postmaster":
                 # RFC 5321 4.5.1: postmaster must be accepted.
                 account = self.directory.postmaster(domain)
@@ -155,7 +169,7 @@ class LocalRecipients(Check):
 
 
 class SenderOwnership(Check):
-    """Submission: MAIL FROM must be an address of the authenticated user."""
+    """Submission: MAIL FROM must be an address of the authenticated user, or an alias."""
 
     name = "sender-ownership"
 
@@ -171,7 +185,7 @@ class SenderOwnership(Check):
             local, domain = split_address(sender)
         except DirectoryError:
             return refuse(replies.BAD_ADDRESS, f"bad sender {sender!r}")
-        if f"{local}@{domain}" != s.user:
+        if not self.directory.owns(s.user, f"{local}@{domain}"):
             return refuse(replies.SENDER_NOT_OWNED, f"{s.user} tried MAIL FROM {sender}")
         return CONTINUE
 
@@ -211,6 +225,8 @@ class Policy:
             r = await c.data(s, sender, rcpts, msg)
             if r.refuses:
                 return r
+            if r.message is not None:
+                msg = r.message  # later checks (DKIM signing) see the rewritten message
             edits = r.after(edits)
             if r.action is not Action.CONTINUE:
                 return edits

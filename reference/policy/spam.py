@@ -5,7 +5,26 @@ and the client's DNSBL score (the :class:`Dnsbl` check's ``score``, reused) add 
 score; only here does a score become a reply. Inbound: ``550 5.7.1 Message refused as spam
 (score 14.2, threshold 10)``, or a message filed into Junk with ``X-Spam-*`` fields.
 Submission: the same engines, ``550 5.7.1`` in words the user understands, never Junk.
-The rules that fired go to the log, never to the wire (STYLE 9).
+The rules that fired go to the log with the queue id, never to the wire (STYLE 9).
+
+Inbound, the recipients' own settings from the directory apply (``mailspec spam
+settings|allow|block``):
+
+- thresholds per account, else per domain, else the configured ones, field by field;
+- a sender on the recipient's block list is refused at RCPT (:class:`BlockedSenders`,
+  ``550 5.7.1 Sender blocked by recipient``), as hosted Postfix sender_access maps and
+  Fastmail's blocked senders do: the sender learns at once, nothing is silently lost.
+  A block-listed From address (the envelope sender being someone else's, as for mail
+  sent through a newsletter service) files the message into Junk;
+- an allow-listed sender (envelope or From) skips content scoring. It never skips virus
+  scanning or DMARC, which run as their own checks, so a spoofed allow-listed address
+  from a domain with a DMARC policy is still refused or quarantined.
+
+One scan decides for the whole message. When its local recipients' settings differ
+(thresholds, or how they list the sender), the configured thresholds apply and no list
+does, as Rspamd applies per-user settings only when all recipients share them: a message
+is refused only by a rule every recipient agreed to. Bayes scores with the recipient's own
+classifier when the message has one local recipient whose classifier is ready.
 
 Spam scanning fails open: an engine that breaks or a DNS lookup that fails adds nothing
 and is logged; mail is never refused or lost because a filter had a bad day.
@@ -16,23 +35,36 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dns.asyncresolver
 
 from reference.auth.message import header_fields, split_message
+from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
 from reference.policy import CONTINUE, Action, Check, CheckResult, Session, refuse
 from reference.policy.dnsbl import Dnsbl
 from reference.scan import bayes as bayes_mod
 from reference.scan import macros as macros_mod
 from reference.scan import spam as engine
-from reference.scan.bayes import Bayes
+from reference.scan.bayes import Classifiers
 from reference.scan.spam import Hit, Parsed, Rule, Score, UriZone
 from reference.smtp.replies import Reply
+from reference.state.tokens import open_tokens
 
-__all__ = ["SPAM_NOT_SENT", "SPAM_REFUSED", "SpamCheck", "bayes_path"]
+__all__ = [
+    "SENDER_BLOCKED",
+    "SPAM_NOT_SENT",
+    "SPAM_REFUSED",
+    "BlockedSenders",
+    "SpamCheck",
+    "Thresholds",
+    "Verdict",
+    "bayes_path",
+    "open_classifiers",
+]
 
 log = logging.getLogger("mailspec.spam")
 
@@ -43,9 +75,79 @@ SPAM_NOT_SENT = Reply(
     "Your message was not sent because it looks like spam (score {score}, threshold "
     "{threshold}). Check its links and attachments, or ask your administrator",
 )
+SENDER_BLOCKED = Reply(550, "5.7.1", "Sender blocked by recipient")
 
 # Fields a sender could forge to look scanned and clean: ours replace them.
 OWN_FIELDS = ("x-spam-status", "x-spam-score", "x-spam-flag")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a message is refused and where it goes to Junk, and whose settings those are."""
+
+    reject: float
+    junk: float
+    source: str = "global"  # "global", "domain", "user"; "mixed" for recipients that differ
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    account: str | None  # the account that reads it (None: none, e.g. a mailing list)
+    thresholds: Thresholds
+    listed: tuple[str, str] | None  # ("allow" | "block", the pattern that matched)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the spam check made of one message."""
+
+    score: Score
+    thresholds: Thresholds
+    bayes: str = "off"  # whose classifier scored it: "global", "user", "off" or "error"
+    listed: tuple[str, str] | None = None
+
+    @property
+    def action(self) -> str:
+        """One of "refused", "junk" or "inbox"."""
+        total = self.score.total
+        if total >= self.thresholds.reject:
+            return "refused"
+        return "junk" if total >= self.thresholds.junk else "inbox"
+
+
+def _account(directory: Directory, rcpt: str) -> str | None:
+    """The account that reads mail for ``rcpt``: its own, an alias's target, or for
+    postmaster the domain's administrator (routed as delivery does)."""
+    found = directory.resolve(rcpt)
+    if found is None:
+        try:
+            local, domain = split_address(rcpt)
+        except DirectoryError:
+            return None
+        if local == "postmaster":
+            found = directory.postmaster(domain)
+    return found.address if found is not None else None
+
+
+class BlockedSenders(Check):
+    """RCPT: a sender on the recipient's block list is refused, for that recipient only."""
+
+    name = "blocked-senders"
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+        if not sender:
+            return CONTINUE  # bounces are never blocked: they answer our own mail
+        account = _account(self.directory, rcpt)
+        if account is None:
+            return CONTINUE
+        listed = self.directory.sender_listed(account, [sender])
+        if listed is None or listed[0] != "block":
+            return CONTINUE
+        event(log, "spam.blocked", peer=s.peer, sender=sender, rcpt=account, pattern=listed[1])
+        return refuse(SENDER_BLOCKED, f"{sender} is on {account}'s block list ({listed[1]})")
 
 
 def _fmt(x: float) -> str:
@@ -66,7 +168,7 @@ def _fold(name: str, value: str) -> bytes:
 
 
 class SpamCheck(Check):
-    """DATA: score the message; refuse at ``reject_score``, file into Junk at ``junk_score``."""
+    """DATA: score the message; refuse at the reject score, file into Junk at the junk score."""
 
     name = "spam"
 
@@ -79,36 +181,103 @@ class SpamCheck(Check):
         resolver: dns.asyncresolver.Resolver | None = None,
         uribl: Sequence[UriZone] = (),
         dnsbl: Dnsbl | None = None,
-        bayes: Bayes | None = None,
+        bayes: Classifiers | None = None,
+        directory: Directory | None = None,
         macro_score: float = 3.0,
         macro_max_size: int = macros_mod.DEFAULT_MAX_SIZE,
     ) -> None:
         self.reject_score = reject_score
         self.junk_score = junk_score
-        # The junk-level GTUBE scores exactly the junk threshold, whatever it is set to.
-        self.rules = engine.with_weights(rules, {"GTUBE_JUNK": junk_score})
+        self.base_rules = tuple(rules)
+        self.rules = self._rules_for(junk_score)
         self.resolver = resolver
         self.uribl = list(uribl)
         self.dnsbl = dnsbl
         self.bayes = bayes
+        self.directory = directory
         self.macro_score = macro_score
         self.macro_max_size = macro_max_size
 
+    def _rules_for(self, junk: float) -> tuple[Rule, ...]:
+        # The junk-level GTUBE scores exactly the junk threshold, whatever it is set to.
+        return engine.with_weights(self.base_rules, {"GTUBE_JUNK": junk})
+
+    # -- whose settings -----------------------------------------------------------------
+
+    @property
+    def default_thresholds(self) -> Thresholds:
+        return Thresholds(self.reject_score, self.junk_score)
+
+    def _recipient(self, rcpt: str, senders: list[str]) -> _Recipient:
+        assert self.directory is not None
+        d = self.directory
+        account = _account(d, rcpt)
+        try:
+            domain = split_address(account or rcpt)[1]
+        except DirectoryError:
+            domain = ""
+        rows = d.spam_settings(*(x for x in (account, domain) if x))
+        mine, ours = rows.get(account or ""), rows.get(domain)
+        reject, junk, source = self.reject_score, self.junk_score, "global"
+        for row, name in ((ours, "domain"), (mine, "user")):
+            if row is None:
+                continue
+            if row.reject_score is not None:
+                reject, source = row.reject_score, name
+            if row.junk_score is not None:
+                junk, source = row.junk_score, name
+        listed = d.sender_listed(account, senders) if account and senders else None
+        return _Recipient(account, Thresholds(reject, junk, source), listed)
+
+    def _recipients(self, s: Session, senders: list[str], rcpts: Sequence[str]) -> _Recipient:
+        """The settings the message is judged by (see the module's docstring)."""
+        if s.role != "mx" or self.directory is None or not rcpts:
+            return _Recipient(None, self.default_thresholds, None)
+        each = [self._recipient(r, senders) for r in rcpts]
+        first = each[0]
+        accounts = {r.account for r in each}
+        if all(
+            (r.thresholds.reject, r.thresholds.junk, r.listed and r.listed[0])
+            == (first.thresholds.reject, first.thresholds.junk, first.listed and first.listed[0])
+            for r in each
+        ):
+            account = first.account if len(accounts) == 1 else None
+            return _Recipient(account, first.thresholds, first.listed)
+        mixed = Thresholds(self.reject_score, self.junk_score, "mixed")
+        return _Recipient(None, mixed, None)
+
     # -- scoring ------------------------------------------------------------------------
 
-    def _local(self, msg: bytes) -> tuple[Parsed, Score]:
-        """Parse, rules, phishing and Bayes: CPU and SQLite work, run on a worker thread."""
+    def _bayes_hit(self, account: str | None, parsed: Parsed) -> tuple[str, Hit | None]:
+        if self.bayes is None:
+            return "off", None
+        try:
+            whose, classifier = self.bayes.for_recipient(account)
+            return whose, bayes_mod.hit(classifier.score_parsed(parsed))
+        except Exception as e:  # a locked or broken token database: no opinion
+            event(log, "bayes.error", level=logging.WARNING, error=repr(e))
+            return "error", None
+
+    def _local(
+        self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes
+    ) -> tuple[Parsed, Verdict]:
+        """Parse, settings and lists, rules, phishing and Bayes: CPU, SQLite and directory
+        work, run on a worker thread."""
         parsed = engine.parse(msg)
-        score = engine.analyse(parsed, self.rules)
-        if self.bayes is not None:
-            try:
-                h = bayes_mod.hit(self.bayes.score_parsed(parsed))
-            except Exception as e:  # a locked or broken token database: no opinion
-                event(log, "bayes.error", level=logging.WARNING, error=repr(e))
-                h = None
-            if h is not None:
-                score = score.plus([h])
-        return parsed, score
+        senders = [a for a in (sender, parsed.from_addr) if a]
+        who = self._recipients(s, senders, rcpts)
+        t = who.thresholds
+        if who.listed is not None and who.listed[0] == "allow":
+            allowed = Score((Hit("USER_ALLOWLIST", 0.0, who.listed[1]),))
+            return parsed, Verdict(allowed, t, listed=who.listed)
+        rules = self.rules if t.junk == self.junk_score else self._rules_for(t.junk)
+        score = engine.analyse(parsed, rules)
+        if who.listed is not None:  # blocked: at least Junk, whatever the content
+            score = score.plus([Hit("USER_BLOCKLIST", t.junk, who.listed[1])])
+        whose, h = self._bayes_hit(who.account, parsed)
+        if h is not None:
+            score = score.plus([h])
+        return parsed, Verdict(score, t, whose, who.listed)
 
     async def _network(self, s: Session, parsed: Parsed) -> list[Hit]:
         hits: list[Hit] = []
@@ -120,55 +289,67 @@ class SpamCheck(Check):
             hits += [Hit("RCVD_IN_DNSBL", w, f"{zone}:{code}") for zone, code, w in listed]
         return hits
 
-    async def score(self, s: Session, msg: bytes) -> Score:
-        """The message's score with every engine (what :meth:`data` decides on)."""
-        parsed, score = await asyncio.to_thread(self._local, msg)
+    async def evaluate(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> Verdict:
+        """The message's score with every engine, and the thresholds it is judged by."""
+        parsed, verdict = await asyncio.to_thread(self._local, s, sender, rcpts, msg)
+        if verdict.listed is not None and verdict.listed[0] == "allow":
+            return verdict
         extra = await self._network(s, parsed)
         if self.macro_score > 0:
             reports = await macros_mod.scan(parsed.attachments, max_size=self.macro_max_size)
             extra += macros_mod.hits(reports, self.macro_score)
-        return score.plus(extra)
+        return Verdict(verdict.score.plus(extra), verdict.thresholds, verdict.bayes, verdict.listed)
+
+    async def score(self, s: Session, msg: bytes) -> Score:
+        """The message's score with every engine and no recipient's settings."""
+        return (await self.evaluate(s, "", (), msg)).score
 
     # -- the decision -------------------------------------------------------------------
 
     async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
         try:
-            score = await self.score(s, msg)
+            verdict = await self.evaluate(s, sender, rcpts, msg)
         except Exception:  # fail open: a filter bug must not refuse or lose mail
-            log.exception("spam.error peer=%s sender=%s", s.peer, sender or "<>")
+            log.exception("spam.error qid=%s peer=%s sender=%s", s.qid, s.peer, sender or "<>")
             return CONTINUE
+        score, t = verdict.score, verdict.thresholds
         total = score.total
         fields: dict[str, Any] = dict(
+            qid=s.qid or None,
             role=s.role,
             peer=s.peer,
             user=s.user,
             sender=sender or "<>",
             score=_fmt(total),
             rules=score.summary(),
+            settings=t.source,
+            bayes=verdict.bayes,
         )
-        if total >= self.reject_score:
-            event(log, "spam.refused", threshold=f"{self.reject_score:g}", **fields)
+        action = verdict.action
+        if action == "refused":
+            event(log, "spam.refused", threshold=f"{t.reject:g}", **fields)
             template = SPAM_NOT_SENT if s.role == "submission" else SPAM_REFUSED
-            text = template.text.format(score=_fmt(total), threshold=f"{self.reject_score:g}")
+            text = template.text.format(score=_fmt(total), threshold=f"{t.reject:g}")
             return refuse(template.with_text(text), f"spam score {_fmt(total)}: {score.summary()}")
         if s.role != "mx":
+            event(log, "spam.passed", **fields)
             return CONTINUE  # outbound: sent, or refused above; Junk is a recipient's folder
-        junk = total >= self.junk_score
-        if junk:
-            event(log, "spam.junk", threshold=f"{self.junk_score:g}", **fields)
+        junk = action == "junk"
+        event(log, "spam.junk" if junk else "spam.passed", threshold=f"{t.junk:g}", **fields)
         return CheckResult(
             Action.CONTINUE,
-            prepend_headers=self._fields(score, junk),
+            prepend_headers=self._fields(score, t.junk, junk),
             remove_headers=tuple(
                 f.raw for f in header_fields(split_message(msg)[0]) if f.lname in OWN_FIELDS
             ),
             meta={"folder": "Junk"} if junk else {},
         )
 
-    def _fields(self, score: Score, junk: bool) -> bytes:
+    @staticmethod
+    def _fields(score: Score, required: float, junk: bool) -> bytes:
         names = ",".join(score.rules) or "none"
         status = f"{'Yes' if junk else 'No'}, score={_fmt(score.total)} " + (
-            f"required={self.junk_score:g} tests={names}"
+            f"required={required:g} tests={names}"
         )
         out = _fold("X-Spam-Status", status) + f"X-Spam-Score: {_fmt(score.total)}\r\n".encode()
         if junk:
@@ -177,5 +358,14 @@ class SpamCheck(Check):
 
 
 def bayes_path(data_dir: Path) -> Path:
-    """Where the node's token database lives."""
+    """Where the node's token database lives (without Redis)."""
     return data_dir / "bayes.sqlite3"
+
+
+def open_classifiers(
+    state_url: str, data_dir: Path, *, min_spam: int, min_ham: int, user_min: int
+) -> Classifiers:
+    """The global and per-account classifiers over the node's token database (Redis when
+    ``state_url`` is set, as the other shared policy state)."""
+    db = open_tokens(state_url, bayes_path(data_dir))
+    return Classifiers(db, min_spam=min_spam, min_ham=min_ham, user_min=user_min)

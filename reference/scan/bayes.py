@@ -1,16 +1,14 @@
 """A Bayesian token classifier (Graham's tokens, Robinson's probabilities, Fisher's chi-square).
 
 Trained by users moving mail into and out of Junk over IMAP (:func:`junk_trainer`, the
-IMAP server's ``on_junk`` hook) and by ``mailspec spam train``; asked by the spam check.
-It says nothing until it has learnt ``min_spam`` spam and ``min_ham`` ham messages
-(200 each by default, as SpamAssassin does): a young database is noise.
+IMAP server's ``on_junk`` hook) and by ``mailspec spam learn``; asked by the spam check.
+A classifier says nothing until it has learnt ``min_spam`` spam and ``min_ham`` ham
+messages (200 each by default, as SpamAssassin does): a young database is noise.
 
-Storage: a token database of its own (``TokenStore``), SQLite under ``data_dir`` by
-default, rather than the policy ``StateStore``. Training adds one to thousands of
-counters at once and scoring reads hundreds: that wants one transaction with batched
-statements, which the StateStore's get/put of single keys cannot give without a
-protocol change in three stores (and would lose counts between processes). A Redis
-``TokenStore`` (HINCRBY in a pipeline, HMGET) is the natural variant for clusters.
+:class:`Classifiers` holds the platform's classifier and one per account, over one token
+database (``reference.state.tokens``: SQLite per node, Redis across nodes). A user's
+Junk moves teach both their own and the global one; a message for one local recipient
+is scored with that user's classifier once it has learnt enough, else with the global.
 
 Tokens are stored as 64-bit hashes, never as words: the database holds no mail text.
 A message learnt twice is learnt once; learnt again as the other class, it moves.
@@ -22,21 +20,19 @@ import hashlib
 import logging
 import math
 import re
-import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-from typing import Protocol
+from collections.abc import Callable, Iterable
 
 from reference.auth.psl import default_list
 from reference.log import event
 from reference.scan.spam import Hit, Parsed, parse, registered_domain
+from reference.state.tokens import GLOBAL, MemoryTokenDB, MemoryTokens, TokenDB, TokenStore
 
 __all__ = [
     "BANDS",
     "Bayes",
+    "Classifiers",
+    "MemoryTokenDB",
     "MemoryTokens",
-    "SqliteTokens",
     "TokenStore",
     "hit",
     "junk_trainer",
@@ -54,9 +50,12 @@ UNKNOWN_PROB = 0.5  # Robinson's x
 MIN_STRENGTH = 0.1  # |f(w) - 0.5| below which a token is ignored
 MAX_DISCRIMINATORS = 150
 
-# The probability bands that become score, as SpamAssassin's BAYES_* rules.
+# The probability bands that become score, as SpamAssassin's BAYES_* rules, plus a band for
+# near-certainty worth the junk threshold on its own (Rspamd's BAYES_SPAM reaches 5.1):
+# mail no rule notices but Bayes is sure of is filed into Junk, never refused by Bayes alone.
 BANDS: tuple[tuple[float, float, str, float], ...] = (
-    (0.99, 1.01, "BAYES_99", 3.5),
+    (0.999, 1.01, "BAYES_999", 5.0),
+    (0.99, 0.999, "BAYES_99", 3.5),
     (0.95, 0.99, "BAYES_95", 3.0),
     (0.80, 0.95, "BAYES_80", 2.0),
     (0.60, 0.80, "BAYES_60", 1.0),
@@ -116,146 +115,6 @@ def _message_key(p: Parsed, raw: bytes) -> int:
     return _hash("mid:" + mid) if mid else _hash("raw:" + raw[:65536].hex())
 
 
-# -- storage -----------------------------------------------------------------------------------
-
-
-class TokenStore(Protocol):
-    """Token counts per class, learnt messages, totals; every method atomic."""
-
-    def counts(self, hashes: Sequence[int]) -> dict[int, tuple[int, int]]:
-        """(spam, ham) counts of the hashes that have any."""
-        ...
-
-    def totals(self) -> tuple[int, int]:
-        """(spam, ham) messages learnt."""
-        ...
-
-    def learn(self, key: int, hashes: Sequence[int], spam: bool) -> bool:
-        """Learn a message once; True if anything changed."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class MemoryTokens:
-    """For tests and one-off runs."""
-
-    def __init__(self) -> None:
-        self._tokens: dict[int, list[int]] = {}
-        self._seen: dict[int, bool] = {}
-        self._totals = [0, 0]
-        self._lock = threading.Lock()
-
-    def counts(self, hashes: Sequence[int]) -> dict[int, tuple[int, int]]:
-        with self._lock:
-            return {h: (c[0], c[1]) for h in hashes if (c := self._tokens.get(h))}
-
-    def totals(self) -> tuple[int, int]:
-        return self._totals[0], self._totals[1]
-
-    def learn(self, key: int, hashes: Sequence[int], spam: bool) -> bool:
-        with self._lock:
-            before = self._seen.get(key)
-            if before is spam:
-                return False
-            if before is not None:
-                self._add(hashes, before, -1)
-            self._add(hashes, spam, +1)
-            self._seen[key] = spam
-            return True
-
-    def _add(self, hashes: Sequence[int], spam: bool, delta: int) -> None:
-        i = 0 if spam else 1
-        self._totals[i] = max(0, self._totals[i] + delta)
-        for h in hashes:
-            c = self._tokens.setdefault(h, [0, 0])
-            c[i] = max(0, c[i] + delta)
-
-    def close(self) -> None:
-        pass
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tokens (
-    h INTEGER PRIMARY KEY, spam INTEGER NOT NULL, ham INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS seen (key INTEGER PRIMARY KEY, spam INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS totals (kind TEXT PRIMARY KEY, n INTEGER NOT NULL);
-INSERT OR IGNORE INTO totals VALUES ('spam', 0), ('ham', 0);
-"""
-
-
-class SqliteTokens:
-    """``bayes.sqlite3`` under data_dir: shared by a node's processes (WAL, IMMEDIATE)."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # counts, not mail: a lost tail is fine
-        self._db.executescript(_SCHEMA)
-
-    def counts(self, hashes: Sequence[int]) -> dict[int, tuple[int, int]]:
-        out: dict[int, tuple[int, int]] = {}
-        with self._lock:
-            for i in range(0, len(hashes), 500):
-                chunk = list(hashes[i : i + 500])
-                marks = ",".join("?" * len(chunk))
-                for h, s, n in self._db.execute(
-                    f"SELECT h, spam, ham FROM tokens WHERE h IN ({marks})", chunk
-                ):
-                    out[int(h)] = (int(s), int(n))
-        return out
-
-    def totals(self) -> tuple[int, int]:
-        with self._lock:
-            rows = dict(self._db.execute("SELECT kind, n FROM totals").fetchall())
-        return int(rows.get("spam", 0)), int(rows.get("ham", 0))
-
-    def learn(self, key: int, hashes: Sequence[int], spam: bool) -> bool:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT spam FROM seen WHERE key = ?", (key,)).fetchone()
-                before = None if row is None else bool(row[0])
-                if before is spam:
-                    self._db.execute("COMMIT")
-                    return False
-                if before is not None:
-                    self._add(hashes, before, -1)
-                self._add(hashes, spam, +1)
-                self._db.execute(
-                    "INSERT OR REPLACE INTO seen(key, spam) VALUES (?, ?)", (key, int(spam))
-                )
-                self._db.execute("COMMIT")
-                return True
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    def _add(self, hashes: Sequence[int], spam: bool, delta: int) -> None:
-        col = "spam" if spam else "ham"
-        self._db.execute(f"UPDATE totals SET n = max(0, n + ?) WHERE kind = '{col}'", (delta,))
-        if delta > 0:
-            self._db.executemany(
-                f"INSERT INTO tokens(h, spam, ham) VALUES (?, {int(spam)}, {int(not spam)}) "
-                f"ON CONFLICT(h) DO UPDATE SET {col} = {col} + 1",
-                [(h,) for h in hashes],
-            )
-        else:
-            self._db.executemany(
-                f"UPDATE tokens SET {col} = max(0, {col} - 1) WHERE h = ?", [(h,) for h in hashes]
-            )
-            self._db.execute("DELETE FROM tokens WHERE spam = 0 AND ham = 0")
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
 # -- the classifier ----------------------------------------------------------------------------
 
 
@@ -270,7 +129,7 @@ def _chi2q(x2: float, v: int) -> float:
 
 
 class Bayes:
-    """``train(message, spam)`` and ``score(message) -> probability of spam``.
+    """``train(message, spam)`` and ``score(message) -> probability of spam``, over one store.
 
     Thread-safe (the IMAP hook calls it from worker threads); synchronous (the spam check
     calls it through ``asyncio.to_thread``).
@@ -280,13 +139,6 @@ class Bayes:
         self.store = store
         self.min_spam = min_spam
         self.min_ham = min_ham
-
-    @classmethod
-    def open(cls, path: Path, *, min_spam: int = 200, min_ham: int = 200) -> Bayes:
-        return cls(SqliteTokens(path), min_spam=min_spam, min_ham=min_ham)
-
-    def close(self) -> None:
-        self.store.close()
 
     @property
     def ready(self) -> bool:
@@ -334,6 +186,52 @@ class Bayes:
         return (spam_evidence - ham_evidence + 1.0) / 2.0
 
 
+class Classifiers:
+    """The platform's classifier and each account's own, over one token database.
+
+    ``user_min`` is what a user's own classifier must have learnt of each class before it
+    replaces the global one for their mail.
+    """
+
+    def __init__(
+        self, db: TokenDB, *, min_spam: int = 200, min_ham: int = 200, user_min: int = 200
+    ) -> None:
+        self.db = db
+        self.min_spam = min_spam
+        self.min_ham = min_ham
+        self.user_min = user_min
+        self.global_ = Bayes(db.scope(GLOBAL), min_spam=min_spam, min_ham=min_ham)
+
+    @classmethod
+    def memory(cls, **kw: int) -> Classifiers:
+        """In this process only: for tests and one-off runs."""
+        return cls(MemoryTokenDB(), **kw)
+
+    def user(self, address: str) -> Bayes:
+        """``address``'s own classifier (empty until something is learnt for it)."""
+        if not address:
+            return self.global_
+        return Bayes(self.db.scope(address), min_spam=self.user_min, min_ham=self.user_min)
+
+    def for_recipient(self, address: str | None) -> tuple[str, Bayes]:
+        """The classifier to score a message for ``address`` with: ("user", theirs) once it
+        is ready, else ("global", the platform's). None: a message for several users."""
+        if address:
+            own = self.user(address)
+            if own.ready:
+                return "user", own
+        return "global", self.global_
+
+    def learn_for_user(self, address: str, message: bytes, spam: bool) -> tuple[bool, bool]:
+        """What a user filed: teaches their classifier and the global one (changed, changed)."""
+        p = parse(message)
+        mine = self.user(address).train_parsed(p, spam, message) if address else False
+        return mine, self.global_.train_parsed(p, spam, message)
+
+    def close(self) -> None:
+        self.db.close()
+
+
 def hit(probability: float) -> Hit | None:
     """The BAYES_* rule a probability falls in (None in the undecided middle)."""
     for low, high, name, weight in BANDS:
@@ -342,12 +240,13 @@ def hit(probability: float) -> Hit | None:
     return None
 
 
-def junk_trainer(bayes: Bayes) -> Callable[[str, bytes, bool], None]:
-    """The IMAP server's ``on_junk(address, message, is_spam)``: learn what users file."""
+def junk_trainer(classifiers: Classifiers) -> Callable[[str, bytes, bool], None]:
+    """The IMAP server's ``on_junk(address, message, is_spam)``: learn what users file, in
+    their own classifier and in the global one."""
 
     def on_junk(address: str, message: bytes, is_spam: bool) -> None:
-        changed = bayes.train(message, is_spam)
-        event(log, "bayes.learnt", user=address, spam=is_spam, changed=changed)
+        mine, shared = classifiers.learn_for_user(address, message, is_spam)
+        event(log, "bayes.learnt", user=address, spam=is_spam, user_changed=mine, changed=shared)
 
     return on_junk
 

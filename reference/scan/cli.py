@@ -1,4 +1,14 @@
-"""`mailspec spam train`, `mailspec spam check` and `mailspec spam stats`."""
+"""`mailspec spam …`: teach Bayes, score a message, per-domain and per-user settings and lists.
+
+    mailspec spam learn --spam DIR --ham DIR [--user ADDRESS]   (``train`` is the same)
+    mailspec spam check FILE [--rcpt ADDRESS] [--sender ADDRESS] [--client-ip IP]
+    mailspec spam stats [--user ADDRESS]
+    mailspec spam settings ADDRESS-OR-DOMAIN [--reject N] [--junk N] [--reset]
+    mailspec spam allow|block ADDRESS PATTERN [--remove]        (PATTERN: an address or @domain)
+    mailspec spam lists ADDRESS
+
+Settings and lists live in the directory, so a running server follows them at once.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +23,8 @@ from reference import config as config_mod
 from reference.config import Config, ConfigError, parse_dnsbl
 
 if TYPE_CHECKING:
-    from reference.scan.bayes import Bayes
+    from reference.directory import Directory
+    from reference.scan.bayes import Bayes, Classifiers
 
 MAX_FILE = 32 << 20  # bytes read from one message file
 
@@ -22,31 +33,93 @@ def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
 ) -> None:
     """Add the spam subcommands to the mailspec command line."""
-    p = sub.add_parser("spam", help="spam filter: Bayes training and diagnostics")
+    p = sub.add_parser("spam", help="spam filter: Bayes, settings, sender lists, diagnostics")
     ssub = p.add_subparsers(dest="spam_cmd", required=True)
     t = ssub.add_parser(
-        "train",
+        "learn",
+        aliases=["train"],
         parents=parents,
         help="teach Bayes from messages: Maildirs, directories of .eml files, or files",
     )
     t.add_argument("--spam", action="append", type=Path, default=[], metavar="DIR|FILE")
     t.add_argument("--ham", action="append", type=Path, default=[], metavar="DIR|FILE")
-    t.set_defaults(func=cmd_train)
+    t.add_argument(
+        "--user", metavar="ADDRESS", help="teach this account's own classifier (default: global)"
+    )
+    t.set_defaults(func=cmd_learn)
     c = ssub.add_parser(
         "check", parents=parents, help="score a message file as the MX would, naming the rules"
     )
     c.add_argument("file", type=Path, help="the message (RFC 5322, e.g. a .eml file)")
     c.add_argument("--client-ip", default="", help="the sending client's address (for DNSBLs)")
     c.add_argument("--nameserver", help="HOST:PORT to resolve with (default: dns.nameservers)")
+    c.add_argument(
+        "--rcpt", metavar="ADDRESS", help="judge it for this recipient (settings, lists, Bayes)"
+    )
+    c.add_argument("--sender", default="", metavar="ADDRESS", help="the envelope sender")
     c.set_defaults(func=cmd_check)
     s = ssub.add_parser("stats", parents=parents, help="what Bayes has learnt")
+    s.add_argument("--user", metavar="ADDRESS", help="this account's own classifier too")
     s.set_defaults(func=cmd_stats)
+    st = ssub.add_parser(
+        "settings", parents=parents, help="a domain's or an account's thresholds (show or set)"
+    )
+    st.add_argument("scope", metavar="ADDRESS-OR-DOMAIN")
+    st.add_argument("--reject", type=float, metavar="N", help="refused at DATA from this score")
+    st.add_argument("--junk", type=float, metavar="N", help="filed into Junk from this score")
+    st.add_argument("--reset", action="store_true", help="inherit everything again")
+    st.set_defaults(func=cmd_settings)
+    for kind, what in (("allow", "never scored as spam"), ("block", "refused at RCPT")):
+        a = ssub.add_parser(
+            kind, parents=parents, help=f"senders an account wants {what}: an address or @domain"
+        )
+        a.add_argument("address", metavar="ADDRESS", help="the account")
+        a.add_argument("pattern", metavar="PATTERN", help="sender@domain or @domain")
+        a.add_argument("--remove", action="store_true", help="take the pattern off the list")
+        a.set_defaults(func=cmd_list_change, kind=kind)
+    ls = ssub.add_parser("lists", parents=parents, help="an account's allowed and blocked senders")
+    ls.add_argument("address", metavar="ADDRESS")
+    ls.set_defaults(func=cmd_lists)
 
 
 def _config(args: argparse.Namespace, overrides: dict[str, object] | None = None) -> Config:
     return config_mod.load(
         getattr(args, "config", None), data_dir=getattr(args, "data_dir", None), overrides=overrides
     )
+
+
+def _directory(cfg: Config) -> Directory:
+    from reference.app import directory_path
+    from reference.directory import Directory
+
+    return Directory(directory_path(cfg))
+
+
+def _classifiers(cfg: Config) -> Classifiers:
+    from reference.policy.spam import open_classifiers
+
+    sp = cfg.spam
+    return open_classifiers(
+        cfg.state.url,
+        cfg.data_path,
+        min_spam=sp.bayes_min,
+        min_ham=sp.bayes_min,
+        user_min=sp.bayes_user_min,
+    )
+
+
+def _account(cfg: Config, address: str) -> str:
+    """The canonical address of an existing account, or a ValueError naming it."""
+    from reference.directory import DirectoryError
+
+    d = _directory(cfg)
+    try:
+        found = d.lookup(address)
+    finally:
+        d.close()
+    if found is None:
+        raise DirectoryError(f"no such account: {address}")
+    return found.address
 
 
 def message_files(path: Path) -> Iterator[Path]:
@@ -69,10 +142,10 @@ def _read(path: Path) -> bytes:
         return f.read(MAX_FILE)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from reference.policy.spam import bayes_path
-    from reference.scan.bayes import Bayes
+# -- learn and stats
 
+
+def cmd_learn(args: argparse.Namespace) -> int:
     if not args.spam and not args.ham:
         print(
             "mailspec: give --spam and/or --ham (a Maildir, a directory or a file)", file=sys.stderr
@@ -90,9 +163,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"mailspec: {e}", file=sys.stderr)
         return 2
-    bayes = Bayes.open(
-        bayes_path(cfg.data_path), min_spam=cfg.spam.bayes_min, min_ham=cfg.spam.bayes_min
-    )
+    user = _account(cfg, args.user) if args.user else ""
+    classifiers = _classifiers(cfg)
+    bayes = classifiers.user(user) if user else classifiers.global_
     try:
         for spam, files in batches:
             if not files:
@@ -110,14 +183,21 @@ def cmd_train(args: argparse.Namespace) -> int:
                     known += 1
             kind = "spam" if spam else "ham"
             print(f"{kind}: learnt {learnt} messages ({known} already known)")
-        print(_stats_line(bayes))
+        print(_stats_line(bayes, user))
     finally:
-        bayes.close()
+        classifiers.close()
     return 0
 
 
-def _stats_line(bayes: Bayes) -> str:
+def _stats_line(bayes: Bayes, user: str = "") -> str:
     spam, ham = bayes.store.totals()
+    if user:
+        state = (
+            "it scores their mail"
+            if bayes.ready
+            else f"it scores their mail from {bayes.min_spam} spam and {bayes.min_ham} ham on"
+        )
+        return f"bayes for {user}: {spam} spam and {ham} ham learnt; {state}"
     state = (
         "it adds score"
         if bayes.ready
@@ -127,22 +207,105 @@ def _stats_line(bayes: Bayes) -> str:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from reference.policy.spam import bayes_path
-    from reference.scan.bayes import Bayes
-
     try:
         cfg = _config(args)
     except ConfigError as e:
         print(f"mailspec: {e}", file=sys.stderr)
         return 2
-    bayes = Bayes.open(
-        bayes_path(cfg.data_path), min_spam=cfg.spam.bayes_min, min_ham=cfg.spam.bayes_min
-    )
+    user = _account(cfg, args.user) if args.user else ""
+    classifiers = _classifiers(cfg)
     try:
-        print(_stats_line(bayes))
+        print(_stats_line(classifiers.global_))
+        if user:
+            print(_stats_line(classifiers.user(user), user))
     finally:
-        bayes.close()
+        classifiers.close()
     return 0
+
+
+# -- settings and lists
+
+
+def _effective(cfg: Config, d: Directory, scope: str) -> tuple[str, float, float]:
+    """``reject 10 (config), junk 3 (user)``, and those two values, for a domain or account."""
+    from reference.directory import split_address
+
+    layers = [(scope, "domain")]
+    if "@" in scope:
+        layers = [(split_address(scope)[1], "domain"), (scope, "user")]
+    rows = d.spam_settings(*(key for key, _ in layers))
+    out, values = [], []
+    for name, default in (("reject", cfg.spam.reject_score), ("junk", cfg.spam.junk_score)):
+        value, source = default, "config"
+        for key, label in layers:
+            row = rows.get(key)
+            got = None if row is None else getattr(row, f"{name}_score")
+            if got is not None:
+                value, source = got, label
+        out.append(f"{name} {value:g} ({source})")
+        values.append(value)
+    return ", ".join(out), values[0], values[1]
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from reference.directory import normalize_domain
+
+    cfg = _config(args)
+    d = _directory(cfg)
+    try:
+        if "@" in args.scope:
+            found = d.lookup(args.scope)
+            if found is None:
+                print(f"mailspec: no such account: {args.scope}", file=sys.stderr)
+                return 1
+            scope = found.address
+        else:
+            scope = normalize_domain(args.scope)
+        if args.reset:
+            d.clear_spam_settings(scope)
+        if args.reject is not None or args.junk is not None:
+            d.set_spam_settings(scope, reject_score=args.reject, junk_score=args.junk)
+        text, reject, junk = _effective(cfg, d, scope)
+        print(f"{scope}: {text}")
+        if junk > reject:
+            print(
+                f"mailspec: note: junk {junk:g} is above reject {reject:g}: such mail is "
+                "refused, never filed into Junk",
+                file=sys.stderr,
+            )
+    finally:
+        d.close()
+    return 0
+
+
+def cmd_list_change(args: argparse.Namespace) -> int:
+    d = _directory(_config(args))
+    try:
+        if args.remove:
+            if not d.remove_sender_list(args.address, args.pattern):
+                print(f"mailspec: {args.pattern} is on no list of {args.address}", file=sys.stderr)
+                return 1
+            print(f"{args.address}: {args.pattern} removed")
+            return 0
+        entry = d.set_sender_list(args.address, args.kind, args.pattern)
+        verb = "allowed (never scored as spam)" if args.kind == "allow" else "blocked (550 5.7.1)"
+        print(f"{args.address}: {entry} {verb}")
+    finally:
+        d.close()
+    return 0
+
+
+def cmd_lists(args: argparse.Namespace) -> int:
+    d = _directory(_config(args))
+    try:
+        for kind, pattern in d.sender_lists(args.address):
+            print(f"{kind:<6} {pattern}")
+    finally:
+        d.close()
+    return 0
+
+
+# -- check
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -158,16 +321,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"mailspec: cannot read {args.file}: {e.strerror}", file=sys.stderr)
         return 2
-    print(asyncio.run(_check(cfg, msg, args.client_ip)), end="")
+    print(asyncio.run(_check(cfg, msg, args.client_ip, args.rcpt, args.sender)), end="")
     return 0
 
 
-async def _check(cfg: Config, msg: bytes, client_ip: str) -> str:
+async def _check(
+    cfg: Config, msg: bytes, client_ip: str, rcpt: str | None = None, sender: str = ""
+) -> str:
     from reference.dns import make_resolver
     from reference.policy import Session
     from reference.policy.dnsbl import BlocklistZone, Dnsbl
-    from reference.policy.spam import SpamCheck, bayes_path
-    from reference.scan.bayes import Bayes
+    from reference.policy.spam import SpamCheck
     from reference.scan.spam import UriZone
 
     sp = cfg.spam
@@ -177,31 +341,38 @@ async def _check(cfg: Config, msg: bytes, client_ip: str) -> str:
     if resolver is not None and client_ip and cfg.dnsbl.zones:
         zones = [BlocklistZone(*parse_dnsbl(z)) for z in cfg.dnsbl.zones]
         dnsbl = Dnsbl(resolver, zones, reject_at=cfg.dnsbl.reject_score)
-    path = bayes_path(cfg.data_path)
-    bayes = Bayes.open(path, min_spam=sp.bayes_min, min_ham=sp.bayes_min) if sp.bayes else None
+    classifiers = _classifiers(cfg) if sp.bayes else None
+    directory = _directory(cfg) if rcpt else None
     check = SpamCheck(
         reject_score=sp.reject_score,
         junk_score=sp.junk_score,
         resolver=resolver,
         uribl=[UriZone(*parse_dnsbl(z)) for z in sp.uribl_zones],
         dnsbl=dnsbl,
-        bayes=bayes,
+        bayes=classifiers,
+        directory=directory,
         macro_score=sp.macro_score,
         macro_max_size=sp.macro_max_size,
     )
     try:
-        score = await check.score(Session(role="mx", peer=client_ip), msg)
+        verdict = await check.evaluate(
+            Session(role="mx", peer=client_ip), sender, [rcpt] if rcpt else [], msg
+        )
     finally:
-        if bayes is not None:
-            bayes.close()
-    total = score.total
-    if total >= sp.reject_score:
-        verdict = f"refused (reject_score {sp.reject_score:g})"
-    elif total >= sp.junk_score:
-        verdict = f"Junk (junk_score {sp.junk_score:g})"
+        if classifiers is not None:
+            classifiers.close()
+        if directory is not None:
+            directory.close()
+    score, t = verdict.score, verdict.thresholds
+    whose = "" if t.source == "global" else f", {t.source} settings"
+    action = verdict.action
+    if action == "refused":
+        line = f"refused (reject_score {t.reject:g}{whose})"
+    elif action == "junk":
+        line = f"Junk (junk_score {t.junk:g}{whose})"
     else:
-        verdict = "inbox"
-    out = [f"score {total:.1f}: {verdict}"]
+        line = "inbox"
+    out = [f"score {score.total:.1f}: {line}"]
     for h in sorted(score.hits, key=lambda h: -h.weight):
         detail = f"  {h.detail}" if h.detail else ""
         out.append(f"{h.weight:7.1f}  {h.rule}{detail}")

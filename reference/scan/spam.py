@@ -568,7 +568,9 @@ _BRAND_SKELETONS = {_skeleton(b): b for b in BRANDS}
 
 
 def lookalike_of(host: str, psl: PublicSuffixList | None = None) -> str | None:
-    """The brand a host's registered domain imitates without being it, if any."""
+    """The brand a host's registered domain imitates without being it, if any: the whole
+    first label (``paypa1``), or one of its hyphenated words (``rnicrosoft-365``,
+    ``secure-paypa1-login``). A brand's own name as a word (``apple-growers``) is not one."""
     if not host or _ip_host(host):
         return None
     label = registered_domain(host, psl).split(".")[0]
@@ -576,10 +578,12 @@ def lookalike_of(host: str, psl: PublicSuffixList | None = None) -> str | None:
         shown = label.encode("ascii").decode("idna") if label.startswith("xn--") else label
     except UnicodeError:
         shown = label
-    brand = _BRAND_SKELETONS.get(_skeleton(shown))
-    if brand is None or shown == brand:
-        return None
-    return brand
+    words = [w for w in shown.split("-") if w] if "-" in shown else []
+    for candidate in (shown, *words[:8]):
+        brand = _BRAND_SKELETONS.get(_skeleton(candidate))
+        if brand is not None and candidate != brand:
+            return brand
+    return None
 
 
 # -- phishing ----------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TEMP_LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, try again later")
 SPOOL_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
+# RFC 4954 6: 454 4.7.0 is the temporary authentication failure. A lockout ends on its own,
+# and a 535 would tell the client its (maybe right) password is wrong.
+AUTH_LOCKED = Reply(454, "4.7.0", "Too many failed logins: temporarily locked, try again later")
 
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 TOO_MANY_FROM_CLIENT = Reply(
@@ -92,6 +95,8 @@ NO_SUCH_USER = Reply(550, "5.1.1", "No such user here")
 MAILBOX_DISABLED = Reply(550, "5.2.1", "Mailbox disabled")
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
 SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by the authenticated user")
+# RFC 6409 6.3: a message refused after DATA for what the submitting user may do is 550 5.7.1.
+FROM_NOT_OWNED = Reply(550, "5.7.1", "From: address not owned by the authenticated user")
 BAD_ADDRESS = Reply(553, "5.1.3", "Bad address syntax")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")

@@ -32,6 +32,7 @@ from reference.credentials import Authenticator
 from reference.log import event
 from reference.policy import Policy, Session
 from reference.smtp import replies
+from reference.smtp.authlimit import AuthLimiter
 from reference.smtp.commands import CommandError, MailFrom, parse_bdat, parse_mail, parse_rcpt
 from reference.smtp.proxy import MAX_PAYLOAD, V2_SIGNATURE, ProxyError, parse_v2
 from reference.smtp.replies import DEFAULT_ENHANCED, Reply
@@ -77,6 +78,7 @@ class Listener:
         proxy_from: Sequence[str] = (),
         max_connections: int = 1000,
         max_per_client: int = 20,
+        auth_limiter: AuthLimiter | None = None,
     ) -> None:
         self.role = role
         self.hostname = hostname
@@ -99,6 +101,8 @@ class Listener:
         self.max_per_client = max_per_client
         self.active = 0
         self.per_client: Counter[str] = Counter()
+        # Failed logins: counted, slowed, locked out (None: unlimited, for tests).
+        self.auth_limiter = auth_limiter
 
     def is_proxy(self, ip: str) -> bool:
         try:
@@ -545,16 +549,21 @@ class MailspecSMTP(SMTP):
             secret = password.decode("utf-8")
         except UnicodeDecodeError:
             return AuthResult(success=False, handled=False)
+        peer = _peer_ip(self.session)
+        limiter = self.listener.auth_limiter
+        if limiter is not None:
+            locked = await limiter.locked(user, peer)
+            if locked is not None:
+                # Locked: the password is not even looked at (RFC 4954 6: 454 4.7.0).
+                event(log, "auth", mechanism=mechanism, user=user, peer=peer, locked=locked.scope)
+                return AuthResult(success=False, handled=False, message=str(replies.AUTH_LOCKED))
         address = await self.listener.auth.authenticate(user, secret)
-        event(
-            log,
-            "auth",
-            mechanism=mechanism,
-            user=user,
-            peer=_peer_ip(self.session),
-            ok=address is not None,
-        )
+        event(log, "auth", mechanism=mechanism, user=user, peer=peer, ok=address is not None)
         if address is None:
+            if limiter is not None:
+                delay = await limiter.failed(user, peer)
+                if delay > 0:
+                    await self.clock.sleep(delay)  # the slowdown, on the injected clock
             # handled=False: aiosmtpd answers 535 5.7.8 (handled=True would send nothing).
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=address)
@@ -837,7 +846,7 @@ class Handler:
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
 
-    def _session(self, server: MailspecSMTP, session: AioSession) -> Session:
+    def _session(self, server: MailspecSMTP, session: AioSession, qid: str = "") -> Session:
         user = session.auth_data if session.authenticated else None
         return Session(
             role=self.listener.role,
@@ -845,6 +854,7 @@ class Handler:
             helo=session.host_name or "",
             tls=server.tls_active,
             user=user if isinstance(user, str) else None,
+            qid=qid,
         )
 
     async def handle_exception(self, error: Exception) -> str:
@@ -887,7 +897,11 @@ class Handler:
     async def message(
         self, server: MailspecSMTP, session: AioSession, env: MailspecEnvelope
     ) -> Reply:
-        s = self._session(server, session)
+        # The queue id comes before the DATA checks (as Postfix's cleanup has one before the
+        # milters run): what they log about the message, refused or not, carries it.
+        spool = self.listener.spool
+        qid = spool.new_qid()
+        s = self._session(server, session, qid)
         raw = env.original_content or b""
         sender = env.mail_from or ""
         rcpts = list(env.rcpt_tos)
@@ -896,14 +910,13 @@ class Handler:
             event(
                 log,
                 "data.refused",
+                qid=qid,
                 peer=s.peer,
                 sender=sender or "<>",
                 reply=result.reply.code,
                 reason=result.reason,
             )
             return result.reply
-        spool = self.listener.spool
-        qid = spool.new_qid()
         # Checks that accept may edit the header (Authentication-Results, a signature) and
         # set spool meta (a folder); the trace header goes on top of all of it.
         data = self._received(s, qid, rcpts, env) + result.edit(raw)

@@ -1,0 +1,152 @@
+"""Submission checks at DATA: the From: header is the user's, header rules, the queue lane.
+
+- :class:`FromOwnership` — every address in From: must be the authenticated user's own or
+  one of its aliases (RFC 6409 6.3: ``550 5.7.1``), as MAIL FROM must be (``553 5.7.1``,
+  :class:`~reference.policy.SenderOwnership`).
+- :class:`HeaderRules` — header fields removed from (``X-Originating-IP``: the user's
+  address is nobody's business) and added to submitted mail, before DKIM signs it.
+- :class:`BulkLane` — mass mail goes to the queue's bulk lane, so that it never holds up
+  person-to-person mail: many recipients, ``Precedence: bulk|list|junk``, list fields
+  (``List-Unsubscribe``, ``List-Id``), or a user marked as a sender of newsletters.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Sequence
+
+from reference.auth.message import header_fields, split_message
+from reference.directory import Directory, DirectoryError, split_address
+from reference.policy import CONTINUE, Action, Check, CheckResult, Session, refuse
+from reference.smtp import replies
+
+__all__ = ["BULK", "REGULAR", "BulkLane", "FromOwnership", "HeaderRules", "split_header"]
+
+REGULAR = "regular"
+BULK = "bulk"
+
+
+def split_header(raw: bytes) -> tuple[bytes, bytes, bytes]:
+    """(header, blank line, body), so that ``header + blank + body == raw``."""
+    header, body = split_message(raw)
+    return header, raw[len(header) : len(raw) - len(body)], body
+
+
+def _from_addresses(header: bytes) -> list[str] | None:
+    """The addresses of every From: field (None: there is no From: field)."""
+    fields = [f for f in header_fields(header) if f.lname == "from"]
+    if not fields:
+        return None
+    return [addr for f in fields for _, addr in email.utils.getaddresses([f.text()])]
+
+
+class FromOwnership(Check):
+    """Submission: each From: address must belong to the authenticated user."""
+
+    name = "from-ownership"
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+        if s.role != "submission" or s.user is None:
+            return CONTINUE
+        header, _, _ = split_header(msg)
+        addresses = _from_addresses(header)
+        if addresses is None:
+            return CONTINUE  # no From: at all is the MUA's problem, not a forgery
+        if not addresses or not all(a for a in addresses):
+            return refuse(replies.FROM_NOT_OWNED, f"{s.user}: From: names no address")
+        for address in addresses:
+            if not self.directory.owns(s.user, address):
+                r = replies.FROM_NOT_OWNED
+                return refuse(r.with_text(f"{r.text}: {address}"), f"{s.user} From: {address}")
+        return CONTINUE
+
+
+def _field_name(spec: str) -> str:
+    name = spec.strip().rstrip(":").strip()
+    if not name or any(c <= " " or c == ":" or c > "~" for c in name):
+        raise ValueError(f"not a header field name: {spec!r}")
+    return name
+
+
+def _field_line(spec: str) -> bytes:
+    name, sep, value = spec.partition(":")
+    if not sep:
+        raise ValueError(f"expected 'Name: value', got {spec!r}")
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"a header field is one line: {spec!r}")
+    return f"{_field_name(name)}: {value.strip()}\r\n".encode()
+
+
+def parse_header_rules(remove: Sequence[str], add: Sequence[str]) -> tuple[set[str], bytes]:
+    """Validated rules: names to remove (lower case) and the fields to add, as bytes."""
+    return {_field_name(n).lower() for n in remove}, b"".join(_field_line(a) for a in add)
+
+
+class HeaderRules(Check):
+    """Submission: remove the configured header fields, add the configured ones on top.
+
+    The message is rewritten (not merely annotated), so that DKIM, later in the chain,
+    signs exactly what leaves.
+    """
+
+    name = "header-rules"
+
+    def __init__(self, remove: Sequence[str] = (), add: Sequence[str] = ()) -> None:
+        self.remove, self.add = parse_header_rules(remove, add)
+
+    def rewrite(self, msg: bytes) -> bytes | None:
+        header, blank, body = split_header(msg)
+        kept = [f.raw for f in header_fields(header) if f.lname not in self.remove]
+        new_header = self.add + b"".join(kept)
+        if new_header == header:
+            return None
+        return new_header + blank + body
+
+    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+        if s.role != "submission" or s.user is None or not (self.remove or self.add):
+            return CONTINUE
+        new = self.rewrite(msg)
+        return CONTINUE if new is None else CheckResult(Action.CONTINUE, message=new)
+
+
+_BULK_PRECEDENCE = ("bulk", "list", "junk")
+_LIST_FIELDS = ("list-unsubscribe", "list-id")
+
+
+def bulk_reason(header: bytes, rcpts: int, threshold: int) -> str | None:
+    """Why a message is mass mail, from its header and recipient count (None: it is not)."""
+    if threshold and rcpts >= threshold:
+        return f"{rcpts} recipients"
+    for f in header_fields(header):
+        if f.lname == "precedence" and f.text().lower() in _BULK_PRECEDENCE:
+            return f"Precedence: {f.text().lower()}"
+        if f.lname in _LIST_FIELDS:
+            return f.name
+    return None
+
+
+class BulkLane(Check):
+    """Every role: put mass mail in the bulk lane (spool meta ``lane``)."""
+
+    name = "bulk-lane"
+
+    def __init__(self, directory: Directory, *, recipients: int = 20) -> None:
+        self.directory = directory
+        self.recipients = recipients
+
+    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+        header, _, _ = split_header(msg)
+        reason = bulk_reason(header, len(rcpts), self.recipients)
+        if reason is None and s.user is not None:
+            try:
+                local, domain = split_address(s.user)
+                if self.directory.is_bulk_sender(f"{local}@{domain}"):
+                    reason = "newsletter sender"
+            except DirectoryError:
+                pass
+        if reason is None:
+            return CONTINUE
+        return CheckResult(Action.CONTINUE, reason=reason, meta={"lane": BULK})
