@@ -26,13 +26,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reference import config as config_mod
 from reference import tls
+from reference.clock import RealClock
 from reference.config import LISTENERS, ROLES, Config
 
 __all__ = ["Cluster", "Node", "register"]
@@ -42,6 +42,9 @@ _START_TIMEOUT = 60.0  # a node on a busy 2-core machine, several starting at on
 _STOP_TIMEOUT = 20.0
 _FAILED_STARTS = 3  # a node that cannot start this many times in a row is left down
 _ENDPOINT = re.compile(r"^\s+(\w+)\s+(\w+://(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d+))\s*$")
+
+# A supervisor of real processes: its deadlines are real time.
+_REAL = RealClock()
 
 
 @dataclass
@@ -255,9 +258,9 @@ class Cluster:
                     node.ready.set()
 
     def _await_ready(self, node: Node) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT
+        deadline = _REAL.monotonic() + _START_TIMEOUT
         while not node.ready.wait(0.05):
-            if not node.running or time.monotonic() > deadline:
+            if not node.running or _REAL.monotonic() > deadline:
                 if node.proc is not None and node.running:
                     node.proc.kill()
                 raise RuntimeError(f"{node.name} did not start: {_tail(node.log)}")
@@ -268,21 +271,21 @@ class Cluster:
         """Restart dead nodes until ``stop`` is set; 1 if a node was left down."""
         restart_at: dict[str, float] = {}
         left_down: set[str] = set()  # not restarted (--no-restart), or failing to start
-        last_clear = time.monotonic()
+        last_clear = _REAL.monotonic()
         while not stop.wait(0.05):
             for node in self.nodes:
                 if node.name in left_down:
                     continue
                 if node.running or node.name in restart_at:
                     if node.running and node.down_since is not None and node.ready.is_set():
-                        took = time.monotonic() - node.down_since
+                        took = _REAL.monotonic() - node.down_since
                         node.down_since = None
                         node.failed_starts = 0
                         self._say(f"{node.name} up again (pid {node.pid}) after {took:.1f}s")
                         self._save()
                     continue
                 rc = node.proc.returncode if node.proc is not None else None
-                node.down_since = node.down_since or time.monotonic()
+                node.down_since = node.down_since or _REAL.monotonic()
                 if not node.ready.is_set() and node.restarts:
                     node.failed_starts += 1
                 why = f"signal {-rc}" if rc is not None and rc < 0 else f"exit {rc}"
@@ -298,19 +301,19 @@ class Cluster:
                     continue
                 # A node that failed to start waits longer each time.
                 delay = self.restart_delay * (1 + 2 * node.failed_starts)
-                restart_at[node.name] = time.monotonic() + delay
+                restart_at[node.name] = _REAL.monotonic() + delay
             for name, when in list(restart_at.items()):
-                if time.monotonic() >= when:
+                if _REAL.monotonic() >= when:
                     node = next(n for n in self.nodes if n.name == name)
                     del restart_at[name]
                     node.restarts += 1
                     self._say(f"{name}: restarting on {node.spool} (same ports)")
                     self._write_config(node)
                     self._spawn(node)
-            if self._internet is not None and time.monotonic() - last_clear > 30:
+            if self._internet is not None and _REAL.monotonic() - last_clear > 30:
                 # The recorder has written every delivery to disk; keep memory bounded.
                 self._internet.clear()
-                last_clear = time.monotonic()
+                last_clear = _REAL.monotonic()
         return 1 if left_down and self.restart_delay is not None else 0
 
     # -- stop ------------------------------------------------------------------------------

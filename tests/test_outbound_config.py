@@ -49,7 +49,7 @@ def test_helo_names() -> None:
         ("queue.bulk_recipients", -1, "0 (never by count)"),
         ("submission.auth_max_failures", 0, "at least 1"),
         ("submission.auth_lockout", "forever", "not a duration"),
-        ("submission.auth_ignore_networks", ["10.0.0.0/33"], "not a network"),
+        ("submission.auth_ignore_networks", ["198.51.100.0/33"], "not a network"),
         ("headers.remove", ["Bad Name"], "not a header field name"),
         ("headers.add", ["X-Flag"], "Name: value"),
     ],

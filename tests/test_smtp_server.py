@@ -224,7 +224,7 @@ async def test_proxy_line_names_the_client(tmp_path: Path) -> None:
 
     for networks, expected, reply in (
         (["127.0.0.0/8"], "192.0.2.7", None),
-        (["10.0.0.0/8"], "127.0.0.1", "500"),  # not trusted: an unknown command
+        (["192.0.2.0/24"], "127.0.0.1", "500"),  # not trusted: an unknown command
     ):
         server = await serve(networks)
         port = server.sockets[0].getsockname()[1]

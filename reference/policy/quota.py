@@ -31,7 +31,7 @@ class MailboxQuota(Check):
             return CONTINUE
         if not self.directory.is_local_domain(domain):
             return CONTINUE
-        account = self.directory.lookup(rcpt)
+        account = self.directory.resolve(rcpt)  # aliases fill their target's box
         if account is None and local == "postmaster":
             account = self.directory.postmaster(domain)
         if account is None or self.store.quota_for(account.address).unlimited:
