@@ -110,7 +110,16 @@ class App:
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
         self.directory = Directory(directory_path(cfg))
-        quota = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
+        default_quota = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
+
+        def quota(address: str) -> Quota:
+            # An account's own quota, field by field over the platform's.
+            own_bytes, own_messages = self.directory.quota(address)
+            return Quota(
+                default_quota.bytes if own_bytes is None else own_bytes,
+                default_quota.messages if own_messages is None else own_messages,
+            )
+
         self.store = MailStore(data / "mail", clock=self.clock, quota=quota)
         self.spool = Spool(cfg.spool_path, self.clock)
         self.resolver = make_resolver(cfg)

@@ -229,6 +229,31 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_quota(args: argparse.Namespace) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        address = d.set_quota(args.address, bytes=args.bytes, messages=args.messages)
+        own_bytes, own_messages = d.quota(address)
+        shown = ", ".join(
+            f"{name} {'default' if v is None else v or 'unlimited'}"
+            for name, v in (("bytes", own_bytes), ("messages", own_messages))
+        )
+        print(f"quota of {address}: {shown}")
+    finally:
+        d.close()
+    return 0
+
+
+def cmd_user_enable(args: argparse.Namespace, enabled: bool) -> int:
+    d = _open_directory(load_config(args))
+    try:
+        address = d.set_enabled(args.address, enabled)
+        print(f"{address} {'enabled' if enabled else 'disabled'}")
+    finally:
+        d.close()
+    return 0
+
+
 def cmd_user_list(args: argparse.Namespace) -> int:
     d = _open_directory(load_config(args))
     try:
@@ -338,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("address")
     q.add_argument("--password", required=True)
     q.set_defaults(func=cmd_user_passwd)
+    q = usub.add_parser("quota", parents=[common], help="an account's own mailbox quota")
+    q.add_argument("address")
+    q.add_argument("--bytes", type=int, help="bytes over all folders (0: unlimited)")
+    q.add_argument("--messages", type=int, help="messages over all folders (0: unlimited)")
+    q.set_defaults(func=cmd_user_quota)
+    for name, on, text in (
+        ("enable", True, "let an account receive and log in again"),
+        ("disable", False, "refuse mail to an account (550 5.2.1) and its logins"),
+    ):
+        q = usub.add_parser(name, parents=[common], help=text)
+        q.add_argument("address")
+        q.set_defaults(func=lambda a, on=on: cmd_user_enable(a, on))
     q = usub.add_parser("list", parents=[common], help="list accounts")
     q.add_argument("--domain")
     q.set_defaults(func=cmd_user_list)

@@ -134,6 +134,14 @@ class ReferenceServer:
     def add_user(self, address: str, password: str) -> None:
         self.directory.add_user(address, password)
 
+    def set_quota(
+        self, address: str, *, bytes: int | None = None, messages: int | None = None
+    ) -> None:
+        self.directory.set_quota(address, bytes=bytes, messages=messages)
+
+    def disable_user(self, address: str) -> None:
+        self.directory.set_enabled(address, False)
+
     def add_alias(self, alias: str, target: str) -> None:
         self.directory.add_alias(alias, target)
 

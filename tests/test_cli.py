@@ -83,3 +83,15 @@ def test_port_in_use_is_a_clear_message(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"listen.imap: cannot listen on 127.0.0.1:{port}: address already in use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_user_quota_and_disable(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    d = ["--data-dir", str(tmp_path)]
+    run(capsys, "domain", "add", "example.test", *d)
+    run(capsys, "user", "add", "bob@example.test", "--password", "pw", *d)
+    rc, out, _ = run(capsys, "user", "quota", "bob@example.test", "--messages", "100", *d)
+    assert rc == 0 and "messages 100" in out and "bytes default" in out
+    rc, out, _ = run(capsys, "user", "disable", "bob@example.test", *d)
+    assert (rc, out) == (0, "bob@example.test disabled\n")
+    assert "bob@example.test (disabled)" in run(capsys, "user", "list", *d)[1]
+    assert run(capsys, "user", "enable", "bob@example.test", *d)[0] == 0

@@ -71,3 +71,20 @@ def test_hash_roundtrip() -> None:
     assert verify_password("pässword", h)
     assert not verify_password("password", h)
     assert not verify_password("x", "garbage")
+
+
+def test_quota_and_enable(directory: Directory) -> None:
+    directory.add_user("q@example.test", "pw")
+    assert directory.quota("q@example.test") == (None, None)
+    directory.set_quota("Q@example.test", messages=5)
+    assert directory.quota("q@example.test") == (None, 5)
+    with pytest.raises(DirectoryError):
+        directory.set_quota("q@example.test", bytes=-1)
+    directory.set_enabled("q@example.test", False)
+    account = directory.lookup("q@example.test")
+    assert account is not None and not account.enabled
+    assert directory.check_password("q@example.test", "pw") is None  # no login while disabled
+    directory.set_enabled("q@example.test", True)
+    assert directory.check_password("q@example.test", "pw") == "q@example.test"
+    with pytest.raises(DirectoryError, match="no such account"):
+        directory.set_enabled("nobody@example.test", False)

@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS aliases (
     address TEXT PRIMARY KEY,
     target TEXT NOT NULL REFERENCES accounts(address)
 );
+-- An account's own mailbox quota (NULL or absent: the platform's mailbox.quota_*).
+CREATE TABLE IF NOT EXISTS quotas (
+    address TEXT PRIMARY KEY REFERENCES accounts(address),
+    bytes INTEGER,
+    messages INTEGER
+);
 -- Accounts that send newsletters: all their mail takes the queue's bulk lane.
 CREATE TABLE IF NOT EXISTS bulk_senders (
     address TEXT PRIMARY KEY REFERENCES accounts(address)
@@ -482,6 +488,43 @@ class Directory:
                 (canonical, user.lower()),
             ).fetchone()
         return row is not None
+
+    def set_enabled(self, address: str, enabled: bool) -> str:
+        """Disable an account (mail to it gets 550 5.2.1, its logins fail) or enable it."""
+        account = self.lookup(address)
+        if account is None:
+            raise DirectoryError(f"no such account: {address}")
+        with self._lock:
+            self._db.execute(
+                "UPDATE accounts SET enabled = ? WHERE address = ?",
+                (1 if enabled else 0, account.address),
+            )
+        return account.address
+
+    def set_quota(
+        self, address: str, *, bytes: int | None = None, messages: int | None = None
+    ) -> str:
+        """An account's own quota (None: the platform default; 0: unlimited)."""
+        account = self.lookup(address)
+        if account is None:
+            raise DirectoryError(f"no such account: {address}")
+        for value in (bytes, messages):
+            if value is not None and value < 0:
+                raise DirectoryError("a quota is a number of bytes or messages, 0 or more")
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO quotas(address, bytes, messages) VALUES (?, ?, ?)",
+                (account.address, bytes, messages),
+            )
+        return account.address
+
+    def quota(self, address: str) -> tuple[int | None, int | None]:
+        """(bytes, messages) set for the account; None where the default applies."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT bytes, messages FROM quotas WHERE address = ?", (address.lower(),)
+            ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
 
     def set_bulk_sender(self, address: str, bulk: bool = True) -> str:
         """Mark an account as a sender of newsletters (its mail takes the bulk lane)."""
