@@ -9,6 +9,7 @@ import importlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,16 @@ def _common() -> argparse.ArgumentParser:
 
 def load_config(args: argparse.Namespace) -> Config:
     return config_mod.load(args.config, data_dir=args.data_dir)
+
+
+@contextlib.contextmanager
+def _directory(args: argparse.Namespace) -> Iterator[Any]:
+    """The directory of the configured data_dir, closed again after the command."""
+    d = _open_directory(load_config(args))
+    try:
+        yield d
+    finally:
+        d.close()
 
 
 def _open_directory(cfg: Config) -> Any:
@@ -191,47 +202,34 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_domain_add(args: argparse.Namespace) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         print(f"domain {d.add_domain(args.domain)} added")
-    finally:
-        d.close()
     return 0
 
 
 def cmd_domain_list(args: argparse.Namespace) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         for name in d.domains():
             print(name)
-    finally:
-        d.close()
     return 0
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         account = d.add_user(args.address, args.password)
         print(f"user {account.address} added")
-    finally:
-        d.close()
     return 0
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         d.set_password(args.address, args.password)
         print(f"password of {args.address} changed")
-    finally:
-        d.close()
     return 0
 
 
 def cmd_user_quota(args: argparse.Namespace) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         address = d.set_quota(args.address, bytes=args.bytes, messages=args.messages)
         own_bytes, own_messages = d.quota(address)
         shown = ", ".join(
@@ -239,71 +237,51 @@ def cmd_user_quota(args: argparse.Namespace) -> int:
             for name, v in (("bytes", own_bytes), ("messages", own_messages))
         )
         print(f"quota of {address}: {shown}")
-    finally:
-        d.close()
     return 0
 
 
 def cmd_user_enable(args: argparse.Namespace, enabled: bool) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         address = d.set_enabled(args.address, enabled)
         print(f"{address} {'enabled' if enabled else 'disabled'}")
-    finally:
-        d.close()
     return 0
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         for a in d.users(args.domain):
             print(a.address if a.enabled else f"{a.address} (disabled)")
-    finally:
-        d.close()
     return 0
 
 
 def cmd_user_bulk(args: argparse.Namespace) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         address = d.set_bulk_sender(args.address, not args.off)
         state = "a sender of newsletters: bulk lane" if not args.off else "regular lane"
         print(f"{address}: {state}")
-    finally:
-        d.close()
     return 0
 
 
 def cmd_alias_add(args: argparse.Namespace) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         alias, target = d.add_alias(args.alias, args.target)
         print(f"alias {alias} -> {target} added")
-    finally:
-        d.close()
     return 0
 
 
 def cmd_alias_list(args: argparse.Namespace) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         for alias, target in d.aliases(args.domain):
             print(f"{alias} -> {target}")
-    finally:
-        d.close()
     return 0
 
 
 def cmd_alias_remove(args: argparse.Namespace) -> int:
-    d = _open_directory(load_config(args))
-    try:
+    with _directory(args) as d:
         if not d.remove_alias(args.alias):
             print(f"mailspec: no such alias: {args.alias}", file=sys.stderr)
             return 1
         print(f"alias {args.alias} removed")
-    finally:
-        d.close()
     return 0
 
 
