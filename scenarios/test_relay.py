@@ -211,3 +211,22 @@ def test_bounces_are_not_bounced(platform: Platform) -> None:
     platform.wait(lambda: len(platform.inbox()) == 1)
     platform.ref.wait_delivered()
     assert platform.ref.app.spool.entries() == []
+
+
+def test_remote_hanging_up_mid_data_is_retried_not_lost(platform: Platform) -> None:
+    gmail = platform.internet.mx["gmail"]
+    gmail.policy = Policy(rules=[Rule(stage="data", action="hangup:64")])
+    platform.submit(["ivy@gmail.test"], subject="cut short")
+    gmail.wait_for(lambda m: len(m.attempts) >= 1)
+    platform.ref.wait_delivered()
+    (entry,) = platform.ref.app.spool.entries()
+    assert entry.recipients[0].status == "pending"
+    assert entry.recipients[0].reply.startswith("451 4.4.2")
+    assert gmail.deliveries == []
+    gmail.policy = Policy.accept_all()
+    platform.advance(120)
+    gmail.wait_for(delivered_to(gmail, "ivy@gmail.test"))
+    assert b"cut short" in gmail.deliveries[0].data
+    platform.ref.wait_delivered()
+    assert platform.ref.app.spool.entries() == []
+    assert platform.inbox() == []  # no bounce: it was delivered in the end
