@@ -54,6 +54,7 @@ from reference.auth.lookup import DnsTempError, Lookup
 from reference.auth.psl import PublicSuffixList, default_list
 from reference.clock import Clock
 from reference.log import event
+from reference.sqlite import connect as connect_sqlite
 
 __all__ = [
     "AggregateReporter",
@@ -191,10 +192,7 @@ class DmarcStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_sqlite(path)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         # The latest evaluations in memory, reportable or not, for diagnostics and tests.

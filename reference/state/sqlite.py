@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from pathlib import Path
 
+from reference.sqlite import connect as connect_sqlite
 from reference.state import WindowResult
 from reference.state.memory import _retry_at
 
@@ -23,10 +23,7 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_sqlite(path)
         self._db.executescript(_SCHEMA)
 
     def _get(self, key: str, now: float) -> str | None:

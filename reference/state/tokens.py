@@ -14,11 +14,12 @@ its callers run on worker threads (the IMAP Junk hook, the spam check's CPU work
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+from reference.sqlite import connect as connect_sqlite
 
 __all__ = [
     "GLOBAL",
@@ -150,10 +151,7 @@ class SqliteTokenDB:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_sqlite(path)
         self._db.execute("PRAGMA synchronous=NORMAL")  # counts, not mail: a lost tail is fine
         self._db.executescript(_SCHEMA)
         self._migrate()
