@@ -34,6 +34,7 @@ from reference.mailbox import MailStore, Quota
 from reference.policy import Check, LocalRecipients, Policy, SenderOwnership
 from reference.policy.antivirus import Antivirus
 from reference.policy.auth import SenderAuthentication, auth_checks
+from reference.policy.backpressure import Backpressure
 from reference.policy.disclaimer import DisclaimerCheck, DisclaimerStore
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
@@ -214,6 +215,7 @@ class App:
         """The check chain, in stage order; which checks run is configuration."""
         cfg = self.cfg
         checks: list[Check] = [
+            Backpressure(self.spool, cfg.smtp.max_backlog),
             HeloCheck(cfg.server.hostname),
             SenderOwnership(self.directory),
             FromOwnership(self.directory),

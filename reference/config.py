@@ -112,6 +112,9 @@ class Smtp:
     timeout: str = doc(
         "Idle timeout of an SMTP session (RFC 5321 4.5.3.2: 5 minutes).", default="5m"
     )
+    max_backlog: int = doc(
+        "Messages in the spool beyond which MAIL gets 451 4.3.2 (0: no limit).", default=20000
+    )
     max_connections: int = doc(
         "Concurrent connections per SMTP listener (421 4.7.0 beyond).", default=1000
     )
@@ -597,6 +600,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"queue.retry[{i}]", str(e)) from None
     if cfg.relay.reputation_retries < 1:
         raise ConfigError("relay.reputation_retries", "must be at least 1")
+    if cfg.smtp.max_backlog < 0:
+        raise ConfigError("smtp.max_backlog", "0 (no limit) or more")
     for key in ("max_connections", "max_connections_per_client"):
         if getattr(cfg.smtp, key) < 1:
             raise ConfigError(f"smtp.{key}", "must be at least 1")

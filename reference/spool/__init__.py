@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import secrets
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,19 @@ class Spool:
         self.clock = clock
         root.mkdir(parents=True, exist_ok=True)
         self._recover()
+        # How many messages this spool holds, kept as it changes (listing the directory on
+        # every MAIL would cost more than the check it serves).
+        self._count_lock = threading.Lock()
+        self._count = sum(1 for _ in root.glob("*.json"))
+
+    @property
+    def backlog(self) -> int:
+        """Messages in the spool: queued and not yet delivered or bounced."""
+        return self._count
+
+    def _counted(self, delta: int) -> None:
+        with self._count_lock:
+            self._count = max(0, self._count + delta)
 
     def _recover(self) -> None:
         for tmp in self.root.glob("*.tmp"):
@@ -151,6 +165,7 @@ class Spool:
             meta=meta or {},
         )
         await asyncio.to_thread(self._enqueue_sync, entry, data)
+        self._counted(+1)
         return entry
 
     def save(self, entry: QueueEntry) -> None:
@@ -202,7 +217,11 @@ class Spool:
 
     def remove(self, qid: str) -> None:
         # Envelope first: a crash in between leaves an orphan message, removed at start.
-        (self.root / f"{qid}.json").unlink(missing_ok=True)
+        try:
+            (self.root / f"{qid}.json").unlink()
+            self._counted(-1)
+        except FileNotFoundError:
+            pass
         (self.root / f"{qid}.eml").unlink(missing_ok=True)
         (self.root / f"{qid}.hold").unlink(missing_ok=True)
         (self.root / f"{qid}.flush").unlink(missing_ok=True)
