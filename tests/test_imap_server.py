@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import imaplib
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,12 +13,10 @@ from typing import Any, ClassVar
 import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+from stream_servers import Env, make_certs, start_env, stream_servers
 
-from reference import tls
-from reference.clock import ManualClock
-from reference.credentials import StaticAuthenticator
 from reference.imap import ImapServer
-from reference.mailbox import MailStore, Quota
+from reference.mailbox import Quota
 
 ALICE, PASSWORD = "alice@example.org", "correct horse"
 MSG = b"From: bob@example.net\r\nSubject: Hello\r\n\r\nHi Alice.\r\n"
@@ -27,18 +25,7 @@ NO_QUOTA = Quota()
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tls")
-    tls.self_signed("localhost", d / "cert.pem", d / "key.pem")
-    return d / "cert.pem", d / "key.pem"
-
-
-class Env:
-    def __init__(self, store: MailStore, clock: ManualClock, cafile: Path) -> None:
-        self.store, self.clock, self.cafile = store, clock, cafile
-        self.port = 0
-
-    def client_context(self) -> ssl.SSLContext:
-        return tls.client_context(self.cafile)
+    return make_certs(tmp_path_factory.mktemp("tls"))
 
 
 Start = Callable[..., Awaitable[Env]]
@@ -46,43 +33,14 @@ Start = Callable[..., Awaitable[Env]]
 
 @pytest.fixture
 async def start(tmp_path: Path, certs: tuple[Path, Path]) -> AsyncIterator[Start]:
-    servers: list[asyncio.Server] = []
-    sessions: set[asyncio.Task[Any]] = set()
-
-    async def start(*, implicit_tls: bool = False, quota: Quota = NO_QUOTA, **options: Any) -> Env:
-        clock = ManualClock()
-        env = Env(MailStore(tmp_path / "mail", clock=clock, quota=quota), clock, certs[0])
-        context = tls.server_context(*certs)
-        imap = ImapServer(
-            env.store,
-            StaticAuthenticator({ALICE: PASSWORD}),
-            hostname="imap.example.org",
-            tls_context=context,
-            clock=clock,
-            **options,
+    async with stream_servers() as serve:
+        start = functools.partial(
+            start_env, serve, tmp_path, certs, ImapServer, "imap.example.org", {ALICE: PASSWORD}
         )
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            sessions.add(task)
-            await imap.handle(reader, writer, tls=implicit_tls)
-
-        server = await asyncio.start_server(
-            handle, "127.0.0.1", 0, ssl=context if implicit_tls else None
-        )
-        servers.append(server)
-        env.port = server.sockets[0].getsockname()[1]
-        return env
-
-    yield start
-    for raw in Raw.opened:
-        raw.writer.close()
-    Raw.opened.clear()
-    for server in servers:
-        server.close()
-    if sessions:  # let every session see its client go and close its mailbox
-        await asyncio.wait(sessions, timeout=5)
+        yield start
+        for raw in Raw.opened:
+            raw.writer.close()
+        Raw.opened.clear()
 
 
 class Raw:
