@@ -7,11 +7,20 @@ from collections.abc import Mapping
 from typing import Protocol
 
 
+class TemporarilyUnavailable(Exception):
+    """Login cannot succeed now, whatever the password (an account locked after failures)."""
+
+
 class Authenticator(Protocol):
     """Checks a username and password; the directory implements it, tests use a dict."""
 
     async def authenticate(self, username: str, password: str) -> str | None:
-        """The account's canonical address, or None when the credentials are wrong."""
+        """The account's canonical address, or None when the credentials are wrong.
+
+        May raise :class:`TemporarilyUnavailable`: the protocol then says "try later" (IMAP
+        ``[UNAVAILABLE]``, POP3 ``[SYS/TEMP]``) instead of "wrong password", so mail
+        clients do not ask their user for a new one.
+        """
         ...
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from reference import tls
 from reference.clock import ManualClock
-from reference.credentials import StaticAuthenticator
+from reference.credentials import StaticAuthenticator, TemporarilyUnavailable
 from reference.policy import Policy
 from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
 from reference.smtp.server import Listener
@@ -111,7 +111,8 @@ async def test_limited_authenticator_for_imap_and_pop3() -> None:
         await asyncio.sleep(0.02)
         clock.advance(delay)
         assert await asyncio.wait_for(slow, 2) is None
-    assert await auth.authenticate(ALICE, PW) is None  # locked: the right password too
+    with pytest.raises(TemporarilyUnavailable):  # locked: the right password too
+        await auth.authenticate(ALICE, PW)
     clock.advance(1800)
     assert await auth.authenticate(ALICE, PW) == ALICE
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reference.clock import Clock
-from reference.credentials import Authenticator, parse_sasl_plain
+from reference.credentials import Authenticator, TemporarilyUnavailable, parse_sasl_plain
 from reference.imap import mime, mutf7
 from reference.imap import response as r
 from reference.imap.parser import (
@@ -413,7 +413,11 @@ class _Session:
         if not self.plaintext_ok():
             await self.refuse_plaintext(command.tag, "LOGIN")
             return
-        user = await self.server.auth.authenticate(command.username, command.password)
+        try:
+            user = await self.server.auth.authenticate(command.username, command.password)
+        except TemporarilyUnavailable as e:
+            await self.unavailable(command.tag, command.username, "LOGIN", str(e))
+            return
         await self.logged_in(command.tag, command.username, user, "LOGIN")
 
     async def authenticate(self, command: Authenticate) -> None:
@@ -443,7 +447,11 @@ class _Session:
         except (ValueError, binascii.Error):
             await self.bad(command.tag, f"Invalid {command.mechanism} response")
             return
-        user = await self.server.auth.authenticate(authcid, password)
+        try:
+            user = await self.server.auth.authenticate(authcid, password)
+        except TemporarilyUnavailable as e:
+            await self.unavailable(command.tag, authcid, command.mechanism, str(e))
+            return
         if user is not None and authzid and authzid.lower() not in (authcid.lower(), user):
             self.log("imap.login", method="PLAIN", user=authcid, result="authzid-refused")
             await self.no(command.tag, "[AUTHORIZATIONFAILED] Not authorized as that identity")
@@ -457,6 +465,12 @@ class _Session:
         if answer == "*":
             raise _Cancelled
         return answer
+
+    async def unavailable(self, tag: str, username: str, method: str, why: str) -> None:
+        self.auth_failures += 1
+        self.log("imap.login", method=method, user=username, result="unavailable", why=why)
+        # RFC 5530 UNAVAILABLE: temporary; the client should not ask for another password.
+        await self.no(tag, "[UNAVAILABLE] Login temporarily unavailable, try again later")
 
     async def refuse_plaintext(self, tag: str, method: str) -> None:
         self.log("imap.login", method=method, result="refused-no-tls")

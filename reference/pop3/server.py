@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 from reference.clock import Clock
-from reference.credentials import Authenticator, parse_sasl_plain
+from reference.credentials import Authenticator, TemporarilyUnavailable, parse_sasl_plain
 from reference.imap.stream import Closed, LineTooLong, Stream, log_event
 from reference.mailbox import Mailbox, MailStore, NoSuchMessage, StoredMessage
 from reference.mailbox.message import top
@@ -217,7 +217,16 @@ class _Session:
         await self.login(authcid, password, "PLAIN")
 
     async def login(self, username: str, password: str, method: str) -> None:
-        user = await self.server.auth.authenticate(username, password)
+        try:
+            user = await self.server.auth.authenticate(username, password)
+        except TemporarilyUnavailable as e:
+            self.auth_failures += 1
+            self.log("pop3.login", user=username, method=method, result="unavailable", why=str(e))
+            # RFC 3206 4: SYS/TEMP, a temporary failure, not a wrong password.
+            await self.send("-ERR [SYS/TEMP] Login temporarily unavailable, try again later")
+            if self.auth_failures >= MAX_AUTH_FAILURES:
+                raise _Hangup from None
+            return
         if user is None:
             self.auth_failures += 1
             self.log("pop3.login", user=username, method=method, result="fail")

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reference.clock import Clock
-from reference.credentials import Authenticator
+from reference.credentials import Authenticator, TemporarilyUnavailable
 from reference.log import event
 from reference.state import StateStore
 
@@ -149,7 +149,8 @@ class LimitedAuthenticator:
 
     Their servers ask ``authenticate(username, password)`` without the client address, so
     here failures count per account only. A locked account is refused (None) without the
-    password being checked; a failure is answered after the limiter's delay.
+    password being checked (:class:`TemporarilyUnavailable`); a failure is answered after the
+    limiter's delay.
     """
 
     def __init__(self, inner: Authenticator, limiter: AuthLimiter, clock: Clock) -> None:
@@ -161,7 +162,7 @@ class LimitedAuthenticator:
         locked = await self.limiter.locked(username)
         if locked is not None:
             event(log, "auth.locked", user=username[:_NAME_LIMIT], scope=locked.scope)
-            return None
+            raise TemporarilyUnavailable(f"{locked.scope} locked after failed logins")
         address = await self.inner.authenticate(username, password)
         if address is None:
             delay = await self.limiter.failed(username)
