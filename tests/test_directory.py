@@ -88,3 +88,13 @@ def test_quota_and_enable(directory: Directory) -> None:
     assert directory.check_password("q@example.test", "pw") == "q@example.test"
     with pytest.raises(DirectoryError, match="no such account"):
         directory.set_enabled("nobody@example.test", False)
+
+
+def test_resolve_routes_aliases_and_postmaster(directory: Directory) -> None:
+    directory.add_user("admin@example.test", "pw")
+    directory.add_alias("sales@example.test", "admin@example.test")
+    for address in ("admin@example.test", "Sales@example.test", "postmaster@example.test"):
+        found = directory.resolve(address)
+        assert found is not None and found.address == "admin@example.test", address
+    assert directory.resolve("nobody@example.test") is None
+    assert directory.resolve("postmaster@other.test") is None

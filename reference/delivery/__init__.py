@@ -69,10 +69,7 @@ class LocalDelivery:
         return self.directory.is_local_domain(domain)
 
     def _deliver_sync(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
-        local, domain = split_address(rcpt)
         account = self.directory.resolve(rcpt)  # an alias delivers to its account
-        if account is None and local == "postmaster":
-            account = self.directory.postmaster(domain)
         if account is None:
             # The account went away between RCPT and delivery.
             return Outcome("bounced", "5.1.1 no such user")

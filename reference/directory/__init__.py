@@ -459,7 +459,8 @@ class Directory:
         return [(str(a), str(t)) for a, t in rows]
 
     def resolve(self, address: str) -> Account | None:
-        """The account that receives mail for ``address``: its own, or an alias's target."""
+        """The account that receives mail for ``address``: its own, an alias's target, or
+        for postmaster without a mailbox the domain's administrator (RFC 5321 4.5.1)."""
         account = self.lookup(address)
         if account is not None:
             return account
@@ -471,7 +472,9 @@ class Directory:
             row = self._db.execute(
                 "SELECT target FROM aliases WHERE address = ?", (f"{local}@{domain}",)
             ).fetchone()
-        return self.lookup(str(row[0])) if row else None
+        if row:
+            return self.lookup(str(row[0]))
+        return self.postmaster(domain) if local == "postmaster" else None
 
     def owns(self, user: str, address: str) -> bool:
         """Whether the account ``user`` may send as ``address`` (its own, or an alias)."""

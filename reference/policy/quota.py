@@ -26,14 +26,12 @@ class MailboxQuota(Check):
 
     async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
         try:
-            local, domain = split_address(rcpt)
+            _, domain = split_address(rcpt)
         except DirectoryError:
             return CONTINUE
         if not self.directory.is_local_domain(domain):
             return CONTINUE
         account = self.directory.resolve(rcpt)  # aliases fill their target's box
-        if account is None and local == "postmaster":
-            account = self.directory.postmaster(domain)
         if account is None or self.store.quota_for(account.address).unlimited:
             return CONTINUE
         try:

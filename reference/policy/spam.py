@@ -119,13 +119,6 @@ def _account(directory: Directory, rcpt: str) -> str | None:
     """The account that reads mail for ``rcpt``: its own, an alias's target, or for
     postmaster the domain's administrator (routed as delivery does)."""
     found = directory.resolve(rcpt)
-    if found is None:
-        try:
-            local, domain = split_address(rcpt)
-        except DirectoryError:
-            return None
-        if local == "postmaster":
-            found = directory.postmaster(domain)
     return found.address if found is not None else None
 
 

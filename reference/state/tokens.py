@@ -174,7 +174,7 @@ class SqliteTokenDB:
             raise
 
     def scope(self, name: str = GLOBAL) -> TokenStore:
-        return _SqliteScope(self, name)
+        return _Scope(self, name)
 
     def close(self) -> None:
         with self._lock:
@@ -202,7 +202,7 @@ class SqliteTokenDB:
             ).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    def _learn(self, scope: str, key: int, hashes: Sequence[int], spam: bool) -> bool:
+    def _learn_one(self, scope: str, key: int, hashes: Sequence[int], spam: bool) -> bool:
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -252,21 +252,6 @@ class SqliteTokenDB:
             )
 
 
-class _SqliteScope:
-    def __init__(self, db: SqliteTokenDB, scope: str) -> None:
-        self._db = db
-        self._scope = scope
-
-    def counts(self, hashes: Sequence[int]) -> dict[int, tuple[int, int]]:
-        return self._db._counts(self._scope, hashes)
-
-    def totals(self) -> tuple[int, int]:
-        return self._db._totals(self._scope)
-
-    def learn(self, key: int, hashes: Sequence[int], spam: bool) -> bool:
-        return self._db._learn(self._scope, key, hashes, spam)
-
-
 # -- Redis -------------------------------------------------------------------------------------
 
 # KEYS: spam counts, ham counts (hashes of token -> count), seen (message key -> 1|0),
@@ -307,7 +292,7 @@ class RedisTokenDB:
         self._learn = self._redis.register_script(_LEARN_LUA)
 
     def scope(self, name: str = GLOBAL) -> TokenStore:
-        return _RedisScope(self, name)
+        return _Scope(self, name)
 
     def close(self) -> None:
         self._redis.close()
@@ -339,8 +324,25 @@ class RedisTokenDB:
         return bool(int(done))
 
 
-class _RedisScope:
-    def __init__(self, db: RedisTokenDB, scope: str) -> None:
+def open_tokens(url: str, path: Path) -> TokenDB:
+    """Redis at ``url`` (``state.url``) when set, else SQLite at ``path``."""
+    if url:
+        return RedisTokenDB(url)
+    return SqliteTokenDB(path)
+
+
+class _ScopedDB(Protocol):
+    def _counts(self, scope: str, hashes: Sequence[int]) -> dict[int, tuple[int, int]]: ...
+
+    def _totals(self, scope: str) -> tuple[int, int]: ...
+
+    def _learn_one(self, scope: str, key: int, hashes: Sequence[int], spam: bool) -> bool: ...
+
+
+class _Scope:
+    """One scope (global, or an account) of a token database, SQLite or Redis."""
+
+    def __init__(self, db: _ScopedDB, scope: str) -> None:
         self._db = db
         self._scope = scope
 
@@ -352,10 +354,3 @@ class _RedisScope:
 
     def learn(self, key: int, hashes: Sequence[int], spam: bool) -> bool:
         return self._db._learn_one(self._scope, key, hashes, spam)
-
-
-def open_tokens(url: str, path: Path) -> TokenDB:
-    """Redis at ``url`` (``state.url``) when set, else SQLite at ``path``."""
-    if url:
-        return RedisTokenDB(url)
-    return SqliteTokenDB(path)
