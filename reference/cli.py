@@ -67,6 +67,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logmod.setup(cfg.server.log_level)
 
     async def main() -> int:
+        # Signal handlers first: a SIGTERM sent while the node starts (or right after it
+        # says it is up) must still stop it cleanly, with exit status 0.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         try:
             app = App(cfg)
             endpoints = await app.start()
@@ -86,15 +92,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print("No accounts yet. Add a domain and an account (in another shell):")
             print(f"  mailspec domain add example.test{flags}")
             print(f"  mailspec user add alice@example.test --password secret{flags}")
-        print("Stop with Ctrl-C or SIGTERM.", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         # `mailspec queue flush|release` ask a running server to look at its spool now.
         loop.add_signal_handler(signal.SIGUSR1, app.runner.notify)
         pidfile = cfg.pid_path
         pidfile.write_text(f"{os.getpid()}\n")
+        print("Stop with Ctrl-C or SIGTERM.", flush=True)
         try:
             await stop.wait()
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reference.cli import main
+from reference.testing import serve_process, write_config
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -95,3 +97,11 @@ def test_user_quota_and_disable(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert (rc, out) == (0, "bob@example.test disabled\n")
     assert "bob@example.test (disabled)" in run(capsys, "user", "list", *d)[1]
     assert run(capsys, "user", "enable", "bob@example.test", *d)[0] == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_right_after_start_exits_0(tmp_path: Path, sig: signal.Signals) -> None:
+    # Supervisors may signal as soon as the node says it is up: no window without handlers.
+    node = serve_process(tmp_path / "d", write_config(tmp_path / "c.toml"))
+    assert node.stop(sig) == 0
+    assert not (tmp_path / "d" / "mailspec.pid").exists()
