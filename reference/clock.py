@@ -25,6 +25,14 @@ class Clock(Protocol):
         """Wait for ``seconds`` of this clock's time."""
         ...
 
+    async def sleep_until(self, when: float) -> None:
+        """Wait until ``now()`` reaches ``when`` (at once if it has).
+
+        Prefer this to ``sleep(when - now())`` when the deadline is absolute: a clock moved
+        between reading ``now()`` and starting the wait cannot stretch it.
+        """
+        ...
+
 
 class RealClock:
     """The wall clock, for production."""
@@ -37,6 +45,9 @@ class RealClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    async def sleep_until(self, when: float) -> None:
+        await asyncio.sleep(max(0.0, when - time.time()))
 
 
 class ManualClock:
@@ -61,12 +72,17 @@ class ManualClock:
         return self._now - self._start
 
     async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
+        await self.sleep_until(self._now + max(0.0, seconds))
+
+    async def sleep_until(self, when: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._lock:
-            heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
+            due = when <= self._now
+            if not due:
+                heapq.heappush(self._sleepers, (when, next(self._seq), fut))
+        if due:
+            await asyncio.sleep(0)  # still a suspension point, as a zero real sleep is
+            return
         await fut
 
     def advance(self, seconds: float) -> None:

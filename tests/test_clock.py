@@ -47,3 +47,16 @@ async def test_real_clock_moves() -> None:
     await c.sleep(0.01)
     assert c.monotonic() > a
     assert c.now() > 1_700_000_000
+
+
+async def test_sleep_until_an_absolute_deadline() -> None:
+    clock = ManualClock()
+    deadline = clock.now() + 60
+    clock.advance(60)  # moved before the sleeper even starts: it must not wait another 60 s
+    await asyncio.wait_for(clock.sleep_until(deadline), 1)
+    task = asyncio.create_task(clock.sleep_until(clock.now() + 30))
+    await asyncio.sleep(0)
+    assert not task.done()
+    clock.advance(30)
+    await asyncio.wait_for(task, 1)
+    await asyncio.wait_for(RealClock().sleep_until(RealClock().now() - 1), 1)

@@ -513,9 +513,9 @@ class AggregateReporter:
         """Forever: sleep (on the Clock) until the open period is due, then send."""
         while True:
             begin = await asyncio.to_thread(self.store.open_period, self.clock.now())
-            wait = begin + self.interval - self.clock.now()
-            if wait > 0:
-                await self.clock.sleep(wait)
+            due = begin + self.interval
+            if due > self.clock.now():
+                await self.clock.sleep_until(due)
                 continue
             try:
                 await self.send_due()

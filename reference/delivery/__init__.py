@@ -208,9 +208,10 @@ class QueueRunner:
 
     async def _sleep(self, next_due: float | None) -> None:
         waiter = asyncio.create_task(self._wake.wait())
-        timer = asyncio.create_task(
-            self.clock.sleep(max(0.0, (next_due - self.clock.now())) if next_due else 3600.0)
-        )
+        # An absolute deadline: a test thread moving a manual clock between now() and the
+        # start of the wait must wake this runner, not push its deadline further away.
+        until = next_due if next_due is not None else self.clock.now() + 3600.0
+        timer = asyncio.create_task(self.clock.sleep_until(until))
         await asyncio.wait({waiter, timer}, return_when=asyncio.FIRST_COMPLETED)
         for t in (waiter, timer):
             t.cancel()
