@@ -231,12 +231,19 @@ def run(args: argparse.Namespace) -> int:
             rc = 1
     finally:
         crc = cluster.stop() if cluster is not None else 0
+        if crc and cluster is not None:
+            # Say why before the temporary directory (and the log with it) goes away.
+            tail = cluster.log.read_text(errors="replace").splitlines()[-40:]
+            print(
+                f"load: mailspec cluster stopped with exit code {crc}; its log ends:",
+                *tail,
+                sep="\n",
+                file=sys.stderr,
+            )
         if clamd is not None:
             clamd.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    if crc:
-        print(f"load: mailspec cluster stopped with exit code {crc}", file=sys.stderr)
     return rc or (1 if crc else 0)
 
 

@@ -423,15 +423,22 @@ class App:
         if self._dmarc_task is not None:
             self._dmarc_task.cancel()
             await asyncio.gather(self._dmarc_task, return_exceptions=True)
+        # One grace period for everything: a supervisor waits a fixed time, then kills.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         await self.runner.stop(grace)
         await self._close_servers()
-        # Let the closed sessions' tasks run to their end before the loop goes away.
+        # Let the closed sessions' tasks run to their end before the loop goes away; they
+        # only have to notice their connection is gone, so they get a short while at most.
         sessions = list(self._streams)
         if sessions:
-            _, stuck = await asyncio.wait(sessions, timeout=grace)
+            wait = max(0.1, min(2.0, deadline - loop.time()))
+            _, stuck = await asyncio.wait(sessions, timeout=wait)
             for t in stuck:
                 t.cancel()
             await asyncio.gather(*stuck, return_exceptions=True)
+            if stuck:
+                event(log, "stop.sessions-cancelled", count=len(stuck))
         await asyncio.sleep(0)
         self.directory.close()
         self.dmarc_store.close()

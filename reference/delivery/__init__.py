@@ -149,6 +149,8 @@ class QueueRunner:
             _, pending = await asyncio.wait(list(self._inflight.values()), timeout=grace)
             for t in pending:
                 t.cancel()
+            if pending:
+                event(log, "stop.deliveries-returned", count=len(pending))
             # A cancelled delivery leaves its recipients pending in the spool.
             await asyncio.gather(*pending, return_exceptions=True)
 
