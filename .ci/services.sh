@@ -3,9 +3,10 @@
 # when they are missing. Idempotent; called by tox before the test envs. No virus database
 # is downloaded: the tests start clamd with the project's own signatures.
 set -euo pipefail
+clamd_path=${MAILSPEC_CLAMD:-/usr/sbin/clamd}  # not on a non-root PATH in Debian
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-[ -x /usr/sbin/clamd ] || command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
+[ -x "$clamd_path" ] || command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -16,7 +17,14 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null || true
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# Debian starts packaged daemons on install; the tests run their own on other ports.
-for svc in redis-server clamav-daemon clamav-freshclam; do
-    service "$svc" stop >/dev/null 2>&1 || true
+# Debian starts packaged daemons on install; the tests run their own on other ports. Stop
+# only what this script installed: a redis-server the machine already ran is not ours.
+for pkg in "${need[@]}"; do
+    case $pkg in
+        redis-server) services=(redis-server) ;;
+        clamav-daemon) services=(clamav-daemon clamav-freshclam) ;;
+    esac
+    for svc in "${services[@]}"; do
+        service "$svc" stop >/dev/null 2>&1 || true
+    done
 done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import importlib
 import os
 import signal
@@ -28,10 +29,23 @@ _PLUGINS = (
 )
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(*, top: bool) -> argparse.ArgumentParser:
+    """The global options, given before the verb (``top``) or after it.
+
+    After the verb they default to SUPPRESS, so a sub-parser only sets what was written
+    after it and never overwrites with its default what was given before the verb: the
+    value nearest the verb wins.
+    """
+    default = None if top else argparse.SUPPRESS
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--config", metavar="FILE", type=Path, help="TOML config file")
-    p.add_argument("--data-dir", metavar="DIR", help="overrides server.data_dir")
+    g = p.add_argument_group("global options (before or after the command)")
+    g.add_argument("--config", metavar="FILE", type=Path, default=default, help="TOML config file")
+    g.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=default,
+        help="overrides server.data_dir (spool, mail, directory, keys)",
+    )
     return p
 
 
@@ -40,20 +54,37 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 @contextlib.contextmanager
-def _directory(args: argparse.Namespace) -> Iterator[Any]:
+def _directory(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Any]:
     """The directory of the configured data_dir, closed again after the command."""
-    d = _open_directory(load_config(args))
+    d = open_directory(load_config(args), writes=writes)
     try:
         yield d
     finally:
         d.close()
 
 
-def _open_directory(cfg: Config) -> Any:
+def open_directory(cfg: Config, *, writes: bool = False) -> Any:
+    """The directory database; a command that writes into a new one says so, with its path.
+
+    The default data_dir is relative: run from another folder, a command would otherwise
+    silently make a second, empty directory that the running server never reads.
+    """
     from reference.app import directory_path
     from reference.directory import Directory
 
-    return Directory(directory_path(cfg))
+    path = directory_path(cfg)
+    if writes and not path.exists():
+        print(
+            f"mailspec: new directory {path} (no server has used this data_dir yet; "
+            "a server started with another --data-dir or from another folder will not see it)",
+            file=sys.stderr,
+        )
+    return Directory(path)
+
+
+def _in(args: argparse.Namespace) -> str:
+    """Where a command wrote, for its confirmation line."""
+    return f"(in {load_config(args).data_path})"
 
 
 # -- serve
@@ -65,6 +96,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     logmod.setup(cfg.server.log_level)
+
+    # Absolute paths in the hints: they must reach this node's data from any folder.
+    flags = f" --data-dir {cfg.data_path}"
+    if args.config:
+        flags = f" --config {Path(args.config).absolute()}" + flags
 
     async def main() -> int:
         # Signal handlers first: a SIGTERM sent while the node starts (or right after it
@@ -79,19 +115,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except StartupError as e:
             print(f"mailspec: {e}", file=sys.stderr)
             return 2
-        print(f"mailspec {__version__}: {cfg.server.hostname}, data in {cfg.server.data_dir}")
+        print(f"mailspec {__version__}: {cfg.server.hostname}, data in {cfg.data_path}")
         for name, ep in endpoints.items():
             print(f"  {name:<12} {ep.url}")
         print(f"  certificate  {app.cert_path}")
+        if not cfg.antivirus.clamd:
+            print(
+                "  no virus scanner: mail is accepted unscanned (set antivirus.clamd to a "
+                "clamd's host:port or socket)"
+            )
         if not app.directory.users():
-            flags = ""
-            if args.config:
-                flags += f" --config {args.config}"
-            if args.data_dir:
-                flags += f" --data-dir {args.data_dir}"
             print("No accounts yet. Add a domain and an account (in another shell):")
             print(f"  mailspec domain add example.test{flags}")
-            print(f"  mailspec user add alice@example.test --password secret{flags}")
+            print(f"  mailspec user add alice@example.test{flags}")
         # `mailspec queue flush|release` ask a running server to look at its spool now.
         loop.add_signal_handler(signal.SIGUSR1, app.runner.notify)
         pidfile = cfg.pid_path
@@ -171,14 +207,14 @@ def cmd_queue_show(args: argparse.Namespace) -> int:
 def _queue_change(args: argparse.Namespace, action: str) -> int:
     cfg = load_config(args)
     spool = _spool(cfg)
-    qids = args.qid or ([e.qid for e in spool.entries()] if action == "flush" else [])
+    qids = args.qid or [e.qid for e in spool.entries()]  # only flush may name none
     if not qids:
-        print(f"mailspec: name the queue ids to {action}", file=sys.stderr)
-        return 2
+        print(f"the queue in {cfg.spool_path} is empty: nothing to {action}")
+        return 0
     missing = [q for q in qids if not getattr(spool, action)(q)]
     for q in qids:
         if q not in missing:
-            print(f"{q}: {action}")
+            print(f"{q}: {action} (in {cfg.spool_path})")
     for q in missing:
         print(f"mailspec: no queued message {q}", file=sys.stderr)
     if action in ("flush", "release"):
@@ -204,8 +240,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_domain_add(args: argparse.Namespace) -> int:
-    with _directory(args) as d:
-        print(f"domain {d.add_domain(args.domain)} added")
+    with _directory(args, writes=True) as d:
+        print(f"domain {d.add_domain(args.domain)} added {_in(args)}")
     return 0
 
 
@@ -216,36 +252,56 @@ def cmd_domain_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _password(args: argparse.Namespace) -> str:
+    """The password from --password, from standard input, or from a prompt (asked twice)."""
+    if args.password is not None:
+        return str(args.password)
+    if args.password_stdin:
+        # One line, as `docker login --password-stdin` reads it; the newline is not part of it.
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.address}: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the passwords differ")
+    else:
+        raise ValueError("give --password, --password-stdin, or run in a terminal for a prompt")
+    if not password:
+        raise ValueError("empty password")
+    return password
+
+
 def cmd_user_add(args: argparse.Namespace) -> int:
-    with _directory(args) as d:
-        account = d.add_user(args.address, args.password)
-        print(f"user {account.address} added")
+    password = _password(args)
+    with _directory(args, writes=True) as d:
+        account = d.add_user(args.address, password)
+        print(f"user {account.address} added {_in(args)}")
     return 0
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
-    with _directory(args) as d:
-        d.set_password(args.address, args.password)
-        print(f"password of {args.address} changed")
+    password = _password(args)
+    with _directory(args, writes=True) as d:
+        d.set_password(args.address, password)
+        print(f"password of {args.address} changed {_in(args)}")
     return 0
 
 
 def cmd_user_quota(args: argparse.Namespace) -> int:
-    with _directory(args) as d:
+    with _directory(args, writes=True) as d:
         address = d.set_quota(args.address, bytes=args.bytes, messages=args.messages)
         own_bytes, own_messages = d.quota(address)
         shown = ", ".join(
             f"{name} {'default' if v is None else v or 'unlimited'}"
             for name, v in (("bytes", own_bytes), ("messages", own_messages))
         )
-        print(f"quota of {address}: {shown}")
+        print(f"quota of {address}: {shown} {_in(args)}")
     return 0
 
 
 def cmd_user_enable(args: argparse.Namespace, enabled: bool) -> int:
-    with _directory(args) as d:
+    with _directory(args, writes=True) as d:
         address = d.set_enabled(args.address, enabled)
-        print(f"{address} {'enabled' if enabled else 'disabled'}")
+        print(f"{address} {'enabled' if enabled else 'disabled'} {_in(args)}")
     return 0
 
 
@@ -257,17 +313,17 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def cmd_user_bulk(args: argparse.Namespace) -> int:
-    with _directory(args) as d:
+    with _directory(args, writes=True) as d:
         address = d.set_bulk_sender(args.address, not args.off)
         state = "a sender of newsletters: bulk lane" if not args.off else "regular lane"
-        print(f"{address}: {state}")
+        print(f"{address}: {state} {_in(args)}")
     return 0
 
 
 def cmd_alias_add(args: argparse.Namespace) -> int:
-    with _directory(args) as d:
+    with _directory(args, writes=True) as d:
         alias, target = d.add_alias(args.alias, args.target)
-        print(f"alias {alias} -> {target} added")
+        print(f"alias {alias} -> {target} added {_in(args)}")
     return 0
 
 
@@ -279,111 +335,149 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
 
 
 def cmd_alias_remove(args: argparse.Namespace) -> int:
-    with _directory(args) as d:
+    with _directory(args, writes=True) as d:
         if not d.remove_alias(args.alias):
             print(f"mailspec: no such alias: {args.alias}", file=sys.stderr)
             return 1
-        print(f"alias {args.alias} removed")
+        print(f"alias {args.alias} removed {_in(args)}")
     return 0
 
 
+def _group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    parents: list[argparse.ArgumentParser],
+    text: str,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command with actions of its own (``domain add``), taking the global options too."""
+    p = sub.add_parser(name, parents=parents, help=text, description=text[0].upper() + text[1:])
+    return p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+
+def _leaf(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    parents: list[argparse.ArgumentParser],
+    text: str,
+    func: Any,
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, parents=parents, help=text, description=text[0].upper() + text[1:])
+    p.set_defaults(func=func)
+    return p
+
+
+def _password_options(p: argparse.ArgumentParser) -> None:
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--password",
+        metavar="PW",
+        help="the password (lands in shell history; without it: a prompt)",
+    )
+    how.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
+    common = [_common(top=False)]
     parser = argparse.ArgumentParser(
         prog="mailspec",
-        description="The executable specification of a hosted mail platform.",
-        parents=[common],
+        description="The executable specification of a hosted mail platform. The global "
+        "options go before or after the command; given in both places, the one after it wins.",
+        parents=[_common(top=True)],
     )
     parser.add_argument("--version", action="version", version=f"mailspec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("serve", parents=[common], help="run the reference mail system")
+    p = sub.add_parser(
+        "serve",
+        parents=common,
+        help="run the reference mail system",
+        description="Run every role of the reference mail system on one node (MX, submission, "
+        "IMAP, POP3, the queue runner) until SIGINT or SIGTERM; it prints its endpoints.",
+    )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("config", parents=[common], help="show or check the configuration")
-    csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = csub.add_parser("show", parents=[common], help="print the effective config as TOML")
+    csub = _group(sub, "config", common, "show or check the configuration")
+    q = _leaf(csub, "show", common, "print the effective config as TOML", cmd_config_show)
     q.add_argument("--bare", action="store_true", help="without the documentation comments")
-    q.set_defaults(func=cmd_config_show)
-    q = csub.add_parser("check", parents=[common], help="validate the config file")
-    q.set_defaults(func=cmd_config_check)
+    _leaf(csub, "check", common, "validate the config file", cmd_config_check)
 
-    p = sub.add_parser("queue", parents=[common], help="inspect and steer the outbound queue")
-    qsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = qsub.add_parser("list", parents=[common], help="every queued message and recipient")
-    q.set_defaults(func=cmd_queue_list)
-    q = qsub.add_parser("show", parents=[common], help="one message's envelope and headers")
-    q.add_argument("qid")
-    q.set_defaults(func=cmd_queue_show)
+    qsub = _group(sub, "queue", common, "inspect and steer the outbound queue")
+    _leaf(qsub, "list", common, "every queued message and recipient", cmd_queue_list)
+    q = _leaf(qsub, "show", common, "one message's envelope and headers", cmd_queue_show)
+    q.add_argument("qid", help="the queue id (as in queue list)")
     for action, text in (
         ("flush", "retry now (all messages when no id is given)"),
         ("hold", "stop delivery attempts"),
         ("release", "resume delivery attempts"),
         ("delete", "remove from the queue, without a bounce"),
     ):
-        q = qsub.add_parser(action, parents=[common], help=text)
-        q.add_argument("qid", nargs="*" if action == "flush" else "+")
-        q.set_defaults(func=lambda a, act=action: _queue_change(a, act))
+        q = _leaf(qsub, action, common, text, lambda a, act=action: _queue_change(a, act))
+        if action == "flush":
+            q.add_argument("qid", nargs="*", help="queue ids (default: every queued message)")
+        else:
+            q.add_argument("qid", nargs="+", help="queue ids (as in queue list)")
 
-    p = sub.add_parser("domain", parents=[common], help="manage local domains")
-    dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = dsub.add_parser("add", parents=[common], help="add a local domain")
-    q.add_argument("domain")
-    q.set_defaults(func=cmd_domain_add)
-    q = dsub.add_parser("list", parents=[common], help="list local domains")
-    q.set_defaults(func=cmd_domain_list)
+    dsub = _group(sub, "domain", common, "manage local domains")
+    q = _leaf(dsub, "add", common, "add a local domain", cmd_domain_add)
+    q.add_argument("domain", help="the domain name, e.g. example.test")
+    _leaf(dsub, "list", common, "list local domains", cmd_domain_list)
 
-    p = sub.add_parser("user", parents=[common], help="manage accounts")
-    usub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = usub.add_parser("add", parents=[common], help="add an account")
-    q.add_argument("address")
-    q.add_argument("--password", required=True)
-    q.set_defaults(func=cmd_user_add)
-    q = usub.add_parser("passwd", parents=[common], help="change an account's password")
-    q.add_argument("address")
-    q.add_argument("--password", required=True)
-    q.set_defaults(func=cmd_user_passwd)
-    q = usub.add_parser("quota", parents=[common], help="an account's own mailbox quota")
-    q.add_argument("address")
+    usub = _group(sub, "user", common, "manage accounts")
+    q = _leaf(usub, "add", common, "add an account", cmd_user_add)
+    q.add_argument("address", help="the account's address, in a local domain")
+    _password_options(q)
+    q = _leaf(usub, "passwd", common, "change an account's password", cmd_user_passwd)
+    q.add_argument("address", help="the account's address")
+    _password_options(q)
+    q = _leaf(usub, "quota", common, "an account's own mailbox quota", cmd_user_quota)
+    q.add_argument("address", help="the account's address")
     q.add_argument("--bytes", type=int, help="bytes over all folders (0: unlimited)")
     q.add_argument("--messages", type=int, help="messages over all folders (0: unlimited)")
-    q.set_defaults(func=cmd_user_quota)
     for name, on, text in (
         ("enable", True, "let an account receive and log in again"),
         ("disable", False, "refuse mail to an account (550 5.2.1) and its logins"),
     ):
-        q = usub.add_parser(name, parents=[common], help=text)
-        q.add_argument("address")
-        q.set_defaults(func=lambda a, on=on: cmd_user_enable(a, on))
-    q = usub.add_parser("list", parents=[common], help="list accounts")
-    q.add_argument("--domain")
-    q.set_defaults(func=cmd_user_list)
-    q = usub.add_parser(
-        "bulk", parents=[common], help="mark an account as a sender of newsletters (bulk lane)"
+        q = _leaf(usub, name, common, text, lambda a, on=on: cmd_user_enable(a, on))
+        q.add_argument("address", help="the account's address")
+    q = _leaf(usub, "list", common, "list accounts", cmd_user_list)
+    q.add_argument("--domain", help="only this domain's accounts")
+    q = _leaf(
+        usub,
+        "bulk",
+        common,
+        "mark an account as a sender of newsletters (bulk lane)",
+        cmd_user_bulk,
     )
-    q.add_argument("address")
+    q.add_argument("address", help="the account's address")
     q.add_argument("--off", action="store_true", help="back to the regular lane")
-    q.set_defaults(func=cmd_user_bulk)
 
-    p = sub.add_parser("alias", parents=[common], help="manage aliases (other addresses)")
-    asub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = asub.add_parser(
-        "add", parents=[common], help="deliver ALIAS to TARGET; TARGET may send as it"
-    )
-    q.add_argument("alias")
+    asub = _group(sub, "alias", common, "manage aliases (other addresses)")
+    q = _leaf(asub, "add", common, "deliver ALIAS to TARGET; TARGET may send as it", cmd_alias_add)
+    q.add_argument("alias", help="the other address, in a local domain")
     q.add_argument("target", help="an existing account")
-    q.set_defaults(func=cmd_alias_add)
-    q = asub.add_parser("list", parents=[common], help="list aliases")
-    q.add_argument("--domain")
-    q.set_defaults(func=cmd_alias_list)
-    q = asub.add_parser("remove", parents=[common], help="remove an alias")
-    q.add_argument("alias")
-    q.set_defaults(func=cmd_alias_remove)
+    q = _leaf(asub, "list", common, "list aliases", cmd_alias_list)
+    q.add_argument("--domain", help="only this domain's aliases")
+    q = _leaf(asub, "remove", common, "remove an alias", cmd_alias_remove)
+    q.add_argument("alias", help="the alias to remove")
 
     for modname in _PLUGINS:
-        with contextlib.suppress(ModuleNotFoundError):
-            importlib.import_module(modname).register(sub, [common])
+        importlib.import_module(modname).register(sub, common)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every command without a description its one-line help, so `--help` says what it is."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {c.dest: c.help for c in action._choices_actions}
+            for name, child in action.choices.items():
+                text = helps.get(name) or ""
+                if not child.description and text:
+                    child.description = text[0].upper() + text[1:] + "."
+                _describe(child)
 
 
 def main(argv: list[str] | None = None) -> int:

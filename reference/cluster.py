@@ -453,7 +453,8 @@ def register(
         "cluster",
         parents=parents,
         help="run several reference nodes sharing storage and Redis (load and fault runs)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        # The module text, read as help: without the reST backticks.
+        description=__doc__.split("\n\n", 1)[1].replace("`", "") if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--nodes", type=int, default=3, help=f"how many nodes (1-{MAX_NODES}; 3)")

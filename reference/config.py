@@ -432,11 +432,15 @@ class Config:
 
     @property
     def data_path(self) -> Path:
-        return Path(self.server.data_dir)
+        """``server.data_dir`` made absolute (a relative one is read from the working folder),
+        so that every message that names it says which folder a command really used."""
+        return Path(self.server.data_dir).absolute()
 
     @property
     def spool_path(self) -> Path:
-        return Path(self.server.spool_dir) if self.server.spool_dir else self.data_path / "spool"
+        if self.server.spool_dir:
+            return Path(self.server.spool_dir).absolute()
+        return self.data_path / "spool"
 
     @property
     def pid_path(self) -> Path:

@@ -94,7 +94,7 @@ def test_user_quota_and_disable(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     rc, out, _ = run(capsys, "user", "quota", "bob@example.test", "--messages", "100", *d)
     assert rc == 0 and "messages 100" in out and "bytes default" in out
     rc, out, _ = run(capsys, "user", "disable", "bob@example.test", *d)
-    assert (rc, out) == (0, "bob@example.test disabled\n")
+    assert (rc, out) == (0, f"bob@example.test disabled (in {tmp_path})\n")
     assert "bob@example.test (disabled)" in run(capsys, "user", "list", *d)[1]
     assert run(capsys, "user", "enable", "bob@example.test", *d)[0] == 0
 
@@ -105,3 +105,66 @@ def test_signal_right_after_start_exits_0(tmp_path: Path, sig: signal.Signals) -
     node = serve_process(tmp_path / "d", write_config(tmp_path / "c.toml"))
     assert node.stop(sig) == 0
     assert not (tmp_path / "d" / "mailspec.pid").exists()
+
+
+def test_writing_commands_say_where_they_wrote(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default data_dir is relative: run from another folder, a command must not quietly
+    # make a second directory that the server never reads.
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(capsys, "domain", "add", "example.test")
+    assert rc == 0
+    assert out == f"domain example.test added (in {tmp_path / 'var'})\n"
+    assert f"new directory {tmp_path / 'var' / 'directory.sqlite3'}" in err
+    rc, out, err = run(capsys, "user", "add", "bob@example.test", "--password", "pw")
+    assert out == f"user bob@example.test added (in {tmp_path / 'var'})\n" and err == ""
+    assert run(capsys, "domain", "list")[1:] == ("example.test\n", "")
+
+
+def _passwd(tmp_path: Path, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reference.cli", *args, "--data-dir", str(tmp_path)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_password_from_stdin_not_the_command_line(tmp_path: Path) -> None:
+    from reference.directory import Directory
+
+    assert _passwd(tmp_path, "domain", "add", "example.test", stdin="").returncode == 0
+    done = _passwd(
+        tmp_path, "user", "add", "bob@example.test", "--password-stdin", stdin="s3 cret\n"
+    )
+    assert done.returncode == 0, done.stderr
+    done = _passwd(tmp_path, "user", "add", "eve@example.test", stdin="")  # no terminal
+    assert done.returncode == 1
+    assert "--password-stdin" in done.stderr and "Traceback" not in done.stderr
+    d = Directory(tmp_path / "directory.sqlite3")
+    try:
+        assert d.check_password("bob@example.test", "s3 cret") == "bob@example.test"
+        assert d.check_password("bob@example.test", "s3 cret\n") is None
+        assert d.lookup("eve@example.test") is None
+    finally:
+        d.close()
+    done = _passwd(
+        tmp_path, "user", "passwd", "bob@example.test", "--password-stdin", stdin="new\n"
+    )
+    assert done.returncode == 0, done.stderr
+    d = Directory(tmp_path / "directory.sqlite3")
+    try:
+        assert d.check_password("bob@example.test", "new") == "bob@example.test"
+    finally:
+        d.close()
+
+
+def test_queue_flush_of_an_empty_queue(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Its help says it flushes everything when no id is given: an empty queue is not an error.
+    rc, out, err = run(capsys, "queue", "flush", "--data-dir", str(tmp_path))
+    assert rc == 0 and "is empty: nothing to flush" in out and err == ""
+    with pytest.raises(SystemExit) as refused:  # the others need ids: argparse says so
+        main(["queue", "hold", "--data-dir", str(tmp_path)])
+    assert refused.value.code == 2 and "required: qid" in capsys.readouterr().err

@@ -165,7 +165,7 @@ def test_alias_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["alias", "remove", "info@example.test", *d]) == 0
     assert main(["alias", "remove", "info@example.test", *d]) == 1
     assert main(["alias", "list", "--domain", "example.test", *d]) == 0
-    assert capsys.readouterr().out == "alias info@example.test removed\n"
+    assert capsys.readouterr().out == f"alias info@example.test removed (in {tmp_path})\n"
 
 
 def test_alias_end_to_end(tmp_path: Path) -> None:

@@ -104,9 +104,13 @@ def test_settings_lists_and_check_for_a_recipient(
     _directory(var)
     capsys.readouterr()
     assert main(["spam", "settings", "example.test", "--reject", "20", *data]) == 0
-    assert capsys.readouterr().out == "example.test: reject 20 (domain), junk 5 (config)\n"
+    assert capsys.readouterr().out == (
+        f"example.test: reject 20 (domain), junk 5 (config) (in {var})\n"
+    )
     assert main(["spam", "settings", "alice@example.test", "--junk", "3", *data]) == 0
-    assert capsys.readouterr().out == ("alice@example.test: reject 20 (domain), junk 3 (user)\n")
+    assert capsys.readouterr().out == (
+        f"alice@example.test: reject 20 (domain), junk 3 (user) (in {var})\n"
+    )
     assert main(["spam", "settings", "alice@example.test", "--reject", "2", *data]) == 1
     assert "must not be more than" in capsys.readouterr().err
     assert main(["spam", "settings", "example.test", "--reject", "2", *data]) == 0
@@ -125,7 +129,7 @@ def test_settings_lists_and_check_for_a_recipient(
 
     assert main(["spam", "allow", "alice@example.test", "@Shop.example", *data]) == 0
     assert capsys.readouterr().out == (
-        "alice@example.test: @shop.example allowed (never scored as spam)\n"
+        f"alice@example.test: @shop.example allowed (never scored as spam) (in {var})\n"
     )
     assert main(["spam", "block", "alice@example.test", "boss@shop.example", *data]) == 0
     assert main(["spam", "lists", "alice@example.test", *data]) == 0
@@ -137,7 +141,7 @@ def test_settings_lists_and_check_for_a_recipient(
     assert main(["spam", "allow", "alice@example.test", "@shop.example", "--remove", *data]) == 1
     assert main(["spam", "settings", "alice@example.test", "--reset", *data]) == 0
     assert capsys.readouterr().out.endswith(
-        "alice@example.test: reject 20 (domain), junk 5 (config)\n"
+        f"alice@example.test: reject 20 (domain), junk 5 (config) (in {var})\n"
     )
     assert main(["spam", "block", "bob@example.test", "@shop.example", *data]) == 1
     assert "no such account" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from fakes.mx import policy as policy_doc
 from fakes.mx.policy import Policy
 from fakes.mx.records import Delivery
 from fakes.mx.server import FakeMX
@@ -32,7 +33,11 @@ def register(
         parents=parents,
         help="run a fake remote MX that accepts, tempfails, greylists or rejects by policy",
         description="Run fake remote MXs on loopback addresses, answering by a TOML policy "
-        "(format: python -c 'import fakes.mx.policy as p; print(p.__doc__)').",
+        "(its format below).",
+        epilog=policy_doc.__doc__.replace("``", "").replace("::", ":")
+        if policy_doc.__doc__
+        else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--listen",

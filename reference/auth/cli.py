@@ -25,12 +25,12 @@ def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
 ) -> None:
     """Add the dkim, dns and auth subcommands to the mailspec command line."""
-    p = sub.add_parser("dkim", help="DKIM keys")
+    p = sub.add_parser("dkim", parents=parents, help="DKIM keys")
     dsub = p.add_subparsers(dest="dkim_cmd", required=True)
     k = dsub.add_parser(
         "keygen", parents=parents, help="make a domain's DKIM keys and print the DNS records"
     )
-    k.add_argument("domain")
+    k.add_argument("domain", help="the domain the keys sign for")
     k.add_argument("--selector", help="selector (default: auth.selector, 'mailspec')")
     k.add_argument(
         "--algorithm",
@@ -41,15 +41,15 @@ def register(
     k.add_argument("--replace", action="store_true", help="make new keys even if some exist")
     k.set_defaults(func=cmd_keygen)
 
-    p = sub.add_parser("dns", help="DNS records")
+    p = sub.add_parser("dns", parents=parents, help="DNS records")
     nsub = p.add_subparsers(dest="dns_cmd", required=True)
     r = nsub.add_parser(
         "records", parents=parents, help="every DNS record a domain needs (zone-file lines)"
     )
-    r.add_argument("domain")
+    r.add_argument("domain", help="one of our domains")
     r.set_defaults(func=cmd_records)
 
-    p = sub.add_parser("auth", help="sender authentication diagnostics")
+    p = sub.add_parser("auth", parents=parents, help="sender authentication diagnostics")
     asub = p.add_subparsers(dest="auth_cmd", required=True)
     c = asub.add_parser(
         "check", parents=parents, help="SPF, DKIM, ARC and DMARC results for a message file"
@@ -84,12 +84,12 @@ def register(
     d.add_argument("--helo", default="", help="the client's EHLO name")
     d.set_defaults(func=cmd_dmarc)
 
-    p = sub.add_parser("dmarc", help="DMARC aggregate reports")
+    p = sub.add_parser("dmarc", parents=parents, help="DMARC aggregate reports")
     msub = p.add_subparsers(dest="dmarc_cmd", required=True)
     r = msub.add_parser(
         "reports", parents=parents, help="aggregate reports received about a domain"
     )
-    r.add_argument("domain")
+    r.add_argument("domain", help="one of our domains")
     r.add_argument("--json", action="store_true", help="print the reports as JSON")
     r.set_defaults(func=cmd_reports)
     r = msub.add_parser(
@@ -152,7 +152,6 @@ def cmd_records(args: argparse.Namespace) -> int:
     host = cfg.server.hostname
     sources = " ".join(f"{'ip6' if ':' in a else 'ip4'}:{a}" for a in cfg.relay.source_addresses)
     spf_value = " ".join(x for x in ("v=spf1 mx", sources, "-all") if x)
-    sts_id = time.strftime("%Y%m%d%H%M%S", time.gmtime(RealClock().now()))
     lines = [
         f"; {domain}: mail for it goes to {host}",
         _zone_lines(domain, "MX", f"10 {host}."),
@@ -164,12 +163,9 @@ def cmd_records(args: argparse.Namespace) -> int:
         _zone_lines(
             f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=reject; rua=mailto:postmaster@{domain}"
         ),
-        f"; MTA-STS (RFC 8461): also serve https://mta-sts.{domain}/.well-known/mta-sts.txt with",
-        f";   version: STSv1 / mode: enforce / mx: {host} / max_age: 604800",
-        _zone_lines(f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={sts_id}"),
-        "; TLS-RPT (RFC 8460): where TLS failure reports go",
-        _zone_lines(f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua=mailto:postmaster@{domain}"),
     ]
+    # Only records for what the platform does: no MTA-STS policy is served and no TLS-RPT
+    # report is read yet, and publishing either would promise receivers what nobody keeps.
     print("\n".join(lines))
     return 0
 

@@ -33,7 +33,9 @@ def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
 ) -> None:
     """Add the spam subcommands to the mailspec command line."""
-    p = sub.add_parser("spam", help="spam filter: Bayes, settings, sender lists, diagnostics")
+    p = sub.add_parser(
+        "spam", parents=parents, help="spam filter: Bayes, settings, sender lists, diagnostics"
+    )
     ssub = p.add_subparsers(dest="spam_cmd", required=True)
     t = ssub.add_parser(
         "learn",
@@ -64,7 +66,11 @@ def register(
     st = ssub.add_parser(
         "settings", parents=parents, help="a domain's or an account's thresholds (show or set)"
     )
-    st.add_argument("scope", metavar="ADDRESS-OR-DOMAIN")
+    st.add_argument(
+        "scope",
+        metavar="ADDRESS-OR-DOMAIN",
+        help="an account, or a local domain for all its accounts",
+    )
     st.add_argument("--reject", type=float, metavar="N", help="refused at DATA from this score")
     st.add_argument("--junk", type=float, metavar="N", help="filed into Junk from this score")
     st.add_argument("--reset", action="store_true", help="inherit everything again")
@@ -78,7 +84,7 @@ def register(
         a.add_argument("--remove", action="store_true", help="take the pattern off the list")
         a.set_defaults(func=cmd_list_change, kind=kind)
     ls = ssub.add_parser("lists", parents=parents, help="an account's allowed and blocked senders")
-    ls.add_argument("address", metavar="ADDRESS")
+    ls.add_argument("address", metavar="ADDRESS", help="the account")
     ls.set_defaults(func=cmd_lists)
 
 
@@ -88,11 +94,11 @@ def _config(args: argparse.Namespace, overrides: dict[str, object] | None = None
     )
 
 
-def _directory(cfg: Config) -> Directory:
-    from reference.app import directory_path
-    from reference.directory import Directory
+def _directory(cfg: Config, *, writes: bool = False) -> Directory:
+    from reference.cli import open_directory
 
-    return Directory(directory_path(cfg))
+    d: Directory = open_directory(cfg, writes=writes)
+    return d
 
 
 def _classifiers(cfg: Config) -> Classifiers:
@@ -182,7 +188,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
                 else:
                     known += 1
             kind = "spam" if spam else "ham"
-            print(f"{kind}: learnt {learnt} messages ({known} already known)")
+            where = "Redis (state.url)" if cfg.state.url else cfg.data_path
+            print(f"{kind}: learnt {learnt} messages ({known} already known) in {where}")
         print(_stats_line(bayes, user))
     finally:
         classifiers.close()
@@ -251,7 +258,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
     from reference.directory import normalize_domain
 
     cfg = _config(args)
-    d = _directory(cfg)
+    writes = args.reset or args.reject is not None or args.junk is not None
+    d = _directory(cfg, writes=writes)
     try:
         if "@" in args.scope:
             found = d.lookup(args.scope)
@@ -266,7 +274,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
         if args.reject is not None or args.junk is not None:
             d.set_spam_settings(scope, reject_score=args.reject, junk_score=args.junk)
         text, reject, junk = _effective(cfg, d, scope)
-        print(f"{scope}: {text}")
+        print(f"{scope}: {text}" + (f" (in {cfg.data_path})" if writes else ""))
         if junk > reject:
             print(
                 f"mailspec: note: junk {junk:g} is above reject {reject:g}: such mail is "
@@ -279,17 +287,18 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_list_change(args: argparse.Namespace) -> int:
-    d = _directory(_config(args))
+    cfg = _config(args)
+    d = _directory(cfg, writes=True)
     try:
         if args.remove:
             if not d.remove_sender_list(args.address, args.pattern):
                 print(f"mailspec: {args.pattern} is on no list of {args.address}", file=sys.stderr)
                 return 1
-            print(f"{args.address}: {args.pattern} removed")
+            print(f"{args.address}: {args.pattern} removed (in {cfg.data_path})")
             return 0
         entry = d.set_sender_list(args.address, args.kind, args.pattern)
         verb = "allowed (never scored as spam)" if args.kind == "allow" else "blocked (550 5.7.1)"
-        print(f"{args.address}: {entry} {verb}")
+        print(f"{args.address}: {entry} {verb} (in {cfg.data_path})")
     finally:
         d.close()
     return 0
