@@ -258,12 +258,15 @@ class ServedProcess:
             raise
 
 
-def serve_process(data_dir: Path, config: Path, timeout: float = 20.0) -> ServedProcess:
+def serve_process(
+    data_dir: Path, config: Path, timeout: float = 20.0, *, options_first: bool = False
+) -> ServedProcess:
     """Start `mailspec serve` and read the endpoint lines it prints."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     t0 = _REAL.monotonic()
+    options = ["--config", str(config), "--data-dir", str(data_dir)]
     proc = subprocess.Popen(
-        [*MAILSPEC, "serve", "--config", str(config), "--data-dir", str(data_dir)],
+        [*MAILSPEC, *options, "serve"] if options_first else [*MAILSPEC, "serve", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -131,3 +131,20 @@ def test_every_help_is_readable(words: tuple[str, ...], parser: argparse.Argumen
     for a in parser._actions:
         if not a.option_strings and not isinstance(a, argparse._SubParsersAction):
             assert a.help, f"positional {a.dest} has no help"
+
+
+def test_serve_with_the_options_before_the_verb(tmp_path: Path) -> None:
+    from reference.testing import serve_process, write_config
+
+    config = write_config(tmp_path / "c.toml", hostname="mx.options.test")
+    node = serve_process(tmp_path / "d", config, options_first=True)
+    try:
+        banner = "".join(node.output)
+        assert f"mx.options.test, data in {tmp_path / 'd'}" in banner
+        assert 2525 not in node.ports.values()  # the config's port 0, not the default
+        assert (tmp_path / "d" / "directory.sqlite3").exists()
+        # No scanner configured: the banner says mail goes unscanned.
+        assert "no virus scanner" in banner
+        assert f"mailspec domain add example.test --config {config} --data-dir" in banner
+    finally:
+        assert node.stop() == 0
