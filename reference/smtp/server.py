@@ -1,7 +1,7 @@
 """The MX and submission listeners: each stage asks the policy, each answer is a reply.
 
-aiosmtpd gives the connection handling, STARTTLS and AUTH; this module owns the rest of
-the protocol, because the platform promises more than aiosmtpd does:
+aiosmtpd gives the connection handling, STARTTLS and the AUTH challenges; this module owns
+the rest of the protocol, because the platform promises more than aiosmtpd does:
 
 - a line ends only at CRLF: a command or a message with a bare LF or bare CR is refused,
   so no end-of-data variant can smuggle a second message (CVE-2023-51764 family);
@@ -559,11 +559,45 @@ class MailspecSMTP(SMTP):
         await super().smtp_STARTTLS(arg)
 
     async def smtp_AUTH(self, arg: str | None) -> None:
+        """RFC 4954 4, owned here rather than aiosmtpd's: its smtp_AUTH also sets the
+        deprecated ``Session.login_data``, which logs a warning on every successful AUTH.
+        The session keeps ``authenticated`` and ``auth_data`` (the account's address)."""
+        assert self.session is not None
         # RFC 4954 4: "The AUTH command is not permitted during a mail transaction."
         if self.env.mail_given:
             await self.reply(replies.AUTH_IN_TRANSACTION)
             return
-        await super().smtp_AUTH(arg)
+        if await self.check_helo_needed("EHLO"):
+            return
+        if not self.session.extended_smtp:
+            await self.push("500 Error: command 'AUTH' not recognized")
+            return
+        if self._auth_require_tls and not self.tls_active:
+            await self.push("538 5.7.11 Encryption required for requested authentication mechanism")
+            return
+        if self.session.authenticated:
+            await self.push("503 Already authenticated")
+            return
+        args = (arg or "").split()
+        if not args:
+            await self.push("501 Not enough value")
+            return
+        if len(args) > 2:
+            await self.push("501 Too many values")
+            return
+        method = self._auth_methods.get(args[0])
+        if method is None:
+            await self.push("504 5.5.4 Unrecognized authentication type")
+            return
+        result = await method.method(self, args)
+        if not isinstance(result, AuthResult):
+            return  # the mechanism answered already
+        if result.success:
+            self.session.authenticated = True
+            self.session.auth_data = result.auth_data
+            await self.reply(replies.AUTH_OK)
+        elif not result.handled:
+            await self.push(result.message or str(replies.AUTH_FAILED))
 
     async def _check(
         self, mechanism: str, login: bytes, password: bytes, authzid: bytes = b""
