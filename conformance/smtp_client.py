@@ -39,6 +39,9 @@ _TRANSCRIPT_LINES = 400
 _REPLY_LINE = re.compile(rb"^([0-9]{3})([ -]|$)(.*)$", re.DOTALL)
 _ENHANCED = re.compile(r"^([245])\.([0-9]{1,3})\.([0-9]{1,3})(?=\s|$)")
 _EHLO_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+# Written as \xNN in the transcript: a test that sends a NUL or an ESC must not make its own
+# failure report binary to grep, or drive the terminal that shows it.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # RFC 5321 4.1.2: Domain = sub-domain *("." sub-domain); sub-domain = Let-dig [Ldh-str]
@@ -481,7 +484,10 @@ class SMTPClient:
 
     def _note(self, who: str, data: bytes) -> None:
         for line in data.splitlines() or [b""]:
-            self.transcript.append(f"{who}: {line.decode('utf-8', 'replace')}")
+            text = _CONTROL.sub(
+                lambda m: f"\\x{ord(m.group()):02x}", line.decode("utf-8", "replace")
+            )
+            self.transcript.append(f"{who}: {text}")
 
     def _read_line(self, timeout: float | None) -> bytes:
         if timeout is not None:

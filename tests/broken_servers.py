@@ -7,7 +7,10 @@ servers had it:
   data and what follows runs as commands (SMTP smuggling, CVE-2023-51764 and relatives);
 - ``open-relay``: RCPT takes any address, for anyone;
 - ``starttls-injection``: plaintext pipelined behind STARTTLS is kept and run inside TLS
-  (CVE-2011-0411).
+  (CVE-2011-0411);
+- ``control-characters``: a NUL or another control character in the EHLO/HELO name or in a
+  MAIL/RCPT path is taken as part of it (aiosmtpd's own behaviour, and the reference's
+  until it refused them).
 
 With ``flaw=None`` the same server is the control: it passes the tests the flaws fail.
 """
@@ -15,6 +18,7 @@ With ``flaw=None`` the same server is the control: it passes the tests the flaws
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import threading
 from pathlib import Path
@@ -29,7 +33,8 @@ __all__ = ["DOMAIN", "FLAWS", "HOSTNAME", "BrokenServer"]
 HOSTNAME = "broken.example.test"
 DOMAIN = "example.test"
 MAILBOXES = {f"{local}@{DOMAIN}" for local in ("postmaster", "alice", "bob")}
-FLAWS = ("lf-dot-lf", "open-relay", "starttls-injection")
+FLAWS = ("lf-dot-lf", "open-relay", "starttls-injection", "control-characters")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class _Handler:
@@ -66,6 +71,28 @@ class _SMTP(SMTP):
         if upgrading and saved and self.flaw == "starttls-injection":
             # The flaw: what came in plaintext behind STARTTLS is read as if through TLS.
             self._reader._buffer.extend(saved)
+
+    async def _refuse_controls(self, arg: str | None, reply: str) -> bool:
+        if self.flaw == "control-characters" or not _CONTROL.search(arg or ""):
+            return False
+        await self.push(reply)
+        return True
+
+    async def smtp_EHLO(self, arg: str) -> None:
+        if not await self._refuse_controls(arg, "501 5.5.4 Control character in the name"):
+            await super().smtp_EHLO(arg)
+
+    async def smtp_HELO(self, arg: str) -> None:
+        if not await self._refuse_controls(arg, "501 5.5.4 Control character in the name"):
+            await super().smtp_HELO(arg)
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        if not await self._refuse_controls(arg, "553 5.1.7 Control character in the address"):
+            await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        if not await self._refuse_controls(arg, "553 5.1.3 Control character in the address"):
+            await super().smtp_RCPT(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
         if self.flaw != "lf-dot-lf":

@@ -23,15 +23,19 @@ INNER = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:locust
 SMUGGLING = "only <CRLF>.<CRLF> ends mail data: no bare CR/LF variant ends it or smuggles a message"
 RELAY = "mail for other domains is refused without AUTH, whatever the address disguise"
 INJECTION = "commands pipelined behind STARTTLS in plaintext are discarded, never run inside TLS"
+HELLO_CONTROL = "EHLO or HELO whose domain carries a NUL or other control character gets 5yz (501)"
+PATH_NUL = "a MAIL FROM or RCPT TO path carrying a NUL gets a syntax refusal (501 or 553)"
 
 SECURITY = "conformance.tests.test_smtp_security"
 STARTTLS = "conformance.tests.test_smtp_starttls_auth"
+CONTROLS = "conformance.tests.test_smtp_control_chars"
 
 # flaw -> (module, -k expression selecting its tests, the requirement title that must fail)
 CASES = {
     "lf-dot-lf": (SECURITY, "test_no_smuggling", SMUGGLING),
     "open-relay": (SECURITY, "test_no_open_relay or test_local_sender_does_not_open", RELAY),
     "starttls-injection": (STARTTLS, "test_no_plaintext_command_injection", INJECTION),
+    "control-characters": (CONTROLS, "test_hello_with_a_control_character", HELLO_CONTROL),
 }
 
 
@@ -91,9 +95,18 @@ def test_lf_dot_lf_fails_on_the_lf_variants_only(pytester: pytest.Pytester) -> N
         assert failed == {"LF.LF", "LF.CRLF", "CRLF.LF"}
 
 
+def test_nul_in_a_path_fails(pytester: pytest.Pytester) -> None:
+    # MAIL takes the NUL into the envelope (250); RCPT looks the address up (550), which
+    # says its syntax was accepted.
+    for server in serve("control-characters", pytester.path / "server"):
+        result = run(pytester, server, [CONTROLS], "test_path_with_nul")
+        result.assert_outcomes(failed=2)  # MAIL and RCPT alike
+
+
 def test_control_server_passes(pytester: pytest.Pytester) -> None:
-    keyword = " or ".join(f"({k})" for _, k, _ in CASES.values())
+    keyword = " or ".join(f"({k})" for _, k, _ in CASES.values()) + " or test_path_with_nul"
+    modules = sorted({module for module, _, _ in CASES.values()})
     for server in serve(None, pytester.path / "server"):
-        rows = check(pytester, server, [SECURITY, STARTTLS], keyword)
-        for _, _, title in CASES.values():
+        rows = check(pytester, server, modules, keyword)
+        for title in [*(title for _, _, title in CASES.values()), PATH_NUL]:
             assert rows[title]["status"] == "pass", rows[title]

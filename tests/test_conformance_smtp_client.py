@@ -195,6 +195,23 @@ def test_reply_split_across_packets(serve: Callable[[Script], int]) -> None:
         ]
 
 
+def test_transcript_escapes_control_characters(serve: Callable[[Script], int]) -> None:
+    # A test that sends a NUL must not make its own failure report binary (or an ESC drive
+    # the terminal that shows it).
+    def script(conn: socket.socket) -> None:
+        conn.sendall(b"220 mx.example.test\r\n")
+        readline(conn)
+        conn.sendall(b"501 5.5.4 bad \x1b[2J\r\n")
+
+    with SMTPClient.connect("127.0.0.1", serve(script), timeout=2) as client:
+        client.command("NOOP a\x00b\tc")
+        assert client.transcript_text().splitlines() == [
+            "S: 220 mx.example.test",
+            "C: NOOP a\\x00b\\x09c",
+            "S: 501 5.5.4 bad \\x1b[2J",
+        ]
+
+
 def test_timeout_names_the_command(serve: Callable[[Script], int]) -> None:
     done = threading.Event()
 

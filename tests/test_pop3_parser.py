@@ -43,6 +43,16 @@ def test_invalid_commands(line: bytes) -> None:
     assert isinstance(parse_command(line), ParseError)
 
 
+@pytest.mark.parametrize("ctl", [b"\x00", b"\x01", b"\t", b"\x0b", b"\x1b", b"\x7f"])
+@pytest.mark.parametrize("line", [b"USER al{}ice\r\n", b"PASS pass{}word\r\n", b"NOOP{}\r\n",
+                                  b"AUTH PLAIN{}\r\n", b"USER alice{}\r\n"])  # fmt: skip
+def test_control_characters_are_refused(line: bytes, ctl: bytes) -> None:
+    # RFC 1939 3: keywords and arguments are printable ASCII; a NUL or ESC in a USER name
+    # would otherwise reach the account look-up and the log.
+    parsed = parse_command(line.replace(b"{}", ctl))
+    assert isinstance(parsed, ParseError) and "control character" in parsed.reason
+
+
 def test_password_is_not_in_repr() -> None:
     assert "hunter2" not in repr(parse_command(b"PASS hunter2\r\n"))
 

@@ -34,3 +34,21 @@ def test_multiline_rendering() -> None:
     assert str(Reply(220, "", "x\ny")) == "220-x\r\n220 y"
     assert Reply(452, "4.5.3", "x").transient
     assert Reply(550, "5.1.1", "x").permanent
+
+
+def test_control_character_replies() -> None:
+    # RFC 5321 4.2.2: 501 for arguments, 553 for a mailbox name; RFC 3463 3.2: X.1.7 is the
+    # sender's address, X.1.3 the recipient's; X.5.4 invalid arguments, X.5.2 syntax.
+    got = {
+        name: (CONSTANTS[name].code, CONSTANTS[name].enhanced)
+        for name in CONSTANTS
+        if name.startswith("CONTROL_IN_")
+    }
+    assert got == {
+        "CONTROL_IN_ARGUMENT": (501, "5.5.4"),
+        "CONTROL_IN_SENDER": (553, "5.1.7"),
+        "CONTROL_IN_RECIPIENT": (553, "5.1.3"),
+        "CONTROL_IN_IDENTITY": (501, "5.5.2"),
+    }
+    # The same 553 as a recipient that the directory refuses for its syntax.
+    assert replies.CONTROL_IN_RECIPIENT.code == replies.BAD_ADDRESS.code

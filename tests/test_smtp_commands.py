@@ -6,10 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reference.smtp import replies
 from reference.smtp.commands import (
     CommandError,
     MailFrom,
     RcptTo,
+    control_refusal,
+    has_control,
     is_xtext,
     parse_bdat,
     parse_mail,
@@ -99,6 +102,39 @@ def test_rcpt_errors(arg: str, expected: int) -> None:
     assert code(parse_rcpt, arg)[0] == expected
 
 
+CONTROLS = ["\x00", "\x01", "\t", "\x0b", "\x1b", "\x1f", "\x7f"]
+
+
+@pytest.mark.parametrize("ctl", CONTROLS)
+def test_control_character_in_a_path_is_553(ctl: str) -> None:
+    # RFC 5321 4.1.2: no CTL in a path, quoted or not; RFC 5321 4.2.2 553 "mailbox name not
+    # allowed", with RFC 3463's X.1.7 (sender) or X.1.3 (recipient).
+    for arg in (f"FROM:<a{ctl}b@c.test>", f"FROM: <a@c{ctl}.test>", f'FROM:<"a {ctl}b"@c.test>',
+                f"FROM:<a@c.test>{ctl}", f"FROM:a{ctl}@c.test SIZE=1"):  # fmt: skip
+        assert code(parse_mail, arg) == (553, "5.1.7"), repr(arg)
+        assert code(parse_rcpt, "TO:" + arg[5:]) == (553, "5.1.3"), repr(arg)
+
+
+@pytest.mark.parametrize("ctl", CONTROLS)
+def test_control_character_elsewhere_is_501(ctl: str) -> None:
+    for arg in (f"FROM:<a@c.test> SIZE=1{ctl}", f"FROM:<a@c.test> SIZE=1 {ctl}BODY=7BIT",
+                f'FROM:<"a b"@c.test> RET=HDRS{ctl}', f"FR{ctl}OM:<a@c.test>"):  # fmt: skip
+        assert code(parse_mail, arg) == (501, "5.5.4"), repr(arg)
+    assert code(parse_rcpt, f"TO:<a@c.test> NOTIFY=NEVER{ctl}") == (501, "5.5.4")
+
+
+def test_control_refusal_names_the_reply() -> None:
+    assert control_refusal("EHLO", "a\x00b.test") is replies.CONTROL_IN_ARGUMENT
+    assert control_refusal("vrfy", "post\x1bmaster") is replies.CONTROL_IN_ARGUMENT
+    assert control_refusal("MAIL", "FROM:<a\x00b@c>") is replies.CONTROL_IN_SENDER
+    assert control_refusal("rcpt", "TO:<a\x7fb@c>") is replies.CONTROL_IN_RECIPIENT
+    assert control_refusal("RCPT", "TO:<a@c> NOTIFY=\x00") is replies.CONTROL_IN_ARGUMENT
+    assert control_refusal("EHLO", "client.example.test") is None
+    assert control_refusal("MAIL", "FROM:<ü@c.test> SMTPUTF8") is None  # RFC 6531: not a CTL
+    assert control_refusal("NOOP", None) is None
+    assert has_control("a\x00") and has_control("\x7f") and not has_control("a b\u00e9")
+
+
 def test_bdat() -> None:
     assert parse_bdat("0 LAST") == (0, True)
     assert parse_bdat("1234") == (1234, False)
@@ -123,3 +159,15 @@ def test_no_argument_crashes_a_parser(text: str) -> None:
                 fn(arg)  # type: ignore[operator]
             except CommandError as e:
                 assert 500 <= e.reply.code < 600
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60), st.sampled_from(CONTROLS), st.text(max_size=60))
+def test_no_control_character_gets_into_an_envelope(head: str, ctl: str, tail: str) -> None:
+    # Wherever it is, a control character is refused: parse_mail/parse_rcpt never return
+    # a value that holds one.
+    for fn, keyword in ((parse_mail, "FROM:"), (parse_rcpt, "TO:")):
+        for arg in (f"{keyword}<{head}{ctl}{tail}>", f"{keyword}<a@b.test> {head}{ctl}{tail}"):
+            with pytest.raises(CommandError) as e:
+                fn(arg)  # type: ignore[operator]
+            assert e.value.reply.code in (501, 553)

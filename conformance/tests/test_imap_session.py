@@ -182,6 +182,45 @@ def test_authenticate_plain(target: Target) -> None:
         client.logout()
 
 
+# RFC 9051 9: CHAR8 = %x01-ff (no NUL in a literal), a quoted string takes no NUL either
+# (TEXT-CHAR is CHAR, %x01-7F, less CR and LF), and ATOM-CHAR excludes every CTL.
+LOGIN_CONTROLS = {
+    "quoted-NUL": b'"{local}\x00@{domain}"',
+    "atom-NUL": b"{local}\x00@{domain}",
+    "atom-SOH": b"{local}\x01@{domain}",
+    "atom-HT": b"{local}\t@{domain}",
+    "atom-ESC": b"{local}\x1b@{domain}",
+    "atom-DEL": b"{local}\x7f@{domain}",
+}
+
+
+@requirement(
+    "RFC9051",
+    "9",
+    "MUST",
+    "a NUL in a command, or a control character in an atom, gets BAD: a LOGIN with one "
+    "logs no one in",
+)
+@pytest.mark.parametrize("form", LOGIN_CONTROLS.values(), ids=LOGIN_CONTROLS.keys())
+def test_login_with_control_character(target: Target, form: bytes) -> None:
+    acc = target.account
+    local, _, domain = acc.address.partition("@")
+    password = b'"' + acc.password.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    twin = RawImap(target)
+    try:
+        twin.login(acc)  # the same account, without the control character, logs in
+    finally:
+        twin.close()
+    user = form.replace(b"{local}", local.encode()).replace(b"{domain}", domain.encode())
+    raw = RawImap(target)
+    try:
+        lines = raw.command(b"LOGIN " + user + b" " + password)
+        assert tagged(lines).startswith(b"BAD"), f"LOGIN {user!r}: {lines}"
+        assert tagged(raw.command("SELECT INBOX")).startswith(b"BAD"), "logged in after all"
+    finally:
+        raw.close()
+
+
 @requirement("RFC9051", "6.2.2", "MUST", "a client's '*' cancels AUTHENTICATE with BAD")
 def test_authenticate_cancel(target: Target) -> None:
     raw = RawImap(target)

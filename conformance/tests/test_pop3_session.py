@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from conformance.requirements import requirement
+from conformance.requirements import not_applicable, requirement
 from conformance.target import Target
 from conformance.tests.test_imap_support import pop3, pop3_session
 
@@ -218,5 +218,42 @@ def test_quit_before_login(target: Target) -> None:
     client = pop3(target)
     try:
         assert client.quit().startswith(b"+OK")
+    finally:
+        client.close()
+
+
+# NUL, other C0 controls and DEL (CR and LF end the line).
+CONTROLS = {"NUL": "\x00", "SOH": "\x01", "HT": "\t", "ESC": "\x1b", "DEL": "\x7f"}
+
+
+@requirement(
+    "RFC1939",
+    "3",
+    "MUST",
+    "a command whose argument carries a NUL or other control character gets -ERR "
+    "(arguments are printable ASCII), and logs no one in",
+)
+@pytest.mark.parametrize("ctl", CONTROLS.values(), ids=CONTROLS.keys())
+def test_control_character_in_user(target: Target, ctl: str) -> None:
+    # RFC 1939 3: "Keywords and arguments consist of printable ASCII characters." A USER
+    # name with a NUL or an ESC would otherwise reach the look-up and the log.
+    acc = target.second_account
+    local, _, domain = acc.address.partition("@")
+    twin = pop3(target)
+    try:
+        try:
+            twin.user(acc.address)
+        except poplib.error_proto as e:
+            not_applicable(f"USER with the plain name is refused already ({e})")
+    finally:
+        twin.close()
+    client = pop3(target)
+    try:
+        with pytest.raises(poplib.error_proto):
+            client.user(f"{local}{ctl}@{domain}")
+        with pytest.raises(poplib.error_proto):
+            client.pass_(acc.password)
+        with pytest.raises(poplib.error_proto):
+            client.stat()
     finally:
         client.close()

@@ -9,6 +9,9 @@ MAX_LINE = 255  # RFC 2449 4: a command line is at most 255 octets, CRLF include
 MAX_ARG = 40  # RFC 1939 3: arguments up to 40 characters (PASS excepted, see below)
 
 _NUMBER = re.compile(r"[0-9]{1,10}")
+# RFC 1939 3: "Keywords and arguments consist of printable ASCII characters" (UTF-8 beyond
+# ASCII with RFC 6856): no NUL, no other control character, no DEL, in any command.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NO_ARGS = frozenset({"STAT", "RSET", "NOOP", "QUIT", "CAPA", "STLS"})
 _OPTIONAL_MSG = frozenset({"LIST", "UIDL"})
 _MSG = frozenset({"RETR", "DELE"})
@@ -41,8 +44,8 @@ def parse_command(line: bytes) -> Command | ParseError:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return ParseError("Invalid UTF-8")
-    if any(c in text for c in "\r\n\0"):
-        return ParseError("Invalid characters")
+    if _CONTROL.search(text):
+        return ParseError("Invalid characters: control character in command")
     verb, _, rest = text.partition(" ")
     verb = verb.upper()
     if verb == "PASS":

@@ -12,12 +12,15 @@ from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any
 
+from reference.smtp import replies
 from reference.smtp.replies import Reply
 
 __all__ = [
     "CommandError",
     "MailFrom",
     "RcptTo",
+    "control_refusal",
+    "has_control",
     "is_xtext",
     "parse_bdat",
     "parse_mail",
@@ -37,6 +40,10 @@ _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*")
 _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
 _BDAT = re.compile(r"([0-9]{1,20})(?: +(LAST))?", re.IGNORECASE)
 _NOTIFY = ("SUCCESS", "FAILURE", "DELAY")
+# RFC 5321 4.1.2 and RFC 5234 B.1: CTL is %x00-1F / %x7F. No path, domain, ESMTP value or
+# string of a command takes one (a quoted string neither: qtextSMTP is %d32-33 / %d35-91 /
+# %d93-126, quoted-pairSMTP %d92 %d32-126).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 ENVID_MAX = 100  # RFC 3461 4.4
 ORCPT_MAX = 500  # RFC 3461 4.2
@@ -74,6 +81,47 @@ class RcptTo:
     address: str
     notify: str | None = None  # RFC 3461 4.1: "NEVER" or e.g. "SUCCESS,FAILURE"
     orcpt: str | None = None  # RFC 3461 4.2, as sent: addr-type ";" xtext
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character (NUL, another CTL, or DEL)."""
+    return _CONTROL.search(text) is not None
+
+
+def control_refusal(verb: str, arg: str | None) -> Reply | None:
+    """The reply to a command whose argument carries a control character, or None.
+
+    A control character in the path of MAIL or RCPT makes the mailbox name unacceptable
+    (553, with the enhanced code of the sender's or the recipient's address); anywhere else
+    it is a syntax error in the arguments (501).
+    """
+    found = _CONTROL.search(arg or "")
+    if found is None or arg is None:
+        return None
+    verb = verb.upper()
+    if verb in ("MAIL", "RCPT"):
+        _, colon, path = arg.partition(":")
+        start = len(arg) - len(path)
+        if colon and start <= found.start() < start + _path_length(path):
+            return replies.CONTROL_IN_SENDER if verb == "MAIL" else replies.CONTROL_IN_RECIPIENT
+    return replies.CONTROL_IN_ARGUMENT
+
+
+def _path_length(text: str) -> int:
+    """How much of ``text`` is the path: up to the first space outside a quoted string."""
+    lead = len(text) - len(text.lstrip(" "))
+    quoted = escaped = False
+    for i in range(lead, len(text)):
+        c = text[i]
+        if escaped:
+            escaped = False
+        elif quoted and c == "\\":
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+        elif c == " " and not quoted:
+            return i
+    return len(text)
 
 
 def is_xtext(text: str) -> bool:
@@ -159,6 +207,9 @@ def _unknown(key: str) -> CommandError:
 
 def parse_mail(arg: str | None, *, extended: bool = True) -> MailFrom:
     """``FROM:<a@b> SIZE=10 ...`` as given after ``MAIL``; raise :class:`CommandError`."""
+    refusal = control_refusal("MAIL", arg)
+    if refusal is not None:
+        raise CommandError(refusal)
     address, rest = _path(_keyword_arg(arg, "FROM:"), sender=True)
     params = split_params(rest)
     if params and not extended:
@@ -203,6 +254,9 @@ def parse_mail(arg: str | None, *, extended: bool = True) -> MailFrom:
 
 def parse_rcpt(arg: str | None, *, extended: bool = True, smtputf8: bool = False) -> RcptTo:
     """``TO:<a@b> NOTIFY=... ORCPT=...`` as given after ``RCPT``."""
+    refusal = control_refusal("RCPT", arg)
+    if refusal is not None:
+        raise CommandError(refusal)
     address, rest = _path(_keyword_arg(arg, "TO:"), sender=False)
     params = split_params(rest)
     if params and not extended:

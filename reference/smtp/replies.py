@@ -98,6 +98,18 @@ SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by the authenti
 # RFC 6409 6.3: a message refused after DATA for what the submitting user may do is 550 5.7.1.
 FROM_NOT_OWNED = Reply(550, "5.7.1", "From: address not owned by the authenticated user")
 BAD_ADDRESS = Reply(553, "5.1.3", "Bad address syntax")
+# RFC 5321 4.1.2: no argument of any command carries a control character (NUL, the other
+# CTLs, DEL): paths, domains, ESMTP values and strings are built from printable characters.
+# Refused before the octet can reach a Received: field, an envelope or a log line.
+CONTROL_IN_ARGUMENT = Reply(501, "5.5.4", "Error: control character in command arguments")
+# RFC 5321 4.2.2: 553, "mailbox name not allowed (e.g., mailbox syntax incorrect)"; RFC 3463
+# 3.2: X.1.7 is the sender's address syntax, X.1.3 the recipient's.
+CONTROL_IN_SENDER = Reply(553, "5.1.7", "Sender address contains a control character")
+CONTROL_IN_RECIPIENT = Reply(553, "5.1.3", "Recipient address contains a control character")
+# RFC 4616 2 and SASLprep (RFC 4013 2.3): no control character in an identity; a response
+# that is not a well-formed PLAIN or LOGIN answer is 501 5.5.2, as an undecodable one is
+# (RFC 4954 4).
+CONTROL_IN_IDENTITY = Reply(501, "5.5.2", "Error: control character in the authentication identity")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")

@@ -1,10 +1,12 @@
 """The MX and submission listeners: each stage asks the policy, each answer is a reply.
 
-aiosmtpd gives the connection handling, STARTTLS and AUTH; this module owns the rest of
-the protocol, because the platform promises more than aiosmtpd does:
+aiosmtpd gives the connection handling, STARTTLS and the AUTH challenges; this module owns
+the rest of the protocol, because the platform promises more than aiosmtpd does:
 
 - a line ends only at CRLF: a command or a message with a bare LF or bare CR is refused,
   so no end-of-data variant can smuggle a second message (CVE-2023-51764 family);
+- no command argument carries a NUL or another control character (RFC 5321 4.1.2): each
+  is refused before it can reach a Received: field, an envelope or the log;
 - MAIL and RCPT take the DSN parameters (RFC 3461) and AUTH= (RFC 4954 5), kept for the
   spool; BDAT (RFC 3030 CHUNKING) next to DATA;
 - every reply but the greeting, EHLO/HELO and the 3yz intermediates carries an enhanced
@@ -33,7 +35,15 @@ from reference.log import event
 from reference.policy import Policy, Session
 from reference.smtp import replies
 from reference.smtp.authlimit import AuthLimiter
-from reference.smtp.commands import CommandError, MailFrom, parse_bdat, parse_mail, parse_rcpt
+from reference.smtp.commands import (
+    CommandError,
+    MailFrom,
+    control_refusal,
+    has_control,
+    parse_bdat,
+    parse_mail,
+    parse_rcpt,
+)
 from reference.smtp.proxy import MAX_PAYLOAD, V2_SIGNATURE, ProxyError, parse_v2
 from reference.smtp.replies import DEFAULT_ENHANCED, Reply
 from reference.spool import Spool, SpoolError
@@ -455,10 +465,12 @@ class MailspecSMTP(SMTP):
             await self.reply(replies.EMPTY_COMMAND)
             return
         arg: str | None = None
-        if arg_bytes.strip():
+        # Only spaces are stripped: a control character at either end (HT, VT, FF are
+        # white space to bytes.strip) must be seen, and refused, like one inside.
+        if arg_bytes.strip(b" "):
             # UTF-8 arguments are allowed (RFC 6531); surrogateescape keeps any other
             # octets recoverable.
-            arg = arg_bytes.strip().decode("utf-8", "surrogateescape")
+            arg = arg_bytes.strip(b" ").decode("utf-8", "surrogateescape")
         limit = (
             PARAMETER_COMMAND_LIMIT
             if verb in ("MAIL", "RCPT") and self.session.extended_smtp
@@ -476,6 +488,16 @@ class MailspecSMTP(SMTP):
             await self.reply(replies.UNKNOWN_COMMAND)
             return
         self._reset_timeout()
+        # RFC 5321 4.1.2: no argument of any command takes a control character. Refused
+        # here, once for every verb (aiosmtpd's VRFY, NOOP, HELP... included), before the
+        # octet can reach a Received: field, the envelope or the spool.
+        refusal = control_refusal(verb, arg)
+        if refusal is not None:
+            # What was sent, escaped by the log formatter; never an AUTH line (credentials).
+            shown = None if verb == "AUTH" or arg is None else arg[:200]
+            event(log, "command.refused", peer=_peer_ip(self.session), verb=verb, arg=shown)
+            await self.reply(refusal)
+            return
         await method(arg)
 
     # -- EHLO, HELO, STARTTLS, AUTH ---------------------------------------------------------
@@ -537,19 +559,63 @@ class MailspecSMTP(SMTP):
         await super().smtp_STARTTLS(arg)
 
     async def smtp_AUTH(self, arg: str | None) -> None:
+        """RFC 4954 4, owned here rather than aiosmtpd's: its smtp_AUTH also sets the
+        deprecated ``Session.login_data``, which logs a warning on every successful AUTH.
+        The session keeps ``authenticated`` and ``auth_data`` (the account's address)."""
+        assert self.session is not None
         # RFC 4954 4: "The AUTH command is not permitted during a mail transaction."
         if self.env.mail_given:
             await self.reply(replies.AUTH_IN_TRANSACTION)
             return
-        await super().smtp_AUTH(arg)
+        if await self.check_helo_needed("EHLO"):
+            return
+        if not self.session.extended_smtp:
+            await self.push("500 Error: command 'AUTH' not recognized")
+            return
+        if self._auth_require_tls and not self.tls_active:
+            await self.push("538 5.7.11 Encryption required for requested authentication mechanism")
+            return
+        if self.session.authenticated:
+            await self.push("503 Already authenticated")
+            return
+        args = (arg or "").split()
+        if not args:
+            await self.push("501 Not enough value")
+            return
+        if len(args) > 2:
+            await self.push("501 Too many values")
+            return
+        method = self._auth_methods.get(args[0])
+        if method is None:
+            await self.push("504 5.5.4 Unrecognized authentication type")
+            return
+        result = await method.method(self, args)
+        if not isinstance(result, AuthResult):
+            return  # the mechanism answered already
+        if result.success:
+            self.session.authenticated = True
+            self.session.auth_data = result.auth_data
+            await self.reply(replies.AUTH_OK)
+        elif not result.handled:
+            await self.push(result.message or str(replies.AUTH_FAILED))
 
-    async def _check(self, mechanism: str, login: bytes, password: bytes) -> AuthResult:
+    async def _check(
+        self, mechanism: str, login: bytes, password: bytes, authzid: bytes = b""
+    ) -> AuthResult:
         try:
             user = login.decode("utf-8")
             secret = password.decode("utf-8")
+            claimed = authzid.decode("utf-8")
         except UnicodeDecodeError:
             return AuthResult(success=False, handled=False)
         peer = _peer_ip(self.session)
+        if has_control(user) or has_control(claimed):
+            # RFC 4616 2, RFC 4013 2.3: no identity holds a control character; no account
+            # can match one, and it must not reach the log raw or count as a failed login.
+            event(log, "auth.refused", mechanism=mechanism, user=user, peer=peer)
+            return AuthResult(
+                success=False, handled=False, message=str(replies.CONTROL_IN_IDENTITY)
+            )
         limiter = self.listener.auth_limiter
         if limiter is not None:
             locked = await limiter.locked(user, peer)
@@ -584,7 +650,7 @@ class MailspecSMTP(SMTP):
         if len(parts) != 3:
             await self.push("501 5.5.2 Can't split auth value")
             return AuthResult(success=False, handled=True)
-        return await self._check("PLAIN", parts[1], parts[2])
+        return await self._check("PLAIN", parts[1], parts[2], parts[0])
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
