@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reference import config as config_mod
+from reference.cli.common import load_config
 from reference.config import Config, ConfigError, parse_dnsbl
 
 if TYPE_CHECKING:
@@ -88,14 +88,8 @@ def register(
     ls.set_defaults(func=cmd_lists)
 
 
-def _config(args: argparse.Namespace, overrides: dict[str, object] | None = None) -> Config:
-    return config_mod.load(
-        getattr(args, "config", None), data_dir=getattr(args, "data_dir", None), overrides=overrides
-    )
-
-
 def _directory(cfg: Config, *, writes: bool = False) -> Directory:
-    from reference.cli import open_directory
+    from reference.cli.common import open_directory
 
     d: Directory = open_directory(cfg, writes=writes)
     return d
@@ -158,7 +152,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        cfg = _config(args)
+        cfg = load_config(args)
         batches = [
             (True, [f for p in args.spam for f in message_files(p)]),
             (False, [f for p in args.ham for f in message_files(p)]),
@@ -215,7 +209,7 @@ def _stats_line(bayes: Bayes, user: str = "") -> str:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     try:
-        cfg = _config(args)
+        cfg = load_config(args)
     except ConfigError as e:
         print(f"mailspec: {e}", file=sys.stderr)
         return 2
@@ -257,7 +251,7 @@ def _effective(cfg: Config, d: Directory, scope: str) -> tuple[str, float, float
 def cmd_settings(args: argparse.Namespace) -> int:
     from reference.directory import normalize_domain
 
-    cfg = _config(args)
+    cfg = load_config(args)
     writes = args.reset or args.reject is not None or args.junk is not None
     d = _directory(cfg, writes=writes)
     try:
@@ -287,7 +281,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_list_change(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = load_config(args)
     d = _directory(cfg, writes=True)
     try:
         if args.remove:
@@ -305,7 +299,7 @@ def cmd_list_change(args: argparse.Namespace) -> int:
 
 
 def cmd_lists(args: argparse.Namespace) -> int:
-    d = _directory(_config(args))
+    d = _directory(load_config(args))
     try:
         for kind, pattern in d.sender_lists(args.address):
             print(f"{kind:<6} {pattern}")
@@ -322,7 +316,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.nameserver:
         overrides["dns.nameservers"] = [args.nameserver]
     try:
-        cfg = _config(args, overrides)
+        cfg = load_config(args, overrides)
         msg = _read(args.file)
     except ConfigError as e:
         print(f"mailspec: {e}", file=sys.stderr)

@@ -11,12 +11,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from reference import config as config_mod
 from reference.auth import arc, dkim, dmarc, spf
 from reference.auth.keys import ALGORITHMS, KeyStore, KeyStoreError, SigningKey, txt_strings
 from reference.auth.lookup import Lookup
 from reference.auth.message import from_domains, split_message
 from reference.auth.results import authentication_results
+from reference.cli.common import load_config
 from reference.clock import RealClock
 from reference.config import Config, ConfigError
 
@@ -98,12 +98,6 @@ def register(
     r.set_defaults(func=cmd_pending)
 
 
-def _config(args: argparse.Namespace, overrides: dict[str, object] | None = None) -> Config:
-    return config_mod.load(
-        getattr(args, "config", None), data_dir=getattr(args, "data_dir", None), overrides=overrides
-    )
-
-
 def _zone_lines(name: str, rtype: str, value: str) -> str:
     owner = name.rstrip(".") + "."
     if rtype != "TXT":
@@ -126,7 +120,7 @@ def _keys(
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     try:
-        cfg = _config(args)
+        cfg = load_config(args)
         keys, made = _keys(cfg, args.domain, args.selector, args.algorithm, args.replace)
     except (ConfigError, KeyStoreError) as e:
         print(f"mailspec: {e}", file=sys.stderr)
@@ -141,7 +135,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_records(args: argparse.Namespace) -> int:
     try:
-        cfg = _config(args)
+        cfg = load_config(args)
         keys, made = _keys(cfg, args.domain, None, None)
     except (ConfigError, KeyStoreError) as e:
         print(f"mailspec: {e}", file=sys.stderr)
@@ -175,7 +169,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.nameserver:
         overrides["dns.nameservers"] = [args.nameserver]
     try:
-        cfg = _config(args, overrides)
+        cfg = load_config(args, overrides)
         msg = args.file.read_bytes()
     except ConfigError as e:
         print(f"mailspec: {e}", file=sys.stderr)
@@ -241,7 +235,7 @@ def _lookup(args: argparse.Namespace) -> tuple[Config, Lookup] | None:
     if args.nameserver:
         overrides["dns.nameservers"] = [args.nameserver]
     try:
-        cfg = _config(args, overrides)
+        cfg = load_config(args, overrides)
     except ConfigError as e:
         print(f"mailspec: {e}", file=sys.stderr)
         return None
@@ -444,7 +438,7 @@ async def _dmarc_verdict(
 def _store(args: argparse.Namespace) -> Any:
     from reference.auth.reports import DmarcStore
 
-    cfg = _config(args)
+    cfg = load_config(args)
     path = cfg.data_path / "dmarc.sqlite3"
     if not path.exists():
         return None
