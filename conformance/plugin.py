@@ -204,6 +204,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(state, "mailspec-state")
 
 
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """Before the first test: what this run cannot check here, and how to change that."""
+    if not any(item.get_closest_marker("requirement") for item in items):
+        return []
+    provider = config.stash[_STATE].provider
+    notes = provider.capability_notes
+    if not notes:
+        return []
+    wanting: dict[str, int] = {}
+    for item in items:
+        for cap in needed_capabilities(item.iter_markers()) & notes.keys():
+            wanting[cap] = wanting.get(cap, 0) + 1
+    return [
+        f"mailspec: target {provider.name!r} lacks {cap!r}: {notes[cap]}; "
+        f"{n} test{'' if n == 1 else 's'} needing it will be reported not applicable"
+        for cap, n in sorted(wanting.items())
+    ]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
     if state is not None:
@@ -267,7 +286,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     provider = item.config.stash[_STATE].provider
     missing = sorted(needed - provider.capabilities)
     if missing:
-        not_applicable(missing_reason(provider.name, missing))
+        not_applicable(missing_reason(provider.name, missing, provider.capability_notes))
 
 
 @pytest.hookimpl(wrapper=True)
