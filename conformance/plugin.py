@@ -5,8 +5,10 @@ inert unless used: the target starts when a test first asks for a target fixture
 report is written only when tests marked with ``requirement`` ran.
 
 Options: ``--mailspec-target FILE`` (TOML, see :mod:`conformance.target`; default: the
-reference), ``--mailspec-report DIR`` (default ``reports/conformance``), ``--mailspec-matrix``
-(print every requirement, not only failed and skipped ones).
+reference; its endpoints are probed at session start, and one that does not answer stops
+the run as a usage error, one line each), ``--mailspec-report DIR`` (default
+``reports/conformance``), ``--mailspec-matrix`` (print every requirement, not only failed
+and skipped ones).
 
 Fixtures: ``target`` (session; :class:`~conformance.target.Target`), ``smtp``
 (:class:`SMTPConnector`: ``smtp()``, ``smtp("submission")``, ``smtp.session(tls=True)``,
@@ -46,6 +48,7 @@ from conformance.target import (
     Admin,
     ClockControl,
     ReferenceTarget,
+    StaticTarget,
     Target,
     TargetError,
     TargetProvider,
@@ -202,6 +205,32 @@ def pytest_configure(config: pytest.Config) -> None:
     state = _State(config)
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "mailspec-state")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # tryfirst: before the terminal prints its header, so an unreachable target gets its
+    # lines and nothing else. A target that does not answer would otherwise fail every
+    # test with the same connection error, each with its traceback.
+    config = session.config
+    provider = config.stash[_STATE]._provider
+    if (
+        not isinstance(provider, StaticTarget)
+        or hasattr(config, "workerinput")  # the xdist controller probes, once
+        or config.getoption("collectonly")
+    ):
+        return
+    from conformance.probe import probe
+
+    problems = probe(provider.target)
+    if problems:
+        # A usage error, as a target file that cannot be read is: the lines alone, exit 4.
+        n = len(problems)
+        head = (
+            f"--mailspec-target {config.getoption('mailspec_target')}: "
+            f"{n} endpoint{'' if n == 1 else 's'} cannot be used, no test was run:"
+        )
+        raise pytest.UsageError("\n".join([head, *problems]))
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:

@@ -62,7 +62,10 @@ describes any other mail system::
 
 A capability listed in ``capabilities`` without its table (for those that need one) is
 an error, so a target never claims what the suite cannot use. Port defaults follow the
-scheme (25 for smtp, but 587 for a ``submission`` endpoint, 465 for smtps, ...).
+scheme (25 for smtp, but 587 for a ``submission`` endpoint, 465 for smtps, ...). Before
+any test runs, every endpoint is probed (:mod:`conformance.probe`: connect, TLS for the
+implicit-TLS ones, the greeting read); one that cannot be used stops the run with one
+line saying why.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`mailspec check` as a user runs it: on a machine with clamd, and on one without."""
+"""`mailspec check` as a user runs it: a target that does not answer, a machine without clamd."""
 
 from __future__ import annotations
 
@@ -6,8 +6,58 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from test_conformance_probe import closed_port
+
+
+def test_mailspec_check_stops_before_running_anything(tmp_path: Path) -> None:
+    # Before: 110 tests failed one by one with a traceback each (7,558 lines, 20 s).
+    ports = [closed_port() for _ in range(3)]
+    path = tmp_path / "dead.toml"
+    path.write_text(
+        'domain = "example.test"\n[endpoints]\n'
+        f'smtp = "smtp://127.0.0.1:{ports[0]}"\n'
+        f'submission = "smtp://127.0.0.1:{ports[1]}"\n'
+        f'imap = "imap://127.0.0.1:{ports[2]}"\n'
+    )
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "reference.cli", "check", "--target", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    took = time.monotonic() - t0
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"mailspec check: smtp 127.0.0.1:{ports[0]} unreachable: connection refused",
+        f"mailspec check: submission 127.0.0.1:{ports[1]} unreachable: connection refused",
+        f"mailspec check: imap 127.0.0.1:{ports[2]} unreachable: connection refused",
+    ]
+    assert done.stdout == ""
+    assert not (tmp_path / "reports").exists()
+    # Interpreter start and imports included; the probe itself takes milliseconds.
+    assert took < 10.0
+
+
+def test_mailspec_check_names_a_broken_target_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('domain = "example.test"\n[endpoints]\nsmtp = "http://x"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "reference.cli", "check", "--target", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"mailspec check: {path}: endpoints.smtp: unknown scheme in 'http://x'"
+    ]
 
 
 def check_virus_rows(

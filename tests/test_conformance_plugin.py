@@ -573,6 +573,55 @@ def test_fake_dns(fake_internet, fake_dns):
     assert report["summary"]["pass"] == 1
 
 
+# -- a target that does not answer: one line per endpoint, nothing run ----------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_endpoints_stop_the_run_before_any_test(
+    pytester: pytest.Pytester, target_file: Path, standin: StandIn
+) -> None:
+    # The stand-in answers on smtp; imap and pop3 point at closed loopback ports.
+    imap, pop3 = _closed_port(), _closed_port()
+    text = target_file.read_text().replace(
+        "[endpoints]\n",
+        f'[endpoints]\nimap = "imap://127.0.0.1:{imap}"\npop3 = "pop3://127.0.0.1:{pop3}"\n',
+    )
+    target_file.write_text(text)
+    result = run(pytester, target_file, "--pyargs", "conformance.tests")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.lines
+    assert err[:3] == [
+        f"ERROR: --mailspec-target {target_file}: 2 endpoints cannot be used, no test was run:",
+        f"imap 127.0.0.1:{imap} unreachable: connection refused",
+        f"pop3 127.0.0.1:{pop3} unreachable: connection refused",
+    ]
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "smtp 127.0.0.1" not in out
+    assert "test session starts" not in out  # stopped before the header, let alone a test
+    assert not (pytester.path / "reports").exists()
+
+
+def test_listing_the_suite_does_not_probe(pytester: pytest.Pytester) -> None:
+    dead = pytester.path / "dead.toml"
+    dead.write_text(f'domain = "d.test"\n[endpoints]\nsmtp = "smtp://127.0.0.1:{_closed_port()}"\n')
+    pytester.makepyfile(test_plain="def test_one():\n    pass\n")
+    result = pytester.runpytest(*INNER, "--mailspec-target", str(dead), "--collect-only")
+    assert result.ret == 0
+
+
+def test_a_reachable_target_runs(pytester: pytest.Pytester, target_file: Path) -> None:
+    result = run(pytester, target_file, "--pyargs", "conformance.tests", "-k", "noop")
+    assert result.ret == 0
+    assert load_json(pytester)["summary"]["pass"] >= 1
+
+
 # -- no clamd here: the virus requirements are not applicable, and the run says so first ------
 
 
