@@ -72,5 +72,23 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the suite; pytest's exit code (0: all pass or not applicable, 1: failures)."""
+    """Run the suite; pytest's exit code (0: all pass or not applicable, 1: failures).
+
+    2 before anything runs: the target file cannot be read, or an endpoint it lists does
+    not answer (one line each), rather than every test failing on the same connection.
+    """
+    if getattr(args, "target", None):
+        import sys
+
+        from conformance.probe import probe
+        from conformance.target import TargetError, load_target
+
+        try:
+            problems = probe(load_target(Path(args.target)).target)
+        except TargetError as e:
+            problems = [str(e)]
+        for line in problems:
+            print(f"mailspec check: {line}", file=sys.stderr)
+        if problems:
+            return 2
     return int(pytest.main(pytest_args(args)))

@@ -5,8 +5,10 @@ inert unless used: the target starts when a test first asks for a target fixture
 report is written only when tests marked with ``requirement`` ran.
 
 Options: ``--mailspec-target FILE`` (TOML, see :mod:`conformance.target`; default: the
-reference), ``--mailspec-report DIR`` (default ``reports/conformance``), ``--mailspec-matrix``
-(print every requirement, not only failed and skipped ones).
+reference; its endpoints are probed at session start, and one that does not answer stops
+the run as a usage error, one line each), ``--mailspec-report DIR`` (default
+``reports/conformance``), ``--mailspec-matrix`` (print every requirement, not only failed
+and skipped ones).
 
 Fixtures: ``target`` (session; :class:`~conformance.target.Target`), ``smtp``
 (:class:`SMTPConnector`: ``smtp()``, ``smtp("submission")``, ``smtp.session(tls=True)``,
@@ -46,6 +48,7 @@ from conformance.target import (
     Admin,
     ClockControl,
     ReferenceTarget,
+    StaticTarget,
     Target,
     TargetError,
     TargetProvider,
@@ -204,6 +207,51 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(state, "mailspec-state")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # tryfirst: before the terminal prints its header, so an unreachable target gets its
+    # lines and nothing else. A target that does not answer would otherwise fail every
+    # test with the same connection error, each with its traceback.
+    config = session.config
+    provider = config.stash[_STATE]._provider
+    if (
+        not isinstance(provider, StaticTarget)
+        or hasattr(config, "workerinput")  # the xdist controller probes, once
+        or config.getoption("collectonly")
+    ):
+        return
+    from conformance.probe import probe
+
+    problems = probe(provider.target)
+    if problems:
+        # A usage error, as a target file that cannot be read is: the lines alone, exit 4.
+        n = len(problems)
+        head = (
+            f"--mailspec-target {config.getoption('mailspec_target')}: "
+            f"{n} endpoint{'' if n == 1 else 's'} cannot be used, no test was run:"
+        )
+        raise pytest.UsageError("\n".join([head, *problems]))
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """Before the first test: what this run cannot check here, and how to change that."""
+    if not any(item.get_closest_marker("requirement") for item in items):
+        return []
+    provider = config.stash[_STATE].provider
+    notes = provider.capability_notes
+    if not notes:
+        return []
+    wanting: dict[str, int] = {}
+    for item in items:
+        for cap in needed_capabilities(item.iter_markers()) & notes.keys():
+            wanting[cap] = wanting.get(cap, 0) + 1
+    return [
+        f"mailspec: target {provider.name!r} lacks {cap!r}: {notes[cap]}; "
+        f"{n} test{'' if n == 1 else 's'} needing it will be reported not applicable"
+        for cap, n in sorted(wanting.items())
+    ]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
     if state is not None:
@@ -267,7 +315,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     provider = item.config.stash[_STATE].provider
     missing = sorted(needed - provider.capabilities)
     if missing:
-        not_applicable(missing_reason(provider.name, missing))
+        not_applicable(missing_reason(provider.name, missing, provider.capability_notes))
 
 
 @pytest.hookimpl(wrapper=True)

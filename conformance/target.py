@@ -6,7 +6,11 @@ and grants every capability: it creates the domain ``example.test`` with the acc
 ``alice@`` and ``bob@`` (random passwords), points the reference's resolver at the fake DNS
 and its relay at the fake MXs (``relay.port``, ``relay.smarthost``, a source pool in
 127.0.1.0/24), shares the manual clock with the fake MXs, and lets the MX take a PROXY
-header from 127.0.0.0/8. ``--mailspec-target FILE`` describes any other mail system::
+header from 127.0.0.0/8. Where a ``clamd`` binary is installed (on PATH or /usr/sbin; the
+variable ``MAILSPEC_CLAMD`` names another, or ``none``) it also starts clamd with the
+project's own signatures and grants ``antivirus``; where not, the virus requirements are
+not applicable, with the package to install as the reason. ``--mailspec-target FILE``
+describes any other mail system::
 
     # Every key but [endpoints] and domain is optional. Unknown keys are errors.
     name = "postfix-staging"          # shown in the report (default: the file's stem)
@@ -18,6 +22,8 @@ header from 127.0.0.0/8. ``--mailspec-target FILE`` describes any other mail sys
     #   "clock"           the suite can move the target's clock ([clock] below)
     #   "admin"           the suite can create domains and accounts ([admin] below)
     #   "proxy-protocol"  the suite may send a PROXY header (v1) to claim a client address
+    #   ("antivirus", a virus scanner that knows EICAR, is always granted: a platform must
+    #   scan; one that does not lists the virus requirements in [expect] instead)
 
     [endpoints]                       # URLs; leave out what the target does not run
     smtp = "smtp://192.0.2.10:25"           # inbound MX (STARTTLS optional)
@@ -56,7 +62,10 @@ header from 127.0.0.0/8. ``--mailspec-target FILE`` describes any other mail sys
 
 A capability listed in ``capabilities`` without its table (for those that need one) is
 an error, so a target never claims what the suite cannot use. Port defaults follow the
-scheme (25 for smtp, but 587 for a ``submission`` endpoint, 465 for smtps, ...).
+scheme (25 for smtp, but 587 for a ``submission`` endpoint, 465 for smtps, ...). Before
+any test runs, every endpoint is probed (:mod:`conformance.probe`: connect, TLS for the
+implicit-TLS ones, the greeting read); one that cannot be used stops the run with one
+line saying why.
 """
 
 from __future__ import annotations
@@ -65,7 +74,6 @@ import importlib.util
 import os
 import secrets
 import shlex
-import shutil
 import ssl
 import subprocess
 import tomllib
@@ -229,6 +237,9 @@ class Target:
     clock: ClockControl | None = None
     admin: Admin | None = None
     fake_internet: Any = None
+    # Why a capability is missing, where the target knows (e.g. clamd not installed): the
+    # not-applicable reason then tells the reader how to get the requirement checked.
+    capability_notes: Mapping[str, str] = field(default_factory=dict)
     # The in-process reference server, for diagnostics only: tests must not depend on it,
     # or they would not run against other targets.
     server: Any = field(default=None, repr=False, compare=False)
@@ -249,7 +260,7 @@ class Target:
         """Stop the test as not applicable unless the target grants every capability."""
         missing = sorted(c for c in capabilities if c not in self.capabilities)
         if missing:
-            not_applicable(missing_reason(self.name, missing))
+            not_applicable(missing_reason(self.name, missing, self.capability_notes))
 
     @property
     def account(self) -> Account:
@@ -271,9 +282,12 @@ class Target:
         return self.tls.server_name or endpoint.host
 
 
-def missing_reason(name: str, missing: Sequence[str]) -> str:
+def missing_reason(
+    name: str, missing: Sequence[str], notes: Mapping[str, str] | None = None
+) -> str:
     caps = ", ".join(f"{c!r}" for c in missing)
-    return f"target {name!r} lacks capability {caps}"
+    why = "; ".join(notes[c] for c in missing if notes and c in notes)
+    return f"target {name!r} lacks capability {caps}" + (f": {why}" if why else "")
 
 
 class TargetProvider(Protocol):
@@ -282,6 +296,8 @@ class TargetProvider(Protocol):
     name: str
     kind: str
     capabilities: frozenset[str]
+    # Why a capability is missing, for those the target knows a reason for.
+    capability_notes: Mapping[str, str]
 
     # Requirement ids this target is known to read otherwise ([expect] in its TOML).
     known_deviations: frozenset[str]
@@ -361,6 +377,7 @@ class StaticTarget:
         self.target = target
         self.name = target.name
         self.capabilities = target.capabilities
+        self.capability_notes: Mapping[str, str] = {}
         self.known_deviations = known_deviations
         self._fake_dns_listen = fake_dns_listen
         self._fake: Any = None
@@ -440,7 +457,9 @@ def _from_dict(
     for cap in caps_raw:
         if cap not in CAPABILITIES:
             raise TargetError(f"capabilities: unknown {cap!r} (known: {', '.join(CAPABILITIES)})")
-    caps = frozenset(caps_raw)
+    # A platform must scan (PLATFORM inbound.virus): not something a file can waive by
+    # leaving it out, which would turn a missing scanner into "not applicable".
+    caps = frozenset(caps_raw) | {"antivirus"}
 
     eps_raw = data.get("endpoints")
     if not isinstance(eps_raw, dict) or not eps_raw:
@@ -634,7 +653,19 @@ class ReferenceTarget:
         caps = {"clock", "admin", "proxy-protocol"}
         if fakes_available():
             caps.add("fake-dns")
+        from reference.testing import ClamdNotFound, find_clamd
+
+        notes: dict[str, str] = {}
+        self._clamd_binary: str | None = None
+        try:
+            self._clamd_binary = find_clamd()
+            caps.add("antivirus")
+        except ClamdNotFound as e:
+            # The reference without a scanner would accept viruses: that is this machine's
+            # lack, not the reference's, so the virus requirements are not applicable here.
+            notes["antivirus"] = str(e)
         self.capabilities = frozenset(caps)
+        self.capability_notes: Mapping[str, str] = notes
         # The reference is the suite's own reading of every RFC: it deviates from none.
         self.known_deviations: frozenset[str] = frozenset()
         self._server: Any = None
@@ -665,9 +696,9 @@ class ReferenceTarget:
                     # Link domains are looked up in a URI blocklist the tests fill.
                     "spam.uribl_zones": [URIBL_ZONE],
                 }
-            if shutil.which("clamd") or Path("/usr/sbin/clamd").exists():
+            if self._clamd_binary is not None:
                 # A real clamd with the project's own test signatures (EICAR and a marker).
-                self._clamd = ClamdServer(workdir / "clamd").start()
+                self._clamd = ClamdServer(workdir / "clamd", self._clamd_binary).start()
                 overrides["antivirus.clamd"] = self._clamd.address
             overrides.update(self.overrides)
             self._server = ReferenceServer(
@@ -706,6 +737,7 @@ class ReferenceTarget:
             clock=clock,
             admin=self._server,
             fake_internet=self._fake,
+            capability_notes=self.capability_notes,
             server=self._server,
         )
         return self._target
@@ -722,4 +754,7 @@ class ReferenceTarget:
             self._clamd = None
 
     def describe(self) -> dict[str, Any]:
-        return _describe(self._target, self.name, self.kind, self.capabilities)
+        out = _describe(self._target, self.name, self.kind, self.capabilities)
+        if self.capability_notes:
+            out["capabilities_missing"] = dict(sorted(self.capability_notes.items()))
+        return out

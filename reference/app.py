@@ -32,7 +32,7 @@ from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore, Quota
 from reference.policy import Check, LocalRecipients, Policy, SenderOwnership
-from reference.policy.antivirus import Antivirus
+from reference.policy.antivirus import Antivirus, Unscanned
 from reference.policy.auth import SenderAuthentication, auth_checks
 from reference.policy.backpressure import Backpressure
 from reference.policy.disclaimer import DisclaimerCheck, DisclaimerStore
@@ -237,6 +237,8 @@ class App:
                 max_size=cfg.smtp.max_message_size + 65536,
             )
             checks.append(Antivirus(clamd, fail_open=cfg.antivirus.fail_open))
+        else:
+            checks.append(Unscanned())
         rl = cfg.ratelimit
         checks.append(
             RateLimit(
@@ -401,6 +403,15 @@ class App:
             self._dmarc_task = asyncio.create_task(self.dmarc_reporter.run(), name="dmarc-reports")
         urls = ",".join(ep.url for ep in self.endpoints.values())
         event(log, "started", hostname=cfg.server.hostname, endpoints=urls)
+        if not cfg.antivirus.clamd:
+            # Said once at start (not per message: load runs go without a scanner): mail
+            # accepted from now on was never scanned, whatever a client makes of the 250.
+            event(
+                log,
+                "antivirus.off",
+                level=logging.WARNING,
+                detail="no virus scanner configured (antivirus.clamd): mail is accepted unscanned",
+            )
         return self.endpoints
 
     async def _close_servers(self) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,12 +374,46 @@ SIGNATURES = Path(__file__).parent / "scan" / "test-signatures.ndb"
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 VIRUS_MARKER = b"MAILSPEC-TEST-VIRUS-MARKER-7f3a"
 
+# Names the clamd binary to run instead of looking for one; "none" runs without clamd
+# (how a machine without it is reproduced on one that has it).
+CLAMD_ENV = "MAILSPEC_CLAMD"
+# Debian installs clamd in /usr/sbin, which is not on an ordinary user's PATH.
+CLAMD_FALLBACKS = ("/usr/sbin/clamd",)
+CLAMD_PACKAGE = "Debian: apt-get install clamav-daemon"
+
+
+class ClamdNotFound(RuntimeError):
+    """No clamd binary to run; the message says where it was looked for and what to install."""
+
+
+def find_clamd(
+    environ: Mapping[str, str] | None = None, fallbacks: Sequence[str] = CLAMD_FALLBACKS
+) -> str:
+    """The clamd binary: ``$MAILSPEC_CLAMD``, else ``clamd`` on PATH, else a fallback path."""
+    env = os.environ if environ is None else environ
+    chosen = env.get(CLAMD_ENV, "").strip()
+    if chosen.lower() == "none":
+        raise ClamdNotFound(f"{CLAMD_ENV}=none: running without clamd")
+    if chosen:
+        if not os.access(chosen, os.X_OK) or not Path(chosen).is_file():
+            raise ClamdNotFound(f"{CLAMD_ENV}={chosen}: no such executable ({CLAMD_PACKAGE})")
+        return chosen
+    found = shutil.which("clamd", path=env.get("PATH", os.defpath))
+    if found:
+        return found
+    for path in fallbacks:
+        if os.access(path, os.X_OK) and Path(path).is_file():
+            return path
+    where = " or ".join(["PATH", *fallbacks])
+    raise ClamdNotFound(f"clamd is not installed: not found on {where} ({CLAMD_PACKAGE})")
+
 
 class ClamdServer:
     """clamd with a database of two signatures (EICAR and a marker string): no download."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, binary: str | None = None) -> None:
         self.workdir = workdir
+        self.binary = binary
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -387,14 +422,7 @@ class ClamdServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ClamdServer:
-        binary = shutil.which("clamd") or (
-            "/usr/sbin/clamd" if Path("/usr/sbin/clamd").exists() else None
-        )
-        if binary is None:
-            raise RuntimeError(
-                "clamd is not installed: run .ci/services.sh (Debian: apt-get install "
-                "clamav-daemon)"
-            )
+        binary = self.binary or find_clamd()
         db = self.workdir / "db"
         db.mkdir(parents=True, exist_ok=True)
         shutil.copy(SIGNATURES, db / "mailspec.ndb")

@@ -222,7 +222,8 @@ def test_statuses_summary_and_json_shape(pytester: pytest.Pytester, target_file:
         ("PLATFORM", "outbound.ratelimit"),
     ]
     assert report["target"]["name"] == "standin"
-    assert report["target"]["capabilities"] == ["proxy-protocol"]
+    # "antivirus" is part of every described target: a platform must scan.
+    assert report["target"]["capabilities"] == ["antivirus", "proxy-protocol"]
     text = (pytester.path / "reports/conformance/conformance.json").read_text()
     assert "s3cret" not in text
     result.stdout.fnmatch_lines(["*mailspec conformance*", "*7 requirements: 2 pass, 1 fail*"])
@@ -570,3 +571,104 @@ def test_fake_dns(fake_internet, fake_dns):
     assert report["target"]["kind"] == "reference"
     assert set(report["target"]["endpoints"]) >= {"smtp", "submission", "imap", "pop3"}
     assert report["summary"]["pass"] == 1
+
+
+# -- a target that does not answer: one line per endpoint, nothing run ----------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_endpoints_stop_the_run_before_any_test(
+    pytester: pytest.Pytester, target_file: Path, standin: StandIn
+) -> None:
+    # The stand-in answers on smtp; imap and pop3 point at closed loopback ports.
+    imap, pop3 = _closed_port(), _closed_port()
+    text = target_file.read_text().replace(
+        "[endpoints]\n",
+        f'[endpoints]\nimap = "imap://127.0.0.1:{imap}"\npop3 = "pop3://127.0.0.1:{pop3}"\n',
+    )
+    target_file.write_text(text)
+    result = run(pytester, target_file, "--pyargs", "conformance.tests")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.lines
+    assert err[:3] == [
+        f"ERROR: --mailspec-target {target_file}: 2 endpoints cannot be used, no test was run:",
+        f"imap 127.0.0.1:{imap} unreachable: connection refused",
+        f"pop3 127.0.0.1:{pop3} unreachable: connection refused",
+    ]
+    out = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in out and "smtp 127.0.0.1" not in out
+    assert "test session starts" not in out  # stopped before the header, let alone a test
+    assert not (pytester.path / "reports").exists()
+
+
+def test_listing_the_suite_does_not_probe(pytester: pytest.Pytester) -> None:
+    dead = pytester.path / "dead.toml"
+    dead.write_text(f'domain = "d.test"\n[endpoints]\nsmtp = "smtp://127.0.0.1:{_closed_port()}"\n')
+    pytester.makepyfile(test_plain="def test_one():\n    pass\n")
+    result = pytester.runpytest(*INNER, "--mailspec-target", str(dead), "--collect-only")
+    assert result.ret == 0
+
+
+def test_a_reachable_target_runs(pytester: pytest.Pytester, target_file: Path) -> None:
+    result = run(pytester, target_file, "--pyargs", "conformance.tests", "-k", "noop")
+    assert result.ret == 0
+    assert load_json(pytester)["summary"]["pass"] >= 1
+
+
+# -- no clamd here: the virus requirements are not applicable, and the run says so first ------
+
+
+VIRUS_SUITE = """
+from conformance.requirements import requirement
+
+@requirement("PLATFORM", "inbound.virus", "MUST", "viruses are refused", needs=("antivirus",))
+def test_virus():
+    pass
+
+@requirement("RFC5321", "4.5.2", "MUST", "dot-stuffing is removed")
+def test_other():
+    pass
+"""
+
+
+def test_without_clamd_virus_rows_are_not_applicable_with_the_reason(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A PATH without clamd, and no fallback either: as on a machine without the package.
+    monkeypatch.setenv("MAILSPEC_CLAMD", "none")
+    pytester.makepyfile(test_virus=VIRUS_SUITE)
+    result = pytester.runpytest(*INNER, "-v")
+    assert result.ret == 0
+    result.assert_outcomes(passed=1, skipped=1)
+    lines = result.stdout.lines
+    notice = next(i for i, line in enumerate(lines) if line.startswith("mailspec: "))
+    first_test = next(i for i, line in enumerate(lines) if "test_virus.py::" in line)
+    assert notice < first_test, "said before the first test"
+    assert "'antivirus'" in lines[notice] and "MAILSPEC_CLAMD=none" in lines[notice]
+    assert "1 test needing it will be reported not applicable" in lines[notice]
+    row = by_title(load_json(pytester))["viruses are refused"]
+    assert row["status"] == "not_applicable"
+    assert row["detail"] == (
+        "target 'reference' lacks capability 'antivirus': MAILSPEC_CLAMD=none: running without "
+        "clamd"
+    )
+    assert load_json(pytester)["target"]["capabilities_missing"] == {
+        "antivirus": "MAILSPEC_CLAMD=none: running without clamd"
+    }
+
+
+def test_with_clamd_nothing_is_said(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MAILSPEC_CLAMD", raising=False)
+    pytester.makepyfile(test_virus=VIRUS_SUITE)
+    result = pytester.runpytest(*INNER)
+    result.assert_outcomes(passed=2)
+    assert "mailspec: " not in result.stdout.str()

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from conformance import target as target_mod
-from conformance.target import Endpoint, ReferenceTarget, TargetError, load_target
+from conformance.target import (
+    Endpoint,
+    ReferenceTarget,
+    Target,
+    TargetError,
+    load_target,
+    missing_reason,
+)
+from reference.testing import ClamdNotFound, find_clamd
 
 EXAMPLE = Path(target_mod.__file__).parent / "targets" / "example-postfix.toml"
 
@@ -69,7 +77,9 @@ def test_example_file_loads() -> None:
     ]
     assert t.accounts[0].password == "a"
     assert "a'" not in repr(t.accounts[0])
-    assert t.capabilities == frozenset()
+    # Listed as none, but a platform must scan: the virus requirements run (and fail, or
+    # are listed as known deviations) instead of becoming "not applicable".
+    assert t.capabilities == frozenset({"antivirus"})
     assert t.tls.server_name == "mx1.example.com"
     assert provider.describe()["endpoints"]["submissions"] == "smtps://192.0.2.10:465"
 
@@ -190,9 +200,76 @@ def test_reference_target_runs_the_real_reference(tmp_path: Path) -> None:
         assert cfg.relay.port == t.fake_internet.smtp_port
         assert cfg.relay.source_addresses == ["127.0.1.0/24"]
         assert cfg.relay.reputation_retries == 2  # the caller's override wins over the wiring
+        # A real clamd where one is installed, and the capability only then.
+        assert bool(cfg.antivirus.clamd) == ("antivirus" in provider.capabilities)
         assert t.clock is server.clock and t.fake_internet.clock is server.clock
         assert provider.describe()["accounts"] == ["alice@example.test", "bob@example.test"]
     finally:
         provider.stop()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", t.endpoint("smtp").port), timeout=1)
+
+
+# -- clamd: started where installed, the reason where not -------------------------------------
+
+
+def _fake_binary(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "clamd"
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_clamd_is_looked_for_on_path_then_in_sbin(tmp_path: Path) -> None:
+    on_path = _fake_binary(tmp_path / "bin")
+    sbin = _fake_binary(tmp_path / "sbin")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert find_clamd({"PATH": str(tmp_path / "bin")}, fallbacks=[str(sbin)]) == str(on_path)
+    assert find_clamd({"PATH": str(empty)}, fallbacks=[str(sbin)]) == str(sbin)
+    # Neither on PATH nor where Debian puts it: the message names the package to install.
+    with pytest.raises(ClamdNotFound) as info:
+        find_clamd({"PATH": str(empty)}, fallbacks=[str(tmp_path / "nowhere" / "clamd")])
+    assert "clamd is not installed" in str(info.value)
+    assert "apt-get install clamav-daemon" in str(info.value)
+    # MAILSPEC_CLAMD: another binary, or none at all (a machine without clamd, here).
+    env = {"PATH": str(empty), "MAILSPEC_CLAMD": str(sbin)}
+    assert find_clamd(env, fallbacks=[]) == str(sbin)
+    with pytest.raises(ClamdNotFound, match="MAILSPEC_CLAMD=none"):
+        find_clamd({"PATH": str(tmp_path / "bin"), "MAILSPEC_CLAMD": "none"})
+    with pytest.raises(ClamdNotFound, match="no such executable"):
+        find_clamd({"MAILSPEC_CLAMD": str(tmp_path / "missing")})
+
+
+def test_reference_without_clamd_lacks_antivirus_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setenv("MAILSPEC_CLAMD", "none")
+    provider = ReferenceTarget()
+    assert "antivirus" not in provider.capabilities
+    assert provider.capability_notes == {"antivirus": "MAILSPEC_CLAMD=none: running without clamd"}
+    assert provider.describe()["capabilities_missing"] == provider.capability_notes
+
+
+def test_reference_with_clamd_grants_antivirus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MAILSPEC_CLAMD", raising=False)
+    provider = ReferenceTarget()
+    assert "antivirus" in provider.capabilities
+    assert provider.capability_notes == {}
+    assert "capabilities_missing" not in provider.describe()
+
+
+def test_missing_reason_carries_the_note() -> None:
+    assert missing_reason("r", ["clock"]) == "target 'r' lacks capability 'clock'"
+    notes = {"antivirus": "clamd is not installed (Debian: apt-get install clamav-daemon)"}
+    assert missing_reason("r", ["antivirus", "clock"], notes) == (
+        "target 'r' lacks capability 'antivirus', 'clock': clamd is not installed "
+        "(Debian: apt-get install clamav-daemon)"
+    )
+    t = Target("r", "reference", "d.test", {}, capability_notes=notes)
+    with pytest.raises(pytest.skip.Exception, match=r"^not applicable: .*apt-get install"):
+        t.require("antivirus")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import smtplib
 import socket
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -10,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from reference.policy import Action, Session
-from reference.policy.antivirus import Antivirus
+from reference.policy.antivirus import Antivirus, Unscanned
 from reference.scan.clamd import ClamdClient
-from reference.testing import EICAR, VIRUS_MARKER, ClamdServer
+from reference.testing import EICAR, VIRUS_MARKER, ClamdServer, ReferenceServer
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +73,64 @@ async def test_antivirus_check_replies(clamd: ClamdServer, tmp_path: Path) -> No
     dead = Antivirus(ClamdClient(f"{tmp_path}/no.sock", timeout=1))
     r = await dead.data(mx, "a@remote.test", ["bob@example.test"], b"x")
     assert r.action is Action.TEMPFAIL and r.reply is not None and r.reply.code == 451
+
+
+# -- no scanner configured: nothing claimed, and said loudly --------------------------------
+
+
+async def test_unscanned_flags_the_eicar_file_and_refuses_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    check = Unscanned()
+    mx = Session(role="mx", peer="203.0.113.5", qid="Q1")
+    raw = b"Subject: test\r\n\r\n" + EICAR + b"\r\n"  # typed by hand: the body is the file
+    with caplog.at_level(logging.INFO, logger="mailspec.antivirus"):
+        for msg in (mail_with(EICAR), raw):  # base64 attachment, then 7bit
+            r = await check.data(mx, "a@remote.test", ["bob@example.test"], msg)
+            # Refusing it here would look like a scan that catches viruses, while every
+            # real one passes.
+            assert r.action is Action.CONTINUE and not r.prepend_headers
+        clean = await check.data(mx, "a@remote.test", ["bob@example.test"], mail_with(b"hi"))
+        assert clean.action is Action.CONTINUE
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    for record in warnings:
+        text = record.getMessage()
+        assert "event=virus.unscanned" in text and "qid=Q1" in text
+        assert "no scanner is configured (antivirus.clamd)" in text
+
+
+def test_reference_without_a_scanner_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: 250, delivered to Junk as an executable attachment, and not a word about virus
+    # scanning in the log.
+    with (
+        caplog.at_level(logging.INFO, logger="mailspec"),
+        ReferenceServer(tmp_path) as server,
+    ):
+        server.add_domain("example.test")
+        server.add_user("bob@example.test", "pw-bob-123456789")
+        with smtplib.SMTP("127.0.0.1", server.port("mx"), timeout=10) as c:
+            refused = c.sendmail(
+                "a@remote.test", ["bob@example.test"], mail_with(EICAR).replace(b"\n", b"\r\n")
+            )
+        assert refused == {}
+        server.wait_delivered()
+        (stored,) = [
+            m
+            for folder in ("INBOX", "Junk")
+            for m in server.mailbox_messages("bob@example.test", folder)
+        ]
+    # No header claims a virus scan that did not happen.
+    head = stored.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"virus" not in head and b"clamav" not in head
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert any(
+        level == logging.WARNING and "event=antivirus.off" in text for level, text in lines
+    ), "start-up warning"
+    unscanned = [text for level, text in lines if "event=virus.unscanned" in text]
+    assert len(unscanned) == 1
+    queued = next(text for _, text in lines if "event=queued" in text)
+    qid = queued.split("qid=")[1].split()[0]
+    assert f"qid={qid}" in unscanned[0]

@@ -256,7 +256,7 @@ def test_allowed_sender_reaches_the_inbox(
     "inbound.spam.settings",
     "MUST",
     "a virus from an allow-listed sender is still refused: the allow list skips spam scoring only",
-    needs=("admin",),
+    needs=("admin", "antivirus"),
 )
 def test_allow_list_never_skips_the_virus_scan(
     smtp: SMTPConnector, target: Target, admin: Admin

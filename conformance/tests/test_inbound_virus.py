@@ -26,6 +26,7 @@ def infected(sender: str, rcpt: str) -> bytes:
     "inbound.virus",
     "MUST",
     "a message carrying a virus is refused at DATA with 554 5.7.1 naming the virus",
+    needs=("antivirus",),
 )
 def test_inbound_virus_is_refused(smtp: SMTPConnector, target: Target) -> None:
     client = smtp.session("smtp")
@@ -41,6 +42,7 @@ def test_inbound_virus_is_refused(smtp: SMTPConnector, target: Target) -> None:
     "outbound.virus",
     "MUST",
     "a user submitting a virus gets 550 5.7.1 saying so; nothing is sent",
+    needs=("antivirus",),
 )
 def test_outbound_virus_is_refused(smtp: SMTPConnector, target: Target) -> None:
     client = smtp.session("submission", tls=True)

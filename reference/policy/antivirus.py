@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
 from reference.scan.clamd import ClamdClient
 from reference.smtp.replies import Reply
 
-__all__ = ["Antivirus"]
+__all__ = ["Antivirus", "Unscanned"]
 
 log = logging.getLogger("mailspec.antivirus")
 
@@ -49,4 +50,40 @@ class Antivirus(Check):
                     Reply(451, "4.7.0", "Virus scanner unavailable, please try again later"),
                     result.name,
                 )
+        return CONTINUE
+
+
+# The EICAR test file as sent in a message: as is (7bit, or quoted-printable, which leaves
+# it unchanged), or base64 (the file starts a part, so its encoding starts with these
+# characters, before any line break).
+_EICAR_MARKS = (
+    b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE",
+    base64.b64encode(b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR"),
+)
+
+
+class Unscanned(Check):
+    """Stands where :class:`Antivirus` would when no scanner is configured.
+
+    It scans nothing and refuses nothing: refusing the EICAR test file here would tell a
+    tester that viruses are caught when every real one passes. What it does is say, in the
+    log at WARNING with the queue id, that the EICAR test file someone sent went unscanned,
+    so a 250 is not mistaken for a scanner's verdict.
+    """
+
+    name = "unscanned"
+
+    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+        if any(mark in msg for mark in _EICAR_MARKS):
+            event(
+                log,
+                "virus.unscanned",
+                level=logging.WARNING,
+                qid=s.qid,
+                peer=s.peer,
+                sender=sender,
+                content="EICAR test file",
+                # Later checks may still refuse it: say what this check did, not the outcome.
+                detail="not refused as a virus: no scanner is configured (antivirus.clamd)",
+            )
         return CONTINUE
