@@ -235,3 +235,15 @@ def test_nothing_with_a_nul_is_delivered(tmp_path: Path) -> None:
         (msg,) = messages
         assert msg.startswith(b"Return-Path: <ab@client.test>\r\n")
         assert b"\x00" not in msg and b"a\x00b" not in msg
+
+
+async def test_bytes_that_are_not_utf8_get_one_clean_reply(env: Env) -> None:
+    # Found by the fuzzed-command requirement: VRFY echoes its argument, and a byte that is
+    # not UTF-8 (kept as a lone surrogate) broke the reply: 451 and a dropped session.
+    c = await env.connect()
+    for raw in (b"VRFY [\xa2", b"HELP \xff\xfe", b"NOOP \xc3"):
+        c.writer.write(raw + b"\r\n")
+        await c.writer.drain()
+        reply = await c.reply()
+        assert reply[:1] in ("2", "5") and reply.count("\r\n") == 1, (raw, reply)
+    assert (await c.cmd("NOOP")).startswith("250 ")

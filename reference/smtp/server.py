@@ -275,6 +275,9 @@ class MailspecSMTP(SMTP):
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
+            # A reply may echo the client's words (aiosmtpd's VRFY does), and bytes that are
+            # not UTF-8 reach us as lone surrogates: send them as '?', never fail the reply.
+            status = status.encode("utf-8", "replace").decode("utf-8")
             code = status[:3]
             if code.isdigit() and int(code) in _PROTOCOL_ERRORS:
                 self._errors += 1
