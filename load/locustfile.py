@@ -69,7 +69,7 @@ from load.ledger import (
     window_violations,
 )
 from load.stack import Accounts, NodeInfo, Stack
-from reference.config import parse_duration
+from reference.values import parse_duration
 
 log = logging.getLogger("mailspec.load")
 

@@ -19,10 +19,7 @@ from reference.clock import Clock, RealClock
 from reference.config import (
     LISTENERS,
     Config,
-    parse_dnsbl,
-    parse_duration,
     parse_helo_names,
-    parse_hostport,
 )
 from reference.delivery import LocalDelivery, QueueRunner
 from reference.delivery.remote import MxResolver, Relay, SourcePool
@@ -40,7 +37,7 @@ from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
 from reference.policy.helo import HeloCheck
 from reference.policy.quota import MailboxQuota
-from reference.policy.ratelimit import Limits, RateLimit, parse_limit, parse_overrides
+from reference.policy.ratelimit import RateLimit
 from reference.policy.spam import BlockedSenders, SpamCheck, open_classifiers
 from reference.policy.submission import BulkLane, FromOwnership, HeaderRules
 from reference.pop3.server import Pop3Server
@@ -53,6 +50,14 @@ from reference.spool import Spool
 from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
+from reference.values import (
+    Limits,
+    parse_dnsbl,
+    parse_duration,
+    parse_hostport,
+    parse_limit,
+    parse_overrides,
+)
 
 log = logging.getLogger("mailspec")
 

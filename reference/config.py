@@ -10,6 +10,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from reference.values import (
+    parse_dnsbl,
+    parse_duration,
+    parse_header_rules,
+    parse_hostport,
+    parse_limit,
+    parse_overrides,
+)
+
 
 class ConfigError(ValueError):
     """A config value is wrong; the message names the key and the reason."""
@@ -23,29 +32,6 @@ class ConfigError(ValueError):
 def doc(text: str, **kw: Any) -> Any:
     """A dataclass field carrying its documentation (the one place keys are documented)."""
     return field(metadata={"doc": text}, **kw)
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
-
-def parse_duration(text: str) -> float:
-    """'24h' -> 86400.0; a bare number is seconds."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 24h, 36d)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def parse_hostport(text: str) -> tuple[str, int]:
-    """'127.0.0.1:2525' or '[::1]:2525' -> (host, port); port 0 means any free port."""
-    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", text) or re.match(r"^([^:\s]+):(\d+)$", text)
-    if not m:
-        raise ValueError(f"expected host:port, got {text!r}")
-    port = int(m.group(2))
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} out of range 0-65535")
-    return m.group(1), port
 
 
 @dataclass
@@ -464,20 +450,6 @@ class Config:
         return parse_duration(getattr(getattr(self, section), key))
 
 
-def parse_dnsbl(spec: str) -> tuple[str, dict[str, float]]:
-    """'zen.example=127.0.0.2:10,127.0.0.4:3' -> ('zen.example', {'127.0.0.2': 10.0, …})."""
-    zone, _, codes = spec.partition("=")
-    zone = zone.strip().rstrip(".").lower()
-    if not re.fullmatch(r"([a-z0-9-]+\.)+[a-z0-9-]+", zone):
-        raise ValueError(f"not a zone name: {zone!r}")
-    table: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in codes.split(","))):
-        code, _, weight = part.partition(":")
-        ipaddress.IPv4Address(code)
-        table[code] = float(weight) if weight else 10.0
-    return zone, table
-
-
 LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 # The role (``server.roles``) each listener belongs to.
 LISTENER_ROLES = {
@@ -565,8 +537,6 @@ def _validate(cfg: Config) -> None:
             parse_dnsbl(z)
         except ValueError as e:
             raise ConfigError(f"dnsbl.zones[{i}]", str(e)) from None
-    from reference.policy.ratelimit import parse_limit, parse_overrides
-
     for kind in ("recipients", "messages", "bytes"):
         try:
             parse_limit(getattr(cfg.ratelimit, kind))
@@ -679,8 +649,6 @@ def _validate_outbound(cfg: Config) -> None:
             raise ConfigError(
                 f"submission.auth_ignore_networks[{i}]", f"not a network: {net!r}"
             ) from None
-    from reference.policy.submission import parse_header_rules
-
     for kind in ("remove", "add"):
         for i, spec in enumerate(getattr(cfg.headers, kind)):
             try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dns.asyncresolver
 import dns.resolver
 
-from reference.config import Config, parse_duration
+from reference.config import Config
+from reference.values import parse_duration
 
 
 def make_resolver(cfg: Config) -> dns.asyncresolver.Resolver:

@@ -617,7 +617,9 @@ def test_listing_the_suite_does_not_probe(pytester: pytest.Pytester) -> None:
 
 
 def test_a_reachable_target_runs(pytester: pytest.Pytester, target_file: Path) -> None:
-    result = run(pytester, target_file, "--pyargs", "conformance.tests", "-k", "noop")
+    result = run(
+        pytester, target_file, "--pyargs", "conformance.tests", "-k", "noop and not control"
+    )
     assert result.ret == 0
     assert load_json(pytester)["summary"]["pass"] >= 1
 

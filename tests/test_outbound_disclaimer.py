@@ -19,7 +19,8 @@ from reference.policy.disclaimer import (
     DisclaimerStore,
     append_disclaimer,
 )
-from reference.policy.submission import HeaderRules, parse_header_rules
+from reference.policy.submission import HeaderRules
+from reference.values import parse_header_rules
 
 D = Disclaimer.from_text("Confidential: for the addressee only.\nExample Ltd, Registered in Test")
 UTF8 = Disclaimer.from_text("Vertraulich, nur für den Empfänger (1 €).")

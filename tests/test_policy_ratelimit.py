@@ -6,8 +6,9 @@ import pytest
 
 from reference.clock import ManualClock
 from reference.policy import Action, Session
-from reference.policy.ratelimit import Limit, Limits, RateLimit, parse_limit, parse_overrides
+from reference.policy.ratelimit import RateLimit
 from reference.state.memory import MemoryStore
+from reference.values import Limit, Limits, parse_limit, parse_overrides
 
 ALICE = Session(role="submission", peer="127.0.0.1", user="alice@example.test")
 

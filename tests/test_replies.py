@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from reference.smtp import replies
-from reference.smtp.replies import DEFAULT_ENHANCED, Reply
+from reference.mail import replies
+from reference.mail.replies import DEFAULT_ENHANCED, Reply
 
 CONSTANTS = {k: v for k, v in vars(replies).items() if isinstance(v, Reply)}
 

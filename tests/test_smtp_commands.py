@@ -6,19 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference.smtp import replies
+from reference.mail import replies
+from reference.mail.xtext import is_xtext, xtext_decode, xtext_encode
 from reference.smtp.commands import (
     CommandError,
     MailFrom,
     RcptTo,
     control_refusal,
     has_control,
-    is_xtext,
     parse_bdat,
     parse_mail,
     parse_rcpt,
     split_params,
-    xtext_decode,
 )
 
 
@@ -146,7 +145,14 @@ def test_bdat() -> None:
 def test_xtext() -> None:
     assert is_xtext("abc+2B+3D") and not is_xtext("a+b") and not is_xtext("a=b")
     assert xtext_decode("a+2Bb+3Dc") == "a+b=c"
+    assert xtext_encode("a+b=c d") == "a+2Bb+3Dc+20d"
     assert split_params("A=1 b") == {"A": "1", "B": None}
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_xtext_roundtrip(text: str) -> None:
+    encoded = xtext_encode(text)
+    assert is_xtext(encoded) and xtext_decode(encoded) == text
 
 
 @settings(max_examples=300, deadline=None)

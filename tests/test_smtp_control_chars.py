@@ -18,8 +18,8 @@ from reference import tls
 from reference.clock import ManualClock
 from reference.credentials import StaticAuthenticator
 from reference.log import FORMAT, EscapingFormatter
+from reference.mail import replies
 from reference.policy import Policy
-from reference.smtp import replies
 from reference.smtp.server import Listener
 from reference.spool import Spool
 from reference.testing import ReferenceServer

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reference.cli.common import load_config
-from reference.config import Config, ConfigError, parse_dnsbl
+from reference.config import Config, ConfigError
+from reference.values import parse_dnsbl
 
 if TYPE_CHECKING:
     from reference.directory import Directory

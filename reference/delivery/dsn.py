@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reference.smtp.commands import xtext_decode
+from reference.mail.xtext import xtext_decode
 from reference.spool import QueueEntry
 
 __all__ = ["Failure", "build_dsn", "should_notify"]

@@ -8,8 +8,8 @@ from enum import Enum
 from typing import Any
 
 from reference.directory import Directory, DirectoryError, split_address
-from reference.smtp import replies
-from reference.smtp.replies import Reply
+from reference.mail import replies
+from reference.mail.replies import Reply
 
 __all__ = [
     "Action",

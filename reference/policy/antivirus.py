@@ -7,9 +7,9 @@ import logging
 from collections.abc import Sequence
 
 from reference.log import event
+from reference.mail.replies import Reply
 from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
 from reference.scan.clamd import ClamdClient
-from reference.smtp.replies import Reply
 
 __all__ = ["Antivirus", "Unscanned"]
 

@@ -46,8 +46,8 @@ from reference.auth.spf import SpfCheck, SpfResult
 from reference.clock import Clock
 from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
+from reference.mail.replies import Reply
 from reference.policy import CONTINUE, Action, Check, CheckResult, Session, refuse
-from reference.smtp.replies import Reply
 
 __all__ = [
     "DKIM_SIGNING_FAILED",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from reference.mail.replies import Reply
 from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
-from reference.smtp.replies import Reply
 from reference.spool import Spool
 
 __all__ = ["Backpressure"]

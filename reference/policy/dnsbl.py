@@ -11,8 +11,8 @@ import dns.exception
 import dns.resolver
 
 from reference.log import event
+from reference.mail.replies import Reply
 from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
-from reference.smtp.replies import Reply
 
 __all__ = ["BlocklistZone", "Dnsbl", "reverse_name"]
 

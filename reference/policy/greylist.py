@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from reference.auth.spf import SpfCheck, SpfResult
 from reference.clock import Clock
+from reference.mail.replies import Reply
 from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
-from reference.smtp.replies import Reply
 from reference.state import StateStore
 
 __all__ = ["Greylist"]

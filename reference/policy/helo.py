@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from reference.mail.replies import Reply
 from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
-from reference.smtp.replies import Reply
 
 __all__ = ["HeloCheck"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from reference.directory import Directory, DirectoryError, split_address
+from reference.mail.replies import Reply
 from reference.mailbox import MailStore, QuotaExceeded
 from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
-from reference.smtp.replies import Reply
 
 __all__ = ["MailboxQuota"]
 

@@ -3,66 +3,15 @@
 from __future__ import annotations
 
 import email.utils
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from reference.clock import Clock
-from reference.config import parse_duration
+from reference.mail.replies import Reply
 from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
-from reference.smtp.replies import Reply
 from reference.state import StateStore
+from reference.values import Limit, Limits, parse_limit, parse_overrides
 
-__all__ = ["Limit", "Limits", "RateLimit", "parse_limit", "parse_overrides"]
-
-_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
-
-
-@dataclass(frozen=True)
-class Limit:
-    """``count`` units per ``window`` seconds."""
-
-    count: int
-    window: float
-
-    def __str__(self) -> str:
-        w = self.window
-        unit = f"{w / 60:g} minutes" if w % 60 == 0 and w < 3600 else f"{w / 3600:g} hours"
-        return f"{self.count} per {unit}" if w >= 60 else f"{self.count} per {w:g} seconds"
-
-
-def parse_overrides(specs: Sequence[str]) -> dict[str, Limits]:
-    """['alice@example.test: recipients=100/5m, bytes=50000000/1d', 'example.test: …']."""
-    out: dict[str, Limits] = {}
-    for spec in specs:
-        who, sep, rest = spec.partition(":")
-        if not sep or not who.strip():
-            raise ValueError(f"expected 'ADDRESS-OR-DOMAIN: kind=COUNT/DURATION, …': {spec!r}")
-        values: dict[str, Limit | None] = {}
-        for part in filter(None, (p.strip() for p in rest.split(","))):
-            kind, eq, limit = part.partition("=")
-            if not eq or kind.strip() not in ("recipients", "messages", "bytes"):
-                raise ValueError(f"expected recipients=, messages= or bytes=: {part!r}")
-            values[kind.strip()] = parse_limit(limit)
-        out[who.strip().lower()] = Limits(**values)
-    return out
-
-
-def parse_limit(text: str) -> Limit | None:
-    """'60/5m' -> Limit(60, 300); '' or 'none' -> None (unlimited)."""
-    if text.strip().lower() in ("", "none", "unlimited"):
-        return None
-    m = _LIMIT.match(text)
-    if not m:
-        raise ValueError(f"not a limit: {text!r} (use COUNT/DURATION, e.g. 60/5m)")
-    return Limit(int(m.group(1)), parse_duration(m.group(2)))
-
-
-@dataclass(frozen=True)
-class Limits:
-    recipients: Limit | None = None
-    messages: Limit | None = None
-    bytes: Limit | None = None
+__all__ = ["RateLimit"]
 
 
 class RateLimit(Check):

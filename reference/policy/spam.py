@@ -44,6 +44,7 @@ import dns.asyncresolver
 from reference.auth.message import header_fields, split_message
 from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
+from reference.mail.replies import Reply
 from reference.policy import CONTINUE, Action, Check, CheckResult, Session, refuse
 from reference.policy.dnsbl import Dnsbl
 from reference.scan import bayes as bayes_mod
@@ -51,7 +52,6 @@ from reference.scan import macros as macros_mod
 from reference.scan import spam as engine
 from reference.scan.bayes import Classifiers
 from reference.scan.spam import Hit, Parsed, Rule, Score, UriZone
-from reference.smtp.replies import Reply
 from reference.state.tokens import open_tokens
 
 __all__ = [

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 
 from reference.auth.message import header_fields, split_message
 from reference.directory import Directory, DirectoryError, split_address
+from reference.mail import replies
 from reference.policy import CONTINUE, Action, Check, CheckResult, Session, refuse
-from reference.smtp import replies
+from reference.values import parse_header_rules
 
 __all__ = ["BULK", "REGULAR", "BulkLane", "FromOwnership", "HeaderRules", "split_header"]
 
@@ -62,27 +63,6 @@ class FromOwnership(Check):
                 r = replies.FROM_NOT_OWNED
                 return refuse(r.with_text(f"{r.text}: {address}"), f"{s.user} From: {address}")
         return CONTINUE
-
-
-def _field_name(spec: str) -> str:
-    name = spec.strip().rstrip(":").strip()
-    if not name or any(c <= " " or c == ":" or c > "~" for c in name):
-        raise ValueError(f"not a header field name: {spec!r}")
-    return name
-
-
-def _field_line(spec: str) -> bytes:
-    name, sep, value = spec.partition(":")
-    if not sep:
-        raise ValueError(f"expected 'Name: value', got {spec!r}")
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"a header field is one line: {spec!r}")
-    return f"{_field_name(name)}: {value.strip()}\r\n".encode()
-
-
-def parse_header_rules(remove: Sequence[str], add: Sequence[str]) -> tuple[set[str], bytes]:
-    """Validated rules: names to remove (lower case) and the fields to add, as bytes."""
-    return {_field_name(n).lower() for n in remove}, b"".join(_field_line(a) for a in add)
 
 
 class HeaderRules(Check):

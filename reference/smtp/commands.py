@@ -12,8 +12,9 @@ from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any
 
-from reference.smtp import replies
-from reference.smtp.replies import Reply
+from reference.mail import replies
+from reference.mail.replies import Reply
+from reference.mail.xtext import is_xtext
 
 __all__ = [
     "CommandError",
@@ -21,21 +22,16 @@ __all__ = [
     "RcptTo",
     "control_refusal",
     "has_control",
-    "is_xtext",
     "parse_bdat",
     "parse_mail",
     "parse_rcpt",
     "split_params",
-    "xtext_decode",
 ]
 
 # RFC 5321 4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-");
 # esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 beyond ASCII (RFC 6531 3.3).
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+")
-# RFC 3461 4: xtext = *( xchar / hexchar ); xchar is "!".."~" but "+" and "=";
-# hexchar = "+" 2(%x30-39 / %x41-46).
-_XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*")
 # RFC 5322 3.2.3 atom, for ORCPT's addr-type (RFC 3461 4.2).
 _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
 _BDAT = re.compile(r"([0-9]{1,20})(?: +(LAST))?", re.IGNORECASE)
@@ -122,15 +118,6 @@ def _path_length(text: str) -> int:
         elif c == " " and not quoted:
             return i
     return len(text)
-
-
-def is_xtext(text: str) -> bool:
-    return bool(_XTEXT.fullmatch(text))
-
-
-def xtext_decode(text: str) -> str:
-    """RFC 3461 4: ``+XX`` is the octet XX; everything else stands for itself."""
-    return re.sub(r"\+([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), text)
 
 
 def split_params(text: str) -> dict[str, str | None]:

@@ -32,8 +32,9 @@ from aiosmtpd.smtp import Session as AioSession
 from reference.clock import Clock
 from reference.credentials import Authenticator
 from reference.log import event
+from reference.mail import replies
+from reference.mail.replies import DEFAULT_ENHANCED, Reply
 from reference.policy import Policy, Session
-from reference.smtp import replies
 from reference.smtp.authlimit import AuthLimiter
 from reference.smtp.commands import (
     CommandError,
@@ -45,7 +46,6 @@ from reference.smtp.commands import (
     parse_rcpt,
 )
 from reference.smtp.proxy import MAX_PAYLOAD, V2_SIGNATURE, ProxyError, parse_v2
-from reference.smtp.replies import DEFAULT_ENHANCED, Reply
 from reference.spool import Spool, SpoolError
 
 log = logging.getLogger("mailspec.smtp")

@@ -1,0 +1,1 @@
+"""Mail values, the ground floor: replies, xtext; every other package stands on these."""

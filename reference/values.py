@@ -1,0 +1,131 @@
+"""Config values as types: durations, host:port pairs, rate limits, header rules, DNSBL zones.
+
+The config layer validates every key with these parsers at load; the composition root
+hands their results (numbers, pairs, ``Limit``s) to the parts it builds. Nothing here
+imports the rest of the reference.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "Limit",
+    "Limits",
+    "parse_dnsbl",
+    "parse_duration",
+    "parse_header_rules",
+    "parse_hostport",
+    "parse_limit",
+    "parse_overrides",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """'24h' -> 86400.0; a bare number is seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 24h, 36d)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """'127.0.0.1:2525' or '[::1]:2525' -> (host, port); port 0 means any free port."""
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", text) or re.match(r"^([^:\s]+):(\d+)$", text)
+    if not m:
+        raise ValueError(f"expected host:port, got {text!r}")
+    port = int(m.group(2))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 0-65535")
+    return m.group(1), port
+
+
+def parse_dnsbl(spec: str) -> tuple[str, dict[str, float]]:
+    """'zen.example=127.0.0.2:10,127.0.0.4:3' -> ('zen.example', {'127.0.0.2': 10.0, …})."""
+    zone, _, codes = spec.partition("=")
+    zone = zone.strip().rstrip(".").lower()
+    if not re.fullmatch(r"([a-z0-9-]+\.)+[a-z0-9-]+", zone):
+        raise ValueError(f"not a zone name: {zone!r}")
+    table: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in codes.split(","))):
+        code, _, weight = part.partition(":")
+        ipaddress.IPv4Address(code)
+        table[code] = float(weight) if weight else 10.0
+    return zone, table
+
+
+_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """``count`` units per ``window`` seconds."""
+
+    count: int
+    window: float
+
+    def __str__(self) -> str:
+        w = self.window
+        unit = f"{w / 60:g} minutes" if w % 60 == 0 and w < 3600 else f"{w / 3600:g} hours"
+        return f"{self.count} per {unit}" if w >= 60 else f"{self.count} per {w:g} seconds"
+
+
+def parse_overrides(specs: Sequence[str]) -> dict[str, Limits]:
+    """['alice@example.test: recipients=100/5m, bytes=50000000/1d', 'example.test: …']."""
+    out: dict[str, Limits] = {}
+    for spec in specs:
+        who, sep, rest = spec.partition(":")
+        if not sep or not who.strip():
+            raise ValueError(f"expected 'ADDRESS-OR-DOMAIN: kind=COUNT/DURATION, …': {spec!r}")
+        values: dict[str, Limit | None] = {}
+        for part in filter(None, (p.strip() for p in rest.split(","))):
+            kind, eq, limit = part.partition("=")
+            if not eq or kind.strip() not in ("recipients", "messages", "bytes"):
+                raise ValueError(f"expected recipients=, messages= or bytes=: {part!r}")
+            values[kind.strip()] = parse_limit(limit)
+        out[who.strip().lower()] = Limits(**values)
+    return out
+
+
+def parse_limit(text: str) -> Limit | None:
+    """'60/5m' -> Limit(60, 300); '' or 'none' -> None (unlimited)."""
+    if text.strip().lower() in ("", "none", "unlimited"):
+        return None
+    m = _LIMIT.match(text)
+    if not m:
+        raise ValueError(f"not a limit: {text!r} (use COUNT/DURATION, e.g. 60/5m)")
+    return Limit(int(m.group(1)), parse_duration(m.group(2)))
+
+
+@dataclass(frozen=True)
+class Limits:
+    recipients: Limit | None = None
+    messages: Limit | None = None
+    bytes: Limit | None = None
+
+
+def _field_name(spec: str) -> str:
+    name = spec.strip().rstrip(":").strip()
+    if not name or any(c <= " " or c == ":" or c > "~" for c in name):
+        raise ValueError(f"not a header field name: {spec!r}")
+    return name
+
+
+def _field_line(spec: str) -> bytes:
+    name, sep, value = spec.partition(":")
+    if not sep:
+        raise ValueError(f"expected 'Name: value', got {spec!r}")
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"a header field is one line: {spec!r}")
+    return f"{_field_name(name)}: {value.strip()}\r\n".encode()
+
+
+def parse_header_rules(remove: Sequence[str], add: Sequence[str]) -> tuple[set[str], bytes]:
+    """Validated rules: names to remove (lower case) and the fields to add, as bytes."""
+    return {_field_name(n).lower() for n in remove}, b"".join(_field_line(a) for a in add)
