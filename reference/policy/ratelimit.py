@@ -9,7 +9,7 @@ from reference.clock import Clock
 from reference.mail.replies import Reply
 from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
 from reference.state import StateStore
-from reference.values import Limit, Limits, parse_limit, parse_overrides
+from reference.values import Limit, Limits
 
 __all__ = ["RateLimit"]
 
