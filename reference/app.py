@@ -30,7 +30,7 @@ from reference.log import event
 from reference.mailbox import MailStore, Quota
 from reference.policy import Check, LocalRecipients, Policy, SenderOwnership
 from reference.policy.antivirus import Antivirus, Unscanned
-from reference.policy.auth import SenderAuthentication, auth_checks
+from reference.policy.auth import auth_checks
 from reference.policy.backpressure import Backpressure
 from reference.policy.disclaimer import DisclaimerCheck, DisclaimerStore
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
@@ -269,7 +269,6 @@ class App:
             algorithms=cfg.auth.sign_algorithms,
             recorder=self.dmarc_recorder,
         )
-        sender_auth = next((c for c in verify if isinstance(c, SenderAuthentication)), None)
         if cfg.greylist.enabled:
             checks.append(
                 Greylist(
@@ -279,8 +278,9 @@ class App:
                     window=cfg.seconds("greylist.window"),
                     whitelist=cfg.seconds("greylist.whitelist"),
                     bypass=cfg.greylist.bypass_networks,
+                    # Sender authentication, earlier in the chain, starts SPF at MAIL:
+                    # the transaction carries its result to greylisting.
                     spf_domains=cfg.greylist.bypass_spf_domains,
-                    spf=sender_auth.spf_result if sender_auth else None,
                 )
             )
         if cfg.spam.enabled:

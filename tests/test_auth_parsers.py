@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from reference.auth import spf
 from reference.auth.dmarc import DmarcSyntaxError, parse_record
-from reference.auth.message import Field, header_fields, split_message
 from reference.auth.psl import organizational_domain
 from reference.auth.results import authserv_id_of, forged_fields
+from reference.mail.message import Field, header_fields, split_message
 
 SPF_TERMS = st.sampled_from(
     ["v=spf1", "a", "mx", "ptr", "-all", "~all", "?all", "+all", "ip4:192.0.2.0/24",

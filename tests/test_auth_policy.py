@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +19,22 @@ from reference.auth.arc import ArcChain, ArcResult
 from reference.auth.dmarc import Disposition, MemoryRecorder
 from reference.auth.keys import KeyStore, SigningKey
 from reference.auth.lookup import Lookup
-from reference.auth.message import Field, header_fields, split_message
 from reference.auth.results import authentication_results, authserv_id_of, forged_fields
 from reference.auth.spf import SpfCheck, SpfResult
 from reference.clock import ManualClock
 from reference.directory import Directory
-from reference.policy import CONTINUE, Action, CheckResult, Policy, Session
+from reference.mail.message import Field, Message, header_fields, split_message
+from reference.policy import (
+    CONTINUE,
+    KEEP,
+    Action,
+    CheckResult,
+    Filing,
+    Policy,
+    Session,
+    Transaction,
+    transaction,
+)
 from reference.policy.auth import DkimSigning, SenderAuthentication
 
 AUTHSERV = "mx.example.test"
@@ -76,8 +87,11 @@ def check(server: FakeDNS, **kw: object) -> SenderAuthentication:
 
 
 async def run(c: SenderAuthentication, sender: str, msg: bytes, s: Session = MX) -> CheckResult:
-    assert (await c.mail(s, sender)) is CONTINUE
-    return await c.data(s, sender, ["bob@example.test"], msg)
+    # One transaction from MAIL to DATA: the SPF started at MAIL is the one DATA awaits.
+    tx = transaction(s, sender, ["bob@example.test"])
+    assert (await c.mail(tx)) is CONTINUE
+    tx.message = Message(msg)
+    return await c.data(tx)
 
 
 def ar_of(result: CheckResult) -> authres.AuthenticationResultsHeader:
@@ -101,7 +115,7 @@ def methods(result: CheckResult) -> dict[str, str]:
 async def test_spf_pass_aligned_is_accepted_with_results(fdns: FakeDNS) -> None:
     rec = MemoryRecorder()
     r = await run(check(fdns, recorder=rec), "bounce@bank.example", message())
-    assert r.action is Action.CONTINUE and not r.meta
+    assert r.action is Action.CONTINUE and r.filing == KEEP
     header = ar_of(r)
     assert header.authserv_id == AUTHSERV
     got = [(res.method, res.result) for res in header.results]
@@ -129,7 +143,7 @@ async def test_dmarc_reject_refuses_with_550_5_7_1(fdns: FakeDNS) -> None:
 async def test_dmarc_reject_can_be_quarantine_by_configuration(fdns: FakeDNS) -> None:
     spoof = Session(role="mx", peer="198.51.100.7", helo="spoofer.example")
     r = await run(check(fdns, dmarc_reject=False), "ceo@bank.example", message(), spoof)
-    assert r.action is Action.CONTINUE and r.meta == {"folder": "Junk"}
+    assert r.action is Action.CONTINUE and r.filing == Filing(folder="Junk")
 
 
 async def test_dkim_pass_aligned_rescues_a_forwarded_message(
@@ -139,7 +153,7 @@ async def test_dkim_pass_aligned_rescues_a_forwarded_message(
     signed = dkim.sign(msg, bank_keys, now=ManualClock().now()) + msg
     fwd = Session(role="mx", peer="198.51.100.7", helo="forwarder.example")
     r = await run(check(fdns), "srs0=x@forwarder.example", signed, fwd)
-    assert r.action is Action.CONTINUE and not r.meta
+    assert r.action is Action.CONTINUE and r.filing == KEEP
     got = [(res.method, res.result) for res in ar_of(r).results]
     assert ("dkim", "pass") in got and ("dmarc", "pass") in got
 
@@ -149,7 +163,7 @@ async def test_mailing_list_is_not_rejected(fdns: FakeDNS) -> None:
     lst = Session(role="mx", peer="198.51.100.8", helo="lists.example")
     rec = MemoryRecorder()
     r = await run(check(fdns, recorder=rec), "talk-bounces@lists.example", listed, lst)
-    assert r.action is Action.CONTINUE and r.meta == {"folder": "Junk"}
+    assert r.action is Action.CONTINUE and r.filing == Filing(folder="Junk")
     assert rec.observations[0].overrides == ("mailing_list",)
 
 
@@ -163,16 +177,16 @@ async def test_trusted_arc_sealer_lets_it_through(fdns: FakeDNS) -> None:
 
 async def test_quarantine_files_into_junk(fdns: FakeDNS) -> None:
     r = await run(check(fdns), "x@careful.example", message("x@careful.example"))
-    assert r.action is Action.CONTINUE and r.meta == {"folder": "Junk"}
+    assert r.action is Action.CONTINUE and r.filing == Filing(folder="Junk")
     r2 = await run(
         check(fdns, dmarc_quarantine=False), "x@careful.example", message("x@careful.example")
     )
-    assert not r2.meta
+    assert r2.filing == KEEP
 
 
 async def test_spf_fail_alone_never_refuses(fdns: FakeDNS) -> None:
     r = await run(check(fdns), "x@loose.example", message("x@loose.example"))
-    assert r.action is Action.CONTINUE and not r.meta
+    assert r.action is Action.CONTINUE and r.filing == KEEP
     assert methods(r)["spf"] == "fail"
 
 
@@ -203,23 +217,38 @@ async def test_forged_results_are_removed(fdns: FakeDNS) -> None:
 async def test_submission_is_not_verified(fdns: FakeDNS) -> None:
     sub = Session(role="submission", peer=CLIENT, user="alice@example.test")
     c = check(fdns)
-    assert await c.mail(sub, "alice@example.test") is CONTINUE
-    assert await c.data(sub, "alice@example.test", ["x@y"], message()) is CONTINUE
+    assert await c.mail(transaction(sub, "alice@example.test")) is CONTINUE
+    assert await c.data(transaction(sub, "alice@example.test", ["x@y"], message())) is CONTINUE
     # ... but results claiming to be ours are taken out there too.
     forged = f"Authentication-Results: {AUTHSERV}; dmarc=pass\r\n".encode()
-    r = await c.data(sub, "alice@example.test", ["x@y"], forged + message())
+    r = await c.data(transaction(sub, "alice@example.test", ["x@y"], forged + message()))
     assert r.action is Action.CONTINUE and r.remove_headers == (forged,) and not r.prepend_headers
 
 
-async def test_spf_started_at_mail_is_claimed_at_data(fdns: FakeDNS) -> None:
+async def test_spf_started_at_mail_is_the_one_data_awaits(fdns: FakeDNS) -> None:
     c = check(fdns)
-    await c.mail(MX, "bounce@bank.example")
-    assert len(c._spf) == 1
-    await c.data(MX, "bounce@bank.example", ["bob@example.test"], message())
-    assert len(c._spf) == 0
-    # Without a MAIL seen (another process took it), DATA evaluates afresh.
-    r = await c.data(MX, "bounce@bank.example", ["bob@example.test"], message())
+    tx = transaction(MX, "bounce@bank.example", ["bob@example.test"])
+    await c.mail(tx)
+    started = tx.spf
+    assert started is not None  # on the transaction, not in a process-wide table
+    tx.message = Message(message())
+    r = await c.data(tx)
+    assert tx.spf is started and started.done() and methods(r)["spf"] == "pass"
+    # Without a MAIL seen (a diagnostics command), DATA evaluates afresh.
+    r = await c.data(transaction(MX, "bounce@bank.example", ["bob@example.test"], message()))
     assert methods(r)["spf"] == "pass"
+
+
+async def test_a_transaction_that_ends_stops_its_spf(fdns: FakeDNS) -> None:
+    # RSET, a new MAIL or a dropped connection: the evaluation nobody will await stops.
+    c = check(fdns)
+    tx = transaction(MX, "a@bank.example")
+    await c.mail(tx)
+    assert tx.spf is not None
+    tx.close()
+    await asyncio.sleep(0)
+    assert tx.spf.cancelled()
+    assert await tx.spf_mail_from() is None
 
 
 # -- Authentication-Results rendering --------------------------------------------------------
@@ -250,7 +279,7 @@ def test_authserv_id_with_comment_and_version() -> None:
 
 
 def test_check_results_accumulate_along_the_chain() -> None:
-    first = CheckResult(Action.CONTINUE, prepend_headers=b"A: 1\r\n", meta={"folder": "Junk"})
+    first = CheckResult(Action.CONTINUE, prepend_headers=b"A: 1\r\n", filing=Filing(folder="Junk"))
     second = CheckResult(
         Action.CONTINUE, prepend_headers=b"B: 2\r\n", remove_headers=(b"X: y\r\n",)
     )
@@ -258,7 +287,7 @@ def test_check_results_accumulate_along_the_chain() -> None:
     assert merged.edit(b"X: y\r\nZ: z\r\n\r\nbody X: y\r\n") == (
         b"B: 2\r\nA: 1\r\nZ: z\r\n\r\nbody X: y\r\n"
     )
-    assert merged.meta == {"folder": "Junk"}
+    assert merged.filing == Filing(folder="Junk")
 
 
 async def test_policy_chain_keeps_edits_of_continuing_checks() -> None:
@@ -268,10 +297,10 @@ async def test_policy_chain_keeps_edits_of_continuing_checks() -> None:
         def __init__(self, line: bytes) -> None:
             self.line = line
 
-        async def data(self, s: Session, sender: str, rcpts: object, msg: bytes) -> CheckResult:
+        async def data(self, tx: Transaction) -> CheckResult:
             return CheckResult(Action.CONTINUE, prepend_headers=self.line)
 
-    r = await Policy([Adds(b"A: 1\r\n"), Adds(b"B: 2\r\n")]).data(MX, "", [], b"\r\n")
+    r = await Policy([Adds(b"A: 1\r\n"), Adds(b"B: 2\r\n")]).data(transaction(MX, "", [], b"\r\n"))
     assert r.prepend_headers == b"B: 2\r\nA: 1\r\n" and not r.refuses
 
 
@@ -291,7 +320,7 @@ async def test_submission_is_dual_signed(tmp_path: Path, directory: Directory) -
     signer = DkimSigning(store, directory, ManualClock(), selector="mailspec")
     sub = Session(role="submission", peer=CLIENT, user="alice@example.test")
     msg = message("Alice <alice@example.test>")
-    r = await signer.data(sub, "alice@example.test", ["bob@else.example"], msg)
+    r = await signer.data(transaction(sub, "alice@example.test", ["bob@else.example"], msg))
     assert r.prepend_headers.count(b"DKIM-Signature:") == 2
     keys = store.load("example.test", "mailspec")
     records = {k.record_name.encode(): k.public_record().encode() for k in keys}
@@ -306,20 +335,9 @@ async def test_foreign_from_is_not_signed_for(tmp_path: Path, directory: Directo
     signer = DkimSigning(KeyStore(tmp_path / "dkim"), directory, ManualClock(), selector="s")
     sub = Session(role="submission", peer=CLIENT, user="alice@example.test")
     foreign = message("someone@elsewhere.example")
-    r = await signer.data(sub, "alice@example.test", ["x@y.example"], foreign)
+    r = await signer.data(transaction(sub, "alice@example.test", ["x@y.example"], foreign))
     assert b"d=example.test" in r.prepend_headers  # the envelope's domain is ours
-    r2 = await signer.data(sub, "a@elsewhere.example", ["x@y.example"], foreign)
+    r2 = await signer.data(transaction(sub, "a@elsewhere.example", ["x@y.example"], foreign))
     assert r2 is CONTINUE
-    mx = await signer.data(MX, "alice@example.test", ["x@y.example"], message())
+    mx = await signer.data(transaction(MX, "alice@example.test", ["x@y.example"], message()))
     assert mx is CONTINUE
-
-
-async def test_unclaimed_spf_evaluations_expire(fdns: FakeDNS) -> None:
-    clock = ManualClock()
-    c = SenderAuthentication(lookup_for(fdns), clock, authserv_id=AUTHSERV)
-    await c.mail(MX, "a@bank.example")
-    await c.mail(MX, "a@bank.example")  # the same key again: replaced, not added
-    assert len(c._spf) == 1
-    clock.advance(600)
-    await c.mail(MX, "b@bank.example")
-    assert list(c._spf) == [(CLIENT, "mail.bank.example", "b@bank.example")]

@@ -39,8 +39,8 @@ from reference.auth import dkim
 from reference.auth.dkim import DkimResult, _simple_body, relaxed_body, relaxed_header
 from reference.auth.keys import KeyStore, SigningKey, txt_strings
 from reference.auth.lookup import Lookup
-from reference.auth.message import Field
 from reference.auth.results import authserv_id_of
+from reference.mail.message import Field
 
 DATA = Path(__file__).parent / "data"
 DKIMPY = DATA / "dkimpy"

@@ -10,7 +10,7 @@ import pytest
 
 from reference.cli import main
 from reference.directory import Directory, DirectoryError
-from reference.policy import Action, SenderOwnership, Session
+from reference.policy import Action, Filing, SenderOwnership, Session, transaction
 from reference.policy.submission import BulkLane, FromOwnership
 from reference.testing import ReferenceServer
 
@@ -83,9 +83,9 @@ def test_bulk_sender_flag(directory: Directory) -> None:
 async def test_mail_from_must_be_owned(directory: Directory) -> None:
     directory.add_alias("sales@example.org", "alice@example.test")
     check = SenderOwnership(directory)
-    assert (await check.mail(ALICE, "sales@example.org")).action is Action.CONTINUE
-    assert (await check.mail(ALICE, "")).action is Action.CONTINUE
-    r = await check.mail(ALICE, "bob@example.test")
+    assert (await check.mail(transaction(ALICE, "sales@example.org"))).action is Action.CONTINUE
+    assert (await check.mail(transaction(ALICE, ""))).action is Action.CONTINUE
+    r = await check.mail(transaction(ALICE, "bob@example.test"))
     assert r.action is Action.REJECT and r.reply is not None
     assert (r.reply.code, r.reply.enhanced) == (553, "5.7.1")
 
@@ -104,7 +104,9 @@ async def test_mail_from_must_be_owned(directory: Directory) -> None:
 async def test_from_header_must_be_owned(directory: Directory, from_: str, ok: bool) -> None:
     directory.add_alias("sales@example.org", "alice@example.test")
     msg = f"From: {from_}\r\nTo: x@remote.test\r\nSubject: s\r\n\r\nbody\r\n".encode()
-    r = await FromOwnership(directory).data(ALICE, "alice@example.test", ["x@remote.test"], msg)
+    r = await FromOwnership(directory).data(
+        transaction(ALICE, "alice@example.test", ["x@remote.test"], msg)
+    )
     if ok:
         assert r.action is Action.CONTINUE
     else:
@@ -115,10 +117,12 @@ async def test_from_header_must_be_owned(directory: Directory, from_: str, ok: b
 async def test_from_header_check_is_submission_only(directory: Directory) -> None:
     msg = b"From: bob@example.test\r\n\r\nbody\r\n"
     mx = Session(role="mx", peer="192.0.2.1")
-    r = await FromOwnership(directory).data(mx, "bob@example.test", ["alice@example.test"], msg)
+    r = await FromOwnership(directory).data(
+        transaction(mx, "bob@example.test", ["alice@example.test"], msg)
+    )
     assert r.action is Action.CONTINUE
     no_from = b"Subject: no author\r\n\r\nbody\r\n"
-    r = await FromOwnership(directory).data(ALICE, "", ["x@remote.test"], no_from)
+    r = await FromOwnership(directory).data(transaction(ALICE, "", ["x@remote.test"], no_from))
     assert r.action is Action.CONTINUE
 
 
@@ -137,16 +141,20 @@ async def test_from_header_check_is_submission_only(directory: Directory) -> Non
 async def test_bulk_lane(directory: Directory, headers: bytes, rcpts: int, bulk: bool) -> None:
     msg = b"From: alice@example.test\r\n" + headers + b"\r\nbody\r\n"
     to = [f"r{i}@remote.test" for i in range(rcpts)]
-    r = await BulkLane(directory, recipients=20).data(ALICE, "alice@example.test", to, msg)
+    r = await BulkLane(directory, recipients=20).data(
+        transaction(ALICE, "alice@example.test", to, msg)
+    )
     assert r.action is Action.CONTINUE
-    assert (r.meta.get("lane") == "bulk") is bulk
+    assert (r.filing.lane == "bulk") is bulk
 
 
 async def test_newsletter_sender_is_bulk(directory: Directory) -> None:
     directory.set_bulk_sender("alice@example.test")
     msg = b"From: alice@example.test\r\n\r\nbody\r\n"
-    r = await BulkLane(directory).data(ALICE, "alice@example.test", ["x@remote.test"], msg)
-    assert r.meta == {"lane": "bulk"}
+    r = await BulkLane(directory).data(
+        transaction(ALICE, "alice@example.test", ["x@remote.test"], msg)
+    )
+    assert r.filing == Filing(lane="bulk")
 
 
 def test_alias_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

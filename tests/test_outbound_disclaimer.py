@@ -5,14 +5,22 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-from collections.abc import Sequence
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 from reference.directory import Directory
-from reference.policy import CONTINUE, Action, Check, CheckResult, Policy, Session
+from reference.policy import (
+    CONTINUE,
+    Action,
+    Check,
+    CheckResult,
+    Policy,
+    Session,
+    Transaction,
+    transaction,
+)
 from reference.policy.disclaimer import (
     Disclaimer,
     DisclaimerCheck,
@@ -224,8 +232,8 @@ class Seen(Check):
     def __init__(self) -> None:
         self.msg = b""
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
-        self.msg = msg
+    async def data(self, tx: Transaction) -> CheckResult:
+        self.msg = tx.msg.raw
         return CONTINUE
 
 
@@ -243,7 +251,7 @@ async def test_rewrites_reach_the_checks_after_them(directory: Directory, tmp_pa
         ]
     )
     raw = plain(headers=b"X-Originating-IP: [198.51.100.7]\r\nUser-Agent: Mutt\r\n")
-    result = await policy.data(USER, "alice@example.test", ["bob@remote.test"], raw)
+    result = await policy.data(transaction(USER, "alice@example.test", ["bob@remote.test"], raw))
     assert result.action is Action.CONTINUE
     final = result.edit(raw)
     assert final == seen.msg  # what DKIM would sign is what is spooled
@@ -260,13 +268,13 @@ async def test_inbound_mail_is_not_rewritten(directory: Directory, tmp_path: Pat
         HeaderRules(remove=["X-Originating-IP"]),
         DisclaimerCheck(DisclaimerStore(tmp_path), directory),
     ):
-        r = await check.data(mx, "alice@example.test", ["bob@example.test"], raw)
+        r = await check.data(transaction(mx, "alice@example.test", ["bob@example.test"], raw))
         assert r.message is None
 
 
 async def test_no_disclaimer_file_no_change(directory: Directory, tmp_path: Path) -> None:
     check = DisclaimerCheck(DisclaimerStore(tmp_path / "none"), directory)
-    r = await check.data(USER, "alice@example.test", ["bob@remote.test"], plain())
+    r = await check.data(transaction(USER, "alice@example.test", ["bob@remote.test"], plain()))
     assert r.message is None
 
 

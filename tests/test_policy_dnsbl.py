@@ -8,7 +8,7 @@ import dns.asyncresolver
 import pytest
 
 from fakes.dns import FakeDNS
-from reference.policy import Action, Session
+from reference.policy import Action, Session, transaction
 from reference.policy.dnsbl import BlocklistZone, Dnsbl, reverse_name
 
 
@@ -35,11 +35,15 @@ def test_reverse_names() -> None:
 async def test_listed_client_is_refused_naming_the_list(fake: FakeDNS) -> None:
     fake.blocklist("zen.spamhaus.test").list("203.0.113.7", "127.0.0.2", txt="see example")
     check = Dnsbl(resolver(fake), [BlocklistZone("zen.spamhaus.test", {"127.0.0.2": 10.0})])
-    r = await check.rcpt(Session(role="mx", peer="203.0.113.7"), "a@b.test", "c@d.test")
+    r = await check.rcpt(
+        transaction(Session(role="mx", peer="203.0.113.7"), "a@b.test"), "c@d.test"
+    )
     assert r.action is Action.REJECT
     assert r.reply is not None and (r.reply.code, r.reply.enhanced) == (554, "5.7.1")
     assert "zen.spamhaus.test" in r.reply.text and "see example" in r.reply.text
-    clean = await check.rcpt(Session(role="mx", peer="203.0.113.8"), "a@b.test", "c@d.test")
+    clean = await check.rcpt(
+        transaction(Session(role="mx", peer="203.0.113.8"), "a@b.test"), "c@d.test"
+    )
     assert clean.action is Action.CONTINUE
 
 
@@ -47,14 +51,16 @@ async def test_light_listing_only_scores(fake: FakeDNS) -> None:
     fake.blocklist("pbl.test").list("203.0.113.9", "127.0.0.10")
     check = Dnsbl(resolver(fake), [BlocklistZone("pbl.test", {"127.0.0.10": 3.0})])
     s = Session(role="mx", peer="203.0.113.9")
-    assert (await check.rcpt(s, "a@b.test", "c@d.test")).action is Action.CONTINUE
+    assert (await check.rcpt(transaction(s, "a@b.test"), "c@d.test")).action is Action.CONTINUE
     assert (await check.score("203.0.113.9"))[0] == 3.0
 
 
 async def test_dns_failure_never_refuses(fake: FakeDNS) -> None:
     fake.fail(reverse_name("203.0.113.7", "zen.test"), mode="servfail")
     check = Dnsbl(resolver(fake), [BlocklistZone("zen.test", {})])
-    r = await check.rcpt(Session(role="mx", peer="203.0.113.7"), "a@b.test", "c@d.test")
+    r = await check.rcpt(
+        transaction(Session(role="mx", peer="203.0.113.7"), "a@b.test"), "c@d.test"
+    )
     assert r.action is Action.CONTINUE
 
 
@@ -62,4 +68,6 @@ async def test_authenticated_users_are_not_checked(fake: FakeDNS) -> None:
     fake.blocklist("zen.test").list("203.0.113.7", "127.0.0.2")
     check = Dnsbl(resolver(fake), [BlocklistZone("zen.test", {})])
     s = Session(role="submission", peer="203.0.113.7", user="alice@example.test")
-    assert (await check.rcpt(s, "alice@example.test", "x@y.test")).action is Action.CONTINUE
+    assert (
+        await check.rcpt(transaction(s, "alice@example.test"), "x@y.test")
+    ).action is Action.CONTINUE

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from reference.clock import ManualClock
-from reference.policy import Action, Session
+from reference.policy import Action, Session, SpfPair, Transaction, transaction
 from reference.policy.greylist import Greylist, client_network
 from reference.state.memory import MemoryStore
 
@@ -17,52 +19,66 @@ def greylist(clock: ManualClock) -> Greylist:
 async def test_first_attempt_is_greylisted_then_passes_after_the_delay() -> None:
     clock = ManualClock()
     g = greylist(clock)
-    r = await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    r = await g.rcpt(transaction(REMOTE, "a@remote.test"), "bob@example.test")
     assert r.action is Action.TEMPFAIL
     assert r.reply is not None and (r.reply.code, r.reply.enhanced) == (451, "4.7.1")
     assert "300 seconds" in r.reply.text
     clock.advance(299)
-    early = await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    early = await g.rcpt(transaction(REMOTE, "a@remote.test"), "bob@example.test")
     assert early.action is Action.TEMPFAIL and "1 seconds" in early.reply.text  # type: ignore[union-attr]
     clock.advance(1)
-    assert (await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")).action is Action.CONTINUE
+    assert (
+        await g.rcpt(transaction(REMOTE, "a@remote.test"), "bob@example.test")
+    ).action is Action.CONTINUE
 
 
 async def test_a_neighbour_in_the_same_24_retries_successfully() -> None:
     clock = ManualClock()
     g = greylist(clock)
-    await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    await g.rcpt(transaction(REMOTE, "a@remote.test"), "bob@example.test")
     clock.advance(600)
     neighbour = Session(role="mx", peer="203.0.113.200")
-    assert (await g.rcpt(neighbour, "a@remote.test", "bob@example.test")).action is Action.CONTINUE
+    assert (
+        await g.rcpt(transaction(neighbour, "a@remote.test"), "bob@example.test")
+    ).action is Action.CONTINUE
 
 
 async def test_passing_network_is_trusted_for_36_days() -> None:
     clock = ManualClock()
     g = greylist(clock)
-    await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    await g.rcpt(transaction(REMOTE, "a@remote.test"), "bob@example.test")
     clock.advance(300)
-    await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    await g.rcpt(transaction(REMOTE, "a@remote.test"), "bob@example.test")
     # Another sender and recipient from that network: no wait now.
-    assert (await g.rcpt(REMOTE, "x@remote.test", "carol@example.test")).action is Action.CONTINUE
+    assert (
+        await g.rcpt(transaction(REMOTE, "x@remote.test"), "carol@example.test")
+    ).action is Action.CONTINUE
     clock.advance(36 * 86400 + 1)
-    assert (await g.rcpt(REMOTE, "y@remote.test", "carol@example.test")).action is Action.TEMPFAIL
+    assert (
+        await g.rcpt(transaction(REMOTE, "y@remote.test"), "carol@example.test")
+    ).action is Action.TEMPFAIL
 
 
 async def test_retry_after_the_window_starts_over() -> None:
     clock = ManualClock()
     g = greylist(clock)
-    await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")
+    await g.rcpt(transaction(REMOTE, "a@remote.test"), "bob@example.test")
     clock.advance(4 * 3600 + 301)
-    assert (await g.rcpt(REMOTE, "a@remote.test", "bob@example.test")).action is Action.TEMPFAIL
+    assert (
+        await g.rcpt(transaction(REMOTE, "a@remote.test"), "bob@example.test")
+    ).action is Action.TEMPFAIL
 
 
 async def test_bypasses() -> None:
     g = greylist(ManualClock())
     local = Session(role="mx", peer="127.0.0.1")
     authed = Session(role="submission", peer="203.0.113.7", user="alice@example.test")
-    assert (await g.rcpt(local, "a@remote.test", "bob@example.test")).action is Action.CONTINUE
-    assert (await g.rcpt(authed, "alice@example.test", "x@y.test")).action is Action.CONTINUE
+    assert (
+        await g.rcpt(transaction(local, "a@remote.test"), "bob@example.test")
+    ).action is Action.CONTINUE
+    assert (
+        await g.rcpt(transaction(authed, "alice@example.test"), "x@y.test")
+    ).action is Action.CONTINUE
 
 
 def test_client_networks() -> None:
@@ -76,14 +92,23 @@ async def test_spf_whitelisted_domains_skip_greylisting() -> None:
 
     results = {"pass.example": SpfResult.PASS, "fail.example": SpfResult.FAIL}
 
-    async def spf(s: Session, sender: str) -> SpfCheck | None:
+    async def spf(sender: str) -> SpfPair:
         domain = sender.rpartition("@")[2]
-        return SpfCheck(results[domain], domain, "mailfrom", sender)
+        check = SpfCheck(results[domain], domain, "mailfrom", sender)
+        return check, check
 
-    g = Greylist(
-        MemoryStore(), ManualClock(), spf_domains=["pass.example", "fail.example"], spf=spf
-    )
-    assert (await g.rcpt(REMOTE, "a@pass.example", "b@example.test")).action is Action.CONTINUE
-    assert (await g.rcpt(REMOTE, "a@fail.example", "b@example.test")).action is Action.TEMPFAIL
-    other = Greylist(MemoryStore(), ManualClock(), spf_domains=["x.example"], spf=spf)
-    assert (await other.rcpt(REMOTE, "a@pass.example", "b@example.test")).action is Action.TEMPFAIL
+    def at_rcpt(sender: str) -> Transaction:
+        # What sender authentication leaves on the transaction at MAIL: its SPF task.
+        tx = transaction(REMOTE, sender)
+        tx.spf = asyncio.ensure_future(spf(sender))
+        return tx
+
+    g = Greylist(MemoryStore(), ManualClock(), spf_domains=["pass.example", "fail.example"])
+    assert (await g.rcpt(at_rcpt("a@pass.example"), "b@example.test")).action is Action.CONTINUE
+    assert (await g.rcpt(at_rcpt("a@fail.example"), "b@example.test")).action is Action.TEMPFAIL
+    # No SPF started (no sender authentication in the chain): greylisted like anyone.
+    assert (
+        await g.rcpt(transaction(REMOTE, "a@pass.example"), "b@example.test")
+    ).action is Action.TEMPFAIL
+    other = Greylist(MemoryStore(), ManualClock(), spf_domains=["x.example"])
+    assert (await other.rcpt(at_rcpt("a@pass.example"), "b@example.test")).action is Action.TEMPFAIL

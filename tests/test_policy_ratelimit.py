@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reference.clock import ManualClock
-from reference.policy import Action, Session
+from reference.policy import Action, Session, transaction
 from reference.policy.ratelimit import RateLimit
 from reference.state.memory import MemoryStore
 from reference.values import Limit, Limits, parse_limit, parse_overrides
@@ -35,16 +35,20 @@ async def test_over_the_limit_says_when_and_only_for_submission() -> None:
     clock = ManualClock()
     rl = RateLimit(MemoryStore(), clock, Limits(recipients=Limit(2, 300)))
     for _ in range(2):
-        assert (await rl.rcpt(ALICE, "alice@example.test", "x@y.test")).action is Action.CONTINUE
-    r = await rl.rcpt(ALICE, "alice@example.test", "x@y.test")
+        assert (
+            await rl.rcpt(transaction(ALICE, "alice@example.test"), "x@y.test")
+        ).action is Action.CONTINUE
+    r = await rl.rcpt(transaction(ALICE, "alice@example.test"), "x@y.test")
     assert r.action is Action.TEMPFAIL and r.reply is not None
     assert (r.reply.code, r.reply.enhanced) == (450, "4.7.1")
     assert "try again after" in r.reply.text and "(in 300 s)" in r.reply.text
     mx = Session(role="mx", peer="203.0.113.1")
-    assert (await rl.rcpt(mx, "a@b.test", "alice@example.test")).action is Action.CONTINUE
+    assert (
+        await rl.rcpt(transaction(mx, "a@b.test"), "alice@example.test")
+    ).action is Action.CONTINUE
 
 
 async def test_a_message_larger_than_the_byte_limit_is_refused_for_good() -> None:
     rl = RateLimit(MemoryStore(), ManualClock(), Limits(bytes=Limit(1000, 3600)))
-    r = await rl.data(ALICE, "alice@example.test", ["x@y.test"], b"x" * 2000)
+    r = await rl.data(transaction(ALICE, "alice@example.test", ["x@y.test"], b"x" * 2000))
     assert r.action is Action.REJECT and r.reply is not None and r.reply.code == 552

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reference.policy import Action, Session
+from reference.policy import Action, Session, transaction
 from reference.policy.antivirus import Antivirus, Unscanned
 from reference.scan.clamd import ClamdClient
 from reference.testing import EICAR, VIRUS_MARKER, ClamdServer, ReferenceServer
@@ -62,16 +62,18 @@ async def test_antivirus_check_replies(clamd: ClamdServer, tmp_path: Path) -> No
     av = Antivirus(ClamdClient(clamd.address))
     mx = Session(role="mx", peer="203.0.113.5")
     sub = Session(role="submission", peer="127.0.0.1", user="alice@example.test")
-    r = await av.data(mx, "a@remote.test", ["bob@example.test"], mail_with(EICAR))
+    r = await av.data(transaction(mx, "a@remote.test", ["bob@example.test"], mail_with(EICAR)))
     assert r.action is Action.REJECT and r.reply is not None
     assert (r.reply.code, r.reply.enhanced) == (554, "5.7.1")
     assert "Mailspec.Test.EICAR" in r.reply.text
-    r = await av.data(sub, "alice@example.test", ["x@y.test"], mail_with(EICAR))
+    r = await av.data(transaction(sub, "alice@example.test", ["x@y.test"], mail_with(EICAR)))
     assert r.reply is not None and r.reply.code == 550 and "virus" in r.reply.text
-    clean = await av.data(mx, "a@remote.test", ["bob@example.test"], mail_with(b"hello"))
+    clean = await av.data(
+        transaction(mx, "a@remote.test", ["bob@example.test"], mail_with(b"hello"))
+    )
     assert clean.action is Action.CONTINUE
     dead = Antivirus(ClamdClient(f"{tmp_path}/no.sock", timeout=1))
-    r = await dead.data(mx, "a@remote.test", ["bob@example.test"], b"x")
+    r = await dead.data(transaction(mx, "a@remote.test", ["bob@example.test"], b"x"))
     assert r.action is Action.TEMPFAIL and r.reply is not None and r.reply.code == 451
 
 
@@ -82,15 +84,19 @@ async def test_unscanned_flags_the_eicar_file_and_refuses_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     check = Unscanned()
-    mx = Session(role="mx", peer="203.0.113.5", qid="Q1")
+    mx = Session(role="mx", peer="203.0.113.5")
     raw = b"Subject: test\r\n\r\n" + EICAR + b"\r\n"  # typed by hand: the body is the file
     with caplog.at_level(logging.INFO, logger="mailspec.antivirus"):
         for msg in (mail_with(EICAR), raw):  # base64 attachment, then 7bit
-            r = await check.data(mx, "a@remote.test", ["bob@example.test"], msg)
+            r = await check.data(
+                transaction(mx, "a@remote.test", ["bob@example.test"], msg, qid="Q1")
+            )
             # Refusing it here would look like a scan that catches viruses, while every
             # real one passes.
             assert r.action is Action.CONTINUE and not r.prepend_headers
-        clean = await check.data(mx, "a@remote.test", ["bob@example.test"], mail_with(b"hi"))
+        clean = await check.data(
+            transaction(mx, "a@remote.test", ["bob@example.test"], mail_with(b"hi"))
+        )
         assert clean.action is Action.CONTINUE
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reference.policy import Action, Session
+from reference.policy import Action, Session, transaction
 from reference.policy.helo import HeloCheck
 from reference.smtp.proxy import V2_SIGNATURE, ProxyError, parse_v2, render_v2
 from reference.testing import ReferenceServer
@@ -84,13 +84,13 @@ def test_limit_applies_to_the_client_a_proxy_names(ref: ReferenceServer) -> None
 )
 async def test_helo_sanity(helo: str, code: int | None) -> None:
     check = HeloCheck("mail.example.test")
-    r = await check.mail(Session(role="mx", peer="203.0.113.5", helo=helo), "a@b.test")
+    r = await check.mail(transaction(Session(role="mx", peer="203.0.113.5", helo=helo), "a@b.test"))
     if code is None:
         assert r.action is Action.CONTINUE
     else:
         assert r.reply is not None and r.reply.code == code
     sub = Session(role="submission", peer="127.0.0.1", helo=helo, user="a@example.test")
-    assert (await check.mail(sub, "a@example.test")).action is Action.CONTINUE
+    assert (await check.mail(transaction(sub, "a@example.test"))).action is Action.CONTINUE
 
 
 def test_proxy_v2_names_the_client(ref: ReferenceServer) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from reference.clock import ManualClock
 from reference.credentials import StaticAuthenticator
-from reference.policy import CONTINUE, Check, CheckResult, Policy, Session
+from reference.policy import CONTINUE, Check, CheckResult, Policy, Transaction
 from reference.smtp.server import Listener
 from reference.spool import QueueEntry, Spool
 
@@ -195,8 +195,8 @@ class _SeePeer(Check):
     def __init__(self) -> None:
         self.peers: list[str] = []
 
-    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
-        self.peers.append(s.peer)
+    async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
+        self.peers.append(tx.peer)
         return CONTINUE
 
 

@@ -15,7 +15,7 @@ from reference import config
 from reference.app import App
 from reference.clock import ManualClock
 from reference.config import ConfigError
-from reference.policy import Action, CheckResult, Policy, Session
+from reference.policy import KEEP, Action, CheckResult, Filing, Policy, Session, transaction
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.spam import SpamCheck
 from reference.scan.bayes import Bayes, Classifiers
@@ -35,12 +35,12 @@ def message(body: str = "Shall we meet at noon?", extra: str = "") -> bytes:
 
 
 async def decide(check: SpamCheck, msg: bytes, s: Session = MX) -> CheckResult:
-    return await check.data(s, "alice@remote.example", ["bob@example.test"], msg)
+    return await check.data(transaction(s, "alice@remote.example", ["bob@example.test"], msg))
 
 
 async def test_clean_mail_passes_with_a_status_field() -> None:
     r = await decide(SpamCheck(), message())
-    assert r.action is Action.CONTINUE and not r.meta
+    assert r.action is Action.CONTINUE and r.filing == KEEP
     assert r.prepend_headers == (
         b"X-Spam-Status: No, score=0.0 required=5 tests=none\r\nX-Spam-Score: 0.0\r\n"
     )
@@ -61,7 +61,7 @@ async def test_spam_is_refused_stating_score_and_threshold(
 async def test_between_the_thresholds_is_junk() -> None:
     r = await decide(SpamCheck(reject_score=10, junk_score=5), message(GTUBE_JUNK))
     assert r.action is Action.CONTINUE
-    assert r.meta == {"folder": "Junk"}
+    assert r.filing == Filing(folder="Junk")
     head = r.edit(message(GTUBE_JUNK)).decode()
     assert head.startswith("X-Spam-Status: Yes, score=5.0 required=5 tests=GTUBE_JUNK\r\n")
     assert "X-Spam-Score: 5.0\r\nX-Spam-Flag: YES\r\n" in head
@@ -69,7 +69,7 @@ async def test_between_the_thresholds_is_junk() -> None:
 
 async def test_junk_variant_follows_the_configured_junk_score() -> None:
     r = await decide(SpamCheck(reject_score=20, junk_score=8.5), message(GTUBE_JUNK))
-    assert r.meta == {"folder": "Junk"} and b"score=8.5 required=8.5" in r.prepend_headers
+    assert r.filing == Filing(folder="Junk") and b"score=8.5 required=8.5" in r.prepend_headers
 
 
 async def test_forged_spam_fields_are_replaced() -> None:
@@ -99,7 +99,7 @@ async def test_phishing_adds_up_to_junk() -> None:
     )
     raw = message(body="").replace(b"\r\n\r\n", b"\r\n" + html.encode(), 1)
     r = await decide(SpamCheck(), raw)
-    assert r.meta == {"folder": "Junk"}
+    assert r.filing == Filing(folder="Junk")
     assert b"PHISH_LINK_MISMATCH" in r.prepend_headers and b"URL_IP_LITERAL" in r.prepend_headers
 
 
@@ -134,7 +134,7 @@ async def test_a_broken_bayes_database_is_no_opinion(tmp_path: Path) -> None:
 async def test_office_macros_add_score(code: str, action: Action, folder: str | None) -> None:
     r = await decide(SpamCheck(macro_score=3.0), message_with("invoice.docm", docm(code)))
     assert r.action is action
-    assert r.meta.get("folder") == folder
+    assert r.filing.folder == folder
     if action is Action.REJECT:
         assert "OFFICE_MACRO_DROPPER=3" in r.reason
 
@@ -254,7 +254,7 @@ async def test_policy_chain_refuses_before_later_checks() -> None:
             return CheckResult(Action.CONTINUE)
 
     policy = Policy([SpamCheck(), Later()])
-    r = await policy.data(MX, "a@remote.example", ["b@example.test"], message(GTUBE))
+    r = await policy.data(transaction(MX, "a@remote.example", ["b@example.test"], message(GTUBE)))
     assert r.action is Action.REJECT and not Later.called
 
 

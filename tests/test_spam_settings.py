@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from reference.directory import Directory, DirectoryError, SpamSettings
-from reference.policy import Action, CheckResult, Session
+from reference.policy import KEEP, Action, CheckResult, Filing, Session, transaction
 from reference.policy.spam import SENDER_BLOCKED, BlockedSenders, SpamCheck
 from reference.scan.bayes import Bayes, Classifiers
 from reference.scan.spam import GTUBE, GTUBE_JUNK
 from reference.testing import ReferenceServer
 
-MX = Session(role="mx", peer="203.0.113.7", helo="mx.remote.example", qid="0000000000AABBCC")
+MX = Session(role="mx", peer="203.0.113.7", helo="mx.remote.example")
+QID = "0000000000AABBCC"
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@other.test"
 
 
@@ -49,7 +50,7 @@ async def decide(
     sender: str = "bounce@esp.example",
     s: Session = MX,
 ) -> CheckResult:
-    return await check.data(s, sender, rcpts, msg)
+    return await check.data(transaction(s, sender, rcpts, msg, qid=QID))
 
 
 # -- the directory -----------------------------------------------------------------------------
@@ -119,11 +120,11 @@ def test_sender_lists(directory: Directory) -> None:
 async def test_a_users_lower_junk_threshold(directory: Directory) -> None:
     check = SpamCheck(directory=directory)
     urgent = message("Act now and verify your account. Click here")  # 1.5 + 2 + 0.5
-    assert (await decide(check, urgent, [ALICE])).meta == {}
+    assert (await decide(check, urgent, [ALICE])).filing == KEEP
     directory.set_spam_settings(ALICE, junk_score=3)
     r = await decide(check, urgent, [ALICE])
-    assert r.meta == {"folder": "Junk"} and b"score=4.0 required=3 " in r.prepend_headers
-    assert (await decide(check, urgent, [BOB])).meta == {}
+    assert r.filing == Filing(folder="Junk") and b"score=4.0 required=3 " in r.prepend_headers
+    assert (await decide(check, urgent, [BOB])).filing == KEEP
 
 
 async def test_a_domains_thresholds_and_a_users_on_top(directory: Directory) -> None:
@@ -140,14 +141,14 @@ async def test_a_domains_thresholds_and_a_users_on_top(directory: Directory) -> 
     r = await decide(check, gtube_junk, [ALICE])
     assert r.reply is not None and "threshold 4)" in r.reply.text
     r = await decide(check, message(GTUBE_JUNK), [BOB])
-    assert r.action is Action.CONTINUE and r.meta == {"folder": "Junk"}
-    assert (await decide(check, message(GTUBE_JUNK), [CAROL])).meta == {"folder": "Junk"}
+    assert r.action is Action.CONTINUE and r.filing == Filing(folder="Junk")
+    assert (await decide(check, message(GTUBE_JUNK), [CAROL])).filing == Filing(folder="Junk")
 
 
 async def test_gtube_junk_follows_the_users_junk_threshold(directory: Directory) -> None:
     directory.set_spam_settings(ALICE, junk_score=7.5)
     r = await decide(SpamCheck(directory=directory), message(GTUBE_JUNK), [ALICE])
-    assert r.meta == {"folder": "Junk"} and b"score=7.5 required=7.5" in r.prepend_headers
+    assert r.filing == Filing(folder="Junk") and b"score=7.5 required=7.5" in r.prepend_headers
 
 
 async def test_recipients_that_disagree_get_the_configured_thresholds(
@@ -157,7 +158,7 @@ async def test_recipients_that_disagree_get_the_configured_thresholds(
     directory.set_spam_settings(ALICE, reject_score=4)
     check = SpamCheck(directory=directory)
     r = await decide(check, message(GTUBE_JUNK), [ALICE, BOB])
-    assert r.action is Action.CONTINUE and r.meta == {"folder": "Junk"}
+    assert r.action is Action.CONTINUE and r.filing == Filing(folder="Junk")
     assert "settings=mixed" in caplog.text
     # Two recipients with the same settings: theirs.
     directory.set_spam_settings(BOB, reject_score=4)
@@ -178,7 +179,7 @@ async def test_allowed_sender_skips_content_scoring(directory: Directory) -> Non
     directory.set_sender_list(ALICE, "allow", "@shop.example")
     check = SpamCheck(directory=directory)
     r = await decide(check, message(GTUBE), [ALICE])  # by the From address
-    assert r.action is Action.CONTINUE and r.meta == {}
+    assert r.action is Action.CONTINUE and r.filing == KEEP
     assert b"X-Spam-Status: No, score=0.0 required=5 tests=USER_ALLOWLIST" in r.prepend_headers
     r = await decide(check, message(GTUBE, sender="x@elsewhere.example"), [ALICE], "a@shop.example")
     assert r.action is Action.CONTINUE  # by the envelope sender
@@ -190,24 +191,24 @@ async def test_allowed_sender_skips_content_scoring(directory: Directory) -> Non
 async def test_blocked_from_address_goes_to_junk(directory: Directory) -> None:
     directory.set_sender_list(ALICE, "block", "news@shop.example")
     r = await decide(SpamCheck(directory=directory), message(), [ALICE])
-    assert r.meta == {"folder": "Junk"} and b"USER_BLOCKLIST" in r.prepend_headers
-    assert (await decide(SpamCheck(directory=directory), message(), [BOB])).meta == {}
+    assert r.filing == Filing(folder="Junk") and b"USER_BLOCKLIST" in r.prepend_headers
+    assert (await decide(SpamCheck(directory=directory), message(), [BOB])).filing == KEEP
 
 
 async def test_blocked_envelope_sender_is_refused_at_rcpt(directory: Directory) -> None:
     directory.set_sender_list(ALICE, "block", "@spam.example")
     check = BlockedSenders(directory)
-    r = await check.rcpt(MX, "x@Spam.Example", "Alice@example.test")
+    r = await check.rcpt(transaction(MX, "x@Spam.Example"), "Alice@example.test")
     assert r.action is Action.REJECT and r.reply == SENDER_BLOCKED
     assert str(SENDER_BLOCKED) == "550 5.7.1 Sender blocked by recipient"
     assert "alice@example.test's block list (@spam.example)" in r.reason
-    assert (await check.rcpt(MX, "x@spam.example", BOB)).action is Action.CONTINUE
-    assert (await check.rcpt(MX, "", ALICE)).action is Action.CONTINUE  # bounces pass
-    assert (await check.rcpt(MX, "x@spam.example", "nobody@example.test")).action is (
+    assert (await check.rcpt(transaction(MX, "x@spam.example"), BOB)).action is Action.CONTINUE
+    assert (await check.rcpt(transaction(MX, ""), ALICE)).action is Action.CONTINUE  # bounces pass
+    assert (await check.rcpt(transaction(MX, "x@spam.example"), "nobody@example.test")).action is (
         Action.CONTINUE
     )
     # postmaster@ is read by the domain's first account: its list applies.
-    assert (await check.rcpt(MX, "x@spam.example", "postmaster@example.test")).refuses
+    assert (await check.rcpt(transaction(MX, "x@spam.example"), "postmaster@example.test")).refuses
 
 
 # -- Bayes per recipient -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ import dkim as dkimpy  # type: ignore[import-untyped]
 
 from reference.auth.keys import SigningKey
 from reference.auth.lookup import DnsTempError, Lookup
-from reference.auth.message import header_fields, split_message, unfold
+from reference.mail.message import Message, unfold
 
 __all__ = ["ArcChain", "ArcResult", "seal", "verify"]
 
@@ -48,12 +48,11 @@ class ArcChain:
         return self.sealers[0] if self.sealers else ""
 
 
-def _key_names(message: bytes) -> tuple[set[str], list[tuple[int, str]]]:
+def _key_names(message: Message) -> tuple[set[str], list[tuple[int, str]]]:
     """The key records every ARC-Seal and ARC-Message-Signature needs; (i, d) of each seal."""
-    header, _ = split_message(message)
     names: set[str] = set()
     seals: list[tuple[int, str]] = []
-    for f in header_fields(header):
+    for f in message.fields:
         if f.lname not in ("arc-seal", "arc-message-signature"):
             continue
         tags = _tags(unfold(f.value))
@@ -75,8 +74,9 @@ def _tags(value: bytes) -> dict[str, str]:
     return out
 
 
-async def verify(lookup: Lookup, message: bytes) -> ArcChain:
+async def verify(lookup: Lookup, message: Message | bytes) -> ArcChain:
     """RFC 8617 5.2: validate the chain; a DNS failure on a needed key fails it."""
+    message = Message.of(message)
     names, seals = _key_names(message)
     if not seals and not names:
         return ArcChain(ArcResult.NONE, reason="no ARC sets")
@@ -90,7 +90,7 @@ async def verify(lookup: Lookup, message: bytes) -> ArcChain:
         except DnsTempError as e:
             return ArcChain(ArcResult.FAIL, len(seals), sealers, f"key lookup: {e}")
         keys[name.encode()] = txts[0] if txts else None
-    cv, reason = await asyncio.to_thread(_verify_sync, message, keys)
+    cv, reason = await asyncio.to_thread(_verify_sync, message.raw, keys)
     return ArcChain(cv, len(seals), sealers, reason)
 
 
@@ -109,7 +109,7 @@ def _verify_sync(message: bytes, keys: dict[bytes, bytes | None]) -> tuple[ArcRe
     return ArcResult.FAIL, str(reason)[:120]  # CV_Fail, or None for a terminated chain
 
 
-async def seal(message: bytes, key: SigningKey, authserv_id: str, *, now: float) -> bytes:
+async def seal(message: Message | bytes, key: SigningKey, authserv_id: str, *, now: float) -> bytes:
     """The ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results) to put on
     top of a message we forward.
 
@@ -121,15 +121,16 @@ async def seal(message: bytes, key: SigningKey, authserv_id: str, *, now: float)
     if key.algorithm != "rsa-sha256":
         raise ValueError("ARC seals with rsa-sha256 keys only")
     pem = key.private_pem()
+    msg = Message.of(message)
 
     def run() -> bytes:
-        arc = dkimpy.ARC(message, logger=_dkimpy_log)
+        arc = dkimpy.ARC(msg.raw, logger=_dkimpy_log)
         sets = arc.sign(
             key.selector.encode(),
             key.domain.encode(),
             pem,
             authserv_id.encode(),
-            include_headers=[h.encode() for h in _AMS_HEADERS if _has(message, h)] + [b"from"],
+            include_headers=[h.encode() for h in _AMS_HEADERS if msg.has(h)] + [b"from"],
             timestamp=int(now),
         )
         return b"".join(h if h.endswith(b"\r\n") else h + b"\r\n" for h in sets)
@@ -148,8 +149,3 @@ _AMS_HEADERS = (
     "content-type",
     "dkim-signature",
 )
-
-
-def _has(message: bytes, name: str) -> bool:
-    header, _ = split_message(message)
-    return any(f.lname == name for f in header_fields(header))

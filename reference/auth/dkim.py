@@ -29,7 +29,7 @@ from dkim.util import (  # type: ignore[import-untyped]
 
 from reference.auth.keys import SigningKey
 from reference.auth.lookup import DnsTempError, Lookup
-from reference.auth.message import Field, header_fields, split_message, unfold
+from reference.mail.message import Field, Message, unfold
 
 __all__ = [
     "OVERSIGNED",
@@ -192,7 +192,7 @@ def _wrap(value: str, first: int, width: int = 72) -> str:
 
 
 def sign(
-    message: bytes,
+    message: Message | bytes,
     keys: Sequence[SigningKey],
     *,
     now: float,
@@ -206,8 +206,8 @@ def sign(
 
     CPU work: call it through asyncio.to_thread on a server's loop.
     """
-    header, body = split_message(message)
-    fields = header_fields(header)
+    msg = Message.of(message)
+    body, fields = msg.body, msg.fields
     present = [f.lname for f in fields]
     names: list[str] = []
     for name in headers:
@@ -250,9 +250,8 @@ def sign(
 # -- verification ----------------------------------------------------------------------------
 
 
-def signature_fields(message: bytes) -> list[Field]:
-    header, _ = split_message(message)
-    return [f for f in header_fields(header) if f.lname == "dkim-signature"]
+def signature_fields(message: Message | bytes) -> list[Field]:
+    return Message.of(message).get_all("dkim-signature")
 
 
 def _tags(f: Field) -> dict[bytes, bytes]:
@@ -265,9 +264,10 @@ def _txt(s: bytes) -> str:
 
 
 async def verify(
-    lookup: Lookup, message: bytes, *, now: float, max_signatures: int = MAX_SIGNATURES
+    lookup: Lookup, message: Message | bytes, *, now: float, max_signatures: int = MAX_SIGNATURES
 ) -> list[DkimSignature]:
     """Every DKIM-Signature, in order (none: an empty list); ``now`` judges x= expiry."""
+    message = Message.of(message)
     fields = signature_fields(message)
     results: list[DkimSignature | None] = [None] * len(fields)
     keys: dict[bytes, bytes | None] = {}  # record name -> TXT value (None: none there)
@@ -344,7 +344,7 @@ def _with(base: DkimSignature, result: DkimResult, reason: str) -> DkimSignature
 
 
 def _verify_sync(
-    message: bytes,
+    message: Message,
     pending: list[int],
     bases: list[DkimSignature | None],
     keys: dict[bytes, bytes | None],
@@ -354,7 +354,7 @@ def _verify_sync(
 
     out: list[DkimSignature] = []
     try:
-        d = dkimpy.DKIM(message, logger=_dkimpy_log, minkey=MIN_RSA_BITS)
+        d = dkimpy.DKIM(message.raw, logger=_dkimpy_log, minkey=MIN_RSA_BITS)
     except dkimpy.DKIMException as e:
         return [_with(_b(bases[i]), DkimResult.PERMERROR, f"message: {e}") for i in pending]
     fields = signature_fields(message)
@@ -395,7 +395,7 @@ def _b(base: DkimSignature | None) -> DkimSignature:
     return base
 
 
-def _length_check(base: DkimSignature, tags: dict[bytes, bytes], message: bytes) -> DkimSignature:
+def _length_check(base: DkimSignature, tags: dict[bytes, bytes], message: Message) -> DkimSignature:
     """l=: a signature covering only part of the body vouches for nothing after it.
 
     RFC 6376 8.2: content appended after l= can be anything. Such a signature is reported
@@ -405,7 +405,7 @@ def _length_check(base: DkimSignature, tags: dict[bytes, bytes], message: bytes)
     length = tags.get(b"l")
     if length is None:
         return _with(base, DkimResult.PASS, "")
-    _, body = split_message(message)
+    body = message.body
     c = tags.get(b"c", b"simple/simple").split(b"/")
     body_c = c[1] if len(c) > 1 else b"simple"
     canon = relaxed_body(body) if body_c.strip() == b"relaxed" else _simple_body(body)

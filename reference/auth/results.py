@@ -16,8 +16,8 @@ import authres.dmarc  # type: ignore[import-untyped]
 from reference.auth.arc import ArcChain, ArcResult
 from reference.auth.dkim import DkimSignature
 from reference.auth.dmarc import DmarcEvaluation
-from reference.auth.message import Field, header_fields, split_message, unfold
 from reference.auth.spf import SpfCheck
+from reference.mail.message import Field, Message, unfold
 
 __all__ = ["authentication_results", "authserv_id_of", "forged_fields"]
 
@@ -114,12 +114,11 @@ def authserv_id_of(f: Field) -> str:
     return m.group(1).decode("utf-8", "replace").lower() if m else ""
 
 
-def forged_fields(message: bytes, authserv_id: str) -> list[bytes]:
+def forged_fields(message: Message | bytes, authserv_id: str) -> list[bytes]:
     """Raw Authentication-Results fields claiming our authserv-id (RFC 8601 5)."""
-    header, _ = split_message(message)
     ours = authserv_id.lower()
     return [
         f.raw
-        for f in header_fields(header)
-        if f.lname == "authentication-results" and authserv_id_of(f) == ours
+        for f in Message.of(message).get_all("authentication-results")
+        if authserv_id_of(f) == ours
     ]

@@ -14,11 +14,11 @@ from typing import Any
 from reference.auth import arc, dkim, dmarc, spf
 from reference.auth.keys import ALGORITHMS, KeyStore, KeyStoreError, SigningKey, txt_strings
 from reference.auth.lookup import Lookup
-from reference.auth.message import from_domains, split_message
 from reference.auth.results import authentication_results
 from reference.cli.common import load_config
 from reference.clock import RealClock
 from reference.config import Config, ConfigError
+from reference.mail.message import from_domains, split_message
 
 
 def register(
@@ -345,7 +345,8 @@ async def _dmarc_verdict(
 ) -> tuple[dict[str, Any], list[str]]:
     """Run the MX's own check on the message, so the verdict is exactly the server's."""
     from reference.auth.dmarc import MemoryRecorder
-    from reference.policy import Action, Session
+    from reference.mail.message import Message
+    from reference.policy import Action, Session, Transaction
     from reference.policy.auth import SenderAuthentication
 
     recorder = MemoryRecorder()
@@ -359,10 +360,11 @@ async def _dmarc_verdict(
         arc_trusted=cfg.auth.arc_trusted,
         recorder=recorder,
     )
-    session = Session(role="mx", peer=args.ip, helo=args.helo)
     sender = args.mail_from
-    await check.mail(session, sender)
-    result = await check.data(session, sender, [], msg)
+    tx = Transaction(Session(role="mx", peer=args.ip, helo=args.helo), sender)
+    await check.mail(tx)
+    tx.message = Message(msg)
+    result = await check.data(tx)
     checks = await _spf_checks(lookup, args.ip, args.helo, sender)
     sigs = await dkim.verify(lookup, msg, now=RealClock().now())
     chain = await arc.verify(lookup, msg)
@@ -384,7 +386,7 @@ async def _dmarc_verdict(
     if result.action is Action.TEMPFAIL or result.action is Action.REJECT:
         action = result.action.value
     else:
-        action = "junk" if result.meta.get("folder") == "Junk" else "accept"
+        action = "junk" if result.filing.folder == "Junk" else "accept"
     reply = str(result.reply) if result.reply is not None else ""
     evaluations: list[dict[str, Any]] = [
         {

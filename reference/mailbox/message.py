@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_BLANK = re.compile(rb"\r?\n\r?\n")
+from reference.mail.message import split_header
+
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+\Z")
 
 
@@ -16,13 +17,8 @@ def to_crlf(data: bytes) -> bytes:
 
 def split(data: bytes) -> tuple[bytes, bytes]:
     """``(header, body)``; the header keeps the blank line that ends it (RFC 3501 6.4.5)."""
-    if data.startswith((b"\r\n", b"\n")):
-        n = 2 if data.startswith(b"\r\n") else 1
-        return data[:n], data[n:]
-    m = _BLANK.search(data)
-    if m is None:
-        return data, b""
-    return data[: m.end()], data[m.end() :]
+    header, blank, body = split_header(data)
+    return header + blank, body
 
 
 def header_fields(header: bytes, names: Iterable[str], *, exclude: bool = False) -> bytes:

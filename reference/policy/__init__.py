@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
+from reference.auth.spf import SpfCheck
 from reference.directory import Directory, DirectoryError, split_address
 from reference.mail import replies
+from reference.mail.message import Message
 from reference.mail.replies import Reply
 
 __all__ = [
+    "CONTINUE",
+    "KEEP",
     "Action",
     "Check",
     "CheckResult",
+    "Filing",
     "LocalRecipients",
     "Policy",
     "SenderOwnership",
     "Session",
+    "SpfPair",
+    "Transaction",
+    "refuse",
+    "transaction",
 ]
 
 
@@ -30,19 +39,38 @@ class Action(Enum):
 
 
 @dataclass(frozen=True)
+class Filing:
+    """Where the checks file an accepted message (DMARC's "disposition" is another thing)."""
+
+    folder: str | None = None  # a mailbox folder other than INBOX (quarantine: "Junk")
+    lane: str | None = None  # the queue lane (mass mail: "bulk")
+
+    def then(self, later: Filing) -> Filing:
+        """This disposition with what a later check decided on top."""
+        return Filing(later.folder or self.folder, later.lane or self.lane)
+
+    def spool_meta(self) -> dict[str, str]:
+        """As the spool keeps it (its on-disk format reads these keys)."""
+        return {k: v for k, v in (("folder", self.folder), ("lane", self.lane)) if v}
+
+
+KEEP = Filing()
+
+
+@dataclass(frozen=True)
 class CheckResult:
     action: Action
     reply: Reply | None = None
     reason: str = ""  # for the log line, never for the wire
     # What a DATA check asks of an accepted message: header fields to put on top (e.g.
     # Authentication-Results, DKIM-Signature), raw header fields to take out (e.g. a forged
-    # Authentication-Results), and spool meta to set (e.g. {"folder": "Junk"}).
+    # Authentication-Results), and where the message goes (a folder, a lane).
     prepend_headers: bytes = b""
     remove_headers: tuple[bytes, ...] = ()
-    meta: Mapping[str, Any] = field(default_factory=dict)
+    filing: Filing = KEEP
     # The whole message rewritten (a disclaimer in the body, header rules): the checks
     # after this one see it (DKIM signs it), and the header edits apply on top of it.
-    message: bytes | None = None
+    message: Message | None = None
 
     @property
     def refuses(self) -> bool:
@@ -53,7 +81,7 @@ class CheckResult:
         if not (
             earlier.prepend_headers
             or earlier.remove_headers
-            or earlier.meta
+            or earlier.filing != KEEP
             or earlier.message is not None
         ):
             return self
@@ -63,27 +91,14 @@ class CheckResult:
             self.reason,
             self.prepend_headers + earlier.prepend_headers,
             earlier.remove_headers + self.remove_headers,
-            {**earlier.meta, **self.meta},
+            earlier.filing.then(self.filing),
             self.message if self.message is not None else earlier.message,
         )
 
-    def edit(self, raw: bytes) -> bytes:
+    def edit(self, msg: Message | bytes) -> bytes:
         """The message (as rewritten, if it was) with the header edits applied."""
-        if self.message is not None:
-            raw = self.message
-        if not (self.prepend_headers or self.remove_headers):
-            return raw
-        end = 0 if raw.startswith(b"\r\n") else raw.find(b"\r\n\r\n") + 2
-        if end == 1:  # no blank line: all of it is header
-            end = len(raw)
-        header, body = raw[:end], raw[end:]
-        for f in self.remove_headers:
-            at = header.find(f)
-            while at > 0 and header[at - 1 : at] != b"\n":
-                at = header.find(f, at + 1)
-            if at >= 0:
-                header = header[:at] + header[at + len(f) :]
-        return self.prepend_headers + header + body
+        edited = self.message if self.message is not None else Message.of(msg)
+        return edited.edited(self.prepend_headers, self.remove_headers).raw
 
 
 CONTINUE = CheckResult(Action.CONTINUE)
@@ -102,9 +117,74 @@ class Session:
     helo: str = ""
     tls: bool = False
     user: str | None = None  # the authenticated address
-    # At DATA: the queue id the message will have if accepted, so that what checks log
-    # about it (the spam rules that fired) can be found with the "queued" line.
+
+
+SpfPair = tuple[SpfCheck, SpfCheck]  # (MAIL FROM identity, HELO identity)
+
+
+@dataclass
+class Transaction:
+    """One mail transaction, from MAIL to the end of DATA (or RSET): what the checks see
+    and what one check's results are for the others (greylisting reads SPF here)."""
+
+    session: Session
+    sender: str = ""
+    recipients: list[str] = field(default_factory=list)
+    # At DATA: the message as received, and the queue id it will have if accepted (what
+    # checks log about it, refused or not, carries the id of the "queued" line).
+    message: Message | None = None
     qid: str = ""
+    # SPF (RFC 7208) for MAIL FROM and HELO, started at MAIL and awaited where needed.
+    spf: asyncio.Task[SpfPair] | None = None
+
+    @property
+    def role(self) -> str:
+        return self.session.role
+
+    @property
+    def peer(self) -> str:
+        return self.session.peer
+
+    @property
+    def helo(self) -> str:
+        return self.session.helo
+
+    @property
+    def user(self) -> str | None:
+        return self.session.user
+
+    @property
+    def msg(self) -> Message:
+        """The message, at DATA (a check of an earlier stage has none)."""
+        assert self.message is not None, "no message before DATA"
+        return self.message
+
+    async def spf_mail_from(self) -> SpfCheck | None:
+        """The MAIL FROM SPF result, if an SPF check started one (None: it did not)."""
+        if self.spf is None:
+            return None
+        try:
+            mail_from, _ = await asyncio.shield(self.spf)
+        except asyncio.CancelledError:
+            return None
+        return mail_from
+
+    def close(self) -> None:
+        """The transaction is over: work started for it and not awaited stops."""
+        if self.spf is not None and not self.spf.done():
+            self.spf.cancel()
+
+
+def transaction(
+    session: Session,
+    sender: str = "",
+    recipients: Sequence[str] = (),
+    message: Message | bytes | None = None,
+    qid: str = "",
+) -> Transaction:
+    """A transaction as it stands at a stage (diagnostics commands judge one message so)."""
+    msg = None if message is None else Message.of(message)
+    return Transaction(session, sender, list(recipients), msg, qid)
 
 
 class Check:
@@ -116,13 +196,13 @@ class Check:
         """The address ``rcpt`` stands for, if this check knows better (None: no opinion)."""
         return None
 
-    async def mail(self, s: Session, sender: str) -> CheckResult:
+    async def mail(self, tx: Transaction) -> CheckResult:
         return CONTINUE
 
-    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+    async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         return CONTINUE
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+    async def data(self, tx: Transaction) -> CheckResult:
         return CONTINUE
 
 
@@ -147,7 +227,7 @@ class LocalRecipients(Check):
         own = [d for d in domains if host and (host == d or host.endswith("." + d))]
         return f"postmaster@{(own or domains)[0]}"
 
-    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+    async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         try:
             _, domain = split_address(rcpt)
         except DirectoryError:
@@ -160,9 +240,9 @@ class LocalRecipients(Check):
             if not account.enabled:
                 return refuse(replies.MAILBOX_DISABLED, f"disabled {rcpt}")
             return CONTINUE
-        if s.user is None:
+        if tx.user is None:
             # No open relay: only authenticated users may send to other domains.
-            return refuse(replies.RELAY_DENIED, f"relay to {domain} from {s.peer}")
+            return refuse(replies.RELAY_DENIED, f"relay to {domain} from {tx.peer}")
         return CONTINUE
 
 
@@ -174,8 +254,9 @@ class SenderOwnership(Check):
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
 
-    async def mail(self, s: Session, sender: str) -> CheckResult:
-        if s.role != "submission" or s.user is None:
+    async def mail(self, tx: Transaction) -> CheckResult:
+        sender = tx.sender
+        if tx.role != "submission" or tx.user is None:
             return CONTINUE
         if sender == "":
             return CONTINUE  # a user may send a bounce-like message with a null sender
@@ -183,8 +264,8 @@ class SenderOwnership(Check):
             local, domain = split_address(sender)
         except DirectoryError:
             return refuse(replies.BAD_ADDRESS, f"bad sender {sender!r}")
-        if not self.directory.owns(s.user, f"{local}@{domain}"):
-            return refuse(replies.SENDER_NOT_OWNED, f"{s.user} tried MAIL FROM {sender}")
+        if not self.directory.owns(tx.user, f"{local}@{domain}"):
+            return refuse(replies.SENDER_NOT_OWNED, f"{tx.user} tried MAIL FROM {sender}")
         return CONTINUE
 
 
@@ -202,29 +283,34 @@ class Policy:
                 return found
         return rcpt
 
-    async def mail(self, s: Session, sender: str) -> CheckResult:
+    def begin(self, session: Session, sender: str) -> Transaction:
+        """A new transaction for MAIL FROM:<sender>; close it when it ends."""
+        return Transaction(session, sender)
+
+    async def mail(self, tx: Transaction) -> CheckResult:
         for c in self.checks:
-            r = await c.mail(s, sender)
+            r = await c.mail(tx)
             if r.action is not Action.CONTINUE:
                 return r
         return CONTINUE
 
-    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+    async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         for c in self.checks:
-            r = await c.rcpt(s, sender, rcpt)
+            r = await c.rcpt(tx, rcpt)
             if r.action is not Action.CONTINUE:
                 return r
         return CONTINUE
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
-        # Checks that continue may still ask for header edits and meta: they accumulate.
+    async def data(self, tx: Transaction) -> CheckResult:
+        """The DATA checks over ``tx.message``; a check that rewrites the message hands
+        the rewritten one to the checks after it (DKIM signing, last, signs what is sent)."""
         edits = CONTINUE
         for c in self.checks:
-            r = await c.data(s, sender, rcpts, msg)
+            r = await c.data(tx)
             if r.refuses:
                 return r
             if r.message is not None:
-                msg = r.message  # later checks (DKIM signing) see the rewritten message
+                tx.message = r.message
             edits = r.after(edits)
             if r.action is not Action.CONTINUE:
                 return edits

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Sequence
 
 from reference.log import event
 from reference.mail.replies import Reply
-from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
+from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 from reference.scan.clamd import ClamdClient
 
 __all__ = ["Antivirus", "Unscanned"]
@@ -29,11 +28,11 @@ class Antivirus(Check):
         self.clamd = clamd
         self.fail_open = fail_open
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
-        result = await self.clamd.scan(msg)
+    async def data(self, tx: Transaction) -> CheckResult:
+        result = await self.clamd.scan(tx.msg.raw)
         if result.infected:
-            event(log, "virus", peer=s.peer, user=s.user, sender=sender, virus=result.name)
-            if s.role == "submission":
+            event(log, "virus", peer=tx.peer, user=tx.user, sender=tx.sender, virus=result.name)
+            if tx.role == "submission":
                 text = (
                     f"Your message was not sent: it contains a virus ({result.name}). "
                     "Remove the infected attachment and send it again."
@@ -44,7 +43,7 @@ class Antivirus(Check):
                 f"virus {result.name}",
             )
         if result.status == "error":
-            event(log, "scan.error", level=logging.WARNING, peer=s.peer, reason=result.name)
+            event(log, "scan.error", level=logging.WARNING, peer=tx.peer, reason=result.name)
             if not self.fail_open:
                 return refuse(
                     Reply(451, "4.7.0", "Virus scanner unavailable, please try again later"),
@@ -73,15 +72,15 @@ class Unscanned(Check):
 
     name = "unscanned"
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
-        if any(mark in msg for mark in _EICAR_MARKS):
+    async def data(self, tx: Transaction) -> CheckResult:
+        if any(mark in tx.msg.raw for mark in _EICAR_MARKS):
             event(
                 log,
                 "virus.unscanned",
                 level=logging.WARNING,
-                qid=s.qid,
-                peer=s.peer,
-                sender=sender,
+                qid=tx.qid,
+                peer=tx.peer,
+                sender=tx.sender,
                 content="EICAR test file",
                 # Later checks may still refuse it: say what this check did, not the outcome.
                 detail="not refused as a virus: no scanner is configured (antivirus.clamd)",

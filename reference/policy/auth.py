@@ -6,10 +6,8 @@ for each RFC5322.From domain, and answers with a refusal (p=reject), a Junk fili
 (submission): the message is DKIM-signed for its domain. The mechanisms live in
 ``reference.auth``; only here do their results become replies.
 
-The SPF result travels from MAIL to DATA without session state: it is a pure function of
-(client address, HELO name, MAIL FROM) and the DNS, so MAIL starts the evaluation as a
-task keyed on exactly those inputs and DATA awaits the task with the same key (or
-evaluates afresh if the task is gone). The checks stay stateless per session.
+SPF starts at MAIL as a task on the transaction (RFC 7208 evaluates MAIL FROM and HELO,
+which are known then); greylisting at RCPT and DMARC at DATA await that one task.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +36,25 @@ from reference.auth.dmarc import (
 )
 from reference.auth.keys import ALGORITHMS, KeyStore, KeyStoreError, SigningKey
 from reference.auth.lookup import Lookup
-from reference.auth.message import from_domains, header_fields, split_message
 from reference.auth.psl import PublicSuffixList, default_list
 from reference.auth.results import authentication_results, forged_fields
 from reference.auth.spf import SpfCheck, SpfResult
 from reference.clock import Clock
 from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
+from reference.mail.message import Message
 from reference.mail.replies import Reply
-from reference.policy import CONTINUE, Action, Check, CheckResult, Session, refuse
+from reference.policy import (
+    CONTINUE,
+    KEEP,
+    Action,
+    Check,
+    CheckResult,
+    Filing,
+    SpfPair,
+    Transaction,
+    refuse,
+)
 
 __all__ = [
     "DKIM_SIGNING_FAILED",
@@ -68,11 +75,7 @@ DNS_TEMPFAIL = Reply(
 )
 DKIM_SIGNING_FAILED = Reply(451, "4.3.0", "Cannot DKIM-sign the message now, try again later")
 
-MAX_PENDING_SPF = 10_000  # SPF evaluations started at MAIL and not yet claimed by DATA
-SPF_TTL = 300.0  # seconds an unclaimed evaluation is kept (RFC 5321's DATA timeout is 3 min)
 _STRICTNESS = {Disposition.NONE: 0, Disposition.QUARANTINE: 1, Disposition.REJECT: 2}
-
-SpfPair = tuple[SpfCheck, SpfCheck]  # (MAIL FROM identity, HELO identity)
 
 
 @dataclass(frozen=True)
@@ -112,47 +115,17 @@ class SenderAuthentication(Check):
         self.recorder: DmarcRecorder = recorder or NullRecorder()
         self.sample = sample
         self.psl = psl or default_list()
-        self._spf: OrderedDict[tuple[str, str, str], tuple[float, asyncio.Task[SpfPair]]] = (
-            OrderedDict()
-        )
 
-    # -- SPF: started at MAIL, claimed at DATA ------------------------------------------
+    # -- SPF: started at MAIL, awaited at RCPT (greylisting) and DATA ------------------
 
-    @staticmethod
-    def _key(s: Session, sender: str) -> tuple[str, str, str]:
-        return s.peer, s.helo.lower(), sender.lower()
-
-    async def mail(self, s: Session, sender: str) -> CheckResult:
-        if s.role != "mx" or not s.peer:
+    async def mail(self, tx: Transaction) -> CheckResult:
+        if tx.role != "mx" or not tx.peer:
             return CONTINUE
-        key = self._key(s, sender)
-        now = self.clock.monotonic()
-        # Unclaimed evaluations (the client went away, or was greylisted at RCPT) expire, so a
-        # retry later never gets a stale result.
-        while self._spf and (
-            len(self._spf) >= MAX_PENDING_SPF or next(iter(self._spf.values()))[0] < now - SPF_TTL
-        ):
-            _, (_, old) = self._spf.popitem(last=False)
-            old.cancel()
-        previous = self._spf.pop(key, None)
-        if previous is not None:
-            previous[1].cancel()
-        task = asyncio.get_running_loop().create_task(self._spf_checks(s, sender))
-        self._spf[key] = (now, task)
+        tx.spf = asyncio.get_running_loop().create_task(self._spf_checks(tx))
         return CONTINUE  # RFC 7208 8: SPF alone never refuses here
 
-    async def spf_result(self, s: Session, sender: str) -> SpfCheck | None:
-        """The MAIL FROM SPF result of this transaction, without claiming it (greylisting)."""
-        entry = self._spf.get(self._key(s, sender))
-        if entry is None:
-            return None
-        try:
-            mail_from, _ = await asyncio.shield(entry[1])
-        except asyncio.CancelledError:
-            return None
-        return mail_from
-
-    async def _spf_checks(self, s: Session, sender: str) -> SpfPair:
+    async def _spf_checks(self, tx: Transaction) -> SpfPair:
+        s, sender = tx.session, tx.sender
         now = self.clock.now()
         try:
             mail_from_check = spf_mod.check_mail_from(
@@ -171,30 +144,23 @@ class SenderAuthentication(Check):
             return err, SpfCheck(SpfResult.TEMPERROR, s.helo, "helo", "", "internal error")
         return mail_from, helo
 
-    async def _claim_spf(self, s: Session, sender: str) -> SpfPair:
-        # A task cancelled under us (a newer MAIL with the same key replaced it): evaluate
-        # afresh, unless it is this coroutine that is being cancelled.
-        entry = self._spf.pop(self._key(s, sender), None)
-        if entry is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                return await entry[1]
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise asyncio.CancelledError
-        return await self._spf_checks(s, sender)
+    async def _spf(self, tx: Transaction) -> SpfPair:
+        if tx.spf is None:  # no MAIL stage ran (a direct call): evaluate now
+            tx.spf = asyncio.get_running_loop().create_task(self._spf_checks(tx))
+        return await tx.spf
 
     # -- DATA ---------------------------------------------------------------------------
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+    async def data(self, tx: Transaction) -> CheckResult:
+        s, sender, msg = tx.session, tx.sender, tx.msg
         if s.role != "mx":
             # Submission is a border too: a user must not hand a colleague results "from us".
             forged = tuple(forged_fields(msg, self.authserv_id))
             return CheckResult(Action.CONTINUE, remove_headers=forged) if forged else CONTINUE
-        spf_mail, spf_helo = await self._claim_spf(s, sender)
+        spf_mail, spf_helo = await self._spf(tx)
         now = self.clock.now()
         signatures = await dkim_mod.verify(self.lookup, msg, now=now)
         chain = await arc_mod.verify(self.lookup, msg)
-        header, _ = split_message(msg)
         decisions = [
             self._decide(
                 await dmarc_mod.evaluate(
@@ -203,9 +169,9 @@ class SenderAuthentication(Check):
                 spf_mail,
                 signatures,
                 chain,
-                header,
+                msg,
             )
-            for domain in from_domains(header)
+            for domain in msg.from_domains
         ]
         spf_results = [spf_mail] if spf_mail.identity == "helo" else [spf_mail, spf_helo]
         ar = authentication_results(
@@ -256,12 +222,12 @@ class SenderAuthentication(Check):
                 DMARC_REJECTED.with_text(DMARC_REJECTED.text.format(domain=domain)),
                 f"DMARC p=reject for {domain}: {worst.evaluation.reason}",
             )
-        meta = {"folder": "Junk"} if worst and worst.applied is Disposition.QUARANTINE else {}
+        quarantined = worst is not None and worst.applied is Disposition.QUARANTINE
         return CheckResult(
             Action.CONTINUE,
             prepend_headers=ar,
             remove_headers=tuple(forged_fields(msg, self.authserv_id)),
-            meta=meta,
+            filing=Filing(folder="Junk") if quarantined else KEEP,
         )
 
     def _decide(
@@ -270,7 +236,7 @@ class SenderAuthentication(Check):
         spf: SpfCheck,
         signatures: Sequence[DkimSignature],
         chain: ArcChain,
-        header: bytes,
+        msg: Message,
     ) -> _Decision:
         """RFC 7489 6.6.4 / 7.2.1: what we do with what the domain owner asks."""
         if ev.result is DmarcResult.TEMPERROR:
@@ -291,7 +257,8 @@ class SenderAuthentication(Check):
             return _Decision(ev, Disposition.NONE, (*overrides, "trusted_forwarder"))
         asked = ev.disposition
         if asked is Disposition.REJECT:
-            if _looks_like_list(header):
+            # RFC 2369/2919 list fields: what a mailing list adds to every message it sends.
+            if msg.has("list-id", "list-post"):
                 # Lists rewrite subjects and footers, breaking DKIM; they are not spoofers.
                 return _Decision(ev, Disposition.QUARANTINE, (*overrides, "mailing_list"))
             if ev.aligned_temperror and self.dmarc_tempfail:
@@ -308,11 +275,6 @@ class SenderAuthentication(Check):
             return False
         sealer = chain.newest_sealer
         return any(sealer == d or sealer.endswith("." + d) for d in self.arc_trusted)
-
-
-def _looks_like_list(header: bytes) -> bool:
-    """RFC 2369/2919 list fields: what a mailing list adds to every message it sends."""
-    return any(f.lname in ("list-id", "list-post") for f in header_fields(header))
 
 
 class DkimSigning(Check):
@@ -340,10 +302,9 @@ class DkimSigning(Check):
         self.algorithms = tuple(algorithms)
         self.generate = generate
 
-    def signing_domain(self, msg: bytes, sender: str) -> str | None:
+    def signing_domain(self, msg: Message | bytes, sender: str) -> str | None:
         """The From domain if it is ours (DMARC alignment), else the envelope's if ours."""
-        header, _ = split_message(msg)
-        candidates = from_domains(header)[:1]
+        candidates = Message.of(msg).from_domains[:1]
         with contextlib.suppress(DirectoryError):
             candidates.append(split_address(sender)[1])
         for domain in candidates:
@@ -364,10 +325,11 @@ class DkimSigning(Check):
             )
         return keys
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
-        if s.role != "submission" or s.user is None:
+    async def data(self, tx: Transaction) -> CheckResult:
+        if tx.role != "submission" or tx.user is None:
             return CONTINUE
-        domain = self.signing_domain(msg, sender)
+        msg = tx.msg
+        domain = self.signing_domain(msg, tx.sender)
         if domain is None:
             return CONTINUE
         try:

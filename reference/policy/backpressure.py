@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reference.mail.replies import Reply
-from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
+from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 from reference.spool import Spool
 
 __all__ = ["Backpressure"]
@@ -24,7 +24,7 @@ class Backpressure(Check):
         self.spool = spool
         self.max_backlog = max_backlog
 
-    async def mail(self, s: Session, sender: str) -> CheckResult:
+    async def mail(self, tx: Transaction) -> CheckResult:
         backlog = self.spool.backlog
         if self.max_backlog and backlog >= self.max_backlog:
             return refuse(QUEUE_FULL, f"spool backlog {backlog} >= {self.max_backlog}")

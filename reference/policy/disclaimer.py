@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reference.auth.message import header_fields
 from reference.directory import Directory, DirectoryError, split_address
-from reference.policy import CONTINUE, Action, Check, CheckResult, Session
-from reference.policy.submission import _from_addresses, split_header
+from reference.mail.message import Message, header_fields, split_header
+from reference.policy import CONTINUE, Action, Check, CheckResult, Transaction
+from reference.policy.submission import from_addresses
 
 __all__ = ["Disclaimer", "DisclaimerCheck", "DisclaimerStore", "append_disclaimer"]
 
@@ -80,9 +80,10 @@ class DisclaimerStore:
         return found
 
 
-def append_disclaimer(raw: bytes, disclaimer: Disclaimer) -> bytes | None:
-    """``raw`` with the disclaimer in its visible body parts; None: left untouched."""
-    return _entity(raw, disclaimer, top=True, depth=0)
+def append_disclaimer(msg: Message | bytes, disclaimer: Disclaimer) -> bytes | None:
+    """The message with the disclaimer in its visible body parts; None: left untouched."""
+    m = Message.of(msg)
+    return _parts(m.header, m.blank, m.body, disclaimer, top=True, depth=0)
 
 
 def _info(header: bytes) -> email.message.Message:
@@ -91,9 +92,14 @@ def _info(header: bytes) -> email.message.Message:
 
 
 def _entity(raw: bytes, d: Disclaimer, *, top: bool, depth: int) -> bytes | None:
+    return _parts(*split_header(raw), d, top=top, depth=depth)
+
+
+def _parts(
+    header: bytes, blank: bytes, body: bytes, d: Disclaimer, *, top: bool, depth: int
+) -> bytes | None:
     if depth > _MAX_DEPTH:
         return None
-    header, blank, body = split_header(raw)
     if not blank:
         return None  # a part without a body: nothing to append to
     info = _info(header)
@@ -245,9 +251,8 @@ class DisclaimerCheck(Check):
         self.store = store
         self.directory = directory
 
-    def domain_of(self, msg: bytes, user: str) -> str | None:
-        header, _, _ = split_header(msg)
-        candidates: Sequence[str] = [*(_from_addresses(header) or [])[:1], user]
+    def domain_of(self, msg: Message | bytes, user: str) -> str | None:
+        candidates: Sequence[str] = [*(from_addresses(Message.of(msg)) or [])[:1], user]
         for address in candidates:
             try:
                 _, domain = split_address(address)
@@ -257,10 +262,11 @@ class DisclaimerCheck(Check):
                 return domain
         return None
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
-        if s.role != "submission" or s.user is None:
+    async def data(self, tx: Transaction) -> CheckResult:
+        if tx.role != "submission" or tx.user is None:
             return CONTINUE
-        domain = self.domain_of(msg, s.user)
+        msg = tx.msg
+        domain = self.domain_of(msg, tx.user)
         if domain is None:
             return CONTINUE
         disclaimer = self.store.for_domain(domain)
@@ -269,4 +275,4 @@ class DisclaimerCheck(Check):
         new = append_disclaimer(msg, disclaimer)
         if new is None:
             return CONTINUE
-        return CheckResult(Action.CONTINUE, reason=f"disclaimer of {domain}", message=new)
+        return CheckResult(Action.CONTINUE, reason=f"disclaimer of {domain}", message=Message(new))

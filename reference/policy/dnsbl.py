@@ -12,7 +12,7 @@ import dns.resolver
 
 from reference.log import event
 from reference.mail.replies import Reply
-from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
+from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 
 __all__ = ["BlocklistZone", "Dnsbl", "reverse_name"]
 
@@ -98,17 +98,17 @@ class Dnsbl(Check):
                 hits.append((z.zone, code, z.codes.get(code, z.weight)))
         return sum(w for _, _, w in hits), hits
 
-    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
-        if s.role != "mx" or s.user is not None:
+    async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
+        if tx.role != "mx" or tx.user is not None:
             return CONTINUE
-        total, hits = await self.score(s.peer)
+        total, hits = await self.score(tx.peer)
         if not hits:
             return CONTINUE
         heavy = max(hits, key=lambda h: h[2])
-        event(log, "dnsbl.listed", peer=s.peer, zones=",".join(h[0] for h in hits), score=total)
+        event(log, "dnsbl.listed", peer=tx.peer, zones=",".join(h[0] for h in hits), score=total)
         if total >= self.reject_at:
-            why = await self._reason(reverse_name(s.peer, heavy[0]))
-            text = f"Client host [{s.peer}] blocked using {heavy[0]}"
+            why = await self._reason(reverse_name(tx.peer, heavy[0]))
+            text = f"Client host [{tx.peer}] blocked using {heavy[0]}"
             if why:
                 text += f"; {why}"
             return refuse(Reply(554, "5.7.1", text), f"listed in {heavy[0]} ({heavy[1]})")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
-from reference.auth.spf import SpfCheck, SpfResult
+from reference.auth.spf import SpfResult
 from reference.clock import Clock
 from reference.mail.replies import Reply
-from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
+from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 from reference.state import StateStore
 
 __all__ = ["Greylist"]
-
-SpfLookup = Callable[[Session, str], Awaitable[SpfCheck | None]]
 
 
 def client_network(peer: str) -> str:
@@ -45,7 +43,6 @@ class Greylist(Check):
         whitelist: float = 36 * 86400.0,
         bypass: Sequence[str] = (),
         spf_domains: Sequence[str] = (),
-        spf: SpfLookup | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -54,34 +51,31 @@ class Greylist(Check):
         self.whitelist = whitelist
         self.bypass = [ipaddress.ip_network(n, strict=False) for n in bypass]
         self.spf_domains = tuple(d.lower().rstrip(".") for d in spf_domains)
-        self.spf = spf
 
-    async def _spf_whitelisted(self, s: Session, sender: str) -> bool:
-        """A sender domain on the list whose SPF passes is not greylisted (big senders)."""
-        domain = sender.rpartition("@")[2].lower()
-        if (
-            not self.spf
-            or not domain
-            or not any(domain == d or domain.endswith("." + d) for d in self.spf_domains)
-        ):
+    async def _spf_whitelisted(self, tx: Transaction) -> bool:
+        """A sender domain on the list whose SPF passes is not greylisted (big senders).
+        The SPF result is the one sender authentication started for this transaction."""
+        domain = tx.sender.rpartition("@")[2].lower()
+        if not domain or not any(domain == d or domain.endswith("." + d) for d in self.spf_domains):
             return False
-        result = await self.spf(s, sender)
+        result = await tx.spf_mail_from()
         return result is not None and result.result is SpfResult.PASS
 
-    def _bypassed(self, s: Session) -> bool:
-        if s.user is not None or s.role != "mx":
+    def _bypassed(self, tx: Transaction) -> bool:
+        if tx.user is not None or tx.role != "mx":
             return True
         try:
-            ip = ipaddress.ip_address(s.peer)
+            ip = ipaddress.ip_address(tx.peer)
         except ValueError:
             return False
         return any(ip in net for net in self.bypass)
 
-    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
-        if self._bypassed(s) or await self._spf_whitelisted(s, sender):
+    async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
+        sender = tx.sender
+        if self._bypassed(tx) or await self._spf_whitelisted(tx):
             return CONTINUE
         now = self.clock.now()
-        net = client_network(s.peer)
+        net = client_network(tx.peer)
         trusted = f"grey:ok:{net}"
         if await self.store.get(trusted, now) is not None:
             await self.store.put(trusted, "1", now + self.whitelist)

@@ -6,7 +6,7 @@ import ipaddress
 import re
 
 from reference.mail.replies import Reply
-from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
+from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 
 __all__ = ["HeloCheck"]
 
@@ -33,17 +33,17 @@ class HeloCheck(Check):
         self.hostname = hostname.lower().rstrip(".")
         self.own = {ipaddress.ip_address(a) for a in own_addresses}
 
-    async def mail(self, s: Session, sender: str) -> CheckResult:
-        if s.role != "mx" or s.user is not None:
+    async def mail(self, tx: Transaction) -> CheckResult:
+        if tx.role != "mx" or tx.user is not None:
             return CONTINUE
-        helo = s.helo.strip()
+        helo = tx.helo.strip()
         literal = _literal(helo)
         if literal is not None:
             try:
                 addr = ipaddress.ip_address(literal)
             except ValueError:
                 return refuse(Reply(501, "5.5.2", f"Invalid address literal in HELO: {helo}"))
-            if addr in self.own and literal != s.peer:
+            if addr in self.own and literal != tx.peer:
                 return refuse(Reply(550, "5.7.1", f"HELO {helo} is our address, not yours"))
             return CONTINUE
         if not _DOMAIN.match(helo) or len(helo) > 255:

@@ -7,7 +7,7 @@ import asyncio
 from reference.directory import Directory, DirectoryError, split_address
 from reference.mail.replies import Reply
 from reference.mailbox import MailStore, QuotaExceeded
-from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
+from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 
 __all__ = ["MailboxQuota"]
 
@@ -24,7 +24,7 @@ class MailboxQuota(Check):
         self.directory = directory
         self.store = store
 
-    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+    async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         try:
             _, domain = split_address(rcpt)
         except DirectoryError:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from reference.clock import Clock
 from reference.mail.replies import Reply
-from reference.policy import CONTINUE, Check, CheckResult, Session, refuse
+from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 from reference.state import StateStore
 from reference.values import Limit, Limits
 
@@ -60,17 +60,17 @@ class RateLimit(Check):
         text = f"Rate limit reached: {limit} {kind}; try again after {when} (in {wait} s)"
         return refuse(Reply(450, "4.7.1", text), f"{user} {kind} {r.used}/{limit.count}")
 
-    async def mail(self, s: Session, sender: str) -> CheckResult:
-        if s.role != "submission" or s.user is None:
+    async def mail(self, tx: Transaction) -> CheckResult:
+        if tx.role != "submission" or tx.user is None:
             return CONTINUE
-        return await self._count("messages", s.user, self.limits_for(s.user).messages, 1)
+        return await self._count("messages", tx.user, self.limits_for(tx.user).messages, 1)
 
-    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
-        if s.role != "submission" or s.user is None:
+    async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
+        if tx.role != "submission" or tx.user is None:
             return CONTINUE
-        return await self._count("recipients", s.user, self.limits_for(s.user).recipients, 1)
+        return await self._count("recipients", tx.user, self.limits_for(tx.user).recipients, 1)
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
-        if s.role != "submission" or s.user is None:
+    async def data(self, tx: Transaction) -> CheckResult:
+        if tx.role != "submission" or tx.user is None:
             return CONTINUE
-        return await self._count("bytes", s.user, self.limits_for(s.user).bytes, len(msg))
+        return await self._count("bytes", tx.user, self.limits_for(tx.user).bytes, len(tx.msg.raw))

@@ -41,11 +41,21 @@ from typing import Any
 
 import dns.asyncresolver
 
-from reference.auth.message import header_fields, split_message
 from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
+from reference.mail.message import Message
 from reference.mail.replies import Reply
-from reference.policy import CONTINUE, Action, Check, CheckResult, Session, refuse
+from reference.policy import (
+    CONTINUE,
+    KEEP,
+    Action,
+    Check,
+    CheckResult,
+    Filing,
+    Session,
+    Transaction,
+    refuse,
+)
 from reference.policy.dnsbl import Dnsbl
 from reference.scan import bayes as bayes_mod
 from reference.scan import macros as macros_mod
@@ -130,7 +140,8 @@ class BlockedSenders(Check):
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
 
-    async def rcpt(self, s: Session, sender: str, rcpt: str) -> CheckResult:
+    async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
+        sender = tx.sender
         if not sender:
             return CONTINUE  # bounces are never blocked: they answer our own mail
         account = _account(self.directory, rcpt)
@@ -139,7 +150,7 @@ class BlockedSenders(Check):
         listed = self.directory.sender_listed(account, [sender])
         if listed is None or listed[0] != "block":
             return CONTINUE
-        event(log, "spam.blocked", peer=s.peer, sender=sender, rcpt=account, pattern=listed[1])
+        event(log, "spam.blocked", peer=tx.peer, sender=sender, rcpt=account, pattern=listed[1])
         return refuse(SENDER_BLOCKED, f"{sender} is on {account}'s block list ({listed[1]})")
 
 
@@ -252,11 +263,11 @@ class SpamCheck(Check):
             return "error", None
 
     def _local(
-        self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes
+        self, s: Session, sender: str, rcpts: Sequence[str], msg: Message
     ) -> tuple[Parsed, Verdict]:
         """Parse, settings and lists, rules, phishing and Bayes: CPU, SQLite and directory
         work, run on a worker thread."""
-        parsed = engine.parse(msg)
+        parsed = engine.parse(msg.raw)  # the MIME structure: parts, text, links, attachments
         senders = [a for a in (sender, parsed.from_addr) if a]
         who = self._recipients(s, senders, rcpts)
         t = who.thresholds
@@ -282,9 +293,11 @@ class SpamCheck(Check):
             hits += [Hit("RCVD_IN_DNSBL", w, f"{zone}:{code}") for zone, code, w in listed]
         return hits
 
-    async def evaluate(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> Verdict:
+    async def evaluate(
+        self, s: Session, sender: str, rcpts: Sequence[str], msg: Message | bytes
+    ) -> Verdict:
         """The message's score with every engine, and the thresholds it is judged by."""
-        parsed, verdict = await asyncio.to_thread(self._local, s, sender, rcpts, msg)
+        parsed, verdict = await asyncio.to_thread(self._local, s, sender, rcpts, Message.of(msg))
         if verdict.listed is not None and verdict.listed[0] == "allow":
             return verdict
         extra = await self._network(s, parsed)
@@ -293,22 +306,23 @@ class SpamCheck(Check):
             extra += macros_mod.hits(reports, self.macro_score)
         return Verdict(verdict.score.plus(extra), verdict.thresholds, verdict.bayes, verdict.listed)
 
-    async def score(self, s: Session, msg: bytes) -> Score:
+    async def score(self, s: Session, msg: Message | bytes) -> Score:
         """The message's score with every engine and no recipient's settings."""
         return (await self.evaluate(s, "", (), msg)).score
 
     # -- the decision -------------------------------------------------------------------
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+    async def data(self, tx: Transaction) -> CheckResult:
+        s, sender, msg = tx.session, tx.sender, tx.msg
         try:
-            verdict = await self.evaluate(s, sender, rcpts, msg)
+            verdict = await self.evaluate(s, sender, tx.recipients, msg)
         except Exception:  # fail open: a filter bug must not refuse or lose mail
-            log.exception("spam.error qid=%s peer=%s sender=%s", s.qid, s.peer, sender or "<>")
+            log.exception("spam.error qid=%s peer=%s sender=%s", tx.qid, s.peer, sender or "<>")
             return CONTINUE
         score, t = verdict.score, verdict.thresholds
         total = score.total
         fields: dict[str, Any] = dict(
-            qid=s.qid or None,
+            qid=tx.qid or None,
             role=s.role,
             peer=s.peer,
             user=s.user,
@@ -332,10 +346,8 @@ class SpamCheck(Check):
         return CheckResult(
             Action.CONTINUE,
             prepend_headers=self._fields(score, t.junk, junk),
-            remove_headers=tuple(
-                f.raw for f in header_fields(split_message(msg)[0]) if f.lname in OWN_FIELDS
-            ),
-            meta={"folder": "Junk"} if junk else {},
+            remove_headers=tuple(f.raw for f in msg.fields if f.lname in OWN_FIELDS),
+            filing=Filing(folder="Junk") if junk else KEEP,
         )
 
     @staticmethod

@@ -15,27 +15,29 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Sequence
 
-from reference.auth.message import header_fields, split_message
 from reference.directory import Directory, DirectoryError, split_address
 from reference.mail import replies
-from reference.policy import CONTINUE, Action, Check, CheckResult, Session, refuse
+from reference.mail.message import Message
+from reference.policy import (
+    CONTINUE,
+    Action,
+    Check,
+    CheckResult,
+    Filing,
+    Transaction,
+    refuse,
+)
 from reference.values import parse_header_rules
 
-__all__ = ["BULK", "REGULAR", "BulkLane", "FromOwnership", "HeaderRules", "split_header"]
+__all__ = ["BULK", "REGULAR", "BulkLane", "FromOwnership", "HeaderRules", "from_addresses"]
 
 REGULAR = "regular"
 BULK = "bulk"
 
 
-def split_header(raw: bytes) -> tuple[bytes, bytes, bytes]:
-    """(header, blank line, body), so that ``header + blank + body == raw``."""
-    header, body = split_message(raw)
-    return header, raw[len(header) : len(raw) - len(body)], body
-
-
-def _from_addresses(header: bytes) -> list[str] | None:
+def from_addresses(msg: Message) -> list[str] | None:
     """The addresses of every From: field (None: there is no From: field)."""
-    fields = [f for f in header_fields(header) if f.lname == "from"]
+    fields = msg.get_all("from")
     if not fields:
         return None
     return [addr for f in fields for _, addr in email.utils.getaddresses([f.text()])]
@@ -49,11 +51,11 @@ class FromOwnership(Check):
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
+    async def data(self, tx: Transaction) -> CheckResult:
+        s = tx.session
         if s.role != "submission" or s.user is None:
             return CONTINUE
-        header, _, _ = split_header(msg)
-        addresses = _from_addresses(header)
+        addresses = from_addresses(tx.msg)
         if addresses is None:
             return CONTINUE  # no From: at all is the MUA's problem, not a forgery
         if not addresses or not all(a for a in addresses):
@@ -77,18 +79,17 @@ class HeaderRules(Check):
     def __init__(self, remove: Sequence[str] = (), add: Sequence[str] = ()) -> None:
         self.remove, self.add = parse_header_rules(remove, add)
 
-    def rewrite(self, msg: bytes) -> bytes | None:
-        header, blank, body = split_header(msg)
-        kept = [f.raw for f in header_fields(header) if f.lname not in self.remove]
+    def rewrite(self, msg: Message) -> Message | None:
+        kept = [f.raw for f in msg.fields if f.lname not in self.remove]
         new_header = self.add + b"".join(kept)
-        if new_header == header:
+        if new_header == msg.header:
             return None
-        return new_header + blank + body
+        return msg.with_header(new_header)
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
-        if s.role != "submission" or s.user is None or not (self.remove or self.add):
+    async def data(self, tx: Transaction) -> CheckResult:
+        if tx.role != "submission" or tx.user is None or not (self.remove or self.add):
             return CONTINUE
-        new = self.rewrite(msg)
+        new = self.rewrite(tx.msg)
         return CONTINUE if new is None else CheckResult(Action.CONTINUE, message=new)
 
 
@@ -96,11 +97,11 @@ _BULK_PRECEDENCE = ("bulk", "list", "junk")
 _LIST_FIELDS = ("list-unsubscribe", "list-id")
 
 
-def bulk_reason(header: bytes, rcpts: int, threshold: int) -> str | None:
+def bulk_reason(msg: Message, rcpts: int, threshold: int) -> str | None:
     """Why a message is mass mail, from its header and recipient count (None: it is not)."""
     if threshold and rcpts >= threshold:
         return f"{rcpts} recipients"
-    for f in header_fields(header):
+    for f in msg.fields:
         if f.lname == "precedence" and f.text().lower() in _BULK_PRECEDENCE:
             return f"Precedence: {f.text().lower()}"
         if f.lname in _LIST_FIELDS:
@@ -117,16 +118,15 @@ class BulkLane(Check):
         self.directory = directory
         self.recipients = recipients
 
-    async def data(self, s: Session, sender: str, rcpts: Sequence[str], msg: bytes) -> CheckResult:
-        header, _, _ = split_header(msg)
-        reason = bulk_reason(header, len(rcpts), self.recipients)
-        if reason is None and s.user is not None:
+    async def data(self, tx: Transaction) -> CheckResult:
+        reason = bulk_reason(tx.msg, len(tx.recipients), self.recipients)
+        if reason is None and tx.user is not None:
             try:
-                local, domain = split_address(s.user)
+                local, domain = split_address(tx.user)
                 if self.directory.is_bulk_sender(f"{local}@{domain}"):
                     reason = "newsletter sender"
             except DirectoryError:
                 pass
         if reason is None:
             return CONTINUE
-        return CheckResult(Action.CONTINUE, reason=reason, meta={"lane": BULK})
+        return CheckResult(Action.CONTINUE, reason=reason, filing=Filing(lane=BULK))

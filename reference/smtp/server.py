@@ -33,8 +33,9 @@ from reference.clock import Clock
 from reference.credentials import Authenticator
 from reference.log import event
 from reference.mail import replies
+from reference.mail.message import Message
 from reference.mail.replies import DEFAULT_ENHANCED, Reply
-from reference.policy import Policy, Session
+from reference.policy import Policy, Session, Transaction
 from reference.smtp.authlimit import AuthLimiter
 from reference.smtp.commands import (
     CommandError,
@@ -180,6 +181,12 @@ class MailspecEnvelope(Envelope):
         self.chunks: list[bytes] = []
         self.chunk_octets = 0
         self.chunked = False
+        # The policy's transaction, from an accepted MAIL to the end of DATA.
+        self.tx: Transaction | None = None
+
+    def close(self) -> None:
+        if self.tx is not None:
+            self.tx.close()
 
 
 class MailspecSMTP(SMTP):
@@ -214,6 +221,8 @@ class MailspecSMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self.listener.sessions.discard(self)
+        if isinstance(self.envelope, MailspecEnvelope):
+            self.envelope.close()
         if self._admitted is not None:
             self.listener.release(self._admitted)
             self._admitted = None
@@ -227,6 +236,8 @@ class MailspecSMTP(SMTP):
 
     def _new_transaction(self) -> None:
         """Forget the transaction (RSET, EHLO, end of data): aiosmtpd's rset state."""
+        if isinstance(self.envelope, MailspecEnvelope):
+            self.envelope.close()
         self.envelope = self._create_envelope()
 
     @property
@@ -699,7 +710,7 @@ class MailspecSMTP(SMTP):
                 )
             )
             return
-        r = await self.handler.mail(self, self.session, cmd)
+        r = await self.handler.mail(self, self.session, env, cmd)
         if r.positive:
             env.mail_given = True
             env.mail = cmd
@@ -915,7 +926,7 @@ class Handler:
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
 
-    def _session(self, server: MailspecSMTP, session: AioSession, qid: str = "") -> Session:
+    def _session(self, server: MailspecSMTP, session: AioSession) -> Session:
         user = session.auth_data if session.authenticated else None
         return Session(
             role=self.listener.role,
@@ -923,7 +934,6 @@ class Handler:
             helo=session.host_name or "",
             tls=server.tls_active,
             user=user if isinstance(user, str) else None,
-            qid=qid,
         )
 
     async def handle_exception(self, error: Exception) -> str:
@@ -931,9 +941,14 @@ class Handler:
         log.exception("smtp.exception")
         return str(replies.TEMP_LOCAL_ERROR)
 
-    async def mail(self, server: MailspecSMTP, session: AioSession, cmd: MailFrom) -> Reply:
-        result = await self.listener.policy.mail(self._session(server, session), cmd.address)
+    async def mail(
+        self, server: MailspecSMTP, session: AioSession, env: MailspecEnvelope, cmd: MailFrom
+    ) -> Reply:
+        env.close()  # a transaction refused earlier leaves nothing running
+        tx = self.listener.policy.begin(self._session(server, session), cmd.address)
+        result = await self.listener.policy.mail(tx)
         if result.refuses and result.reply:
+            tx.close()
             event(
                 log,
                 "mail.refused",
@@ -943,24 +958,27 @@ class Handler:
                 reason=result.reason,
             )
             return result.reply
+        env.tx = tx
         return replies.SENDER_OK
 
     async def rcpt(
         self, server: MailspecSMTP, session: AioSession, env: MailspecEnvelope, address: str
     ) -> Reply:
-        s = self._session(server, session)
-        result = await self.listener.policy.rcpt(s, env.mail_from or "", address)
+        tx = env.tx
+        assert tx is not None, "RCPT before an accepted MAIL"
+        result = await self.listener.policy.rcpt(tx, address)
         if result.refuses and result.reply:
             event(
                 log,
                 "rcpt.refused",
-                peer=s.peer,
+                peer=tx.peer,
                 sender=env.mail_from or "<>",
                 rcpt=address,
                 reply=result.reply.code,
                 reason=result.reason,
             )
             return result.reply
+        tx.recipients.append(address)
         return replies.RECIPIENT_OK
 
     async def message(
@@ -970,11 +988,15 @@ class Handler:
         # milters run): what they log about the message, refused or not, carries it.
         spool = self.listener.spool
         qid = spool.new_qid()
-        s = self._session(server, session, qid)
-        raw = env.original_content or b""
-        sender = env.mail_from or ""
+        tx = env.tx
+        assert tx is not None, "DATA before an accepted MAIL"
+        s = tx.session
+        # The one parse of the message: every check reads this value.
+        received = Message(env.original_content or b"")
+        tx.message, tx.qid = received, qid
+        sender = tx.sender
         rcpts = list(env.rcpt_tos)
-        result = await self.listener.policy.data(s, sender, rcpts, raw)
+        result = await self.listener.policy.data(tx)
         if result.refuses and result.reply:
             event(
                 log,
@@ -987,9 +1009,9 @@ class Handler:
             )
             return result.reply
         # Checks that accept may edit the header (Authentication-Results, a signature) and
-        # set spool meta (a folder); the trace header goes on top of all of it.
-        data = self._received(s, qid, rcpts, env) + result.edit(raw)
-        meta = {**self._meta(s, env), **result.meta}
+        # decide where the message goes (a folder, a lane); the trace header goes on top.
+        data = self._received(s, qid, rcpts, env) + result.edit(received)
+        meta = {**self._meta(s, env), **result.filing.spool_meta()}
         try:
             await spool.enqueue(sender, rcpts, data, qid=qid, meta=meta)
         except SpoolError as e:
