@@ -1,4 +1,4 @@
-"""Delivery: the queue runner that takes spooled messages to mailboxes (and, later, the relay)."""
+"""The queue runner: due messages from the spool to local delivery or the relay, retries, DSNs."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol
 
 from reference.clock import Clock
 from reference.delivery.dsn import Failure, build_dsn, should_notify
-from reference.directory import Directory, DirectoryError, split_address
+from reference.delivery.local import LocalDelivery
+from reference.delivery.outcome import Outcome
 from reference.log import event
-from reference.mailbox import MailStore, NoSuchFolder, QuotaExceeded
+from reference.mailbox import QuotaExceeded
 from reference.spool import BOUNCED, DELIVERED, QueueEntry, Recipient, Spool
 
 log = logging.getLogger("mailspec.delivery")
@@ -23,17 +23,6 @@ log = logging.getLogger("mailspec.delivery")
 # (seconds of the injected clock); new mail is started from its notification.
 RESCAN_INTERVAL = 1.0
 
-__all__ = ["LocalDelivery", "Outcome", "QueueRunner", "RemoteDelivery", "lane_of"]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one delivery attempt to one recipient came to."""
-
-    status: str  # "delivered", "deferred" or "bounced" ("reputation" inside the relay)
-    detail: str  # the reply, e.g. "550 5.1.1 no such user", or our own reason
-    remote: str = ""  # the host that answered, if one did
-
 
 class RemoteDelivery(Protocol):
     """The relay's seam: deliver to recipients outside our domains."""
@@ -41,53 +30,6 @@ class RemoteDelivery(Protocol):
     async def deliver(
         self, entry: QueueEntry, rcpts: Sequence[Recipient], data: bytes
     ) -> dict[str, Outcome]: ...
-
-
-class LocalDelivery:
-    """Into the recipient's mailbox, with Return-Path and Delivered-To added."""
-
-    def __init__(
-        self,
-        directory: Directory,
-        store: MailStore,
-        clock: Clock,
-        *,
-        after: Callable[[str, bytes], None] | None = None,
-    ) -> None:
-        self.directory = directory
-        self.store = store
-        self.clock = clock
-        # Called in the worker thread with (account, message) once it is in the mailbox,
-        # e.g. to keep the DMARC aggregate reports that arrive; it must not raise.
-        self.after = after
-
-    def is_local(self, address: str) -> bool:
-        try:
-            _, domain = split_address(address)
-        except DirectoryError:
-            return False
-        return self.directory.is_local_domain(domain)
-
-    def _deliver_sync(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
-        account = self.directory.resolve(rcpt)  # an alias delivers to its account
-        if account is None:
-            # The account went away between RCPT and delivery.
-            return Outcome("bounced", "5.1.1 no such user")
-        # RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender.
-        header = f"Return-Path: <{entry.sender}>\r\nDelivered-To: {account.address}\r\n"
-        # A check may file the message elsewhere (DMARC quarantine: Junk).
-        folder = str(entry.meta.get("folder") or "INBOX")
-        try:
-            uid = self.store.deliver(account.address, header.encode() + data, folder)
-        except NoSuchFolder:
-            folder = "INBOX"
-            uid = self.store.deliver(account.address, header.encode() + data, folder)
-        if self.after is not None:
-            self.after(account.address, data)
-        return Outcome("delivered", f"2.0.0 delivered to {account.address}/{folder} uid {uid}")
-
-    async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
-        return await asyncio.to_thread(self._deliver_sync, entry, rcpt, data)
 
 
 class QueueRunner:

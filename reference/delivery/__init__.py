@@ -1,0 +1,7 @@
+"""Delivery: the queue runner that takes spooled messages to mailboxes (and, later, the relay)."""
+
+from reference.delivery.local import LocalDelivery
+from reference.delivery.outcome import Outcome
+from reference.delivery.runner import QueueRunner, RemoteDelivery, lane_of
+
+__all__ = ["LocalDelivery", "Outcome", "QueueRunner", "RemoteDelivery", "lane_of"]
