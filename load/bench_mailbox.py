@@ -29,7 +29,7 @@ from reference.clock import RealClock
 from reference.credentials import StaticAuthenticator
 from reference.imap import ImapServer
 from reference.mailbox import MailStore
-from reference.mailbox import store as store_module
+from reference.mailbox import folder as folder_module
 
 ADDRESS, PASSWORD = "bench@example.org", "bench"
 
@@ -40,10 +40,10 @@ class Counters:
     def __init__(self) -> None:
         self.reads = 0
         self.scans = 0
-        real_read = store_module.Mailbox.read
+        real_read = folder_module.Mailbox.read
         real_scandir = os.scandir
 
-        def read(mailbox: store_module.Mailbox, uid: int) -> bytes:
+        def read(mailbox: folder_module.Mailbox, uid: int) -> bytes:
             self.reads += 1
             return real_read(mailbox, uid)
 
@@ -52,8 +52,8 @@ class Counters:
                 self.scans += 1
             return real_scandir(path)
 
-        store_module.Mailbox.read = read  # type: ignore[method-assign]
-        store_module.os.scandir = scandir  # type: ignore[attr-defined]
+        folder_module.Mailbox.read = read  # type: ignore[method-assign]
+        folder_module.os.scandir = scandir  # type: ignore[attr-defined]
 
     @contextmanager
     def count(self) -> Iterator[dict[str, int]]:

@@ -19,7 +19,7 @@ from reference.mailbox import (
     Quota,
     QuotaExceeded,
 )
-from reference.mailbox.store import INDEX_FILE
+from reference.mailbox.index import INDEX_FILE
 
 ALICE = "alice@example.org"
 MSG = b"From: bob@example.net\r\nSubject: hi\r\n\r\nhello\r\n"

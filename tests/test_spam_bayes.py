@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from reference.scan import bayes as bayes_mod
+from reference.scan.analysis import parse
 from reference.scan.bayes import Bayes, Classifiers, MemoryTokens, junk_trainer, tokens
-from reference.scan.spam import parse
 from reference.state.tokens import SqliteTokenDB
 
 SPAM_WORDS = [

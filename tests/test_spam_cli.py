@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reference.cli import main
-from reference.scan.spam import GTUBE
+from reference.scan.rules import GTUBE
 
 
 def eml(i: int, words: str) -> bytes:

@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 from reference.policy.spam import SpamCheck
-from reference.scan import spam as engine
+from reference.scan.analysis import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def test_the_corpus_is_big_enough_and_well_formed() -> None:
     ham, spam = bench.load_corpus()
     assert len(ham) >= 60 and len(spam) >= 60
     for name, raw in ham + spam:
-        parsed = engine.parse(raw)
+        parsed = parse(raw)
         assert not parsed.broken, name
         assert parsed.subject and parsed.from_addr and parsed.body.strip(), name
         assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b""), f"{name}: bare LF"

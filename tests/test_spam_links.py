@@ -9,7 +9,10 @@ import pytest
 
 from fakes.dns import FakeDNS
 from reference.scan import spam
-from reference.scan.spam import Link, UriZone, extract_urls, host_of, lookalike_of, parse, phishing
+from reference.scan.analysis import parse
+from reference.scan.links import Link, extract_urls, host_of, lookalike_of
+from reference.scan.rules import Hit, phishing
+from reference.scan.spam import UriZone
 
 
 def html(body: str, extra: str = "") -> bytes:
@@ -158,7 +161,7 @@ async def test_listed_registered_domain_is_found(fake: FakeDNS) -> None:
         [UriZone("multi.uribl.test")],
         links("http://click.spammy.example/x", "https://fine.example/"),
     )
-    assert hits == [spam.Hit("URIBL_MULTI_URIBL_TEST", 10.0, "spammy.example")]
+    assert hits == [Hit("URIBL_MULTI_URIBL_TEST", 10.0, "spammy.example")]
     asked = {q.name.rstrip(".").lower() for q in fake.queries}
     # The registered domain is asked, never the full host name or the path.
     assert "spammy.example.multi.uribl.test" in asked
@@ -171,7 +174,7 @@ async def test_return_codes_and_weights(fake: FakeDNS) -> None:
     bl.list_name("b.example", "127.0.0.64")
     zone = UriZone("surbl.test", {"127.0.0.8": 4.0})
     hits = await spam.uribl(resolver(fake), [zone], links("http://a.example", "http://b.example"))
-    assert hits == [spam.Hit("URIBL_SURBL_TEST", 4.0, "a.example")]
+    assert hits == [Hit("URIBL_SURBL_TEST", 4.0, "a.example")]
 
 
 async def test_refused_queries_are_not_listings(fake: FakeDNS) -> None:

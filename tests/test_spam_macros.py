@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from reference.scan import macros
+from reference.scan.analysis import parse
 from reference.scan.macros import MacroReport, analyse_document
-from reference.scan.spam import parse
 
 # -- making documents --------------------------------------------------------------------------
 # A compound file (MS-CFB, version 3) with a mini stream, and a VBA project (MS-OVBA) whose

@@ -19,7 +19,8 @@ from reference.policy import KEEP, Action, CheckResult, Filing, Policy, Session,
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.spam import SpamCheck
 from reference.scan.bayes import Bayes, Classifiers
-from reference.scan.spam import GTUBE, GTUBE_JUNK, UriZone
+from reference.scan.rules import GTUBE, GTUBE_JUNK
+from reference.scan.spam import UriZone
 from reference.state.tokens import SqliteTokenDB
 
 MX = Session(role="mx", peer="203.0.113.7", helo="mx.remote.example")

@@ -10,8 +10,10 @@ from email.message import EmailMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reference.scan import bayes, spam
-from reference.scan.spam import GTUBE, GTUBE_JUNK, RULES, Hit, Score, analyse, parse
+from reference.scan import analysis, bayes, links
+from reference.scan.analysis import Parsed, parse
+from reference.scan.rules import GTUBE, GTUBE_JUNK, RULES, Hit, Rule, Score, phishing, with_weights
+from reference.scan.spam import analyse
 
 CLEAN_HEAD = (
     "From: Alice <alice@remote.example>\r\nTo: bob@example.test\r\n"
@@ -166,16 +168,16 @@ def test_score_adds_up_and_summarises_heaviest_first() -> None:
 
 
 def test_with_weights_is_configuration() -> None:
-    rules = spam.with_weights(RULES, {"GTUBE_JUNK": 7.5})
+    rules = with_weights(RULES, {"GTUBE_JUNK": 7.5})
     assert next(r for r in rules if r.name == "GTUBE_JUNK").weight == 7.5
     assert next(r for r in RULES if r.name == "GTUBE_JUNK").weight == 5.0
 
 
 def test_a_broken_rule_stays_silent() -> None:
-    def boom(p: spam.Parsed) -> str | None:
+    def boom(p: Parsed) -> str | None:
         raise ValueError("bug")
 
-    rules = (*RULES, spam.Rule("BOOM", 1.0, "a bug", boom))
+    rules = (*RULES, Rule("BOOM", 1.0, "a bug", boom))
     assert "BOOM" not in {h.rule for h in analyse(parse(message()), rules).hits}
 
 
@@ -196,15 +198,15 @@ def test_deep_nesting_is_bounded() -> None:
 
 def test_many_parts_and_links_are_bounded() -> None:
     parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nhttp://x%d.example/\r\n" % i
-                     for i in range(spam.MAX_PARTS * 3))  # fmt: skip
+                     for i in range(analysis.MAX_PARTS * 3))  # fmt: skip
     raw = (
         b'Subject: many\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
         + parts
         + b"--b--\r\n"
     )
     p = parse(raw)
-    assert len(p.links) <= spam.MAX_LINKS
-    assert len(p.text) <= spam.MAX_TEXT + spam.MAX_PARTS
+    assert len(p.links) <= links.MAX_LINKS
+    assert len(p.text) <= analysis.MAX_TEXT + analysis.MAX_PARTS
 
 
 def test_unknown_charset_and_garbage_headers() -> None:
@@ -257,5 +259,5 @@ def test_never_raises_on_mime_like_input(lines: list[bytes]) -> None:
     raw = b"Subject: fuzz\r\n" + b"\r\n".join(lines)
     p = parse(raw)
     analyse(p)
-    spam.phishing(p)
+    phishing(p)
     bayes.tokens(p)

@@ -14,7 +14,7 @@ from reference.directory import Directory, DirectoryError, SpamSettings
 from reference.policy import KEEP, Action, CheckResult, Filing, Session, transaction
 from reference.policy.spam import SENDER_BLOCKED, BlockedSenders, SpamCheck
 from reference.scan.bayes import Bayes, Classifiers
-from reference.scan.spam import GTUBE, GTUBE_JUNK
+from reference.scan.rules import GTUBE, GTUBE_JUNK
 from reference.testing import ReferenceServer
 
 MX = Session(role="mx", peer="203.0.113.7", helo="mx.remote.example")

@@ -17,8 +17,8 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from reference.delivery import Outcome
 from reference.delivery.classify import Action, Classified, classify
+from reference.delivery.outcome import Outcome
 from reference.log import event
 from reference.spool import QueueEntry, Recipient
 

@@ -1,5 +1,15 @@
 """The message store shared by delivery, IMAP and POP3: Maildir++ with a UID index."""
 
+from reference.mailbox.folder import (
+    SYSTEM_FLAGS,
+    Changes,
+    FlagUpdate,
+    Mailbox,
+    NoSuchMessage,
+    Status,
+    StoredMessage,
+    normalize_flags,
+)
 from reference.mailbox.paths import (
     DELIMITER,
     SPECIAL_USE,
@@ -8,20 +18,12 @@ from reference.mailbox.paths import (
     normalize_folder,
 )
 from reference.mailbox.store import (
-    SYSTEM_FLAGS,
-    Changes,
-    FlagUpdate,
     FolderExists,
-    Mailbox,
     MailStore,
     NoSuchFolder,
-    NoSuchMessage,
     Quota,
     QuotaExceeded,
-    Status,
-    StoredMessage,
     Usage,
-    normalize_flags,
 )
 
 __all__ = [

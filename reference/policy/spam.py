@@ -60,8 +60,10 @@ from reference.policy.dnsbl import Dnsbl
 from reference.scan import bayes as bayes_mod
 from reference.scan import macros as macros_mod
 from reference.scan import spam as engine
+from reference.scan.analysis import Parsed
 from reference.scan.bayes import Classifiers
-from reference.scan.spam import Hit, Parsed, Rule, Score, UriZone
+from reference.scan.rules import Hit, Rule, Score
+from reference.scan.spam import UriZone
 from reference.state.tokens import open_tokens
 
 __all__ = [

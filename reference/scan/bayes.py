@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterable
 
 from reference.auth.psl import default_list
 from reference.log import event
-from reference.scan.spam import Hit, Parsed, parse, registered_domain
+from reference.scan.analysis import Parsed, parse
+from reference.scan.links import registered_domain
+from reference.scan.rules import Hit
 from reference.state.tokens import GLOBAL, MemoryTokenDB, MemoryTokens, TokenDB, TokenStore
 
 __all__ = [

@@ -21,7 +21,8 @@ from io import BytesIO
 from typing import Any
 
 from reference.log import event
-from reference.scan.spam import Attachment, Hit
+from reference.scan.analysis import Attachment
+from reference.scan.rules import Hit
 
 log = logging.getLogger("mailspec.macros")
 

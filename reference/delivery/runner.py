@@ -1,0 +1,298 @@
+"""The queue runner: due messages from the spool to local delivery or the relay, retries, DSNs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+from reference.clock import Clock
+from reference.delivery.dsn import Failure, build_dsn, should_notify
+from reference.delivery.local import LocalDelivery
+from reference.delivery.outcome import Outcome
+from reference.log import event
+from reference.mailbox import QuotaExceeded
+from reference.spool import BOUNCED, DELIVERED, QueueEntry, Recipient, Spool
+
+log = logging.getLogger("mailspec.delivery")
+
+# While mail flows, the queue runner reads every envelope in the spool at most this often
+# (seconds of the injected clock); new mail is started from its notification.
+RESCAN_INTERVAL = 1.0
+
+
+class RemoteDelivery(Protocol):
+    """The relay's seam: deliver to recipients outside our domains."""
+
+    async def deliver(
+        self, entry: QueueEntry, rcpts: Sequence[Recipient], data: bytes
+    ) -> dict[str, Outcome]: ...
+
+
+class QueueRunner:
+    """Takes due messages from the spool and delivers them, one task per message."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        clock: Clock,
+        local: LocalDelivery,
+        *,
+        remote: RemoteDelivery | None = None,
+        backoff: Sequence[float] = (60.0, 300.0, 900.0, 1800.0, 3600.0),
+        max_age: float = 86400.0,
+        delay_warning: float = 4 * 3600.0,
+        hostname: str = "localhost",
+        concurrency: int = 16,
+        bulk_concurrency: int = 4,
+    ) -> None:
+        self.spool = spool
+        self.clock = clock
+        self.local = local
+        self.remote = remote
+        self.backoff = list(backoff) or [60.0]
+        self.max_age = max_age
+        self.delay_warning = delay_warning
+        self.hostname = hostname
+        self._wake = asyncio.Event()
+        self._fresh: set[str] = set()  # queued since the runner last looked
+        self._rescan = True  # read every envelope at the next look
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        # Mass mail has its own, smaller set of slots: it never takes the regular lane's,
+        # so a newsletter backlog towards a slow receiver cannot hold up a person's mail.
+        self._bulk_slots = asyncio.Semaphore(bulk_concurrency)
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def notify(self, qid: str = "") -> None:
+        """A message was queued (``qid``): start it now. Without a queue id (an operator's
+        flush or release): look at the whole spool now."""
+        if qid:
+            self._fresh.add(qid)
+        else:
+            self._rescan = True
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="queue-runner")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking messages; let in-flight deliveries finish, or leave them spooled."""
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._inflight:
+            _, pending = await asyncio.wait(list(self._inflight.values()), timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                event(log, "stop.deliveries-returned", count=len(pending))
+            # A cancelled delivery leaves its recipients pending in the spool.
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _run(self) -> None:
+        next_due: float | None = None
+        scanned = 0.0
+        while not self._stopping:
+            self._wake.clear()
+            now = self.clock.now()
+            fresh, self._fresh = self._fresh, set()
+            if (
+                not self._rescan
+                and self.clock.monotonic() - scanned < RESCAN_INTERVAL
+                and (next_due is None or next_due > now)
+            ):
+                # Mail is flowing: start what was just queued without reading every
+                # envelope again (under a backlog, once per message is quadratic); the
+                # full look at the spool follows within RESCAN_INTERVAL.
+                for qid in fresh:
+                    self._start(qid)
+                rescan_at = now + RESCAN_INTERVAL
+                await self._sleep(rescan_at if next_due is None else min(next_due, rescan_at))
+                continue
+            self._rescan = False
+            scanned = self.clock.monotonic()
+            entries = await asyncio.to_thread(self.spool.entries)
+            next_due = None
+            for entry in entries:
+                if entry.qid in self._inflight or entry.held or entry.done:
+                    continue
+                if entry.next_attempt <= now or entry.flushed:
+                    self._start(entry.qid)
+                elif next_due is None or entry.next_attempt < next_due:
+                    next_due = entry.next_attempt
+            await self._sleep(next_due)
+
+    def _start(self, qid: str) -> None:
+        if qid in self._inflight:
+            return
+        task = asyncio.create_task(self._attempt(qid), name=qid)
+        self._inflight[qid] = task
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task.get_name(), None)
+        # Its next attempt time changed: the full look that follows within RESCAN_INTERVAL
+        # reads it.
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            event(
+                log,
+                "attempt.error",
+                level=logging.ERROR,
+                qid=task.get_name(),
+                error=repr(task.exception()),
+            )
+
+    async def _sleep(self, next_due: float | None) -> None:
+        waiter = asyncio.create_task(self._wake.wait())
+        # An absolute deadline: a test thread moving a manual clock between now() and the
+        # start of the wait must wake this runner, not push its deadline further away.
+        until = next_due if next_due is not None else self.clock.now() + 3600.0
+        timer = asyncio.create_task(self.clock.sleep_until(until))
+        await asyncio.wait({waiter, timer}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (waiter, timer):
+            t.cancel()
+
+    async def _attempt(self, qid: str) -> None:
+        queued = await asyncio.to_thread(self.spool.load, qid)
+        bulk = queued is not None and lane_of(queued) == "bulk"
+        async with self._bulk_slots if bulk else self._slots:
+            entry = await asyncio.to_thread(self.spool.load, qid)
+            if entry is None or entry.done or entry.held:
+                return
+            if entry.flushed:
+                await asyncio.to_thread(self.spool.flushed_done, qid)
+            data = await asyncio.to_thread(self.spool.read_message, qid)
+            entry.attempts += 1
+            bounced: list[Recipient] = []
+            remote: list[Recipient] = []
+            for rcpt in entry.pending:
+                if not self.local.is_local(rcpt.address):
+                    remote.append(rcpt)
+                    continue
+                try:
+                    outcome = await self.local.deliver(entry, rcpt.address, data)
+                except QuotaExceeded:
+                    # RFC 3463 4.2.2: over quota is temporary: the user may make room.
+                    outcome = Outcome("deferred", "4.2.2 mailbox full, over quota")
+                except OSError as e:
+                    outcome = Outcome("deferred", f"4.3.0 mailbox write failed: {e.strerror}")
+                if self._record(entry, rcpt, outcome):
+                    bounced.append(rcpt)
+                # Saved after each recipient, so a restart never delivers one twice; not
+                # after the last, when the entry is removed right away instead (one fsync
+                # less; a crash in between delivers it again either way).
+                if entry.pending or bounced:
+                    await asyncio.to_thread(self.spool.save, entry)
+            if remote:
+                if self.remote is None:
+                    outcomes = {}
+                else:
+                    outcomes = await self.remote.deliver(entry, remote, data)
+                for rcpt in remote:
+                    outcome = outcomes.get(rcpt.address) or Outcome(
+                        "deferred", "4.4.0 relay not enabled"
+                    )
+                    if self._record(entry, rcpt, outcome):
+                        bounced.append(rcpt)
+            if entry.pending and self.clock.now() - entry.created >= self.max_age:
+                # Past relay.max_age: give up, and tell the sender with the last reply.
+                for rcpt in entry.pending:
+                    rcpt.status = BOUNCED
+                    rcpt.reply = f"{rcpt.reply} (gave up after {self.max_age / 3600:g} h)"
+                    bounced.append(rcpt)
+                    event(log, "expired", qid=entry.qid, rcpt=rcpt.address)
+            if bounced:
+                await self._notify(entry, bounced, data, delayed=False)
+            elif (
+                entry.pending
+                and not entry.meta.get("warned")
+                and self.clock.now() - entry.created >= self.delay_warning
+            ):
+                entry.meta["warned"] = True
+                await self._notify(entry, entry.pending, data, delayed=True)
+            await self._finish(entry)
+
+    async def _notify(
+        self, entry: QueueEntry, rcpts: Sequence[Recipient], data: bytes, *, delayed: bool
+    ) -> None:
+        """Queue a DSN to the sender (never for a null sender: no bounce loops)."""
+        if not should_notify(entry):
+            event(log, "dsn.suppressed", qid=entry.qid, sender=entry.sender or "<>")
+            return
+        failures = [
+            Failure(r.address, _status_of(r.reply, delayed), r.reply, r.remote) for r in rcpts
+        ]
+        dsn = build_dsn(
+            reporting_mta=self.hostname,
+            entry=entry,
+            failures=failures,
+            original=data,
+            now=self.clock.now(),
+            delayed=delayed,
+        )
+        queued = await self.spool.enqueue(
+            "", [entry.sender], dsn, meta={"is_dsn": True, "about": entry.qid}
+        )
+        event(
+            log,
+            "dsn.queued",
+            qid=queued.qid,
+            about=entry.qid,
+            to=entry.sender,
+            kind="delayed" if delayed else "failed",
+            rcpts=len(failures),
+        )
+        self.notify(queued.qid)
+
+    def _record(self, entry: QueueEntry, rcpt: Recipient, outcome: Outcome) -> bool:
+        """Apply an outcome; True when the recipient has just bounced."""
+        rcpt.attempts += 1
+        rcpt.reply = outcome.detail
+        rcpt.remote = outcome.remote
+        if outcome.status == "delivered":
+            rcpt.status = DELIVERED
+        elif outcome.status == "bounced":
+            rcpt.status = BOUNCED
+        event(
+            log,
+            outcome.status,
+            qid=entry.qid,
+            rcpt=rcpt.address,
+            detail=outcome.detail,
+            attempt=rcpt.attempts,
+        )
+        return rcpt.status == BOUNCED
+
+    async def _finish(self, entry: QueueEntry) -> None:
+        if entry.done:
+            await asyncio.to_thread(self.spool.remove, entry.qid)
+            event(log, "removed", qid=entry.qid)
+            return
+        delay = self.backoff[min(entry.attempts - 1, len(self.backoff) - 1)]
+        entry.next_attempt = self.clock.now() + delay
+        await asyncio.to_thread(self.spool.save, entry)
+        event(log, "deferred.entry", qid=entry.qid, next_in=int(delay), pending=len(entry.pending))
+
+
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def _status_of(reply: str, delayed: bool) -> str:
+    """The RFC 3463 status for a DSN: from the reply, with the class a DSN needs."""
+    m = _ENHANCED.search(reply)
+    cls = "4" if delayed else "5"
+    return f"{cls}.{m.group(2)}.{m.group(3)}" if m else f"{cls}.0.0"
+
+
+def lane_of(entry: QueueEntry) -> str:
+    """The entry's lane: as the checks decided at DATA (spool meta), else the entry's own."""
+    lane = entry.meta.get("lane") or entry.lane
+    return "bulk" if lane == "bulk" else "regular"

@@ -1,0 +1,567 @@
+"""One folder: a Maildir and its UID index, read and changed by delivery, IMAP and POP3."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from reference.mailbox.index import (
+    COLUMNS,
+    LOCK_FILE,
+    Listener,
+    Row,
+    UidIndex,
+    join_flags,
+    split_flags,
+    uid_runs,
+)
+from reference.mailbox.maildir import (
+    TMP_MAX_AGE,
+    base_of,
+    flock,
+    fsync_dir,
+    info_flags,
+    link_or_copy,
+    move_file,
+    placement,
+)
+from reference.mailbox.message import to_crlf
+
+log = logging.getLogger("mailspec.mailbox")
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_CANONICAL = {f.lower(): f for f in SYSTEM_FLAGS}
+_KEYWORD_BAD = set(' (){%*"\\]') | {chr(c) for c in range(0x20)} | {"\x7f"}
+
+
+class NoSuchMessage(LookupError):
+    """No message with that UID (never assigned, or expunged)."""
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message as the index knows it."""
+
+    uid: int
+    flags: frozenset[str]
+    size: int
+    internaldate: float
+    where: tuple[Path, str, str] = field(repr=False)  # Maildir, "new" or "cur", file name
+    modseq: int = 1
+
+    @property
+    def path(self) -> Path:
+        """The file (built on demand: a listing of 100,000 messages needs no paths)."""
+        maildir, sub, file = self.where
+        return maildir / sub / file
+
+
+@dataclass(frozen=True)
+class Status:
+    """What STATUS reports about a mailbox (RFC 9051 6.3.11, RFC 7162 3.1.2.1)."""
+
+    messages: int
+    unseen: int
+    deleted: int
+    size: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed after a mod-sequence: new or re-flagged messages, expunged UIDs."""
+
+    highestmodseq: int
+    changed: list[StoredMessage]
+    expunged: list[int]
+
+
+@dataclass(frozen=True)
+class FlagUpdate:
+    """The result of a STORE: messages as they now are, and those a condition kept as they
+    were (RFC 7162 3.1.3 UNCHANGEDSINCE)."""
+
+    messages: list[StoredMessage]
+    modified: list[int] = field(default_factory=list)
+
+
+def normalize_flags(flags: Iterable[str]) -> frozenset[str]:
+    """System flags in canonical case, keywords as given; raises ValueError for bad ones."""
+    out: set[str] = set()
+    for flag in flags:
+        if flag.startswith("\\"):
+            canonical = _CANONICAL.get(flag.lower())
+            if canonical is None:  # \Recent is the server's, other \names are not flags
+                raise ValueError(f"not a settable flag: {flag!r}")
+            out.add(canonical)
+        elif not flag or len(flag) > 100 or _KEYWORD_BAD & set(flag) or not flag.isascii():
+            raise ValueError(f"not a keyword: {flag!r}")
+        else:
+            out.add(flag)
+    return frozenset(out)
+
+
+class Mailbox(UidIndex):
+    """One Maildir and its UID index. Methods are sync and thread-safe; close when done."""
+
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        new_name: Callable[[float], str],
+        now: Callable[[], float | None],
+        notify: Listener | None = None,
+    ) -> None:
+        self.name = name
+        self._new_name = new_name
+        super().__init__(path, now, notify)
+
+    def __enter__(self) -> Mailbox:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def messages(self) -> list[StoredMessage]:
+        """Every message, in UID order."""
+        with self._mutex:
+            rows = self._db.execute(f"SELECT {COLUMNS} FROM messages ORDER BY uid").fetchall()
+        return [self._message(row) for row in rows]
+
+    def uids(self) -> list[int]:
+        """Every UID, ascending (cheaper than :meth:`messages` for a large mailbox)."""
+        with self._mutex:
+            return [u for (u,) in self._db.execute("SELECT uid FROM messages ORDER BY uid")]
+
+    def get(self, uid: int) -> StoredMessage:
+        with self._mutex:
+            row = self._db.execute(
+                f"SELECT {COLUMNS} FROM messages WHERE uid = ?", (uid,)
+            ).fetchone()
+        if row is None:
+            raise NoSuchMessage(uid)
+        return self._message(row)
+
+    def get_many(self, uids: Iterable[int]) -> dict[int, StoredMessage]:
+        """The messages among ``uids`` that exist, by UID; ranges are read as ranges."""
+        members = set(uids)
+        out: dict[int, StoredMessage] = {}
+        with self._mutex:
+            for lo, hi in uid_runs(sorted(members)):
+                for row in self._db.execute(
+                    f"SELECT {COLUMNS} FROM messages WHERE uid BETWEEN ? AND ?", (lo, hi)
+                ):
+                    if row[0] in members:
+                        out[row[0]] = self._message(row)
+        return out
+
+    def select(
+        self, where: str, params: Iterable[object] = ()
+    ) -> list[tuple[int, str, int, float, int]]:
+        """``(uid, flags, size, internaldate, modseq)`` rows matching ``where``, in UID order.
+
+        ``where`` is SQL over those five columns, built from a fixed vocabulary by
+        :func:`reference.imap.search.to_sql` (never from client text: values are parameters).
+        """
+        with self._mutex:
+            return self._db.execute(
+                "SELECT uid, flags, size, internaldate, modseq FROM messages"
+                f" WHERE {where} ORDER BY uid",
+                tuple(params),
+            ).fetchall()
+
+    def snapshot(self) -> tuple[list[int], Status, int | None]:
+        """UIDs, status and the first unseen UID, read together (what SELECT needs): a
+        message delivered meanwhile is in all three or in none."""
+        with self._mutex:
+            self._db.execute("BEGIN")
+            try:
+                uids = [u for (u,) in self._db.execute("SELECT uid FROM messages ORDER BY uid")]
+                status = self._status()
+                unseen = self.first_unseen()
+            finally:
+                self._db.execute("COMMIT")
+        return uids, status, unseen
+
+    def status(self) -> Status:
+        with self._mutex:
+            self._db.execute("BEGIN")
+            try:
+                return self._status()
+            finally:
+                self._db.execute("COMMIT")
+
+    def _status(self) -> Status:
+        n, unseen, deleted, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(instr(flags, '\\Seen') = 0), 0),"
+            " COALESCE(SUM(instr(flags, '\\Deleted') > 0), 0), COALESCE(SUM(size), 0)"
+            " FROM messages"
+        ).fetchone()
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        return Status(
+            messages=n,
+            unseen=unseen,
+            deleted=deleted,
+            size=size,
+            uidnext=meta["uidnext"],
+            uidvalidity=meta["uidvalidity"],
+            highestmodseq=meta["highestmodseq"],
+        )
+
+    def first_unseen(self) -> int | None:
+        """The lowest UID without ``\\Seen``."""
+        with self._mutex:
+            row = self._db.execute(
+                "SELECT MIN(uid) FROM messages WHERE instr(flags, '\\Seen') = 0"
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def changes(self, since: int) -> Changes:
+        """Messages added or re-flagged, and UIDs expunged, after mod-sequence ``since``."""
+        with self._mutex:
+            self._db.execute("BEGIN")  # one snapshot for the three reads
+            try:
+                highest = self._meta(self._db, "highestmodseq")
+                rows = self._db.execute(
+                    f"SELECT {COLUMNS} FROM messages WHERE modseq > ? ORDER BY uid", (since,)
+                ).fetchall()
+                gone = [
+                    u
+                    for (u,) in self._db.execute(
+                        "SELECT uid FROM expunged WHERE modseq > ? ORDER BY uid", (since,)
+                    )
+                ]
+            finally:
+                self._db.execute("COMMIT")
+        assert highest is not None
+        return Changes(highest, [self._message(row) for row in rows], gone)
+
+    def read(self, uid: int) -> bytes:
+        """The message's bytes (CRLF line ends); raises :class:`NoSuchMessage`."""
+        return self._file(self.get(uid)).read_bytes()
+
+    def _file(self, message: StoredMessage) -> Path:
+        if message.path.exists():
+            return message.path
+        # Another Maildir reader may have renamed it (new/ -> cur/, other info letters).
+        found = self._find(base_of(message.path.name))
+        if found is None:
+            raise NoSuchMessage(message.uid)
+        return found
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, data: bytes, flags: Iterable[str] = (), *, when: float | None = None) -> int:
+        """Store a message and return its UID: tmp/, fsync, rename, fsync the directory."""
+        wanted = normalize_flags(flags)
+        data = to_crlf(data)  # stored as on the wire: RFC822.SIZE is the file size
+        if when is None:
+            when = self._now()
+        tmp = self._tmp_name()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if when is not None:
+                os.utime(tmp, (when, when))
+            internaldate = when if when is not None else os.stat(tmp).st_mtime
+            with self._write() as db:
+                uid, sub = self._insert(db, tmp, wanted, len(data), internaldate)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.path / sub)
+        log.info("mailbox.append mailbox=%s uid=%d size=%d", self.path, uid, len(data))
+        return uid
+
+    def _tmp_name(self) -> Path:
+        return self.path / "tmp" / f"{secrets.token_hex(8)}.P{os.getpid()}.tmp"
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        tmp: Path,
+        flags: frozenset[str],
+        size: int,
+        internaldate: float,
+    ) -> tuple[int, str]:
+        """Give the file in tmp/ the next UID and move it into place (inside a write)."""
+        uid = self._meta(db, "uidnext")
+        assert uid is not None
+        modseq = self._bump(db)
+        base = self._new_name(internaldate)
+        sub, file = placement(base, flags)
+        os.rename(tmp, self.path / sub / file)
+        try:
+            db.execute(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (uid, base, sub, file, join_flags(flags), size, internaldate, modseq),
+            )
+            db.execute("UPDATE meta SET value = ? WHERE key = 'uidnext'", (uid + 1,))
+        except BaseException:
+            (self.path / sub / file).unlink(missing_ok=True)
+            raise
+        return uid, sub
+
+    def set_flags(self, uid: int, flags: Iterable[str]) -> StoredMessage:
+        """Replace the message's flags."""
+        changed = self.change_flags([uid], replace=flags)
+        if not changed:
+            raise NoSuchMessage(uid)
+        return changed[0]
+
+    def change_flags(
+        self,
+        uids: Iterable[int],
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        replace: Iterable[str] | None = None,
+    ) -> list[StoredMessage]:
+        """Add, remove or replace flags atomically; returns the messages that exist."""
+        return self.update_flags(uids, add=add, remove=remove, replace=replace).messages
+
+    def update_flags(
+        self,
+        uids: Iterable[int],
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        replace: Iterable[str] | None = None,
+        unchanged_since: int | None = None,
+    ) -> FlagUpdate:
+        """:meth:`change_flags` with RFC 7162 UNCHANGEDSINCE: a message whose mod-sequence is
+        above it is left alone and listed in ``modified``. Changed messages get one new
+        mod-sequence; a STORE that changes nothing changes no mod-sequence."""
+        plus, minus = normalize_flags(add), normalize_flags(remove)
+        exact = normalize_flags(replace) if replace is not None else None
+        members = set(uids)
+        out: list[StoredMessage] = []
+        modified: list[int] = []
+        with self._write() as db:
+            for lo, hi in uid_runs(sorted(members)):
+                rows = db.execute(
+                    f"SELECT {COLUMNS} FROM messages WHERE uid BETWEEN ? AND ? ORDER BY uid",
+                    (lo, hi),
+                ).fetchall()
+                for uid, sub, file, old_text, size, internaldate, modseq in rows:
+                    if uid not in members:
+                        continue
+                    if unchanged_since is not None and modseq > unchanged_since:
+                        modified.append(uid)
+                        continue
+                    old = split_flags(old_text)
+                    new = exact if exact is not None else (old | plus) - minus
+                    if new != old:
+                        sub, file = self._rename(sub, file, new)
+                        modseq = self._bump(db)
+                        db.execute(
+                            "UPDATE messages SET sub = ?, file = ?, flags = ?, modseq = ?"
+                            " WHERE uid = ?",
+                            (sub, file, join_flags(new), modseq, uid),
+                        )
+                    row = (uid, sub, file, join_flags(new), size, internaldate, modseq)
+                    out.append(self._message(row))
+        return FlagUpdate(out, modified)
+
+    def expunge(self, uids: Iterable[int] | None = None) -> list[int]:
+        """Remove the messages flagged ``\\Deleted`` (only those in ``uids`` when given)."""
+        only = set(uids) if uids is not None else None
+        gone: list[int] = []
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT uid, sub, file FROM messages WHERE instr(flags, '\\Deleted') > 0"
+                " ORDER BY uid"
+            ).fetchall()
+            for uid, sub, file in rows:
+                if only is not None and uid not in only:
+                    continue
+                self._remove(db, uid, sub, file)
+                gone.append(uid)
+        if gone:
+            log.info("mailbox.expunge mailbox=%s count=%d", self.path, len(gone))
+        return gone
+
+    def _remove(self, db: sqlite3.Connection, uid: int, sub: str, file: str) -> None:
+        path = self.path / sub / file
+        if not path.exists():
+            path = self._find(base_of(file)) or path
+        path.unlink(missing_ok=True)  # file first: a crash must not resurrect it
+        self._forget(db, uid)
+
+    def _forget(self, db: sqlite3.Connection, uid: int) -> None:
+        db.execute("DELETE FROM messages WHERE uid = ?", (uid,))
+        db.execute("INSERT OR REPLACE INTO expunged VALUES (?, ?)", (uid, self._bump(db)))
+
+    def copy_to(self, dest: Mailbox, uids: Iterable[int]) -> list[tuple[int, int]]:
+        """Copy messages (hard links where the file system allows) with their flags and
+        internal dates; returns ``(source uid, new uid)`` pairs (RFC 4315 COPYUID)."""
+        found = self.get_many(uids)
+        staged: list[tuple[StoredMessage, Path]] = []
+        pairs: list[tuple[int, int]] = []
+        try:
+            for uid in sorted(found):
+                message = found[uid]
+                tmp = dest._tmp_name()
+                try:
+                    link_or_copy(self._file(message), tmp)
+                except (NoSuchMessage, FileNotFoundError):
+                    continue  # expunged meanwhile
+                staged.append((message, tmp))
+            with dest._write() as db:
+                for message, tmp in staged:
+                    uid, _ = dest._insert(
+                        db, tmp, message.flags, message.size, message.internaldate
+                    )
+                    pairs.append((message.uid, uid))
+        finally:
+            for _, tmp in staged[len(pairs) :]:
+                tmp.unlink(missing_ok=True)
+        for sub in ("new", "cur"):
+            fsync_dir(dest.path / sub)
+        return pairs
+
+    def move_to(self, dest: Mailbox, uids: Iterable[int]) -> list[tuple[int, int]]:
+        """Move messages (a rename of each file, RFC 6851); returns ``(old, new)`` UIDs."""
+        if dest.path == self.path:
+            pairs = self.copy_to(dest, uids)
+            with self._write() as db:
+                for old, _ in pairs:
+                    row = db.execute(
+                        "SELECT sub, file FROM messages WHERE uid = ?", (old,)
+                    ).fetchone()
+                    if row is not None:
+                        self._remove(db, old, *row)
+            return pairs
+        pairs = []
+        # Both locks, always in the same order, so two opposite MOVEs cannot deadlock.
+        with ExitStack() as stack:
+            for mailbox in sorted((self, dest), key=lambda m: str(m.path)):
+                stack.enter_context(mailbox._mutex)
+                stack.enter_context(flock(mailbox.path / LOCK_FILE))
+            members = set(uids)
+            with dest._transaction() as ddb, self._transaction() as sdb:
+                for lo, hi in uid_runs(sorted(members)):
+                    rows = sdb.execute(
+                        f"SELECT {COLUMNS} FROM messages WHERE uid BETWEEN ? AND ? ORDER BY uid",
+                        (lo, hi),
+                    ).fetchall()
+                    for row in rows:
+                        if row[0] not in members:
+                            continue
+                        message = self._message(row)
+                        try:
+                            source = self._file(message)
+                        except NoSuchMessage:
+                            continue
+                        tmp = dest._tmp_name()
+                        move_file(source, tmp)
+                        uid, _ = dest._insert(
+                            ddb, tmp, message.flags, message.size, message.internaldate
+                        )
+                        self._forget(sdb, message.uid)
+                        pairs.append((message.uid, uid))
+        for sub in ("new", "cur"):
+            fsync_dir(dest.path / sub)
+        if pairs:
+            log.info("mailbox.move from=%s to=%s count=%d", self.path, dest.path, len(pairs))
+        return pairs
+
+    def sync(self, *, force: bool = False) -> bool:
+        """Reconcile the index with the directory (see :meth:`MailStore.open`); without
+        ``force`` only when ``new/`` or ``cur/`` changed since the index last saw them.
+        Returns whether the directory was read."""
+        if not force:
+            with self._mutex:
+                stored = (self._meta(self._db, "stamp_new"), self._meta(self._db, "stamp_cur"))
+            if stored == self._stamp():
+                return False
+        now = self._now()
+        with self._write(track=False) as db:
+            stamp = self._stamp()  # before reading: a change during the scan shows next time
+            on_disk: dict[str, tuple[str, str]] = {}
+            for sub in ("new", "cur"):
+                with os.scandir(self.path / sub) as entries:
+                    for entry in entries:
+                        if not entry.name.startswith(".") and entry.is_file():
+                            on_disk[base_of(entry.name)] = (sub, entry.name)
+            for uid, base, sub, file in db.execute(
+                "SELECT uid, base, sub, file FROM messages"
+            ).fetchall():
+                where = on_disk.pop(base, None)
+                if where is None:
+                    self._forget(db, uid)
+                elif where != (sub, file):
+                    db.execute("UPDATE messages SET sub = ?, file = ? WHERE uid = ?", (*where, uid))
+            adopted = [
+                (os.stat(self.path / sub / file), base, sub, file)
+                for base, (sub, file) in on_disk.items()
+            ]
+            adopted.sort(key=lambda a: (a[0].st_mtime, a[1]))  # arrival order, as near as known
+            uid = self._meta(db, "uidnext")
+            assert uid is not None
+            for stat, base, sub, file in adopted:
+                flags = join_flags(info_flags(file))
+                db.execute(
+                    "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (uid, base, sub, file, flags, stat.st_size, stat.st_mtime, self._bump(db)),
+                )
+                uid += 1
+            db.execute("UPDATE meta SET value = ? WHERE key = 'uidnext'", (uid,))
+            self._set_stamp(db, stamp)
+        if adopted:
+            log.info("mailbox.sync mailbox=%s adopted=%d", self.path, len(adopted))
+        if now is not None:
+            self._clean_tmp(now)
+        return True
+
+    def _clean_tmp(self, now: float) -> None:
+        with os.scandir(self.path / "tmp") as entries:
+            for entry in entries:
+                with suppress(FileNotFoundError):
+                    if entry.is_file() and entry.stat().st_mtime < now - TMP_MAX_AGE:
+                        os.unlink(entry.path)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _message(self, row: Row) -> StoredMessage:
+        uid, sub, file, flags, size, internaldate, modseq = row
+        return StoredMessage(
+            uid, split_flags(flags), size, internaldate, (self.path, sub, file), modseq
+        )
+
+    def _rename(self, sub: str, file: str, flags: frozenset[str]) -> tuple[str, str]:
+        target = placement(base_of(file), flags)
+        if target == (sub, file):
+            return sub, file
+        source = self.path / sub / file
+        if not source.exists():
+            source = self._find(base_of(file)) or source
+        try:
+            os.rename(source, self.path / target[0] / target[1])
+        except FileNotFoundError:
+            return sub, file  # gone from disk; the next sync forgets it
+        return target
+
+    def _find(self, base: str) -> Path | None:
+        for sub in ("cur", "new"):
+            with os.scandir(self.path / sub) as entries:
+                for entry in entries:
+                    if base_of(entry.name) == base:
+                        return Path(entry.path)
+        return None

@@ -1,0 +1,192 @@
+"""One Maildir's UID index: UIDVALIDITY, UIDNEXT, mod-sequences, and locked transactions."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from reference.mailbox.maildir import flock
+
+INDEX_FILE = "mailspec-index.sqlite"
+LOCK_FILE = "mailspec-index.lock"
+SCHEMA_VERSION = 2
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS messages (uid INTEGER PRIMARY KEY, base TEXT NOT NULL UNIQUE,"
+    " sub TEXT NOT NULL, file TEXT NOT NULL, flags TEXT NOT NULL, size INTEGER NOT NULL,"
+    " internaldate REAL NOT NULL, modseq INTEGER NOT NULL DEFAULT 1)",
+    # RFC 7162 3.2.5 / QRESYNC: which UIDs went away at which mod-sequence.
+    "CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL)",
+)
+COLUMNS = "uid, sub, file, flags, size, internaldate, modseq"
+Row = tuple[int, str, str, str, int, float, int]
+
+Listener = Callable[[Path], None]
+
+
+class UidIndex:
+    """The index of the Maildir at ``path`` (``mailspec-index.sqlite``): the truth for UIDs,
+    flags and mod-sequences. Writers hold the mailbox's mutex and an exclusive ``flock`` on
+    ``mailspec-index.lock``; the directory mtimes last scanned are kept as stamps."""
+
+    def __init__(
+        self,
+        path: Path,
+        now: Callable[[], float | None],
+        notify: Listener | None = None,
+    ) -> None:
+        self.path = path
+        self._now = now
+        self._notify = notify
+        self._mutex = threading.RLock()
+        self._txn_modseq: int | None = None
+        self._db = sqlite3.connect(
+            path / INDEX_FILE, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._db.execute("PRAGMA journal_mode=TRUNCATE")
+            if self._schema_version() < SCHEMA_VERSION:
+                self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _schema_version(self) -> int:
+        try:
+            return self._meta(self._db, "schema") or 0
+        except sqlite3.OperationalError:
+            return 0  # no meta table yet
+
+    def _migrate(self) -> None:
+        with self._write(track=False) as db:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+            if "modseq" not in columns:  # an index from before CONDSTORE
+                db.execute("ALTER TABLE messages ADD COLUMN modseq INTEGER NOT NULL DEFAULT 1")
+            db.execute("CREATE INDEX IF NOT EXISTS messages_modseq ON messages(modseq)")
+            if self._meta(db, "uidvalidity") is None:
+                # RFC 3501 2.3.1.1: a new index gets a new UIDVALIDITY; time makes it grow.
+                created = self._now()
+                validity = int(created if created is not None else os.stat(self.path).st_mtime)
+                db.execute("INSERT INTO meta VALUES ('uidvalidity', ?)", (max(1, validity),))
+                db.execute("INSERT INTO meta VALUES ('uidnext', 1)")
+            for key, value in (("highestmodseq", 1), ("stamp_new", 0), ("stamp_cur", 0)):
+                db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+    def close(self) -> None:
+        with self._mutex:
+            self._db.close()
+
+    @property
+    def uidvalidity(self) -> int:
+        return self._get_meta("uidvalidity")
+
+    @property
+    def uidnext(self) -> int:
+        return self._get_meta("uidnext")
+
+    @property
+    def highestmodseq(self) -> int:
+        """RFC 7162 3.1.1: the highest mod-sequence of any change to the mailbox."""
+        return self._get_meta("highestmodseq")
+
+    def _get_meta(self, key: str) -> int:
+        with self._mutex:
+            value = self._meta(self._db, key)
+        assert value is not None
+        return value
+
+    # -- locking and transactions -----------------------------------------------------------
+
+    @contextmanager
+    def _write(self, *, track: bool = True) -> Iterator[sqlite3.Connection]:
+        """The mailbox's lock and one write transaction. With ``track``, when the directory
+        was as the index last saw it before this change, its new mtimes are recorded, so the
+        change made here does not cost the next reader a full scan."""
+        with self._mutex, flock(self.path / LOCK_FILE), self._transaction(track=track) as db:
+            yield db
+
+    @contextmanager
+    def _transaction(self, *, track: bool = True) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        self._txn_modseq = None
+        try:
+            fresh = track and self._stamp() == (
+                self._meta(db, "stamp_new"),
+                self._meta(db, "stamp_cur"),
+            )
+            yield db
+            if fresh:
+                self._set_stamp(db, self._stamp())
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._txn_modseq = None
+            raise
+        db.execute("COMMIT")
+        changed, self._txn_modseq = self._txn_modseq is not None, None
+        if changed and self._notify is not None:
+            self._notify(self.path)
+
+    def _bump(self, db: sqlite3.Connection) -> int:
+        """The mod-sequence of this transaction's changes (one per transaction)."""
+        if self._txn_modseq is None:
+            highest = self._meta(db, "highestmodseq") or 1
+            self._txn_modseq = highest + 1
+            db.execute("UPDATE meta SET value = ? WHERE key = 'highestmodseq'", (self._txn_modseq,))
+        return self._txn_modseq
+
+    def _stamp(self) -> tuple[int, int]:
+        return (
+            os.stat(self.path / "new").st_mtime_ns,
+            os.stat(self.path / "cur").st_mtime_ns,
+        )
+
+    @staticmethod
+    def _set_stamp(db: sqlite3.Connection, stamp: tuple[int, int]) -> None:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'stamp_new'", (stamp[0],))
+        db.execute("UPDATE meta SET value = ? WHERE key = 'stamp_cur'", (stamp[1],))
+
+    @staticmethod
+    def _meta(db: sqlite3.Connection, key: str) -> int | None:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+
+def join_flags(flags: frozenset[str]) -> str:
+    return " ".join(sorted(flags))
+
+
+_FLAG_SETS: dict[str, frozenset[str]] = {}
+
+
+def split_flags(text: str) -> frozenset[str]:
+    # Few distinct flag combinations exist: share one frozenset per combination.
+    found = _FLAG_SETS.get(text)
+    if found is None:
+        found = frozenset(text.split())
+        if len(_FLAG_SETS) < 4096:
+            _FLAG_SETS[text] = found
+    return found
+
+
+def uid_runs(sorted_uids: list[int], gap: int = 64) -> Iterator[tuple[int, int]]:
+    """Runs ``(lo, hi)`` of sorted UIDs, bridging gaps of up to ``gap``: a range query per
+    run, not per UID (callers drop the rows in the gaps)."""
+    if not sorted_uids:
+        return
+    lo = hi = sorted_uids[0]
+    for uid in sorted_uids[1:]:
+        if uid <= hi + 1 + gap:
+            hi = uid
+            continue
+        yield lo, hi
+        lo = hi = uid
+    yield lo, hi

@@ -1,0 +1,240 @@
+"""The durable queue: messages written and fsynced before the 250, with per-recipient state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reference.clock import Clock
+
+# Recipient states.
+PENDING = "pending"  # not tried yet, or deferred until entry.next_attempt
+DELIVERED = "delivered"
+BOUNCED = "bounced"
+FINAL = (DELIVERED, BOUNCED)
+
+
+class SpoolError(OSError):
+    """The spool could not take or update a message (disk full, permissions…)."""
+
+
+@dataclass
+class Recipient:
+    address: str
+    status: str = PENDING
+    attempts: int = 0
+    reply: str = ""  # the last reply or reason, for queue listings and DSNs
+    remote: str = ""  # the host that gave that reply
+
+
+@dataclass
+class QueueEntry:
+    qid: str
+    sender: str
+    recipients: list[Recipient]
+    created: float
+    next_attempt: float
+    size: int = 0
+    lane: str = "regular"
+    held: bool = False  # from the <qid>.hold marker, set by `mailspec queue hold`
+    flushed: bool = False  # from the <qid>.flush marker: try now, whatever the schedule
+    attempts: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> list[Recipient]:
+        return [r for r in self.recipients if r.status not in FINAL]
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        # Operator controls live in marker files, so a running delivery never overwrites them.
+        d.pop("held")
+        d.pop("flushed")
+        return json.dumps(d, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> QueueEntry:
+        d = json.loads(raw)
+        d.pop("held", None)
+        d.pop("flushed", None)
+        d["recipients"] = [Recipient(**r) for r in d["recipients"]]
+        return cls(**d)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write to a temporary name, fsync, rename: the file is whole or absent."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Spool:
+    """Files under ``root``: ``<qid>.eml`` (the message) and ``<qid>.json`` (the envelope).
+
+    The JSON file is written last, so its presence marks a committed message; a message
+    file without one is an interrupted enqueue and is removed at start.
+    """
+
+    def __init__(self, root: Path, clock: Clock) -> None:
+        self.root = root
+        self.clock = clock
+        root.mkdir(parents=True, exist_ok=True)
+        self._recover()
+        # How many messages this spool holds, kept as it changes (listing the directory on
+        # every MAIL would cost more than the check it serves).
+        self._count_lock = threading.Lock()
+        self._count = sum(1 for _ in root.glob("*.json"))
+
+    @property
+    def backlog(self) -> int:
+        """Messages in the spool: queued and not yet delivered or bounced."""
+        return self._count
+
+    def _counted(self, delta: int) -> None:
+        with self._count_lock:
+            self._count = max(0, self._count + delta)
+
+    def _recover(self) -> None:
+        for tmp in self.root.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for eml in self.root.glob("*.eml"):
+            if not eml.with_suffix(".json").exists():
+                eml.unlink(missing_ok=True)
+        for marker in [*self.root.glob("*.hold"), *self.root.glob("*.flush")]:
+            if not marker.with_suffix(".json").exists():
+                marker.unlink(missing_ok=True)
+
+    def new_qid(self) -> str:
+        # Time-ordered prefix (so listings sort by arrival) plus randomness (so several
+        # processes sharing the spool never collide).
+        return f"{int(self.clock.now() * 1000):011X}{secrets.token_hex(3).upper()}"
+
+    def _enqueue_sync(self, entry: QueueEntry, data: bytes) -> None:
+        try:
+            _write_durably(self.root / f"{entry.qid}.eml", data)
+            _write_durably(self.root / f"{entry.qid}.json", entry.to_json())
+            _fsync_dir(self.root)
+        except OSError as e:
+            for suffix in (".eml", ".json", ".eml.tmp", ".json.tmp"):
+                (self.root / f"{entry.qid}{suffix}").unlink(missing_ok=True)
+            raise SpoolError(e.errno, f"spool write failed: {e.strerror}") from e
+
+    async def enqueue(
+        self,
+        sender: str,
+        recipients: list[str],
+        data: bytes,
+        *,
+        qid: str | None = None,
+        lane: str = "regular",
+        meta: dict[str, Any] | None = None,
+    ) -> QueueEntry:
+        """Write the message durably; when this returns, the 250 may be sent."""
+        now = self.clock.now()
+        entry = QueueEntry(
+            qid=qid or self.new_qid(),
+            sender=sender,
+            recipients=[Recipient(r) for r in recipients],
+            created=now,
+            next_attempt=now,
+            size=len(data),
+            lane=lane,
+            meta=meta or {},
+        )
+        await asyncio.to_thread(self._enqueue_sync, entry, data)
+        self._counted(+1)
+        return entry
+
+    def save(self, entry: QueueEntry) -> None:
+        if not (self.root / f"{entry.qid}.eml").exists():
+            return  # deleted by the operator while a delivery was running: stay deleted
+        _write_durably(self.root / f"{entry.qid}.json", entry.to_json())
+
+    def load(self, qid: str) -> QueueEntry | None:
+        try:
+            entry = QueueEntry.from_json((self.root / f"{qid}.json").read_bytes())
+        except (FileNotFoundError, ValueError, TypeError, KeyError):
+            return None
+        entry.held = (self.root / f"{qid}.hold").exists()
+        entry.flushed = (self.root / f"{qid}.flush").exists()
+        return entry
+
+    # -- operator controls (`mailspec queue …`), safe while the server runs
+
+    def _mark(self, qid: str, marker: str, on: bool) -> bool:
+        if not (self.root / f"{qid}.json").exists():
+            return False
+        path = self.root / f"{qid}.{marker}"
+        if on:
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
+        return True
+
+    def hold(self, qid: str) -> bool:
+        return self._mark(qid, "hold", True)
+
+    def release(self, qid: str) -> bool:
+        return self._mark(qid, "hold", False)
+
+    def flush(self, qid: str) -> bool:
+        return self._mark(qid, "flush", True)
+
+    def flushed_done(self, qid: str) -> None:
+        (self.root / f"{qid}.flush").unlink(missing_ok=True)
+
+    def delete(self, qid: str) -> bool:
+        if not (self.root / f"{qid}.json").exists():
+            return False
+        self.remove(qid)
+        return True
+
+    def read_message(self, qid: str) -> bytes:
+        return (self.root / f"{qid}.eml").read_bytes()
+
+    def remove(self, qid: str) -> None:
+        # Envelope first: a crash in between leaves an orphan message, removed at start.
+        try:
+            (self.root / f"{qid}.json").unlink()
+            self._counted(-1)
+        except FileNotFoundError:
+            pass
+        (self.root / f"{qid}.eml").unlink(missing_ok=True)
+        (self.root / f"{qid}.hold").unlink(missing_ok=True)
+        (self.root / f"{qid}.flush").unlink(missing_ok=True)
+
+    def entries(self) -> list[QueueEntry]:
+        out = []
+        for path in sorted(self.root.glob("*.json")):
+            entry = self.load(path.stem)
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def due(self, now: float) -> list[QueueEntry]:
+        return [
+            e
+            for e in self.entries()
+            if not e.held and (e.next_attempt <= now or e.flushed) and not e.done
+        ]
