@@ -95,7 +95,7 @@ async def test_spf_whitelisted_domains_skip_greylisting() -> None:
     async def spf(sender: str) -> SpfPair:
         domain = sender.rpartition("@")[2]
         check = SpfCheck(results[domain], domain, "mailfrom", sender)
-        return check, check
+        return SpfPair(check, check)
 
     def at_rcpt(sender: str) -> Transaction:
         # What sender authentication leaves on the transaction at MAIL: its SPF task.

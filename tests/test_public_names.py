@@ -22,21 +22,9 @@ MODULES = sorted(
     if not m.ispkg and not m.name.endswith("__main__")  # __main__ runs the command line
 )
 
-# Packages being reshaped by issue 13 (the mail values, the SMTP front end): once one names
-# its surface, its strict xfail turns into a failure here; then take it off this list.
-NOT_YET = {
-    "reference.mail": "issue 13: the mail values are being built",
-    "reference.smtp": "issue 13: the SMTP front end is being reshaped",
-}
 
-
-def _packages() -> list[object]:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[name]))
-        if name in NOT_YET
-        else name
-        for name in PACKAGES
-    ]
+def _packages() -> list[str]:
+    return list(PACKAGES)
 
 
 def _exported(name: str) -> list[str]:
@@ -90,7 +78,7 @@ def _reexports_only(name: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("name", [n for n in PACKAGES if n not in NOT_YET and _reexports_only(n)])
+@pytest.mark.parametrize("name", [n for n in PACKAGES if _reexports_only(n)])
 def test_a_package_that_only_reexports_exports_all_it_imports(name: str) -> None:
     package = importlib.import_module(name)
     public = {

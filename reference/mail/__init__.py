@@ -1,1 +1,4 @@
-"""Mail values, the ground floor: replies, xtext; every other package stands on these."""
+"""Mail values, the ground floor: replies, the message, xtext. Each is its own module,
+imported by name; nothing here imports the rest of the reference."""
+
+__all__: list[str] = []

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from reference.auth.spf import SpfCheck
 from reference.directory import Directory, DirectoryError, split_address
@@ -119,7 +120,11 @@ class Session:
     user: str | None = None  # the authenticated address
 
 
-SpfPair = tuple[SpfCheck, SpfCheck]  # (MAIL FROM identity, HELO identity)
+class SpfPair(NamedTuple):
+    """SPF (RFC 7208) for both identities a client gives."""
+
+    mail_from: SpfCheck
+    helo: SpfCheck
 
 
 @dataclass

@@ -133,7 +133,7 @@ class SenderAuthentication(Check):
             )
             if not sender:  # RFC 7208 2.4: the null sender's identity is the HELO name
                 mail_from = await mail_from_check
-                return mail_from, mail_from
+                return SpfPair(mail_from, mail_from)
             mail_from, helo = await asyncio.gather(
                 mail_from_check,
                 spf_mod.check_helo(self.lookup, s.peer, s.helo, receiver=self.authserv_id, now=now),
@@ -141,8 +141,8 @@ class SenderAuthentication(Check):
         except Exception:  # a bug must not lose the message: report temperror and log it
             log.exception("event=spf.error peer=%s", s.peer)
             err = SpfCheck(SpfResult.TEMPERROR, "", "mailfrom", sender, "internal error")
-            return err, SpfCheck(SpfResult.TEMPERROR, s.helo, "helo", "", "internal error")
-        return mail_from, helo
+            return SpfPair(err, SpfCheck(SpfResult.TEMPERROR, s.helo, "helo", "", "internal error"))
+        return SpfPair(mail_from, helo)
 
     async def _spf(self, tx: Transaction) -> SpfPair:
         if tx.spf is None:  # no MAIL stage ran (a direct call): evaluate now
