@@ -1,7 +1,9 @@
-"""Evaluation of parsed SEARCH keys against one message (pure but for a lazy loader)."""
+"""SEARCH: the command, the query it runs on the mailbox index, and the evaluation of the
+keys the index cannot answer against one message (pure but for a lazy loader)."""
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import calendar
 import datetime
@@ -12,7 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from reference.imap import mime
-from reference.imap.parser import SearchKey, SequenceSet
+from reference.imap import response as r
+from reference.imap.core import SessionCore
+from reference.imap.parser import Search, SearchKey, SequenceSet
+from reference.mailbox import Mailbox, NoSuchMessage
 
 _FLAG_OF = {
     "ANSWERED": "\\Answered",
@@ -250,3 +255,113 @@ def _text_of(data: bytes) -> str:
         except LookupError:
             out.append(raw.decode("utf-8", "replace"))
     return "\n".join(out)
+
+
+class SearchCommand(SessionCore):
+    async def search(self, command: Search) -> None:
+        view = self.view
+        assert view is not None
+        if command.charset not in (None, "US-ASCII", "UTF-8"):
+            await self.no(command.tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset")
+            return
+        hits = await asyncio.to_thread(
+            search_mailbox, view.mailbox, list(view.uids), command, self.saved
+        )
+        if any(_uses_modseq(k) for k in command.keys):
+            self.condstore = True  # RFC 7162 3.1.8
+        numbers = [u if command.uid else n for n, u, _ in hits]
+        highest = max((m for _, _, m in hits), default=0)
+        with_modseq = any(_uses_modseq(k) for k in command.keys)
+        returns = command.returns
+        if returns is None and not self.rev2:
+            text = b" ".join([b"* SEARCH", *(b"%d" % n for n in numbers)])
+            if with_modseq and numbers:
+                text += b" (MODSEQ %d)" % highest  # RFC 7162 3.1.5
+            await self.send(text)
+        else:
+            options = set(returns or ()) or {"ALL"}  # RFC 4731 3.1: RETURN () is ALL
+            if "SAVE" in options:  # RFC 5182 2.4
+                saved = [u for _, u, _ in hits]
+                if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
+                    picks = ([saved[0]] if "MIN" in options else []) + (
+                        [saved[-1]] if "MAX" in options else []
+                    )
+                    saved = picks if saved else []
+                self.saved = frozenset(saved)
+            if options != {"SAVE"}:
+                parts = [b'* ESEARCH (TAG "%s")' % command.tag.encode()]
+                if command.uid:
+                    parts.append(b"UID")
+                if numbers and "MIN" in options:
+                    parts.append(b"MIN %d" % min(numbers))
+                if numbers and "MAX" in options:
+                    parts.append(b"MAX %d" % max(numbers))
+                if "COUNT" in options:
+                    parts.append(b"COUNT %d" % len(numbers))
+                if numbers and "ALL" in options:
+                    parts.append(b"ALL " + r.sequence_set(numbers).encode())
+                if with_modseq and numbers:
+                    parts.append(b"MODSEQ %d" % highest)
+                await self.send(b" ".join(parts))
+        if command.uid:
+            await self.refresh()
+        await self.ok(command, "SEARCH completed")
+
+
+def search_mailbox(
+    mailbox: Mailbox, uids: list[int], command: Search, saved: frozenset[int]
+) -> list[tuple[int, int, int]]:
+    """``(seq, uid, modseq)`` of the messages that match every key.
+
+    The keys the index can answer become one SQL query; the others (text, headers, sent
+    dates) are then checked message by message on what that query left.
+    """
+    clauses: list[str] = []
+    params: list[object] = []
+    rest: list[SearchKey] = []
+    for key in command.keys:
+        compiled = to_sql(key, uids, saved)
+        if compiled is None:
+            rest.append(key)
+        else:
+            clauses.append(f"({compiled[0]})")
+            params += compiled[1]
+    rows = mailbox.select(" AND ".join(clauses) or "1", params)
+    exists, largest = len(uids), (uids[-1] if uids else 0)
+    content = needs_content(rest)
+    hits: list[tuple[int, int, int]] = []
+    for uid, flags, size, internaldate, modseq in rows:
+        seq = seq_of(uids, uid)
+        if seq is None:
+            continue  # arrived after the session last looked: not in its view yet
+        if rest:
+            candidate = Candidate(
+                seq,
+                uid,
+                frozenset(flags.split()),
+                size,
+                exists,
+                largest,
+                internaldate=internaldate,
+                modseq=modseq,
+                saved=saved,
+                load=_loader(mailbox, uid) if content else None,
+            )
+            if not all(matches(key, candidate) for key in rest):
+                continue
+        hits.append((seq, uid, modseq))
+    return hits
+
+
+def _loader(mailbox: Mailbox, uid: int) -> Callable[[], bytes]:
+    def load() -> bytes:
+        try:
+            return mailbox.read(uid)
+        except NoSuchMessage:
+            return b""
+
+    return load
+
+
+def _uses_modseq(key: SearchKey) -> bool:
+    return key.name == "MODSEQ" or any(_uses_modseq(k) for k in key.keys)

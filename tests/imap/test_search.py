@@ -1,5 +1,5 @@
-"""SEARCH: keys the index answers run as SQL; they must select exactly what the reference
-evaluator (``matches``, message by message) selects."""
+"""SEARCH: over the wire (ESEARCH, SEARCHRES, MODSEQ), and the keys the index answers as SQL
+selecting exactly what the reference evaluator (``matches``, message by message) selects."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference.imap.parser import Search, SearchKey, SequenceSet
-from reference.imap.search import Candidate, matches, to_sql
-from reference.imap.server import _search
+from reference.imap.search import Candidate, matches, search_mailbox, to_sql
 from reference.mailbox import MailStore
 
-ALICE = "alice@example.org"
+from .support import ALICE, MSG, Start, logged_in
+
 DAY = 86400.0
 START = 1_767_225_600.0  # 2026-01-01
 
@@ -55,6 +55,46 @@ _keys = st.recursive(
 )
 
 
+async def test_search(start: Start) -> None:
+    env, raw = await logged_in(start)
+    for flags in ([], ["\\Seen"], ["\\Seen", "\\Flagged"]):
+        env.store.deliver(ALICE, MSG, flags=flags)
+    await raw.command(b"SELECT INBOX")
+    assert (await raw.command(b"SEARCH ALL"))[0] == b"* SEARCH 1 2 3\r\n"
+    assert (await raw.command(b"SEARCH SEEN NOT FLAGGED"))[0] == b"* SEARCH 2\r\n"
+    assert (await raw.command(b"UID SEARCH OR 1 3"))[0] == b"* SEARCH 1 3\r\n"
+    assert (await raw.command(b"SEARCH CHARSET KOI8-R ALL"))[-1].startswith(b"t NO [BADCHARSET")
+    assert (await raw.command(b"SEARCH DELETED"))[0] == b"* SEARCH\r\n"
+
+
+async def test_search_result_saved_and_reused(start: Start) -> None:
+    env, raw = await logged_in(start)
+    for flags in ([], ["\\Flagged"], ["\\Flagged"]):
+        env.store.deliver(ALICE, MSG, flags=flags)
+    await raw.command(b"SELECT INBOX")
+    assert await raw.command(b"SEARCH RETURN (SAVE) FLAGGED") == [b"t OK SEARCH completed\r\n"]
+    lines = await raw.command(b"FETCH $ (UID)")
+    assert lines[:2] == [b"* 2 FETCH (UID 2)\r\n", b"* 3 FETCH (UID 3)\r\n"]
+    assert (await raw.command(b"UID SEARCH $"))[0] == b"* SEARCH 2 3\r\n"
+    assert (await raw.command(b"SEARCH RETURN (MIN SAVE) FLAGGED"))[0] == (
+        b'* ESEARCH (TAG "t") MIN 2\r\n'
+    )
+    assert (await raw.command(b"UID SEARCH $"))[0] == b"* SEARCH 2\r\n"
+
+
+async def test_search_modseq_and_status_highestmodseq(start: Start) -> None:
+    env, raw = await logged_in(start)
+    env.store.deliver(ALICE, MSG)
+    env.store.deliver(ALICE, MSG)
+    await raw.command(b"SELECT INBOX")
+    await raw.command(b"STORE 2 +FLAGS.SILENT (\\Seen)")
+    status = (await raw.command(b"STATUS INBOX (HIGHESTMODSEQ)"))[0]
+    highest = int(status.split(b"HIGHESTMODSEQ ")[1].split(b")")[0])
+    assert (await raw.command(b"SEARCH MODSEQ %d" % highest))[0] == (
+        b"* SEARCH 2 (MODSEQ %d)\r\n" % highest
+    )
+
+
 @settings(max_examples=150, deadline=None)
 @given(_mailbox, st.lists(_keys, min_size=1, max_size=3), st.sets(_num, max_size=5), st.data())
 def test_sql_search_selects_what_the_evaluator_selects(
@@ -73,7 +113,7 @@ def test_sql_search_selects_what_the_evaluator_selects(
             box.expunge(expunge)
             view = box.uids()
             command = Search("t", tuple(keys))
-            got = [uid for _, uid, _ in _search(box, view, command, frozenset(saved))]
+            got = [uid for _, uid, _ in search_mailbox(box, view, command, frozenset(saved))]
             stored = box.messages()
         expected = []
         for seq, m in enumerate(stored, 1):
@@ -108,7 +148,7 @@ def test_content_search(tmp_path: Path) -> None:
         view = box.uids()
 
         def uids(*keys: SearchKey) -> list[int]:
-            return [u for _, u, _ in _search(box, view, Search("t", keys), frozenset())]
+            return [u for _, u, _ in search_mailbox(box, view, Search("t", keys), frozenset())]
 
         assert uids(SearchKey("SUBJECT", "CAFÉ")) == [1]  # decoded, case-insensitive
         assert uids(SearchKey("FROM", "bob")) == [1]

@@ -1,0 +1,1 @@
+"""Tests of reference.imap, one file per module or command family."""
