@@ -144,7 +144,7 @@ class Cluster:
                 self.data / "tls" / "key.pem",
             )
         if self.redis_arg == "auto":
-            from reference.testing import RedisServer
+            from reference.state.server import RedisServer
 
             self._redis = RedisServer(self.data / "redis").start()
             self.redis_url = self._redis.url

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from reference.clock import ManualClock
-from reference.testing import RedisServer, ReferenceServer
+from reference.state.server import RedisServer
+from reference.testing import ReferenceServer
 
 
 @pytest.fixture

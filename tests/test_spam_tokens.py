@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reference.scan.bayes import Bayes, Classifiers
+from reference.state.server import RedisServer
 from reference.state.tokens import (
     GLOBAL,
     MemoryTokenDB,
@@ -18,7 +19,6 @@ from reference.state.tokens import (
     TokenDB,
     open_tokens,
 )
-from reference.testing import RedisServer
 
 
 @pytest.fixture(scope="module")

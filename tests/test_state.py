@@ -11,8 +11,8 @@ import pytest
 from reference.state import StateStore
 from reference.state.memory import MemoryStore
 from reference.state.redis import RedisStore
+from reference.state.server import RedisServer
 from reference.state.sqlite import SqliteStore
-from reference.testing import RedisServer
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from reference.imap import mutf7
 from reference.imap import response as r
 from reference.imap.parser import Command, SequenceSet
-from reference.imap.stream import Closed, Stream, log_event
 from reference.mailbox import Changes, InvalidFolder, Mailbox, StoredMessage, normalize_folder
+from reference.stream import Closed, Stream, log_event
 
 if TYPE_CHECKING:
     from reference.imap.server import ImapServer

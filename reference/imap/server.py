@@ -17,8 +17,8 @@ from collections.abc import Callable
 from reference.clock import Clock
 from reference.credentials import Authenticator
 from reference.imap.session import Session
-from reference.imap.stream import Stream
 from reference.mailbox import MailStore
+from reference.stream import Stream
 
 # Called with (account address, message bytes, is_spam) when a message is moved or copied
 # into Junk (spam) or out of it to anywhere but Trash (ham): the spam classifier's trainer.

@@ -39,7 +39,7 @@ from reference.imap.parser import (
 from reference.imap.quota import QuotaCommands
 from reference.imap.search import SearchCommand
 from reference.imap.selection import SelectionCommands
-from reference.imap.stream import Closed, LineTooLong
+from reference.stream import Closed, LineTooLong
 
 _ANY = frozenset(State) - {State.LOGOUT}
 _AUTHED = frozenset({State.AUTHENTICATED, State.SELECTED})

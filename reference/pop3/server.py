@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 
 from reference.clock import Clock
 from reference.credentials import Authenticator, TemporarilyUnavailable, parse_sasl_plain
-from reference.imap.stream import Closed, LineTooLong, Stream, log_event
 from reference.mailbox import Mailbox, MailStore, NoSuchMessage, StoredMessage
 from reference.mailbox.message import top
 from reference.pop3.parser import Command, ParseError, dot_stuff, parse_command
+from reference.stream import Closed, LineTooLong, Stream, log_event
 
 log = logging.getLogger("mailspec.pop3")
 

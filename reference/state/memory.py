@@ -42,14 +42,14 @@ class MemoryStore:
             self._windows[key] = events
             return WindowResult(True, used + amount, now)
         self._windows[key] = events
-        return WindowResult(False, used, _retry_at(events, used, amount, limit, window, now))
+        return WindowResult(False, used, retry_at(events, used, amount, limit, window, now))
 
     async def close(self) -> None:
         self._values.clear()
         self._windows.clear()
 
 
-def _retry_at(
+def retry_at(
     events: list[tuple[float, int]],
     used: int,
     amount: int,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from reference.sqlite import connect as connect_sqlite
 from reference.state import WindowResult
-from reference.state.memory import _retry_at
+from reference.state.memory import retry_at
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
@@ -101,7 +101,7 @@ class SqliteStore:
                         )
                         result = WindowResult(True, used + amount, now)
                     else:
-                        retry = _retry_at(events, used, amount, limit, window, now)
+                        retry = retry_at(events, used, amount, limit, window, now)
                         result = WindowResult(False, used, retry)
                     self._db.execute("COMMIT")
                 except BaseException:

@@ -1,4 +1,4 @@
-"""Bounded, timed line I/O over asyncio streams, shared by the IMAP and POP3 servers."""
+"""Bounded, timed line I/O over asyncio streams, for the line-based servers (IMAP, POP3)."""
 
 from __future__ import annotations
 
