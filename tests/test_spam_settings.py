@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from reference.directory import Directory, DirectoryError, SpamSettings
+from reference.mail.replies import SENDER_BLOCKED
 from reference.policy import KEEP, Action, CheckResult, Filing, Session, transaction
-from reference.policy.spam import SENDER_BLOCKED, BlockedSenders, SpamCheck
+from reference.policy.spam import BlockedSenders, SpamCheck
 from reference.scan.bayes import Bayes, Classifiers
 from reference.scan.rules import GTUBE, GTUBE_JUNK
 from reference.testing import ReferenceServer

@@ -28,6 +28,10 @@ class Reply:
     def with_text(self, text: str) -> Reply:
         return Reply(self.code, self.enhanced, text)
 
+    def format(self, **values: object) -> Reply:
+        """The reply with its ``{placeholders}`` filled in."""
+        return Reply(self.code, self.enhanced, self.text.format(**values))
+
     def __str__(self) -> str:
         lines = self.text.split("\n")
         head = f"{self.code} {self.enhanced}" if self.enhanced else f"{self.code}"
@@ -47,6 +51,9 @@ RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
 QUEUED = Reply(250, "2.0.0", "Ok: queued as {qid}")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 
+# Intermediate (RFC 5321 4.2: 3yz replies carry no enhanced code, RFC 2034 3)
+START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+
 # Transient
 TIMEOUT = Reply(421, "4.4.2", "Error: timeout exceeded")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Error: too many errors")
@@ -62,6 +69,9 @@ TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again late
 TOO_MANY_FROM_CLIENT = Reply(
     421, "4.7.0", "Too many connections from your address, try again later"
 )
+
+# The PROXY header (v1 or v2) from a trusted network did not parse: hang up.
+BAD_PROXY_HEADER = Reply(421, "4.7.0", "Error: malformed PROXY header")
 
 # Permanent
 UNKNOWN_COMMAND = Reply(500, "5.5.2", "Error: command not recognized")
@@ -111,8 +121,73 @@ CONTROL_IN_RECIPIENT = Reply(553, "5.1.3", "Recipient address contains a control
 # (RFC 4954 4).
 CONTROL_IN_IDENTITY = Reply(501, "5.5.2", "Error: control character in the authentication identity")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big")
+# What the MAIL and RCPT parsers refuse (RFC 5321 4.1.2, RFC 1869 6, RFC 6531 3.4).
+BAD_ARGUMENTS = Reply(501, "5.5.4", "{detail}")
+BAD_SENDER_SYNTAX = Reply(501, "5.1.7", "Bad sender address syntax")
+BAD_RECIPIENT_SYNTAX = Reply(501, "5.1.3", "Bad recipient address syntax")
+NEEDS_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address {address} needs SMTPUTF8")
+UNSUPPORTED_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter {key}")
+# Syntax of the commands the session handles itself (aiosmtpd's texts, with enhanced codes).
+SYNTAX_EHLO = Reply(501, "5.5.4", "Syntax: EHLO hostname")
+SYNTAX_HELO = Reply(501, "5.5.4", "Syntax: HELO hostname")
+SYNTAX_STARTTLS = Reply(501, "5.5.4", "Syntax: STARTTLS")
+SYNTAX_DATA = Reply(501, "5.5.4", "Syntax: DATA")
+NEED_TLS_FIRST = Reply(554, "5.7.0", "Command refused due to lack of security")
+# AUTH (RFC 4954): before EHLO the verb is unknown; then the argument checks of aiosmtpd.
+AUTH_UNKNOWN = Reply(500, "5.5.2", "Error: command 'AUTH' not recognized")
+AUTH_NEEDS_TLS = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+AUTH_ALREADY = Reply(503, "5.5.1", "Already authenticated")
+AUTH_NO_MECHANISM = Reply(501, "5.5.4", "Not enough value")
+AUTH_TOO_MANY_VALUES = Reply(501, "5.5.4", "Too many values")
+AUTH_UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
+AUTH_BAD_BASE64 = Reply(501, "5.5.2", "Can't decode base64")
+AUTH_BAD_PLAIN = Reply(501, "5.5.2", "Can't split auth value")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+
+# -- what the policy answers (reference.policy): refusals name the reason, the detail is
+# logged with the queue id (STYLE: tell the client what happened, keep internals in the log)
+
+# MAIL
+QUEUE_FULL = Reply(451, "4.3.2", "System busy: too much mail waiting here, please try again later")
+HELO_BAD_LITERAL = Reply(501, "5.5.2", "Invalid address literal in HELO: {helo}")
+HELO_BAD_NAME = Reply(501, "5.5.2", "Invalid HELO name: {helo}")
+HELO_OUR_ADDRESS = Reply(550, "5.7.1", "HELO {helo} is our address, not yours")
+HELO_OUR_NAME = Reply(550, "5.7.1", "HELO {helo} is our own name, not yours")
+# RCPT
+GREYLISTED = Reply(451, "4.7.1", "Greylisted, please try again in {wait} seconds")
+DNSBL_LISTED = Reply(554, "5.7.1", "{text}")
+MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, please try again later")
+SENDER_BLOCKED = Reply(550, "5.7.1", "Sender blocked by recipient")
+# RFC 4954-style rate limits: a request over the limit by itself, and a full window.
+OVER_RATE_LIMIT = Reply(552, "5.3.4", "Over the rate limit of {limit} {kind}")
+RATE_LIMITED = Reply(
+    450, "4.7.1", "Rate limit reached: {limit} {kind}; try again after {when} (in {wait} s)"
+)
+# DATA
+VIRUS_REFUSED = Reply(554, "5.7.1", "Message refused: virus {virus} found")
+VIRUS_NOT_SENT = Reply(
+    550,
+    "5.7.1",
+    "Your message was not sent: it contains a virus ({virus}). Remove the infected attachment "
+    "and send it again.",
+)
+SCANNER_UNAVAILABLE = Reply(451, "4.7.0", "Virus scanner unavailable, please try again later")
+SPAM_REFUSED = Reply(550, "5.7.1", "Message refused as spam (score {score}, threshold {threshold})")
+SPAM_NOT_SENT = Reply(
+    550,
+    "5.7.1",
+    "Your message was not sent because it looks like spam (score {score}, threshold "
+    "{threshold}). Check its links and attachments, or ask your administrator",
+)
+# RFC 7489 6.6.3/10.3 wants the refusal to say why; the detail stays in the log.
+DMARC_REJECTED = Reply(
+    550, "5.7.1", "Message refused: not authenticated for {domain}, whose DMARC policy is reject"
+)
+DNS_TEMPFAIL = Reply(
+    451, "4.4.3", "Temporary DNS failure authenticating the sender, try again later"
+)
+DKIM_SIGNING_FAILED = Reply(451, "4.3.0", "Cannot DKIM-sign the message now, try again later")
 
 # Default enhanced codes for replies written without one (aiosmtpd's own replies), so that
 # every reply after EHLO carries one, as RFC 2034 asks once ENHANCEDSTATUSCODES is advertised.

@@ -6,7 +6,7 @@ import base64
 import logging
 
 from reference.log import event
-from reference.mail.replies import Reply
+from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 from reference.scan.clamd import ClamdClient
 
@@ -32,23 +32,12 @@ class Antivirus(Check):
         result = await self.clamd.scan(tx.msg.raw)
         if result.infected:
             event(log, "virus", peer=tx.peer, user=tx.user, sender=tx.sender, virus=result.name)
-            if tx.role == "submission":
-                text = (
-                    f"Your message was not sent: it contains a virus ({result.name}). "
-                    "Remove the infected attachment and send it again."
-                )
-                return refuse(Reply(550, "5.7.1", text), f"virus {result.name}")
-            return refuse(
-                Reply(554, "5.7.1", f"Message refused: virus {result.name} found"),
-                f"virus {result.name}",
-            )
+            refusal = replies.VIRUS_NOT_SENT if tx.role == "submission" else replies.VIRUS_REFUSED
+            return refuse(refusal.format(virus=result.name), f"virus {result.name}")
         if result.status == "error":
             event(log, "scan.error", level=logging.WARNING, peer=tx.peer, reason=result.name)
             if not self.fail_open:
-                return refuse(
-                    Reply(451, "4.7.0", "Virus scanner unavailable, please try again later"),
-                    result.name,
-                )
+                return refuse(replies.SCANNER_UNAVAILABLE, result.name)
         return CONTINUE
 
 

@@ -42,8 +42,8 @@ from reference.auth.spf import SpfCheck, SpfResult
 from reference.clock import Clock
 from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
+from reference.mail import replies
 from reference.mail.message import Message
-from reference.mail.replies import Reply
 from reference.policy import (
     CONTINUE,
     KEEP,
@@ -57,23 +57,11 @@ from reference.policy import (
 )
 
 __all__ = [
-    "DKIM_SIGNING_FAILED",
-    "DMARC_REJECTED",
-    "DNS_TEMPFAIL",
     "DkimSigning",
     "SenderAuthentication",
 ]
 
 log = logging.getLogger("mailspec.auth")
-
-# RFC 7489 6.6.3/10.3 wants the refusal to say why; the detail stays in the log.
-DMARC_REJECTED = Reply(
-    550, "5.7.1", "Message refused: not authenticated for {domain}, whose DMARC policy is reject"
-)
-DNS_TEMPFAIL = Reply(
-    451, "4.4.3", "Temporary DNS failure authenticating the sender, try again later"
-)
-DKIM_SIGNING_FAILED = Reply(451, "4.3.0", "Cannot DKIM-sign the message now, try again later")
 
 _STRICTNESS = {Disposition.NONE: 0, Disposition.QUARANTINE: 1, Disposition.REJECT: 2}
 
@@ -214,12 +202,13 @@ class SenderAuthentication(Check):
         )
         if worst is not None and worst.tempfail:
             return refuse(
-                DNS_TEMPFAIL, f"DNS error evaluating DMARC for {worst.evaluation.from_domain}"
+                replies.DNS_TEMPFAIL,
+                f"DNS error evaluating DMARC for {worst.evaluation.from_domain}",
             )
         if worst is not None and worst.applied is Disposition.REJECT:
             domain = worst.evaluation.from_domain
             return refuse(
-                DMARC_REJECTED.with_text(DMARC_REJECTED.text.format(domain=domain)),
+                replies.DMARC_REJECTED.format(domain=domain),
                 f"DMARC p=reject for {domain}: {worst.evaluation.reason}",
             )
         quarantined = worst is not None and worst.applied is Disposition.QUARANTINE
@@ -336,7 +325,7 @@ class DkimSigning(Check):
             keys = await asyncio.to_thread(self._keys, domain)
         except KeyStoreError as e:
             event(log, "dkim.key_error", level=logging.ERROR, domain=domain, error=str(e))
-            return refuse(DKIM_SIGNING_FAILED, f"DKIM keys of {domain}: {e}")
+            return refuse(replies.DKIM_SIGNING_FAILED, f"DKIM keys of {domain}: {e}")
         if not keys:
             return CONTINUE
         now = self.clock.now()

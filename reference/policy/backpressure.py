@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from reference.mail.replies import Reply
+from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 from reference.spool import Spool
 
 __all__ = ["Backpressure"]
 
 # RFC 3463 X.3.2 "system not accepting network messages": a busy system, try later.
-QUEUE_FULL = Reply(451, "4.3.2", "System busy: too much mail waiting here, please try again later")
 
 
 class Backpressure(Check):
@@ -27,5 +26,5 @@ class Backpressure(Check):
     async def mail(self, tx: Transaction) -> CheckResult:
         backlog = self.spool.backlog
         if self.max_backlog and backlog >= self.max_backlog:
-            return refuse(QUEUE_FULL, f"spool backlog {backlog} >= {self.max_backlog}")
+            return refuse(replies.QUEUE_FULL, f"spool backlog {backlog} >= {self.max_backlog}")
         return CONTINUE

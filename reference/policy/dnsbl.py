@@ -11,7 +11,7 @@ import dns.exception
 import dns.resolver
 
 from reference.log import event
-from reference.mail.replies import Reply
+from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 
 __all__ = ["BlocklistZone", "Dnsbl", "reverse_name"]
@@ -111,5 +111,7 @@ class Dnsbl(Check):
             text = f"Client host [{tx.peer}] blocked using {heavy[0]}"
             if why:
                 text += f"; {why}"
-            return refuse(Reply(554, "5.7.1", text), f"listed in {heavy[0]} ({heavy[1]})")
+            return refuse(
+                replies.DNSBL_LISTED.format(text=text), f"listed in {heavy[0]} ({heavy[1]})"
+            )
         return CONTINUE

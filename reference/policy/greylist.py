@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from reference.auth.spf import SpfResult
 from reference.clock import Clock
-from reference.mail.replies import Reply
+from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 from reference.state import StateStore
 
@@ -88,7 +88,7 @@ class Greylist(Check):
         if waited < self.delay:
             wait = int(self.delay - waited + 0.999)
             return refuse(
-                Reply(451, "4.7.1", f"Greylisted, please try again in {wait} seconds"),
+                replies.GREYLISTED.format(wait=wait),
                 f"greylist {net} {sender} {rcpt} new" if waited == 0 else f"early by {wait}s",
             )
         await self.store.put(trusted, "1", now + self.whitelist)

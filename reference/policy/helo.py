@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from reference.mail.replies import Reply
+from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 
 __all__ = ["HeloCheck"]
@@ -42,14 +42,12 @@ class HeloCheck(Check):
             try:
                 addr = ipaddress.ip_address(literal)
             except ValueError:
-                return refuse(Reply(501, "5.5.2", f"Invalid address literal in HELO: {helo}"))
+                return refuse(replies.HELO_BAD_LITERAL.format(helo=helo))
             if addr in self.own and literal != tx.peer:
-                return refuse(Reply(550, "5.7.1", f"HELO {helo} is our address, not yours"))
+                return refuse(replies.HELO_OUR_ADDRESS.format(helo=helo))
             return CONTINUE
         if not _DOMAIN.match(helo) or len(helo) > 255:
-            return refuse(Reply(501, "5.5.2", f"Invalid HELO name: {helo[:64]!r}"), "bad helo")
+            return refuse(replies.HELO_BAD_NAME.format(helo=repr(helo[:64])), "bad helo")
         if helo.lower().rstrip(".") == self.hostname:
-            return refuse(
-                Reply(550, "5.7.1", f"HELO {helo} is our own name, not yours"), "forged helo"
-            )
+            return refuse(replies.HELO_OUR_NAME.format(helo=helo), "forged helo")
         return CONTINUE

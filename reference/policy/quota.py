@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from reference.directory import Directory, DirectoryError, split_address
-from reference.mail.replies import Reply
+from reference.mail import replies
 from reference.mailbox import MailStore, QuotaExceeded
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 
 __all__ = ["MailboxQuota"]
 
 # RFC 3463 X.2.2 "mailbox full"; 452 because the user may make room (RFC 5321 4.2.2).
-MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, please try again later")
 
 
 class MailboxQuota(Check):
@@ -38,5 +37,5 @@ class MailboxQuota(Check):
             # The index files are read off the event loop: one small query per folder.
             await asyncio.to_thread(self.store.check_quota, account.address, 0)
         except QuotaExceeded as e:
-            return refuse(MAILBOX_FULL, f"{account.address} over quota: {e}")
+            return refuse(replies.MAILBOX_FULL, f"{account.address} over quota: {e}")
         return CONTINUE

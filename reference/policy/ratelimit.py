@@ -6,7 +6,7 @@ import email.utils
 from collections.abc import Mapping
 
 from reference.clock import Clock
-from reference.mail.replies import Reply
+from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 from reference.state import StateStore
 from reference.values import Limit, Limits
@@ -52,13 +52,15 @@ class RateLimit(Check):
         if r.retry_at == float("inf"):
             # RFC 5321 4.5.3.1.10-style: this one request alone exceeds the limit.
             return refuse(
-                Reply(552, "5.3.4", f"Over the rate limit of {limit} {kind}"),
+                replies.OVER_RATE_LIMIT.format(limit=limit, kind=kind),
                 f"{user} {kind} {amount} > {limit.count}",
             )
         when = email.utils.formatdate(r.retry_at, usegmt=True)
         wait = max(1, int(r.retry_at - now + 0.999))
-        text = f"Rate limit reached: {limit} {kind}; try again after {when} (in {wait} s)"
-        return refuse(Reply(450, "4.7.1", text), f"{user} {kind} {r.used}/{limit.count}")
+        return refuse(
+            replies.RATE_LIMITED.format(limit=limit, kind=kind, when=when, wait=wait),
+            f"{user} {kind} {r.used}/{limit.count}",
+        )
 
     async def mail(self, tx: Transaction) -> CheckResult:
         if tx.role != "submission" or tx.user is None:

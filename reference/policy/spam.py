@@ -43,8 +43,8 @@ import dns.asyncresolver
 
 from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
+from reference.mail import replies
 from reference.mail.message import Message
-from reference.mail.replies import Reply
 from reference.policy import (
     CONTINUE,
     KEEP,
@@ -67,9 +67,6 @@ from reference.scan.spam import UriZone
 from reference.state.tokens import open_tokens
 
 __all__ = [
-    "SENDER_BLOCKED",
-    "SPAM_NOT_SENT",
-    "SPAM_REFUSED",
     "BlockedSenders",
     "SpamCheck",
     "Thresholds",
@@ -79,15 +76,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("mailspec.spam")
-
-SPAM_REFUSED = Reply(550, "5.7.1", "Message refused as spam (score {score}, threshold {threshold})")
-SPAM_NOT_SENT = Reply(
-    550,
-    "5.7.1",
-    "Your message was not sent because it looks like spam (score {score}, threshold "
-    "{threshold}). Check its links and attachments, or ask your administrator",
-)
-SENDER_BLOCKED = Reply(550, "5.7.1", "Sender blocked by recipient")
 
 # Fields a sender could forge to look scanned and clean: ours replace them.
 OWN_FIELDS = ("x-spam-status", "x-spam-score", "x-spam-flag")
@@ -153,7 +141,9 @@ class BlockedSenders(Check):
         if listed is None or listed[0] != "block":
             return CONTINUE
         event(log, "spam.blocked", peer=tx.peer, sender=sender, rcpt=account, pattern=listed[1])
-        return refuse(SENDER_BLOCKED, f"{sender} is on {account}'s block list ({listed[1]})")
+        return refuse(
+            replies.SENDER_BLOCKED, f"{sender} is on {account}'s block list ({listed[1]})"
+        )
 
 
 def _fmt(x: float) -> str:
@@ -337,9 +327,11 @@ class SpamCheck(Check):
         action = verdict.action
         if action == "refused":
             event(log, "spam.refused", threshold=f"{t.reject:g}", **fields)
-            template = SPAM_NOT_SENT if s.role == "submission" else SPAM_REFUSED
-            text = template.text.format(score=_fmt(total), threshold=f"{t.reject:g}")
-            return refuse(template.with_text(text), f"spam score {_fmt(total)}: {score.summary()}")
+            template = replies.SPAM_NOT_SENT if s.role == "submission" else replies.SPAM_REFUSED
+            return refuse(
+                template.format(score=_fmt(total), threshold=f"{t.reject:g}"),
+                f"spam score {_fmt(total)}: {score.summary()}",
+            )
         if s.role != "mx":
             event(log, "spam.passed", **fields)
             return CONTINUE  # outbound: sent, or refused above; Junk is a recipient's folder

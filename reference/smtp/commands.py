@@ -53,8 +53,8 @@ class CommandError(ValueError):
         self.reply = reply
 
 
-def _syntax(text: str, enhanced: str = "5.5.4") -> CommandError:
-    return CommandError(Reply(501, enhanced, text))
+def _syntax(detail: str) -> CommandError:
+    return CommandError(replies.BAD_ARGUMENTS.format(detail=detail))
 
 
 @dataclass(frozen=True)
@@ -140,13 +140,12 @@ def split_params(text: str) -> dict[str, str | None]:
 def _path(text: str, *, sender: bool) -> tuple[str, str]:
     """The address in ``<...>`` (source route dropped, RFC 5321 C) and the text after it."""
     text = text.strip()
-    enhanced = "5.1.7" if sender else "5.1.3"
-    what = "sender" if sender else "recipient"
+    bad = CommandError(replies.BAD_SENDER_SYNTAX if sender else replies.BAD_RECIPIENT_SYNTAX)
     if not text:
         raise _syntax(f"Syntax: {'MAIL FROM:<address>' if sender else 'RCPT TO:<address>'}")
     if text.startswith("<>"):
         if not sender or (text[2:3] and not text[2].isspace()):
-            raise _syntax(f"Bad {what} address syntax", enhanced)
+            raise bad
         return "", text[2:]
     addr: Any
     try:
@@ -159,19 +158,19 @@ def _path(text: str, *, sender: bool) -> tuple[str, str]:
             addr, rest = get_addr_spec(text)
         address = str(addr.addr_spec)
     except (HeaderParseError, IndexError, AttributeError, ValueError):
-        raise _syntax(f"Bad {what} address syntax", enhanced) from None
+        raise bad from None
     # A space can only be inside a quoted local part ("a b"@example.test).
     if (
         not address
         or any(c in address for c in "<>\t\r\n")
         or (" " in address and not address.startswith('"'))
     ):
-        raise _syntax(f"Bad {what} address syntax", enhanced)
+        raise bad
     head = text[: len(text) - len(rest)]
     if text.startswith("<") and not head.rstrip().endswith(">"):
-        raise _syntax(f"Bad {what} address syntax", enhanced)  # no closing bracket
+        raise bad  # no closing bracket
     if rest and head == head.rstrip():  # parameters must be apart from the path
-        raise _syntax(f"Bad {what} address syntax", enhanced)
+        raise bad
     return address, rest
 
 
@@ -184,12 +183,12 @@ def _keyword_arg(arg: str | None, keyword: str) -> str:
 
 def _needs_smtputf8(address: str) -> CommandError:
     # RFC 6531 3.4: a non-ASCII address is only for a transaction that said SMTPUTF8.
-    return CommandError(Reply(553, "5.6.7", f"Non-ASCII address {address!r} needs SMTPUTF8"))
+    return CommandError(replies.NEEDS_SMTPUTF8.format(address=repr(address)))
 
 
 def _unknown(key: str) -> CommandError:
     # RFC 5321 4.1.1.11: an unrecognised MAIL or RCPT parameter gets 555.
-    return CommandError(Reply(555, "5.5.4", f"Unsupported parameter {key}"))
+    return CommandError(replies.UNSUPPORTED_PARAMETER.format(key=key))
 
 
 def parse_mail(arg: str | None, *, extended: bool = True) -> MailFrom:

@@ -391,7 +391,7 @@ class MailspecSMTP(SMTP):
             if (family, addr.version) not in (("TCP4", 4), ("TCP6", 6)) or len(parts) != 6:
                 raise ValueError(family)
         except (IndexError, ValueError):
-            await self.push("421 4.7.0 Error: malformed PROXY header")
+            await self.reply(replies.BAD_PROXY_HEADER)
             self.transport.close()
             return True
         return await self._take_client(real, str(addr), sport)
@@ -428,7 +428,7 @@ class MailspecSMTP(SMTP):
             client = parse_v2(head, await asyncio.wait_for(self._reader.readexactly(length), 5))
         except (ProxyError, ValueError, TimeoutError, asyncio.IncompleteReadError) as e:
             event(log, "proxy.malformed", via=real, error=str(e))
-            await self.push("421 4.7.0 Error: malformed PROXY header")
+            await self.reply(replies.BAD_PROXY_HEADER)
             self.transport.close()
             return True
         if client is None:
@@ -494,7 +494,7 @@ class MailspecSMTP(SMTP):
             await self.reply(replies.LINE_TOO_LONG)
             return
         if not self._tls_handshake_okay and verb != "QUIT":
-            await self.push("554 5.7.0 Command refused due to lack of security")
+            await self.reply(replies.NEED_TLS_FIRST)
             return
         method = self._smtp_methods.get(verb)
         if method is None:
@@ -520,7 +520,7 @@ class MailspecSMTP(SMTP):
     async def smtp_EHLO(self, hostname: str | None) -> None:
         assert self.session is not None
         if not hostname:
-            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            await self.reply(replies.SYNTAX_EHLO)
             return
         # RFC 5321 4.1.4: EHLO resets the transaction, as RSET does.
         self._new_transaction()
@@ -548,7 +548,7 @@ class MailspecSMTP(SMTP):
     async def smtp_HELO(self, hostname: str | None) -> None:
         assert self.session is not None
         if not hostname:
-            await self.push("501 5.5.4 Syntax: HELO hostname")
+            await self.reply(replies.SYNTAX_HELO)
             return
         self._new_transaction()
         self.session.extended_smtp = False
@@ -558,7 +558,7 @@ class MailspecSMTP(SMTP):
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str | None) -> None:
         if arg:
-            await self.push("501 5.5.4 Syntax: STARTTLS")
+            await self.reply(replies.SYNTAX_STARTTLS)
             return
         if self.tls_active:
             await self.reply(replies.TLS_ALREADY_ACTIVE)
@@ -584,24 +584,24 @@ class MailspecSMTP(SMTP):
         if await self.check_helo_needed("EHLO"):
             return
         if not self.session.extended_smtp:
-            await self.push("500 Error: command 'AUTH' not recognized")
+            await self.reply(replies.AUTH_UNKNOWN)
             return
         if self._auth_require_tls and not self.tls_active:
-            await self.push("538 5.7.11 Encryption required for requested authentication mechanism")
+            await self.reply(replies.AUTH_NEEDS_TLS)
             return
         if self.session.authenticated:
-            await self.push("503 Already authenticated")
+            await self.reply(replies.AUTH_ALREADY)
             return
         args = (arg or "").split()
         if not args:
-            await self.push("501 Not enough value")
+            await self.reply(replies.AUTH_NO_MECHANISM)
             return
         if len(args) > 2:
-            await self.push("501 Too many values")
+            await self.reply(replies.AUTH_TOO_MANY_VALUES)
             return
         method = self._auth_methods.get(args[0])
         if method is None:
-            await self.push("504 5.5.4 Unrecognized authentication type")
+            await self.reply(replies.AUTH_UNKNOWN_MECHANISM)
             return
         result = await method.method(self, args)
         if not isinstance(result, AuthResult):
@@ -658,11 +658,11 @@ class MailspecSMTP(SMTP):
             try:
                 raw = b64decode(args[1].encode(), validate=True)
             except ValueError:
-                await self.push("501 5.5.2 Can't decode base64")
+                await self.reply(replies.AUTH_BAD_BASE64)
                 return AuthResult(success=False, handled=True)
         parts = raw.split(b"\x00")
         if len(parts) != 3:
-            await self.push("501 5.5.2 Can't split auth value")
+            await self.reply(replies.AUTH_BAD_PLAIN)
             return AuthResult(success=False, handled=True)
         return await self._check("PLAIN", parts[1], parts[2], parts[0])
 
@@ -673,7 +673,7 @@ class MailspecSMTP(SMTP):
             try:
                 login = b64decode(args[1].encode(), validate=True)
             except ValueError:
-                await self.push("501 5.5.2 Can't decode base64")
+                await self.reply(replies.AUTH_BAD_BASE64)
                 return AuthResult(success=False, handled=True)
         if not isinstance(login, bytes):
             return AuthResult(success=False, handled=True)
@@ -762,9 +762,9 @@ class MailspecSMTP(SMTP):
             await self.reply(replies.DATA_AFTER_BDAT)
             return
         if arg:
-            await self.push("501 5.5.4 Syntax: DATA")
+            await self.reply(replies.SYNTAX_DATA)
             return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self.reply(replies.START_DATA)
         content, problem = await self._read_data()
         if problem is not None or content is None:
             self._new_transaction()
