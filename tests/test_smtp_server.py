@@ -15,6 +15,7 @@ import pytest
 
 from reference.clock import ManualClock
 from reference.credentials import StaticAuthenticator
+from reference.mail.envelope import DsnRequest, RecipientDsn
 from reference.policy import CONTINUE, Check, CheckResult, Policy, Transaction
 from reference.smtp.server import Listener
 from reference.spool import QueueEntry, Spool
@@ -93,12 +94,13 @@ async def test_dsn_parameters_are_kept_for_the_dsn(env: Env) -> None:
     assert (await c.cmd("DATA")).startswith("354")
     assert (await c.cmd("Subject: dsn\r\n\r\nbody\r\n.")).startswith("250 2.0.0 Ok: queued")
     (entry,) = env.entries()
-    assert entry.meta["ret"] == "HDRS"
-    assert entry.meta["envid"] == "QQ+2B1"  # as sent: xtext
-    assert entry.meta["rcpt_params"] == {
-        "a@example.test": {"NOTIFY": "SUCCESS,FAILURE", "ORCPT": "rfc822;a+2Bx@example.test"}
+    assert entry.dsn.ret == "HDRS"
+    assert entry.dsn.envid == "QQ+2B1"  # as sent: xtext, as Original-Envelope-Id carries it
+    # ORCPT decoded once, at RCPT: the DSN writes the address, not its xtext.
+    assert entry.dsn.recipients == {
+        "a@example.test": RecipientDsn("SUCCESS,FAILURE", ("rfc822", "a+x@example.test"))
     }
-    assert entry.meta["body"] == "7BIT"
+    assert entry.body == "7BIT"
 
 
 async def test_null_sender_is_spooled_empty(env: Env) -> None:
@@ -109,7 +111,7 @@ async def test_null_sender_is_spooled_empty(env: Env) -> None:
     await c.cmd("Subject: bounce\r\n\r\nx\r\n.")
     (entry,) = env.entries()
     assert entry.sender == ""
-    assert "ret" not in entry.meta and "rcpt_params" not in entry.meta
+    assert entry.dsn == DsnRequest()
 
 
 async def test_bdat_message_is_spooled_verbatim(env: Env) -> None:

@@ -124,7 +124,13 @@ class OutboundQueue(Protocol):
     """Where reports go out: the spool (``reference.spool.Spool``), durable like any mail."""
 
     async def enqueue(
-        self, sender: str, recipients: list[str], data: bytes, *, meta: dict[str, Any] | None = ...
+        self,
+        sender: str,
+        recipients: list[str],
+        data: bytes,
+        *,
+        kind: str = ...,
+        about: str | None = ...,
     ) -> Queued: ...
 
 
@@ -602,7 +608,7 @@ class AggregateReporter:
                 continue
             data = await asyncio.to_thread(self._signed, data, now)
             entry = await self.spool.enqueue(
-                self.report_from, [rua.address], data, meta={"dmarc_report": domain}
+                self.report_from, [rua.address], data, kind="dmarc-report", about=domain
             )
             queued.append(entry.qid)
             event(

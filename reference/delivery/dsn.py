@@ -7,7 +7,6 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reference.mail.xtext import xtext_decode
 from reference.spool import QueueEntry
 
 __all__ = ["Failure", "build_dsn", "should_notify"]
@@ -27,7 +26,7 @@ class Failure:
 
 def should_notify(entry: QueueEntry) -> bool:
     """No DSN for a null sender (RFC 3464 and RFC 5321 6.1: no bounce loops)."""
-    return entry.sender != "" and not entry.meta.get("is_dsn", False)
+    return entry.sender != "" and entry.kind != "dsn"
 
 
 def _headers_of(message: bytes) -> bytes:
@@ -75,7 +74,7 @@ def build_dsn(
     lines.append("")
     for f in failures:
         lines.append(f"<{f.recipient}>: {f.diagnostic}")
-    envid = entry.meta.get("envid")
+    envid = entry.dsn.envid
     lines += [
         "",
         f"--{boundary}",
@@ -87,15 +86,13 @@ def build_dsn(
         f"X-Mailspec-Queue-ID: {entry.qid}",
         f"Arrival-Date: {arrival}",
     ]
-    orcpts = entry.meta.get("rcpt_params", {})
     for f in failures:
         # RFC 3464 2.3: per-recipient fields, one block each, separated by a blank line.
         lines.append("")
-        orcpt = orcpts.get(f.recipient, {}).get("ORCPT")
+        orcpt = entry.dsn.for_recipient(f.recipient).orcpt
         if orcpt:
-            # RFC 3461 4.2: "addr-type;xtext"; RFC 3464 2.3.1 wants "addr-type; address".
-            kind, _, xtext = orcpt.partition(";")
-            lines.append(f"Original-Recipient: {kind}; {xtext_decode(xtext)}")
+            # RFC 3464 2.3.1: "addr-type; address", the address decoded from its xtext.
+            lines.append(f"Original-Recipient: {orcpt[0]}; {orcpt[1]}")
         lines += [
             f"Final-Recipient: rfc822; {f.recipient}",
             f"Action: {action}",

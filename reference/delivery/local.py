@@ -45,7 +45,7 @@ class LocalDelivery:
         # RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender.
         header = f"Return-Path: <{entry.sender}>\r\nDelivered-To: {account.address}\r\n"
         # A check may file the message elsewhere (DMARC quarantine: Junk).
-        folder = str(entry.meta.get("folder") or "INBOX")
+        folder = entry.folder or "INBOX"
         try:
             uid = self.store.deliver(account.address, header.encode() + data, folder)
         except NoSuchFolder:

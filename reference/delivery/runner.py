@@ -213,10 +213,10 @@ class QueueRunner:
                 await self._notify(entry, bounced, data, delayed=False)
             elif (
                 entry.pending
-                and not entry.meta.get("warned")
+                and not entry.warned
                 and self.clock.now() - entry.created >= self.delay_warning
             ):
-                entry.meta["warned"] = True
+                entry.warned = True
                 await self._notify(entry, entry.pending, data, delayed=True)
             await self._finish(entry)
 
@@ -238,9 +238,7 @@ class QueueRunner:
             now=self.clock.now(),
             delayed=delayed,
         )
-        queued = await self.spool.enqueue(
-            "", [entry.sender], dsn, meta={"is_dsn": True, "about": entry.qid}
-        )
+        queued = await self.spool.enqueue("", [entry.sender], dsn, kind="dsn", about=entry.qid)
         event(
             log,
             "dsn.queued",
@@ -293,6 +291,5 @@ def _status_of(reply: str, delayed: bool) -> str:
 
 
 def lane_of(entry: QueueEntry) -> str:
-    """The entry's lane: as the checks decided at DATA (spool meta), else the entry's own."""
-    lane = entry.meta.get("lane") or entry.lane
-    return "bulk" if lane == "bulk" else "regular"
+    """The entry's lane: "bulk" or "regular"."""
+    return "bulk" if entry.lane == "bulk" else "regular"

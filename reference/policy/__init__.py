@@ -50,10 +50,6 @@ class Filing:
         """This disposition with what a later check decided on top."""
         return Filing(later.folder or self.folder, later.lane or self.lane)
 
-    def spool_meta(self) -> dict[str, str]:
-        """As the spool keeps it (its on-disk format reads these keys)."""
-        return {k: v for k, v in (("folder", self.folder), ("lane", self.lane)) if v}
-
 
 KEEP = Filing()
 

@@ -33,8 +33,10 @@ from reference.clock import Clock
 from reference.credentials import Authenticator
 from reference.log import event
 from reference.mail import replies
+from reference.mail.envelope import DsnRequest, RecipientDsn
 from reference.mail.message import Message
 from reference.mail.replies import DEFAULT_ENHANCED, Reply
+from reference.mail.xtext import xtext_decode
 from reference.policy import Policy, Session, Transaction
 from reference.smtp.authlimit import AuthLimiter
 from reference.smtp.commands import (
@@ -177,7 +179,8 @@ class MailspecEnvelope(Envelope):
         # mail_from is "" for the null reverse-path, so whether MAIL was given is its own flag.
         self.mail_given = False
         self.mail: MailFrom | None = None
-        self.rcpt_params: dict[str, dict[str, str]] = {}
+        # RFC 3461: NOTIFY and ORCPT per accepted recipient, ORCPT decoded from its xtext.
+        self.rcpt_dsn: dict[str, RecipientDsn] = {}
         self.chunks: list[bytes] = []
         self.chunk_octets = 0
         self.chunked = False
@@ -740,11 +743,10 @@ class MailspecSMTP(SMTP):
         r = await self.handler.rcpt(self, self.session, env, address)
         if r.positive:
             env.rcpt_tos.append(address)
-            params = {
-                k: v for k, v in (("NOTIFY", cmd.notify), ("ORCPT", cmd.orcpt)) if v is not None
-            }
-            if params:
-                env.rcpt_params[address] = params
+            if cmd.notify is not None or cmd.orcpt is not None:
+                kind, _, xtext = (cmd.orcpt or "").partition(";")
+                orcpt = (kind, xtext_decode(xtext)) if cmd.orcpt else None
+                env.rcpt_dsn[address] = RecipientDsn(cmd.notify, orcpt)
         await self.reply(r)
 
     @syntax("DATA")
@@ -1011,9 +1013,25 @@ class Handler:
         # Checks that accept may edit the header (Authentication-Results, a signature) and
         # decide where the message goes (a folder, a lane); the trace header goes on top.
         data = self._received(s, qid, rcpts, env) + result.edit(received)
-        meta = {**self._meta(s, env), **result.filing.spool_meta()}
+        mail = env.mail
         try:
-            await spool.enqueue(sender, rcpts, data, qid=qid, meta=meta)
+            await spool.enqueue(
+                sender,
+                rcpts,
+                data,
+                qid=qid,
+                lane=result.filing.lane or "regular",
+                folder=result.filing.folder,
+                role=s.role,
+                peer=s.peer,
+                user=s.user,
+                body=mail.body if mail else None,
+                smtputf8=bool(mail and mail.smtputf8),
+                # RFC 3461: RET and ENVID (as sent, in xtext), NOTIFY and ORCPT per recipient.
+                dsn=DsnRequest(
+                    mail.ret if mail else None, mail.envid if mail else None, dict(env.rcpt_dsn)
+                ),
+            )
         except SpoolError as e:
             event(log, "spool.error", level=logging.ERROR, qid=qid, error=str(e))
             return replies.SPOOL_FULL
@@ -1032,24 +1050,6 @@ class Handler:
         if self.listener.on_queued:
             self.listener.on_queued(qid)
         return replies.QUEUED.with_text(f"Ok: queued as {qid}")
-
-    @staticmethod
-    def _meta(s: Session, env: MailspecEnvelope) -> dict[str, Any]:
-        meta: dict[str, Any] = {"role": s.role, "peer": s.peer, "user": s.user}
-        mail = env.mail
-        if mail is not None:
-            meta["body"] = mail.body
-            if mail.smtputf8:
-                meta["smtputf8"] = True
-            # RFC 3461: what the DSN generator needs; values as the client sent them
-            # (ENVID and ORCPT in xtext, RET and NOTIFY upper case).
-            if mail.ret is not None:
-                meta["ret"] = mail.ret
-            if mail.envid is not None:
-                meta["envid"] = mail.envid
-        if env.rcpt_params:
-            meta["rcpt_params"] = {a: dict(p) for a, p in env.rcpt_params.items()}
-        return meta
 
     def _received(self, s: Session, qid: str, rcpts: list[str], env: MailspecEnvelope) -> bytes:
         # RFC 5321 4.4: the trace header; "with" per RFC 3848 (ESMTP, ESMTPS, ESMTPSA…),

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from reference.clock import Clock
+from reference.mail.envelope import DsnRequest
+from reference.mail.xtext import xtext_decode
 
 # Recipient states.
 PENDING = "pending"  # not tried yet, or deferred until entry.next_attempt
@@ -33,6 +35,10 @@ class Recipient:
     remote: str = ""  # the host that gave that reply
 
 
+# What a spool file written before the envelope was typed kept in its "meta" dict.
+_OLD_META_KEYS = ("role", "peer", "user", "folder", "lane", "body", "smtputf8", "warned")
+
+
 @dataclass
 class QueueEntry:
     qid: str
@@ -41,11 +47,24 @@ class QueueEntry:
     created: float
     next_attempt: float
     size: int = 0
-    lane: str = "regular"
+    lane: str = "regular"  # "bulk": mass mail, in a lane that never holds up the rest
     held: bool = False  # from the <qid>.hold marker, set by `mailspec queue hold`
     flushed: bool = False  # from the <qid>.flush marker: try now, whatever the schedule
     attempts: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
+    # Where it came from (the listener's role, the client, the authenticated user).
+    role: str = ""
+    peer: str = ""
+    user: str | None = None
+    folder: str | None = None  # a local folder other than INBOX (quarantine: "Junk")
+    body: str | None = None  # RFC 6152 / RFC 3030: "8BITMIME", "BINARYMIME" (None: 7bit)
+    smtputf8: bool = False  # RFC 6531: the transaction was SMTPUTF8
+    dsn: DsnRequest = field(default_factory=DsnRequest)
+    # "mail"; "dsn" for a delivery status notification we made (never bounced: RFC 3464,
+    # no loops); "dmarc-report" for an aggregate report. ``about``: the queue id a DSN
+    # reports on, the domain a report is for.
+    kind: str = "mail"
+    about: str | None = None
+    warned: bool = False  # the sender has heard of the delay (relay.delay_warning)
 
     @property
     def pending(self) -> list[Recipient]:
@@ -60,6 +79,7 @@ class QueueEntry:
         # Operator controls live in marker files, so a running delivery never overwrites them.
         d.pop("held")
         d.pop("flushed")
+        d["dsn"] = self.dsn.to_dict()
         return json.dumps(d, sort_keys=True).encode()
 
     @classmethod
@@ -68,7 +88,28 @@ class QueueEntry:
         d.pop("held", None)
         d.pop("flushed", None)
         d["recipients"] = [Recipient(**r) for r in d["recipients"]]
+        if "meta" in d:
+            d.update(_from_old_meta(d.pop("meta"), d.get("lane", "regular")))
+        d["dsn"] = DsnRequest.from_dict(d.get("dsn") or {})
         return cls(**d)
+
+
+def _from_old_meta(meta: dict[str, Any], lane: str) -> dict[str, Any]:
+    """The typed fields of an entry an older version spooled with a string-keyed "meta":
+    its lane twice (the entry's and the checks' meta["lane"]), DSN parameters as sent."""
+    out: dict[str, Any] = {k: meta[k] for k in _OLD_META_KEYS if meta.get(k) is not None}
+    out["lane"] = "bulk" if meta.get("lane") == "bulk" or lane == "bulk" else "regular"
+    if meta.get("is_dsn"):
+        out["kind"], out["about"] = "dsn", meta.get("about")
+    elif meta.get("dmarc_report"):
+        out["kind"], out["about"] = "dmarc-report", meta["dmarc_report"]
+    recipients = {}
+    for address, params in (meta.get("rcpt_params") or {}).items():
+        kind, _, xtext = str(params.get("ORCPT") or "").partition(";")
+        orcpt = [kind, xtext_decode(xtext)] if params.get("ORCPT") else None
+        recipients[address] = {"notify": params.get("NOTIFY"), "orcpt": orcpt}
+    out["dsn"] = {"ret": meta.get("ret"), "envid": meta.get("envid"), "recipients": recipients}
+    return out
 
 
 def _fsync_dir(path: Path) -> None:
@@ -148,7 +189,15 @@ class Spool:
         *,
         qid: str | None = None,
         lane: str = "regular",
-        meta: dict[str, Any] | None = None,
+        folder: str | None = None,
+        role: str = "",
+        peer: str = "",
+        user: str | None = None,
+        body: str | None = None,
+        smtputf8: bool = False,
+        dsn: DsnRequest | None = None,
+        kind: str = "mail",
+        about: str | None = None,
     ) -> QueueEntry:
         """Write the message durably; when this returns, the 250 may be sent."""
         now = self.clock.now()
@@ -160,7 +209,15 @@ class Spool:
             next_attempt=now,
             size=len(data),
             lane=lane,
-            meta=meta or {},
+            role=role,
+            peer=peer,
+            user=user,
+            folder=folder,
+            body=body,
+            smtputf8=smtputf8,
+            dsn=dsn or DsnRequest(),
+            kind=kind,
+            about=about,
         )
         await asyncio.to_thread(self._enqueue_sync, entry, data)
         self._counted(+1)
