@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reference import tls
+from reference.assembly import Parts, check_chain
 from reference.auth import Lookup, MemoryRecorder
 from reference.auth.keys import KeyStore
 from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
@@ -28,22 +29,10 @@ from reference.dns import make_resolver
 from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore, Quota
-from reference.policy import Check, LocalRecipients, Policy, SenderOwnership
-from reference.policy.antivirus import Antivirus, Unscanned
-from reference.policy.auth import auth_checks
-from reference.policy.backpressure import Backpressure
-from reference.policy.disclaimer import DisclaimerCheck, DisclaimerStore
-from reference.policy.dnsbl import BlocklistZone, Dnsbl
-from reference.policy.greylist import Greylist
-from reference.policy.helo import HeloCheck
-from reference.policy.quota import MailboxQuota
-from reference.policy.ratelimit import RateLimit
-from reference.policy.spam import BlockedSenders, SpamCheck, open_classifiers
-from reference.policy.submission import BulkLane, FromOwnership, HeaderRules
+from reference.policy import Policy
+from reference.policy.spam import open_classifiers
 from reference.pop3.server import Pop3Server
 from reference.scan.bayes import Classifiers, junk_trainer
-from reference.scan.clamd import ClamdClient
-from reference.scan.spam import UriZone
 from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
 from reference.smtp.server import Listener
 from reference.spool import Spool
@@ -51,12 +40,8 @@ from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
 from reference.values import (
-    Limits,
-    parse_dnsbl,
     parse_duration,
     parse_hostport,
-    parse_limit,
-    parse_overrides,
 )
 
 log = logging.getLogger("mailspec")
@@ -163,7 +148,21 @@ class App:
             if cfg.spam.enabled and cfg.spam.bayes
             else None
         )
-        self.policy = Policy(self._checks())
+        self.policy = Policy(
+            check_chain(
+                cfg,
+                Parts(
+                    self.clock,
+                    self.resolver,
+                    self.directory,
+                    self.store,
+                    self.spool,
+                    self.state,
+                    self.bayes,
+                    self.dmarc_recorder,
+                ),
+            )
+        )
         self.relay = Relay(
             hostname=cfg.server.hostname,
             mx=MxResolver(self.resolver),
@@ -215,100 +214,6 @@ class App:
         self._listeners: list[Listener] = []
         # IMAP and POP3 sessions: their tasks, and the writers that end them.
         self._streams: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
-
-    def _checks(self) -> list[Check]:
-        """The check chain, in stage order; which checks run is configuration."""
-        cfg = self.cfg
-        checks: list[Check] = [
-            Backpressure(self.spool, cfg.smtp.max_backlog),
-            HeloCheck(cfg.server.hostname),
-            SenderOwnership(self.directory),
-            FromOwnership(self.directory),
-            LocalRecipients(self.directory, cfg.server.hostname),
-            MailboxQuota(self.directory, self.store),
-        ]
-        if cfg.spam.enabled:
-            # A recipient's blocked senders are refused before greylisting delays them.
-            checks.append(BlockedSenders(self.directory))
-        dnsbl: Dnsbl | None = None
-        if cfg.dnsbl.zones:
-            zones = [BlocklistZone(*parse_dnsbl(z)) for z in cfg.dnsbl.zones]
-            dnsbl = Dnsbl(self.resolver, zones, reject_at=cfg.dnsbl.reject_score)
-            checks.append(dnsbl)
-        if cfg.antivirus.clamd:
-            clamd = ClamdClient(
-                cfg.antivirus.clamd,
-                timeout=cfg.seconds("antivirus.timeout"),
-                max_size=cfg.smtp.max_message_size + 65536,
-            )
-            checks.append(Antivirus(clamd, fail_open=cfg.antivirus.fail_open))
-        else:
-            checks.append(Unscanned())
-        rl = cfg.ratelimit
-        checks.append(
-            RateLimit(
-                self.state,
-                self.clock,
-                Limits(parse_limit(rl.recipients), parse_limit(rl.messages), parse_limit(rl.bytes)),
-                parse_overrides(rl.overrides),
-            )
-        )
-        verify, sign = auth_checks(
-            lookup=Lookup(self.resolver),
-            clock=self.clock,
-            directory=self.directory,
-            data_dir=cfg.data_path,
-            authserv_id=cfg.server.hostname,
-            verify=cfg.auth.verify,
-            sign=cfg.auth.sign,
-            dmarc_reject=cfg.auth.dmarc_reject,
-            dmarc_quarantine=cfg.auth.dmarc_quarantine,
-            dmarc_tempfail=cfg.auth.dmarc_tempfail,
-            arc_trusted=cfg.auth.arc_trusted,
-            selector=cfg.auth.selector,
-            algorithms=cfg.auth.sign_algorithms,
-            recorder=self.dmarc_recorder,
-        )
-        if cfg.greylist.enabled:
-            checks.append(
-                Greylist(
-                    self.state,
-                    self.clock,
-                    delay=cfg.seconds("greylist.delay"),
-                    window=cfg.seconds("greylist.window"),
-                    whitelist=cfg.seconds("greylist.whitelist"),
-                    bypass=cfg.greylist.bypass_networks,
-                    # Sender authentication, earlier in the chain, starts SPF at MAIL:
-                    # the transaction carries its result to greylisting.
-                    spf_domains=cfg.greylist.bypass_spf_domains,
-                )
-            )
-        if cfg.spam.enabled:
-            sp = cfg.spam
-            checks.append(
-                SpamCheck(
-                    reject_score=sp.reject_score,
-                    junk_score=sp.junk_score,
-                    resolver=self.resolver,
-                    uribl=[UriZone(*parse_dnsbl(z)) for z in sp.uribl_zones],
-                    dnsbl=dnsbl,  # the client's lighter listings count as spam score
-                    bayes=self.bayes,
-                    directory=self.directory,  # thresholds and sender lists per recipient
-                    macro_score=sp.macro_score,
-                    macro_max_size=sp.macro_max_size,
-                )
-            )
-        # Submitted mail is rewritten (header rules, the domain's disclaimer) before it is
-        # signed; the lane only sets spool meta.
-        edits: list[Check] = [HeaderRules(cfg.headers.remove, cfg.headers.add)]
-        if cfg.disclaimer.enabled:
-            where = (
-                Path(cfg.disclaimer.dir) if cfg.disclaimer.dir else cfg.data_path / "disclaimers"
-            )
-            edits.append(DisclaimerCheck(DisclaimerStore(where), self.directory))
-        edits.append(BulkLane(self.directory, recipients=cfg.queue.bulk_recipients))
-        # DKIM signing stays last: nothing may change a message once it is signed.
-        return checks + verify + edits + sign
 
     def _smtp(self, role: str, *, implicit_tls: bool) -> Listener:
         listener = Listener(

@@ -23,7 +23,7 @@ FLOORS: list[set[str]] = [
     {"dns", "auth"},  # the resolver; SPF, DKIM, DMARC, ARC
     {"scan"},  # content scanners (spam rules use the public suffix list of auth)
     {"policy", "delivery"},  # checks per stage; the queue runner, local and remote
-    {"smtp", "imap", "pop3"},  # protocol front ends
+    {"smtp", "imap", "pop3", "assembly"},  # protocol front ends; the check chain assembled
     {"app"},  # the composition root
     {"cli", "cluster", "testing"},  # entry points, and the harness the suite starts
 ]

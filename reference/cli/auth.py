@@ -344,22 +344,13 @@ async def _dmarc_verdict(
     cfg: Config, lookup: Lookup, msg: bytes, args: argparse.Namespace
 ) -> tuple[dict[str, Any], list[str]]:
     """Run the MX's own check on the message, so the verdict is exactly the server's."""
+    from reference.assembly import sender_authentication
     from reference.auth.dmarc import MemoryRecorder
     from reference.mail.message import Message
     from reference.policy import Action, Session, Transaction
-    from reference.policy.auth import SenderAuthentication
 
     recorder = MemoryRecorder()
-    check = SenderAuthentication(
-        lookup,
-        RealClock(),
-        authserv_id=cfg.server.hostname,
-        dmarc_reject=cfg.auth.dmarc_reject,
-        dmarc_quarantine=cfg.auth.dmarc_quarantine,
-        dmarc_tempfail=cfg.auth.dmarc_tempfail,
-        arc_trusted=cfg.auth.arc_trusted,
-        recorder=recorder,
-    )
+    check = sender_authentication(cfg, lookup, RealClock(), recorder)
     sender = args.mail_from
     tx = Transaction(Session(role="mx", peer=args.ip, helo=args.helo), sender)
     await check.mail(tx)

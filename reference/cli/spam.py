@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from reference.cli.common import load_config
 from reference.config import Config, ConfigError
-from reference.values import parse_dnsbl
 
 if TYPE_CHECKING:
     from reference.directory import Directory
@@ -332,32 +331,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 async def _check(
     cfg: Config, msg: bytes, client_ip: str, rcpt: str | None = None, sender: str = ""
 ) -> str:
+    from reference.assembly import dnsbl as blocklists
+    from reference.assembly import spam_check
     from reference.dns import make_resolver
     from reference.policy import Session
-    from reference.policy.dnsbl import BlocklistZone, Dnsbl
-    from reference.policy.spam import SpamCheck
-    from reference.scan.spam import UriZone
 
     sp = cfg.spam
     needs_dns = bool(sp.uribl_zones or (client_ip and cfg.dnsbl.zones))
     resolver = make_resolver(cfg) if needs_dns else None
-    dnsbl = None
-    if resolver is not None and client_ip and cfg.dnsbl.zones:
-        zones = [BlocklistZone(*parse_dnsbl(z)) for z in cfg.dnsbl.zones]
-        dnsbl = Dnsbl(resolver, zones, reject_at=cfg.dnsbl.reject_score)
+    dnsbl = blocklists(cfg, resolver) if resolver is not None and client_ip else None
     classifiers = _classifiers(cfg) if sp.bayes else None
     directory = _directory(cfg) if rcpt else None
-    check = SpamCheck(
-        reject_score=sp.reject_score,
-        junk_score=sp.junk_score,
-        resolver=resolver,
-        uribl=[UriZone(*parse_dnsbl(z)) for z in sp.uribl_zones],
-        dnsbl=dnsbl,
-        bayes=classifiers,
-        directory=directory,
-        macro_score=sp.macro_score,
-        macro_max_size=sp.macro_max_size,
-    )
+    check = spam_check(cfg, resolver=resolver, dnsbl=dnsbl, bayes=classifiers, directory=directory)
     try:
         verdict = await check.evaluate(
             Session(role="mx", peer=client_ip), sender, [rcpt] if rcpt else [], msg

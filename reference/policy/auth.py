@@ -18,7 +18,6 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from reference.auth import arc as arc_mod
 from reference.auth import dkim as dkim_mod
@@ -331,49 +330,3 @@ class DkimSigning(Check):
         now = self.clock.now()
         signatures = await asyncio.to_thread(dkim_mod.sign, msg, keys, now=now)
         return CheckResult(Action.CONTINUE, prepend_headers=signatures)
-
-
-def auth_checks(
-    *,
-    lookup: Lookup,
-    clock: Clock,
-    directory: Directory,
-    data_dir: Path,
-    authserv_id: str,
-    verify: bool,
-    sign: bool,
-    dmarc_reject: bool,
-    dmarc_quarantine: bool,
-    dmarc_tempfail: bool,
-    arc_trusted: Sequence[str],
-    selector: str,
-    algorithms: Sequence[str],
-    recorder: DmarcRecorder | None = None,
-) -> tuple[list[Check], list[Check]]:
-    """(checks for early in the chain, checks that must stay last) from the [auth] settings."""
-    first: list[Check] = []
-    last: list[Check] = []
-    if verify:
-        first.append(
-            SenderAuthentication(
-                lookup,
-                clock,
-                authserv_id=authserv_id,
-                dmarc_reject=dmarc_reject,
-                dmarc_quarantine=dmarc_quarantine,
-                dmarc_tempfail=dmarc_tempfail,
-                arc_trusted=arc_trusted,
-                recorder=recorder,
-            )
-        )
-    if sign:
-        last.append(
-            DkimSigning(
-                KeyStore(data_dir / "dkim"),
-                directory,
-                clock,
-                selector=selector,
-                algorithms=algorithms,
-            )
-        )
-    return first, last
