@@ -123,11 +123,11 @@ class App:
             self.clock,
             max_failures=sub.auth_max_failures,
             max_failures_per_client=sub.auth_max_failures_per_client,
-            window=cfg.seconds("submission.auth_window"),
-            lockout=cfg.seconds("submission.auth_lockout"),
-            delay=cfg.seconds("submission.auth_delay"),
+            window=cfg.submission.auth_window,
+            lockout=cfg.submission.auth_lockout,
+            delay=cfg.submission.auth_delay,
             delay_after=sub.auth_delay_after,
-            max_delay=cfg.seconds("submission.auth_max_delay"),
+            max_delay=cfg.submission.auth_max_delay,
             ignore_networks=sub.auth_ignore_networks,
         )
         # DMARC aggregate reports: every evaluation is recorded in the store (or, with
@@ -170,7 +170,7 @@ class App:
             port=cfg.relay.port,
             smarthost=parse_hostport(cfg.relay.smarthost) if cfg.relay.smarthost else None,
             reputation_retries=cfg.relay.reputation_retries,
-            timeout=cfg.seconds("relay.timeout"),
+            timeout=cfg.relay.timeout,
             helo_names=parse_helo_names(cfg.relay.helo_names),
         )
         self.runner = QueueRunner(
@@ -184,8 +184,8 @@ class App:
             ),
             remote=self.relay,
             backoff=[parse_duration(r) for r in cfg.queue.retry],
-            max_age=cfg.seconds("relay.max_age"),
-            delay_warning=cfg.seconds("relay.delay_warning"),
+            max_age=cfg.relay.max_age,
+            delay_warning=cfg.relay.delay_warning,
             hostname=cfg.server.hostname,
             concurrency=cfg.queue.concurrency,
             bulk_concurrency=cfg.queue.bulk_concurrency,
@@ -199,7 +199,7 @@ class App:
                 Lookup(self.resolver),
                 hostname=cfg.server.hostname,
                 report_from=cfg.dmarc.report_from,
-                interval=cfg.seconds("dmarc.report_interval"),
+                interval=cfg.dmarc.report_interval,
                 notify=self.runner.notify,
                 keys=KeyStore(data / "dkim"),
                 selector=cfg.auth.selector,
@@ -228,7 +228,7 @@ class App:
             implicit_tls=implicit_tls,
             max_message_size=self.cfg.smtp.max_message_size,
             max_recipients=self.cfg.smtp.max_recipients,
-            timeout=parse_duration(self.cfg.smtp.timeout),
+            timeout=self.cfg.smtp.timeout,
             on_queued=self.runner.notify,
             # Only the MX sits behind load balancers that speak PROXY.
             proxy_from=self.cfg.listen.mx_proxy_from if role == "mx" else (),

@@ -120,7 +120,7 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
     if cfg.antivirus.clamd:
         clamd = ClamdClient(
             cfg.antivirus.clamd,
-            timeout=cfg.seconds("antivirus.timeout"),
+            timeout=cfg.antivirus.timeout,
             max_size=cfg.smtp.max_message_size + 65536,
         )
         checks.append(Antivirus(clamd, fail_open=cfg.antivirus.fail_open))
@@ -140,9 +140,9 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
             Greylist(
                 p.state,
                 p.clock,
-                delay=cfg.seconds("greylist.delay"),
-                window=cfg.seconds("greylist.window"),
-                whitelist=cfg.seconds("greylist.whitelist"),
+                delay=cfg.greylist.delay,
+                window=cfg.greylist.window,
+                whitelist=cfg.greylist.whitelist,
                 bypass=cfg.greylist.bypass_networks,
                 # Sender authentication starts SPF at MAIL: the transaction carries its
                 # result to greylisting at RCPT.

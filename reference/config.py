@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from reference.values import (
+    Duration,
     parse_dnsbl,
     parse_duration,
     parse_header_rules,
@@ -84,7 +85,9 @@ class Dns:
     nameservers: list[str] = doc(
         "Resolvers as host:port; empty means the system resolver.", default_factory=list
     )
-    timeout: str = doc("How long one lookup may take before it is a temporary error.", default="5s")
+    timeout: Duration = doc(
+        "How long one lookup may take before it is a temporary error.", default=Duration("5s")
+    )
 
 
 @dataclass
@@ -95,8 +98,8 @@ class Smtp:
     max_recipients: int = doc(
         "Recipients per transaction (RFC 5321 asks for at least 100).", default=1000
     )
-    timeout: str = doc(
-        "Idle timeout of an SMTP session (RFC 5321 4.5.3.2: 5 minutes).", default="5m"
+    timeout: Duration = doc(
+        "Idle timeout of an SMTP session (RFC 5321 4.5.3.2: 5 minutes).", default=Duration("5m")
     )
     max_backlog: int = doc(
         "Messages in the spool beyond which MAIL gets 451 4.3.2 (0: no limit).", default=20000
@@ -122,14 +125,18 @@ class Relay:
     smarthost: str = doc(
         "host:port to hand mail to when direct delivery fails; empty: none.", default=""
     )
-    max_age: str = doc("How long a message is retried before it bounces with a DSN.", default="24h")
-    delay_warning: str = doc(
-        "After how long the sender gets one 'delivery delayed' DSN.", default="4h"
+    max_age: Duration = doc(
+        "How long a message is retried before it bounces with a DSN.", default=Duration("24h")
+    )
+    delay_warning: Duration = doc(
+        "After how long the sender gets one 'delivery delayed' DSN.", default=Duration("4h")
     )
     reputation_retries: int = doc(
         "Source addresses tried at once when a receiver refuses for reputation.", default=3
     )
-    timeout: str = doc("Timeout of each step of an outbound SMTP session.", default="5m")
+    timeout: Duration = doc(
+        "Timeout of each step of an outbound SMTP session.", default=Duration("5m")
+    )
     helo_names: list[str] = doc(
         "The EHLO name per source address, 'ADDRESS=NAME' (e.g. '127.0.1.5=out5.example.test'): "
         "each should match the address's PTR record; other addresses use server.hostname.",
@@ -173,9 +180,15 @@ class Greylist:
     enabled: bool = doc(
         "Greylist unknown (client /24 or /64, sender, recipient) triplets.", default=True
     )
-    delay: str = doc("How long a new triplet must wait before a retry is accepted.", default="5m")
-    window: str = doc("How long after the first attempt a retry still counts.", default="4h")
-    whitelist: str = doc("How long a client network that passed once is trusted.", default="36d")
+    delay: Duration = doc(
+        "How long a new triplet must wait before a retry is accepted.", default=Duration("5m")
+    )
+    window: Duration = doc(
+        "How long after the first attempt a retry still counts.", default=Duration("4h")
+    )
+    whitelist: Duration = doc(
+        "How long a client network that passed once is trusted.", default=Duration("36d")
+    )
     bypass_networks: list[str] = doc(
         "Client networks never greylisted (CIDR).",
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
@@ -264,9 +277,9 @@ class Dmarc:
         "From address and envelope sender of the reports; empty: dmarc-reports@<server.hostname>.",
         default="",
     )
-    report_interval: str = doc(
+    report_interval: Duration = doc(
         "How often reports are built and sent (RFC 7489 7.2: at least once a day).",
-        default="24h",
+        default=Duration("24h"),
     )
 
 
@@ -276,7 +289,7 @@ class Antivirus:
         "clamd to scan every message with: host:port or a Unix socket path; empty: no scan.",
         default="",
     )
-    timeout: str = doc("How long one scan may take.", default="30s")
+    timeout: Duration = doc("How long one scan may take.", default=Duration("30s"))
     fail_open: bool = doc(
         "Accept unscanned mail when clamd cannot answer (default: 451, the sender retries).",
         default=False,
@@ -352,15 +365,17 @@ class Submission:
         "that address out of SMTP AUTH for auth_lockout.",
         default=30,
     )
-    auth_window: str = doc("How long a failed login counts.", default="15m")
-    auth_lockout: str = doc("How long a lockout lasts.", default="30m")
-    auth_delay: str = doc(
+    auth_window: Duration = doc("How long a failed login counts.", default=Duration("15m"))
+    auth_lockout: Duration = doc("How long a lockout lasts.", default=Duration("30m"))
+    auth_delay: Duration = doc(
         "Delay of the reply to a failed login after the first auth_delay_after ones, doubled "
         "with each further failure up to auth_max_delay; 0: no delay.",
-        default="1s",
+        default=Duration("1s"),
     )
     auth_delay_after: int = doc("Failed logins answered at once (typos).", default=3)
-    auth_max_delay: str = doc("The longest delay of a failed login's reply.", default="30s")
+    auth_max_delay: Duration = doc(
+        "The longest delay of a failed login's reply.", default=Duration("30s")
+    )
     auth_ignore_networks: list[str] = doc(
         "Client networks not counted per address (their accounts still are): a webmail or "
         "proxy on this host speaks for many users.",
@@ -445,10 +460,6 @@ class Config:
     def address(self, name: str) -> tuple[str, int]:
         return parse_hostport(getattr(self.listen, name))
 
-    def seconds(self, dotted: str) -> float:
-        section, key = dotted.split(".")
-        return parse_duration(getattr(getattr(self, section), key))
-
 
 LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 # The role (``server.roles``) each listener belongs to.
@@ -482,6 +493,13 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(key, f"expected a number, got {value!r}")
         return float(value)
+    if expected is Duration:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(key, f'expected a duration such as "5m", got {value!r}')
+        try:
+            return Duration(value)
+        except ValueError as e:
+            raise ConfigError(key, str(e)) from None
     if expected is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {value!r}")
@@ -552,21 +570,6 @@ def _validate(cfg: Config) -> None:
             parse_hostport(cfg.antivirus.clamd)
         except ValueError as e:
             raise ConfigError("antivirus.clamd", f"{e} (or a Unix socket path)") from None
-    for key in (
-        "antivirus.timeout",
-        "greylist.delay",
-        "greylist.window",
-        "greylist.whitelist",
-        "relay.max_age",
-        "relay.delay_warning",
-        "relay.timeout",
-        "dns.timeout",
-        "smtp.timeout",
-    ):
-        try:
-            cfg.seconds(key)
-        except ValueError as e:
-            raise ConfigError(key, str(e)) from None
     for i, r in enumerate(cfg.queue.retry):
         try:
             parse_duration(r)
@@ -637,11 +640,6 @@ def _validate_outbound(cfg: Config) -> None:
             raise ConfigError(f"submission.{key}", "must be at least 1")
     if sub.auth_delay_after < 0:
         raise ConfigError("submission.auth_delay_after", "must be 0 or more")
-    for key in ("auth_window", "auth_lockout", "auth_delay", "auth_max_delay"):
-        try:
-            cfg.seconds(f"submission.{key}")
-        except ValueError as e:
-            raise ConfigError(f"submission.{key}", str(e)) from None
     for i, net in enumerate(sub.auth_ignore_networks):
         try:
             ipaddress.ip_network(net, strict=False)
@@ -678,11 +676,7 @@ def _validate_spam(spam: Spam) -> None:
 
 
 def _validate_dmarc(dmarc: Dmarc) -> None:
-    try:
-        interval = parse_duration(dmarc.report_interval)
-    except ValueError as e:
-        raise ConfigError("dmarc.report_interval", str(e)) from None
-    if interval < 60:
+    if dmarc.report_interval < 60:
         raise ConfigError("dmarc.report_interval", "must be at least 1m")
     if dmarc.report_from and not re.fullmatch(r"[^@\s<>]+@[A-Za-z0-9.-]+", dmarc.report_from):
         raise ConfigError("dmarc.report_from", f"not an address: {dmarc.report_from!r}")
@@ -752,6 +746,8 @@ def load(
 
 
 def _toml_value(v: Any) -> str:
+    if isinstance(v, Duration):
+        return _toml_value(v.text)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

@@ -6,7 +6,6 @@ import dns.asyncresolver
 import dns.resolver
 
 from reference.config import Config
-from reference.values import parse_duration
 
 
 def make_resolver(cfg: Config) -> dns.asyncresolver.Resolver:
@@ -24,7 +23,7 @@ def make_resolver(cfg: Config) -> dns.asyncresolver.Resolver:
             ports[host] = int(port) if port else 53
         resolver.nameservers = hosts
         resolver.nameserver_ports = ports
-    timeout = parse_duration(cfg.dns.timeout)
+    timeout = cfg.dns.timeout
     resolver.lifetime = timeout
     resolver.timeout = min(timeout, 2.0)
     resolver.cache = dns.resolver.Cache()

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "Duration",
     "Limit",
     "Limits",
     "parse_dnsbl",
@@ -33,6 +34,22 @@ def parse_duration(text: str) -> float:
     if not m:
         raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 24h, 36d)")
     return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+class Duration(float):
+    """A number of seconds that remembers how the configuration wrote it ("5m")."""
+
+    text: str
+
+    def __new__(cls, text: str | float) -> Duration:
+        spelled = text if isinstance(text, str) else f"{text:g}s"
+        seconds = parse_duration(spelled)  # ValueError names the bad text
+        value = super().__new__(cls, seconds)
+        value.text = spelled
+        return value
+
+    def __repr__(self) -> str:
+        return f"Duration({self.text!r})"
 
 
 def parse_hostport(text: str) -> tuple[str, int]:

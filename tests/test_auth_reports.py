@@ -429,7 +429,7 @@ def test_dmarc_config_keys() -> None:
     from reference import config
 
     cfg = config.load(None, overrides={"dmarc.report_from": "rua@example.test"})
-    assert cfg.dmarc.reports and cfg.seconds("dmarc.report_interval") == DAY
+    assert cfg.dmarc.reports and cfg.dmarc.report_interval == DAY
     for key, value, why in [
         ("dmarc.report_interval", "30s", "at least 1m"),
         ("dmarc.report_interval", "daily", "not a duration"),

@@ -9,6 +9,7 @@ import pytest
 
 from reference import config
 from reference.config import ConfigError
+from reference.values import Duration
 
 
 def test_defaults_need_no_file() -> None:
@@ -25,8 +26,8 @@ def test_defaults_need_no_file() -> None:
     ]
     assert cfg.server.data_dir == "./var"
     assert cfg.relay.port == 25
-    assert cfg.relay.max_age == "24h"
-    assert cfg.seconds("relay.max_age") == 86400
+    # Parsed once, at load: a number of seconds that remembers how it was written.
+    assert cfg.relay.max_age == 86400 and cfg.relay.max_age.text == "24h"
     assert cfg.dns.nameservers == []
 
 
@@ -87,6 +88,22 @@ def test_every_key_is_documented() -> None:
     for i, line in enumerate(lines):
         if " = " in line:
             assert lines[i - 1].startswith("# "), f"{line} has no documentation"
+
+
+def test_durations_are_parsed_at_load_and_shown_as_written(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[greylist]\ndelay = "90s"\nwindow = 7200\n')
+    cfg = config.load(f)
+    assert (cfg.greylist.delay, cfg.greylist.window) == (90.0, 7200.0)
+    assert type(cfg.greylist.delay) is Duration
+    text = config.render(cfg, with_docs=False)
+    assert 'delay = "90s"' in text and 'window = "7200s"' in text and 'whitelist = "36d"' in text
+    import tomllib
+
+    assert config.from_dict(tomllib.loads(text)) == cfg  # what is shown reads back the same
+    f.write_text("[greylist]\ndelay = true\n")
+    with pytest.raises(config.ConfigError, match=r"greylist\.delay"):
+        config.load(f)
 
 
 def test_durations() -> None:

@@ -15,10 +15,11 @@ def test_defaults() -> None:
     sub = cfg.submission
     assert (sub.auth_max_failures, sub.auth_window, sub.auth_lockout, sub.auth_delay) == (
         10,
-        "15m",
-        "30m",
-        "1s",
+        15 * 60,
+        30 * 60,
+        1,
     )
+    assert (sub.auth_window.text, sub.auth_lockout.text) == ("15m", "30m")
     assert sub.auth_ignore_networks == ["127.0.0.0/8", "::1/128"]
     assert cfg.headers.remove == ["X-Originating-IP"]
     assert (cfg.queue.concurrency, cfg.queue.bulk_concurrency, cfg.queue.bulk_recipients) == (
