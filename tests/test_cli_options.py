@@ -148,3 +148,20 @@ def test_serve_with_the_options_before_the_verb(tmp_path: Path) -> None:
         assert f"mailspec domain add example.test --config {config} --data-dir" in banner
     finally:
         assert node.stop() == 0
+
+
+def test_every_module_adds_the_commands_it_is_listed_with() -> None:
+    from reference.cli import COMMANDS
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(sub.choices) == {name for _, names in COMMANDS for name in names}
+
+
+def test_a_command_whose_module_is_missing_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    from reference.cli import COMMANDS
+
+    commands = (*COMMANDS, ("reference.cli.not_installed", ("ghost",)))
+    assert main(["ghost", "--anything", "x"], commands=commands) == 2
+    err = capsys.readouterr().err
+    assert "mailspec ghost: unavailable here" in err and "reference.cli.not_installed" in err

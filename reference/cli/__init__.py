@@ -13,20 +13,41 @@ from reference.config import ConfigError
 __all__ = ["build_parser", "main"]
 
 # Each module adds its commands with register(sub, parents); the order is the help's order.
-_COMMANDS = (
-    "reference.cli.server",
-    "reference.cli.queue",
-    "reference.cli.accounts",
-    "fakes.dns.cli",
-    "fakes.mx.cli",
-    "conformance.cli",
-    "reference.cli.auth",
-    "reference.cluster",
-    "reference.cli.spam",
+# The names are what a module adds, so that one that cannot be imported still has its
+# commands, saying why they cannot run.
+COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("reference.cli.server", ("serve", "config")),
+    ("reference.cli.queue", ("queue",)),
+    ("reference.cli.accounts", ("domain", "user", "alias")),
+    ("fakes.dns.cli", ("fake-dns",)),
+    ("fakes.mx.cli", ("fake-mx",)),
+    ("conformance.cli", ("check",)),
+    ("reference.cli.auth", ("dkim", "dns", "auth", "dmarc")),
+    ("reference.cluster", ("cluster",)),
+    ("reference.cli.spam", ("spam",)),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _unavailable(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    names: tuple[str, ...],
+    error: ModuleNotFoundError,
+) -> None:
+    why = f"unavailable here: {error} (reinstall mailspec with its dependencies: pip install .)"
+
+    def say(args: argparse.Namespace) -> int:
+        print(f"mailspec {args.command}: {why}", file=sys.stderr)
+        return 2
+
+    for name in names:
+        p = sub.add_parser(name, help=why, add_help=False, prefix_chars="\0")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(func=say)
+
+
+def build_parser(
+    commands: tuple[tuple[str, tuple[str, ...]], ...] = COMMANDS,
+) -> argparse.ArgumentParser:
     common = [global_options(top=False)]
     parser = argparse.ArgumentParser(
         prog="mailspec",
@@ -36,8 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mailspec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for modname in _COMMANDS:
-        importlib.import_module(modname).register(sub, common)
+    for modname, names in commands:
+        try:
+            module = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            # A command whose module (or a library it needs) is missing says so when run,
+            # instead of vanishing from the command line.
+            _unavailable(sub, names, e)
+            continue
+        module.register(sub, common)
     _describe(parser)
     return parser
 
@@ -54,8 +82,11 @@ def _describe(parser: argparse.ArgumentParser) -> None:
                 _describe(child)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(
+    argv: list[str] | None = None,
+    commands: tuple[tuple[str, tuple[str, ...]], ...] = COMMANDS,
+) -> int:
+    parser = build_parser(commands)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
