@@ -12,7 +12,9 @@ from reference.mailbox import Mailbox, NoSuchMessage, StoredMessage
 
 FETCH_BATCH = 256  # messages read and rendered per trip to a worker thread
 
-_BODY_ITEMS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT", "ENVELOPE", "BODYSTRUCTURE"})
+_BODY_ITEMS = frozenset(
+    {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "ENVELOPE", "BODYSTRUCTURE", "BODY"}
+)
 
 
 class FetchCommand(SessionCore):

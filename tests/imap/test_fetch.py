@@ -47,3 +47,17 @@ async def test_binary_of_an_unknown_encoding(start: Start) -> None:
     await raw.command(b"SELECT INBOX")
     assert (await raw.command(b"FETCH 1 BINARY[1]"))[-1].startswith(b"t NO [UNKNOWN-CTE]")
     assert (await raw.command(b"FETCH 1 BINARY.PEEK[]"))[-1].startswith(b"t OK")
+
+
+async def test_fetch_body_alone_reads_the_message(start: Start) -> None:
+    # FETCH BODY (the structure without extension data) needs the message too; it was
+    # computed from no bytes at all ("7BIT" 0 0): imaptest's "BODY changed".
+    env, raw = await logged_in(start)
+    env.store.deliver(ALICE, MSG)
+    await raw.command(b"SELECT INBOX")
+    lines = await raw.command(b"FETCH 1 BODY")
+    body = MSG.split(b"\r\n\r\n", 1)[1]
+    assert lines[0] == (
+        b'* 1 FETCH (BODY ("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" %d 1))\r\n'
+        % len(body)
+    ), lines
