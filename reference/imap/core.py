@@ -160,7 +160,7 @@ class SessionCore:
             "UNSEEN": status.unseen,
             "DELETED": status.deleted,
             "SIZE": status.size,
-            "RECENT": status.recent,  # RFC 3501 6.3.10: not yet \\Recent in any session
+            "RECENT": status.recent,  # RFC 3501 6.3.10: not yet \Recent in any session
             "HIGHESTMODSEQ": status.highestmodseq,
         }
         wanted = [i for i in dict.fromkeys(items) if not (i == "RECENT" and self.rev2)]

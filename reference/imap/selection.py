@@ -27,7 +27,7 @@ class SelectionCommands(SessionCore):
             self.condstore = True  # RFC 7162 3.1.8: a CONDSTORE-enabling command
         try:
             name = self.folder(command.mailbox)
-            # RFC 3501 6.3.1/6.3.2: SELECT takes the \\Recent messages, EXAMINE only counts.
+            # RFC 3501 6.3.1/6.3.2: SELECT takes the \Recent messages, EXAMINE only counts.
             claim = not (command.readonly or self.rev2)
             mailbox, uids, status, unseen, keywords = await asyncio.to_thread(
                 _open, self.store, self.user_address, name, claim

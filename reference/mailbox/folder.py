@@ -79,7 +79,7 @@ class Status:
     uidnext: int
     uidvalidity: int
     highestmodseq: int
-    recent: int = 0  # messages no session has had as \\Recent yet (RFC 3501 6.3.10)
+    recent: int = 0  # messages no session has had as \Recent yet (RFC 3501 6.3.10)
 
 
 @dataclass(frozen=True)
