@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference.clock import ManualClock
+from reference.clock import ManualClock, RealClock
 from reference.mailbox import (
     SPECIAL_USE,
     InvalidAddress,
@@ -240,3 +241,87 @@ def test_concurrent_processes_get_distinct_uids(tmp_path: Path) -> None:
         assert [m.uid for m in mailbox.messages()] == list(range(1, 101))
         assert mailbox.uidnext == 101
         assert len(list((mailbox.path / "new").iterdir())) == 100
+
+
+# -- races between sessions sharing one mailbox (found by imaptest's stress mode) -----------
+
+
+def test_tmp_cleanup_spares_a_file_in_flight_with_an_old_internal_date(tmp_path: Path) -> None:
+    # APPEND stamps the tmp/ file with the message's date before moving it into place; a
+    # clean-up by mtime alone deleted it in flight (FileNotFoundError, NO [SERVERBUG]).
+    store = MailStore(tmp_path, clock=RealClock())
+    with store.open(ALICE) as mailbox:
+        in_flight = mailbox.path / "tmp" / "in-flight.tmp"
+        in_flight.write_bytes(MSG)
+        old = time.time() - 40 * 86400
+        os.utime(in_flight, (old, old))
+        mailbox.sync(force=True)
+        assert in_flight.exists()
+
+
+def test_append_with_an_old_date_survives_concurrent_cleanups(tmp_path: Path) -> None:
+    store = MailStore(tmp_path, clock=RealClock())
+    old = time.time() - 40 * 86400
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def append() -> None:
+        try:
+            for _ in range(40):
+                store.append(ALICE, "INBOX", MSG, when=old)
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            done.set()
+
+    def clean() -> None:
+        with store.open(ALICE) as mailbox:
+            while not done.is_set():
+                mailbox.sync(force=True)
+
+    threads = [threading.Thread(target=append), threading.Thread(target=clean)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    with store.open(ALICE) as mailbox:
+        assert len(mailbox.uids()) == 40
+
+
+def test_read_while_another_session_renames_and_expunges(tmp_path: Path) -> None:
+    # Flag changes rename the file (new/ <-> cur/, info letters) and EXPUNGE unlinks it: a
+    # reader sees the message's bytes or NoSuchMessage, never FileNotFoundError.
+    store = MailStore(tmp_path)
+    uids = [store.deliver(ALICE, MSG) for _ in range(30)]
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def churn() -> None:
+        with store.open(ALICE) as mailbox:
+            for uid in uids:
+                for _ in range(10):
+                    mailbox.change_flags([uid], add=["\\Seen"])
+                    mailbox.change_flags([uid], remove=["\\Seen"])
+                mailbox.change_flags([uid], add=["\\Deleted"])
+                mailbox.expunge([uid])
+        done.set()
+
+    def read() -> None:
+        with store.open(ALICE, sync=False) as mailbox:
+            while not done.is_set():
+                for uid in uids:
+                    try:
+                        assert mailbox.read(uid) == MSG
+                    except NoSuchMessage:
+                        pass
+                    except BaseException as e:
+                        errors.append(e)
+                        return
+
+    threads = [threading.Thread(target=churn), *(threading.Thread(target=read) for _ in range(2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []

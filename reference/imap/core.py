@@ -10,13 +10,20 @@ import enum
 import logging
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from reference.imap import mutf7
 from reference.imap import response as r
 from reference.imap.parser import Command, SequenceSet
-from reference.mailbox import Changes, InvalidFolder, Mailbox, StoredMessage, normalize_folder
+from reference.mailbox import (
+    SYSTEM_FLAGS,
+    Changes,
+    InvalidFolder,
+    Mailbox,
+    StoredMessage,
+    normalize_folder,
+)
 from reference.stream import Closed, Stream, log_event
 
 if TYPE_CHECKING:
@@ -79,6 +86,8 @@ class View:
     unwatch: Callable[[], None]
     changed: asyncio.Event
     reported: dict[int, int]  # uid -> mod-sequence already told by STORE/FETCH
+    keywords: set[str] = field(default_factory=set)  # told in FLAGS (RFC 3501 7.2.6)
+    recent: set[int] = field(default_factory=set)  # UIDs \Recent in this session only
 
 
 class SessionCore:
@@ -151,7 +160,7 @@ class SessionCore:
             "UNSEEN": status.unseen,
             "DELETED": status.deleted,
             "SIZE": status.size,
-            "RECENT": 0,
+            "RECENT": status.recent,  # RFC 3501 6.3.10: not yet \Recent in any session
             "HIGHESTMODSEQ": status.highestmodseq,
         }
         wanted = [i for i in dict.fromkeys(items) if not (i == "RECENT" and self.rev2)]
@@ -186,12 +195,46 @@ class SessionCore:
         i = bisect.bisect_left(uids, uid)
         return i + 1 if i < len(uids) and uids[i] == uid else None
 
+    def flags_of(self, message: StoredMessage) -> frozenset[str]:
+        """The message's flags as this session shows them: with ``\\Recent`` when it is
+        recent here (RFC 3501 2.3.2; IMAP4rev2 has no \\Recent)."""
+        view = self.view
+        if view is None or self.rev2 or message.uid not in view.recent:
+            return message.flags
+        return message.flags | {"\\Recent"}
+
     def flags_fetch(self, seq: int, message: StoredMessage, *, uid: bool = True) -> bytes:
         parts = [b"UID %d" % message.uid] if uid else []
-        parts.append(b"FLAGS " + r.flag_list(message.flags))
+        parts.append(b"FLAGS " + r.flag_list(self.flags_of(message)))
         if self.condstore:
             parts.append(b"MODSEQ (%d)" % message.modseq)
         return b"* %d FETCH (%s)" % (seq, b" ".join(parts))
+
+    def flags_lines(self) -> list[bytes]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the selected mailbox, keywords
+        included (RFC 9051 7.3.5 / RFC 3501 7.2.6)."""
+        view = self.view
+        assert view is not None
+        keywords = sorted(view.keywords)
+        permanent = [] if view.readonly else [*SYSTEM_FLAGS, *keywords, "\\*"]
+        return [
+            b"* FLAGS " + r.flag_list([*SYSTEM_FLAGS, *keywords]),
+            b"* OK [PERMANENTFLAGS %s] Flags permitted" % r.flag_list(permanent),
+        ]
+
+    async def announce_keywords(self, flag_sets: Iterable[frozenset[str]]) -> None:
+        """Before a response uses a keyword the session was not told of, an untagged FLAGS
+        (and PERMANENTFLAGS) naming it (RFC 3501 7.2.6, RFC 9051 7.3.5: FLAGS lists the
+        flags applicable to the mailbox; a client may refuse an unknown one)."""
+        view = self.view
+        assert view is not None
+        fresh: set[str] = set()
+        for flags in flag_sets:
+            fresh.update(f for f in flags if not f.startswith("\\") and f not in view.keywords)
+        if fresh:
+            view.keywords |= fresh
+            for line in self.flags_lines():
+                await self.queue(line)
 
     async def report_expunged(self, uids: list[int]) -> None:
         view = self.view
@@ -209,6 +252,7 @@ class SessionCore:
         view.uids = [u for u in view.uids if u not in gone]
         for u in gone:
             view.reported.pop(u, None)
+        view.recent -= gone
         await self.flush()
 
     async def refresh(self) -> None:
@@ -224,6 +268,7 @@ class SessionCore:
         await self.report_expunged(gone)
         last = view.uids[-1] if view.uids else 0
         arrived: list[int] = []
+        await self.announce_keywords(m.flags for m in changes.changed)
         for message in changes.changed:
             if message.uid > last:
                 arrived.append(message.uid)
@@ -231,9 +276,15 @@ class SessionCore:
             seq = self.seq_of(message.uid)
             if seq is not None and message.modseq > view.reported.get(message.uid, 0):
                 await self.queue(self.flags_fetch(seq, message))
+        if arrived and not (view.readonly or self.rev2):
+            # RFC 3501 2.3.2: the first session to be told of a new message has it \Recent.
+            first = await asyncio.to_thread(view.mailbox.claim_recent, arrived[-1])
+            view.recent.update(u for u in arrived if u >= first)
         if arrived or gone:
             view.uids.extend(arrived)
             await self.queue(b"* %d EXISTS" % len(view.uids))
+            if not self.rev2:  # RFC 3501 7.3.2: RECENT goes with EXISTS
+                await self.queue(b"* %d RECENT" % len(view.recent))
         view.modseq = changes.highestmodseq
         view.reported.clear()
         await self.flush()

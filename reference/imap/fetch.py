@@ -12,7 +12,9 @@ from reference.mailbox import Mailbox, NoSuchMessage, StoredMessage
 
 FETCH_BATCH = 256  # messages read and rendered per trip to a worker thread
 
-_BODY_ITEMS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT", "ENVELOPE", "BODYSTRUCTURE"})
+_BODY_ITEMS = frozenset(
+    {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "ENVELOPE", "BODYSTRUCTURE", "BODY"}
+)
 
 
 class FetchCommand(SessionCore):
@@ -47,10 +49,11 @@ class FetchCommand(SessionCore):
         # Reading files is slow per message, listing flags is not: bigger trips for the latter.
         reads = any(a.section is not None or a.name in _BODY_ITEMS for a in items)
         size = FETCH_BATCH if reads else 16 * FETCH_BATCH
+        recent = frozenset() if self.rev2 else frozenset(view.recent)
         for start in range(0, len(targets), size):
             batch = targets[start : start + size]
             try:
-                lines, lost = await asyncio.to_thread(
+                lines, lost, flag_sets = await asyncio.to_thread(
                     _render_fetch,
                     view.mailbox,
                     batch,
@@ -58,19 +61,23 @@ class FetchCommand(SessionCore):
                     marked if not has_flags else set(),
                     command.changedsince,
                     self.condstore,
+                    recent,
                 )
             except mime.UnknownEncoding:
                 self.discard()
                 await self.no(command.tag, "[UNKNOWN-CTE] Cannot decode that part")  # 3516
                 return
             missing += lost
+            await self.announce_keywords(flag_sets)
             for line in lines:
                 await self.queue(line)
         await self.flush()
         if command.uid:
             await self.refresh()
-        if missing and not command.uid:
-            await self.no(command.tag, "[EXPUNGEISSUED] Some messages were expunged")  # 5530
+        if missing:
+            # RFC 2180 4.1.3 / RFC 5530 3: another session expunged some of them; the rest
+            # are answered, and the code tells the client to NOOP for the EXPUNGEs.
+            await self.ok(command, "[EXPUNGEISSUED] Some messages were also expunged")
         else:
             await self.ok(command, "FETCH completed")
 
@@ -91,12 +98,16 @@ def _render_fetch(
     marked: set[int],
     changedsince: int | None,
     condstore: bool,
-) -> tuple[list[bytes], int]:
-    """FETCH response lines for a batch of ``(seq, uid)``; and how many were gone."""
+    recent: frozenset[int],
+) -> tuple[list[bytes], int, list[frozenset[str]]]:
+    """FETCH response lines for a batch of ``(seq, uid)``, how many were gone, and the
+    flag lists the lines show (so that their keywords are announced first)."""
     stored = mailbox.get_many(uid for _, uid in batch)
     wants_body = any(a.section is not None or a.name in _BODY_ITEMS for a in items)
     lines: list[bytes] = []
     missing = 0
+    shown: list[frozenset[str]] = []
+    shows_flags = bool(marked) or any(a.name == "FLAGS" for a in items)
     for seq, uid in batch:
         message = stored.get(uid)
         if message is None:
@@ -111,21 +122,24 @@ def _render_fetch(
             except NoSuchMessage:
                 missing += 1
                 continue
-        parts = [_fetch_item(a, message, data) for a in items]
+        flags = message.flags | {"\\Recent"} if uid in recent else message.flags
+        if shows_flags:
+            shown.append(flags)
+        parts = [_fetch_item(a, message, data, flags) for a in items]
         if uid in marked:  # RFC 9051 6.4.5: the implicit \Seen is reported
-            parts.append(b"FLAGS " + r.flag_list(message.flags))
+            parts.append(b"FLAGS " + r.flag_list(flags))
             if condstore and all(a.name != "MODSEQ" for a in items):
                 parts.append(b"MODSEQ (%d)" % message.modseq)
         lines.append(b"* %d FETCH (%s)" % (seq, b" ".join(parts)))
-    return lines, missing
+    return lines, missing, shown
 
 
-def _fetch_item(att: FetchAtt, message: StoredMessage, data: bytes) -> bytes:
+def _fetch_item(att: FetchAtt, message: StoredMessage, data: bytes, flags: frozenset[str]) -> bytes:
     name = att.name
     if name == "UID":
         return b"UID %d" % message.uid
     if name == "FLAGS":
-        return b"FLAGS " + r.flag_list(message.flags)
+        return b"FLAGS " + r.flag_list(flags)
     if name == "INTERNALDATE":
         return b"INTERNALDATE " + r.internaldate(message.internaldate)
     if name == "RFC822.SIZE":

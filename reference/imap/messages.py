@@ -39,6 +39,7 @@ class MessageCommands(SessionCore):
         except ValueError:
             await self.bad(command.tag, "Invalid flag")
             return
+        await self.announce_keywords(m.flags for m in update.messages)
         for message in update.messages:
             view.reported[message.uid] = message.modseq
             # RFC 9051 6.4.6: FETCH responses with the new flags unless .SILENT; RFC 7162

@@ -67,7 +67,7 @@ MAX_SQL_RANGES = 200  # a set with more ranges is matched in Python rather than 
 
 
 def to_sql(
-    key: SearchKey, uids: list[int], saved: frozenset[int]
+    key: SearchKey, uids: list[int], saved: frozenset[int], recent: frozenset[int] = frozenset()
 ) -> tuple[str, list[object]] | None:
     """A WHERE clause over the index columns (uid, flags, size, internaldate, modseq) that
     selects what ``key`` matches, or None when the key needs the message itself.
@@ -77,10 +77,16 @@ def to_sql(
     100,000 messages run inside SQLite instead of building 100,000 Python objects.
     """
     name, value = key.name, key.value
-    if name in ("ALL", "OLD", "UNRECENT"):
+    if name == "ALL":
         return "1", []
-    if name in ("NEW", "RECENT"):
-        return "0", []
+    if name in ("NEW", "RECENT", "OLD", "UNRECENT"):  # RFC 3501 6.4.4: this session's \\Recent
+        if len(recent) > MAX_SQL_RANGES:
+            return None
+        recent_uids: list[object] = [*sorted(recent)]
+        test = f"uid IN ({','.join('?' * len(recent_uids))})" if recent_uids else "0"
+        if name == "NEW":
+            test = f"{test} AND instr(flags, '\\Seen') = 0"
+        return (test if name in ("NEW", "RECENT") else f"NOT ({test})"), recent_uids
     if name in _FLAG_OF or (name.startswith("UN") and name[2:] in _FLAG_OF):
         flag = _FLAG_OF[name.removeprefix("UN")] if name not in _FLAG_OF else _FLAG_OF[name]
         test = "instr(' ' || flags || ' ', ?) > 0"
@@ -122,7 +128,7 @@ def to_sql(
             return "internaldate >= ?", [start]
         return "(internaldate >= ? AND internaldate < ?)", [start, start + 86400]
     if name in ("NOT", "OR", "AND"):
-        parts = [to_sql(k, uids, saved) for k in key.keys]
+        parts = [to_sql(k, uids, saved, recent) for k in key.keys]
         if any(p is None for p in parts):
             return None
         clauses = [p[0] for p in parts if p is not None]
@@ -149,10 +155,14 @@ def matches(key: SearchKey, m: Candidate) -> bool:
     """Whether message ``m`` satisfies ``key`` (RFC 9051 6.4.4)."""
     name = key.name
     value = key.value
-    if name in ("ALL", "OLD", "UNRECENT"):  # no message is \Recent here (RFC 9051 dropped it)
+    if name == "ALL":
         return True
-    if name in ("NEW", "RECENT"):
-        return False
+    if name in ("OLD", "UNRECENT"):  # \Recent only for IMAP4rev1 sessions (RFC 9051 dropped it)
+        return "\\Recent" not in m.flags
+    if name == "RECENT":
+        return "\\Recent" in m.flags
+    if name == "NEW":
+        return "\\Recent" in m.flags and "\\Seen" not in m.flags
     if name in _FLAG_OF:
         return _FLAG_OF[name] in m.flags
     if name.startswith("UN") and name[2:] in _FLAG_OF:
@@ -264,8 +274,9 @@ class SearchCommand(SessionCore):
         if command.charset not in (None, "US-ASCII", "UTF-8"):
             await self.no(command.tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset")
             return
+        recent = frozenset() if self.rev2 else frozenset(view.recent)
         hits = await asyncio.to_thread(
-            search_mailbox, view.mailbox, list(view.uids), command, self.saved
+            search_mailbox, view.mailbox, list(view.uids), command, self.saved, recent
         )
         if any(_uses_modseq(k) for k in command.keys):
             self.condstore = True  # RFC 7162 3.1.8
@@ -309,7 +320,11 @@ class SearchCommand(SessionCore):
 
 
 def search_mailbox(
-    mailbox: Mailbox, uids: list[int], command: Search, saved: frozenset[int]
+    mailbox: Mailbox,
+    uids: list[int],
+    command: Search,
+    saved: frozenset[int],
+    recent: frozenset[int] = frozenset(),
 ) -> list[tuple[int, int, int]]:
     """``(seq, uid, modseq)`` of the messages that match every key.
 
@@ -320,7 +335,7 @@ def search_mailbox(
     params: list[object] = []
     rest: list[SearchKey] = []
     for key in command.keys:
-        compiled = to_sql(key, uids, saved)
+        compiled = to_sql(key, uids, saved, recent)
         if compiled is None:
             rest.append(key)
         else:
@@ -338,7 +353,7 @@ def search_mailbox(
             candidate = Candidate(
                 seq,
                 uid,
-                frozenset(flags.split()),
+                frozenset(flags.split()) | ({"\\Recent"} if uid in recent else set()),
                 size,
                 exists,
                 largest,

@@ -10,7 +10,7 @@ import contextlib
 from reference.imap import response as r
 from reference.imap.core import No, SessionCore, State, View
 from reference.imap.parser import Select, SequenceSet, Simple
-from reference.mailbox import DELIMITER, SYSTEM_FLAGS, Mailbox, MailStore, NoSuchFolder
+from reference.mailbox import DELIMITER, Mailbox, MailStore, NoSuchFolder
 from reference.mailbox import Status as MailboxStatus
 
 
@@ -27,8 +27,10 @@ class SelectionCommands(SessionCore):
             self.condstore = True  # RFC 7162 3.1.8: a CONDSTORE-enabling command
         try:
             name = self.folder(command.mailbox)
-            mailbox, uids, status, unseen = await asyncio.to_thread(
-                _open, self.store, self.user_address, name
+            # RFC 3501 6.3.1/6.3.2: SELECT takes the \Recent messages, EXAMINE only counts.
+            claim = not (command.readonly or self.rev2)
+            mailbox, uids, status, unseen, keywords = await asyncio.to_thread(
+                _open, self.store, self.user_address, name, claim
             )
         except (NoSuchFolder, No):
             await self.flush()
@@ -45,24 +47,27 @@ class SelectionCommands(SessionCore):
         view = View(
             mailbox, name, command.readonly, uids, status.highestmodseq, unwatch, changed, {}
         )
+        view.keywords.update(keywords)
+        if status.recent:
+            view.recent.update(uids[-status.recent :])
         self.view = view
         self.state = State.SELECTED
-        permanent = b"()" if view.readonly else r.flag_list([*SYSTEM_FLAGS, "\\*"])
+        flags, permanentflags = self.flags_lines()
         exists = len(uids)
         lines: list[bytes]
         if self.rev2:  # RFC 9051 6.3.2
             lines = [
                 b"* %d EXISTS" % exists,
-                b"* FLAGS " + r.flag_list(SYSTEM_FLAGS),
+                flags,
                 b'* LIST () "%s" %s' % (DELIMITER.encode(), self.wire_name(name)),
-                b"* OK [PERMANENTFLAGS %s] Flags permitted" % permanent,
+                permanentflags,
             ]
         else:  # RFC 3501 6.3.1
             lines = [
-                b"* FLAGS " + r.flag_list(SYSTEM_FLAGS),
-                b"* OK [PERMANENTFLAGS %s] Flags permitted" % permanent,
+                flags,
+                permanentflags,
                 b"* %d EXISTS" % exists,
-                b"* 0 RECENT",
+                b"* %d RECENT" % len(view.recent),
             ]
             if unseen is not None:
                 seq = bisect.bisect_left(uids, unseen) + 1
@@ -90,6 +95,7 @@ class SelectionCommands(SessionCore):
         gone = [u for u in changes.expunged if known is None or known.contains(u, largest)]
         if gone:
             await self.queue(b"* VANISHED (EARLIER) " + r.sequence_set(gone).encode())
+        await self.announce_keywords(m.flags for m in changes.changed)
         for message in changes.changed:
             seq = self.seq_of(message.uid)
             if seq is not None:
@@ -108,11 +114,11 @@ class SelectionCommands(SessionCore):
 
 
 def _open(
-    store: MailStore, user: str, folder: str
-) -> tuple[Mailbox, list[int], MailboxStatus, int | None]:
+    store: MailStore, user: str, folder: str, claim_recent: bool
+) -> tuple[Mailbox, list[int], MailboxStatus, int | None, frozenset[str]]:
     mailbox = store.open(user, folder)
     try:
-        return mailbox, *mailbox.snapshot()
+        return mailbox, *mailbox.snapshot(claim_recent=claim_recent), mailbox.keywords()
     except BaseException:
         mailbox.close()
         raise

@@ -9,8 +9,10 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from reference.mailbox.index import (
     COLUMNS,
@@ -35,6 +37,9 @@ from reference.mailbox.maildir import (
 from reference.mailbox.message import to_crlf
 
 log = logging.getLogger("mailspec.mailbox")
+
+T = TypeVar("T")
+_LOCKLESS_TRIES = 3  # reads of a file being renamed before taking the mailbox's lock
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _CANONICAL = {f.lower(): f for f in SYSTEM_FLAGS}
@@ -74,6 +79,7 @@ class Status:
     uidnext: int
     uidvalidity: int
     highestmodseq: int
+    recent: int = 0  # messages no session has had as \Recent yet (RFC 3501 6.3.10)
 
 
 @dataclass(frozen=True)
@@ -183,9 +189,20 @@ class Mailbox(UidIndex):
                 tuple(params),
             ).fetchall()
 
-    def snapshot(self) -> tuple[list[int], Status, int | None]:
+    def snapshot(self, *, claim_recent: bool = False) -> tuple[list[int], Status, int | None]:
         """UIDs, status and the first unseen UID, read together (what SELECT needs): a
-        message delivered meanwhile is in all three or in none."""
+        message delivered meanwhile is in all three or in none. With ``claim_recent`` the
+        caller takes the messages no session has had as ``\\Recent`` (``status.recent``
+        of them, the highest UIDs): RFC 3501 2.3.2, one session gets each message so."""
+        if claim_recent:
+            with self._write(track=False) as db:
+                uids = [u for (u,) in db.execute("SELECT uid FROM messages ORDER BY uid")]
+                status = self._status()
+                unseen = self.first_unseen()
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('recent_uid', ?)", (status.uidnext,)
+                )
+            return uids, status, unseen
         with self._mutex:
             self._db.execute("BEGIN")
             try:
@@ -195,6 +212,24 @@ class Mailbox(UidIndex):
             finally:
                 self._db.execute("COMMIT")
         return uids, status, unseen
+
+    def claim_recent(self, up_to: int) -> int:
+        """Take the messages up to UID ``up_to`` that no session has had as ``\\Recent``;
+        returns the first UID taken (those from it to ``up_to`` are the caller's)."""
+        with self._write(track=False) as db:
+            first = self._meta(db, "recent_uid") or 1
+            if up_to >= first:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('recent_uid', ?)", (up_to + 1,))
+        return first
+
+    def keywords(self) -> frozenset[str]:
+        """The keywords (not system flags) some message of the mailbox has."""
+        with self._mutex:
+            rows = self._db.execute("SELECT DISTINCT flags FROM messages").fetchall()
+        found: set[str] = set()
+        for (text,) in rows:
+            found.update(f for f in split_flags(text) if not f.startswith("\\"))
+        return frozenset(found)
 
     def status(self) -> Status:
         with self._mutex:
@@ -211,6 +246,9 @@ class Mailbox(UidIndex):
             " FROM messages"
         ).fetchone()
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        (recent,) = self._db.execute(
+            "SELECT COUNT(*) FROM messages WHERE uid >= ?", (meta.get("recent_uid", 1),)
+        ).fetchone()
         return Status(
             messages=n,
             unseen=unseen,
@@ -219,6 +257,7 @@ class Mailbox(UidIndex):
             uidnext=meta["uidnext"],
             uidvalidity=meta["uidvalidity"],
             highestmodseq=meta["highestmodseq"],
+            recent=recent,
         )
 
     def first_unseen(self) -> int | None:
@@ -251,7 +290,23 @@ class Mailbox(UidIndex):
 
     def read(self, uid: int) -> bytes:
         """The message's bytes (CRLF line ends); raises :class:`NoSuchMessage`."""
-        return self._file(self.get(uid)).read_bytes()
+        return self._with_file(uid, Path.read_bytes)
+
+    def _with_file(self, uid: int, use: Callable[[Path], T]) -> T:
+        """``use(file)`` on the message's file, which other sessions may rename (new/ to
+        cur/, other info letters) or unlink (EXPUNGE) at any moment: a vanished file is
+        looked up again by its base name, and the last try holds the mailbox's lock, so it
+        ends in the file or in :class:`NoSuchMessage`, never in FileNotFoundError."""
+        for _ in range(_LOCKLESS_TRIES):
+            try:
+                return use(self._file(self.get(uid)))
+            except FileNotFoundError:
+                continue
+        with self._mutex, flock(self.path / LOCK_FILE):  # writers rename only under it
+            try:
+                return use(self._file(self.get(uid)))
+            except FileNotFoundError:
+                raise NoSuchMessage(uid) from None  # gone from disk; the next sync forgets it
 
     def _file(self, message: StoredMessage) -> Path:
         if message.path.exists():
@@ -419,8 +474,8 @@ class Mailbox(UidIndex):
                 message = found[uid]
                 tmp = dest._tmp_name()
                 try:
-                    link_or_copy(self._file(message), tmp)
-                except (NoSuchMessage, FileNotFoundError):
+                    self._with_file(uid, partial(_link_or_copy_to, tmp))
+                except NoSuchMessage:
                     continue  # expunged meanwhile
                 staged.append((message, tmp))
             with dest._write() as db:
@@ -531,10 +586,17 @@ class Mailbox(UidIndex):
         return True
 
     def _clean_tmp(self, now: float) -> None:
+        # Maildir: debris is a tmp/ file untouched for 36 h. Not by mtime alone: APPEND
+        # and COPY stamp (or hard-link) a file in tmp/ with the message's internal date,
+        # perhaps years old, while it is in flight; its ctime (set by the kernel on
+        # create, link and utime) is the time it got there.
         with os.scandir(self.path / "tmp") as entries:
             for entry in entries:
                 with suppress(FileNotFoundError):
-                    if entry.is_file() and entry.stat().st_mtime < now - TMP_MAX_AGE:
+                    if not entry.is_file():
+                        continue
+                    stat = entry.stat()
+                    if max(stat.st_mtime, stat.st_ctime) < now - TMP_MAX_AGE:
                         os.unlink(entry.path)
 
     # -- files -----------------------------------------------------------------------------
@@ -565,3 +627,7 @@ class Mailbox(UidIndex):
                     if base_of(entry.name) == base:
                         return Path(entry.path)
         return None
+
+
+def _link_or_copy_to(target: Path, source: Path) -> None:
+    link_or_copy(source, target)

@@ -30,11 +30,12 @@ async def test_imapclient_starttls_login_select_search_fetch(start: Start) -> No
         assert client.search() == [1, 2]
         peeked = client.fetch([1], [b"BODY.PEEK[HEADER]", b"FLAGS", b"RFC822.SIZE"])
         assert peeked[1][b"BODY[HEADER]"] == MSG.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
-        assert peeked[1][b"FLAGS"] == () and peeked[1][b"RFC822.SIZE"] == len(MSG)
+        assert peeked[1][b"FLAGS"] == (b"\\Recent",) and peeked[1][b"RFC822.SIZE"] == len(MSG)
         fetched = client.fetch([1, 2], [b"RFC822"])
         assert fetched[1][b"RFC822"] == MSG
-        assert fetched[1][b"FLAGS"] == (b"\\Seen",)  # the implicit \Seen is reported
-        assert client.fetch([2], [b"BODY[]", b"FLAGS"])[2][b"FLAGS"] == (b"\\Flagged", b"\\Seen")
+        assert fetched[1][b"FLAGS"] == (b"\\Recent", b"\\Seen")  # the implicit \Seen is told
+        flags = client.fetch([2], [b"BODY[]", b"FLAGS"])[2][b"FLAGS"]
+        assert flags == (b"\\Flagged", b"\\Recent", b"\\Seen")
         assert client.search(["UNSEEN"]) == []
         client.logout()
 

@@ -16,6 +16,7 @@ async def test_idle_hears_deliveries_of_this_process_at_once(start: Start) -> No
     assert await raw.line() == b"+ idling\r\n"
     await run(lambda: env.store.deliver(ALICE, MSG))  # no clock advance: the hook rings
     assert await raw.line() == b"* 1 EXISTS\r\n"
+    assert await raw.line() == b"* 1 RECENT\r\n"  # RFC 3501 7.3.2: with EXISTS
     await raw.send(b"DONE\r\n")
     assert await raw.line() == b"i OK IDLE terminated\r\n"
 
@@ -36,6 +37,7 @@ async def test_idle_polls_for_other_processes(start: Start) -> None:
         except TimeoutError:
             continue
     assert line == b"* 1 EXISTS\r\n"
+    assert await raw.line() == b"* 1 RECENT\r\n"
     await raw.send(b"DONE\r\n")
     assert await raw.line() == b"i OK IDLE terminated\r\n"
 

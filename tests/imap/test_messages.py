@@ -24,7 +24,7 @@ async def test_qresync_reports_vanished_not_expunge(start: Start) -> None:
     assert (await raw.command(b"UID EXPUNGE 1:2"))[0] == b"* VANISHED 1:2\r\n"
     lines = await raw.command(b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)")
     assert lines[0] == b"* VANISHED (EARLIER) 1:2\r\n"
-    assert lines[1].startswith(b"* 1 FETCH (UID 3 FLAGS (\\Deleted) MODSEQ (")
+    assert lines[1].startswith(b"* 1 FETCH (UID 3 FLAGS (\\Deleted \\Recent) MODSEQ (")
 
 
 async def test_moves_to_and_from_junk_train_the_classifier(start: Start) -> None:

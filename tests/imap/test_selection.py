@@ -17,7 +17,7 @@ async def test_select_reports_mailbox_state(start: Start) -> None:
         b"* OK [PERMANENTFLAGS (\\* \\Answered \\Deleted \\Draft \\Flagged \\Seen)] Flags"
         b" permitted\r\n",
         b"* 2 EXISTS\r\n",
-        b"* 0 RECENT\r\n",
+        b"* 2 RECENT\r\n",  # RFC 3501 6.3.1: this session is the first to see them
         b"* OK [UNSEEN 2] First unseen\r\n",
         b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % validity,
         b"* OK [UIDNEXT 3] Predicted next UID\r\n",

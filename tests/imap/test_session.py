@@ -86,8 +86,9 @@ async def test_noop_reports_expunges_flag_changes_and_arrivals(start: Start) -> 
     env.store.deliver(ALICE, MSG)
     assert await raw.command(b"NOOP") == [
         b"* 1 EXPUNGE\r\n",
-        b"* 2 FETCH (UID 3 FLAGS (\\Deleted))\r\n",
+        b"* 2 FETCH (UID 3 FLAGS (\\Deleted \\Recent))\r\n",
         b"* 3 EXISTS\r\n",
+        b"* 3 RECENT\r\n",
         b"t OK NOOP completed\r\n",
     ]
     assert (await raw.command(b"UID SEARCH ALL"))[0] == b"* SEARCH 2 3 4\r\n"
