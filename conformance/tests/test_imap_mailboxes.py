@@ -4,9 +4,11 @@ RFC 6154, RFC 5258, RFC 5819, RFC 4315, RFC 7888, RFC 9208)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 
 import pytest
+from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from conformance.requirements import requirement
@@ -442,3 +444,148 @@ def test_rev1_lsub(target: Target) -> None:
         finally:
             raw.close()
         client.unsubscribe_folder(folder)
+
+
+# -- found by imaptest's scripted tests (issue 14) ----------------------------------------------
+
+
+@requirement(
+    "RFC3501",
+    "2.3.1.1",
+    "MUST",
+    "a mailbox deleted and created again under the same name gets a new UIDVALIDITY",
+)
+def test_uidvalidity_changes_when_a_name_is_reused(target: Target) -> None:
+    with imap(target) as client:
+        name = f"conformance-{token()}"
+        client.create_folder(name)
+        append(client, name, message(token()))
+        before = client.folder_status(name, [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+        client.delete_folder(name)
+        client.create_folder(name)
+        try:
+            after = client.folder_status(name, [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+            assert after != before
+        finally:
+            client.delete_folder(name)
+
+
+@requirement(
+    "RFC3501",
+    "6.3.9",
+    "MUST",
+    "LSUB with % lists a parent of a subscribed mailbox as \\Noselect when it is not itself "
+    "subscribed",
+)
+def test_lsub_lists_unsubscribed_parents_as_noselect(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        sep = delimiter(client)
+        client.create_folder(f"{folder}{sep}a{sep}b")
+        client.subscribe_folder(f"{folder}{sep}a{sep}b")
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = raw.command(f'LSUB "" "{folder}{sep}%"')
+            listed = [x for x in lines if x.startswith(b"* LSUB ")]
+            assert len(listed) == 1, lines
+            assert b"\\noselect" in listed[0].lower(), lines
+            assert listed[0].rstrip(b'"\r\n').endswith(f"{folder}{sep}a".encode()), lines
+        finally:
+            raw.close()
+            client.unsubscribe_folder(f"{folder}{sep}a{sep}b")
+            _delete_quietly(client, f"{folder}{sep}a{sep}b", f"{folder}{sep}a")
+
+
+def delimiter(client: IMAPClient) -> str:
+    """The hierarchy delimiter of the personal namespace (RFC 2342)."""
+    personal = client.namespace().personal
+    sep = personal[0][1] if personal else "/"
+    return sep.decode() if isinstance(sep, bytes) else str(sep or "/")
+
+
+def _delete_quietly(client: IMAPClient, *names: str) -> None:
+    """Delete mailboxes a test made; a parent level may never have existed as a mailbox."""
+    for name in names:
+        with contextlib.suppress(IMAPClientError):
+            client.delete_folder(name)
+
+
+def _list_extended(target: Target) -> RawImap:
+    with imap(target) as client:
+        require_capability(client, "LIST-EXTENDED")
+    raw = RawImap(target)
+    raw.login(target.account)
+    return raw
+
+
+@requirement(
+    "RFC5258",
+    "3",
+    "MUST",
+    "an unknown LIST selection option, or RECURSIVEMATCH alone, is refused with BAD",
+)
+def test_list_unknown_selection_option(target: Target) -> None:
+    raw = _list_extended(target)
+    try:
+        assert tagged(raw.command('LIST (mailspec-unknown) "" ""')).startswith(b"BAD")
+        assert tagged(raw.command('LIST (RECURSIVEMATCH) "" ""')).startswith(b"BAD")
+        assert tagged(raw.command('LIST (RECURSIVEMATCH REMOTE) "" ""')).startswith(b"BAD")
+        assert tagged(raw.command('LIST "" "" RETURN (mailspec-unknown)')).startswith(b"BAD")
+        assert tagged(raw.command('LIST (REMOTE) "" "%"')).startswith(b"OK")
+    finally:
+        raw.close()
+
+
+@requirement(
+    "RFC5258",
+    "3.1",
+    "MUST",
+    "LIST (SUBSCRIBED) lists a subscribed mailbox that no longer exists with \\NonExistent",
+)
+def test_list_subscribed_nonexistent(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "LIST-EXTENDED")
+        sep = delimiter(client)
+        gone = f"{folder}{sep}gone"
+        client.create_folder(gone)
+        client.subscribe_folder(gone)
+        client.delete_folder(gone)
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = raw.command(f'LIST (SUBSCRIBED) "" "{folder}{sep}*"')
+            listed = [x for x in lines if x.startswith(b"* LIST ")]
+            assert len(listed) == 1, lines
+            assert b"\\nonexistent" in listed[0].lower(), lines
+            assert b"\\subscribed" in listed[0].lower(), lines
+        finally:
+            raw.close()
+            client.unsubscribe_folder(gone)
+
+
+@requirement(
+    "RFC5258",
+    "3.5",
+    "MUST",
+    "LIST (SUBSCRIBED RECURSIVEMATCH) lists an unsubscribed parent of a subscribed mailbox "
+    'with CHILDINFO ("SUBSCRIBED")',
+)
+def test_list_recursivematch_childinfo(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "LIST-EXTENDED")
+        sep = delimiter(client)
+        child = f"{folder}{sep}p{sep}c"
+        client.create_folder(child)
+        client.subscribe_folder(child)
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = raw.command(f'LIST (SUBSCRIBED RECURSIVEMATCH) "" "{folder}{sep}%"')
+            listed = [x for x in lines if x.startswith(b"* LIST ")]
+            assert len(listed) == 1, lines
+            assert b"(CHILDINFO (SUBSCRIBED))" in listed[0].upper().replace(b'"', b""), lines
+            assert b"\\subscribed" not in listed[0].lower(), lines
+        finally:
+            raw.close()
+            client.unsubscribe_folder(child)
+            _delete_quietly(client, child, f"{folder}{sep}p")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from reference.imap import mime
 from reference.imap.core import No, SessionCore
 from reference.imap.parser import Append
 from reference.mailbox import NoSuchFolder, QuotaExceeded
@@ -12,12 +13,15 @@ from reference.mailbox import NoSuchFolder, QuotaExceeded
 class AppendCommand(SessionCore):
     async def append(self, command: Append) -> None:
         name = self.folder(command.mailbox)
+        data = command.message
+        if command.binary:  # RFC 3516 4.3: binary parts are stored as base64
+            data = await asyncio.to_thread(mime.encode_binary_parts, data)
         try:
             validity, uid = await asyncio.to_thread(
                 self.store.append,
                 self.user_address,
                 name,
-                command.message,
+                data,
                 command.flags,
                 command.date,
             )

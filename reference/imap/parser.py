@@ -315,6 +315,10 @@ STATUS_ITEMS = frozenset(
     | {"HIGHESTMODSEQ"}
 )
 SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+# RFC 5258 3: options a server does not know are a BAD; RFC 6154 adds SPECIAL-USE to both,
+# RFC 5819 STATUS to the return options.
+LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+LIST_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"})
 _UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
 
 
@@ -586,6 +590,11 @@ class _Reader:
         if self.peek() == ord("(") and not lsub:  # RFC 5258 list-select-opts
             selection = self.paren_list(self.keyword, empty=True)
             extended = True
+            for option in selection:
+                if option not in LIST_SELECT_OPTIONS:  # RFC 5258 3
+                    self.fail(f"Unknown LIST selection option {option}")
+            if "RECURSIVEMATCH" in selection and not {"SUBSCRIBED", "SPECIAL-USE"} & set(selection):
+                self.fail("RECURSIVEMATCH needs another selection option")  # RFC 5258 3
             self.sp()
         reference = self.mailbox()
         self.sp()
@@ -606,6 +615,8 @@ class _Reader:
                 if returns:
                     self.sp()
                 option = self.keyword()
+                if option not in LIST_RETURN_OPTIONS:  # RFC 5258 3
+                    self.fail(f"Unknown LIST return option {option}")
                 returns.append(option)
                 if option == "STATUS":  # RFC 5819
                     self.sp()

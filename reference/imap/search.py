@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from reference.imap import mime
 from reference.imap import response as r
 from reference.imap.core import SessionCore
+from reference.imap.fetch import enable_condstore, report_highestmodseq
 from reference.imap.parser import Search, SearchKey, SequenceSet
 from reference.mailbox import Mailbox, NoSuchMessage
 
@@ -267,11 +268,11 @@ class SearchCommand(SessionCore):
         hits = await asyncio.to_thread(
             search_mailbox, view.mailbox, list(view.uids), command, self.saved
         )
-        if any(_uses_modseq(k) for k in command.keys):
-            self.condstore = True  # RFC 7162 3.1.8
+        with_modseq = any(_uses_modseq(k) for k in command.keys)
+        if with_modseq and enable_condstore(self):  # RFC 7162 3.1: the MODSEQ key enables it
+            await report_highestmodseq(self)
         numbers = [u if command.uid else n for n, u, _ in hits]
         highest = max((m for _, _, m in hits), default=0)
-        with_modseq = any(_uses_modseq(k) for k in command.keys)
         returns = command.returns
         if returns is None and not self.rev2:
             text = b" ".join([b"* SEARCH", *(b"%d" % n for n in numbers)])
@@ -301,6 +302,12 @@ class SearchCommand(SessionCore):
                 if numbers and "ALL" in options:
                     parts.append(b"ALL " + r.sequence_set(numbers).encode())
                 if with_modseq and numbers:
+                    if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
+                        # RFC 7162 3.1.5: only the messages MIN and MAX return count.
+                        modseq = {n: m for n, (_, _, m) in zip(numbers, hits, strict=True)}
+                        picked = [min(numbers)] if "MIN" in options else []
+                        picked += [max(numbers)] if "MAX" in options else []
+                        highest = max(modseq[n] for n in picked)
                     parts.append(b"MODSEQ %d" % highest)
                 await self.send(b" ".join(parts))
         if command.uid:
