@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
+from reference.imap import addresses as address_list
 from reference.mailbox.message import header_fields
 from reference.mailbox.message import split as split  # re-exported: mime.split(data)
 
@@ -22,6 +23,11 @@ MAX_DEPTH = 20  # nesting of multiparts and messages: hostile mail must not recu
 MAX_PARTS = 1000
 
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+\Z")
+
+
+class Unspaced(list[Any]):
+    """A parenthesized list written without spaces between its items: an ENVELOPE address
+    list is ``"(" 1*address ")"`` (RFC 3501 9, env-from and the others)."""
 
 
 class UnknownEncoding(ValueError):
@@ -326,17 +332,11 @@ def envelope(header: bytes) -> list[Any]:
 
 
 def addresses(value: str | None) -> list[list[str | None]] | None:
-    """Address structures ``(name adl mailbox host)`` for a header value; None when none."""
+    """Address structures ``(name adl mailbox host)`` for a header value, groups and routes
+    kept (RFC 3501 7.4.2); None when none."""
     if not value:
         return None
-    out: list[list[str | None]] = []
-    for name, addr in email.utils.getaddresses([value]):
-        if not addr:
-            continue
-        mailbox, at, host = addr.rpartition("@")
-        if not at:
-            mailbox, host = addr, ""
-        out.append([name or None, None, mailbox, host])
+    out = Unspaced([a.name, a.route, a.mailbox, a.host] for a in address_list.parse(value))
     return out or None
 
 

@@ -13,7 +13,7 @@ import email.utils
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from reference.imap import mime
+from reference.imap import addresses, mime
 from reference.imap import response as r
 from reference.imap.core import SessionCore
 from reference.imap.fetch import enable_condstore, report_highestmodseq
@@ -180,7 +180,7 @@ def matches(key: SearchKey, m: Candidate) -> bool:
         return _compare(name.removeprefix("SENT"), _sent(m), value)
     if name in _HEADER_KEYS and isinstance(value, str):
         wanted = _HEADER_KEYS[name]
-        return any(n == wanted and _contains(_decoded(v), value) for n, v in m.header())
+        return any(n == wanted and _header_matches(n, v, value) for n, v in m.header())
     if name == "HEADER" and isinstance(value, tuple):
         field_name, text = value[0].lower(), value[1]
         # RFC 9051 6.4.4: an empty string matches every message that has the field.
@@ -220,6 +220,17 @@ def _sent(m: Candidate) -> datetime.date:
 
 def _contains(haystack: str, needle: str) -> bool:
     return needle.casefold() in haystack.casefold()
+
+
+def _header_matches(name: str, raw: str, wanted: str) -> bool:
+    """SEARCH FROM/TO/CC/BCC/SUBJECT: a substring of the decoded value, or for an address
+    field of one of its addresses written plainly (``user@domain`` for ``<user (c)@ domain>``),
+    as Dovecot matches them (RFC 3501 6.4.4)."""
+    if _contains(_decoded(raw), wanted):
+        return True
+    if name == "subject":
+        return False
+    return any(_contains(_decoded(text), wanted) for text in addresses.search_text(raw))
 
 
 def _decoded(value: str) -> str:
