@@ -589,3 +589,67 @@ def test_list_recursivematch_childinfo(target: Target) -> None:
             raw.close()
             client.unsubscribe_folder(child)
             _delete_quietly(client, child, f"{folder}{sep}p")
+
+
+# -- MULTIAPPEND (RFC 3502) ---------------------------------------------------------------------
+
+
+def _multiappend(raw: RawImap, folder: str, parts: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """``APPEND folder (flags) {n}...`` with every message sent as a synchronizing literal."""
+    raw.counter += 1
+    tag = b"m%d" % raw.counter
+    line = tag + b" APPEND " + folder.encode()
+    for flags, data in parts:
+        raw.send(line + b" (" + flags + b") {%d}\r\n" % len(data))
+        first = raw.line()
+        if not first.startswith(b"+"):
+            return [first]
+        line = data
+    raw.send(line + b"\r\n")
+    return raw.until(tag)
+
+
+@requirement(
+    "RFC3502",
+    "3",
+    "MUST",
+    "APPEND with several messages (MULTIAPPEND) stores them all, in order",
+)
+def test_multiappend(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "MULTIAPPEND")
+        toks = [token() for _ in range(3)]
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = _multiappend(raw, folder, [(b"\\Seen", message(t)) for t in toks])
+            assert tagged(lines).startswith(b"OK"), lines
+        finally:
+            raw.close()
+        client.select_folder(folder)
+        uids = client.search(["ALL"])
+        assert len(uids) == 3
+        ids = client.fetch(uids, [b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]", b"FLAGS"])
+        for uid, tok in zip(sorted(uids), toks, strict=True):
+            assert tok.encode() in ids[uid][b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]
+            assert b"\\Seen" in ids[uid][b"FLAGS"]
+
+
+@requirement(
+    "RFC3502",
+    "3",
+    "MUST",
+    "a MULTIAPPEND that fails for one message appends none of them",
+)
+def test_multiappend_all_or_nothing(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "MULTIAPPEND")
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            parts = [(b"", message(token())), (b"\\NoSuchSystemFlag", message(token()))]
+            lines = _multiappend(raw, folder, parts)
+            assert not tagged(lines).startswith(b"OK"), lines
+        finally:
+            raw.close()
+        assert client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"] == 0

@@ -35,6 +35,7 @@ _CAPS = (
     "NAMESPACE",
     "UNSELECT",
     "UIDPLUS",
+    "MULTIAPPEND",  # RFC 3502
     "MOVE",
     "CHILDREN",
     "LIST-EXTENDED",
