@@ -539,11 +539,11 @@ def _fetch_raw(target: Target, data: bytes, command: str) -> tuple[bytes, list[b
 
 
 @requirement(
-    "RFC5322",
-    "2.2.3",
+    "RFC3501",
+    "7.4.2",
     "MUST",
-    "a folded Content-Type is unfolded before its boundary parameter is read: BODYSTRUCTURE "
-    "shows the multipart",
+    "FETCH BODY alone (the non-extensible BODYSTRUCTURE) describes the message: a multipart "
+    "whose boundary parameter is folded over two lines (RFC 5322 2.2.3)",
 )
 def test_bodystructure_of_a_folded_boundary(target: Target) -> None:
     data = (
