@@ -217,6 +217,24 @@ def test_create_exclusive_delete_and_rename(store: MailStore) -> None:
         store.delete_folder(ALICE, "inbox")
 
 
+def test_a_name_used_again_gets_a_new_uidvalidity(store: MailStore) -> None:
+    # RFC 3501 2.3.1.1: the clock stands still, yet DELETE + CREATE must change UIDVALIDITY.
+    store.create_folder(ALICE, "Reused")
+    with store.open(ALICE, "Reused") as box:
+        before = box.uidvalidity
+    store.delete_folder(ALICE, "Reused")
+    store.create_folder(ALICE, "Reused")
+    with store.open(ALICE, "Reused") as box:
+        assert box.uidvalidity > before
+
+
+def test_delete_keeps_the_subscription(store: MailStore) -> None:
+    store.create_folder(ALICE, "Gone")
+    store.subscribe(ALICE, "Gone")
+    store.delete_folder(ALICE, "Gone")
+    assert "Gone" in store.subscriptions(ALICE)  # RFC 3501 6.3.6
+
+
 def test_rename_inbox_moves_its_messages(store: MailStore) -> None:
     store.deliver(ALICE, MSG)
     store.rename_folder(ALICE, "INBOX", "Old")

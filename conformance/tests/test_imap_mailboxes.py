@@ -4,9 +4,11 @@ RFC 6154, RFC 5258, RFC 5819, RFC 4315, RFC 7888, RFC 9208)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 
 import pytest
+from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from conformance.requirements import requirement
@@ -442,3 +444,212 @@ def test_rev1_lsub(target: Target) -> None:
         finally:
             raw.close()
         client.unsubscribe_folder(folder)
+
+
+# -- found by imaptest's scripted tests (issue 14) ----------------------------------------------
+
+
+@requirement(
+    "RFC3501",
+    "2.3.1.1",
+    "MUST",
+    "a mailbox deleted and created again under the same name gets a new UIDVALIDITY",
+)
+def test_uidvalidity_changes_when_a_name_is_reused(target: Target) -> None:
+    with imap(target) as client:
+        name = f"conformance-{token()}"
+        client.create_folder(name)
+        append(client, name, message(token()))
+        before = client.folder_status(name, [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+        client.delete_folder(name)
+        client.create_folder(name)
+        try:
+            after = client.folder_status(name, [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+            assert after != before
+        finally:
+            client.delete_folder(name)
+
+
+@requirement(
+    "RFC3501",
+    "6.3.9",
+    "MUST",
+    "LSUB with % lists a parent of a subscribed mailbox as \\Noselect when it is not itself "
+    "subscribed",
+)
+def test_lsub_lists_unsubscribed_parents_as_noselect(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        sep = delimiter(client)
+        client.create_folder(f"{folder}{sep}a{sep}b")
+        client.subscribe_folder(f"{folder}{sep}a{sep}b")
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = raw.command(f'LSUB "" "{folder}{sep}%"')
+            listed = [x for x in lines if x.startswith(b"* LSUB ")]
+            assert len(listed) == 1, lines
+            assert b"\\noselect" in listed[0].lower(), lines
+            assert listed[0].rstrip(b'"\r\n').endswith(f"{folder}{sep}a".encode()), lines
+        finally:
+            raw.close()
+            client.unsubscribe_folder(f"{folder}{sep}a{sep}b")
+            _delete_quietly(client, f"{folder}{sep}a{sep}b", f"{folder}{sep}a")
+
+
+def delimiter(client: IMAPClient) -> str:
+    """The hierarchy delimiter of the personal namespace (RFC 2342)."""
+    personal = client.namespace().personal
+    sep = personal[0][1] if personal else "/"
+    return sep.decode() if isinstance(sep, bytes) else str(sep or "/")
+
+
+def _delete_quietly(client: IMAPClient, *names: str) -> None:
+    """Delete mailboxes a test made; a parent level may never have existed as a mailbox."""
+    for name in names:
+        with contextlib.suppress(IMAPClientError):
+            client.delete_folder(name)
+
+
+def _list_extended(target: Target) -> RawImap:
+    with imap(target) as client:
+        require_capability(client, "LIST-EXTENDED")
+    raw = RawImap(target)
+    raw.login(target.account)
+    return raw
+
+
+@requirement(
+    "RFC5258",
+    "3",
+    "MUST",
+    "an unknown LIST selection option, or RECURSIVEMATCH alone, is refused with BAD",
+)
+def test_list_unknown_selection_option(target: Target) -> None:
+    raw = _list_extended(target)
+    try:
+        assert tagged(raw.command('LIST (mailspec-unknown) "" ""')).startswith(b"BAD")
+        assert tagged(raw.command('LIST (RECURSIVEMATCH) "" ""')).startswith(b"BAD")
+        assert tagged(raw.command('LIST (RECURSIVEMATCH REMOTE) "" ""')).startswith(b"BAD")
+        assert tagged(raw.command('LIST "" "" RETURN (mailspec-unknown)')).startswith(b"BAD")
+        assert tagged(raw.command('LIST (REMOTE) "" "%"')).startswith(b"OK")
+    finally:
+        raw.close()
+
+
+@requirement(
+    "RFC5258",
+    "3.1",
+    "MUST",
+    "LIST (SUBSCRIBED) lists a subscribed mailbox that no longer exists with \\NonExistent",
+)
+def test_list_subscribed_nonexistent(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "LIST-EXTENDED")
+        sep = delimiter(client)
+        gone = f"{folder}{sep}gone"
+        client.create_folder(gone)
+        client.subscribe_folder(gone)
+        client.delete_folder(gone)
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = raw.command(f'LIST (SUBSCRIBED) "" "{folder}{sep}*"')
+            listed = [x for x in lines if x.startswith(b"* LIST ")]
+            assert len(listed) == 1, lines
+            assert b"\\nonexistent" in listed[0].lower(), lines
+            assert b"\\subscribed" in listed[0].lower(), lines
+        finally:
+            raw.close()
+            client.unsubscribe_folder(gone)
+
+
+@requirement(
+    "RFC5258",
+    "3.5",
+    "MUST",
+    "LIST (SUBSCRIBED RECURSIVEMATCH) lists an unsubscribed parent of a subscribed mailbox "
+    'with CHILDINFO ("SUBSCRIBED")',
+)
+def test_list_recursivematch_childinfo(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "LIST-EXTENDED")
+        sep = delimiter(client)
+        child = f"{folder}{sep}p{sep}c"
+        client.create_folder(child)
+        client.subscribe_folder(child)
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = raw.command(f'LIST (SUBSCRIBED RECURSIVEMATCH) "" "{folder}{sep}%"')
+            listed = [x for x in lines if x.startswith(b"* LIST ")]
+            assert len(listed) == 1, lines
+            assert b"(CHILDINFO (SUBSCRIBED))" in listed[0].upper().replace(b'"', b""), lines
+            assert b"\\subscribed" not in listed[0].lower(), lines
+        finally:
+            raw.close()
+            client.unsubscribe_folder(child)
+            _delete_quietly(client, child, f"{folder}{sep}p")
+
+
+# -- MULTIAPPEND (RFC 3502) ---------------------------------------------------------------------
+
+
+def _multiappend(raw: RawImap, folder: str, parts: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """``APPEND folder (flags) {n}...`` with every message sent as a synchronizing literal."""
+    raw.counter += 1
+    tag = b"m%d" % raw.counter
+    line = tag + b" APPEND " + folder.encode()
+    for flags, data in parts:
+        raw.send(line + b" (" + flags + b") {%d}\r\n" % len(data))
+        first = raw.line()
+        if not first.startswith(b"+"):
+            return [first]
+        line = data
+    raw.send(line + b"\r\n")
+    return raw.until(tag)
+
+
+@requirement(
+    "RFC3502",
+    "3",
+    "MUST",
+    "APPEND with several messages (MULTIAPPEND) stores them all, in order",
+)
+def test_multiappend(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "MULTIAPPEND")
+        toks = [token() for _ in range(3)]
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = _multiappend(raw, folder, [(b"\\Seen", message(t)) for t in toks])
+            assert tagged(lines).startswith(b"OK"), lines
+        finally:
+            raw.close()
+        client.select_folder(folder)
+        uids = client.search(["ALL"])
+        assert len(uids) == 3
+        ids = client.fetch(uids, [b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]", b"FLAGS"])
+        for uid, tok in zip(sorted(uids), toks, strict=True):
+            assert tok.encode() in ids[uid][b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]
+            assert b"\\Seen" in ids[uid][b"FLAGS"]
+
+
+@requirement(
+    "RFC3502",
+    "3",
+    "MUST",
+    "a MULTIAPPEND that fails for one message appends none of them",
+)
+def test_multiappend_all_or_nothing(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "MULTIAPPEND")
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            parts = [(b"", message(token())), (b"\\NoSuchSystemFlag", message(token()))]
+            lines = _multiappend(raw, folder, parts)
+            assert not tagged(lines).startswith(b"OK"), lines
+        finally:
+            raw.close()
+        assert client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"] == 0

@@ -525,3 +525,194 @@ def test_qresync_vanished(target: Target) -> None:
             assert b != a
         finally:
             raw.close()
+
+
+# -- found by imaptest's scripted tests (issue 14): each a clause any server must keep --------
+
+
+def _fetch_raw(target: Target, data: bytes, command: str) -> tuple[bytes, list[bytes]]:
+    """APPEND ``data`` to a scratch folder and answer ``UID FETCH <uid> <command>`` raw."""
+    with imap(target) as client, scratch_folder(client) as folder:
+        uid = append(client, folder, data)
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            raw.command(f"SELECT {folder}")
+            lines = raw.command(f"UID FETCH {uid} {command}")
+            return b"".join(lines), lines
+        finally:
+            raw.close()
+
+
+@requirement(
+    "RFC3501",
+    "7.4.2",
+    "MUST",
+    "FETCH BODY alone (the non-extensible BODYSTRUCTURE) describes the message: a multipart "
+    "whose boundary parameter is folded over two lines (RFC 5322 2.2.3)",
+)
+def test_bodystructure_of_a_folded_boundary(target: Target) -> None:
+    data = (
+        b"From: user@example.org\r\nDate: Sat, 24 Mar 2007 23:00:00 +0200\r\n"
+        b'Mime-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="foo\r\n bar"\r\n\r\n'
+        b"--foo bar\r\nContent-Type: text/x-myown; charset=us-ascii\r\n\r\nhello\r\n\r\n"
+        b"--foo bar--\r\n"
+    )
+    text, lines = _fetch_raw(target, data, "BODY")
+    assert b'"MIXED"' in text.upper() and b'"X-MYOWN"' in text.upper(), lines
+
+
+@requirement(
+    "RFC3501",
+    "7.4.2",
+    "MUST",
+    "ENVELOPE keeps RFC 5322 groups (a NIL-host start and a NIL end), every Cc, and the "
+    "obsolete route of an address (its at-domain-list)",
+)
+def test_envelope_groups_and_routes(target: Target) -> None:
+    data = (
+        b"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nFrom: <@route:user@domain>\r\n"
+        b"To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\r\n"
+        b"Cc: group:;, group2: (foo) ;\r\n\r\nbody\r\n"
+    )
+    text, lines = _fetch_raw(target, data, "ENVELOPE")
+    assert b'((NIL "@route" "user" "domain"))' in text, lines
+    assert (
+        b'((NIL NIL "group" NIL)(NIL NIL "g1" "d1.org")(NIL NIL "g2" "d2.org")(NIL NIL NIL NIL)'
+        b'(NIL NIL "group2" NIL)(NIL NIL "g3" "d3.org")(NIL NIL NIL NIL))'
+    ) in text, lines
+    assert b'((NIL NIL "group" NIL)(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL NIL NIL))' in (
+        text
+    ), lines
+
+
+@requirement(
+    "RFC3501",
+    "6.4.4",
+    "MUST",
+    "SEARCH FROM and TO match an address written with comments inside it or inside a group",
+)
+def test_search_addresses_with_comments_and_groups(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        a = append(
+            client,
+            folder,
+            b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+            b"To: groupname: groupuser1@domain.org;\r\n\r\nbody\r\n",
+        )
+        client.select_folder(folder)
+        assert client.search(["FROM", "user-from@domain.org"]) == [a]
+        assert client.search(["TO", "groupname"]) == [a]
+        assert client.search(["TO", "groupuser1@domain.org"]) == [a]
+
+
+@requirement(
+    "RFC2045",
+    "6.7",
+    "MUST",
+    "BINARY of a quoted-printable part drops trailing whitespace and soft line breaks",
+)
+def test_binary_quoted_printable(target: Target) -> None:
+    data = (
+        b"From: user@example.org\r\nMime-Version: 1.0\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"foo  \r\nbar\t \r\nfo=\r\no=20\r\n"
+    )
+    text, lines = _fetch_raw(target, data, "(BINARY.SIZE[1] BINARY.PEEK[1])")
+    if b"BINARY" not in text.upper() and tagged(lines).startswith(b"BAD"):
+        pytest.skip("not applicable: no BINARY")
+    assert b"BINARY.SIZE[1] 16" in text, lines
+    assert b"{16}\r\nfoo\r\nbar\r\nfoo \r\n" in text, lines
+
+
+@requirement(
+    "RFC3516",
+    "4.2",
+    "MUST",
+    "a binary part APPENDed in a literal8 keeps its exact octets (NUL, bare LF): BINARY[1] "
+    "returns them in a literal8, BINARY.SIZE counts them, BODY[1] carries no NUL",
+)
+def test_append_binary_part_with_nul(target: Target) -> None:
+    with imap(target) as client:
+        if not client.has_capability("BINARY"):
+            pytest.skip("not applicable: no BINARY")
+    payload = b"\x00-\xe4\n\r\n\n"
+    data = (
+        b"From: user@example.org\r\nMime-Version: 1.0\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        + payload
+    )
+    with imap(target) as client, scratch_folder(client) as folder:
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            raw.send(b"a1 APPEND %s ~{%d}\r\n" % (folder.encode(), len(data)))
+            first = raw.line()
+            if first.startswith(b"+"):
+                raw.send(data + b"\r\n")
+                lines = raw.until(b"a1")
+            else:
+                lines = [first]
+            assert tagged(lines).startswith(b"OK"), lines
+            raw.command(f"SELECT {folder}")
+            lines = raw.command("FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])")
+            text = b"".join(lines)
+            assert b"BINARY.SIZE[1] %d" % len(payload) in text, lines
+            assert b"~{%d}\r\n" % len(payload) + payload in text, lines
+            lines = raw.command("FETCH 1 (BODY.PEEK[1])")
+            assert tagged(lines).startswith(b"OK") and b"\x00" not in b"".join(lines), lines
+        finally:
+            raw.close()
+
+
+@requirement(
+    "RFC7162",
+    "3.1",
+    "MUST",
+    "the first CONDSTORE-enabling command (FETCH MODSEQ) is followed by OK [HIGHESTMODSEQ]",
+)
+def test_fetch_modseq_reports_highestmodseq(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "CONDSTORE")
+        append(client, folder, message(token()))
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            raw.command(f"SELECT {folder}")
+            lines = raw.command("FETCH 1 MODSEQ")
+            assert any(line.startswith(b"* OK [HIGHESTMODSEQ ") for line in lines), lines
+        finally:
+            raw.close()
+
+
+@requirement(
+    "RFC7162",
+    "3.1.5",
+    "MUST",
+    "SEARCH RETURN (MIN) with MODSEQ gives the mod-sequence of the message it returns; "
+    "ALL gives the highest of all matches",
+)
+def test_esearch_modseq_of_min_and_all(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "CONDSTORE")
+        require_capability(client, "ESEARCH")
+        for _ in range(3):
+            append(client, folder, message(token()))
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            raw.command(f"SELECT {folder}")
+            raw.command("FETCH 1 MODSEQ")  # RFC 7162 3.1.8: CONDSTORE enabled from here on
+            modseq = {}
+            for n in (1, 3, 2):
+                lines = raw.command(f"STORE {n} +FLAGS (\\Seen)")
+                (line,) = [x for x in lines if b"MODSEQ (" in x.upper()]
+                modseq[n] = int(line.upper().split(b"MODSEQ (")[1].split(b")")[0])
+            lines = raw.command('SEARCH RETURN (MIN) 1:3 MODSEQ "/flags/\\\\seen" all 1')
+            (line,) = [x for x in lines if x.upper().startswith(b"* ESEARCH")]
+            assert line.upper().endswith(b"MIN 1 MODSEQ %d\r\n" % modseq[1]), line
+            lines = raw.command('SEARCH RETURN (ALL) 1:3 MODSEQ "/flags/\\\\seen" all 1')
+            (line,) = [x for x in lines if x.upper().startswith(b"* ESEARCH")]
+            assert line.upper().endswith(b"ALL 1:3 MODSEQ %d\r\n" % modseq[2]), line
+        finally:
+            raw.close()

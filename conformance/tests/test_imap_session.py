@@ -326,3 +326,24 @@ def test_capabilities_after_login(target: Target) -> None:
         assert tagged(lines).startswith(b"OK")
     finally:
         raw.close()
+
+
+@requirement(
+    "RFC2971",
+    "3.3",
+    "MUST",
+    "an ID within the RFC's limits (30 pairs, 30-octet fields, 1024-octet values) is answered, "
+    "not refused as too long",
+)
+def test_id_at_the_limits(target: Target) -> None:
+    raw = RawImap(target)
+    try:
+        if "ID" not in capabilities(raw.command("CAPABILITY")):
+            pytest.skip("not applicable: the server does not advertise ID")
+        pairs = " ".join(f'"{n:0>30}" "{"v" * 1024}"' for n in range(30))
+        lines = raw.command(f"ID ({pairs})")
+        assert any(line.startswith(b"* ID ") for line in lines), lines
+        assert tagged(lines).startswith(b"OK"), lines
+        assert tagged(raw.command("NOOP")).startswith(b"OK")
+    finally:
+        raw.close()

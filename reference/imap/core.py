@@ -42,6 +42,7 @@ _CAPS = (
     "NAMESPACE",
     "UNSELECT",
     "UIDPLUS",
+    "MULTIAPPEND",  # RFC 3502
     "MOVE",
     "CHILDREN",
     "LIST-EXTENDED",

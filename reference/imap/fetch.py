@@ -12,8 +12,9 @@ from reference.mailbox import Mailbox, NoSuchMessage, StoredMessage
 
 FETCH_BATCH = 256  # messages read and rendered per trip to a worker thread
 
+# Items that read the message file; BODY without a section is the non-extensible structure.
 _BODY_ITEMS = frozenset(
-    {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "ENVELOPE", "BODYSTRUCTURE", "BODY"}
+    {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "ENVELOPE", "BODY", "BODYSTRUCTURE"}
 )
 
 
@@ -28,12 +29,13 @@ class FetchCommand(SessionCore):
         items = list(command.items)
         if command.uid and all(a.name != "UID" for a in items):
             items.insert(0, FetchAtt("UID"))  # RFC 9051 6.4.9: UID FETCH always returns UID
+        first = False
         if command.changedsince is not None:
-            self.condstore = True  # RFC 7162 3.1.4.1: and MODSEQ comes with each message
+            first = enable_condstore(self)  # RFC 7162 3.1.4.1: MODSEQ comes with each message
             if all(a.name != "MODSEQ" for a in items):
                 items.append(FetchAtt("MODSEQ"))
         elif any(a.name == "MODSEQ" for a in items):
-            self.condstore = True  # RFC 7162 3.1.8: FETCH MODSEQ enables CONDSTORE
+            first = enable_condstore(self)  # RFC 7162 3.1: FETCH MODSEQ enables CONDSTORE
         if command.vanished and command.changedsince is not None:
             await self.vanished_earlier(command.changedsince, command.sequence)
         uids = [u for _, u in targets]
@@ -71,6 +73,8 @@ class FetchCommand(SessionCore):
             await self.announce_keywords(flag_sets)
             for line in lines:
                 await self.queue(line)
+        if first:
+            await report_highestmodseq(self)
         await self.flush()
         if command.uid:
             await self.refresh()
@@ -89,6 +93,22 @@ class FetchCommand(SessionCore):
         gone = [u for u in changes.expunged if uids.contains(u, largest)]
         if gone:  # RFC 7162 3.2.6
             await self.queue(b"* VANISHED (EARLIER) " + r.sequence_set(gone).encode())
+
+
+def enable_condstore(session: SessionCore) -> bool:
+    """A CONDSTORE-enabling command turns CONDSTORE on; True when this one was the first."""
+    first = not session.condstore
+    session.condstore = True
+    return first
+
+
+async def report_highestmodseq(session: SessionCore) -> None:
+    """The first CONDSTORE-enabling command while a mailbox is selected is answered with
+    OK [HIGHESTMODSEQ] (RFC 7162 3.1), so the client knows where it stands."""
+    view = session.view
+    if view is not None:
+        highest = await asyncio.to_thread(lambda: view.mailbox.highestmodseq)
+        await session.queue(b"* OK [HIGHESTMODSEQ %d] Highest" % highest)
 
 
 def _render_fetch(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
+from reference.imap import addresses as address_list
 from reference.mailbox.message import header_fields
 from reference.mailbox.message import split as split  # re-exported: mime.split(data)
 
@@ -22,6 +23,11 @@ MAX_DEPTH = 20  # nesting of multiparts and messages: hostile mail must not recu
 MAX_PARTS = 1000
 
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+\Z")
+
+
+class Unspaced(list[Any]):
+    """A parenthesized list written without spaces between its items: an ENVELOPE address
+    list is ``"(" 1*address ")"`` (RFC 3501 9, env-from and the others)."""
 
 
 class UnknownEncoding(ValueError):
@@ -144,6 +150,65 @@ def _split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
     return parts
 
 
+def encode_binary_parts(data: bytes, *, depth: int = 0) -> bytes:
+    """``data`` with each leaf part whose Content-Transfer-Encoding is ``binary`` re-encoded
+    as base64, everything else kept byte for byte; for an APPEND with a literal8 (RFC 3516
+    4.3), so that the stored message is mail (CRLF lines, no NUL: RFC 5322 2.3) and BINARY
+    still returns the exact octets sent. Dovecot does the same."""
+    header, body = split(data)
+    ctype = first_field(header, "content-type")
+    main, sub, params = _content_type(ctype, ("text", "plain"))
+    if depth >= MAX_DEPTH:
+        return data
+    if main == "multipart":
+        boundary = next((v for k, v in params if k == "boundary"), "").encode("utf-8", "replace")
+        return header + _encode_multipart(body, boundary, depth)
+    if main == "message" and sub in ("rfc822", "global"):
+        return header + encode_binary_parts(body, depth=depth + 1)
+    encoding = (first_field(header, "content-transfer-encoding") or "").strip().lower()
+    if encoding != "binary":
+        return data
+    encoded = base64.encodebytes(body).replace(b"\n", b"\r\n")  # 76-octet lines, 2045 6.8
+    return _replace_field(header, "content-transfer-encoding", b"base64") + encoded
+
+
+def _encode_multipart(body: bytes, boundary: bytes, depth: int) -> bytes:
+    if not boundary:
+        return body
+    delimiter = re.compile(rb"(?:\A|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r?\n|\Z)")
+    out: list[bytes] = []
+    position = 0
+    inside = False
+    for m in delimiter.finditer(body):
+        chunk = body[position : m.start()]
+        out.append(encode_binary_parts(chunk, depth=depth + 1) if inside else chunk)
+        out.append(m.group(0))
+        position = m.end()
+        if m.group(1):  # the close delimiter: the epilogue stays as it is
+            inside = False
+            break
+        inside = True
+    rest = body[position:]
+    out.append(encode_binary_parts(rest, depth=depth + 1) if inside else rest)
+    return b"".join(out)
+
+
+def _replace_field(header: bytes, name: str, value: bytes) -> bytes:
+    """``header`` with the field ``name`` (and its continuation lines) set to ``value``."""
+    wanted = name.lower().encode()
+    out: list[bytes] = []
+    skipping = False
+    for line in _LINE.findall(header):
+        if line[:1] in (b" ", b"\t") and skipping:
+            continue
+        skipping = line.split(b":", 1)[0].strip().lower() == wanted and b":" in line
+        if skipping:
+            out.append(line.split(b":", 1)[0] + b": " + value + b"\r\n")
+        else:
+            out.append(line)
+    return b"".join(out)
+
+
 # -- sections ---------------------------------------------------------------------------------
 
 
@@ -214,8 +279,29 @@ def binary(data: bytes, numbers: tuple[int, ...]) -> bytes | None:
         except (binascii.Error, ValueError):
             return base64.b64decode(re.sub(rb"[^A-Za-z0-9+/]", b"", part.body) + b"===")
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(part.body)
+        return decode_qp(part.body)
     raise UnknownEncoding(encoding)
+
+
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def decode_qp(body: bytes) -> bytes:
+    """Quoted-printable decoding (RFC 2045 6.7): trailing whitespace is transport padding and
+    goes (rule 3); ``=`` at a line's end, padding after it allowed, is a soft line break
+    (rule 5); an ``=`` that starts no escape is kept, as robust decoders do."""
+    out: list[bytes] = []
+    for line in _LINE.findall(body):
+        content = line.rstrip(b"\r\n")
+        hard = len(content) != len(line)
+        content = content.rstrip(b" \t")
+        soft = content.endswith(b"=")
+        if soft:
+            content = content[:-1]
+        out.append(_QP_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), content))
+        if hard and not soft:
+            out.append(b"\r\n")
+    return b"".join(out)
 
 
 # -- ENVELOPE and BODYSTRUCTURE -----------------------------------------------------------------
@@ -246,17 +332,11 @@ def envelope(header: bytes) -> list[Any]:
 
 
 def addresses(value: str | None) -> list[list[str | None]] | None:
-    """Address structures ``(name adl mailbox host)`` for a header value; None when none."""
+    """Address structures ``(name adl mailbox host)`` for a header value, groups and routes
+    kept (RFC 3501 7.4.2); None when none."""
     if not value:
         return None
-    out: list[list[str | None]] = []
-    for name, addr in email.utils.getaddresses([value]):
-        if not addr:
-            continue
-        mailbox, at, host = addr.rpartition("@")
-        if not at:
-            mailbox, host = addr, ""
-        out.append([name or None, None, mailbox, host])
+    out = Unspaced([a.name, a.route, a.mailbox, a.host] for a in address_list.parse(value))
     return out or None
 
 

@@ -15,6 +15,7 @@ MAX_NUMBER = 2**32 - 1  # RFC 9051 9: number is an unsigned 32-bit integer
 MAX_NUMBER64 = 2**63 - 1  # RFC 9051 9: number64 (mod-sequences, RFC 7162)
 MAX_DEPTH = 20  # nesting of search keys: the parser recurses, hostile input must not
 MAX_ITEMS = 1000  # items in one parenthesized list (fetch items, flags, ID fields...)
+MAX_APPEND = 1000  # messages in one MULTIAPPEND (their octets are bounded by the reader)
 DEFAULT_MAX_LITERAL = 64 * 1024 * 1024
 
 # RFC 9051 9 (formal syntax): character classes.
@@ -242,6 +243,22 @@ class Append(Command):
     date: float | None
     message: bytes = field(repr=False)
     binary: bool = False  # RFC 3516 literal8
+    more: tuple[AppendMessage, ...] = ()  # RFC 3502 MULTIAPPEND: the messages after the first
+
+    @property
+    def messages(self) -> tuple[AppendMessage, ...]:
+        """Every message of the command, the first one included."""
+        return (AppendMessage(self.flags, self.date, self.message, self.binary), *self.more)
+
+
+@dataclass(frozen=True)
+class AppendMessage:
+    """One message of an APPEND: its flags, date-time, octets and whether sent as literal8."""
+
+    flags: tuple[str, ...]
+    date: float | None
+    message: bytes = field(repr=False)
+    binary: bool = False
 
 
 @dataclass(frozen=True)
@@ -315,6 +332,10 @@ STATUS_ITEMS = frozenset(
     | {"HIGHESTMODSEQ"}
 )
 SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+# RFC 5258 3: options a server does not know are a BAD; RFC 6154 adds SPECIAL-USE to both,
+# RFC 5819 STATUS to the return options.
+LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+LIST_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"})
 _UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
 
 
@@ -586,6 +607,11 @@ class _Reader:
         if self.peek() == ord("(") and not lsub:  # RFC 5258 list-select-opts
             selection = self.paren_list(self.keyword, empty=True)
             extended = True
+            for option in selection:
+                if option not in LIST_SELECT_OPTIONS:  # RFC 5258 3
+                    self.fail(f"Unknown LIST selection option {option}")
+            if "RECURSIVEMATCH" in selection and not {"SUBSCRIBED", "SPECIAL-USE"} & set(selection):
+                self.fail("RECURSIVEMATCH needs another selection option")  # RFC 5258 3
             self.sp()
         reference = self.mailbox()
         self.sp()
@@ -606,6 +632,8 @@ class _Reader:
                 if returns:
                     self.sp()
                 option = self.keyword()
+                if option not in LIST_RETURN_OPTIONS:  # RFC 5258 3
+                    self.fail(f"Unknown LIST return option {option}")
                 returns.append(option)
                 if option == "STATUS":  # RFC 5819
                     self.sp()
@@ -630,6 +658,16 @@ class _Reader:
     def append(self, tag: str) -> Append:
         mailbox = self.sp_mailbox()
         self.sp()
+        first = self.append_message()
+        more: list[AppendMessage] = []
+        while self.peek() == 0x20 and len(more) < MAX_APPEND:  # RFC 3502 MULTIAPPEND
+            self.sp()
+            more.append(self.append_message())
+        return Append(
+            tag, mailbox, first.flags, first.date, first.message, first.binary, tuple(more)
+        )
+
+    def append_message(self) -> AppendMessage:
         flags: list[str] = []
         date = None
         if self.peek() == ord("("):
@@ -647,7 +685,7 @@ class _Reader:
         if self.peek() != ord("{"):
             self.fail("Expected message literal")
         message = self.literal(allow_nul=binary)
-        return Append(tag, mailbox, tuple(flags), date, message, binary)
+        return AppendMessage(tuple(flags), date, message, binary)
 
     def id_params(self) -> tuple[tuple[str, str | None], ...] | None:
         self.sp()

@@ -71,6 +71,8 @@ def render(value: Any) -> bytes:
         return b"%d" % value
     if isinstance(value, str | bytes):
         return string(value)
+    if isinstance(value, mime.Unspaced):
+        return b"(" + b"".join(render(v) for v in value) + b")"
     if isinstance(value, list | tuple):
         return b"(" + b" ".join(render(v) for v in value) + b")"
     raise TypeError(f"no IMAP rendering for {type(value).__name__}")

@@ -13,9 +13,10 @@ import email.utils
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from reference.imap import mime
+from reference.imap import addresses, mime
 from reference.imap import response as r
 from reference.imap.core import SessionCore
+from reference.imap.fetch import enable_condstore, report_highestmodseq
 from reference.imap.parser import Search, SearchKey, SequenceSet
 from reference.mailbox import Mailbox, NoSuchMessage
 
@@ -189,7 +190,7 @@ def matches(key: SearchKey, m: Candidate) -> bool:
         return _compare(name.removeprefix("SENT"), _sent(m), value)
     if name in _HEADER_KEYS and isinstance(value, str):
         wanted = _HEADER_KEYS[name]
-        return any(n == wanted and _contains(_decoded(v), value) for n, v in m.header())
+        return any(n == wanted and _header_matches(n, v, value) for n, v in m.header())
     if name == "HEADER" and isinstance(value, tuple):
         field_name, text = value[0].lower(), value[1]
         # RFC 9051 6.4.4: an empty string matches every message that has the field.
@@ -229,6 +230,17 @@ def _sent(m: Candidate) -> datetime.date:
 
 def _contains(haystack: str, needle: str) -> bool:
     return needle.casefold() in haystack.casefold()
+
+
+def _header_matches(name: str, raw: str, wanted: str) -> bool:
+    """SEARCH FROM/TO/CC/BCC/SUBJECT: a substring of the decoded value, or for an address
+    field of one of its addresses written plainly (``user@domain`` for ``<user (c)@ domain>``),
+    as Dovecot matches them (RFC 3501 6.4.4)."""
+    if _contains(_decoded(raw), wanted):
+        return True
+    if name == "subject":
+        return False
+    return any(_contains(_decoded(text), wanted) for text in addresses.search_text(raw))
 
 
 def _decoded(value: str) -> str:
@@ -278,11 +290,11 @@ class SearchCommand(SessionCore):
         hits = await asyncio.to_thread(
             search_mailbox, view.mailbox, list(view.uids), command, self.saved, recent
         )
-        if any(_uses_modseq(k) for k in command.keys):
-            self.condstore = True  # RFC 7162 3.1.8
+        with_modseq = any(_uses_modseq(k) for k in command.keys)
+        if with_modseq and enable_condstore(self):  # RFC 7162 3.1: the MODSEQ key enables it
+            await report_highestmodseq(self)
         numbers = [u if command.uid else n for n, u, _ in hits]
         highest = max((m for _, _, m in hits), default=0)
-        with_modseq = any(_uses_modseq(k) for k in command.keys)
         returns = command.returns
         if returns is None and not self.rev2:
             text = b" ".join([b"* SEARCH", *(b"%d" % n for n in numbers)])
@@ -312,6 +324,12 @@ class SearchCommand(SessionCore):
                 if numbers and "ALL" in options:
                     parts.append(b"ALL " + r.sequence_set(numbers).encode())
                 if with_modseq and numbers:
+                    if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
+                        # RFC 7162 3.1.5: only the messages MIN and MAX return count.
+                        modseq = {n: m for n, (_, _, m) in zip(numbers, hits, strict=True)}
+                        picked = [min(numbers)] if "MIN" in options else []
+                        picked += [max(numbers)] if "MAX" in options else []
+                        highest = max(modseq[n] for n in picked)
                     parts.append(b"MODSEQ %d" % highest)
                 await self.send(b" ".join(parts))
         if command.uid:

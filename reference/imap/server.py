@@ -38,7 +38,9 @@ class ImapServer:
         clock: Clock,
         idle_timeout: float = 30 * 60.0,  # RFC 3501 5.4: at least 30 minutes once logged in
         login_timeout: float = 60.0,  # before login a short timer, as Exchange and Stalwart do
-        max_line: int = 8192,
+        # Dovecot's imap_max_line_length: room for an RFC 2971 ID at its limits (30 pairs of
+        # 30-octet fields and 1024-octet values, ~32 kB) and long UID sets (RFC 7162 4).
+        max_line: int = 64 * 1024,
         max_literal: int = 64 * 1024 * 1024,
         allow_plaintext: bool = False,  # LOGIN without TLS: only behind a TLS-terminating proxy
         idle_poll: float = 5.0,  # seconds between cheap looks for other processes' changes

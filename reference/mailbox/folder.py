@@ -20,6 +20,7 @@ from reference.mailbox.index import (
     Listener,
     Row,
     UidIndex,
+    Validity,
     join_flags,
     split_flags,
     uid_runs,
@@ -126,10 +127,11 @@ class Mailbox(UidIndex):
         new_name: Callable[[float], str],
         now: Callable[[], float | None],
         notify: Listener | None = None,
+        validity: Validity | None = None,
     ) -> None:
         self.name = name
         self._new_name = new_name
-        super().__init__(path, now, notify)
+        super().__init__(path, now, notify, validity)
 
     def __enter__(self) -> Mailbox:
         return self

@@ -27,6 +27,9 @@ COLUMNS = "uid, sub, file, flags, size, internaldate, modseq"
 Row = tuple[int, str, str, str, int, float, int]
 
 Listener = Callable[[Path], None]
+# Given the UIDVALIDITY a new index would take, the one it takes: the store makes it larger
+# than any given before in the account (RFC 3501 2.3.1.1).
+Validity = Callable[[int], int]
 
 
 class UidIndex:
@@ -39,10 +42,12 @@ class UidIndex:
         path: Path,
         now: Callable[[], float | None],
         notify: Listener | None = None,
+        validity: Validity | None = None,
     ) -> None:
         self.path = path
         self._now = now
         self._notify = notify
+        self._validity = validity
         self._mutex = threading.RLock()
         self._txn_modseq: int | None = None
         self._db = sqlite3.connect(
@@ -74,6 +79,8 @@ class UidIndex:
                 # RFC 3501 2.3.1.1: a new index gets a new UIDVALIDITY; time makes it grow.
                 created = self._now()
                 validity = int(created if created is not None else os.stat(self.path).st_mtime)
+                if self._validity is not None:  # a name used before must not get it again
+                    validity = self._validity(validity)
                 db.execute("INSERT INTO meta VALUES ('uidvalidity', ?)", (max(1, validity),))
                 db.execute("INSERT INTO meta VALUES ('uidnext', 1)")
             for key, value in (("highestmodseq", 1), ("stamp_new", 0), ("stamp_cur", 0)):

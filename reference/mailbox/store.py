@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reference.clock import Clock
 from reference.mailbox.folder import Mailbox, Status
-from reference.mailbox.index import INDEX_FILE, LOCK_FILE, Listener
+from reference.mailbox.index import INDEX_FILE, LOCK_FILE, Listener, Validity
 from reference.mailbox.maildir import FileNames, flock, make_maildir, write_atomically
 from reference.mailbox.message import to_crlf
 from reference.mailbox.paths import (
@@ -31,6 +31,7 @@ from reference.mailbox.paths import (
 log = logging.getLogger("mailspec.mailbox")
 
 ACCOUNT_LOCK = "mailspec-account.lock"
+VALIDITY_FILE = "mailspec-uidvalidity"  # the last UIDVALIDITY given in the account
 SUBSCRIPTIONS = "subscriptions"  # one folder name a line, as Dovecot's Maildir layout keeps it
 
 
@@ -203,7 +204,9 @@ class MailStore:
             if not (create or name == "INBOX"):
                 raise NoSuchFolder(name)
             make_maildir(path, subfolder=name != "INBOX")
-        mailbox = Mailbox(path, name, self._new_name, self._now, self._notify)
+        mailbox = Mailbox(
+            path, name, self._new_name, self._now, self._notify, self._validity(account)
+        )
         if sync:
             try:
                 mailbox.sync()
@@ -226,7 +229,8 @@ class MailStore:
         self.open(address, folder, create=True, sync=False).close()
 
     def delete_folder(self, address: str, folder: str) -> None:
-        """Remove a folder and its messages (its subfolders stay, RFC 3501 6.3.4)."""
+        """Remove a folder and its messages (its subfolders and its subscription stay, RFC 3501
+        6.3.4 and 6.3.6)."""
         name = normalize_folder(folder)
         if name == "INBOX":
             raise InvalidFolder("INBOX cannot be deleted")
@@ -239,7 +243,7 @@ class MailStore:
         with flock(path / LOCK_FILE):
             os.rename(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
-        self.unsubscribe(address, name)
+        # RFC 3501 6.3.6: the subscription stays; LIST (SUBSCRIBED) shows it \NonExistent.
         log.info("mailbox.delete account=%s folder=%s", account, name)
 
     def rename_folder(self, address: str, old: str, new: str) -> None:
@@ -382,3 +386,23 @@ class MailStore:
 
     def _now(self) -> float | None:
         return self._clock.now() if self._clock is not None else None
+
+    @staticmethod
+    def _validity(account: Path) -> Validity:
+        """RFC 3501 2.3.1.1: a mailbox deleted and created again (or renamed onto a name that
+        was used) must get a new UIDVALIDITY; time alone repeats within a second. Every new
+        index in the account takes one above the last given, kept in ``mailspec-uidvalidity``
+        (Dovecot keeps the same in its mailbox list)."""
+
+        def claim(proposed: int) -> int:
+            path = account / VALIDITY_FILE
+            with flock(account / (VALIDITY_FILE + ".lock")):
+                try:
+                    last = int(path.read_text().strip() or 0)
+                except (FileNotFoundError, ValueError):
+                    last = 0
+                chosen = min(max(proposed, last + 1), 2**32 - 1)  # nz-number, 32 bits
+                write_atomically(path, f"{chosen}\n")
+            return chosen
+
+        return claim

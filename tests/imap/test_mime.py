@@ -121,3 +121,27 @@ def test_modified_utf7_round_trips(name: str) -> None:
     encoded = mutf7.encode(name)
     assert encoded.isascii()
     assert mutf7.decode(encoded) == name
+
+
+def test_quoted_printable_padding_and_soft_breaks() -> None:
+    # RFC 2045 6.7: trailing whitespace is padding; "=" (padding allowed after it) ends a
+    # soft break; an "=" that starts no escape is kept.
+    body = b"hello  \r\nbar=\r\n\r\nfoo\t \t= \r\n=62\r\nfoo =\t\r\nbar\r\na=zz=3d\r\n"
+    assert mime.decode_qp(body) == b"hello\r\nbar\r\nfoo\t \tb\r\nfoo bar\r\na=zz=\r\n"
+
+
+def test_binary_parts_become_base64_and_decode_back() -> None:
+    payload = b"\x00-\xe4\n\r\n\n"
+    data = (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nkept\n\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n"
+        b"\r\n" + payload + b"\r\n--b--\r\nepilogue\n"
+    )
+    encoded = mime.encode_binary_parts(data)
+    assert b"\x00" not in encoded and b"Content-Transfer-Encoding: base64\r\n" in encoded
+    assert b"kept\n\r\n--b" in encoded and encoded.endswith(b"--b--\r\nepilogue\n")
+    assert mime.binary(encoded, (2,)) == payload
+    assert mime.binary(encoded, (1,)) == b"kept\n"
+    plain = b"Content-Type: text/plain\r\n\r\nno change\r\n"
+    assert mime.encode_binary_parts(plain) == plain

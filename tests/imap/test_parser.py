@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from reference.credentials import StaticAuthenticator, parse_sasl_plain
 from reference.imap import response
 from reference.imap.parser import (
+    Append,
     Authenticate,
     Fetch,
     FetchAtt,
@@ -261,3 +262,17 @@ async def test_static_authenticator() -> None:
     assert await auth.authenticate("ALICE@example.org", "pw") == "alice@example.org"
     assert await auth.authenticate("alice@example.org", "PW") is None
     assert await auth.authenticate("bob@example.org", "pw") is None
+
+
+def test_multiappend_parses_every_message() -> None:
+    # RFC 3502: APPEND mailbox 1*(SP [flag-list SP] [date-time SP] literal)
+    cmd = parse(
+        b'a APPEND INBOX (\\Seen) {2}\r\nab "01-Jan-2026 00:00:00 +0000" {1}\r\nc ~{1}\r\nd'
+    )
+    assert isinstance(cmd, Append)
+    assert [(m.flags, m.message, m.binary) for m in cmd.messages] == [
+        (("\\Seen",), b"ab", False),
+        ((), b"c", False),
+        ((), b"d", True),
+    ]
+    assert cmd.messages[1].date is not None
