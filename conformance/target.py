@@ -34,7 +34,10 @@ describes any other mail system::
     pop3 = "pop3://192.0.2.11:110"
     pop3s = "pop3s://192.0.2.11:995"
 
-    [accounts.primary]                # a mailbox in `domain` the suite may log in to
+    [accounts.primary]                # a mailbox in `domain` the suite may log in to;
+                                      # content requirements (8-bit, dots, long lines)
+                                      # read what they delivered here, over imaps, imap,
+                                      # pop3s or pop3: without both, not applicable
     address = "alice@example.com"
     password_env = "MAILSPEC_ALICE_PASSWORD"   # or: password = "..."
     [accounts.secondary]              # a second mailbox, for tests between two users

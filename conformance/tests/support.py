@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
+from conformance.observe import find_delivered
 from conformance.plugin import SMTPConnector
 from conformance.requirements import not_applicable
 from conformance.smtp_client import CLIENT_NAME, Reply, SMTPClient, SMTPProtocolError
@@ -98,29 +98,15 @@ def login(smtp: SMTPConnector, target: Target, role: str = "submission") -> SMTP
     return client
 
 
-def mailbox_reader(target: Target) -> Callable[[str], list[bytes]]:
-    """How to read a delivered mailbox, or not applicable.
-
-    The reference grants it through its admin object (``mailbox_messages``); a target
-    described in TOML gives the suite no mailbox access yet.
-    """
-    reader = getattr(target.admin, "mailbox_messages", None)
-    if reader is None:
-        not_applicable(f"target {target.name!r} gives the suite no access to delivered mail")
-    return reader  # type: ignore[no-any-return]
-
-
 def delivered(target: Target, address: str, token: str, timeout: float = 10.0) -> bytes:
-    """The message carrying ``token`` once it is in ``address``'s mailbox."""
-    read = mailbox_reader(target)
-    deadline = time.monotonic() + timeout
-    while True:
-        for msg in read(address):
-            if token.encode() in msg:
-                return msg
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no message with {token} reached {address} in {timeout}s")
-        time.sleep(0.02)
+    """The message carrying ``token`` once it is in ``address``'s mailbox.
+
+    Read over the target's own IMAP or POP3 with the test account
+    (:mod:`conformance.observe`); not applicable where the target offers no such access.
+    """
+    account = target.account
+    assert address == account.address, f"the suite can only read {account.address}'s mailbox"
+    return find_delivered(target, token, timeout)
 
 
 def body_of(msg: bytes) -> bytes:
