@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from conformance.applicability import imap_revision_gap, protocol_of
 from conformance.report import (
     DEVIATION_PREFIX,
     Outcome,
@@ -33,6 +34,7 @@ from conformance.report import (
     classify,
     render_matrix,
     short_message,
+    sparse_protocols,
     summary_line,
     write_reports,
 )
@@ -162,6 +164,16 @@ class _State:
         if passing:
             # Keep the list honest: a deviation the target no longer has should go.
             tr.write_line(f"listed as known deviations but passing: {', '.join(passing)}")
+        reasons = self.report.get("not_applicable_reasons", {})
+        if reasons:
+            tr.write_line("not applicable, by reason:")
+            for reason, n in list(reasons.items())[:10]:
+                tr.write_line(f"  {n:>4}  {reason}")
+            if len(reasons) > 10:
+                tr.write_line(f"  ... and {len(reasons) - 10} more reasons (see the report)")
+        for warning in sparse_protocols(self.report):
+            # A run that checked almost nothing of a protocol must not read as green.
+            tr.write_line(f"WARNING: {warning}", yellow=True, bold=True)
         for path in self.paths:
             tr.write_line(f"report: {path}")
 
@@ -299,6 +311,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 "clause": req.clause,
                 "level": req.level.value,
                 "title": req.title,
+                # For the per-protocol counts (a warning when most did not apply).
+                "protocol": protocol_of(item.path.name),
             }
             item.user_properties.append((_PROPERTY, json.dumps(value)))
 
@@ -350,6 +364,19 @@ def _known_deviation(item: pytest.Item, report: pytest.TestReport) -> None:
 
 
 # -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _mailspec_imap_revision(request: pytest.FixtureRequest) -> None:
+    """RFC 9051 requirements only where IMAP4rev2 is advertised, RFC 3501 ones where IMAP4rev1
+    is: applicability from what the server says (a no-op for every other test)."""
+    props = request.node.user_properties
+    sources = {json.loads(str(v))["source"] for k, v in props if k == _PROPERTY}
+    if not sources & {"RFC3501", "RFC9051"}:
+        return
+    gap = imap_revision_gap(request.getfixturevalue("target"), sources)
+    if gap is not None:
+        not_applicable(gap)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ __all__ = [
     "build_report",
     "render_markdown",
     "render_matrix",
+    "sparse_protocols",
     "write_reports",
 ]
 
@@ -90,6 +91,7 @@ class RequirementRow:
     status: Outcome
     tests: list[str] = field(default_factory=list)
     detail: str = ""
+    protocols: set[str] = field(default_factory=set)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -179,6 +181,8 @@ def aggregate(results: Iterable[TestResult]) -> list[RequirementRow]:
                     status=Outcome.PASS,
                 )
                 members[row.id] = []
+            if req.get("protocol"):
+                row.protocols.add(req["protocol"])
             if result.nodeid not in row.tests:
                 row.tests.append(result.nodeid)
                 members[row.id].append(result)
@@ -211,13 +215,38 @@ def build_report(target: Mapping[str, Any], rows: Sequence[RequirementRow]) -> d
     summary = {o.value: 0 for o in (Outcome.PASS, Outcome.FAIL, Outcome.NOT_APPLICABLE)}
     summary[Outcome.SKIPPED.value] = 0
     summary[Outcome.DEVIATION.value] = 0
+    reasons: dict[str, int] = {}
+    protocols: dict[str, dict[str, int]] = {}
     for row in rows:
         summary[row.status.value] += 1
+        if row.status is Outcome.NOT_APPLICABLE:
+            reasons[row.detail] = reasons.get(row.detail, 0) + 1
+        for protocol in row.protocols:
+            counts = protocols.setdefault(protocol, {"requirements": 0, "not_applicable": 0})
+            counts["requirements"] += 1
+            counts["not_applicable"] += row.status is Outcome.NOT_APPLICABLE
     return {
         "target": dict(target),
         "summary": summary,
+        # How many requirements each reason made not applicable, most first: what the
+        # target would have to offer for the run to check more.
+        "not_applicable_reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "protocols": dict(sorted(protocols.items())),
         "requirements": [row.as_json() for row in rows],
     }
+
+
+def sparse_protocols(report: Mapping[str, Any]) -> list[str]:
+    """A warning for each protocol of which more than half the requirements did not apply."""
+    out = []
+    for protocol, counts in report.get("protocols", {}).items():
+        n, na = counts["requirements"], counts["not_applicable"]
+        if n and na * 2 > n:
+            out.append(
+                f"{protocol}: {na} of {n} requirements were not applicable; this run "
+                f"checked little of {protocol.upper()} (see the reasons above)"
+            )
+    return out
 
 
 _STATUS_MD = {
@@ -269,6 +298,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"**{summary_line(report['summary'])}**",
     ]
+    reasons = report.get("not_applicable_reasons", {})
+    if reasons:
+        out += ["", "Not applicable, by reason:", ""]
+        out += [f"- {n}: {_cell(reason)}" for reason, n in reasons.items()]
+    for warning in sparse_protocols(report):
+        out += ["", f"**Warning**: {warning}"]
     current: str | None = None
     for req in report["requirements"]:
         if req["source"] != current:

@@ -277,6 +277,12 @@ class Target:
             not_applicable(f"target {self.name!r} has no second test account")
         return self.accounts[1]
 
+    @property
+    def mailbox_account(self) -> Account:
+        """An account for tests of one mailbox: the second where there is one (its maildrop
+        stays apart from the first's, which most tests fill), the only one otherwise."""
+        return self.accounts[1] if len(self.accounts) > 1 else self.account
+
     def ssl_context(self) -> ssl.SSLContext:
         return self.tls.client_context()
 

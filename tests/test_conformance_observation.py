@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from broken_servers import BrokenServer
+from by_hand import INNER, inner_ini, reference, target_toml
 
 import conformance.tests.test_smtp_extensions as extensions
 import conformance.tests.test_smtp_rfc5321 as rfc5321
 from reference.testing import ReferenceServer
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.usefixtures("inner_ini")
+__all__ = ["inner_ini", "reference"]  # fixtures, used by name
 
-INNER = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:locust")
 MODULES = (rfc5321, extensions)
-ALICE = ("alice@example.test", "alice-password")
 
 
 def content_tests() -> list[str]:
@@ -52,27 +52,9 @@ def test_the_content_tests_are_found() -> None:
     }
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceServer]:
-    with ReferenceServer(tmp_path_factory.mktemp("ref")) as ref:
-        ref.add_domain("example.test")
-        ref.add_user(*ALICE)
-        yield ref
-
-
-@pytest.fixture(autouse=True)
-def _inner_ini(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-
-
-def reference_toml(ref: ReferenceServer, roles: tuple[str, ...], account: bool = True) -> str:
+def by_hand_toml(ref: ReferenceServer, roles: tuple[str, ...], account: bool = True) -> str:
     eps = {"smtp" if name == "mx" else name: url for name, url in ref.endpoints.items()}
-    lines = ['name = "by-hand"', 'domain = "example.test"', "", "[endpoints]"]
-    lines += [f'{role} = "{eps[role]}"' for role in roles]
-    if account:
-        lines += ["[accounts.primary]", f'address = "{ALICE[0]}"', f'password = "{ALICE[1]}"']
-    lines += ["[tls]", f'cafile = "{ref.cafile}"', f'server_name = "{ref.hostname}"']
-    return "\n".join(lines) + "\n"
+    return target_toml(ref, {role: eps[role] for role in roles}, account)
 
 
 def rows_for(pytester: pytest.Pytester, toml: str) -> dict[str, dict[str, Any]]:
@@ -105,14 +87,14 @@ def test_withheld_observation_is_not_applicable(
     why: str,
 ) -> None:
     # Before: 8BITMIME, 1000-octet lines and BDAT transparency reported pass unobserved.
-    rows = rows_for(pytester, reference_toml(reference, roles, account))
+    rows = rows_for(pytester, by_hand_toml(reference, roles, account))
     for name, row in rows.items():
         assert row["status"] == "not_applicable", (name, row)
         assert why in row["detail"], (name, row["detail"])
 
 
 def test_imap_over_starttls_observes(pytester: pytest.Pytester, reference: ReferenceServer) -> None:
-    rows = rows_for(pytester, reference_toml(reference, ("smtp", "imap")))
+    rows = rows_for(pytester, by_hand_toml(reference, ("smtp", "imap")))
     assert {name: row["status"] for name, row in rows.items()} == dict.fromkeys(CONTENT, "pass")
 
 

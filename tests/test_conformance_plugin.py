@@ -155,7 +155,19 @@ def test_statuses_summary_and_json_shape(pytester: pytest.Pytester, target_file:
     result.assert_outcomes(passed=3, failed=1, skipped=5)
     report = load_json(pytester)
 
-    assert set(report) == {"target", "summary", "requirements"}
+    assert set(report) == {
+        "target",
+        "summary",
+        "not_applicable_reasons",
+        "protocols",
+        "requirements",
+    }
+    # Each reason with the number of requirements it made not applicable.
+    assert report["not_applicable_reasons"] == {
+        "target 'standin' has no 'submission' endpoint": 1,
+        "target 'standin' lacks capability 'admin'": 1,
+        "target 'standin' lacks capability 'clock'": 1,
+    }
     assert report["summary"] == {
         "pass": 2,
         "fail": 1,
