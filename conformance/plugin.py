@@ -40,8 +40,10 @@ from conformance.report import (
 )
 from conformance.requirements import (
     CAPABILITIES,
+    NOT_CLAIMED,
     Requirement,
     assign_ids,
+    feature_of,
     needed_capabilities,
     not_applicable,
 )
@@ -155,6 +157,9 @@ class _State:
             red=failed,
             green=not failed,
         )
+        sections = self.report["sections"]
+        tr.write_line(f"  RFC conformance:   {summary_line(sections['rfc'])}")
+        tr.write_line(f"  platform promises: {summary_line(sections['platform'])}")
         listed = getattr(self.provider, "known_deviations", frozenset())
         passing = sorted(
             r["id"]
@@ -301,8 +306,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not per_item:
         return
     ids = assign_ids(r for _, reqs in per_item for r in reqs)
+    claimed = config.stash[_STATE].provider.features
     for item, reqs in per_item:
         for req in reqs:
+            feature = feature_of(req.source, req.clause)
             # Carried on the reports themselves (not looked up by node id later), so the
             # report is right wherever the test ran, e.g. in an xdist worker.
             value = {
@@ -313,6 +320,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 "title": req.title,
                 # For the per-protocol counts (a warning when most did not apply).
                 "protocol": protocol_of(item.path.name),
+                # A platform promise the target does not claim is reported "not claimed",
+                # whatever a test shared with an RFC requirement found.
+                "feature": feature,
+                "claimed": feature is None or feature in claimed,
             }
             item.user_properties.append((_PROPERTY, json.dumps(value)))
 
@@ -323,6 +334,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # Before fixtures are set up: a test the target cannot serve never starts the target.
+    reqs = [json.loads(str(v)) for k, v in item.user_properties if k == _PROPERTY]
+    if reqs and not any(r["claimed"] for r in reqs):
+        name = item.config.stash[_STATE].provider.name
+        features = ", ".join(sorted({f"{r['feature']!r}" for r in reqs}))
+        pytest.skip(f"{NOT_CLAIMED}target {name!r} does not claim the feature {features}")
     needed = needed_capabilities(item.iter_markers())
     if not needed:
         return

@@ -82,6 +82,7 @@ domain = "example.test"
 hostname = "{STANDIN_HOST}"
 timeout = 3
 capabilities = ["proxy-protocol"]
+features = ["rate-limit", "dnsbl", "helo-required"]
 
 [endpoints]
 smtp = "smtp://127.0.0.1:{standin.port}"
@@ -158,6 +159,7 @@ def test_statuses_summary_and_json_shape(pytester: pytest.Pytester, target_file:
     assert set(report) == {
         "target",
         "summary",
+        "sections",
         "not_applicable_reasons",
         "protocols",
         "requirements",
@@ -174,6 +176,7 @@ def test_statuses_summary_and_json_shape(pytester: pytest.Pytester, target_file:
         "not_applicable": 3,
         "skipped": 1,
         "deviation": 0,
+        "not_claimed": 0,
     }
     rows = by_title(report)
     assert set(rows["NOOP gets 250"]) == {
