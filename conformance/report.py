@@ -15,6 +15,7 @@ from conformance.requirements import NOT_APPLICABLE, NOT_CLAIMED, clause_key, so
 
 __all__ = [
     "DEVIATION_PREFIX",
+    "SHOULD_PREFIX",
     "Outcome",
     "RequirementRow",
     "TestResult",
@@ -44,6 +45,9 @@ class Outcome(enum.StrEnum):
     # ([expect] known_deviations): the target's reading of the RFC differs from the
     # suite's, on purpose and documented, so it is reported, not counted as a failure.
     DEVIATION = "deviation"
+    # Failed, where every requirement the test checks is a SHOULD (or MAY): a warning, not
+    # a MUST failure; the run's exit code stays 0.
+    SHOULD_FAIL = "should_fail"
     # A platform promise (PLATFORM requirement) of a feature the target does not claim
     # (``features`` in its description): neither checked nor owed.
     NOT_CLAIMED = "not_claimed"
@@ -56,11 +60,14 @@ _RANK = {
     Outcome.NOT_APPLICABLE: 1,
     Outcome.SKIPPED: 2,
     Outcome.DEVIATION: 3,
-    Outcome.FAIL: 4,
+    Outcome.SHOULD_FAIL: 4,
+    Outcome.FAIL: 5,
 }
 
 # The xfail reason the plugin gives a failure the target lists as a known deviation.
 DEVIATION_PREFIX = "known deviation: "
+# ... and a failure of a test that checks only SHOULDs.
+SHOULD_PREFIX = "SHOULD not met: "
 
 
 @dataclass
@@ -150,6 +157,8 @@ def classify(
     if outcome == "skipped":
         if wasxfail is not None and wasxfail.startswith(DEVIATION_PREFIX):
             return Outcome.DEVIATION, wasxfail.removeprefix(DEVIATION_PREFIX)
+        if wasxfail is not None and wasxfail.startswith(SHOULD_PREFIX):
+            return Outcome.SHOULD_FAIL, wasxfail.removeprefix(SHOULD_PREFIX)
         if wasxfail is not None:
             return Outcome.SKIPPED, f"xfail: {wasxfail}" if wasxfail else "xfail"
         reason = skip_reason(longrepr)
@@ -215,7 +224,7 @@ def _fold(tests: Sequence[TestResult]) -> tuple[Outcome, str]:
     for t in tests:
         assert t.outcome is not None
         by[t.outcome].append(t)
-    for status in (Outcome.FAIL, Outcome.DEVIATION, Outcome.SKIPPED):
+    for status in (Outcome.FAIL, Outcome.SHOULD_FAIL, Outcome.DEVIATION, Outcome.SKIPPED):
         if by[status]:
             return status, by[status][0].detail
     na = by[Outcome.NOT_APPLICABLE]
@@ -232,6 +241,7 @@ def build_report(target: Mapping[str, Any], rows: Sequence[RequirementRow]) -> d
     summary[Outcome.SKIPPED.value] = 0
     summary[Outcome.DEVIATION.value] = 0
     summary[Outcome.NOT_CLAIMED.value] = 0
+    summary[Outcome.SHOULD_FAIL.value] = 0
     # RFC conformance and platform promises apart: a platform that claims few features is
     # no less conformant to the RFCs.
     sections = {"rfc": dict(summary), "platform": dict(summary)}
@@ -278,6 +288,7 @@ _STATUS_MD = {
     "skipped": "skipped",
     "deviation": "known deviation",
     "not_claimed": "not claimed",
+    "should_fail": "**SHOULD not met**",
 }
 
 
@@ -301,6 +312,8 @@ def summary_line(summary: Mapping[str, int]) -> str:
     if summary.get("deviation", 0):
         n = summary["deviation"]
         parts.append(f"{n} known deviation{'' if n == 1 else 's'}")
+    if summary.get("should_fail", 0):
+        parts.append(f"{summary['should_fail']} SHOULD not met")
     if summary.get("not_claimed", 0):
         parts.append(f"{summary['not_claimed']} not claimed")
     noun = "requirement" if total == 1 else "requirements"
@@ -361,6 +374,7 @@ _STATUS_TERM = {
     "skipped": "skipped",
     "deviation": "deviate",
     "not_claimed": "unclaimed",
+    "should_fail": "SHOULD",
 }
 
 
@@ -369,7 +383,7 @@ def render_matrix(report: Mapping[str, Any], *, only_problems: bool = False) -> 
     lines: list[str] = []
     current: str | None = None
     for req in report["requirements"]:
-        if only_problems and req["status"] not in ("fail", "skipped", "deviation"):
+        if only_problems and req["status"] not in ("fail", "should_fail", "skipped", "deviation"):
             continue
         if req["source"] != current:
             current = req["source"]
@@ -382,7 +396,13 @@ def render_matrix(report: Mapping[str, Any], *, only_problems: bool = False) -> 
     return lines
 
 
-_JUNIT_SKIPPED = (Outcome.SKIPPED, Outcome.NOT_APPLICABLE, Outcome.DEVIATION, Outcome.NOT_CLAIMED)
+_JUNIT_SKIPPED = (
+    Outcome.SKIPPED,
+    Outcome.NOT_APPLICABLE,
+    Outcome.DEVIATION,
+    Outcome.NOT_CLAIMED,
+    Outcome.SHOULD_FAIL,
+)
 
 
 def junit_xml(results: Sequence[TestResult], suite_name: str = "mailspec-conformance") -> bytes:

@@ -96,6 +96,7 @@ def test_unclaimed_platform_promises_are_not_claimed(
         "skipped": 0,
         "deviation": 0,
         "not_claimed": 0,
+        "should_fail": 0,
     }
     assert report["sections"]["platform"]["not_claimed"] == 2
     assert report["sections"]["platform"]["pass"] == 2

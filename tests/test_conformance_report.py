@@ -131,6 +131,7 @@ def test_markdown_escapes_cells() -> None:
         "skipped": 0,
         "deviation": 0,
         "not_claimed": 0,
+        "should_fail": 0,
     }
 
 
