@@ -14,6 +14,11 @@ servers had it:
 - ``mangled-body``: the stored body is not what was sent: 8-bit octets become ``?``, lines
   are cut at 900 octets, and a leading dot is doubled (the stuffing put back).
 
+One variant is not a flaw but a safe reading the suite once took for one:
+
+- ``tls-abort``: plaintext pipelined behind STARTTLS makes the server answer 220 and hang
+  up instead of starting TLS (nothing injected runs), as some servers do.
+
 With ``mailbox=True`` the server also serves what it stored over POP3 with implicit TLS
 (``pop3s``) to the account ``alice@``: the way the suite reads delivered mail back.
 
@@ -33,12 +38,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from reference.tls import self_signed
 
-__all__ = ["DOMAIN", "FLAWS", "HOSTNAME", "BrokenServer"]
+__all__ = ["DOMAIN", "FLAWS", "HOSTNAME", "SAFE", "BrokenServer"]
 
 HOSTNAME = "broken.example.test"
 DOMAIN = "example.test"
 MAILBOXES = {f"{local}@{DOMAIN}" for local in ("postmaster", "alice", "bob")}
 FLAWS = ("lf-dot-lf", "open-relay", "starttls-injection", "control-characters", "mangled-body")
+SAFE = ("tls-abort",)
 ACCOUNT = (f"alice@{DOMAIN}", "alice-password")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -152,6 +158,14 @@ class _SMTP(SMTP):
         await self.push(reply)
         return True
 
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self.flaw == "tls-abort" and not arg and self._reader._buffer:
+            await self.push("220 2.0.0 Ready to start TLS")
+            assert self.transport is not None
+            self.transport.close()  # the 220 goes out, then the connection ends
+            return
+        await super().smtp_STARTTLS(arg)
+
     async def smtp_EHLO(self, arg: str) -> None:
         if not await self._refuse_controls(arg, "501 5.5.4 Control character in the name"):
             await super().smtp_EHLO(arg)
@@ -196,7 +210,7 @@ class BrokenServer:
     """One of :data:`FLAWS` (or none), on 127.0.0.1 in its own thread, with STARTTLS."""
 
     def __init__(self, flaw: str | None, workdir: Path, *, mailbox: bool = False) -> None:
-        if flaw is not None and flaw not in FLAWS:
+        if flaw is not None and flaw not in FLAWS + SAFE:
             raise ValueError(f"unknown flaw {flaw!r}")
         self.flaw = flaw
         self.cafile = workdir / "cert.pem"

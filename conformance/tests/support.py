@@ -54,13 +54,17 @@ def message(
 def fenced(client: SMTPClient, target: Target, data: bytes) -> list[Reply]:
     """Send ``data`` and return the replies it got, however many, without waiting.
 
-    A fence follows in the same write: RSET (250) and a RCPT with no transaction, which
-    RFC 5321 3.3 answers 503. Everything before that pair answered ``data``: a line that
-    must get one reply, a smuggled second transaction that would get five. A server that
-    hangs up ends the list early.
+    Once ``data``'s first reply is in, a fence follows: RSET (250) and a RCPT with no
+    transaction, which RFC 5321 3.3 answers 503. Everything before that pair answered
+    ``data``: a line that must get one reply, a smuggled second transaction that would get
+    five. The fence waits for that first reply because ``data`` may end in a command that
+    RFC 2920 3.1 allows only last in a pipelined group (NOOP, the end of DATA): a server
+    may rightly hang up on anything pipelined behind it. A server that hangs up ends the
+    list early.
     """
-    client.send(data + f"RSET\r\nRCPT TO:<{postmaster(target)}>\r\n".encode())
+    client.send(data)
     replies: list[Reply] = []
+    fence_sent = False
     while len(replies) < 50:
         if client.closed:
             return replies
@@ -70,6 +74,12 @@ def fenced(client: SMTPClient, target: Target, data: bytes) -> list[Reply]:
             if client.closed:
                 return replies
             raise
+        if not fence_sent:
+            fence_sent = True
+            try:
+                client.send(f"RSET\r\nRCPT TO:<{postmaster(target)}>\r\n".encode())
+            except OSError:
+                return replies  # it hung up after its reply
         if len(replies) >= 2 and replies[-1].code == 503 and replies[-2].code == 250:
             return replies[:-2]
     raise AssertionError(f"no end to the replies: {[str(r) for r in replies[:10]]} ...")
