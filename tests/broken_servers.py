@@ -19,8 +19,9 @@ One variant is not a flaw but a safe reading the suite once took for one:
 - ``tls-abort``: plaintext pipelined behind STARTTLS makes the server answer 220 and hang
   up instead of starting TLS (nothing injected runs), as some servers do.
 
-With ``mailbox=True`` the server also serves what it stored over POP3 with implicit TLS
-(``pop3s``) to the account ``alice@``: the way the suite reads delivered mail back.
+With ``mailbox=True`` the server also serves what it stored over POP3, with implicit TLS
+(``pop3s``) or STLS (``pop3``; the ``tls-abort`` variant hangs up there too), to
+``alice@``: the way the suite reads delivered mail back.
 
 With ``flaw=None`` the same server is the control: it passes the tests the flaws fail.
 """
@@ -86,8 +87,9 @@ def _mangle(data: bytes) -> bytes:
 class _POP3:
     """Just enough POP3 (RFC 1939) for the suite to read the stored messages back."""
 
-    def __init__(self, handler: _Handler) -> None:
+    def __init__(self, handler: _Handler, tls: ssl.SSLContext) -> None:
         self.handler = handler
+        self.tls = tls
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         user = ""
@@ -111,8 +113,16 @@ class _POP3:
                 if verb == "QUIT":
                     send(b"+OK bye")
                     break
+                if verb == "STLS" and self.handler.flaw == "tls-abort" and reader._buffer:
+                    send(b"+OK Begin TLS negotiation")
+                    break  # hang up rather than start TLS behind queued plaintext
+                if verb == "STLS":
+                    send(b"+OK Begin TLS negotiation")
+                    await writer.drain()
+                    await writer.start_tls(self.tls)
+                    continue
                 if verb == "CAPA":
-                    multi(b"+OK", b"USER\r\nTOP\r\nUIDL")
+                    multi(b"+OK", b"USER\r\nTOP\r\nUIDL\r\nSTLS")
                 elif verb == "USER":
                     user = arg
                     send(b"+OK")
@@ -237,13 +247,15 @@ class BrokenServer:
         self.server = asyncio.run_coroutine_threadsafe(serve(), self.loop).result(5)
         self.port = self.server.sockets[0].getsockname()[1]
         if self.mailbox:
-            pop = _POP3(self.handler)
+            pop = _POP3(self.handler, self.tls)
 
-            async def serve_pop3() -> asyncio.Server:
-                return await asyncio.start_server(pop.serve, "127.0.0.1", 0, ssl=self.tls)
+            async def serve_pop3(tls: ssl.SSLContext | None) -> asyncio.Server:
+                return await asyncio.start_server(pop.serve, "127.0.0.1", 0, ssl=tls)
 
-            self.pop3s = asyncio.run_coroutine_threadsafe(serve_pop3(), self.loop).result(5)
+            self.pop3s = asyncio.run_coroutine_threadsafe(serve_pop3(self.tls), self.loop).result(5)
             self.pop3s_port = self.pop3s.sockets[0].getsockname()[1]
+            self.pop3 = asyncio.run_coroutine_threadsafe(serve_pop3(None), self.loop).result(5)
+            self.pop3_port = self.pop3.sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
@@ -251,8 +263,9 @@ class BrokenServer:
             self.server.close()
             await self.server.wait_closed()
             if self.mailbox:
-                self.pop3s.close()
-                await self.pop3s.wait_closed()
+                for server in (self.pop3s, self.pop3):
+                    server.close()
+                    await server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -264,6 +277,7 @@ class BrokenServer:
         mailbox = ""
         if self.mailbox:
             mailbox = f"""pop3s = "pop3s://127.0.0.1:{self.pop3s_port}"
+pop3 = "pop3://127.0.0.1:{self.pop3_port}"
 
 [accounts.primary]
 address = "{ACCOUNT[0]}"

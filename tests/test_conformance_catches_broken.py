@@ -119,3 +119,15 @@ def test_tls_abort_after_pipelined_starttls_is_safe(pytester: pytest.Pytester) -
         module, keyword, title = CASES["starttls-injection"]
         rows = check(pytester, server, [module], keyword)
         assert rows[title]["status"] == "pass", rows[title]
+
+
+def test_pop3_tls_abort_after_pipelined_stls_is_safe(pytester: pytest.Pytester) -> None:
+    # Before: the handshake's EOF was an error, so a safe server failed the requirement.
+    server = BrokenServer("tls-abort", pytester.path / "server", mailbox=True).start()
+    try:
+        module, keyword = "conformance.tests.test_pop3_session", "test_stls_discards_pipelined"
+        rows = check(pytester, server, [module], keyword)
+    finally:
+        server.stop()
+    (row,) = rows.values()
+    assert row["status"] == "pass", row

@@ -203,6 +203,11 @@ def append(client: IMAPClient, folder: str, data: bytes, flags: tuple[bytes, ...
     return int(client.search(["ALL"])[-1])
 
 
+# How a TLS handshake ends when the server hangs up instead (the safe answer to plaintext
+# pipelined behind STARTTLS or STLS: nothing injected can run).
+TLS_ABORTED = (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError)
+
+
 def require_capability(client: IMAPClient, capability: str) -> None:
     if not client.has_capability(capability):
         not_applicable(f"the server does not advertise {capability}")
@@ -343,6 +348,7 @@ def pop3_deliver(
 
 
 __all__ = [
+    "TLS_ABORTED",
     "RawImap",
     "append",
     "deliver",

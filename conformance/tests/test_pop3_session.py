@@ -12,7 +12,7 @@ import pytest
 
 from conformance.requirements import not_applicable, requirement
 from conformance.target import Target
-from conformance.tests.test_imap_support import pop3, pop3_session
+from conformance.tests.test_imap_support import TLS_ABORTED, pop3, pop3_session
 
 
 class RawPop:
@@ -134,9 +134,12 @@ def test_stls_discards_pipelined_commands(target: Target) -> None:
         )  # fmt: skip
         assert raw.line().startswith(b"+OK"), "STLS refused"
         ep = target.endpoint("pop3")
-        raw.sock = target.ssl_context().wrap_socket(
-            raw.sock, server_hostname=target.server_name(ep)
-        )
+        try:
+            raw.sock = target.ssl_context().wrap_socket(
+                raw.sock, server_hostname=target.server_name(ep)
+            )
+        except TLS_ABORTED:
+            return  # it hung up rather than start TLS behind queued plaintext: safe
         raw.file = raw.sock.makefile("rb")
         assert raw.command(b"NOOP").startswith(b"+OK")  # no reply queued for USER or PASS
         assert raw.command(b"STAT").startswith(b"-ERR"), "the injected USER/PASS ran"
