@@ -26,20 +26,25 @@ from typing import Any
 
 import pytest
 
+from conformance.applicability import imap_revision_gap, protocol_of
 from conformance.report import (
     DEVIATION_PREFIX,
+    SHOULD_PREFIX,
     Outcome,
     TestResult,
     classify,
     render_matrix,
     short_message,
+    sparse_protocols,
     summary_line,
     write_reports,
 )
 from conformance.requirements import (
     CAPABILITIES,
+    NOT_CLAIMED,
     Requirement,
     assign_ids,
+    feature_of,
     needed_capabilities,
     not_applicable,
 )
@@ -153,6 +158,9 @@ class _State:
             red=failed,
             green=not failed,
         )
+        sections = self.report["sections"]
+        tr.write_line(f"  RFC conformance:   {summary_line(sections['rfc'])}")
+        tr.write_line(f"  platform promises: {summary_line(sections['platform'])}")
         listed = getattr(self.provider, "known_deviations", frozenset())
         passing = sorted(
             r["id"]
@@ -162,6 +170,16 @@ class _State:
         if passing:
             # Keep the list honest: a deviation the target no longer has should go.
             tr.write_line(f"listed as known deviations but passing: {', '.join(passing)}")
+        reasons = self.report.get("not_applicable_reasons", {})
+        if reasons:
+            tr.write_line("not applicable, by reason:")
+            for reason, n in list(reasons.items())[:10]:
+                tr.write_line(f"  {n:>4}  {reason}")
+            if len(reasons) > 10:
+                tr.write_line(f"  ... and {len(reasons) - 10} more reasons (see the report)")
+        for warning in sparse_protocols(self.report):
+            # A run that checked almost nothing of a protocol must not read as green.
+            tr.write_line(f"WARNING: {warning}", yellow=True, bold=True)
         for path in self.paths:
             tr.write_line(f"report: {path}")
 
@@ -289,8 +307,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not per_item:
         return
     ids = assign_ids(r for _, reqs in per_item for r in reqs)
+    claimed = config.stash[_STATE].provider.features
     for item, reqs in per_item:
         for req in reqs:
+            feature = feature_of(req.source, req.clause)
             # Carried on the reports themselves (not looked up by node id later), so the
             # report is right wherever the test ran, e.g. in an xdist worker.
             value = {
@@ -299,6 +319,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 "clause": req.clause,
                 "level": req.level.value,
                 "title": req.title,
+                # For the per-protocol counts (a warning when most did not apply).
+                "protocol": protocol_of(item.path.name),
+                # A platform promise the target does not claim is reported "not claimed",
+                # whatever a test shared with an RFC requirement found.
+                "feature": feature,
+                "claimed": feature is None or feature in claimed,
             }
             item.user_properties.append((_PROPERTY, json.dumps(value)))
 
@@ -309,6 +335,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # Before fixtures are set up: a test the target cannot serve never starts the target.
+    reqs = [json.loads(str(v)) for k, v in item.user_properties if k == _PROPERTY]
+    if reqs and not any(r["claimed"] for r in reqs):
+        name = item.config.stash[_STATE].provider.name
+        features = ", ".join(sorted({f"{r['feature']!r}" for r in reqs}))
+        pytest.skip(f"{NOT_CLAIMED}target {name!r} does not claim the feature {features}")
     needed = needed_capabilities(item.iter_markers())
     if not needed:
         return
@@ -330,7 +361,20 @@ def pytest_runtest_makereport(
             report.sections.append((f"{client.name} transcript", client.transcript_text()))
     if report.failed and report.when == "call":
         _known_deviation(item, report)
+    if report.failed and report.when == "call":
+        _should_only(item, report)
     return report
+
+
+def _should_only(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failure of a test that checks only SHOULDs (or MAYs) is a warning, not a MUST fail."""
+    levels = {json.loads(str(v))["level"] for k, v in item.user_properties if k == _PROPERTY}
+    if not levels or levels & {"MUST"}:
+        return
+    first = short_message(report.longrepr, "failed")
+    # An xfail to pytest (exit code 0), "should_fail" to the report, with its transcript.
+    report.outcome = "skipped"
+    report.wasxfail = f"{SHOULD_PREFIX}{first}"
 
 
 def _known_deviation(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -350,6 +394,19 @@ def _known_deviation(item: pytest.Item, report: pytest.TestReport) -> None:
 
 
 # -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _mailspec_imap_revision(request: pytest.FixtureRequest) -> None:
+    """RFC 9051 requirements only where IMAP4rev2 is advertised, RFC 3501 ones where IMAP4rev1
+    is: applicability from what the server says (a no-op for every other test)."""
+    props = request.node.user_properties
+    sources = {json.loads(str(v))["source"] for k, v in props if k == _PROPERTY}
+    if not sources & {"RFC3501", "RFC9051"}:
+        return
+    gap = imap_revision_gap(request.getfixturevalue("target"), sources)
+    if gap is not None:
+        not_applicable(gap)
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.requirements import NOT_APPLICABLE, clause_key, source_key
+from conformance.requirements import NOT_APPLICABLE, NOT_CLAIMED, clause_key, source_key
 
 __all__ = [
     "DEVIATION_PREFIX",
+    "SHOULD_PREFIX",
     "Outcome",
     "RequirementRow",
     "TestResult",
@@ -22,6 +23,7 @@ __all__ = [
     "build_report",
     "render_markdown",
     "render_matrix",
+    "sparse_protocols",
     "write_reports",
 ]
 
@@ -43,19 +45,29 @@ class Outcome(enum.StrEnum):
     # ([expect] known_deviations): the target's reading of the RFC differs from the
     # suite's, on purpose and documented, so it is reported, not counted as a failure.
     DEVIATION = "deviation"
+    # Failed, where every requirement the test checks is a SHOULD (or MAY): a warning, not
+    # a MUST failure; the run's exit code stays 0.
+    SHOULD_FAIL = "should_fail"
+    # A platform promise (PLATFORM requirement) of a feature the target does not claim
+    # (``features`` in its description): neither checked nor owed.
+    NOT_CLAIMED = "not_claimed"
 
 
 # When a test's phases disagree (a pass whose teardown fails), the worst one stands.
 _RANK = {
     Outcome.PASS: 0,
+    Outcome.NOT_CLAIMED: 1,
     Outcome.NOT_APPLICABLE: 1,
     Outcome.SKIPPED: 2,
     Outcome.DEVIATION: 3,
-    Outcome.FAIL: 4,
+    Outcome.SHOULD_FAIL: 4,
+    Outcome.FAIL: 5,
 }
 
 # The xfail reason the plugin gives a failure the target lists as a known deviation.
 DEVIATION_PREFIX = "known deviation: "
+# ... and a failure of a test that checks only SHOULDs.
+SHOULD_PREFIX = "SHOULD not met: "
 
 
 @dataclass
@@ -90,6 +102,7 @@ class RequirementRow:
     status: Outcome
     tests: list[str] = field(default_factory=list)
     detail: str = ""
+    protocols: set[str] = field(default_factory=set)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -144,9 +157,13 @@ def classify(
     if outcome == "skipped":
         if wasxfail is not None and wasxfail.startswith(DEVIATION_PREFIX):
             return Outcome.DEVIATION, wasxfail.removeprefix(DEVIATION_PREFIX)
+        if wasxfail is not None and wasxfail.startswith(SHOULD_PREFIX):
+            return Outcome.SHOULD_FAIL, wasxfail.removeprefix(SHOULD_PREFIX)
         if wasxfail is not None:
             return Outcome.SKIPPED, f"xfail: {wasxfail}" if wasxfail else "xfail"
         reason = skip_reason(longrepr)
+        if reason.startswith(NOT_CLAIMED):
+            return Outcome.NOT_CLAIMED, reason.removeprefix(NOT_CLAIMED)
         if is_not_applicable(reason):
             return Outcome.NOT_APPLICABLE, reason.removeprefix(NOT_APPLICABLE)
         return Outcome.SKIPPED, reason
@@ -164,7 +181,8 @@ def aggregate(results: Iterable[TestResult]) -> list[RequirementRow]:
     """
     rows: dict[str, RequirementRow] = {}
     members: dict[str, list[TestResult]] = {}
-    for result in results:
+    results_seen = list(results)
+    for result in results_seen:
         if result.outcome is None:
             continue  # never reached its call phase (interrupted run)
         for req in result.requirements:
@@ -179,11 +197,22 @@ def aggregate(results: Iterable[TestResult]) -> list[RequirementRow]:
                     status=Outcome.PASS,
                 )
                 members[row.id] = []
+            if req.get("protocol"):
+                row.protocols.add(req["protocol"])
             if result.nodeid not in row.tests:
                 row.tests.append(result.nodeid)
                 members[row.id].append(result)
+    unclaimed = {
+        r["id"]: r.get("feature")
+        for result in results_seen
+        for r in result.requirements
+        if r.get("claimed") is False
+    }
     for row in rows.values():
         row.status, row.detail = _fold(members[row.id])
+        if row.id in unclaimed:
+            row.status = Outcome.NOT_CLAIMED
+            row.detail = f"the target does not claim the feature {unclaimed[row.id]!r}"
     return sorted(
         rows.values(),
         key=lambda r: (source_key(r.source), clause_key(r.clause), r.title.casefold(), r.id),
@@ -195,7 +224,7 @@ def _fold(tests: Sequence[TestResult]) -> tuple[Outcome, str]:
     for t in tests:
         assert t.outcome is not None
         by[t.outcome].append(t)
-    for status in (Outcome.FAIL, Outcome.DEVIATION, Outcome.SKIPPED):
+    for status in (Outcome.FAIL, Outcome.SHOULD_FAIL, Outcome.DEVIATION, Outcome.SKIPPED):
         if by[status]:
             return status, by[status][0].detail
     na = by[Outcome.NOT_APPLICABLE]
@@ -211,13 +240,45 @@ def build_report(target: Mapping[str, Any], rows: Sequence[RequirementRow]) -> d
     summary = {o.value: 0 for o in (Outcome.PASS, Outcome.FAIL, Outcome.NOT_APPLICABLE)}
     summary[Outcome.SKIPPED.value] = 0
     summary[Outcome.DEVIATION.value] = 0
+    summary[Outcome.NOT_CLAIMED.value] = 0
+    summary[Outcome.SHOULD_FAIL.value] = 0
+    # RFC conformance and platform promises apart: a platform that claims few features is
+    # no less conformant to the RFCs.
+    sections = {"rfc": dict(summary), "platform": dict(summary)}
+    reasons: dict[str, int] = {}
+    protocols: dict[str, dict[str, int]] = {}
     for row in rows:
         summary[row.status.value] += 1
+        sections["platform" if row.source == "PLATFORM" else "rfc"][row.status.value] += 1
+        if row.status is Outcome.NOT_APPLICABLE:
+            reasons[row.detail] = reasons.get(row.detail, 0) + 1
+        for protocol in row.protocols:
+            counts = protocols.setdefault(protocol, {"requirements": 0, "not_applicable": 0})
+            counts["requirements"] += 1
+            counts["not_applicable"] += row.status is Outcome.NOT_APPLICABLE
     return {
         "target": dict(target),
         "summary": summary,
+        "sections": sections,
+        # How many requirements each reason made not applicable, most first: what the
+        # target would have to offer for the run to check more.
+        "not_applicable_reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "protocols": dict(sorted(protocols.items())),
         "requirements": [row.as_json() for row in rows],
     }
+
+
+def sparse_protocols(report: Mapping[str, Any]) -> list[str]:
+    """A warning for each protocol of which more than half the requirements did not apply."""
+    out = []
+    for protocol, counts in report.get("protocols", {}).items():
+        n, na = counts["requirements"], counts["not_applicable"]
+        if n and na * 2 > n:
+            out.append(
+                f"{protocol}: {na} of {n} requirements were not applicable; this run "
+                f"checked little of {protocol.upper()} (see the reasons above)"
+            )
+    return out
 
 
 _STATUS_MD = {
@@ -226,6 +287,8 @@ _STATUS_MD = {
     "not_applicable": "not applicable",
     "skipped": "skipped",
     "deviation": "known deviation",
+    "not_claimed": "not claimed",
+    "should_fail": "**SHOULD not met**",
 }
 
 
@@ -249,6 +312,10 @@ def summary_line(summary: Mapping[str, int]) -> str:
     if summary.get("deviation", 0):
         n = summary["deviation"]
         parts.append(f"{n} known deviation{'' if n == 1 else 's'}")
+    if summary.get("should_fail", 0):
+        parts.append(f"{summary['should_fail']} SHOULD not met")
+    if summary.get("not_claimed", 0):
+        parts.append(f"{summary['not_claimed']} not claimed")
     noun = "requirement" if total == 1 else "requirements"
     return f"{total} {noun}: " + ", ".join(parts)
 
@@ -269,6 +336,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"**{summary_line(report['summary'])}**",
     ]
+    sections = report.get("sections", {})
+    if sections:
+        out += [
+            "",
+            f"- RFC conformance: {summary_line(sections['rfc'])}",
+            f"- Platform promises: {summary_line(sections['platform'])}",
+        ]
+    reasons = report.get("not_applicable_reasons", {})
+    if reasons:
+        out += ["", "Not applicable, by reason:", ""]
+        out += [f"- {n}: {_cell(reason)}" for reason, n in reasons.items()]
+    for warning in sparse_protocols(report):
+        out += ["", f"**Warning**: {warning}"]
     current: str | None = None
     for req in report["requirements"]:
         if req["source"] != current:
@@ -293,6 +373,8 @@ _STATUS_TERM = {
     "not_applicable": "n/a",
     "skipped": "skipped",
     "deviation": "deviate",
+    "not_claimed": "unclaimed",
+    "should_fail": "SHOULD",
 }
 
 
@@ -301,7 +383,7 @@ def render_matrix(report: Mapping[str, Any], *, only_problems: bool = False) -> 
     lines: list[str] = []
     current: str | None = None
     for req in report["requirements"]:
-        if only_problems and req["status"] not in ("fail", "skipped", "deviation"):
+        if only_problems and req["status"] not in ("fail", "should_fail", "skipped", "deviation"):
             continue
         if req["source"] != current:
             current = req["source"]
@@ -314,13 +396,20 @@ def render_matrix(report: Mapping[str, Any], *, only_problems: bool = False) -> 
     return lines
 
 
+_JUNIT_SKIPPED = (
+    Outcome.SKIPPED,
+    Outcome.NOT_APPLICABLE,
+    Outcome.DEVIATION,
+    Outcome.NOT_CLAIMED,
+    Outcome.SHOULD_FAIL,
+)
+
+
 def junit_xml(results: Sequence[TestResult], suite_name: str = "mailspec-conformance") -> bytes:
     """JUnit XML, one testcase per test, with the requirement ids as properties."""
     counted = [r for r in results if r.outcome is not None]
     failures = sum(r.outcome is Outcome.FAIL for r in counted)
-    skipped = sum(
-        r.outcome in (Outcome.SKIPPED, Outcome.NOT_APPLICABLE, Outcome.DEVIATION) for r in counted
-    )
+    skipped = sum(r.outcome in _JUNIT_SKIPPED for r in counted)
     total_time = sum(r.duration for r in counted)
     suite = ET.Element(
         "testsuite",
@@ -348,7 +437,7 @@ def junit_xml(results: Sequence[TestResult], suite_name: str = "mailspec-conform
         if result.outcome is Outcome.FAIL:
             fail = ET.SubElement(case, "failure", message=result.detail)
             fail.text = result.longrepr[:_LONGREPR_MAX]
-        elif result.outcome in (Outcome.SKIPPED, Outcome.NOT_APPLICABLE, Outcome.DEVIATION):
+        elif result.outcome in _JUNIT_SKIPPED:
             ET.SubElement(case, "skipped", type=result.outcome.value, message=result.detail)
     root = ET.Element("testsuites")
     root.append(suite)

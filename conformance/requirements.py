@@ -14,11 +14,14 @@ import pytest
 
 __all__ = [
     "CAPABILITIES",
+    "FEATURES",
     "NOT_APPLICABLE",
+    "NOT_CLAIMED",
     "Level",
     "Requirement",
     "assign_ids",
     "clause_key",
+    "feature_of",
     "needs",
     "not_applicable",
     "requirement",
@@ -36,6 +39,58 @@ CAPABILITIES: Mapping[str, str] = {
     # can lack it, on a machine without clamd.
     "antivirus": "the target scans mail with a virus scanner that knows the EICAR test file",
 }
+
+# Platform features a target claims (``features`` in its TOML): a PLATFORM requirement of a
+# feature the target does not claim is reported "not claimed", apart from "not applicable"
+# (the target cannot be checked) and from "fail" (it was, and fell short). RFC requirements
+# never depend on a claim.
+FEATURES: Mapping[str, str] = {
+    "spam-filter": "inbound and outbound mail is scored for spam; spam is refused or filed",
+    "virus-scan": "inbound and outbound mail is scanned; a virus is refused",
+    "greylisting": "mail from an unknown client/sender/recipient triple is deferred once",
+    "dnsbl": "clients listed in a DNS blocklist are refused or scored",
+    "sender-authentication": "SPF, DKIM and DMARC are checked on inbound mail and enforced",
+    "dmarc-reports": "DMARC aggregate reports are sent and received",
+    "dkim-signing": "outbound mail is DKIM-signed for the sender's domain",
+    "rate-limit": "submission is limited in recipients per user and time window",
+    "relay-policy": "the relay's bulk lane, delay warnings, maximum age, reputation retries "
+    "and smarthost fallback",
+    "sender-ownership": "an authenticated user may send only as an address they own",
+    "auth-throttling": "failed logins are slowed down, then locked out",
+    "special-use": "IMAP mailboxes carry SPECIAL-USE attributes (Sent, Drafts, Junk, ...)",
+    "helo-required": "mail without a HELO or EHLO first is refused",
+}
+# PLATFORM clause (or the clause a dotted one starts with) -> the feature that promises it.
+_FEATURE_OF: Mapping[str, str] = {
+    "inbound.spam": "spam-filter",
+    "outbound.spam": "spam-filter",
+    "inbound.virus": "virus-scan",
+    "outbound.virus": "virus-scan",
+    "inbound.greylist": "greylisting",
+    "inbound.dnsbl": "dnsbl",
+    "inbound.spf": "sender-authentication",
+    "inbound.dkim": "sender-authentication",
+    "inbound.dmarc": "sender-authentication",
+    "dmarc.reports": "dmarc-reports",
+    "dmarc.reports-received": "dmarc-reports",
+    "outbound.dkim": "dkim-signing",
+    "outbound.ratelimit": "rate-limit",
+    "outbound.bulk-lane": "relay-policy",
+    "outbound.delay-warning": "relay-policy",
+    "outbound.max-age": "relay-policy",
+    "outbound.reputation": "relay-policy",
+    "outbound.smarthost": "relay-policy",
+    "outbound.sender": "sender-ownership",
+    "outbound.sender-header": "sender-ownership",
+    "submission.auth-lockout": "auth-throttling",
+    "submission.auth-slowdown": "auth-throttling",
+    "mailbox.special-use": "special-use",
+    "smtp.helo-required": "helo-required",
+}
+assert set(_FEATURE_OF.values()) <= set(FEATURES)
+
+# The prefix of a skip reason that means "not claimed": the target does not claim the feature.
+NOT_CLAIMED = "not claimed: "
 
 # The prefix of a skip reason that means "not applicable"; the report keys on it, so a skip
 # for any other reason can never be mistaken for one.
@@ -153,6 +208,19 @@ def needs(*capabilities: str) -> pytest.MarkDecorator:
 def not_applicable(reason: str) -> NoReturn:
     """Stop the current test as not applicable to this target (never a pass)."""
     pytest.skip(NOT_APPLICABLE + reason)
+
+
+def feature_of(source: str, clause: str) -> str | None:
+    """The platform feature a requirement belongs to; None for RFCs and unconditional policies
+    (no open relay, no STARTTLS injection, bare CR/LF: every mail system owes those)."""
+    if source != PLATFORM:
+        return None
+    parts = clause.split(".")
+    for n in range(len(parts), 0, -1):
+        feature = _FEATURE_OF.get(".".join(parts[:n]))
+        if feature is not None:
+            return feature
+    return None
 
 
 def needed_capabilities(marks: Iterable[pytest.Mark]) -> frozenset[str]:

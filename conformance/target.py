@@ -22,8 +22,27 @@ describes any other mail system::
     #   "clock"           the suite can move the target's clock ([clock] below)
     #   "admin"           the suite can create domains and accounts ([admin] below)
     #   "proxy-protocol"  the suite may send a PROXY header (v1) to claim a client address
-    #   ("antivirus", a virus scanner that knows EICAR, is always granted: a platform must
-    #   scan; one that does not lists the virus requirements in [expect] instead)
+    #   ("antivirus", a virus scanner that knows EICAR, is always granted: whether the
+    #   platform scans is the feature "virus-scan" below)
+    features = ["spam-filter", "virus-scan"]  # platform promises the target makes, among:
+    #   "spam-filter"            spam is scored, refused or filed (inbound and outbound)
+    #   "virus-scan"             a virus is refused (inbound and outbound)
+    #   "greylisting"            an unknown triple is deferred once (451 4.7.1)
+    #   "dnsbl"                  clients listed in a DNS blocklist are refused or scored
+    #   "sender-authentication"  SPF, DKIM and DMARC checked and enforced on inbound mail
+    #   "dmarc-reports"          DMARC aggregate reports sent and received
+    #   "dkim-signing"           outbound mail DKIM-signed
+    #   "rate-limit"             recipients per user and window limited on submission
+    #   "relay-policy"           bulk lane, delay warnings, maximum age, reputation retries
+    #                            from other source addresses, smarthost fallback
+    #   "sender-ownership"       an authenticated user sends only as addresses they own
+    #   "auth-throttling"        failed logins slowed down, then locked out
+    #   "special-use"            IMAP SPECIAL-USE attributes on the standard mailboxes
+    #   "helo-required"          MAIL before HELO/EHLO refused
+    # A PLATFORM requirement of a feature not listed is reported "not claimed" (neither a
+    # pass nor a fail); RFC requirements, and the policies every mail system owes (no open
+    # relay, no STARTTLS injection, bare CR/LF, control characters), never depend on it.
+    # The in-process reference claims them all. Default: none.
 
     [endpoints]                       # URLs; leave out what the target does not run
     smtp = "smtp://192.0.2.10:25"           # inbound MX (STARTTLS optional)
@@ -34,7 +53,10 @@ describes any other mail system::
     pop3 = "pop3://192.0.2.11:110"
     pop3s = "pop3s://192.0.2.11:995"
 
-    [accounts.primary]                # a mailbox in `domain` the suite may log in to
+    [accounts.primary]                # a mailbox in `domain` the suite may log in to;
+                                      # content requirements (8-bit, dots, long lines)
+                                      # read what they delivered here, over imaps, imap,
+                                      # pop3s or pop3: without both, not applicable
     address = "alice@example.com"
     password_env = "MAILSPEC_ALICE_PASSWORD"   # or: password = "..."
     [accounts.secondary]              # a second mailbox, for tests between two users
@@ -83,7 +105,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from conformance.requirements import CAPABILITIES, not_applicable
+from conformance.requirements import CAPABILITIES, FEATURES, not_applicable
 
 __all__ = [
     "ENDPOINT_ROLES",
@@ -231,6 +253,7 @@ class Target:
     endpoints: Mapping[str, Endpoint]
     accounts: tuple[Account, ...] = ()
     capabilities: frozenset[str] = frozenset()
+    features: frozenset[str] = frozenset()
     tls: TLSSettings = TLSSettings()
     hostname: str | None = None
     timeout: float = 10.0
@@ -274,6 +297,12 @@ class Target:
             not_applicable(f"target {self.name!r} has no second test account")
         return self.accounts[1]
 
+    @property
+    def mailbox_account(self) -> Account:
+        """An account for tests of one mailbox: the second where there is one (its maildrop
+        stays apart from the first's, which most tests fill), the only one otherwise."""
+        return self.accounts[1] if len(self.accounts) > 1 else self.account
+
     def ssl_context(self) -> ssl.SSLContext:
         return self.tls.client_context()
 
@@ -296,6 +325,8 @@ class TargetProvider(Protocol):
     name: str
     kind: str
     capabilities: frozenset[str]
+    # Platform features the target claims (FEATURES); the rest are reported "not claimed".
+    features: frozenset[str]
     # Why a capability is missing, for those the target knows a reason for.
     capability_notes: Mapping[str, str]
 
@@ -309,9 +340,16 @@ class TargetProvider(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-def _describe(target: Target | None, name: str, kind: str, caps: frozenset[str]) -> dict[str, Any]:
+def _describe(
+    target: Target | None, name: str, kind: str, caps: frozenset[str], features: frozenset[str]
+) -> dict[str, Any]:
     # Never passwords: the report is published as a CI artefact.
-    out: dict[str, Any] = {"name": name, "kind": kind, "capabilities": sorted(caps)}
+    out: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "capabilities": sorted(caps),
+        "features": sorted(features),
+    }
     if target is not None:
         out["domain"] = target.domain
         out["hostname"] = target.hostname
@@ -377,6 +415,7 @@ class StaticTarget:
         self.target = target
         self.name = target.name
         self.capabilities = target.capabilities
+        self.features = target.features
         self.capability_notes: Mapping[str, str] = {}
         self.known_deviations = known_deviations
         self._fake_dns_listen = fake_dns_listen
@@ -401,7 +440,7 @@ class StaticTarget:
             self._fake = None
 
     def describe(self) -> dict[str, Any]:
-        out = _describe(self.target, self.name, self.kind, self.capabilities)
+        out = _describe(self.target, self.name, self.kind, self.capabilities, self.features)
         if self.known_deviations:
             out["known_deviations"] = sorted(self.known_deviations)
         return out
@@ -413,6 +452,7 @@ _TOP_KEYS = {
     "hostname",
     "timeout",
     "capabilities",
+    "features",
     "endpoints",
     "accounts",
     "tls",
@@ -451,15 +491,11 @@ def _from_dict(
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
         raise TargetError("timeout: expected a positive number of seconds")
 
-    caps_raw = data.get("capabilities", [])
-    if not isinstance(caps_raw, list) or not all(isinstance(c, str) for c in caps_raw):
-        raise TargetError("capabilities: expected a list of strings")
-    for cap in caps_raw:
-        if cap not in CAPABILITIES:
-            raise TargetError(f"capabilities: unknown {cap!r} (known: {', '.join(CAPABILITIES)})")
-    # A platform must scan (PLATFORM inbound.virus): not something a file can waive by
-    # leaving it out, which would turn a missing scanner into "not applicable".
+    caps_raw = _names(data, "capabilities", CAPABILITIES)
+    # Scanning is a platform promise ("virus-scan" in features), not a grant the suite
+    # needs: a target that claims it is checked; one that does not is "not claimed".
     caps = frozenset(caps_raw) | {"antivirus"}
+    features_raw = _names(data, "features", FEATURES)
 
     eps_raw = data.get("endpoints")
     if not isinstance(eps_raw, dict) or not eps_raw:
@@ -533,6 +569,7 @@ def _from_dict(
         endpoints=endpoints,
         accounts=tuple(accounts),
         capabilities=caps,
+        features=frozenset(features_raw),
         tls=TLSSettings(cafile=cafile, insecure=insecure, server_name=server_name),
         hostname=hostname,
         timeout=float(timeout),
@@ -540,6 +577,16 @@ def _from_dict(
         admin=admin,
     )
     return StaticTarget(target, fake_dns_listen, deviations)
+
+
+def _names(data: Mapping[str, Any], key: str, known: Mapping[str, str]) -> list[str]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TargetError(f"{key}: expected a list of strings")
+    for name in value:
+        if name not in known:
+            raise TargetError(f"{key}: unknown {name!r} (known: {', '.join(known)})")
+    return value
 
 
 def _no_unknown(data: Mapping[str, Any], known: set[str], prefix: str) -> None:
@@ -665,6 +712,8 @@ class ReferenceTarget:
             # lack, not the reference's, so the virus requirements are not applicable here.
             notes["antivirus"] = str(e)
         self.capabilities = frozenset(caps)
+        # The reference implements every platform feature, so it claims them all.
+        self.features: frozenset[str] = frozenset(FEATURES)
         self.capability_notes: Mapping[str, str] = notes
         # The reference is the suite's own reading of every RFC: it deviates from none.
         self.known_deviations: frozenset[str] = frozenset()
@@ -731,6 +780,7 @@ class ReferenceTarget:
             endpoints=endpoints,
             accounts=accounts,
             capabilities=self.capabilities,
+            features=self.features,
             tls=TLSSettings(cafile=Path(self._server.cafile)),
             hostname=self._server.hostname,
             timeout=self.timeout,
@@ -754,7 +804,7 @@ class ReferenceTarget:
             self._clamd = None
 
     def describe(self) -> dict[str, Any]:
-        out = _describe(self._target, self.name, self.kind, self.capabilities)
+        out = _describe(self._target, self.name, self.kind, self.capabilities, self.features)
         if self.capability_notes:
             out["capabilities_missing"] = dict(sorted(self.capability_notes.items()))
         return out

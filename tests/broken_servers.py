@@ -10,7 +10,18 @@ servers had it:
   (CVE-2011-0411);
 - ``control-characters``: a NUL or another control character in the EHLO/HELO name or in a
   MAIL/RCPT path is taken as part of it (aiosmtpd's own behaviour, and the reference's
-  until it refused them).
+  until it refused them);
+- ``mangled-body``: the stored body is not what was sent: 8-bit octets become ``?``, lines
+  are cut at 900 octets, and a leading dot is doubled (the stuffing put back).
+
+One variant is not a flaw but a safe reading the suite once took for one:
+
+- ``tls-abort``: plaintext pipelined behind STARTTLS makes the server answer 220 and hang
+  up instead of starting TLS (nothing injected runs), as some servers do.
+
+With ``mailbox=True`` the server also serves what it stored over POP3, with implicit TLS
+(``pop3s``) or STLS (``pop3``; the ``tls-abort`` variant hangs up there too), to
+``alice@``: the way the suite reads delivered mail back.
 
 With ``flaw=None`` the same server is the control: it passes the tests the flaws fail.
 """
@@ -28,12 +39,14 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from reference.tls import self_signed
 
-__all__ = ["DOMAIN", "FLAWS", "HOSTNAME", "BrokenServer"]
+__all__ = ["DOMAIN", "FLAWS", "HOSTNAME", "SAFE", "BrokenServer"]
 
 HOSTNAME = "broken.example.test"
 DOMAIN = "example.test"
 MAILBOXES = {f"{local}@{DOMAIN}" for local in ("postmaster", "alice", "bob")}
-FLAWS = ("lf-dot-lf", "open-relay", "starttls-injection", "control-characters")
+FLAWS = ("lf-dot-lf", "open-relay", "starttls-injection", "control-characters", "mangled-body")
+SAFE = ("tls-abort",)
+ACCOUNT = (f"alice@{DOMAIN}", "alice-password")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -55,8 +68,85 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.messages.append(envelope.original_content or b"")
+        data = envelope.original_content or b""
+        if self.flaw == "mangled-body":
+            data = _mangle(data)
+        self.messages.append(data)
         return "250 2.0.0 OK"
+
+
+def _mangle(data: bytes) -> bytes:
+    head, sep, body = data.partition(b"\r\n\r\n")
+    lines = []
+    for line in body.split(b"\r\n"):
+        line = bytes(b if b < 0x80 else 0x3F for b in line)[:900]
+        lines.append(b"." + line if line.startswith(b".") else line)
+    return head + sep + b"\r\n".join(lines)
+
+
+class _POP3:
+    """Just enough POP3 (RFC 1939) for the suite to read the stored messages back."""
+
+    def __init__(self, handler: _Handler, tls: ssl.SSLContext) -> None:
+        self.handler = handler
+        self.tls = tls
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        user = ""
+        authed = False
+        drop: list[bytes] = []
+
+        def send(text: bytes) -> None:
+            writer.write(text + b"\r\n")
+
+        def multi(first: bytes, data: bytes) -> None:
+            send(first)
+            for line in data.split(b"\r\n"):
+                send(b"." + line if line.startswith(b".") else line)
+            send(b".")
+
+        send(b"+OK broken POP3")
+        try:
+            while line := await reader.readline():
+                verb, _, arg = line.strip().decode("utf-8", "replace").partition(" ")
+                verb = verb.upper()
+                if verb == "QUIT":
+                    send(b"+OK bye")
+                    break
+                if verb == "STLS" and self.handler.flaw == "tls-abort" and reader._buffer:
+                    send(b"+OK Begin TLS negotiation")
+                    break  # hang up rather than start TLS behind queued plaintext
+                if verb == "STLS":
+                    send(b"+OK Begin TLS negotiation")
+                    await writer.drain()
+                    await writer.start_tls(self.tls)
+                    continue
+                if verb == "CAPA":
+                    multi(b"+OK", b"USER\r\nTOP\r\nUIDL\r\nSTLS")
+                elif verb == "USER":
+                    user = arg
+                    send(b"+OK")
+                elif verb == "PASS" and (user, arg) == ACCOUNT:
+                    authed, drop = True, list(self.handler.messages)
+                    send(b"+OK")
+                elif not authed:
+                    send(b"-ERR not logged in")
+                elif verb == "STAT":
+                    send(b"+OK %d %d" % (len(drop), sum(map(len, drop))))
+                elif verb in ("RETR", "TOP") and arg.split()[0].isdigit():
+                    n = int(arg.split()[0])
+                    if not 1 <= n <= len(drop):
+                        send(b"-ERR no such message")
+                        continue
+                    msg = drop[n - 1].removesuffix(b"\r\n")
+                    if verb == "TOP":
+                        msg = msg.partition(b"\r\n\r\n")[0] + b"\r\n"
+                    multi(b"+OK", msg)
+                else:
+                    send(b"-ERR unknown command")
+                await writer.drain()
+        finally:
+            writer.close()
 
 
 class _SMTP(SMTP):
@@ -77,6 +167,14 @@ class _SMTP(SMTP):
             return False
         await self.push(reply)
         return True
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self.flaw == "tls-abort" and not arg and self._reader._buffer:
+            await self.push("220 2.0.0 Ready to start TLS")
+            assert self.transport is not None
+            self.transport.close()  # the 220 goes out, then the connection ends
+            return
+        await super().smtp_STARTTLS(arg)
 
     async def smtp_EHLO(self, arg: str) -> None:
         if not await self._refuse_controls(arg, "501 5.5.4 Control character in the name"):
@@ -121,8 +219,8 @@ class _SMTP(SMTP):
 class BrokenServer:
     """One of :data:`FLAWS` (or none), on 127.0.0.1 in its own thread, with STARTTLS."""
 
-    def __init__(self, flaw: str | None, workdir: Path) -> None:
-        if flaw is not None and flaw not in FLAWS:
+    def __init__(self, flaw: str | None, workdir: Path, *, mailbox: bool = False) -> None:
+        if flaw is not None and flaw not in FLAWS + SAFE:
             raise ValueError(f"unknown flaw {flaw!r}")
         self.flaw = flaw
         self.cafile = workdir / "cert.pem"
@@ -133,6 +231,8 @@ class BrokenServer:
         self.handler = _Handler(flaw)
         self.loop = asyncio.new_event_loop()
         self.port = 0
+        self.mailbox = mailbox
+        self.pop3s_port = 0
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> BrokenServer:
@@ -146,12 +246,26 @@ class BrokenServer:
 
         self.server = asyncio.run_coroutine_threadsafe(serve(), self.loop).result(5)
         self.port = self.server.sockets[0].getsockname()[1]
+        if self.mailbox:
+            pop = _POP3(self.handler, self.tls)
+
+            async def serve_pop3(tls: ssl.SSLContext | None) -> asyncio.Server:
+                return await asyncio.start_server(pop.serve, "127.0.0.1", 0, ssl=tls)
+
+            self.pop3s = asyncio.run_coroutine_threadsafe(serve_pop3(self.tls), self.loop).result(5)
+            self.pop3s_port = self.pop3s.sockets[0].getsockname()[1]
+            self.pop3 = asyncio.run_coroutine_threadsafe(serve_pop3(None), self.loop).result(5)
+            self.pop3_port = self.pop3.sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
         async def close() -> None:
             self.server.close()
             await self.server.wait_closed()
+            if self.mailbox:
+                for server in (self.pop3s, self.pop3):
+                    server.close()
+                    await server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -160,6 +274,15 @@ class BrokenServer:
 
     def target_toml(self) -> str:
         """A conformance target description for this server."""
+        mailbox = ""
+        if self.mailbox:
+            mailbox = f"""pop3s = "pop3s://127.0.0.1:{self.pop3s_port}"
+pop3 = "pop3://127.0.0.1:{self.pop3_port}"
+
+[accounts.primary]
+address = "{ACCOUNT[0]}"
+password = "{ACCOUNT[1]}"
+"""
         return f"""
 name = "broken-{self.flaw or "control"}"
 domain = "{DOMAIN}"
@@ -168,7 +291,7 @@ timeout = 3
 
 [endpoints]
 smtp = "smtp://127.0.0.1:{self.port}"
-
+{mailbox}
 [tls]
 cafile = "{self.cafile}"
 server_name = "{HOSTNAME}"

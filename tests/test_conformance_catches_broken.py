@@ -110,3 +110,24 @@ def test_control_server_passes(pytester: pytest.Pytester) -> None:
         rows = check(pytester, server, modules, keyword)
         for title in [*(title for _, _, title in CASES.values()), PATH_NUL]:
             assert rows[title]["status"] == "pass", rows[title]
+
+
+def test_tls_abort_after_pipelined_starttls_is_safe(pytester: pytest.Pytester) -> None:
+    # Before: a server that hangs up instead of starting TLS behind injected plaintext
+    # was counted as vulnerable ("answered commands sent behind STARTTLS").
+    for server in serve("tls-abort", pytester.path / "server"):
+        module, keyword, title = CASES["starttls-injection"]
+        rows = check(pytester, server, [module], keyword)
+        assert rows[title]["status"] == "pass", rows[title]
+
+
+def test_pop3_tls_abort_after_pipelined_stls_is_safe(pytester: pytest.Pytester) -> None:
+    # Before: the handshake's EOF was an error, so a safe server failed the requirement.
+    server = BrokenServer("tls-abort", pytester.path / "server", mailbox=True).start()
+    try:
+        module, keyword = "conformance.tests.test_pop3_session", "test_stls_discards_pipelined"
+        rows = check(pytester, server, [module], keyword)
+    finally:
+        server.stop()
+    (row,) = rows.values()
+    assert row["status"] == "pass", row

@@ -82,6 +82,7 @@ domain = "example.test"
 hostname = "{STANDIN_HOST}"
 timeout = 3
 capabilities = ["proxy-protocol"]
+features = ["rate-limit", "dnsbl", "helo-required"]
 
 [endpoints]
 smtp = "smtp://127.0.0.1:{standin.port}"
@@ -115,7 +116,7 @@ from conformance.requirements import needs, requirement
 def test_noop(smtp):
     smtp.session().noop().expect(250, doing="NOOP")
 
-@requirement("RFC5321", "4.2.4", "SHOULD", "an unknown command gets 502")
+@requirement("RFC5321", "4.2.4", "MUST", "an unknown command gets 502")
 def test_wrong_expectation(smtp):
     smtp.session().command("QZVT").expect(502, doing="unknown command")
 
@@ -155,13 +156,28 @@ def test_statuses_summary_and_json_shape(pytester: pytest.Pytester, target_file:
     result.assert_outcomes(passed=3, failed=1, skipped=5)
     report = load_json(pytester)
 
-    assert set(report) == {"target", "summary", "requirements"}
+    assert set(report) == {
+        "target",
+        "summary",
+        "sections",
+        "not_applicable_reasons",
+        "protocols",
+        "requirements",
+    }
+    # Each reason with the number of requirements it made not applicable.
+    assert report["not_applicable_reasons"] == {
+        "target 'standin' has no 'submission' endpoint": 1,
+        "target 'standin' lacks capability 'admin'": 1,
+        "target 'standin' lacks capability 'clock'": 1,
+    }
     assert report["summary"] == {
         "pass": 2,
         "fail": 1,
         "not_applicable": 3,
         "skipped": 1,
         "deviation": 0,
+        "not_claimed": 0,
+        "should_fail": 0,
     }
     rows = by_title(report)
     assert set(rows["NOOP gets 250"]) == {
@@ -262,7 +278,7 @@ def test_markdown_groups_by_source(pytester: pytest.Pytester, target_file: Path)
     assert headings == ["## RFC 3207", "## RFC 5321", "## Platform policies"]
     assert "**7 requirements: 2 pass, 1 fail, 3 not applicable, 1 skipped**" in lines
     row = next(ln for ln in lines if "an unknown command gets 502" in ln)
-    assert row.startswith("| 4.2.4 | SHOULD | an unknown command gets 502 | **FAIL** |")
+    assert row.startswith("| 4.2.4 | MUST | an unknown command gets 502 | **FAIL** |")
     rfc5321 = lines[lines.index("## RFC 5321") : lines.index("## Platform policies")]
     clauses = [ln.split("|")[1].strip() for ln in rfc5321 if ln.startswith("| 4")]
     assert clauses == ["4.1.1.1", "4.1.1.9", "4.1.1.10", "4.2.4", "4.5.3.2"]
@@ -674,3 +690,41 @@ def test_with_clamd_nothing_is_said(
     result = pytester.runpytest(*INNER)
     result.assert_outcomes(passed=2)
     assert "mailspec: " not in result.stdout.str()
+
+
+SHOULD_SUITE = """
+from conformance.requirements import requirement
+
+@requirement("RFC5321", "4.2.4", "SHOULD", "an unknown command gets 502")
+def test_should(smtp):
+    smtp.session().command("QZVT").expect(502, doing="unknown command")
+
+@requirement("RFC5321", "4.2.4", "SHOULD", "an unknown command gets 502")
+@requirement("RFC5321", "4.1.1.9", "MUST", "NOOP answers 502, on purpose wrong")
+def test_must_and_should(smtp):
+    smtp.session().command("NOOP").expect(502, doing="NOOP")
+"""
+
+
+def test_a_failed_should_is_a_warning_not_a_must_failure(
+    pytester: pytest.Pytester, target_file: Path
+) -> None:
+    # Before: a SHOULD not met was a "fail" like any MUST, and turned the run red.
+    pytester.makepyfile(test_should=SHOULD_SUITE)
+    result = run(pytester, target_file, "-k", "test_should and not must")
+    assert result.ret == 0
+    report = load_json(pytester)
+    (row,) = report["requirements"]
+    assert row["status"] == "should_fail", row
+    assert row["detail"].startswith("unknown command: expected 502, got 500"), row
+    assert report["summary"]["fail"] == 0 and report["summary"]["should_fail"] == 1
+    result.stdout.fnmatch_lines(["*SHOULD*an unknown command gets 502*", "*1 SHOULD not met*"])
+    assert (
+        "| **SHOULD not met** |"
+        in (pytester.path / "reports/conformance/conformance.md").read_text()
+    )
+    # A test that also checks a MUST fails as a MUST: every requirement it carries fails.
+    result = run(pytester, target_file, "-k", "test_must_and_should")
+    assert result.ret == 1
+    statuses = {r["level"]: r["status"] for r in load_json(pytester)["requirements"]}
+    assert statuses == {"MUST": "fail", "SHOULD": "fail"}

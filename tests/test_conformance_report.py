@@ -130,6 +130,8 @@ def test_markdown_escapes_cells() -> None:
         "not_applicable": 0,
         "skipped": 0,
         "deviation": 0,
+        "not_claimed": 0,
+        "should_fail": 0,
     }
 
 

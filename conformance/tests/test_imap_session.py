@@ -11,6 +11,7 @@ import pytest
 from conformance.requirements import requirement
 from conformance.target import Target
 from conformance.tests.test_imap_support import (
+    TLS_ABORTED,
     RawImap,
     imap,
     imap_connect,
@@ -130,9 +131,12 @@ def test_starttls_discards_pipelined_commands(target: Target) -> None:
         )
         assert raw.line().startswith(b"s OK"), "STARTTLS refused"
         context = target.ssl_context()
-        raw.sock = context.wrap_socket(
-            raw.sock, server_hostname=target.server_name(target.endpoint("imap"))
-        )
+        try:
+            raw.sock = context.wrap_socket(
+                raw.sock, server_hostname=target.server_name(target.endpoint("imap"))
+            )
+        except TLS_ABORTED:
+            return  # it hung up rather than start TLS behind queued plaintext: safe
         raw.buffer = b""
         lines = raw.command("NOOP")
         assert all(not line.startswith((b"i1 ", b"i2 ")) for line in lines), lines

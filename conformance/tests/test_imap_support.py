@@ -106,8 +106,18 @@ def deliver(target: Target, rcpt: str, data: bytes) -> None:
 # -- IMAP --------------------------------------------------------------------------------------
 
 
-def imap_connect(target: Target, role: str = "imaps") -> IMAPClient:
+def mail_role(target: Target, protocol: str) -> str:
+    """``imaps`` (``pop3s``) where the target has it, else ``imap`` (``pop3``) with STARTTLS
+    (STLS): a requirement that does not concern the kind of TLS runs either way."""
+    implicit = f"{protocol}s"
+    if implicit in target.endpoints or protocol not in target.endpoints:
+        return implicit
+    return protocol
+
+
+def imap_connect(target: Target, role: str | None = None) -> IMAPClient:
     """An IMAP connection (implicit TLS for imaps; STARTTLS done for imap), not logged in."""
+    role = role or mail_role(target, "imap")
     ep = target.endpoint(role)
     context = target.ssl_context()
     if ep.implicit_tls:
@@ -140,7 +150,7 @@ def _named(context: ssl.SSLContext, target: Target, role: str) -> ssl.SSLContext
 
 @contextlib.contextmanager
 def imap(
-    target: Target, account: Account | None = None, role: str = "imaps"
+    target: Target, account: Account | None = None, role: str | None = None
 ) -> Iterator[IMAPClient]:
     """A logged-in IMAP session (``target.account`` unless told), logged out afterwards."""
     acc = account or target.account
@@ -193,6 +203,11 @@ def append(client: IMAPClient, folder: str, data: bytes, flags: tuple[bytes, ...
     return int(client.search(["ALL"])[-1])
 
 
+# How a TLS handshake ends when the server hangs up instead (the safe answer to plaintext
+# pipelined behind STARTTLS or STLS: nothing injected can run).
+TLS_ABORTED = (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError)
+
+
 def require_capability(client: IMAPClient, capability: str) -> None:
     if not client.has_capability(capability):
         not_applicable(f"the server does not advertise {capability}")
@@ -201,8 +216,8 @@ def require_capability(client: IMAPClient, capability: str) -> None:
 class RawImap:
     """A line-level IMAP client over TLS: exact bytes, literals, IDLE."""
 
-    def __init__(self, target: Target, role: str = "imaps") -> None:
-        ep = target.endpoint(role)
+    def __init__(self, target: Target, role: str | None = None) -> None:
+        ep = target.endpoint(role or mail_role(target, "imap"))
         self.timeout = target.timeout
         sock = socket.create_connection((ep.host, ep.port), timeout=target.timeout)
         context = target.ssl_context()
@@ -279,9 +294,9 @@ def tagged(lines: list[bytes]) -> bytes:
 # -- POP3 --------------------------------------------------------------------------------------
 
 
-def pop3(target: Target, role: str = "pop3s") -> poplib.POP3:
+def pop3(target: Target, role: str | None = None) -> poplib.POP3:
     """A POP3 connection past TLS (STLS for pop3), not logged in."""
-    ep = target.endpoint(role)
+    ep = target.endpoint(role or mail_role(target, "pop3"))
     context = target.ssl_context()
     if ep.implicit_tls:
         return poplib.POP3_SSL(ep.host, ep.port, context=context, timeout=target.timeout)
@@ -293,7 +308,7 @@ def pop3(target: Target, role: str = "pop3s") -> poplib.POP3:
 @contextlib.contextmanager
 def pop3_session(target: Target, account: Account | None = None) -> Iterator[poplib.POP3]:
     """A POP3 session logged in with USER/PASS; closed (without QUIT) if the test did not."""
-    acc = account or target.second_account
+    acc = account or target.mailbox_account
     client = pop3(target)
     try:
         client.user(acc.address)
@@ -318,7 +333,7 @@ def pop3_deliver(
     target: Target, tok: str, data: bytes | None = None, timeout: float = 10.0
 ) -> None:
     """Deliver a message to the POP3 test account and wait until a session can see it."""
-    acc = target.second_account
+    acc = target.mailbox_account
     deliver(target, acc.address, data or message(tok, to=acc.address))
     deadline = time.monotonic() + timeout
     while True:
@@ -333,12 +348,14 @@ def pop3_deliver(
 
 
 __all__ = [
+    "TLS_ABORTED",
     "RawImap",
     "append",
     "deliver",
     "imap",
     "imap_connect",
     "imaplib",
+    "mail_role",
     "message",
     "multipart",
     "pop3",

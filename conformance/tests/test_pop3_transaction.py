@@ -1,5 +1,6 @@
 """POP3 TRANSACTION and UPDATE states: STAT, LIST, UIDL, RETR, TOP, DELE, RSET and QUIT
-(RFC 1939). Messages reach the test account (the target's second account) by SMTP."""
+(RFC 1939). Messages reach the test account (the target's second account, or its only one)
+by SMTP."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from conformance.tests.test_imap_support import (
 def two(target: Target) -> tuple[str, str]:
     """Two messages delivered once for the read-only tests of this module."""
     first, second = token(), token()
-    to = target.second_account.address
+    to = target.mailbox_account.address
     pop3_deliver(target, first, message(first, to=to, body=b".dot first\r\nline 2\r\nline 3\r\n"))
     pop3_deliver(target, second, message(second, to=to))
     return first, second

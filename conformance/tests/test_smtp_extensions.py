@@ -142,9 +142,8 @@ def test_8bitmime(smtp: SMTPConnector, target: Target) -> None:
     client.data(message(token, body=[EIGHT_BIT], headers=mime)).expect(
         250, doing="end of data of an 8-bit message"
     )
-    if hasattr(target.admin, "mailbox_messages"):
-        body = body_of(delivered(target, target.account.address, token))
-        assert EIGHT_BIT in body, f"8-bit text altered on the way: {body[:200]!r}"
+    body = body_of(delivered(target, target.account.address, token))
+    assert EIGHT_BIT in body, f"8-bit text altered on the way: {body[:200]!r}"
 
 
 # -- RFC 6531 SMTPUTF8 ------------------------------------------------------------------------
@@ -265,9 +264,8 @@ def test_bdat_is_binary_transparent(smtp: SMTPConnector, target: Target) -> None
     chunk = message(token, body=lines)
     replies = fenced(client, target, f"BDAT {len(chunk)} LAST\r\n".encode() + chunk)
     assert [r.code for r in replies] == [250], f"BDAT LAST: {[str(r) for r in replies]}"
-    if hasattr(target.admin, "mailbox_messages"):
-        body = body_of(delivered(target, target.account.address, token))
-        assert body.split(b"\r\n")[: len(lines)] == lines, f"chunk altered: {body[:300]!r}"
+    body = body_of(delivered(target, target.account.address, token))
+    assert body.split(b"\r\n")[: len(lines)] == lines, f"chunk altered: {body[:300]!r}"
 
 
 @requirement(

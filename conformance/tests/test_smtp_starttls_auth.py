@@ -87,6 +87,10 @@ def test_no_plaintext_command_injection(smtp: SMTPConnector, target: Target) -> 
     injected = f"MAIL FROM:<injected@attacker.test>\r\nRCPT TO:<{postmaster(target)}>\r\n"
     try:
         tls_handshake(target, client, injected.encode()).expect(220, doing="STARTTLS")
+    except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError):
+        # The server hung up rather than start TLS with plaintext queued behind STARTTLS:
+        # nothing injected can run, which is all this requirement asks.
+        return
     except (SMTPProtocolError, ssl.SSLError) as e:
         raise AssertionError(
             f"the server answered commands sent behind STARTTLS in plaintext: {e}"
