@@ -774,4 +774,13 @@ def render(cfg: Config, *, with_docs: bool = True) -> str:
 
 
 def as_dict(cfg: Config) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """The config as TOML would hold it (durations as written), for ``from_dict``."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Duration):
+            return v.text
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}

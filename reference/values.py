@@ -42,11 +42,17 @@ class Duration(float):
     text: str
 
     def __new__(cls, text: str | float) -> Duration:
-        spelled = text if isinstance(text, str) else f"{text:g}s"
+        # A bare number of seconds is written out plainly (never as 3.1e+06).
+        plain = f"{text:f}".rstrip("0").rstrip(".") + "s" if not isinstance(text, str) else ""
+        spelled = text if isinstance(text, str) else plain
         seconds = parse_duration(spelled)  # ValueError names the bad text
         value = super().__new__(cls, seconds)
         value.text = spelled
         return value
+
+    def __reduce__(self) -> tuple[type[Duration], tuple[str]]:
+        # Copies (dataclasses.asdict deep-copies) keep the spelling, not only the number.
+        return (Duration, (self.text,))
 
     def __repr__(self) -> str:
         return f"Duration({self.text!r})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 
@@ -101,6 +102,11 @@ def test_durations_are_parsed_at_load_and_shown_as_written(tmp_path: Path) -> No
     import tomllib
 
     assert config.from_dict(tomllib.loads(text)) == cfg  # what is shown reads back the same
+    # Copied and rebuilt (the cluster writes each node's config so), they stay as written.
+    again = config.from_dict(config.as_dict(cfg))
+    assert again == cfg and again.greylist.whitelist.text == "36d"
+    assert copy.deepcopy(cfg.greylist.whitelist).text == "36d"
+    assert Duration(36 * 86400.0).text == "3110400s" and Duration(0.25) == 0.25
     f.write_text("[greylist]\ndelay = true\n")
     with pytest.raises(config.ConfigError, match=r"greylist\.delay"):
         config.load(f)
