@@ -341,3 +341,20 @@ async def test_foreign_from_is_not_signed_for(tmp_path: Path, directory: Directo
     assert r2 is CONTINUE
     mx = await signer.data(transaction(MX, "alice@example.test", ["x@y.example"], message()))
     assert mx is CONTINUE
+
+
+async def test_a_session_cancelled_while_waiting_for_spf_stays_cancelled(fdns: FakeDNS) -> None:
+    # Greylisting (bypass_spf_domains) waits for the SPF result at RCPT, where the SMTP
+    # session is cancelled if its client hangs up. Answering "no result" instead let the
+    # session carry on after its client had gone.
+    fdns.fail("bank.example", "TXT", mode="slow", delay=1.0)
+    c = check(fdns)
+    tx = transaction(MX, "alice@bank.example")
+    await c.mail(tx)
+    waiting = asyncio.create_task(tx.spf_mail_from())
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert tx.spf is not None and not tx.spf.done()  # the SPF itself went on, for DATA
+    tx.close()

@@ -167,7 +167,10 @@ class Transaction:
         try:
             mail_from, _ = await asyncio.shield(self.spf)
         except asyncio.CancelledError:
-            return None
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the session itself is cancelled (its client hung up): not ours to end
+            return None  # the SPF task was stopped under us (the transaction ended)
         return mail_from
 
     def close(self) -> None:
