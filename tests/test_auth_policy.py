@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,6 +221,22 @@ async def test_spf_started_at_mail_is_claimed_at_data(fdns: FakeDNS) -> None:
     # Without a MAIL seen (another process took it), DATA evaluates afresh.
     r = await c.data(MX, "bounce@bank.example", ["bob@example.test"], message())
     assert methods(r)["spf"] == "pass"
+
+
+async def test_a_session_cancelled_while_waiting_for_spf_stays_cancelled(fdns: FakeDNS) -> None:
+    # Greylisting (bypass_spf_domains) waits for the SPF result at RCPT, where the SMTP
+    # session is cancelled if its client hangs up. Answering "no result" instead let the
+    # session carry on after its client had gone.
+    fdns.fail("bank.example", "TXT", mode="slow", delay=1.0)
+    c = check(fdns)
+    await c.mail(MX, "alice@bank.example")
+    waiting = asyncio.create_task(c.spf_result(MX, "alice@bank.example"))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    for _, spf in c._spf.values():  # the SPF task itself went on, for DATA to claim
+        spf.cancel()
 
 
 # -- Authentication-Results rendering --------------------------------------------------------

@@ -149,7 +149,10 @@ class SenderAuthentication(Check):
         try:
             mail_from, _ = await asyncio.shield(entry[1])
         except asyncio.CancelledError:
-            return None
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the session itself is cancelled (its client hung up): not ours to end
+            return None  # the SPF task was cancelled under us (a newer MAIL replaced it)
         return mail_from
 
     async def _spf_checks(self, s: Session, sender: str) -> SpfPair:
