@@ -282,8 +282,9 @@ class MxWatcher:
                 self._seen.discard(name)
                 continue
             rcpts = rec.get("rcpt_tos") or []
-            self.ledger.remote_rcpts_by_sender[str(rec.get("mail_from", "")).lower()] += len(rcpts)
-            self.ledger.arrive(rec.get("message_id") or None, float(rec["time"]), len(rcpts))
+            msgid = rec.get("message_id") or None
+            self.ledger.remote_delivery(str(rec.get("mail_from", "")), msgid, rcpts)
+            self.ledger.arrive(msgid, float(rec["time"]), len(rcpts))
             found += 1
         return found
 

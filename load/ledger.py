@@ -72,6 +72,7 @@ class Ledger:
     rcpt_refused: Counter[str] = field(default_factory=Counter)
     rcpt_unknown: Counter[str] = field(default_factory=Counter)
     remote_rcpts_by_sender: Counter[str] = field(default_factory=Counter)
+    _remote_rcpts: set[tuple[str, str]] = field(default_factory=set)  # (Message-ID, rcpt)
 
     # -- the clients' side
 
@@ -92,6 +93,17 @@ class Ledger:
             self.rcpt_refused[user] += 1
 
     # -- the store's and the fake MXs' side
+
+    def remote_delivery(self, sender: str, msgid: str | None, rcpts: Iterable[str]) -> None:
+        """A fake MX's delivery record: each recipient of a message counts once against its
+        sender's limit. A copy relayed again by a restarted node (relaying is at least once;
+        counted in ``duplicates``) is not a recipient the limit let through twice."""
+        for rcpt in rcpts:
+            key = (msgid or "", rcpt.lower())
+            if msgid is not None and key in self._remote_rcpts:
+                continue
+            self._remote_rcpts.add(key)
+            self.remote_rcpts_by_sender[sender.lower()] += 1
 
     def arrive(self, msgid: str | None, when: float, count: int = 1) -> None:
         if msgid is None:

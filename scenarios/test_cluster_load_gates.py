@@ -38,6 +38,17 @@ def test_outbound_mail_arrives_once_per_recipient_and_extra_copies_are_duplicate
     assert led.latencies[REMOTE] == [pytest.approx(200.0)]
 
 
+def test_a_message_relayed_again_after_a_kill_counts_once_against_the_rate_limit() -> None:
+    # The killed node had relayed it but not yet recorded so; once restarted it relays it
+    # again. The remote MX sees 61 recipients for a limit of 60, yet the limit held.
+    led = Ledger()
+    led.remote_delivery("Limited0@example.test", "<m@x>", ["r1@gmail.test", "r2@yahoo.test"])
+    led.remote_delivery("limited0@example.test", "<m@x>", ["R1@gmail.test"])  # again
+    led.remote_delivery("limited0@example.test", "<n@x>", ["r1@gmail.test"])
+    led.remote_delivery("limited0@example.test", None, ["r1@gmail.test"])  # no Message-ID
+    assert led.remote_rcpts_by_sender["limited0@example.test"] == 4
+
+
 def test_mail_held_by_a_killed_node_is_reported_apart() -> None:
     led = Ledger()
     led.kill = ("node2", 50.0)

@@ -8,8 +8,13 @@ injected clock, the error limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -242,3 +247,75 @@ async def test_proxy_line_names_the_client(tmp_path: Path) -> None:
         c.writer.close()
         server.close()
         await server.wait_closed()
+
+
+class _LosesCancellation(Check):
+    """A RCPT check that swallows its session's cancellation and carries on, as a library
+    does on Python 3.11 when a cancel lands as its ``asyncio.wait_for`` completes (CPython
+    gh-86296; redis-py writes every command that way, dnspython reads every answer so)."""
+
+    def __init__(self) -> None:
+        self.waiting = threading.Event()
+
+    async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
+        self.waiting.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return CONTINUE
+
+
+def _reply(f: BinaryIO) -> bytes:
+    while (line := f.readline())[3:4] == b"-":
+        pass
+    return line
+
+
+def test_a_client_that_hangs_up_ends_its_session_even_if_the_cancel_is_lost(
+    tmp_path: Path,
+) -> None:
+    # aiosmtpd ends a session whose client hung up by cancelling it. When that cancel was
+    # lost, the session read the end of the stream again and again without ever yielding:
+    # the node's event loop froze (no other client served, SIGTERM never handled). The
+    # listener runs in a thread of its own, so that a frozen loop fails this test.
+    check = _LosesCancellation()
+    loop = asyncio.new_event_loop()
+    listener = Listener(
+        "mx",
+        hostname="mx.example.test",
+        policy=Policy([check]),
+        spool=Spool(tmp_path / "spool", ManualClock()),
+        clock=ManualClock(),
+        auth=StaticAuthenticator({}),
+        tls_context=None,
+        max_message_size=10_000,
+        max_recipients=100,
+        timeout=300,
+    )
+    server = loop.run_until_complete(listener.start("127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            f = s.makefile("rb")
+            assert _reply(f).startswith(b"220 ")
+            for line in (b"EHLO client.example.test", b"MAIL FROM:<s@client.test>"):
+                s.sendall(line + b"\r\n")
+                assert _reply(f).startswith(b"250")
+            s.sendall(b"RCPT TO:<a@example.test>\r\n")
+            assert check.waiting.wait(5)
+            f.close()
+        # Hung up (every reply read, so a FIN, not a reset) while the check waits.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            assert s.makefile("rb").readline().startswith(b"220 ")  # the loop still serves
+        deadline = time.monotonic() + 5
+        while listener.sessions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not listener.sessions
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    if not thread.is_alive():
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+        loop.close()

@@ -341,6 +341,18 @@ class MailspecSMTP(SMTP):
             except ConnectionResetError:
                 self._writer.close()
                 raise
+            except asyncio.IncompleteReadError:
+                # The client hung up (between commands, or in a line, DATA or a chunk). This
+                # session ends here: aiosmtpd's way of saying so, cancelling this task, can be
+                # lost on the way (a check awaiting Python 3.11's asyncio.wait_for, as
+                # redis-py and dnspython do, swallows a cancel that lands as its inner await
+                # completes: CPython gh-86296). And self.transport becomes None only in
+                # connection_lost, which runs after this task yields: looping to read again
+                # would meet the same end of stream at once, forever, never yielding, and
+                # freeze the whole node (SIGTERM included).
+                if self.transport is not None:
+                    self.transport.close()
+                return
             except Exception as error:
                 if isinstance(error, TLSSetupException):
                     if self.transport is not None:
@@ -439,7 +451,8 @@ class MailspecSMTP(SMTP):
         return await self._take_client(real, *client)
 
     async def _read_command_line(self) -> bytes | None:
-        """One command line without its CRLF, or None when it was answered already."""
+        """One command line without its CRLF, or None when it was answered already;
+        :class:`asyncio.IncompleteReadError` when the client has gone."""
         try:
             line: bytes = await self._reader.readuntil(b"\n")
         except asyncio.LimitOverrunError as error:
@@ -453,11 +466,6 @@ class MailspecSMTP(SMTP):
                 except asyncio.LimitOverrunError as more:
                     await self._reader.read(more.consumed)
             await self.reply(replies.LINE_TOO_LONG)
-            return None
-        except asyncio.IncompleteReadError:
-            # The client went away in the middle of a line.
-            if self.transport is not None:
-                self.transport.close()
             return None
         # RFC 5321 2.3.8: lines end with CRLF. A bare LF (or CR) is where SMTP smuggling
         # starts, so such a line is refused rather than guessed at.
