@@ -36,15 +36,18 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def _seconds_text(seconds: float) -> str:
+    """A bare number of seconds, written out plainly ("3110400s", never "3.1e+06s")."""
+    return f"{seconds:f}".rstrip("0").rstrip(".") + "s"
+
+
 class Duration(float):
     """A number of seconds that remembers how the configuration wrote it ("5m")."""
 
     text: str
 
     def __new__(cls, text: str | float) -> Duration:
-        # A bare number of seconds is written out plainly (never as 3.1e+06).
-        plain = f"{text:f}".rstrip("0").rstrip(".") + "s" if not isinstance(text, str) else ""
-        spelled = text if isinstance(text, str) else plain
+        spelled = text if isinstance(text, str) else _seconds_text(text)
         seconds = parse_duration(spelled)  # ValueError names the bad text
         value = super().__new__(cls, seconds)
         value.text = spelled

@@ -40,6 +40,7 @@ def _unavailable(
         return 2
 
     for name in names:
+        # No option prefix and no --help: whatever follows the name is taken, and refused.
         p = sub.add_parser(name, help=why, add_help=False, prefix_chars="\0")
         p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         p.set_defaults(func=say)

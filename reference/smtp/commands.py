@@ -140,12 +140,13 @@ def split_params(text: str) -> dict[str, str | None]:
 def _path(text: str, *, sender: bool) -> tuple[str, str]:
     """The address in ``<...>`` (source route dropped, RFC 5321 C) and the text after it."""
     text = text.strip()
-    bad = CommandError(replies.BAD_SENDER_SYNTAX if sender else replies.BAD_RECIPIENT_SYNTAX)
+    # Built only when a path is refused: this runs for every MAIL and RCPT.
+    bad = replies.BAD_SENDER_SYNTAX if sender else replies.BAD_RECIPIENT_SYNTAX
     if not text:
         raise _syntax(f"Syntax: {'MAIL FROM:<address>' if sender else 'RCPT TO:<address>'}")
     if text.startswith("<>"):
         if not sender or (text[2:3] and not text[2].isspace()):
-            raise bad
+            raise CommandError(bad)
         return "", text[2:]
     addr: Any
     try:
@@ -158,19 +159,19 @@ def _path(text: str, *, sender: bool) -> tuple[str, str]:
             addr, rest = get_addr_spec(text)
         address = str(addr.addr_spec)
     except (HeaderParseError, IndexError, AttributeError, ValueError):
-        raise bad from None
+        raise CommandError(bad) from None
     # A space can only be inside a quoted local part ("a b"@example.test).
     if (
         not address
         or any(c in address for c in "<>\t\r\n")
         or (" " in address and not address.startswith('"'))
     ):
-        raise bad
+        raise CommandError(bad)
     head = text[: len(text) - len(rest)]
     if text.startswith("<") and not head.rstrip().endswith(">"):
-        raise bad  # no closing bracket
+        raise CommandError(bad)  # no closing bracket
     if rest and head == head.rstrip():  # parameters must be apart from the path
-        raise bad
+        raise CommandError(bad)
     return address, rest
 
 
