@@ -66,6 +66,11 @@ class Listen:
     imaps: str = doc("IMAP over implicit TLS.", default="127.0.0.1:2993")
     pop3: str = doc("POP3 (STLS required before login).", default="127.0.0.1:2110")
     pop3s: str = doc("POP3 over implicit TLS.", default="127.0.0.1:2995")
+    managesieve: str = doc(
+        "ManageSieve, RFC 5804: users manage their Sieve scripts (STARTTLS required before "
+        "AUTHENTICATE).",
+        default="127.0.0.1:2419",
+    )
     mx_proxy_from: list[str] = doc(
         "Networks (CIDR) allowed to send a PROXY protocol header on the MX port.",
         default_factory=list,
@@ -354,6 +359,25 @@ class Mailbox:
 
 
 @dataclass
+class Sieve:
+    enabled: bool = doc(
+        "Run each account's active Sieve script (RFC 5228) at local delivery.", default=True
+    )
+    max_script_size: int = doc("Largest script a user may store, bytes.", default=65536)
+    max_scripts: int = doc("Scripts per account.", default=20)
+    max_redirects: int = doc(
+        "Redirects one script may make for one message; past it the script fails and the "
+        "message is kept.",
+        default=4,
+    )
+    max_steps: int = doc(
+        "Commands and tests one run may evaluate (bounds its run time); past it the script "
+        "fails and the message is kept.",
+        default=10000,
+    )
+
+
+@dataclass
 class Submission:
     auth_max_failures: int = doc(
         "Failed logins to one account (SMTP AUTH, IMAP, POP3) within auth_window that lock "
@@ -426,6 +450,7 @@ class Config:
     auth: Auth = field(default_factory=Auth)
     dmarc: Dmarc = field(default_factory=Dmarc)
     mailbox: Mailbox = field(default_factory=Mailbox)
+    sieve: Sieve = field(default_factory=Sieve)
     spam: Spam = field(default_factory=Spam)
     submission: Submission = field(default_factory=Submission)
     headers: Headers = field(default_factory=Headers)
@@ -461,7 +486,7 @@ class Config:
         return parse_hostport(getattr(self.listen, name))
 
 
-LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve")
 # The role (``server.roles``) each listener belongs to.
 LISTENER_ROLES = {
     "mx": "mx",
@@ -471,6 +496,7 @@ LISTENER_ROLES = {
     "imaps": "imap",
     "pop3": "pop3",
     "pop3s": "pop3",
+    "managesieve": "imap",  # a user's mailbox settings, beside IMAP
 }
 ROLES = ("all", "mx", "submission", "imap", "pop3")
 

@@ -19,11 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent / "reference"
 # Floor by floor, from the ground up (the README's architecture section draws the same).
 FLOORS: list[set[str]] = [
     {"mail", "values", "clock", "log", "sqlite", "tls", "credentials"},  # values, plumbing
-    {"config", "state", "directory", "spool", "mailbox", "stream"},  # config, stores, line I/O
+    # config, stores, line I/O, Sieve scripts
+    {"config", "state", "directory", "spool", "mailbox", "stream", "sieve"},
     {"dns", "auth"},  # the resolver; SPF, DKIM, DMARC, ARC
     {"scan"},  # content scanners (spam rules use the public suffix list of auth)
     {"policy", "delivery"},  # checks per stage; the queue runner, local and remote
-    {"smtp", "imap", "pop3", "assembly"},  # protocol front ends; the check chain assembled
+    {"smtp", "imap", "pop3", "managesieve", "assembly"},  # protocol front ends; the check chain
     {"app"},  # the composition root
     {"cli", "cluster", "testing"},  # entry points, and the harness the suite starts
 ]

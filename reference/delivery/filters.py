@@ -1,0 +1,188 @@
+"""The user's own Sieve script at local delivery: where the message is filed, and the
+messages the script sends (redirects, the vacation reply, the rejection message).
+
+A script that fails never loses mail: the message is kept where it would have gone
+without a script, and the error is logged and left beside the script for the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from reference.clock import Clock
+from reference.log import event
+from reference.sieve import (
+    Context,
+    Filing,
+    Limits,
+    ReplyLog,
+    Result,
+    ScriptStore,
+    SieveError,
+    SieveRuntimeError,
+    evaluate,
+    no_reply_reason,
+    rejection,
+    vacation_reply,
+)
+from reference.spool import QueueEntry, Spool
+
+log = logging.getLogger("mailspec.sieve")
+
+_SCORE = re.compile(rb"^X-Spam-Score:[ \t]*(-?[0-9]+(?:\.[0-9]+)?)", re.MULTILINE | re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message the script sends, through the outbound queue."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    kind: str  # "redirect", "vacation", "reject"
+
+
+@dataclass
+class Decision:
+    """Where one recipient's copy goes, and what goes out."""
+
+    filings: list[Filing]
+    outgoing: list[Outgoing] = field(default_factory=list)
+    discarded: bool = False
+
+
+def spam_score(data: bytes) -> float | None:
+    """Our own spam score, from the X-Spam-Score field the MX's check wrote (and from which
+    it removed any field of that name the sender had put in)."""
+    end = data.find(b"\r\n\r\n")
+    m = _SCORE.search(data[: end if end >= 0 else len(data)])
+    return float(m.group(1)) if m else None
+
+
+class SieveFilter:
+    """Runs an account's active script for one delivery."""
+
+    def __init__(
+        self,
+        scripts: ScriptStore,
+        replies: ReplyLog,
+        spool: Spool,
+        clock: Clock,
+        *,
+        hostname: str,
+        addresses: Callable[[str], Iterable[str]],  # an account's own addresses
+        spam_threshold: Callable[[str], float] | float = 10.0,
+        limits: Limits | None = None,
+    ) -> None:
+        self.scripts = scripts
+        self.replies = replies
+        self.spool = spool
+        self.clock = clock
+        self.hostname = hostname
+        self.addresses = addresses
+        self.spam_threshold = spam_threshold
+        self.limits = limits or Limits()
+        # Set by the composition root once the queue runner exists: start what we queue.
+        self.notify: Callable[[str], None] | None = None
+
+    def decide(self, entry: QueueEntry, rcpt: str, account: str, data: bytes) -> Decision:
+        """Run the script (in a worker thread); never raises for a script's fault."""
+        keep = Filing(entry.folder or "INBOX")
+        try:
+            script = self.scripts.active(account)
+        except (SieveError, OSError) as e:
+            self._failed(entry, account, f"script unreadable: {e}")
+            return Decision([keep])
+        if script is None:
+            return Decision([keep])
+        threshold = (
+            self.spam_threshold(account) if callable(self.spam_threshold) else self.spam_threshold
+        )
+        ctx = Context(
+            message=data,
+            envelope_from=entry.sender,
+            envelope_to=rcpt,
+            user=account,
+            now=self.clock.now(),
+            spam_score=spam_score(data),
+            spam_threshold=threshold,
+            keep_folder=keep.folder,
+            limits=self.limits,
+        )
+        try:
+            result = evaluate(script, ctx)
+        except SieveRuntimeError as e:
+            self._failed(entry, account, str(e))
+            return Decision([keep])
+        return self._decision(entry, rcpt, account, data, result)
+
+    def _decision(
+        self, entry: QueueEntry, rcpt: str, account: str, data: bytes, result: Result
+    ) -> Decision:
+        now = self.clock.now()
+        out: list[Outgoing] = []
+        for address in result.redirects:
+            # RFC 5228 4.2: the message goes on as it is, from the same envelope sender.
+            out.append(Outgoing(entry.sender, address, data, "redirect"))
+        if result.reject is not None and entry.sender and entry.kind != "dsn":
+            # RFC 5429 2.1: after acceptance the refusal becomes a message to the sender
+            # (never to a null sender: no loops).
+            body = rejection(
+                result.reject.reason,
+                data,
+                sender=entry.sender,
+                recipient=rcpt,
+                hostname=self.hostname,
+                now=now,
+            )
+            out.append(Outgoing("", entry.sender, body, "reject"))
+        vac = result.vacation
+        if vac is not None:
+            own = {account, rcpt, *self.addresses(account), *vac.addresses}
+            why = no_reply_reason(data, entry.sender, own)
+            if why is None and not self.replies.claim(
+                account, entry.sender, vac.handle or vac.reason, now, vac.seconds
+            ):
+                why = "replied within the period"  # RFC 5230 4.2
+            if why is None:
+                reply = vacation_reply(
+                    vac, data, sender=entry.sender, user=account, hostname=self.hostname, now=now
+                )
+                # RFC 3834 3.3: an automatic reply is sent from the null sender.
+                out.append(Outgoing("", entry.sender, reply, "vacation"))
+            else:
+                event(log, "sieve.vacation-skipped", qid=entry.qid, user=account, why=why)
+        discarded = result.discarded
+        event(
+            log,
+            "sieve.done",
+            qid=entry.qid,
+            user=account,
+            folders=",".join(f.folder for f in result.filings) or "-",
+            redirects=len(result.redirects),
+            reject="yes" if result.reject else "no",
+            discarded="yes" if discarded else "no",
+        )
+        return Decision(list(result.filings), out, discarded)
+
+    def _failed(self, entry: QueueEntry, account: str, why: str) -> None:
+        event(log, "sieve.error", level=logging.WARNING, qid=entry.qid, user=account, error=why)
+        self.scripts.record_error(account, f"{entry.qid}: {why}")
+
+    async def send(self, entry: QueueEntry, messages: list[Outgoing]) -> None:
+        """Queue what the script sends (after the message itself was filed)."""
+        for msg in messages:
+            queued = await self.spool.enqueue(
+                msg.sender,
+                [msg.recipient],
+                msg.data,
+                role="sieve",
+                kind="dsn" if msg.kind == "reject" else "mail",
+                about=entry.qid,
+            )
+            event(log, f"sieve.{msg.kind}", qid=queued.qid, about=entry.qid, to=msg.recipient)
+            if self.notify is not None:
+                self.notify(queued.qid)
