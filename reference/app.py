@@ -23,16 +23,19 @@ from reference.config import (
     parse_helo_names,
 )
 from reference.delivery import LocalDelivery, QueueRunner
+from reference.delivery.filters import SieveFilter
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
 from reference.dns import make_resolver
 from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore, Quota
+from reference.managesieve.server import ManageSieveServer
 from reference.policy import Policy
 from reference.policy.spam import open_classifiers
 from reference.pop3.server import Pop3Server
 from reference.scan.bayes import Classifiers, junk_trainer
+from reference.sieve import Limits, ReplyLog, ScriptStore
 from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
 from reference.smtp.server import Listener
 from reference.spool import Spool
@@ -55,6 +58,7 @@ SCHEMES = {
     "imaps": "imaps",
     "pop3": "pop3",
     "pop3s": "pop3s",
+    "managesieve": "sieve",  # RFC 5804 3: sieve://host:port
 }
 
 
@@ -173,6 +177,27 @@ class App:
             timeout=cfg.relay.timeout,
             helo_names=parse_helo_names(cfg.relay.helo_names),
         )
+        # Each account's Sieve scripts, and who had a vacation reply when.
+        self.scripts = ScriptStore(
+            data / "sieve",
+            max_scripts=cfg.sieve.max_scripts,
+            max_size=cfg.sieve.max_script_size,
+        )
+        self.replies = ReplyLog(data / "sieve" / "replies.sqlite3")
+        self.sieve = (
+            SieveFilter(
+                self.scripts,
+                self.replies,
+                self.spool,
+                self.clock,
+                hostname=cfg.server.hostname,
+                addresses=lambda user: [a for a, _ in self.directory.aliases(target=user)],
+                spam_threshold=cfg.spam.reject_score,
+                limits=Limits(max_steps=cfg.sieve.max_steps, max_redirects=cfg.sieve.max_redirects),
+            )
+            if cfg.sieve.enabled
+            else None
+        )
         self.runner = QueueRunner(
             self.spool,
             self.clock,
@@ -181,6 +206,7 @@ class App:
                 self.store,
                 self.clock,
                 after=ReportIntake(self.dmarc_store, self.directory.is_local_domain, self.clock),
+                sieve=self.sieve,
             ),
             remote=self.relay,
             backoff=[parse_duration(r) for r in cfg.queue.retry],
@@ -190,6 +216,8 @@ class App:
             concurrency=cfg.queue.concurrency,
             bulk_concurrency=cfg.queue.bulk_concurrency,
         )
+        if self.sieve is not None:
+            self.sieve.notify = self.runner.notify
         # The daily task that sends DMARC aggregate reports through the queue.
         self.dmarc_reporter = (
             AggregateReporter(
@@ -281,6 +309,14 @@ class App:
             tls_context=self.tls_context,
             clock=self.clock,
         )
+        managesieve = ManageSieveServer(
+            self.scripts,
+            mailbox_auth,
+            hostname=cfg.server.hostname,
+            tls_context=self.tls_context,
+            clock=self.clock,
+            max_redirects=cfg.sieve.max_redirects,
+        )
         starters: dict[str, Callable[[str, int], Awaitable[asyncio.Server]]] = {
             "mx": self._smtp("mx", implicit_tls=False).start,
             "submission": self._smtp("submission", implicit_tls=False).start,
@@ -289,6 +325,7 @@ class App:
             "imaps": self._stream_server(imap.handle, implicit_tls=True),
             "pop3": self._stream_server(pop3.handle, implicit_tls=False),
             "pop3s": self._stream_server(pop3.handle, implicit_tls=True),
+            "managesieve": self._stream_server(managesieve.handle, implicit_tls=False),
         }
         try:
             for name in LISTENERS:
@@ -363,6 +400,7 @@ class App:
         await asyncio.sleep(0)
         self.directory.close()
         self.dmarc_store.close()
+        self.replies.close()
         await self.state.close()
         if self.bayes is not None:
             self.bayes.close()

@@ -73,7 +73,8 @@ def vacation_reply(
     reply = Message()
     reply["From"] = vac.from_ or user
     reply["To"] = sender
-    reply["Subject"] = Header(_subject(vac, original), "utf-8").encode()
+    subject = _subject(vac, original)
+    reply["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
     reply["Date"] = email.utils.formatdate(now)
     reply["Message-ID"] = f"<{secrets.token_hex(12)}.vacation@{hostname}>"
     reply["Auto-Submitted"] = "auto-replied (vacation)"  # RFC 3834 5, RFC 5230 5.6
@@ -92,7 +93,7 @@ def vacation_reply(
         reply.set_payload(entity.get_payload())
     else:
         reply["Content-Type"] = 'text/plain; charset="utf-8"'
-        reply["Content-Transfer-Encoding"] = "8bit"
+        reply["Content-Transfer-Encoding"] = "7bit" if vac.reason.isascii() else "8bit"
         reply.set_payload(vac.reason.replace("\r\n", "\n"))
     return _bytes(reply)
 

@@ -1,0 +1,1 @@
+"""ManageSieve (RFC 5804): users upload, check and activate their Sieve scripts."""
