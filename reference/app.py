@@ -88,6 +88,20 @@ def directory_path(cfg: Config) -> Path:
     return cfg.data_path / "directory.sqlite3"
 
 
+def sieve_scripts(cfg: Config) -> ScriptStore:
+    """The users' Sieve scripts under data_dir, for the node and the CLI alike."""
+    return ScriptStore(
+        cfg.data_path / "sieve",
+        max_scripts=cfg.sieve.max_scripts,
+        max_size=cfg.sieve.max_script_size,
+    )
+
+
+def sieve_replies(cfg: Config) -> ReplyLog:
+    """Who had a vacation reply from whom, until when."""
+    return ReplyLog(cfg.data_path / "sieve" / "replies.sqlite3")
+
+
 class App:
     """One node running every role."""
 
@@ -178,12 +192,8 @@ class App:
             helo_names=parse_helo_names(cfg.relay.helo_names),
         )
         # Each account's Sieve scripts, and who had a vacation reply when.
-        self.scripts = ScriptStore(
-            data / "sieve",
-            max_scripts=cfg.sieve.max_scripts,
-            max_size=cfg.sieve.max_script_size,
-        )
-        self.replies = ReplyLog(data / "sieve" / "replies.sqlite3")
+        self.scripts = sieve_scripts(cfg)
+        self.replies = sieve_replies(cfg)
         self.sieve = (
             SieveFilter(
                 self.scripts,

@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reference.cli.auth", ("dkim", "dns", "auth", "dmarc")),
     ("reference.cluster", ("cluster",)),
     ("reference.cli.spam", ("spam",)),
+    ("reference.cli.sieve", ("sieve", "vacation")),
 )
 
 
