@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs the servers the tests run for real (redis-server, clamd), from Debian's packages,
-# when they are missing. Idempotent; called by tox before the test envs. No virus database
+# Installs the servers and clients the tests run for real (redis-server, clamd, and the
+# ManageSieve client sieve-connect), from Debian's packages, when they are missing. Idempotent; called by tox before the test envs. No virus database
 # is downloaded: the tests start clamd with the project's own signatures.
 set -euo pipefail
 clamd_path=${MAILSPEC_CLAMD:-/usr/sbin/clamd}  # not on a non-root PATH in Debian
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x "$clamd_path" ] || command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
+command -v sieve-connect >/dev/null 2>&1 || need+=(sieve-connect)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -23,6 +24,7 @@ for pkg in "${need[@]}"; do
     case $pkg in
         redis-server) services=(redis-server) ;;
         clamav-daemon) services=(clamav-daemon clamav-freshclam) ;;
+        *) services=() ;;  # a client: nothing runs
     esac
     for svc in "${services[@]}"; do
         service "$svc" stop >/dev/null 2>&1 || true
