@@ -23,15 +23,18 @@ _GREETING: Mapping[str, re.Pattern[bytes]] = {
     "smtp": re.compile(rb"^220(?:[ -]|\r?\n)"),
     "imap": re.compile(rb"^\* (OK|PREAUTH)\b", re.IGNORECASE),
     "pop3": re.compile(rb"^\+OK\b"),
+    # RFC 5804 1.7: the capabilities (quoted strings) first, then OK.
+    "managesieve": re.compile(rb'^("|OK\b)', re.IGNORECASE),
 }
 # ... and when it answers in the protocol but declines (RFC 5321 3.1's 554, IMAP BYE).
 _REFUSAL: Mapping[str, re.Pattern[bytes]] = {
     "smtp": re.compile(rb"^[45][0-9][0-9][ -]"),
     "imap": re.compile(rb"^\* BYE\b", re.IGNORECASE),
     "pop3": re.compile(rb"^-ERR\b"),
+    "managesieve": re.compile(rb"^(NO|BYE)\b", re.IGNORECASE),
 }
-_EXPECTED = {"smtp": "220", "imap": "* OK", "pop3": "+OK"}
-_NAMED = {"smtp": "an SMTP", "imap": "an IMAP", "pop3": "a POP3"}
+_EXPECTED = {"smtp": "220", "imap": "* OK", "pop3": "+OK", "managesieve": '"IMPLEMENTATION"'}
+_NAMED = {"smtp": "an SMTP", "imap": "an IMAP", "pop3": "a POP3", "managesieve": "a ManageSieve"}
 _MAX_LINE = 1024
 
 

@@ -59,6 +59,7 @@ FEATURES: Mapping[str, str] = {
     "auth-throttling": "failed logins are slowed down, then locked out",
     "special-use": "IMAP mailboxes carry SPECIAL-USE attributes (Sent, Drafts, Junk, ...)",
     "helo-required": "mail without a HELO or EHLO first is refused",
+    "sieve": "users' own Sieve filters and out-of-office replies, managed over ManageSieve",
 }
 # PLATFORM clause (or the clause a dotted one starts with) -> the feature that promises it.
 _FEATURE_OF: Mapping[str, str] = {
@@ -86,6 +87,7 @@ _FEATURE_OF: Mapping[str, str] = {
     "submission.auth-slowdown": "auth-throttling",
     "mailbox.special-use": "special-use",
     "smtp.helo-required": "helo-required",
+    "sieve": "sieve",
 }
 assert set(_FEATURE_OF.values()) <= set(FEATURES)
 

@@ -39,6 +39,7 @@ describes any other mail system::
     #   "auth-throttling"        failed logins slowed down, then locked out
     #   "special-use"            IMAP SPECIAL-USE attributes on the standard mailboxes
     #   "helo-required"          MAIL before HELO/EHLO refused
+    #   "sieve"                  users' Sieve filters and vacation, over ManageSieve
     # A PLATFORM requirement of a feature not listed is reported "not claimed" (neither a
     # pass nor a fail); RFC requirements, and the policies every mail system owes (no open
     # relay, no STARTTLS injection, bare CR/LF, control characters), never depend on it.
@@ -52,6 +53,7 @@ describes any other mail system::
     imaps = "imaps://192.0.2.11:993"
     pop3 = "pop3://192.0.2.11:110"
     pop3s = "pop3s://192.0.2.11:995"
+    managesieve = "sieve://192.0.2.11:4190"  # RFC 5804: STARTTLS, then AUTHENTICATE
 
     [accounts.primary]                # a mailbox in `domain` the suite may log in to;
                                       # content requirements (8-bit, dots, long lines)
@@ -132,6 +134,7 @@ ENDPOINT_ROLES: Mapping[str, str] = {
     "imaps": "imap",
     "pop3": "pop3",
     "pop3s": "pop3",
+    "managesieve": "managesieve",
 }
 # scheme -> (protocol, implicit TLS, default port)
 _SCHEMES: Mapping[str, tuple[str, bool, int]] = {
@@ -141,6 +144,7 @@ _SCHEMES: Mapping[str, tuple[str, bool, int]] = {
     "imaps": ("imap", True, 993),
     "pop3": ("pop3", False, 110),
     "pop3s": ("pop3", True, 995),
+    "sieve": ("managesieve", False, 4190),  # RFC 5804 3
 }
 _ROLE_PORTS: Mapping[str, int] = {"submission": 587}
 # The URI blocklist (SURBL style) a target with the "fake-dns" capability is expected to

@@ -41,7 +41,8 @@ def test_sievelib_client_manages_scripts(ref: ReferenceServer) -> None:
     assert c.putscript("other", "keep;")
     assert c.setactive("filters")
     assert c.listscripts() == ("filters", ["other"])
-    assert c.getscript("filters").splitlines() == SCRIPT.splitlines()
+    assert c.getscript("filters").splitlines() == SCRIPT.splitlines()  # sievelib joins with LF
+    assert ref.app.scripts.get("bob@example.test", "filters") == SCRIPT
     assert not c.deletescript("filters")  # RFC 5804 2.10: the active one stays
     assert c.renamescript("filters", "main")
     assert c.listscripts() == ("main", ["other"])

@@ -92,7 +92,8 @@ class ScriptStore:
 
     def get(self, user: str, name: str) -> str | None:
         try:
-            return self._path(user, name).read_text("utf-8")
+            # As stored: read_text would turn the script's CRLF into LF.
+            return self._path(user, name).read_bytes().decode("utf-8")
         except FileNotFoundError:
             return None
 

@@ -1,0 +1,155 @@
+"""Helpers of the Sieve and ManageSieve requirements: a user with a script of their own,
+mail sent to them through the MX, and what their folders (and the fake internet) got."""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from conformance.managesieve_client import ManageSieveClient
+from conformance.plugin import SMTPConnector
+from conformance.requirements import not_applicable
+from conformance.target import Account, Target
+from conformance.tests.outbound_support import fresh_user, message
+
+__all__ = [
+    "folder_messages",
+    "mail_to",
+    "remote_sender",
+    "sieve_session",
+    "sieve_user",
+    "wait_for",
+    "with_script",
+]
+
+
+def sieve_user(target: Target) -> Account:
+    """A fresh account where the suite may make one, else the second test account."""
+    if target.has("admin"):
+        return fresh_user(target, "sieve")
+    return target.second_account
+
+
+@contextlib.contextmanager
+def sieve_session(target: Target, account: Account | None = None) -> Iterator[ManageSieveClient]:
+    """A ManageSieve session past STARTTLS and AUTHENTICATE PLAIN."""
+    ep = target.endpoint("managesieve")
+    client = ManageSieveClient.connect(ep.host, ep.port, target.timeout)
+    try:
+        assert client.greeting.ok, f"greeting: {client.greeting}"
+        reply, _ = client.starttls(target.ssl_context(), target.server_name(ep))
+        assert reply.ok, f"STARTTLS: {reply}"
+        if account is not None:
+            auth = client.authenticate(account.address, account.password)
+            assert auth.ok, f"AUTHENTICATE PLAIN as {account.address}: {auth}"
+        yield client
+    finally:
+        with contextlib.suppress(OSError):
+            client.command(b"LOGOUT")
+        client.close()
+
+
+@contextlib.contextmanager
+def with_script(target: Target, account: Account, script: str) -> Iterator[None]:
+    """``script`` stored and active for the test; the account has no script after it."""
+    name = f"suite-{secrets.token_hex(3)}"
+    with sieve_session(target, account) as c:
+        put = c.putscript(name, script)
+        assert put.ok, f"PUTSCRIPT: {put}"
+        active = c.command(b"SETACTIVE", f'"{name}"'.encode())
+        assert active.ok, f"SETACTIVE: {active}"
+    try:
+        yield
+    finally:
+        with sieve_session(target, account) as c:
+            c.command(b"SETACTIVE", b'""')
+            c.command(b"DELETESCRIPT", f'"{name}"'.encode())
+
+
+def mail_to(
+    smtp: SMTPConnector,
+    account: Account,
+    subject: str,
+    *,
+    sender: str = "sender@remote.example",
+    headers: tuple[str, ...] = (),
+    to: str | None = None,
+    body: str = "",
+) -> str:
+    """One message through the MX; returns its Message-ID."""
+    data = message(
+        sender or "mailer-daemon@remote.example",
+        [to or account.address],
+        subject,
+        headers=headers,
+        body=body,
+    )
+    client = smtp.session("smtp")
+    client.mail(sender).expect(250, doing=f"MAIL FROM:<{sender}>")
+    client.rcpt(account.address).expect(250, doing="RCPT TO")
+    client.data(data).expect(250, doing="DATA")
+    for line in data.split(b"\r\n"):
+        if line.startswith(b"Message-ID:"):
+            return line.split(b":", 1)[1].strip().decode()
+    raise AssertionError("no Message-ID")  # pragma: no cover
+
+
+def _imap(target: Target, account: Account) -> imaplib.IMAP4:
+    ctx = target.ssl_context()
+    conn: imaplib.IMAP4
+    if "imaps" in target.endpoints:
+        ep = target.endpoint("imaps")
+        conn = imaplib.IMAP4_SSL(ep.host, ep.port, ssl_context=ctx, timeout=target.timeout)
+    else:
+        ep = target.endpoint("imap")
+        conn = imaplib.IMAP4(ep.host, ep.port, timeout=target.timeout)
+        conn.starttls(ctx)
+    conn.login(account.address, account.password)
+    return conn
+
+
+def folder_messages(
+    target: Target, account: Account, folder: str = "INBOX"
+) -> list[tuple[bytes, bytes]]:
+    """(flags, message) of every message in ``folder``, read over IMAP; [] if no folder."""
+    conn = _imap(target, account)
+    try:
+        typ, _ = conn.select(f'"{folder}"', readonly=True)
+        if typ != "OK":
+            return []
+        _, data = conn.search(None, "ALL")
+        out = []
+        for num in data[0].split():
+            _, fetched = conn.fetch(num, "(FLAGS BODY.PEEK[])")
+            for part in fetched:
+                if isinstance(part, tuple):
+                    out.append((bytes(part[0]), bytes(part[1])))
+        return out
+    finally:
+        with contextlib.suppress(Exception):
+            conn.logout()
+
+
+def wait_for(target: Target, account: Account, folder: str, want: int) -> list[tuple[bytes, bytes]]:
+    """The folder's messages once it holds ``want`` (or what it has after the timeout)."""
+    deadline = time.monotonic() + 10
+    while True:
+        got = folder_messages(target, account, folder)
+        if len(got) >= want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def remote_sender(fake_internet: Any, fake_dns: Any) -> tuple[str, Any]:
+    """An address at a domain of its own whose mail the fake provider receives: automatic
+    replies to it are seen there. (No SPF or DMARC: its mail passes our MX.)"""
+    if fake_internet is None:
+        not_applicable("the target has no fake internet to see replies")
+    provider = fake_internet.providers["gmail"]
+    domain = f"s{secrets.token_hex(4)}.sieve.test"
+    fake_dns.add(domain, "MX", f"10 {provider.mx_host}.")
+    return f"someone@{domain}", provider.mx
