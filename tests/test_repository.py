@@ -74,12 +74,15 @@ def test_ci_services_stops_only_what_it_installed(tmp_path: Path) -> None:
     assert any(c.startswith("apt-get install") and "clamav-daemon" in c for c in calls)
     assert "service clamav-daemon stop" in calls
     assert not [c for c in calls if "redis" in c], calls
+    # A client, not a daemon: installed, and nothing to stop.
+    assert any(c.startswith("apt-get install") and "sieve-connect" in c for c in calls)
+    assert not [c for c in calls if c.startswith("service sieve")], calls
 
 
 def test_ci_services_does_nothing_when_all_is_there(tmp_path: Path) -> None:
     bin_ = tmp_path / "bin"
     bin_.mkdir()
-    for name in ("redis-server", "clamd"):
+    for name in ("redis-server", "clamd", "sieve-connect"):
         _stub(bin_, name, "exit 0")
     _stub(bin_, "apt-get", "exit 1")  # must not be called
     env = {**os.environ, "PATH": str(bin_)}
