@@ -106,6 +106,15 @@ def test_redirect_goes_through_the_outbound_queue(ref: ReferenceServer) -> None:
     (sent,) = outbound(ref)
     assert sent[:2] == ("alice@remote.test", ["carol@elsewhere.test"])
     assert b"Subject: test" in sent[2]
+    assert not sent[2].startswith(b"Return-Path:")  # a final delivery's field only
+    assert sent[2].startswith(b"Delivered-To: bob@example.test\r\n")  # loops are seen
+
+
+def test_a_redirect_loop_is_broken_and_the_message_kept(ref: ReferenceServer) -> None:
+    activate(ref, f'redirect "{BOB}";')
+    send(ref)
+    assert len(ref.mailbox_messages(BOB)) == 1
+    assert ref.app.spool.entries() == []
 
 
 def test_reject_sends_a_rejection_message_to_the_sender(ref: ReferenceServer) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reference.clock import Clock
 from reference.log import event
@@ -60,6 +60,20 @@ def spam_score(data: bytes) -> float | None:
     end = data.find(b"\r\n\r\n")
     m = _SCORE.search(data[: end if end >= 0 else len(data)])
     return float(m.group(1)) if m else None
+
+
+def _delivered_to(data: bytes, account: str) -> int:
+    """How many Delivered-To fields of the header name ``account``."""
+    end = data.find(b"\r\n\r\n")
+    head = data[: end if end >= 0 else len(data)].decode("utf-8", "replace")
+    found = re.findall(r"^Delivered-To:[ \t]*(\S+)", head, re.MULTILINE | re.IGNORECASE)
+    return sum(1 for a in found if a.strip("<>").lower() == account.lower())
+
+
+def _without_return_path(data: bytes) -> bytes:
+    if data[:12].lower() == b"return-path:":
+        return data.split(b"\r\n", 1)[1]
+    return data
 
 
 class SieveFilter:
@@ -124,9 +138,18 @@ class SieveFilter:
     ) -> Decision:
         now = self.clock.now()
         out: list[Outgoing] = []
+        filings = list(result.filings)
+        if result.redirects and _delivered_to(data, account) > 1:
+            # It came back to this account already (our own Delivered-To, added at each
+            # local delivery and kept on redirect): a redirect loop. Kept here, not sent on.
+            event(log, "sieve.redirect-loop", qid=entry.qid, user=account)
+            if not filings:
+                filings.append(Filing(entry.folder or "INBOX"))
+            result = replace(result, redirects=())
         for address in result.redirects:
-            # RFC 5228 4.2: the message goes on as it is, from the same envelope sender.
-            out.append(Outgoing(entry.sender, address, data, "redirect"))
+            # RFC 5228 4.2: the message goes on as it is, from the same envelope sender;
+            # Return-Path belongs to a final delivery only (RFC 5321 4.4).
+            out.append(Outgoing(entry.sender, address, _without_return_path(data), "redirect"))
         if result.reject is not None and entry.sender and entry.kind != "dsn":
             # RFC 5429 2.1: after acceptance the refusal becomes a message to the sender
             # (never to a null sender: no loops).
@@ -166,7 +189,7 @@ class SieveFilter:
             reject="yes" if result.reject else "no",
             discarded="yes" if discarded else "no",
         )
-        return Decision(list(result.filings), out, discarded)
+        return Decision(filings, out, discarded)
 
     def _failed(self, entry: QueueEntry, account: str, why: str) -> None:
         event(log, "sieve.error", level=logging.WARNING, qid=entry.qid, user=account, error=why)
