@@ -21,6 +21,7 @@ __all__ = [
     "mail_to",
     "remote_sender",
     "sieve_session",
+    "settle",
     "sieve_user",
     "wait_for",
     "with_script",
@@ -142,6 +143,15 @@ def wait_for(target: Target, account: Account, folder: str, want: int) -> list[t
         if len(got) >= want or time.monotonic() > deadline:
             return got
         time.sleep(0.05)
+
+
+def settle(target: Target) -> None:
+    """Let the target's queue finish what it has (before checking nothing went out)."""
+    wait = getattr(target.admin, "wait_delivered", None)
+    if wait is not None:
+        wait()
+    else:
+        time.sleep(2.0)  # no insight into the target's queue: give it a moment
 
 
 def remote_sender(fake_internet: Any, fake_dns: Any) -> tuple[str, Any]:

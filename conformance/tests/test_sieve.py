@@ -22,6 +22,7 @@ from conformance.tests.sieve_support import (
     mail_to,
     remote_sender,
     sieve_session,
+    settle,
     sieve_user,
     wait_for,
     with_script,
@@ -216,6 +217,7 @@ def test_vacation_once_per_period(
         wait_until(lambda: _replies(mx, sender), 10, "the vacation reply")
         mail_to(smtp, account, "two", sender=sender)
         wait_for(target, account, "INBOX", 2)
+        settle(target)
         assert len(_replies(mx, sender)) == 1
         clock.advance(86400 + 60)
         mail_to(smtp, account, "three", sender=sender)
@@ -277,4 +279,48 @@ def test_vacation_stays_silent(
         mail_to(smtp, account, "automatic", sender=sender, headers=headers)
         mail_to(smtp, account, "bounce", sender="")  # null sender: never answered
         assert len(wait_for(target, account, "INBOX", 2)) == 2
+        settle(target)
     assert _replies(mx, sender) == []
+
+
+@requirement(
+    "RFC5228",
+    "4.2",
+    "MUST",
+    "redirect sends the message on to the new address and does not keep it",
+    needs=("fake-dns",),
+)
+def test_redirect(target: Target, smtp: SMTPConnector, fake_internet: Any, fake_dns: Any) -> None:
+    account = extensions(target)
+    elsewhere, mx = remote_sender(fake_internet, fake_dns)
+    with with_script(target, account, f'redirect "{elsewhere}";\r\n'):
+        mail_to(smtp, account, "pass it on")
+        (sent,) = wait_until(lambda: _replies(mx, elsewhere), 10, "the redirected message")
+        assert b"pass it on" in sent.data
+        assert wait_for(target, account, "INBOX", 1) == []
+
+
+@requirement(
+    "PLATFORM",
+    "sieve.redirect-limit",
+    "MUST",
+    "a script redirecting to more addresses than its MAXREDIRECTS fails: the message is kept "
+    "and sent to none of them",
+    needs=("fake-dns",),
+)
+def test_redirect_limit(
+    target: Target, smtp: SMTPConnector, fake_internet: Any, fake_dns: Any
+) -> None:
+    account = extensions(target)
+    with sieve_session(target, account) as c:
+        limit = c.capabilities().get("MAXREDIRECTS", "")
+    if not limit.isdigit():
+        not_applicable("the target announces no MAXREDIRECTS limit")
+    targets = [remote_sender(fake_internet, fake_dns) for _ in range(int(limit) + 1)]
+    script = "".join(f'redirect "{address}";\r\n' for address, _ in targets)
+    with with_script(target, account, script):
+        mail_to(smtp, account, "too many")
+        assert len(wait_for(target, account, "INBOX", 1)) == 1
+        settle(target)
+    mx = targets[0][1]
+    assert not [d for d in mx.deliveries if set(d.rcpt_tos) & {a for a, _ in targets}]
