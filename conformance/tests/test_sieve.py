@@ -21,8 +21,8 @@ from conformance.tests.outbound_support import wait_until
 from conformance.tests.sieve_support import (
     mail_to,
     remote_sender,
-    sieve_session,
     settle,
+    sieve_session,
     sieve_user,
     wait_for,
     with_script,
