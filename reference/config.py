@@ -49,8 +49,8 @@ class Server:
         default="",
     )
     roles: list[str] = doc(
-        "What this node serves: all, or any of mx, submission, imap, pop3. Every node runs "
-        "its queue runner: it delivers (and relays) what it accepted.",
+        "What this node serves: all, or any of mx, submission, imap (with ManageSieve), pop3. "
+        "Every node runs its queue runner: it delivers (and relays) what it accepted.",
         default_factory=lambda: ["all"],
     )
 

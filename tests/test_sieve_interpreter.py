@@ -206,3 +206,9 @@ def test_bad_scripts_are_refused(source: str) -> None:
 def test_script_size_limit() -> None:
     with pytest.raises(SieveError, match="too large"):
         compile_script("keep;" + "#" * 100, max_size=50)
+
+
+def test_raw_utf8_header_is_read_as_utf8() -> None:
+    raw = "Subject: Café au lait\r\nTo: bob@example.test\r\n\r\nx\r\n".encode()
+    script = 'require "fileinto"; if header :contains "subject" "café" { fileinto "C"; }'
+    assert folders(run(script, message=raw)) == ["C"]

@@ -128,10 +128,13 @@ class SieveFilter:
         )
         try:
             result = evaluate(script, ctx)
+            return self._decision(entry, rcpt, account, data, result)
         except SieveRuntimeError as e:
             self._failed(entry, account, str(e))
-            return Decision([keep])
-        return self._decision(entry, rcpt, account, data, result)
+        except Exception as e:  # a fault of ours on odd mail: still never lose it
+            log.exception("sieve.fault qid=%s user=%s", entry.qid, account)
+            self._failed(entry, account, f"internal error: {e!r}")
+        return Decision([keep])
 
     def _decision(
         self, entry: QueueEntry, rcpt: str, account: str, data: bytes, result: Result

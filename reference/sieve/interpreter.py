@@ -28,6 +28,8 @@ __all__ = [
     "SieveRuntimeError",
     "Vacation",
     "evaluate",
+    "header_text",
+    "parse_header",
 ]
 
 
@@ -105,6 +107,16 @@ class Result:
 # -- message views -----------------------------------------------------------------------
 
 
+def parse_header(raw: bytes) -> email.message.Message:
+    """The header fields of a message as text: raw UTF-8 (RFC 6532) read as UTF-8 (a bytes
+    parser would keep it as undecodable octets)."""
+    end = raw.find(b"\r\n\r\n")
+    head = raw[: end + 2] if end >= 0 else raw
+    return email.message_from_string(
+        head.decode("utf-8", "replace") + "\r\n", policy=email.policy.compat32
+    )
+
+
 def _decode(value: str) -> str:
     """RFC 2047 encoded words decoded, folding removed (RFC 5228 5.7)."""
     value = re.sub(r"\r?\n[ \t]", " ", value)
@@ -114,15 +126,19 @@ def _decode(value: str) -> str:
         return value
 
 
+header_text = _decode
+
+
 class _View:
     """The message parsed once per run."""
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self.msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        self.head = parse_header(raw)
 
     def headers(self, name: str) -> list[str]:
-        return [_decode(str(v)) for v in self.msg.get_all(name, [])]
+        return [_decode(str(v)) for v in self.head.get_all(name, [])]
 
     def addresses(self, name: str) -> list[str]:
         return [a for _, a in email.utils.getaddresses(self.headers(name)) if a]
@@ -417,7 +433,8 @@ class _Run:
             return any(self.test(t) for t in node.tests)
         if name == "exists":
             return all(
-                self.view.msg.get(h) is not None for h in self.strings(node.strings("header-names"))
+                self.view.head.get(h) is not None
+                for h in self.strings(node.strings("header-names"))
             )
         if name == "size":
             size = len(self.ctx.message)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from email.header import Header
 from email.message import Message
 
-from reference.sieve.interpreter import Vacation
+from reference.sieve.interpreter import Vacation, header_text, parse_header
 
 __all__ = ["no_reply_reason", "rejection", "vacation_reply"]
 
@@ -22,7 +22,7 @@ _LIST_FIELDS = ("list-id", "list-help", "list-unsubscribe", "list-subscribe", "l
 
 
 def _parse(message: bytes) -> Message:
-    return email.message_from_bytes(message, policy=email.policy.compat32)
+    return parse_header(message)
 
 
 def no_reply_reason(message: bytes, sender: str, own: Iterable[str]) -> str | None:
@@ -60,9 +60,7 @@ def _subject(vac: Vacation, original: Message) -> str:
     if vac.subject:
         return vac.subject
     # RFC 5230 4.7: "Auto:" and the original subject.
-    raw = str(original.get("Subject", ""))
-    old = str(email.header.make_header(email.header.decode_header(raw)))
-    return f"Auto: {old}".strip()
+    return f"Auto: {header_text(str(original.get('Subject', '')))}".strip()
 
 
 def vacation_reply(
@@ -78,11 +76,11 @@ def vacation_reply(
     reply["Date"] = email.utils.formatdate(now)
     reply["Message-ID"] = f"<{secrets.token_hex(12)}.vacation@{hostname}>"
     reply["Auto-Submitted"] = "auto-replied (vacation)"  # RFC 3834 5, RFC 5230 5.6
-    msgid = str(original.get("Message-ID", "")).strip()
+    msgid = header_text(str(original.get("Message-ID", ""))).strip()
     if msgid:
         # RFC 3834 3.1.5/3.1.6: threaded under the message it answers.
         reply["In-Reply-To"] = msgid
-        refs = " ".join(str(original.get("References", "")).split())
+        refs = " ".join(header_text(str(original.get("References", ""))).split())
         reply["References"] = f"{refs} {msgid}".strip()
     reply["MIME-Version"] = "1.0"
     if vac.mime:
@@ -105,8 +103,8 @@ def rejection(
     original = _parse(message)
     boundary = f"=_reject_{secrets.token_hex(12)}"
     head = message.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    msgid = str(original.get("Message-ID", "")).strip()
-    subject = str(original.get("Subject", "")).strip()
+    msgid = header_text(str(original.get("Message-ID", ""))).strip()
+    subject = header_text(str(original.get("Subject", ""))).strip()
     lines = [
         f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>",
         f"To: <{sender}>",
