@@ -84,10 +84,16 @@ def test_a_failing_script_keeps_the_message_and_tells_the_user(ref: ReferenceSer
     # Five addresses: past sieve.max_redirects (4).
     activate(ref, "".join(f'redirect "r{i}@x.test";' for i in range(5)))
     send(ref)
-    assert len(ref.mailbox_messages(BOB)) == 1
+    notice, kept = ref.mailbox_messages(BOB)
+    assert b"Subject: Your mail filter (Sieve script) failed" in notice
+    assert b"more than 4 redirects" in notice
+    assert b"Subject: test" in kept
     assert outbound(ref) == []
     (error,) = ref.app.scripts.errors(BOB)
     assert "redirects" in error
+    send(ref, body="again")  # told once per script: the next failure is only logged
+    assert len(ref.mailbox_messages(BOB)) == 3
+    assert len(ref.app.scripts.errors(BOB)) == 2
 
 
 def test_discard_drops_only_by_the_users_own_choice(ref: ReferenceServer) -> None:

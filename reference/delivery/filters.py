@@ -23,6 +23,7 @@ from reference.sieve import (
     ScriptStore,
     SieveError,
     SieveRuntimeError,
+    error_notice,
     evaluate,
     no_reply_reason,
     rejection,
@@ -52,6 +53,7 @@ class Decision:
     filings: list[Filing]
     outgoing: list[Outgoing] = field(default_factory=list)
     discarded: bool = False
+    notices: list[bytes] = field(default_factory=list)  # for the user's INBOX
 
 
 def spam_score(data: bytes) -> float | None:
@@ -108,8 +110,7 @@ class SieveFilter:
         try:
             script = self.scripts.active(account)
         except (SieveError, OSError) as e:
-            self._failed(entry, account, f"script unreadable: {e}")
-            return Decision([keep])
+            return self._failed(entry, account, f"script unreadable: {e}", keep)
         if script is None:
             return Decision([keep])
         threshold = (
@@ -130,11 +131,10 @@ class SieveFilter:
             result = evaluate(script, ctx)
             return self._decision(entry, rcpt, account, data, result)
         except SieveRuntimeError as e:
-            self._failed(entry, account, str(e))
+            return self._failed(entry, account, str(e), keep)
         except Exception as e:  # a fault of ours on odd mail: still never lose it
             log.exception("sieve.fault qid=%s user=%s", entry.qid, account)
-            self._failed(entry, account, f"internal error: {e!r}")
-        return Decision([keep])
+            return self._failed(entry, account, f"internal error: {e!r}", keep)
 
     def _decision(
         self, entry: QueueEntry, rcpt: str, account: str, data: bytes, result: Result
@@ -194,9 +194,15 @@ class SieveFilter:
         )
         return Decision(filings, out, discarded)
 
-    def _failed(self, entry: QueueEntry, account: str, why: str) -> None:
+    def _failed(self, entry: QueueEntry, account: str, why: str, keep: Filing) -> Decision:
+        """The message kept as without a script; the error logged, kept for the user, and
+        the first one of this script told in their INBOX."""
         event(log, "sieve.error", level=logging.WARNING, qid=entry.qid, user=account, error=why)
-        self.scripts.record_error(account, f"{entry.qid}: {why}")
+        decision = Decision([keep])
+        if self.scripts.record_error(account, f"{entry.qid}: {why}"):
+            notice = error_notice(account, why, hostname=self.hostname, now=self.clock.now())
+            decision.notices.append(notice)
+        return decision
 
     async def send(self, entry: QueueEntry, messages: list[Outgoing]) -> None:
         """Queue what the script sends (after the message itself was filed)."""

@@ -57,6 +57,8 @@ class LocalDelivery:
             filings = decision.filings
             if outgoing is not None:
                 outgoing.extend(decision.outgoing)
+            for notice in decision.notices:  # the user hears of their script's failure
+                self.store.deliver(account.address, notice, "INBOX")
             if decision.discarded:
                 # The one case where mail is dropped: the user's own filter said so.
                 return Outcome("delivered", f"2.0.0 discarded by {account.address}'s own filter")

@@ -11,7 +11,7 @@ from reference.sieve.interpreter import (
     Vacation,
     evaluate,
 )
-from reference.sieve.responses import no_reply_reason, rejection, vacation_reply
+from reference.sieve.responses import error_notice, no_reply_reason, rejection, vacation_reply
 from reference.sieve.store import ReplyLog, ScriptError, ScriptStore, valid_name
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "SieveRuntimeError",
     "Vacation",
     "compile_script",
+    "error_notice",
     "evaluate",
     "no_reply_reason",
     "rejection",

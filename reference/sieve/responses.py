@@ -14,7 +14,7 @@ from email.message import Message
 
 from reference.sieve.interpreter import Vacation, header_text, parse_header
 
-__all__ = ["no_reply_reason", "rejection", "vacation_reply"]
+__all__ = ["error_notice", "no_reply_reason", "rejection", "vacation_reply"]
 
 # RFC 5230 4.6 / RFC 3834 2: senders that are programs, never people.
 _ROBOT_LOCALS = re.compile(r"^(mailer-daemon|postmaster|listserv|majordomo|owner-.*|.*-request)$")
@@ -147,3 +147,27 @@ def rejection(
 def _bytes(msg: Message) -> bytes:
     text = msg.as_string(policy=email.policy.compat32.clone(linesep="\r\n"))
     return text.encode("utf-8")
+
+
+def error_notice(user: str, error: str, *, hostname: str, now: float) -> bytes:
+    """The note left in the user's INBOX when their script fails (once per script version)."""
+    lines = [
+        f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>",
+        f"To: <{user}>",
+        "Subject: Your mail filter (Sieve script) failed",
+        f"Date: {email.utils.formatdate(now)}",
+        f"Message-ID: <{secrets.token_hex(12)}.sieve-error@{hostname}>",
+        "Auto-Submitted: auto-generated",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: 8bit",
+        "",
+        "Your active Sieve script failed while it filtered a message:",
+        "",
+        f"    {error}",
+        "",
+        "Nothing was lost: the message was kept in your INBOX, as it will be each time the",
+        "script fails. You hear of this once until you store or activate a script again.",
+        "",
+    ]
+    return "\r\n".join(lines).encode("utf-8")

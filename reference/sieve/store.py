@@ -146,8 +146,9 @@ class ScriptStore:
         folder.mkdir(parents=True, exist_ok=True)
         _write(folder / "active", name.encode("utf-8"))
 
-    def record_error(self, user: str, line: str) -> None:
-        """Keep the last errors of the user's script where the user can read them."""
+    def record_error(self, user: str, line: str) -> bool:
+        """Keep the last errors of the user's script where the user can read them; True for
+        the first error of the active script as it is now (the user is told once)."""
         folder = self._dir(user)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "errors.log"
@@ -156,6 +157,19 @@ class ScriptStore:
         except FileNotFoundError:
             old = []
         _write(path, "\n".join([*old, line.replace("\n", " ")]).encode() + b"\n")
+        name = self.active_name(user) or ""
+        try:
+            version = f"{name}:{self._path(user, name).stat().st_mtime_ns}" if name else ""
+        except OSError:
+            version = name
+        marker = folder / "announced"
+        try:
+            if marker.read_text("utf-8") == version:
+                return False
+        except FileNotFoundError:
+            pass
+        _write(marker, version.encode("utf-8"))
+        return True
 
     def errors(self, user: str) -> list[str]:
         try:
