@@ -212,3 +212,12 @@ def test_raw_utf8_header_is_read_as_utf8() -> None:
     raw = "Subject: Café au lait\r\nTo: bob@example.test\r\n\r\nx\r\n".encode()
     script = 'require "fileinto"; if header :contains "subject" "café" { fileinto "C"; }'
     assert folders(run(script, message=raw)) == ["C"]
+
+
+def test_set_modifiers_apply_by_precedence() -> None:
+    # RFC 5229 4.1: :upper before :lowerfirst, :quotewildcard before :length.
+    script = """require ["variables", "fileinto"];
+    set :upper :lowerfirst "a" "hello";
+    set :length :quotewildcard "n" "a*b";
+    fileinto "${a}-${n}";"""
+    assert folders(run(script)) == ["hELLO-4"]

@@ -374,21 +374,22 @@ class _Run:
     def set(self, node: Node) -> None:
         name = self.s(node.text("name")).lower()
         value = self.s(node.text("value"))
-        # RFC 5229 4.1: modifiers apply from the highest precedence down.
-        if node.args.get("length"):
-            value = str(len(value))
-        if node.args.get("quotewildcard"):
-            value = re.sub(r"([*?\\])", r"\\\1", value)
-        first = node.args.get("first-case")
-        if first == ":lowerfirst":
-            value = value[:1].lower() + value[1:]
-        elif first == ":upperfirst":
-            value = value[:1].upper() + value[1:]
+        # RFC 5229 4.1: modifiers apply from the highest precedence down: case (40), first
+        # letter (30), :quotewildcard (20), :length (10).
         case = node.args.get("case")
         if case == ":lower":
             value = value.lower()
         elif case == ":upper":
             value = value.upper()
+        first = node.args.get("first-case")
+        if first == ":lowerfirst":
+            value = value[:1].lower() + value[1:]
+        elif first == ":upperfirst":
+            value = value[:1].upper() + value[1:]
+        if node.args.get("quotewildcard"):
+            value = re.sub(r"([*?\\])", r"\\\1", value)
+        if node.args.get("length"):
+            value = str(len(value))
         self.variables[name] = value[: self.ctx.limits.max_variable]
 
     @staticmethod
