@@ -177,3 +177,13 @@ def test_vacation_never_answers_automatic_or_list_mail(
     send(ref, headers, sender=sender)
     assert outbound(ref) == []
     assert len(ref.mailbox_messages(BOB)) == 1
+
+
+def test_vacation_from_must_be_one_of_the_users_addresses(ref: ReferenceServer) -> None:
+    activate(
+        ref,
+        'require "vacation";\r\nvacation :from "ceo@bank.test" :subject "Away" "Away.";\r\n',
+    )
+    send(ref)
+    ((_, _, reply),) = outbound(ref)
+    assert b"From: bob@example.test" in reply and b"ceo@bank.test" not in reply

@@ -7,6 +7,7 @@ without a script, and the error is logged and left beside the script for the use
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -167,12 +168,16 @@ class SieveFilter:
             out.append(Outgoing("", entry.sender, body, "reject"))
         vac = result.vacation
         if vac is not None:
-            own = {account, rcpt, *self.addresses(account), *vac.addresses}
+            own = {a.lower() for a in (account, rcpt, *self.addresses(account), *vac.addresses)}
             why = no_reply_reason(data, entry.sender, own)
             if why is None and not self.replies.claim(
                 account, entry.sender, vac.handle or vac.reason, now, vac.seconds
             ):
                 why = "replied within the period"  # RFC 5230 4.2
+            if vac.from_ and email.utils.parseaddr(vac.from_)[1].lower() not in own:
+                # RFC 5230 4.3: a reply never goes out in someone else's name.
+                event(log, "sieve.vacation-from-refused", qid=entry.qid, user=account)
+                vac = replace(vac, from_="")
             if why is None:
                 reply = vacation_reply(
                     vac, data, sender=entry.sender, user=account, hostname=self.hostname, now=now
