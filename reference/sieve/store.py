@@ -76,7 +76,7 @@ class ScriptStore:
         return sorted(
             urllib.parse.unquote(p.name[: -len(".sieve")])
             for p in folder.iterdir()
-            if p.name.endswith(".sieve") and not p.name.startswith(".")
+            if p.name.endswith(".sieve")  # (files being written end in .tmp)
         )
 
     def active_name(self, user: str) -> str | None:
