@@ -1,4 +1,5 @@
-"""A locked account answers IMAP [UNAVAILABLE] and POP3 [SYS/TEMP]: try later, not "wrong"."""
+"""A locked account answers IMAP [UNAVAILABLE], POP3 [SYS/TEMP] and ManageSieve (TRYLATER):
+try later, not "wrong"."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.managesieve_client import ManageSieveClient
 from reference.testing import ReferenceServer
 
 
@@ -32,6 +34,12 @@ def test_locked_account_is_temporarily_unavailable(tmp_path: Path) -> None:
         with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\]"):
             pop.pass_("bob-pw")
         pop.quit()
+        # ManageSieve shares the authenticator and its lockout.
+        sieve = ManageSieveClient.connect("127.0.0.1", ref.port("managesieve"))
+        sieve.starttls(ctx, "127.0.0.1")
+        reply = sieve.authenticate("bob@example.test", "bob-pw")
+        assert (reply.status, reply.code) == ("NO", "TRYLATER"), str(reply)
+        sieve.close()
         ref.clock.advance(30 * 60)
         imap = imaplib.IMAP4_SSL("127.0.0.1", ref.port("imaps"), ssl_context=ctx)
         assert imap.login("bob@example.test", "bob-pw")[0] == "OK"
