@@ -221,3 +221,11 @@ def test_set_modifiers_apply_by_precedence() -> None:
     set :length :quotewildcard "n" "a*b";
     fileinto "${a}-${n}";"""
     assert folders(run(script)) == ["hELLO-4"]
+
+
+def test_encoded_character() -> None:
+    script = """require ["encoded-character", "fileinto"];
+    fileinto "${hex:43 61 66 C3 A9}-${unicode:1F600}";"""
+    assert folders(run(script)) == ["Café-\U0001f600"]
+    with pytest.raises(SieveError, match="encoded character"):
+        compile_script('require ["encoded-character", "fileinto"]; fileinto "${unicode:110000}";')

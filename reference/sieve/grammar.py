@@ -24,6 +24,7 @@ EXTENSIONS = (
     "fileinto",
     "reject",
     "ereject",
+    "encoded-character",
     "envelope",
     "variables",
     "imap4flags",
@@ -208,6 +209,41 @@ def _node(cmd: Any) -> Node:
     )
 
 
+_ENCODED = re.compile(r"\$\{(hex|unicode):([0-9a-fA-F \t\r\n]*)\}", re.IGNORECASE)
+
+
+def _encoded(text: str) -> str:
+    """RFC 5228 2.4.2.4: ${hex:...} octets (UTF-8) and ${unicode:...} code points."""
+
+    def sub(m: re.Match[str]) -> str:
+        digits = m.group(2).split()
+        try:
+            if m.group(1).lower() == "hex":
+                return bytes(int(d, 16) for d in digits).decode("utf-8")
+            return "".join(chr(int(d, 16)) for d in digits)
+        except (ValueError, OverflowError):  # not UTF-8, or past U+10FFFF
+            raise SieveError(f"bad encoded character {m.group(0)!r}") from None
+
+    return _ENCODED.sub(sub, text)
+
+
+def _decode_node(node: Node) -> Node:
+    def value(v: Value) -> Value:
+        if isinstance(v, str):
+            return _encoded(v)
+        if isinstance(v, tuple):
+            return tuple(_encoded(x) for x in v)
+        return v
+
+    return Node(
+        node.name,
+        {k: value(v) for k, v in node.args.items()},
+        {k: value(v) for k, v in node.extras.items()},
+        tuple(_decode_node(t) for t in node.tests),
+        tuple(_decode_node(b) for b in node.block),
+    )
+
+
 def compile_script(source: str | bytes, *, max_size: int = MAX_SCRIPT_SIZE) -> Script:
     """Parse and validate a script; :class:`SieveError` says why it is refused."""
     raw = source.encode("utf-8") if isinstance(source, str) else source
@@ -236,4 +272,6 @@ def compile_script(source: str | bytes, *, max_size: int = MAX_SCRIPT_SIZE) -> S
         raise SieveError(f"unsupported extension: {', '.join(unknown)}")
     if "spamtestplus" in requires:
         requires.add("spamtest")
+    if "encoded-character" in requires:
+        commands = tuple(_decode_node(n) for n in commands)
     return Script(commands, frozenset(requires), text)
