@@ -30,7 +30,7 @@ from reference.dns import make_resolver
 from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore, Quota
-from reference.managesieve.server import ManageSieveServer
+from reference.managesieve import ManageSieveServer
 from reference.policy import Policy
 from reference.policy.spam import open_classifiers
 from reference.pop3.server import Pop3Server
