@@ -158,7 +158,14 @@ def test_sigterm_stops_every_node(data: Path) -> None:
     )
     state = c.state
     assert set(state["nodes"][0]["endpoints"]) == {"mx"}
-    assert set(state["nodes"][1]["endpoints"]) == {"submission", "submissions", "imap", "imaps"}
+    # The imap role brings ManageSieve along: a user's mailbox settings.
+    assert set(state["nodes"][1]["endpoints"]) == {
+        "submission",
+        "submissions",
+        "imap",
+        "imaps",
+        "managesieve",
+    }
     pids = [n["pid"] for n in state["nodes"]]
     assert c.stop() == 0
     for pid in pids:
