@@ -17,8 +17,10 @@ from conformance.target import Account, Target
 from conformance.tests.outbound_support import fresh_user, message
 
 __all__ = [
+    "Scripts",
     "folder_messages",
     "mail_to",
+    "own_scripts",
     "remote_sender",
     "settle",
     "sieve_session",
@@ -52,6 +54,40 @@ def sieve_session(target: Target, account: Account | None = None) -> Iterator[Ma
         with contextlib.suppress(OSError):
             client.command(b"LOGOUT")
         client.close()
+
+
+class Scripts:
+    """A ManageSieve session whose script names carry a prefix of their own, so a test sees
+    (and cleans up) only its own scripts on an account other tests use too."""
+
+    def __init__(self, client: ManageSieveClient) -> None:
+        self.client = client
+        self.prefix = f"suite-{secrets.token_hex(3)}-"
+
+    def name(self, short: str) -> str:
+        return self.prefix + short
+
+    def listing(self) -> dict[str, bool]:
+        """The test's own scripts by short name, and whether each is active."""
+        _, scripts = self.client.listscripts()
+        n = len(self.prefix)
+        return {k[n:]: v for k, v in scripts.items() if k.startswith(self.prefix)}
+
+
+@contextlib.contextmanager
+def own_scripts(target: Target) -> Iterator[Scripts]:
+    """A logged-in session for a test's own scripts; none of them is left behind."""
+    with sieve_session(target, sieve_user(target)) as c:
+        scripts = Scripts(c)
+        try:
+            yield scripts
+        finally:
+            _, left = c.listscripts()
+            mine = {k: v for k, v in left.items() if k.startswith(scripts.prefix)}
+            if any(mine.values()):
+                c.command(b"SETACTIVE", b'""')
+            for name in mine:
+                c.command(b"DELETESCRIPT", f'"{name}"'.encode())
 
 
 @contextlib.contextmanager

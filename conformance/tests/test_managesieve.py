@@ -5,7 +5,7 @@ from __future__ import annotations
 from conformance import requirement
 from conformance.managesieve_client import ManageSieveClient, quote
 from conformance.target import Target
-from conformance.tests.sieve_support import sieve_session, sieve_user
+from conformance.tests.sieve_support import own_scripts, sieve_session, sieve_user
 
 GOOD = 'require "fileinto";\r\nif header :contains "subject" "x" { fileinto "X"; }\r\n'
 BAD = 'fileinto "X";\r\n'  # fileinto used without require: RFC 5228 3.2
@@ -54,10 +54,9 @@ def test_capabilities_again_after_starttls(target: Target) -> None:
     "PUTSCRIPT refuses a script that does not compile (NO) and stores nothing",
 )
 def test_putscript_refuses_a_bad_script(target: Target) -> None:
-    with sieve_session(target, sieve_user(target)) as c:
-        assert not c.putscript("broken", BAD).ok
-        _, scripts = c.listscripts()
-        assert "broken" not in scripts
+    with own_scripts(target) as s:
+        assert not s.client.putscript(s.name("broken"), BAD).ok
+        assert "broken" not in s.listing()
 
 
 @requirement(
@@ -80,15 +79,14 @@ def test_checkscript(target: Target) -> None:
     '"" leaves none active',
 )
 def test_setactive_and_listscripts(target: Target) -> None:
-    with sieve_session(target, sieve_user(target)) as c:
-        assert c.putscript("one", GOOD).ok and c.putscript("two", "keep;\r\n").ok
-        assert c.command(b"SETACTIVE", quote("two")).ok
-        _, scripts = c.listscripts()
-        assert scripts == {"one": False, "two": True}
+    with own_scripts(target) as s:
+        c = s.client
+        assert c.putscript(s.name("one"), GOOD).ok and c.putscript(s.name("two"), "keep;\r\n").ok
+        assert c.command(b"SETACTIVE", quote(s.name("two"))).ok
+        assert s.listing() == {"one": False, "two": True}
         assert c.command(b"SETACTIVE", quote("")).ok
-        _, scripts = c.listscripts()
-        assert not any(scripts.values())
-        assert not c.command(b"SETACTIVE", quote("nonexistent")).ok
+        assert not any(c.listscripts()[1].values())
+        assert not c.command(b"SETACTIVE", quote(s.name("nonexistent"))).ok
 
 
 @requirement(
@@ -98,11 +96,12 @@ def test_setactive_and_listscripts(target: Target) -> None:
     "GETSCRIPT returns the script as stored",
 )
 def test_getscript(target: Target) -> None:
-    with sieve_session(target, sieve_user(target)) as c:
-        assert c.putscript("mine", GOOD).ok
-        reply = c.command(b"GETSCRIPT", quote("mine"))
+    with own_scripts(target) as s:
+        c = s.client
+        assert c.putscript(s.name("mine"), GOOD).ok
+        reply = c.command(b"GETSCRIPT", quote(s.name("mine")))
         assert reply.ok and reply.literals == [GOOD.encode()], str(reply)
-        missing = c.command(b"GETSCRIPT", quote("nope"))
+        missing = c.command(b"GETSCRIPT", quote(s.name("nope")))
         assert not missing.ok and missing.code.upper() == "NONEXISTENT", str(missing)
 
 
@@ -113,14 +112,14 @@ def test_getscript(target: Target) -> None:
     "DELETESCRIPT removes a script but refuses the active one (ACTIVE)",
 )
 def test_deletescript(target: Target) -> None:
-    with sieve_session(target, sieve_user(target)) as c:
-        assert c.putscript("a", GOOD).ok and c.putscript("b", GOOD).ok
-        assert c.command(b"SETACTIVE", quote("a")).ok
-        refused = c.command(b"DELETESCRIPT", quote("a"))
+    with own_scripts(target) as s:
+        c = s.client
+        assert c.putscript(s.name("a"), GOOD).ok and c.putscript(s.name("b"), GOOD).ok
+        assert c.command(b"SETACTIVE", quote(s.name("a"))).ok
+        refused = c.command(b"DELETESCRIPT", quote(s.name("a")))
         assert not refused.ok and refused.code.upper() == "ACTIVE", str(refused)
-        assert c.command(b"DELETESCRIPT", quote("b")).ok
-        _, scripts = c.listscripts()
-        assert scripts == {"a": True}
+        assert c.command(b"DELETESCRIPT", quote(s.name("b"))).ok
+        assert s.listing() == {"a": True}
 
 
 @requirement(
@@ -130,13 +129,13 @@ def test_deletescript(target: Target) -> None:
     "RENAMESCRIPT renames a script, the active one stays active, and an existing name is refused",
 )
 def test_renamescript(target: Target) -> None:
-    with sieve_session(target, sieve_user(target)) as c:
-        assert c.putscript("old", GOOD).ok and c.putscript("other", GOOD).ok
-        assert c.command(b"SETACTIVE", quote("old")).ok
-        assert c.command(b"RENAMESCRIPT", quote("old"), quote("new")).ok
-        _, scripts = c.listscripts()
-        assert scripts == {"new": True, "other": False}
-        assert not c.command(b"RENAMESCRIPT", quote("new"), quote("other")).ok
+    with own_scripts(target) as s:
+        c = s.client
+        assert c.putscript(s.name("old"), GOOD).ok and c.putscript(s.name("other"), GOOD).ok
+        assert c.command(b"SETACTIVE", quote(s.name("old"))).ok
+        assert c.command(b"RENAMESCRIPT", quote(s.name("old")), quote(s.name("new"))).ok
+        assert s.listing() == {"new": True, "other": False}
+        assert not c.command(b"RENAMESCRIPT", quote(s.name("new")), quote(s.name("other"))).ok
 
 
 @requirement(
