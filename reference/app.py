@@ -16,13 +16,14 @@ from reference.assembly import Parts, check_chain
 from reference.auth import Lookup, MemoryRecorder
 from reference.auth.keys import KeyStore
 from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
+from reference.auth.srs import Srs, load_secrets
 from reference.clock import Clock, RealClock
 from reference.config import (
     LISTENERS,
     Config,
     parse_helo_names,
 )
-from reference.delivery import LocalDelivery, QueueRunner
+from reference.delivery import Forwarder, LocalDelivery, QueueRunner
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
 from reference.dns import make_resolver
@@ -100,7 +101,7 @@ class App:
             self.tls_context: ssl.SSLContext = tls.server_context(self.cert_path, key_path)
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
-        self.directory = Directory(directory_path(cfg))
+        self.directory = Directory(directory_path(cfg), delimiter=cfg.addresses.delimiter)
         default_quota = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
 
         def quota(address: str) -> Quota:
@@ -113,6 +114,12 @@ class App:
 
         self.store = MailStore(data / "mail", clock=self.clock, quota=quota)
         self.spool = Spool(cfg.spool_path, self.clock)
+        # Forwarded mail leaves with an SRS return path signed with secrets under data_dir.
+        self.srs = Srs(
+            load_secrets(data / "srs" / "secrets"),
+            cfg.srs_domain,
+            max_age_days=int(cfg.srs.max_age // 86400),
+        )
         self.resolver = make_resolver(cfg)
         self.state: StateStore = (
             RedisStore(cfg.state.url) if cfg.state.url else SqliteStore(data / "state.sqlite3")
@@ -160,6 +167,7 @@ class App:
                     self.state,
                     self.bayes,
                     self.dmarc_recorder,
+                    self.srs,
                 ),
             )
         )
@@ -173,6 +181,9 @@ class App:
             timeout=cfg.relay.timeout,
             helo_names=parse_helo_names(cfg.relay.helo_names),
         )
+        self.forwarder = Forwarder(
+            self.spool, self.clock, self.srs, is_local=self.directory.is_local_domain
+        )
         self.runner = QueueRunner(
             self.spool,
             self.clock,
@@ -181,6 +192,7 @@ class App:
                 self.store,
                 self.clock,
                 after=ReportIntake(self.dmarc_store, self.directory.is_local_domain, self.clock),
+                forwarder=self.forwarder,
             ),
             remote=self.relay,
             backoff=[parse_duration(r) for r in cfg.queue.retry],
@@ -190,6 +202,7 @@ class App:
             concurrency=cfg.queue.concurrency,
             bulk_concurrency=cfg.queue.bulk_concurrency,
         )
+        self.forwarder.notify = self.runner.notify
         # The daily task that sends DMARC aggregate reports through the queue.
         self.dmarc_reporter = (
             AggregateReporter(

@@ -92,8 +92,8 @@ def cmd_user_bulk(args: argparse.Namespace) -> int:
 
 def cmd_alias_add(args: argparse.Namespace) -> int:
     with directory(args, writes=True) as d:
-        alias, target = d.add_alias(args.alias, args.target)
-        print(f"alias {alias} -> {target} added {written_in(args)}")
+        alias, targets = d.add_alias(args.alias, *args.targets)
+        print(f"alias {alias} -> {', '.join(targets)} added {written_in(args)}")
     return 0
 
 
@@ -106,10 +106,12 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
 
 def cmd_alias_remove(args: argparse.Namespace) -> int:
     with directory(args, writes=True) as d:
-        if not d.remove_alias(args.alias):
-            print(f"mailspec: no such alias: {args.alias}", file=sys.stderr)
+        if not d.remove_alias(args.alias, args.target):
+            what = f"{args.alias} -> {args.target}" if args.target else args.alias
+            print(f"mailspec: no such alias: {what}", file=sys.stderr)
             return 1
-        print(f"alias {args.alias} removed {written_in(args)}")
+        gone = f"{args.alias} -> {args.target}" if args.target else args.alias
+        print(f"alias {gone} removed {written_in(args)}")
     return 0
 
 
@@ -162,10 +164,22 @@ def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     q.add_argument("--off", action="store_true", help="back to the regular lane")
 
     asub = group(sub, "alias", parents, "manage aliases (other addresses)")
-    q = leaf(asub, "add", parents, "deliver ALIAS to TARGET; TARGET may send as it", cmd_alias_add)
-    q.add_argument("alias", help="the other address, in a local domain")
-    q.add_argument("target", help="an existing account")
+    q = leaf(
+        asub,
+        "add",
+        parents,
+        "deliver ALIAS to each TARGET (added to those it has); a local TARGET may send as it",
+        cmd_alias_add,
+    )
+    q.add_argument("alias", help="the other address, in a local domain; @DOMAIN: its catch-all")
+    q.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="an account or alias here, or an address elsewhere (the mail is forwarded)",
+    )
     q = leaf(asub, "list", parents, "list aliases", cmd_alias_list)
     q.add_argument("--domain", help="only this domain's aliases")
-    q = leaf(asub, "remove", parents, "remove an alias", cmd_alias_remove)
+    q = leaf(asub, "remove", parents, "remove an alias, or one of its targets", cmd_alias_remove)
     q.add_argument("alias", help="the alias to remove")
+    q.add_argument("target", nargs="?", help="only this target")

@@ -72,7 +72,7 @@ def open_directory(cfg: Config, *, writes: bool = False) -> Directory:
             "a server started with another --data-dir or from another folder will not see it)",
             file=sys.stderr,
         )
-    return Directory(path)
+    return Directory(path, delimiter=cfg.addresses.delimiter)
 
 
 def written_in(args: argparse.Namespace) -> str:

@@ -1,0 +1,107 @@
+"""Forwarding: copies for addresses elsewhere go out through the queue, with SRS return paths.
+
+A forwarded copy is a new queue entry (kind "forward") on the outbound lanes, so it is
+retried, bounced and reported like any relayed mail: never dropped. Its return path is
+rewritten (SRS0=…@srs.domain) so that the destination's SPF check sees our domain; a
+remote refusal, ours or the destination's, then comes back to that address, and a bounce
+to it is reversed and sent on to the original sender.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+
+from reference.auth.srs import Srs, SrsError, is_srs
+from reference.clock import Clock
+from reference.delivery.outcome import Outcome
+from reference.log import event
+from reference.spool import QueueEntry, Spool
+
+log = logging.getLogger("mailspec.forward")
+
+__all__ = ["Forwarder"]
+
+
+class Forwarder:
+    """Queues forwarded copies and returns bounces that reach a rewritten return path."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        clock: Clock,
+        srs: Srs,
+        *,
+        is_local: Callable[[str], bool],
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        self.spool = spool
+        self.clock = clock
+        self.srs = srs
+        self.is_local = is_local  # whether a domain is ours: its senders need no rewriting
+        self.notify = notify  # the queue runner's: start a new entry at once
+
+    def return_path(self, sender: str) -> str:
+        """The envelope sender of a forwarded copy: ours as it was, others rewritten."""
+        domain = sender.rpartition("@")[2]
+        if not sender or self.is_local(domain):
+            return sender
+        return self.srs.forward(sender, self.clock.now())
+
+    def returns(self, rcpt: str) -> bool:
+        """Whether ``rcpt`` is a rewritten return path of ours (a bounce coming back)."""
+        return rcpt.rpartition("@")[2].lower() == self.srs.domain and is_srs(rcpt)
+
+    async def forward(
+        self,
+        entry: QueueEntry,
+        rcpt: str,
+        targets: Sequence[str],
+        data: bytes,
+        *,
+        sender: str | None = None,
+    ) -> str:
+        """Queue ``data`` for ``targets`` on behalf of ``rcpt``; returns its queue id.
+
+        The queue id follows from the entry and the recipient, so a delivery repeated after
+        a crash finds the copy it queued before instead of forwarding a second one.
+        """
+        digest = hashlib.sha256(rcpt.lower().encode()).hexdigest()[:6].upper()
+        qid = f"{entry.qid}F{digest}"
+        if self.spool.load(qid) is not None:
+            return qid
+        return_path = self.return_path(entry.sender) if sender is None else sender
+        queued = await self.spool.enqueue(
+            return_path,
+            list(targets),
+            data,
+            qid=qid,
+            lane=entry.lane,
+            body=entry.body,
+            smtputf8=entry.smtputf8,
+            kind="forward",
+            about=entry.qid,
+        )
+        event(
+            log,
+            "forward.queued",
+            qid=queued.qid,
+            about=entry.qid,
+            rcpt=rcpt,
+            to=",".join(targets),
+            sender=return_path or "<>",
+        )
+        if self.notify is not None:
+            self.notify(queued.qid)
+        return queued.qid
+
+    async def return_bounce(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
+        """A bounce to a rewritten return path: on to the original sender, checked again
+        (the address was valid at RCPT; it may have expired in the queue since)."""
+        try:
+            original = self.srs.reverse(rcpt, self.clock.now())
+        except SrsError as e:
+            return Outcome("bounced", f"5.1.1 bounce address {rcpt} not valid: {e}")
+        qid = await self.forward(entry, rcpt, [original], data, sender=entry.sender)
+        return Outcome("delivered", f"2.0.0 returned to {original} as {qid}")
