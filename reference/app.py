@@ -85,6 +85,21 @@ def directory_path(cfg: Config) -> Path:
     return cfg.data_path / "directory.sqlite3"
 
 
+def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
+    """The mailboxes under data_dir, each with its quota (the account's own, field by field
+    over the platform's)."""
+    default = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
+
+    def quota(address: str) -> Quota:
+        own_bytes, own_messages = directory.quota(address)
+        return Quota(
+            default.bytes if own_bytes is None else own_bytes,
+            default.messages if own_messages is None else own_messages,
+        )
+
+    return MailStore(cfg.data_path / "mail", clock=clock, quota=quota)
+
+
 class App:
     """One node running every role."""
 
@@ -102,17 +117,7 @@ class App:
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
         self.directory = Directory(directory_path(cfg), delimiter=cfg.addresses.delimiter)
-        default_quota = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
-
-        def quota(address: str) -> Quota:
-            # An account's own quota, field by field over the platform's.
-            own_bytes, own_messages = self.directory.quota(address)
-            return Quota(
-                default_quota.bytes if own_bytes is None else own_bytes,
-                default_quota.messages if own_messages is None else own_messages,
-            )
-
-        self.store = MailStore(data / "mail", clock=self.clock, quota=quota)
+        self.store = mail_store(cfg, self.directory, self.clock)
         self.spool = Spool(cfg.spool_path, self.clock)
         # Forwarded mail leaves with an SRS return path signed with secrets under data_dir.
         self.srs = Srs(

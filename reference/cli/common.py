@@ -14,6 +14,7 @@ from reference.config import Config
 
 if TYPE_CHECKING:
     from reference.directory import Directory
+    from reference.mailbox import MailStore
 
 # A string: argparse's action class cannot be subscripted at run time (Python 3.11).
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -52,6 +53,20 @@ def directory(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Dir
     d = open_directory(load_config(args), writes=writes)
     try:
         yield d
+    finally:
+        d.close()
+
+
+@contextlib.contextmanager
+def accounts_and_mail(args: argparse.Namespace) -> Iterator[tuple[Directory, MailStore]]:
+    """The directory and the mailboxes of the configured data_dir (deleting accounts)."""
+    from reference.app import mail_store
+    from reference.clock import RealClock
+
+    cfg = load_config(args)
+    d = open_directory(cfg, writes=True)
+    try:
+        yield d, mail_store(cfg, d, RealClock())
     finally:
         d.close()
 
