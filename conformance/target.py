@@ -39,6 +39,9 @@ describes any other mail system::
     #   "auth-throttling"        failed logins slowed down, then locked out
     #   "special-use"            IMAP SPECIAL-USE attributes on the standard mailboxes
     #   "helo-required"          MAIL before HELO/EHLO refused
+    #   "addresses"              user+detail, catch-alls, multi-target and remote aliases,
+    #                            alias domains, deleted accounts refused
+    #   "forwarding"             forwarding elsewhere with SRS, bounces back to the sender
     # A PLATFORM requirement of a feature not listed is reported "not claimed" (neither a
     # pass nor a fail); RFC requirements, and the policies every mail system owes (no open
     # relay, no STARTTLS injection, bare CR/LF, control characters), never depend on it.
