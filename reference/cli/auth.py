@@ -157,6 +157,8 @@ def cmd_records(args: argparse.Namespace) -> int:
         _zone_lines(
             f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=reject; rua=mailto:postmaster@{domain}"
         ),
+        "; SPF of the SRS domain: forwarded mail leaves with a return path there (srs.domain)",
+        _zone_lines(cfg.srs_domain, "TXT", " ".join(x for x in ("v=spf1 a", sources, "-all") if x)),
     ]
     # Only records for what the platform does: no MTA-STS policy is served and no TLS-RPT
     # report is read yet, and publishing either would promise receivers what nobody keeps.
