@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from reference import tls
 from reference.assembly import Parts, check_chain
 from reference.auth import Lookup, MemoryRecorder
-from reference.auth.keys import KeyStore
+from reference.auth.keys import KeyStore, SigningKey
 from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
 from reference.auth.srs import Srs, load_secrets
 from reference.clock import Clock, RealClock
@@ -24,6 +24,7 @@ from reference.config import (
     parse_helo_names,
 )
 from reference.delivery import Forwarder, LocalDelivery, QueueRunner
+from reference.delivery.forward import ArcSealer
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
 from reference.dns import make_resolver
@@ -85,6 +86,14 @@ def directory_path(cfg: Config) -> Path:
     return cfg.data_path / "directory.sqlite3"
 
 
+RSA = "rsa-sha256"  # RFC 8617 seals with RSA only
+
+
+def arc_key(cfg: Config) -> SigningKey:
+    """The key forwarded mail is ARC-sealed with: the SRS domain's rsa-sha256 DKIM key."""
+    return KeyStore(cfg.data_path / "dkim").generate(cfg.srs_domain, cfg.auth.selector, (RSA,))[0]
+
+
 def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
     """The mailboxes under data_dir, each with its quota (the account's own, field by field
     over the platform's)."""
@@ -119,6 +128,9 @@ class App:
         self.directory = Directory(directory_path(cfg), delimiter=cfg.addresses.delimiter)
         self.store = mail_store(cfg, self.directory, self.clock)
         self.spool = Spool(cfg.spool_path, self.clock)
+        # Forwarded mail is ARC-sealed with the SRS domain's own RSA key (made at first start;
+        # `mailspec dns records` prints its record).
+        self.arc_key = arc_key(cfg)
         # Forwarded mail leaves with an SRS return path signed with secrets under data_dir.
         self.srs = Srs(
             load_secrets(data / "srs" / "secrets"),
@@ -187,7 +199,11 @@ class App:
             helo_names=parse_helo_names(cfg.relay.helo_names),
         )
         self.forwarder = Forwarder(
-            self.spool, self.clock, self.srs, is_local=self.directory.is_local_domain
+            self.spool,
+            self.clock,
+            self.srs,
+            is_local=self.directory.is_local_domain,
+            sealer=ArcSealer(self.arc_key, cfg.server.hostname, self.clock),
         )
         self.runner = QueueRunner(
             self.spool,

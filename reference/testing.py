@@ -21,6 +21,7 @@ from typing import Any
 
 from reference import config as config_mod
 from reference.app import App
+from reference.auth.keys import SigningKey
 from reference.clock import ManualClock, RealClock
 from reference.config import LISTENERS
 from reference.delivery.retire import delete_user
@@ -178,6 +179,11 @@ class ReferenceServer:
 
     def unlist_sender(self, address: str, pattern: str) -> None:
         self.directory.remove_sender_list(address, pattern)
+
+    @property
+    def arc_key(self) -> SigningKey:
+        """The key forwarded mail is ARC-sealed with (its record goes in the fake DNS)."""
+        return self.app.arc_key
 
     @property
     def store(self) -> MailStore:

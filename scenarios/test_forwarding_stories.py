@@ -2,7 +2,8 @@
 
 - "I forward to my Gmail and DMARC-protected mail still arrives": the bank's mail reaches
   Gmail with an SRS return path that passes SPF there, and the bank's DKIM signature intact,
-  so DMARC passes where it lands (judged with `mailspec auth check`, as a receiver would).
+  so DMARC passes where it lands, and the platform's ARC seal validates there (judged with
+  `mailspec auth check`, as a receiver would).
 - "a bounce to my forwarded mail comes back to the original sender": refused at once by
   Gmail, or bounced by it later to the SRS return path, the bounce reaches the bank; three
   weeks later on the platform's clock, a bounce to that return path is refused (expired).
@@ -141,6 +142,7 @@ def test_forward_to_gmail_and_dmarc_protected_mail_still_arrives(
         timeout=60,
     ).stdout
     assert "spf=pass" in verdict and "dkim=pass" in verdict and "dmarc=pass" in verdict, verdict
+    assert "arc=pass" in verdict, verdict  # sealed by the platform (its key is in the DNS)
     platform.ref.wait_delivered()
     assert platform.ref.mailbox_messages(ALICE) == []  # forwarded without keeping a copy
 

@@ -56,6 +56,7 @@ def test_dns_records_lists_everything(tmp_path: Path, capsys: pytest.CaptureFixt
         ("mailspec-ed25519._domainkey.example.test", "TXT"),
         ("_dmarc.example.test", "TXT"),
         ("mail.example.test", "TXT"),  # SPF of the SRS domain (server.hostname by default)
+        ("mailspec-rsa._domainkey.mail.example.test", "TXT"),  # the ARC sealing key
     ]:
         assert (name, rtype) in have, (name, rtype)
     assert "v=spf1 mx -all" in out and "v=DMARC1; p=reject" in out

@@ -5,7 +5,9 @@ The original sender is a made-up domain of the test: its SPF record names one ad
 is neither the suite's nor the relay's (so a forwarder that kept the sender's return path
 fails SPF at the destination) and its MX is the fake yahoo.test MX, where what comes back
 to it is seen. Each forwarding target is a fresh address at the fake gmail.test, whose MX
-refuses mail failing SPF for that address only, as strict receivers do.
+refuses mail failing SPF for that address only, as strict receivers do. The target is
+expected to have published what its operator would (`mailspec dns records`): the SPF
+record of its SRS domain and its ARC key, in the fake DNS.
 """
 
 from __future__ import annotations
@@ -31,10 +33,6 @@ from conformance.tests.outbound_support import (
     token,
     wait_until,
 )
-
-# The relay's pool on the default target (conformance/target.py): the SPF record a platform
-# publishes for its SRS domain names its own sending addresses.
-RELAY_POOL = "127.0.1.0/24"
 
 
 class Story:
@@ -105,8 +103,6 @@ def story(target: Target) -> Iterator[Story]:
     if net is None:
         not_applicable(f"target {target.name!r} runs without the fake internet")
     s = Story(target, net)
-    # SRS return paths are in the target's own domain; it publishes their SPF (README).
-    net.dns.spf(target.hostname or target.domain, f"v=spf1 ip4:{RELAY_POOL} -all")
     strict = Rule(
         "rcpt", "gmail.unauthenticated.5xx", spf=["fail", "softfail"], recipient=[s.remote]
     )
@@ -226,6 +222,27 @@ def test_forged_srs_address_is_refused(smtp: SMTPConnector, story: Story) -> Non
     forged = f"{prefix}={'1' if digest[0] == '0' else '0'}{digest[1:]}={rest}"
     _, reply = story.bounce_to(smtp, forged)
     assert (reply.code, reply.enhanced) == (550, "5.7.1"), str(reply)
+
+
+@requirement(
+    "PLATFORM",
+    "forwarding.arc",
+    "MUST",
+    "forwarded mail carries an ARC set (RFC 8617) of the platform that validates at the "
+    "destination, with the platform's Authentication-Results from when it arrived",
+    needs=("admin", "fake-dns"),
+)
+def test_forwarded_mail_is_arc_sealed(smtp: SMTPConnector, story: Story) -> None:
+    story.forward()
+    subject = f"sealed {token()}"
+    story.send(smtp, subject)
+    copy = story.copy(subject)
+    net = story.net
+    dnsfunc = lambda name, timeout=5: txt_of(net, name.decode()).encode()  # noqa: E731
+    cv, results, reason = dkimpy.ARC(copy.data).verify(dnsfunc=dnsfunc)
+    assert cv == dkimpy.CV_Pass, f"ARC chain at the destination: {cv!r} {reason}"
+    instance = results[0]
+    assert instance["instance"] == 1 and b"arc=none" in copy.data.split(b"\r\n\r\n")[0]
 
 
 def txt_of(net: Any, name: str) -> str:
