@@ -229,6 +229,26 @@ def test_forged_srs_address_is_refused(smtp: SMTPConnector, story: Story) -> Non
 
 @requirement(
     "PLATFORM",
+    "forwarding.loop",
+    "MUST",
+    "forwarded mail that comes back to the address it was forwarded for is bounced to its "
+    "sender (5.4.6 loop), not forwarded again",
+    needs=("admin", "fake-dns"),
+)
+def test_forwarding_loop_is_bounced(smtp: SMTPConnector, story: Story) -> None:
+    copy = story.forwarded(smtp)
+    # The destination forwards it back, as a forwarder of its own would (as it received it).
+    client = smtp.session("smtp")
+    client.mail(story.sender).expect(250, doing="MAIL FROM")
+    client.rcpt(story.user.address).expect(250, doing="RCPT TO the forwarding account again")
+    client.data(copy.data).expect(250, doing="DATA")
+    bounce = story.back_home()
+    assert b"5.4.6" in bounce.data and story.user.address.encode() in bounce.data
+    assert len([d for d in story.gmail.deliveries if story.remote in d.rcpt_tos]) == 1
+
+
+@requirement(
+    "PLATFORM",
     "forwarding.arc",
     "MUST",
     "forwarded mail carries an ARC set (RFC 8617) of the platform that validates at the "

@@ -20,11 +20,22 @@ from reference.auth.srs import Srs, SrsError, is_srs
 from reference.clock import Clock
 from reference.delivery.outcome import Outcome
 from reference.log import event
+from reference.mail.message import header_fields, split_message, unfold
 from reference.spool import QueueEntry, Spool
 
 log = logging.getLogger("mailspec.forward")
 
-__all__ = ["ArcSealer", "Forwarder"]
+__all__ = ["ArcSealer", "Forwarder", "forwarding_loop"]
+
+
+def forwarding_loop(data: bytes, rcpt: str) -> bool:
+    """Whether ``data`` was forwarded from ``rcpt`` before: it carries our Delivered-To for
+    it (RFC 5321 6.3: a loop is detected and bounced, never forwarded again)."""
+    wanted = rcpt.strip().lower().encode()
+    return any(
+        f.lname == "delivered-to" and unfold(f.value).strip().lower() == wanted
+        for f in header_fields(split_message(data)[0])
+    )
 
 
 class ArcSealer:
@@ -97,8 +108,12 @@ class Forwarder:
         if self.spool.load(qid) is not None:
             return qid
         return_path = self.return_path(entry.sender) if sender is None else sender
-        if sender is None and self.sealer is not None:
-            data = await self.sealer.seal(data)  # a returned bounce is not forwarded mail
+        if sender is None:  # forwarded mail (a returned bounce is passed on as it came)
+            # As Postfix does: the address it was forwarded for, so that a copy coming back
+            # to it is seen as a loop (see :func:`forwarding_loop`).
+            data = f"Delivered-To: {rcpt}\r\n".encode() + data
+            if self.sealer is not None:
+                data = await self.sealer.seal(data)
         queued = await self.spool.enqueue(
             return_path,
             list(targets),

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 from reference.clock import Clock
-from reference.delivery.forward import Forwarder
+from reference.delivery.forward import Forwarder, forwarding_loop
 from reference.delivery.outcome import Outcome
 from reference.directory import Account, Destinations, Directory, DirectoryError, split_address
 from reference.mailbox import MailStore, NoSuchFolder
@@ -68,6 +68,9 @@ class LocalDelivery:
         if not found.exists:
             # The address went away between RCPT and delivery.
             return Outcome("bounced", "5.1.1 no such user")
+        if found.remote and forwarding_loop(data, rcpt):
+            # RFC 5321 6.3: forwarded from here before and back again: bounce, not again.
+            return Outcome("bounced", f"5.4.6 mail forwarding loop for {rcpt}")
         if found.remote and self.forwarder is None:
             return Outcome("deferred", "4.3.5 forwarding is not set up on this node")
         filed = await asyncio.to_thread(self._deliver_sync, entry, found, data)
