@@ -116,15 +116,3 @@ def leaf(
     p = sub.add_parser(name, parents=parents, help=text, description=text[0].upper() + text[1:])
     p.set_defaults(func=func)
     return p
-
-
-def _password_options(p: argparse.ArgumentParser) -> None:
-    how = p.add_mutually_exclusive_group()
-    how.add_argument(
-        "--password",
-        metavar="PW",
-        help="the password (lands in shell history; without it: a prompt)",
-    )
-    how.add_argument(
-        "--password-stdin", action="store_true", help="read the password from standard input"
-    )
