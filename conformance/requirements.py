@@ -60,6 +60,9 @@ FEATURES: Mapping[str, str] = {
     "special-use": "IMAP mailboxes carry SPECIAL-USE attributes (Sent, Drafts, Junk, ...)",
     "helo-required": "mail without a HELO or EHLO first is refused",
     "sieve": "users' own Sieve filters and out-of-office replies, managed over ManageSieve",
+    "addresses": "subaddresses (user+detail), catch-alls, aliases with several targets, "
+    "alias domains, deleting accounts",
+    "forwarding": "forwarding to addresses elsewhere, with SRS return paths and their bounces",
 }
 # PLATFORM clause (or the clause a dotted one starts with) -> the feature that promises it.
 _FEATURE_OF: Mapping[str, str] = {
@@ -88,6 +91,8 @@ _FEATURE_OF: Mapping[str, str] = {
     "mailbox.special-use": "special-use",
     "smtp.helo-required": "helo-required",
     "sieve": "sieve",
+    "addresses": "addresses",
+    "forwarding": "forwarding",
 }
 assert set(_FEATURE_OF.values()) <= set(FEATURES)
 

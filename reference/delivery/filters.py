@@ -93,6 +93,7 @@ class SieveFilter:
         addresses: Callable[[str], Iterable[str]],  # an account's own addresses
         spam_threshold: Callable[[str], float] | float = 10.0,
         limits: Limits | None = None,
+        subaddress_delimiter: str = "+",
     ) -> None:
         self.scripts = scripts
         self.replies = replies
@@ -102,6 +103,7 @@ class SieveFilter:
         self.addresses = addresses
         self.spam_threshold = spam_threshold
         self.limits = limits or Limits()
+        self.subaddress_delimiter = subaddress_delimiter
         # Set by the composition root once the queue runner exists: start what we queue.
         self.notify: Callable[[str], None] | None = None
 
@@ -126,6 +128,7 @@ class SieveFilter:
             spam_score=spam_score(data),
             spam_threshold=threshold,
             keep_folder=keep.folder,
+            subaddress_delimiter=self.subaddress_delimiter,
             limits=self.limits,
         )
         try:

@@ -1,4 +1,5 @@
-"""Local delivery: a spooled message into the recipient's mailbox."""
+"""Local delivery: a spooled message into the recipients' mailboxes, and on to the addresses
+elsewhere they forward to."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ from collections.abc import Callable
 
 from reference.clock import Clock
 from reference.delivery.filters import Outgoing, SieveFilter
+from reference.delivery.forward import Forwarder, forwarding_loop
 from reference.delivery.outcome import Outcome
-from reference.directory import Directory, DirectoryError, split_address
+from reference.directory import Account, Destinations, Directory, DirectoryError, split_address
 from reference.mailbox import MailStore, NoSuchFolder
 from reference.sieve import Filing
 from reference.spool import QueueEntry
 
 
 class LocalDelivery:
-    """Into the recipient's mailbox, with Return-Path and Delivered-To added."""
+    """Into each destination's mailbox, with Return-Path and Delivered-To added; copies for
+    addresses elsewhere (aliases, forwarding) through the forwarder."""
 
     def __init__(
         self,
@@ -24,6 +27,7 @@ class LocalDelivery:
         clock: Clock,
         *,
         after: Callable[[str, bytes], None] | None = None,
+        forwarder: Forwarder | None = None,
         sieve: SieveFilter | None = None,
     ) -> None:
         self.directory = directory
@@ -32,9 +36,12 @@ class LocalDelivery:
         # Called in the worker thread with (account, message) once it is in the mailbox,
         # e.g. to keep the DMARC aggregate reports that arrive; it must not raise.
         self.after = after
-        self.sieve = sieve  # the user's own Sieve script, if the node runs them
+        self.forwarder = forwarder
+        self.sieve = sieve  # each account's own Sieve script, if the node runs them
 
     def is_local(self, address: str) -> bool:
+        if self.forwarder is not None and self.forwarder.returns(address):
+            return True  # a bounce to a return path we rewrote: ours to send on
         try:
             _, domain = split_address(address)
         except DirectoryError:
@@ -42,12 +49,20 @@ class LocalDelivery:
         return self.directory.is_local_domain(domain)
 
     def _deliver_sync(
-        self, entry: QueueEntry, rcpt: str, data: bytes, outgoing: list[Outgoing] | None = None
-    ) -> Outcome:
-        account = self.directory.resolve(rcpt)  # an alias delivers to its account
-        if account is None:
-            # The account went away between RCPT and delivery.
-            return Outcome("bounced", "5.1.1 no such user")
+        self,
+        entry: QueueEntry,
+        rcpt: str,
+        found: Destinations,
+        data: bytes,
+        outgoing: list[Outgoing],
+    ) -> list[str]:
+        return [self._file(entry, rcpt, account, data, outgoing) for account in found.accounts]
+
+    def _file(
+        self, entry: QueueEntry, rcpt: str, account: Account, data: bytes, outgoing: list[Outgoing]
+    ) -> str:
+        """Into the account's folders (its Sieve script decides which); what the script sends
+        goes into ``outgoing``."""
         # RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender.
         header = f"Return-Path: <{entry.sender}>\r\nDelivered-To: {account.address}\r\n"
         # A check may file the message elsewhere (DMARC quarantine: Junk).
@@ -55,13 +70,12 @@ class LocalDelivery:
         if self.sieve is not None:
             decision = self.sieve.decide(entry, rcpt, account.address, header.encode() + data)
             filings = decision.filings
-            if outgoing is not None:
-                outgoing.extend(decision.outgoing)
+            outgoing.extend(decision.outgoing)
             for notice in decision.notices:  # the user hears of their script's failure
                 self.store.deliver(account.address, notice, "INBOX")
             if decision.discarded:
                 # The one case where mail is dropped: the user's own filter said so.
-                return Outcome("delivered", f"2.0.0 discarded by {account.address}'s own filter")
+                return f"{account.address}: discarded by its own filter"
         stored = []
         for filing in filings:
             folder = filing.folder
@@ -83,13 +97,28 @@ class LocalDelivery:
         if self.after is not None:
             self.after(account.address, data)
         if not stored:  # reject, or redirect only: the message went on, not into a folder
-            return Outcome("delivered", f"2.0.0 handled by {account.address}'s own filter")
-        return Outcome("delivered", f"2.0.0 delivered to {account.address}/{', '.join(stored)}")
+            return f"{account.address}: handled by its own filter"
+        return f"{account.address}/{', '.join(stored)}"
 
     async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
+        if self.forwarder is not None and self.forwarder.returns(rcpt):
+            return await self.forwarder.return_bounce(entry, rcpt, data)
+        found = await asyncio.to_thread(self.directory.expand, rcpt)
+        if not found.exists:
+            # The address went away between RCPT and delivery.
+            return Outcome("bounced", "5.1.1 no such user")
+        if found.remote and forwarding_loop(data, rcpt):
+            # RFC 5321 6.3: forwarded from here before and back again: bounce, not again.
+            return Outcome("bounced", f"5.4.6 mail forwarding loop for {rcpt}")
+        if found.remote and self.forwarder is None:
+            return Outcome("deferred", "4.3.5 forwarding is not set up on this node")
         outgoing: list[Outgoing] = []
-        outcome = await asyncio.to_thread(self._deliver_sync, entry, rcpt, data, outgoing)
+        filed = await asyncio.to_thread(self._deliver_sync, entry, rcpt, found, data, outgoing)
         if outgoing and self.sieve is not None:
             # Sent once the message itself is filed: a retried delivery does not send twice.
             await self.sieve.send(entry, outgoing)
-        return outcome
+        if found.remote:
+            assert self.forwarder is not None
+            qid = await self.forwarder.forward(entry, rcpt, found.remote, data)
+            filed.append(f"forwarded to {', '.join(found.remote)} as {qid}")
+        return Outcome("delivered", f"2.0.0 delivered to {'; '.join(filed)}")

@@ -59,7 +59,7 @@ class Context:
     spam_score: float | None = None  # our own score (X-Spam-Score); None: not tested
     spam_threshold: float = 10.0  # the reject score: spamtest 10 and 100 % from here
     keep_folder: str = "INBOX"  # where keep files (the spam check may have said Junk)
-    subaddress_delimiter: str = "+"
+    subaddress_delimiter: str = "+"  # addresses.delimiter; empty: no subaddresses
     limits: Limits = field(default_factory=Limits)
 
 
@@ -502,7 +502,8 @@ class _Run:
         if part in (":user", ":detail"):
             # RFC 5233 4: the part before the first delimiter, and the rest; no delimiter:
             # :detail does not match at all.
-            user, sep, detail = local.partition(self.ctx.subaddress_delimiter)
+            delimiter = self.ctx.subaddress_delimiter
+            user, sep, detail = local.partition(delimiter) if delimiter else (local, "", "")
             if part == ":user":
                 return user
             return detail if sep else None
