@@ -234,6 +234,11 @@ class MailspecSMTP(SMTP):
             self._client_slot = None
         super().connection_lost(error)
 
+    def close(self) -> None:
+        """Hang up (the server stops, or a test ends)."""
+        if self.transport is not None:
+            self.transport.close()
+
     def _create_envelope(self) -> MailspecEnvelope:
         return MailspecEnvelope()
 
