@@ -337,8 +337,7 @@ class App:
             s.close()
         for listener in self._listeners:
             for session in list(listener.sessions):
-                if session.transport is not None:
-                    session.transport.close()
+                session.close()
         for w in list(self._streams.values()):
             w.close()
         if self._dmarc_task is not None:

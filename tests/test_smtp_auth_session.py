@@ -50,8 +50,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     port = server.sockets[0].getsockname()[1]
     yield Env(listener, port, ssl.create_default_context(cafile=cert))
     for session in list(listener.sessions):
-        if session.transport is not None:
-            session.transport.close()
+        session.close()
     server.close()
     await server.wait_closed()
 
@@ -117,9 +116,7 @@ async def test_the_session_holds_the_account(env: Env) -> None:
     while not (await asyncio.wait_for(reader.readline(), 5)).startswith(b"235 "):
         pass
     (server,) = env.listener.sessions
-    assert server.session is not None
-    assert server.session.authenticated is True
-    assert server.session.auth_data == ALICE  # the account's address, as the directory says
+    assert server.user == ALICE  # the account's address, as the directory says
     writer.write(b"AUTH PLAIN " + plain + b"\r\n")
     await writer.drain()
     assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"503 ")

@@ -89,8 +89,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     server = await listener.start("127.0.0.1", 0)
     yield Env(spool, server.sockets[0].getsockname()[1], ssl.create_default_context(cafile=cert))
     for session in list(listener.sessions):
-        if session.transport is not None:
-            session.transport.close()
+        session.close()
     server.close()
     await server.wait_closed()
 

@@ -84,8 +84,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     server = await listener.start("127.0.0.1", 0)
     yield Env(spool, clock, server.sockets[0].getsockname()[1])
     for session in list(listener.sessions):
-        if session.transport is not None:
-            session.transport.close()
+        session.close()
     server.close()
     await server.wait_closed()
 
