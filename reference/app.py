@@ -17,11 +17,7 @@ from reference.auth import Lookup, MemoryRecorder
 from reference.auth.keys import KeyStore
 from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
 from reference.clock import Clock, RealClock
-from reference.config import (
-    LISTENERS,
-    Config,
-    parse_helo_names,
-)
+from reference.config import LISTENERS, Config, helo_names
 from reference.delivery import LocalDelivery, QueueRunner
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
@@ -39,10 +35,6 @@ from reference.spool import Spool
 from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
-from reference.values import (
-    parse_duration,
-    parse_hostport,
-)
 
 log = logging.getLogger("mailspec")
 
@@ -168,10 +160,10 @@ class App:
             mx=MxResolver(self.resolver),
             pool=SourcePool(cfg.relay.source_addresses),
             port=cfg.relay.port,
-            smarthost=parse_hostport(cfg.relay.smarthost) if cfg.relay.smarthost else None,
+            smarthost=cfg.relay.smarthost.pair if cfg.relay.smarthost else None,
             reputation_retries=cfg.relay.reputation_retries,
             timeout=cfg.relay.timeout,
-            helo_names=parse_helo_names(cfg.relay.helo_names),
+            helo_names=helo_names(cfg.relay.helo_names),
         )
         self.runner = QueueRunner(
             self.spool,
@@ -183,7 +175,7 @@ class App:
                 after=ReportIntake(self.dmarc_store, self.directory.is_local_domain, self.clock),
             ),
             remote=self.relay,
-            backoff=[parse_duration(r) for r in cfg.queue.retry],
+            backoff=list(cfg.queue.retry),
             max_age=cfg.relay.max_age,
             delay_warning=cfg.relay.delay_warning,
             hostname=cfg.server.hostname,
