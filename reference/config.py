@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -19,6 +18,7 @@ from reference.values import (
     HostPort,
     LimitOverride,
     Nameserver,
+    Network,
     RateLimitSpec,
     SocketAddress,
     Spelled,
@@ -75,7 +75,7 @@ class Listen:
     imaps: HostPort = doc("IMAP over implicit TLS.", default=HostPort("127.0.0.1:2993"))
     pop3: HostPort = doc("POP3 (STLS required before login).", default=HostPort("127.0.0.1:2110"))
     pop3s: HostPort = doc("POP3 over implicit TLS.", default=HostPort("127.0.0.1:2995"))
-    mx_proxy_from: list[str] = doc(
+    mx_proxy_from: list[Network] = doc(
         "Networks (CIDR) allowed to send a PROXY protocol header on the MX port.",
         default_factory=list,
     )
@@ -127,7 +127,7 @@ class Relay:
     port: int = doc(
         "The TCP port of remote MXs (25 on the internet; tests use others).", default=25
     )
-    source_addresses: list[str] = doc(
+    source_addresses: list[Network] = doc(
         "Source addresses or CIDR ranges the relay sends from; empty: the system's choice.",
         default_factory=list,
     )
@@ -198,9 +198,9 @@ class Greylist:
     whitelist: Duration = doc(
         "How long a client network that passed once is trusted.", default=Duration("36d")
     )
-    bypass_networks: list[str] = doc(
+    bypass_networks: list[Network] = doc(
         "Client networks never greylisted (CIDR).",
-        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        default_factory=lambda: [Network("127.0.0.0/8"), Network("::1/128")],
     )
     bypass_spf_domains: list[str] = doc(
         "Sender domains (and their subdomains) never greylisted when their SPF passes.",
@@ -389,10 +389,10 @@ class Submission:
     auth_max_delay: Duration = doc(
         "The longest delay of a failed login's reply.", default=Duration("30s")
     )
-    auth_ignore_networks: list[str] = doc(
+    auth_ignore_networks: list[Network] = doc(
         "Client networks not counted per address (their accounts still are): a webmail or "
         "proxy on this host speaks for many users.",
-        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        default_factory=lambda: [Network("127.0.0.0/8"), Network("::1/128")],
     )
 
 
@@ -541,27 +541,10 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
 
 
 def _validate(cfg: Config) -> None:
-    for i, net in enumerate(cfg.listen.mx_proxy_from):
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(f"listen.mx_proxy_from[{i}]", f"not a network: {net!r}") from None
     if not 1 <= cfg.relay.port <= 65535:
         raise ConfigError("relay.port", f"port {cfg.relay.port} out of range 1-65535")
-    for i, src in enumerate(cfg.relay.source_addresses):
-        try:
-            ipaddress.ip_network(src, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"relay.source_addresses[{i}]", f"not an address or CIDR range: {src!r}"
-            ) from None
     if cfg.state.url and not re.match(r"^rediss?://", cfg.state.url):
         raise ConfigError("state.url", "empty (SQLite) or a redis:// URL")
-    for i, net in enumerate(cfg.greylist.bypass_networks):
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(f"greylist.bypass_networks[{i}]", f"not a network: {net!r}") from None
     if cfg.relay.reputation_retries < 1:
         raise ConfigError("relay.reputation_retries", "must be at least 1")
     if cfg.smtp.max_backlog < 0:
@@ -612,13 +595,6 @@ def _validate_outbound(cfg: Config) -> None:
             raise ConfigError(f"submission.{key}", "must be at least 1")
     if sub.auth_delay_after < 0:
         raise ConfigError("submission.auth_delay_after", "must be 0 or more")
-    for i, net in enumerate(sub.auth_ignore_networks):
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"submission.auth_ignore_networks[{i}]", f"not a network: {net!r}"
-            ) from None
 
 
 def _validate_spam(spam: Spam) -> None:

@@ -22,10 +22,12 @@ __all__ = [
     "LimitOverride",
     "Limits",
     "Nameserver",
+    "Network",
     "RateLimitSpec",
     "SocketAddress",
     "Spelled",
     "ZoneSpec",
+    "network",
     "parse_dnsbl",
     "parse_duration",
     "parse_header_rules",
@@ -311,3 +313,23 @@ class HeaderField(Spelled):
         value = super().__new__(cls, text)
         value.line = line
         return value
+
+
+class Network(Spelled):
+    """An address or a CIDR range (``127.0.0.0/8``, ``::1``): ``.network``."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+
+    def __new__(cls, text: str) -> Network:
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"not a network (an address or CIDR range): {text!r}") from None
+        value = super().__new__(cls, text)
+        value.network = network
+        return value
+
+
+def network(spec: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network of a config value (parsed at load), or of a plain string (in tests)."""
+    return spec.network if isinstance(spec, Network) else Network(spec).network

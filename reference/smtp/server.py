@@ -22,6 +22,7 @@ from reference.smtp.authlimit import AuthLimiter
 from reference.smtp.core import READ_LIMIT
 from reference.smtp.session import SmtpSession
 from reference.spool import Spool
+from reference.values import network
 
 __all__ = ["Listener", "OnQueued"]
 
@@ -67,7 +68,7 @@ class Listener:
         self.on_queued = on_queued
         # Networks whose connections may open with a PROXY v1 line (listen.mx_proxy_from):
         # a load balancer's, or a test's speaking for another client address.
-        self.proxy_from = [ipaddress.ip_network(n, strict=False) for n in proxy_from]
+        self.proxy_from = [network(n) for n in proxy_from]
         self.sessions: set[SmtpSession] = set()
         # Connection limits (per node and listener, like Postfix's anvil).
         self.max_connections = max_connections
