@@ -6,90 +6,35 @@ change to any reply text, code, enhanced code or advertised extension shows here
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from reference import tls
-from reference.clock import ManualClock
-from reference.credentials import StaticAuthenticator
-from reference.policy import Policy
-from reference.smtp.server import Listener
-from reference.spool import Spool
+if TYPE_CHECKING:
+    from conftest import SmtpEnv, StartSmtp
 
 ALICE, PW = "alice@example.test", "pw"
 HOST = "mx.example.test"
 STARTTLS = "<starttls>"  # upgrade the client side after the 220
 
 
-@asynccontextmanager
-async def listener(
-    tmp_path: Path, role: str, *, tls_mode: str
-) -> AsyncIterator[tuple[int, ssl.SSLContext | None]]:
-    """A listener: tls_mode is "none", "starttls" or "implicit"."""
-    clock = ManualClock()
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    tls.self_signed(HOST, cert, key)
-    lst = Listener(
-        role,
-        hostname=HOST,
-        policy=Policy([]),
-        spool=Spool(tmp_path / "spool", clock),
-        clock=clock,
-        auth=StaticAuthenticator({ALICE: PW}),
-        tls_context=None if tls_mode == "none" else tls.server_context(cert, key),
-        implicit_tls=tls_mode == "implicit",
-        max_message_size=10_000,
-        max_recipients=100,
-        timeout=300,
-    )
-    server = await lst.start("127.0.0.1", 0)
-    client_ctx = ssl.create_default_context(cafile=cert)
-    try:
-        yield server.sockets[0].getsockname()[1], client_ctx
-    finally:
-        for session in list(lst.sessions):
-            session.close()
-        server.close()
-        await server.wait_closed()
-
-
-async def _reply(reader: asyncio.StreamReader) -> str:
-    lines = []
-    while True:
-        line = await asyncio.wait_for(reader.readline(), 5)
-        lines.append(line.decode("utf-8", "replace"))
-        if line[3:4] != b"-":
-            return "".join(lines)
-
-
-async def dialogue(
-    port: int, ctx: ssl.SSLContext | None, lines: list[str], *, implicit: bool = False
-) -> list[str]:
+async def dialogue(env: SmtpEnv, lines: list[str]) -> list[str]:
     """The greeting and one whole reply per line sent."""
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=ctx if implicit else None, server_hostname=HOST if implicit else None
-    )
-    got = [await _reply(reader)]
+    c = await env.open()
+    got = [await c.reply()]
     try:
         for line in lines:
             if line == STARTTLS:
-                await writer.start_tls(ctx, server_hostname=HOST)  # type: ignore[arg-type]
+                await c.writer.start_tls(env.client_tls, server_hostname=HOST)
                 continue
-            writer.write(line.encode() + b"\r\n")
             try:
-                await writer.drain()
-                got.append(await _reply(reader))
+                got.append(await c.cmd(line))
             except ConnectionError:
                 got.append("<closed>")
                 break
     finally:
-        writer.close()
+        c.writer.close()
     return got
 
 
@@ -257,9 +202,9 @@ CASES: list[Case] = [
     ("role", "tls_mode", "steps"), CASES, ids=[f"{r}-{t}-{i}" for i, (r, t, _) in enumerate(CASES)]
 )
 async def test_every_reply_byte_for_byte(
-    tmp_path: Path, role: str, tls_mode: str, steps: list[tuple[str, str]]
+    smtp_listener: StartSmtp, role: str, tls_mode: str, steps: list[tuple[str, str]]
 ) -> None:
-    async with listener(tmp_path, role, tls_mode=tls_mode) as (port, ctx):
-        got = await dialogue(port, ctx, [s for s, _ in steps], implicit=tls_mode == "implicit")
+    env = await smtp_listener(role, tls_mode=tls_mode)
+    got = await dialogue(env, [s for s, _ in steps])
     assert got[0].startswith(f"220 {HOST} ")
     assert got[1:] == [r for s, r in steps if s != STARTTLS]
