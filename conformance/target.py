@@ -81,6 +81,14 @@ describes any other mail system::
 
     [expect]                          # where this target reads an RFC otherwise, on purpose:
     known_deviations = ["RFC4954-6"]  # requirement ids reported "deviation", not "fail"
+    deviations = "deviations.toml"    # a reviewed file of them, each classified and argued:
+    #   [[deviation]]
+    #   id = "RFC4954-4-98bae4"
+    #   class = "deviation"     # "deviation" (read otherwise by design), "configuration"
+    #                           # (how this stack is set up), "not-claimed" (a promise the
+    #                           # stack does not make, which no feature name covers)
+    #   reason = "Postfix answers a bad base64 response with 535, not 501"
+    #   reference = "https://www.postfix.org/SASL_README.html"
 
 A capability listed in ``capabilities`` without its table (for those that need one) is
 an error, so a target never claims what the suite cannot use. Port defaults follow the
@@ -108,11 +116,13 @@ from urllib.parse import urlsplit
 from conformance.requirements import CAPABILITIES, FEATURES, not_applicable
 
 __all__ = [
+    "DEVIATION_CLASSES",
     "ENDPOINT_ROLES",
     "URIBL_ZONE",
     "Account",
     "Admin",
     "ClockControl",
+    "Deviation",
     "Endpoint",
     "ReferenceTarget",
     "StaticTarget",
@@ -120,6 +130,7 @@ __all__ = [
     "Target",
     "TargetError",
     "TargetProvider",
+    "load_deviations",
     "load_target",
 ]
 
@@ -150,6 +161,31 @@ URIBL_ZONE = "uribl.mailspec.test"
 
 class TargetError(ValueError):
     """A target description that cannot be used; the message names the key."""
+
+
+# How a reviewed deviations file classifies a failure it explains.
+DEVIATION_CLASSES: Mapping[str, str] = {
+    # The target reads the RFC or the policy otherwise, by design: a real deviation.
+    "deviation": "real deviation",
+    # The target could keep the promise; the stack run here is not configured to.
+    "configuration": "configuration",
+    # A platform promise this stack does not make, which no feature name covers.
+    "not-claimed": "not claimed",
+}
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A failure a target is known to have, and why: its class, reason and reference."""
+
+    id: str
+    kind: str
+    reason: str
+    reference: str = ""
+
+    @property
+    def label(self) -> str:
+        return DEVIATION_CLASSES.get(self.kind, self.kind)
 
 
 @dataclass(frozen=True)
@@ -410,14 +446,15 @@ class StaticTarget:
         self,
         target: Target,
         fake_dns_listen: str | None = None,
-        known_deviations: frozenset[str] = frozenset(),
+        deviations: Mapping[str, Deviation] | None = None,
     ) -> None:
         self.target = target
         self.name = target.name
         self.capabilities = target.capabilities
         self.features = target.features
         self.capability_notes: Mapping[str, str] = {}
-        self.known_deviations = known_deviations
+        self.deviations: Mapping[str, Deviation] = dict(deviations or {})
+        self.known_deviations = frozenset(self.deviations)
         self._fake_dns_listen = fake_dns_listen
         self._fake: Any = None
         self._started: Target | None = None
@@ -443,6 +480,10 @@ class StaticTarget:
         out = _describe(self.target, self.name, self.kind, self.capabilities, self.features)
         if self.known_deviations:
             out["known_deviations"] = sorted(self.known_deviations)
+            out["deviations"] = {
+                d.id: {"class": d.kind, "reason": d.reason, "reference": d.reference}
+                for d in sorted(self.deviations.values(), key=lambda d: d.id)
+            }
         return out
 
 
@@ -463,15 +504,19 @@ _TOP_KEYS = {
 }
 
 
+def _read_toml(path: Path, prefix: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise TargetError(f"{prefix}{path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise TargetError(f"{prefix}{path}: {e}") from None
+
+
 def load_target(path: Path, *, environ: Mapping[str, str] | None = None) -> StaticTarget:
     """Read a TOML target description (format in this module's docstring)."""
     env = os.environ if environ is None else environ
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise TargetError(f"{path}: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise TargetError(f"{path}: {e}") from None
+    data = _read_toml(path, "")
     try:
         return _from_dict(data, base=path.parent, default_name=path.stem, env=env)
     except TargetError as e:
@@ -554,13 +599,17 @@ def _from_dict(
         if not colon or not port.isdigit():
             raise TargetError(f"fake_dns.listen: expected host:port, got {fake_dns_listen!r}")
 
-    deviations: frozenset[str] = frozenset()
+    deviations: dict[str, Deviation] = {}
     if "expect" in data:
-        exp = _table(data, "expect", {"known_deviations"})
+        exp = _table(data, "expect", {"known_deviations", "deviations"})
         ids = exp.get("known_deviations", [])
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             raise TargetError("expect.known_deviations: expected a list of requirement ids")
-        deviations = frozenset(ids)
+        listed = "listed in expect.known_deviations"
+        deviations = {i: Deviation(i, "deviation", listed) for i in ids}
+        if "deviations" in exp:
+            path = (base / _str(exp, "deviations", None, "expect.")).resolve()
+            deviations.update(load_deviations(path))
 
     target = Target(
         name=name,
@@ -577,6 +626,35 @@ def _from_dict(
         admin=admin,
     )
     return StaticTarget(target, fake_dns_listen, deviations)
+
+
+def load_deviations(path: Path) -> dict[str, Deviation]:
+    """Read a reviewed deviations file: ``[[deviation]]`` tables with id, class, reason and
+    reference (conformance/peers/deviations.toml is one)."""
+    data = _read_toml(path, "expect.deviations: ")
+    _no_unknown(data, {"deviation"}, f"{path}: ")
+    entries = data.get("deviation", [])
+    if not isinstance(entries, list):
+        raise TargetError(f"{path}: expected [[deviation]] tables")
+    out: dict[str, Deviation] = {}
+    for n, entry in enumerate(entries, 1):
+        where = f"{path}: deviation {n}: "
+        if not isinstance(entry, dict):
+            raise TargetError(f"{where}expected a table")
+        _no_unknown(entry, {"id", "class", "reason", "reference"}, where)
+        dev = Deviation(
+            _str(entry, "id", None, where),
+            _str(entry, "class", None, where),
+            _str(entry, "reason", None, where),
+            _str(entry, "reference", None, where),
+        )
+        if dev.kind not in DEVIATION_CLASSES:
+            known = ", ".join(DEVIATION_CLASSES)
+            raise TargetError(f"{where}class: unknown {dev.kind!r} (known: {known})")
+        if dev.id in out:
+            raise TargetError(f"{where}id: {dev.id} is listed twice")
+        out[dev.id] = dev
+    return out
 
 
 def _names(data: Mapping[str, Any], key: str, known: Mapping[str, str]) -> list[str]:

@@ -14,6 +14,7 @@ from conformance.target import (
     ReferenceTarget,
     Target,
     TargetError,
+    load_deviations,
     load_target,
     missing_reason,
 )
@@ -116,6 +117,33 @@ SMTP = '[endpoints]\nsmtp = "smtp://127.0.0.1:2525"\n'
 def test_bad_target_files(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(TargetError, match=message):
         load_target(write(tmp_path, text), environ={})
+
+
+def test_the_peers_deviations_file_loads() -> None:
+    # Every entry of the reviewed file has a class, a reason and a reference.
+    path = Path(__file__).parent.parent / "conformance/peers/deviations.toml"
+    deviations = load_deviations(path)
+    assert deviations
+    assert all(d.reason and d.reference for d in deviations.values())
+
+
+DEV = '[[deviation]]\nid = "X"\nclass = "deviation"\nreason = "r"\nreference = "u"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (DEV.replace('"deviation"', '"bug"'), "class: unknown 'bug'"),
+        (DEV.replace('reference = "u"', ""), "reference"),
+        ('[[deviation]]\nid = "X"\nclass = "deviation"\n', "reason"),
+        (DEV + "why = 1\n", "why: unknown key"),
+        (DEV * 2, "twice"),
+    ],
+)
+def test_bad_deviations_files(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "d.toml").write_text(text)
+    with pytest.raises(TargetError, match=message):
+        load_target(write(tmp_path, SMTP + '[expect]\ndeviations = "d.toml"\n'), environ={})
 
 
 def test_unparsable_toml_names_the_file(tmp_path: Path) -> None:

@@ -106,8 +106,8 @@ def test_stls(target: Target) -> None:
 def test_passwords_refused_before_tls(target: Target) -> None:
     acc = target.mailbox_account
     with raw_pop(target) as raw:
-        caps = raw.multiline(b"CAPA")  # type: ignore[attr-defined]
-        assert b"USER" not in caps, caps
+        # Whether CAPA lists USER before TLS is not the point (Dovecot lists it and refuses
+        # PASS, which RFC 2449 6.3 allows): the refusal is.
         user = raw.command(b"USER " + acc.address.encode())  # type: ignore[attr-defined]
         if user.startswith(b"+OK"):
             assert raw.command(b"PASS " + acc.password.encode()).startswith(b"-ERR")  # type: ignore[attr-defined]
@@ -252,10 +252,16 @@ def test_control_character_in_user(target: Target, ctl: str) -> None:
         twin.close()
     client = pop3(target)
     try:
-        with pytest.raises(poplib.error_proto):
-            client.user(f"{local}{ctl}@{domain}")
-        with pytest.raises(poplib.error_proto):
-            client.pass_(acc.password)
+        # The -ERR may come at USER or at PASS: a server may answer +OK to any USER so as not
+        # to tell which mailboxes exist (RFC 1939 7, "USER name"; Dovecot does), but the
+        # name with a control character must never log anyone in.
+        try:
+            user = client.user(f"{local}{ctl}@{domain}")
+        except poplib.error_proto:
+            user = None
+        if user is not None:
+            with pytest.raises(poplib.error_proto):
+                client.pass_(acc.password)
         with pytest.raises(poplib.error_proto):
             client.stat()
     finally:

@@ -112,7 +112,7 @@ def test_path_with_nul(smtp: SMTPConnector, target: Target, command: str, ctl: s
 @pytest.mark.parametrize("command", ["MAIL", "RCPT"])
 def test_path_with_control(smtp: SMTPConnector, target: Target, command: str, ctl: str) -> None:
     # Postfix refuses NUL and HT here, and takes SOH, ESC and DEL into the envelope (printed
-    # as a space in its log); conformance/peers/postfix-deviations.toml.
+    # as a space in its log); conformance/peers/deviations.toml.
     path_case(smtp, target, command, ctl)
 
 

@@ -154,7 +154,7 @@ def test_wrong_password(smtp: SMTPConnector, target: Target) -> None:
     "MAIL from an unauthenticated client where AUTH is required gets 530 5.7.0",
 )
 def test_auth_required_reply(smtp: SMTPConnector) -> None:
-    # Postfix deviates (conformance/peers/postfix-deviations.toml): its submission policy
+    # Postfix deviates (conformance/peers/deviations.toml): its submission policy
     # is smtpd_*_restrictions, which take MAIL and refuse at RCPT with 554 5.7.1.
     client = smtp.session("submission", tls=True)
     require_extension(client, "AUTH")
