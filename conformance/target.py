@@ -44,6 +44,10 @@ describes any other mail system::
     # relay, no STARTTLS injection, bare CR/LF, control characters), never depend on it.
     # The in-process reference claims them all. Default: none.
 
+    [budget]                          # for each property-based test (state model, fuzzer):
+    seconds = 20.0                    # the time it may take here (default 20), and
+    examples = 50                     # at most this many examples (default: its own count)
+
     [endpoints]                       # URLs; leave out what the target does not run
     smtp = "smtp://192.0.2.10:25"           # inbound MX (STARTTLS optional)
     submission = "smtp://192.0.2.10:587"    # RFC 6409: STARTTLS, then AUTH
@@ -124,6 +128,7 @@ __all__ = [
     "ClockControl",
     "Deviation",
     "Endpoint",
+    "PropertyBudget",
     "ReferenceTarget",
     "StaticTarget",
     "TLSSettings",
@@ -265,6 +270,14 @@ class TLSSettings:
         return ctx
 
 
+@dataclass(frozen=True)
+class PropertyBudget:
+    """The time and examples a property-based test may spend on a target ([budget])."""
+
+    seconds: float = 20.0
+    examples: int | None = None
+
+
 class ClockControl(Protocol):
     """Moves the target's clock: a 24-hour retry story then runs in milliseconds."""
 
@@ -293,6 +306,9 @@ class Target:
     tls: TLSSettings = TLSSettings()
     hostname: str | None = None
     timeout: float = 10.0
+    # What a property-based test (the SMTP state model, the fuzzer) may spend on this
+    # target: seconds in all, and examples at most (None: the test's own count).
+    budget: PropertyBudget = PropertyBudget()
     clock: ClockControl | None = None
     admin: Admin | None = None
     fake_internet: Any = None
@@ -492,6 +508,7 @@ _TOP_KEYS = {
     "domain",
     "hostname",
     "timeout",
+    "budget",
     "capabilities",
     "features",
     "endpoints",
@@ -622,6 +639,7 @@ def _from_dict(
         tls=TLSSettings(cafile=cafile, insecure=insecure, server_name=server_name),
         hostname=hostname,
         timeout=float(timeout),
+        budget=_budget(data),
         clock=clock,
         admin=admin,
     )
@@ -655,6 +673,21 @@ def load_deviations(path: Path) -> dict[str, Deviation]:
             raise TargetError(f"{where}id: {dev.id} is listed twice")
         out[dev.id] = dev
     return out
+
+
+def _budget(data: Mapping[str, Any]) -> PropertyBudget:
+    if "budget" not in data:
+        return PropertyBudget()
+    raw = _table(data, "budget", {"seconds", "examples"})
+    seconds = raw.get("seconds", PropertyBudget.seconds)
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+        raise TargetError("budget.seconds: expected a positive number of seconds")
+    examples = raw.get("examples")
+    if examples is not None and (
+        not isinstance(examples, int) or isinstance(examples, bool) or examples < 1
+    ):
+        raise TargetError("budget.examples: expected a positive whole number")
+    return PropertyBudget(float(seconds), examples)
 
 
 def _names(data: Mapping[str, Any], key: str, known: Mapping[str, str]) -> list[str]:

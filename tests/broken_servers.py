@@ -339,9 +339,10 @@ class _POP3:
 
 
 class _SMTP(SMTP):
-    def __init__(self, handler: _Handler, **kw: Any) -> None:
+    def __init__(self, handler: _Handler, error_sleep: float = 0.0, **kw: Any) -> None:
         super().__init__(handler, **kw)
         self.flaw = handler.flaw
+        self.error_sleep = error_sleep
         self.transactions = 0
         self._greeted = False
         self._kept: Envelope | None = None
@@ -386,6 +387,9 @@ class _SMTP(SMTP):
             self._greeted = True
             if self.flaw == "greeting-nameless":
                 text = "220 ESMTP ready"
+        if self.error_sleep and text[:1] in ("4", "5"):
+            # Postfix's smtpd_error_sleep_time: each error reply waits (1 s by default).
+            await asyncio.sleep(self.error_sleep)
         await super().push(text)
         if (
             self.flaw == "starttls-readvertised"
@@ -498,7 +502,9 @@ class _SMTP(SMTP):
 class BrokenServer:
     """One of :data:`FLAWS` (or none), on 127.0.0.1 in its own thread, with STARTTLS."""
 
-    def __init__(self, flaw: str | None, workdir: Path, *, mailbox: bool = False) -> None:
+    def __init__(
+        self, flaw: str | None, workdir: Path, *, mailbox: bool = False, error_sleep: float = 0.0
+    ) -> None:
         if flaw is not None and flaw not in FLAWS + SAFE:
             raise ValueError(f"unknown flaw {flaw!r}")
         self.flaw = flaw
@@ -511,6 +517,7 @@ class BrokenServer:
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self.mailbox = mailbox
+        self.error_sleep = error_sleep
         self.pop3s_port = 0
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -518,7 +525,7 @@ class BrokenServer:
         self._thread.start()
 
         def factory() -> _SMTP:
-            return _SMTP(self.handler, hostname=HOSTNAME, tls_context=self.tls)
+            return _SMTP(self.handler, self.error_sleep, hostname=HOSTNAME, tls_context=self.tls)
 
         async def serve() -> asyncio.Server:
             return await self.loop.create_server(factory, "127.0.0.1", 0)

@@ -9,6 +9,7 @@ without the flaw passes them, so the tests discriminate rather than fail everyth
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,26 @@ def test_pop3_tls_abort_after_pipelined_stls_is_safe(pytester: pytest.Pytester) 
         server.stop()
     (row,) = rows.values()
     assert row["status"] == "pass", row
+
+
+def test_property_tests_keep_to_the_targets_budget(pytester: pytest.Pytester) -> None:
+    # A server that waits 0.5 s before each error reply (Postfix waits 1 s by default) made
+    # the state model and the fuzzer run for minutes; with a budget of 3 s each they stop.
+    server = BrokenServer(None, pytester.path / "server", error_sleep=0.5).start()
+    try:
+        target = pytester.path / "target.toml"
+        target.write_text(server.target_toml() + "\n[budget]\nseconds = 3\nexamples = 100\n")
+        start = time.monotonic()
+        result = pytester.runpytest(
+            "--mailspec-target",
+            str(target),
+            *INNER,
+            "--pyargs",
+            "conformance.tests.test_smtp_model",
+        )
+        took = time.monotonic() - start
+    finally:
+        server.stop()
+    result.assert_outcomes(passed=2)
+    # Each may overrun its 3 s by one example; without the budget they took minutes.
+    assert took < 20, f"the property tests took {took:.0f} s"

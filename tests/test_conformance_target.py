@@ -112,6 +112,9 @@ SMTP = '[endpoints]\nsmtp = "smtp://127.0.0.1:2525"\n'
         ("endpoints = 3\n", "expected a table"),
         (SMTP + "[expect]\nknown_deviations = [1]\n", "list of requirement ids"),
         (SMTP + '[expect]\nknown = ["x"]\n', "expect.known: unknown key"),
+        (SMTP + "[budget]\nseconds = 0\n", "budget.seconds: expected a positive"),
+        (SMTP + "[budget]\nexamples = 1.5\n", "budget.examples: expected a positive whole"),
+        (SMTP + "[budget]\nminutes = 1\n", "budget.minutes: unknown key"),
     ],
 )
 def test_bad_target_files(tmp_path: Path, text: str, message: str) -> None:
@@ -301,3 +304,11 @@ def test_missing_reason_carries_the_note() -> None:
     t = Target("r", "reference", "d.test", {}, capability_notes=notes)
     with pytest.raises(pytest.skip.Exception, match=r"^not applicable: .*apt-get install"):
         t.require("antivirus")
+
+
+def test_budget_for_property_tests(tmp_path: Path) -> None:
+    loaded = load_target(
+        write(tmp_path, SMTP + "[budget]\nseconds = 5\nexamples = 7\n"), environ={}
+    )
+    assert loaded.target.budget == PropertyBudget(5.0, 7)
+    assert load_target(write(tmp_path, SMTP), environ={}).target.budget == PropertyBudget(20.0)
