@@ -11,6 +11,7 @@ import pytest
 from conformance import target as target_mod
 from conformance.target import (
     Endpoint,
+    PropertyBudget,
     ReferenceTarget,
     Target,
     TargetError,
