@@ -31,6 +31,7 @@ SMTP = (
     "conformance.tests.test_smtp_starttls_auth",
 )
 POP3 = ("conformance.tests.test_pop3_session", "conformance.tests.test_pop3_transaction")
+IMAP = ("conformance.tests.test_imap_mailboxes", "conformance.tests.test_imap_concurrency")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Mutant:
     probe: bool = False
     # Why the suite cannot yet catch it where it is (reported as missed, an expected miss).
     gap: str = ""
+    # Planted in the reference itself (a reference.faults switch), not in a small server.
+    fault: bool = False
 
 
 def _pop3(flaw: str, source: str, title: str, *also: str, probe: bool = False) -> Mutant:
@@ -226,6 +229,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "pop3-stls-injection",
         "PLATFORM",
         "commands pipelined behind STLS are discarded, not run after the handshake",
+    ),
+    # RFC 3501: planted in the reference (reference/faults.py), read over its IMAP
+    Mutant(
+        "mailbox.recent-for-all",
+        "RFC3501",
+        "\\Recent is given to one session: the first SELECT reports the new message RECENT, "
+        "a second session's SELECT does not",
+        IMAP,
+        fault=True,
+    ),
+    Mutant(
+        "mailbox.uidvalidity-from-clock",
+        "RFC3501",
+        "a mailbox deleted and created again under the same name gets a new UIDVALIDITY",
+        IMAP,
+        fault=True,
     ),
 )
 

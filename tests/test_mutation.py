@@ -2,7 +2,9 @@
 conformance suite against it, and check the suite fails the requirement the bug breaks and
 no other (compared with the same server without the bug).
 
-The catch rate (mutants caught / mutants planted) is printed at the end of the run and kept,
+Most bugs are planted in small servers (tests/broken_servers.py); a few, in the reference
+itself through its test-only fault switches (reference/faults.py). The catch rate (mutants
+caught / mutants planted) is printed at the end of the run and kept,
 per mutant, in reports/mutation/mutation.json, which `mailspec check --coverage` reads. The
 default run plants ``mutants.DEFAULT``; ``--mutants all`` (or a comma-separated list of flaw
 names) plants others.
@@ -11,6 +13,8 @@ names) plants others.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -20,8 +24,17 @@ from mutants import DEFAULT, MUTANTS, Mutant
 pytest_plugins = ["pytester"]
 
 INNER = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:locust", "-q")
-# module set -> {(source, title): status} against the server without a flaw
-_CONTROL: dict[tuple[str, ...], dict[tuple[str, str], str]] = {}
+# The bootstrap of a run against a faulted reference: argv[1] the fault ("" for none).
+_PLANT = """
+import contextlib, sys
+import pytest
+from reference import faults
+fault = sys.argv[1]
+with faults.planted(fault) if fault else contextlib.nullcontext():
+    sys.exit(pytest.main(sys.argv[2:]))
+"""
+# (in the reference?, module set) -> {(source, title): status} without the bug
+_CONTROL: dict[tuple[bool, tuple[str, ...]], dict[tuple[str, str], str]] = {}
 # flaw -> what happened, for the report and the summary
 RESULTS: dict[str, dict[str, Any]] = {}
 
@@ -46,6 +59,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(autouse=True)
 def _inner_ini(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+
+
+def reference_statuses(
+    pytester: pytest.Pytester, fault: str | None, modules: tuple[str, ...]
+) -> dict[tuple[str, str], str]:
+    """Run the modules against the reference with ``fault`` planted: in a process of its own
+    (the reference's modules imported afresh), which plants it in code before pytest runs."""
+    report_file = pytester.path / "reports/conformance/conformance.json"
+    report_file.unlink(missing_ok=True)
+    subprocess.run(
+        [sys.executable, "-c", _PLANT, fault or "", *INNER, "--pyargs", *modules],
+        cwd=pytester.path,
+        capture_output=True,
+        timeout=600,
+    )
+    report = json.loads(report_file.read_text())
+    return {(r["source"], r["title"]): r["status"] for r in report["requirements"]}
 
 
 def statuses(
@@ -77,13 +107,14 @@ def test_mutant_is_caught_where_it_is(pytester: pytest.Pytester, mutant: Mutant)
         # An expected miss: reported as missed, and the run says why.
         RESULTS[mutant.flaw] = _result(mutant, "not planted", caught=False, unrelated=[])
         pytest.xfail(f"known gap: {mutant.gap}")
-    if mutant.modules not in _CONTROL:
-        _CONTROL[mutant.modules] = statuses(pytester, None, mutant.modules)
-    control = _CONTROL[mutant.modules]
+    run = reference_statuses if mutant.fault else statuses
+    if (mutant.fault, mutant.modules) not in _CONTROL:
+        _CONTROL[(mutant.fault, mutant.modules)] = run(pytester, None, mutant.modules)
+    control = _CONTROL[(mutant.fault, mutant.modules)]
     key = (mutant.source, mutant.title)
     # A mutant whose requirement the control does not pass would prove nothing.
     assert control.get(key) == "pass", f"the control server does not pass {key}: {control.get(key)}"
-    got = statuses(pytester, mutant.flaw, mutant.modules)
+    got = run(pytester, mutant.flaw, mutant.modules)
     if mutant.probe:
         RESULTS[mutant.flaw] = _result(mutant, "probe refused", caught=not got, unrelated=[])
         assert not got, f"{mutant.flaw}: the endpoint probe let the target through"
