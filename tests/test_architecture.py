@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent / "reference"
 
 # Floor by floor, from the ground up (the README's architecture section draws the same).
 FLOORS: list[set[str]] = [
-    {"mail", "values", "clock", "log", "sqlite", "tls", "credentials"},  # values, plumbing
+    {"mail", "values", "clock", "log", "sqlite", "tls", "credentials", "faults"},  # plumbing
     {"config", "state", "directory", "spool", "mailbox", "stream"},  # config, stores, line I/O
     {"dns", "auth"},  # the resolver; SPF, DKIM, DMARC, ARC
     {"scan"},  # content scanners (spam rules use the public suffix list of auth)
