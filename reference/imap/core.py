@@ -27,6 +27,7 @@ from reference.mailbox import (
 from reference.stream import Closed, Stream, log_event
 
 if TYPE_CHECKING:
+    from reference.imap.search import Update
     from reference.imap.server import ImapServer
 
 log = logging.getLogger("mailspec.imap")
@@ -50,6 +51,13 @@ _CAPS = (
     "SPECIAL-USE",
     "ESEARCH",
     "SEARCHRES",
+    "SORT",  # RFC 5256
+    "SORT=DISPLAY",  # RFC 5957
+    "ESORT",  # RFC 5267 3
+    "CONTEXT=SEARCH",  # RFC 5267 4
+    "CONTEXT=SORT",
+    "THREAD=ORDEREDSUBJECT",  # RFC 5256 3
+    "THREAD=REFERENCES",
     "STATUS=SIZE",
     "BINARY",
     "QUOTA",
@@ -111,6 +119,7 @@ class SessionCore:
         self.condstore = False
         self.qresync = False
         self.saved: frozenset[int] = frozenset()  # RFC 5182 $: UIDs
+        self.updates: dict[str, Update] = {}  # RFC 5267 4.3: RETURN (UPDATE) by tag
         self.out: list[bytes] = []
         self.out_size = 0
 
@@ -243,6 +252,8 @@ class SessionCore:
         known = [u for u in uids if self.seq_of(u) is not None]
         if not known:
             return
+        if self.updates:
+            await self.report_vanishing(known)
         if self.qresync:  # RFC 7162 3.2.10: VANISHED instead of EXPUNGE
             await self.queue(b"* VANISHED " + r.sequence_set(known).encode())
         else:
@@ -297,6 +308,7 @@ class SessionCore:
             view.mailbox.close()
         self.view = None
         self.saved = frozenset()
+        self.updates.clear()  # RFC 5267 4.3: updates end with the selection
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
 
@@ -336,7 +348,15 @@ class SessionCore:
             await self.stream.write(line + b"\r\n", 5.0)
 
     async def ok(self, command: Command, text: str) -> None:
+        if self.updates and self.view is not None:
+            await self.report_updates()
         await self.send(f"{command.tag} OK {text}".encode())
+
+    async def report_updates(self) -> None:
+        """RFC 5267 4.3 ADDTO/REMOVEFROM for RETURN (UPDATE) results (the search family)."""
+
+    async def report_vanishing(self, uids: list[int]) -> None:
+        """RFC 5267 4.3 REMOVEFROM for messages about to be expunged (the search family)."""
 
     async def no(self, tag: str, text: str) -> None:
         await self.send(f"{tag} NO {text}".encode())

@@ -22,6 +22,9 @@ class IdleCommand(SessionCore):
                 if view is not None:
                     view.changed.clear()
                     await self.refresh()
+                    if self.updates:
+                        await self.report_updates()
+                        await self.flush()
                     waiter = asyncio.ensure_future(view.changed.wait())
                     # Deliveries by other processes do not ring the bell: look now and then.
                     poll = asyncio.ensure_future(self.server.clock.sleep(self.server.idle_poll))

@@ -303,6 +303,37 @@ class Search(Command):
     charset: str | None = None
     uid: bool = False
     returns: tuple[str, ...] | None = None  # RFC 4731 ESEARCH RETURN (...); None: plain
+    partial: tuple[int, int] | None = None  # RFC 5267 4.4 / RFC 9394 RETURN (PARTIAL lo:hi)
+
+
+@dataclass(frozen=True)
+class Sort(Command):
+    """RFC 5256 SORT (with RFC 5267 ESORT's RETURN options): ``criteria`` are
+    ``(key, reverse)`` pairs, keys as in :data:`SORT_KEYS`."""
+
+    criteria: tuple[tuple[str, bool], ...]
+    charset: str
+    keys: tuple[SearchKey, ...]
+    uid: bool = False
+    returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Thread(Command):
+    """RFC 5256 THREAD with an algorithm of :data:`THREAD_ALGORITHMS`."""
+
+    algorithm: str
+    charset: str
+    keys: tuple[SearchKey, ...]
+    uid: bool = False
+
+
+@dataclass(frozen=True)
+class CancelUpdate(Command):
+    """RFC 5267 4.3 CANCELUPDATE: the tags of the SEARCH/SORT RETURN (UPDATE) to stop."""
+
+    tags: tuple[str, ...]
 
 
 SIMPLE_COMMANDS = frozenset(
@@ -331,12 +362,16 @@ STATUS_ITEMS = frozenset(
     {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT"}
     | {"HIGHESTMODSEQ"}
 )
-SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT", "PARTIAL"})
+SORT_KEYS = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
+THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
 # RFC 5258 3: options a server does not know are a BAD; RFC 6154 adds SPECIAL-USE to both,
 # RFC 5819 STATUS to the return options.
 LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 LIST_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"})
-_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
+_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"})
 
 
 def literal_suffix(line: bytes) -> tuple[int, bool] | None:
@@ -479,11 +514,28 @@ class _Reader:
             return Status(tag, mailbox, tuple(items))
         if name == "APPEND":
             return self.append(tag)
+        if name == "CANCELUPDATE":  # RFC 5267 4.3
+            tags: list[str] = []
+            while self.peek() == 0x20 and len(tags) < MAX_ITEMS:
+                self.sp()
+                tags.append(self.utf8(self.string()))
+            if not tags:
+                self.fail("Expected tag")
+            return CancelUpdate(tag, tuple(tags))
         self.fail("Unknown command")
 
     def uid_command(self, tag: str, name: str, *, uid: bool) -> Command:
         if name == "SEARCH":
             return self.search(tag, uid)
+        if name == "SORT":
+            return self.sort(tag, uid)
+        if name == "THREAD":
+            self.sp()
+            algorithm = self.keyword()
+            if algorithm not in THREAD_ALGORITHMS:
+                self.fail(f"Unknown threading algorithm {algorithm}")
+            charset, keys = self.charset_and_keys()
+            return Thread(tag, algorithm, charset, keys, uid)
         if name == "EXPUNGE":  # only as UID EXPUNGE here
             self.sp()
             return Expunge(tag, self.sequence_set())
@@ -954,17 +1006,8 @@ class _Reader:
 
     def search(self, tag: str, uid: bool) -> Search:
         self.sp()
-        returns: tuple[str, ...] | None = None
+        returns, partial = self.search_returns()
         start = self.pos
-        if self.take(_NAME_CHARS).upper() == b"RETURN" and self.peek() == 0x20:
-            self.pos += 1
-            returns = tuple(self.paren_list(self.keyword, empty=True))
-            for option in returns:
-                if option not in SEARCH_RETURNS:
-                    self.fail(f"Unknown search return option {option}")
-            self.sp()
-            start = self.pos
-        self.pos = start
         charset = None
         if self.take(_NAME_CHARS).upper() == b"CHARSET" and self.peek() == 0x20:
             self.pos += 1
@@ -972,13 +1015,85 @@ class _Reader:
             self.sp()
         else:
             self.pos = start
+        return Search(tag, self.search_keys(), charset, uid, returns, partial)
+
+    def sort(self, tag: str, uid: bool) -> Sort:
+        self.sp()
+        returns, partial = self.search_returns()
+        criteria: list[tuple[str, bool]] = []
+        reverse = False
+        for key in self.paren_list(self.keyword):
+            if key == "REVERSE" and not reverse:
+                reverse = True
+                continue
+            if key not in SORT_KEYS:
+                self.fail(f"Unknown sort key {key}")
+            criteria.append((key, reverse))
+            reverse = False
+        if reverse:
+            self.fail("REVERSE must precede a sort key")
+        charset, keys = self.charset_and_keys()
+        return Sort(tag, tuple(criteria), charset, keys, uid, returns, partial)
+
+    def charset_and_keys(self) -> tuple[str, tuple[SearchKey, ...]]:
+        """SORT and THREAD: a mandatory charset, then search keys (RFC 5256 3)."""
+        self.sp()
+        charset = self.utf8(self.astring()).upper()
+        self.sp()
+        return charset, self.search_keys()
+
+    def search_returns(self) -> tuple[tuple[str, ...] | None, tuple[int, int] | None]:
+        """``RETURN (...) SP`` if there: the options, and PARTIAL's range (RFC 5267 4.4, RFC
+        9394 3: ``lo:hi`` of 1-based positions, negative ones counting from the end)."""
+        start = self.pos
+        if not (self.take(_NAME_CHARS).upper() == b"RETURN" and self.peek() == 0x20):
+            self.pos = start
+            return None, None
+        self.pos += 1
+        options: list[str] = []
+        partial = None
+        self.expect(ord("("), "(")
+        while self.peek() != ord(")") and len(options) < MAX_ITEMS:
+            if options:
+                self.sp()
+            option = self.keyword()
+            if option not in SEARCH_RETURNS:
+                self.fail(f"Unknown search return option {option}")
+            if option == "PARTIAL":
+                self.sp()
+                partial = self.partial_range()
+            options.append(option)
+        self.expect(ord(")"), ")")
+        self.sp()
+        return tuple(options), partial
+
+    def partial_range(self) -> tuple[int, int]:
+        def position() -> int:
+            negative = self.peek() == ord("-")
+            if negative:
+                self.pos += 1
+            n = self.number(nonzero=True)
+            return -n if negative else n
+
+        first = position()
+        self.expect(ord(":"), ":")
+        last = position()
+        if (first < 0) != (last < 0):
+            self.fail("A partial range is both positive or both negative")  # RFC 9394 3
+        return (
+            (min(first, last), max(first, last))
+            if first > 0
+            else (max(first, last), min(first, last))
+        )
+
+    def search_keys(self) -> tuple[SearchKey, ...]:
         keys = [self.search_key(0)]
         while self.peek() == 0x20:
             if len(keys) >= MAX_ITEMS:
                 self.fail("Too many search keys")
             self.pos += 1
             keys.append(self.search_key(0))
-        return Search(tag, tuple(keys), charset, uid, returns)
+        return tuple(keys)
 
     def search_key(self, depth: int) -> SearchKey:
         if depth > MAX_DEPTH:

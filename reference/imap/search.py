@@ -10,14 +10,14 @@ import datetime
 import email.errors
 import email.header
 import email.utils
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from reference.imap import addresses, mime
 from reference.imap import response as r
 from reference.imap.core import SessionCore
 from reference.imap.fetch import enable_condstore, report_highestmodseq
-from reference.imap.parser import Search, SearchKey, SequenceSet
+from reference.imap.parser import CancelUpdate, Search, SearchKey, SequenceSet, Sort
 from reference.mailbox import Mailbox, NoSuchMessage
 
 _FLAG_OF = {
@@ -194,11 +194,11 @@ def matches(key: SearchKey, m: Candidate) -> bool:
     if name == "HEADER" and isinstance(value, tuple):
         field_name, text = value[0].lower(), value[1]
         # RFC 9051 6.4.4: an empty string matches every message that has the field.
-        return any(n == field_name and _contains(_decoded(v), text) for n, v in m.header())
+        return any(n == field_name and _contains(decoded(v), text) for n, v in m.header())
     if name == "BODY" and isinstance(value, str):
         return _contains(m.body_text(), value)
     if name == "TEXT" and isinstance(value, str):
-        header = " ".join(f"{n}: {_decoded(v)}" for n, v in m.header())
+        header = " ".join(f"{n}: {decoded(v)}" for n, v in m.header())
         return _contains(header, value) or _contains(m.body_text(), value)
     if name == "NOT":
         return not matches(key.keys[0], m)
@@ -236,14 +236,14 @@ def _header_matches(name: str, raw: str, wanted: str) -> bool:
     """SEARCH FROM/TO/CC/BCC/SUBJECT: a substring of the decoded value, or for an address
     field of one of its addresses written plainly (``user@domain`` for ``<user (c)@ domain>``),
     as Dovecot matches them (RFC 3501 6.4.4)."""
-    if _contains(_decoded(raw), wanted):
+    if _contains(decoded(raw), wanted):
         return True
     if name == "subject":
         return False
-    return any(_contains(_decoded(text), wanted) for text in addresses.search_text(raw))
+    return any(_contains(decoded(text), wanted) for text in addresses.search_text(raw))
 
 
-def _decoded(value: str) -> str:
+def decoded(value: str) -> str:
     """A header value with RFC 2047 encoded words decoded (as the user sees it)."""
     if "=?" not in value:
         return value
@@ -279,6 +279,54 @@ def _text_of(data: bytes) -> str:
     return "\n".join(out)
 
 
+@dataclass
+class Update:
+    """A SEARCH or SORT with RETURN (UPDATE) (RFC 5267 4.3): its result as last told, as
+    UIDs in result order, kept current with ADDTO and REMOVEFROM until CANCELUPDATE."""
+
+    command: Search | Sort
+    uids: list[int]
+
+
+def partial_slice(numbers: Sequence[int], bounds: tuple[int, int]) -> Sequence[int]:
+    """The results at 1-based positions ``lo:hi`` (RFC 5267 4.4), or counted from the end
+    when negative (RFC 9394 3: ``-1:-100`` the last hundred)."""
+    first, last = bounds
+    if first > 0:
+        return numbers[first - 1 : last]
+    size = len(numbers)
+    return numbers[max(0, size + last) : max(0, size + first + 1)]
+
+
+def esearch_line(
+    command: Search | Sort, numbers: Sequence[int], *, ordered: bool, modseq: int | None = None
+) -> bytes:
+    """``* ESEARCH (TAG ...)`` with what RETURN asked for (RFC 4731 3.1, RFC 5267 3 and 4.4);
+    ``numbers`` in result order (sort order for SORT)."""
+    options = set(command.returns or ()) - {"UPDATE", "CONTEXT", "SAVE"}
+    if not options:
+        options = {"ALL"}  # RFC 4731 3.1: RETURN () is ALL
+    render = r.ordered_set if ordered else r.sequence_set
+    parts = [b'* ESEARCH (TAG "%s")' % command.tag.encode()]
+    if command.uid:
+        parts.append(b"UID")
+    if numbers and "MIN" in options:  # RFC 5267 3.2: for SORT, the first in sort order
+        parts.append(b"MIN %d" % (numbers[0] if ordered else min(numbers)))
+    if numbers and "MAX" in options:
+        parts.append(b"MAX %d" % (numbers[-1] if ordered else max(numbers)))
+    if "COUNT" in options:
+        parts.append(b"COUNT %d" % len(numbers))
+    if numbers and "ALL" in options:
+        parts.append(b"ALL " + render(numbers).encode())
+    if command.partial is not None:
+        picked = partial_slice(numbers, command.partial)
+        where = b"%d:%d" % command.partial
+        parts.append(b"PARTIAL (%s %s)" % (where, render(picked).encode() if picked else b"NIL"))
+    if modseq is not None:
+        parts.append(b"MODSEQ %d" % modseq)
+    return b" ".join(parts)
+
+
 class SearchCommand(SessionCore):
     async def search(self, command: Search) -> None:
         view = self.view
@@ -286,10 +334,7 @@ class SearchCommand(SessionCore):
         if command.charset not in (None, "US-ASCII", "UTF-8"):
             await self.no(command.tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset")
             return
-        recent = frozenset() if self.rev2 else frozenset(view.recent)
-        hits = await asyncio.to_thread(
-            search_mailbox, view.mailbox, list(view.uids), command, self.saved, recent
-        )
+        hits = await self.run_search(command)
         with_modseq = any(_uses_modseq(k) for k in command.keys)
         if with_modseq and enable_condstore(self):  # RFC 7162 3.1: the MODSEQ key enables it
             await report_highestmodseq(self)
@@ -302,7 +347,7 @@ class SearchCommand(SessionCore):
                 text += b" (MODSEQ %d)" % highest  # RFC 7162 3.1.5
             await self.send(text)
         else:
-            options = set(returns or ()) or {"ALL"}  # RFC 4731 3.1: RETURN () is ALL
+            options = set(returns or ()) or {"ALL"}
             if "SAVE" in options:  # RFC 5182 2.4
                 saved = [u for _, u, _ in hits]
                 if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
@@ -312,35 +357,78 @@ class SearchCommand(SessionCore):
                     saved = picks if saved else []
                 self.saved = frozenset(saved)
             if options != {"SAVE"}:
-                parts = [b'* ESEARCH (TAG "%s")' % command.tag.encode()]
-                if command.uid:
-                    parts.append(b"UID")
-                if numbers and "MIN" in options:
-                    parts.append(b"MIN %d" % min(numbers))
-                if numbers and "MAX" in options:
-                    parts.append(b"MAX %d" % max(numbers))
-                if "COUNT" in options:
-                    parts.append(b"COUNT %d" % len(numbers))
-                if numbers and "ALL" in options:
-                    parts.append(b"ALL " + r.sequence_set(numbers).encode())
+                modseq = None
                 if with_modseq and numbers:
                     if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
                         # RFC 7162 3.1.5: only the messages MIN and MAX return count.
-                        modseq = {n: m for n, (_, _, m) in zip(numbers, hits, strict=True)}
+                        by_number = {n: m for n, (_, _, m) in zip(numbers, hits, strict=True)}
                         picked = [min(numbers)] if "MIN" in options else []
                         picked += [max(numbers)] if "MAX" in options else []
-                        highest = max(modseq[n] for n in picked)
-                    parts.append(b"MODSEQ %d" % highest)
-                await self.send(b" ".join(parts))
+                        highest = max(by_number[n] for n in picked)
+                    modseq = highest
+                await self.send(esearch_line(command, numbers, ordered=False, modseq=modseq))
         if command.uid:
             await self.refresh()
         await self.ok(command, "SEARCH completed")
+        if "UPDATE" in (returns or ()):
+            self.updates[command.tag] = Update(command, [u for _, u, _ in hits])
+
+    async def run_search(self, command: Search | Sort) -> list[tuple[int, int, int]]:
+        view = self.view
+        assert view is not None
+        recent = frozenset() if self.rev2 else frozenset(view.recent)
+        return await asyncio.to_thread(
+            search_mailbox, view.mailbox, list(view.uids), command.keys, self.saved, recent
+        )
+
+    async def result_uids(self, command: Search | Sort) -> list[int]:
+        """The UIDs a SEARCH or SORT selects now, in result order (SORT overrides it)."""
+        return [u for _, u, _ in await self.run_search(command)]
+
+    async def report_updates(self) -> None:
+        """RFC 5267 4.3: what left and what joined each RETURN (UPDATE) result since it was
+        last told, as REMOVEFROM and ADDTO (position 0 for SEARCH: it is unordered)."""
+        for tag, update in list(self.updates.items()):
+            now = await self.result_uids(update.command)
+            before = set(update.uids)
+            removed = [u for u in update.uids if u not in set(now)]
+            added = [u for u in now if u not in before]
+            update.uids = now
+            if removed:
+                await self.queue(self.context_line(tag, update, "REMOVEFROM", removed, before=True))
+            if added:
+                await self.queue(self.context_line(tag, update, "ADDTO", added, before=False))
+
+    def context_line(
+        self, tag: str, update: Update, what: str, uids: list[int], *, before: bool
+    ) -> bytes:
+        numbers = uids if update.command.uid else [self.seq_of(u) or 0 for u in uids]
+        parts = [b'* ESEARCH (TAG "%s")' % tag.encode()]
+        if update.command.uid:
+            parts.append(b"UID")
+        parts.append(b"%s (0 %s)" % (what.encode(), r.sequence_set(numbers).encode()))
+        return b" ".join(parts)
+
+    async def report_vanishing(self, uids: list[int]) -> None:
+        """Before EXPUNGE responses renumber the view: REMOVEFROM for the messages that
+        leave an UPDATE result (RFC 5267 4.3)."""
+        gone = set(uids)
+        for tag, update in self.updates.items():
+            removed = [u for u in update.uids if u in gone]
+            if removed:
+                update.uids = [u for u in update.uids if u not in gone]
+                await self.queue(self.context_line(tag, update, "REMOVEFROM", removed, before=True))
+
+    async def cancel_update(self, command: CancelUpdate) -> None:
+        for tag in command.tags:
+            self.updates.pop(tag, None)
+        await self.ok(command, "CANCELUPDATE completed")
 
 
 def search_mailbox(
     mailbox: Mailbox,
     uids: list[int],
-    command: Search,
+    keys: Sequence[SearchKey],
     saved: frozenset[int],
     recent: frozenset[int] = frozenset(),
 ) -> list[tuple[int, int, int]]:
@@ -352,7 +440,7 @@ def search_mailbox(
     clauses: list[str] = []
     params: list[object] = []
     rest: list[SearchKey] = []
-    for key in command.keys:
+    for key in keys:
         compiled = to_sql(key, uids, saved, recent)
         if compiled is None:
             rest.append(key)

@@ -15,6 +15,7 @@ from reference.imap.messages import MessageCommands
 from reference.imap.parser import (
     Append,
     Authenticate,
+    CancelUpdate,
     Command,
     Copy,
     Enable,
@@ -30,8 +31,10 @@ from reference.imap.parser import (
     Select,
     SetQuota,
     Simple,
+    Sort,
     Status,
     Store,
+    Thread,
     literal_suffix,
     parse_command,
     tag_of,
@@ -39,6 +42,7 @@ from reference.imap.parser import (
 from reference.imap.quota import QuotaCommands
 from reference.imap.search import SearchCommand
 from reference.imap.selection import SelectionCommands
+from reference.imap.sort import SortCommands
 from reference.stream import Closed, LineTooLong
 
 _ANY = frozenset(State) - {State.LOGOUT}
@@ -60,7 +64,10 @@ _ALLOWED: dict[str, frozenset[State]] = {  # RFC 9051 3 / RFC 3501 3: states and
     "ENABLE": frozenset({State.AUTHENTICATED}),  # RFC 5161 3.1
     **dict.fromkeys(_AUTHED_COMMANDS, _AUTHED),
     **dict.fromkeys(
-        ["CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE"],
+        [
+            *("CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY"),
+            *("MOVE", "SORT", "THREAD", "CANCELUPDATE"),
+        ],
         _SELECTED,
     ),
 }
@@ -75,6 +82,7 @@ class Session(
     AppendCommand,
     IdleCommand,
     FetchCommand,
+    SortCommands,
     SearchCommand,
     MessageCommands,
     SessionCore,
@@ -226,6 +234,12 @@ class Session(
                 await self.expunge(command)
             case Search():
                 await self.search(command)
+            case Sort():
+                await self.sort(command)
+            case Thread():
+                await self.thread(command)
+            case CancelUpdate():
+                await self.cancel_update(command)
             case _:  # pragma: no cover - every parsed command has a case
                 await self.bad(command.tag, "Command not implemented")
 
