@@ -53,6 +53,14 @@ def _day(n: int) -> datetime.datetime:
     return datetime.datetime(2026, 1, 1 + n, 12, 0, tzinfo=datetime.UTC)
 
 
+DAY1 = "Thu, 01 Jan 2026 10:00:00"
+
+
+def sort_of(raw: RawImap, arguments: str) -> bytes:
+    """The numbers of ``SORT arguments``' response."""
+    return untagged(raw.command(f"SORT {arguments}"), b"SORT")
+
+
 def untagged(lines: list[bytes], name: bytes) -> bytes:
     """The data of the one ``* NAME ...`` response (upper-cased name), without CRLF."""
     found = [
@@ -87,13 +95,11 @@ def test_sort_criteria(target: Target) -> None:
         mail("Sat, 03 Jan 2026 10:00:00", "b", sender="bob@example.net"),
     ]
     with folder_with(target, "SORT", messages) as raw:
-        assert untagged(raw.command("SORT (DATE) UTF-8 ALL"), b"SORT") == b"2 1 3"
-        assert untagged(raw.command("SORT (SUBJECT) UTF-8 ALL"), b"SORT") == b"2 1 3"
-        assert untagged(raw.command("SORT (REVERSE SUBJECT) UTF-8 ALL"), b"SORT") == b"1 3 2"
-        assert (
-            untagged(raw.command("SORT (SUBJECT REVERSE DATE) US-ASCII ALL"), b"SORT") == b"2 3 1"
-        )
-        assert untagged(raw.command("SORT (FROM) UTF-8 NOT 2"), b"SORT") == b"3 1"
+        assert sort_of(raw, "(DATE) UTF-8 ALL") == b"2 1 3"
+        assert sort_of(raw, "(SUBJECT) UTF-8 ALL") == b"2 1 3"
+        assert sort_of(raw, "(REVERSE SUBJECT) UTF-8 ALL") == b"1 3 2"
+        assert sort_of(raw, "(SUBJECT REVERSE DATE) US-ASCII ALL") == b"2 3 1"
+        assert sort_of(raw, "(FROM) UTF-8 NOT 2") == b"3 1"
 
 
 @requirement(
@@ -103,13 +109,9 @@ def test_sort_criteria(target: Target) -> None:
     "SORT SUBJECT compares base subjects: Re:, Fwd:, [blob] prefixes and (fwd) removed",
 )
 def test_sort_base_subject(target: Target) -> None:
-    messages = [
-        mail("Thu, 01 Jan 2026 10:00:00", "kiwi"),
-        mail("Thu, 01 Jan 2026 10:00:00", "[Fwd: lime]"),
-        mail("Thu, 01 Jan 2026 10:00:00", "Re: [list] Fwd: apple (fwd)"),
-    ]
+    messages = [mail(DAY1, s) for s in ("kiwi", "[Fwd: lime]", "Re: [list] Fwd: apple (fwd)")]
     with folder_with(target, "SORT", messages) as raw:
-        assert untagged(raw.command("SORT (SUBJECT) UTF-8 ALL"), b"SORT") == b"3 1 2"
+        assert sort_of(raw, "(SUBJECT) UTF-8 ALL") == b"3 1 2"
 
 
 @requirement(
@@ -119,13 +121,10 @@ def test_sort_base_subject(target: Target) -> None:
     "SORT DISPLAYFROM orders by the display name of the first From address, else its address",
 )
 def test_sort_displayfrom(target: Target) -> None:
-    messages = [
-        mail("Thu, 01 Jan 2026 10:00:00", "x", sender="Zoe <a@example.net>"),
-        mail("Thu, 01 Jan 2026 10:00:00", "x", sender="m@example.net"),
-        mail("Thu, 01 Jan 2026 10:00:00", "x", sender="Bea <z@example.net>"),
-    ]
+    senders = ("Zoe <a@example.net>", "m@example.net", "Bea <z@example.net>")
+    messages = [mail(DAY1, "x", sender=s) for s in senders]
     with folder_with(target, "SORT=DISPLAY", messages) as raw:
-        assert untagged(raw.command("SORT (DISPLAYFROM) UTF-8 ALL"), b"SORT") == b"3 2 1"
+        assert sort_of(raw, "(DISPLAYFROM) UTF-8 ALL") == b"3 2 1"
 
 
 @requirement(
@@ -190,7 +189,7 @@ def test_esort(target: Target) -> None:
     "SEARCH RETURN (PARTIAL lo:hi) returns the results at those positions, NIL past the end",
 )
 def test_search_partial(target: Target) -> None:
-    messages = [mail("Thu, 01 Jan 2026 10:00:00", "x") for _ in range(5)]
+    messages = [mail(DAY1, "x") for _ in range(5)]
     with folder_with(target, "CONTEXT=SEARCH", messages) as raw:
         assert esearch(raw.command("SEARCH RETURN (PARTIAL 2:3) NOT 2"))[b"PARTIAL"] == b"(2:3 3:4)"
         assert esearch(raw.command("SEARCH RETURN (PARTIAL 4:2) ALL"))[b"PARTIAL"] == b"(2:4 2:4)"
@@ -207,7 +206,7 @@ def test_search_partial(target: Target) -> None:
     "SEARCH RETURN (UPDATE) reports messages joining and leaving the result until CANCELUPDATE",
 )
 def test_search_update(target: Target) -> None:
-    messages = [mail("Thu, 01 Jan 2026 10:00:00", "x") for _ in range(3)]
+    messages = [mail(DAY1, "x") for _ in range(3)]
     with folder_with(target, "CONTEXT=SEARCH", messages) as raw:
         raw.command("SEARCH RETURN (UPDATE) FLAGGED")
         tag = f"r{raw.counter}".encode()
