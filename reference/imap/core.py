@@ -44,11 +44,13 @@ _CAPS = (
     "UNSELECT",
     "UIDPLUS",
     "MULTIAPPEND",  # RFC 3502
+    "CATENATE",  # RFC 4469
     "MOVE",
     "CHILDREN",
     "LIST-EXTENDED",
     "LIST-STATUS",
     "SPECIAL-USE",
+    "CREATE-SPECIAL-USE",  # RFC 6154 3
     "ESEARCH",
     "SEARCHRES",
     "SORT",  # RFC 5256

@@ -197,6 +197,7 @@ class MailboxCommand(Command):
 
     name: str
     mailbox: str
+    uses: tuple[str, ...] = ()  # RFC 6154 3: CREATE name (USE (\Drafts ...))
 
 
 @dataclass(frozen=True)
@@ -244,21 +245,33 @@ class Append(Command):
     message: bytes = field(repr=False)
     binary: bool = False  # RFC 3516 literal8
     more: tuple[AppendMessage, ...] = ()  # RFC 3502 MULTIAPPEND: the messages after the first
+    catenate: tuple[CatenatePart, ...] = ()  # RFC 4469: the first message's parts
 
     @property
     def messages(self) -> tuple[AppendMessage, ...]:
         """Every message of the command, the first one included."""
-        return (AppendMessage(self.flags, self.date, self.message, self.binary), *self.more)
+        first = AppendMessage(self.flags, self.date, self.message, self.binary, self.catenate)
+        return (first, *self.more)
 
 
 @dataclass(frozen=True)
 class AppendMessage:
-    """One message of an APPEND: its flags, date-time, octets and whether sent as literal8."""
+    """One message of an APPEND: its flags, date-time, octets and whether sent as literal8;
+    or, with RFC 4469 CATENATE, the parts to join (``message`` then empty)."""
 
     flags: tuple[str, ...]
     date: float | None
     message: bytes = field(repr=False)
     binary: bool = False
+    catenate: tuple[CatenatePart, ...] = ()
+
+
+@dataclass(frozen=True)
+class CatenatePart:
+    """RFC 4469 5: ``TEXT literal`` (``text``) or ``URL "imap-url"`` (``url``)."""
+
+    text: bytes = field(default=b"", repr=False)
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -497,7 +510,17 @@ class _Reader:
         if name in ("SELECT", "EXAMINE"):
             return self.select(tag, readonly=name == "EXAMINE")
         if name in MAILBOX_COMMANDS:
-            return MailboxCommand(tag, name, self.sp_mailbox())
+            mailbox = self.sp_mailbox()
+            uses: list[str] = []
+            if name == "CREATE" and self.peek() == 0x20:  # RFC 4466 create-params
+                self.sp()
+                self.expect(ord("("), "(")
+                if self.keyword() != "USE":  # RFC 6154 6
+                    self.fail("Unknown CREATE parameter")
+                self.sp()
+                uses = self.flag_list()
+                self.expect(ord(")"), ")")
+            return MailboxCommand(tag, name, mailbox, tuple(uses))
         if name == "RENAME":
             return Rename(tag, self.sp_mailbox(), self.sp_mailbox())
         if name == "SETQUOTA":
@@ -716,7 +739,14 @@ class _Reader:
             self.sp()
             more.append(self.append_message())
         return Append(
-            tag, mailbox, first.flags, first.date, first.message, first.binary, tuple(more)
+            tag,
+            mailbox,
+            first.flags,
+            first.date,
+            first.message,
+            first.binary,
+            tuple(more),
+            first.catenate,
         )
 
     def append_message(self) -> AppendMessage:
@@ -731,13 +761,33 @@ class _Reader:
             if date is None:
                 self.fail("Invalid date-time")
             self.sp()
-        binary = self.peek() == ord("~")
+        if self.peek() not in (ord("~"), ord("{")):
+            start = self.pos
+            if self.take(_NAME_CHARS).upper() != b"CATENATE" or self.peek() != 0x20:
+                self.pos = start
+                self.fail("Expected message literal")
+            self.sp()
+            parts = self.paren_list(self.catenate_part)  # RFC 4469 5
+            return AppendMessage(tuple(flags), date, b"", catenate=tuple(parts))
+        binary, message = self.literal_or_literal8()
+        return AppendMessage(tuple(flags), date, message, binary)
+
+    def literal_or_literal8(self) -> tuple[bool, bytes]:
+        binary = self.peek() == ord("~")  # RFC 3516 literal8
         if binary:
             self.pos += 1
         if self.peek() != ord("{"):
             self.fail("Expected message literal")
-        message = self.literal(allow_nul=binary)
-        return AppendMessage(tuple(flags), date, message, binary)
+        return binary, self.literal(allow_nul=binary)
+
+    def catenate_part(self) -> CatenatePart:
+        kind = self.keyword()
+        self.sp()
+        if kind == "TEXT":
+            return CatenatePart(text=self.literal_or_literal8()[1])
+        if kind == "URL":
+            return CatenatePart(url=self.utf8(self.astring()))
+        self.fail("Expected TEXT or URL")
 
     def id_params(self) -> tuple[tuple[str, str | None], ...] | None:
         self.sp()

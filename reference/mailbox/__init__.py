@@ -18,6 +18,7 @@ from reference.mailbox.paths import (
     normalize_folder,
 )
 from reference.mailbox.store import (
+    CREATABLE_USES,
     FolderExists,
     MailStore,
     NoSuchFolder,
@@ -27,6 +28,7 @@ from reference.mailbox.store import (
 )
 
 __all__ = [
+    "CREATABLE_USES",
     "DELIMITER",
     "SPECIAL_USE",
     "SYSTEM_FLAGS",

@@ -1,0 +1,96 @@
+"""IMAP extensions for composing and organising mail: CATENATE (RFC 4469) and SPECIAL-USE on
+CREATE (RFC 6154); each applicable where the server advertises it."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from conformance.requirements import requirement
+from conformance.target import Target
+from conformance.tests.test_imap_support import (
+    RawImap,
+    append,
+    imap,
+    message,
+    require_capability,
+    scratch_folder,
+    tagged,
+    token,
+)
+
+
+@requirement(
+    "RFC4469",
+    "5",
+    "MUST",
+    "APPEND CATENATE joins TEXT parts and IMAP URLs (a message's section, a partial of one)",
+)
+def test_catenate(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "CATENATE")
+        uid = append(client, folder, message(token(), body=b"0123456789\r\n"))
+        client.select_folder(folder)
+        validity = client.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+        url = f"/{folder};UIDVALIDITY={validity}/;UID={uid}"
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            # A synchronizing literal: the server may refuse before it is sent.
+            raw.send(
+                f'c1 APPEND {folder} CATENATE (URL "{url}/;SECTION=HEADER" TEXT {{5}}\r\n'.encode()
+            )
+            assert raw.line().startswith(b"+")
+            raw.send(f'new\r\n URL "{url}/;SECTION=TEXT/;PARTIAL=2.3")\r\n'.encode())
+            lines = raw.until(b"c1")
+            assert tagged(lines).startswith(b"OK"), lines
+        finally:
+            raw.close()
+        client.select_folder(folder)
+        newest = client.search(["ALL"])[-1]
+        data = client.fetch([newest], [b"BODY.PEEK[]"])[newest][b"BODY[]"]
+        header = client.fetch([uid], [b"BODY.PEEK[HEADER]"])[uid][b"BODY[HEADER]"]
+        assert data == header + b"new\r\n234", data
+
+
+@requirement(
+    "RFC4469",
+    "6",
+    "MUST",
+    "APPEND CATENATE with a URL naming no message is NO [BADURL] and stores nothing",
+)
+def test_catenate_bad_url(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "CATENATE")
+        uid = append(client, folder, message(token()))
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            lines = raw.command(f'APPEND {folder} CATENATE (URL "/{folder}/;UID={uid + 5}")')
+            assert re.match(rb"NO \[BADURL", tagged(lines), re.IGNORECASE), lines
+        finally:
+            raw.close()
+        client.select_folder(folder)
+        assert client.search(["ALL"]) == [uid]
+
+
+@requirement(
+    "RFC6154",
+    "3",
+    "MUST",
+    "CREATE with USE (\\Archive) makes a mailbox that LIST shows with that attribute",
+)
+def test_create_special_use(target: Target) -> None:
+    with imap(target) as client:
+        require_capability(client, "CREATE-SPECIAL-USE")
+        name = f"conformance-{secrets.token_hex(4)}"
+        raw = RawImap(target)
+        try:
+            raw.login(target.account)
+            assert tagged(raw.command(f"CREATE {name} (USE (\\Archive))")).startswith(b"OK")
+            lines = raw.command(f'LIST "" {name}')
+            listed = [x for x in lines if x.upper().startswith(b"* LIST")]
+            assert len(listed) == 1 and b"\\Archive" in listed[0], lines
+        finally:
+            raw.command(f"DELETE {name}")
+            raw.close()
