@@ -1,10 +1,13 @@
-"""IMAP extensions for composing and organising mail: CATENATE (RFC 4469) and SPECIAL-USE on
+"""IMAP extensions: CATENATE (RFC 4469), COMPRESS=DEFLATE (RFC 4978) and SPECIAL-USE on
 CREATE (RFC 6154); each applicable where the server advertises it."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
+import zlib
+from collections.abc import Iterator
 
 from conformance.requirements import requirement
 from conformance.target import Target
@@ -18,6 +21,19 @@ from conformance.tests.test_imap_support import (
     tagged,
     token,
 )
+
+
+@contextlib.contextmanager
+def raw_session(target: Target, capability: str) -> Iterator[RawImap]:
+    """A logged-in raw session, where the server advertises ``capability``."""
+    with imap(target) as client:
+        require_capability(client, capability)
+    raw = RawImap(target)
+    try:
+        raw.login(target.account)
+        yield raw
+    finally:
+        raw.close()
 
 
 @requirement(
@@ -81,16 +97,34 @@ def test_catenate_bad_url(target: Target) -> None:
     "CREATE with USE (\\Archive) makes a mailbox that LIST shows with that attribute",
 )
 def test_create_special_use(target: Target) -> None:
-    with imap(target) as client:
-        require_capability(client, "CREATE-SPECIAL-USE")
-        name = f"conformance-{secrets.token_hex(4)}"
-        raw = RawImap(target)
+    name = f"conformance-{secrets.token_hex(4)}"
+    with raw_session(target, "CREATE-SPECIAL-USE") as raw:
         try:
-            raw.login(target.account)
             assert tagged(raw.command(f"CREATE {name} (USE (\\Archive))")).startswith(b"OK")
             lines = raw.command(f'LIST "" {name}')
             listed = [x for x in lines if x.upper().startswith(b"* LIST")]
             assert len(listed) == 1 and b"\\Archive" in listed[0], lines
         finally:
             raw.command(f"DELETE {name}")
-            raw.close()
+
+
+@requirement(
+    "RFC4978",
+    "3",
+    "MUST",
+    "After COMPRESS DEFLATE's OK, commands and responses travel as raw deflate both ways",
+)
+def test_compress_deflate(target: Target) -> None:
+    with raw_session(target, "COMPRESS=DEFLATE") as raw:
+        assert tagged(raw.command("COMPRESS DEFLATE")).startswith(b"OK")
+        assert raw.buffer == b"", raw.buffer  # nothing may follow the OK uncompressed
+        deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        raw.send(deflate.compress(b"z1 NOOP\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
+        got = b""
+        while not re.search(rb"(^|\n)z1 ", got):
+            raw.sock.settimeout(target.timeout)
+            chunk = raw.sock.recv(65536)
+            assert chunk, f"connection closed; inflated so far {got!r}"
+            got += inflate.decompress(chunk)
+        assert re.search(rb"(^|\n)z1 OK", got), got

@@ -343,6 +343,13 @@ class Thread(Command):
 
 
 @dataclass(frozen=True)
+class Compress(Command):
+    """RFC 4978 COMPRESS with its mechanism (only DEFLATE exists)."""
+
+    mechanism: str
+
+
+@dataclass(frozen=True)
 class CancelUpdate(Command):
     """RFC 5267 4.3 CANCELUPDATE: the tags of the SEARCH/SORT RETURN (UPDATE) to stop."""
 
@@ -537,6 +544,9 @@ class _Reader:
             return Status(tag, mailbox, tuple(items))
         if name == "APPEND":
             return self.append(tag)
+        if name == "COMPRESS":
+            self.sp()
+            return Compress(tag, self.keyword())
         if name == "CANCELUPDATE":  # RFC 5267 4.3
             tags: list[str] = []
             while self.peek() == 0x20 and len(tags) < MAX_ITEMS:

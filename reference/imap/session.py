@@ -17,6 +17,7 @@ from reference.imap.parser import (
     Authenticate,
     CancelUpdate,
     Command,
+    Compress,
     Copy,
     Enable,
     Expunge,
@@ -52,6 +53,7 @@ _NOT_AUTHED = frozenset({State.NOT_AUTHENTICATED})
 _AUTHED_COMMANDS = (
     *("SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST"),
     *("LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA"),
+    "COMPRESS",  # RFC 4978 3: once logged in
 )
 _ALLOWED: dict[str, frozenset[State]] = {  # RFC 9051 3 / RFC 3501 3: states and commands
     "CAPABILITY": _ANY,
@@ -240,8 +242,21 @@ class Session(
                 await self.thread(command)
             case CancelUpdate():
                 await self.cancel_update(command)
+            case Compress():
+                await self.compress(command)
             case _:  # pragma: no cover - every parsed command has a case
                 await self.bad(command.tag, "Command not implemented")
+
+    async def compress(self, command: Compress) -> None:
+        """RFC 4978 3: the OK goes out plain; everything after it, both ways, deflated."""
+        if self.stream.compressed:
+            raise No("[COMPRESSIONACTIVE] DEFLATE active already")
+        if command.mechanism != "DEFLATE":
+            await self.bad(command.tag, "Unknown compression mechanism")
+            return
+        await self.ok(command, "DEFLATE active")
+        self.stream.start_deflate()
+        self.log("imap.compress", mechanism="DEFLATE")
 
     async def enable(self, command: Enable) -> None:
         enabled: list[str] = []
