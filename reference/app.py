@@ -26,6 +26,7 @@ from reference.delivery import LocalDelivery, QueueRunner
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
 from reference.dns import make_resolver
+from reference.imap import searchable_text
 from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore, Quota
@@ -111,7 +112,10 @@ class App:
                 default_quota.messages if own_messages is None else own_messages,
             )
 
-        self.store = MailStore(data / "mail", clock=self.clock, quota=quota)
+        # Delivery and APPEND keep each mailbox's text index (IMAP SEARCH BODY/TEXT).
+        self.store = MailStore(
+            data / "mail", clock=self.clock, quota=quota, text_of=searchable_text
+        )
         self.spool = Spool(cfg.spool_path, self.clock)
         self.resolver = make_resolver(cfg)
         self.state: StateStore = (

@@ -56,6 +56,9 @@ class Candidate:
     def body_text(self) -> str:
         return self._content()[1]
 
+    def header_text(self) -> str:
+        return header_text(self.header())
+
     def _content(self) -> tuple[list[tuple[str, str]], str]:
         if self._parsed is None:
             data = self.load() if self.load is not None else b""
@@ -64,14 +67,37 @@ class Candidate:
         return self._parsed
 
 
+def header_text(fields: Iterable[tuple[str, str]]) -> str:
+    """The header as SEARCH TEXT sees it: each field decoded, as ``name: value``."""
+    return " ".join(f"{n}: {decoded(v)}" for n, v in fields)
+
+
+def searchable_text(data: bytes) -> tuple[str, str]:
+    """What SEARCH TEXT and BODY look at in a message (the mailbox text index keeps it):
+    the decoded header and the decoded text of its text parts."""
+    return header_text(mime.fields(mime.split(data)[0])), _text_of(data)
+
+
+def _glob(text: str) -> str:
+    """A GLOB pattern matching ``text`` anywhere, its wildcards escaped."""
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in text.casefold())
+    return f"*{escaped}*"
+
+
 MAX_SQL_RANGES = 200  # a set with more ranges is matched in Python rather than in SQL
 
 
 def to_sql(
-    key: SearchKey, uids: list[int], saved: frozenset[int], recent: frozenset[int] = frozenset()
+    key: SearchKey,
+    uids: list[int],
+    saved: frozenset[int],
+    recent: frozenset[int] = frozenset(),
+    *,
+    texts: bool = False,
 ) -> tuple[str, list[object]] | None:
     """A WHERE clause over the index columns (uid, flags, size, internaldate, modseq) that
-    selects what ``key`` matches, or None when the key needs the message itself.
+    selects what ``key`` matches, or None when the key needs the message itself. With
+    ``texts`` (the mailbox's text index is complete), BODY and TEXT are looked up in it.
 
     ``uids`` is the session's view (sequence number n is ``uids[n - 1]``), so sequence
     numbers become UID ranges. Lets a SEARCH of flags, sizes, dates and numbers over
@@ -128,8 +154,16 @@ def to_sql(
         if name == "SINCE":
             return "internaldate >= ?", [start]
         return "(internaldate >= ? AND internaldate < ?)", [start, start + 86400]
+    if name == "BODY" and texts and isinstance(value, str):
+        return "uid IN (SELECT rowid FROM texts WHERE body GLOB ?)", [_glob(value)]
+    if name == "TEXT" and texts and isinstance(value, str):
+        return (
+            "uid IN (SELECT rowid FROM texts WHERE header GLOB ?"
+            " UNION SELECT rowid FROM texts WHERE body GLOB ?)",
+            [_glob(value), _glob(value)],
+        )
     if name in ("NOT", "OR", "AND"):
-        parts = [to_sql(k, uids, saved, recent) for k in key.keys]
+        parts = [to_sql(k, uids, saved, recent, texts=texts) for k in key.keys]
         if any(p is None for p in parts):
             return None
         clauses = [p[0] for p in parts if p is not None]
@@ -198,8 +232,7 @@ def matches(key: SearchKey, m: Candidate) -> bool:
     if name == "BODY" and isinstance(value, str):
         return _contains(m.body_text(), value)
     if name == "TEXT" and isinstance(value, str):
-        header = " ".join(f"{n}: {decoded(v)}" for n, v in m.header())
-        return _contains(header, value) or _contains(m.body_text(), value)
+        return _contains(m.header_text(), value) or _contains(m.body_text(), value)
     if name == "NOT":
         return not matches(key.keys[0], m)
     if name == "OR":
@@ -434,14 +467,18 @@ def search_mailbox(
 ) -> list[tuple[int, int, int]]:
     """``(seq, uid, modseq)`` of the messages that match every key.
 
-    The keys the index can answer become one SQL query; the others (text, headers, sent
-    dates) are then checked message by message on what that query left.
+    The keys the index can answer become one SQL query (BODY and TEXT through the text
+    index, brought up to date first); the others (header fields, sent dates) are then
+    checked message by message on what that query left.
     """
+    texts = mailbox.has_text_index and _uses_text(keys)
+    if texts:
+        mailbox.index_texts(searchable_text)
     clauses: list[str] = []
     params: list[object] = []
     rest: list[SearchKey] = []
     for key in keys:
-        compiled = to_sql(key, uids, saved, recent)
+        compiled = to_sql(key, uids, saved, recent, texts=texts)
         if compiled is None:
             rest.append(key)
         else:
@@ -482,6 +519,10 @@ def _loader(mailbox: Mailbox, uid: int) -> Callable[[], bytes]:
             return b""
 
     return load
+
+
+def _uses_text(keys: Iterable[SearchKey]) -> bool:
+    return any(k.name in ("BODY", "TEXT") or _uses_text(k.keys) for k in keys)
 
 
 def _uses_modseq(key: SearchKey) -> bool:

@@ -8,6 +8,7 @@ from reference.mailbox.folder import (
     NoSuchMessage,
     Status,
     StoredMessage,
+    TextOf,
     normalize_flags,
 )
 from reference.mailbox.paths import (
@@ -45,6 +46,7 @@ __all__ = [
     "QuotaExceeded",
     "Status",
     "StoredMessage",
+    "TextOf",
     "Usage",
     "normalize_flags",
     "normalize_folder",

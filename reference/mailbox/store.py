@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reference.clock import Clock
-from reference.mailbox.folder import Mailbox, Status
+from reference.mailbox.folder import Mailbox, Status, TextOf
 from reference.mailbox.index import INDEX_FILE, LOCK_FILE, Listener, Validity
 from reference.mailbox.maildir import FileNames, flock, make_maildir, write_atomically
 from reference.mailbox.message import to_crlf
@@ -108,10 +108,14 @@ class MailStore:
         *,
         clock: Clock | None = None,
         quota: Quota | Callable[[str], Quota] = Quota(),
+        text_of: TextOf | None = None,
     ) -> None:
         self.root = Path(root)
         self._clock = clock
         self._quota = quota
+        # Given, delivery and APPEND add each message to its mailbox's text index; without
+        # it the searcher indexes what is missing at its first text SEARCH.
+        self._text_of = text_of
         self._new_name = FileNames()
         self._ready: set[Path] = set()
         self._lock = threading.Lock()
@@ -208,7 +212,13 @@ class MailStore:
                 raise NoSuchFolder(name)
             make_maildir(path, subfolder=name != "INBOX")
         mailbox = Mailbox(
-            path, name, self._new_name, self._now, self._notify, self._validity(account)
+            path,
+            name,
+            self._new_name,
+            self._now,
+            self._notify,
+            self._validity(account),
+            self._text_of,
         )
         if sync:
             try:
