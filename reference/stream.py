@@ -35,6 +35,7 @@ class Stream:
         self._clock = clock
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.client = str(peer[0]) if isinstance(peer, tuple) else ""  # the IP address
         # RFC 4978 COMPRESS=DEFLATE, once started: raw deflate both ways (no zlib header).
         self._inflate: zlib._Decompress | None = None
         self._deflate: zlib._Compress | None = None

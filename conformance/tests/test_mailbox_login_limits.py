@@ -1,0 +1,86 @@
+"""Failed IMAP and POP3 logins are limited per client address as well as per account: a
+guesser trying many account names from one address is locked out like one trying many
+passwords for one account (the platform's policy; SMTP AUTH's is in test_outbound_*)."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import poplib
+import secrets
+
+from conformance import not_applicable, requirement
+from conformance.target import ClockControl, Target
+from conformance.tests.test_imap_support import RawImap, mail_role, pop3, quote
+
+CLIENT_FAILURES = 30  # the platform's default limit per client address in 15 minutes
+LOCKOUT = 30 * 60
+SOURCE = "127.0.0.77"  # a loopback address of the suite's own, counted apart from the others
+
+
+def login(raw: RawImap, clock: ClockControl, user: str, password: str) -> bytes:
+    """LOGIN, moving the target's clock while the server holds a failure's answer back;
+    the tagged status."""
+    raw.send(b"l1 LOGIN " + quote(user) + b" " + quote(password) + b"\r\n")
+    for _ in range(400):
+        try:
+            line = raw.line(timeout=0.1)
+        except TimeoutError:
+            clock.advance(15)
+            continue
+        if line.startswith(b"l1 "):
+            return line[3:]
+    raise AssertionError("no answer to LOGIN even after 100 minutes of the target's clock")
+
+
+def login_once(
+    target: Target, clock: ClockControl, source: str | None, user: str, password: str
+) -> bytes:
+    """LOGIN on a connection of its own (servers may hang up after a few failures) from the
+    local address ``source``; the tagged status."""
+    try:
+        raw = RawImap(target, source=source)
+    except OSError as e:  # the address cannot be bound on this host
+        not_applicable(f"cannot connect from {source}: {e}")
+    try:
+        return login(raw, clock, user, password)
+    finally:
+        raw.close()
+
+
+@requirement(
+    "PLATFORM",
+    "mailbox.auth-lockout-client",
+    "MUST",
+    f"after {CLIENT_FAILURES} failed IMAP logins from one client address within 15 minutes "
+    "(over many account names), that address is locked for 30 minutes: IMAP answers even "
+    "the right password NO [UNAVAILABLE], POP3 -ERR [SYS/TEMP]; other addresses still log in",
+    needs=("clock",),
+)
+def test_client_address_lockout(target: Target, clock: ClockControl) -> None:
+    host = target.endpoint(mail_role(target, "imap")).host
+    with contextlib.suppress(ValueError):
+        if not ipaddress.ip_address(host).is_loopback:
+            not_applicable("the suite can choose its client address only on loopback")
+    names = [f"nobody-{n}-{secrets.token_hex(3)}@{target.domain}" for n in range(6)]
+    for i in range(CLIENT_FAILURES):  # five per name: no account reaches its own limit
+        status = login_once(target, clock, SOURCE, names[i % len(names)], f"wrong-{i}")
+        assert status.startswith(b"NO"), f"failure {i + 1}: {status!r}"
+    account = target.account
+    status = login_once(target, clock, SOURCE, account.address, account.password)
+    assert status.upper().startswith(b"NO [UNAVAILABLE]"), status
+    if "pop3" in target.endpoints or "pop3s" in target.endpoints:
+        client = pop3(target, source=SOURCE)
+        try:
+            client.user(account.address)
+            try:
+                client.pass_(account.password)
+                raise AssertionError("POP3 let a locked client address log in")
+            except poplib.error_proto as e:
+                assert b"[SYS/TEMP]" in e.args[0], e.args[0]
+        finally:
+            with contextlib.suppress(Exception):
+                client.quit()
+    assert login_once(target, clock, None, account.address, account.password).startswith(b"OK")
+    clock.advance(LOCKOUT + 60)
+    assert login_once(target, clock, SOURCE, account.address, account.password).startswith(b"OK")
