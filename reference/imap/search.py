@@ -420,26 +420,41 @@ class SearchCommand(SessionCore):
 
     async def report_updates(self) -> None:
         """RFC 5267 4.3: what left and what joined each RETURN (UPDATE) result since it was
-        last told, as REMOVEFROM and ADDTO (position 0 for SEARCH: it is unordered)."""
+        last told, as REMOVEFROM and ADDTO."""
         for tag, update in list(self.updates.items()):
             now = await self.result_uids(update.command)
-            before = set(update.uids)
-            removed = [u for u in update.uids if u not in set(now)]
-            added = [u for u in now if u not in before]
-            update.uids = now
-            if removed:
-                await self.queue(self.context_line(tag, update, "REMOVEFROM", removed, before=True))
-            if added:
-                await self.queue(self.context_line(tag, update, "ADDTO", added, before=False))
+            await self.report_change(tag, update, now)
+
+    async def report_change(self, tag: str, update: Update, now: list[int]) -> None:
+        """REMOVEFROM then ADDTO taking ``update`` to the result ``now``. Positions: 0 for
+        SEARCH (its result is a set); for SORT where each run goes, counted 1-based in the
+        list as the earlier runs left it."""
+        sorted_ = isinstance(update.command, Sort)
+        keep = set(now)
+        removed = _runs(update.uids, lambda u: u not in keep, shift=True)
+        before = set(update.uids)
+        added = _runs(now, lambda u: u not in before, shift=False)
+        update.uids = now
+        if removed:
+            await self.queue(self.context_line(tag, update, "REMOVEFROM", removed, sorted_))
+        if added:
+            await self.queue(self.context_line(tag, update, "ADDTO", added, sorted_))
 
     def context_line(
-        self, tag: str, update: Update, what: str, uids: list[int], *, before: bool
+        self, tag: str, update: Update, what: str, runs: list[tuple[int, list[int]]], ordered: bool
     ) -> bytes:
-        numbers = uids if update.command.uid else [self.seq_of(u) or 0 for u in uids]
+        def numbers(uids: list[int]) -> list[int]:
+            return uids if update.command.uid else [self.seq_of(u) or 0 for u in uids]
+
+        if ordered:
+            pairs = [b"%d %s" % (pos, r.ordered_set(numbers(uids)).encode()) for pos, uids in runs]
+        else:
+            every = numbers([u for _, uids in runs for u in uids])
+            pairs = [b"0 " + r.sequence_set(every).encode()]
         parts = [b'* ESEARCH (TAG "%s")' % tag.encode()]
         if update.command.uid:
             parts.append(b"UID")
-        parts.append(b"%s (0 %s)" % (what.encode(), r.sequence_set(numbers).encode()))
+        parts.append(b"%s (%s)" % (what.encode(), b" ".join(pairs)))
         return b" ".join(parts)
 
     async def report_vanishing(self, uids: list[int]) -> None:
@@ -447,15 +462,32 @@ class SearchCommand(SessionCore):
         leave an UPDATE result (RFC 5267 4.3)."""
         gone = set(uids)
         for tag, update in self.updates.items():
-            removed = [u for u in update.uids if u in gone]
-            if removed:
-                update.uids = [u for u in update.uids if u not in gone]
-                await self.queue(self.context_line(tag, update, "REMOVEFROM", removed, before=True))
+            if gone & set(update.uids):
+                now = [u for u in update.uids if u not in gone]
+                await self.report_change(tag, update, now)
 
     async def cancel_update(self, command: CancelUpdate) -> None:
         for tag in command.tags:
             self.updates.pop(tag, None)
         await self.ok(command, "CANCELUPDATE completed")
+
+
+def _runs(
+    uids: list[int], picked: Callable[[int], bool], *, shift: bool
+) -> list[tuple[int, list[int]]]:
+    """The runs of consecutive picked UIDs with the 1-based position of each run's first;
+    with ``shift`` counted as if the runs before it were already gone (removals)."""
+    runs: list[tuple[int, list[int]]] = []
+    gone = 0
+    for i, uid in enumerate(uids):
+        if not picked(uid):
+            continue
+        if runs and i > 0 and picked(uids[i - 1]):
+            runs[-1][1].append(uid)
+        else:
+            runs.append((i + 1 - (gone if shift else 0), [uid]))
+        gone += 1
+    return runs
 
 
 def search_mailbox(

@@ -164,3 +164,18 @@ async def test_search_partial_and_update(start: Start) -> None:
     assert (await raw.command(b'CANCELUPDATE "u"'))[-1].startswith(b"t OK")
     lines = await raw.command(b"STORE 1 +FLAGS.SILENT (\\Seen)")
     assert lines == [b"t OK STORE completed\r\n"]
+
+
+async def test_sort_update_positions(start: Start) -> None:
+    """RFC 5267 4.3 for SORT: REMOVEFROM and ADDTO say where in the sorted result."""
+    env, raw = await logged_in(start)
+    for n in range(3):
+        env.store.deliver(ALICE, msg("s", "a@example.net", "Thu, 01 Jan"), when=86400.0 * (n + 1))
+    await raw.command(b"SELECT INBOX")
+    lines = await raw.command(b"SORT RETURN (UPDATE ALL) (REVERSE ARRIVAL) UTF-8 UNSEEN", b"u")
+    assert lines[0] == b'* ESEARCH (TAG "u") ALL 3,2,1\r\n'
+    lines = await raw.command(b"STORE 2 +FLAGS.SILENT (\\Seen)")
+    assert lines[0] == b'* ESEARCH (TAG "u") REMOVEFROM (2 2)\r\n'
+    env.store.deliver(ALICE, msg("s", "a@example.net", "Thu, 01 Jan"), when=86400.0 * 9)
+    lines = await raw.command(b"NOOP")
+    assert b'* ESEARCH (TAG "u") ADDTO (1 4)\r\n' in lines
