@@ -1,11 +1,12 @@
-"""IMAP extensions: CATENATE (RFC 4469), COMPRESS=DEFLATE (RFC 4978) and SPECIAL-USE on
-CREATE (RFC 6154); each applicable where the server advertises it."""
+"""IMAP extensions: CATENATE (RFC 4469), COMPRESS=DEFLATE (RFC 4978), NOTIFY (RFC 5465) and
+SPECIAL-USE on CREATE (RFC 6154); each applicable where the server advertises it."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import secrets
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -128,3 +129,29 @@ def test_compress_deflate(target: Target) -> None:
             assert chunk, f"connection closed; inflated so far {got!r}"
             got += inflate.decompress(chunk)
         assert re.search(rb"(^|\n)z1 OK", got), got
+
+
+@requirement(
+    "RFC5465",
+    "5.2",
+    "MUST",
+    "After NOTIFY SET with MessageNew for a mailbox not selected, a message appended to it "
+    "in another session is told as STATUS with the new MESSAGES and UIDNEXT",
+)
+def test_notify_message_new(target: Target) -> None:
+    with imap(target) as client, scratch_folder(client) as folder:
+        require_capability(client, "NOTIFY")
+        append(client, folder, message(token()))
+        with raw_session(target, "NOTIFY") as raw:
+            lines = raw.command(f"NOTIFY SET (MAILBOXES {folder} (MessageNew MessageExpunge))")
+            assert tagged(lines).startswith(b"OK"), lines
+            append(client, folder, message(token()))
+            status: list[bytes] = []
+            for _ in range(20):  # told with the next reply, or a moment later
+                status += [x for x in raw.command("NOOP") if x.upper().startswith(b"* STATUS")]
+                if status:
+                    break
+                time.sleep(0.1)
+            assert status, "no STATUS after the append"
+            items = dict(re.findall(rb"([A-Z]+) (\d+)", status[-1].upper()))
+            assert items.get(b"MESSAGES") == b"2" and b"UIDNEXT" in items, status

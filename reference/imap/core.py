@@ -27,6 +27,7 @@ from reference.mailbox import (
 from reference.stream import Closed, Stream, log_event
 
 if TYPE_CHECKING:
+    from reference.imap.notify import Watch
     from reference.imap.search import Update
     from reference.imap.server import ImapServer
 
@@ -52,6 +53,7 @@ _CAPS = (
     "SPECIAL-USE",
     "CREATE-SPECIAL-USE",  # RFC 6154 3
     "COMPRESS=DEFLATE",  # RFC 4978
+    "NOTIFY",  # RFC 5465
     "ESEARCH",
     "SEARCHRES",
     "SORT",  # RFC 5256
@@ -123,6 +125,7 @@ class SessionCore:
         self.qresync = False
         self.saved: frozenset[int] = frozenset()  # RFC 5182 $: UIDs
         self.updates: dict[str, Update] = {}  # RFC 5267 4.3: RETURN (UPDATE) by tag
+        self.watch: Watch | None = None  # RFC 5465 NOTIFY SET
         self.out: list[bytes] = []
         self.out_size = 0
 
@@ -351,9 +354,19 @@ class SessionCore:
             await self.stream.write(line + b"\r\n", 5.0)
 
     async def ok(self, command: Command, text: str) -> None:
+        await self.report_news()
+        await self.send(f"{command.tag} OK {text}".encode())
+
+    async def report_news(self) -> None:
+        """What a client asked to hear of between commands: RETURN (UPDATE) results of the
+        selected mailbox, NOTIFY's other mailboxes."""
         if self.updates and self.view is not None:
             await self.report_updates()
-        await self.send(f"{command.tag} OK {text}".encode())
+        if self.watch is not None:
+            await self.report_notifications()
+
+    async def report_notifications(self) -> None:
+        """RFC 5465 STATUS and LIST news of other mailboxes (the notify family)."""
 
     async def report_updates(self) -> None:
         """RFC 5267 4.3 ADDTO/REMOVEFROM for RETURN (UPDATE) results (the search family)."""

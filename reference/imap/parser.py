@@ -343,6 +343,26 @@ class Thread(Command):
 
 
 @dataclass(frozen=True)
+class NotifyGroup:
+    """One RFC 5465 event group: which mailboxes (``SELECTED``, ``SELECTED-DELAYED``,
+    ``INBOXES``, ``PERSONAL``, ``SUBSCRIBED``, ``SUBTREE`` or ``MAILBOXES`` with ``names``)
+    and which events (none: ``()``)."""
+
+    filter: str
+    names: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Notify(Command):
+    """RFC 5465 NOTIFY SET [STATUS] groups, or NOTIFY NONE (no groups, ``none``)."""
+
+    groups: tuple[NotifyGroup, ...] = ()
+    status: bool = False
+    none: bool = False
+
+
+@dataclass(frozen=True)
 class Compress(Command):
     """RFC 4978 COMPRESS with its mechanism (only DEFLATE exists)."""
 
@@ -387,6 +407,9 @@ SORT_KEYS = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 )
 THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
+NOTIFY_FILTERS = frozenset(
+    {"SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE"} | {"MAILBOXES"}
+)
 # RFC 5258 3: options a server does not know are a BAD; RFC 6154 adds SPECIAL-USE to both,
 # RFC 5819 STATUS to the return options.
 LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
@@ -547,6 +570,8 @@ class _Reader:
         if name == "COMPRESS":
             self.sp()
             return Compress(tag, self.keyword())
+        if name == "NOTIFY":
+            return self.notify(tag)
         if name == "CANCELUPDATE":  # RFC 5267 4.3
             tags: list[str] = []
             while self.peek() == 0x20 and len(tags) < MAX_ITEMS:
@@ -781,6 +806,53 @@ class _Reader:
             return AppendMessage(tuple(flags), date, b"", catenate=tuple(parts))
         binary, message = self.literal_or_literal8()
         return AppendMessage(tuple(flags), date, message, binary)
+
+    def notify(self, tag: str) -> Notify:
+        """RFC 5465 3: NOTIFY NONE / NOTIFY SET [STATUS] event-group *(SP event-group)."""
+        self.sp()
+        what = self.keyword()
+        if what == "NONE":
+            return Notify(tag, none=True)
+        if what != "SET":
+            self.fail("Expected SET or NONE")
+        self.sp()
+        status = False
+        if self.peek() != ord("("):
+            if self.keyword() != "STATUS":
+                self.fail("Expected STATUS or (")
+            status = True
+            self.sp()
+        groups = [self.notify_group()]
+        while self.peek() == 0x20 and len(groups) < MAX_ITEMS:
+            self.sp()
+            groups.append(self.notify_group())
+        return Notify(tag, tuple(groups), status)
+
+    def notify_group(self) -> NotifyGroup:
+        self.expect(ord("("), "(")
+        kind = self.keyword()
+        if kind not in NOTIFY_FILTERS:
+            self.fail(f"Unknown mailbox filter {kind}")
+        names: list[str] = []
+        if kind in ("SUBTREE", "MAILBOXES"):
+            self.sp()
+            names = self.paren_list(self.mailbox) if self.peek() == ord("(") else [self.mailbox()]
+        self.sp()
+        events: list[str] = []
+        if self.peek() == ord("("):
+            events = self.paren_list(self.notify_event)
+        elif self.keyword() != "NONE":
+            self.fail("Expected events or NONE")
+        self.expect(ord(")"), ")")
+        return NotifyGroup(kind, tuple(names), tuple(events))
+
+    def notify_event(self) -> str:
+        event = self.keyword()
+        if event == "MESSAGENEW" and self.peek() == 0x20 and self.buf[self.pos + 1] == ord("("):
+            self.sp()
+            self.paren_list(self.fetch_att)  # RFC 5465 5.2: FETCH items for new messages
+            return "MESSAGENEW-FETCH"
+        return event
 
     def literal_or_literal8(self) -> tuple[bool, bytes]:
         binary = self.peek() == ord("~")  # RFC 3516 literal8

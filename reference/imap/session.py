@@ -12,6 +12,7 @@ from reference.imap.idle import IdleCommand
 from reference.imap.listing import ListCommands
 from reference.imap.mailboxes import MailboxCommands
 from reference.imap.messages import MessageCommands
+from reference.imap.notify import NotifyCommand
 from reference.imap.parser import (
     Append,
     Authenticate,
@@ -26,6 +27,7 @@ from reference.imap.parser import (
     ListMailboxes,
     Login,
     MailboxCommand,
+    Notify,
     ParseError,
     Rename,
     Search,
@@ -54,6 +56,7 @@ _AUTHED_COMMANDS = (
     *("SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST"),
     *("LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA"),
     "COMPRESS",  # RFC 4978 3: once logged in
+    "NOTIFY",  # RFC 5465 3
 )
 _ALLOWED: dict[str, frozenset[State]] = {  # RFC 9051 3 / RFC 3501 3: states and commands
     "CAPABILITY": _ANY,
@@ -87,6 +90,7 @@ class Session(
     SortCommands,
     SearchCommand,
     MessageCommands,
+    NotifyCommand,
     SessionCore,
 ):
     """One connection, from the greeting to the BYE."""
@@ -244,6 +248,8 @@ class Session(
                 await self.cancel_update(command)
             case Compress():
                 await self.compress(command)
+            case Notify():
+                await self.notify(command)
             case _:  # pragma: no cover - every parsed command has a case
                 await self.bad(command.tag, "Command not implemented")
 
