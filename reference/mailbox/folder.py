@@ -432,10 +432,12 @@ class Mailbox(UidIndex):
                         " (SELECT 1 FROM texts WHERE rowid = ?)",
                         (*row, row[0], row[0]),
                     )
-        with self._write(track=False) as db:
-            db.execute(
-                "UPDATE meta SET value = ? WHERE key = 'text_uidnext' AND value < ?", (end, end)
-            )
+        if end > start:  # a write (and the lock) only when there is something to note
+            with self._write(track=False) as db:
+                db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'text_uidnext' AND value < ?",
+                    (end, end),
+                )
         return len(missing)
 
     def _stored_texts(self, uids: Iterable[int]) -> dict[int, tuple[str, str]]:
