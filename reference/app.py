@@ -14,15 +14,13 @@ from typing import Any, Protocol
 from reference import tls
 from reference.assembly import Parts, check_chain
 from reference.auth import Lookup, MemoryRecorder
-from reference.auth.keys import KeyStore
+from reference.auth.keys import KeyStore, SigningKey
 from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
+from reference.auth.srs import Srs, load_secrets
 from reference.clock import Clock, RealClock
-from reference.config import (
-    LISTENERS,
-    Config,
-    parse_helo_names,
-)
-from reference.delivery import LocalDelivery, QueueRunner
+from reference.config import LISTENERS, Config, helo_names
+from reference.delivery import Forwarder, LocalDelivery, QueueRunner
+from reference.delivery.forward import ArcSealer
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
 from reference.dns import make_resolver
@@ -40,10 +38,6 @@ from reference.spool import Spool
 from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
-from reference.values import (
-    parse_duration,
-    parse_hostport,
-)
 
 log = logging.getLogger("mailspec")
 
@@ -85,6 +79,30 @@ def directory_path(cfg: Config) -> Path:
     return cfg.data_path / "directory.sqlite3"
 
 
+RSA = "rsa-sha256"  # RFC 8617 seals with RSA only
+
+
+def arc_key(cfg: Config) -> SigningKey:
+    """The key forwarded mail is ARC-sealed with: the SRS domain's rsa-sha256 DKIM key."""
+    return KeyStore(cfg.data_path / "dkim").generate(cfg.srs_domain, cfg.auth.selector, (RSA,))[0]
+
+
+def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
+    """The mailboxes under data_dir, each with its quota (the account's own, field by field
+    over the platform's) and its text index."""
+    default = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
+
+    def quota(address: str) -> Quota:
+        own_bytes, own_messages = directory.quota(address)
+        return Quota(
+            default.bytes if own_bytes is None else own_bytes,
+            default.messages if own_messages is None else own_messages,
+        )
+
+    # Delivery and APPEND keep each mailbox's text index (IMAP SEARCH BODY/TEXT).
+    return MailStore(cfg.data_path / "mail", clock=clock, quota=quota, text_of=searchable_text)
+
+
 class App:
     """One node running every role."""
 
@@ -101,22 +119,18 @@ class App:
             self.tls_context: ssl.SSLContext = tls.server_context(self.cert_path, key_path)
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
-        self.directory = Directory(directory_path(cfg))
-        default_quota = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
-
-        def quota(address: str) -> Quota:
-            # An account's own quota, field by field over the platform's.
-            own_bytes, own_messages = self.directory.quota(address)
-            return Quota(
-                default_quota.bytes if own_bytes is None else own_bytes,
-                default_quota.messages if own_messages is None else own_messages,
-            )
-
-        # Delivery and APPEND keep each mailbox's text index (IMAP SEARCH BODY/TEXT).
-        self.store = MailStore(
-            data / "mail", clock=self.clock, quota=quota, text_of=searchable_text
-        )
+        self.directory = Directory(directory_path(cfg), delimiter=cfg.addresses.delimiter)
+        self.store = mail_store(cfg, self.directory, self.clock)
         self.spool = Spool(cfg.spool_path, self.clock)
+        # Forwarded mail is ARC-sealed with the SRS domain's own RSA key (made at first start;
+        # `mailspec dns records` prints its record).
+        self.arc_key = arc_key(cfg)
+        # Forwarded mail leaves with an SRS return path signed with secrets under data_dir.
+        self.srs = Srs(
+            load_secrets(data / "srs" / "secrets"),
+            cfg.srs_domain,
+            max_age_days=int(cfg.srs.max_age // 86400),
+        )
         self.resolver = make_resolver(cfg)
         self.state: StateStore = (
             RedisStore(cfg.state.url) if cfg.state.url else SqliteStore(data / "state.sqlite3")
@@ -164,6 +178,7 @@ class App:
                     self.state,
                     self.bayes,
                     self.dmarc_recorder,
+                    self.srs,
                 ),
             )
         )
@@ -172,10 +187,17 @@ class App:
             mx=MxResolver(self.resolver),
             pool=SourcePool(cfg.relay.source_addresses),
             port=cfg.relay.port,
-            smarthost=parse_hostport(cfg.relay.smarthost) if cfg.relay.smarthost else None,
+            smarthost=cfg.relay.smarthost.pair if cfg.relay.smarthost else None,
             reputation_retries=cfg.relay.reputation_retries,
             timeout=cfg.relay.timeout,
-            helo_names=parse_helo_names(cfg.relay.helo_names),
+            helo_names=helo_names(cfg.relay.helo_names),
+        )
+        self.forwarder = Forwarder(
+            self.spool,
+            self.clock,
+            self.srs,
+            is_local=self.directory.is_local_domain,
+            sealer=ArcSealer(self.arc_key, cfg.server.hostname, self.clock),
         )
         self.runner = QueueRunner(
             self.spool,
@@ -185,15 +207,17 @@ class App:
                 self.store,
                 self.clock,
                 after=ReportIntake(self.dmarc_store, self.directory.is_local_domain, self.clock),
+                forwarder=self.forwarder,
             ),
             remote=self.relay,
-            backoff=[parse_duration(r) for r in cfg.queue.retry],
+            backoff=list(cfg.queue.retry),
             max_age=cfg.relay.max_age,
             delay_warning=cfg.relay.delay_warning,
             hostname=cfg.server.hostname,
             concurrency=cfg.queue.concurrency,
             bulk_concurrency=cfg.queue.bulk_concurrency,
         )
+        self.forwarder.notify = self.runner.notify
         # The daily task that sends DMARC aggregate reports through the queue.
         self.dmarc_reporter = (
             AggregateReporter(
@@ -341,8 +365,7 @@ class App:
             s.close()
         for listener in self._listeners:
             for session in list(listener.sessions):
-                if session.transport is not None:
-                    session.transport.close()
+                session.close()
         for w in list(self._streams.values()):
             w.close()
         if self._dmarc_task is not None:

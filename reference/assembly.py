@@ -12,6 +12,7 @@ import dns.asyncresolver
 from reference.auth.dmarc import DmarcRecorder
 from reference.auth.keys import KeyStore
 from reference.auth.lookup import Lookup
+from reference.auth.srs import Srs
 from reference.clock import Clock
 from reference.config import Config
 from reference.directory import Directory
@@ -33,7 +34,7 @@ from reference.scan.clamd import ClamdClient
 from reference.scan.spam import UriZone
 from reference.spool import Spool
 from reference.state import StateStore
-from reference.values import Limits, parse_dnsbl, parse_limit, parse_overrides
+from reference.values import Limits
 
 __all__ = ["Parts", "check_chain", "dnsbl", "sender_authentication", "spam_check"]
 
@@ -50,13 +51,14 @@ class Parts:
     state: StateStore
     bayes: Classifiers | None
     dmarc_recorder: DmarcRecorder
+    srs: Srs | None = None  # checks bounces to rewritten return paths at RCPT
 
 
 def dnsbl(cfg: Config, resolver: dns.asyncresolver.Resolver) -> Dnsbl | None:
     """The client blocklists (RCPT), or None when no zone is configured."""
     if not cfg.dnsbl.zones:
         return None
-    zones = [BlocklistZone(*parse_dnsbl(z)) for z in cfg.dnsbl.zones]
+    zones = [BlocklistZone(z.zone, z.weights) for z in cfg.dnsbl.zones]
     return Dnsbl(resolver, zones, reject_at=cfg.dnsbl.reject_score)
 
 
@@ -91,7 +93,7 @@ def spam_check(
         reject_score=sp.reject_score,
         junk_score=sp.junk_score,
         resolver=resolver,
-        uribl=[UriZone(*parse_dnsbl(z)) for z in sp.uribl_zones],
+        uribl=[UriZone(z.zone, z.weights) for z in sp.uribl_zones],
         dnsbl=dnsbl,  # the client's lighter listings count as spam score
         bayes=bayes,
         directory=directory,  # thresholds and sender lists per recipient
@@ -108,7 +110,7 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
         HeloCheck(cfg.server.hostname),
         SenderOwnership(p.directory),
         FromOwnership(p.directory),
-        LocalRecipients(p.directory, cfg.server.hostname),
+        LocalRecipients(p.directory, cfg.server.hostname, srs=p.srs, clock=p.clock),
         MailboxQuota(p.directory, p.store),
     ]
     if cfg.spam.enabled:
@@ -131,8 +133,8 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
         RateLimit(
             p.state,
             p.clock,
-            Limits(parse_limit(rl.recipients), parse_limit(rl.messages), parse_limit(rl.bytes)),
-            parse_overrides(rl.overrides),
+            Limits(rl.recipients.limit, rl.messages.limit, rl.bytes.limit),
+            {o.who: o.limits for o in rl.overrides},
         )
     )
     if cfg.greylist.enabled:

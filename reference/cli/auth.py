@@ -142,6 +142,9 @@ def cmd_records(args: argparse.Namespace) -> int:
         return 2
     if made:
         print(f"mailspec: made DKIM keys under {cfg.data_path / 'dkim'}", file=sys.stderr)
+    from reference.app import arc_key  # the composition root's choice of sealing key
+
+    sealing = arc_key(cfg)
     domain = keys[0].domain
     host = cfg.server.hostname
     sources = " ".join(f"{'ip6' if ':' in a else 'ip4'}:{a}" for a in cfg.relay.source_addresses)
@@ -157,6 +160,10 @@ def cmd_records(args: argparse.Namespace) -> int:
         _zone_lines(
             f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=reject; rua=mailto:postmaster@{domain}"
         ),
+        "; SPF of the SRS domain: forwarded mail leaves with a return path there (srs.domain)",
+        _zone_lines(cfg.srs_domain, "TXT", " ".join(x for x in ("v=spf1 a", sources, "-all") if x)),
+        "; ARC (RFC 8617): the key forwarded mail is sealed with",
+        _zone_lines(sealing.record_name, "TXT", sealing.public_record()),
     ]
     # Only records for what the platform does: no MTA-STS policy is served and no TLS-RPT
     # report is read yet, and publishing either would promise receivers what nobody keeps.

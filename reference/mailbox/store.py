@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reference import faults
 from reference.clock import Clock
 from reference.mailbox.folder import Mailbox, Status, TextOf
 from reference.mailbox.index import INDEX_FILE, LOCK_FILE, Listener, Validity
@@ -334,6 +335,24 @@ class MailStore:
                 self.subscribe(address, dst + name[len(src) :])
         log.info("mailbox.rename account=%s old=%s new=%s", account, src, dst)
 
+    def has_account(self, address: str) -> bool:
+        """Whether the account has a mailbox on disk (mail was delivered, or it logged in)."""
+        return (account_dir(self.root, address) / "cur").is_dir()
+
+    def remove_account(self, address: str) -> bool:
+        """Remove the account's mailbox with every folder; False if it had none."""
+        account = account_dir(self.root, address)
+        if not account.is_dir():
+            return False
+        # Renamed out of the tree first, so no reader sees a half-deleted account.
+        doomed = account.with_name(f"mailspec-deleted-{secrets.token_hex(6)}")
+        os.rename(account, doomed)
+        with self._lock:
+            self._ready.discard(account)
+        shutil.rmtree(doomed, ignore_errors=True)
+        log.info("mailbox.remove-account account=%s", account)
+        return True
+
     def folders(self, address: str) -> list[str]:
         """The account's folder names, INBOX first, then sorted."""
         account = self._account(address)
@@ -460,6 +479,8 @@ class MailStore:
                 except (FileNotFoundError, ValueError):
                     last = 0
                 chosen = min(max(proposed, last + 1), 2**32 - 1)  # nz-number, 32 bits
+                if faults.active("mailbox.uidvalidity-from-clock"):
+                    chosen = proposed
                 write_atomically(path, f"{chosen}\n")
             return chosen
 

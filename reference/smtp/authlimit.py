@@ -31,6 +31,7 @@ from reference.clock import Clock
 from reference.credentials import Authenticator, TemporarilyUnavailable
 from reference.log import event
 from reference.state import StateStore
+from reference.values import network
 
 log = logging.getLogger("mailspec.authlimit")
 
@@ -75,7 +76,7 @@ class AuthLimiter:
         self.delay = delay
         self.delay_after = delay_after
         self.max_delay = max_delay
-        self.ignore = [ipaddress.ip_network(n, strict=False) for n in ignore_networks]
+        self.ignore = [network(n) for n in ignore_networks]
 
     # -- keys
 
