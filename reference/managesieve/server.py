@@ -281,7 +281,7 @@ class _Session:
             await self.send(_no("Not authorized as that identity", "AUTH-TOO-WEAK"))
             return
         try:
-            user = await self.server.auth.authenticate(authcid, password)
+            user = await self.server.auth.authenticate(authcid, password, client=self.stream.client)
         except TemporarilyUnavailable as e:
             self.auth_failures += 1
             self.log("managesieve.login", user=authcid, result="unavailable", why=str(e))

@@ -148,9 +148,9 @@ class AuthLimiter:
 class LimitedAuthenticator:
     """An :class:`Authenticator` behind an :class:`AuthLimiter`, for IMAP and POP3.
 
-    Their servers ask ``authenticate(username, password)`` without the client address, so
-    here failures count per account only. A locked account is refused (None) without the
-    password being checked (:class:`TemporarilyUnavailable`); a failure is answered after the
+    Their servers pass the client's address, so failures count per account and per client
+    address, as SMTP AUTH's do. A locked account or address is refused without the password
+    being checked (:class:`TemporarilyUnavailable`); a failure is answered after the
     limiter's delay.
     """
 
@@ -159,14 +159,14 @@ class LimitedAuthenticator:
         self.limiter = limiter
         self.clock = clock
 
-    async def authenticate(self, username: str, password: str) -> str | None:
-        locked = await self.limiter.locked(username)
+    async def authenticate(self, username: str, password: str, *, client: str = "") -> str | None:
+        locked = await self.limiter.locked(username, client)
         if locked is not None:
-            event(log, "auth.locked", user=username[:_NAME_LIMIT], scope=locked.scope)
+            event(log, "auth.locked", user=username[:_NAME_LIMIT], peer=client, scope=locked.scope)
             raise TemporarilyUnavailable(f"{locked.scope} locked after failed logins")
-        address = await self.inner.authenticate(username, password)
+        address = await self.inner.authenticate(username, password, client=client)
         if address is None:
-            delay = await self.limiter.failed(username)
+            delay = await self.limiter.failed(username, client)
             if delay > 0:
                 await self.clock.sleep(delay)
         return address
