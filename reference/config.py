@@ -66,6 +66,11 @@ class Listen:
     imaps: str = doc("IMAP over implicit TLS.", default="127.0.0.1:2993")
     pop3: str = doc("POP3 (STLS required before login).", default="127.0.0.1:2110")
     pop3s: str = doc("POP3 over implicit TLS.", default="127.0.0.1:2995")
+    web: str = doc(
+        "The control plane over HTTPS (same certificate): the admin API /api/v1, /metrics, "
+        "/healthz and /readyz. Every node opens it, whatever its roles.",
+        default="127.0.0.1:2443",
+    )
     mx_proxy_from: list[str] = doc(
         "Networks (CIDR) allowed to send a PROXY protocol header on the MX port.",
         default_factory=list,
@@ -454,6 +459,8 @@ class Config:
     def serves(self, listener: str) -> bool:
         """Whether this node opens ``listener`` (see ``server.roles``)."""
         roles = self.server.roles
+        if listener not in LISTENER_ROLES:
+            return True  # the web listener: health and metrics are every node's
         return "all" in roles or LISTENER_ROLES[listener] in roles
 
     # Derived, validated views used by the composition root.
@@ -461,7 +468,7 @@ class Config:
         return parse_hostport(getattr(self.listen, name))
 
 
-LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "web")
 # The role (``server.roles``) each listener belongs to.
 LISTENER_ROLES = {
     "mx": "mx",

@@ -14,6 +14,7 @@ from reference.config import Config
 
 if TYPE_CHECKING:
     from reference.directory import Directory
+    from reference.service import Admin
 
 # A string: argparse's action class cannot be subscripted at run time (Python 3.11).
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -54,6 +55,32 @@ def directory(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Dir
         yield d
     finally:
         d.close()
+
+
+@contextlib.contextmanager
+def admin(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Admin]:
+    """The operations of the service layer on the configured data_dir (as the API's)."""
+    from reference.service import Admin
+
+    cfg = load_config(args)
+    d = open_directory(cfg, writes=writes)
+    try:
+        yield Admin(d, cfg, notify=lambda: poke_server(cfg))
+    finally:
+        d.close()
+
+
+def poke_server(cfg: Config) -> str:
+    """Wake a running server's queue runner (SIGUSR1); say whether one was running."""
+    import os
+    import signal
+
+    try:
+        pid = int(cfg.pid_path.read_text())
+        os.kill(pid, signal.SIGUSR1)
+    except (OSError, ValueError):
+        return "no running server: the change applies at its next start"
+    return f"server {pid} notified"
 
 
 def open_directory(cfg: Config, *, writes: bool = False) -> Directory:

@@ -13,6 +13,7 @@ from reference.directory import Directory, DirectoryError, split_address
 from reference.mail import replies
 from reference.mail.message import Message
 from reference.mail.replies import Reply
+from reference.metrics import Metrics
 
 __all__ = [
     "CONTINUE",
@@ -99,6 +100,10 @@ class CheckResult:
 
 
 CONTINUE = CheckResult(Action.CONTINUE)
+
+
+# The catalogue's name of each reply, for the reason a refusal is counted under.
+_REPLY_NAMES = {v: k.lower() for k, v in vars(replies).items() if isinstance(v, Reply)}
 
 
 def refuse(reply: Reply, reason: str = "") -> CheckResult:
@@ -276,8 +281,20 @@ class SenderOwnership(Check):
 class Policy:
     """An ordered chain of checks; configuration decides which checks are in it."""
 
-    def __init__(self, checks: Sequence[Check]) -> None:
+    def __init__(self, checks: Sequence[Check], metrics: Metrics | None = None) -> None:
         self.checks = list(checks)
+        self.metrics = metrics
+
+    def _refused(self, check: Check, stage: str, r: CheckResult) -> CheckResult:
+        """Count a refusal: by check, stage and the reply's catalogue name (or its codes, for
+        a reply made on the spot), never by the free-text reason, which names addresses."""
+        if self.metrics is not None:
+            reply = r.reply
+            reason = "" if reply is None else _REPLY_NAMES.get(reply, "")
+            if reply is not None and not reason:
+                reason = f"{reply.code} {reply.enhanced}".strip()
+            self.metrics.refused(check.name, stage, reason)
+        return r
 
     def canonical_recipient(self, rcpt: str) -> str:
         """The address a RCPT stands for (``Postmaster`` alone names a local postmaster)."""
@@ -295,14 +312,14 @@ class Policy:
         for c in self.checks:
             r = await c.mail(tx)
             if r.action is not Action.CONTINUE:
-                return r
+                return self._refused(c, "mail", r) if r.refuses else r
         return CONTINUE
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         for c in self.checks:
             r = await c.rcpt(tx, rcpt)
             if r.action is not Action.CONTINUE:
-                return r
+                return self._refused(c, "rcpt", r) if r.refuses else r
         return CONTINUE
 
     async def data(self, tx: Transaction) -> CheckResult:
@@ -312,7 +329,7 @@ class Policy:
         for c in self.checks:
             r = await c.data(tx)
             if r.refuses:
-                return r
+                return self._refused(c, "data", r)
             if r.message is not None:
                 tx.message = r.message
             edits = r.after(edits)

@@ -37,6 +37,7 @@ from reference.mail.envelope import DsnRequest, RecipientDsn
 from reference.mail.message import Message
 from reference.mail.replies import DEFAULT_ENHANCED, Reply
 from reference.mail.xtext import xtext_decode
+from reference.metrics import ListenerMetrics
 from reference.policy import Policy, Session, Transaction
 from reference.smtp.authlimit import AuthLimiter
 from reference.smtp.commands import (
@@ -92,6 +93,7 @@ class Listener:
         max_connections: int = 1000,
         max_per_client: int = 20,
         auth_limiter: AuthLimiter | None = None,
+        metrics: ListenerMetrics | None = None,
     ) -> None:
         self.role = role
         self.hostname = hostname
@@ -116,6 +118,8 @@ class Listener:
         self.per_client: Counter[str] = Counter()
         # Failed logins: counted, slowed, locked out (None: unlimited, for tests).
         self.auth_limiter = auth_limiter
+        # Connections and replies, counted for /metrics (None: not counted).
+        self.metrics = metrics
 
     def is_proxy(self, ip: str) -> bool:
         try:
@@ -295,7 +299,10 @@ class MailspecSMTP(SMTP):
             code = status[:3]
             if code.isdigit() and int(code) in _PROTOCOL_ERRORS:
                 self._errors += 1
-            await super().push(_with_enhanced(status))
+            status = _with_enhanced(status)
+            if self.listener.metrics is not None:
+                self.listener.metrics.reply(status)
+            await super().push(status)
         else:
             await super().push(status)
 
@@ -304,6 +311,8 @@ class MailspecSMTP(SMTP):
 
     async def _push_raw(self, text: str) -> None:
         # The greeting and the EHLO/HELO replies carry no enhanced code (RFC 2034 3).
+        if self.listener.metrics is not None:
+            self.listener.metrics.reply(text)
         await SMTP.push(self, text)
 
     # -- the command loop ---------------------------------------------------------------------
@@ -312,6 +321,8 @@ class MailspecSMTP(SMTP):
         assert self.session is not None
         if self._proxy_timeout is not None and not await self._proxy_handshake():
             return
+        if self.listener.metrics is not None:
+            self.listener.metrics.connected()
         peer = _peer_ip(self.session)
         refused = self.listener.admit(peer)
         if refused is not None:
