@@ -6,7 +6,7 @@ import asyncio
 import errno
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -256,8 +256,9 @@ class App:
             (lane, n, now - oldest[lane] if lane in oldest else None) for lane, n in counts.items()
         ]
 
-    def _wake_runner(self) -> str:
-        self.runner.notify()
+    def _wake_runner(self, qids: Sequence[str]) -> str:
+        for qid in qids:  # each started now (a whole rescan waits for its interval)
+            self.runner.notify(qid)
         return "queue runner notified"
 
     async def _listeners_up(self) -> str | None:

@@ -130,14 +130,14 @@ class Admin:
         cfg: Config,
         *,
         spool: Spool | None = None,
-        notify: Callable[[], str] | None = None,
+        notify: Callable[[Sequence[str]], str] | None = None,
     ) -> None:
         self.directory = directory
         self.cfg = cfg
         self._spool = spool
-        # Wakes the queue runner after a flush or release: in the server, directly; from
-        # the command line, by a signal to the running server. Says what it did.
-        self.notify = notify or (lambda: "")
+        # Wakes the queue runner for the messages flushed or released: in the server,
+        # directly; from the command line, by a signal to the running server. Says what it did.
+        self.notify = notify or (lambda qids: "")
         self.keys = KeyStore(cfg.data_path / "dkim")
 
     # -- domains
@@ -352,7 +352,7 @@ class Admin:
         chosen = list(qids) or ([e.qid for e in spool.entries()] if action == "flush" else [])
         missing = [q for q in chosen if not getattr(spool, action)(q)]
         done = [q for q in chosen if q not in missing]
-        notified = self.notify() if done and action in ("flush", "release") else ""
+        notified = self.notify(done) if done and action in ("flush", "release") else ""
         return QueueChange(done, missing, notified)
 
     @staticmethod

@@ -65,7 +65,7 @@ def admin(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Admin]:
     cfg = load_config(args)
     d = open_directory(cfg, writes=writes)
     try:
-        yield Admin(d, cfg, notify=lambda: poke_server(cfg))
+        yield Admin(d, cfg, notify=lambda qids: poke_server(cfg))
     finally:
         d.close()
 
