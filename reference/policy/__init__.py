@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -102,8 +103,12 @@ class CheckResult:
 CONTINUE = CheckResult(Action.CONTINUE)
 
 
-# The catalogue's name of each reply, for the reason a refusal is counted under.
-_REPLY_NAMES = {v: k.lower() for k, v in vars(replies).items() if isinstance(v, Reply)}
+# The catalogue's name of each reply, for the reason a refusal is counted under; a reply
+# filled in on the spot (a score, a wait) by the name its codes have, where only one does.
+_CATALOGUE = [(k.lower(), v) for k, v in vars(replies).items() if isinstance(v, Reply)]
+_REPLY_NAMES = {v: name for name, v in _CATALOGUE}
+_CODES = Counter((v.code, v.enhanced) for _, v in _CATALOGUE)
+_CODE_NAMES = {(v.code, v.enhanced): n for n, v in _CATALOGUE if _CODES[(v.code, v.enhanced)] == 1}
 
 
 def refuse(reply: Reply, reason: str = "") -> CheckResult:
@@ -290,9 +295,11 @@ class Policy:
         a reply made on the spot), never by the free-text reason, which names addresses."""
         if self.metrics is not None:
             reply = r.reply
-            reason = "" if reply is None else _REPLY_NAMES.get(reply, "")
-            if reply is not None and not reason:
-                reason = f"{reply.code} {reply.enhanced}".strip()
+            reason = ""
+            if reply is not None:
+                reason = _REPLY_NAMES.get(reply) or _CODE_NAMES.get(
+                    (reply.code, reply.enhanced), f"{reply.code} {reply.enhanced}".strip()
+                )
             self.metrics.refused(check.name, stage, reason)
         return r
 
