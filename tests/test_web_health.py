@@ -37,9 +37,10 @@ async def test_ready_names_what_is_not(tmp_path: Path) -> None:
     with (
         ClamdServer(tmp_path / "clamd") as clamd,
         RedisServer(tmp_path / "redis") as redis,
-        reference(
-            tmp_path, **{"antivirus.clamd": clamd.address, "state.url": redis.url}
-        ) as (ref, _),
+        reference(tmp_path, **{"antivirus.clamd": clamd.address, "state.url": redis.url}) as (
+            ref,
+            _,
+        ),
     ):
         async with Web(ref) as web:
             r = await web.call("GET", "/readyz")
