@@ -3,14 +3,13 @@ each counter moves by what the test made happen, no more."""
 
 from __future__ import annotations
 
-import contextlib
 import imaplib
 import smtplib
 import ssl
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from web_client import Web, reference
+from web_client import Web, reference, smtp_auth
 
 from reference.testing import ReferenceServer
 
@@ -69,14 +68,8 @@ async def test_counters_move_as_mail_flows(tmp_path: Path) -> None:
 
             # Two wrong passwords lock the account (auth_max_failures = 2): the third
             # attempt is refused without a look at the password.
-            for _ in range(3):
-                with smtplib.SMTP("127.0.0.1", ref.port("submission"), timeout=10) as s:
-                    s.starttls(context=ctx)
-                    s.ehlo()
-                    s.user, s.password = "carol@a.test", "wrong"
-                    # One AUTH each (login() would try every mechanism offered).
-                    with contextlib.suppress(smtplib.SMTPAuthenticationError):
-                        s.auth("PLAIN", s.auth_plain)
+            codes = [smtp_auth(ref, "carol@a.test", "wrong") for _ in range(3)]
+            assert codes == [535, 535, 454]
             # Mail for a remote MX that refuses connections: deferred, it waits in the queue.
             with smtplib.SMTP("127.0.0.1", ref.port("submission"), timeout=10) as s:
                 s.starttls(context=ctx)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
-import smtplib
 import sqlite3
 import ssl
 from pathlib import Path
 
 import pytest
-from web_client import Web, reference, token
+from web_client import Web, reference, smtp_auth, token
 
 from reference.cli import main
 from reference.directory import Directory
@@ -116,12 +115,7 @@ async def test_failed_api_logins_count_in_the_mail_lockout(tmp_path: Path) -> No
             for _ in range(2):
                 r = await web.call("GET", "/api/v1/me", basic=("alice@a.test", "wrong"))
                 assert r.status == 401
-            with smtplib.SMTP("127.0.0.1", ref.port("submission"), timeout=10) as s:
-                s.starttls(context=ctx)
-                s.ehlo()
-                s.user, s.password = "alice@a.test", "wrong"
-                with pytest.raises(smtplib.SMTPAuthenticationError):
-                    s.auth("PLAIN", s.auth_plain)
+            assert smtp_auth(ref, "alice@a.test", "wrong") == 535
             r = await web.call("GET", "/api/v1/me", basic=("alice@a.test", "pw"))
             assert r.status == 429 and int(r.headers["Retry-After"]) > 0
             imap = imaplib.IMAP4_SSL("127.0.0.1", ref.port("imaps"), ssl_context=ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import smtplib
 import socket
 import ssl
 from collections.abc import Iterator, Mapping
@@ -110,6 +111,20 @@ def reference(tmp: Path, **overrides: Any) -> Iterator[tuple[ReferenceServer, Fa
             yield ref, dns
     finally:
         dns.stop()
+
+
+def smtp_auth(ref: ReferenceServer, user: str, password: str) -> int:
+    """One AUTH PLAIN on submission (smtplib's login() would try every mechanism offered);
+    its reply code."""
+    ctx = ssl.create_default_context(cafile=str(ref.cafile))
+    with smtplib.SMTP("127.0.0.1", ref.port("submission"), timeout=10) as s:
+        s.starttls(context=ctx)
+        s.ehlo()
+        s.user, s.password = user, password
+        try:
+            return s.auth("PLAIN", s.auth_plain)[0]
+        except smtplib.SMTPAuthenticationError as e:
+            return e.smtp_code
 
 
 def token(ref: ReferenceServer, role: str, *, domain: str = "", user: str = "") -> str:
