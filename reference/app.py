@@ -46,7 +46,6 @@ from reference.values import (
     parse_duration,
     parse_hostport,
 )
-from reference.web import WebServer
 
 log = logging.getLogger("mailspec")
 
@@ -203,6 +202,10 @@ class App:
         self.metrics.watch_queue(self._queue_view)
         # What an operator does, for the admin API (the command line uses the same layer).
         self.admin = Admin(self.directory, cfg, spool=self.spool, notify=self._wake_runner)
+        # Imported here: the command line imports this module for its paths, and needs
+        # neither aiohttp nor pydantic for that.
+        from reference.web import WebServer
+
         self.web = WebServer(
             self.admin,
             self.metrics,
