@@ -45,7 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  certificate  {app.cert_path}")
         if "web" in endpoints:
             web = endpoints["web"].url
-            print(f"  admin API    {web}/api/v1 (token: mailspec token create --role admin)")
+            print(
+                f"  admin API    {web}/api/v1 (a token: mailspec token create --role admin{flags})"
+            )
         if not cfg.antivirus.clamd:
             print(
                 "  no virus scanner: mail is accepted unscanned (set antivirus.clamd to a "
