@@ -201,7 +201,9 @@ class App:
         )
         self.metrics.watch_queue(self._queue_view)
         # What an operator does, for the admin API (the command line uses the same layer).
-        self.admin = Admin(self.directory, cfg, spool=self.spool, notify=self._wake_runner)
+        self.admin = Admin(
+            self.directory, cfg, spool=self.spool, notify=self._wake_runner, clock=self.clock
+        )
         # Imported here: the command line imports this module for its paths, and needs
         # neither aiohttp nor pydantic for that.
         from reference.web import WebServer

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from reference.auth.keys import KeyStore, KeyStoreError, SigningKey, txt_strings
-from reference.clock import RealClock
+from reference.clock import Clock, RealClock
 from reference.config import Config
 from reference.delivery import lane_of
 from reference.directory import (
@@ -131,9 +131,11 @@ class Admin:
         *,
         spool: Spool | None = None,
         notify: Callable[[Sequence[str]], str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.directory = directory
         self.cfg = cfg
+        self.clock = clock or RealClock()
         self._spool = spool
         # Wakes the queue runner for the messages flushed or released: in the server,
         # directly; from the command line, by a signal to the running server. Says what it did.
@@ -308,9 +310,7 @@ class Admin:
         if role == "user":
             self._account(user or "", "user")
         try:
-            return self.directory.create_token(
-                role, now=RealClock().now(), domain=domain, user=user
-            )
+            return self.directory.create_token(role, now=self.clock.now(), domain=domain, user=user)
         except DirectoryError as e:
             raise Invalid(str(e), "role") from None
 
@@ -327,7 +327,7 @@ class Admin:
     @property
     def spool(self) -> Spool:
         if self._spool is None:  # the command line's: the server's spool, read from outside
-            self._spool = Spool(self.cfg.spool_path, RealClock())
+            self._spool = Spool(self.cfg.spool_path, self.clock)
         return self._spool
 
     def queue(self) -> list[QueueEntry]:

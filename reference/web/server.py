@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from reference.clock import Clock
+from reference.directory import DirectoryError
 from reference.log import event
 from reference.metrics import CONTENT_TYPE, Metrics
 from reference.service import Admin, Conflict, Invalid, NotFound, ServiceError
@@ -58,6 +59,8 @@ async def _problems(
     except ServiceError as e:
         status = next((s for t, s in _SERVICE_STATUS.items() if isinstance(e, t)), 422)
         return problem_response(HttpProblem(status, str(e), field=e.field))
+    except DirectoryError as e:  # a refusal the service did not foresee (a race): still a 4xx
+        return problem_response(HttpProblem(422, str(e)))
     except web.HTTPException as e:
         if e.status < 400:
             raise
