@@ -9,6 +9,7 @@ Refusals are :class:`ServiceError` values naming the field at fault, never half-
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from reference.directory import (
 from reference.spool import QueueEntry, Spool
 
 __all__ = [
+    "QUEUE_ID_PATTERN",
     "Admin",
     "Conflict",
     "DnsRecord",
@@ -40,6 +42,8 @@ __all__ = [
 ]
 
 QUEUE_ACTIONS = ("flush", "hold", "release", "delete")
+# What Spool.new_qid makes (time in hex, then randomness): checked before an id names a file.
+QUEUE_ID_PATTERN = r"^[0-9A-F]{11,24}$"
 DKIM_PURPOSE = "DKIM (RFC 6376, RFC 8463): the signing keys"
 
 
@@ -333,9 +337,15 @@ class Admin:
     def queue(self) -> list[QueueEntry]:
         return self.spool.entries()
 
+    @staticmethod
+    def _qid(qid: str) -> str:
+        if not re.match(QUEUE_ID_PATTERN, qid):
+            raise Invalid(f"not a queue id: {qid!r}", "qid")
+        return qid
+
     def queued(self, qid: str) -> tuple[QueueEntry, str]:
         """One queued message's envelope and header section."""
-        entry = self.spool.load(qid)
+        entry = self.spool.load(self._qid(qid))
         if entry is None:
             raise NotFound(f"no queued message {qid}", "qid")
         try:
@@ -349,7 +359,9 @@ class Admin:
         if action not in QUEUE_ACTIONS:
             raise Invalid(f"an action is one of {', '.join(QUEUE_ACTIONS)}", "action")
         spool = self.spool
-        chosen = list(qids) or ([e.qid for e in spool.entries()] if action == "flush" else [])
+        chosen = [self._qid(q) for q in qids] or (
+            [e.qid for e in spool.entries()] if action == "flush" else []
+        )
         missing = [q for q in chosen if not getattr(spool, action)(q)]
         done = [q for q in chosen if q not in missing]
         notified = self.notify(done) if done and action in ("flush", "release") else ""

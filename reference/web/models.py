@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from reference.service import Invalid, canonical_address
+from reference.service import QUEUE_ID_PATTERN, Invalid, canonical_address
 
 __all__ = [
     "AccountChange",
@@ -43,7 +43,7 @@ Address = Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_ad
 DomainName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\s@/]+$")]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
 Quota = Annotated[int, Field(ge=0, le=2**62)]
-QueueId = Annotated[str, Field(pattern=r"^[0-9A-F]{11,24}$")]
+QueueId = Annotated[str, Field(pattern=QUEUE_ID_PATTERN)]
 
 
 class _In(BaseModel):
