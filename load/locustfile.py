@@ -96,6 +96,10 @@ class Run:
     spooled_at_kill: int = 0
     result: dict[str, Any] | None = None
     watchers: list[Any] = field(default_factory=list)
+    busiest: float = 0.0  # the highest 1-minute load average per core seen during the run
+
+    def sample_load(self) -> None:
+        self.busiest = max(self.busiest, os.getloadavg()[0] / (os.cpu_count() or 1))
 
 
 RUN = Run()
@@ -132,6 +136,13 @@ def _options(parser: Any) -> None:
     g.add_argument("--kill-node", default="", help="SIGKILL this node (e.g. node2) mid-run")
     g.add_argument("--kill-after", type=float, default=5.0, help="seconds into the run")
     g.add_argument("--max-p99-ms", type=float, default=1000.0, help="accept-to-mailbox p99 gate")
+    g.add_argument(
+        "--busy-load",
+        type=float,
+        default=0.0,
+        help="above this 1-minute load average per core, the gates that need spare CPU "
+        "(latency, limit reached) are reported but not judged (0: always judged)",
+    )
     g.add_argument(
         "--drain-timeout",
         type=float,
@@ -553,6 +564,7 @@ def _start(environment: Environment, **_: Any) -> None:
     if RUN.stack is None or RUN.accounts is None:
         raise RuntimeError("the mailspec users need --stack (the cluster's state file)")
     RUN.started = time.time()
+    RUN.sample_load()
     lag = ctime_lag(RUN.stack.mail_dir.parent / ".load-ctime")
     RUN.watchers = [MaildirWatcher(RUN.stack.mail_dir, RUN.accounts.recipients, RUN.ledger, lag)]
     if RUN.stack.deliveries is not None:
@@ -617,11 +629,23 @@ def evaluate() -> dict[str, Any]:
                 "p99_ms": round(r.p99, 1),
                 "max_ms": round(r.max, 1),
             }
+    # A latency gate, or proof that the limited users reached their limit, needs CPU to
+    # spare: on a machine carrying several times its cores in other jobs (a shared CI box)
+    # they are reported and not judged, with the load that made them so. What needs no
+    # spare CPU (none lost, never over a limit, the killed node recovered) is always judged.
+    RUN.sample_load()
+    busy = bool(RUN.opts.busy_load) and RUN.busiest > RUN.opts.busy_load
+    why_not = (
+        f"not judged: load average {RUN.busiest:.1f} per core during the run "
+        f"(above --busy-load {RUN.opts.busy_load:g})"
+    )
     mailbox = led.report(MAILBOX)
+    p99_ok = mailbox is not None and mailbox.p99 < RUN.opts.max_p99_ms
     checks["p99 accept-to-mailbox"] = {
-        "passed": mailbox is not None and mailbox.p99 < RUN.opts.max_p99_ms,
+        "passed": p99_ok or (busy and mailbox is not None),
         "value_ms": round(mailbox.p99, 1) if mailbox else None,
         "limit_ms": RUN.opts.max_p99_ms,
+        **({"judged": False, "why": why_not} if busy and not p99_ok else {}),
     }
     checks["no accepted message lost"] = {
         "passed": not missing and bool(inbound),
@@ -644,7 +668,8 @@ def evaluate() -> dict[str, Any]:
         # RCPTs whose reply a node kill swallowed (counted by the server, not seen by us).
         exact = not within or ok + refused + unknown <= limit or ok + unknown >= limit
         reached = ok + refused + unknown > limit
-        passed = not over and exact and reached and (not within or at_mx <= limit)
+        never_over = not over and (not within or at_mx <= limit)
+        passed = never_over and exact and (reached or busy)
         rate_ok = rate_ok and passed
         rates[user] = {
             "accepted_rcpts": ok,
@@ -655,7 +680,11 @@ def evaluate() -> dict[str, Any]:
             "limit_reached": reached,
             "passed": passed,
         }
+        if busy and not reached:
+            rates[user]["why"] = f"limit not reached, only 'never over' judged; {why_not}"
     checks["rate limits exact"] = {"passed": rate_ok, "users": rates}
+    if any("why" in r for r in rates.values()):
+        checks["rate limits exact"]["judged"] = False
     # Failures: none, but for sessions on a killed node while it was down.
     expected, unexpected = [], []
     for when, node, name, err in RUN.failures:
@@ -704,6 +733,7 @@ def evaluate() -> dict[str, Any]:
     return {
         "passed": passed,
         "duration_s": round(duration, 1),
+        "load_per_core": round(RUN.busiest, 2),
         "nodes": len(RUN.stack.nodes) if RUN.stack else 0,
         "accepted": {"inbound": len(inbound), "outbound": len(outbound)},
         "rate_msg_s": {
@@ -729,6 +759,7 @@ def summary_text(result: dict[str, Any]) -> str:
         )
     for name, c in result["checks"].items():
         detail = {k: v for k, v in c.items() if k != "passed"}
-        lines.append(f"  [{'PASS' if c['passed'] else 'FAIL'}] {name}: {json.dumps(detail)}")
+        verdict = "FAIL" if not c["passed"] else "NOT JUDGED" if "judged" in c else "PASS"
+        lines.append(f"  [{verdict}] {name}: {json.dumps(detail)}")
     lines.append(f"mailspec load: {'PASSED' if result['passed'] else 'FAILED'}")
     return "\n".join(lines)

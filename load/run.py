@@ -49,6 +49,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--kill-node", default="", help="SIGKILL this node mid-run (node2)")
     ap.add_argument("--kill-after", type=float, default=5.0)
     ap.add_argument("--max-p99-ms", type=float, default=1000.0)
+    ap.add_argument(
+        "--busy-load",
+        type=float,
+        default=0.0,
+        help="above this 1-minute load average per core, latency and limit-reached gates "
+        "are reported, not judged (0: always judged)",
+    )
     ap.add_argument("--drain-timeout", type=float, default=30.0)
     ap.add_argument("--clamd", action="store_true", help="scan every message with a real clamd")
     ap.add_argument(
@@ -212,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
             "--limited-sessions", str(args.limited_sessions if args.limited_users else 0),
             "--limited-rate", str(args.limited_rate), "--imap-readers", str(args.imap_readers),
             "--max-p99-ms", str(args.max_p99_ms), "--drain-timeout", str(args.drain_timeout),
+            "--busy-load", str(args.busy_load),
         ]  # fmt: skip
         if args.kill_node:
             cmd += ["--kill-node", args.kill_node, "--kill-after", str(args.kill_after)]

@@ -30,10 +30,14 @@ SMOKE = [
 # other jobs run: 8 MTAs at 2 msg/s each, the limited users' sessions at 2 RCPTs/s, and a
 # limit of 20 recipients, which they always reach in 8 s (at 60, on a busy machine, they did
 # not: nothing was proven).
+# On a machine carrying more than three times its cores (load average per core above 3),
+# the gates that need spare CPU (p99, limits reached) are reported as not judged: a false
+# alarm about the machine is no finding about the code. Full runs of `python -m load.run`
+# judge them always.
 # Capacity itself is measured by `tox -e bench` and the full runs of `python -m load.run`.
 COMMON = [
     "--inbound-users", "8", "--inbound-rate", "2", "--limited-rate", "2", "--limit", "20/5m",
-    "--drain-timeout", "15", "--quiet",
+    "--drain-timeout", "15", "--busy-load", "3", "--quiet",
 ]  # fmt: skip
 
 
