@@ -354,12 +354,15 @@ async def test_huge_bodies_and_wrong_media_types_are_refused(ref: ReferenceServe
 
 
 async def test_openapi_document_is_made_from_the_routes(ref: ReferenceServer) -> None:
+    from openapi_spec_validator import validate
+
     from reference.web.api import routes
 
     async with Web(ref) as web:
         r = await web.call("GET", "/api/v1/openapi.json")  # public: it describes, it holds nothing
     doc = r.body
     assert r.status == 200 and doc["openapi"].startswith("3.1")
+    validate(doc)  # a valid OpenAPI 3.1 document, by an independent validator
     listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert listed == {(route.method, route.path) for route in routes()}
     post = doc["paths"]["/api/v1/accounts"]["post"]
