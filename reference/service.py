@@ -244,11 +244,6 @@ class Admin:
             raise NotFound(f"no such alias: {alias}", "alias")
         return address
 
-    def alias_target(self, alias: str) -> str | None:
-        """The account an alias delivers to, if ``alias`` is one."""
-        address = canonical_address(alias, "alias")
-        return dict(self.directory.aliases(address.rpartition("@")[2])).get(address)
-
     # -- DKIM keys and DNS records
 
     def dkim_keys(
