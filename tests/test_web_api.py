@@ -307,6 +307,8 @@ async def test_bad_input_is_a_problem_and_changes_nothing(
     assert r.status == status, r.body
     problem = r.problem
     assert problem["title"] and problem["detail"]
+    if status == 405:
+        assert r.headers["Allow"]
     if field is not None:
         assert problem["field"] == field, problem
         assert problem["errors"][0]["field"] == field

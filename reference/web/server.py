@@ -67,7 +67,10 @@ async def _problems(
         detail = e.text or e.reason
         if e.status == 413:
             detail = f"the body is larger than {MAX_BODY} bytes"
-        return problem_response(HttpProblem(e.status, detail.removeprefix(f"{e.status}: ")))
+        allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None  # on a 405
+        return problem_response(
+            HttpProblem(e.status, detail.removeprefix(f"{e.status}: "), headers=allow)
+        )
 
 
 class WebServer:
