@@ -32,6 +32,7 @@ Probe = Callable[[], Awaitable[str | None]]
 # Bodies are small records; anything larger is refused before it is read (413).
 MAX_BODY = 64 * 1024
 _PROBE_TIMEOUT = 5.0
+KEEPALIVE = 75.0
 _SERVICE_STATUS = {Invalid: 422, NotFound: 404, Conflict: 409}
 
 
@@ -108,7 +109,10 @@ class WebServer:
     async def start(self, host: str, port: int, tls: ssl.SSLContext) -> asyncio.Server:
         """Listen on ``host:port`` (HTTPS); the server is the node's like any listener."""
         if self._runner is None:
-            self._runner = web.AppRunner(self.application(), access_log=None)
+            # An idle connection is closed after a while (aiohttp's default is an hour).
+            self._runner = web.AppRunner(
+                self.application(), access_log=None, keepalive_timeout=KEEPALIVE
+            )
             await self._runner.setup()
         protocol = self._runner.server
         assert protocol is not None  # made by setup()
