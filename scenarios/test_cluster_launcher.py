@@ -157,8 +157,15 @@ def test_sigterm_stops_every_node(data: Path) -> None:
         data, "--nodes", "2", "--fake-internet", "--roles", "mx", "--roles", "imap,submission"
     )
     state = c.state
-    assert set(state["nodes"][0]["endpoints"]) == {"mx"}
-    assert set(state["nodes"][1]["endpoints"]) == {"submission", "submissions", "imap", "imaps"}
+    # Every node also opens its web listener (its health and metrics), whatever its roles.
+    assert set(state["nodes"][0]["endpoints"]) == {"mx", "web"}
+    assert set(state["nodes"][1]["endpoints"]) == {
+        "submission",
+        "submissions",
+        "imap",
+        "imaps",
+        "web",
+    }
     pids = [n["pid"] for n in state["nodes"]]
     assert c.stop() == 0
     for pid in pids:
