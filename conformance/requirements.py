@@ -59,6 +59,9 @@ FEATURES: Mapping[str, str] = {
     "auth-throttling": "failed logins are slowed down, then locked out",
     "special-use": "IMAP mailboxes carry SPECIAL-USE attributes (Sent, Drafts, Junk, ...)",
     "helo-required": "mail without a HELO or EHLO first is refused",
+    "addresses": "subaddresses (user+detail), catch-alls, aliases with several targets, "
+    "alias domains, deleting accounts",
+    "forwarding": "forwarding to addresses elsewhere, with SRS return paths and their bounces",
 }
 # PLATFORM clause (or the clause a dotted one starts with) -> the feature that promises it.
 _FEATURE_OF: Mapping[str, str] = {
@@ -86,6 +89,8 @@ _FEATURE_OF: Mapping[str, str] = {
     "submission.auth-slowdown": "auth-throttling",
     "mailbox.special-use": "special-use",
     "smtp.helo-required": "helo-required",
+    "addresses": "addresses",
+    "forwarding": "forwarding",
 }
 assert set(_FEATURE_OF.values()) <= set(FEATURES)
 

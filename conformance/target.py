@@ -39,6 +39,9 @@ describes any other mail system::
     #   "auth-throttling"        failed logins slowed down, then locked out
     #   "special-use"            IMAP SPECIAL-USE attributes on the standard mailboxes
     #   "helo-required"          MAIL before HELO/EHLO refused
+    #   "addresses"              user+detail, catch-alls, multi-target and remote aliases,
+    #                            alias domains, deleted accounts refused
+    #   "forwarding"             forwarding elsewhere with SRS, bounces back to the sender
     # A PLATFORM requirement of a feature not listed is reported "not claimed" (neither a
     # pass nor a fail); RFC requirements, and the policies every mail system owes (no open
     # relay, no STARTTLS injection, bare CR/LF, control characters), never depend on it.
@@ -758,6 +761,15 @@ class ReferenceTarget:
                 hostname=self.hostname,
             ).start()
             self._server.add_domain(self.domain)
+            if self._fake is not None:
+                # What its operator publishes (`mailspec dns records`): the SPF record of the
+                # SRS return paths of forwarded mail and the key it is ARC-sealed with.
+                key = self._server.arc_key
+                self._fake.dns.spf(key.domain, "v=spf1 ip4:127.0.1.0/24 -all")
+                value = key.public_record()
+                self._fake.dns.add_txt(
+                    key.record_name, *[value[i : i + 255] for i in range(0, len(value), 255)]
+                )
             accounts = tuple(
                 Account(f"{local}@{self.domain}", secrets.token_urlsafe(18))
                 for local in ("alice", "bob")

@@ -15,7 +15,9 @@ For each provider ``NAME`` the DNS holds: ``NAME.test MX 10 mx.NAME.test``, its 
 and PTR, SPF ``v=spf1 ip4:ADDRESS -all``, a DMARC ``p=reject`` record and a DKIM key at
 ``fake._domainkey.NAME.test`` (a real RSA-2048 key; the private half is on
 :class:`Provider` for tests that send mail "from" that provider). The smarthost is a
-provider without an MX record, reached at ``smtp.smarthost.test``.
+provider without an MX record, reached at ``smtp.smarthost.test``. Every MX checks SPF for
+MAIL FROM against the fake DNS, as a receiver does (``Delivery.spf``, and rules with an
+``spf`` condition such as ``Rule("mail", "gmail.unauthenticated.5xx", spf=["fail"])``).
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 
+import dns.asyncresolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fakes.dns import FakeDNS
 from fakes.mx import FakeMX, Policy
+from reference.auth.lookup import Lookup
+from reference.auth.spf import check_mail_from
 from reference.clock import Clock
 
 __all__ = ["DEFAULT_PROVIDERS", "DKIM_SELECTOR", "FakeInternet", "Provider"]
@@ -128,6 +133,16 @@ class FakeInternet:
             raise RuntimeError("start the FakeInternet first")
         return self._add(name, policy, domain, with_mx=True)
 
+    async def check_spf(self, source: str, sender: str, helo: str) -> str:
+        """What a receiver's SPF check (RFC 7208) says of ``source`` sending as ``sender``,
+        against the fake DNS: every fake MX records it and its rules may act on it."""
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [self.dns.host]
+        resolver.port = self.dns.port
+        resolver.lifetime = 5.0
+        checked = await check_mail_from(Lookup(resolver), source, sender, helo)
+        return str(checked.result)
+
     def clear(self) -> None:
         """Forget what every fake MX recorded."""
         for provider in self._providers.values():
@@ -193,6 +208,7 @@ class FakeInternet:
             name=name,
             starttls=self.starttls,
             hostname=host,
+            spf=self.check_spf,
         ).start()
         self._smtp_port = mx.port
         pem, public = _dkim_key(domain)

@@ -16,13 +16,15 @@ from reference.assembly import Parts, check_chain
 from reference.auth import Lookup, MemoryRecorder
 from reference.auth.keys import KeyStore
 from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
+from reference.auth.srs import Srs, load_secrets
 from reference.clock import Clock, RealClock
 from reference.config import (
     LISTENERS,
     Config,
     parse_helo_names,
 )
-from reference.delivery import LocalDelivery, QueueRunner, lane_of
+from reference.delivery import Forwarder, LocalDelivery, QueueRunner, lane_of
+from reference.delivery.forward import ArcSealer
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
 from reference.dns import make_resolver
@@ -35,7 +37,7 @@ from reference.policy.spam import open_classifiers
 from reference.pop3.server import Pop3Server
 from reference.scan.bayes import Classifiers, junk_trainer
 from reference.scan.clamd import ClamdClient
-from reference.service import Admin
+from reference.service import Admin, arc_key
 from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
 from reference.smtp.server import Listener
 from reference.spool import Spool
@@ -88,6 +90,21 @@ def directory_path(cfg: Config) -> Path:
     return cfg.data_path / "directory.sqlite3"
 
 
+def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
+    """The mailboxes under data_dir, each with its quota (the account's own, field by field
+    over the platform's)."""
+    default = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
+
+    def quota(address: str) -> Quota:
+        own_bytes, own_messages = directory.quota(address)
+        return Quota(
+            default.bytes if own_bytes is None else own_bytes,
+            default.messages if own_messages is None else own_messages,
+        )
+
+    return MailStore(cfg.data_path / "mail", clock=clock, quota=quota)
+
+
 class App:
     """One node running every role."""
 
@@ -104,21 +121,20 @@ class App:
             self.tls_context: ssl.SSLContext = tls.server_context(self.cert_path, key_path)
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
-        self.directory = Directory(directory_path(cfg))
+        self.directory = Directory(directory_path(cfg), delimiter=cfg.addresses.delimiter)
         # Counted by the listeners, the checks and the queue runner; served at /metrics.
         self.metrics = Metrics()
-        default_quota = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
-
-        def quota(address: str) -> Quota:
-            # An account's own quota, field by field over the platform's.
-            own_bytes, own_messages = self.directory.quota(address)
-            return Quota(
-                default_quota.bytes if own_bytes is None else own_bytes,
-                default_quota.messages if own_messages is None else own_messages,
-            )
-
-        self.store = MailStore(data / "mail", clock=self.clock, quota=quota)
+        self.store = mail_store(cfg, self.directory, self.clock)
         self.spool = Spool(cfg.spool_path, self.clock)
+        # Forwarded mail is ARC-sealed with the SRS domain's own RSA key (made at first start;
+        # `mailspec dns records` prints its record).
+        self.arc_key = arc_key(cfg)
+        # Forwarded mail leaves with an SRS return path signed with secrets under data_dir.
+        self.srs = Srs(
+            load_secrets(data / "srs" / "secrets"),
+            cfg.srs_domain,
+            max_age_days=int(cfg.srs.max_age // 86400),
+        )
         self.resolver = make_resolver(cfg)
         self.state: StateStore = (
             RedisStore(cfg.state.url) if cfg.state.url else SqliteStore(data / "state.sqlite3")
@@ -167,6 +183,7 @@ class App:
                     self.state,
                     self.bayes,
                     self.dmarc_recorder,
+                    self.srs,
                 ),
             ),
             self.metrics,
@@ -181,6 +198,13 @@ class App:
             timeout=cfg.relay.timeout,
             helo_names=parse_helo_names(cfg.relay.helo_names),
         )
+        self.forwarder = Forwarder(
+            self.spool,
+            self.clock,
+            self.srs,
+            is_local=self.directory.is_local_domain,
+            sealer=ArcSealer(self.arc_key, cfg.server.hostname, self.clock),
+        )
         self.runner = QueueRunner(
             self.spool,
             self.clock,
@@ -189,6 +213,7 @@ class App:
                 self.store,
                 self.clock,
                 after=ReportIntake(self.dmarc_store, self.directory.is_local_domain, self.clock),
+                forwarder=self.forwarder,
             ),
             remote=self.relay,
             backoff=[parse_duration(r) for r in cfg.queue.retry],
@@ -221,6 +246,7 @@ class App:
                 **({"clamd": self._clamd_reachable} if cfg.antivirus.clamd else {}),
             },
         )
+        self.forwarder.notify = self.runner.notify
         # The daily task that sends DMARC aggregate reports through the queue.
         self.dmarc_reporter = (
             AggregateReporter(

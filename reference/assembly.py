@@ -12,6 +12,7 @@ import dns.asyncresolver
 from reference.auth.dmarc import DmarcRecorder
 from reference.auth.keys import KeyStore
 from reference.auth.lookup import Lookup
+from reference.auth.srs import Srs
 from reference.clock import Clock
 from reference.config import Config
 from reference.directory import Directory
@@ -50,6 +51,7 @@ class Parts:
     state: StateStore
     bayes: Classifiers | None
     dmarc_recorder: DmarcRecorder
+    srs: Srs | None = None  # checks bounces to rewritten return paths at RCPT
 
 
 def dnsbl(cfg: Config, resolver: dns.asyncresolver.Resolver) -> Dnsbl | None:
@@ -108,7 +110,7 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
         HeloCheck(cfg.server.hostname),
         SenderOwnership(p.directory),
         FromOwnership(p.directory),
-        LocalRecipients(p.directory, cfg.server.hostname),
+        LocalRecipients(p.directory, cfg.server.hostname, srs=p.srs, clock=p.clock),
         MailboxQuota(p.directory, p.store),
     ]
     if cfg.spam.enabled:

@@ -359,6 +359,32 @@ class Mailbox:
 
 
 @dataclass
+class Addresses:
+    delimiter: str = doc(
+        "RFC 5233 subaddressing: mail to user+detail@domain goes to user@domain when no "
+        "address user+detail exists (+, -, _, # or =; empty: off).",
+        default="+",
+    )
+
+
+@dataclass
+class Srs:
+    domain: str = doc(
+        "The domain of the return path of forwarded mail (SRS0=…@domain, the Sender "
+        "Rewriting Scheme of postsrsd), so that it passes SPF where it is forwarded to: "
+        "publish an SPF record for it naming relay.source_addresses. Empty: server.hostname. "
+        "The HMAC secrets are in data_dir/srs/secrets (made at first start; a new first line "
+        "rotates the key, older lines still verify).",
+        default="",
+    )
+    max_age: Duration = doc(
+        "How long a bounce to a rewritten address is accepted (whole days; older ones get "
+        "550 5.1.1 at RCPT).",
+        default=Duration("21d"),
+    )
+
+
+@dataclass
 class Submission:
     auth_max_failures: int = doc(
         "Failed logins to one account (SMTP AUTH, IMAP, POP3) within auth_window that lock "
@@ -431,6 +457,8 @@ class Config:
     auth: Auth = field(default_factory=Auth)
     dmarc: Dmarc = field(default_factory=Dmarc)
     mailbox: Mailbox = field(default_factory=Mailbox)
+    addresses: Addresses = field(default_factory=Addresses)
+    srs: Srs = field(default_factory=Srs)
     spam: Spam = field(default_factory=Spam)
     submission: Submission = field(default_factory=Submission)
     headers: Headers = field(default_factory=Headers)
@@ -441,6 +469,11 @@ class Config:
         """``server.data_dir`` made absolute (a relative one is read from the working folder),
         so that every message that names it says which folder a command really used."""
         return Path(self.server.data_dir).absolute()
+
+    @property
+    def srs_domain(self) -> str:
+        """The domain of rewritten return paths: ``srs.domain``, else the host name."""
+        return (self.srs.domain or self.server.hostname).lower()
 
     @property
     def spool_path(self) -> Path:
@@ -550,6 +583,12 @@ def _validate(cfg: Config) -> None:
             parse_hostport(cfg.relay.smarthost)
         except ValueError as e:
             raise ConfigError("relay.smarthost", str(e)) from None
+    if cfg.addresses.delimiter not in ("", "+", "-", "_", "=", "#"):
+        raise ConfigError(
+            "addresses.delimiter", f"one of + - _ = # or empty, not {cfg.addresses.delimiter!r}"
+        )
+    if cfg.srs.max_age < 86400:
+        raise ConfigError("srs.max_age", "at least one day (SRS time stamps count days)")
     if cfg.state.url and not re.match(r"^rediss?://", cfg.state.url):
         raise ConfigError("state.url", "empty (SQLite) or a redis:// URL")
     for i, net in enumerate(cfg.greylist.bypass_networks):

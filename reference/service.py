@@ -83,6 +83,13 @@ def canonical_domain(name: str, field: str = "domain") -> str:
         raise Invalid(str(e), field) from None
 
 
+def arc_key(cfg: Config) -> SigningKey:
+    """The key forwarded mail is ARC-sealed with: the SRS domain's rsa-sha256 DKIM key (RFC
+    8617 seals with RSA only), made at the first start."""
+    keys = KeyStore(cfg.data_path / "dkim")
+    return keys.generate(cfg.srs_domain, cfg.auth.selector, ("rsa-sha256",))[0]
+
+
 def _not_ours(domain: str, field: str) -> Invalid:
     return Invalid(f"domain {domain} is not ours: add it with 'mailspec domain add'", field)
 
@@ -226,23 +233,25 @@ class Admin:
     def aliases(self, domain: str | None = None) -> list[tuple[str, str]]:
         return self.directory.aliases(self.domain(domain) if domain else None)
 
-    def add_alias(self, alias: str, target: str) -> tuple[str, str]:
-        address = canonical_address(alias, "alias")
-        domain = address.rpartition("@")[2]
-        if not self.directory.is_local_domain(domain):
-            raise _not_ours(domain, "alias")
-        if self.directory.lookup(address) is not None:
-            raise Conflict(f"{address} is an account already", "alias")
-        if address in dict(self.directory.aliases(domain)):
-            raise Conflict(f"alias {address} exists already", "alias")
-        account = self._account(target, "target")
-        return self.directory.add_alias(address, account.address)
+    def add_alias(self, alias: str, *targets: str) -> tuple[str, list[str]]:
+        """Deliver ``alias`` (an address, or ``@domain`` for its catch-all) to each target
+        too: an account or alias here, or an address elsewhere (forwarded)."""
+        try:
+            return self.directory.add_alias(alias, *targets)
+        except DirectoryError as e:
+            text = str(e)
+            if text.startswith("no such account"):
+                raise NotFound(text, "targets") from None
+            if "already" in text:
+                raise Conflict(text, "alias") from None
+            raise Invalid(text, "targets" if "target" in text else "alias") from None
 
-    def remove_alias(self, alias: str) -> str:
-        address = canonical_address(alias, "alias")
-        if not self.directory.remove_alias(address):
-            raise NotFound(f"no such alias: {alias}", "alias")
-        return address
+    def remove_alias(self, alias: str, target: str | None = None) -> str:
+        """Remove an alias, or only one of its targets."""
+        if not self.directory.remove_alias(alias, target):
+            what = f"{alias} -> {target}" if target else alias
+            raise NotFound(f"no such alias: {what}", "alias")
+        return alias
 
     # -- DKIM keys and DNS records
 
@@ -284,6 +293,8 @@ class Admin:
         )
         spf = " ".join(x for x in ("v=spf1 mx", sources, "-all") if x)
         dmarc = f"v=DMARC1; p=reject; rua=mailto:postmaster@{domain}"
+        srs_spf = " ".join(x for x in ("v=spf1 a", sources, "-all") if x)
+        sealing = arc_key(self.cfg)
         return [
             DnsRecord(domain, "MX", f"10 {host}.", f"{domain}: mail for it goes to {host}"),
             DnsRecord(domain, "TXT", spf, "SPF (RFC 7208): who may send as the domain"),
@@ -293,6 +304,19 @@ class Admin:
                 "TXT",
                 dmarc,
                 "DMARC (RFC 7489): what receivers do with unauthenticated mail",
+            ),
+            DnsRecord(
+                self.cfg.srs_domain,
+                "TXT",
+                srs_spf,
+                "SPF of the SRS domain: forwarded mail leaves with a return path there "
+                "(srs.domain)",
+            ),
+            DnsRecord(
+                sealing.record_name,
+                "TXT",
+                sealing.public_record(),
+                "ARC (RFC 8617): the key forwarded mail is sealed with",
             ),
         ]
 

@@ -21,8 +21,10 @@ from typing import Any
 
 from reference import config as config_mod
 from reference.app import App
+from reference.auth.keys import SigningKey
 from reference.clock import ManualClock, RealClock
 from reference.config import LISTENERS
+from reference.delivery.retire import delete_user
 from reference.directory import Directory
 from reference.mailbox import MailStore
 
@@ -143,8 +145,22 @@ class ReferenceServer:
     def disable_user(self, address: str) -> None:
         self.directory.set_enabled(address, False)
 
-    def add_alias(self, alias: str, target: str) -> None:
-        self.directory.add_alias(alias, target)
+    def add_alias(self, alias: str, *targets: str) -> None:
+        self.directory.add_alias(alias, *targets)
+
+    # Addresses and forwarding, for conformance/tests/test_addresses.py and test_forwarding.py.
+    def set_catchall(self, domain: str, *targets: str) -> None:
+        self.directory.add_alias("@" + domain, *targets)
+
+    def add_alias_domain(self, name: str, target: str) -> None:
+        self.directory.add_alias_domain(name, target)
+
+    def set_forward(self, address: str, targets: list[str], *, keep: bool) -> None:
+        self.directory.set_forward(address, targets, keep=keep)
+
+    def delete_user(self, address: str, archive: str | None = None) -> str | None:
+        """Delete an account; its mail moves to ``archive`` (the folder is returned)."""
+        return delete_user(self.directory, self.store, address, archive=archive).archived_in
 
     # Spam settings and sender lists, for conformance/tests/test_inbound_spam_settings.py.
     def set_spam_thresholds(
@@ -163,6 +179,11 @@ class ReferenceServer:
 
     def unlist_sender(self, address: str, pattern: str) -> None:
         self.directory.remove_sender_list(address, pattern)
+
+    @property
+    def arc_key(self) -> SigningKey:
+        """The key forwarded mail is ARC-sealed with (its record goes in the fake DNS)."""
+        return self.app.arc_key
 
     @property
     def store(self) -> MailStore:

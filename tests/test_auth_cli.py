@@ -55,9 +55,12 @@ def test_dns_records_lists_everything(tmp_path: Path, capsys: pytest.CaptureFixt
         ("mailspec-rsa._domainkey.example.test", "TXT"),
         ("mailspec-ed25519._domainkey.example.test", "TXT"),
         ("_dmarc.example.test", "TXT"),
+        ("mail.example.test", "TXT"),  # SPF of the SRS domain (server.hostname by default)
+        ("mailspec-rsa._domainkey.mail.example.test", "TXT"),  # the ARC sealing key
     ]:
         assert (name, rtype) in have, (name, rtype)
     assert "v=spf1 mx -all" in out and "v=DMARC1; p=reject" in out
+    assert "v=spf1 a -all" in out
     # Nothing serves an MTA-STS policy or reads TLS reports: no record may promise them.
     assert not {n for n, _ in have} & {"_mta-sts.example.test", "_smtp._tls.example.test"}
     assert "STSv1" not in out and "TLSRPT" not in out

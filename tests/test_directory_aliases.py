@@ -31,7 +31,7 @@ def directory(tmp_path: Path) -> Iterator[Directory]:
 def test_alias_add_resolve_own_remove(directory: Directory) -> None:
     assert directory.add_alias("Sales@Example.ORG", "alice@example.test") == (
         "sales@example.org",
-        "alice@example.test",
+        ["alice@example.test"],
     )
     account = directory.resolve("sales@example.org")
     assert account is not None and account.address == "alice@example.test"
@@ -67,7 +67,13 @@ def test_alias_refusals(directory: Directory, alias: str, target: str, why: str)
 def test_alias_twice_is_refused(directory: Directory) -> None:
     directory.add_alias("info@example.test", "alice@example.test")
     with pytest.raises(DirectoryError, match="exists already"):
-        directory.add_alias("info@example.test", "bob@example.test")
+        directory.add_alias("info@example.test", "alice@example.test")
+    # Another target is one more destination of the same alias.
+    directory.add_alias("info@example.test", "bob@example.test")
+    assert [a.address for a in directory.expand("info@example.test").accounts] == [
+        "alice@example.test",
+        "bob@example.test",
+    ]
 
 
 def test_bulk_sender_flag(directory: Directory) -> None:

@@ -33,8 +33,8 @@ def resolver(fake: FakeDNS, lifetime: float = 1.0) -> dns.asyncresolver.Resolver
     return r
 
 
-async def texts(fake: FakeDNS, name: str, rtype: str) -> list[str]:
-    return sorted(rd.to_text() for rd in await resolver(fake).resolve(name, rtype))
+async def texts(fake: FakeDNS, name: str, rtype: str, lifetime: float = 1.0) -> list[str]:
+    return sorted(rd.to_text() for rd in await resolver(fake, lifetime).resolve(name, rtype))
 
 
 async def ask(fake: FakeDNS, name: str, rtype: str, tcp: bool = False) -> dns.message.Message:
@@ -392,7 +392,11 @@ async def test_concurrent_queries_while_another_thread_writes(fake_dns: FakeDNS)
     writer = threading.Thread(target=churn)
     writer.start()
     try:
-        answers = await asyncio.gather(*(texts(fake_dns, "busy.test", "A") for _ in range(200)))
+        # Correctness under concurrency, not speed: 200 queries answered one after another by
+        # a server sharing the GIL with the writer may take seconds on a busy machine (a 1 s
+        # lifetime timed out with two other test runs on the two cores).
+        burst = (texts(fake_dns, "busy.test", "A", lifetime=20.0) for _ in range(200))
+        answers = await asyncio.gather(*burst)
     finally:
         stop.set()
         writer.join()

@@ -123,3 +123,25 @@ def test_teardown_leaks_no_thread_or_socket() -> None:
         idle.close()  # the server side was closed by stop()
     assert threading.active_count() == threads
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_every_mx_checks_spf_as_a_receiver(fake_internet: FakeInternet) -> None:  # noqa: F811
+    """A receiver's SPF check of MAIL FROM, against the fake DNS: recorded and acted on."""
+    fake_internet.dns.spf("forwarder.test", "v=spf1 ip4:127.0.1.0/24 -all")
+    gmail = fake_internet.mx["gmail"]
+    gmail.policy = Policy([Rule("mail", "gmail.unauthenticated.5xx", spf=["fail", "softfail"])])
+    r = resolver(fake_internet)
+    address = str(r.resolve("mx.gmail.test", "A")[0])
+
+    def send(sender: str, source: str) -> None:
+        with smtplib.SMTP(address, fake_internet.smtp_port, source_address=(source, 0)) as s:
+            s.sendmail(sender, ["someone@gmail.test"], MESSAGE)
+
+    send("bounces@forwarder.test", "127.0.1.9")
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+        send("bounces@forwarder.test", "127.0.3.9")  # not in forwarder.test's SPF
+    assert refused.value.smtp_code == 550 and b"5.7.26" in refused.value.smtp_error
+    (delivery,) = gmail.deliveries
+    assert (delivery.mail_from, delivery.spf) == ("bounces@forwarder.test", "pass")
+    send("someone@nospf.test", "127.0.1.9")
+    assert gmail.deliveries[-1].spf == "none"

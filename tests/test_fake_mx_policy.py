@@ -152,7 +152,7 @@ def test_documented_example_parses() -> None:
     policy = Policy.from_toml(documented_example())
     assert policy.default == ACCEPT and policy.default_stage == "rcpt"
     assert dict(policy.auth) == {"relay": "secret"} and policy.auth_require_tls
-    first, nouser, grey, hang, tls = policy.rules
+    first, nouser, grey, hang, tls, spf = policy.rules
     assert first.name == "bad neighbourhood" and first.action == catalogue.reply(
         "gmail.reputation.5xx"
     )
@@ -164,6 +164,21 @@ def test_documented_example_parses() -> None:
     assert grey.action == Greylist(300.0)
     assert hang.stage == "data" and hang.action == HangUp(512) and hang.delay == 2.5
     assert tls.tls is False and tls.stage == "mail"
+    assert spf.spf == ("fail", "softfail") and spf.action == catalogue.reply(
+        "gmail.unauthenticated.5xx"
+    )
+
+
+def test_spf_condition() -> None:
+    rule = Rule("mail", "550 5.7.26 unauthenticated", spf=["Fail"])
+    assert rule.matches("mail", Context("127.0.1.1", sender="a@b.test", spf="fail"))
+    assert not rule.matches("mail", Context("127.0.1.1", sender="a@b.test", spf="pass"))
+    assert not rule.matches("mail", Context("127.0.1.1", sender="a@b.test"))  # not checked
+    assert Policy.from_toml(Policy([rule]).to_toml()).rules[0].spf == ("fail",)
+    with pytest.raises(ValueError, match="unknown SPF result"):
+        Rule("mail", "accept", spf=["failed"])
+    with pytest.raises(ValueError, match="cannot be checked at ehlo"):
+        Rule("ehlo", "accept", spf=["fail"])
 
 
 @pytest.mark.parametrize(

@@ -137,9 +137,9 @@ async def test_accounts(ref: ReferenceServer) -> None:
 async def test_aliases(ref: ReferenceServer) -> None:
     admin = token(ref, "admin")
     async with Web(ref) as web:
-        body = {"alias": "Info@a.test", "target": "alice@a.test"}
+        body = {"alias": "Info@a.test", "targets": ["alice@a.test"]}
         r = await web.call("POST", "/api/v1/aliases", token=admin, body=body)
-        assert (r.status, r.body) == (201, {"alias": "info@a.test", "target": "alice@a.test"})
+        assert (r.status, r.body) == (201, {"alias": "info@a.test", "targets": ["alice@a.test"]})
         r = await web.call("GET", "/api/v1/domains/a.test/aliases", token=admin)
         assert r.body == [{"alias": "info@a.test", "target": "alice@a.test"}]
         r = await web.call("GET", "/api/v1/accounts/alice@a.test", token=admin)
@@ -172,6 +172,8 @@ async def test_dkim_keys_and_dns_records(ref: ReferenceServer) -> None:
             ("mailspec-rsa._domainkey.a.test", "TXT"),
             ("mailspec-ed25519._domainkey.a.test", "TXT"),
             ("_dmarc.a.test", "TXT"),
+            ("mail.example.test", "TXT"),  # SPF of the SRS domain (forwarded mail)
+            ("mailspec-rsa._domainkey.mail.example.test", "TXT"),  # ARC sealing key
         ]
         assert r.body[0]["value"] == "10 mail.example.test."
         r = await web.call(
@@ -265,10 +267,28 @@ BAD: list[tuple[str, str, Any, int, str | None]] = [
     ("PUT", "/api/v1/accounts/alice@a.test/password", {"password": ["x"]}, 422, "password"),
     ("PUT", "/api/v1/accounts/alice@a.test/password", {"password": ""}, 422, "password"),
     ("PUT", "/api/v1/accounts/nobody@a.test/password", {"password": "x"}, 404, "address"),
-    ("POST", "/api/v1/aliases", {"alias": "info@a.test", "target": "nobody@a.test"}, 404, "target"),
-    ("POST", "/api/v1/aliases", {"alias": "info@b.test", "target": "alice@a.test"}, 422, "alias"),
-    ("POST", "/api/v1/aliases", {"alias": "alice@a.test", "target": "alice@a.test"}, 409, "alias"),
-    ("POST", "/api/v1/aliases", {"alias": "@a.test", "target": "alice@a.test"}, 422, "alias"),
+    (
+        "POST",
+        "/api/v1/aliases",
+        {"alias": "info@a.test", "targets": ["nobody@a.test"]},
+        404,
+        "targets",
+    ),
+    (
+        "POST",
+        "/api/v1/aliases",
+        {"alias": "info@b.test", "targets": ["alice@a.test"]},
+        422,
+        "alias",
+    ),
+    (
+        "POST",
+        "/api/v1/aliases",
+        {"alias": "alice@a.test", "targets": ["alice@a.test"]},
+        409,
+        "alias",
+    ),
+    ("POST", "/api/v1/aliases", {"alias": "@a.test", "targets": ["alice@a.test"]}, 422, "alias"),
     ("DELETE", "/api/v1/aliases/none@a.test", None, 404, "alias"),
     ("GET", "/api/v1/domains/other.test/accounts", None, 404, "domain"),
     ("GET", "/api/v1/domains/bad_name!/aliases", None, 422, "domain"),

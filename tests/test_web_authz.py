@@ -109,7 +109,10 @@ CASES = [
         "POST",
         f"{V1}/aliases",
         A_ADMINS,
-        lambda w: (f"{V1}/aliases", {"alias": fresh("al") + "@a.test", "target": "alice@a.test"}),
+        lambda w: (
+            f"{V1}/aliases",
+            {"alias": fresh("al") + "@a.test", "targets": ["alice@a.test"]},
+        ),
     ),
     Case("DELETE", f"{V1}/aliases/{{alias}}", A_ADMINS, alias_to_delete),
     Case("GET", f"{V1}/domains/{{domain}}/dkim", A_ADMINS, lambda w: (f"{A}/dkim", None)),
@@ -133,8 +136,8 @@ CASES = [
 # Requests a role may make in general, aimed across a boundary: refused all the same.
 ACROSS = [
     ("admin-a", "POST", f"{V1}/accounts", {"address": "x@b.test", "password": "pw"}),
-    ("admin-a", "POST", f"{V1}/aliases", {"alias": "x@a.test", "target": "bob@b.test"}),
-    ("admin-a", "POST", f"{V1}/aliases", {"alias": "x@b.test", "target": "alice@a.test"}),
+    ("admin-a", "POST", f"{V1}/aliases", {"alias": "x@a.test", "targets": ["bob@b.test"]}),
+    ("admin-a", "POST", f"{V1}/aliases", {"alias": "x@b.test", "targets": ["alice@a.test"]}),
     ("admin-a", "GET", f"{V1}/accounts/bob@b.test", None),
     ("admin-a", "PUT", f"{V1}/accounts/bob@b.test/password", {"password": "x"}),
     ("admin-a", "DELETE", f"{V1}/aliases/info@b.test", None),

@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from conformance.requirements import not_applicable
 from conformance.smtp_client import SMTPClient
 from conformance.target import Account, Target
 
 __all__ = [
     "DsnReport",
+    "admin_op",
     "dsn_reports",
     "fresh_user",
     "inbox",
@@ -39,6 +41,15 @@ __all__ = [
 
 def token() -> str:
     return secrets.token_hex(5)
+
+
+def admin_op(target: Target, name: str) -> Any:
+    """An operation of the target's admin beyond adding domains and accounts; the test is not
+    applicable on a target whose admin has none."""
+    op = getattr(target.admin, name, None)
+    if op is None:
+        not_applicable(f"the target's admin cannot {name.replace('_', ' ')}")
+    return op
 
 
 def fresh_user(target: Target, prefix: str = "out") -> Account:
@@ -144,8 +155,8 @@ class _IMAP(imaplib.IMAP4_SSL):
         return self.ssl_context.wrap_socket(sock, server_hostname=self._server_name)
 
 
-def inbox(target: Target, account: Account) -> list[bytes]:
-    """Every message in the account's INBOX, read over IMAP."""
+def inbox(target: Target, account: Account, folder: str = "INBOX") -> list[bytes]:
+    """Every message in one of the account's folders (INBOX by default), read over IMAP."""
     if "imaps" in target.endpoints:
         ep = target.endpoint("imaps")
         conn: imaplib.IMAP4 = _IMAP(ep.host, ep.port, target.ssl_context(), target.server_name(ep))
@@ -155,7 +166,9 @@ def inbox(target: Target, account: Account) -> list[bytes]:
         conn.starttls(target.ssl_context())
     try:
         conn.login(account.address, account.password)
-        conn.select("INBOX", readonly=True)
+        typ, _ = conn.select(f'"{folder}"', readonly=True)
+        if typ != "OK":
+            return []
         _, data = conn.search(None, "ALL")
         out = []
         for num in data[0].split():

@@ -32,11 +32,19 @@ A policy file (every key optional; ``Policy.from_toml`` reads it, ``to_toml`` wr
     tls = false                        # only sessions that did not STARTTLS
     action = "gmail.tls.5xx"
 
+    [[rules]]
+    stage = "mail"
+    spf = ["fail", "softfail"]         # the MX's own SPF check of MAIL FROM (RFC 7208)
+    action = "gmail.unauthenticated.5xx"
+
 Conditions: ``source`` is a list of networks (a bare address is one host) holding the
 client address. ``recipient`` (rcpt and data stages; at data any accepted recipient) and
 ``sender`` (mail, rcpt, data) are address patterns, case-insensitive: ``local@domain``
 exact, ``@domain`` any local part, ``local@`` any domain, ``*`` and ``?`` globs in either
-part, a pattern without ``@`` a domain, and ``<>`` the null reverse-path. Every condition
+part, a pattern without ``@`` a domain, and ``<>`` the null reverse-path. ``spf`` (mail,
+rcpt, data) lists SPF results (pass, fail, softfail, neutral, none, temperror, permerror)
+of the MX's own check of MAIL FROM against the client address, where the MX has one (the
+fake internet's MXs check against the fake DNS, as a receiver would). Every condition
 given must hold; within a list one entry is enough.
 
 Actions: ``accept``; a reply (4xx/5xx refuses, 421 also closes the connection, 2xx accepts
@@ -163,6 +171,7 @@ class Context:
     helo: str = ""
     sender: str | None = None  # "" is the null reverse-path; None before MAIL
     recipients: tuple[str, ...] = ()  # at rcpt the one being tried; at data all accepted
+    spf: str | None = None  # the MX's SPF result for MAIL FROM; None: not checked
 
 
 def _strings(value: str | Iterable[str]) -> tuple[str, ...]:
@@ -184,6 +193,7 @@ class Rule:
     tls: bool | None
     delay: float
     name: str
+    spf: tuple[str, ...]
 
     def __init__(
         self,
@@ -196,6 +206,7 @@ class Rule:
         tls: bool | None = None,
         delay: float = 0.0,
         name: str = "",
+        spf: str | Iterable[str] = (),
     ) -> None:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; want one of {', '.join(STAGES)}")
@@ -207,6 +218,12 @@ class Rule:
             raise ValueError(f"a recipient condition cannot be checked at {stage}")
         if senders and stage not in ("mail", "rcpt", "data"):
             raise ValueError(f"a sender condition cannot be checked at {stage}")
+        spf_results = tuple(r.lower() for r in _strings(spf))
+        if spf_results and stage not in ("mail", "rcpt", "data"):
+            raise ValueError(f"an spf condition cannot be checked at {stage}")
+        unknown = set(spf_results) - set(SPF_RESULTS)
+        if unknown:
+            raise ValueError(f"unknown SPF result {sorted(unknown)}: want {', '.join(SPF_RESULTS)}")
         if isinstance(act, Greylist) and stage != "rcpt":
             raise ValueError("greylisting happens at the rcpt stage")
         if isinstance(act, HangUp) and act.after and stage != "data":
@@ -224,6 +241,7 @@ class Rule:
             ("tls", tls),
             ("delay", float(delay)),
             ("name", name),
+            ("spf", spf_results),
         ):
             object.__setattr__(self, key, value)
 
@@ -239,6 +257,8 @@ class Rule:
         if self.sender and (
             ctx.sender is None or not any(match_address(p, ctx.sender) for p in self.sender)
         ):
+            return False
+        if self.spf and ctx.spf not in self.spf:
             return False
         return not self.recipient or any(
             match_address(p, r) for p in self.recipient for r in ctx.recipients
@@ -256,6 +276,8 @@ class Rule:
             out["sender"] = list(self.sender)
         if self.tls is not None:
             out["tls"] = self.tls
+        if self.spf:
+            out["spf"] = list(self.spf)
         if self.delay:
             out["delay"] = self.delay
         return out
@@ -270,7 +292,9 @@ class Decision:
     rule: str | None = None
 
 
-_RULE_KEYS = {"name", "stage", "action", "source", "recipient", "sender", "tls", "delay"}
+_RULE_KEYS = {"name", "stage", "action", "source", "recipient", "sender", "tls", "delay", "spf"}
+# RFC 7208 2.6: the results an spf condition may name.
+SPF_RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
 _POLICY_KEYS = {"default", "default_stage", "auth", "auth_require_tls", "rules"}
 
 
@@ -336,6 +360,7 @@ class Policy:
                         tls=raw.get("tls"),
                         delay=float(raw.get("delay", 0.0)),
                         name=str(raw.get("name", "")),
+                        spf=raw.get("spf", ()),
                     )
                 )
             except (ValueError, TypeError) as e:

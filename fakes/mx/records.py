@@ -33,6 +33,7 @@ class Delivery:
     mail_options: tuple[str, ...] = ()  # MAIL parameters as sent, keyword upper-cased
     rcpt_options: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     auth_user: str | None = None
+    spf: str | None = None  # the MX's SPF result for mail_from from source (None: unchecked)
 
     @property
     def message(self) -> EmailMessage:

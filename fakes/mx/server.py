@@ -10,7 +10,7 @@ import re
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, AnyStr, NoReturn
@@ -81,6 +81,7 @@ class FakeMX:
         starttls: bool = True,
         hostname: str | None = None,
         on_delivery: Callable[[Delivery], None] | None = None,
+        spf: Callable[[str, str, str], Awaitable[str]] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -89,6 +90,8 @@ class FakeMX:
         self.starttls = starttls
         self.clock: Clock = clock or RealClock()
         self.on_delivery = on_delivery  # called in the server thread after each delivery
+        # The receiver's SPF check: (client address, MAIL FROM, HELO) -> RFC 7208 result.
+        self.spf = spf
         self._policy = policy or Policy.accept_all()
         self._cond = threading.Condition()
         self._deliveries: list[Delivery] = []
@@ -317,6 +320,7 @@ class _FakeSMTP(SMTP):
         self._sid = 0
         self._source = ""
         self._helo = ""
+        self._spf: str | None = None
         self._tls = False
         self._auth_user: str | None = None
         self._data_decision = Decision(Accept())
@@ -382,7 +386,7 @@ class _FakeSMTP(SMTP):
 
     def _context(self, recipients: tuple[str, ...] = ()) -> Context:
         sender = self.envelope.mail_from if self.envelope is not None else None
-        return Context(self._source, self._tls, self._helo, sender, recipients)
+        return Context(self._source, self._tls, self._helo, sender, recipients, self._spf)
 
     async def _decide(
         self, stage: Stage, recipients: tuple[str, ...] = (), *, wait: bool = True
@@ -558,6 +562,13 @@ class _FakeSMTP(SMTP):
             return
         sender = "" if address == "<>" else address
         self.envelope.mail_from = sender  # tentatively: rules see the sender
+        if self._mx.spf is not None:
+            # As a receiver does: SPF for MAIL FROM (or HELO for a null sender), at MAIL.
+            try:
+                self._spf = await self._mx.spf(self._source, sender, self._helo)
+            except Exception:  # the check itself broke: what a receiver records as temperror
+                log.exception("fake-mx.spf source=%s sender=%s", self._source, sender)
+                self._spf = "temperror"
         decision = await self._decide("mail")
         reply = self._answer("mail", address, decision, Reply(250, "2.1.0", "OK"))
         if reply.positive:
@@ -642,6 +653,7 @@ class _FakeSMTP(SMTP):
                     mail_options=tuple(env.mail_options),
                     rcpt_options=dict(env.rcpt_params),
                     auth_user=self._auth_user,
+                    spf=self._spf,
                 ),
             )
         return reply.wire()

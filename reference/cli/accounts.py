@@ -6,7 +6,17 @@ import argparse
 import getpass
 import sys
 
-from reference.cli.common import Subparsers, admin, group, leaf, written_in
+from reference.cli.common import (
+    Subparsers,
+    accounts_and_mail,
+    admin,
+    directory,
+    group,
+    leaf,
+    written_in,
+)
+from reference.delivery.retire import Retired, delete_domain, delete_user
+from reference.directory import Directory, normalize_domain
 from reference.service import Conflict, NotFound
 
 
@@ -21,10 +31,60 @@ def cmd_domain_add(args: argparse.Namespace) -> int:
 
 
 def cmd_domain_list(args: argparse.Namespace) -> int:
-    with admin(args) as a:
-        for name in a.domains():
+    with directory(args) as d:
+        for name in d.domains():
             print(name)
+        for name, target in d.alias_domains():
+            print(f"{name} (alias of {target})")
     return 0
+
+
+def cmd_domain_alias(args: argparse.Namespace) -> int:
+    with directory(args, writes=True) as d:
+        name, target = d.add_alias_domain(args.alias_domain, args.domain)
+        print(f"domain {name} delivers as {target} {written_in(args)}")
+    return 0
+
+
+def cmd_domain_catchall(args: argparse.Namespace) -> int:
+    with directory(args, writes=True) as d:
+        key = "@" + d.own_domain(args.domain)
+        if args.off:
+            gone = d.remove_alias(key)
+            print(
+                f"catch-all of {key[1:]} {'removed' if gone else 'was not set'} {written_in(args)}"
+            )
+            return 0
+        if not args.targets:
+            targets = [t for _, t in d.aliases() if _ == key]
+            print(f"{key[1:]}: {', '.join(targets) if targets else 'no catch-all'}")
+            return 0
+        _, targets = d.add_alias(key, *args.targets)
+        print(f"catch-all of {key[1:]} -> {', '.join(targets)} {written_in(args)}")
+    return 0
+
+
+def _retired_line(r: Retired) -> str:
+    where = f"moved to {r.archived_in}" if r.archived_in else "removed"
+    return f"{r.address} deleted: {r.messages} message(s) {where}"
+
+
+def cmd_domain_delete(args: argparse.Namespace) -> int:
+    with accounts_and_mail(args) as (d, store):
+        retired = delete_domain(d, store, args.domain, archive=_archive_choice(args, d))
+        for r in retired:
+            print(_retired_line(r))
+        print(f"domain {normalize_domain(args.domain)} deleted {written_in(args)}")
+    return 0
+
+
+def _archive_choice(args: argparse.Namespace, d: Directory) -> str | None:
+    """--archive-to ACCOUNT, or None for --remove-mail; a domain with accounts needs one."""
+    if args.archive_to or args.remove_mail:
+        return str(args.archive_to) if args.archive_to else None
+    if "@" not in getattr(args, "domain", "@") and not d.users(args.domain):
+        return None  # nothing to keep: an empty domain or an alias domain
+    raise ValueError("say what happens to the mail: --archive-to ACCOUNT or --remove-mail")
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -87,6 +147,34 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_delete(args: argparse.Namespace) -> int:
+    with accounts_and_mail(args) as (d, store):
+        retired = delete_user(d, store, args.address, archive=_archive_choice(args, d))
+        print(f"{_retired_line(retired)} {written_in(args)}")
+    return 0
+
+
+def cmd_user_forward(args: argparse.Namespace) -> int:
+    with directory(args, writes=bool(args.targets or args.off)) as d:
+        account = d.lookup(args.address)
+        if account is None:
+            raise ValueError(f"no such account: {args.address}")
+        if args.off:
+            d.clear_forward(account.address)
+            print(f"{account.address}: no forwarding {written_in(args)}")
+            return 0
+        if args.targets:
+            d.set_forward(account.address, args.targets, keep=args.keep)
+        targets, keep = d.forward_of(account.address)
+        if not targets:
+            print(f"{account.address}: no forwarding")
+        else:
+            copy = "keeps a copy" if keep else "keeps no copy"
+            changed = f" {written_in(args)}" if args.targets else ""
+            print(f"{account.address} forwards to {', '.join(targets)}, {copy}{changed}")
+    return 0
+
+
 def cmd_user_bulk(args: argparse.Namespace) -> int:
     with admin(args, writes=True) as a:
         address = a.set_bulk_sender(args.address, not args.off)
@@ -97,8 +185,8 @@ def cmd_user_bulk(args: argparse.Namespace) -> int:
 
 def cmd_alias_add(args: argparse.Namespace) -> int:
     with admin(args, writes=True) as a:
-        alias, target = a.add_alias(args.alias, args.target)
-        print(f"alias {alias} -> {target} added {written_in(args)}")
+        alias, targets = a.add_alias(args.alias, *args.targets)
+        print(f"alias {alias} -> {', '.join(targets)} added {written_in(args)}")
     return 0
 
 
@@ -112,11 +200,12 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
 def cmd_alias_remove(args: argparse.Namespace) -> int:
     with admin(args, writes=True) as a:
         try:
-            a.remove_alias(args.alias)
+            a.remove_alias(args.alias, args.target)
         except NotFound as e:
             print(f"mailspec: {e}", file=sys.stderr)
             return 1
-        print(f"alias {args.alias} removed {written_in(args)}")
+        gone = f"{args.alias} -> {args.target}" if args.target else args.alias
+        print(f"alias {gone} removed {written_in(args)}")
     return 0
 
 
@@ -132,12 +221,55 @@ def _password_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _targets(p: argparse.ArgumentParser, what: str, off: str) -> None:
+    """TARGETs to set (none: show what is set) or --off to remove them."""
+    p.add_argument("targets", nargs="*", metavar="TARGET", help=what)
+    p.add_argument("--off", action="store_true", help=off)
+
+
+def _mail_options(p: argparse.ArgumentParser) -> None:
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--archive-to",
+        metavar="ACCOUNT",
+        help="move the mail into this account, under Archive/<address>",
+    )
+    how.add_argument("--remove-mail", action="store_true", help="remove the mail for good")
+
+
 def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     """Add the domain, user and alias commands to the ``mailspec`` command line."""
     dsub = group(sub, "domain", parents, "manage local domains")
     q = leaf(dsub, "add", parents, "add a local domain", cmd_domain_add)
     q.add_argument("domain", help="the domain name, e.g. example.test")
-    leaf(dsub, "list", parents, "list local domains", cmd_domain_list)
+    leaf(dsub, "list", parents, "list local domains (and alias domains)", cmd_domain_list)
+    q = leaf(
+        dsub,
+        "alias",
+        parents,
+        "deliver mail for every address of ALIAS_DOMAIN as if sent to DOMAIN",
+        cmd_domain_alias,
+    )
+    q.add_argument("alias_domain", help="the other domain, e.g. example.org")
+    q.add_argument("domain", help="one of our domains, e.g. example.net")
+    q = leaf(
+        dsub,
+        "catchall",
+        parents,
+        "deliver mail for unknown addresses of DOMAIN to TARGETs (no TARGET: show it)",
+        cmd_domain_catchall,
+    )
+    q.add_argument("domain", help="one of our domains")
+    _targets(q, "an account, alias or address", "remove the catch-all")
+    q = leaf(
+        dsub,
+        "delete",
+        parents,
+        "delete a domain with its accounts and aliases (or an alias domain)",
+        cmd_domain_delete,
+    )
+    q.add_argument("domain", help="the domain")
+    _mail_options(q)
 
     usub = group(sub, "user", parents, "manage accounts")
     q = leaf(usub, "add", parents, "add an account", cmd_user_add)
@@ -159,6 +291,21 @@ def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     q = leaf(usub, "list", parents, "list accounts", cmd_user_list)
     q.add_argument("--domain", help="only this domain's accounts")
     q = leaf(
+        usub, "delete", parents, "delete an account, its mail removed or archived", cmd_user_delete
+    )
+    q.add_argument("address", help="the account's address")
+    _mail_options(q)
+    q = leaf(
+        usub,
+        "forward",
+        parents,
+        "forward an account's mail to TARGETs (no TARGET: show its forwarding)",
+        cmd_user_forward,
+    )
+    q.add_argument("address", help="the account's address")
+    _targets(q, "an address here or elsewhere", "stop forwarding")
+    q.add_argument("--keep", action="store_true", help="file a copy in the account too")
+    q = leaf(
         usub,
         "bulk",
         parents,
@@ -169,10 +316,22 @@ def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     q.add_argument("--off", action="store_true", help="back to the regular lane")
 
     asub = group(sub, "alias", parents, "manage aliases (other addresses)")
-    q = leaf(asub, "add", parents, "deliver ALIAS to TARGET; TARGET may send as it", cmd_alias_add)
-    q.add_argument("alias", help="the other address, in a local domain")
-    q.add_argument("target", help="an existing account")
+    q = leaf(
+        asub,
+        "add",
+        parents,
+        "deliver ALIAS to each TARGET (added to those it has); a local TARGET may send as it",
+        cmd_alias_add,
+    )
+    q.add_argument("alias", help="the other address, in a local domain; @DOMAIN: its catch-all")
+    q.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="an account or alias here, or an address elsewhere (the mail is forwarded)",
+    )
     q = leaf(asub, "list", parents, "list aliases", cmd_alias_list)
     q.add_argument("--domain", help="only this domain's aliases")
-    q = leaf(asub, "remove", parents, "remove an alias", cmd_alias_remove)
+    q = leaf(asub, "remove", parents, "remove an alias, or one of its targets", cmd_alias_remove)
     q.add_argument("alias", help="the alias to remove")
+    q.add_argument("target", nargs="?", help="only this target")

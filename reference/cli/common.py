@@ -14,6 +14,7 @@ from reference.config import Config
 
 if TYPE_CHECKING:
     from reference.directory import Directory
+    from reference.mailbox import MailStore
     from reference.service import Admin
 
 # A string: argparse's action class cannot be subscripted at run time (Python 3.11).
@@ -70,6 +71,20 @@ def admin(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Admin]:
         d.close()
 
 
+@contextlib.contextmanager
+def accounts_and_mail(args: argparse.Namespace) -> Iterator[tuple[Directory, MailStore]]:
+    """The directory and the mailboxes of the configured data_dir (deleting accounts)."""
+    from reference.app import mail_store
+    from reference.clock import RealClock
+
+    cfg = load_config(args)
+    d = open_directory(cfg, writes=True)
+    try:
+        yield d, mail_store(cfg, d, RealClock())
+    finally:
+        d.close()
+
+
 def poke_server(cfg: Config) -> str:
     """Wake a running server's queue runner (SIGUSR1); say whether one was running."""
     import os
@@ -99,7 +114,7 @@ def open_directory(cfg: Config, *, writes: bool = False) -> Directory:
             "a server started with another --data-dir or from another folder will not see it)",
             file=sys.stderr,
         )
-    return Directory(path)
+    return Directory(path, delimiter=cfg.addresses.delimiter)
 
 
 def written_in(args: argparse.Namespace) -> str:
@@ -128,15 +143,3 @@ def leaf(
     p = sub.add_parser(name, parents=parents, help=text, description=text[0].upper() + text[1:])
     p.set_defaults(func=func)
     return p
-
-
-def _password_options(p: argparse.ArgumentParser) -> None:
-    how = p.add_mutually_exclusive_group()
-    how.add_argument(
-        "--password",
-        metavar="PW",
-        help="the password (lands in shell history; without it: a prompt)",
-    )
-    how.add_argument(
-        "--password-stdin", action="store_true", help="read the password from standard input"
-    )

@@ -1,6 +1,7 @@
 """The directory: domains and accounts in SQL (SQLite under data_dir by default)."""
 
 from reference.directory.accounts import Account
+from reference.directory.aliases import Destinations
 from reference.directory.directory import Directory
 from reference.directory.passwords import hash_password, verify_password
 from reference.directory.schema import DirectoryError, normalize_domain, split_address
@@ -11,6 +12,7 @@ __all__ = [
     "ROLES",
     "Account",
     "ApiToken",
+    "Destinations",
     "Directory",
     "DirectoryError",
     "SpamSettings",

@@ -27,17 +27,31 @@ class Accounts(Database):
             self._db.execute("INSERT OR IGNORE INTO domains(name) VALUES (?)", (domain,))
         return domain
 
+    def own_domain(self, name: str) -> str:
+        """``name`` normalised, if it is one of our domains (not an alias domain)."""
+        domain = normalize_domain(name)
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone()
+        if row is None:
+            raise DirectoryError(f"domain {domain} is not ours: add it with 'mailspec domain add'")
+        return domain
+
     def domains(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT name FROM domains ORDER BY name")]
 
     def is_local_domain(self, name: str) -> bool:
+        """Whether mail for ``name`` is ours: one of our domains, or an alias domain."""
         try:
             domain = normalize_domain(name)
         except DirectoryError:
             return False
         with self._lock:
-            row = self._db.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone()
+            row = self._db.execute(
+                "SELECT 1 FROM domains WHERE name = ? UNION ALL "
+                "SELECT 1 FROM alias_domains WHERE name = ?",
+                (domain, domain),
+            ).fetchone()
         return row is not None
 
     # -- accounts
@@ -45,8 +59,7 @@ class Accounts(Database):
         local, domain = split_address(address)
         if not password:
             raise DirectoryError("a password must not be empty")
-        if not self.is_local_domain(domain):
-            raise DirectoryError(f"domain {domain} is not ours: add it with 'mailspec domain add'")
+        self.own_domain(domain)
         canonical = f"{local}@{domain}"
         hashed = hash_password(password)
         with self._lock:

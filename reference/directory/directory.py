@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from reference.directory.accounts import Account
 from reference.directory.aliases import Aliases
 from reference.directory.lanes import BulkSenders
+from reference.directory.schema import DirectoryError, normalize_domain
 from reference.directory.spam import SpamPreferences
 from reference.directory.tokens import ApiTokens
 
@@ -11,3 +13,42 @@ from reference.directory.tokens import ApiTokens
 class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens):
     """Domains, accounts, aliases, quotas, spam settings, sender lists, bulk senders and API
     tokens, in one SQL database. Thread-safe; async wrappers keep hashing off the event loop."""
+
+    def delete_user(self, address: str) -> Account:
+        """Remove an account and everything the directory keeps for it; its mail is the
+        caller's business (``reference.delivery.retire`` removes or archives it)."""
+        account = self.lookup(address)
+        if account is None:
+            raise DirectoryError(f"no such account: {address}")
+        a = account.address
+        with self.transaction() as db:
+            for table, column in (
+                ("forwards", "address"),
+                ("alias_targets", "target"),
+                ("quotas", "address"),
+                ("spam_lists", "address"),
+                ("spam_settings", "scope"),
+                ("bulk_senders", "address"),
+                ("accounts", "address"),
+            ):
+                db.execute(f"DELETE FROM {table} WHERE {column} = ?", (a,))
+        return account
+
+    def delete_domain(self, name: str) -> str:
+        """Remove a domain without accounts (delete those first), or an alias domain."""
+        domain = normalize_domain(name)
+        with self._lock:
+            cur = self._db.execute("DELETE FROM alias_domains WHERE name = ?", (domain,))
+        if cur.rowcount:
+            return domain
+        self.own_domain(domain)
+        aliases = [d for d, target in self.alias_domains() if target == domain]
+        if aliases:
+            raise DirectoryError(f"{', '.join(aliases)} is an alias of {domain}: delete it first")
+        if self.users(domain):
+            raise DirectoryError(f"{domain} still has accounts: delete them first")
+        with self.transaction() as db:
+            db.execute("DELETE FROM alias_targets WHERE address LIKE ?", ("%@" + domain,))
+            db.execute("DELETE FROM spam_settings WHERE scope = ?", (domain,))
+            db.execute("DELETE FROM domains WHERE name = ?", (domain,))
+        return domain

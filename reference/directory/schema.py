@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from reference.sqlite import connect as connect_sqlite
+
+# The schema version (PRAGMA user_version) this code writes; older ones are migrated at open.
+VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (
@@ -31,11 +37,26 @@ CREATE TABLE IF NOT EXISTS spam_lists (
     pattern TEXT NOT NULL,
     PRIMARY KEY (address, pattern)
 );
--- Other addresses of an account: mail to an alias is delivered to its target, and the
--- target's user may send from it (MAIL FROM and From:).
-CREATE TABLE IF NOT EXISTS aliases (
-    address TEXT PRIMARY KEY,
-    target TEXT NOT NULL REFERENCES accounts(address)
+-- Aliases, one row per target: mail to an alias goes to every target (accounts, other
+-- aliases, or addresses elsewhere), and a local target's user may send from it (MAIL FROM
+-- and From:). "@domain" is the domain's catch-all. (Schema 1; schema 0 had one account per
+-- alias in a table "aliases", moved here when an old database is opened.)
+CREATE TABLE IF NOT EXISTS alias_targets (
+    address TEXT NOT NULL,
+    target TEXT NOT NULL,
+    PRIMARY KEY (address, target)
+);
+-- Alias domains: mail to any address of "name" is delivered as if sent to "target".
+CREATE TABLE IF NOT EXISTS alias_domains (
+    name TEXT PRIMARY KEY,
+    target TEXT NOT NULL REFERENCES domains(name)
+);
+-- An account's forwarding: each row one target; keep = 1 also files a copy in its mailbox.
+CREATE TABLE IF NOT EXISTS forwards (
+    address TEXT NOT NULL REFERENCES accounts(address),
+    target TEXT NOT NULL,
+    keep INTEGER NOT NULL,
+    PRIMARY KEY (address, target)
 );
 -- An account's own mailbox quota (NULL or absent: the platform's mailbox.quota_*).
 CREATE TABLE IF NOT EXISTS quotas (
@@ -83,12 +104,48 @@ def split_address(address: str) -> tuple[str, str]:
 class Database:
     """The directory's SQL connection and the lock every statement runs under."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, delimiter: str = "+") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # RFC 5233: "user+detail" is delivered as "user" when no address "user+detail" exists
+        # (``addresses.delimiter``; empty: no subaddressing).
+        self.delimiter = delimiter
         self._lock = threading.Lock()
         self._db = connect_sqlite(path)
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction (committed, or rolled back on error)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _migrate(self) -> None:
+        """Bring a database an older version wrote up to :data:`VERSION` (several processes
+        may open it at once: the first to take the write lock does it, the others see it done)."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= VERSION:
+            return
+        with self.transaction() as db:
+            if db.execute("PRAGMA user_version").fetchone()[0] < 1:
+                old = db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'aliases'"
+                ).fetchone()
+                if old:
+                    # Schema 0: one account per alias, a foreign key to accounts (which a
+                    # remote target cannot satisfy).
+                    db.execute(
+                        "INSERT OR IGNORE INTO alias_targets(address, target) "
+                        "SELECT address, target FROM aliases"
+                    )
+                    db.execute("DROP TABLE aliases")
+            db.execute(f"PRAGMA user_version = {VERSION}")
 
     def close(self) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reference.directory.accounts import Accounts
 from reference.directory.schema import DirectoryError, normalize_domain
@@ -54,8 +55,8 @@ class ApiToken:
 class ApiTokens(Accounts):
     """Tokens for the admin API, in the directory database."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, **options: Any) -> None:
+        super().__init__(path, **options)
         with self._lock:
             self._db.executescript(TOKENS_SCHEMA)
 

@@ -104,6 +104,9 @@ SYNTAX_ERROR = Reply(501, "5.5.4", "Syntax error in parameters or arguments")
 NO_SUCH_USER = Reply(550, "5.1.1", "No such user here")
 MAILBOX_DISABLED = Reply(550, "5.2.1", "Mailbox disabled")
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
+# A bounce to a rewritten return path (SRS) that we did not sign, or signed too long ago.
+SRS_FORGED = Reply(550, "5.7.1", "Invalid bounce address: not one this server made (SRS)")
+SRS_EXPIRED = Reply(550, "5.1.1", "Bounce address expired: the forwarded mail is too old (SRS)")
 SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by the authenticated user")
 # RFC 6409 6.3: a message refused after DATA for what the submitting user may do is 550 5.7.1.
 FROM_NOT_OWNED = Reply(550, "5.7.1", "From: address not owned by the authenticated user")

@@ -276,6 +276,24 @@ class MailStore:
                 self.subscribe(address, dst + name[len(src) :])
         log.info("mailbox.rename account=%s old=%s new=%s", account, src, dst)
 
+    def has_account(self, address: str) -> bool:
+        """Whether the account has a mailbox on disk (mail was delivered, or it logged in)."""
+        return (account_dir(self.root, address) / "cur").is_dir()
+
+    def remove_account(self, address: str) -> bool:
+        """Remove the account's mailbox with every folder; False if it had none."""
+        account = account_dir(self.root, address)
+        if not account.is_dir():
+            return False
+        # Renamed out of the tree first, so no reader sees a half-deleted account.
+        doomed = account.with_name(f"mailspec-deleted-{secrets.token_hex(6)}")
+        os.rename(account, doomed)
+        with self._lock:
+            self._ready.discard(account)
+        shutil.rmtree(doomed, ignore_errors=True)
+        log.info("mailbox.remove-account account=%s", account)
+        return True
+
     def folders(self, address: str) -> list[str]:
         """The account's folder names, INBOX first, then sorted."""
         account = self._account(address)

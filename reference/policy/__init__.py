@@ -10,6 +10,8 @@ from enum import Enum
 from typing import NamedTuple
 
 from reference.auth.spf import SpfCheck
+from reference.auth.srs import Srs, SrsError, is_srs
+from reference.clock import Clock
 from reference.directory import Directory, DirectoryError, split_address
 from reference.mail import replies
 from reference.mail.message import Message
@@ -221,13 +223,23 @@ class Check:
 
 
 class LocalRecipients(Check):
-    """RCPT: our domains need an existing mailbox; other domains need an authenticated user."""
+    """RCPT: our domains need an existing mailbox; other domains need an authenticated user;
+    a bounce to a rewritten return path (SRS) needs our valid signature."""
 
     name = "recipients"
 
-    def __init__(self, directory: Directory, hostname: str = "") -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        hostname: str = "",
+        *,
+        srs: Srs | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.directory = directory
         self.hostname = hostname
+        self.srs = srs
+        self.clock = clock
 
     def canonical_recipient(self, rcpt: str) -> str | None:
         # RFC 5321 4.5.1: "RCPT TO:<Postmaster>", with no domain, MUST be accepted: it is
@@ -246,12 +258,21 @@ class LocalRecipients(Check):
             _, domain = split_address(rcpt)
         except DirectoryError:
             return refuse(replies.BAD_ADDRESS, f"bad recipient {rcpt!r}")
+        srs, clock = self.srs, self.clock
+        if srs is not None and clock is not None and domain == srs.domain and is_srs(rcpt):
+            try:
+                srs.reverse(rcpt, clock.now())
+            except SrsError as e:
+                reply = replies.SRS_EXPIRED if e.reason == "expired" else replies.SRS_FORGED
+                return refuse(reply, f"SRS {rcpt}: {e}")
+            return CONTINUE  # a bounce to mail we forwarded: delivery returns it
         if self.directory.is_local_domain(domain):
-            # An alias stands for its account; postmaster is always accepted (RFC 5321 4.5.1).
-            account = self.directory.resolve(rcpt)
-            if account is None:
+            # Aliases, subaddresses, catch-alls and alias domains stand for their
+            # destinations; postmaster is always accepted (RFC 5321 4.5.1).
+            found = self.directory.expand(rcpt)
+            if not found.exists:
                 return refuse(replies.NO_SUCH_USER, f"unknown user {rcpt}")
-            if not account.enabled:
+            if found.owner is not None and not found.owner.enabled:
                 return refuse(replies.MAILBOX_DISABLED, f"disabled {rcpt}")
             return CONTINUE
         if tx.user is None:

@@ -60,8 +60,9 @@ class QueueEntry:
     smtputf8: bool = False  # RFC 6531: the transaction was SMTPUTF8
     dsn: DsnRequest = field(default_factory=DsnRequest)
     # "mail"; "dsn" for a delivery status notification we made (never bounced: RFC 3464,
-    # no loops); "dmarc-report" for an aggregate report. ``about``: the queue id a DSN
-    # reports on, the domain a report is for.
+    # no loops); "dmarc-report" for an aggregate report; "forward" for a copy local delivery
+    # forwarded elsewhere. ``about``: the queue id a DSN reports on or a copy was forwarded
+    # from, the domain a report is for.
     kind: str = "mail"
     about: str | None = None
     warned: bool = False  # the sender has heard of the delay (relay.delay_warning)

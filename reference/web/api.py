@@ -23,6 +23,7 @@ from reference.web.models import (
     AccountIn,
     AccountOut,
     AliasIn,
+    AliasMade,
     AliasOut,
     DkimIn,
     DkimOut,
@@ -195,14 +196,18 @@ async def list_aliases(c: Call) -> list[AliasOut]:
     return [AliasOut(alias=a, target=t) for a, t in pairs]
 
 
-async def add_alias(c: Call) -> AliasOut:
+async def add_alias(c: Call) -> AliasMade:
     body: AliasIn = c.body
-    # Both ends must be the caller's: an alias in one's domain for another's account
-    # would let that account's user send as one's domain (and the reverse).
     alias = c.account(body.alias, "alias")
-    target = c.account(body.target, "target")
-    made, to = await c.run(c.admin.add_alias, alias, target)
-    return AliasOut(alias=made, target=to)
+    for i, target in enumerate(body.targets):
+        # A target in one of our domains must be the caller's too: an alias in one's domain
+        # for another customer's account would let its user send as one's domain. Addresses
+        # elsewhere are forwarding, which is the alias owner's to choose.
+        domain = target.rpartition("@")[2]
+        if c.admin.directory.is_local_domain(domain):
+            c.account(target, f"targets.{i}")
+    made, to = await c.run(c.admin.add_alias, alias, *body.targets)
+    return AliasMade(alias=made, targets=to)
 
 
 async def remove_alias(c: Call) -> None:
@@ -347,7 +352,7 @@ def routes() -> list[Route]:
             ADMINS,
             add_alias,
             AliasIn,
-            AliasOut,
+            AliasMade,
             201,
         ),
         Route(

@@ -13,6 +13,7 @@ __all__ = [
     "AccountIn",
     "AccountOut",
     "AliasIn",
+    "AliasMade",
     "AliasOut",
     "DkimIn",
     "DkimOut",
@@ -92,12 +93,23 @@ class PasswordIn(_In):
 
 class AliasIn(_In):
     alias: Address
-    target: Address
+    targets: list[Address] = Field(
+        min_length=1,
+        max_length=100,
+        description="accounts or aliases here, or addresses elsewhere (forwarded)",
+    )
 
 
 class AliasOut(BaseModel):
+    """One target of an alias (an alias with several has a row for each)."""
+
     alias: str
     target: str
+
+
+class AliasMade(BaseModel):
+    alias: str
+    targets: list[str]
 
 
 class DnsRecordOut(BaseModel):
