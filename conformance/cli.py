@@ -41,6 +41,17 @@ def register(
     )
     p.add_argument("-k", metavar="EXPR", dest="keyword", help="only tests matching EXPR")
     p.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
+    p.add_argument(
+        "--coverage",
+        action="store_true",
+        help="run nothing: list the MUST clauses of each claimed RFC (conformance/clauses.toml) "
+        "as covered by a requirement or not, and the catch rate of the last mutation run",
+    )
+    p.add_argument(
+        "--mutation",
+        metavar="FILE",
+        help="the mutation results --coverage reads (default: reports/mutation/mutation.json)",
+    )
     p.set_defaults(func=run)
 
 
@@ -80,7 +91,14 @@ def run(args: argparse.Namespace) -> int:
 
     2 before anything runs: the target file cannot be read, or an endpoint it lists does
     not answer (one line each), rather than every test failing on the same connection.
+    With ``--coverage`` nothing runs: the clause index is printed (1: it names a
+    requirement the suite does not have).
     """
+    if getattr(args, "coverage", False):
+        from conformance.coverage import run as coverage
+
+        mutation = getattr(args, "mutation", None)
+        return coverage(Path(mutation) if mutation else None)
     if getattr(args, "target", None):
         import sys
 

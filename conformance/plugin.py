@@ -20,7 +20,7 @@ capability the target lacks makes the test not applicable, as ``@needs`` does.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from conformance.smtp_client import SMTPClient, proxy_v1_header
 from conformance.target import (
     Admin,
     ClockControl,
+    Deviation,
     ReferenceTarget,
     StaticTarget,
     Target,
@@ -162,6 +163,8 @@ class _State:
         tr.write_line(f"  RFC conformance:   {summary_line(sections['rfc'])}")
         tr.write_line(f"  platform promises: {summary_line(sections['platform'])}")
         listed = getattr(self.provider, "known_deviations", frozenset())
+        for line in _classified_failures(self.report, getattr(self.provider, "deviations", {})):
+            tr.write_line(line)
         passing = sorted(
             r["id"]
             for r in self.report["requirements"]
@@ -182,6 +185,27 @@ class _State:
             tr.write_line(f"WARNING: {warning}", yellow=True, bold=True)
         for path in self.paths:
             tr.write_line(f"report: {path}")
+
+
+def _classified_failures(report: dict[str, Any], deviations: Mapping[str, Deviation]) -> list[str]:
+    """Each failure with its class from the reviewed deviations file; unexplained ones last."""
+    rows = [r for r in report["requirements"] if r["status"] in ("deviation", "fail")]
+    if not rows:
+        return []
+    counts: dict[str, int] = {}
+    lines = []
+    for row in sorted(rows, key=lambda r: (r["status"] == "fail", r["id"])):
+        dev = deviations.get(row["id"])
+        label = dev.label if dev is not None and row["status"] == "deviation" else "UNEXPLAINED"
+        counts[label] = counts.get(label, 0) + 1
+        lines.append(f"  {label:<15} {row['id']}: {row['title']}")
+        if dev is not None:
+            lines.append(f"      why: {dev.reason}")
+            if dev.reference:
+                lines.append(f"      see: {dev.reference}")
+        lines.append(f"      observed: {row['detail']}")
+    head = ", ".join(f"{n} {label}" for label, n in sorted(counts.items()))
+    return [f"failures by classification: {head}", *lines]
 
 
 _STATE = pytest.StashKey[_State]()
@@ -388,9 +412,12 @@ def _known_deviation(item: pytest.Item, report: pytest.TestReport) -> None:
     if not hit:
         return
     first = short_message(report.longrepr, "failed")
+    notes: Mapping[str, Deviation] = getattr(provider, "deviations", {})
+    labels = sorted({notes[i].label for i in hit if i in notes})
+    kind = f" [{', '.join(labels)}]" if labels else ""
     # An xfail to pytest (the run's exit code stays 0), a "deviation" to the report.
     report.outcome = "skipped"
-    report.wasxfail = f"{DEVIATION_PREFIX}{', '.join(hit)}: {first}"
+    report.wasxfail = f"{DEVIATION_PREFIX}{', '.join(hit)}{kind}: {first}"
 
 
 # -- fixtures ---------------------------------------------------------------------------------

@@ -47,6 +47,10 @@ describes any other mail system::
     # relay, no STARTTLS injection, bare CR/LF, control characters), never depend on it.
     # The in-process reference claims them all. Default: none.
 
+    [budget]                          # for each property-based test (state model, fuzzer):
+    seconds = 20.0                    # the time it may take here (default 20), and
+    examples = 50                     # at most this many examples (default: its own count)
+
     [endpoints]                       # URLs; leave out what the target does not run
     smtp = "smtp://192.0.2.10:25"           # inbound MX (STARTTLS optional)
     submission = "smtp://192.0.2.10:587"    # RFC 6409: STARTTLS, then AUTH
@@ -84,6 +88,14 @@ describes any other mail system::
 
     [expect]                          # where this target reads an RFC otherwise, on purpose:
     known_deviations = ["RFC4954-6"]  # requirement ids reported "deviation", not "fail"
+    deviations = "deviations.toml"    # a reviewed file of them, each classified and argued:
+    #   [[deviation]]
+    #   id = "RFC4954-4-98bae4"
+    #   class = "deviation"     # "deviation" (read otherwise by design), "configuration"
+    #                           # (how this stack is set up), "not-claimed" (a promise the
+    #                           # stack does not make, which no feature name covers)
+    #   reason = "Postfix answers a bad base64 response with 535, not 501"
+    #   reference = "https://www.postfix.org/SASL_README.html"
 
 A capability listed in ``capabilities`` without its table (for those that need one) is
 an error, so a target never claims what the suite cannot use. Port defaults follow the
@@ -111,18 +123,22 @@ from urllib.parse import urlsplit
 from conformance.requirements import CAPABILITIES, FEATURES, not_applicable
 
 __all__ = [
+    "DEVIATION_CLASSES",
     "ENDPOINT_ROLES",
     "URIBL_ZONE",
     "Account",
     "Admin",
     "ClockControl",
+    "Deviation",
     "Endpoint",
+    "PropertyBudget",
     "ReferenceTarget",
     "StaticTarget",
     "TLSSettings",
     "Target",
     "TargetError",
     "TargetProvider",
+    "load_deviations",
     "load_target",
 ]
 
@@ -153,6 +169,31 @@ URIBL_ZONE = "uribl.mailspec.test"
 
 class TargetError(ValueError):
     """A target description that cannot be used; the message names the key."""
+
+
+# How a reviewed deviations file classifies a failure it explains.
+DEVIATION_CLASSES: Mapping[str, str] = {
+    # The target reads the RFC or the policy otherwise, by design: a real deviation.
+    "deviation": "real deviation",
+    # The target could keep the promise; the stack run here is not configured to.
+    "configuration": "configuration",
+    # A platform promise this stack does not make, which no feature name covers.
+    "not-claimed": "not claimed",
+}
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A failure a target is known to have, and why: its class, reason and reference."""
+
+    id: str
+    kind: str
+    reason: str
+    reference: str = ""
+
+    @property
+    def label(self) -> str:
+        return DEVIATION_CLASSES.get(self.kind, self.kind)
 
 
 @dataclass(frozen=True)
@@ -232,6 +273,14 @@ class TLSSettings:
         return ctx
 
 
+@dataclass(frozen=True)
+class PropertyBudget:
+    """The time and examples a property-based test may spend on a target ([budget])."""
+
+    seconds: float = 20.0
+    examples: int | None = None
+
+
 class ClockControl(Protocol):
     """Moves the target's clock: a 24-hour retry story then runs in milliseconds."""
 
@@ -260,6 +309,9 @@ class Target:
     tls: TLSSettings = TLSSettings()
     hostname: str | None = None
     timeout: float = 10.0
+    # What a property-based test (the SMTP state model, the fuzzer) may spend on this
+    # target: seconds in all, and examples at most (None: the test's own count).
+    budget: PropertyBudget = PropertyBudget()
     clock: ClockControl | None = None
     admin: Admin | None = None
     fake_internet: Any = None
@@ -413,14 +465,15 @@ class StaticTarget:
         self,
         target: Target,
         fake_dns_listen: str | None = None,
-        known_deviations: frozenset[str] = frozenset(),
+        deviations: Mapping[str, Deviation] | None = None,
     ) -> None:
         self.target = target
         self.name = target.name
         self.capabilities = target.capabilities
         self.features = target.features
         self.capability_notes: Mapping[str, str] = {}
-        self.known_deviations = known_deviations
+        self.deviations: Mapping[str, Deviation] = dict(deviations or {})
+        self.known_deviations = frozenset(self.deviations)
         self._fake_dns_listen = fake_dns_listen
         self._fake: Any = None
         self._started: Target | None = None
@@ -446,6 +499,10 @@ class StaticTarget:
         out = _describe(self.target, self.name, self.kind, self.capabilities, self.features)
         if self.known_deviations:
             out["known_deviations"] = sorted(self.known_deviations)
+            out["deviations"] = {
+                d.id: {"class": d.kind, "reason": d.reason, "reference": d.reference}
+                for d in sorted(self.deviations.values(), key=lambda d: d.id)
+            }
         return out
 
 
@@ -454,6 +511,7 @@ _TOP_KEYS = {
     "domain",
     "hostname",
     "timeout",
+    "budget",
     "capabilities",
     "features",
     "endpoints",
@@ -466,15 +524,19 @@ _TOP_KEYS = {
 }
 
 
+def _read_toml(path: Path, prefix: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise TargetError(f"{prefix}{path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise TargetError(f"{prefix}{path}: {e}") from None
+
+
 def load_target(path: Path, *, environ: Mapping[str, str] | None = None) -> StaticTarget:
     """Read a TOML target description (format in this module's docstring)."""
     env = os.environ if environ is None else environ
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise TargetError(f"{path}: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise TargetError(f"{path}: {e}") from None
+    data = _read_toml(path, "")
     try:
         return _from_dict(data, base=path.parent, default_name=path.stem, env=env)
     except TargetError as e:
@@ -557,13 +619,17 @@ def _from_dict(
         if not colon or not port.isdigit():
             raise TargetError(f"fake_dns.listen: expected host:port, got {fake_dns_listen!r}")
 
-    deviations: frozenset[str] = frozenset()
+    deviations: dict[str, Deviation] = {}
     if "expect" in data:
-        exp = _table(data, "expect", {"known_deviations"})
+        exp = _table(data, "expect", {"known_deviations", "deviations"})
         ids = exp.get("known_deviations", [])
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             raise TargetError("expect.known_deviations: expected a list of requirement ids")
-        deviations = frozenset(ids)
+        listed = "listed in expect.known_deviations"
+        deviations = {i: Deviation(i, "deviation", listed) for i in ids}
+        if "deviations" in exp:
+            path = (base / _str(exp, "deviations", None, "expect.")).resolve()
+            deviations.update(load_deviations(path))
 
     target = Target(
         name=name,
@@ -576,10 +642,55 @@ def _from_dict(
         tls=TLSSettings(cafile=cafile, insecure=insecure, server_name=server_name),
         hostname=hostname,
         timeout=float(timeout),
+        budget=_budget(data),
         clock=clock,
         admin=admin,
     )
     return StaticTarget(target, fake_dns_listen, deviations)
+
+
+def load_deviations(path: Path) -> dict[str, Deviation]:
+    """Read a reviewed deviations file: ``[[deviation]]`` tables with id, class, reason and
+    reference (conformance/peers/deviations.toml is one)."""
+    data = _read_toml(path, "expect.deviations: ")
+    _no_unknown(data, {"deviation"}, f"{path}: ")
+    entries = data.get("deviation", [])
+    if not isinstance(entries, list):
+        raise TargetError(f"{path}: expected [[deviation]] tables")
+    out: dict[str, Deviation] = {}
+    for n, entry in enumerate(entries, 1):
+        where = f"{path}: deviation {n}: "
+        if not isinstance(entry, dict):
+            raise TargetError(f"{where}expected a table")
+        _no_unknown(entry, {"id", "class", "reason", "reference"}, where)
+        dev = Deviation(
+            _str(entry, "id", None, where),
+            _str(entry, "class", None, where),
+            _str(entry, "reason", None, where),
+            _str(entry, "reference", None, where),
+        )
+        if dev.kind not in DEVIATION_CLASSES:
+            known = ", ".join(DEVIATION_CLASSES)
+            raise TargetError(f"{where}class: unknown {dev.kind!r} (known: {known})")
+        if dev.id in out:
+            raise TargetError(f"{where}id: {dev.id} is listed twice")
+        out[dev.id] = dev
+    return out
+
+
+def _budget(data: Mapping[str, Any]) -> PropertyBudget:
+    if "budget" not in data:
+        return PropertyBudget()
+    raw = _table(data, "budget", {"seconds", "examples"})
+    seconds = raw.get("seconds", PropertyBudget.seconds)
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+        raise TargetError("budget.seconds: expected a positive number of seconds")
+    examples = raw.get("examples")
+    if examples is not None and (
+        not isinstance(examples, int) or isinstance(examples, bool) or examples < 1
+    ):
+        raise TargetError("budget.examples: expected a positive whole number")
+    return PropertyBudget(float(seconds), examples)
 
 
 def _names(data: Mapping[str, Any], key: str, known: Mapping[str, str]) -> list[str]:

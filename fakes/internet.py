@@ -30,7 +30,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 
-import dns.asyncresolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -136,11 +135,7 @@ class FakeInternet:
     async def check_spf(self, source: str, sender: str, helo: str) -> str:
         """What a receiver's SPF check (RFC 7208) says of ``source`` sending as ``sender``,
         against the fake DNS: every fake MX records it and its rules may act on it."""
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [self.dns.host]
-        resolver.port = self.dns.port
-        resolver.lifetime = 5.0
-        checked = await check_mail_from(Lookup(resolver), source, sender, helo)
+        checked = await check_mail_from(Lookup(self.dns.resolver(5.0)), source, sender, helo)
         return str(checked.result)
 
     def clear(self) -> None:

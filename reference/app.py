@@ -18,11 +18,7 @@ from reference.auth.keys import KeyStore
 from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
 from reference.auth.srs import Srs, load_secrets
 from reference.clock import Clock, RealClock
-from reference.config import (
-    LISTENERS,
-    Config,
-    parse_helo_names,
-)
+from reference.config import LISTENERS, Config, helo_names
 from reference.delivery import Forwarder, LocalDelivery, QueueRunner, lane_of
 from reference.delivery.forward import ArcSealer
 from reference.delivery.remote import MxResolver, Relay, SourcePool
@@ -44,10 +40,6 @@ from reference.spool import Spool
 from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
-from reference.values import (
-    parse_duration,
-    parse_hostport,
-)
 
 log = logging.getLogger("mailspec")
 
@@ -193,10 +185,10 @@ class App:
             mx=MxResolver(self.resolver),
             pool=SourcePool(cfg.relay.source_addresses),
             port=cfg.relay.port,
-            smarthost=parse_hostport(cfg.relay.smarthost) if cfg.relay.smarthost else None,
+            smarthost=cfg.relay.smarthost.pair if cfg.relay.smarthost else None,
             reputation_retries=cfg.relay.reputation_retries,
             timeout=cfg.relay.timeout,
-            helo_names=parse_helo_names(cfg.relay.helo_names),
+            helo_names=helo_names(cfg.relay.helo_names),
         )
         self.forwarder = Forwarder(
             self.spool,
@@ -216,7 +208,7 @@ class App:
                 forwarder=self.forwarder,
             ),
             remote=self.relay,
-            backoff=[parse_duration(r) for r in cfg.queue.retry],
+            backoff=list(cfg.queue.retry),
             max_age=cfg.relay.max_age,
             delay_warning=cfg.relay.delay_warning,
             hostname=cfg.server.hostname,
@@ -322,8 +314,11 @@ class App:
         return None
 
     async def _clamd_reachable(self) -> str | None:
-        clamd = ClamdClient(self.cfg.antivirus.clamd, timeout=5.0)
-        return None if await clamd.ping() else f"no PONG from {self.cfg.antivirus.clamd}"
+        address = self.cfg.antivirus.clamd
+        if address is None:
+            return None  # no scanner configured: nothing to wait for
+        clamd = ClamdClient(address, timeout=5.0)
+        return None if await clamd.ping() else f"no PONG from {address}"
 
     def _smtp(self, name: str, role: str, *, implicit_tls: bool) -> Listener:
         listener = Listener(
@@ -455,8 +450,7 @@ class App:
             s.close()
         for listener in self._listeners:
             for session in list(listener.sessions):
-                if session.transport is not None:
-                    session.transport.close()
+                session.close()
         for w in list(self._streams.values()):
             w.close()
         if self._dmarc_task is not None:

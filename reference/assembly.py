@@ -34,7 +34,7 @@ from reference.scan.clamd import ClamdClient
 from reference.scan.spam import UriZone
 from reference.spool import Spool
 from reference.state import StateStore
-from reference.values import Limits, parse_dnsbl, parse_limit, parse_overrides
+from reference.values import Limits
 
 __all__ = ["Parts", "check_chain", "dnsbl", "sender_authentication", "spam_check"]
 
@@ -58,7 +58,7 @@ def dnsbl(cfg: Config, resolver: dns.asyncresolver.Resolver) -> Dnsbl | None:
     """The client blocklists (RCPT), or None when no zone is configured."""
     if not cfg.dnsbl.zones:
         return None
-    zones = [BlocklistZone(*parse_dnsbl(z)) for z in cfg.dnsbl.zones]
+    zones = [BlocklistZone(z.zone, z.weights) for z in cfg.dnsbl.zones]
     return Dnsbl(resolver, zones, reject_at=cfg.dnsbl.reject_score)
 
 
@@ -93,7 +93,7 @@ def spam_check(
         reject_score=sp.reject_score,
         junk_score=sp.junk_score,
         resolver=resolver,
-        uribl=[UriZone(*parse_dnsbl(z)) for z in sp.uribl_zones],
+        uribl=[UriZone(z.zone, z.weights) for z in sp.uribl_zones],
         dnsbl=dnsbl,  # the client's lighter listings count as spam score
         bayes=bayes,
         directory=directory,  # thresholds and sender lists per recipient
@@ -133,8 +133,8 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
         RateLimit(
             p.state,
             p.clock,
-            Limits(parse_limit(rl.recipients), parse_limit(rl.messages), parse_limit(rl.bytes)),
-            parse_overrides(rl.overrides),
+            Limits(rl.recipients.limit, rl.messages.limit, rl.bytes.limit),
+            {o.who: o.limits for o in rl.overrides},
         )
     )
     if cfg.greylist.enabled:

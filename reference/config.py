@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from types import NoneType, UnionType
+from typing import Any, get_args, get_origin, get_type_hints
 
 from reference.values import (
     Duration,
-    parse_dnsbl,
-    parse_duration,
-    parse_header_rules,
-    parse_hostport,
-    parse_limit,
-    parse_overrides,
+    FieldName,
+    HeaderField,
+    HeloName,
+    HostPort,
+    LimitOverride,
+    Nameserver,
+    Network,
+    RateLimitSpec,
+    SocketAddress,
+    Spelled,
+    ZoneSpec,
 )
 
 
@@ -57,21 +62,25 @@ class Server:
 
 @dataclass
 class Listen:
-    mx: str = doc("Inbound MX SMTP (STARTTLS offered).", default="127.0.0.1:2525")
-    submission: str = doc(
-        "Submission, RFC 6409 (STARTTLS, then AUTH, required).", default="127.0.0.1:2587"
+    mx: HostPort = doc("Inbound MX SMTP (STARTTLS offered).", default=HostPort("127.0.0.1:2525"))
+    submission: HostPort = doc(
+        "Submission, RFC 6409 (STARTTLS, then AUTH, required).", default=HostPort("127.0.0.1:2587")
     )
-    submissions: str = doc("Submission over implicit TLS, RFC 8314.", default="127.0.0.1:2465")
-    imap: str = doc("IMAP (STARTTLS required before login).", default="127.0.0.1:2143")
-    imaps: str = doc("IMAP over implicit TLS.", default="127.0.0.1:2993")
-    pop3: str = doc("POP3 (STLS required before login).", default="127.0.0.1:2110")
-    pop3s: str = doc("POP3 over implicit TLS.", default="127.0.0.1:2995")
-    web: str = doc(
+    submissions: HostPort = doc(
+        "Submission over implicit TLS, RFC 8314.", default=HostPort("127.0.0.1:2465")
+    )
+    imap: HostPort = doc(
+        "IMAP (STARTTLS required before login).", default=HostPort("127.0.0.1:2143")
+    )
+    imaps: HostPort = doc("IMAP over implicit TLS.", default=HostPort("127.0.0.1:2993"))
+    pop3: HostPort = doc("POP3 (STLS required before login).", default=HostPort("127.0.0.1:2110"))
+    pop3s: HostPort = doc("POP3 over implicit TLS.", default=HostPort("127.0.0.1:2995"))
+    web: HostPort = doc(
         "The control plane over HTTPS (same certificate): the admin API /api/v1, /metrics, "
         "/healthz and /readyz. Every node opens it, whatever its roles.",
-        default="127.0.0.1:2443",
+        default=HostPort("127.0.0.1:2443"),
     )
-    mx_proxy_from: list[str] = doc(
+    mx_proxy_from: list[Network] = doc(
         "Networks (CIDR) allowed to send a PROXY protocol header on the MX port.",
         default_factory=list,
     )
@@ -87,7 +96,7 @@ class Tls:
 
 @dataclass
 class Dns:
-    nameservers: list[str] = doc(
+    nameservers: list[Nameserver] = doc(
         "Resolvers as host:port; empty means the system resolver.", default_factory=list
     )
     timeout: Duration = doc(
@@ -123,12 +132,12 @@ class Relay:
     port: int = doc(
         "The TCP port of remote MXs (25 on the internet; tests use others).", default=25
     )
-    source_addresses: list[str] = doc(
+    source_addresses: list[Network] = doc(
         "Source addresses or CIDR ranges the relay sends from; empty: the system's choice.",
         default_factory=list,
     )
-    smarthost: str = doc(
-        "host:port to hand mail to when direct delivery fails; empty: none.", default=""
+    smarthost: HostPort | None = doc(
+        "host:port to hand mail to when direct delivery fails; empty: none.", default=None
     )
     max_age: Duration = doc(
         "How long a message is retried before it bounces with a DSN.", default=Duration("24h")
@@ -142,7 +151,7 @@ class Relay:
     timeout: Duration = doc(
         "Timeout of each step of an outbound SMTP session.", default=Duration("5m")
     )
-    helo_names: list[str] = doc(
+    helo_names: list[HeloName] = doc(
         "The EHLO name per source address, 'ADDRESS=NAME' (e.g. '127.0.1.5=out5.example.test'): "
         "each should match the address's PTR record; other addresses use server.hostname.",
         default_factory=list,
@@ -151,9 +160,9 @@ class Relay:
 
 @dataclass
 class Queue:
-    retry: list[str] = doc(
+    retry: list[Duration] = doc(
         "Backoff between delivery attempts; the last value repeats until relay.max_age.",
-        default_factory=lambda: ["1m", "5m", "15m", "30m", "1h", "2h", "4h"],
+        default_factory=lambda: [Duration(d) for d in ("1m", "5m", "15m", "30m", "1h", "2h", "4h")],
     )
     concurrency: int = doc(
         "Messages delivered at once in the regular lane (person-to-person mail).", default=16
@@ -194,9 +203,9 @@ class Greylist:
     whitelist: Duration = doc(
         "How long a client network that passed once is trusted.", default=Duration("36d")
     )
-    bypass_networks: list[str] = doc(
+    bypass_networks: list[Network] = doc(
         "Client networks never greylisted (CIDR).",
-        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        default_factory=lambda: [Network("127.0.0.0/8"), Network("::1/128")],
     )
     bypass_spf_domains: list[str] = doc(
         "Sender domains (and their subdomains) never greylisted when their SPF passes.",
@@ -206,7 +215,7 @@ class Greylist:
 
 @dataclass
 class Dnsbl:
-    zones: list[str] = doc(
+    zones: list[ZoneSpec] = doc(
         "Blocklists: 'zone' (any listing weighs 10) or 'zone=127.0.0.2:10,127.0.0.4:3' "
         "(return code:weight).",
         default_factory=list,
@@ -218,13 +227,17 @@ class Dnsbl:
 
 @dataclass
 class Ratelimit:
-    recipients: str = doc(
+    recipients: RateLimitSpec = doc(
         "Recipients a user may send to per window (COUNT/DURATION; empty: unlimited).",
-        default="60/5m",
+        default=RateLimitSpec("60/5m"),
     )
-    messages: str = doc("Messages a user may send per window; empty: unlimited.", default="")
-    bytes: str = doc("Bytes a user may send per window; empty: unlimited.", default="")
-    overrides: list[str] = doc(
+    messages: RateLimitSpec = doc(
+        "Messages a user may send per window; empty: unlimited.", default=RateLimitSpec("")
+    )
+    bytes: RateLimitSpec = doc(
+        "Bytes a user may send per window; empty: unlimited.", default=RateLimitSpec("")
+    )
+    overrides: list[LimitOverride] = doc(
         "Per user or domain: 'alice@example.test: recipients=500/5m, messages=100/1h'.",
         default_factory=list,
     )
@@ -290,9 +303,9 @@ class Dmarc:
 
 @dataclass
 class Antivirus:
-    clamd: str = doc(
+    clamd: SocketAddress | None = doc(
         "clamd to scan every message with: host:port or a Unix socket path; empty: no scan.",
-        default="",
+        default=None,
     )
     timeout: Duration = doc("How long one scan may take.", default=Duration("30s"))
     fail_open: bool = doc(
@@ -319,7 +332,7 @@ class Spam:
         "with X-Spam-Status and X-Spam-Flag fields.",
         default=5.0,
     )
-    uribl_zones: list[str] = doc(
+    uribl_zones: list[ZoneSpec] = doc(
         "URI blocklists: the registered domain of each link is looked up as <domain>.<zone>; "
         "'zone' (any listing weighs 10) or 'zone=127.0.0.2:10,127.0.0.4:3'.",
         default_factory=list,
@@ -407,20 +420,20 @@ class Submission:
     auth_max_delay: Duration = doc(
         "The longest delay of a failed login's reply.", default=Duration("30s")
     )
-    auth_ignore_networks: list[str] = doc(
+    auth_ignore_networks: list[Network] = doc(
         "Client networks not counted per address (their accounts still are): a webmail or "
         "proxy on this host speaks for many users.",
-        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        default_factory=lambda: [Network("127.0.0.0/8"), Network("::1/128")],
     )
 
 
 @dataclass
 class Headers:
-    remove: list[str] = doc(
+    remove: list[FieldName] = doc(
         "Header fields removed from submitted mail before it is signed (e.g. User-Agent).",
-        default_factory=lambda: ["X-Originating-IP"],
+        default_factory=lambda: [FieldName("X-Originating-IP")],
     )
-    add: list[str] = doc(
+    add: list[HeaderField] = doc(
         "Header fields added to submitted mail, 'Name: value' (e.g. 'X-Mailspec-Submitted: yes').",
         default_factory=list,
     )
@@ -498,7 +511,8 @@ class Config:
 
     # Derived, validated views used by the composition root.
     def address(self, name: str) -> tuple[str, int]:
-        return parse_hostport(getattr(self.listen, name))
+        listen: HostPort = getattr(self.listen, name)
+        return listen.pair
 
 
 LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "web")
@@ -544,45 +558,31 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {value!r}")
         return value
-    if expected == list[str]:
+    if isinstance(expected, type) and issubclass(expected, Spelled):
+        # Parsed here, once: the rest of the reference reads the parts.
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        try:
+            return expected(value)
+        except ValueError as e:
+            raise ConfigError(key, str(e)) from None
+    if isinstance(expected, UnionType) and NoneType in get_args(expected):
+        # Optional: TOML has no null, so the empty string says "none".
+        if value == "":
+            return None
+        (inner,) = (t for t in get_args(expected) if t is not NoneType)
+        return _check_type(key, value, inner)
+    if get_origin(expected) is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected a list of strings, got {value!r}")
-        return list(value)
+        (item,) = get_args(expected)
+        return [_check_type(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
     raise ConfigError(key, f"unsupported type {expected}")  # pragma: no cover
 
 
 def _validate(cfg: Config) -> None:
-    for name in LISTENERS:
-        key = f"listen.{name}"
-        try:
-            parse_hostport(getattr(cfg.listen, name))
-        except ValueError as e:
-            raise ConfigError(key, str(e)) from None
-    for i, net in enumerate(cfg.listen.mx_proxy_from):
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(f"listen.mx_proxy_from[{i}]", f"not a network: {net!r}") from None
-    for i, ns in enumerate(cfg.dns.nameservers):
-        try:
-            host, _ = parse_hostport(ns) if ":" in ns else (ns, 53)
-            ipaddress.ip_address(host)
-        except ValueError as e:
-            raise ConfigError(f"dns.nameservers[{i}]", f"{e} (an IP address with a port)") from None
     if not 1 <= cfg.relay.port <= 65535:
         raise ConfigError("relay.port", f"port {cfg.relay.port} out of range 1-65535")
-    for i, src in enumerate(cfg.relay.source_addresses):
-        try:
-            ipaddress.ip_network(src, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"relay.source_addresses[{i}]", f"not an address or CIDR range: {src!r}"
-            ) from None
-    if cfg.relay.smarthost:
-        try:
-            parse_hostport(cfg.relay.smarthost)
-        except ValueError as e:
-            raise ConfigError("relay.smarthost", str(e)) from None
     if cfg.addresses.delimiter not in ("", "+", "-", "_", "=", "#"):
         raise ConfigError(
             "addresses.delimiter", f"one of + - _ = # or empty, not {cfg.addresses.delimiter!r}"
@@ -591,36 +591,6 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("srs.max_age", "at least one day (SRS time stamps count days)")
     if cfg.state.url and not re.match(r"^rediss?://", cfg.state.url):
         raise ConfigError("state.url", "empty (SQLite) or a redis:// URL")
-    for i, net in enumerate(cfg.greylist.bypass_networks):
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(f"greylist.bypass_networks[{i}]", f"not a network: {net!r}") from None
-    for i, z in enumerate(cfg.dnsbl.zones):
-        try:
-            parse_dnsbl(z)
-        except ValueError as e:
-            raise ConfigError(f"dnsbl.zones[{i}]", str(e)) from None
-    for kind in ("recipients", "messages", "bytes"):
-        try:
-            parse_limit(getattr(cfg.ratelimit, kind))
-        except ValueError as e:
-            raise ConfigError(f"ratelimit.{kind}", str(e)) from None
-    for i, spec in enumerate(cfg.ratelimit.overrides):
-        try:
-            parse_overrides([spec])
-        except ValueError as e:
-            raise ConfigError(f"ratelimit.overrides[{i}]", str(e)) from None
-    if cfg.antivirus.clamd and not cfg.antivirus.clamd.startswith("/"):
-        try:
-            parse_hostport(cfg.antivirus.clamd)
-        except ValueError as e:
-            raise ConfigError("antivirus.clamd", f"{e} (or a Unix socket path)") from None
-    for i, r in enumerate(cfg.queue.retry):
-        try:
-            parse_duration(r)
-        except ValueError as e:
-            raise ConfigError(f"queue.retry[{i}]", str(e)) from None
     if cfg.relay.reputation_retries < 1:
         raise ConfigError("relay.reputation_retries", "must be at least 1")
     if cfg.smtp.max_backlog < 0:
@@ -654,27 +624,12 @@ def _validate(cfg: Config) -> None:
     _validate_outbound(cfg)
 
 
-def parse_helo_names(specs: list[str]) -> dict[str, str]:
-    """['127.0.1.5=out5.example.test'] -> {'127.0.1.5': 'out5.example.test'}."""
-    out: dict[str, str] = {}
-    for spec in specs:
-        addr, sep, name = spec.partition("=")
-        if not sep:
-            raise ValueError(f"expected ADDRESS=NAME, got {spec!r}")
-        ip = str(ipaddress.ip_address(addr.strip()))
-        name = name.strip().rstrip(".")
-        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", name):
-            raise ValueError(f"not a host name: {name!r}")
-        out[ip] = name
-    return out
+def helo_names(names: list[HeloName]) -> dict[str, str]:
+    """The EHLO name per source address (``relay.helo_names``)."""
+    return {h.address: h.name for h in names}
 
 
 def _validate_outbound(cfg: Config) -> None:
-    for i, spec in enumerate(cfg.relay.helo_names):
-        try:
-            parse_helo_names([spec])
-        except ValueError as e:
-            raise ConfigError(f"relay.helo_names[{i}]", str(e)) from None
     for key in ("concurrency", "bulk_concurrency"):
         if getattr(cfg.queue, key) < 1:
             raise ConfigError(f"queue.{key}", "must be at least 1")
@@ -686,19 +641,6 @@ def _validate_outbound(cfg: Config) -> None:
             raise ConfigError(f"submission.{key}", "must be at least 1")
     if sub.auth_delay_after < 0:
         raise ConfigError("submission.auth_delay_after", "must be 0 or more")
-    for i, net in enumerate(sub.auth_ignore_networks):
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"submission.auth_ignore_networks[{i}]", f"not a network: {net!r}"
-            ) from None
-    for kind in ("remove", "add"):
-        for i, spec in enumerate(getattr(cfg.headers, kind)):
-            try:
-                parse_header_rules(*(([spec], []) if kind == "remove" else ([], [spec])))
-            except ValueError as e:
-                raise ConfigError(f"headers.{kind}[{i}]", str(e)) from None
 
 
 def _validate_spam(spam: Spam) -> None:
@@ -706,11 +648,6 @@ def _validate_spam(spam: Spam) -> None:
         raise ConfigError("spam.reject_score", "must be more than 0")
     if not 0 < spam.junk_score <= spam.reject_score:
         raise ConfigError("spam.junk_score", "must be more than 0 and at most spam.reject_score")
-    for i, z in enumerate(spam.uribl_zones):
-        try:
-            parse_dnsbl(z)
-        except ValueError as e:
-            raise ConfigError(f"spam.uribl_zones[{i}]", str(e)) from None
     if spam.bayes_min < 1:
         raise ConfigError("spam.bayes_min", "must be at least 1")
     if spam.bayes_user_min < 1:
@@ -792,6 +729,8 @@ def load(
 
 
 def _toml_value(v: Any) -> str:
+    if v is None:
+        return '""'  # an optional value left out
     if isinstance(v, Duration):
         return _toml_value(v.text)
     if isinstance(v, bool):
@@ -825,6 +764,10 @@ def as_dict(cfg: Config) -> dict[str, Any]:
     def plain(v: Any) -> Any:
         if isinstance(v, Duration):
             return v.text
+        if v is None:
+            return ""
+        if isinstance(v, list):
+            return [plain(x) for x in v]
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         return v

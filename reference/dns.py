@@ -17,10 +17,8 @@ def make_resolver(cfg: Config) -> dns.asyncresolver.Resolver:
         hosts: list[str] = []
         ports: dict[str, int] = {}
         for ns in cfg.dns.nameservers:
-            host, _, port = ns.rpartition(":") if ns.count(":") == 1 or "]" in ns else (ns, "", "")
-            host = host.strip("[]") or ns
-            hosts.append(host)
-            ports[host] = int(port) if port else 53
+            hosts.append(ns.host)
+            ports[ns.host] = ns.port
         resolver.nameservers = hosts
         resolver.nameserver_ports = ports
     timeout = cfg.dns.timeout

@@ -67,5 +67,5 @@ def setup(level: str = "info") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(EscapingFormatter(FORMAT))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
-    # aiosmtpd logs every command at INFO; keep its chatter at WARNING.
+    # aiosmtpd (under the fake MXs) logs every command at INFO; keep its chatter at WARNING.
     logging.getLogger("mail.log").setLevel(logging.WARNING)

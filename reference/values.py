@@ -14,8 +14,20 @@ from dataclasses import dataclass
 
 __all__ = [
     "Duration",
+    "FieldName",
+    "HeaderField",
+    "HeloName",
+    "HostPort",
     "Limit",
+    "LimitOverride",
     "Limits",
+    "Nameserver",
+    "Network",
+    "RateLimitSpec",
+    "SocketAddress",
+    "Spelled",
+    "ZoneSpec",
+    "network",
     "parse_dnsbl",
     "parse_duration",
     "parse_header_rules",
@@ -155,3 +167,169 @@ def _field_line(spec: str) -> bytes:
 def parse_header_rules(remove: Sequence[str], add: Sequence[str]) -> tuple[set[str], bytes]:
     """Validated rules: names to remove (lower case) and the fields to add, as bytes."""
     return {_field_name(n).lower() for n in remove}, b"".join(_field_line(a) for a in add)
+
+
+# -- configuration strings parsed once, at load ----------------------------------------------
+
+
+class Spelled(str):
+    """A configuration string parsed once, when the config is loaded: the value is still its
+    spelling (what `mailspec config show` writes back), and the parsed parts are attributes,
+    so nothing past the composition root parses it again."""
+
+
+class HostPort(Spelled):
+    """``host:port`` or ``[v6]:port``: ``.host`` and ``.port``."""
+
+    host: str
+    port: int
+
+    def __new__(cls, text: str) -> HostPort:
+        host, port = parse_hostport(text)
+        value = super().__new__(cls, text)
+        value.host, value.port = host, port
+        return value
+
+    @property
+    def pair(self) -> tuple[str, int]:
+        return self.host, self.port
+
+
+class Nameserver(Spelled):
+    """A resolver: an IP address, with a port (``127.0.0.1:5353``, ``[::1]:53``) or without
+    (port 53)."""
+
+    host: str
+    port: int
+
+    def __new__(cls, text: str) -> Nameserver:
+        try:
+            host, port = parse_hostport(text) if ":" in text else (text, 53)
+            ipaddress.ip_address(host)
+        except ValueError as e:
+            raise ValueError(f"{e} (an IP address with a port)") from None
+        value = super().__new__(cls, text)
+        value.host, value.port = host, port
+        return value
+
+
+class SocketAddress(Spelled):
+    """``host:port``, or the path of a Unix socket (it starts with ``/``): one of ``.path``
+    and ``.pair`` is set."""
+
+    path: str | None
+    pair: tuple[str, int] | None
+
+    def __new__(cls, text: str) -> SocketAddress:
+        pair = None
+        if not text.startswith("/"):
+            try:
+                pair = parse_hostport(text)
+            except ValueError as e:
+                raise ValueError(f"{e} (or a Unix socket path)") from None
+        value = super().__new__(cls, text)
+        value.path, value.pair = (None if pair else text), pair
+        return value
+
+
+class RateLimitSpec(Spelled):
+    """``COUNT/DURATION`` (``60/5m``), or empty for unlimited: ``.limit``."""
+
+    limit: Limit | None
+
+    def __new__(cls, text: str) -> RateLimitSpec:
+        limit = parse_limit(text)
+        value = super().__new__(cls, text)
+        value.limit = limit
+        return value
+
+
+class LimitOverride(Spelled):
+    """``alice@example.test: recipients=500/5m, messages=100/1h``: ``.who`` (an address or
+    a domain, lower case) and its ``.limits``."""
+
+    who: str
+    limits: Limits
+
+    def __new__(cls, text: str) -> LimitOverride:
+        ((who, limits),) = parse_overrides([text]).items()
+        value = super().__new__(cls, text)
+        value.who, value.limits = who, limits
+        return value
+
+
+class ZoneSpec(Spelled):
+    """A DNS blocklist, ``zone`` or ``zone=127.0.0.2:10,127.0.0.4:3``: ``.zone`` and the
+    ``.weights`` of its return codes."""
+
+    zone: str
+    weights: dict[str, float]
+
+    def __new__(cls, text: str) -> ZoneSpec:
+        zone, weights = parse_dnsbl(text)
+        value = super().__new__(cls, text)
+        value.zone, value.weights = zone, weights
+        return value
+
+
+class HeloName(Spelled):
+    """``ADDRESS=NAME``: the EHLO name the relay gives from one source address."""
+
+    address: str
+    name: str
+
+    def __new__(cls, text: str) -> HeloName:
+        addr, sep, name = text.partition("=")
+        if not sep:
+            raise ValueError(f"expected ADDRESS=NAME, got {text!r}")
+        address = str(ipaddress.ip_address(addr.strip()))
+        name = name.strip().rstrip(".")
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", name):
+            raise ValueError(f"not a host name: {name!r}")
+        value = super().__new__(cls, text)
+        value.address, value.name = address, name
+        return value
+
+
+class FieldName(Spelled):
+    """A header field name to remove (``X-Originating-IP``): ``.lname``, lower case."""
+
+    lname: str
+
+    def __new__(cls, text: str) -> FieldName:
+        lname = _field_name(text).lower()
+        value = super().__new__(cls, text)
+        value.lname = lname
+        return value
+
+
+class HeaderField(Spelled):
+    """A header field to add, ``Name: value``: ``.line``, the field as bytes with its CRLF."""
+
+    line: bytes
+
+    def __new__(cls, text: str) -> HeaderField:
+        line = _field_line(text)
+        value = super().__new__(cls, text)
+        value.line = line
+        return value
+
+
+class Network(Spelled):
+    """An address or a CIDR range (``127.0.0.0/8``, ``::1``): ``.network``."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+
+    def __new__(cls, text: str) -> Network:
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"not a network (an address or CIDR range): {text!r}") from None
+        value = super().__new__(cls, text)
+        value.network = network
+        return value
+
+
+def network(spec: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network of a config value (parsed at load), or of a plain string (in tests)."""
+    return spec.network if isinstance(spec, Network) else Network(spec).network

@@ -1,13 +1,15 @@
-"""Test plumbing shared by the IMAP and POP3 server tests: TLS files and tracked listeners."""
+"""Test plumbing shared by the IMAP and POP3 server tests: TLS files, tracked listeners and
+the raw line client they both extend."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from reference import tls
 from reference.clock import ManualClock
@@ -28,6 +30,30 @@ class Env:
 
     def client_context(self) -> ssl.SSLContext:
         return tls.client_context(self.cafile)
+
+
+Start = Callable[..., Awaitable[Env]]
+
+
+class LineClient:
+    """A line-oriented test client that shows exactly what the server sends; every client
+    opened is closed when its test's servers stop."""
+
+    opened: ClassVar[list[LineClient]] = []
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        LineClient.opened.append(self)
+
+    async def line(self) -> bytes:
+        return await asyncio.wait_for(self.reader.readline(), 5)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def closed(self) -> bool:
+        return await asyncio.wait_for(self.reader.read(), 5) == b""
 
 
 def make_certs(directory: Path) -> tuple[Path, Path]:
@@ -92,3 +118,20 @@ async def start_env(
 
     env.port = await serve(handle, context if implicit_tls else None)
     return env
+
+
+@asynccontextmanager
+async def line_servers(
+    tmp_path: Path,
+    certs: tuple[Path, Path],
+    server_class: Callable[..., Any],
+    hostname: str,
+    users: dict[str, str],
+) -> AsyncIterator[Start]:
+    """``await start(**options)`` runs a ``server_class`` (IMAP or POP3) on a fresh store,
+    with the ``users``' accounts; at the end every client and server is closed."""
+    async with stream_servers() as serve:
+        yield functools.partial(start_env, serve, tmp_path, certs, server_class, hostname, users)
+        for client in LineClient.opened:
+            client.writer.close()
+        LineClient.opened.clear()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import dns.asyncresolver
 import pytest
 
 from fakes.dns import FakeDNS
@@ -40,11 +39,7 @@ def lookup(keys: dict[str, SigningKey]) -> Iterator[Lookup]:
         for k in keys.values():
             v = k.public_record()
             server.add_txt(k.record_name, *[v[i : i + 255] for i in range(0, len(v), 255)])
-        r = dns.asyncresolver.Resolver(configure=False)
-        r.nameservers = [server.host]
-        r.port = server.port
-        r.lifetime = r.timeout = 2.0
-        yield Lookup(r)
+        yield Lookup(server.resolver())
 
 
 async def hop(msg: bytes, key: SigningKey, authserv_id: str, chain: ArcChain) -> bytes:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dkim as dkimpy
-import dns.asyncresolver
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -39,11 +38,7 @@ MESSAGE = (
 
 
 def make_lookup(server: FakeDNS) -> Lookup:
-    r = dns.asyncresolver.Resolver(configure=False)
-    r.nameservers = [server.host]
-    r.port = server.port
-    r.lifetime = r.timeout = 2.0
-    return Lookup(r)
+    return Lookup(server.resolver())
 
 
 @pytest.fixture(scope="module")

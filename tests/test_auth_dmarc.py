@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import dns.asyncresolver
 import pytest
 
 from fakes.dns import FakeDNS
@@ -24,11 +23,7 @@ from reference.auth.spf import SpfCheck, SpfResult
 
 
 def make_lookup(server: FakeDNS) -> Lookup:
-    r = dns.asyncresolver.Resolver(configure=False)
-    r.nameservers = [server.host]
-    r.port = server.port
-    r.lifetime = r.timeout = 2.0
-    return Lookup(r)
+    return Lookup(server.resolver())
 
 
 # -- the Public Suffix List ------------------------------------------------------------------

@@ -10,7 +10,6 @@ import authres
 import authres.arc
 import authres.dmarc
 import dkim as dkimpy
-import dns.asyncresolver
 import pytest
 
 from fakes.dns import FakeDNS
@@ -70,11 +69,7 @@ def fdns(bank_keys: list[SigningKey]) -> Iterator[FakeDNS]:
 
 
 def lookup_for(server: FakeDNS) -> Lookup:
-    r = dns.asyncresolver.Resolver(configure=False)
-    r.nameservers = [server.host]
-    r.port = server.port
-    r.lifetime = r.timeout = 2.0
-    return Lookup(r)
+    return Lookup(server.resolver())
 
 
 def check(server: FakeDNS, **kw: object) -> SenderAuthentication:

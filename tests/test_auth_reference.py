@@ -15,7 +15,6 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import dkim as dkimpy
-import dns.asyncresolver
 import pytest
 
 from fakes.internet import FakeInternet
@@ -57,10 +56,7 @@ class Node:
         self.internet.stop()
 
     def lookup(self) -> Lookup:
-        r = dns.asyncresolver.Resolver(configure=False)
-        r.nameservers = [self.internet.dns.host]
-        r.port = self.internet.dns.port
-        return Lookup(r)
+        return Lookup(self.internet.dns.resolver(5.0))
 
     def mx(self, sender: str, msg: bytes) -> tuple[int, bytes]:
         with smtplib.SMTP("127.0.0.1", self.ref.port("mx"), timeout=10) as s:

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import dns.asyncresolver
 import pytest
 
 from fakes.dns import FakeDNS
@@ -58,11 +57,7 @@ DAY = 86400.0
 
 
 def make_lookup(server: FakeDNS) -> Lookup:
-    r = dns.asyncresolver.Resolver(configure=False)
-    r.nameservers = [server.host]
-    r.port = server.port
-    r.lifetime = r.timeout = 1.0
-    return Lookup(r)
+    return Lookup(server.resolver(1.0))
 
 
 def observation(

@@ -30,12 +30,7 @@ _TYPES = ("A", "AAAA", "MX", "TXT", "PTR", "CNAME")
 
 
 def make_lookup(dns_server: FakeDNS, lifetime: float = 2.0) -> Lookup:
-    r = dns.asyncresolver.Resolver(configure=False)
-    r.nameservers = [dns_server.host]
-    r.port = dns_server.port
-    r.lifetime = lifetime
-    r.timeout = lifetime
-    return Lookup(r)
+    return Lookup(dns_server.resolver(lifetime))
 
 
 def _txt_bytes(value: str) -> bytes:

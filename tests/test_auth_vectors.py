@@ -28,7 +28,6 @@ from typing import Any
 
 import authres  # type: ignore[import-untyped]
 import dkim as dkimpy
-import dns.asyncresolver
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -68,11 +67,7 @@ def fdns() -> Iterator[FakeDNS]:
 
 
 def make_lookup(server: FakeDNS) -> Lookup:
-    r = dns.asyncresolver.Resolver(configure=False)
-    r.nameservers = [server.host]
-    r.port = server.port
-    r.lifetime = r.timeout = 2.0
-    return Lookup(r)
+    return Lookup(server.resolver())
 
 
 def _dnsfunc(records: dict[str, str]) -> Any:

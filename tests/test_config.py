@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import copy
+import ipaddress
 import tomllib
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from reference import config
 from reference.config import ConfigError
-from reference.values import Duration
+from reference.values import Duration, Limit, parse_duration
 
 
 def test_defaults_need_no_file() -> None:
@@ -114,8 +116,72 @@ def test_durations_are_parsed_at_load_and_shown_as_written(tmp_path: Path) -> No
 
 
 def test_durations() -> None:
-    assert config.parse_duration("5m") == 300
-    assert config.parse_duration("36d") == 36 * 86400
-    assert config.parse_duration("90") == 90
+    assert parse_duration("5m") == 300
+    assert parse_duration("36d") == 36 * 86400
+    assert parse_duration("90") == 90
     with pytest.raises(ValueError):
-        config.parse_duration("-5m")
+        parse_duration("-5m")
+
+
+def test_values_are_parsed_once_at_load() -> None:
+    # host:port pairs, rate limits, zones, header rules and the retry schedule come out of
+    # the config typed: the composition root reads their parts and parses nothing.
+    cfg = config.load(
+        None,
+        overrides={
+            "relay.smarthost": "[::1]:2526",
+            "dns.nameservers": ["127.0.0.1:5353", "192.0.2.53"],
+            "antivirus.clamd": "/run/clamd.ctl",
+            "ratelimit.overrides": ["Alice@Example.test: messages=5/1h"],
+            "dnsbl.zones": ["zen.test=127.0.0.2:7"],
+            "headers.add": ["X-Flag: yes"],
+            "listen.mx_proxy_from": ["10.1.2.3/8"],
+        },
+    )
+    assert cfg.address("mx") == ("127.0.0.1", 2525)
+    assert cfg.relay.smarthost is not None and cfg.relay.smarthost.pair == ("::1", 2526)
+    assert [(n.host, n.port) for n in cfg.dns.nameservers] == [
+        ("127.0.0.1", 5353),
+        ("192.0.2.53", 53),
+    ]
+    assert cfg.antivirus.clamd is not None and cfg.antivirus.clamd.path == "/run/clamd.ctl"
+    assert cfg.ratelimit.recipients.limit == Limit(60, 300)
+    assert cfg.ratelimit.messages.limit is None
+    (override,) = cfg.ratelimit.overrides
+    assert (override.who, override.limits.messages) == ("alice@example.test", Limit(5, 3600))
+    (zone,) = cfg.dnsbl.zones
+    assert (zone.zone, zone.weights) == ("zen.test", {"127.0.0.2": 7.0})
+    assert [f.line for f in cfg.headers.add] == [b"X-Flag: yes\r\n"]
+    assert [n.network for n in cfg.listen.mx_proxy_from] == [ipaddress.ip_network("10.0.0.0/8")]
+    assert [r.text for r in cfg.queue.retry][:2] == ["1m", "5m"] and cfg.queue.retry[0] == 60
+    # ... and written back as they were spelled.
+    again = config.from_dict(config.as_dict(cfg))
+    assert again == cfg and config.render(again) == config.render(cfg)
+    assert 'smarthost = "[::1]:2526"' in config.render(cfg)
+    assert 'smarthost = ""' in config.render(config.load(None))
+
+
+_CONFIG_PARSERS = {
+    "parse_hostport",
+    "parse_limit",
+    "parse_overrides",
+    "parse_dnsbl",
+    "parse_header_rules",
+    "parse_duration",
+}
+
+
+def test_nothing_past_the_config_parses_a_config_string() -> None:
+    # The config layer (config.py, and values.py where the parsers live) parses; every
+    # other module of the reference reads the typed values.
+    root = Path(config.__file__).resolve().parent
+    calls = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name in ("config.py", "values.py") and path.parent == root:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name in _CONFIG_PARSERS:
+                    calls.append(f"{path.relative_to(root)}:{node.lineno} {name}")
+    assert calls == []

@@ -9,12 +9,17 @@ without the flaw passes them, so the tests discriminate rather than fail everyth
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from broken_servers import BrokenServer
+
+from conformance.tests.test_imap_support import RawImap, tagged
 
 pytest_plugins = ["pytester"]
 
@@ -131,3 +136,52 @@ def test_pop3_tls_abort_after_pipelined_stls_is_safe(pytester: pytest.Pytester) 
         server.stop()
     (row,) = rows.values()
     assert row["status"] == "pass", row
+
+
+def test_property_tests_keep_to_the_targets_budget(pytester: pytest.Pytester) -> None:
+    # A server that waits 0.5 s before each error reply (Postfix waits 1 s by default) made
+    # the state model and the fuzzer run for minutes; with a budget of 3 s each they stop.
+    server = BrokenServer(None, pytester.path / "server", error_sleep=0.5).start()
+    try:
+        target = pytester.path / "target.toml"
+        target.write_text(server.target_toml() + "\n[budget]\nseconds = 3\nexamples = 100\n")
+        start = time.monotonic()
+        result = pytester.runpytest(
+            "--mailspec-target",
+            str(target),
+            *INNER,
+            "--pyargs",
+            "conformance.tests.test_smtp_model",
+        )
+        took = time.monotonic() - start
+    finally:
+        server.stop()
+    result.assert_outcomes(passed=2)
+    # Each may overrun its 3 s by one example; without the budget they took minutes.
+    assert took < 20, f"the property tests took {took:.0f} s"
+
+
+def test_imap_bye_and_close_is_a_reply(tmp_path: Path) -> None:
+    # Before: a server that answers a bad command with "* BYE" and closes (as RFC 3501 7.1.5
+    # allows) failed as "connection closed" instead of being read as having answered.
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.sendall(b"* OK ready\r\n")
+        conn.recv(1024)
+        conn.sendall(b"* BYE too many errors\r\n")
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    raw = RawImap.__new__(RawImap)
+    raw.sock = socket.create_connection(listener.getsockname(), timeout=5)
+    raw.timeout, raw.buffer, raw.counter = 5.0, b"", 0
+    raw.greeting = raw.line()
+    try:
+        assert tagged(raw.command("LOGIN a b")) == b"BYE too many errors\r\n"
+    finally:
+        raw.close()
+        listener.close()
+        thread.join(5)

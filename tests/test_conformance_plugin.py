@@ -259,7 +259,9 @@ def test_known_deviations_are_reported_not_failed(
     report = load_json(pytester)
     row = by_title(report)["an unknown command gets 502"]
     assert row["status"] == "deviation"
-    assert row["detail"].startswith("RFC5321-4.2.4: unknown command: expected 502, got 500")
+    assert row["detail"].startswith(
+        "RFC5321-4.2.4 [real deviation]: unknown command: expected 502, got 500"
+    )
     assert report["summary"]["deviation"] == 1
     assert report["target"]["known_deviations"] == ["RFC5321-4.2.4"]
     result.stdout.fnmatch_lines(["*deviate*4.2.4*", "*1 known deviation*"])
@@ -267,6 +269,49 @@ def test_known_deviations_are_reported_not_failed(
     target_file.write_text(target_file.read_text().replace("RFC5321-4.2.4", "RFC5321-4.1.1.9"))
     result = run(pytester, target_file, "-k", "noop")
     result.stdout.fnmatch_lines(["*listed as known deviations but passing: RFC5321-4.1.1.9"])
+
+
+def test_each_failure_is_printed_with_its_class(
+    pytester: pytest.Pytester, target_file: Path
+) -> None:
+    # A reviewed deviations file classifies a failure and says why; one it does not explain
+    # is printed as unexplained and fails the run.
+    pytester.makepyfile(test_mixed=MIXED_SUITE)
+    deviations = target_file.with_name("deviations.toml")
+    deviations.write_text(
+        """
+[[deviation]]
+id = "RFC5321-4.2.4"
+class = "configuration"
+reason = "this stand-in answers 500 on purpose"
+reference = "https://example.test/why"
+"""
+    )
+    target_file.write_text(target_file.read_text() + '\n[expect]\ndeviations = "deviations.toml"\n')
+    result = run(pytester, target_file, "-k", "wrong_expectation")
+    report = load_json(pytester)
+    assert report["target"]["deviations"]["RFC5321-4.2.4"]["class"] == "configuration"
+    result.stdout.fnmatch_lines(
+        [
+            "failures by classification: 1 configuration*",
+            "  configuration   RFC5321-4.2.4: an unknown command gets 502",
+            "      why: this stand-in answers 500 on purpose",
+            "      see: https://example.test/why",
+            "      observed: RFC5321-4.2.4 ?configuration?: unknown command*",
+        ]
+    )
+    assert result.ret == 0
+
+    deviations.write_text(deviations.read_text().replace("RFC5321-4.2.4", "RFC5321-4.1.1.9"))
+    result = run(pytester, target_file, "-k", "wrong_expectation")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "failures by classification: 1 UNEXPLAINED",
+            "  UNEXPLAINED     RFC5321-4.2.4: an unknown command gets 502",
+            "      observed: unknown command: expected 502, got 500*",
+        ]
+    )
 
 
 def test_markdown_groups_by_source(pytester: pytest.Pytester, target_file: Path) -> None:

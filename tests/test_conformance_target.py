@@ -11,9 +11,11 @@ import pytest
 from conformance import target as target_mod
 from conformance.target import (
     Endpoint,
+    PropertyBudget,
     ReferenceTarget,
     Target,
     TargetError,
+    load_deviations,
     load_target,
     missing_reason,
 )
@@ -111,11 +113,41 @@ SMTP = '[endpoints]\nsmtp = "smtp://127.0.0.1:2525"\n'
         ("endpoints = 3\n", "expected a table"),
         (SMTP + "[expect]\nknown_deviations = [1]\n", "list of requirement ids"),
         (SMTP + '[expect]\nknown = ["x"]\n', "expect.known: unknown key"),
+        (SMTP + "[budget]\nseconds = 0\n", "budget.seconds: expected a positive"),
+        (SMTP + "[budget]\nexamples = 1.5\n", "budget.examples: expected a positive whole"),
+        (SMTP + "[budget]\nminutes = 1\n", "budget.minutes: unknown key"),
     ],
 )
 def test_bad_target_files(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(TargetError, match=message):
         load_target(write(tmp_path, text), environ={})
+
+
+def test_the_peers_deviations_file_loads() -> None:
+    # Every entry of the reviewed file has a class, a reason and a reference.
+    path = Path(__file__).parent.parent / "conformance/peers/deviations.toml"
+    deviations = load_deviations(path)
+    assert deviations
+    assert all(d.reason and d.reference for d in deviations.values())
+
+
+DEV = '[[deviation]]\nid = "X"\nclass = "deviation"\nreason = "r"\nreference = "u"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (DEV.replace('"deviation"', '"bug"'), "class: unknown 'bug'"),
+        (DEV.replace('reference = "u"', ""), "reference"),
+        ('[[deviation]]\nid = "X"\nclass = "deviation"\n', "reason"),
+        (DEV + "why = 1\n", "why: unknown key"),
+        (DEV * 2, "twice"),
+    ],
+)
+def test_bad_deviations_files(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "d.toml").write_text(text)
+    with pytest.raises(TargetError, match=message):
+        load_target(write(tmp_path, SMTP + '[expect]\ndeviations = "d.toml"\n'), environ={})
 
 
 def test_unparsable_toml_names_the_file(tmp_path: Path) -> None:
@@ -273,3 +305,11 @@ def test_missing_reason_carries_the_note() -> None:
     t = Target("r", "reference", "d.test", {}, capability_notes=notes)
     with pytest.raises(pytest.skip.Exception, match=r"^not applicable: .*apt-get install"):
         t.require("antivirus")
+
+
+def test_budget_for_property_tests(tmp_path: Path) -> None:
+    loaded = load_target(
+        write(tmp_path, SMTP + "[budget]\nseconds = 5\nexamples = 7\n"), environ={}
+    )
+    assert loaded.target.budget == PropertyBudget(5.0, 7)
+    assert load_target(write(tmp_path, SMTP), environ={}).target.budget == PropertyBudget(20.0)

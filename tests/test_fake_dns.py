@@ -26,11 +26,7 @@ pytest_plugins = ["fakes.dns.fixtures"]
 
 
 def resolver(fake: FakeDNS, lifetime: float = 1.0) -> dns.asyncresolver.Resolver:
-    r = dns.asyncresolver.Resolver(configure=False)
-    r.nameservers = [fake.host]
-    r.port = fake.port
-    r.lifetime = r.timeout = lifetime
-    return r
+    return fake.resolver(lifetime)
 
 
 async def texts(fake: FakeDNS, name: str, rtype: str, lifetime: float = 1.0) -> list[str]:

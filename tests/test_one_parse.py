@@ -1,8 +1,8 @@
 """The inbound chain splits a message once: every check reads the one message value.
 
-What is counted is our header split (``reference.mail.message.split_header``). Two parsers
-still read the message on their own: dkimpy canonicalises it for DKIM and ARC, and the spam
-engine builds its MIME view with the standard library's parser.
+What is counted is our header split (``reference.mail.message.split_header``) and the MIME
+parse (``Message.mime``, which the spam engine reads). One parser still reads the message on
+its own: dkimpy canonicalises it for DKIM and ARC.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from reference.app import App
 from reference.auth import dkim
 from reference.auth.keys import KeyStore
 from reference.clock import ManualClock
-from reference.mail.message import Message, splits
+from reference.mail.message import Message, mime_parses, splits
 from reference.policy import Action, Session
 
 MX = Session(role="mx", peer="192.0.2.10", helo="mail.bank.example")
@@ -52,11 +52,13 @@ async def test_the_whole_inbound_chain_splits_the_message_once(tmp_path: Path) -
             assert (await app.policy.mail(tx)).action is Action.CONTINUE
             assert (await app.policy.rcpt(tx, "bob@example.test")).action is Action.CONTINUE
             tx.recipients.append("bob@example.test")
-            before = splits.value
+            before, mime_before = splits.value, mime_parses.value
             tx.message = received = Message(signed)
             result = await app.policy.data(tx)
             spooled = result.edit(received)
             assert splits.value - before == 1
+            assert mime_parses.value - mime_before == 1
+            assert "mime" in vars(received)  # the spam engine read the transaction's parse
             assert result.action is Action.CONTINUE
             assert b"dkim=pass" in spooled and b"dmarc=pass" in spooled
             tx.close()

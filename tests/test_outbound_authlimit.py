@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ssl
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from reference import tls
 from reference.clock import ManualClock
 from reference.credentials import StaticAuthenticator, TemporarilyUnavailable
-from reference.policy import Policy
 from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
-from reference.smtp.server import Listener
-from reference.spool import Spool
 from reference.state.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from conftest import SmtpEnv, StartSmtp
 
 ALICE, PW = "alice@example.test", "right-pw"
 
@@ -120,80 +117,29 @@ async def test_limited_authenticator_for_imap_and_pop3() -> None:
 # -- over SMTP AUTH
 
 
-class Client:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def reply(self, wait: float = 5) -> str:
-        lines = []
-        while True:
-            line = await asyncio.wait_for(self.reader.readline(), wait)
-            lines.append(line.decode())
-            if line[3:4] != b"-":
-                return "".join(lines)
-
-    async def send(self, line: str) -> None:
-        self.writer.write(line.encode() + b"\r\n")
-        await self.writer.drain()
-
-    async def cmd(self, line: str) -> str:
-        await self.send(line)
-        return await self.reply()
-
-
 def plain(user: str, password: str) -> str:
     return "AUTH PLAIN " + base64.b64encode(f"\0{user}\0{password}".encode()).decode()
 
 
-class Env:
-    def __init__(self, clock: ManualClock, port: int, ctx: ssl.SSLContext) -> None:
-        self.clock, self.port, self.ctx = clock, port, ctx
-
-    async def connect(self) -> Client:
-        r, w = await asyncio.open_connection(
-            "127.0.0.1", self.port, ssl=self.ctx, server_hostname="mx.example.test"
-        )
-        c = Client(r, w)
-        assert (await c.reply()).startswith("220")
-        assert (await c.cmd("EHLO client.example.test")).startswith("250-")
-        return c
-
-
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+async def env(smtp_listener: StartSmtp) -> SmtpEnv:
     clock = ManualClock()
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    tls.self_signed("mx.example.test", cert, key)
-    listener = Listener(
+    return await smtp_listener(
         "submission",
-        hostname="mx.example.test",
-        policy=Policy([]),
-        spool=Spool(tmp_path / "spool", clock),
+        tls_mode="implicit",
         clock=clock,
         auth=StaticAuthenticator({ALICE: PW}),
-        tls_context=tls.server_context(cert, key),
-        implicit_tls=True,
-        max_message_size=10_000,
-        max_recipients=100,
-        timeout=300,
         # Nothing ignored: the test client on 127.0.0.1 is counted as a client address.
         auth_limiter=limiter(clock, ignore_networks=[]),
     )
-    server = await listener.start("127.0.0.1", 0)
-    yield Env(clock, server.sockets[0].getsockname()[1], ssl.create_default_context(cafile=cert))
-    for session in list(listener.sessions):
-        if session.transport is not None:
-            session.transport.close()
-    server.close()
-    await server.wait_closed()
 
 
-async def test_smtp_failures_are_slowed_then_locked_with_454(env: Env) -> None:
+async def test_smtp_failures_are_slowed_then_locked_with_454(env: SmtpEnv) -> None:
     c = await env.connect()
     for _ in range(2):
         assert (await c.cmd(plain(ALICE, "wrong"))).startswith("535 5.7.8")
     for delay in (1, 2, 4):
-        await c.send(plain(ALICE, "wrong"))
+        await c.send_line(plain(ALICE, "wrong"))
         with pytest.raises(TimeoutError):
             await c.reply(wait=0.1)  # held back until the clock moves
         env.clock.advance(delay)
@@ -207,10 +153,10 @@ async def test_smtp_failures_are_slowed_then_locked_with_454(env: Env) -> None:
     assert (await c3.cmd(plain(ALICE, PW))).startswith("235")
 
 
-async def test_smtp_client_address_is_locked_across_accounts(env: Env) -> None:
+async def test_smtp_client_address_is_locked_across_accounts(env: SmtpEnv) -> None:
     c = await env.connect()
     for i in range(8):
-        await c.send(plain(f"guess{i}@example.test", "x"))
+        await c.send_line(plain(f"guess{i}@example.test", "x"))
         while True:  # let any delay pass (the client's count grows)
             try:
                 reply = await c.reply(wait=0.1)

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from reference import config
-from reference.config import ConfigError, parse_helo_names
+from reference.config import ConfigError, helo_names
+from reference.values import HeloName
 
 
 def test_defaults() -> None:
@@ -34,7 +35,8 @@ def test_defaults() -> None:
 
 
 def test_helo_names() -> None:
-    assert parse_helo_names(["127.0.1.5=out5.example.test.", " ::1 = v6.example.test"]) == {
+    names = [HeloName("127.0.1.5=out5.example.test."), HeloName(" ::1 = v6.example.test")]
+    assert helo_names(names) == {
         "127.0.1.5": "out5.example.test",
         "::1": "v6.example.test",
     }

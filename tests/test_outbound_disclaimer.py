@@ -28,7 +28,7 @@ from reference.policy.disclaimer import (
     append_disclaimer,
 )
 from reference.policy.submission import HeaderRules
-from reference.values import parse_header_rules
+from reference.values import FieldName, HeaderField, parse_header_rules
 
 D = Disclaimer.from_text("Confidential: for the addressee only.\nExample Ltd, Registered in Test")
 UTF8 = Disclaimer.from_text("Vertraulich, nur für den Empfänger (1 €).")
@@ -244,7 +244,8 @@ async def test_rewrites_reach_the_checks_after_them(directory: Directory, tmp_pa
     policy = Policy(
         [
             HeaderRules(
-                remove=["X-Originating-IP", "User-Agent"], add=["X-Mailspec-Submitted: yes"]
+                remove=[FieldName("X-Originating-IP"), FieldName("User-Agent")],
+                add=[HeaderField("X-Mailspec-Submitted: yes")],
             ),
             DisclaimerCheck(DisclaimerStore(tmp_path / "disclaimers"), directory),
             seen,
@@ -265,7 +266,7 @@ async def test_inbound_mail_is_not_rewritten(directory: Directory, tmp_path: Pat
     mx = Session(role="mx", peer="192.0.2.1")
     raw = plain(headers=b"X-Originating-IP: [198.51.100.7]\r\n")
     for check in (
-        HeaderRules(remove=["X-Originating-IP"]),
+        HeaderRules(remove=[FieldName("X-Originating-IP")]),
         DisclaimerCheck(DisclaimerStore(tmp_path), directory),
     ):
         r = await check.data(transaction(mx, "alice@example.test", ["bob@example.test"], raw))

@@ -7,7 +7,6 @@ import smtplib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import dns.asyncresolver
 import pytest
 
 from fakes.internet import FakeInternet
@@ -112,10 +111,7 @@ def internet() -> Iterator[FakeInternet]:
 
 
 def make_relay(net: FakeInternet, **kw: object) -> Relay:
-    resolver = dns.asyncresolver.Resolver(configure=False)
-    resolver.nameservers = [net.dns.host]
-    resolver.port = net.dns.port
-    resolver.lifetime = 5
+    resolver = net.dns.resolver(5.0)
     settings: dict[str, object] = {
         "hostname": "mail.example.test",
         "mx": MxResolver(resolver),

@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import dns.asyncresolver
-import pytest
-
 from fakes.dns import FakeDNS
 from reference.policy import Action, Session, transaction
 from reference.policy.dnsbl import BlocklistZone, Dnsbl, reverse_name
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeDNS]:
-    with FakeDNS() as d:
-        yield d
-
-
-def resolver(fake: FakeDNS) -> dns.asyncresolver.Resolver:
-    r = dns.asyncresolver.Resolver(configure=False)
-    r.nameservers = ["127.0.0.1"]
-    r.port = fake.port
-    r.lifetime = 1.0
-    return r
 
 
 def test_reverse_names() -> None:
@@ -32,9 +13,11 @@ def test_reverse_names() -> None:
     assert reverse_name("2001:db8::1", "bl.test").endswith(".8.b.d.0.1.0.0.2.bl.test")
 
 
-async def test_listed_client_is_refused_naming_the_list(fake: FakeDNS) -> None:
-    fake.blocklist("zen.spamhaus.test").list("203.0.113.7", "127.0.0.2", txt="see example")
-    check = Dnsbl(resolver(fake), [BlocklistZone("zen.spamhaus.test", {"127.0.0.2": 10.0})])
+async def test_listed_client_is_refused_naming_the_list(dns_server: FakeDNS) -> None:
+    dns_server.blocklist("zen.spamhaus.test").list("203.0.113.7", "127.0.0.2", txt="see example")
+    check = Dnsbl(
+        dns_server.resolver(1.0), [BlocklistZone("zen.spamhaus.test", {"127.0.0.2": 10.0})]
+    )
     r = await check.rcpt(
         transaction(Session(role="mx", peer="203.0.113.7"), "a@b.test"), "c@d.test"
     )
@@ -47,26 +30,26 @@ async def test_listed_client_is_refused_naming_the_list(fake: FakeDNS) -> None:
     assert clean.action is Action.CONTINUE
 
 
-async def test_light_listing_only_scores(fake: FakeDNS) -> None:
-    fake.blocklist("pbl.test").list("203.0.113.9", "127.0.0.10")
-    check = Dnsbl(resolver(fake), [BlocklistZone("pbl.test", {"127.0.0.10": 3.0})])
+async def test_light_listing_only_scores(dns_server: FakeDNS) -> None:
+    dns_server.blocklist("pbl.test").list("203.0.113.9", "127.0.0.10")
+    check = Dnsbl(dns_server.resolver(1.0), [BlocklistZone("pbl.test", {"127.0.0.10": 3.0})])
     s = Session(role="mx", peer="203.0.113.9")
     assert (await check.rcpt(transaction(s, "a@b.test"), "c@d.test")).action is Action.CONTINUE
     assert (await check.score("203.0.113.9"))[0] == 3.0
 
 
-async def test_dns_failure_never_refuses(fake: FakeDNS) -> None:
-    fake.fail(reverse_name("203.0.113.7", "zen.test"), mode="servfail")
-    check = Dnsbl(resolver(fake), [BlocklistZone("zen.test", {})])
+async def test_dns_failure_never_refuses(dns_server: FakeDNS) -> None:
+    dns_server.fail(reverse_name("203.0.113.7", "zen.test"), mode="servfail")
+    check = Dnsbl(dns_server.resolver(1.0), [BlocklistZone("zen.test", {})])
     r = await check.rcpt(
         transaction(Session(role="mx", peer="203.0.113.7"), "a@b.test"), "c@d.test"
     )
     assert r.action is Action.CONTINUE
 
 
-async def test_authenticated_users_are_not_checked(fake: FakeDNS) -> None:
-    fake.blocklist("zen.test").list("203.0.113.7", "127.0.0.2")
-    check = Dnsbl(resolver(fake), [BlocklistZone("zen.test", {})])
+async def test_authenticated_users_are_not_checked(dns_server: FakeDNS) -> None:
+    dns_server.blocklist("zen.test").list("203.0.113.7", "127.0.0.2")
+    check = Dnsbl(dns_server.resolver(1.0), [BlocklistZone("zen.test", {})])
     s = Session(role="submission", peer="203.0.113.7", user="alice@example.test")
     assert (
         await check.rcpt(transaction(s, "alice@example.test"), "x@y.test")

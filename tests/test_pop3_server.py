@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import poplib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
-from stream_servers import Env, make_certs, start_env, stream_servers
+from stream_servers import Env, LineClient, Start, line_servers
 
 from reference.pop3 import Pop3Server
 
@@ -19,45 +17,19 @@ ALICE, PASSWORD = "alice@example.org", "correct horse"
 MSG = b"From: bob@example.net\r\nSubject: Dots\r\n\r\n.leading dot\r\n..two\r\nend\r\n"
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certs(tmp_path_factory.mktemp("tls"))
-
-
-Start = Callable[..., Awaitable[Env]]
-
-
 @pytest.fixture
 async def start(tmp_path: Path, certs: tuple[Path, Path]) -> AsyncIterator[Start]:
-    async with stream_servers() as serve:
-        start = functools.partial(
-            start_env, serve, tmp_path, certs, Pop3Server, "pop.example.org", {ALICE: PASSWORD}
-        )
+    users = {ALICE: PASSWORD}
+    async with line_servers(tmp_path, certs, Pop3Server, "pop.example.org", users) as start:
         yield start
-        for raw in Raw.opened:
-            raw.writer.close()
-        Raw.opened.clear()
 
 
-class Raw:
-    opened: ClassVar[list[Raw]] = []
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        Raw.opened.append(self)
-
+class Raw(LineClient):
     @classmethod
     async def connect(cls, env: Env) -> Raw:
         raw = cls(*await asyncio.open_connection("127.0.0.1", env.port))
         assert await raw.line() == b"+OK pop.example.org POP3 ready\r\n"
         return raw
-
-    async def line(self) -> bytes:
-        return await asyncio.wait_for(self.reader.readline(), 5)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
 
     async def command(self, text: bytes) -> bytes:
         await self.send(text + b"\r\n")
@@ -74,9 +46,6 @@ class Raw:
     async def stls(self, env: Env) -> None:
         assert (await self.command(b"STLS")).startswith(b"+OK")
         await self.writer.start_tls(env.client_context(), server_hostname="localhost")
-
-    async def closed(self) -> bool:
-        return await asyncio.wait_for(self.reader.read(), 5) == b""
 
 
 async def test_poplib_stls_login_stat_list_retr_dele_quit(start: Start) -> None:

@@ -1,59 +1,24 @@
-"""SMTP AUTH against the real listener: the session keeps ``authenticated`` and ``auth_data``,
+"""SMTP AUTH against the real listener: the session keeps the account in ``user``,
 and nothing deprecated is touched (no warning logged or raised on any AUTH)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-import ssl
 import warnings
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from reference import tls
-from reference.clock import ManualClock
-from reference.credentials import StaticAuthenticator
-from reference.policy import Policy
-from reference.smtp.server import Listener
-from reference.spool import Spool
+if TYPE_CHECKING:
+    from conftest import SmtpEnv, StartSmtp
 
 ALICE, PW = "alice@example.test", "pw"
 
 
-class Env:
-    def __init__(self, listener: Listener, port: int, ctx: ssl.SSLContext) -> None:
-        self.listener, self.port, self.ctx = listener, port, ctx
-
-
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    clock = ManualClock()
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    tls.self_signed("mx.example.test", cert, key)
-    listener = Listener(
-        "submission",
-        hostname="mx.example.test",
-        policy=Policy([]),
-        spool=Spool(tmp_path / "spool", clock),
-        clock=clock,
-        auth=StaticAuthenticator({ALICE: PW}),
-        tls_context=tls.server_context(cert, key),
-        implicit_tls=True,
-        max_message_size=10_000,
-        max_recipients=100,
-        timeout=300,
-    )
-    server = await listener.start("127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield Env(listener, port, ssl.create_default_context(cafile=cert))
-    for session in list(listener.sessions):
-        if session.transport is not None:
-            session.transport.close()
-    server.close()
-    await server.wait_closed()
+async def env(smtp_listener: StartSmtp) -> SmtpEnv:
+    return await smtp_listener("submission", tls_mode="implicit")
 
 
 class Records(logging.Handler):
@@ -65,22 +30,18 @@ class Records(logging.Handler):
         self.records.append(record)
 
 
-async def dialogue(env: Env, lines: list[bytes]) -> list[bytes]:
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", env.port, ssl=env.ctx, server_hostname="mx.example.test"
-    )
-    replies = [await asyncio.wait_for(reader.readline(), 5)]
+async def dialogue(env: SmtpEnv, lines: list[bytes]) -> list[str]:
+    """The greeting and the reply to each line."""
+    c = await env.open()
+    replies = [await c.reply()]
     for line in lines:
-        writer.write(line + b"\r\n")
-        await writer.drain()
-        while (reply := await asyncio.wait_for(reader.readline(), 5))[3:4] == b"-":
-            pass
-        replies.append(reply)
-    writer.close()
+        await c.send(line + b"\r\n")
+        replies.append(await c.reply())
+    c.writer.close()
     return replies
 
 
-async def test_auth_sets_the_session_and_warns_of_nothing(env: Env) -> None:
+async def test_auth_sets_the_session_and_warns_of_nothing(env: SmtpEnv) -> None:
     # aiosmtpd's own smtp_AUTH sets Session.login_data, whose setter logs "Session.login_data
     # is deprecated" at WARNING on every successful AUTH (a log record, not a Python warning:
     # pyproject's filterwarnings could not hide it, nor show it). Both kinds are watched.
@@ -99,28 +60,18 @@ async def test_auth_sets_the_session_and_warns_of_nothing(env: Env) -> None:
     finally:
         aiosmtpd_log.removeHandler(seen)
         aiosmtpd_log.setLevel(level)
-    assert first[2].startswith(b"235 2.7.0 ") and second[4].startswith(b"235 2.7.0 ")
-    assert second[5].startswith(b"250 ")  # MAIL is allowed: the session is authenticated
+    assert first[2].startswith("235 2.7.0 ") and second[4].startswith("235 2.7.0 ")
+    assert second[5].startswith("250 ")  # MAIL is allowed: the session is authenticated
     deprecated = [r.getMessage() for r in seen.records if "deprecat" in r.getMessage().lower()]
     assert deprecated == []
     assert [str(w.message) for w in raised] == []
 
 
-async def test_the_session_holds_the_account(env: Env) -> None:
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", env.port, ssl=env.ctx, server_hostname="mx.example.test"
-    )
-    await reader.readline()
-    plain = base64.b64encode(f"\0ALICE@example.test\0{PW}".encode())
-    writer.write(b"EHLO c.test\r\nAUTH PLAIN " + plain + b"\r\n")
-    await writer.drain()
-    while not (await asyncio.wait_for(reader.readline(), 5)).startswith(b"235 "):
-        pass
+async def test_the_session_holds_the_account(env: SmtpEnv) -> None:
+    c = await env.connect(ehlo="c.test")
+    plain = base64.b64encode(f"\0ALICE@example.test\0{PW}".encode()).decode()
+    assert (await c.cmd(f"AUTH PLAIN {plain}")).startswith("235 ")
     (server,) = env.listener.sessions
-    assert server.session is not None
-    assert server.session.authenticated is True
-    assert server.session.auth_data == ALICE  # the account's address, as the directory says
-    writer.write(b"AUTH PLAIN " + plain + b"\r\n")
-    await writer.drain()
-    assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"503 ")
-    writer.close()
+    assert server.user == ALICE  # the account's address, as the directory says
+    assert (await c.cmd(f"AUTH PLAIN {plain}")).startswith("503 ")
+    c.writer.close()

@@ -3,26 +3,22 @@ named reply, nothing spooled, the session unchanged, the log line escaped."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import logging
-import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from reference import tls
-from reference.clock import ManualClock
-from reference.credentials import StaticAuthenticator
 from reference.log import FORMAT, EscapingFormatter
 from reference.mail import replies
-from reference.policy import Policy
-from reference.smtp.server import Listener
-from reference.spool import Spool
 from reference.testing import ReferenceServer
+
+if TYPE_CHECKING:
+    from conftest import SmtpEnv, StartSmtp
 
 ALICE, PW = "alice@example.test", "pw"
 CONTROLS = ["\x00", "\x01", "\t", "\x0b", "\x0c", "\x1b", "\x7f"]
@@ -32,67 +28,10 @@ def reply_line(r: replies.Reply) -> str:
     return f"{r}\r\n"
 
 
-class Client:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def reply(self) -> str:
-        lines = []
-        while True:
-            line = await asyncio.wait_for(self.reader.readline(), 5)
-            assert line.endswith(b"\r\n"), line
-            lines.append(line.decode())
-            if line[3:4] != b"-":
-                return "".join(lines)
-
-    async def cmd(self, line: str) -> str:
-        self.writer.write(line.encode() + b"\r\n")
-        await self.writer.drain()
-        return await self.reply()
-
-
-class Env:
-    def __init__(self, spool: Spool, port: int, ctx: ssl.SSLContext) -> None:
-        self.spool, self.port, self.ctx = spool, port, ctx
-
-    async def connect(self, ehlo: str | None = "client.example.test") -> Client:
-        r, w = await asyncio.open_connection(
-            "127.0.0.1", self.port, ssl=self.ctx, server_hostname="mx.example.test"
-        )
-        client = Client(r, w)
-        assert (await client.reply()).startswith("220 ")
-        if ehlo:
-            assert (await client.cmd(f"EHLO {ehlo}")).startswith("250-")
-        return client
-
-
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+async def env(smtp_listener: StartSmtp) -> SmtpEnv:
     # Implicit TLS, so that AUTH is offered on the same listener as everything else.
-    clock = ManualClock()
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    tls.self_signed("mx.example.test", cert, key)
-    spool = Spool(tmp_path / "spool", clock)
-    listener = Listener(
-        "mx",
-        hostname="mx.example.test",
-        policy=Policy([]),
-        spool=spool,
-        clock=clock,
-        auth=StaticAuthenticator({ALICE: PW}),
-        tls_context=tls.server_context(cert, key),
-        implicit_tls=True,
-        max_message_size=10_000,
-        max_recipients=100,
-        timeout=300,
-    )
-    server = await listener.start("127.0.0.1", 0)
-    yield Env(spool, server.sockets[0].getsockname()[1], ssl.create_default_context(cafile=cert))
-    for session in list(listener.sessions):
-        if session.transport is not None:
-            session.transport.close()
-    server.close()
-    await server.wait_closed()
+    return await smtp_listener("mx", tls_mode="implicit")
 
 
 @pytest.fixture
@@ -111,7 +50,7 @@ def smtp_log() -> Iterator[io.StringIO]:
 
 
 @pytest.mark.parametrize("ctl", CONTROLS)
-async def test_every_command_refuses_a_control_character(env: Env, ctl: str) -> None:
+async def test_every_command_refuses_a_control_character(env: SmtpEnv, ctl: str) -> None:
     arg = reply_line(replies.CONTROL_IN_ARGUMENT)
     c = await env.connect()
     # RFC 5321 4.1.2: the hello name, VRFY's and NOOP's strings, HELP's topic, the
@@ -146,7 +85,7 @@ async def test_every_command_refuses_a_control_character(env: Env, ctl: str) -> 
     assert env.spool.entries() == []
 
 
-async def test_refused_names_and_addresses_reach_no_envelope(env: Env) -> None:
+async def test_refused_names_and_addresses_reach_no_envelope(env: SmtpEnv) -> None:
     c = await env.connect(ehlo="good.client.test")
     assert (await c.cmd("EHLO evil\x00.client.test")).startswith("501 ")
     assert (await c.cmd("MAIL FROM:<a\x00b@client.test>")).startswith("553 5.1.7 ")
@@ -165,7 +104,7 @@ async def test_refused_names_and_addresses_reach_no_envelope(env: Env) -> None:
 
 
 async def test_auth_identity_with_a_control_character_is_501(
-    env: Env, smtp_log: io.StringIO
+    env: SmtpEnv, smtp_log: io.StringIO
 ) -> None:
     c = await env.connect()
     # In PLAIN a NUL is the separator (RFC 4616 2): one more does not split in three.
@@ -188,7 +127,9 @@ async def test_auth_identity_with_a_control_character_is_501(
     assert "\x00" not in log and "\x01" not in log and "\x1b" not in log
 
 
-async def test_the_refusal_is_logged_escaped_on_one_line(env: Env, smtp_log: io.StringIO) -> None:
+async def test_the_refusal_is_logged_escaped_on_one_line(
+    env: SmtpEnv, smtp_log: io.StringIO
+) -> None:
     c = await env.connect()
     assert (await c.cmd("MAIL FROM:<a\x00b\x1b[2J@client.test>")).startswith("553 ")
     token = base64.b64encode(f"\0{ALICE}\0secret-{PW}".encode()).decode()
@@ -237,7 +178,7 @@ def test_nothing_with_a_nul_is_delivered(tmp_path: Path) -> None:
         assert b"\x00" not in msg and b"a\x00b" not in msg
 
 
-async def test_bytes_that_are_not_utf8_get_one_clean_reply(env: Env) -> None:
+async def test_bytes_that_are_not_utf8_get_one_clean_reply(env: SmtpEnv) -> None:
     # Found by the fuzzed-command requirement: VRFY echoes its argument, and a byte that is
     # not UTF-8 (kept as a lone surrogate) broke the reply: 451 and a dropped session.
     c = await env.connect()

@@ -12,9 +12,8 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import pytest
 
@@ -23,74 +22,18 @@ from reference.credentials import StaticAuthenticator
 from reference.mail.envelope import DsnRequest, RecipientDsn
 from reference.policy import CONTINUE, Check, CheckResult, Policy, Transaction
 from reference.smtp.server import Listener
-from reference.spool import QueueEntry, Spool
+from reference.spool import Spool
 
-
-class Client:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def reply(self) -> str:
-        lines = []
-        while True:
-            line = await asyncio.wait_for(self.reader.readline(), 5)
-            assert line.endswith(b"\r\n"), line
-            lines.append(line.decode())
-            if line[3:4] != b"-":
-                return "".join(lines)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def cmd(self, line: str) -> str:
-        await self.send(line.encode() + b"\r\n")
-        return await self.reply()
-
-    async def closed(self) -> bool:
-        return await asyncio.wait_for(self.reader.read(), 5) == b""
-
-
-class Env:
-    def __init__(self, spool: Spool, clock: ManualClock, port: int) -> None:
-        self.spool, self.clock, self.port = spool, clock, port
-
-    async def connect(self) -> Client:
-        client = Client(*await asyncio.open_connection("127.0.0.1", self.port))
-        assert (await client.reply()).startswith("220 mx.example.test ")
-        assert (await client.cmd("EHLO client.example.test")).startswith("250-")
-        return client
-
-    def entries(self) -> list[QueueEntry]:
-        return self.spool.entries()
+if TYPE_CHECKING:
+    from conftest import SmtpEnv, StartSmtp
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    clock = ManualClock()
-    spool = Spool(tmp_path / "spool", clock)
-    listener = Listener(
-        "mx",
-        hostname="mx.example.test",
-        policy=Policy([]),
-        spool=spool,
-        clock=clock,
-        auth=StaticAuthenticator({"alice@example.test": "pw"}),
-        tls_context=None,
-        max_message_size=10_000,
-        max_recipients=100,
-        timeout=300,
-    )
-    server = await listener.start("127.0.0.1", 0)
-    yield Env(spool, clock, server.sockets[0].getsockname()[1])
-    for session in list(listener.sessions):
-        if session.transport is not None:
-            session.transport.close()
-    server.close()
-    await server.wait_closed()
+async def env(smtp_listener: StartSmtp) -> SmtpEnv:
+    return await smtp_listener("mx")
 
 
-async def test_dsn_parameters_are_kept_for_the_dsn(env: Env) -> None:
+async def test_dsn_parameters_are_kept_for_the_dsn(env: SmtpEnv) -> None:
     c = await env.connect()
     assert (await c.cmd("MAIL FROM:<s@client.test> RET=HDRS ENVID=QQ+2B1")).startswith("250")
     line = "RCPT TO:<a@example.test> NOTIFY=success,failure ORCPT=rfc822;a+2Bx@example.test"
@@ -98,7 +41,7 @@ async def test_dsn_parameters_are_kept_for_the_dsn(env: Env) -> None:
     assert (await c.cmd("RCPT TO:<b@example.test>")).startswith("250")
     assert (await c.cmd("DATA")).startswith("354")
     assert (await c.cmd("Subject: dsn\r\n\r\nbody\r\n.")).startswith("250 2.0.0 Ok: queued")
-    (entry,) = env.entries()
+    (entry,) = env.spool.entries()
     assert entry.dsn.ret == "HDRS"
     assert entry.dsn.envid == "QQ+2B1"  # as sent: xtext, as Original-Envelope-Id carries it
     # ORCPT decoded once, at RCPT: the DSN writes the address, not its xtext.
@@ -108,18 +51,18 @@ async def test_dsn_parameters_are_kept_for_the_dsn(env: Env) -> None:
     assert entry.body == "7BIT"
 
 
-async def test_null_sender_is_spooled_empty(env: Env) -> None:
+async def test_null_sender_is_spooled_empty(env: SmtpEnv) -> None:
     c = await env.connect()
     await c.cmd("MAIL FROM:<>")
     await c.cmd("RCPT TO:<a@example.test>")
     await c.cmd("DATA")
     await c.cmd("Subject: bounce\r\n\r\nx\r\n.")
-    (entry,) = env.entries()
+    (entry,) = env.spool.entries()
     assert entry.sender == ""
     assert entry.dsn == DsnRequest()
 
 
-async def test_bdat_message_is_spooled_verbatim(env: Env) -> None:
+async def test_bdat_message_is_spooled_verbatim(env: SmtpEnv) -> None:
     c = await env.connect()
     await c.cmd("MAIL FROM:<s@client.test>")
     await c.cmd("RCPT TO:<a@example.test>")
@@ -128,12 +71,12 @@ async def test_bdat_message_is_spooled_verbatim(env: Env) -> None:
     assert (await c.reply()).startswith("250 2.0.0 10 octets received")
     await c.send(f"BDAT {len(msg) - 10} LAST\r\n".encode() + msg[10:])
     assert (await c.reply()).startswith("250 2.0.0 Ok: queued")
-    (entry,) = env.entries()
+    (entry,) = env.spool.entries()
     assert env.spool.read_message(entry.qid).endswith(msg)
     assert (await c.cmd("DATA")).startswith("503")  # the transaction is over
 
 
-async def test_bare_newline_is_refused_and_nothing_spooled(env: Env) -> None:
+async def test_bare_newline_is_refused_and_nothing_spooled(env: SmtpEnv) -> None:
     c = await env.connect()
     await c.cmd("MAIL FROM:<s@client.test>")
     await c.cmd("RCPT TO:<a@example.test>")
@@ -141,11 +84,11 @@ async def test_bare_newline_is_refused_and_nothing_spooled(env: Env) -> None:
     reply = await c.cmd("Subject: x\r\n\r\nsmuggle\n.\nMAIL FROM:<x@y>\r\n.")
     assert reply.startswith("550 5.5.2 ") and "bare" in reply
     assert (await c.cmd("NOOP")).startswith("250")
-    assert env.entries() == []
+    assert env.spool.entries() == []
     assert (await c.cmd("NOOP\n")).startswith("500 5.5.2 Error: bare LF")
 
 
-async def test_oversized_data_and_chunk(env: Env) -> None:
+async def test_oversized_data_and_chunk(env: SmtpEnv) -> None:
     c = await env.connect()
     await c.cmd("MAIL FROM:<s@client.test>")
     await c.cmd("RCPT TO:<a@example.test>")
@@ -156,10 +99,10 @@ async def test_oversized_data_and_chunk(env: Env) -> None:
     await c.send(b"BDAT 10001 LAST\r\n" + b"z" * 10001)
     assert (await c.reply()).startswith("552 5.3.4")
     assert (await c.cmd("BDAT 1 LAST\r\nq")).startswith("503")
-    assert env.entries() == []
+    assert env.spool.entries() == []
 
 
-async def test_idle_timeout_runs_on_the_clock(env: Env) -> None:
+async def test_idle_timeout_runs_on_the_clock(env: SmtpEnv) -> None:
     c = await env.connect()
     env.clock.advance(299)
     assert (await c.cmd("NOOP")).startswith("250")
@@ -171,7 +114,7 @@ async def test_idle_timeout_runs_on_the_clock(env: Env) -> None:
     assert await c.closed()
 
 
-async def test_too_many_errors_close_the_session(env: Env) -> None:
+async def test_too_many_errors_close_the_session(env: SmtpEnv) -> None:
     c = await env.connect()
     for _ in range(19):
         assert (await c.cmd("QZVT")).startswith("500 5.5.2")
@@ -207,36 +150,17 @@ class _SeePeer(Check):
         return CONTINUE
 
 
-async def test_proxy_line_names_the_client(tmp_path: Path) -> None:
+async def test_proxy_line_names_the_client(smtp_listener: StartSmtp) -> None:
     # listen.mx_proxy_from: a trusted network may open with a PROXY v1 line (a load
     # balancer, or the conformance suite speaking for a client address).
-    clock = ManualClock()
     seen = _SeePeer()
-
-    async def serve(proxy_from: list[str]) -> asyncio.Server:
-        listener = Listener(
-            "mx",
-            hostname="mx.example.test",
-            policy=Policy([seen]),
-            spool=Spool(tmp_path / "spool", clock),
-            clock=clock,
-            auth=StaticAuthenticator({}),
-            tls_context=None,
-            max_message_size=10_000,
-            max_recipients=100,
-            timeout=300,
-            proxy_from=proxy_from,
-        )
-        return await listener.start("127.0.0.1", 0)
-
     for networks, expected, reply in (
         (["127.0.0.0/8"], "192.0.2.7", None),
         (["192.0.2.0/24"], "127.0.0.1", "500"),  # not trusted: an unknown command
     ):
-        server = await serve(networks)
-        port = server.sockets[0].getsockname()[1]
-        c = Client(*await asyncio.open_connection("127.0.0.1", port))
-        await c.send(f"PROXY TCP4 192.0.2.7 127.0.0.1 40000 {port}\r\n".encode())
+        env = await smtp_listener("mx", policy=Policy([seen]), proxy_from=networks)
+        c = await env.open()
+        await c.send(f"PROXY TCP4 192.0.2.7 127.0.0.1 40000 {env.port}\r\n".encode())
         assert (await c.reply()).startswith("220 ")
         if reply:
             assert (await c.reply()).startswith(reply)
@@ -245,8 +169,6 @@ async def test_proxy_line_names_the_client(tmp_path: Path) -> None:
         assert (await c.cmd("RCPT TO:<a@example.test>")).startswith("250")
         assert seen.peers[-1] == expected
         c.writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 class _LosesCancellation(Check):

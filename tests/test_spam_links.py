@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import dns.asyncresolver
 import pytest
 
 from fakes.dns import FakeDNS
@@ -136,76 +133,66 @@ def test_lookalike_in_links_and_sender() -> None:
 # -- URI blocklists ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeDNS]:
-    with FakeDNS() as d:
-        yield d
-
-
-def resolver(fake: FakeDNS) -> dns.asyncresolver.Resolver:
-    r = dns.asyncresolver.Resolver(configure=False)
-    r.nameservers = ["127.0.0.1"]
-    r.port = fake.port
-    r.lifetime = 1.0
-    return r
-
-
 def links(*urls: str) -> list[Link]:
     return [Link(u, host_of(u)) for u in urls]
 
 
-async def test_listed_registered_domain_is_found(fake: FakeDNS) -> None:
-    fake.blocklist("multi.uribl.test").list_name("spammy.example", "127.0.0.2")
+async def test_listed_registered_domain_is_found(dns_server: FakeDNS) -> None:
+    dns_server.blocklist("multi.uribl.test").list_name("spammy.example", "127.0.0.2")
     hits = await spam.uribl(
-        resolver(fake),
+        dns_server.resolver(1.0),
         [UriZone("multi.uribl.test")],
         links("http://click.spammy.example/x", "https://fine.example/"),
     )
     assert hits == [Hit("URIBL_MULTI_URIBL_TEST", 10.0, "spammy.example")]
-    asked = {q.name.rstrip(".").lower() for q in fake.queries}
+    asked = {q.name.rstrip(".").lower() for q in dns_server.queries}
     # The registered domain is asked, never the full host name or the path.
     assert "spammy.example.multi.uribl.test" in asked
     assert "click.spammy.example.multi.uribl.test" not in asked
 
 
-async def test_return_codes_and_weights(fake: FakeDNS) -> None:
-    bl = fake.blocklist("surbl.test")
+async def test_return_codes_and_weights(dns_server: FakeDNS) -> None:
+    bl = dns_server.blocklist("surbl.test")
     bl.list_name("a.example", "127.0.0.8")
     bl.list_name("b.example", "127.0.0.64")
     zone = UriZone("surbl.test", {"127.0.0.8": 4.0})
-    hits = await spam.uribl(resolver(fake), [zone], links("http://a.example", "http://b.example"))
+    hits = await spam.uribl(
+        dns_server.resolver(1.0), [zone], links("http://a.example", "http://b.example")
+    )
     assert hits == [Hit("URIBL_SURBL_TEST", 4.0, "a.example")]
 
 
-async def test_refused_queries_are_not_listings(fake: FakeDNS) -> None:
+async def test_refused_queries_are_not_listings(dns_server: FakeDNS) -> None:
     # URIBL answers 127.0.0.1 to resolvers it refuses; Spamhaus 127.255.255.x.
-    fake.blocklist("uribl.test").list_name("x.example", "127.0.0.1")
-    fake.blocklist("dbl.test").list_name("x.example", "127.255.255.254")
+    dns_server.blocklist("uribl.test").list_name("x.example", "127.0.0.1")
+    dns_server.blocklist("dbl.test").list_name("x.example", "127.255.255.254")
     zones = [UriZone("uribl.test"), UriZone("dbl.test")]
-    assert await spam.uribl(resolver(fake), zones, links("http://x.example/")) == []
+    assert await spam.uribl(dns_server.resolver(1.0), zones, links("http://x.example/")) == []
 
 
-async def test_dns_failure_scores_nothing(fake: FakeDNS) -> None:
-    fake.fail("bad.example.uribl.test", mode="servfail")
-    fake.blocklist("uribl.test").list_name("listed.example")
+async def test_dns_failure_scores_nothing(dns_server: FakeDNS) -> None:
+    dns_server.fail("bad.example.uribl.test", mode="servfail")
+    dns_server.blocklist("uribl.test").list_name("listed.example")
     hits = await spam.uribl(
-        resolver(fake),
+        dns_server.resolver(1.0),
         [UriZone("uribl.test")],
         links("http://bad.example", "http://listed.example"),
     )
     assert [h.detail for h in hits] == ["listed.example"]
 
 
-async def test_ip_links_and_non_domains_are_not_asked(fake: FakeDNS) -> None:
-    fake.clear_log()
+async def test_ip_links_and_non_domains_are_not_asked(dns_server: FakeDNS) -> None:
+    dns_server.clear_log()
     await spam.uribl(
-        resolver(fake), [UriZone("uribl.test")], links("http://203.0.113.9/", "http://localhost/")
+        dns_server.resolver(1.0),
+        [UriZone("uribl.test")],
+        links("http://203.0.113.9/", "http://localhost/"),
     )
-    assert fake.queries == []
+    assert dns_server.queries == []
 
 
-async def test_lookups_per_message_are_bounded(fake: FakeDNS) -> None:
-    fake.clear_log()
+async def test_lookups_per_message_are_bounded(dns_server: FakeDNS) -> None:
+    dns_server.clear_log()
     many = links(*(f"http://d{i}.example/" for i in range(100)))
-    await spam.uribl(resolver(fake), [UriZone("uribl.test")], many)
-    assert len(fake.queries) == spam.MAX_URIBL_DOMAINS
+    await spam.uribl(dns_server.resolver(1.0), [UriZone("uribl.test")], many)
+    assert len(dns_server.queries) == spam.MAX_URIBL_DOMAINS

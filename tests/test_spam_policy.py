@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
-import dns.asyncresolver
 import pytest
 from test_spam_macros import AUTO_ONLY, DROPPER, docm, message_with
 
@@ -148,37 +146,23 @@ async def test_macro_check_off() -> None:
 # -- with the fake DNS -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeDNS]:
-    with FakeDNS() as d:
-        yield d
-
-
-def resolver(fake: FakeDNS) -> dns.asyncresolver.Resolver:
-    r = dns.asyncresolver.Resolver(configure=False)
-    r.nameservers = ["127.0.0.1"]
-    r.port = fake.port
-    r.lifetime = 1.0
-    return r
-
-
-async def test_uribl_listed_link_is_refused(fake: FakeDNS) -> None:
-    fake.blocklist("uribl.test").list_name("spammy.example")
-    check = SpamCheck(resolver=resolver(fake), uribl=[UriZone("uribl.test")])
+async def test_uribl_listed_link_is_refused(dns_server: FakeDNS) -> None:
+    dns_server.blocklist("uribl.test").list_name("spammy.example")
+    check = SpamCheck(resolver=dns_server.resolver(1.0), uribl=[UriZone("uribl.test")])
     r = await decide(check, message("Offer: http://www.spammy.example/buy"))
     assert r.action is Action.REJECT and "URIBL_URIBL_TEST=10" in r.reason
     assert (await decide(check, message("See http://fine.example/"))).action is Action.CONTINUE
 
 
-async def test_uribl_failure_never_refuses(fake: FakeDNS) -> None:
-    fake.fail("spammy.example.uribl.test", mode="timeout")
-    check = SpamCheck(resolver=resolver(fake), uribl=[UriZone("uribl.test")])
+async def test_uribl_failure_never_refuses(dns_server: FakeDNS) -> None:
+    dns_server.fail("spammy.example.uribl.test", mode="timeout")
+    check = SpamCheck(resolver=dns_server.resolver(1.0), uribl=[UriZone("uribl.test")])
     assert (await decide(check, message("http://spammy.example/"))).action is Action.CONTINUE
 
 
-async def test_dnsbl_light_listing_counts_as_score(fake: FakeDNS) -> None:
-    fake.blocklist("pbl.test").list("203.0.113.7", "127.0.0.10")
-    dnsbl = Dnsbl(resolver(fake), [BlocklistZone("pbl.test", {"127.0.0.10": 3.0})])
+async def test_dnsbl_light_listing_counts_as_score(dns_server: FakeDNS) -> None:
+    dns_server.blocklist("pbl.test").list("203.0.113.7", "127.0.0.10")
+    dnsbl = Dnsbl(dns_server.resolver(1.0), [BlocklistZone("pbl.test", {"127.0.0.10": 3.0})])
     check = SpamCheck(dnsbl=dnsbl)
     r = await decide(check, message("Act now"))  # URGENCY 1.5 + the listing's 3
     assert b"RCVD_IN_DNSBL" in r.prepend_headers and b"score=4.5" in r.prepend_headers

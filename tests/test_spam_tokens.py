@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,33 +21,27 @@ from reference.state.tokens import (
     open_tokens,
 )
 
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
-        yield server
+if TYPE_CHECKING:
+    from conftest import Backend
 
 
 Factory = Callable[[], TokenDB]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def factory(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
-) -> Iterator[Factory]:
+@pytest.fixture
+def factory(backend: Backend) -> Iterator[Factory]:
     """Opens the same database again, as another process (or node) would."""
     made: list[TokenDB] = []
     memory = MemoryTokenDB()
-    prefix = f"t{id(request)}:"
 
     def make() -> TokenDB:
         db: TokenDB
-        if request.param == "memory":
+        if backend.name == "memory":
             db = memory
-        elif request.param == "sqlite":
-            db = SqliteTokenDB(tmp_path / "bayes.sqlite3")
+        elif backend.name == "sqlite":
+            db = SqliteTokenDB(backend.path / "bayes.sqlite3")
         else:
-            db = RedisTokenDB(redis_server.url, prefix=prefix)
+            db = RedisTokenDB(backend.redis_url, prefix=backend.prefix)
         made.append(db)
         return db
 

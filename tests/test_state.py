@@ -3,43 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
 from reference.state import StateStore
 from reference.state.memory import MemoryStore
 from reference.state.redis import RedisStore
-from reference.state.server import RedisServer
 from reference.state.sqlite import SqliteStore
 
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
-        yield server
+if TYPE_CHECKING:
+    from conftest import Backend
 
 
 Factory = Callable[[], StateStore]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def factory(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
-) -> AsyncIterator[Factory]:
+@pytest.fixture
+async def factory(backend: Backend) -> AsyncIterator[Factory]:
     made: list[StateStore] = []
     shared_memory = MemoryStore()
-    prefix = f"t{id(request)}:"
 
     def make() -> StateStore:
         store: StateStore
-        if request.param == "memory":
+        if backend.name == "memory":
             store = shared_memory
-        elif request.param == "sqlite":
-            store = SqliteStore(tmp_path / "state.sqlite3")
+        elif backend.name == "sqlite":
+            store = SqliteStore(backend.path / "state.sqlite3")
         else:
-            store = RedisStore(redis_server.url, prefix=prefix)
+            store = RedisStore(backend.redis_url, prefix=backend.prefix)
         made.append(store)
         return store
 

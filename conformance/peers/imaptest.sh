@@ -27,6 +27,8 @@ set -euo pipefail
 COMMIT=924f619
 UPSTREAM=https://github.com/dovecot/imaptest.git
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=conformance/peers/lib.sh
+. "$HERE/lib.sh"
 PY=${PYTHON:-python3}
 
 usage() {
@@ -38,33 +40,6 @@ usage() {
 action=$1
 dir=$(realpath -m "$2")
 shift 2
-
-install_packages() {
-    [ $# -gt 0 ] || return 0
-    local need=() p
-    for p in "$@"; do
-        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-    done
-    [ ${#need[@]} -eq 0 ] && return 0
-    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "imaptest.sh: missing ${need[*]}; installing them needs root and apt-get" >&2
-        exit 3
-    fi
-    local had_dovecot=no
-    dpkg -s dovecot-core >/dev/null 2>&1 && had_dovecot=yes
-    echo "imaptest.sh: installing ${need[*]} from the Debian archive" >&2
-    apt-get update -qq >/dev/null || { echo "imaptest.sh: apt-get update failed" >&2; exit 3; }
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${need[@]}" >/dev/null; then
-        echo "imaptest.sh: apt-get install ${need[*]} failed" >&2
-        exit 3
-    fi
-    # Debian starts a system Dovecot on 143/993 when it installs one: the runs use private
-    # instances, so stop it, unless it was there before (then it is not ours to stop).
-    if [ "$had_dovecot" = no ]; then
-        service dovecot stop >/dev/null 2>&1 || true
-    fi
-}
 
 source_key() {
     # Where the source comes from: the build's cache key.
@@ -80,7 +55,7 @@ fetch_source() {
     if [ -n "${IMAPTEST_TARBALL:-}" ]; then
         tar -xzf "$IMAPTEST_TARBALL" -C "$1" --strip-components=1
     else
-        install_packages git ca-certificates
+        install_packages imaptest.sh git ca-certificates
         git clone -q "$UPSTREAM" "$1" >&2
         git -C "$1" checkout -q "$COMMIT"
     fi
@@ -109,7 +84,7 @@ EOF
 }
 
 build() {
-    install_packages dovecot-dev dovecot-core build-essential autoconf automake libtool pkg-config
+    install_packages imaptest.sh dovecot-dev dovecot-core build-essential autoconf automake libtool pkg-config
     local key
     key=$(source_key)
     if [ -x "$dir/imaptest" ] && [ "$(cat "$dir/source" 2>/dev/null)" = "$key" ]; then
@@ -157,7 +132,7 @@ wants_dovecot() {
 run() {
     local status=0 packages=()
     wants_dovecot "$@" && packages+=(dovecot-imapd)
-    ( build && install_packages "${packages[@]}" ) || status=$?
+    ( build && install_packages imaptest.sh "${packages[@]}" ) || status=$?
     if [ "$status" -eq 3 ] && [ "${MAILSPEC_PEERS_REQUIRED:-0}" != 1 ]; then
         echo "imaptest.sh: SKIPPED: imaptest or Dovecot cannot be installed on this machine" >&2
         return 0

@@ -219,6 +219,8 @@ def test_login_with_control_character(target: Target, form: bytes) -> None:
     raw = RawImap(target)
     try:
         lines = raw.command(b"LOGIN " + user + b" " + password)
+        if tagged(lines).startswith(b"BYE"):
+            return  # BYE and a closed connection (RFC 9051 7.1.5): no one logged in either
         assert tagged(lines).startswith(b"BAD"), f"LOGIN {user!r}: {lines}"
         assert tagged(raw.command("SELECT INBOX")).startswith(b"BAD"), "logged in after all"
     finally:

@@ -247,10 +247,19 @@ class RawImap:
         return line + b"\r\n"
 
     def until(self, tag: bytes) -> list[bytes]:
-        """Every line up to and including the tagged reply (literals read whole)."""
+        """Every line up to and including the tagged reply (literals read whole).
+
+        A server may answer with an untagged BYE and close instead (RFC 3501 7.1.5, RFC 9051
+        7.1.5): the lines then end with the BYE, which :func:`tagged` reads as ``BYE ...``.
+        """
         lines: list[bytes] = []
         while True:
-            line = self.line()
+            try:
+                line = self.line()
+            except ConnectionError:
+                if lines and lines[-1].startswith(b"* BYE"):
+                    return lines
+                raise
             while line.endswith(b"}\r\n") and b"{" in line:
                 size = int(line[line.rindex(b"{") + 1 : -3].rstrip(b"+"))
                 while len(self.buffer) < size:
@@ -287,7 +296,8 @@ def _quote(text: str) -> bytes:
 
 
 def tagged(lines: list[bytes]) -> bytes:
-    """The tagged status (``OK ...``, ``NO ...``, ``BAD ...``) of a raw command."""
+    """The tagged status (``OK ...``, ``NO ...``, ``BAD ...``) of a raw command, or
+    ``BYE ...`` where the server said BYE and closed the connection instead."""
     return lines[-1].split(b" ", 1)[1]
 
 

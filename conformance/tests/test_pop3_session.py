@@ -106,8 +106,8 @@ def test_stls(target: Target) -> None:
 def test_passwords_refused_before_tls(target: Target) -> None:
     acc = target.mailbox_account
     with raw_pop(target) as raw:
-        caps = raw.multiline(b"CAPA")  # type: ignore[attr-defined]
-        assert b"USER" not in caps, caps
+        # Whether CAPA lists USER before TLS is not the point (Dovecot lists it and refuses
+        # PASS, which RFC 2449 6.3 allows): the refusal is.
         user = raw.command(b"USER " + acc.address.encode())  # type: ignore[attr-defined]
         if user.startswith(b"+OK"):
             assert raw.command(b"PASS " + acc.password.encode()).startswith(b"-ERR")  # type: ignore[attr-defined]
@@ -141,8 +141,10 @@ def test_stls_discards_pipelined_commands(target: Target) -> None:
         except TLS_ABORTED:
             return  # it hung up rather than start TLS behind queued plaintext: safe
         raw.file = raw.sock.makefile("rb")
-        assert raw.command(b"NOOP").startswith(b"+OK")  # no reply queued for USER or PASS
-        assert raw.command(b"STAT").startswith(b"-ERR"), "the injected USER/PASS ran"
+        # Had the injected USER and PASS run, STAT would read their +OK (or, logged in, its
+        # own). No NOOP first: RFC 1939 5 allows -ERR for it before login.
+        stat = raw.command(b"STAT")
+        assert stat.startswith(b"-ERR"), f"the injected USER/PASS ran: STAT got {stat!r}"
     finally:
         raw.close()
 
@@ -252,10 +254,16 @@ def test_control_character_in_user(target: Target, ctl: str) -> None:
         twin.close()
     client = pop3(target)
     try:
-        with pytest.raises(poplib.error_proto):
-            client.user(f"{local}{ctl}@{domain}")
-        with pytest.raises(poplib.error_proto):
-            client.pass_(acc.password)
+        # The -ERR may come at USER or at PASS: a server may answer +OK to any USER so as not
+        # to tell which mailboxes exist (RFC 1939 7, "USER name"; Dovecot does), but the
+        # name with a control character must never log anyone in.
+        try:
+            user = client.user(f"{local}{ctl}@{domain}")
+        except poplib.error_proto:
+            user = None
+        if user is not None:
+            with pytest.raises(poplib.error_proto):
+                client.pass_(acc.password)
         with pytest.raises(poplib.error_proto):
             client.stat()
     finally:

@@ -133,7 +133,8 @@ def test_8bitmime(smtp: SMTPConnector, target: Target) -> None:
     client = session(smtp)
     require_extension(client, "8BITMIME")
     client.mail("", ["BODY=7BIT"]).expect(250, doing="MAIL FROM:<> BODY=7BIT")
-    client.rset().expect(250, doing="RSET")
+    # A session of its own for the 8-bit message: after RSET it would depend on RSET too.
+    client = session(smtp)
     token = marker()
     client.mail("", ["BODY=8BITMIME"]).expect(250, doing="MAIL FROM:<> BODY=8BITMIME")
     client.rcpt(target.account.address).expect(250, doing="RCPT TO the test account")

@@ -4,9 +4,16 @@ The model follows RFC 5321 3.3 and 4.1.4 (what each command needs before it, wha
 resets) and checks each reply's class against it. The fuzzer sends lines no client would
 and wants one well-formed reply to each, from a server that stays usable. Example counts
 are modest and derandomised: the suite stays fast and a failure repeats.
+
+Each property test keeps to the target's budget ([budget] in its description: seconds and
+examples): the example count is cut to what fits in the seconds at the time the server takes
+to answer an error (measured first: Postfix waits smtpd_error_sleep_time, 1 s by default,
+before each reply past an error), and the fuzzer stops drawing work when the time is out.
 """
 
 from __future__ import annotations
+
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,6 +40,29 @@ FUZZ_SETTINGS = settings(
     database=None,
     suppress_health_check=list(HealthCheck),
 )
+
+
+def error_cost(smtp: SMTPConnector) -> float:
+    """Seconds the server takes to answer a command after an error (the slow case)."""
+    client = smtp.session("smtp")
+    try:
+        client.command("QZVTFROB x")
+        start = time.monotonic()
+        client.command("QZVTFROB y")
+        return time.monotonic() - start
+    finally:
+        client.close()
+
+
+def budgeted(base: settings, target: Target, cost: float, commands: int) -> settings:
+    """``base`` with no more examples than the target's budget allows: its example cap, and
+    what fits in its seconds at ``cost`` seconds for each of an example's ``commands``."""
+    n = base.max_examples
+    if target.budget.examples is not None:
+        n = min(n, target.budget.examples)
+    fit = int(target.budget.seconds / max(cost * commands, 1e-3))
+    return settings(base, max_examples=max(1, min(n, fit)))
+
 
 NAMES = st.sampled_from(["client.example.test", "[192.0.2.1]", "[IPv6:2001:db8::1]", "x"])
 SENDERS = st.sampled_from(["", "sender@client.example.test", "a.b-c+d@sub.client.example.test"])
@@ -190,7 +220,12 @@ class SessionModel(RuleBasedStateMachine):
 def test_session_state_model(smtp: SMTPConnector, target: Target) -> None:
     SessionModel.connector = smtp
     SessionModel.target = target
-    run_state_machine_as_test(SessionModel, settings=MODEL_SETTINGS)
+    cost = error_cost(smtp)
+    # An example runs to its end: on a slow server, shorter ones (5 steps at least).
+    steps = MODEL_SETTINGS.stateful_step_count
+    steps = max(5, min(steps, int(target.budget.seconds / max(cost, 1e-3))))
+    chosen = budgeted(MODEL_SETTINGS, target, cost, steps)
+    run_state_machine_as_test(SessionModel, settings=settings(chosen, stateful_step_count=steps))
 
 
 # -- fuzzed command lines ---------------------------------------------------------------------
@@ -261,10 +296,14 @@ def test_fuzzed_command_lines(smtp: SMTPConnector, target: Target) -> None:
     def drop() -> None:
         state.pop("c").close()
 
-    @FUZZ_SETTINGS
+    # A line and the NOOP behind it: two commands an example.
+    chosen = budgeted(FUZZ_SETTINGS, target, error_cost(smtp), 2)
+    stop = time.monotonic() + target.budget.seconds
+
+    @chosen
     @given(line=LINES)
     def one_line(line: bytes) -> None:
-        if _runs_something_stateful(line):
+        if _runs_something_stateful(line) or time.monotonic() > stop:
             return
         c = client()
         c.send(line + b"\r\n")

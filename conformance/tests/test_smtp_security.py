@@ -109,7 +109,7 @@ def test_bare_lf_in_data_is_refused(smtp: SMTPConnector, target: Target, where: 
 def test_bare_cr_in_data_is_refused(smtp: SMTPConnector, target: Target) -> None:
     # Sendmail's and Exim's smuggling fixes treat a bare CR as the same danger (CVE-2023-
     # 51765): some receivers end a line there. Postfix deviates: smtpd_forbid_bare_newline
-    # is about LF, and a bare CR passes as data (conformance/peers/postfix-deviations.toml).
+    # is about LF, and a bare CR passes as data (conformance/peers/deviations.toml).
     client = session(smtp)
     transaction(client, target)
     reply = client.data(message(marker(), body=[b"line one\rline two"]))

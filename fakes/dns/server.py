@@ -15,6 +15,7 @@ from os import PathLike
 from types import TracebackType
 from typing import Any, cast
 
+import dns.asyncresolver
 from dnslib import EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSRecord
 
 from fakes.dns.blocklist import Blocklist
@@ -126,6 +127,15 @@ class FakeDNS:
     def nameserver(self) -> str:
         """HOST:PORT for resolver configuration ("[::1]:PORT" for IPv6)."""
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def resolver(self, lifetime: float = 2.0) -> dns.asyncresolver.Resolver:
+        """A resolver that asks this server only (never the system's), each lookup bounded
+        by ``lifetime`` seconds."""
+        r = dns.asyncresolver.Resolver(configure=False)
+        r.nameservers = [self.host]
+        r.port = self.port
+        r.lifetime = r.timeout = lifetime
+        return r
 
     def _run(
         self,

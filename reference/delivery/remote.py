@@ -21,6 +21,7 @@ from reference.delivery.classify import Action, Classified, classify
 from reference.delivery.outcome import Outcome
 from reference.log import event
 from reference.spool import QueueEntry, Recipient
+from reference.values import network
 
 log = logging.getLogger("mailspec.relay")
 
@@ -86,7 +87,7 @@ class SourcePool:
     """The addresses the relay may send from (``relay.source_addresses``)."""
 
     def __init__(self, specs: Sequence[str], rng: random.Random | None = None) -> None:
-        self.networks = [ipaddress.ip_network(s, strict=False) for s in specs]
+        self.networks = [network(s) for s in specs]
         self.rng = rng or random.Random()
 
     def __bool__(self) -> bool:

@@ -3,11 +3,15 @@ parsed views computed when first asked for, header edits applied in one place.
 
 Every part of the reference that looks into a message's header (DKIM, ARC, DMARC,
 Authentication-Results, submission rules, spam, the DSN, IMAP) splits it with
-:func:`split_header` here: one rule for where the header ends.
+:func:`split_header` here: one rule for where the header ends. What looks into its MIME
+structure (the spam engine: parts, text, links, attachments) reads :attr:`Message.mime`,
+parsed by the standard library once, when first asked for.
 """
 
 from __future__ import annotations
 
+import email
+import email.message
 import email.utils
 import re
 from collections.abc import Iterable, Sequence
@@ -19,6 +23,7 @@ __all__ = [
     "Message",
     "from_domains",
     "header_fields",
+    "mime_parses",
     "split_header",
     "split_message",
     "splits",
@@ -35,6 +40,8 @@ class _Counter:
 
 
 splits = _Counter()
+# How many times a message's MIME structure was parsed (Message.mime): once per message.
+mime_parses = _Counter()
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,13 @@ class Message:
     @property
     def body(self) -> bytes:
         return self._parts[2]
+
+    @cached_property
+    def mime(self) -> email.message.Message:
+        """The MIME structure (the standard library's parse, compat32 as its default is),
+        parsed when first asked for; it may carry defects, never raises on bad input."""
+        mime_parses.value += 1
+        return email.message_from_bytes(self.raw)
 
     @cached_property
     def fields(self) -> tuple[Field, ...]:

@@ -130,13 +130,26 @@ BAD_SENDER_SYNTAX = Reply(501, "5.1.7", "Bad sender address syntax")
 BAD_RECIPIENT_SYNTAX = Reply(501, "5.1.3", "Bad recipient address syntax")
 NEEDS_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address {address} needs SMTPUTF8")
 UNSUPPORTED_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter {key}")
-# Syntax of the commands the session handles itself (aiosmtpd's texts, with enhanced codes).
+# Syntax of the commands the session handles itself (the texts aiosmtpd used, kept).
 SYNTAX_EHLO = Reply(501, "5.5.4", "Syntax: EHLO hostname")
 SYNTAX_HELO = Reply(501, "5.5.4", "Syntax: HELO hostname")
 SYNTAX_STARTTLS = Reply(501, "5.5.4", "Syntax: STARTTLS")
 SYNTAX_DATA = Reply(501, "5.5.4", "Syntax: DATA")
-NEED_TLS_FIRST = Reply(554, "5.7.0", "Command refused due to lack of security")
-# AUTH (RFC 4954): before EHLO the verb is unknown; then the argument checks of aiosmtpd.
+SYNTAX_RSET = Reply(501, "5.5.4", "Syntax: RSET")
+SYNTAX_QUIT = Reply(501, "5.5.4", "Syntax: QUIT")
+SYNTAX_VRFY = Reply(501, "5.5.4", "Syntax: VRFY <address>")
+SEND_HELO_FIRST = Reply(503, "5.5.1", "Error: send HELO first")
+SEND_EHLO_FIRST = Reply(503, "5.5.1", "Error: send EHLO first")
+SEND_HELO_EHLO_FIRST = Reply(503, "5.5.1", "Error: send HELO/EHLO first")
+# RFC 5321 3.5.3: VRFY answers 252 (it neither confirms nor denies a mailbox), EXPN 502.
+CANNOT_VRFY = Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+VRFY_UNPARSABLE = Reply(502, "5.5.1", "Could not VRFY {arg}")
+EXPN_NOT_IMPLEMENTED = Reply(502, "5.5.1", "EXPN not implemented")
+# RFC 5321 4.1.1.8: HELP lists the commands, or gives one's syntax.
+HELP = Reply(250, "2.0.0", "Supported commands: {commands}")
+HELP_SYNTAX = Reply(250, "2.0.0", "Syntax: {syntax}")
+HELP_UNKNOWN = Reply(501, "5.5.4", "Supported commands: {commands}")
+# AUTH (RFC 4954): after HELO the verb is unknown; then the checks of its arguments.
 AUTH_UNKNOWN = Reply(500, "5.5.2", "Error: command 'AUTH' not recognized")
 AUTH_NEEDS_TLS = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
 AUTH_ALREADY = Reply(503, "5.5.1", "Already authenticated")
@@ -146,6 +159,7 @@ AUTH_UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
 AUTH_BAD_BASE64 = Reply(501, "5.5.2", "Can't decode base64")
 AUTH_BAD_PLAIN = Reply(501, "5.5.2", "Can't split auth value")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_ABORTED = Reply(501, "5.7.0", "Auth aborted")  # RFC 4954 4: the client sent "*"
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 
 # -- what the policy answers (reference.policy): refusals name the reason, the detail is
@@ -191,32 +205,3 @@ DNS_TEMPFAIL = Reply(
     451, "4.4.3", "Temporary DNS failure authenticating the sender, try again later"
 )
 DKIM_SIGNING_FAILED = Reply(451, "4.3.0", "Cannot DKIM-sign the message now, try again later")
-
-# Default enhanced codes for replies written without one (aiosmtpd's own replies), so that
-# every reply after EHLO carries one, as RFC 2034 asks once ENHANCEDSTATUSCODES is advertised.
-DEFAULT_ENHANCED: dict[int, str] = {
-    220: "2.0.0",
-    221: "2.0.0",
-    235: "2.7.0",
-    250: "2.0.0",
-    251: "2.1.5",
-    252: "2.5.0",
-    421: "4.4.2",
-    450: "4.2.0",
-    451: "4.3.0",
-    452: "4.3.1",
-    454: "4.7.0",
-    500: "5.5.2",
-    501: "5.5.4",
-    502: "5.5.1",
-    503: "5.5.1",
-    504: "5.5.4",
-    530: "5.7.0",
-    535: "5.7.8",
-    550: "5.0.0",
-    551: "5.1.6",
-    552: "5.3.4",
-    553: "5.1.3",
-    554: "5.0.0",
-    555: "5.5.4",
-}

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from reference import faults
 from reference.mailbox.index import (
     COLUMNS,
     LOCK_FILE,
@@ -201,9 +202,10 @@ class Mailbox(UidIndex):
                 uids = [u for (u,) in db.execute("SELECT uid FROM messages ORDER BY uid")]
                 status = self._status()
                 unseen = self.first_unseen()
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('recent_uid', ?)", (status.uidnext,)
-                )
+                if not faults.active("mailbox.recent-for-all"):
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('recent_uid', ?)", (status.uidnext,)
+                    )
             return uids, status, unseen
         with self._mutex:
             self._db.execute("BEGIN")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reference import faults
 from reference.clock import Clock
 from reference.mailbox.folder import Mailbox, Status
 from reference.mailbox.index import INDEX_FILE, LOCK_FILE, Listener, Validity
@@ -420,6 +421,8 @@ class MailStore:
                 except (FileNotFoundError, ValueError):
                     last = 0
                 chosen = min(max(proposed, last + 1), 2**32 - 1)  # nz-number, 32 bits
+                if faults.active("mailbox.uidvalidity-from-clock"):
+                    chosen = proposed
                 write_atomically(path, f"{chosen}\n")
             return chosen
 

@@ -10,6 +10,7 @@ from reference.clock import Clock
 from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 from reference.state import StateStore
+from reference.values import network
 
 __all__ = ["Greylist"]
 
@@ -49,7 +50,7 @@ class Greylist(Check):
         self.delay = delay
         self.window = window
         self.whitelist = whitelist
-        self.bypass = [ipaddress.ip_network(n, strict=False) for n in bypass]
+        self.bypass = [network(n) for n in bypass]
         self.spf_domains = tuple(d.lower().rstrip(".") for d in spf_domains)
 
     async def _spf_whitelisted(self, tx: Transaction) -> bool:

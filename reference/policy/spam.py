@@ -259,7 +259,7 @@ class SpamCheck(Check):
     ) -> tuple[Parsed, Verdict]:
         """Parse, settings and lists, rules, phishing and Bayes: CPU, SQLite and directory
         work, run on a worker thread."""
-        parsed = engine.parse(msg.raw)  # the MIME structure: parts, text, links, attachments
+        parsed = engine.parse(msg)  # the MIME structure: parts, text, links, attachments
         senders = [a for a in (sender, parsed.from_addr) if a]
         who = self._recipients(s, senders, rcpts)
         t = who.thresholds

@@ -27,7 +27,7 @@ from reference.policy import (
     Transaction,
     refuse,
 )
-from reference.values import parse_header_rules
+from reference.values import FieldName, HeaderField
 
 __all__ = ["BULK", "REGULAR", "BulkLane", "FromOwnership", "HeaderRules", "from_addresses"]
 
@@ -76,8 +76,9 @@ class HeaderRules(Check):
 
     name = "header-rules"
 
-    def __init__(self, remove: Sequence[str] = (), add: Sequence[str] = ()) -> None:
-        self.remove, self.add = parse_header_rules(remove, add)
+    def __init__(self, remove: Sequence[FieldName] = (), add: Sequence[HeaderField] = ()) -> None:
+        self.remove = {name.lname for name in remove}
+        self.add = b"".join(f.line for f in add)
 
     def rewrite(self, msg: Message) -> Message | None:
         kept = [f.raw for f in msg.fields if f.lname not in self.remove]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from io import BytesIO
 
+from reference.mail.message import Message
 from reference.scan.links import MAX_LINKS, Link, extract_urls, host_of
 
 __all__ = [
@@ -223,10 +224,13 @@ def _walk(msg: email.message.Message) -> Iterable[email.message.Message]:
         yield part
 
 
-def parse(raw: bytes) -> Parsed:
-    """Everything the rules need, from one parse; never raises."""
+def parse(message: Message | bytes) -> Parsed:
+    """Everything the rules need, from the message's one MIME parse; never raises."""
+    msg = Message.of(message)
+    raw = msg.raw
     try:
-        return _parse(raw[:MAX_PARSE])
+        # A message past the bound (SIZE refuses it first) is parsed cut, on its own.
+        return _parse(msg.mime if len(raw) <= MAX_PARSE else Message(raw[:MAX_PARSE]).mime)
     except Exception as e:  # includes RecursionError on absurd nesting
         return _headers_only(raw, f"{type(e).__name__}")
 
@@ -265,8 +269,7 @@ def _header_facts(msg: email.message.Message) -> Parsed:
     )
 
 
-def _parse(raw: bytes) -> Parsed:
-    msg = email.message_from_bytes(raw)
+def _parse(msg: email.message.Message) -> Parsed:
     facts = _header_facts(msg)
     text: list[str] = []
     html_text: list[str] = []

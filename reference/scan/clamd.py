@@ -6,6 +6,8 @@ import asyncio
 import struct
 from dataclasses import dataclass
 
+from reference.values import SocketAddress
+
 __all__ = ["ClamdClient", "ScanResult"]
 
 _CHUNK = 64 * 1024
@@ -24,18 +26,21 @@ class ScanResult:
 
 
 class ClamdClient:
-    """``ClamdClient("127.0.0.1:3310")`` or ``ClamdClient("/run/clamav/clamd.ctl")``."""
+    """``ClamdClient("127.0.0.1:3310")`` or ``ClamdClient("/run/clamav/clamd.ctl")``; the
+    server passes the address the config parsed (``antivirus.clamd``)."""
 
-    def __init__(self, address: str, *, timeout: float = 30.0, max_size: int = 25 << 20):
-        self.address = address
+    def __init__(
+        self, address: SocketAddress | str, *, timeout: float = 30.0, max_size: int = 25 << 20
+    ):
+        self.address = address if isinstance(address, SocketAddress) else SocketAddress(address)
         self.timeout = timeout
         self.max_size = max_size
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.address.startswith("/"):
-            return await asyncio.open_unix_connection(self.address)
-        host, _, port = self.address.rpartition(":")
-        return await asyncio.open_connection(host.strip("[]"), int(port))
+        if self.address.pair is None:
+            assert self.address.path is not None
+            return await asyncio.open_unix_connection(self.address.path)
+        return await asyncio.open_connection(*self.address.pair)
 
     async def _exchange(self, command: bytes, payload: bytes | None = None) -> bytes:
         reader, writer = await self._open()

@@ -32,6 +32,7 @@ from reference.credentials import Authenticator, TemporarilyUnavailable
 from reference.log import event
 from reference.metrics import Metrics
 from reference.state import StateStore
+from reference.values import network
 
 log = logging.getLogger("mailspec.authlimit")
 
@@ -78,7 +79,7 @@ class AuthLimiter:
         self.delay = delay
         self.delay_after = delay_after
         self.max_delay = max_delay
-        self.ignore = [ipaddress.ip_network(n, strict=False) for n in ignore_networks]
+        self.ignore = [network(n) for n in ignore_networks]
 
     # -- keys
 

@@ -26,6 +26,7 @@ __all__ = [
     "parse_mail",
     "parse_rcpt",
     "split_params",
+    "vrfy_address",
 ]
 
 # RFC 5321 4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-");
@@ -292,3 +293,13 @@ def parse_bdat(arg: str | None) -> tuple[int, bool]:
     if m is None:
         raise _syntax("Syntax: BDAT chunk-size [LAST]")
     return int(m.group(1)), m.group(2) is not None
+
+
+def vrfy_address(arg: str) -> str | None:
+    """The address a VRFY argument names (a path or a bare addr-spec), or None."""
+    try:
+        if arg.lstrip().startswith("<"):
+            return str(get_angle_addr(arg)[0].addr_spec)
+        return str(get_addr_spec(arg)[0].addr_spec)
+    except HeaderParseError:
+        return None

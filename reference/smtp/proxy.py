@@ -1,11 +1,12 @@
-"""PROXY protocol v2 (HAProxy's binary header): a pure parser, bytes in, client address out."""
+"""PROXY protocol (HAProxy's v1 text line and v2 binary header): pure parsers, bytes in,
+client address out."""
 
 from __future__ import annotations
 
 import ipaddress
 import struct
 
-__all__ = ["V2_SIGNATURE", "ProxyError", "parse_v2", "render_v2"]
+__all__ = ["MAX_PAYLOAD", "V2_SIGNATURE", "ProxyError", "parse_v1", "parse_v2", "render_v2"]
 
 # The 12-byte signature: it starts with CRLF CRLF, so a line reader sees an empty line first.
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -13,7 +14,23 @@ MAX_PAYLOAD = 536  # addresses (216 for AF_UNIX) plus TLVs: anything larger is n
 
 
 class ProxyError(ValueError):
-    """A malformed PROXY v2 header."""
+    """A malformed PROXY header."""
+
+
+def parse_v1(line: bytes) -> tuple[str, int] | None:
+    """The client (address, port) of a ``PROXY TCP4|TCP6 src dst sport dport`` line
+    (without its CRLF); ``None`` for ``PROXY UNKNOWN``: the proxy does not say."""
+    parts = line.decode("ascii", "replace").split(" ")
+    try:
+        if parts[1] == "UNKNOWN":
+            return None
+        family, src, sport = parts[1], parts[2], int(parts[4])
+        addr = ipaddress.ip_address(src)
+    except (IndexError, ValueError) as e:
+        raise ProxyError(str(e)) from None
+    if (family, addr.version) not in (("TCP4", 4), ("TCP6", 6)) or len(parts) != 6:
+        raise ProxyError(f"not a TCP4 or TCP6 line: {family}")
+    return str(addr), sport
 
 
 def parse_v2(head: bytes, payload: bytes) -> tuple[str, int] | None:

@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any
 
-from stream_servers import Env
+from stream_servers import Env, LineClient, Start
 
 ALICE, PASSWORD = "alice@example.org", "correct horse"
 MSG = b"From: bob@example.net\r\nSubject: Hello\r\n\r\nHi Alice.\r\n"
 
-# The ``start`` fixture: ``await start(**options)`` runs an ImapServer on a fresh store.
-Start = Callable[..., Awaitable[Env]]
 
-
-class Raw:
-    """A line-oriented test client that shows exactly what the server sends."""
-
-    opened: ClassVar[list[Raw]] = []
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        Raw.opened.append(self)
+class Raw(LineClient):
+    """An IMAP client that shows exactly what the server sends."""
 
     @classmethod
     async def connect(cls, env: Env) -> Raw:
         raw = cls(*await asyncio.open_connection("127.0.0.1", env.port))
         assert (await raw.line()).startswith(b"* OK ")
         return raw
-
-    async def line(self) -> bytes:
-        return await asyncio.wait_for(self.reader.readline(), 5)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
 
     async def command(self, text: bytes, tag: bytes = b"t") -> list[bytes]:
         """Send ``tag text``; every line up to and including the tagged reply."""
@@ -60,9 +44,6 @@ class Raw:
         assert (await self.command(b'LOGIN alice@example.org "correct horse"'))[-1].startswith(
             b"t OK"
         )
-
-    async def closed(self) -> bool:
-        return await asyncio.wait_for(self.reader.read(), 5) == b""
 
 
 async def logged_in(start: Start, **options: Any) -> tuple[Env, Raw]:
