@@ -1,12 +1,16 @@
 """Benchmark: IMAP on a mailbox of 100,000 messages (run by hand; not in the test run).
 
     .venv/bin/python load/bench_mailbox.py [--messages 100000] [--dir /tmp/bench]
+                                           [--no-text-index]
 
 Fills an INBOX by dropping files into ``new/`` as another MDA would (so the first open also
 measures adoption), then serves it with the reference IMAP server on loopback and times
 SELECT, SEARCH and FETCH of ranges from an imapclient session. Alongside each figure it
 prints how many message files the server read and how many times it listed the Maildir:
-SELECT, flag SEARCH and FETCH of a range must not read every message file.
+SELECT, flag SEARCH, FETCH of a range and text SEARCH (BODY, TEXT: the mailbox's text index)
+must not read every message file. The first text SEARCH indexes the files dropped into
+``new/`` (delivery and APPEND index as they store); ``--no-text-index`` drops the index to
+measure text SEARCH reading every file, as it did before there was one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import os
 import shutil
 import socket
+import sqlite3
 import statistics
 import tempfile
 import threading
@@ -27,9 +32,10 @@ from typing import Any
 
 from reference.clock import RealClock
 from reference.credentials import StaticAuthenticator
-from reference.imap import ImapServer
+from reference.imap import ImapServer, searchable_text
 from reference.mailbox import MailStore
 from reference.mailbox import folder as folder_module
+from reference.mailbox.index import INDEX_FILE
 
 ADDRESS, PASSWORD = "bench@example.org", "bench"
 
@@ -74,7 +80,7 @@ def fill(root: Path, count: int) -> Path:
         data = (
             b"From: sender%d@example.net\r\nTo: bench@example.org\r\n"
             b"Subject: message %d\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
-            b"Message-ID: <%d@bench>\r\n\r\n" % (n % 97, n, n)
+            b"Message-ID: <%d@bench>\r\n\r\nHello, this is note %d.\r\n" % (n % 97, n, n, n)
         ) + body
         path = new / f"{1_700_000_000 + n}.M{n}P1.bench"
         path.write_bytes(data)
@@ -181,6 +187,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--dir", type=Path, default=None, help="where to build the mailbox")
+    parser.add_argument(
+        "--no-text-index", action="store_true", help="text SEARCH reading every file"
+    )
     args = parser.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench-mailbox-"))
     n = args.messages
@@ -188,9 +197,9 @@ def main() -> None:
     counters = Counters()
     try:
         started = time.perf_counter()
-        fill(root, n)
+        inbox_dir = fill(root, n)
         print(f"filled {n} messages in {time.perf_counter() - started:.1f} s under {root}")
-        store = MailStore(root)
+        store = MailStore(root, text_of=searchable_text)  # as the server builds it
         with counters.count() as c:
             started = time.perf_counter()
             store.open(ADDRESS).close()  # the first open adopts every file
@@ -201,6 +210,9 @@ def main() -> None:
                     c,
                 )
             )
+        if args.no_text_index:
+            with sqlite3.connect(inbox_dir / INDEX_FILE) as db:
+                db.execute("DROP TABLE texts")
         with counters.count() as c:
             ms, _ = timed(lambda: store.open(ADDRESS).close(), repeat=20)
             rows.append(("open again (directory unchanged)", ms, c))
@@ -213,6 +225,8 @@ def main() -> None:
         client.command(f"LOGIN {ADDRESS} {PASSWORD}")
         last = n + 20  # the deliveries above
         mid = max(1, n // 2)
+        some = min(1000, n)
+        note = (n * 3) // 4
         try:
             cases: list[tuple[str, str]] = [
                 ("SELECT INBOX", "SELECT INBOX"),
@@ -224,12 +238,20 @@ def main() -> None:
                 ("UID FETCH last 100 (BODY.PEEK[HEADER])",
                  f"UID FETCH {last - 99}:* (BODY.PEEK[HEADER])"),
                 ("FETCH 1:* (FLAGS), the whole mailbox", "FETCH 1:* (FLAGS)"),
-                ("STORE 1:1000 +FLAGS.SILENT (\\Flagged)",
-                 "STORE 1:1000 +FLAGS.SILENT (\\Flagged)"),
+                (f"STORE 1:{some} +FLAGS.SILENT (\\Flagged)",
+                 f"STORE 1:{some} +FLAGS.SILENT (\\Flagged)"),
                 ("SEARCH SUBJECT (reads every file)", 'SEARCH SUBJECT "message 4242"'),
+                ("SEARCH BODY, first (indexes the dropped files)", 'SEARCH BODY "no such"'),
+                ("SEARCH BODY one message's words", f'SEARCH BODY "is note {note}."'),
+                ("SEARCH TEXT a sender (header)", 'SEARCH TEXT "sender42@"'),
+                ("SEARCH BODY FLAGGED (with a flag)", f'SEARCH FLAGGED BODY "note {note}."'),
+                ("SEARCH BODY in every message", 'SEARCH BODY "hello, this"'),
             ]  # fmt: skip
             for label, text in cases:
-                repeat = 1 if "every file" in label or "whole" in label else 5
+                once = ("every file", "whole", "first", "every message")
+                # Without the index each text SEARCH reads every file: once is enough.
+                reads_all = args.no_text_index and label.startswith(("SEARCH BODY", "SEARCH TEXT"))
+                repeat = 1 if any(word in label for word in once) or reads_all else 5
                 with counters.count() as c:
                     ms, _ = timed(lambda text=text: client.command(text), repeat=repeat)
                 rows.append((label, ms, {k: v // repeat for k, v in c.items()}))

@@ -24,6 +24,7 @@ from reference.delivery.forward import ArcSealer
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
 from reference.dns import make_resolver
+from reference.imap import searchable_text
 from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore, Quota
@@ -84,7 +85,7 @@ def directory_path(cfg: Config) -> Path:
 
 def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
     """The mailboxes under data_dir, each with its quota (the account's own, field by field
-    over the platform's)."""
+    over the platform's) and its text index."""
     default = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
 
     def quota(address: str) -> Quota:
@@ -94,7 +95,8 @@ def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
             default.messages if own_messages is None else own_messages,
         )
 
-    return MailStore(cfg.data_path / "mail", clock=clock, quota=quota)
+    # Delivery and APPEND keep each mailbox's text index (IMAP SEARCH BODY/TEXT).
+    return MailStore(cfg.data_path / "mail", clock=clock, quota=quota, text_of=searchable_text)
 
 
 class App:

@@ -14,8 +14,11 @@ class TemporarilyUnavailable(Exception):
 class Authenticator(Protocol):
     """Checks a username and password; the directory implements it, tests use a dict."""
 
-    async def authenticate(self, username: str, password: str) -> str | None:
+    async def authenticate(self, username: str, password: str, *, client: str = "") -> str | None:
         """The account's canonical address, or None when the credentials are wrong.
+
+        ``client`` is the client's IP address, when known: failed logins are limited per
+        address as well as per account.
 
         May raise :class:`TemporarilyUnavailable`: the protocol then says "try later" (IMAP
         ``[UNAVAILABLE]``, POP3 ``[SYS/TEMP]``) instead of "wrong password", so mail
@@ -30,7 +33,7 @@ class StaticAuthenticator:
     def __init__(self, passwords: Mapping[str, str]) -> None:
         self._passwords = {user.lower(): pw for user, pw in passwords.items()}
 
-    async def authenticate(self, username: str, password: str) -> str | None:
+    async def authenticate(self, username: str, password: str, *, client: str = "") -> str | None:
         user = username.lower()
         expected = self._passwords.get(user)
         # Constant-time compare, and compare even for unknown users so timing says nothing.

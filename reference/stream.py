@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import ssl
+import zlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -34,9 +35,52 @@ class Stream:
         self._clock = clock
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.client = str(peer[0]) if isinstance(peer, tuple) else ""  # the IP address
+        # RFC 4978 COMPRESS=DEFLATE, once started: raw deflate both ways (no zlib header).
+        self._inflate: zlib._Decompress | None = None
+        self._deflate: zlib._Compress | None = None
+        self._plain = bytearray()  # inflated octets not yet read
+
+    @property
+    def compressed(self) -> bool:
+        return self._deflate is not None
+
+    def start_deflate(self) -> None:
+        """From now on read and write raw deflate (RFC 4978 / RFC 1951); each write is
+        flushed whole (Z_SYNC_FLUSH), so a reply is never held back in the compressor."""
+        self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+
+    async def _fill(self, seconds: float) -> None:
+        """More inflated octets: at most 64 kB per step, so a small compressed input cannot
+        balloon past the bounds the line and literal limits set."""
+        inflate = self._inflate
+        assert inflate is not None
+        data = inflate.unconsumed_tail
+        if not data:
+            try:
+                data = await self._timed(self._reader.read(65536), seconds)
+            except (ConnectionError, ssl.SSLError) as e:
+                raise Closed from e
+            if not data:
+                raise Closed
+        try:
+            self._plain += inflate.decompress(data, 65536)
+        except zlib.error as e:
+            raise Closed from e
 
     async def readline(self, limit: int, seconds: float) -> bytes:
         """One line with its LF; :class:`LineTooLong` past ``limit`` bytes."""
+        if self._inflate is not None:
+            while (end := self._plain.find(b"\n")) < 0:
+                if len(self._plain) > limit:
+                    raise LineTooLong
+                await self._fill(seconds)
+            if end + 1 > limit:
+                raise LineTooLong
+            line = bytes(self._plain[: end + 1])
+            del self._plain[: end + 1]
+            return line
         try:
             line = await self._timed(self._reader.readuntil(b"\n"), seconds)
         except asyncio.LimitOverrunError:
@@ -48,12 +92,20 @@ class Stream:
         return line
 
     async def readexactly(self, n: int, seconds: float) -> bytes:
+        if self._inflate is not None:
+            while len(self._plain) < n:
+                await self._fill(seconds)
+            data = bytes(self._plain[:n])
+            del self._plain[:n]
+            return data
         try:
             return await self._timed(self._reader.readexactly(n), seconds)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError) as e:
             raise Closed from e
 
     async def write(self, data: bytes, seconds: float) -> None:
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         try:
             self._writer.write(data)
             await self._timed(self._writer.drain(), seconds)

@@ -216,10 +216,14 @@ def require_capability(client: IMAPClient, capability: str) -> None:
 class RawImap:
     """A line-level IMAP client over TLS: exact bytes, literals, IDLE."""
 
-    def __init__(self, target: Target, role: str | None = None) -> None:
+    def __init__(self, target: Target, role: str | None = None, source: str | None = None) -> None:
         ep = target.endpoint(role or mail_role(target, "imap"))
         self.timeout = target.timeout
-        sock = socket.create_connection((ep.host, ep.port), timeout=target.timeout)
+        sock = socket.create_connection(
+            (ep.host, ep.port),
+            timeout=target.timeout,
+            source_address=(source, 0) if source else None,  # a client address of its own
+        )
         context = target.ssl_context()
         name = target.server_name(ep)
         if ep.implicit_tls:
@@ -283,7 +287,7 @@ class RawImap:
         return self.until(tag)
 
     def login(self, account: Account) -> None:
-        lines = self.command(b"LOGIN " + _quote(account.address) + b" " + _quote(account.password))
+        lines = self.command(b"LOGIN " + quote(account.address) + b" " + quote(account.password))
         assert b" OK" in lines[-1], lines
 
     def close(self) -> None:
@@ -291,7 +295,7 @@ class RawImap:
             self.sock.close()
 
 
-def _quote(text: str) -> bytes:
+def quote(text: str) -> bytes:
     return b'"' + text.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
@@ -304,13 +308,25 @@ def tagged(lines: list[bytes]) -> bytes:
 # -- POP3 --------------------------------------------------------------------------------------
 
 
-def pop3(target: Target, role: str | None = None) -> poplib.POP3:
-    """A POP3 connection past TLS (STLS for pop3), not logged in."""
+def pop3(target: Target, role: str | None = None, source: str | None = None) -> poplib.POP3:
+    """A POP3 connection past TLS (STLS for pop3), not logged in; from the local address
+    ``source`` when given."""
     ep = target.endpoint(role or mail_role(target, "pop3"))
     context = target.ssl_context()
+    bind = (source, 0) if source else None
+
+    class FromSource(poplib.POP3):
+        def _create_socket(self, timeout: float) -> socket.socket:
+            return socket.create_connection((self.host, self.port), timeout, bind)
+
+    class FromSourceTls(poplib.POP3_SSL):
+        def _create_socket(self, timeout: float) -> socket.socket:
+            sock = socket.create_connection((self.host, self.port), timeout, bind)
+            return context.wrap_socket(sock, server_hostname=self.host)
+
     if ep.implicit_tls:
-        return poplib.POP3_SSL(ep.host, ep.port, context=context, timeout=target.timeout)
-    client = poplib.POP3(ep.host, ep.port, timeout=target.timeout)
+        return FromSourceTls(ep.host, ep.port, context=context, timeout=target.timeout)
+    client = FromSource(ep.host, ep.port, timeout=target.timeout)
     client.stls(context)
     return client
 

@@ -140,8 +140,9 @@ class Accounts(Database):
         ok = verify_password(password, stored or DUMMY_HASH)
         return canonical if ok and stored is not None else None
 
-    async def authenticate(self, username: str, password: str) -> str | None:
-        """The Authenticator protocol: scrypt runs in a thread, not on the event loop."""
+    async def authenticate(self, username: str, password: str, *, client: str = "") -> str | None:
+        """The Authenticator protocol (``client`` unused here: the limits are the login
+        paths' business): scrypt runs in a thread, not on the event loop."""
         return await asyncio.to_thread(self.check_password, username, password)
 
     def set_enabled(self, address: str, enabled: bool) -> str:

@@ -36,7 +36,9 @@ class AuthCommands(SessionCore):
             await self.refuse_plaintext(command.tag, "LOGIN")
             return
         try:
-            user = await self.server.auth.authenticate(command.username, command.password)
+            user = await self.server.auth.authenticate(
+                command.username, command.password, client=self.stream.client
+            )
         except TemporarilyUnavailable as e:
             await self.unavailable(command.tag, command.username, "LOGIN", str(e))
             return
@@ -70,7 +72,7 @@ class AuthCommands(SessionCore):
             await self.bad(command.tag, f"Invalid {command.mechanism} response")
             return
         try:
-            user = await self.server.auth.authenticate(authcid, password)
+            user = await self.server.auth.authenticate(authcid, password, client=self.stream.client)
         except TemporarilyUnavailable as e:
             await self.unavailable(command.tag, authcid, command.mechanism, str(e))
             return

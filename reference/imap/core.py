@@ -27,6 +27,8 @@ from reference.mailbox import (
 from reference.stream import Closed, Stream, log_event
 
 if TYPE_CHECKING:
+    from reference.imap.notify import Watch
+    from reference.imap.search import Update
     from reference.imap.server import ImapServer
 
 log = logging.getLogger("mailspec.imap")
@@ -43,13 +45,24 @@ _CAPS = (
     "UNSELECT",
     "UIDPLUS",
     "MULTIAPPEND",  # RFC 3502
+    "CATENATE",  # RFC 4469
     "MOVE",
     "CHILDREN",
     "LIST-EXTENDED",
     "LIST-STATUS",
     "SPECIAL-USE",
+    "CREATE-SPECIAL-USE",  # RFC 6154 3
+    "COMPRESS=DEFLATE",  # RFC 4978
+    "NOTIFY",  # RFC 5465
     "ESEARCH",
     "SEARCHRES",
+    "SORT",  # RFC 5256
+    "SORT=DISPLAY",  # RFC 5957
+    "ESORT",  # RFC 5267 3
+    "CONTEXT=SEARCH",  # RFC 5267 4
+    "CONTEXT=SORT",
+    "THREAD=ORDEREDSUBJECT",  # RFC 5256 3
+    "THREAD=REFERENCES",
     "STATUS=SIZE",
     "BINARY",
     "QUOTA",
@@ -111,6 +124,8 @@ class SessionCore:
         self.condstore = False
         self.qresync = False
         self.saved: frozenset[int] = frozenset()  # RFC 5182 $: UIDs
+        self.updates: dict[str, Update] = {}  # RFC 5267 4.3: RETURN (UPDATE) by tag
+        self.watch: Watch | None = None  # RFC 5465 NOTIFY SET
         self.out: list[bytes] = []
         self.out_size = 0
 
@@ -243,6 +258,8 @@ class SessionCore:
         known = [u for u in uids if self.seq_of(u) is not None]
         if not known:
             return
+        if self.updates:
+            await self.report_vanishing(known)
         if self.qresync:  # RFC 7162 3.2.10: VANISHED instead of EXPUNGE
             await self.queue(b"* VANISHED " + r.sequence_set(known).encode())
         else:
@@ -297,6 +314,7 @@ class SessionCore:
             view.mailbox.close()
         self.view = None
         self.saved = frozenset()
+        self.updates.clear()  # RFC 5267 4.3: updates end with the selection
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
 
@@ -336,7 +354,25 @@ class SessionCore:
             await self.stream.write(line + b"\r\n", 5.0)
 
     async def ok(self, command: Command, text: str) -> None:
+        await self.report_news()
         await self.send(f"{command.tag} OK {text}".encode())
+
+    async def report_news(self) -> None:
+        """What a client asked to hear of between commands: RETURN (UPDATE) results of the
+        selected mailbox, NOTIFY's other mailboxes."""
+        if self.updates and self.view is not None:
+            await self.report_updates()
+        if self.watch is not None:
+            await self.report_notifications()
+
+    async def report_notifications(self) -> None:
+        """RFC 5465 STATUS and LIST news of other mailboxes (the notify family)."""
+
+    async def report_updates(self) -> None:
+        """RFC 5267 4.3 ADDTO/REMOVEFROM for RETURN (UPDATE) results (the search family)."""
+
+    async def report_vanishing(self, uids: list[int]) -> None:
+        """RFC 5267 4.3 REMOVEFROM for messages about to be expunged (the search family)."""
 
     async def no(self, tag: str, text: str) -> None:
         await self.send(f"{tag} NO {text}".encode())

@@ -19,15 +19,17 @@ class IdleCommand(SessionCore):
         )
         try:
             while True:
+                waits: set[asyncio.Future[Any]] = {reader}
                 if view is not None:
                     view.changed.clear()
                     await self.refresh()
-                    waiter = asyncio.ensure_future(view.changed.wait())
-                    # Deliveries by other processes do not ring the bell: look now and then.
-                    poll = asyncio.ensure_future(self.server.clock.sleep(self.server.idle_poll))
-                    waits: set[asyncio.Future[Any]] = {reader, waiter, poll}
-                else:
-                    waits = {reader}
+                    waits.add(asyncio.ensure_future(view.changed.wait()))
+                await self.report_news()
+                await self.flush()
+                if view is not None or self.watch is not None:
+                    # Deliveries by other processes (and NOTIFY's other mailboxes) do not
+                    # ring the bell: look now and then.
+                    waits.add(asyncio.ensure_future(self.server.clock.sleep(self.server.idle_poll)))
                 try:
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 finally:

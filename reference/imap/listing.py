@@ -10,7 +10,7 @@ import re
 from reference.imap import mutf7
 from reference.imap.core import SessionCore
 from reference.imap.parser import ListMailboxes
-from reference.mailbox import DELIMITER, SPECIAL_USE, NoSuchFolder
+from reference.mailbox import DELIMITER, NoSuchFolder
 
 
 class ListCommands(SessionCore):
@@ -25,6 +25,7 @@ class ListCommands(SessionCore):
         folders = await asyncio.to_thread(self.store.folders, user)
         subscribed = set(await asyncio.to_thread(self.store.subscriptions, user))
         existing = set(folders)
+        uses = await asyncio.to_thread(self.store.special_uses, user)
         select = set(command.selection)
         only_subscribed = command.lsub or "SUBSCRIBED" in select
         show_subscribed = only_subscribed or "SUBSCRIBED" in command.returns
@@ -42,7 +43,7 @@ class ListCommands(SessionCore):
 
         names = {n for n in (subscribed if only_subscribed else existing | parents) if matches(n)}
         if "SPECIAL-USE" in select:  # RFC 6154 3
-            names = {n for n in names if n in SPECIAL_USE and n in existing}
+            names = {n for n in names if n in uses and n in existing}
         # A subscribed name the patterns hide (foo/bar for "%") shows through its ancestors
         # that match: LSUB lists them as \Noselect (RFC 3501 6.3.9), LIST (SUBSCRIBED
         # RECURSIVEMATCH) with CHILDINFO (RFC 5258 3.5).
@@ -75,8 +76,8 @@ class ListCommands(SessionCore):
                     attributes.append("\\HasChildren" if children else "\\HasNoChildren")
                 if show_subscribed and name in subscribed:
                     attributes.append("\\Subscribed")
-                if name in SPECIAL_USE and name in existing:
-                    attributes.append(SPECIAL_USE[name])  # RFC 6154 2
+                if name in existing:
+                    attributes += uses.get(name, [])  # RFC 6154 2
             extra = b' ("CHILDINFO" ("SUBSCRIBED"))' if recursive and name in childinfo else b""
             await self.queue(
                 b'* %s (%s) "%s" %s%s'

@@ -7,7 +7,7 @@ import asyncio
 
 from reference.imap.core import No, SessionCore
 from reference.imap.parser import MailboxCommand, Rename, Simple, Status
-from reference.mailbox import DELIMITER, FolderExists, NoSuchFolder
+from reference.mailbox import CREATABLE_USES, DELIMITER, FolderExists, NoSuchFolder
 
 
 class MailboxCommands(SessionCore):
@@ -16,9 +16,12 @@ class MailboxCommands(SessionCore):
         name = self.folder(command.mailbox.rstrip(DELIMITER) or command.mailbox)
         if name == "INBOX":
             raise No("[ALREADYEXISTS] INBOX always exists")
+        uses = ["\\" + use[1:].capitalize() for use in command.uses]  # \\drafts as \\Drafts
+        if any(use not in CREATABLE_USES for use in uses):  # RFC 6154 5.1
+            raise No("[USEATTR] Unsupported special-use attribute")
         try:
             await asyncio.to_thread(
-                self.store.create_folder, self.user_address, name, exclusive=True
+                self.store.create_folder, self.user_address, name, exclusive=True, uses=uses
             )
         except FolderExists:
             raise No("[ALREADYEXISTS] Mailbox already exists") from None

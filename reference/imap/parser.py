@@ -197,6 +197,7 @@ class MailboxCommand(Command):
 
     name: str
     mailbox: str
+    uses: tuple[str, ...] = ()  # RFC 6154 3: CREATE name (USE (\Drafts ...))
 
 
 @dataclass(frozen=True)
@@ -244,21 +245,33 @@ class Append(Command):
     message: bytes = field(repr=False)
     binary: bool = False  # RFC 3516 literal8
     more: tuple[AppendMessage, ...] = ()  # RFC 3502 MULTIAPPEND: the messages after the first
+    catenate: tuple[CatenatePart, ...] = ()  # RFC 4469: the first message's parts
 
     @property
     def messages(self) -> tuple[AppendMessage, ...]:
         """Every message of the command, the first one included."""
-        return (AppendMessage(self.flags, self.date, self.message, self.binary), *self.more)
+        first = AppendMessage(self.flags, self.date, self.message, self.binary, self.catenate)
+        return (first, *self.more)
 
 
 @dataclass(frozen=True)
 class AppendMessage:
-    """One message of an APPEND: its flags, date-time, octets and whether sent as literal8."""
+    """One message of an APPEND: its flags, date-time, octets and whether sent as literal8;
+    or, with RFC 4469 CATENATE, the parts to join (``message`` then empty)."""
 
     flags: tuple[str, ...]
     date: float | None
     message: bytes = field(repr=False)
     binary: bool = False
+    catenate: tuple[CatenatePart, ...] = ()
+
+
+@dataclass(frozen=True)
+class CatenatePart:
+    """RFC 4469 5: ``TEXT literal`` (``text``) or ``URL "imap-url"`` (``url``)."""
+
+    text: bytes = field(default=b"", repr=False)
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -303,6 +316,64 @@ class Search(Command):
     charset: str | None = None
     uid: bool = False
     returns: tuple[str, ...] | None = None  # RFC 4731 ESEARCH RETURN (...); None: plain
+    partial: tuple[int, int] | None = None  # RFC 5267 4.4 / RFC 9394 RETURN (PARTIAL lo:hi)
+
+
+@dataclass(frozen=True)
+class Sort(Command):
+    """RFC 5256 SORT (with RFC 5267 ESORT's RETURN options): ``criteria`` are
+    ``(key, reverse)`` pairs, keys as in :data:`SORT_KEYS`."""
+
+    criteria: tuple[tuple[str, bool], ...]
+    charset: str
+    keys: tuple[SearchKey, ...]
+    uid: bool = False
+    returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Thread(Command):
+    """RFC 5256 THREAD with an algorithm of :data:`THREAD_ALGORITHMS`."""
+
+    algorithm: str
+    charset: str
+    keys: tuple[SearchKey, ...]
+    uid: bool = False
+
+
+@dataclass(frozen=True)
+class NotifyGroup:
+    """One RFC 5465 event group: which mailboxes (``SELECTED``, ``SELECTED-DELAYED``,
+    ``INBOXES``, ``PERSONAL``, ``SUBSCRIBED``, ``SUBTREE`` or ``MAILBOXES`` with ``names``)
+    and which events (none: ``()``)."""
+
+    filter: str
+    names: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Notify(Command):
+    """RFC 5465 NOTIFY SET [STATUS] groups, or NOTIFY NONE (no groups, ``none``)."""
+
+    groups: tuple[NotifyGroup, ...] = ()
+    status: bool = False
+    none: bool = False
+
+
+@dataclass(frozen=True)
+class Compress(Command):
+    """RFC 4978 COMPRESS with its mechanism (only DEFLATE exists)."""
+
+    mechanism: str
+
+
+@dataclass(frozen=True)
+class CancelUpdate(Command):
+    """RFC 5267 4.3 CANCELUPDATE: the tags of the SEARCH/SORT RETURN (UPDATE) to stop."""
+
+    tags: tuple[str, ...]
 
 
 SIMPLE_COMMANDS = frozenset(
@@ -331,12 +402,19 @@ STATUS_ITEMS = frozenset(
     {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT"}
     | {"HIGHESTMODSEQ"}
 )
-SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT", "PARTIAL"})
+SORT_KEYS = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
+THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
+NOTIFY_FILTERS = frozenset(
+    {"SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE"} | {"MAILBOXES"}
+)
 # RFC 5258 3: options a server does not know are a BAD; RFC 6154 adds SPECIAL-USE to both,
 # RFC 5819 STATUS to the return options.
 LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 LIST_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"})
-_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
+_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"})
 
 
 def literal_suffix(line: bytes) -> tuple[int, bool] | None:
@@ -462,7 +540,17 @@ class _Reader:
         if name in ("SELECT", "EXAMINE"):
             return self.select(tag, readonly=name == "EXAMINE")
         if name in MAILBOX_COMMANDS:
-            return MailboxCommand(tag, name, self.sp_mailbox())
+            mailbox = self.sp_mailbox()
+            uses: list[str] = []
+            if name == "CREATE" and self.peek() == 0x20:  # RFC 4466 create-params
+                self.sp()
+                self.expect(ord("("), "(")
+                if self.keyword() != "USE":  # RFC 6154 6
+                    self.fail("Unknown CREATE parameter")
+                self.sp()
+                uses = self.flag_list()
+                self.expect(ord(")"), ")")
+            return MailboxCommand(tag, name, mailbox, tuple(uses))
         if name == "RENAME":
             return Rename(tag, self.sp_mailbox(), self.sp_mailbox())
         if name == "SETQUOTA":
@@ -479,11 +567,33 @@ class _Reader:
             return Status(tag, mailbox, tuple(items))
         if name == "APPEND":
             return self.append(tag)
+        if name == "COMPRESS":
+            self.sp()
+            return Compress(tag, self.keyword())
+        if name == "NOTIFY":
+            return self.notify(tag)
+        if name == "CANCELUPDATE":  # RFC 5267 4.3
+            tags: list[str] = []
+            while self.peek() == 0x20 and len(tags) < MAX_ITEMS:
+                self.sp()
+                tags.append(self.utf8(self.string()))
+            if not tags:
+                self.fail("Expected tag")
+            return CancelUpdate(tag, tuple(tags))
         self.fail("Unknown command")
 
     def uid_command(self, tag: str, name: str, *, uid: bool) -> Command:
         if name == "SEARCH":
             return self.search(tag, uid)
+        if name == "SORT":
+            return self.sort(tag, uid)
+        if name == "THREAD":
+            self.sp()
+            algorithm = self.keyword()
+            if algorithm not in THREAD_ALGORITHMS:
+                self.fail(f"Unknown threading algorithm {algorithm}")
+            charset, keys = self.charset_and_keys()
+            return Thread(tag, algorithm, charset, keys, uid)
         if name == "EXPUNGE":  # only as UID EXPUNGE here
             self.sp()
             return Expunge(tag, self.sequence_set())
@@ -664,7 +774,14 @@ class _Reader:
             self.sp()
             more.append(self.append_message())
         return Append(
-            tag, mailbox, first.flags, first.date, first.message, first.binary, tuple(more)
+            tag,
+            mailbox,
+            first.flags,
+            first.date,
+            first.message,
+            first.binary,
+            tuple(more),
+            first.catenate,
         )
 
     def append_message(self) -> AppendMessage:
@@ -679,13 +796,80 @@ class _Reader:
             if date is None:
                 self.fail("Invalid date-time")
             self.sp()
-        binary = self.peek() == ord("~")
+        if self.peek() not in (ord("~"), ord("{")):
+            start = self.pos
+            if self.take(_NAME_CHARS).upper() != b"CATENATE" or self.peek() != 0x20:
+                self.pos = start
+                self.fail("Expected message literal")
+            self.sp()
+            parts = self.paren_list(self.catenate_part)  # RFC 4469 5
+            return AppendMessage(tuple(flags), date, b"", catenate=tuple(parts))
+        binary, message = self.literal_or_literal8()
+        return AppendMessage(tuple(flags), date, message, binary)
+
+    def notify(self, tag: str) -> Notify:
+        """RFC 5465 3: NOTIFY NONE / NOTIFY SET [STATUS] event-group *(SP event-group)."""
+        self.sp()
+        what = self.keyword()
+        if what == "NONE":
+            return Notify(tag, none=True)
+        if what != "SET":
+            self.fail("Expected SET or NONE")
+        self.sp()
+        status = False
+        if self.peek() != ord("("):
+            if self.keyword() != "STATUS":
+                self.fail("Expected STATUS or (")
+            status = True
+            self.sp()
+        groups = [self.notify_group()]
+        while self.peek() == 0x20 and len(groups) < MAX_ITEMS:
+            self.sp()
+            groups.append(self.notify_group())
+        return Notify(tag, tuple(groups), status)
+
+    def notify_group(self) -> NotifyGroup:
+        self.expect(ord("("), "(")
+        kind = self.keyword()
+        if kind not in NOTIFY_FILTERS:
+            self.fail(f"Unknown mailbox filter {kind}")
+        names: list[str] = []
+        if kind in ("SUBTREE", "MAILBOXES"):
+            self.sp()
+            names = self.paren_list(self.mailbox) if self.peek() == ord("(") else [self.mailbox()]
+        self.sp()
+        events: list[str] = []
+        if self.peek() == ord("("):
+            events = self.paren_list(self.notify_event)
+        elif self.keyword() != "NONE":
+            self.fail("Expected events or NONE")
+        self.expect(ord(")"), ")")
+        return NotifyGroup(kind, tuple(names), tuple(events))
+
+    def notify_event(self) -> str:
+        event = self.keyword()
+        if event == "MESSAGENEW" and self.peek() == 0x20 and self.buf[self.pos + 1] == ord("("):
+            self.sp()
+            self.paren_list(self.fetch_att)  # RFC 5465 5.2: FETCH items for new messages
+            return "MESSAGENEW-FETCH"
+        return event
+
+    def literal_or_literal8(self) -> tuple[bool, bytes]:
+        binary = self.peek() == ord("~")  # RFC 3516 literal8
         if binary:
             self.pos += 1
         if self.peek() != ord("{"):
             self.fail("Expected message literal")
-        message = self.literal(allow_nul=binary)
-        return AppendMessage(tuple(flags), date, message, binary)
+        return binary, self.literal(allow_nul=binary)
+
+    def catenate_part(self) -> CatenatePart:
+        kind = self.keyword()
+        self.sp()
+        if kind == "TEXT":
+            return CatenatePart(text=self.literal_or_literal8()[1])
+        if kind == "URL":
+            return CatenatePart(url=self.utf8(self.astring()))
+        self.fail("Expected TEXT or URL")
 
     def id_params(self) -> tuple[tuple[str, str | None], ...] | None:
         self.sp()
@@ -954,17 +1138,8 @@ class _Reader:
 
     def search(self, tag: str, uid: bool) -> Search:
         self.sp()
-        returns: tuple[str, ...] | None = None
+        returns, partial = self.search_returns()
         start = self.pos
-        if self.take(_NAME_CHARS).upper() == b"RETURN" and self.peek() == 0x20:
-            self.pos += 1
-            returns = tuple(self.paren_list(self.keyword, empty=True))
-            for option in returns:
-                if option not in SEARCH_RETURNS:
-                    self.fail(f"Unknown search return option {option}")
-            self.sp()
-            start = self.pos
-        self.pos = start
         charset = None
         if self.take(_NAME_CHARS).upper() == b"CHARSET" and self.peek() == 0x20:
             self.pos += 1
@@ -972,13 +1147,85 @@ class _Reader:
             self.sp()
         else:
             self.pos = start
+        return Search(tag, self.search_keys(), charset, uid, returns, partial)
+
+    def sort(self, tag: str, uid: bool) -> Sort:
+        self.sp()
+        returns, partial = self.search_returns()
+        criteria: list[tuple[str, bool]] = []
+        reverse = False
+        for key in self.paren_list(self.keyword):
+            if key == "REVERSE" and not reverse:
+                reverse = True
+                continue
+            if key not in SORT_KEYS:
+                self.fail(f"Unknown sort key {key}")
+            criteria.append((key, reverse))
+            reverse = False
+        if reverse:
+            self.fail("REVERSE must precede a sort key")
+        charset, keys = self.charset_and_keys()
+        return Sort(tag, tuple(criteria), charset, keys, uid, returns, partial)
+
+    def charset_and_keys(self) -> tuple[str, tuple[SearchKey, ...]]:
+        """SORT and THREAD: a mandatory charset, then search keys (RFC 5256 3)."""
+        self.sp()
+        charset = self.utf8(self.astring()).upper()
+        self.sp()
+        return charset, self.search_keys()
+
+    def search_returns(self) -> tuple[tuple[str, ...] | None, tuple[int, int] | None]:
+        """``RETURN (...) SP`` if there: the options, and PARTIAL's range (RFC 5267 4.4, RFC
+        9394 3: ``lo:hi`` of 1-based positions, negative ones counting from the end)."""
+        start = self.pos
+        if not (self.take(_NAME_CHARS).upper() == b"RETURN" and self.peek() == 0x20):
+            self.pos = start
+            return None, None
+        self.pos += 1
+        options: list[str] = []
+        partial = None
+        self.expect(ord("("), "(")
+        while self.peek() != ord(")") and len(options) < MAX_ITEMS:
+            if options:
+                self.sp()
+            option = self.keyword()
+            if option not in SEARCH_RETURNS:
+                self.fail(f"Unknown search return option {option}")
+            if option == "PARTIAL":
+                self.sp()
+                partial = self.partial_range()
+            options.append(option)
+        self.expect(ord(")"), ")")
+        self.sp()
+        return tuple(options), partial
+
+    def partial_range(self) -> tuple[int, int]:
+        def position() -> int:
+            negative = self.peek() == ord("-")
+            if negative:
+                self.pos += 1
+            n = self.number(nonzero=True)
+            return -n if negative else n
+
+        first = position()
+        self.expect(ord(":"), ":")
+        last = position()
+        if (first < 0) != (last < 0):
+            self.fail("A partial range is both positive or both negative")  # RFC 9394 3
+        return (
+            (min(first, last), max(first, last))
+            if first > 0
+            else (max(first, last), min(first, last))
+        )
+
+    def search_keys(self) -> tuple[SearchKey, ...]:
         keys = [self.search_key(0)]
         while self.peek() == 0x20:
             if len(keys) >= MAX_ITEMS:
                 self.fail("Too many search keys")
             self.pos += 1
             keys.append(self.search_key(0))
-        return Search(tag, tuple(keys), charset, uid, returns)
+        return tuple(keys)
 
     def search_key(self, depth: int) -> SearchKey:
         if depth > MAX_DEPTH:

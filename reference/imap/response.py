@@ -91,9 +91,15 @@ def internaldate(when: float) -> bytes:
 
 def sequence_set(numbers: Iterable[int]) -> str:
     """``1:3,7`` for 1 2 3 7 (UIDPLUS, ESEARCH ALL, VANISHED): sorted, runs collapsed."""
+    return ordered_set(sorted(set(numbers)))
+
+
+def ordered_set(numbers: Iterable[int]) -> str:
+    """A sequence set keeping the order given (RFC 5267 ESORT ALL: ``5,3:4,2,1``): only
+    ascending runs collapse."""
     out: list[str] = []
     run: list[int] = []
-    for n in sorted(set(numbers)):
+    for n in numbers:
         if run and n == run[-1] + 1:
             run.append(n)
             continue

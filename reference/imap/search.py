@@ -10,14 +10,14 @@ import datetime
 import email.errors
 import email.header
 import email.utils
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from reference.imap import addresses, mime
 from reference.imap import response as r
 from reference.imap.core import SessionCore
 from reference.imap.fetch import enable_condstore, report_highestmodseq
-from reference.imap.parser import Search, SearchKey, SequenceSet
+from reference.imap.parser import CancelUpdate, Search, SearchKey, SequenceSet, Sort
 from reference.mailbox import Mailbox, NoSuchMessage
 
 _FLAG_OF = {
@@ -56,6 +56,9 @@ class Candidate:
     def body_text(self) -> str:
         return self._content()[1]
 
+    def header_text(self) -> str:
+        return header_text(self.header())
+
     def _content(self) -> tuple[list[tuple[str, str]], str]:
         if self._parsed is None:
             data = self.load() if self.load is not None else b""
@@ -64,14 +67,37 @@ class Candidate:
         return self._parsed
 
 
+def header_text(fields: Iterable[tuple[str, str]]) -> str:
+    """The header as SEARCH TEXT sees it: each field decoded, as ``name: value``."""
+    return " ".join(f"{n}: {decoded(v)}" for n, v in fields)
+
+
+def searchable_text(data: bytes) -> tuple[str, str]:
+    """What SEARCH TEXT and BODY look at in a message (the mailbox text index keeps it):
+    the decoded header and the decoded text of its text parts."""
+    return header_text(mime.fields(mime.split(data)[0])), _text_of(data)
+
+
+def _glob(text: str) -> str:
+    """A GLOB pattern matching ``text`` anywhere, its wildcards escaped."""
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in text.casefold())
+    return f"*{escaped}*"
+
+
 MAX_SQL_RANGES = 200  # a set with more ranges is matched in Python rather than in SQL
 
 
 def to_sql(
-    key: SearchKey, uids: list[int], saved: frozenset[int], recent: frozenset[int] = frozenset()
+    key: SearchKey,
+    uids: list[int],
+    saved: frozenset[int],
+    recent: frozenset[int] = frozenset(),
+    *,
+    texts: bool = False,
 ) -> tuple[str, list[object]] | None:
     """A WHERE clause over the index columns (uid, flags, size, internaldate, modseq) that
-    selects what ``key`` matches, or None when the key needs the message itself.
+    selects what ``key`` matches, or None when the key needs the message itself. With
+    ``texts`` (the mailbox's text index is complete), BODY and TEXT are looked up in it.
 
     ``uids`` is the session's view (sequence number n is ``uids[n - 1]``), so sequence
     numbers become UID ranges. Lets a SEARCH of flags, sizes, dates and numbers over
@@ -128,8 +154,16 @@ def to_sql(
         if name == "SINCE":
             return "internaldate >= ?", [start]
         return "(internaldate >= ? AND internaldate < ?)", [start, start + 86400]
+    if name == "BODY" and texts and isinstance(value, str):
+        return "uid IN (SELECT rowid FROM texts WHERE body GLOB ?)", [_glob(value)]
+    if name == "TEXT" and texts and isinstance(value, str):
+        return (
+            "uid IN (SELECT rowid FROM texts WHERE header GLOB ?"
+            " UNION SELECT rowid FROM texts WHERE body GLOB ?)",
+            [_glob(value), _glob(value)],
+        )
     if name in ("NOT", "OR", "AND"):
-        parts = [to_sql(k, uids, saved, recent) for k in key.keys]
+        parts = [to_sql(k, uids, saved, recent, texts=texts) for k in key.keys]
         if any(p is None for p in parts):
             return None
         clauses = [p[0] for p in parts if p is not None]
@@ -194,12 +228,11 @@ def matches(key: SearchKey, m: Candidate) -> bool:
     if name == "HEADER" and isinstance(value, tuple):
         field_name, text = value[0].lower(), value[1]
         # RFC 9051 6.4.4: an empty string matches every message that has the field.
-        return any(n == field_name and _contains(_decoded(v), text) for n, v in m.header())
+        return any(n == field_name and _contains(decoded(v), text) for n, v in m.header())
     if name == "BODY" and isinstance(value, str):
         return _contains(m.body_text(), value)
     if name == "TEXT" and isinstance(value, str):
-        header = " ".join(f"{n}: {_decoded(v)}" for n, v in m.header())
-        return _contains(header, value) or _contains(m.body_text(), value)
+        return _contains(m.header_text(), value) or _contains(m.body_text(), value)
     if name == "NOT":
         return not matches(key.keys[0], m)
     if name == "OR":
@@ -236,14 +269,14 @@ def _header_matches(name: str, raw: str, wanted: str) -> bool:
     """SEARCH FROM/TO/CC/BCC/SUBJECT: a substring of the decoded value, or for an address
     field of one of its addresses written plainly (``user@domain`` for ``<user (c)@ domain>``),
     as Dovecot matches them (RFC 3501 6.4.4)."""
-    if _contains(_decoded(raw), wanted):
+    if _contains(decoded(raw), wanted):
         return True
     if name == "subject":
         return False
-    return any(_contains(_decoded(text), wanted) for text in addresses.search_text(raw))
+    return any(_contains(decoded(text), wanted) for text in addresses.search_text(raw))
 
 
-def _decoded(value: str) -> str:
+def decoded(value: str) -> str:
     """A header value with RFC 2047 encoded words decoded (as the user sees it)."""
     if "=?" not in value:
         return value
@@ -279,6 +312,54 @@ def _text_of(data: bytes) -> str:
     return "\n".join(out)
 
 
+@dataclass
+class Update:
+    """A SEARCH or SORT with RETURN (UPDATE) (RFC 5267 4.3): its result as last told, as
+    UIDs in result order, kept current with ADDTO and REMOVEFROM until CANCELUPDATE."""
+
+    command: Search | Sort
+    uids: list[int]
+
+
+def partial_slice(numbers: Sequence[int], bounds: tuple[int, int]) -> Sequence[int]:
+    """The results at 1-based positions ``lo:hi`` (RFC 5267 4.4), or counted from the end
+    when negative (RFC 9394 3: ``-1:-100`` the last hundred)."""
+    first, last = bounds
+    if first > 0:
+        return numbers[first - 1 : last]
+    size = len(numbers)
+    return numbers[max(0, size + last) : max(0, size + first + 1)]
+
+
+def esearch_line(
+    command: Search | Sort, numbers: Sequence[int], *, ordered: bool, modseq: int | None = None
+) -> bytes:
+    """``* ESEARCH (TAG ...)`` with what RETURN asked for (RFC 4731 3.1, RFC 5267 3 and 4.4);
+    ``numbers`` in result order (sort order for SORT)."""
+    options = set(command.returns or ()) - {"UPDATE", "CONTEXT", "SAVE"}
+    if not options:
+        options = {"ALL"}  # RFC 4731 3.1: RETURN () is ALL
+    render = r.ordered_set if ordered else r.sequence_set
+    parts = [b'* ESEARCH (TAG "%s")' % command.tag.encode()]
+    if command.uid:
+        parts.append(b"UID")
+    if numbers and "MIN" in options:  # RFC 5267 3.2: for SORT, the first in sort order
+        parts.append(b"MIN %d" % (numbers[0] if ordered else min(numbers)))
+    if numbers and "MAX" in options:
+        parts.append(b"MAX %d" % (numbers[-1] if ordered else max(numbers)))
+    if "COUNT" in options:
+        parts.append(b"COUNT %d" % len(numbers))
+    if numbers and "ALL" in options:
+        parts.append(b"ALL " + render(numbers).encode())
+    if command.partial is not None:
+        picked = partial_slice(numbers, command.partial)
+        where = b"%d:%d" % command.partial
+        parts.append(b"PARTIAL (%s %s)" % (where, render(picked).encode() if picked else b"NIL"))
+    if modseq is not None:
+        parts.append(b"MODSEQ %d" % modseq)
+    return b" ".join(parts)
+
+
 class SearchCommand(SessionCore):
     async def search(self, command: Search) -> None:
         view = self.view
@@ -286,10 +367,7 @@ class SearchCommand(SessionCore):
         if command.charset not in (None, "US-ASCII", "UTF-8"):
             await self.no(command.tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset")
             return
-        recent = frozenset() if self.rev2 else frozenset(view.recent)
-        hits = await asyncio.to_thread(
-            search_mailbox, view.mailbox, list(view.uids), command, self.saved, recent
-        )
+        hits = await self.run_search(command)
         with_modseq = any(_uses_modseq(k) for k in command.keys)
         if with_modseq and enable_condstore(self):  # RFC 7162 3.1: the MODSEQ key enables it
             await report_highestmodseq(self)
@@ -302,7 +380,7 @@ class SearchCommand(SessionCore):
                 text += b" (MODSEQ %d)" % highest  # RFC 7162 3.1.5
             await self.send(text)
         else:
-            options = set(returns or ()) or {"ALL"}  # RFC 4731 3.1: RETURN () is ALL
+            options = set(returns or ()) or {"ALL"}
             if "SAVE" in options:  # RFC 5182 2.4
                 saved = [u for _, u, _ in hits]
                 if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
@@ -312,48 +390,127 @@ class SearchCommand(SessionCore):
                     saved = picks if saved else []
                 self.saved = frozenset(saved)
             if options != {"SAVE"}:
-                parts = [b'* ESEARCH (TAG "%s")' % command.tag.encode()]
-                if command.uid:
-                    parts.append(b"UID")
-                if numbers and "MIN" in options:
-                    parts.append(b"MIN %d" % min(numbers))
-                if numbers and "MAX" in options:
-                    parts.append(b"MAX %d" % max(numbers))
-                if "COUNT" in options:
-                    parts.append(b"COUNT %d" % len(numbers))
-                if numbers and "ALL" in options:
-                    parts.append(b"ALL " + r.sequence_set(numbers).encode())
+                modseq = None
                 if with_modseq and numbers:
                     if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
                         # RFC 7162 3.1.5: only the messages MIN and MAX return count.
-                        modseq = {n: m for n, (_, _, m) in zip(numbers, hits, strict=True)}
+                        by_number = {n: m for n, (_, _, m) in zip(numbers, hits, strict=True)}
                         picked = [min(numbers)] if "MIN" in options else []
                         picked += [max(numbers)] if "MAX" in options else []
-                        highest = max(modseq[n] for n in picked)
-                    parts.append(b"MODSEQ %d" % highest)
-                await self.send(b" ".join(parts))
+                        highest = max(by_number[n] for n in picked)
+                    modseq = highest
+                await self.send(esearch_line(command, numbers, ordered=False, modseq=modseq))
         if command.uid:
             await self.refresh()
         await self.ok(command, "SEARCH completed")
+        if "UPDATE" in (returns or ()):
+            self.updates[command.tag] = Update(command, [u for _, u, _ in hits])
+
+    async def run_search(self, command: Search | Sort) -> list[tuple[int, int, int]]:
+        view = self.view
+        assert view is not None
+        recent = frozenset() if self.rev2 else frozenset(view.recent)
+        return await asyncio.to_thread(
+            search_mailbox, view.mailbox, list(view.uids), command.keys, self.saved, recent
+        )
+
+    async def result_uids(self, command: Search | Sort) -> list[int]:
+        """The UIDs a SEARCH or SORT selects now, in result order (SORT overrides it)."""
+        return [u for _, u, _ in await self.run_search(command)]
+
+    async def report_updates(self) -> None:
+        """RFC 5267 4.3: what left and what joined each RETURN (UPDATE) result since it was
+        last told, as REMOVEFROM and ADDTO."""
+        for tag, update in list(self.updates.items()):
+            now = await self.result_uids(update.command)
+            await self.report_change(tag, update, now)
+
+    async def report_change(self, tag: str, update: Update, now: list[int]) -> None:
+        """REMOVEFROM then ADDTO taking ``update`` to the result ``now``. Positions: 0 for
+        SEARCH (its result is a set); for SORT where each run goes, counted 1-based in the
+        list as the earlier runs left it."""
+        sorted_ = isinstance(update.command, Sort)
+        keep = set(now)
+        removed = _runs(update.uids, lambda u: u not in keep, shift=True)
+        before = set(update.uids)
+        added = _runs(now, lambda u: u not in before, shift=False)
+        update.uids = now
+        if removed:
+            await self.queue(self.context_line(tag, update, "REMOVEFROM", removed, sorted_))
+        if added:
+            await self.queue(self.context_line(tag, update, "ADDTO", added, sorted_))
+
+    def context_line(
+        self, tag: str, update: Update, what: str, runs: list[tuple[int, list[int]]], ordered: bool
+    ) -> bytes:
+        def numbers(uids: list[int]) -> list[int]:
+            return uids if update.command.uid else [self.seq_of(u) or 0 for u in uids]
+
+        if ordered:
+            pairs = [b"%d %s" % (pos, r.ordered_set(numbers(uids)).encode()) for pos, uids in runs]
+        else:
+            every = numbers([u for _, uids in runs for u in uids])
+            pairs = [b"0 " + r.sequence_set(every).encode()]
+        parts = [b'* ESEARCH (TAG "%s")' % tag.encode()]
+        if update.command.uid:
+            parts.append(b"UID")
+        parts.append(b"%s (%s)" % (what.encode(), b" ".join(pairs)))
+        return b" ".join(parts)
+
+    async def report_vanishing(self, uids: list[int]) -> None:
+        """Before EXPUNGE responses renumber the view: REMOVEFROM for the messages that
+        leave an UPDATE result (RFC 5267 4.3)."""
+        gone = set(uids)
+        for tag, update in self.updates.items():
+            if gone & set(update.uids):
+                now = [u for u in update.uids if u not in gone]
+                await self.report_change(tag, update, now)
+
+    async def cancel_update(self, command: CancelUpdate) -> None:
+        for tag in command.tags:
+            self.updates.pop(tag, None)
+        await self.ok(command, "CANCELUPDATE completed")
+
+
+def _runs(
+    uids: list[int], picked: Callable[[int], bool], *, shift: bool
+) -> list[tuple[int, list[int]]]:
+    """The runs of consecutive picked UIDs with the 1-based position of each run's first;
+    with ``shift`` counted as if the runs before it were already gone (removals)."""
+    runs: list[tuple[int, list[int]]] = []
+    gone = 0
+    for i, uid in enumerate(uids):
+        if not picked(uid):
+            continue
+        if runs and i > 0 and picked(uids[i - 1]):
+            runs[-1][1].append(uid)
+        else:
+            runs.append((i + 1 - (gone if shift else 0), [uid]))
+        gone += 1
+    return runs
 
 
 def search_mailbox(
     mailbox: Mailbox,
     uids: list[int],
-    command: Search,
+    keys: Sequence[SearchKey],
     saved: frozenset[int],
     recent: frozenset[int] = frozenset(),
 ) -> list[tuple[int, int, int]]:
     """``(seq, uid, modseq)`` of the messages that match every key.
 
-    The keys the index can answer become one SQL query; the others (text, headers, sent
-    dates) are then checked message by message on what that query left.
+    The keys the index can answer become one SQL query (BODY and TEXT through the text
+    index, brought up to date first); the others (header fields, sent dates) are then
+    checked message by message on what that query left.
     """
+    texts = mailbox.has_text_index and _uses_text(keys)
+    if texts:
+        mailbox.index_texts(searchable_text)
     clauses: list[str] = []
     params: list[object] = []
     rest: list[SearchKey] = []
-    for key in command.keys:
-        compiled = to_sql(key, uids, saved, recent)
+    for key in keys:
+        compiled = to_sql(key, uids, saved, recent, texts=texts)
         if compiled is None:
             rest.append(key)
         else:
@@ -394,6 +551,10 @@ def _loader(mailbox: Mailbox, uid: int) -> Callable[[], bytes]:
             return b""
 
     return load
+
+
+def _uses_text(keys: Iterable[SearchKey]) -> bool:
+    return any(k.name in ("BODY", "TEXT") or _uses_text(k.keys) for k in keys)
 
 
 def _uses_modseq(key: SearchKey) -> bool:

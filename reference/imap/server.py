@@ -1,11 +1,14 @@
 """The IMAP server: its settings, and one :class:`Session` per connection.
 
 IMAP4rev2 (RFC 9051) and IMAP4rev1 (RFC 3501) over the mailbox store, with IDLE (RFC 2177),
-UIDPLUS (RFC 4315), MOVE (RFC 6851), SPECIAL-USE (RFC 6154), QUOTA (RFC 9208), NAMESPACE
-(RFC 2342), ID, ENABLE, LIST-EXTENDED/LIST-STATUS, ESEARCH/SEARCHRES, BINARY, CONDSTORE and
-QRESYNC (RFC 7162). A session sees its mailbox through a list of UIDs (sequence number n is
-``uids[n - 1]``) and the mod-sequence it has reported up to; everything else is asked of the
-store, so a mailbox of 100,000 messages costs an index query, not a directory scan.
+UIDPLUS (RFC 4315), MOVE (RFC 6851), SPECIAL-USE and CREATE-SPECIAL-USE (RFC 6154), QUOTA
+(RFC 9208), NAMESPACE (RFC 2342), ID, ENABLE, LIST-EXTENDED/LIST-STATUS, ESEARCH/SEARCHRES,
+BINARY, CONDSTORE and QRESYNC (RFC 7162), MULTIAPPEND (RFC 3502), CATENATE (RFC 4469), SORT
+and THREAD (RFC 5256, RFC 5957), ESORT and CONTEXT=SEARCH/SORT (RFC 5267), COMPRESS=DEFLATE
+(RFC 4978) and NOTIFY (RFC 5465). A session sees its mailbox through a list of UIDs
+(sequence number n is ``uids[n - 1]``) and the mod-sequence it has reported up to; everything
+else is asked of the store, so a mailbox of 100,000 messages costs an index query, not a
+directory scan.
 """
 
 from __future__ import annotations

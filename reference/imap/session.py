@@ -12,10 +12,13 @@ from reference.imap.idle import IdleCommand
 from reference.imap.listing import ListCommands
 from reference.imap.mailboxes import MailboxCommands
 from reference.imap.messages import MessageCommands
+from reference.imap.notify import NotifyCommand
 from reference.imap.parser import (
     Append,
     Authenticate,
+    CancelUpdate,
     Command,
+    Compress,
     Copy,
     Enable,
     Expunge,
@@ -24,14 +27,17 @@ from reference.imap.parser import (
     ListMailboxes,
     Login,
     MailboxCommand,
+    Notify,
     ParseError,
     Rename,
     Search,
     Select,
     SetQuota,
     Simple,
+    Sort,
     Status,
     Store,
+    Thread,
     literal_suffix,
     parse_command,
     tag_of,
@@ -39,6 +45,7 @@ from reference.imap.parser import (
 from reference.imap.quota import QuotaCommands
 from reference.imap.search import SearchCommand
 from reference.imap.selection import SelectionCommands
+from reference.imap.sort import SortCommands
 from reference.stream import Closed, LineTooLong
 
 _ANY = frozenset(State) - {State.LOGOUT}
@@ -48,6 +55,8 @@ _NOT_AUTHED = frozenset({State.NOT_AUTHENTICATED})
 _AUTHED_COMMANDS = (
     *("SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST"),
     *("LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA"),
+    "COMPRESS",  # RFC 4978 3: once logged in
+    "NOTIFY",  # RFC 5465 3
 )
 _ALLOWED: dict[str, frozenset[State]] = {  # RFC 9051 3 / RFC 3501 3: states and commands
     "CAPABILITY": _ANY,
@@ -60,7 +69,10 @@ _ALLOWED: dict[str, frozenset[State]] = {  # RFC 9051 3 / RFC 3501 3: states and
     "ENABLE": frozenset({State.AUTHENTICATED}),  # RFC 5161 3.1
     **dict.fromkeys(_AUTHED_COMMANDS, _AUTHED),
     **dict.fromkeys(
-        ["CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE"],
+        [
+            *("CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY"),
+            *("MOVE", "SORT", "THREAD", "CANCELUPDATE"),
+        ],
         _SELECTED,
     ),
 }
@@ -75,8 +87,10 @@ class Session(
     AppendCommand,
     IdleCommand,
     FetchCommand,
+    SortCommands,
     SearchCommand,
     MessageCommands,
+    NotifyCommand,
     SessionCore,
 ):
     """One connection, from the greeting to the BYE."""
@@ -226,8 +240,29 @@ class Session(
                 await self.expunge(command)
             case Search():
                 await self.search(command)
+            case Sort():
+                await self.sort(command)
+            case Thread():
+                await self.thread(command)
+            case CancelUpdate():
+                await self.cancel_update(command)
+            case Compress():
+                await self.compress(command)
+            case Notify():
+                await self.notify(command)
             case _:  # pragma: no cover - every parsed command has a case
                 await self.bad(command.tag, "Command not implemented")
+
+    async def compress(self, command: Compress) -> None:
+        """RFC 4978 3: the OK goes out plain; everything after it, both ways, deflated."""
+        if self.stream.compressed:
+            raise No("[COMPRESSIONACTIVE] DEFLATE active already")
+        if command.mechanism != "DEFLATE":
+            await self.bad(command.tag, "Unknown compression mechanism")
+            return
+        await self.ok(command, "DEFLATE active")
+        self.stream.start_deflate()
+        self.log("imap.compress", mechanism="DEFLATE")
 
     async def enable(self, command: Enable) -> None:
         enabled: list[str] = []

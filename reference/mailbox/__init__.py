@@ -8,6 +8,7 @@ from reference.mailbox.folder import (
     NoSuchMessage,
     Status,
     StoredMessage,
+    TextOf,
     normalize_flags,
 )
 from reference.mailbox.paths import (
@@ -18,6 +19,7 @@ from reference.mailbox.paths import (
     normalize_folder,
 )
 from reference.mailbox.store import (
+    CREATABLE_USES,
     FolderExists,
     MailStore,
     NoSuchFolder,
@@ -27,6 +29,7 @@ from reference.mailbox.store import (
 )
 
 __all__ = [
+    "CREATABLE_USES",
     "DELIMITER",
     "SPECIAL_USE",
     "SYSTEM_FLAGS",
@@ -43,6 +46,7 @@ __all__ = [
     "QuotaExceeded",
     "Status",
     "StoredMessage",
+    "TextOf",
     "Usage",
     "normalize_flags",
     "normalize_folder",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from reference import faults
 from reference.mailbox.index import (
@@ -41,6 +41,16 @@ from reference.mailbox.message import to_crlf
 log = logging.getLogger("mailspec.mailbox")
 
 T = TypeVar("T")
+_TEXT_BATCH = 500  # messages indexed per write transaction when catching up
+
+
+class TextOf(Protocol):
+    """What text SEARCH looks at in a message: ``(header text, body text)`` as the searcher
+    sees them. The IMAP front end defines it (its MIME decoding); the store indexes it."""
+
+    def __call__(self, data: bytes, /) -> tuple[str, str]: ...
+
+
 _LOCKLESS_TRIES = 3  # reads of a file being renamed before taking the mailbox's lock
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -129,9 +139,11 @@ class Mailbox(UidIndex):
         now: Callable[[], float | None],
         notify: Listener | None = None,
         validity: Validity | None = None,
+        text_of: TextOf | None = None,
     ) -> None:
         self.name = name
         self._new_name = new_name
+        self._text_of = text_of
         super().__init__(path, now, notify, validity)
 
     def __enter__(self) -> Mailbox:
@@ -329,6 +341,7 @@ class Mailbox(UidIndex):
         data = to_crlf(data)  # stored as on the wire: RFC822.SIZE is the file size
         if when is None:
             when = self._now()
+        texts = self._texts(data) if self._text_of is not None else None
         tmp = self._tmp_name()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -340,7 +353,7 @@ class Mailbox(UidIndex):
                 os.utime(tmp, (when, when))
             internaldate = when if when is not None else os.stat(tmp).st_mtime
             with self._write() as db:
-                uid, sub = self._insert(db, tmp, wanted, len(data), internaldate)
+                uid, sub = self._insert(db, tmp, wanted, len(data), internaldate, texts)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -358,8 +371,10 @@ class Mailbox(UidIndex):
         flags: frozenset[str],
         size: int,
         internaldate: float,
+        texts: tuple[str, str] | None = None,
     ) -> tuple[int, str]:
-        """Give the file in tmp/ the next UID and move it into place (inside a write)."""
+        """Give the file in tmp/ the next UID and move it into place (inside a write), with
+        its row in the text index when its ``texts`` are known."""
         uid = self._meta(db, "uidnext")
         assert uid is not None
         modseq = self._bump(db)
@@ -372,10 +387,73 @@ class Mailbox(UidIndex):
                 (uid, base, sub, file, join_flags(flags), size, internaldate, modseq),
             )
             db.execute("UPDATE meta SET value = ? WHERE key = 'uidnext'", (uid + 1,))
+            if texts is not None and self.has_text_index:
+                db.execute("INSERT INTO texts(rowid, header, body) VALUES (?, ?, ?)", (uid, *texts))
         except BaseException:
             (self.path / sub / file).unlink(missing_ok=True)
             raise
         return uid, sub
+
+    # -- the text index --------------------------------------------------------------------
+
+    def _texts(self, data: bytes) -> tuple[str, str]:
+        """A message's row in the text index: its searchable text, case-folded (IMAP SEARCH
+        compares case-insensitively; folding once here lets the index compare exactly)."""
+        assert self._text_of is not None
+        header, body = self._text_of(data)
+        return header.casefold(), body.casefold()
+
+    def index_texts(self, text_of: TextOf) -> int:
+        """Give every message without a row in the text index its row (mail another writer
+        stored without indexing: files adopted from new/, copies, an MDA of another program);
+        returns how many were read. Cheap when none is missing: one look at the newest UIDs."""
+        if not self.has_text_index:
+            return 0
+        with self._mutex:
+            start = self._meta(self._db, "text_uidnext") or 1
+            end = self._meta(self._db, "uidnext") or 1
+            missing = [
+                uid
+                for (uid,) in self._db.execute(
+                    "SELECT uid FROM messages WHERE uid >= ? AND uid NOT IN"
+                    " (SELECT rowid FROM texts WHERE rowid >= ?) ORDER BY uid",
+                    (start, start),
+                )
+            ]
+        for i in range(0, len(missing), _TEXT_BATCH):
+            rows: list[tuple[int, str, str]] = []
+            for uid in missing[i : i + _TEXT_BATCH]:
+                with suppress(NoSuchMessage):
+                    header, body = text_of(self.read(uid))
+                    rows.append((uid, header.casefold(), body.casefold()))
+            with self._write(track=False) as db:
+                for row in rows:  # only messages still there, and not indexed meanwhile
+                    db.execute(
+                        "INSERT INTO texts(rowid, header, body) SELECT ?, ?, ? WHERE EXISTS"
+                        " (SELECT 1 FROM messages WHERE uid = ?) AND NOT EXISTS"
+                        " (SELECT 1 FROM texts WHERE rowid = ?)",
+                        (*row, row[0], row[0]),
+                    )
+        if end > start:  # a write (and the lock) only when there is something to note
+            with self._write(track=False) as db:
+                db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'text_uidnext' AND value < ?",
+                    (end, end),
+                )
+        return len(missing)
+
+    def _stored_texts(self, uids: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """The text index rows of ``uids`` (for copies: no need to read the files again)."""
+        if not self.has_text_index:
+            return {}
+        out: dict[int, tuple[str, str]] = {}
+        with self._mutex:
+            for lo, hi in uid_runs(sorted(set(uids))):
+                for uid, header, body in self._db.execute(
+                    "SELECT rowid, header, body FROM texts WHERE rowid BETWEEN ? AND ?", (lo, hi)
+                ):
+                    out[uid] = (header, body)
+        return out
 
     def set_flags(self, uid: int, flags: Iterable[str]) -> StoredMessage:
         """Replace the message's flags."""
@@ -465,12 +543,15 @@ class Mailbox(UidIndex):
 
     def _forget(self, db: sqlite3.Connection, uid: int) -> None:
         db.execute("DELETE FROM messages WHERE uid = ?", (uid,))
+        if self.has_text_index:
+            db.execute("DELETE FROM texts WHERE rowid = ?", (uid,))
         db.execute("INSERT OR REPLACE INTO expunged VALUES (?, ?)", (uid, self._bump(db)))
 
     def copy_to(self, dest: Mailbox, uids: Iterable[int]) -> list[tuple[int, int]]:
         """Copy messages (hard links where the file system allows) with their flags and
         internal dates; returns ``(source uid, new uid)`` pairs (RFC 4315 COPYUID)."""
         found = self.get_many(uids)
+        texts = self._stored_texts(found)
         staged: list[tuple[StoredMessage, Path]] = []
         pairs: list[tuple[int, int]] = []
         try:
@@ -485,7 +566,12 @@ class Mailbox(UidIndex):
             with dest._write() as db:
                 for message, tmp in staged:
                     uid, _ = dest._insert(
-                        db, tmp, message.flags, message.size, message.internaldate
+                        db,
+                        tmp,
+                        message.flags,
+                        message.size,
+                        message.internaldate,
+                        texts.get(message.uid),
                     )
                     pairs.append((message.uid, uid))
         finally:
@@ -530,8 +616,9 @@ class Mailbox(UidIndex):
                             continue
                         tmp = dest._tmp_name()
                         move_file(source, tmp)
+                        text = self._stored_texts([message.uid]).get(message.uid)
                         uid, _ = dest._insert(
-                            ddb, tmp, message.flags, message.size, message.internaldate
+                            ddb, tmp, message.flags, message.size, message.internaldate, text
                         )
                         self._forget(sdb, message.uid)
                         pairs.append((message.uid, uid))

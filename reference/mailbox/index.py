@@ -6,14 +6,14 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from reference.mailbox.maildir import flock
 
 INDEX_FILE = "mailspec-index.sqlite"
 LOCK_FILE = "mailspec-index.lock"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -22,6 +22,14 @@ _SCHEMA = (
     " internaldate REAL NOT NULL, modseq INTEGER NOT NULL DEFAULT 1)",
     # RFC 7162 3.2.5 / QRESYNC: which UIDs went away at which mod-sequence.
     "CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL)",
+)
+# Text SEARCH (BODY, TEXT): each message's searchable text, case-folded, keyed by UID, in an
+# FTS5 trigram index: a substring query (IMAP SEARCH is one) finds its candidates through
+# the trigrams and is checked against the stored text, so it is exact. detail=none keeps the
+# index at about a third of full detail; the trigram lists still find rare strings in ms.
+TEXT_TABLE = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(header, body,"
+    " tokenize='trigram case_sensitive 1', detail='none')"
 )
 COLUMNS = "uid, sub, file, flags, size, internaldate, modseq"
 Row = tuple[int, str, str, str, int, float, int]
@@ -57,6 +65,11 @@ class UidIndex:
             self._db.execute("PRAGMA journal_mode=TRUNCATE")
             if self._schema_version() < SCHEMA_VERSION:
                 self._migrate()
+            self.has_text_index = bool(
+                self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'texts'"
+                ).fetchone()
+            )
         except BaseException:
             self._db.close()
             raise
@@ -75,6 +88,8 @@ class UidIndex:
             if "modseq" not in columns:  # an index from before CONDSTORE
                 db.execute("ALTER TABLE messages ADD COLUMN modseq INTEGER NOT NULL DEFAULT 1")
             db.execute("CREATE INDEX IF NOT EXISTS messages_modseq ON messages(modseq)")
+            with suppress(sqlite3.OperationalError):  # an SQLite without FTS5: no text index
+                db.execute(TEXT_TABLE)
             if self._meta(db, "uidvalidity") is None:
                 # RFC 3501 2.3.1.1: a new index gets a new UIDVALIDITY; time makes it grow.
                 created = self._now()
@@ -83,7 +98,13 @@ class UidIndex:
                     validity = self._validity(validity)
                 db.execute("INSERT INTO meta VALUES ('uidvalidity', ?)", (max(1, validity),))
                 db.execute("INSERT INTO meta VALUES ('uidnext', 1)")
-            for key, value in (("highestmodseq", 1), ("stamp_new", 0), ("stamp_cur", 0)):
+            # text_uidnext: every message below it has its row in texts (or is gone).
+            for key, value in (
+                ("highestmodseq", 1),
+                ("stamp_new", 0),
+                ("stamp_cur", 0),
+                ("text_uidnext", 1),
+            ):
                 db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
 

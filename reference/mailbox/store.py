@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reference import faults
 from reference.clock import Clock
-from reference.mailbox.folder import Mailbox, Status
+from reference.mailbox.folder import Mailbox, Status, TextOf
 from reference.mailbox.index import INDEX_FILE, LOCK_FILE, Listener, Validity
 from reference.mailbox.maildir import FileNames, flock, make_maildir, write_atomically
 from reference.mailbox.message import to_crlf
@@ -34,6 +34,9 @@ log = logging.getLogger("mailspec.mailbox")
 ACCOUNT_LOCK = "mailspec-account.lock"
 VALIDITY_FILE = "mailspec-uidvalidity"  # the last UIDVALIDITY given in the account
 SUBSCRIPTIONS = "subscriptions"  # one folder name a line, as Dovecot's Maildir layout keeps it
+SPECIAL_USES = "mailspec-special-use"  # "folder<TAB>\\Attribute" lines set by CREATE (USE ...)
+# RFC 6154 2: the uses a real folder can have (\All and \Flagged are virtual mailboxes).
+CREATABLE_USES = frozenset({"\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash"})
 
 
 class NoSuchFolder(LookupError):
@@ -106,10 +109,14 @@ class MailStore:
         *,
         clock: Clock | None = None,
         quota: Quota | Callable[[str], Quota] = Quota(),
+        text_of: TextOf | None = None,
     ) -> None:
         self.root = Path(root)
         self._clock = clock
         self._quota = quota
+        # Given, delivery and APPEND add each message to its mailbox's text index; without
+        # it the searcher indexes what is missing at its first text SEARCH.
+        self._text_of = text_of
         self._new_name = FileNames()
         self._ready: set[Path] = set()
         self._lock = threading.Lock()
@@ -206,7 +213,13 @@ class MailStore:
                 raise NoSuchFolder(name)
             make_maildir(path, subfolder=name != "INBOX")
         mailbox = Mailbox(
-            path, name, self._new_name, self._now, self._notify, self._validity(account)
+            path,
+            name,
+            self._new_name,
+            self._now,
+            self._notify,
+            self._validity(account),
+            self._text_of,
         )
         if sync:
             try:
@@ -223,11 +236,45 @@ class MailStore:
             return False
         return (folder_dir(self._account(address), name) / "cur").is_dir()
 
-    def create_folder(self, address: str, folder: str, *, exclusive: bool = False) -> None:
-        """Create ``folder``; with ``exclusive``, :class:`FolderExists` if it is there."""
+    def create_folder(
+        self, address: str, folder: str, *, exclusive: bool = False, uses: Iterable[str] = ()
+    ) -> None:
+        """Create ``folder``; with ``exclusive``, :class:`FolderExists` if it is there;
+        ``uses`` are its special uses (RFC 6154 3, one of :data:`CREATABLE_USES` each)."""
+        uses = sorted(set(uses))
+        if any(u not in CREATABLE_USES for u in uses):
+            raise ValueError(f"unsupported special use in {uses}")
         if exclusive and self.exists(address, folder):
             raise FolderExists(normalize_folder(folder))
         self.open(address, folder, create=True, sync=False).close()
+        if uses:
+            name = normalize_folder(folder)
+            self._edit_uses(address, lambda held: {**held, name: uses})
+
+    def special_uses(self, address: str) -> dict[str, list[str]]:
+        """Folder name -> its special-use attributes (RFC 6154 2): the folders made with the
+        account, and those created with USE."""
+        account = self._account(address)
+        held: dict[str, list[str]] = {name: [use] for name, use in SPECIAL_USE.items()}
+        try:
+            text = (account / SPECIAL_USES).read_text("utf-8")
+        except FileNotFoundError:
+            text = ""
+        for line in text.splitlines():
+            name, _, use = line.partition("\t")
+            if use:
+                held.setdefault(name, []).append(use)
+        return held
+
+    def _edit_uses(
+        self, address: str, edit: Callable[[dict[str, list[str]]], dict[str, list[str]]]
+    ) -> None:
+        account = self._account(address)
+        with flock(account / ACCOUNT_LOCK):
+            own = {n: u for n, u in self.special_uses(address).items() if n not in SPECIAL_USE}
+            after = edit(own)
+            lines = [f"{n}\t{u}\n" for n, us in sorted(after.items()) for u in us]
+            write_atomically(account / SPECIAL_USES, "".join(lines))
 
     def delete_folder(self, address: str, folder: str) -> None:
         """Remove a folder and its messages (its subfolders and its subscription stay, RFC 3501
@@ -244,6 +291,8 @@ class MailStore:
         with flock(path / LOCK_FILE):
             os.rename(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+        if name in self.special_uses(address) and name not in SPECIAL_USE:
+            self._edit_uses(address, lambda held: {n: u for n, u in held.items() if n != name})
         # RFC 3501 6.3.6: the subscription stays; LIST (SUBSCRIBED) shows it \NonExistent.
         log.info("mailbox.delete account=%s folder=%s", account, name)
 
@@ -270,6 +319,15 @@ class MailStore:
                 raise FolderExists(folder_name(target) or dst)
         for entry, target in renames:
             os.rename(account / entry, account / target)
+
+        def moved(name: str) -> bool:
+            return name == src or name.startswith(src + DELIMITER)
+
+        if any(moved(n) for n in self.special_uses(address) if n not in SPECIAL_USE):
+            self._edit_uses(
+                address,
+                lambda held: {(dst + n[len(src) :] if moved(n) else n): u for n, u in held.items()},
+            )
         subscribed = self.subscriptions(address)
         for name in subscribed:
             if name == src or name.startswith(src + DELIMITER):

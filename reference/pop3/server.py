@@ -218,7 +218,9 @@ class _Session:
 
     async def login(self, username: str, password: str, method: str) -> None:
         try:
-            user = await self.server.auth.authenticate(username, password)
+            user = await self.server.auth.authenticate(
+                username, password, client=self.stream.client
+            )
         except TemporarilyUnavailable as e:
             self.auth_failures += 1
             self.log("pop3.login", user=username, method=method, result="unavailable", why=str(e))

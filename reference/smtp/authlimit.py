@@ -155,9 +155,9 @@ class AuthLimiter:
 class LimitedAuthenticator:
     """An :class:`Authenticator` behind an :class:`AuthLimiter`, for IMAP and POP3.
 
-    Their servers ask ``authenticate(username, password)`` without the client address, so
-    here failures count per account only. A locked account is refused (None) without the
-    password being checked (:class:`TemporarilyUnavailable`); a failure is answered after the
+    Their servers pass the client's address, so failures count per account and per client
+    address, as SMTP AUTH's do. A locked account or address is refused without the password
+    being checked (:class:`TemporarilyUnavailable`); a failure is answered after the
     limiter's delay.
     """
 
@@ -169,14 +169,14 @@ class LimitedAuthenticator:
         self.clock = clock
         self.service = service  # what a failure is counted under in /metrics
 
-    async def authenticate(self, username: str, password: str) -> str | None:
-        locked = await self.limiter.locked(username)
+    async def authenticate(self, username: str, password: str, *, client: str = "") -> str | None:
+        locked = await self.limiter.locked(username, client)
         if locked is not None:
-            event(log, "auth.locked", user=username[:_NAME_LIMIT], scope=locked.scope)
+            event(log, "auth.locked", user=username[:_NAME_LIMIT], peer=client, scope=locked.scope)
             raise TemporarilyUnavailable(f"{locked.scope} locked after failed logins")
-        address = await self.inner.authenticate(username, password)
+        address = await self.inner.authenticate(username, password, client=client)
         if address is None:
-            delay = await self.limiter.failed(username, service=self.service)
+            delay = await self.limiter.failed(username, client, service=self.service)
             if delay > 0:
                 await self.clock.sleep(delay)
         return address

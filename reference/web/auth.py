@@ -70,7 +70,7 @@ class WebAuth:
                     401, "Basic credentials are base64 of user:password", headers=_CHALLENGE
                 )
             await self._not_locked(user, peer)
-            address = await self.directory.authenticate(user, password)
+            address = await self.directory.authenticate(user, password, client=peer)
             if address is None:
                 await self._failed(user, peer)
             return Principal("user", None, address)

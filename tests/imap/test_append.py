@@ -29,3 +29,27 @@ async def test_multiappend_failing_late_appends_none(start: Start) -> None:
 async def test_capability_lists_multiappend(start: Start) -> None:
     _, raw = await logged_in(start)
     assert b" MULTIAPPEND" in (await raw.command(b"CAPABILITY"))[0]
+
+
+async def test_catenate_joins_text_and_urls(start: Start) -> None:
+    """RFC 4469 5: TEXT literals and IMAP URLs (whole message, section, partial) joined."""
+    env, raw = await logged_in(start)
+    uid = env.store.deliver(ALICE, b"From: a@example.net\r\n\r\nfirst body\r\n")
+    lines = await raw.command(b"SELECT INBOX")
+    validity = (
+        next(x for x in lines if b"UIDVALIDITY" in x).split(b"UIDVALIDITY ")[1].split(b"]")[0]
+    )
+    url = b"/INBOX;UIDVALIDITY=%s/;UID=%d" % (validity, uid)
+    command = (
+        b'APPEND INBOX CATENATE (URL "%s/;SECTION=HEADER" TEXT {5+}\r\nnew\r\n'
+        b' URL "%s/;SECTION=TEXT/;PARTIAL=0.5")' % (url, url)
+    )
+    assert (await raw.command(command))[-1].startswith(b"t OK [APPENDUID")
+    stored = env.store.open(ALICE, "INBOX")
+    assert stored.read(stored.uids()[-1]) == b"From: a@example.net\r\n\r\nnew\r\nfirst"
+    stored.close()
+    bad = b'APPEND INBOX CATENATE (TEXT {2+}\r\nx\n URL "/INBOX;UIDVALIDITY=1/;UID=%d")' % uid
+    assert (await raw.command(bad))[-1].startswith(b"t NO [BADURL /INBOX;UIDVALIDITY=1/;UID=")
+    missing = b'APPEND Nowhere CATENATE (URL "%s")' % url
+    assert (await raw.command(missing))[-1].startswith(b"t NO [TRYCREATE]")
+    assert len(env.store.open(ALICE, "INBOX").uids()) == 2  # the refused ones stored nothing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import reference.imap
 import reference.imap.server
 
-PUBLIC = ["Command", "ImapServer", "ParseError", "parse_command"]
+PUBLIC = ["Command", "ImapServer", "ParseError", "parse_command", "searchable_text"]
 
 
 def test_all_lists_the_public_names() -> None:

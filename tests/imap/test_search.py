@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference.imap.parser import Search, SearchKey, SequenceSet
-from reference.imap.search import Candidate, matches, search_mailbox, to_sql
+from reference.imap.search import Candidate, matches, search_mailbox, searchable_text, to_sql
 from reference.mailbox import MailStore
 
 from .support import ALICE, MSG, Start, logged_in
@@ -118,7 +118,7 @@ def test_sql_search_selects_what_the_evaluator_selects(
             box.expunge(expunge)
             view = box.uids()
             command = Search("t", tuple(keys))
-            got = [uid for _, uid, _ in search_mailbox(box, view, command, frozenset(saved))]
+            got = [uid for _, uid, _ in search_mailbox(box, view, command.keys, frozenset(saved))]
             stored = box.messages()
         expected = []
         for seq, m in enumerate(stored, 1):
@@ -153,7 +153,7 @@ def test_content_search(tmp_path: Path) -> None:
         view = box.uids()
 
         def uids(*keys: SearchKey) -> list[int]:
-            return [u for _, u, _ in search_mailbox(box, view, Search("t", keys), frozenset())]
+            return [u for _, u, _ in search_mailbox(box, view, keys, frozenset())]
 
         assert uids(SearchKey("SUBJECT", "CAFÉ")) == [1]  # decoded, case-insensitive
         assert uids(SearchKey("FROM", "bob")) == [1]
@@ -162,3 +162,73 @@ def test_content_search(tmp_path: Path) -> None:
         assert uids(SearchKey("TEXT", "x-spam")) == [2]
         assert uids(SearchKey("SENTON", datetime.date(2026, 1, 5))) == [2]
         assert uids(SearchKey("SEEN"), SearchKey("BODY", "hello")) == []
+
+
+_words = st.sampled_from(["Alpha", "beta", "GAMMA", "straße", "ǅemal", "a*b", "x?y", "[z]"])
+_text_leaf = st.tuples(st.sampled_from(["BODY", "TEXT"]), _words).map(lambda t: SearchKey(*t))
+_text_keys = st.recursive(
+    _text_leaf,
+    lambda inner: st.one_of(
+        inner.map(lambda k: SearchKey("NOT", keys=(k,))),
+        st.tuples(inner, inner).map(lambda ks: SearchKey("OR", keys=ks)),
+    ),
+    max_leaves=4,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.lists(_words, max_size=3), st.lists(_words, max_size=3)), min_size=1),
+    st.lists(_text_keys, min_size=1, max_size=2),
+    st.booleans(),
+)
+def test_text_index_selects_what_the_evaluator_selects(
+    messages: list[tuple[list[str], list[str]]], keys: list[SearchKey], eager: bool
+) -> None:
+    """BODY and TEXT through the mailbox's text index (filled at delivery, or caught up at
+    the first search) select exactly what reading each message selects."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MailStore(Path(tmp), text_of=searchable_text if eager else None)
+        for subject, body in messages:
+            data = f"Subject: {' '.join(subject)}\r\n\r\n{' '.join(body)}\r\n".encode()
+            store.deliver(ALICE, data)
+        with store.open(ALICE) as box:
+            view = box.uids()
+            got = [uid for _, uid, _ in search_mailbox(box, view, keys, frozenset())]
+            expected = []
+            for seq, uid in enumerate(view, 1):
+                data = box.read(uid)
+                candidate = Candidate(
+                    seq, uid, frozenset(), 0, len(view), view[-1], load=lambda d=data: d
+                )
+                if all(matches(k, candidate) for k in keys):
+                    expected.append(uid)
+        assert got == expected
+
+
+def test_text_index_kept_at_delivery_copy_and_expunge(tmp_path: Path) -> None:
+    """Delivery and APPEND index as they store; a copy carries its row; an expunge drops
+    it; mail another writer stored unindexed is indexed at the next text search."""
+    store = MailStore(tmp_path, text_of=searchable_text)
+    plain = MailStore(tmp_path)  # another process, storing without indexing
+    store.deliver(ALICE, b"Subject: one\r\n\r\nthe needle\r\n")
+    store.deliver(ALICE, b"Subject: two\r\n\r\nhay\r\n")
+    store.create_folder(ALICE, "Copies")
+    with store.open(ALICE) as box, store.open(ALICE, "Copies") as copies:
+        assert box.index_texts(searchable_text) == 0  # nothing to read: indexed at delivery
+        box.copy_to(copies, [1])
+        assert copies.index_texts(searchable_text) == 0
+        assert [
+            u
+            for _, u, _ in search_mailbox(
+                copies, copies.uids(), [SearchKey("BODY", "needle")], frozenset()
+            )
+        ] == [1]
+    plain.deliver(ALICE, b"Subject: three\r\n\r\nanother NEEDLE\r\n")
+    with store.open(ALICE) as box:
+        box.change_flags([1], add=["\\Deleted"])
+        box.expunge([1])
+        view = box.uids()
+        found = search_mailbox(box, view, [SearchKey("TEXT", "needle")], frozenset())
+        assert [u for _, u, _ in found] == [3]  # caught up: the third was read once
+        assert box.index_texts(searchable_text) == 0

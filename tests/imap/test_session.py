@@ -1,9 +1,11 @@
 """The command loop: greeting, capabilities, framing and bounds, bad commands, timeouts,
-NOOP's change reports, ENABLE, LOGOUT."""
+NOOP's change reports, ENABLE, COMPRESS, LOGOUT."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import zlib
 
 from .support import ALICE, MSG, Raw, Start, logged_in
 
@@ -104,3 +106,25 @@ async def test_logout(start: Start) -> None:
     raw = await Raw.connect(await start())
     assert await raw.command(b"LOGOUT") == [b"* BYE Logging out\r\n", b"t OK LOGOUT completed\r\n"]
     assert await raw.closed()
+
+
+async def test_compress_deflate(start: Start) -> None:
+    """RFC 4978: after the plain OK both directions are raw deflate; literals cross too, and
+    a second COMPRESS is NO [COMPRESSIONACTIVE]."""
+    env, raw = await logged_in(start)
+    assert await raw.command(b"COMPRESS DEFLATE") == [b"t OK DEFLATE active\r\n"]
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+
+    async def command(text: bytes) -> bytes:
+        await raw.send(deflate.compress(b"t " + text + b"\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
+        got = b""
+        while not re.search(rb"(^|\n)t (OK|NO|BAD)[^\n]*\n", got):
+            got += inflate.decompress(await asyncio.wait_for(raw.reader.read(4096), 5))
+        return got
+
+    assert b"t OK" in await command(b"APPEND INBOX {15+}\r\nSubject: hi\r\n\r\n")
+    got = await command(b"SELECT INBOX")
+    assert b"* 1 EXISTS" in got
+    assert b"t NO [COMPRESSIONACTIVE]" in await command(b"COMPRESS DEFLATE")
+    assert env.store.open(ALICE, "INBOX").read(1) == b"Subject: hi\r\n\r\n"
