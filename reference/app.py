@@ -6,7 +6,7 @@ import asyncio
 import errno
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,12 +14,12 @@ from typing import Any, Protocol
 from reference import tls
 from reference.assembly import Parts, check_chain
 from reference.auth import Lookup, MemoryRecorder
-from reference.auth.keys import KeyStore, SigningKey
+from reference.auth.keys import KeyStore
 from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
 from reference.auth.srs import Srs, load_secrets
 from reference.clock import Clock, RealClock
 from reference.config import LISTENERS, Config, helo_names
-from reference.delivery import Forwarder, LocalDelivery, QueueRunner
+from reference.delivery import Forwarder, LocalDelivery, QueueRunner, lane_of
 from reference.delivery.filters import SieveFilter
 from reference.delivery.forward import ArcSealer
 from reference.delivery.remote import MxResolver, Relay, SourcePool
@@ -30,10 +30,13 @@ from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore, Quota
 from reference.managesieve import ManageSieveServer
+from reference.metrics import LANES, Metrics
 from reference.policy import Policy
 from reference.policy.spam import open_classifiers
 from reference.pop3.server import Pop3Server
 from reference.scan.bayes import Classifiers, junk_trainer
+from reference.scan.clamd import ClamdClient
+from reference.service import Admin, arc_key
 from reference.sieve import Limits, ReplyLog, ScriptStore
 from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
 from reference.smtp.server import Listener
@@ -54,6 +57,7 @@ SCHEMES = {
     "pop3": "pop3",
     "pop3s": "pop3s",
     "managesieve": "sieve",  # RFC 5804 3: sieve://host:port
+    "web": "https",
 }
 
 
@@ -97,14 +101,6 @@ def sieve_replies(cfg: Config) -> ReplyLog:
     return ReplyLog(cfg.data_path / "sieve" / "replies.sqlite3")
 
 
-RSA = "rsa-sha256"  # RFC 8617 seals with RSA only
-
-
-def arc_key(cfg: Config) -> SigningKey:
-    """The key forwarded mail is ARC-sealed with: the SRS domain's rsa-sha256 DKIM key."""
-    return KeyStore(cfg.data_path / "dkim").generate(cfg.srs_domain, cfg.auth.selector, (RSA,))[0]
-
-
 def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
     """The mailboxes under data_dir, each with its quota (the account's own, field by field
     over the platform's) and its text index."""
@@ -138,6 +134,8 @@ class App:
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
         self.directory = Directory(directory_path(cfg), delimiter=cfg.addresses.delimiter)
+        # Counted by the listeners, the checks and the queue runner; served at /metrics.
+        self.metrics = Metrics()
         self.store = mail_store(cfg, self.directory, self.clock)
         self.spool = Spool(cfg.spool_path, self.clock)
         # Forwarded mail is ARC-sealed with the SRS domain's own RSA key (made at first start;
@@ -165,6 +163,7 @@ class App:
             delay_after=sub.auth_delay_after,
             max_delay=cfg.submission.auth_max_delay,
             ignore_networks=sub.auth_ignore_networks,
+            metrics=self.metrics,
         )
         # DMARC aggregate reports: every evaluation is recorded in the store (or, with
         # dmarc.reports off, only kept in memory), and reports received are kept there too.
@@ -198,7 +197,8 @@ class App:
                     self.dmarc_recorder,
                     self.srs,
                 ),
-            )
+            ),
+            self.metrics,
         )
         self.relay = Relay(
             hostname=cfg.server.hostname,
@@ -253,6 +253,29 @@ class App:
             hostname=cfg.server.hostname,
             concurrency=cfg.queue.concurrency,
             bulk_concurrency=cfg.queue.bulk_concurrency,
+            metrics=self.metrics,
+        )
+        self.metrics.watch_queue(self._queue_view)
+        # What an operator does, for the admin API (the command line uses the same layer).
+        self.admin = Admin(
+            self.directory, cfg, spool=self.spool, notify=self._wake_runner, clock=self.clock
+        )
+        # Imported here: the command line imports this module for its paths, and needs
+        # neither aiohttp nor pydantic for that.
+        from reference.web import WebServer
+
+        self.web = WebServer(
+            self.admin,
+            self.metrics,
+            self.auth_limiter,
+            self.clock,
+            probes={
+                "listeners": self._listeners_up,
+                "spool": self._spool_writable,
+                "directory": self._directory_reachable,
+                "redis" if cfg.state.url else "state": self._state_reachable,
+                **({"clamd": self._clamd_reachable} if cfg.antivirus.clamd else {}),
+            },
         )
         if self.sieve is not None:
             self.sieve.notify = self.runner.notify
@@ -282,7 +305,63 @@ class App:
         # IMAP and POP3 sessions: their tasks, and the writers that end them.
         self._streams: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
-    def _smtp(self, role: str, *, implicit_tls: bool) -> Listener:
+    # -- what /metrics and /readyz ask of the node
+
+    def _queue_view(self) -> list[tuple[str, int, float | None]]:
+        """(lane, messages, age of the oldest) for every lane: read from the spool."""
+        now = self.clock.now()
+        oldest: dict[str, float] = {}
+        counts = dict.fromkeys(LANES, 0)
+        for entry in self.spool.entries():
+            lane = lane_of(entry)
+            counts[lane] = counts.get(lane, 0) + 1
+            oldest[lane] = min(oldest.get(lane, entry.created), entry.created)
+        return [
+            (lane, n, now - oldest[lane] if lane in oldest else None) for lane, n in counts.items()
+        ]
+
+    def _wake_runner(self, qids: Sequence[str]) -> str:
+        for qid in qids:  # each started now (a whole rescan waits for its interval)
+            self.runner.notify(qid)
+        return "queue runner notified"
+
+    async def _listeners_up(self) -> str | None:
+        down = [n for n, s in zip(self.endpoints, self.servers, strict=False) if not s.is_serving()]
+        if len(self.servers) < len(self.endpoints) or not self.endpoints:
+            return "not started"
+        return f"not listening: {', '.join(down)}" if down else None
+
+    async def _spool_writable(self) -> str | None:
+        probe = self.spool.root / ".readyz"
+        try:
+            await asyncio.to_thread(probe.write_bytes, b"ok")
+            await asyncio.to_thread(probe.unlink)
+        except OSError as e:
+            return f"cannot write {self.spool.root}: {e.strerror or e}"
+        return None
+
+    async def _directory_reachable(self) -> str | None:
+        try:
+            await asyncio.to_thread(self.directory.domains)
+        except Exception as e:  # any failure of the database is the answer here
+            return f"directory database: {e}"
+        return None
+
+    async def _state_reachable(self) -> str | None:
+        try:
+            await asyncio.wait_for(self.state.get("readyz", self.clock.now()), 5.0)
+        except Exception as e:  # a connection refused, a timeout, a closed database
+            return f"{type(e).__name__}: {e}"[:200]
+        return None
+
+    async def _clamd_reachable(self) -> str | None:
+        address = self.cfg.antivirus.clamd
+        if address is None:
+            return None  # no scanner configured: nothing to wait for
+        clamd = ClamdClient(address, timeout=5.0)
+        return None if await clamd.ping() else f"no PONG from {address}"
+
+    def _smtp(self, name: str, role: str, *, implicit_tls: bool) -> Listener:
         listener = Listener(
             role,
             hostname=self.cfg.server.hostname,
@@ -301,22 +380,29 @@ class App:
             proxy_from=self.cfg.listen.mx_proxy_from if role == "mx" else (),
             max_connections=self.cfg.smtp.max_connections,
             max_per_client=self.cfg.smtp.max_connections_per_client,
+            metrics=self.metrics.listener(name),
         )
+        self.metrics.watch_sessions(name, lambda: len(listener.sessions))
         self._listeners.append(listener)
         return listener
 
     def _stream_server(
-        self, handle: StreamHandler, *, implicit_tls: bool
+        self, name: str, handle: StreamHandler, *, implicit_tls: bool
     ) -> Callable[[str, int], Awaitable[asyncio.Server]]:
         """An IMAP or POP3 listener whose connections are tracked, so stop() can close them."""
+        counted = self.metrics.listener(name)
+        sessions = self.metrics.sessions.labels(name)
 
         async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._streams[task] = w
+            counted.connected()
+            sessions.inc()
             try:
                 await handle(r, w, tls=implicit_tls)
             finally:
+                sessions.dec()
                 self._streams.pop(task, None)
                 w.close()
 
@@ -329,12 +415,11 @@ class App:
     async def start(self) -> dict[str, Endpoint]:
         """Open every listener and start the queue runner; a bind failure names the key."""
         cfg = self.cfg
-        # IMAP and POP3 logins count against the same limits, per account (their servers
-        # do not pass the client address).
-        mailbox_auth = LimitedAuthenticator(self.directory, self.auth_limiter, self.clock)
+        # IMAP, POP3 and ManageSieve logins count against the same limits, per account and
+        # per client address, each under its own service in /metrics.
         imap = ImapServer(
             self.store,
-            mailbox_auth,
+            LimitedAuthenticator(self.directory, self.auth_limiter, self.clock, "imap"),
             hostname=cfg.server.hostname,
             tls_context=self.tls_context,
             clock=self.clock,
@@ -343,28 +428,31 @@ class App:
         )
         pop3 = Pop3Server(
             self.store,
-            mailbox_auth,
+            LimitedAuthenticator(self.directory, self.auth_limiter, self.clock, "pop3"),
             hostname=cfg.server.hostname,
             tls_context=self.tls_context,
             clock=self.clock,
         )
         managesieve = ManageSieveServer(
             self.scripts,
-            mailbox_auth,
+            LimitedAuthenticator(self.directory, self.auth_limiter, self.clock, "managesieve"),
             hostname=cfg.server.hostname,
             tls_context=self.tls_context,
             clock=self.clock,
             max_redirects=cfg.sieve.max_redirects,
         )
         starters: dict[str, Callable[[str, int], Awaitable[asyncio.Server]]] = {
-            "mx": self._smtp("mx", implicit_tls=False).start,
-            "submission": self._smtp("submission", implicit_tls=False).start,
-            "submissions": self._smtp("submission", implicit_tls=True).start,
-            "imap": self._stream_server(imap.handle, implicit_tls=False),
-            "imaps": self._stream_server(imap.handle, implicit_tls=True),
-            "pop3": self._stream_server(pop3.handle, implicit_tls=False),
-            "pop3s": self._stream_server(pop3.handle, implicit_tls=True),
-            "managesieve": self._stream_server(managesieve.handle, implicit_tls=False),
+            "mx": self._smtp("mx", "mx", implicit_tls=False).start,
+            "submission": self._smtp("submission", "submission", implicit_tls=False).start,
+            "submissions": self._smtp("submissions", "submission", implicit_tls=True).start,
+            "imap": self._stream_server("imap", imap.handle, implicit_tls=False),
+            "imaps": self._stream_server("imaps", imap.handle, implicit_tls=True),
+            "pop3": self._stream_server("pop3", pop3.handle, implicit_tls=False),
+            "pop3s": self._stream_server("pop3s", pop3.handle, implicit_tls=True),
+            "managesieve": self._stream_server(
+                "managesieve", managesieve.handle, implicit_tls=False
+            ),
+            "web": lambda host, port: self.web.start(host, port, self.tls_context),
         }
         try:
             for name in LISTENERS:
@@ -383,6 +471,7 @@ class App:
                 self.endpoints[name] = Endpoint(name, sock[0], sock[1])
         except BaseException:
             await self._close_servers()
+            await self.web.stop()
             raise
         self.runner.start()
         if self.dmarc_reporter is not None:
@@ -424,6 +513,7 @@ class App:
         deadline = loop.time() + grace
         await self.runner.stop(grace)
         await self._close_servers()
+        await self.web.stop()
         # Let the closed sessions' tasks run to their end before the loop goes away; they
         # only have to notice their connection is gone, so they get a short while at most.
         sessions = list(self._streams)

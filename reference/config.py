@@ -80,6 +80,11 @@ class Listen:
         "AUTHENTICATE).",
         default=HostPort("127.0.0.1:2419"),
     )
+    web: HostPort = doc(
+        "The control plane over HTTPS (same certificate): the admin API /api/v1, /metrics, "
+        "/healthz and /readyz. Every node opens it, whatever its roles.",
+        default=HostPort("127.0.0.1:2443"),
+    )
     mx_proxy_from: list[Network] = doc(
         "Networks (CIDR) allowed to send a PROXY protocol header on the MX port.",
         default_factory=list,
@@ -525,6 +530,8 @@ class Config:
     def serves(self, listener: str) -> bool:
         """Whether this node opens ``listener`` (see ``server.roles``)."""
         roles = self.server.roles
+        if listener not in LISTENER_ROLES:
+            return True  # the web listener: health and metrics are every node's
         return "all" in roles or LISTENER_ROLES[listener] in roles
 
     # Derived, validated views used by the composition root.
@@ -533,7 +540,9 @@ class Config:
         return listen.pair
 
 
-LISTENERS = ("mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve")
+LISTENERS = (
+    "mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve", "web",
+)  # fmt: skip
 # The role (``server.roles``) each listener belongs to.
 LISTENER_ROLES = {
     "mx": "mx",

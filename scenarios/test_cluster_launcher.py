@@ -157,7 +157,8 @@ def test_sigterm_stops_every_node(data: Path) -> None:
         data, "--nodes", "2", "--fake-internet", "--roles", "mx", "--roles", "imap,submission"
     )
     state = c.state
-    assert set(state["nodes"][0]["endpoints"]) == {"mx"}
+    # Every node also opens its web listener (its health and metrics), whatever its roles.
+    assert set(state["nodes"][0]["endpoints"]) == {"mx", "web"}
     # The imap role brings ManageSieve along: a user's mailbox settings.
     assert set(state["nodes"][1]["endpoints"]) == {
         "submission",
@@ -165,6 +166,7 @@ def test_sigterm_stops_every_node(data: Path) -> None:
         "imap",
         "imaps",
         "managesieve",
+        "web",
     }
     pids = [n["pid"] for n in state["nodes"]]
     assert c.stop() == 0

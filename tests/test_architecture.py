@@ -18,13 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent / "reference"
 
 # Floor by floor, from the ground up (the README's architecture section draws the same).
 FLOORS: list[set[str]] = [
-    {"mail", "values", "clock", "log", "sqlite", "tls", "credentials", "faults"},  # plumbing
+    # plumbing (and the node's metrics registry)
+    {"mail", "values", "clock", "log", "sqlite", "tls", "credentials", "faults", "metrics"},
     # config, stores, line I/O, Sieve scripts
     {"config", "state", "directory", "spool", "mailbox", "stream", "sieve"},
     {"dns", "auth"},  # the resolver; SPF, DKIM, DMARC, ARC
     {"scan"},  # content scanners (spam rules use the public suffix list of auth)
     {"policy", "delivery"},  # checks per stage; the queue runner, local and remote
+    {"service"},  # what an operator does (domains, accounts, queue): the CLI's and the API's
     {"smtp", "imap", "pop3", "managesieve", "assembly"},  # protocol front ends; the check chain
+    {"web"},  # the control plane: the admin API, /metrics, health (reads the front ends')
     {"app"},  # the composition root
     {"cli", "cluster", "testing"},  # entry points, and the harness the suite starts
 ]

@@ -27,6 +27,7 @@ def test_defaults_need_no_file() -> None:
         2110,
         2995,
         2419,
+        2443,
     ]
     assert cfg.server.data_dir == "./var"
     assert cfg.relay.port == 25

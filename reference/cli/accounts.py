@@ -9,6 +9,7 @@ import sys
 from reference.cli.common import (
     Subparsers,
     accounts_and_mail,
+    admin,
     directory,
     group,
     leaf,
@@ -16,11 +17,16 @@ from reference.cli.common import (
 )
 from reference.delivery.retire import Retired, delete_domain, delete_user
 from reference.directory import Directory, normalize_domain
+from reference.service import Conflict, NotFound
 
 
 def cmd_domain_add(args: argparse.Namespace) -> int:
-    with directory(args, writes=True) as d:
-        print(f"domain {d.add_domain(args.domain)} added {written_in(args)}")
+    with admin(args, writes=True) as a:
+        try:
+            name = a.add_domain(args.domain)
+        except Conflict:
+            name = a.domain(args.domain)  # adding one that exists is no error here
+        print(f"domain {name} added {written_in(args)}")
     return 0
 
 
@@ -101,43 +107,43 @@ def _password(args: argparse.Namespace) -> str:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     password = _password(args)
-    with directory(args, writes=True) as d:
-        account = d.add_user(args.address, password)
+    with admin(args, writes=True) as a:
+        account = a.add_account(args.address, password)
         print(f"user {account.address} added {written_in(args)}")
     return 0
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
     password = _password(args)
-    with directory(args, writes=True) as d:
-        d.set_password(args.address, password)
+    with admin(args, writes=True) as a:
+        a.set_password(args.address, password)
         print(f"password of {args.address} changed {written_in(args)}")
     return 0
 
 
 def cmd_user_quota(args: argparse.Namespace) -> int:
-    with directory(args, writes=True) as d:
-        address = d.set_quota(args.address, bytes=args.bytes, messages=args.messages)
-        own_bytes, own_messages = d.quota(address)
+    with admin(args, writes=True) as a:
+        address = a.set_quota(args.address, bytes=args.bytes, messages=args.messages)
+        info = a.account(address)
         shown = ", ".join(
             f"{name} {'default' if v is None else v or 'unlimited'}"
-            for name, v in (("bytes", own_bytes), ("messages", own_messages))
+            for name, v in (("bytes", info.quota_bytes), ("messages", info.quota_messages))
         )
         print(f"quota of {address}: {shown} {written_in(args)}")
     return 0
 
 
 def cmd_user_enable(args: argparse.Namespace, enabled: bool) -> int:
-    with directory(args, writes=True) as d:
-        address = d.set_enabled(args.address, enabled)
+    with admin(args, writes=True) as a:
+        address = a.set_enabled(args.address, enabled)
         print(f"{address} {'enabled' if enabled else 'disabled'} {written_in(args)}")
     return 0
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    with directory(args) as d:
-        for a in d.users(args.domain):
-            print(a.address if a.enabled else f"{a.address} (disabled)")
+    with admin(args) as a:
+        for account in a.accounts(args.domain):
+            print(account.address if account.enabled else f"{account.address} (disabled)")
     return 0
 
 
@@ -170,32 +176,33 @@ def cmd_user_forward(args: argparse.Namespace) -> int:
 
 
 def cmd_user_bulk(args: argparse.Namespace) -> int:
-    with directory(args, writes=True) as d:
-        address = d.set_bulk_sender(args.address, not args.off)
+    with admin(args, writes=True) as a:
+        address = a.set_bulk_sender(args.address, not args.off)
         state = "a sender of newsletters: bulk lane" if not args.off else "regular lane"
         print(f"{address}: {state} {written_in(args)}")
     return 0
 
 
 def cmd_alias_add(args: argparse.Namespace) -> int:
-    with directory(args, writes=True) as d:
-        alias, targets = d.add_alias(args.alias, *args.targets)
+    with admin(args, writes=True) as a:
+        alias, targets = a.add_alias(args.alias, *args.targets)
         print(f"alias {alias} -> {', '.join(targets)} added {written_in(args)}")
     return 0
 
 
 def cmd_alias_list(args: argparse.Namespace) -> int:
-    with directory(args) as d:
-        for alias, target in d.aliases(args.domain):
+    with admin(args) as a:
+        for alias, target in a.aliases(args.domain):
             print(f"{alias} -> {target}")
     return 0
 
 
 def cmd_alias_remove(args: argparse.Namespace) -> int:
-    with directory(args, writes=True) as d:
-        if not d.remove_alias(args.alias, args.target):
-            what = f"{args.alias} -> {args.target}" if args.target else args.alias
-            print(f"mailspec: no such alias: {what}", file=sys.stderr)
+    with admin(args, writes=True) as a:
+        try:
+            a.remove_alias(args.alias, args.target)
+        except NotFound as e:
+            print(f"mailspec: {e}", file=sys.stderr)
             return 1
         gone = f"{args.alias} -> {args.target}" if args.target else args.alias
         print(f"alias {gone} removed {written_in(args)}")

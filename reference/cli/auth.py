@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from reference.auth import arc, dkim, dmarc, spf
-from reference.auth.keys import ALGORITHMS, KeyStore, KeyStoreError, SigningKey, txt_strings
+from reference.auth.keys import ALGORITHMS
 from reference.auth.lookup import Lookup
 from reference.auth.results import authentication_results
-from reference.cli.common import load_config
+from reference.cli.common import admin, load_config
 from reference.clock import RealClock
 from reference.config import Config, ConfigError
 from reference.mail.message import from_domains, split_message
+from reference.service import ServiceError
 
 
 def register(
@@ -98,75 +99,41 @@ def register(
     r.set_defaults(func=cmd_pending)
 
 
-def _zone_lines(name: str, rtype: str, value: str) -> str:
-    owner = name.rstrip(".") + "."
-    if rtype != "TXT":
-        return f"{owner}\t3600\tIN\t{rtype}\t{value}"
-    quoted = " ".join('"' + s.replace('"', '\\"') + '"' for s in txt_strings(value))
-    return f"{owner}\t3600\tIN\tTXT\t{quoted}"
-
-
-def _keys(
-    cfg: Config, domain: str, selector: str | None, algs: list[str] | None, replace: bool = False
-) -> tuple[list[SigningKey], bool]:
-    store = KeyStore(cfg.data_path / "dkim")
-    sel = selector or cfg.auth.selector
-    algorithms = tuple(algs or cfg.auth.sign_algorithms)
-    have = store.load(domain, sel, algorithms)
-    if len(have) == len(algorithms) and not replace:
-        return have, False
-    return store.generate(domain, sel, algorithms, replace=replace), True
-
-
 def cmd_keygen(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args)
-        keys, made = _keys(cfg, args.domain, args.selector, args.algorithm, args.replace)
-    except (ConfigError, KeyStoreError) as e:
+        with admin(args) as a:
+            keys, made = a.dkim_keys(
+                args.domain, selector=args.selector, algorithms=args.algorithm, replace=args.replace
+            )
+            records = a.dkim_records(keys)
+    except (ConfigError, ServiceError) as e:
         print(f"mailspec: {e}", file=sys.stderr)
         return 2
     where = cfg.data_path / "dkim" / keys[0].domain
     verb = "made" if made else "kept the existing"
     print(f"; DKIM keys {verb} in {where}; publish these records:")
-    for key in keys:
-        print(_zone_lines(key.record_name, "TXT", key.public_record()))
+    for record in records:
+        print(record.zone_line)
     return 0
 
 
 def cmd_records(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args)
-        keys, made = _keys(cfg, args.domain, None, None)
-    except (ConfigError, KeyStoreError) as e:
+        with admin(args) as a:
+            _, made = a.dkim_keys(args.domain)
+            records = a.dns_records(args.domain)
+    except (ConfigError, ServiceError) as e:
         print(f"mailspec: {e}", file=sys.stderr)
         return 2
     if made:
         print(f"mailspec: made DKIM keys under {cfg.data_path / 'dkim'}", file=sys.stderr)
-    from reference.app import arc_key  # the composition root's choice of sealing key
-
-    sealing = arc_key(cfg)
-    domain = keys[0].domain
-    host = cfg.server.hostname
-    sources = " ".join(f"{'ip6' if ':' in a else 'ip4'}:{a}" for a in cfg.relay.source_addresses)
-    spf_value = " ".join(x for x in ("v=spf1 mx", sources, "-all") if x)
-    lines = [
-        f"; {domain}: mail for it goes to {host}",
-        _zone_lines(domain, "MX", f"10 {host}."),
-        "; SPF (RFC 7208): who may send as the domain",
-        _zone_lines(domain, "TXT", spf_value),
-        "; DKIM (RFC 6376, RFC 8463): the signing keys",
-        *(_zone_lines(k.record_name, "TXT", k.public_record()) for k in keys),
-        "; DMARC (RFC 7489): what receivers do with unauthenticated mail",
-        _zone_lines(
-            f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=reject; rua=mailto:postmaster@{domain}"
-        ),
-        "; SPF of the SRS domain: forwarded mail leaves with a return path there (srs.domain)",
-        _zone_lines(cfg.srs_domain, "TXT", " ".join(x for x in ("v=spf1 a", sources, "-all") if x)),
-        "; ARC (RFC 8617): the key forwarded mail is sealed with",
-        _zone_lines(sealing.record_name, "TXT", sealing.public_record()),
-    ]
-    # Only records for what the platform does: no MTA-STS policy is served and no TLS-RPT
-    # report is read yet, and publishing either would promise receivers what nobody keeps.
+    lines: list[str] = []
+    for i, record in enumerate(records):
+        if i == 0 or record.purpose != records[i - 1].purpose:
+            lines.append(f"; {record.purpose}")
+        lines.append(record.zone_line)
     print("\n".join(lines))
     return 0
 

@@ -15,6 +15,7 @@ from reference.config import Config
 if TYPE_CHECKING:
     from reference.directory import Directory
     from reference.mailbox import MailStore
+    from reference.service import Admin
 
 # A string: argparse's action class cannot be subscripted at run time (Python 3.11).
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -58,6 +59,19 @@ def directory(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Dir
 
 
 @contextlib.contextmanager
+def admin(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Admin]:
+    """The operations of the service layer on the configured data_dir (as the API's)."""
+    from reference.service import Admin
+
+    cfg = load_config(args)
+    d = open_directory(cfg, writes=writes)
+    try:
+        yield Admin(d, cfg, notify=lambda qids: poke_server(cfg))
+    finally:
+        d.close()
+
+
+@contextlib.contextmanager
 def accounts_and_mail(args: argparse.Namespace) -> Iterator[tuple[Directory, MailStore]]:
     """The directory and the mailboxes of the configured data_dir (deleting accounts)."""
     from reference.app import mail_store
@@ -69,6 +83,19 @@ def accounts_and_mail(args: argparse.Namespace) -> Iterator[tuple[Directory, Mai
         yield d, mail_store(cfg, d, RealClock())
     finally:
         d.close()
+
+
+def poke_server(cfg: Config) -> str:
+    """Wake a running server's queue runner (SIGUSR1); say whether one was running."""
+    import os
+    import signal
+
+    try:
+        pid = int(cfg.pid_path.read_text())
+        os.kill(pid, signal.SIGUSR1)
+    except (OSError, ValueError):
+        return "no running server: the change applies at its next start"
+    return f"server {pid} notified"
 
 
 def open_directory(cfg: Config, *, writes: bool = False) -> Directory:

@@ -3,30 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
-from typing import Any
 
-from reference.cli.common import Subparsers, group, leaf, load_config
-from reference.config import Config
-
-
-def _spool(cfg: Config) -> Any:
-    from reference.clock import RealClock
-    from reference.spool import Spool
-
-    return Spool(cfg.spool_path, RealClock())
-
-
-def _poke_server(cfg: Config) -> str:
-    """Wake a running server's queue runner (SIGUSR1); say whether one was running."""
-    try:
-        pid = int(cfg.pid_path.read_text())
-        os.kill(pid, signal.SIGUSR1)
-    except (OSError, ValueError):
-        return "no running server: the change applies at its next start"
-    return f"server {pid} notified"
+from reference.cli.common import Subparsers, admin, group, leaf, load_config
 
 
 def _age(seconds: float) -> str:
@@ -38,54 +17,46 @@ def _age(seconds: float) -> str:
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
-    spool = _spool(load_config(args))
-    entries = spool.entries()
-    now = spool.clock.now()
-    from reference.delivery import lane_of
-
-    for e in entries:
-        flags = ("held " if e.held else "") + lane_of(e)
-        print(
-            f"{e.qid}  {_age(now - e.created):>6}  {e.size:>8}  {flags:<12} "
-            f"<{e.sender}>  attempts={e.attempts} next in {_age(max(0, e.next_attempt - now))}"
-        )
-        for r in e.recipients:
-            reply = f"  {r.reply}" if r.reply else ""
-            print(f"    {r.status:<9} {r.address}{reply}")
+    with admin(args) as a:
+        entries = a.queue()
+        now = a.spool.clock.now()
+        for e in entries:
+            flags = ("held " if e.held else "") + a.lane(e)
+            print(
+                f"{e.qid}  {_age(now - e.created):>6}  {e.size:>8}  {flags:<12} "
+                f"<{e.sender}>  attempts={e.attempts} next in {_age(max(0, e.next_attempt - now))}"
+            )
+            for r in e.recipients:
+                reply = f"  {r.reply}" if r.reply else ""
+                print(f"    {r.status:<9} {r.address}{reply}")
     print(f"{len(entries)} message(s) queued")
     return 0
 
 
 def cmd_queue_show(args: argparse.Namespace) -> int:
-    spool = _spool(load_config(args))
-    entry = spool.load(args.qid)
-    if entry is None:
-        print(f"mailspec: no queued message {args.qid}", file=sys.stderr)
-        return 1
+    with admin(args) as a:
+        entry, head = a.queued(args.qid)
     print(entry.to_json().decode())
     if entry.held:
         print("(held)")
-    head = spool.read_message(args.qid).split(b"\r\n\r\n", 1)[0]
-    print(head.decode("utf-8", "replace"))
+    print(head)
     return 0
 
 
 def _queue_change(args: argparse.Namespace, action: str) -> int:
-    cfg = load_config(args)
-    spool = _spool(cfg)
-    qids = args.qid or [e.qid for e in spool.entries()]  # only flush may name none
-    if not qids:
-        print(f"the queue in {cfg.spool_path} is empty: nothing to {action}")
+    spool_path = load_config(args).spool_path
+    with admin(args) as a:
+        change = a.change_queue(action, args.qid)
+    if not change.done and not change.missing:
+        print(f"the queue in {spool_path} is empty: nothing to {action}")
         return 0
-    missing = [q for q in qids if not getattr(spool, action)(q)]
-    for q in qids:
-        if q not in missing:
-            print(f"{q}: {action} (in {cfg.spool_path})")
-    for q in missing:
+    for q in change.done:
+        print(f"{q}: {action} (in {spool_path})")
+    for q in change.missing:
         print(f"mailspec: no queued message {q}", file=sys.stderr)
-    if action in ("flush", "release"):
-        print(_poke_server(cfg))
-    return 1 if missing else 0
+    if change.notified:
+        print(change.notified)
+    return 1 if change.missing else 0
 
 
 def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:

@@ -43,6 +43,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for name, ep in endpoints.items():
             print(f"  {name:<12} {ep.url}")
         print(f"  certificate  {app.cert_path}")
+        if "web" in endpoints:
+            web = endpoints["web"].url
+            print(
+                f"  admin API    {web}/api/v1 (a token: mailspec token create --role admin{flags})"
+            )
         if not cfg.antivirus.clamd:
             print(
                 "  no virus scanner: mail is accepted unscanned (set antivirus.clamd to a "

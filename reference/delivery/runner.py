@@ -15,6 +15,7 @@ from reference.delivery.local import LocalDelivery
 from reference.delivery.outcome import Outcome
 from reference.log import event
 from reference.mailbox import QuotaExceeded
+from reference.metrics import Metrics
 from reference.spool import BOUNCED, DELIVERED, QueueEntry, Recipient, Spool
 
 log = logging.getLogger("mailspec.delivery")
@@ -48,8 +49,10 @@ class QueueRunner:
         hostname: str = "localhost",
         concurrency: int = 16,
         bulk_concurrency: int = 4,
+        metrics: Metrics | None = None,
     ) -> None:
         self.spool = spool
+        self.metrics = metrics
         self.clock = clock
         self.local = local
         self.remote = remote
@@ -184,7 +187,7 @@ class QueueRunner:
                     outcome = Outcome("deferred", "4.2.2 mailbox full, over quota")
                 except OSError as e:
                     outcome = Outcome("deferred", f"4.3.0 mailbox write failed: {e.strerror}")
-                if self._record(entry, rcpt, outcome):
+                if self._record(entry, rcpt, outcome, "local"):
                     bounced.append(rcpt)
                 # Saved after each recipient, so a restart never delivers one twice; not
                 # after the last, when the entry is removed right away instead (one fsync
@@ -200,7 +203,7 @@ class QueueRunner:
                     outcome = outcomes.get(rcpt.address) or Outcome(
                         "deferred", "4.4.0 relay not enabled"
                     )
-                    if self._record(entry, rcpt, outcome):
+                    if self._record(entry, rcpt, outcome, "remote"):
                         bounced.append(rcpt)
             if entry.pending and self.clock.now() - entry.created >= self.max_age:
                 # Past relay.max_age: give up, and tell the sender with the last reply.
@@ -250,8 +253,12 @@ class QueueRunner:
         )
         self.notify(queued.qid)
 
-    def _record(self, entry: QueueEntry, rcpt: Recipient, outcome: Outcome) -> bool:
-        """Apply an outcome; True when the recipient has just bounced."""
+    def _record(
+        self, entry: QueueEntry, rcpt: Recipient, outcome: Outcome, destination: str
+    ) -> bool:
+        """Apply an outcome (and count it); True when the recipient has just bounced."""
+        if self.metrics is not None:
+            self.metrics.delivery(destination, outcome.status, self.clock.now() - entry.created)
         rcpt.attempts += 1
         rcpt.reply = outcome.detail
         rcpt.remote = outcome.remote

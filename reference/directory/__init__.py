@@ -6,9 +6,12 @@ from reference.directory.directory import Directory
 from reference.directory.passwords import hash_password, verify_password
 from reference.directory.schema import DirectoryError, normalize_domain, split_address
 from reference.directory.spam import SpamSettings, normalize_sender_pattern
+from reference.directory.tokens import ROLES, ApiToken
 
 __all__ = [
+    "ROLES",
     "Account",
+    "ApiToken",
     "Destinations",
     "Directory",
     "DirectoryError",

@@ -7,11 +7,12 @@ from reference.directory.aliases import Aliases
 from reference.directory.lanes import BulkSenders
 from reference.directory.schema import DirectoryError, normalize_domain
 from reference.directory.spam import SpamPreferences
+from reference.directory.tokens import ApiTokens
 
 
-class Directory(Aliases, SpamPreferences, BulkSenders):
-    """Domains, accounts, aliases, quotas, spam settings, sender lists and bulk senders, in
-    one SQL database. Thread-safe; async wrappers keep hashing off the event loop."""
+class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens):
+    """Domains, accounts, aliases, quotas, spam settings, sender lists, bulk senders and API
+    tokens, in one SQL database. Thread-safe; async wrappers keep hashing off the event loop."""
 
     def delete_user(self, address: str) -> Account:
         """Remove an account and everything the directory keeps for it; its mail is the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -15,6 +16,7 @@ from reference.directory import Directory, DirectoryError, split_address
 from reference.mail import replies
 from reference.mail.message import Message
 from reference.mail.replies import Reply
+from reference.metrics import Metrics
 
 __all__ = [
     "CONTINUE",
@@ -101,6 +103,14 @@ class CheckResult:
 
 
 CONTINUE = CheckResult(Action.CONTINUE)
+
+
+# The catalogue's name of each reply, for the reason a refusal is counted under; a reply
+# filled in on the spot (a score, a wait) by the name its codes have, where only one does.
+_CATALOGUE = [(k.lower(), v) for k, v in vars(replies).items() if isinstance(v, Reply)]
+_REPLY_NAMES = {v: name for name, v in _CATALOGUE}
+_CODES = Counter((v.code, v.enhanced) for _, v in _CATALOGUE)
+_CODE_NAMES = {(v.code, v.enhanced): n for n, v in _CATALOGUE if _CODES[(v.code, v.enhanced)] == 1}
 
 
 def refuse(reply: Reply, reason: str = "") -> CheckResult:
@@ -297,8 +307,22 @@ class SenderOwnership(Check):
 class Policy:
     """An ordered chain of checks; configuration decides which checks are in it."""
 
-    def __init__(self, checks: Sequence[Check]) -> None:
+    def __init__(self, checks: Sequence[Check], metrics: Metrics | None = None) -> None:
         self.checks = list(checks)
+        self.metrics = metrics
+
+    def _refused(self, check: Check, stage: str, r: CheckResult) -> CheckResult:
+        """Count a refusal: by check, stage and the reply's catalogue name (or its codes, for
+        a reply made on the spot), never by the free-text reason, which names addresses."""
+        if self.metrics is not None:
+            reply = r.reply
+            reason = ""
+            if reply is not None:
+                reason = _REPLY_NAMES.get(reply) or _CODE_NAMES.get(
+                    (reply.code, reply.enhanced), f"{reply.code} {reply.enhanced}".strip()
+                )
+            self.metrics.refused(check.name, stage, reason)
+        return r
 
     def canonical_recipient(self, rcpt: str) -> str:
         """The address a RCPT stands for (``Postmaster`` alone names a local postmaster)."""
@@ -316,14 +340,14 @@ class Policy:
         for c in self.checks:
             r = await c.mail(tx)
             if r.action is not Action.CONTINUE:
-                return r
+                return self._refused(c, "mail", r) if r.refuses else r
         return CONTINUE
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         for c in self.checks:
             r = await c.rcpt(tx, rcpt)
             if r.action is not Action.CONTINUE:
-                return r
+                return self._refused(c, "rcpt", r) if r.refuses else r
         return CONTINUE
 
     async def data(self, tx: Transaction) -> CheckResult:
@@ -333,7 +357,7 @@ class Policy:
         for c in self.checks:
             r = await c.data(tx)
             if r.refuses:
-                return r
+                return self._refused(c, "data", r)
             if r.message is not None:
                 tx.message = r.message
             edits = r.after(edits)

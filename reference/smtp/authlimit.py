@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from reference.clock import Clock
 from reference.credentials import Authenticator, TemporarilyUnavailable
 from reference.log import event
+from reference.metrics import Metrics
 from reference.state import StateStore
 from reference.values import network
 
@@ -66,8 +67,10 @@ class AuthLimiter:
         delay_after: int = 3,
         max_delay: float = 30.0,
         ignore_networks: Sequence[str] = ("127.0.0.0/8", "::1/128"),
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.clock = clock
         self.max_failures = max_failures
         self.max_failures_per_client = max_failures_per_client
@@ -115,9 +118,11 @@ class AuthLimiter:
                 return Lockout(scope, float(until))
         return None
 
-    async def failed(self, username: str, peer: str = "") -> float:
+    async def failed(self, username: str, peer: str = "", service: str = "smtp") -> float:
         """Count one failure; lock what reached its threshold; the delay to answer with."""
         now = self.clock.now()
+        if self.metrics is not None:
+            self.metrics.auth_failed(service)
         worst = 0
         for scope, key, threshold in self._scopes(username, peer):
             r = await self.store.window_add(f"auth:fail:{key}", now, self.window, 1, _UNBOUNDED)
@@ -126,6 +131,8 @@ class AuthLimiter:
                 until = now + self.lockout
                 await self.store.put(f"auth:lock:{key}", repr(until), until)
                 await self.store.delete(f"auth:fail:{key}")
+                if self.metrics is not None:
+                    self.metrics.locked_out(scope)
                 event(
                     log,
                     "auth.lockout",
@@ -154,10 +161,13 @@ class LimitedAuthenticator:
     limiter's delay.
     """
 
-    def __init__(self, inner: Authenticator, limiter: AuthLimiter, clock: Clock) -> None:
+    def __init__(
+        self, inner: Authenticator, limiter: AuthLimiter, clock: Clock, service: str = "imap"
+    ) -> None:
         self.inner = inner
         self.limiter = limiter
         self.clock = clock
+        self.service = service  # what a failure is counted under in /metrics
 
     async def authenticate(self, username: str, password: str, *, client: str = "") -> str | None:
         locked = await self.limiter.locked(username, client)
@@ -166,7 +176,7 @@ class LimitedAuthenticator:
             raise TemporarilyUnavailable(f"{locked.scope} locked after failed logins")
         address = await self.inner.authenticate(username, password, client=client)
         if address is None:
-            delay = await self.limiter.failed(username, client)
+            delay = await self.limiter.failed(username, client, service=self.service)
             if delay > 0:
                 await self.clock.sleep(delay)
         return address

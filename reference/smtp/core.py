@@ -148,6 +148,8 @@ class SessionCore:
     async def send_line(self, text: str) -> None:
         """Send one line as it is: the greeting, the EHLO lines, the AUTH challenges carry
         no enhanced code (RFC 2034 3)."""
+        if self.listener.metrics is not None:
+            self.listener.metrics.reply(text)
         self.writer.write(text.encode("utf-8") + b"\r\n")
         await self.writer.drain()
 

@@ -17,6 +17,7 @@ from reference.clock import Clock
 from reference.credentials import Authenticator
 from reference.mail import replies
 from reference.mail.replies import Reply
+from reference.metrics import ListenerMetrics
 from reference.policy import Policy
 from reference.smtp.authlimit import AuthLimiter
 from reference.smtp.core import READ_LIMIT
@@ -51,6 +52,7 @@ class Listener:
         max_connections: int = 1000,
         max_per_client: int = 20,
         auth_limiter: AuthLimiter | None = None,
+        metrics: ListenerMetrics | None = None,
     ) -> None:
         self.role = role
         self.hostname = hostname
@@ -77,6 +79,8 @@ class Listener:
         self.per_client: Counter[str] = Counter()
         # Failed logins: counted, slowed, locked out (None: unlimited, for tests).
         self.auth_limiter = auth_limiter
+        # Connections and replies, counted for /metrics (None: not counted).
+        self.metrics = metrics
 
     def is_proxy(self, ip: str) -> bool:
         try:

@@ -84,6 +84,8 @@ class SmtpSession(AuthCommands, TransactionCommands):
         self.close()
 
     async def serve(self) -> None:
+        if self.listener.metrics is not None:
+            self.listener.metrics.connected()
         refused = self.listener.admit(self.peer_ip)
         if refused is not None:
             # RFC 5321 3.1: a server that cannot serve now answers 421 instead of 220.

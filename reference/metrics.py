@@ -1,0 +1,160 @@
+"""The node's Prometheus metrics: one registry per node, counted where things happen.
+
+The front ends, the policy chain and the queue runner are each handed the node's
+:class:`Metrics` (or a listener's :class:`ListenerMetrics`) and count in one place each:
+where a reply is sent, where a check refuses, where a delivery attempt is recorded. The web
+listener only renders the registry. Each node (each :class:`~reference.app.App`) has its
+own registry, so several nodes in one test process never add up each other's counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE", "LANES", "ListenerMetrics", "Metrics", "QueueView"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LANES = ("regular", "bulk")
+
+# (lane, messages, age of the oldest in seconds or None) for every lane, read at scrape time.
+QueueView = Callable[[], Sequence[tuple[str, int, float | None]]]
+
+_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
+# Delivery in milliseconds on one node, minutes behind a slow receiver or a retry.
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
+
+
+class _Queue(Collector):
+    """Queue depth and the oldest message's age per lane, asked of the spool when scraped."""
+
+    def __init__(self) -> None:
+        self.view: QueueView | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "mailspec_queue_messages", "Messages in the spool, per lane", labels=["lane"]
+        )
+        oldest = GaugeMetricFamily(
+            "mailspec_queue_oldest_age_seconds",
+            "Age of the oldest message in the spool, per lane (0 when the lane is empty)",
+            labels=["lane"],
+        )
+        for lane, count, age in self.view() if self.view else [(lane, 0, None) for lane in LANES]:
+            depth.add_metric([lane], count)
+            oldest.add_metric([lane], age or 0.0)
+        yield depth
+        yield oldest
+
+
+class ListenerMetrics:
+    """What one listener counts: its connections and the replies it sends."""
+
+    def __init__(self, metrics: Metrics, listener: str) -> None:
+        self.metrics = metrics
+        self.listener = listener
+
+    def connected(self) -> None:
+        self.metrics.connections.labels(self.listener).inc()
+
+    def reply(self, status: str) -> None:
+        """Count one SMTP reply as sent (its first line; continuation lines are not counted)."""
+        code = status[:3]
+        if not code.isdigit() or (len(status) > 3 and status[3] == "-" and "\r\n" not in status):
+            return
+        head = status[4:].split(" ", 1)[0]
+        enhanced = head if _ENHANCED.match(head) else ""
+        self.metrics.smtp_replies.labels(self.listener, f"{code[0]}xx", code, enhanced).inc()
+
+
+class Metrics:
+    """The node's registry and every metric it exports."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.connections = Counter(
+            "mailspec_connections", "Connections accepted, per listener", ["listener"], registry=r
+        )
+        self.sessions = Gauge(
+            "mailspec_sessions", "Sessions open now, per listener", ["listener"], registry=r
+        )
+        self.smtp_replies = Counter(
+            "mailspec_smtp_replies",
+            "SMTP replies sent, by listener, class, code and enhanced code (RFC 3463)",
+            ["listener", "class", "code", "enhanced"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "mailspec_refusals",
+            "Transactions refused by a check, by check, stage and reason",
+            ["check", "stage", "reason"],
+            registry=r,
+        )
+        self.delivery_attempts = Counter(
+            "mailspec_delivery_attempts",
+            "Delivery attempts per recipient, by destination (local, remote) and outcome",
+            ["destination", "outcome"],
+            registry=r,
+        )
+        self.accept_to_mailbox = Histogram(
+            "mailspec_accept_to_mailbox_seconds",
+            "From the 250 that accepted a message to its delivery into a local mailbox",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.accept_to_remote = Histogram(
+            "mailspec_accept_to_remote_seconds",
+            "From the 250 that accepted a message to a remote MX's acceptance of it",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "mailspec_auth_failures", "Failed logins, by service", ["service"], registry=r
+        )
+        self.lockouts = Counter(
+            "mailspec_auth_lockouts",
+            "Lockouts after failed logins, by scope (account, client)",
+            ["scope"],
+            registry=r,
+        )
+        self._queue = _Queue()
+        r.register(self._queue)
+        # Present from the start: a dashboard sees 0, not nothing.
+        for destination in ("local", "remote"):
+            for outcome in ("delivered", "deferred", "bounced"):
+                self.delivery_attempts.labels(destination, outcome)
+
+    def listener(self, name: str) -> ListenerMetrics:
+        self.connections.labels(name)
+        return ListenerMetrics(self, name)
+
+    def watch_sessions(self, listener: str, count: Callable[[], int]) -> None:
+        """Read a listener's open sessions from it when scraped."""
+        self.sessions.labels(listener).set_function(lambda: float(count()))
+
+    def watch_queue(self, view: QueueView) -> None:
+        self._queue.view = view
+
+    def refused(self, check: str, stage: str, reason: str) -> None:
+        self.refusals.labels(check, stage, reason).inc()
+
+    def delivery(self, destination: str, outcome: str, seconds: float | None = None) -> None:
+        """One attempt for one recipient; a delivery records how long after acceptance."""
+        self.delivery_attempts.labels(destination, outcome).inc()
+        if outcome == "delivered" and seconds is not None:
+            hist = self.accept_to_mailbox if destination == "local" else self.accept_to_remote
+            hist.observe(max(0.0, seconds))
+
+    def auth_failed(self, service: str) -> None:
+        self.auth_failures.labels(service).inc()
+
+    def locked_out(self, scope: str) -> None:
+        self.lockouts.labels(scope).inc()
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,5 @@
+"""The control plane: one HTTPS listener with the admin API, /metrics, /healthz and /readyz."""
+
+from reference.web.server import MAX_BODY, WebServer
+
+__all__ = ["MAX_BODY", "WebServer"]

@@ -1,0 +1,439 @@
+"""The admin API's routes: each one a row of the table, with who may call it and its models.
+
+Every handler checks the caller's scope on the names in the request before it looks
+anything up (so a refusal says nothing about what exists), then calls the service layer
+in a thread (hashing passwords and making keys take a while).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from reference.service import Admin, canonical_address, canonical_domain
+from reference.spool import QueueEntry
+from reference.web.auth import Principal
+from reference.web.models import (
+    AccountChange,
+    AccountIn,
+    AccountOut,
+    AliasIn,
+    AliasMade,
+    AliasOut,
+    DkimIn,
+    DkimOut,
+    DnsRecordOut,
+    DomainIn,
+    DomainOut,
+    Me,
+    PasswordIn,
+    QueueChangeIn,
+    QueueChangeOut,
+    QueueEntryDetail,
+    QueueEntryOut,
+    QueueRecipientOut,
+)
+from reference.web.problems import HttpProblem
+
+__all__ = ["ALL_ROLES", "Call", "Route", "routes"]
+
+ALL_ROLES = frozenset({"admin", "domain-admin", "user"})
+ADMINS = frozenset({"admin", "domain-admin"})
+ADMIN = frozenset({"admin"})
+
+T = TypeVar("T")
+
+
+@dataclass
+class Call:
+    """One API request, authenticated and with its body validated."""
+
+    request: web.Request
+    who: Principal
+    body: Any
+    admin: Admin
+
+    def domain(self, name: str = "domain") -> str:
+        """A domain named in the path, which the caller must administer."""
+        domain = canonical_domain(self.request.match_info[name], name)
+        if not self.who.may_domain(domain):
+            raise HttpProblem(403, f"domain {domain} is not yours", field=name)
+        return domain
+
+    def account(self, address: str, field: str = "address") -> str:
+        """The canonical ``address``, which the caller must be allowed to manage."""
+        canonical = canonical_address(address, field)
+        if not self.who.may_account(canonical):
+            raise HttpProblem(403, f"account {canonical} is not yours", field=field)
+        return canonical
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kw)
+
+
+Handler = Callable[[Call], Awaitable[BaseModel | list[Any] | None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    summary: str
+    roles: frozenset[str]
+    handler: Handler
+    body: type[BaseModel] | None = None
+    response: Any = None  # a model, list[model], or None (204)
+    status: int = 200
+
+
+def _entry(e: QueueEntry) -> dict[str, Any]:
+    return {
+        "qid": e.qid,
+        "sender": e.sender,
+        "recipients": [
+            QueueRecipientOut(
+                address=r.address, status=r.status, attempts=r.attempts, reply=r.reply
+            )
+            for r in e.recipients
+        ],
+        "created": e.created,
+        "next_attempt": e.next_attempt,
+        "size": e.size,
+        "lane": Admin.lane(e),
+        "held": e.held,
+        "attempts": e.attempts,
+        "kind": e.kind,
+    }
+
+
+# -- who am I
+
+
+async def me(c: Call) -> Me:
+    return Me(role=c.who.role, domain=c.who.domain, user=c.who.user)
+
+
+# -- domains
+
+
+async def list_domains(c: Call) -> list[DomainOut]:
+    names = await c.run(c.admin.domains)
+    return [DomainOut(name=n) for n in names if c.who.may_domain(n)]
+
+
+async def add_domain(c: Call) -> DomainOut:
+    body: DomainIn = c.body
+    return DomainOut(name=await c.run(c.admin.add_domain, body.name))
+
+
+# -- accounts
+
+
+async def list_accounts(c: Call) -> list[AccountOut]:
+    domain = c.domain()
+    accounts = await c.run(c.admin.accounts, domain)
+    infos = [await c.run(c.admin.account, a.address) for a in accounts]
+    return [AccountOut(**asdict(i)) for i in infos]
+
+
+async def add_account(c: Call) -> AccountOut:
+    body: AccountIn = c.body
+    address = c.account(body.address)
+
+    def create() -> Any:
+        c.admin.add_account(address, body.password)
+        if body.quota_bytes is not None or body.quota_messages is not None:
+            c.admin.set_quota(address, bytes=body.quota_bytes, messages=body.quota_messages)
+        return c.admin.account(address)
+
+    return AccountOut(**asdict(await c.run(create)))
+
+
+async def get_account(c: Call) -> AccountOut:
+    address = c.account(c.request.match_info["address"])
+    return AccountOut(**asdict(await c.run(c.admin.account, address)))
+
+
+async def change_account(c: Call) -> AccountOut:
+    body: AccountChange = c.body
+    address = c.account(c.request.match_info["address"])
+    given = body.model_fields_set
+
+    def change() -> Any:
+        now = c.admin.account(address)  # 404 before anything changes
+        if "quota_bytes" in given or "quota_messages" in given:
+            c.admin.set_quota(
+                address,
+                bytes=body.quota_bytes if "quota_bytes" in given else now.quota_bytes,
+                messages=body.quota_messages if "quota_messages" in given else now.quota_messages,
+            )
+        if body.enabled is not None:
+            c.admin.set_enabled(address, body.enabled)
+        if body.bulk is not None:
+            c.admin.set_bulk_sender(address, body.bulk)
+        return c.admin.account(address)
+
+    return AccountOut(**asdict(await c.run(change)))
+
+
+async def set_password(c: Call) -> None:
+    body: PasswordIn = c.body
+    address = c.account(c.request.match_info["address"])
+    await c.run(c.admin.set_password, address, body.password)
+    return None
+
+
+# -- aliases
+
+
+async def list_aliases(c: Call) -> list[AliasOut]:
+    pairs = await c.run(c.admin.aliases, c.domain())
+    return [AliasOut(alias=a, target=t) for a, t in pairs]
+
+
+async def add_alias(c: Call) -> AliasMade:
+    body: AliasIn = c.body
+    alias = c.account(body.alias, "alias")
+    for i, target in enumerate(body.targets):
+        # A target in one of our domains must be the caller's too: an alias in one's domain
+        # for another customer's account would let its user send as one's domain. Addresses
+        # elsewhere are forwarding, which is the alias owner's to choose.
+        domain = target.rpartition("@")[2]
+        if c.admin.directory.is_local_domain(domain):
+            c.account(target, f"targets.{i}")
+    made, to = await c.run(c.admin.add_alias, alias, *body.targets)
+    return AliasMade(alias=made, targets=to)
+
+
+async def remove_alias(c: Call) -> None:
+    alias = c.account(c.request.match_info["alias"], "alias")
+    await c.run(c.admin.remove_alias, alias)
+    return None
+
+
+# -- DKIM keys and DNS records
+
+
+def _records(records: list[Any]) -> list[DnsRecordOut]:
+    return [
+        DnsRecordOut(
+            name=r.name, type=r.type, value=r.value, purpose=r.purpose, zone_line=r.zone_line
+        )
+        for r in records
+    ]
+
+
+async def get_dkim(c: Call) -> DkimOut:
+    domain = c.domain()
+    await c.run(c.admin.domain, domain)
+    keys, _ = await c.run(c.admin.dkim_keys, domain, make=False)
+    return DkimOut(domain=domain, made=False, records=_records(c.admin.dkim_records(keys)))
+
+
+async def make_dkim(c: Call) -> DkimOut:
+    body: DkimIn = c.body
+    domain = c.domain()
+    await c.run(c.admin.domain, domain)
+    keys, made = await c.run(c.admin.dkim_keys, domain, selector=body.selector)
+    return DkimOut(domain=domain, made=made, records=_records(c.admin.dkim_records(keys)))
+
+
+async def dns_records(c: Call) -> list[DnsRecordOut]:
+    domain = c.domain()
+    await c.run(c.admin.domain, domain)
+    return _records(await c.run(c.admin.dns_records, domain, make=False))
+
+
+# -- the queue
+
+
+async def list_queue(c: Call) -> list[QueueEntryOut]:
+    return [QueueEntryOut(**_entry(e)) for e in await c.run(c.admin.queue)]
+
+
+async def show_queued(c: Call) -> QueueEntryDetail:
+    entry, head = await c.run(c.admin.queued, c.request.match_info["qid"])
+    return QueueEntryDetail(**_entry(entry), headers=head)
+
+
+async def flush_queue(c: Call) -> QueueChangeOut:
+    body: QueueChangeIn = c.body
+    change = await c.run(c.admin.change_queue, "flush", body.qids)
+    return QueueChangeOut(done=change.done, missing=change.missing)
+
+
+def _queue_action(action: str) -> Handler:
+    async def act(c: Call) -> QueueChangeOut:
+        qid = c.request.match_info["qid"]
+        change = await c.run(c.admin.change_queue, action, [qid])
+        if change.missing:
+            raise HttpProblem(404, f"no queued message {qid}", field="qid")
+        return QueueChangeOut(done=change.done, missing=change.missing)
+
+    return act
+
+
+def routes() -> list[Route]:
+    """The API, in the order the OpenAPI document lists it."""
+    v1 = "/api/v1"
+    return [
+        Route("GET", f"{v1}/me", "the caller's role and scope", ALL_ROLES, me, response=Me),
+        Route(
+            "GET",
+            f"{v1}/domains",
+            "our domains (a domain administrator's own)",
+            ADMINS,
+            list_domains,
+            response=list[DomainOut],
+        ),
+        Route("POST", f"{v1}/domains", "add a domain", ADMIN, add_domain, DomainIn, DomainOut, 201),
+        Route(
+            "GET",
+            f"{v1}/domains/{{domain}}/accounts",
+            "a domain's accounts",
+            ADMINS,
+            list_accounts,
+            response=list[AccountOut],
+        ),
+        Route(
+            "POST",
+            f"{v1}/accounts",
+            "create an account (optionally with its quota)",
+            ADMINS,
+            add_account,
+            AccountIn,
+            AccountOut,
+            201,
+        ),
+        Route(
+            "GET",
+            f"{v1}/accounts/{{address}}",
+            "an account: state, quota, aliases",
+            ALL_ROLES,
+            get_account,
+            response=AccountOut,
+        ),
+        Route(
+            "PATCH",
+            f"{v1}/accounts/{{address}}",
+            "enable or disable an account, set its quota or lane",
+            ADMINS,
+            change_account,
+            AccountChange,
+            AccountOut,
+        ),
+        Route(
+            "PUT",
+            f"{v1}/accounts/{{address}}/password",
+            "change an account's password (users: their own)",
+            ALL_ROLES,
+            set_password,
+            PasswordIn,
+            None,
+            204,
+        ),
+        Route(
+            "GET",
+            f"{v1}/domains/{{domain}}/aliases",
+            "a domain's aliases",
+            ADMINS,
+            list_aliases,
+            response=list[AliasOut],
+        ),
+        Route(
+            "POST",
+            f"{v1}/aliases",
+            "make another address of an account",
+            ADMINS,
+            add_alias,
+            AliasIn,
+            AliasMade,
+            201,
+        ),
+        Route(
+            "DELETE",
+            f"{v1}/aliases/{{alias}}",
+            "remove an alias",
+            ADMINS,
+            remove_alias,
+            status=204,
+        ),
+        Route(
+            "GET",
+            f"{v1}/domains/{{domain}}/dkim",
+            "the domain's DKIM keys, as the records to publish",
+            ADMINS,
+            get_dkim,
+            response=DkimOut,
+        ),
+        Route(
+            "POST",
+            f"{v1}/domains/{{domain}}/dkim",
+            "make the domain's missing DKIM keys; the records to publish",
+            ADMINS,
+            make_dkim,
+            DkimIn,
+            DkimOut,
+        ),
+        Route(
+            "GET",
+            f"{v1}/domains/{{domain}}/dns",
+            "every DNS record the domain needs (MX, SPF, DKIM, DMARC)",
+            ADMINS,
+            dns_records,
+            response=list[DnsRecordOut],
+        ),
+        Route(
+            "GET",
+            f"{v1}/queue",
+            "every queued message",
+            ADMIN,
+            list_queue,
+            response=list[QueueEntryOut],
+        ),
+        Route(
+            "GET",
+            f"{v1}/queue/{{qid}}",
+            "one queued message: envelope and header",
+            ADMIN,
+            show_queued,
+            response=QueueEntryDetail,
+        ),
+        Route(
+            "POST",
+            f"{v1}/queue/flush",
+            "retry now (every message when no qids are given)",
+            ADMIN,
+            flush_queue,
+            QueueChangeIn,
+            QueueChangeOut,
+        ),
+        *(
+            Route(
+                "POST",
+                f"{v1}/queue/{{qid}}/{action}",
+                text,
+                ADMIN,
+                _queue_action(action),
+                response=QueueChangeOut,
+            )
+            for action, text in (
+                ("flush", "retry one message now"),
+                ("hold", "stop delivery attempts"),
+                ("release", "resume delivery attempts"),
+            )
+        ),
+        Route(
+            "DELETE",
+            f"{v1}/queue/{{qid}}",
+            "remove from the queue, without a bounce",
+            ADMIN,
+            _queue_action("delete"),
+            response=QueueChangeOut,
+        ),
+    ]

@@ -1,0 +1,187 @@
+"""The admin API's request and response bodies: typed, validated, and the OpenAPI schemas."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from reference.service import QUEUE_ID_PATTERN, Invalid, canonical_address
+
+__all__ = [
+    "AccountChange",
+    "AccountIn",
+    "AccountOut",
+    "AliasIn",
+    "AliasMade",
+    "AliasOut",
+    "DkimIn",
+    "DkimOut",
+    "DnsRecordOut",
+    "DomainIn",
+    "DomainOut",
+    "FieldError",
+    "Me",
+    "PasswordIn",
+    "Problem",
+    "QueueChangeIn",
+    "QueueChangeOut",
+    "QueueEntryDetail",
+    "QueueEntryOut",
+    "QueueRecipientOut",
+]
+
+
+def _address(value: str) -> str:
+    try:
+        return canonical_address(value)
+    except Invalid as e:
+        raise ValueError(str(e)) from None
+
+
+Address = Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_address)]
+# Names are checked again (IDNA, labels) by the service; here only their shape and size.
+DomainName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\s@/]+$")]
+Password = Annotated[str, Field(min_length=1, max_length=1024)]
+Quota = Annotated[int, Field(ge=0, le=2**62)]
+QueueId = Annotated[str, Field(pattern=QUEUE_ID_PATTERN)]
+
+
+class _In(BaseModel):
+    """A request body: exactly the documented fields, of exactly their types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DomainIn(_In):
+    name: DomainName
+
+
+class DomainOut(BaseModel):
+    name: str
+
+
+class AccountIn(_In):
+    address: Address
+    password: Password
+    quota_bytes: Quota | None = None
+    quota_messages: Quota | None = None
+
+
+class AccountOut(BaseModel):
+    address: str
+    domain: str
+    enabled: bool
+    quota_bytes: int | None = Field(description="null: the platform's default; 0: unlimited")
+    quota_messages: int | None
+    bulk: bool = Field(description="a sender of newsletters: its mail takes the bulk lane")
+    aliases: list[str]
+
+
+class AccountChange(_In):
+    """The fields to change; a quota given as null goes back to the platform's default."""
+
+    enabled: bool | None = None
+    quota_bytes: Quota | None = None
+    quota_messages: Quota | None = None
+    bulk: bool | None = None
+
+
+class PasswordIn(_In):
+    password: Password
+
+
+class AliasIn(_In):
+    alias: Address
+    targets: list[Address] = Field(
+        min_length=1,
+        max_length=100,
+        description="accounts or aliases here, or addresses elsewhere (forwarded)",
+    )
+
+
+class AliasOut(BaseModel):
+    """One target of an alias (an alias with several has a row for each)."""
+
+    alias: str
+    target: str
+
+
+class AliasMade(BaseModel):
+    alias: str
+    targets: list[str]
+
+
+class DnsRecordOut(BaseModel):
+    name: str
+    type: str
+    value: str
+    purpose: str
+    zone_line: str = Field(description="the record as a zone-file line")
+
+
+class DkimIn(_In):
+    selector: str | None = Field(
+        default=None, max_length=42, pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,40}[A-Za-z0-9])?$"
+    )
+
+
+class DkimOut(BaseModel):
+    domain: str
+    made: bool = Field(description="whether keys were made by this request")
+    records: list[DnsRecordOut]
+
+
+class QueueRecipientOut(BaseModel):
+    address: str
+    status: str
+    attempts: int
+    reply: str
+
+
+class QueueEntryOut(BaseModel):
+    qid: str
+    sender: str
+    recipients: list[QueueRecipientOut]
+    created: float
+    next_attempt: float
+    size: int
+    lane: str
+    held: bool
+    attempts: int
+    kind: str
+
+
+class QueueEntryDetail(QueueEntryOut):
+    headers: str
+
+
+class QueueChangeIn(_In):
+    qids: list[QueueId] = Field(default_factory=list, max_length=10_000)
+
+
+class QueueChangeOut(BaseModel):
+    done: list[str]
+    missing: list[str]
+
+
+class Me(BaseModel):
+    role: str
+    domain: str | None
+    user: str | None
+
+
+class FieldError(BaseModel):
+    field: str
+    detail: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; ``field`` names the input at fault, ``errors`` each one."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""
+    field: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)
