@@ -136,7 +136,7 @@ def test_values_are_parsed_once_at_load() -> None:
             "ratelimit.overrides": ["Alice@Example.test: messages=5/1h"],
             "dnsbl.zones": ["zen.test=127.0.0.2:7"],
             "headers.add": ["X-Flag: yes"],
-            "listen.mx_proxy_from": ["10.1.2.3/8"],
+            "listen.mx_proxy_from": ["198.51.100.9/24"],
         },
     )
     assert cfg.address("mx") == ("127.0.0.1", 2525)
@@ -153,7 +153,8 @@ def test_values_are_parsed_once_at_load() -> None:
     (zone,) = cfg.dnsbl.zones
     assert (zone.zone, zone.weights) == ("zen.test", {"127.0.0.2": 7.0})
     assert [f.line for f in cfg.headers.add] == [b"X-Flag: yes\r\n"]
-    assert [n.network for n in cfg.listen.mx_proxy_from] == [ipaddress.ip_network("10.0.0.0/8")]
+    proxies = [n.network for n in cfg.listen.mx_proxy_from]
+    assert proxies == [ipaddress.ip_network("198.51.100.0/24")]
     assert [r.text for r in cfg.queue.retry][:2] == ["1m", "5m"] and cfg.queue.retry[0] == 60
     # ... and written back as they were spelled.
     again = config.from_dict(config.as_dict(cfg))
