@@ -19,6 +19,7 @@ ROW = 56
 BAR = 26
 TOP = 28  # the day labels above the columns
 LEGEND = 30
+MIN_WIDTH = 480  # the legend's width
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def dmarc_chart(cells: list[DmarcDay]) -> Chart:
     days = sorted({c.day for c in cells})
     sources = sorted({c.source for c in cells})
     chart = Chart(
-        width=LABEL_WIDTH + COLUMN * max(len(days), 1) + 10,
+        width=max(LABEL_WIDTH + COLUMN * max(len(days), 1) + 10, MIN_WIDTH),
         height=TOP + ROW * max(len(sources), 1) + LEGEND,
     )
     chart.days = [(LABEL_WIDTH + i * COLUMN + COLUMN // 2, d[5:]) for i, d in enumerate(days)]
