@@ -171,6 +171,8 @@ def dmarc_report(domain: str, days_ago: int, report_id: str) -> bytes:
 def test_an_administrator_creates_a_domain_and_a_user_who_manages_their_mail(
     panel: Panel,
 ) -> None:
+    port = panel.served.ports["web"]
+    assert f"  panel        https://127.0.0.1:{port}/ " in "".join(panel.served.output)
     panel.login(token=panel.token("admin"))
     assert "Platform administrator" in panel.text
     panel.fill("domain-name", "shop.test", by=By.ID)

@@ -45,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  certificate  {app.cert_path}")
         if "web" in endpoints:
             web = endpoints["web"].url
+            print(f"  panel        {web}/ (in a browser: log in with a token, or as a user)")
             print(
                 f"  admin API    {web}/api/v1 (a token: mailspec token create --role admin{flags})"
             )
