@@ -353,3 +353,81 @@ async def test_the_dmarc_chart_shows_pass_and_fail_per_source_and_day(
         assert "192.0.2.1 2023-11-14: 7" in page and "198.51.100.9 2023-11-14: 3" in page
     finally:
         await b.close()
+
+
+# Every page and form of the panel, with who may reach it when it names b.test or its
+# account bob: the rest get 403 (a visitor not logged in: the login page). The forms are
+# sent with a field the service refuses (422), so an allowed call changes nothing either.
+MATRIX: list[tuple[str, str, str, dict[str, str], set[str]]] = [
+    ("GET", "/domains", "/domains", {}, {"admin", "reseller-a", "reseller-b"}),
+    ("POST", "/domains", "/domains", {"name": ""}, {"admin"}),
+    ("GET", "/domains/{domain}", "/domains/b.test", {}, {"admin", "reseller-b"}),
+    (
+        "POST",
+        "/domains/{domain}/{action}",
+        "/domains/b.test/accounts",
+        {"local": "", "password": ""},
+        {"admin", "reseller-b"},
+    ),
+    ("GET", "/domains/{domain}/dmarc", "/domains/b.test/dmarc", {}, {"admin", "reseller-b", "bob"}),
+    ("GET", "/accounts/{address}", "/accounts/bob@b.test", {}, {"admin", "reseller-b"}),
+    (
+        "POST",
+        "/accounts/{address}/{action}",
+        "/accounts/bob@b.test/quota",
+        {"quota_mib": "lots"},
+        {"admin", "reseller-b"},
+    ),
+    ("GET", "/me", "/me", {}, {"alice", "bob"}),
+    ("POST", "/me/{action}", "/me/spam", {"junk": "lots"}, {"alice", "bob"}),
+    ("POST", "/logout", "/logout", {"csrf": "wrong"}, set()),  # everyone's own: checked above
+]
+PUBLIC = {"/", "/login", "/lang/{lang}", "/static/panel.css", "/logo/{domain}"}
+
+
+def test_the_matrix_names_every_page_of_the_panel(tmp_path: Path) -> None:
+    app = aiohttp.web.Application()
+    with reference(tmp_path) as (server, _):
+        assert server.app.web.panel is not None
+        server.app.web.panel.add_routes(app)
+    routes = {
+        (r.method, r.resource.canonical)
+        for r in app.router.routes()
+        if r.method != "HEAD" and r.resource is not None
+    }
+    listed = {(m, template) for m, template, *_ in MATRIX}
+    assert routes - listed == {(m, p) for m, p in routes if p in PUBLIC}
+
+
+async def test_nobody_reaches_another_domains_pages(ref: ReferenceServer) -> None:
+    callers = {
+        "admin": {"tok": token(ref, "admin")},
+        "reseller-a": {"tok": token(ref, "domain-admin", domain="a.test")},
+        "reseller-b": {"tok": token(ref, "domain-admin", domain="b.test")},
+        "alice": {"address": "alice@a.test", "password": "alice-pw"},
+        "bob": {"address": "bob@b.test", "password": "bob-pw"},
+        "nobody": {},
+    }
+    before = ref.app.directory.users()
+    wrong = []
+    for name, credentials in callers.items():
+        b = Browser(ref)
+        try:
+            if credentials:
+                assert await b.login(**credentials) == 200
+            for method, _, path, fields, allowed in MATRIX:
+                if method == "GET":
+                    status, page = await b.get(path)
+                else:
+                    status, page = await b.post(
+                        "/login" if name == "nobody" else "/", path, **fields
+                    )
+                reached = status not in (403,) and 'action="/login"' not in page
+                if path == "/logout":
+                    reached = status != 403 and name != "nobody"
+                if reached != (name in allowed):
+                    wrong.append(f"{name} {method} {path}: {status}")
+        finally:
+            await b.close()
+    assert wrong == []
+    assert ref.app.directory.users() == before
