@@ -197,13 +197,17 @@ class Settings:
     def set_spam(self, address: str, *, reject: float | None, junk: float | None) -> SpamView:
         """The account's own thresholds (None for both: back to its domain's)."""
         account = self._account(address)
+        old = self.directory.spam_settings(account).get(account)
+        self.directory.clear_spam_settings(account)  # a value not given is the domain's
+        if reject is None and junk is None:
+            return self.spam(account)
         try:
-            if reject is None and junk is None:
-                self.directory.clear_spam_settings(account)
-            else:
-                self.directory.clear_spam_settings(account)
-                self.directory.set_spam_settings(account, reject_score=reject, junk_score=junk)
+            self.directory.set_spam_settings(account, reject_score=reject, junk_score=junk)
         except DirectoryError as e:
+            if old is not None:  # refused: the account keeps what it had
+                self.directory.set_spam_settings(
+                    account, reject_score=old.reject_score, junk_score=old.junk_score
+                )
             raise _refused(e, "junk" if "junk" in str(e) else "reject") from None
         return self.spam(account)
 

@@ -85,6 +85,7 @@ class Panel:
     def login(self, address: str = "", password: str = "", *, token: str = "") -> None:
         self.driver.delete_all_cookies()  # a new person at the same browser
         self.open("/login")
+        self.shot("login")
         if token:
             self.fill("token", token, by=By.ID)
             self.click("token-login")
@@ -188,6 +189,8 @@ def test_an_administrator_creates_a_domain_and_a_user_who_manages_their_mail(
         panel.driver.find_element(By.ID, "domains").text.split()
     )
     panel.shot("admin-domains")
+    panel.open("/accounts/carol@shop.test")
+    panel.shot("admin-account")
 
     # Carol logs in and sets a forward and an out-of-office.
     panel.login("carol@shop.test", "carol-pw")

@@ -431,3 +431,31 @@ async def test_nobody_reaches_another_domains_pages(ref: ReferenceServer) -> Non
             await b.close()
     assert wrong == []
     assert ref.app.directory.users() == before
+
+
+async def test_a_refused_spam_setting_keeps_the_one_there_was(ref: ReferenceServer) -> None:
+    b = Browser(ref)
+    try:
+        assert await b.login("alice@a.test", "alice-pw") == 200
+        assert (await b.post("/me", "/me/spam", junk="4", reject="9"))[0] == 200
+        status, page = await b.post("/me", "/me/spam", junk="12", reject="9")
+        assert status == 422 and "must not be more than the reject score" in page
+        kept = ref.app.directory.spam_settings("alice@a.test")["alice@a.test"]
+        assert (kept.junk_score, kept.reject_score) == (4, 9)
+        assert (await b.post("/me", "/me/spam", junk="", reject=""))[0] == 200  # the domain's
+        assert ref.app.directory.spam_settings("alice@a.test") == {}
+    finally:
+        await b.close()
+
+
+async def test_a_revoked_token_ends_the_sessions_it_opened(ref: ReferenceServer) -> None:
+    b = Browser(ref)
+    try:
+        made, secret = ref.app.admin.create_token("admin")
+        assert await b.login(tok=secret) == 200
+        assert (await b.get("/domains"))[0] == 200
+        ref.app.admin.revoke_token(made.id)
+        _, page = await b.get("/domains")
+        assert 'action="/login"' in page
+    finally:
+        await b.close()

@@ -77,9 +77,9 @@ class Ctx:
 
 
 def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
+    for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return str(n)
 
@@ -160,12 +160,13 @@ class Panel:
         if session is None:
             return None
         who = session.who
+        good = True
         if who.role == "user" and who.user is not None:
             stamp = await asyncio.to_thread(self.admin.directory.password_stamp, who.user)
             good = stamp is not None and hmac.compare_digest(stamp, session.stamp or "")
-        else:
+        if who.token is not None or who.role != "user":
             tokens = await asyncio.to_thread(self.admin.directory.tokens)
-            good = any(t.id == who.token for t in tokens)
+            good = good and any(t.id == who.token for t in tokens)
         if not good:
             await asyncio.to_thread(self.sessions.end, session)
             return None
