@@ -81,12 +81,31 @@ class Rule:
     test: Test = field(repr=False, compare=False)
 
 
+_WORD = re.compile(r"\w")
+
+
 def _phrases(pattern: str) -> Test:
-    rx = re.compile(pattern, re.IGNORECASE)
+    """A rule that fires on the first phrase of ``pattern`` (lower case) in subject or body.
+
+    The pattern runs on the lower-cased text without IGNORECASE, and its leading word
+    boundary is checked by hand: an alternation that starts with ``\\b`` defeats the regex
+    engine's first-character scan, which makes the search about three times slower.
+    """
+    assert pattern == pattern.lower(), "phrase patterns are matched on lower-cased text"
+    bounded = pattern.startswith(r"\b")
+    rx = re.compile(pattern[2:] if bounded else pattern)
 
     def test(p: Parsed) -> str | None:
-        m = rx.search(p.subject) or rx.search(p.body)
-        return m.group(0)[:60] if m else None
+        text, pos = p.phrase_text, 0
+        while (m := rx.search(text, pos)) is not None:
+            start = m.start()
+            if not (bounded and start and _WORD.match(text, start - 1)):
+                original = p.subject + "\n" + p.body
+                # lower() keeps the length of nearly all text: then show it as written
+                shown = original if len(original) == len(text) else text
+                return shown[start : m.end()][:60]
+            pos = start + 1
+        return None
 
     return test
 
