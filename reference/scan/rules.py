@@ -129,13 +129,16 @@ def _exclaims(p: Parsed) -> str | None:
     return None
 
 
+_DOMAIN_LIKE = re.compile(r"(?:[\w-]{1,63}\.)+[\w-]{2,63}")
+
+
 def _display_spoof(p: Parsed) -> str | None:
     """From: "service@bank.example" <x@other.test>: the name claims another domain."""
     if not p.from_name or "@" not in p.from_addr:
         return None
     psl = default_list()
     real = registered_domain(ascii_host(p.from_addr.rpartition("@")[2].rstrip(".")), psl)
-    for m in re.finditer(r"(?:[\w-]{1,63}\.)+[\w-]{2,63}", p.from_name.lower()):
+    for m in _DOMAIN_LIKE.finditer(p.from_name.lower()):
         claimed = m.group(0)
         if is_domain(claimed, psl) and registered_domain(ascii_host(claimed), psl) != real:
             return f"{claimed} vs {real}"
