@@ -526,6 +526,8 @@ class App:
             if stuck:
                 event(log, "stop.sessions-cancelled", count=len(stuck))
         await asyncio.sleep(0)
+        for check in self.policy.checks:
+            check.close()
         self.directory.close()
         self.dmarc_store.close()
         self.replies.close()

@@ -358,10 +358,10 @@ def find_clamd(
 class ClamdServer:
     """clamd with a database of two signatures (EICAR and a marker string): no download."""
 
-    def __init__(self, workdir: Path, binary: str | None = None) -> None:
+    def __init__(self, workdir: Path, binary: str | None = None, port: int = 0) -> None:
         self.workdir = workdir
         self.binary = binary
-        self.port = 0
+        self.port = port  # 0: a free one
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -373,9 +373,10 @@ class ClamdServer:
         db = self.workdir / "db"
         db.mkdir(parents=True, exist_ok=True)
         shutil.copy(SIGNATURES, db / "mailspec.ndb")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        if not self.port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
         conf = self.workdir / "clamd.conf"
         conf.write_text(
             "Foreground yes\n"
