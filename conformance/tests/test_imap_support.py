@@ -240,6 +240,11 @@ class RawImap:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def has_data(self) -> bool:
+        """Whether bytes already read (by us or by TLS) wait to be taken."""
+        pending = getattr(self.sock, "pending", None)
+        return bool(self.buffer) or (pending is not None and pending() > 0)
+
     def line(self, timeout: float | None = None) -> bytes:
         self.sock.settimeout(timeout or self.timeout)
         while b"\r\n" not in self.buffer:
