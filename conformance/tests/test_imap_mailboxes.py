@@ -38,6 +38,12 @@ def _special_use(line: bytes) -> set[bytes]:
 
 
 @requirement(
+    "RFC3501",
+    "6.3.1",
+    "MUST",
+    "SELECT reports EXISTS, FLAGS, UIDVALIDITY and UIDNEXT and answers OK [READ-WRITE]",
+)
+@requirement(
     "RFC9051",
     "6.3.2",
     "MUST",
@@ -56,6 +62,7 @@ def test_select_reports_the_mailbox(target: Target) -> None:
         raw.close()
 
 
+@requirement("RFC3501", "6.3.1", "MUST", "a failed SELECT leaves no mailbox selected")
 @requirement("RFC9051", "6.3.2", "MUST", "a failed SELECT leaves no mailbox selected")
 def test_failed_select_deselects(target: Target) -> None:
     raw = RawImap(target)
@@ -68,6 +75,12 @@ def test_failed_select_deselects(target: Target) -> None:
         raw.close()
 
 
+@requirement(
+    "RFC3501",
+    "6.3.2",
+    "MUST",
+    "EXAMINE selects read-only: OK [READ-ONLY], and reading does not set \\Seen",
+)
 @requirement(
     "RFC9051",
     "6.3.3",
@@ -84,6 +97,9 @@ def test_examine_is_read_only(target: Target) -> None:
 
 
 @requirement(
+    "RFC3501", "6.3.3", "MUST", "CREATE makes a mailbox; creating an existing one is an error"
+)
+@requirement(
     "RFC9051", "6.3.4", "MUST", "CREATE makes a mailbox; creating an existing one is an error"
 )
 def test_create(target: Target) -> None:
@@ -95,6 +111,7 @@ def test_create(target: Target) -> None:
             client.create_folder("INBOX")
 
 
+@requirement("RFC3501", "6.3.3", "MUST", "CREATE of a hierarchical name makes it reachable")
 @requirement("RFC9051", "6.3.4", "MUST", "CREATE of a hierarchical name makes it reachable")
 def test_create_hierarchy(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -109,6 +126,7 @@ def test_create_hierarchy(target: Target) -> None:
             client.delete_folder(child)
 
 
+@requirement("RFC3501", "6.3.4", "MUST", "DELETE removes a mailbox; deleting INBOX is an error")
 @requirement("RFC9051", "6.3.5", "MUST", "DELETE removes a mailbox; deleting INBOX is an error")
 def test_delete(target: Target) -> None:
     with imap(target) as client:
@@ -122,6 +140,12 @@ def test_delete(target: Target) -> None:
             client.delete_folder("INBOX")
 
 
+@requirement(
+    "RFC3501",
+    "6.3.5",
+    "MUST",
+    "RENAME moves a mailbox and its messages; renaming onto an existing name is an error",
+)
 @requirement(
     "RFC9051",
     "6.3.6",
@@ -146,6 +170,7 @@ def test_rename(target: Target) -> None:
             client.delete_folder(renamed)
 
 
+@requirement("RFC3501", "6.3.6", "MUST", "SUBSCRIBE and UNSUBSCRIBE change what LSUB returns")
 @requirement(
     "RFC9051",
     "6.3.7",
@@ -160,6 +185,12 @@ def test_subscribe(target: Target) -> None:
         assert folder not in [n for _, _, n in client.list_sub_folders()]
 
 
+@requirement(
+    "RFC3501",
+    "6.3.8",
+    "MUST",
+    'LIST "" "" returns the hierarchy delimiter and the root',
+)
 @requirement(
     "RFC9051",
     "6.3.9",
@@ -178,6 +209,7 @@ def test_list_empty_pattern(target: Target) -> None:
         raw.close()
 
 
+@requirement("RFC3501", "6.3.8", "MUST", "LIST * includes INBOX; % does not cross the delimiter")
 @requirement("RFC9051", "6.3.9", "MUST", "LIST * includes INBOX; % does not cross the delimiter")
 def test_list_wildcards(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -273,6 +305,12 @@ def test_list_status(target: Target) -> None:
 
 
 @requirement(
+    "RFC3501",
+    "6.3.10",
+    "MUST",
+    "STATUS reports MESSAGES, UNSEEN, UIDNEXT and UIDVALIDITY of a mailbox",
+)
+@requirement(
     "RFC9051",
     "6.3.11",
     "MUST",
@@ -287,6 +325,12 @@ def test_status(target: Target) -> None:
         assert status[b"UIDNEXT"] > uid and status[b"UIDVALIDITY"] > 0
 
 
+@requirement(
+    "RFC3501",
+    "6.3.11",
+    "MUST",
+    "APPEND stores the message with the flags and internal date given",
+)
 @requirement(
     "RFC9051",
     "6.3.12",
@@ -307,6 +351,12 @@ def test_append(target: Target) -> None:
         assert abs(fetched[b"INTERNALDATE"].timestamp() - when.timestamp()) < 1
 
 
+@requirement(
+    "RFC3501",
+    "6.3.11",
+    "MUST",
+    "APPEND to a mailbox that does not exist fails (TRYCREATE) without creating it",
+)
 @requirement(
     "RFC9051",
     "6.3.12",
@@ -331,6 +381,12 @@ def test_append_to_missing_mailbox(target: Target) -> None:
         raw.close()
 
 
+@requirement(
+    "RFC3501",
+    "4.3",
+    "MUST",
+    "a synchronizing literal gets a continuation request before its octets",
+)
 @requirement(
     "RFC9051",
     "4.3",
@@ -383,6 +439,12 @@ def test_appenduid(target: Target) -> None:
         assert client.search(["ALL"]) == [uid]
 
 
+@requirement(
+    "RFC3501",
+    "2.3.1.1",
+    "MUST",
+    "UIDs strictly ascend and UIDVALIDITY stays the same across sessions",
+)
 @requirement(
     "RFC9051",
     "2.3.1.1",

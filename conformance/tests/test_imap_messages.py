@@ -35,6 +35,12 @@ def seen(client: IMAPClient, uid: int) -> bool:
 
 
 @requirement(
+    "RFC3501",
+    "6.4.5",
+    "MUST",
+    "FETCH returns FLAGS, INTERNALDATE and RFC822.SIZE, the size being that of BODY[]",
+)
+@requirement(
     "RFC9051",
     "6.4.5",
     "MUST",
@@ -51,6 +57,7 @@ def test_fetch_attributes(target: Target) -> None:
         assert told(item[b"FLAGS"]) == set() and item[b"INTERNALDATE"]
 
 
+@requirement("RFC3501", "6.4.5", "MUST", "FETCH BODY[] sets \\Seen; BODY.PEEK[] does not")
 @requirement("RFC9051", "6.4.5", "MUST", "FETCH BODY[] sets \\Seen; BODY.PEEK[] does not")
 def test_fetch_body_sets_seen(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -62,6 +69,12 @@ def test_fetch_body_sets_seen(target: Target) -> None:
         assert seen(client, uid)
 
 
+@requirement(
+    "RFC3501",
+    "6.4.5",
+    "MUST",
+    "BODY[HEADER], BODY[TEXT], BODY[HEADER.FIELDS (...)] and <partial> return those octets",
+)
 @requirement(
     "RFC9051",
     "6.4.5",
@@ -89,6 +102,12 @@ def test_fetch_sections(target: Target) -> None:
 
 
 @requirement(
+    "RFC3501",
+    "6.4.5",
+    "MUST",
+    "BODY[n] and BODY[n.MIME] address the parts of a multipart message",
+)
+@requirement(
     "RFC9051",
     "6.4.5",
     "MUST",
@@ -105,6 +124,7 @@ def test_fetch_mime_parts(target: Target) -> None:
         assert got[b"BODY[2]"] == b"AAECAwRoZWxsbw=="
 
 
+@requirement("RFC3501", "7.4.2", "MUST", "ENVELOPE carries date, subject, addresses and message-id")
 @requirement("RFC9051", "7.5.2", "MUST", "ENVELOPE carries date, subject, addresses and message-id")
 def test_envelope(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -121,6 +141,9 @@ def test_envelope(target: Target) -> None:
         assert envelope.message_id.strip(b"<>").startswith(tok.encode())
 
 
+@requirement(
+    "RFC3501", "7.4.2", "MUST", "BODYSTRUCTURE describes each MIME part: type, parameters, size"
+)
 @requirement(
     "RFC9051", "7.5.2", "MUST", "BODYSTRUCTURE describes each MIME part: type, parameters, size"
 )
@@ -162,6 +185,12 @@ def test_binary(target: Target) -> None:
 
 
 @requirement(
+    "RFC3501",
+    "6.4.6",
+    "MUST",
+    "STORE +FLAGS, -FLAGS and FLAGS change flags and answer with the new flags",
+)
+@requirement(
     "RFC9051",
     "6.4.6",
     "MUST",
@@ -181,6 +210,7 @@ def test_store(target: Target) -> None:
             assert told(other.get_flags([uid])[uid]) == {b"\\Answered"}  # stored for good
 
 
+@requirement("RFC3501", "6.4.6", "MUST", "STORE FLAGS.SILENT sends no FETCH for the change")
 @requirement("RFC9051", "6.4.6", "MUST", "STORE FLAGS.SILENT sends no FETCH for the change")
 def test_store_silent(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -195,6 +225,12 @@ def test_store_silent(target: Target) -> None:
             raw.close()
 
 
+@requirement(
+    "RFC3501",
+    "6.4.4",
+    "MUST",
+    "SEARCH finds messages by flags, header text, size, UID and boolean combinations",
+)
 @requirement(
     "RFC9051",
     "6.4.4",
@@ -239,6 +275,12 @@ def test_esearch(target: Target) -> None:
 
 
 @requirement(
+    "RFC3501",
+    "6.4.7",
+    "MUST",
+    "COPY copies messages with their flags and leaves the source as it was",
+)
+@requirement(
     "RFC9051",
     "6.4.7",
     "MUST",
@@ -256,6 +298,7 @@ def test_copy(target: Target) -> None:
         assert b"\\Flagged" in client.get_flags([copied])[copied]
 
 
+@requirement("RFC3501", "6.4.7", "MUST", "COPY to a missing mailbox fails (TRYCREATE)")
 @requirement("RFC9051", "6.4.7", "MUST", "COPY to a missing mailbox fails (TRYCREATE)")
 def test_copy_to_missing_mailbox(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -340,6 +383,12 @@ def test_move_responses(target: Target) -> None:
 
 
 @requirement(
+    "RFC3501",
+    "6.4.3",
+    "MUST",
+    "EXPUNGE removes the \\Deleted messages and reports each with an EXPUNGE response",
+)
+@requirement(
     "RFC9051",
     "6.4.3",
     "MUST",
@@ -374,6 +423,7 @@ def test_uid_expunge(target: Target) -> None:
         assert client.search(["ALL"]) == [b]
 
 
+@requirement("RFC3501", "6.4.2", "MUST", "CLOSE expunges \\Deleted messages silently and deselects")
 @requirement("RFC9051", "6.4.1", "MUST", "CLOSE expunges \\Deleted messages silently and deselects")
 def test_close(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -405,6 +455,12 @@ def test_unselect(target: Target) -> None:
 
 
 @requirement(
+    "RFC3501",
+    "6.4.8",
+    "MUST",
+    "UID FETCH and UID STORE address messages by UID and include UID in each FETCH",
+)
+@requirement(
     "RFC9051",
     "6.4.9",
     "MUST",
@@ -428,6 +484,9 @@ def test_uid_commands(target: Target) -> None:
             raw.close()
 
 
+@requirement(
+    "RFC3501", "6.4.5", "MUST", "a FETCH of a sequence number past the last message is BAD"
+)
 @requirement(
     "RFC9051", "6.4.5", "MUST", "a FETCH of a sequence number past the last message is BAD"
 )
