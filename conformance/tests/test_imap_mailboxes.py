@@ -748,3 +748,37 @@ def test_multiappend_all_or_nothing(target: Target) -> None:
         finally:
             raw.close()
         assert client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"] == 0
+
+
+@requirement(
+    "RFC3501",
+    "2.3.1.1",
+    "MUST",
+    "UIDNEXT does not change unless new messages are added: flag changes and EXPUNGE keep it",
+)
+@requirement(
+    "RFC9051",
+    "2.3.1.1",
+    "MUST",
+    "UIDNEXT does not change unless new messages are added: flag changes and EXPUNGE keep it",
+)
+def test_uidnext_moves_only_with_new_messages(target: Target) -> None:
+    # "The next unique identifier value ... MUST NOT change unless new messages are added
+    # to the mailbox" (RFC 3501 2.3.1.1; RFC 9051 keeps it).
+    with imap(target) as client, scratch_folder(client) as folder:
+        append(client, folder, message(token()))
+        last = append(client, folder, message(token()))
+
+        def uidnext() -> int:
+            return int(client.folder_status(folder, [b"UIDNEXT"])[b"UIDNEXT"])
+
+        before = uidnext()
+        assert before > last, f"UIDNEXT {before} after UID {last}"
+        client.select_folder(folder)
+        client.add_flags([last], [b"\\Seen", b"$Label"])
+        client.set_flags([last], [b"\\Deleted"])
+        client.expunge()
+        client.unselect_folder()
+        assert uidnext() == before, "UIDNEXT changed without a new message"
+        newer = append(client, folder, message(token()))
+        assert newer >= before and uidnext() > newer, (before, newer, uidnext())
