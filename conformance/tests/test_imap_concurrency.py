@@ -13,6 +13,7 @@ from conformance.target import Target
 from conformance.tests.test_imap_support import (
     RawImap,
     append,
+    both_revisions,
     imap,
     message,
     scratch_folder,
@@ -159,14 +160,7 @@ def test_no_expunge_during_fetch_store_search(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC3501",
-    "5.5",
-    "MUST",
-    "commands pipelined in one write run in order: a FETCH after a STORE sees the stored flag",
-)
-@requirement(
-    "RFC9051",
+@both_revisions(
     "5.5",
     "MUST",
     "commands pipelined in one write run in order: a FETCH after a STORE sees the stored flag",

@@ -16,6 +16,7 @@ from conformance.target import Target
 from conformance.tests.test_imap_support import (
     RawImap,
     append,
+    both_revisions,
     imap,
     message,
     require_capability,
@@ -381,17 +382,8 @@ def test_append_to_missing_mailbox(target: Target) -> None:
         raw.close()
 
 
-@requirement(
-    "RFC3501",
-    "4.3",
-    "MUST",
-    "a synchronizing literal gets a continuation request before its octets",
-)
-@requirement(
-    "RFC9051",
-    "4.3",
-    "MUST",
-    "a synchronizing literal gets a continuation request before its octets",
+@both_revisions(
+    "4.3", "MUST", "a synchronizing literal gets a continuation request before its octets"
 )
 def test_synchronizing_literal(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -439,14 +431,7 @@ def test_appenduid(target: Target) -> None:
         assert client.search(["ALL"]) == [uid]
 
 
-@requirement(
-    "RFC3501",
-    "2.3.1.1",
-    "MUST",
-    "UIDs strictly ascend and UIDVALIDITY stays the same across sessions",
-)
-@requirement(
-    "RFC9051",
+@both_revisions(
     "2.3.1.1",
     "MUST",
     "UIDs strictly ascend and UIDVALIDITY stays the same across sessions",
@@ -750,14 +735,7 @@ def test_multiappend_all_or_nothing(target: Target) -> None:
         assert client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"] == 0
 
 
-@requirement(
-    "RFC3501",
-    "2.3.1.1",
-    "MUST",
-    "UIDNEXT does not change unless new messages are added: flag changes and EXPUNGE keep it",
-)
-@requirement(
-    "RFC9051",
+@both_revisions(
     "2.3.1.1",
     "MUST",
     "UIDNEXT does not change unless new messages are added: flag changes and EXPUNGE keep it",

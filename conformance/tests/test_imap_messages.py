@@ -14,6 +14,7 @@ from conformance.target import Target
 from conformance.tests.test_imap_support import (
     RawImap,
     append,
+    both_revisions,
     imap,
     message,
     multipart,
@@ -34,14 +35,7 @@ def seen(client: IMAPClient, uid: int) -> bool:
     return b"\\Seen" in client.get_flags([uid])[uid]
 
 
-@requirement(
-    "RFC3501",
-    "6.4.5",
-    "MUST",
-    "FETCH returns FLAGS, INTERNALDATE and RFC822.SIZE, the size being that of BODY[]",
-)
-@requirement(
-    "RFC9051",
+@both_revisions(
     "6.4.5",
     "MUST",
     "FETCH returns FLAGS, INTERNALDATE and RFC822.SIZE, the size being that of BODY[]",
@@ -57,8 +51,7 @@ def test_fetch_attributes(target: Target) -> None:
         assert told(item[b"FLAGS"]) == set() and item[b"INTERNALDATE"]
 
 
-@requirement("RFC3501", "6.4.5", "MUST", "FETCH BODY[] sets \\Seen; BODY.PEEK[] does not")
-@requirement("RFC9051", "6.4.5", "MUST", "FETCH BODY[] sets \\Seen; BODY.PEEK[] does not")
+@both_revisions("6.4.5", "MUST", "FETCH BODY[] sets \\Seen; BODY.PEEK[] does not")
 def test_fetch_body_sets_seen(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
         uid = append(client, folder, message(token()))
@@ -69,14 +62,7 @@ def test_fetch_body_sets_seen(target: Target) -> None:
         assert seen(client, uid)
 
 
-@requirement(
-    "RFC3501",
-    "6.4.5",
-    "MUST",
-    "BODY[HEADER], BODY[TEXT], BODY[HEADER.FIELDS (...)] and <partial> return those octets",
-)
-@requirement(
-    "RFC9051",
+@both_revisions(
     "6.4.5",
     "MUST",
     "BODY[HEADER], BODY[TEXT], BODY[HEADER.FIELDS (...)] and <partial> return those octets",
@@ -101,17 +87,8 @@ def test_fetch_sections(target: Target) -> None:
         assert got[b"BODY[TEXT]<4>"] == b"456789"
 
 
-@requirement(
-    "RFC3501",
-    "6.4.5",
-    "MUST",
-    "BODY[n] and BODY[n.MIME] address the parts of a multipart message",
-)
-@requirement(
-    "RFC9051",
-    "6.4.5",
-    "MUST",
-    "BODY[n] and BODY[n.MIME] address the parts of a multipart message",
+@both_revisions(
+    "6.4.5", "MUST", "BODY[n] and BODY[n.MIME] address the parts of a multipart message"
 )
 def test_fetch_mime_parts(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -184,17 +161,8 @@ def test_binary(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC3501",
-    "6.4.6",
-    "MUST",
-    "STORE +FLAGS, -FLAGS and FLAGS change flags and answer with the new flags",
-)
-@requirement(
-    "RFC9051",
-    "6.4.6",
-    "MUST",
-    "STORE +FLAGS, -FLAGS and FLAGS change flags and answer with the new flags",
+@both_revisions(
+    "6.4.6", "MUST", "STORE +FLAGS, -FLAGS and FLAGS change flags and answer with the new flags"
 )
 def test_store(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -210,8 +178,7 @@ def test_store(target: Target) -> None:
             assert told(other.get_flags([uid])[uid]) == {b"\\Answered"}  # stored for good
 
 
-@requirement("RFC3501", "6.4.6", "MUST", "STORE FLAGS.SILENT sends no FETCH for the change")
-@requirement("RFC9051", "6.4.6", "MUST", "STORE FLAGS.SILENT sends no FETCH for the change")
+@both_revisions("6.4.6", "MUST", "STORE FLAGS.SILENT sends no FETCH for the change")
 def test_store_silent(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
         append(client, folder, message(token()))
@@ -225,14 +192,7 @@ def test_store_silent(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC3501",
-    "6.4.4",
-    "MUST",
-    "SEARCH finds messages by flags, header text, size, UID and boolean combinations",
-)
-@requirement(
-    "RFC9051",
+@both_revisions(
     "6.4.4",
     "MUST",
     "SEARCH finds messages by flags, header text, size, UID and boolean combinations",
@@ -274,17 +234,8 @@ def test_esearch(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC3501",
-    "6.4.7",
-    "MUST",
-    "COPY copies messages with their flags and leaves the source as it was",
-)
-@requirement(
-    "RFC9051",
-    "6.4.7",
-    "MUST",
-    "COPY copies messages with their flags and leaves the source as it was",
+@both_revisions(
+    "6.4.7", "MUST", "COPY copies messages with their flags and leaves the source as it was"
 )
 def test_copy(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as source, scratch_folder(client) as dest:
@@ -298,8 +249,7 @@ def test_copy(target: Target) -> None:
         assert b"\\Flagged" in client.get_flags([copied])[copied]
 
 
-@requirement("RFC3501", "6.4.7", "MUST", "COPY to a missing mailbox fails (TRYCREATE)")
-@requirement("RFC9051", "6.4.7", "MUST", "COPY to a missing mailbox fails (TRYCREATE)")
+@both_revisions("6.4.7", "MUST", "COPY to a missing mailbox fails (TRYCREATE)")
 def test_copy_to_missing_mailbox(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
         append(client, folder, message(token()))
@@ -382,14 +332,7 @@ def test_move_responses(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC3501",
-    "6.4.3",
-    "MUST",
-    "EXPUNGE removes the \\Deleted messages and reports each with an EXPUNGE response",
-)
-@requirement(
-    "RFC9051",
+@both_revisions(
     "6.4.3",
     "MUST",
     "EXPUNGE removes the \\Deleted messages and reports each with an EXPUNGE response",
@@ -484,12 +427,7 @@ def test_uid_commands(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC3501", "6.4.5", "MUST", "a FETCH of a sequence number past the last message is BAD"
-)
-@requirement(
-    "RFC9051", "6.4.5", "MUST", "a FETCH of a sequence number past the last message is BAD"
-)
+@both_revisions("6.4.5", "MUST", "a FETCH of a sequence number past the last message is BAD")
 def test_fetch_past_the_end(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
         append(client, folder, message(token()))
