@@ -270,13 +270,13 @@ def test_control_character_in_user(target: Target, ctl: str) -> None:
         client.close()
 
 
-@requirement("RFC1939", "3", "MUST", "keywords are case-insensitive: user, pass, stat, noop work")
+@requirement("RFC1939", "3", "MUST", "keywords are case-insensitive: user, pass, stat, rset work")
 def test_keywords_are_case_insensitive(target: Target) -> None:
     # "Keywords are case-insensitive." poplib sends upper case; here every verb is lower.
     acc = target.mailbox_account
     client = pop3(target)
     try:
-        for line in (f"user {acc.address}", f"pass {acc.password}", "stat", "noop"):
+        for line in (f"user {acc.address}", f"pass {acc.password}", "stat", "rset"):
             reply = client._shortcmd(line)
             assert reply.startswith(b"+OK"), f"{line.split()[0]}: {reply!r}"
         client.quit()
