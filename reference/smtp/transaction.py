@@ -13,6 +13,7 @@ import asyncio
 import email.utils
 import logging
 
+from reference import faults
 from reference.log import event
 from reference.mail import replies
 from reference.mail.envelope import DsnRequest, RecipientDsn
@@ -201,6 +202,9 @@ class TransactionCommands(SessionCore):
             problem = replies.NEED_RCPT
         # RFC 3030 2: the chunk follows the command at once, whatever the reply will be:
         # read all of it, so that none of it is ever taken for a command.
+        if problem is not None and faults.active("smtp.bdat-refused-chunk-unread"):
+            await self.reply(problem)
+            return
         keep = problem is None
         remaining = size
         limit = self.listener.max_message_size
