@@ -59,7 +59,9 @@ class Node:
     def smtp(self, user: str, password: str = "pw") -> smtplib.SMTP:
         s = smtplib.SMTP("127.0.0.1", self.ports["submission"], timeout=20)
         s.starttls(context=ssl.create_default_context(cafile=str(self.data / "tls/cert.pem")))
-        s.login(user, password)
+        s.ehlo()
+        s.user, s.password = user, password
+        s.auth("PLAIN", s.auth_plain)  # one mechanism: one failure per failed login
         return s
 
 
@@ -174,7 +176,7 @@ def test_a_login_lockout_holds_across_workers(node: Node) -> None:
                     node.smtp("carol@example.test", "wrong").quit()
     with only(node, 0), pytest.raises(smtplib.SMTPAuthenticationError) as refused:
         node.smtp("carol@example.test").quit()  # the right password, six failures here
-    assert refused.value.smtp_code == 454
+    assert refused.value.smtp_code == 454, refused.value
 
 
 def test_mail_accepted_by_either_worker_is_delivered_once(node: Node) -> None:

@@ -161,6 +161,7 @@ class Spool:
         self._count_lock = threading.Lock()
         self._count = self._listed()
         self._listed_at = clock.monotonic()
+        self.waiting = 0  # replies held back by wait_for_room, now
 
     def _listed(self) -> int:
         with os.scandir(self.root) as it:
@@ -180,11 +181,15 @@ class Spool:
         if not backlog or self.backlog < backlog:
             return 0.0
         start = self.clock.monotonic()
-        while self.backlog >= backlog:
-            left = start + longest - self.clock.monotonic()
-            if left <= 0:
-                break
-            await self.clock.sleep(min(FLOW_TICK, left))
+        self.waiting += 1
+        try:
+            while self.backlog >= backlog:
+                left = start + longest - self.clock.monotonic()
+                if left <= 0:
+                    break
+                await self.clock.sleep(min(FLOW_TICK, left))
+        finally:
+            self.waiting -= 1
         return self.clock.monotonic() - start
 
     def _counted(self, delta: int) -> None:
