@@ -57,8 +57,13 @@ def stalled(tmp_path: Path, **smtp: object) -> Iterator[Stalled]:
             "relay.port": internet.smtp_port,
             "relay.source_addresses": ["127.0.1.0/24"],
         }
+        # One worker: the tests look at its spool (test_workers.py runs two).
         with ReferenceServer(
-            tmp_path / "var", clock=clock, nameservers=[internet.nameserver], overrides=overrides
+            tmp_path / "var",
+            clock=clock,
+            nameservers=[internet.nameserver],
+            overrides=overrides,
+            workers=1,
         ) as ref:
             ref.add_domain("example.test")
             ref.add_user("bob@example.test", "pw")
