@@ -95,11 +95,10 @@ class ReferenceServer:
             self._pipe = (read, write)
         try:
             for index in range(self.workers):
-                worker = (
-                    Worker(index, self.workers, self._sockets, *self._pipe)
-                    if self.workers > 1
-                    else None
-                )
+                # Each its own copy of the sockets (a process has its own descriptors):
+                # closing its servers closes only those.
+                own = {name: sock.dup() for name, sock in self._sockets.items()}
+                worker = Worker(index, self.workers, own, *self._pipe) if self.workers > 1 else None
                 self._runs.append(self._start(worker))
         except BaseException:
             self.stop()

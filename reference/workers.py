@@ -129,7 +129,12 @@ def bind(cfg: Config) -> dict[str, socket.socket]:
             host, port = cfg.address(name)
             try:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                sockets[name] = socket.create_server((host, port), family=family, backlog=511)
+                sock = socket.create_server((host, port), family=family, backlog=511)
+                # Non-blocking for good: every worker's event loop accepts on it, and a
+                # copy made blocking (socket.dup keeps the mode) would clear the flag that
+                # all copies share, leaving a worker stuck in accept() after another won.
+                sock.setblocking(False)
+                sockets[name] = sock
             except OSError as e:
                 why = "address already in use" if e.errno == errno.EADDRINUSE else e.strerror
                 raise StartupError(
