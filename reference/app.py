@@ -319,6 +319,7 @@ class App:
         # IMAP and POP3 sessions: their tasks, and the writers that end them.
         self._streams: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._wake_fd = -1  # the primary of several workers: the others' queue ids
+        self._bell_fd = -1  # one of several workers: the mailboxes the others changed
 
     # -- what /metrics and /readyz ask of the node
 
@@ -496,6 +497,11 @@ class App:
             await self._close_servers()
             await self.web.stop()
             raise
+        if self.worker is not None and self.worker.bells:
+            # IMAP IDLE hears at once of changes the node's other workers make.
+            self.store.on_change = self.worker.ring_others
+            self._bell_fd = self.worker.bell
+            asyncio.get_running_loop().add_reader(self._bell_fd, self._rung)
         if not self.primary:
             event(log, "started", worker=self.worker.index if self.worker else 0)
             return self.endpoints
@@ -527,6 +533,15 @@ class App:
         for qid in data.decode("ascii", "replace").split():
             self.runner.notify(qid)
 
+    def _rung(self) -> None:
+        """Mailboxes another worker changed: ring their IDLE sessions here."""
+        try:
+            data = os.read(self._bell_fd, 65536)
+        except BlockingIOError:
+            return
+        for path in set(data.decode("utf-8", "surrogateescape").splitlines()):
+            self.store.ring(Path(path))
+
     async def _close_servers(self) -> None:
         for s in self.servers:
             s.close()
@@ -536,9 +551,10 @@ class App:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop listening, close sessions, let deliveries finish or return to the spool."""
-        if self._wake_fd >= 0:
-            asyncio.get_running_loop().remove_reader(self._wake_fd)
-            self._wake_fd = -1
+        for fd in (self._wake_fd, self._bell_fd):
+            if fd >= 0:
+                asyncio.get_running_loop().remove_reader(fd)
+        self._wake_fd = self._bell_fd = -1
         for s in self.servers:
             s.close()
         for listener in self._listeners:

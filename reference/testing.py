@@ -28,7 +28,7 @@ from reference.delivery.retire import delete_user
 from reference.directory import Directory
 from reference.mailbox import MailStore
 from reference.spool import Spool
-from reference.workers import Worker, bind
+from reference.workers import Worker, bind, pipes
 
 # Starting and stopping real processes takes real time: these deadlines use the real clock.
 _REAL = RealClock()
@@ -81,7 +81,8 @@ class ReferenceServer:
         self.workers = workers or int(os.environ.get(WORKERS_ENV) or 1)
         self._runs: list[_Run] = []
         self._sockets: dict[str, socket.socket] = {}
-        self._pipe: tuple[int, ...] = ()
+        self._pipe: tuple[int, int] = (-1, -1)
+        self._bells: list[tuple[int, int]] = []
 
     # -- lifecycle
     def start(self) -> ReferenceServer:
@@ -90,15 +91,20 @@ class ReferenceServer:
             # recovered once, a pipe for the others' queue ids to the primary's runner.
             self._sockets = bind(self.config)
             Spool(self.config.spool_path, self.clock)
-            read, write = os.pipe()
-            os.set_blocking(write, False)
-            self._pipe = (read, write)
+            [self._pipe] = pipes(1)
+            self._bells = pipes(self.workers)
         try:
             for index in range(self.workers):
                 # Each its own copy of the sockets (a process has its own descriptors):
                 # closing its servers closes only those.
                 own = {name: sock.dup() for name, sock in self._sockets.items()}
-                worker = Worker(index, self.workers, own, *self._pipe) if self.workers > 1 else None
+                worker = (
+                    Worker(
+                        index, self.workers, own, self._pipe[0], self._pipe[1], bells=self._bells
+                    )
+                    if self.workers > 1
+                    else None
+                )
                 self._runs.append(self._start(worker))
         except BaseException:
             self.stop()
@@ -144,9 +150,10 @@ class ReferenceServer:
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
-        for fd in self._pipe:
-            os.close(fd)
-        self._pipe = ()
+        for fd in (*self._pipe, *(fd for bell in self._bells for fd in bell)):
+            if fd >= 0:
+                os.close(fd)
+        self._pipe, self._bells = (-1, -1), []
         if self._own_dns is not None:
             self._own_dns.stop()
             self._own_dns = None

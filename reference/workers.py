@@ -35,7 +35,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +96,9 @@ class Worker:
     wake_read: int  # the primary reads the queue ids the others accepted here
     wake_write: int
     ready_fd: int = -1  # where it tells the supervisor it is serving
+    # One pipe per worker: a mailbox path written to worker i's tells its IMAP IDLE
+    # sessions that another worker changed that mailbox.
+    bells: Sequence[tuple[int, int]] = ()
 
     @property
     def primary(self) -> bool:
@@ -108,6 +111,20 @@ class Worker:
         """Tell the supervisor this worker is serving."""
         with contextlib.suppress(OSError):
             os.write(self.ready_fd, b"ok\n")
+
+    @property
+    def bell(self) -> int:
+        """Where this worker hears of the others' mailbox changes."""
+        return self.bells[self.index][0]
+
+    def ring_others(self, path: Path) -> None:
+        """Tell every other worker that the mailbox at ``path`` changed (a lost message only
+        delays the news until IDLE's next look)."""
+        line = f"{path}\n".encode()
+        for index, (_, write) in enumerate(self.bells):
+            if index != self.index and len(line) <= select.PIPE_BUF:
+                with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                    os.write(write, line)
 
     def wake(self, qid: str) -> None:
         """Tell the primary's queue runner about ``qid`` (one write, atomic under PIPE_BUF).
@@ -160,6 +177,7 @@ class Supervisor:
     _wake: tuple[int, int] = (-1, -1)
     _ready: tuple[int, int] = (-1, -1)
     _parent: int = 0
+    _bells: list[tuple[int, int]] = field(default_factory=list)
     stopping: bool = False
 
     def start(self) -> None:
@@ -176,9 +194,9 @@ class Supervisor:
         run.mkdir(parents=True, exist_ok=True)
         self.sockets = bind(self.cfg)
         Spool(self.cfg.spool_path, _REAL)  # the one recovery, before any worker writes
-        self._wake = os.pipe()
-        os.set_blocking(self._wake[1], False)
+        [self._wake] = pipes(1)
         self._ready = os.pipe()
+        self._bells = pipes(self.count)
         self._parent = os.getpid()
         try:
             # The primary first, alone: it makes what a first start makes (certificate,
@@ -204,7 +222,9 @@ class Supervisor:
             name_worker(index)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
             os.close(self._ready[0])
-            worker = Worker(index, self.count, self.sockets, *self._wake, self._ready[1])
+            worker = Worker(
+                index, self.count, self.sockets, *self._wake, self._ready[1], self._bells
+            )
             code = self.serve(worker)
         except BaseException as e:  # the worker's end, whatever it was
             code = 0 if isinstance(e, SystemExit) and not e.code else 1
@@ -302,11 +322,21 @@ class Supervisor:
             self.pids.pop(pid, None)
         for s in self.sockets.values():
             s.close()
-        for fd in (*self._wake, *self._ready):
+        for fd in (*self._wake, *self._ready, *(fd for bell in self._bells for fd in bell)):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         shutil.rmtree(run_dir(self.cfg), ignore_errors=True)
+
+
+def pipes(count: int) -> list[tuple[int, int]]:
+    """``count`` pipes whose write ends never block (a full pipe loses a hint, no more)."""
+    out = []
+    for _ in range(count):
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        out.append((read, write))
+    return out
 
 
 def _die_with_parent(parent: int) -> None:

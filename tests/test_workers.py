@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -86,7 +87,7 @@ def start_node(tmp: Path, **sections: dict[str, object]) -> Node:
     data = tmp / "var"
     directory = Directory(data / "directory.sqlite3")
     directory.add_domain("example.test")
-    for user in ("alice", "bob", "carol"):
+    for user in ("alice", "bob", "carol", "dave"):
         directory.add_user(f"{user}@example.test", "pw")
     directory.close()
     config = write_config(
@@ -216,3 +217,29 @@ def test_a_killed_supervisor_leaves_no_orphan(tmp_path: Path) -> None:
     n.proc.kill()
     n.proc.wait(30)
     _wait(lambda: not [p for p in pids if _alive(p)])
+
+
+def test_idle_hears_of_mail_another_worker_delivered(node: Node) -> None:
+    """RFC 2177: new mail is reported during IDLE, though the queue runner that delivered it
+    runs in another worker (which rings this one; IDLE's own look every 5 s is the net)."""
+    ctx = ssl.create_default_context(cafile=str(node.data / "tls/cert.pem"))
+    with only(node, 1):  # the IDLE session on worker 1; delivery is worker 0's
+        raw = socket.create_connection(("127.0.0.1", node.ports["imaps"]), timeout=10)
+        imap = ctx.wrap_socket(raw, server_hostname="mail.example.test").makefile("rwb")
+
+        def command(line: bytes, until: bytes) -> bytes:
+            imap.write(line + b"\r\n")
+            imap.flush()
+            out = b""
+            while until not in out:
+                out += imap.readline()
+            return out
+
+        imap.readline()  # greeting
+        command(b"a LOGIN dave@example.test pw", b"a ")
+        command(b"b SELECT INBOX", b"b OK")
+        command(b"c IDLE", b"+ ")
+    with node.smtp("bob@example.test") as s:
+        s.sendmail("bob@example.test", ["dave@example.test"], b"Subject: ring\r\n\r\nhi\r\n")
+    assert b"EXISTS" in imap.readline()
+    imap.close()
