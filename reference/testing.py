@@ -293,7 +293,8 @@ def mailspec(*args: str, data_dir: Path, config: Path | None = None) -> str:
 def write_config(path: Path, hostname: str = "mail.example.test", **sections: Any) -> Path:
     """A config with every listener on 127.0.0.1 port 0, plus ``sections`` as TOML tables."""
     tables: dict[str, dict[str, Any]] = {
-        "server": {"hostname": hostname},
+        # One process unless a test asks for more (tests/test_workers.py runs two).
+        "server": {"hostname": hostname, "workers": 1},
         "listen": {name: "127.0.0.1:0" for name in LISTENERS},
     }
     for name, values in sections.items():
