@@ -140,10 +140,13 @@ class Smtp:
         default=Duration("1s"),
     )
     max_connections: int = doc(
-        "Concurrent connections per SMTP listener (421 4.7.0 beyond).", default=1000
+        "Concurrent connections per SMTP listener (421 4.7.0 beyond), counted by each worker "
+        "process (server.workers).",
+        default=1000,
     )
     max_connections_per_client: int = doc(
-        "Concurrent connections from one client address (after PROXY: the real client).",
+        "Concurrent connections from one client address (after PROXY: the real client), "
+        "counted by each worker process.",
         default=20,
     )
 

@@ -78,8 +78,9 @@ def worker_count(cfg: Config) -> int:
 
 
 def run_dir(cfg: Config) -> Path:
-    """A directory for the workers' per-process files, emptied when the supervisor starts."""
-    return cfg.data_path / "run"
+    """A directory for the workers' per-process files, emptied when the supervisor starts;
+    next to the pid file, so each node of a cluster (sharing data_dir) has its own."""
+    return cfg.pid_path.parent / "run"
 
 
 class StartupError(RuntimeError):
