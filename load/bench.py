@@ -450,7 +450,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         directory.close()
         config = write_config(
             tmp / "bench.toml",
-            server={"log_level": "warning", "data_dir": str(var)},
+            server={"log_level": "warning", "data_dir": str(var), "workers": args.workers},
             dns={"nameservers": [nameserver]},
             greylist={"delay": "0s", "bypass_networks": ["127.0.0.1/32"]},
             dnsbl={"zones": [DNSBL_ZONE]},
@@ -590,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default="50,100,250", help="fixed rates, msg/s (max 2000)")
     ap.add_argument("--rate-seconds", type=float, default=6.0, help="length of each rate")
     ap.add_argument("--size", type=int, default=4096, help="message size, bytes")
+    ap.add_argument(
+        "--workers", type=int, default=0, help="the reference's server.workers (0: one per core)"
+    )
     ap.add_argument("--report", type=Path, default=ROOT / "reports" / "bench.json")
     args = ap.parse_args(argv)
     args.rates = [float(r) for r in str(args.rates).split(",") if r.strip()]

@@ -55,6 +55,12 @@ class TransactionCommands(SessionCore):
             )
             return
         self.envelope.close()  # a transaction refused earlier leaves nothing running
+        # When delivery falls behind, the reply waits for it a while (bounded); past
+        # smtp.max_backlog the back-pressure check answers 451 4.3.2.
+        listener = self.listener
+        waited = await listener.spool.wait_for_room(listener.flow_backlog, listener.flow_delay)
+        if waited:
+            event(log, "mail.delayed", peer=self.peer_ip, seconds=round(waited, 3))
         policy = self.listener.policy
         tx = policy.begin(self.policy_session(), cmd.address)
         result = await policy.mail(tx)
