@@ -7,16 +7,14 @@ import asyncio
 
 from reference.imap import mime, threads
 from reference.imap.parser import Search, Sort, Thread
-from reference.imap.search import SearchCommand, Update, esearch_line, search_mailbox
+from reference.imap.search import Hits, SearchCommand, Update, esearch_line, search_mailbox
 from reference.mailbox import Mailbox, NoSuchMessage
 
 CHARSETS = ("US-ASCII", "UTF-8")
 _HEADERLESS = frozenset({"ARRIVAL", "SIZE"})  # sort keys the index answers alone
 
 
-def facts_of(
-    mailbox: Mailbox, hits: list[tuple[int, int, int]], *, headers: bool = True
-) -> list[threads.Facts]:
+def facts_of(mailbox: Mailbox, hits: Hits, *, headers: bool = True) -> list[threads.Facts]:
     """What SORT and THREAD look at for each ``(seq, uid, modseq)`` hit; a message expunged
     meanwhile by another session is left out."""
     stored = mailbox.get_many(uid for _, uid, _ in hits)
