@@ -9,6 +9,7 @@ import datetime
 import email.errors
 import email.header
 import email.utils
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -71,10 +72,28 @@ def header_text(fields: Iterable[tuple[str, str]]) -> str:
     return " ".join(f"{n}: {decoded(v)}" for n, v in fields)
 
 
-def searchable_text(data: bytes) -> tuple[str, str]:
+# The header fields SORT and THREAD compare (RFC 5256 3 and 4, RFC 5957): the text index
+# keeps the first of each, raw, so that they read no message file.
+SORT_FIELDS = frozenset(
+    {"cc", "date", "from", "in-reply-to", "message-id", "references", "subject", "to"}
+)
+
+
+def searchable_text(data: bytes) -> tuple[str, str, str]:
     """What SEARCH TEXT and BODY look at in a message (the mailbox text index keeps it):
-    the decoded header and the decoded text of its text parts."""
-    return header_text(mime.fields(mime.split(data)[0])), _text_of(data)
+    the decoded header and the decoded text of its text parts; and the fields SORT and
+    THREAD compare, as JSON (see :func:`sort_fields`)."""
+    header = mime.fields(mime.split(data)[0])
+    first: dict[str, str] = {}
+    for name, value in header:
+        if name in SORT_FIELDS:
+            first.setdefault(name, value)
+    return header_text(header), _text_of(data), json.dumps(first, ensure_ascii=False)
+
+
+def sort_fields(stored: str) -> list[tuple[str, str]]:
+    """The header fields :func:`searchable_text` kept, as ``(name, value)`` pairs."""
+    return list(json.loads(stored).items())
 
 
 def _glob(text: str) -> str:
