@@ -3,7 +3,9 @@ selecting exactly what the reference evaluator (``matches``, message by message)
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from reference.imap.parser import Search, SearchKey, SequenceSet
 from reference.imap.search import Candidate, matches, search_mailbox, searchable_text, to_sql
 from reference.mailbox import Mailbox, MailStore
+from reference.mailbox.index import INDEX_FILE
 
 from .support import ALICE, MSG, Start, logged_in
 
@@ -292,3 +295,25 @@ def test_text_index_stays_exact_after_every_change(
                     (other.copy_to if how == "copy" else other.move_to)(box, [uid])
             keys = [SearchKey(name, needle) for name, needle in needles]
             assert_index_answers_as_reading(box, keys)
+
+
+def test_text_index_of_an_older_layout_is_rebuilt(tmp_path: Path) -> None:
+    """An index of schema 3 (trigrams without positions, no header fields) is dropped when
+    the mailbox opens and filled again from the files at the next text SEARCH."""
+    store = MailStore(tmp_path, text_of=searchable_text)
+    store.deliver(ALICE, b"Subject: one\r\n\r\nthe needle\r\n")
+    with store.open(ALICE) as box:
+        index = box.path / INDEX_FILE
+    with contextlib.closing(sqlite3.connect(index)) as db, db:
+        db.execute("DROP TABLE texts")
+        db.execute(
+            "CREATE VIRTUAL TABLE texts USING fts5(header, body,"
+            " tokenize='trigram case_sensitive 1', detail='none')"
+        )
+        db.execute("INSERT INTO texts(rowid, header, body) VALUES (1, 'subject: one', 'hay')")
+        db.execute("UPDATE meta SET value = 3 WHERE key = 'schema'")
+    store.deliver(ALICE, b"Subject: two\r\n\r\nanother needle\r\n")
+    with store.open(ALICE) as box:
+        assert_index_answers_as_reading(box, [SearchKey("BODY", "needle")])
+        found = search_mailbox(box, box.uids(), [SearchKey("BODY", "needle")], frozenset())
+        assert found.uids == [1, 2]
