@@ -220,7 +220,7 @@ class App:
                 self.spool,
                 self.clock,
                 hostname=cfg.server.hostname,
-                addresses=lambda user: [a for a, _ in self.directory.aliases(target=user)],
+                addresses=self.directory.addresses_of,
                 spam_threshold=cfg.spam.reject_score,
                 limits=Limits(max_steps=cfg.sieve.max_steps, max_redirects=cfg.sieve.max_redirects),
                 subaddress_delimiter=cfg.addresses.delimiter,

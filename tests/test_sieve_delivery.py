@@ -187,3 +187,27 @@ def test_vacation_from_must_be_one_of_the_users_addresses(ref: ReferenceServer) 
     send(ref)
     ((_, _, reply),) = outbound(ref)
     assert b"From: bob@example.test" in reply and b"ceo@bank.test" not in reply
+
+
+def test_vacation_and_group_aliases(ref: ReferenceServer) -> None:
+    """Bob's own alias is his address (a reply goes out); a group alias he is one of the
+    targets of is a distribution: mail to it gets no reply, and no reply goes to it."""
+    ref.add_user("carol@example.test", "pw")
+    ref.add_alias("robert@example.test", BOB)
+    ref.add_alias("team@example.test", BOB, "carol@example.test")
+    ref.add_alias("all@example.test", "team@example.test")  # nested: still a group
+    activate(ref, 'require "vacation";\r\nvacation :subject "Away" "Back on Monday.";\r\n')
+
+    def to(rcpt: str, sender: str) -> None:
+        data = f"From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: hi\r\n\r\nhello\r\n"
+        with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
+            s.sendmail(sender, [rcpt], data.encode())
+        ref.wait_delivered()
+
+    to("team@example.test", "alice@remote.test")
+    to("all@example.test", "dave@remote.test")
+    to(BOB, "team@example.test")
+    assert outbound(ref) == []
+    to("robert@example.test", "erin@remote.test")
+    assert [r for _, r, _ in outbound(ref)] == [["erin@remote.test"]]
+    assert len(ref.mailbox_messages(BOB)) == 4

@@ -90,7 +90,8 @@ class SieveFilter:
         clock: Clock,
         *,
         hostname: str,
-        addresses: Callable[[str], Iterable[str]],  # an account's own addresses
+        # An account's aliases: (its own, the group aliases it is one of the targets of).
+        addresses: Callable[[str], tuple[Iterable[str], Iterable[str]]],
         spam_threshold: Callable[[str], float] | float = 10.0,
         limits: Limits | None = None,
         subaddress_delimiter: str = "+",
@@ -171,8 +172,15 @@ class SieveFilter:
             out.append(Outgoing("", entry.sender, body, "reject"))
         vac = result.vacation
         if vac is not None:
-            own = {a.lower() for a in (account, rcpt, *self.addresses(account), *vac.addresses)}
+            aliases, groups = self.addresses(account)
+            own = {a.lower() for a in (account, rcpt, *aliases, *vac.addresses)}
+            # Mail to a group alias is a distribution, not the user's own mail (RFC 5230
+            # 4.5), and a reply never goes to a group alias: its members (the user too)
+            # would all get it.
+            own -= {g.lower() for g in groups} - {a.lower() for a in vac.addresses}
             why = no_reply_reason(data, entry.sender, own)
+            if why is None and entry.sender.lower() in {g.lower() for g in groups}:
+                why = "group alias"
             if why is None and not self.replies.claim(
                 account, entry.sender, vac.handle or vac.reason, now, vac.seconds
             ):
