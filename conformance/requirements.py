@@ -63,6 +63,8 @@ FEATURES: Mapping[str, str] = {
     "addresses": "subaddresses (user+detail), catch-alls, aliases with several targets, "
     "alias domains, deleting accounts",
     "forwarding": "forwarding to addresses elsewhere, with SRS return paths and their bounces",
+    "access-lists": "administrators' access lists by client, HELO, sender and recipient: "
+    "reject, accept (no greylisting), restrict to authenticated senders",
 }
 # PLATFORM clause (or the clause a dotted one starts with) -> the feature that promises it.
 _FEATURE_OF: Mapping[str, str] = {
@@ -93,6 +95,7 @@ _FEATURE_OF: Mapping[str, str] = {
     "sieve": "sieve",
     "addresses": "addresses",
     "forwarding": "forwarding",
+    "access": "access-lists",
 }
 assert set(_FEATURE_OF.values()) <= set(FEATURES)
 

@@ -18,6 +18,7 @@ from reference.config import Config
 from reference.directory import Directory
 from reference.mailbox import MailStore
 from reference.policy import Check, LocalRecipients, SenderOwnership
+from reference.policy.access import AccessLists
 from reference.policy.antivirus import Antivirus, Unscanned
 from reference.policy.auth import DkimSigning, SenderAuthentication
 from reference.policy.backpressure import Backpressure
@@ -108,6 +109,7 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
     checks: list[Check] = [
         Backpressure(p.spool, cfg.smtp.max_backlog),
         HeloCheck(cfg.server.hostname),
+        AccessLists(p.directory),
         SenderOwnership(p.directory),
         FromOwnership(p.directory),
         LocalRecipients(p.directory, cfg.server.hostname, srs=p.srs, clock=p.clock),

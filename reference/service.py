@@ -18,7 +18,10 @@ from reference.clock import Clock, RealClock
 from reference.config import Config
 from reference.delivery import lane_of
 from reference.directory import (
+    ACCESS_ACTIONS,
+    ACCESS_KINDS,
     ROLES,
+    AccessRule,
     Account,
     ApiToken,
     Directory,
@@ -252,6 +255,43 @@ class Admin:
             what = f"{alias} -> {target}" if target else alias
             raise NotFound(f"no such alias: {what}", "alias")
         return alias
+
+    # -- access lists
+
+    def _access_scope(self, domain: str | None) -> str:
+        """ "" for the platform's rules, else one of our domains."""
+        return self.domain(domain) if domain else ""
+
+    def access_rules(self, domain: str | None = None) -> list[AccessRule]:
+        """The platform's and every domain's rules, or one domain's (``domain``)."""
+        return self.directory.access_rules(self._access_scope(domain) if domain else None)
+
+    def add_access(
+        self, kind: str, pattern: str, action: str, *, domain: str | None = None, text: str = ""
+    ) -> AccessRule:
+        """A rule (replacing one with the same domain, kind and pattern)."""
+        if kind not in ACCESS_KINDS:
+            raise Invalid(f"an access rule is by {', '.join(ACCESS_KINDS)}", "kind")
+        if action not in ACCESS_ACTIONS:
+            raise Invalid(f"an access rule's action is {', '.join(ACCESS_ACTIONS)}", "action")
+        scope = self._access_scope(domain)
+        try:
+            return self.directory.add_access(scope, kind, pattern, action, text)
+        except DirectoryError as e:
+            field = "action" if "restrict" in str(e) else "text" if "text" in str(e) else "pattern"
+            raise Invalid(str(e), field) from None
+
+    def remove_access(self, kind: str, pattern: str, *, domain: str | None = None) -> str:
+        scope = self._access_scope(domain)
+        try:
+            gone = self.directory.remove_access(scope, kind, pattern)
+        except DirectoryError as e:
+            raise Invalid(str(e), "pattern") from None
+        if not gone:
+            raise NotFound(
+                f"no {kind} rule for {pattern} in {domain or 'the global list'}", "pattern"
+            )
+        return pattern
 
     # -- DKIM keys and DNS records
 

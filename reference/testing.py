@@ -145,6 +145,13 @@ class ReferenceServer:
     def disable_user(self, address: str) -> None:
         self.directory.set_enabled(address, False)
 
+    def add_access(self, scope: str, kind: str, pattern: str, action: str, text: str = "") -> None:
+        """An access-list rule ("" scope: the platform's; else a domain's)."""
+        self.directory.add_access(scope, kind, pattern, action, text)
+
+    def remove_access(self, scope: str, kind: str, pattern: str) -> None:
+        self.directory.remove_access(scope, kind, pattern)
+
     def add_alias(self, alias: str, *targets: str) -> None:
         self.directory.add_alias(alias, *targets)
 

@@ -394,3 +394,41 @@ async def test_openapi_document_is_made_from_the_routes(ref: ReferenceServer) ->
     assert account_in["additionalProperties"] is False  # unknown fields are refused
     assert "422" in post["responses"] and "Problem" in doc["components"]["schemas"]
     assert post["x-roles"] == ["admin", "domain-admin"]
+
+
+async def test_access_lists(ref: ReferenceServer) -> None:
+    admin = token(ref, "admin")
+    async with Web(ref) as web:
+        body = {"kind": "client", "pattern": "198.51.100.7/24", "action": "reject", "text": "No"}
+        r = await web.call("POST", "/api/v1/access", token=admin, body=body)
+        assert (r.status, r.body) == (
+            201,
+            {
+                "domain": None,
+                "kind": "client",
+                "pattern": "198.51.100.0/24",
+                "action": "reject",
+                "text": "No",
+            },
+        )
+        body = {"kind": "recipient", "pattern": "staff@a.test", "action": "restrict"}
+        r = await web.call("POST", "/api/v1/domains/a.test/access", token=admin, body=body)
+        assert (r.status, r.body["domain"]) == (201, "a.test")
+        r = await web.call("GET", "/api/v1/access", token=admin)
+        assert [x["pattern"] for x in r.body] == ["198.51.100.0/24"]
+        r = await web.call("GET", "/api/v1/domains/a.test/access", token=admin)
+        assert [x["pattern"] for x in r.body] == ["staff@a.test"]
+        bad = {"kind": "sender", "pattern": "x.test", "action": "restrict"}
+        r = await web.call("POST", "/api/v1/access", token=admin, body=bad)
+        assert (r.status, r.problem["field"]) == (422, "action")
+        bad = {"kind": "client", "pattern": "not-an-ip", "action": "reject"}
+        r = await web.call("POST", "/api/v1/access", token=admin, body=bad)
+        assert (r.status, r.problem["field"]) == (422, "pattern")
+        key = {"kind": "client", "pattern": "198.51.100.0/24"}
+        r = await web.call("POST", "/api/v1/access/remove", token=admin, body=key)
+        assert r.status == 204
+        r = await web.call("POST", "/api/v1/access/remove", token=admin, body=key)
+        assert (r.status, r.problem["field"]) == (404, "pattern")
+        assert [(x.scope, x.pattern) for x in ref.directory.access_rules()] == [
+            ("a.test", "staff@a.test")
+        ]

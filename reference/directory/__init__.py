@@ -1,5 +1,6 @@
 """The directory: domains and accounts in SQL (SQLite under data_dir by default)."""
 
+from reference.directory.access import ACCESS_ACTIONS, ACCESS_KINDS, GLOBAL, AccessRule
 from reference.directory.accounts import Account
 from reference.directory.aliases import Destinations
 from reference.directory.directory import Directory
@@ -9,7 +10,11 @@ from reference.directory.spam import SpamSettings, normalize_sender_pattern
 from reference.directory.tokens import ROLES, ApiToken
 
 __all__ = [
+    "ACCESS_ACTIONS",
+    "ACCESS_KINDS",
+    "GLOBAL",
     "ROLES",
+    "AccessRule",
     "Account",
     "ApiToken",
     "Destinations",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reference.directory.access import AccessRules
 from reference.directory.accounts import Account
 from reference.directory.aliases import Aliases
 from reference.directory.lanes import BulkSenders
@@ -10,9 +11,10 @@ from reference.directory.spam import SpamPreferences
 from reference.directory.tokens import ApiTokens
 
 
-class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens):
-    """Domains, accounts, aliases, quotas, spam settings, sender lists, bulk senders and API
-    tokens, in one SQL database. Thread-safe; async wrappers keep hashing off the event loop."""
+class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens, AccessRules):
+    """Domains, accounts, aliases, quotas, spam settings, sender lists, bulk senders, API
+    tokens and access lists, in one SQL database. Thread-safe; async wrappers keep hashing
+    off the event loop."""
 
     def delete_user(self, address: str) -> Account:
         """Remove an account and everything the directory keeps for it; its mail is the
@@ -50,5 +52,6 @@ class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens):
         with self.transaction() as db:
             db.execute("DELETE FROM alias_targets WHERE address LIKE ?", ("%@" + domain,))
             db.execute("DELETE FROM spam_settings WHERE scope = ?", (domain,))
+            db.execute("DELETE FROM access_rules WHERE scope = ?", (domain,))
             db.execute("DELETE FROM domains WHERE name = ?", (domain,))
         return domain

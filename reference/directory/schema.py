@@ -68,6 +68,16 @@ CREATE TABLE IF NOT EXISTS quotas (
 CREATE TABLE IF NOT EXISTS bulk_senders (
     address TEXT PRIMARY KEY REFERENCES accounts(address)
 );
+-- Access lists (Postfix access maps): scope '' is the platform's, else a domain's; kind is
+-- sender, client, helo or recipient; action reject, accept or restrict, with its text.
+CREATE TABLE IF NOT EXISTS access_rules (
+    scope TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    action TEXT NOT NULL,
+    text TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (scope, kind, pattern)
+);
 """
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")

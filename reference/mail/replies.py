@@ -176,6 +176,11 @@ GREYLISTED = Reply(451, "4.7.1", "Greylisted, please try again in {wait} seconds
 DNSBL_LISTED = Reply(554, "5.7.1", "{text}")
 MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, please try again later")
 SENDER_BLOCKED = Reply(550, "5.7.1", "Sender blocked by recipient")
+# An administrator's access list, worded as Postfix's (whose access_map_reject_code is 554
+# too) with the rule's own text; a restricted recipient takes mail from our own
+# authenticated users only.
+ACCESS_DENIED = Reply(554, "5.7.1", "<{value}>: {what} rejected: {text}")
+ACCESS_RESTRICTED = Reply(550, "5.7.1", "<{value}>: Recipient address rejected: {text}")
 # RFC 4954-style rate limits: a request over the limit by itself, and a full window.
 OVER_RATE_LIMIT = Reply(552, "5.3.4", "Over the rate limit of {limit} {kind}")
 RATE_LIMITED = Reply(

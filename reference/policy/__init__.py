@@ -149,6 +149,8 @@ class Transaction:
     qid: str = ""
     # SPF (RFC 7208) for MAIL FROM and HELO, started at MAIL and awaited where needed.
     spf: asyncio.Task[SpfPair] | None = None
+    # Recipients an administrator's access list accepts: greylisting spares them.
+    accepted: set[str] = field(default_factory=set)
 
     @property
     def role(self) -> str:

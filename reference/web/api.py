@@ -15,10 +15,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from reference.directory import AccessRule
 from reference.service import Admin, canonical_address, canonical_domain
 from reference.spool import QueueEntry
 from reference.web.auth import Principal
 from reference.web.models import (
+    AccessKeyIn,
+    AccessRuleIn,
+    AccessRuleOut,
     AccountChange,
     AccountIn,
     AccountOut,
@@ -216,6 +220,73 @@ async def remove_alias(c: Call) -> None:
     return None
 
 
+# -- access lists: the platform's (no domain in the path), or a domain's
+
+
+def _rule(r: AccessRule) -> AccessRuleOut:
+    return AccessRuleOut(
+        domain=r.scope or None, kind=r.kind, pattern=r.pattern, action=r.action, text=r.text
+    )
+
+
+def _access_domain(c: Call) -> str | None:
+    return c.domain() if "domain" in c.request.match_info else None
+
+
+async def list_access(c: Call) -> list[AccessRuleOut]:
+    domain = _access_domain(c)
+    rules = await c.run(c.admin.access_rules, domain)
+    # The platform-wide list is the global rules alone (each domain's are under it).
+    return [_rule(r) for r in rules if domain is not None or not r.scope]
+
+
+async def add_access(c: Call) -> AccessRuleOut:
+    body: AccessRuleIn = c.body
+    rule = await c.run(
+        c.admin.add_access,
+        body.kind,
+        body.pattern,
+        body.action,
+        domain=_access_domain(c),
+        text=body.text,
+    )
+    return _rule(rule)
+
+
+async def remove_access(c: Call) -> None:
+    body: AccessKeyIn = c.body
+    await c.run(c.admin.remove_access, body.kind, body.pattern, domain=_access_domain(c))
+    return None
+
+
+def _access_routes(base: str, roles: frozenset[str], whose: str) -> list[Route]:
+    return [
+        Route(
+            "GET", base, f"{whose} access list", roles, list_access, response=list[AccessRuleOut]
+        ),
+        Route(
+            "POST",
+            base,
+            f"add a rule to {whose} access list (or replace the one with its kind and pattern)",
+            roles,
+            add_access,
+            AccessRuleIn,
+            AccessRuleOut,
+            201,
+        ),
+        Route(
+            "POST",
+            f"{base}/remove",
+            f"remove a rule from {whose} access list",
+            roles,
+            remove_access,
+            AccessKeyIn,
+            None,
+            204,
+        ),
+    ]
+
+
 # -- DKIM keys and DNS records
 
 
@@ -363,6 +434,8 @@ def routes() -> list[Route]:
             remove_alias,
             status=204,
         ),
+        *_access_routes(f"{v1}/access", ADMIN, "the platform's"),
+        *_access_routes(f"{v1}/domains/{{domain}}/access", ADMINS, "the domain's"),
         Route(
             "GET",
             f"{v1}/domains/{{domain}}/dkim",

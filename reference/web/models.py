@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reference.service import QUEUE_ID_PATTERN, Invalid, canonical_address
 
 __all__ = [
+    "AccessKeyIn",
+    "AccessRuleIn",
+    "AccessRuleOut",
     "AccountChange",
     "AccountIn",
     "AccountOut",
@@ -110,6 +113,36 @@ class AliasOut(BaseModel):
 class AliasMade(BaseModel):
     alias: str
     targets: list[str]
+
+
+AccessKind = Literal["sender", "client", "helo", "recipient"]
+AccessPattern = Annotated[str, Field(min_length=1, max_length=320)]
+
+
+class AccessKeyIn(_In):
+    """Which rule: its kind and pattern (the domain is in the path, or none: global)."""
+
+    kind: AccessKind
+    pattern: AccessPattern = Field(
+        description="sender/recipient: user@domain or domain; client: address or CIDR network; "
+        "helo: a host name (a domain matches its subdomains too)"
+    )
+
+
+class AccessRuleIn(AccessKeyIn):
+    action: Literal["reject", "accept", "restrict"] = Field(
+        description="reject: refused with the text; accept: not greylisted; restrict (a "
+        "recipient): only this platform's authenticated users may write to it"
+    )
+    text: str = Field(default="", max_length=200, description="the refusal's text")
+
+
+class AccessRuleOut(BaseModel):
+    domain: str | None = Field(description="null: a rule of the platform's (global)")
+    kind: str
+    pattern: str
+    action: str
+    text: str
 
 
 class DnsRecordOut(BaseModel):
