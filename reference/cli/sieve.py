@@ -105,28 +105,39 @@ def cmd_vacation_set(args: argparse.Namespace) -> int:
         addresses=tuple(args.address or ()),
     )
     scripts = _scripts(args)
-    active = scripts.active_name(user)
-    previous = active if active != SCRIPT_NAME else None
-    if active == SCRIPT_NAME:  # set again: keep the script it took over from
-        earlier = read(scripts.get(user, SCRIPT_NAME) or "")
-        previous = earlier[1] if earlier else None
-    scripts.put(user, SCRIPT_NAME, render(ooo, previous=previous))
-    scripts.activate(user, SCRIPT_NAME)
+    # The form's script is kept beside the user's own, not instead of it: both apply at
+    # delivery (the user's script files the message, the form replies). A form set by an
+    # older version was the active script, with the one it paused named in it: that one
+    # is active again.
+    _resume_paused(scripts, user)
+    scripts.put(user, SCRIPT_NAME, render(ooo))
     _forget_replies(args, user)  # a new notice: every sender may hear it once
     print(f"out-of-office of {user} set {written_in(args)}")
-    if previous:
-        print(f"note: script {previous!r} is paused until `mailspec vacation clear`")
+    active = scripts.active_name(user)
+    if active and active != SCRIPT_NAME:
+        print(f"note: script {active!r} still applies; the out-of-office reply goes out beside it")
     return 0
+
+
+def _resume_paused(scripts: ScriptStore, user: str) -> str | None:
+    """If the form's script is the active one, make the script it paused active again."""
+    if scripts.active_name(user) != SCRIPT_NAME:
+        return None
+    found = read(scripts.get(user, SCRIPT_NAME) or "")
+    previous = found[1] if found else None
+    restore = previous if previous and scripts.get(user, previous) is not None else ""
+    scripts.activate(user, restore)
+    return restore or None
 
 
 def cmd_vacation_show(args: argparse.Namespace) -> int:
     user = _account(args)
     scripts = _scripts(args)
     found = read(scripts.get(user, SCRIPT_NAME) or "")
-    if found is None or scripts.active_name(user) != SCRIPT_NAME:
+    if found is None:
         print(f"{user}: no out-of-office")
         return 0
-    ooo, previous = found
+    ooo, _ = found
     print(f"{user}: out-of-office on")
     print(f"  from      {ooo.start or 'now'}")
     print(f"  until     {ooo.end or 'cleared'}")
@@ -136,8 +147,9 @@ def cmd_vacation_show(args: argparse.Namespace) -> int:
         print(f"  reply as  {ooo.from_}")
     if ooo.addresses:
         print(f"  also for  {', '.join(ooo.addresses)}")
-    if previous:
-        print(f"  paused    {previous}")
+    active = scripts.active_name(user)
+    if active and active != SCRIPT_NAME:
+        print(f"  beside    {active} (the account's own script, which applies too)")
     print("  text:")
     for line in ooo.text.splitlines():
         print(f"    {line}")
@@ -151,14 +163,11 @@ def cmd_vacation_clear(args: argparse.Namespace) -> int:
     if found is None:
         print(f"{user}: no out-of-office")
         return 0
-    previous = found[1]
-    if scripts.active_name(user) == SCRIPT_NAME:
-        restore = previous if previous and scripts.get(user, previous) is not None else ""
-        scripts.activate(user, restore)
+    resumed = _resume_paused(scripts, user)
     scripts.delete(user, SCRIPT_NAME)
     print(f"out-of-office of {user} cleared {written_in(args)}")
-    if previous:
-        print(f"script {previous!r} active again")
+    if resumed:
+        print(f"script {resumed!r} active again")
     return 0
 
 

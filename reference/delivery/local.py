@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 from reference.clock import Clock
 from reference.delivery.filters import Outgoing, SieveFilter
@@ -117,6 +118,11 @@ class LocalDelivery:
         if not found.exists:
             # The address went away between RCPT and delivery.
             return Outcome("bounced", "5.1.1 no such user")
+        live = tuple(a for a in found.accounts if a.enabled)
+        if found.accounts and not live and not found.remote:
+            # Disabled between RCPT and delivery (RCPT refuses it): bounced, not kept.
+            return Outcome("bounced", "5.2.1 mailbox disabled")
+        found = replace(found, accounts=live)  # a group alias skips its disabled accounts
         if found.remote and forwarding_loop(data, rcpt):
             # RFC 5321 6.3: forwarded from here before and back again: bounce, not again.
             return Outcome("bounced", f"5.4.6 mail forwarding loop for {rcpt}")

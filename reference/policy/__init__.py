@@ -274,7 +274,14 @@ class LocalRecipients(Check):
             found = self.directory.expand(rcpt)
             if not found.exists:
                 return refuse(replies.NO_SUCH_USER, f"unknown user {rcpt}")
-            if found.owner is not None and not found.owner.enabled:
+            # A disabled account gets no mail: its own address is refused, and so is an
+            # alias none of whose accounts is enabled; a group alias still reaches the rest.
+            owner = found.owner
+            if (
+                owner is not None
+                and not owner.enabled
+                and not any(a.enabled for a in found.accounts)
+            ):
                 return refuse(replies.MAILBOX_DISABLED, f"disabled {rcpt}")
             return CONTINUE
         if tx.user is None:
