@@ -183,6 +183,9 @@ class App:
             if cfg.spam.enabled and cfg.spam.bayes
             else None
         )
+        # Each account's Sieve scripts, and who had a vacation reply when.
+        self.scripts = sieve_scripts(cfg)
+        self.replies = sieve_replies(cfg)
         self.policy = Policy(
             check_chain(
                 cfg,
@@ -196,6 +199,7 @@ class App:
                     self.bayes,
                     self.dmarc_recorder,
                     self.srs,
+                    self.scripts,
                 ),
             ),
             self.metrics,
@@ -210,9 +214,6 @@ class App:
             timeout=cfg.relay.timeout,
             helo_names=helo_names(cfg.relay.helo_names),
         )
-        # Each account's Sieve scripts, and who had a vacation reply when.
-        self.scripts = sieve_scripts(cfg)
-        self.replies = sieve_replies(cfg)
         self.sieve = (
             SieveFilter(
                 self.scripts,

@@ -28,11 +28,14 @@ from reference.policy.greylist import Greylist
 from reference.policy.helo import HeloCheck
 from reference.policy.quota import MailboxQuota
 from reference.policy.ratelimit import RateLimit
+from reference.policy.sieve import SieveVerdict
 from reference.policy.spam import BlockedSenders, SpamCheck
 from reference.policy.submission import BulkLane, FromOwnership, HeaderRules
 from reference.scan.bayes import Classifiers
 from reference.scan.clamd import ClamdClient
 from reference.scan.spam import UriZone
+from reference.sieve import Limits as SieveLimits
+from reference.sieve import ScriptStore
 from reference.spool import Spool
 from reference.state import StateStore
 from reference.values import Limits
@@ -53,6 +56,7 @@ class Parts:
     bayes: Classifiers | None
     dmarc_recorder: DmarcRecorder
     srs: Srs | None = None  # checks bounces to rewritten return paths at RCPT
+    scripts: ScriptStore | None = None  # users' Sieve scripts: a reject known at DATA
 
 
 def dnsbl(cfg: Config, resolver: dns.asyncresolver.Resolver) -> Dnsbl | None:
@@ -161,6 +165,20 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
         )
     if cfg.auth.verify:
         checks.append(sender_authentication(cfg, Lookup(p.resolver), p.clock, p.dmarc_recorder))
+    if p.scripts is not None and cfg.sieve.enabled:
+        # Last of the inbound judgements: a message the platform would refuse anyway is
+        # refused for its own reason, not the user's.
+        checks.append(
+            SieveVerdict(
+                p.directory,
+                p.scripts,
+                p.clock,
+                limits=SieveLimits(
+                    max_steps=cfg.sieve.max_steps, max_redirects=cfg.sieve.max_redirects
+                ),
+                subaddress_delimiter=cfg.addresses.delimiter,
+            )
+        )
     # Submitted mail is rewritten (header rules, the domain's disclaimer) before it is
     # signed; the lane only files it.
     checks.append(HeaderRules(cfg.headers.remove, cfg.headers.add))

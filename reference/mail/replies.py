@@ -181,6 +181,8 @@ SENDER_BLOCKED = Reply(550, "5.7.1", "Sender blocked by recipient")
 # authenticated users only.
 ACCESS_DENIED = Reply(554, "5.7.1", "<{value}>: {what} rejected: {text}")
 ACCESS_RESTRICTED = Reply(550, "5.7.1", "<{value}>: Recipient address rejected: {text}")
+# RFC 5429 2.1: the recipient's own Sieve script rejected the message: its reason.
+SIEVE_REJECTED = Reply(550, "5.7.1", "{reason}")
 # RFC 4954-style rate limits: a request over the limit by itself, and a full window.
 OVER_RATE_LIMIT = Reply(552, "5.3.4", "Over the rate limit of {limit} {kind}")
 RATE_LIMITED = Reply(
