@@ -107,7 +107,12 @@ def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
     default = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
 
     def quota(address: str) -> Quota:
+        # The account's own quota, else its class of service's, else the platform's.
         own_bytes, own_messages = directory.quota(address)
+        cos, _ = directory.effective_cos(address)
+        if cos is not None:
+            own_bytes = cos.quota_bytes if own_bytes is None else own_bytes
+            own_messages = cos.quota_messages if own_messages is None else own_messages
         return Quota(
             default.bytes if own_bytes is None else own_bytes,
             default.messages if own_messages is None else own_messages,

@@ -22,6 +22,7 @@ from reference.policy.access import AccessLists
 from reference.policy.antivirus import Antivirus, Unscanned
 from reference.policy.auth import DkimSigning, SenderAuthentication
 from reference.policy.backpressure import Backpressure
+from reference.policy.cos import ClassOfServiceCheck
 from reference.policy.disclaimer import DisclaimerCheck, DisclaimerStore
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
@@ -118,6 +119,7 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
         FromOwnership(p.directory),
         LocalRecipients(p.directory, cfg.server.hostname, srs=p.srs, clock=p.clock),
         MailboxQuota(p.directory, p.store),
+        ClassOfServiceCheck(p.directory),
     ]
     if cfg.spam.enabled:
         # A recipient's blocked senders are refused before greylisting delays them.
@@ -141,6 +143,7 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
             p.clock,
             Limits(rl.recipients.limit, rl.messages.limit, rl.bytes.limit),
             {o.who: o.limits for o in rl.overrides},
+            classes=p.directory.effective_cos,
         )
     )
     if cfg.greylist.enabled:

@@ -24,6 +24,7 @@ from reference.directory import (
     AccessRule,
     Account,
     ApiToken,
+    ClassOfService,
     Directory,
     DirectoryError,
     normalize_domain,
@@ -292,6 +293,62 @@ class Admin:
                 f"no {kind} rule for {pattern} in {domain or 'the global list'}", "pattern"
             )
         return pattern
+
+    # -- classes of service
+
+    @staticmethod
+    def _cos_error(e: DirectoryError, field: str) -> ServiceError:
+        text = str(e)
+        if text.startswith("no such"):
+            return NotFound(text, "address" if "account" in text else field)
+        if "already" in text:
+            return Conflict(text, field)
+        if text.startswith("domain") and "not ours" in text:
+            return NotFound(text, "address")
+        # A setting's own name leads its complaint ("quota_bytes: ...").
+        head = text.split(":", 1)[0]
+        return Invalid(text, head if head.isidentifier() else field)
+
+    def classes_of_service(self) -> list[ClassOfService]:
+        return self.directory.classes_of_service()
+
+    def class_of_service(self, name: str) -> ClassOfService:
+        try:
+            return self.directory.cos(name)
+        except DirectoryError as e:
+            raise self._cos_error(e, "name") from None
+
+    def create_cos(self, name: str, **settings: object) -> ClassOfService:
+        try:
+            return self.directory.create_cos(name, **settings)
+        except DirectoryError as e:
+            raise self._cos_error(e, "name") from None
+
+    def set_cos(self, name: str, **settings: object) -> ClassOfService:
+        try:
+            return self.directory.set_cos(name, **settings)
+        except DirectoryError as e:
+            raise self._cos_error(e, "name") from None
+
+    def delete_cos(self, name: str) -> str:
+        try:
+            return self.directory.delete_cos(name)
+        except DirectoryError as e:
+            raise self._cos_error(e, "name") from None
+
+    def assign_cos(self, target: str, name: str | None) -> str:
+        """Give an account (an address) or a domain a class; None takes it away."""
+        try:
+            return self.directory.assign_cos(target, name)
+        except DirectoryError as e:
+            raise self._cos_error(e, "cos") from None
+
+    def cos_assignments(self) -> list[tuple[str, str]]:
+        return self.directory.cos_assignments()
+
+    def effective_cos(self, address: str) -> tuple[ClassOfService | None, str]:
+        """The class that applies to an account, and where it comes from."""
+        return self.directory.effective_cos(self._account(address).address)
 
     # -- DKIM keys and DNS records
 

@@ -3,6 +3,7 @@
 from reference.directory.access import ACCESS_ACTIONS, ACCESS_KINDS, GLOBAL, AccessRule
 from reference.directory.accounts import Account
 from reference.directory.aliases import Destinations
+from reference.directory.cos import DEFAULT_COS, ClassOfService
 from reference.directory.directory import Directory
 from reference.directory.passwords import hash_password, verify_password
 from reference.directory.schema import DirectoryError, normalize_domain, split_address
@@ -12,11 +13,13 @@ from reference.directory.tokens import ROLES, ApiToken
 __all__ = [
     "ACCESS_ACTIONS",
     "ACCESS_KINDS",
+    "DEFAULT_COS",
     "GLOBAL",
     "ROLES",
     "AccessRule",
     "Account",
     "ApiToken",
+    "ClassOfService",
     "Destinations",
     "Directory",
     "DirectoryError",

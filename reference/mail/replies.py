@@ -181,6 +181,13 @@ SENDER_BLOCKED = Reply(550, "5.7.1", "Sender blocked by recipient")
 # authenticated users only.
 ACCESS_DENIED = Reply(554, "5.7.1", "<{value}>: {what} rejected: {text}")
 ACCESS_RESTRICTED = Reply(550, "5.7.1", "<{value}>: Recipient address rejected: {text}")
+# A class of service: no mail to other domains; a smaller largest message than the server's.
+COS_NO_EXTERNAL = Reply(
+    550, "5.7.1", "Your class of service ({cos}) does not send to other domains"
+)
+COS_TOO_BIG = Reply(
+    552, "5.3.4", "Message too big for the class of service (at most {limit} bytes)"
+)
 # RFC 5429 2.1: the recipient's own Sieve script rejected the message: its reason.
 SIEVE_REJECTED = Reply(550, "5.7.1", "{reason}")
 # RFC 4954-style rate limits: a request over the limit by itself, and a full window.
