@@ -301,7 +301,7 @@ class Admin:
         text = str(e)
         if text.startswith("no such"):
             return NotFound(text, "address" if "account" in text else field)
-        if "already" in text:
+        if "already" in text or "is assigned to" in text:
             return Conflict(text, field)
         if text.startswith("domain") and "not ours" in text:
             return NotFound(text, "address")

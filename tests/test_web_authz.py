@@ -65,6 +65,12 @@ def access_to_remove(w: World, domain: str) -> tuple[str, Any]:
     return f"{base}/remove", {"kind": "sender", "pattern": pattern}
 
 
+def cos_made(w: World) -> str:
+    name = fresh("cos")
+    w.ref.create_cos(name)
+    return name
+
+
 ADMIN = frozenset({"admin"})
 A_ADMINS = frozenset({"admin", "admin-a"})
 SELF = frozenset({"admin", "admin-a", "alice"})
@@ -142,6 +148,28 @@ CASES = [
         A_ADMINS,
         lambda w: access_to_remove(w, "a.test"),
     ),
+    Case("GET", f"{V1}/cos", ADMIN, lambda w: (f"{V1}/cos", None)),
+    Case("POST", f"{V1}/cos", ADMIN, lambda w: (f"{V1}/cos", {"name": fresh("c")})),
+    Case(
+        "PATCH",
+        f"{V1}/cos/{{name}}",
+        ADMIN,
+        lambda w: (f"{V1}/cos/{cos_made(w)}", {"lists": False}),
+    ),
+    Case("DELETE", f"{V1}/cos/{{name}}", ADMIN, lambda w: (f"{V1}/cos/{cos_made(w)}", None)),
+    Case(
+        "PUT",
+        f"{V1}/accounts/{{address}}/cos",
+        ADMIN,
+        lambda w: (f"{V1}/accounts/carol@a.test/cos", {"cos": None}),
+    ),
+    Case(
+        "GET",
+        f"{V1}/accounts/{{address}}/cos",
+        SELF,
+        lambda w: (f"{V1}/accounts/alice@a.test/cos", None),
+    ),
+    Case("PUT", f"{V1}/domains/{{domain}}/cos", ADMIN, lambda w: (f"{A}/cos", {"cos": None})),
     Case("GET", f"{V1}/domains/{{domain}}/dkim", A_ADMINS, lambda w: (f"{A}/dkim", None)),
     Case("POST", f"{V1}/domains/{{domain}}/dkim", A_ADMINS, lambda w: (f"{A}/dkim", {})),
     Case("GET", f"{V1}/domains/{{domain}}/dns", A_ADMINS, lambda w: (f"{A}/dns", None)),
@@ -175,6 +203,7 @@ ACROSS = [
     ("alice", "PUT", f"{V1}/accounts/carol@a.test/password", {"password": "x"}),
     ("alice", "PATCH", f"{V1}/accounts/alice@a.test", {"quota_bytes": 0}),  # not their quota
     ("bob", "GET", f"{V1}/accounts/Alice@A.test", None),
+    ("admin-a", "GET", f"{V1}/accounts/bob@b.test/cos", None),
 ]
 
 

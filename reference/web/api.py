@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from reference.directory import AccessRule
+from reference.directory import AccessRule, ClassOfService
 from reference.service import Admin, canonical_address, canonical_domain
 from reference.spool import QueueEntry
 from reference.web.auth import Principal
@@ -29,6 +29,11 @@ from reference.web.models import (
     AliasIn,
     AliasMade,
     AliasOut,
+    CosAssignIn,
+    CosChange,
+    CosEffective,
+    CosIn,
+    CosOut,
     DkimIn,
     DkimOut,
     DnsRecordOut,
@@ -287,6 +292,55 @@ def _access_routes(base: str, roles: frozenset[str], whose: str) -> list[Route]:
     ]
 
 
+# -- classes of service
+
+
+def _cos(c: ClassOfService) -> CosOut:
+    return CosOut(**asdict(c))
+
+
+async def list_cos(c: Call) -> list[CosOut]:
+    return [_cos(x) for x in await c.run(c.admin.classes_of_service)]
+
+
+async def create_cos(c: Call) -> CosOut:
+    body: CosIn = c.body
+    # Flags left out are allowed; limits left out are the platform's.
+    settings = body.model_dump(exclude={"name"}, exclude_none=True)
+    return _cos(await c.run(c.admin.create_cos, body.name, **settings))
+
+
+async def change_cos(c: Call) -> CosOut:
+    body: CosChange = c.body
+    settings = body.model_dump(exclude_unset=True)
+    for flag in ("forward_remote", "lists", "external"):
+        if flag in settings and settings[flag] is None:
+            settings.pop(flag)  # a permission is allowed or refused, never "the platform's"
+    return _cos(await c.run(c.admin.set_cos, c.request.match_info["name"], **settings))
+
+
+async def delete_cos(c: Call) -> None:
+    await c.run(c.admin.delete_cos, c.request.match_info["name"])
+    return None
+
+
+async def assign_account_cos(c: Call) -> None:
+    body: CosAssignIn = c.body
+    await c.run(c.admin.assign_cos, c.account(c.request.match_info["address"]), body.cos)
+    return None
+
+
+async def assign_domain_cos(c: Call) -> None:
+    body: CosAssignIn = c.body
+    await c.run(c.admin.assign_cos, c.domain(), body.cos)
+    return None
+
+
+async def account_cos(c: Call) -> CosEffective:
+    found, source = await c.run(c.admin.effective_cos, c.account(c.request.match_info["address"]))
+    return CosEffective(cos=None if found is None else _cos(found), source=source)
+
+
 # -- DKIM keys and DNS records
 
 
@@ -435,6 +489,55 @@ def routes() -> list[Route]:
             status=204,
         ),
         *_access_routes(f"{v1}/access", ADMIN, "the platform's"),
+        Route("GET", f"{v1}/cos", "the classes of service", ADMIN, list_cos, response=list[CosOut]),
+        Route(
+            "POST", f"{v1}/cos", "create a class of service", ADMIN, create_cos, CosIn, CosOut, 201
+        ),
+        Route(
+            "PATCH",
+            f"{v1}/cos/{{name}}",
+            "change a class of service (null: the platform's setting)",
+            ADMIN,
+            change_cos,
+            CosChange,
+            CosOut,
+        ),
+        Route(
+            "DELETE",
+            f"{v1}/cos/{{name}}",
+            "delete a class no one has",
+            ADMIN,
+            delete_cos,
+            status=204,
+        ),
+        Route(
+            "PUT",
+            f"{v1}/accounts/{{address}}/cos",
+            "give an account a class of service (null: none of its own)",
+            ADMIN,
+            assign_account_cos,
+            CosAssignIn,
+            None,
+            204,
+        ),
+        Route(
+            "GET",
+            f"{v1}/accounts/{{address}}/cos",
+            "the class of service that applies to an account, and where it comes from",
+            ALL_ROLES,
+            account_cos,
+            response=CosEffective,
+        ),
+        Route(
+            "PUT",
+            f"{v1}/domains/{{domain}}/cos",
+            "give a domain a class of service (null: none)",
+            ADMIN,
+            assign_domain_cos,
+            CosAssignIn,
+            None,
+            204,
+        ),
         *_access_routes(f"{v1}/domains/{{domain}}/access", ADMINS, "the domain's"),
         Route(
             "GET",

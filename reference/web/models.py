@@ -18,6 +18,11 @@ __all__ = [
     "AliasIn",
     "AliasMade",
     "AliasOut",
+    "CosAssignIn",
+    "CosChange",
+    "CosEffective",
+    "CosIn",
+    "CosOut",
     "DkimIn",
     "DkimOut",
     "DnsRecordOut",
@@ -143,6 +148,50 @@ class AccessRuleOut(BaseModel):
     pattern: str
     action: str
     text: str
+
+
+CosName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
+Rate = Annotated[str, Field(min_length=1, max_length=40, description="COUNT/DURATION or none")]
+
+
+class CosChange(_In):
+    """Settings of a class of service; null (or left out, at creation) is the platform's."""
+
+    quota_bytes: Quota | None = None
+    quota_messages: Quota | None = None
+    rate_recipients: Rate | None = None
+    rate_messages: Rate | None = None
+    rate_bytes: Rate | None = None
+    max_message_size: Quota | None = None
+    forward_remote: bool | None = None
+    lists: bool | None = None
+    external: bool | None = None
+
+
+class CosIn(CosChange):
+    name: CosName
+
+
+class CosOut(BaseModel):
+    name: str
+    quota_bytes: int | None
+    quota_messages: int | None
+    rate_recipients: str | None
+    rate_messages: str | None
+    rate_bytes: str | None
+    max_message_size: int | None
+    forward_remote: bool
+    lists: bool
+    external: bool
+
+
+class CosAssignIn(_In):
+    cos: CosName | None = Field(description="the class; null: none of its own")
+
+
+class CosEffective(BaseModel):
+    cos: CosOut | None
+    source: str = Field(description="account, domain, default, or platform (no class)")
 
 
 class DnsRecordOut(BaseModel):
