@@ -66,8 +66,8 @@ def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     q.add_argument("--domain", help="for this domain's recipients only (default: global)")
     q.add_argument("--text", default="", help="the refusal's text (default: Access denied)")
     q = leaf(asub, "remove", parents, "remove a rule", cmd_access_remove)
-    q.add_argument("kind", choices=ACCESS_KINDS)
-    q.add_argument("pattern")
+    q.add_argument("kind", choices=ACCESS_KINDS, help="the rule's kind")
+    q.add_argument("pattern", help="the rule's pattern, as added")
     q.add_argument("--domain", help="a rule of this domain's (default: a global one)")
     q = leaf(
         asub, "list", parents, "list the rules (global ones show as '(global)')", cmd_access_list

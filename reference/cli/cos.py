@@ -116,7 +116,7 @@ def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     q.add_argument("name", help='its name; "default" applies to accounts without a class')
     _options(q)
     q = leaf(csub, "set", parents, "change a class's settings", cmd_cos_set)
-    q.add_argument("name")
+    q.add_argument("name", help="the class")
     _options(q)
     q.add_argument(
         "--unset",
@@ -133,4 +133,4 @@ def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     q.add_argument("what", help="a class's name, or an account's address")
     leaf(csub, "list", parents, "the classes and who has each", cmd_cos_list)
     q = leaf(csub, "delete", parents, "delete a class no one has", cmd_cos_delete)
-    q.add_argument("name")
+    q.add_argument("name", help="the class")
