@@ -22,6 +22,7 @@ from reference.config import LISTENERS, Config, helo_names
 from reference.delivery import Forwarder, LocalDelivery, QueueRunner, lane_of
 from reference.delivery.filters import SieveFilter
 from reference.delivery.forward import ArcSealer
+from reference.delivery.lists import ListDistributor
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
 from reference.dns import make_resolver
@@ -235,6 +236,13 @@ class App:
             is_local=self.directory.is_local_domain,
             sealer=ArcSealer(self.arc_key, cfg.server.hostname, self.clock),
         )
+        self.lists = ListDistributor(
+            self.directory,
+            self.spool,
+            self.clock,
+            Lookup(self.resolver),
+            web_base=self._web_base,
+        )
         self.runner = QueueRunner(
             self.spool,
             self.clock,
@@ -245,6 +253,7 @@ class App:
                 after=ReportIntake(self.dmarc_store, self.directory.is_local_domain, self.clock),
                 sieve=self.sieve,
                 forwarder=self.forwarder,
+                lists=self.lists,
             ),
             remote=self.relay,
             backoff=list(cfg.queue.retry),
@@ -280,6 +289,7 @@ class App:
         if self.sieve is not None:
             self.sieve.notify = self.runner.notify
         self.forwarder.notify = self.runner.notify
+        self.lists.notify = self.runner.notify
         # The daily task that sends DMARC aggregate reports through the queue.
         self.dmarc_reporter = (
             AggregateReporter(
@@ -319,6 +329,12 @@ class App:
         return [
             (lane, n, now - oldest[lane] if lane in oldest else None) for lane, n in counts.items()
         ]
+
+    def _web_base(self) -> str:
+        """The control plane's address as members' mail names it (one-click unsubscribe)."""
+        bound = self.endpoints.get("web")
+        port = bound.port if bound is not None else self.cfg.listen.web.port
+        return f"https://{self.cfg.server.hostname}:{port}"
 
     def _wake_runner(self, qids: Sequence[str]) -> str:
         for qid in qids:  # each started now (a whole rescan waits for its interval)

@@ -19,6 +19,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reference.cli.server", ("serve", "config")),
     ("reference.cli.queue", ("queue",)),
     ("reference.cli.accounts", ("domain", "user", "alias")),
+    ("reference.cli.lists", ("list", "archive")),
     ("reference.cli.tokens", ("token",)),
     ("fakes.dns.cli", ("fake-dns",)),
     ("fakes.mx.cli", ("fake-mx",)),
