@@ -441,6 +441,7 @@ class App:
             clock=self.clock,
             # Moving mail into or out of Junk teaches the spam classifier.
             on_junk=junk_trainer(self.bayes) if self.bayes is not None else None,
+            read_only=self.directory.is_archive,
         )
         pop3 = Pop3Server(
             self.store,
