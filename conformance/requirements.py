@@ -63,6 +63,10 @@ FEATURES: Mapping[str, str] = {
     "addresses": "subaddresses (user+detail), catch-alls, aliases with several targets, "
     "alias domains, deleting accounts",
     "forwarding": "forwarding to addresses elsewhere, with SRS return paths and their bounces",
+    "lists": "distribution lists: public and private, members here and elsewhere, list "
+    "headers, bounces to the list, From rewritten for DMARC-strict posters",
+    "archive": "archive-all accounts: mail to and from an account or domain copied into a "
+    "read-only archive account",
 }
 # PLATFORM clause (or the clause a dotted one starts with) -> the feature that promises it.
 _FEATURE_OF: Mapping[str, str] = {
@@ -93,6 +97,8 @@ _FEATURE_OF: Mapping[str, str] = {
     "sieve": "sieve",
     "addresses": "addresses",
     "forwarding": "forwarding",
+    "lists": "lists",
+    "archive": "archive",
 }
 assert set(_FEATURE_OF.values()) <= set(FEATURES)
 
