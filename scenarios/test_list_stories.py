@@ -15,7 +15,6 @@ from __future__ import annotations
 import email
 import email.utils
 import smtplib
-import subprocess
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,10 +22,9 @@ from pathlib import Path
 import dkim
 import pytest
 
-from fakes.internet import FakeInternet, Provider
-from fakes.mx import FakeMX, Policy, Rule
-from reference.clock import ManualClock
-from reference.testing import MAILSPEC, ReferenceServer, mailspec, write_config
+from fakes.internet import Provider
+from fakes.mx import Policy, Rule
+from scenarios.fake_platform import FakePlatform
 
 POOL = "127.0.1.0/24"
 TEAM = "team@example.test"
@@ -34,28 +32,14 @@ OWNER, BOB = "alice@example.test", "bob@example.test"
 DANA, ERIN = "dana@gmail.test", "erin@gmail.test"
 
 
-class Platform:
+class Platform(FakePlatform):
     """The reference and the fake internet on one manual clock; corp.example is a provider."""
 
     def __init__(self, tmp: Path) -> None:
-        self.data = tmp / "var"
-        self.clock = ManualClock()
-        self.internet = FakeInternet(clock=self.clock).start()
+        super().__init__(tmp)
         self.internet.add_provider("corp", domain="corp.example")  # publishes DMARC p=reject
         self.corp: Provider = self.internet.providers["corp"]
         self.carol = f"carol@{self.corp.domain}"
-        self.config = write_config(tmp / "mailspec.toml", relay={"source_addresses": [POOL]})
-        self.ref = ReferenceServer(
-            self.data,
-            clock=self.clock,
-            nameservers=[self.internet.nameserver],
-            overrides={
-                "relay.port": self.internet.smtp_port,
-                "relay.source_addresses": [POOL],
-                "relay.timeout": "5s",
-                "dns.timeout": "2s",
-            },
-        ).start()
         # The domain, its accounts and DNS records (`mailspec domain add`, `user add` and
         # `dns records`, called in the process: the command line's part here is the list).
         self.ref.add_domain("example.test")
@@ -68,17 +52,6 @@ class Platform:
             "list", "create", TEAM, "--owner", OWNER, "--name", "Team",
             *(f"--member={m}" for m in members),
         )  # fmt: skip
-
-    def cli(self, *args: str) -> str:
-        return mailspec(*args, data_dir=self.data, config=self.config)
-
-    def stop(self) -> None:
-        self.ref.stop()
-        self.internet.stop()
-
-    @property
-    def gmail(self) -> FakeMX:
-        return self.internet.mx["gmail"]
 
     def carol_posts(self, subject: str) -> None:
         """Carol's post to the list, DKIM-signed by corp.example, through our MX."""
@@ -118,27 +91,7 @@ def test_a_post_from_a_dmarc_reject_domain_reaches_every_member_and_bounces_to_t
     assert copy["List-Post"] == f"<mailto:{TEAM}>"
     assert copy["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     # What Gmail's checks make of it, with the platform's own diagnostics on Gmail's side.
-    eml = tmp_path / "copy.eml"
-    eml.write_bytes(dana.data)
-    verdict = subprocess.run(
-        [
-            *MAILSPEC,
-            "auth",
-            "check",
-            str(eml),
-            "--client-ip",
-            dana.source,
-            "--helo",
-            dana.helo,
-            "--mail-from",
-            dana.mail_from,
-            "--nameserver",
-            platform.internet.nameserver,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    verdict = platform.verdict(dana)
     assert "spf=pass" in verdict and "dmarc=pass" in verdict, verdict
     # Bob, here, has it too; and Erin's bounce went to the list's owner.
     platform.ref.wait_delivered()
