@@ -113,6 +113,9 @@ class ListDistributor:
             for m in await asyncio.to_thread(self.directory.members, found.address)
             if m not in (found.address, found.bounce_address)
         ]
+        if not members:
+            # Accepted for nobody would be dropped: the poster hears of it instead.
+            return Outcome("bounced", f"5.1.1 list {found.address} has no members")
         remove = [f.raw for f in msg.fields if f.lname in LIST_FIELDS]
         common = [f"X-Loop: {found.address}", "Precedence: list"]
         rewritten = ""
@@ -146,8 +149,7 @@ class ListDistributor:
         )
         return Outcome(
             "delivered",
-            f"2.0.0 list {found.address} sent to {len(members)} members"
-            + (f" as {', '.join(queued)}" if queued else ""),
+            f"2.0.0 list {found.address} sent to {len(members)} members as {', '.join(queued)}",
         )
 
     async def _queue(self, entry: QueueEntry, found: MailingList, member: str, data: bytes) -> str:
