@@ -146,7 +146,7 @@ class Session(
             await self.bad(command.tag, f"{name} not allowed in {self.state.value} state")
             return
         self.errors = 0
-        if self.user is not None and self.server.read_only(self.user):
+        if self.read_only():
             if name in ARCHIVE_WRITES:
                 # An archive account keeps what was sent and received as it was: its user
                 # reads it, nobody changes it (RFC 5530 NOPERM: the right is missing).
