@@ -67,6 +67,10 @@ FEATURES: Mapping[str, str] = {
     "permissions for domains and accounts (account > domain > default)",
     "access-lists": "administrators' access lists by client, HELO, sender and recipient: "
     "reject, accept (no greylisting), restrict to authenticated senders",
+    "lists": "distribution lists: public and private, members here and elsewhere, list "
+    "headers, bounces to the list, From rewritten for DMARC-strict posters",
+    "archive": "archive-all accounts: mail to and from an account or domain copied into a "
+    "read-only archive account",
 }
 # PLATFORM clause (or the clause a dotted one starts with) -> the feature that promises it.
 _FEATURE_OF: Mapping[str, str] = {
@@ -99,6 +103,8 @@ _FEATURE_OF: Mapping[str, str] = {
     "forwarding": "forwarding",
     "access": "access-lists",
     "cos": "classes-of-service",
+    "lists": "lists",
+    "archive": "archive",
 }
 assert set(_FEATURE_OF.values()) <= set(FEATURES)
 

@@ -24,6 +24,7 @@ from reference.config import LISTENERS, Config, helo_names
 from reference.delivery import Forwarder, LocalDelivery, QueueRunner, lane_of
 from reference.delivery.filters import SieveFilter
 from reference.delivery.forward import ArcSealer
+from reference.delivery.lists import ListDistributor
 from reference.delivery.remote import MxResolver, Relay, SourcePool
 from reference.directory import Directory
 from reference.dns import make_resolver
@@ -255,6 +256,13 @@ class App:
             is_local=self.directory.is_local_domain,
             sealer=ArcSealer(self.arc_key, cfg.server.hostname, self.clock),
         )
+        self.lists = ListDistributor(
+            self.directory,
+            self.spool,
+            self.clock,
+            Lookup(self.resolver),
+            web_base=self._web_base,
+        )
         self.runner = QueueRunner(
             self.spool,
             self.clock,
@@ -265,6 +273,7 @@ class App:
                 after=ReportIntake(self.dmarc_store, self.directory.is_local_domain, self.clock),
                 sieve=self.sieve,
                 forwarder=self.forwarder,
+                lists=self.lists,
             ),
             remote=self.relay,
             backoff=list(cfg.queue.retry),
@@ -304,6 +313,7 @@ class App:
         if self.sieve is not None:
             self.sieve.notify = self.runner.notify
         self.forwarder.notify = self.runner.notify
+        self.lists.notify = self.runner.notify
         # The daily task that sends DMARC aggregate reports through the queue.
         self.dmarc_reporter = (
             AggregateReporter(
@@ -345,6 +355,12 @@ class App:
         return [
             (lane, n, now - oldest[lane] if lane in oldest else None) for lane, n in counts.items()
         ]
+
+    def _web_base(self) -> str:
+        """The control plane's address as members' mail names it (one-click unsubscribe)."""
+        bound = self.endpoints.get("web")
+        port = bound.port if bound is not None else self.cfg.listen.web.port
+        return f"https://{self.cfg.server.hostname}:{port}"
 
     def _wake_runner(self, qids: Sequence[str]) -> str:
         for qid in qids:  # each started now (a whole rescan waits for its interval)
@@ -456,6 +472,7 @@ class App:
             clock=self.clock,
             # Moving mail into or out of Junk teaches the spam classifier.
             on_junk=junk_trainer(self.bayes) if self.bayes is not None else None,
+            read_only=self.directory.is_archive,
         )
         pop3 = Pop3Server(
             self.store,

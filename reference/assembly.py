@@ -27,6 +27,7 @@ from reference.policy.disclaimer import DisclaimerCheck, DisclaimerStore
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
 from reference.policy.helo import HeloCheck
+from reference.policy.lists import ListPosting
 from reference.policy.quota import MailboxQuota
 from reference.policy.ratelimit import RateLimit
 from reference.policy.sieve import SieveVerdict
@@ -118,6 +119,7 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
         SenderOwnership(p.directory),
         FromOwnership(p.directory),
         LocalRecipients(p.directory, cfg.server.hostname, srs=p.srs, clock=p.clock),
+        ListPosting(p.directory),
         MailboxQuota(p.directory, p.store),
         ClassOfServiceCheck(p.directory),
     ]

@@ -9,6 +9,7 @@ Refusals are :class:`ServiceError` values naming the field at fault, never half-
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,13 +21,16 @@ from reference.delivery import lane_of
 from reference.directory import (
     ACCESS_ACTIONS,
     ACCESS_KINDS,
+    LIST_POLICIES,
     ROLES,
     AccessRule,
     Account,
     ApiToken,
+    ArchiveRule,
     ClassOfService,
     Directory,
     DirectoryError,
+    MailingList,
     normalize_domain,
     split_address,
 )
@@ -38,6 +42,7 @@ __all__ = [
     "Conflict",
     "DnsRecord",
     "Invalid",
+    "ListInfo",
     "NotFound",
     "QueueChange",
     "ServiceError",
@@ -107,6 +112,29 @@ class AccountInfo:
     quota_messages: int | None
     bulk: bool
     aliases: list[str]
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    """A distribution list as an operator sees it."""
+
+    address: str
+    name: str
+    policy: str  # public | members | local
+    owner: str  # receives its bounces
+    bounce_address: str
+    list_id: str
+    members: list[str]
+
+
+def _refusal(e: DirectoryError, field: str) -> ServiceError:
+    """The service's kind of refusal for what the directory said."""
+    text = str(e)
+    if text.startswith(("no such", "domain ")):
+        return NotFound(text, field)
+    if "already" in text:
+        return Conflict(text, field)
+    return Invalid(text, field)
 
 
 @dataclass(frozen=True)
@@ -349,6 +377,105 @@ class Admin:
     def effective_cos(self, address: str) -> tuple[ClassOfService | None, str]:
         """The class that applies to an account, and where it comes from."""
         return self.directory.effective_cos(self._account(address).address)
+
+    # -- distribution lists
+
+    def _list_info(self, found: MailingList) -> ListInfo:
+        return ListInfo(
+            found.address,
+            found.name,
+            found.policy,
+            found.owner,
+            found.bounce_address,
+            found.list_id,
+            self.directory.members(found.address),
+        )
+
+    def mailing_lists(self, domain: str | None = None) -> list[ListInfo]:
+        chosen = self.domain(domain) if domain else None
+        return [self._list_info(m) for m in self.directory.mailing_lists(chosen)]
+
+    def mailing_list(self, address: str) -> ListInfo:
+        found = self.directory.mailing_list(canonical_address(address))
+        if found is None:
+            raise NotFound(f"no such list: {address}", "address")
+        return self._list_info(found)
+
+    def create_list(
+        self, address: str, *, owner: str, name: str = "", policy: str = "public"
+    ) -> ListInfo:
+        """A list at ``address`` (one of our domains); ``owner`` (an account) gets its
+        bounces; ``policy`` says who may post: public, members or local."""
+        canonical = canonical_address(address)
+        if policy not in LIST_POLICIES:
+            raise Invalid(f"a list policy is one of {', '.join(LIST_POLICIES)}", "policy")
+        self._account(owner, "owner")
+        try:
+            made = self.directory.create_list(canonical, owner=owner, name=name, policy=policy)
+        except DirectoryError as e:
+            raise _refusal(e, "address") from None
+        return self._list_info(made)
+
+    def delete_list(self, address: str) -> str:
+        if not self.directory.delete_list(canonical_address(address)):
+            raise NotFound(f"no such list: {address}", "address")
+        return address
+
+    def set_list_policy(self, address: str, policy: str) -> ListInfo:
+        self.mailing_list(address)
+        try:
+            return self._list_info(self.directory.set_list_policy(address, policy))
+        except DirectoryError as e:
+            raise _refusal(e, "policy") from None
+
+    def add_list_members(self, address: str, members: Sequence[str]) -> ListInfo:
+        """Members: accounts, aliases or lists here, or addresses elsewhere."""
+        self.mailing_list(address)
+        for i, member in enumerate(members):
+            canonical_address(member, f"members.{i}")
+        try:
+            self.directory.add_members(address, *members)
+        except DirectoryError as e:
+            raise _refusal(e, "members") from None
+        return self.mailing_list(address)
+
+    def remove_list_member(self, address: str, member: str) -> ListInfo:
+        self.mailing_list(address)
+        if not self.directory.remove_member(address, canonical_address(member, "member")):
+            raise NotFound(f"{member} is not a member of {address}", "member")
+        return self.mailing_list(address)
+
+    def unsubscribe(self, address: str, member: str, token: str) -> str:
+        """A member's one-click unsubscribe (RFC 8058), proven by the token in their copy."""
+        found = self.directory.mailing_list(canonical_address(address, "list"))
+        who = canonical_address(member, "member")
+        if found is None or not hmac.compare_digest(found.unsubscribe_token(who), token):
+            raise Invalid("this unsubscribe link is not valid", "token")
+        self.directory.remove_member(found.address, who)  # again: nothing to do, and fine
+        return found.address
+
+    # -- archive-all accounts
+
+    def archive_rules(self) -> list[ArchiveRule]:
+        return self.directory.archive_rules()
+
+    def set_archive(self, scope: str, archive: str) -> ArchiveRule:
+        """Copy every message to and from ``scope`` (an account, or a domain) into the
+        account ``archive``, which becomes read-only for its user."""
+        if "@" in scope.strip().lstrip("@"):
+            self._account(scope, "scope")
+        else:
+            self.domain(scope.strip().lstrip("@"), "scope")
+        self._account(archive, "archive")
+        try:
+            return self.directory.set_archive(scope, archive)
+        except DirectoryError as e:
+            raise _refusal(e, "archive") from None
+
+    def clear_archive(self, scope: str) -> str:
+        if not self.directory.clear_archive(scope):
+            raise NotFound(f"no archive rule for {scope}", "scope")
+        return scope
 
     # -- DKIM keys and DNS records
 

@@ -235,6 +235,26 @@ class ReferenceServer:
         """Delete an account; its mail moves to ``archive`` (the folder is returned)."""
         return delete_user(self.directory, self.store, address, archive=archive).archived_in
 
+    # Lists and archive accounts, for conformance/tests/test_lists.py and test_archive.py.
+    def create_list(
+        self,
+        address: str,
+        *,
+        owner: str,
+        name: str = "",
+        policy: str = "public",
+        members: Sequence[str] = (),
+    ) -> None:
+        self.directory.create_list(address, owner=owner, name=name, policy=policy)
+        if members:
+            self.directory.add_members(address, *members)
+
+    def add_list_members(self, address: str, *members: str) -> None:
+        self.directory.add_members(address, *members)
+
+    def set_archive(self, scope: str, archive: str) -> None:
+        self.directory.set_archive(scope, archive)
+
     # Spam settings and sender lists, for conformance/tests/test_inbound_spam_settings.py.
     def set_spam_thresholds(
         self, scope: str, *, reject: float | None = None, junk: float | None = None

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import smtplib
-import subprocess
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,10 +19,9 @@ from pathlib import Path
 import dkim
 import pytest
 
-from fakes.internet import FakeInternet, Provider
-from fakes.mx import FakeMX, Policy, Rule
-from reference.clock import ManualClock
-from reference.testing import MAILSPEC, ReferenceServer, mailspec, write_config
+from fakes.internet import Provider
+from fakes.mx import Policy, Rule
+from scenarios.fake_platform import FakePlatform
 
 POOL = "127.0.1.0/24"
 ALICE = "alice@example.test"
@@ -31,26 +29,12 @@ AT_GMAIL = "alice@gmail.test"
 DAY = 86400.0
 
 
-class Platform:
+class Platform(FakePlatform):
     """The reference and the fake internet on one manual clock; the bank is a provider."""
 
     def __init__(self, tmp: Path) -> None:
-        self.data = tmp / "var"
-        self.clock = ManualClock()
-        self.internet = FakeInternet(clock=self.clock).start()
+        super().__init__(tmp)
         self.bank = self._bank()
-        self.config = write_config(tmp / "mailspec.toml", relay={"source_addresses": [POOL]})
-        self.ref = ReferenceServer(
-            self.data,
-            clock=self.clock,
-            nameservers=[self.internet.nameserver],
-            overrides={
-                "relay.port": self.internet.smtp_port,
-                "relay.source_addresses": [POOL],
-                "relay.timeout": "5s",
-                "dns.timeout": "2s",
-            },
-        ).start()
         # What the operator does: the domain, the account, its forwarding, the DNS records.
         self.cli("domain", "add", "example.test")
         self.cli("user", "add", ALICE, "--password", "alice-pw")
@@ -59,17 +43,6 @@ class Platform:
     def _bank(self) -> Provider:
         self.internet.add_provider("bank", domain="bank.example")
         return self.internet.providers["bank"]
-
-    def cli(self, *args: str) -> str:
-        return mailspec(*args, data_dir=self.data, config=self.config)
-
-    def stop(self) -> None:
-        self.ref.stop()
-        self.internet.stop()
-
-    @property
-    def gmail(self) -> FakeMX:
-        return self.internet.mx["gmail"]
 
     def bank_mails(self, subject: str) -> None:
         """The bank's statement to Alice, DKIM-signed by the bank, through our MX."""
@@ -120,27 +93,7 @@ def test_forward_to_gmail_and_dmarc_protected_mail_still_arrives(
     assert copy.mail_from.startswith("SRS0=") and copy.mail_from.endswith("@mail.example.test")
     assert copy.spf == "pass"
     # What Gmail's checks make of it, with the platform's own diagnostics on Gmail's side.
-    eml = tmp_path / "copy.eml"
-    eml.write_bytes(copy.data)
-    verdict = subprocess.run(
-        [
-            *MAILSPEC,
-            "auth",
-            "check",
-            str(eml),
-            "--client-ip",
-            copy.source,
-            "--helo",
-            copy.helo,
-            "--mail-from",
-            copy.mail_from,
-            "--nameserver",
-            platform.internet.nameserver,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    verdict = platform.verdict(copy)
     assert "spf=pass" in verdict and "dkim=pass" in verdict and "dmarc=pass" in verdict, verdict
     assert "arc=pass" in verdict, verdict  # sealed by the platform (its key is in the DNS)
     platform.ref.wait_delivered()

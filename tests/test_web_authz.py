@@ -71,6 +71,23 @@ def cos_made(w: World) -> str:
     return name
 
 
+def list_to_delete(w: World) -> tuple[str, Any]:
+    address = f"{fresh('gone')}@a.test"
+    w.ref.create_list(address, owner="alice@a.test")
+    return f"/api/v1/lists/{address}", None
+
+
+def member_to_remove(w: World) -> tuple[str, Any]:
+    member = f"{fresh('m')}@remote.test"
+    w.ref.add_list_members("team@a.test", member)
+    return f"/api/v1/lists/team@a.test/members/{member}", None
+
+
+def archive_to_clear(w: World) -> tuple[str, Any]:
+    w.ref.set_archive("alice@a.test", "carol@a.test")
+    return "/api/v1/archives/alice@a.test", None
+
+
 ADMIN = frozenset({"admin"})
 A_ADMINS = frozenset({"admin", "admin-a"})
 SELF = frozenset({"admin", "admin-a", "alice"})
@@ -186,6 +203,36 @@ CASES = [
         for action in ("hold", "release", "flush")
     ),
     Case("DELETE", f"{V1}/queue/{{qid}}", ADMIN, lambda w: (f"{V1}/queue/{w.enqueue()}", None)),
+    Case("GET", f"{V1}/domains/{{domain}}/lists", A_ADMINS, lambda w: (f"{A}/lists", None)),
+    Case(
+        "POST",
+        f"{V1}/lists",
+        A_ADMINS,
+        lambda w: (f"{V1}/lists", {"address": fresh("l") + "@a.test", "owner": "alice@a.test"}),
+    ),
+    Case("GET", f"{V1}/lists/{{address}}", A_ADMINS, lambda w: (f"{V1}/lists/team@a.test", None)),
+    Case(
+        "PATCH",
+        f"{V1}/lists/{{address}}",
+        A_ADMINS,
+        lambda w: (f"{V1}/lists/team@a.test", {"policy": "members"}),
+    ),
+    Case("DELETE", f"{V1}/lists/{{address}}", A_ADMINS, list_to_delete),
+    Case(
+        "POST",
+        f"{V1}/lists/{{address}}/members",
+        A_ADMINS,
+        lambda w: (f"{V1}/lists/team@a.test/members", {"members": ["carol@a.test"]}),
+    ),
+    Case("DELETE", f"{V1}/lists/{{address}}/members/{{member}}", A_ADMINS, member_to_remove),
+    Case("GET", f"{V1}/archives", ADMIN, lambda w: (f"{V1}/archives", None)),
+    Case(
+        "PUT",
+        f"{V1}/archives/{{scope}}",
+        ADMIN,
+        lambda w: (f"{V1}/archives/alice@a.test", {"archive": "carol@a.test"}),
+    ),
+    Case("DELETE", f"{V1}/archives/{{scope}}", ADMIN, archive_to_clear),
 ]
 
 # Requests a role may make in general, aimed across a boundary: refused all the same.
@@ -204,6 +251,10 @@ ACROSS = [
     ("alice", "PATCH", f"{V1}/accounts/alice@a.test", {"quota_bytes": 0}),  # not their quota
     ("bob", "GET", f"{V1}/accounts/Alice@A.test", None),
     ("admin-a", "GET", f"{V1}/accounts/bob@b.test/cos", None),
+    ("admin-a", "POST", f"{V1}/lists", {"address": "x@b.test", "owner": "alice@a.test"}),
+    ("admin-a", "POST", f"{V1}/lists", {"address": "x@a.test", "owner": "bob@b.test"}),
+    ("admin-a", "POST", f"{V1}/lists/team@a.test/members", {"members": ["bob@b.test"]}),
+    ("admin-a", "GET", f"{V1}/lists/staff@b.test", None),
 ]
 
 
@@ -215,6 +266,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for user in ("alice@a.test", "carol@a.test", "bob@b.test"):
             ref.add_user(user, "pw")
         ref.add_alias("info@b.test", "bob@b.test")
+        ref.create_list("team@a.test", owner="alice@a.test")
+        ref.create_list("staff@b.test", owner="bob@b.test")
         tokens: dict[str, str | None] = {
             "admin": token(ref, "admin"),
             "admin-a": token(ref, "domain-admin", domain="a.test"),

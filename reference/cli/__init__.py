@@ -21,6 +21,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reference.cli.accounts", ("domain", "user", "alias")),
     ("reference.cli.access", ("access",)),
     ("reference.cli.cos", ("cos",)),
+    ("reference.cli.lists", ("list", "archive")),
     ("reference.cli.tokens", ("token",)),
     ("fakes.dns.cli", ("fake-dns",)),
     ("fakes.mx.cli", ("fake-mx",)),

@@ -1,20 +1,26 @@
-"""Local delivery: a spooled message into the recipients' mailboxes, and on to the addresses
-elsewhere they forward to."""
+"""Local delivery: a spooled message into the recipients' mailboxes (and their archive
+accounts' copies), on to the addresses elsewhere they forward to, and to the lists they are."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
 from reference.clock import Clock
 from reference.delivery.filters import Outgoing, SieveFilter
 from reference.delivery.forward import Forwarder, forwarding_loop
+from reference.delivery.lists import ListDistributor
 from reference.delivery.outcome import Outcome
+from reference.delivery.retire import archive_folder
 from reference.directory import Account, Destinations, Directory, DirectoryError, split_address
-from reference.mailbox import MailStore, NoSuchFolder
+from reference.log import event
+from reference.mailbox import MailStore, NoSuchFolder, QuotaExceeded
 from reference.sieve import Filing
 from reference.spool import QueueEntry
+
+log = logging.getLogger("mailspec.delivery")
 
 
 class LocalDelivery:
@@ -30,6 +36,7 @@ class LocalDelivery:
         after: Callable[[str, bytes], None] | None = None,
         forwarder: Forwarder | None = None,
         sieve: SieveFilter | None = None,
+        lists: ListDistributor | None = None,
     ) -> None:
         self.directory = directory
         self.store = store
@@ -39,6 +46,7 @@ class LocalDelivery:
         self.after = after
         self.forwarder = forwarder
         self.sieve = sieve  # each account's own Sieve script, if the node runs them
+        self.lists = lists  # sends a list's copies to its members
 
     def is_local(self, address: str) -> bool:
         if self.forwarder is not None and self.forwarder.returns(address):
@@ -69,6 +77,28 @@ class LocalDelivery:
             done.append(account.address)
         return filed
 
+    def _archive(self, who: str, data: bytes, folder: str) -> None:
+        """A copy for ``who``'s archive account, if it has one, in the archive's folder for
+        it ("Archive/alice@example_test/INBOX" or ".../Sent"), as it was accepted."""
+        archive = self.directory.archive_of(who)
+        if archive is None:
+            return
+        path = f"{archive_folder(who)}/{folder}"
+        try:
+            try:
+                self.store.deliver(archive, data, path)
+            except NoSuchFolder:
+                self.store.create_folder(archive, path)
+                self.store.deliver(archive, data, path)
+        except (QuotaExceeded, OSError) as e:
+            # The original delivery goes on untouched; the operator hears of the gap.
+            event(log, "archive.failed", level=logging.ERROR, who=who, archive=archive, error=e)
+
+    async def archive_sent(self, entry: QueueEntry, data: bytes) -> None:
+        """Outbound: what a user here submitted, into their archive account's Sent copy."""
+        if entry.role == "submission" and entry.user:
+            await asyncio.to_thread(self._archive, entry.user, data, "Sent")
+
     def _file(
         self, entry: QueueEntry, rcpt: str, account: Account, data: bytes, outgoing: list[Outgoing]
     ) -> str:
@@ -76,6 +106,8 @@ class LocalDelivery:
         goes into ``outgoing``."""
         # RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender.
         header = f"Return-Path: <{entry.sender}>\r\nDelivered-To: {account.address}\r\n"
+        # Archive-all: the copy is made before the user's own filter can discard or move it.
+        self._archive(account.address, header.encode() + data, "INBOX")
         # A check may file the message elsewhere (DMARC quarantine: Junk).
         filings = [Filing(entry.folder or "INBOX")]
         if self.sieve is not None:
@@ -128,6 +160,15 @@ class LocalDelivery:
             return Outcome("bounced", f"5.4.6 mail forwarding loop for {rcpt}")
         if found.remote and self.forwarder is None:
             return Outcome("deferred", "4.3.5 forwarding is not set up on this node")
+        if found.lists and self.lists is None:
+            return Outcome("deferred", "4.3.5 lists are not set up on this node")
+        if found.lists and not (found.accounts or found.remote):
+            # Only lists (the common case): their outcome is the recipient's, a loop bounced.
+            outcomes = [await self._distribute(entry, a, data) for a in found.lists]
+            bounced = [o for o in outcomes if o.status == "bounced"]
+            if bounced:
+                return bounced[0]
+            return Outcome("delivered", "; ".join(o.detail for o in outcomes))
         outgoing: list[Outgoing] = []
         try:
             filed = await asyncio.to_thread(self._deliver_sync, entry, rcpt, found, data, outgoing)
@@ -140,4 +181,10 @@ class LocalDelivery:
             assert self.forwarder is not None
             qid = await self.forwarder.forward(entry, rcpt, found.remote, data)
             filed.append(f"forwarded to {', '.join(found.remote)} as {qid}")
+        for address in found.lists:  # an alias that includes lists as well
+            filed.append((await self._distribute(entry, address, data)).detail)
         return Outcome("delivered", f"2.0.0 delivered to {'; '.join(filed)}")
+
+    async def _distribute(self, entry: QueueEntry, address: str, data: bytes) -> Outcome:
+        assert self.lists is not None
+        return await self.lists.distribute(entry, address, data)

@@ -173,6 +173,9 @@ class QueueRunner:
             if entry.flushed:
                 await asyncio.to_thread(self.spool.flushed_done, qid)
             data = await asyncio.to_thread(self.spool.read_message, qid)
+            if entry.attempts == 0:
+                # Archive-all: a user's sent mail as it left, once, whatever its delivery.
+                await self.local.archive_sent(entry, data)
             entry.attempts += 1
             bounced: list[Recipient] = []
             remote: list[Recipient] = []

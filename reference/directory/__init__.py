@@ -5,6 +5,7 @@ from reference.directory.accounts import Account
 from reference.directory.aliases import Destinations
 from reference.directory.cos import DEFAULT_COS, ClassOfService
 from reference.directory.directory import Directory
+from reference.directory.lists import LIST_POLICIES, ArchiveRule, ListRole, MailingList
 from reference.directory.passwords import hash_password, verify_password
 from reference.directory.schema import DirectoryError, normalize_domain, split_address
 from reference.directory.spam import SpamSettings, normalize_sender_pattern
@@ -15,14 +16,18 @@ __all__ = [
     "ACCESS_KINDS",
     "DEFAULT_COS",
     "GLOBAL",
+    "LIST_POLICIES",
     "ROLES",
     "AccessRule",
     "Account",
     "ApiToken",
+    "ArchiveRule",
     "ClassOfService",
     "Destinations",
     "Directory",
     "DirectoryError",
+    "ListRole",
+    "MailingList",
     "SpamSettings",
     "hash_password",
     "normalize_domain",

@@ -21,21 +21,25 @@ class Destinations:
     # The account that reads mail for the address (its spam settings, quota and sender lists
     # apply), even when it forwards without keeping a copy; None for a purely remote alias.
     owner: Account | None = None
+    lists: tuple[str, ...] = ()  # distribution lists it posts to (they send the copies)
 
     @property
     def exists(self) -> bool:
-        return bool(self.accounts or self.remote or self.owner)
+        return bool(self.accounts or self.remote or self.owner or self.lists)
 
 
 @dataclass
-class _Walk:
+class Walk:
+    """An expansion under way: what was found, and the addresses already followed."""
+
     accounts: list[Account] = field(default_factory=list)
     remote: list[str] = field(default_factory=list)
     owner: Account | None = None
     seen: set[str] = field(default_factory=set)
+    lists: list[str] = field(default_factory=list)
 
     def result(self) -> Destinations:
-        return Destinations(tuple(self.accounts), tuple(self.remote), self.owner)
+        return Destinations(tuple(self.accounts), tuple(self.remote), self.owner, tuple(self.lists))
 
 
 def _address(text: str) -> str:
@@ -193,17 +197,17 @@ class Aliases(Accounts):
 
     def expand(self, address: str) -> Destinations:
         """Every destination of mail for ``address`` (none: no such recipient here)."""
-        walk = _Walk()
+        walk = Walk()
         try:
             self._expand(address, walk, 0)
         except DirectoryError:
             return Destinations()
-        if walk.owner is not None and not walk.accounts and not walk.remote:
+        if walk.owner is not None and not walk.accounts and not walk.remote and not walk.lists:
             # Accounts forwarding to each other without copies: the first keeps the mail.
             walk.accounts.append(walk.owner)
         return walk.result()
 
-    def _expand(self, address: str, walk: _Walk, depth: int) -> None:
+    def _expand(self, address: str, walk: Walk, depth: int) -> None:
         local, domain = split_address(address)
         if not self.is_local_domain(domain):
             if address not in walk.remote:
@@ -238,7 +242,7 @@ class Aliases(Accounts):
             if found is not None:
                 self._account_destinations(found, walk, depth)
 
-    def _account_destinations(self, account: Account, walk: _Walk, depth: int) -> None:
+    def _account_destinations(self, account: Account, walk: Walk, depth: int) -> None:
         if walk.owner is None:
             walk.owner = account
         targets, keep = self.forward_of(account.address)

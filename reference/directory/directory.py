@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from reference.directory.access import AccessRules
 from reference.directory.accounts import Account
-from reference.directory.aliases import Aliases
 from reference.directory.cos import ClassesOfService
 from reference.directory.lanes import BulkSenders
+from reference.directory.lists import MailingLists
 from reference.directory.schema import DirectoryError, normalize_domain
 from reference.directory.spam import SpamPreferences
 from reference.directory.tokens import ApiTokens
 
 
-class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens, AccessRules, ClassesOfService):
-    """Domains, accounts, aliases, quotas, spam settings, sender lists, bulk senders, API
-    tokens, access lists and classes of service, in one SQL database. Thread-safe; async
-    wrappers keep hashing off the event loop."""
+class Directory(
+    MailingLists, SpamPreferences, BulkSenders, ApiTokens, AccessRules, ClassesOfService
+):
+    """Domains, accounts, aliases, distribution lists, archive rules, quotas, spam settings,
+    sender lists, bulk senders, API tokens, access lists and classes of service, in one SQL
+    database. Thread-safe; async wrappers keep hashing off the event loop."""
 
     def set_forward(self, address: str, targets: list[str], *, keep: bool) -> list[str]:
         """Forwarding, if the account's class of service allows it to addresses elsewhere."""
@@ -34,8 +36,16 @@ class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens, AccessRules, C
         if account is None:
             raise DirectoryError(f"no such account: {address}")
         a = account.address
+        owned = [m.address for m in self.mailing_lists() if m.owner == a]
+        if owned:
+            raise DirectoryError(f"{a} owns the list {', '.join(owned)}: delete it first")
+        archived = [r.scope for r in self.archive_rules() if r.archive == a]
+        if archived:
+            raise DirectoryError(f"{a} is the archive of {', '.join(archived)}: clear that first")
         with self.transaction() as db:
             for table, column in (
+                ("list_members", "member"),
+                ("archive_rules", "scope"),
                 ("forwards", "address"),
                 ("alias_targets", "target"),
                 ("quotas", "address"),
@@ -61,8 +71,11 @@ class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens, AccessRules, C
             raise DirectoryError(f"{', '.join(aliases)} is an alias of {domain}: delete it first")
         if self.users(domain):
             raise DirectoryError(f"{domain} still has accounts: delete them first")
+        if self.mailing_lists(domain):
+            raise DirectoryError(f"{domain} still has lists: delete them first")
         with self.transaction() as db:
             db.execute("DELETE FROM alias_targets WHERE address LIKE ?", ("%@" + domain,))
+            db.execute("DELETE FROM archive_rules WHERE scope = ?", (domain,))
             db.execute("DELETE FROM spam_settings WHERE scope = ?", (domain,))
             db.execute("DELETE FROM access_rules WHERE scope = ?", (domain,))
             db.execute("DELETE FROM cos_assignments WHERE scope = ?", (domain,))

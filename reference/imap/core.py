@@ -116,6 +116,7 @@ class SessionCore:
         self.id = secrets.token_hex(4)
         self.state = State.NOT_AUTHENTICATED
         self.user: str | None = None
+        self._read_only: tuple[str, bool] | None = None  # (user, is an archive account)
         self.errors = 0
         self.auth_failures = 0
         self.view: View | None = None
@@ -128,6 +129,14 @@ class SessionCore:
         self.watch: Watch | None = None  # RFC 5465 NOTIFY SET
         self.out: list[bytes] = []
         self.out_size = 0
+
+    def read_only(self) -> bool:
+        """Whether the logged-in user's account is an archive (asked once per login)."""
+        if self.user is None:
+            return False
+        if self._read_only is None or self._read_only[0] != self.user:
+            self._read_only = (self.user, self.server.read_only(self.user))
+        return self._read_only[1]
 
     @property
     def user_address(self) -> str:

@@ -48,6 +48,7 @@ class ImapServer:
         allow_plaintext: bool = False,  # LOGIN without TLS: only behind a TLS-terminating proxy
         idle_poll: float = 5.0,  # seconds between cheap looks for other processes' changes
         on_junk: JunkHook | None = None,
+        read_only: Callable[[str], bool] = lambda user: False,
     ) -> None:
         self.store = store
         self.auth = auth
@@ -61,6 +62,7 @@ class ImapServer:
         self.allow_plaintext = allow_plaintext
         self.idle_poll = idle_poll
         self.on_junk = on_junk
+        self.read_only = read_only  # whether an account is an archive: read, never changed
 
     async def handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool

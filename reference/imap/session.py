@@ -3,6 +3,8 @@ the commands of any state (CAPABILITY, NOOP, CHECK, LOGOUT, ID, ENABLE)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from reference.imap import response as r
 from reference.imap.append import AppendCommand
 from reference.imap.auth import AuthCommands
@@ -58,6 +60,11 @@ _AUTHED_COMMANDS = (
     "COMPRESS",  # RFC 4978 3: once logged in
     "NOTIFY",  # RFC 5465 3
 )
+# What an archive account's user may not do: anything that changes its mail or folders.
+ARCHIVE_WRITES = frozenset(
+    {"STORE", "EXPUNGE", "APPEND", "DELETE", "CREATE", "RENAME", "COPY", "MOVE", "SETQUOTA"}
+)
+
 _ALLOWED: dict[str, frozenset[State]] = {  # RFC 9051 3 / RFC 3501 3: states and commands
     "CAPABILITY": _ANY,
     "NOOP": _ANY,
@@ -139,6 +146,16 @@ class Session(
             await self.bad(command.tag, f"{name} not allowed in {self.state.value} state")
             return
         self.errors = 0
+        if self.read_only():
+            if name in ARCHIVE_WRITES:
+                # An archive account keeps what was sent and received as it was: its user
+                # reads it, nobody changes it (RFC 5530 NOPERM: the right is missing).
+                await self.no(
+                    command.tag, f"[NOPERM] {name} refused: {self.user} is a read-only archive"
+                )
+                return
+            if isinstance(command, Select):
+                command = replace(command, readonly=True)  # SELECT opens it as EXAMINE would
         try:
             await self.dispatch(command)
         except (Closed, Hangup, TimeoutError, LineTooLong):

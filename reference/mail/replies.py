@@ -107,6 +107,8 @@ RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
 # A bounce to a rewritten return path (SRS) that we did not sign, or signed too long ago.
 SRS_FORGED = Reply(550, "5.7.1", "Invalid bounce address: not one this server made (SRS)")
 SRS_EXPIRED = Reply(550, "5.1.1", "Bounce address expired: the forwarded mail is too old (SRS)")
+# A private distribution list: posts only from its members, or from users signed in here.
+LIST_POLICY = Reply(550, "5.7.1", "List {address} accepts posts only from {who} (list policy)")
 SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by the authenticated user")
 # RFC 6409 6.3: a message refused after DATA for what the submitting user may do is 550 5.7.1.
 FROM_NOT_OWNED = Reply(550, "5.7.1", "From: address not owned by the authenticated user")

@@ -405,6 +405,9 @@ def _queue_action(action: str) -> Handler:
 
 def routes() -> list[Route]:
     """The API, in the order the OpenAPI document lists it."""
+    # Lists and archives keep their routes beside their models (they build on this module).
+    from reference.web.lists import list_routes
+
     v1 = "/api/v1"
     return [
         Route("GET", f"{v1}/me", "the caller's role and scope", ALL_ROLES, me, response=Me),
@@ -612,4 +615,5 @@ def routes() -> list[Route]:
             _queue_action("delete"),
             response=QueueChangeOut,
         ),
+        *list_routes(),
     ]

@@ -22,6 +22,7 @@ from reference.settings import Settings
 from reference.smtp.authlimit import AuthLimiter
 from reference.web.api import Call, Route, routes
 from reference.web.auth import WebAuth
+from reference.web.lists import one_click
 from reference.web.openapi import document
 from reference.web.panel import Panel
 from reference.web.problems import HttpProblem, from_validation, problem_response
@@ -114,6 +115,7 @@ class WebServer:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics_page)
         app.router.add_get("/api/v1/openapi.json", self.openapi_page)
+        app.add_routes([one_click(self.admin)])  # its token is its credential
         for route in self.routes:
             app.router.add_route(route.method, route.path, self._endpoint(route))
         if self.panel is not None:
