@@ -31,7 +31,7 @@ from reference.log import event
 from reference.mailbox import MailStore, Quota
 from reference.managesieve import ManageSieveServer
 from reference.metrics import LANES, Metrics
-from reference.policy import Policy
+from reference.policy import Policy, UsageCount
 from reference.policy.spam import open_classifiers
 from reference.pop3.server import Pop3Server
 from reference.scan.bayes import Classifiers, junk_trainer
@@ -44,6 +44,7 @@ from reference.spool import Spool
 from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
+from reference.usage import UsageStore
 
 log = logging.getLogger("mailspec")
 
@@ -183,6 +184,8 @@ class App:
             if cfg.spam.enabled and cfg.spam.bayes
             else None
         )
+        # Each account's usage per day (the submission's 250, local delivery, refusals).
+        self.usage = UsageStore(data / "usage.sqlite3", self.clock)
         self.policy = Policy(
             check_chain(
                 cfg,
@@ -199,6 +202,7 @@ class App:
                 ),
             ),
             self.metrics,
+            UsageCount(self.usage, self.directory),
         )
         self.relay = Relay(
             hostname=cfg.server.hostname,
@@ -245,6 +249,7 @@ class App:
                 after=ReportIntake(self.dmarc_store, self.directory.is_local_domain, self.clock),
                 sieve=self.sieve,
                 forwarder=self.forwarder,
+                usage=self.usage,
             ),
             remote=self.relay,
             backoff=list(cfg.queue.retry),
@@ -258,7 +263,13 @@ class App:
         self.metrics.watch_queue(self._queue_view)
         # What an operator does, for the admin API (the command line uses the same layer).
         self.admin = Admin(
-            self.directory, cfg, spool=self.spool, notify=self._wake_runner, clock=self.clock
+            self.directory,
+            cfg,
+            spool=self.spool,
+            notify=self._wake_runner,
+            clock=self.clock,
+            usage=self.usage,
+            mail=self.store,
         )
         # Imported here: the command line imports this module for its paths, and needs
         # neither aiohttp nor pydantic for that.
@@ -381,6 +392,7 @@ class App:
             max_connections=self.cfg.smtp.max_connections,
             max_per_client=self.cfg.smtp.max_connections_per_client,
             metrics=self.metrics.listener(name),
+            usage=self.usage,
         )
         self.metrics.watch_sessions(name, lambda: len(listener.sessions))
         self._listeners.append(listener)
@@ -528,6 +540,7 @@ class App:
         await asyncio.sleep(0)
         self.directory.close()
         self.dmarc_store.close()
+        self.usage.close()
         self.replies.close()
         await self.state.close()
         if self.bayes is not None:

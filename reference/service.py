@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from reference.auth.keys import KeyStore, KeyStoreError, SigningKey, txt_strings
 from reference.clock import Clock, RealClock
@@ -26,7 +27,9 @@ from reference.directory import (
     normalize_domain,
     split_address,
 )
+from reference.mailbox import MailStore
 from reference.spool import QueueEntry, Spool
+from reference.usage import UsageRow, UsageStore, day_of, domain_totals
 
 __all__ = [
     "QUEUE_ID_PATTERN",
@@ -37,6 +40,7 @@ __all__ = [
     "NotFound",
     "QueueChange",
     "ServiceError",
+    "UsageReport",
     "canonical_address",
     "canonical_domain",
 ]
@@ -132,6 +136,23 @@ class QueueChange:
     notified: str = ""
 
 
+@dataclass(frozen=True)
+class UsageReport:
+    """Per account and day, and each domain's days (the sums of its accounts' and its own)."""
+
+    accounts: list[UsageRow]
+    domains: list[UsageRow]
+
+    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+        """The report as the command line's --json and the admin API give it."""
+        return {
+            "accounts": [asdict(r) for r in self.accounts],
+            "domains": [
+                {k: v for k, v in asdict(r).items() if k != "account"} for r in self.domains
+            ],
+        }
+
+
 class Admin:
     """The operations, over one node's directory, spool and keys."""
 
@@ -143,6 +164,8 @@ class Admin:
         spool: Spool | None = None,
         notify: Callable[[Sequence[str]], str] | None = None,
         clock: Clock | None = None,
+        usage: UsageStore | None = None,
+        mail: MailStore | None = None,
     ) -> None:
         self.directory = directory
         self.cfg = cfg
@@ -152,6 +175,8 @@ class Admin:
         # directly; from the command line, by a signal to the running server. Says what it did.
         self.notify = notify or (lambda qids: "")
         self.keys = KeyStore(cfg.data_path / "dkim")
+        self._usage = usage
+        self._mail = mail
 
     # -- domains
 
@@ -344,6 +369,43 @@ class Admin:
         if not self.directory.revoke_token(token_id):
             raise NotFound(f"no such token: {token_id}", "id")
         return token_id
+
+    # -- usage
+
+    def usage(
+        self, *, domain: str | None = None, account: str | None = None, since: str = ""
+    ) -> UsageReport:
+        """Usage per day of every account (of one domain, or one account) from ``since``
+        (YYYY-MM-DD) on, and the domains' totals; today's row of each account in scope
+        says what its mailboxes hold now."""
+        if since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
+            raise Invalid(f"a day is YYYY-MM-DD, not {since!r}", "since")
+        scope: list[str] | None = None  # the domains read (None: all)
+        if account is not None:
+            accounts = [self._account(account, "account")]
+            scope = [accounts[0].domain]
+        else:
+            accounts = self.accounts(domain)
+            scope = [self.domain(domain)] if domain else None
+        if self._usage is None:  # the command line's: the server's store, read from outside
+            self._usage = UsageStore(self.cfg.data_path / "usage.sqlite3", self.clock)
+        if self._mail is None:
+            self._mail = MailStore(self.cfg.data_path / "mail")
+        rows = self._usage.rows(
+            domains=scope,
+            account=accounts[0].address if account is not None else None,
+            since=since,
+        )
+        today = day_of(self.clock.now())
+        have = {(r.day, r.account): r for r in rows}
+        for a in accounts:
+            row = have.get((today, a.address))
+            if row is None:
+                row = UsageRow(today, a.domain, a.address)
+                rows.append(row)
+            row.storage_bytes = self._mail.usage(a.address).bytes
+        rows.sort(key=lambda r: (r.day, r.domain, r.account))
+        return UsageReport(rows, [] if account is not None else domain_totals(rows))
 
     # -- the queue
 

@@ -131,6 +131,7 @@ CASES = [
         for action in ("hold", "release", "flush")
     ),
     Case("DELETE", f"{V1}/queue/{{qid}}", ADMIN, lambda w: (f"{V1}/queue/{w.enqueue()}", None)),
+    Case("GET", f"{V1}/usage", EVERYONE, lambda w: (f"{V1}/usage", None)),
 ]
 
 # Requests a role may make in general, aimed across a boundary: refused all the same.
@@ -146,6 +147,10 @@ ACROSS = [
     ("alice", "PUT", f"{V1}/accounts/carol@a.test/password", {"password": "x"}),
     ("alice", "PATCH", f"{V1}/accounts/alice@a.test", {"quota_bytes": 0}),  # not their quota
     ("bob", "GET", f"{V1}/accounts/Alice@A.test", None),
+    ("admin-b", "GET", f"{V1}/usage?domain=a.test", None),
+    ("admin-a", "GET", f"{V1}/usage?account=bob@b.test", None),
+    ("alice", "GET", f"{V1}/usage?account=carol@a.test", None),
+    ("alice", "GET", f"{V1}/usage?domain=a.test", None),
 ]
 
 

@@ -9,9 +9,7 @@ import ssl
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from web_client import Web, reference, smtp_auth
-
-from reference.testing import ReferenceServer
+from web_client import Web, reference, send_mx, smtp_auth
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -32,17 +30,6 @@ async def scrape(web: Web) -> Samples:
     r = await web.call("GET", "/metrics")
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     return parse(r.body)
-
-
-def send_mx(ref: ReferenceServer, rcpts: list[str]) -> list[int]:
-    """One transaction on the MX; the RCPT replies."""
-    with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
-        s.ehlo("client.remote.test")
-        s.mail("someone@remote.test")
-        codes = [s.rcpt(r)[0] for r in rcpts]
-        if 250 in codes:
-            s.data(b"From: someone@remote.test\r\nSubject: hi\r\n\r\nHello.\r\n")
-        return codes
 
 
 async def test_counters_move_as_mail_flows(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from reference.directory import Account, Destinations, Directory, DirectoryError
 from reference.mailbox import MailStore, NoSuchFolder
 from reference.sieve import Filing
 from reference.spool import QueueEntry
+from reference.usage import UsageStore
 
 
 class LocalDelivery:
@@ -29,6 +30,7 @@ class LocalDelivery:
         after: Callable[[str, bytes], None] | None = None,
         forwarder: Forwarder | None = None,
         sieve: SieveFilter | None = None,
+        usage: UsageStore | None = None,
     ) -> None:
         self.directory = directory
         self.store = store
@@ -38,6 +40,7 @@ class LocalDelivery:
         self.after = after
         self.forwarder = forwarder
         self.sieve = sieve  # each account's own Sieve script, if the node runs them
+        self.usage = usage  # each account's messages in, and what its mailboxes hold
 
     def is_local(self, address: str) -> bool:
         if self.forwarder is not None and self.forwarder.returns(address):
@@ -75,6 +78,7 @@ class LocalDelivery:
                 self.store.deliver(account.address, notice, "INBOX")
             if decision.discarded:
                 # The one case where mail is dropped: the user's own filter said so.
+                self._received(account, data)
                 return f"{account.address}: discarded by its own filter"
         stored = []
         for filing in filings:
@@ -94,11 +98,17 @@ class LocalDelivery:
                     account.address, header.encode() + data, folder, filing.flags
                 )
             stored.append(f"{folder} uid {uid}")
+        self._received(account, data)
         if self.after is not None:
             self.after(account.address, data)
         if not stored:  # reject, or redirect only: the message went on, not into a folder
             return f"{account.address}: handled by its own filter"
         return f"{account.address}/{', '.join(stored)}"
+
+    def _received(self, account: Account, data: bytes) -> None:
+        """Count the message in the account's usage, with what its mailboxes hold now."""
+        if self.usage is not None:
+            self.usage.received(account.address, len(data), self.store.usage(account.address).bytes)
 
     async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
         if self.forwarder is not None and self.forwarder.returns(rcpt):

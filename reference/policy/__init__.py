@@ -17,6 +17,7 @@ from reference.mail import replies
 from reference.mail.message import Message
 from reference.mail.replies import Reply
 from reference.metrics import Metrics
+from reference.usage import UsageStore
 
 __all__ = [
     "CONTINUE",
@@ -31,6 +32,8 @@ __all__ = [
     "Session",
     "SpfPair",
     "Transaction",
+    "UsageCount",
+    "refusal_owners",
     "refuse",
     "transaction",
 ]
@@ -304,24 +307,70 @@ class SenderOwnership(Check):
         return CONTINUE
 
 
+def refusal_owners(
+    directory: Directory, tx: Transaction, rcpt: str | None
+) -> list[tuple[str, str]]:
+    """Whose usage a refusal counts in, as (domain, account): the sender's, for mail an
+    authenticated user sends; else each named recipient's in our domains (the account that
+    reads its mail; "" for an address that does not exist there)."""
+    if tx.user is not None:
+        return [(tx.user.rpartition("@")[2], tx.user)]
+    owners = []
+    for address in [rcpt] if rcpt is not None else tx.recipients:
+        try:
+            _, domain = split_address(address)
+        except DirectoryError:
+            continue
+        if not directory.is_local_domain(domain):
+            continue
+        owner = directory.expand(address).owner
+        owners.append((owner.domain, owner.address) if owner else (domain, ""))
+    return owners
+
+
+@dataclass(frozen=True)
+class UsageCount:
+    """Where refusals are counted per account and day, and whom they concern."""
+
+    store: UsageStore
+    directory: Directory
+
+    async def refused(self, tx: Transaction, rcpt: str | None, reason: str) -> None:
+        def count() -> None:
+            self.store.refused(reason, refusal_owners(self.directory, tx, rcpt))
+
+        await asyncio.to_thread(count)  # another process may hold the store's write lock
+
+
 class Policy:
     """An ordered chain of checks; configuration decides which checks are in it."""
 
-    def __init__(self, checks: Sequence[Check], metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        checks: Sequence[Check],
+        metrics: Metrics | None = None,
+        usage: UsageCount | None = None,
+    ) -> None:
         self.checks = list(checks)
         self.metrics = metrics
+        self.usage = usage
 
-    def _refused(self, check: Check, stage: str, r: CheckResult) -> CheckResult:
+    async def _refused(
+        self, check: Check, stage: str, r: CheckResult, tx: Transaction, rcpt: str | None = None
+    ) -> CheckResult:
         """Count a refusal: by check, stage and the reply's catalogue name (or its codes, for
-        a reply made on the spot), never by the free-text reason, which names addresses."""
+        a reply made on the spot), never by the free-text reason, which names addresses; and
+        in the usage of whom it concerns."""
+        reply = r.reply
+        reason = ""
+        if reply is not None:
+            reason = _REPLY_NAMES.get(reply) or _CODE_NAMES.get(
+                (reply.code, reply.enhanced), f"{reply.code} {reply.enhanced}".strip()
+            )
         if self.metrics is not None:
-            reply = r.reply
-            reason = ""
-            if reply is not None:
-                reason = _REPLY_NAMES.get(reply) or _CODE_NAMES.get(
-                    (reply.code, reply.enhanced), f"{reply.code} {reply.enhanced}".strip()
-                )
             self.metrics.refused(check.name, stage, reason)
+        if self.usage is not None:
+            await self.usage.refused(tx, rcpt, reason)
         return r
 
     def canonical_recipient(self, rcpt: str) -> str:
@@ -340,14 +389,14 @@ class Policy:
         for c in self.checks:
             r = await c.mail(tx)
             if r.action is not Action.CONTINUE:
-                return self._refused(c, "mail", r) if r.refuses else r
+                return await self._refused(c, "mail", r, tx) if r.refuses else r
         return CONTINUE
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         for c in self.checks:
             r = await c.rcpt(tx, rcpt)
             if r.action is not Action.CONTINUE:
-                return self._refused(c, "rcpt", r) if r.refuses else r
+                return await self._refused(c, "rcpt", r, tx, rcpt) if r.refuses else r
         return CONTINUE
 
     async def data(self, tx: Transaction) -> CheckResult:
@@ -357,7 +406,7 @@ class Policy:
         for c in self.checks:
             r = await c.data(tx)
             if r.refuses:
-                return self._refused(c, "data", r)
+                return await self._refused(c, "data", r, tx)
             if r.message is not None:
                 tx.message = r.message
             edits = r.after(edits)

@@ -37,6 +37,8 @@ from reference.web.models import (
     QueueEntryDetail,
     QueueEntryOut,
     QueueRecipientOut,
+    UsageOut,
+    UsageQuery,
 )
 from reference.web.problems import HttpProblem
 
@@ -57,6 +59,7 @@ class Call:
     who: Principal
     body: Any
     admin: Admin
+    query: Any = None  # the route's query model, validated
 
     def domain(self, name: str = "domain") -> str:
         """A domain named in the path, which the caller must administer."""
@@ -89,6 +92,7 @@ class Route:
     body: type[BaseModel] | None = None
     response: Any = None  # a model, list[model], or None (204)
     status: int = 200
+    query: type[BaseModel] | None = None  # the query string's model (None: none read)
 
 
 def _entry(e: QueueEntry) -> dict[str, Any]:
@@ -278,6 +282,27 @@ def _queue_action(action: str) -> Handler:
     return act
 
 
+# -- usage
+
+
+async def usage(c: Call) -> UsageOut:
+    """A user's own account; a domain administrator's domain (or one of its accounts);
+    anything for the platform's administrator."""
+    q: UsageQuery = c.query
+    account = c.account(q.account, "account") if q.account else None
+    domain = q.domain
+    if c.who.role == "user":
+        account = c.account(c.who.user or "", "account")
+    elif c.who.role == "domain-admin" and account is None:
+        domain = domain or c.who.domain
+    if domain is not None:
+        domain = canonical_domain(domain)
+        if not c.who.may_domain(domain):
+            raise HttpProblem(403, f"domain {domain} is not yours", field="domain")
+    report = await c.run(c.admin.usage, domain=domain, account=account, since=q.since or "")
+    return UsageOut.model_validate(report.to_dict())
+
+
 def routes() -> list[Route]:
     """The API, in the order the OpenAPI document lists it."""
     v1 = "/api/v1"
@@ -435,5 +460,14 @@ def routes() -> list[Route]:
             ADMIN,
             _queue_action("delete"),
             response=QueueChangeOut,
+        ),
+        Route(
+            "GET",
+            f"{v1}/usage",
+            "usage per account and day: messages and bytes in and out, refusals, storage",
+            ALL_ROLES,
+            usage,
+            response=UsageOut,
+            query=UsageQuery,
         ),
     ]

@@ -29,6 +29,9 @@ __all__ = [
     "QueueEntryDetail",
     "QueueEntryOut",
     "QueueRecipientOut",
+    "UsageDayOut",
+    "UsageOut",
+    "UsageQuery",
 ]
 
 
@@ -185,3 +188,37 @@ class Problem(BaseModel):
     detail: str = ""
     field: str | None = None
     errors: list[FieldError] = Field(default_factory=list)
+
+
+class UsageQuery(BaseModel):
+    """The query string of GET /api/v1/usage (every value arrives as text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: DomainName | None = Field(default=None, description="one domain's accounts")
+    account: Address | None = Field(default=None, description="one account")
+    since: str | None = Field(
+        default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="from this day on (UTC)"
+    )
+
+
+class DomainUsageDayOut(BaseModel):
+    """A domain's day: its accounts' sums and its own refusals (for addresses not there)."""
+
+    day: str = Field(description="YYYY-MM-DD, UTC")
+    domain: str
+    messages_in: int = Field(description="messages delivered into its mailboxes")
+    bytes_in: int
+    messages_out: int = Field(description="messages its users sent (accepted at submission)")
+    bytes_out: int
+    refused: dict[str, int] = Field(description="refusals of its mail, by reason")
+    storage_bytes: int | None = Field(description="what its mailboxes held, last seen that day")
+
+
+class UsageDayOut(DomainUsageDayOut):
+    account: str
+
+
+class UsageOut(BaseModel):
+    accounts: list[UsageDayOut]
+    domains: list[DomainUsageDayOut]
