@@ -88,6 +88,13 @@ def directory_path(cfg: Config) -> Path:
     return cfg.data_path / "directory.sqlite3"
 
 
+def workers_metrics_path(cfg: Config) -> Path:
+    """Where a node's worker processes keep their counts for /metrics (see
+    ``reference.metrics.prepare_workers``): one folder per node under data_dir, named after
+    its spool, since nodes of a cluster share data_dir but each has its own spool."""
+    return cfg.data_path / "metrics" / cfg.spool_path.name
+
+
 def sieve_scripts(cfg: Config) -> ScriptStore:
     """The users' Sieve scripts under data_dir, for the node and the CLI alike."""
     return ScriptStore(
@@ -394,7 +401,6 @@ class App:
             metrics=self.metrics.listener(name),
             usage=self.usage,
         )
-        self.metrics.watch_sessions(name, lambda: len(listener.sessions))
         self._listeners.append(listener)
         return listener
 
@@ -403,18 +409,17 @@ class App:
     ) -> Callable[[str, int], Awaitable[asyncio.Server]]:
         """An IMAP or POP3 listener whose connections are tracked, so stop() can close them."""
         counted = self.metrics.listener(name)
-        sessions = self.metrics.sessions.labels(name)
 
         async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._streams[task] = w
             counted.connected()
-            sessions.inc()
+            counted.session_opened()
             try:
                 await handle(r, w, tls=implicit_tls)
             finally:
-                sessions.dec()
+                counted.session_closed()
                 self._streams.pop(task, None)
                 w.close()
 
