@@ -36,8 +36,8 @@ from reference.policy.spam import open_classifiers
 from reference.pop3.server import Pop3Server
 from reference.scan.bayes import Classifiers, junk_trainer
 from reference.scan.clamd import ClamdClient
-from reference.service import Admin, arc_key
-from reference.sieve import Limits, ReplyLog, ScriptStore
+from reference.service import Admin, arc_key, sieve_replies, sieve_scripts
+from reference.sieve import Limits
 from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
 from reference.smtp.server import Listener
 from reference.spool import Spool
@@ -93,20 +93,6 @@ def workers_metrics_path(cfg: Config) -> Path:
     ``reference.metrics.prepare_workers``): one folder per node under data_dir, named after
     its spool, since nodes of a cluster share data_dir but each has its own spool."""
     return cfg.data_path / "metrics" / cfg.spool_path.name
-
-
-def sieve_scripts(cfg: Config) -> ScriptStore:
-    """The users' Sieve scripts under data_dir, for the node and the CLI alike."""
-    return ScriptStore(
-        cfg.data_path / "sieve",
-        max_scripts=cfg.sieve.max_scripts,
-        max_size=cfg.sieve.max_script_size,
-    )
-
-
-def sieve_replies(cfg: Config) -> ReplyLog:
-    """Who had a vacation reply from whom, until when."""
-    return ReplyLog(cfg.data_path / "sieve" / "replies.sqlite3")
 
 
 def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:

@@ -18,6 +18,7 @@ from reference.auth.keys import KeyStore, KeyStoreError, SigningKey, txt_strings
 from reference.clock import Clock, RealClock
 from reference.config import Config
 from reference.delivery import lane_of
+from reference.delivery.retire import Retired, delete_user
 from reference.directory import (
     ROLES,
     Account,
@@ -28,6 +29,8 @@ from reference.directory import (
     split_address,
 )
 from reference.mailbox import MailStore
+from reference.sieve import ReplyLog, ScriptError, ScriptStore, SieveError
+from reference.sieve.outofoffice import SCRIPT_NAME, OutOfOffice, read, render
 from reference.spool import QueueEntry, Spool
 from reference.usage import UsageRow, UsageStore, day_of, domain_totals
 
@@ -36,13 +39,18 @@ __all__ = [
     "Admin",
     "Conflict",
     "DnsRecord",
+    "Forwarding",
     "Invalid",
     "NotFound",
     "QueueChange",
     "ServiceError",
+    "SpamThresholds",
     "UsageReport",
+    "Vacation",
     "canonical_address",
     "canonical_domain",
+    "sieve_replies",
+    "sieve_scripts",
 ]
 
 QUEUE_ACTIONS = ("flush", "hold", "release", "delete")
@@ -94,6 +102,29 @@ def arc_key(cfg: Config) -> SigningKey:
     return keys.generate(cfg.srs_domain, cfg.auth.selector, ("rsa-sha256",))[0]
 
 
+def sieve_scripts(cfg: Config) -> ScriptStore:
+    """The users' Sieve scripts under data_dir, for the node and the CLI alike."""
+    return ScriptStore(
+        cfg.data_path / "sieve",
+        max_scripts=cfg.sieve.max_scripts,
+        max_size=cfg.sieve.max_script_size,
+    )
+
+
+def sieve_replies(cfg: Config) -> ReplyLog:
+    """Who had a vacation reply from whom, until when."""
+    return ReplyLog(cfg.data_path / "sieve" / "replies.sqlite3")
+
+
+def _script_error(e: ScriptError | SieveError, name: str) -> ServiceError:
+    code = getattr(e, "code", "")
+    if code == "NONEXISTENT":
+        return NotFound(str(e), "name")
+    if code in ("ACTIVE", "ALREADYEXISTS"):
+        return Conflict(str(e), "name")
+    return Invalid(str(e), "name" if isinstance(e, ScriptError) and not code else "script")
+
+
 def _not_ours(domain: str, field: str) -> Invalid:
     return Invalid(f"domain {domain} is not ours: add it with 'mailspec domain add'", field)
 
@@ -137,6 +168,37 @@ class QueueChange:
 
 
 @dataclass(frozen=True)
+class Forwarding:
+    """Where an account's mail is forwarded (no targets: nowhere), and whether a copy stays."""
+
+    address: str
+    targets: list[str]
+    keep: bool
+
+
+@dataclass(frozen=True)
+class SpamThresholds:
+    """A domain's or an account's spam scores: its own (None: not set) and those in force,
+    with where each comes from (config, domain, user)."""
+
+    scope: str
+    own_reject: float | None
+    own_junk: float | None
+    reject_score: float
+    junk_score: float
+    reject_from: str
+    junk_from: str
+
+
+@dataclass(frozen=True)
+class Vacation:
+    """An account's out-of-office reply, and the script it paused (if one was active)."""
+
+    settings: OutOfOffice
+    paused: str | None
+
+
+@dataclass(frozen=True)
 class UsageReport:
     """Per account and day, and each domain's days (the sums of its accounts' and its own)."""
 
@@ -177,6 +239,7 @@ class Admin:
         self.keys = KeyStore(cfg.data_path / "dkim")
         self._usage = usage
         self._mail = mail
+        self.scripts = sieve_scripts(cfg)
 
     # -- domains
 
@@ -252,6 +315,218 @@ class Admin:
 
     def set_bulk_sender(self, address: str, bulk: bool) -> str:
         return self.directory.set_bulk_sender(self._account(address).address, bulk)
+
+    def delete_account(self, address: str, *, archive_to: str | None = None) -> Retired:
+        """Delete an account; its mail is moved into ``archive_to`` (an account), or removed."""
+        canonical = canonical_address(address)
+        if archive_to is not None:
+            archive_to = canonical_address(archive_to, "archive_to")
+        try:
+            return delete_user(self.directory, self.mail, canonical, archive=archive_to)
+        except DirectoryError as e:
+            text = str(e)
+            field = "archive_to" if "archive" in text else "address"
+            raise (NotFound if "no such" in text else Invalid)(text, field) from None
+
+    @property
+    def mail(self) -> MailStore:
+        if self._mail is None:  # without quotas: the node and the command line give theirs
+            self._mail = MailStore(self.cfg.data_path / "mail")
+        return self._mail
+
+    # -- forwarding
+
+    def forwarding(self, address: str) -> Forwarding:
+        found = self._account(address)
+        targets, keep = self.directory.forward_of(found.address)
+        return Forwarding(found.address, targets, keep)
+
+    def set_forwarding(self, address: str, targets: Sequence[str], *, keep: bool) -> Forwarding:
+        """Forward the account's mail to ``targets`` (none: stop forwarding)."""
+        found = self._account(address)
+        if not targets:
+            self.directory.clear_forward(found.address)
+        else:
+            try:
+                self.directory.set_forward(found.address, list(targets), keep=keep)
+            except DirectoryError as e:
+                raise Invalid(str(e), "targets") from None
+        return self.forwarding(found.address)
+
+    # -- spam thresholds and sender lists
+
+    def _spam_scope(self, scope: str) -> str:
+        if "@" in scope:
+            return self._account(scope, "scope").address
+        return self.domain(scope, "scope")
+
+    def spam_thresholds(self, scope: str) -> SpamThresholds:
+        """A domain's or an account's thresholds (an account's before its domain's before
+        the config's)."""
+        key = self._spam_scope(scope)
+        layers = [(key, "domain")]
+        if "@" in key:
+            layers = [(key.rpartition("@")[2], "domain"), (key, "user")]
+        rows = self.directory.spam_settings(*(k for k, _ in layers))
+        found: dict[str, tuple[float, str]] = {}
+        for name, default in (
+            ("reject", self.cfg.spam.reject_score),
+            ("junk", self.cfg.spam.junk_score),
+        ):
+            value, source = float(default), "config"
+            for k, label in layers:
+                row = rows.get(k)
+                got = None if row is None else getattr(row, f"{name}_score")
+                if got is not None:
+                    value, source = got, label
+            found[name] = (value, source)
+        own = rows.get(key)
+        return SpamThresholds(
+            key,
+            None if own is None else own.reject_score,
+            None if own is None else own.junk_score,
+            found["reject"][0],
+            found["junk"][0],
+            found["reject"][1],
+            found["junk"][1],
+        )
+
+    def set_spam_thresholds(
+        self, scope: str, *, reject: float | None = None, junk: float | None = None
+    ) -> SpamThresholds:
+        """Set scores (one not given is kept)."""
+        key = self._spam_scope(scope)
+        try:
+            self.directory.set_spam_settings(key, reject_score=reject, junk_score=junk)
+        except DirectoryError as e:
+            text = str(e)
+            raise Invalid(text, "junk_score" if "junk" in text else "reject_score") from None
+        return self.spam_thresholds(key)
+
+    def reset_spam_thresholds(self, scope: str) -> SpamThresholds:
+        key = self._spam_scope(scope)
+        self.directory.clear_spam_settings(key)
+        return self.spam_thresholds(key)
+
+    def sender_lists(self, address: str) -> list[tuple[str, str]]:
+        """(allow|block, pattern) entries of an account."""
+        return self.directory.sender_lists(self._account(address).address)
+
+    def list_sender(self, address: str, kind: str, pattern: str) -> str:
+        """Put ``pattern`` (``sender@domain`` or ``@domain``) on an account's allow or block
+        list (off the other one)."""
+        found = self._account(address)
+        if kind not in ("allow", "block"):
+            raise Invalid(f"a sender list is allow or block, not {kind!r}", "kind")
+        try:
+            return self.directory.set_sender_list(found.address, kind, pattern)
+        except DirectoryError as e:
+            raise Invalid(str(e), "pattern") from None
+
+    def unlist_sender(self, address: str, pattern: str) -> str:
+        found = self._account(address)
+        try:
+            removed = self.directory.remove_sender_list(found.address, pattern)
+        except DirectoryError as e:
+            raise Invalid(str(e), "pattern") from None
+        if not removed:
+            raise NotFound(f"{pattern} is on no list of {found.address}", "pattern")
+        return pattern
+
+    # -- Sieve scripts and the out-of-office reply
+
+    def reader(self, address: str) -> str:
+        """The account that reads ``address``'s mail (an alias names its account)."""
+        found = self.directory.resolve(canonical_address(address))
+        if found is None:
+            raise NotFound(f"no such account: {address}", "address")
+        return found.address
+
+    def sieve_scripts(self, address: str) -> tuple[list[tuple[str, bool]], list[str]]:
+        """(name, active) of each script, and the recent errors of the active one."""
+        user = self.reader(address)
+        return self.scripts.listing(user), self.scripts.errors(user)[-5:]
+
+    def sieve_script(self, address: str, name: str) -> str:
+        user = self.reader(address)
+        try:
+            text = self.scripts.get(user, name)
+        except ScriptError as e:
+            raise _script_error(e, name) from None
+        if text is None:
+            raise NotFound(f"{user} has no script named {name!r}", "name")
+        return text
+
+    def put_sieve_script(self, address: str, name: str, text: str, *, activate: bool) -> str:
+        """Store a script (only one that compiles), and make it the active one if asked."""
+        user = self.reader(address)
+        try:
+            self.scripts.put(user, name, text)
+            if activate:
+                self.scripts.activate(user, name)
+        except (ScriptError, SieveError) as e:
+            raise _script_error(e, name) from None
+        return user
+
+    def activate_sieve_script(self, address: str, name: str) -> str:
+        """Make ``name`` the script that runs (empty: none)."""
+        user = self.reader(address)
+        try:
+            self.scripts.activate(user, name)
+        except ScriptError as e:
+            raise _script_error(e, name) from None
+        return user
+
+    def delete_sieve_script(self, address: str, name: str) -> str:
+        user = self.reader(address)
+        try:
+            self.scripts.delete(user, name)
+        except ScriptError as e:
+            raise _script_error(e, name) from None
+        return user
+
+    def vacation(self, address: str) -> Vacation | None:
+        """The out-of-office reply in force, if one is."""
+        user = self.reader(address)
+        found = read(self.scripts.get(user, SCRIPT_NAME) or "")
+        if found is None or self.scripts.active_name(user) != SCRIPT_NAME:
+            return None
+        return Vacation(found[0], found[1])
+
+    def set_vacation(self, address: str, settings: OutOfOffice) -> Vacation:
+        """Turn the out-of-office reply on: a generated vacation script (RFC 5230) made the
+        active one; the script that was active is paused until it is cleared."""
+        user = self.reader(address)
+        active = self.scripts.active_name(user)
+        previous = active if active != SCRIPT_NAME else None
+        if active == SCRIPT_NAME:  # set again: keep the script it took over from
+            earlier = read(self.scripts.get(user, SCRIPT_NAME) or "")
+            previous = earlier[1] if earlier else None
+        try:
+            self.scripts.put(user, SCRIPT_NAME, render(settings, previous=previous))
+        except (ScriptError, SieveError) as e:
+            raise Invalid(str(e), "text") from None
+        self.scripts.activate(user, SCRIPT_NAME)
+        replies = sieve_replies(self.cfg)
+        try:
+            replies.forget(user)  # a new notice: every sender may hear it once
+        finally:
+            replies.close()
+        return Vacation(settings, previous)
+
+    def clear_vacation(self, address: str) -> Vacation | None:
+        """Turn it off, making the script it paused the active one again; what was cleared
+        (None: no reply was set)."""
+        user = self.reader(address)
+        found = read(self.scripts.get(user, SCRIPT_NAME) or "")
+        if found is None:
+            return None
+        previous = found[1]
+        if self.scripts.active_name(user) == SCRIPT_NAME:
+            restore = previous if previous and self.scripts.get(user, previous) is not None else ""
+            self.scripts.activate(user, restore)
+        self.scripts.delete(user, SCRIPT_NAME)
+        return Vacation(found[0], previous)
 
     # -- aliases
 
@@ -389,8 +664,6 @@ class Admin:
             scope = [self.domain(domain)] if domain else None
         if self._usage is None:  # the command line's: the server's store, read from outside
             self._usage = UsageStore(self.cfg.data_path / "usage.sqlite3", self.clock)
-        if self._mail is None:
-            self._mail = MailStore(self.cfg.data_path / "mail")
         rows = self._usage.rows(
             domains=scope,
             account=accounts[0].address if account is not None else None,
@@ -403,7 +676,7 @@ class Admin:
             if row is None:
                 row = UsageRow(today, a.domain, a.address)
                 rows.append(row)
-            row.storage_bytes = self._mail.usage(a.address).bytes
+            row.storage_bytes = self.mail.usage(a.address).bytes
         rows.sort(key=lambda r: (r.day, r.domain, r.account))
         return UsageReport(rows, [] if account is not None else domain_totals(rows))
 
