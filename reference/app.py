@@ -263,6 +263,7 @@ class App:
             clock=self.clock,
             usage=self.usage,
             mail=self.store,
+            dmarc=self.dmarc_store,
         )
         # Imported here: the command line imports this module for its paths, and needs
         # neither aiohttp nor pydantic for that.

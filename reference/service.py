@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from reference.auth.feedback import Feedback
 from reference.auth.keys import KeyStore, KeyStoreError, SigningKey, txt_strings
+from reference.auth.reports import DmarcStore
 from reference.clock import Clock, RealClock
 from reference.config import Config
 from reference.delivery import lane_of
@@ -228,6 +230,7 @@ class Admin:
         clock: Clock | None = None,
         usage: UsageStore | None = None,
         mail: MailStore | None = None,
+        dmarc: DmarcStore | None = None,
     ) -> None:
         self.directory = directory
         self.cfg = cfg
@@ -240,6 +243,14 @@ class Admin:
         self._usage = usage
         self._mail = mail
         self.scripts = sieve_scripts(cfg)
+        self._dmarc = dmarc
+        self._opened: list[DmarcStore | UsageStore] = []  # stores it opened itself
+
+    def close(self) -> None:
+        """Close the stores this object opened (not those it was given)."""
+        for store in self._opened:
+            store.close()
+        self._opened.clear()
 
     # -- domains
 
@@ -339,7 +350,7 @@ class Admin:
     def forwarding(self, address: str) -> Forwarding:
         found = self._account(address)
         targets, keep = self.directory.forward_of(found.address)
-        return Forwarding(found.address, targets, keep)
+        return Forwarding(found.address, targets, keep or not targets)  # none: all kept here
 
     def set_forwarding(self, address: str, targets: Sequence[str], *, keep: bool) -> Forwarding:
         """Forward the account's mail to ``targets`` (none: stop forwarding)."""
@@ -357,8 +368,8 @@ class Admin:
 
     def _spam_scope(self, scope: str) -> str:
         if "@" in scope:
-            return self._account(scope, "scope").address
-        return self.domain(scope, "scope")
+            return self._account(scope).address
+        return self.domain(scope)
 
     def spam_thresholds(self, scope: str) -> SpamThresholds:
         """A domain's or an account's thresholds (an account's before its domain's before
@@ -493,10 +504,26 @@ class Admin:
             return None
         return Vacation(found[0], found[1])
 
-    def set_vacation(self, address: str, settings: OutOfOffice) -> Vacation:
+    def set_vacation(
+        self,
+        address: str,
+        *,
+        subject: str,
+        text: str,
+        start: str = "",
+        end: str = "",
+        days: int = 7,
+        from_: str = "",
+        addresses: Sequence[str] = (),
+    ) -> Vacation:
         """Turn the out-of-office reply on: a generated vacation script (RFC 5230) made the
         active one; the script that was active is paused until it is cleared."""
         user = self.reader(address)
+        try:
+            settings = OutOfOffice(subject, text, start, end, days, from_, tuple(addresses))
+        except ValueError as e:  # "--end: …": the form's field comes first
+            field = str(e).removeprefix("--").split(":")[0].split(" ")[0]
+            raise Invalid(str(e), field) from None
         active = self.scripts.active_name(user)
         previous = active if active != SCRIPT_NAME else None
         if active == SCRIPT_NAME:  # set again: keep the script it took over from
@@ -645,6 +672,28 @@ class Admin:
             raise NotFound(f"no such token: {token_id}", "id")
         return token_id
 
+    # -- DMARC aggregate reports
+
+    def _dmarc_read(self) -> DmarcStore | None:
+        if self._dmarc is None:  # the command line's: the server's store, if it made one
+            path = self.cfg.data_path / "dmarc.sqlite3"
+            if not path.exists():
+                return None
+            self._dmarc = DmarcStore(path)
+            self._opened.append(self._dmarc)
+        return self._dmarc
+
+    def dmarc_reports(self, domain: str) -> list[Feedback]:
+        """Aggregate reports received about a domain (one that was ours, too)."""
+        name = canonical_domain(domain)
+        store = self._dmarc_read()
+        return store.received(name) if store is not None else []
+
+    def dmarc_pending(self) -> list[tuple[str, int]]:
+        """Evaluations recorded and not yet reported (sent daily to each rua), per domain."""
+        store = self._dmarc_read()
+        return store.pending() if store is not None else []
+
     # -- usage
 
     def usage(
@@ -664,6 +713,7 @@ class Admin:
             scope = [self.domain(domain)] if domain else None
         if self._usage is None:  # the command line's: the server's store, read from outside
             self._usage = UsageStore(self.cfg.data_path / "usage.sqlite3", self.clock)
+            self._opened.append(self._usage)
         rows = self._usage.rows(
             domains=scope,
             account=accounts[0].address if account is not None else None,

@@ -70,7 +70,11 @@ def admin(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Admin]:
     try:
         # The mailboxes with their quotas, as the server has them (an archive may be full).
         mail = mail_store(cfg, d, RealClock())
-        yield Admin(d, cfg, notify=lambda qids: poke_server(cfg), mail=mail)
+        operations = Admin(d, cfg, notify=lambda qids: poke_server(cfg), mail=mail)
+        try:
+            yield operations
+        finally:
+            operations.close()
     finally:
         d.close()
 

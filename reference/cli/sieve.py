@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from reference.cli.common import Subparsers, admin, group, leaf, load_config, written_in
-from reference.sieve.outofoffice import OutOfOffice
 
 
 def _source(args: argparse.Namespace) -> str:
@@ -65,18 +64,18 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_vacation_set(args: argparse.Namespace) -> int:
-    ooo = OutOfOffice(
-        subject=args.subject,
-        text=args.text,
-        start=args.start or "",
-        end=args.end or "",
-        days=args.days,
-        from_=args.sender or "",
-        addresses=tuple(args.address or ()),
-    )
     with admin(args) as a:
         user = a.reader(args.user)
-        done = a.set_vacation(user, ooo)
+        done = a.set_vacation(
+            user,
+            subject=args.subject,
+            text=args.text,
+            start=args.start or "",
+            end=args.end or "",
+            days=args.days,
+            from_=args.sender or "",
+            addresses=args.address or (),
+        )
     print(f"out-of-office of {user} set {written_in(args)}")
     if done.paused:
         print(f"note: script {done.paused!r} is paused until `mailspec vacation clear`")
