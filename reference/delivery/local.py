@@ -16,6 +16,9 @@ from reference.sieve import Filing
 from reference.spool import QueueEntry
 from reference.usage import UsageStore
 
+# How often an account's storage is read for its usage (seconds; days begin on the hour).
+STORAGE_EVERY = 3600
+
 
 class LocalDelivery:
     """Into each destination's mailbox, with Return-Path and Delivered-To added; copies for
@@ -41,6 +44,7 @@ class LocalDelivery:
         self.forwarder = forwarder
         self.sieve = sieve  # each account's own Sieve script, if the node runs them
         self.usage = usage  # each account's messages in, and what its mailboxes hold
+        self._storage_seen: dict[str, int] = {}  # account -> the hour its storage was read
 
     def is_local(self, address: str) -> bool:
         if self.forwarder is not None and self.forwarder.returns(address):
@@ -106,9 +110,19 @@ class LocalDelivery:
         return f"{account.address}/{', '.join(stored)}"
 
     def _received(self, account: Account, data: bytes) -> None:
-        """Count the message in the account's usage, with what its mailboxes hold now."""
-        if self.usage is not None:
-            self.usage.received(account.address, len(data), self.store.usage(account.address).bytes)
+        """Count the message in the account's usage; what its mailboxes hold is read at most
+        once an hour per account (reading every folder's index costs milliseconds, more than
+        the count itself), and always at its first delivery of a day."""
+        if self.usage is None:
+            return
+        hour = int(self.clock.now() // STORAGE_EVERY)
+        storage = None
+        if self._storage_seen.get(account.address) != hour:
+            if len(self._storage_seen) > 100_000:
+                self._storage_seen.clear()
+            self._storage_seen[account.address] = hour
+            storage = self.store.usage(account.address).bytes
+        self.usage.received(account.address, len(data), storage)
 
     async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
         if self.forwarder is not None and self.forwarder.returns(rcpt):
