@@ -17,6 +17,7 @@ from web_client import Web, reference, send_mx, token
 
 from reference.cli import main
 from reference.clock import ManualClock
+from reference.service import Invalid
 from reference.testing import ReferenceServer
 from reference.usage import UsageStore, day_of
 
@@ -161,6 +162,11 @@ async def test_figures_move_exactly_as_mail_flows(tmp_path: Path) -> None:
                 r = await web.call("GET", f"/api/v1/usage{query}", token=admin)
                 assert (r.status, r.problem["field"]) == (status, field), query
 
+        for since in ("2026-1-1", "yesterday"):  # the service names the field at fault
+            with pytest.raises(Invalid) as e:
+                ref.app.admin.usage(since=since)
+            assert e.value.field == "since"
+
         # The next day starts new rows; storage is carried over from the last seen.
         ref.clock.advance(86400)
         later = ref.app.admin.usage(domain="a.test", since=day_of(ref.clock.now()))
@@ -182,7 +188,7 @@ def _count(path: str, n: int) -> None:
 def test_several_processes_add_up_exactly(tmp_path: Path) -> None:
     path = tmp_path / "usage.sqlite3"
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_count, args=(str(path), 300)) for _ in range(2)]
+    workers = [ctx.Process(target=_count, args=(str(path), 150)) for _ in range(2)]
     for w in workers:
         w.start()
     for w in workers:
@@ -190,14 +196,5 @@ def test_several_processes_add_up_exactly(tmp_path: Path) -> None:
         assert w.exitcode == 0
     (row,) = UsageStore(path, ManualClock(start=86400.0)).rows()
     counts = (row.messages_in, row.bytes_in, row.messages_out, row.bytes_out)
-    assert counts == (600, 6000, 600, 1800)
-    assert row.refused == {"greylisted": 600}
-
-
-@pytest.mark.parametrize("since", ["2026-1-1", "yesterday"])
-def test_a_bad_day_is_refused_naming_it(tmp_path: Path, since: str) -> None:
-    from reference.service import Invalid
-
-    with reference(tmp_path) as (ref, _), pytest.raises(Invalid) as e:
-        ref.app.admin.usage(since=since)
-    assert e.value.field == "since"
+    assert counts == (300, 3000, 300, 900)
+    assert row.refused == {"greylisted": 300}
