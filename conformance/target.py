@@ -810,7 +810,7 @@ class ReferenceTarget:
             "dnsbl.zones": [f"{DNSBL_ZONE}=127.0.0.2:10,127.0.0.10:3"],
             # The fake DNS answers at once or, when a test makes it time out, never: a short
             # timeout keeps the DNS-timeout requirements quick.
-            "dns.timeout": "2s",
+            "dns.timeout": "1s",
             # Big senders passing SPF skip greylisting.
             "greylist.bypass_spf_domains": [SPF_WHITELISTED],
             # Logins from other loopback addresses count per client address, so the

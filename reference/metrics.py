@@ -70,12 +70,21 @@ def stopwatch() -> Iterator[Callable[[], float]]:
         end.append(time.perf_counter())
 
 
-def prepare_workers(path: Path) -> dict[str, str]:
+def prepare_workers(path: Path, *, forking: bool = False) -> dict[str, str]:
     """Make ``path`` an empty folder for the workers' counts (the library wants it wiped
-    between runs) and return the environment each worker must start with."""
+    between runs) and return the environment each worker must start with.
+
+    ``forking``: the workers are forks of this process, which has imported the library
+    already; it is switched to multiprocess values here (each fork's values then go to
+    files of its own pid: the library notices the pid change), and the environment set."""
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
-    return {MULTIPROC_ENV: str(path)}
+    env = {MULTIPROC_ENV: str(path)}
+    if forking:
+        os.environ.update(env)
+        if values.ValueClass is values.MutexValue:
+            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    return env
 
 
 def worker_exited(path: Path, pid: int) -> None:

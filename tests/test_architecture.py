@@ -28,6 +28,7 @@ FLOORS: list[set[str]] = [
     {"service"},  # what an operator does (domains, accounts, queue): the CLI's and the API's
     {"smtp", "imap", "pop3", "managesieve", "assembly"},  # protocol front ends; the check chain
     {"web"},  # the control plane: the admin API, /metrics, health (reads the front ends')
+    {"workers"},  # a node's worker processes: shared sockets, the supervisor
     {"app"},  # the composition root
     {"cli", "cluster", "testing"},  # entry points, and the harness the suite starts
 ]

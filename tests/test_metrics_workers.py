@@ -11,9 +11,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from reference.app import workers_metrics_path
 from reference.config import load
 from reference.metrics import MULTIPROC_ENV, prepare_workers, worker_exited
+from reference.workers import run_dir
 
 # A worker: counts what the node's code would count for N messages, keeps one session open,
 # then renders /metrics into a file each time it is asked.
@@ -67,7 +67,7 @@ class Worker:
 
 def test_two_workers_add_up(tmp_path: Path) -> None:
     cfg = load(None, data_dir=str(tmp_path / "var"))
-    folder = workers_metrics_path(cfg)
+    folder = run_dir(cfg) / "metrics"  # where the supervisor keeps them
     assert folder.is_relative_to(cfg.data_path)
     (folder / "stale").mkdir(parents=True)  # a previous run's files: wiped
     env = {**os.environ, **prepare_workers(folder)}

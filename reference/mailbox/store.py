@@ -121,6 +121,9 @@ class MailStore:
         self._ready: set[Path] = set()
         self._lock = threading.Lock()
         self._listeners: dict[Path, set[Listener]] = {}
+        # Called after each change made in this process, to tell the node's other worker
+        # processes (their IMAP IDLE sessions) at once.
+        self.on_change: Listener | None = None
 
     # -- delivery and APPEND ---------------------------------------------------------------
 
@@ -435,6 +438,13 @@ class MailStore:
         return unwatch
 
     def _notify(self, path: Path) -> None:
+        self.ring(path)
+        if self.on_change is not None:  # the node's other processes (server.workers)
+            self.on_change(path)
+
+    def ring(self, path: Path) -> None:
+        """Tell this process's listeners that the mailbox at ``path`` changed (a change
+        another process made and told us about)."""
         with self._lock:
             listeners = list(self._listeners.get(path, ()))
         for listener in listeners:

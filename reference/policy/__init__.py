@@ -235,6 +235,9 @@ class Check:
     async def data(self, tx: Transaction) -> CheckResult:
         return CONTINUE
 
+    def close(self) -> None:
+        """The server stops: let go of connections kept between messages."""
+
 
 class LocalRecipients(Check):
     """RCPT: our domains need an existing mailbox; other domains need an authenticated user;

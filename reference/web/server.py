@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -106,8 +107,11 @@ class WebServer:
             app.router.add_route(route.method, route.path, self._endpoint(route))
         return app
 
-    async def start(self, host: str, port: int, tls: ssl.SSLContext) -> asyncio.Server:
-        """Listen on ``host:port`` (HTTPS); the server is the node's like any listener."""
+    async def start(
+        self, host: str, port: int, tls: ssl.SSLContext, sock: socket.socket | None = None
+    ) -> asyncio.Server:
+        """Listen on ``host:port`` or ``sock`` (HTTPS); the server is the node's like any
+        listener."""
         if self._runner is None:
             # An idle connection is closed after a while (aiohttp's default is an hour).
             self._runner = web.AppRunner(
@@ -117,6 +121,8 @@ class WebServer:
         protocol = self._runner.server
         assert protocol is not None  # made by setup()
         loop = asyncio.get_running_loop()
+        if sock is not None:
+            return await loop.create_server(protocol, sock=sock, ssl=tls)
         return await loop.create_server(protocol, host, port, ssl=tls, reuse_address=True)
 
     async def stop(self) -> None:
