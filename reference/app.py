@@ -34,19 +34,20 @@ from reference.log import event
 from reference.mailbox import MailStore, Quota
 from reference.managesieve import ManageSieveServer
 from reference.metrics import LANES, Metrics
-from reference.policy import Policy
+from reference.policy import Policy, UsageCount
 from reference.policy.spam import open_classifiers
 from reference.pop3.server import Pop3Server
 from reference.scan.bayes import Classifiers, junk_trainer
 from reference.scan.clamd import ClamdClient
-from reference.service import Admin, arc_key
-from reference.sieve import Limits, ReplyLog, ScriptStore
+from reference.service import Admin, arc_key, sieve_replies, sieve_scripts
+from reference.sieve import Limits
 from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
 from reference.smtp.server import Listener
 from reference.spool import Spool
 from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
+from reference.usage import UsageStore
 from reference.workers import StartupError, Worker
 
 log = logging.getLogger("mailspec")
@@ -93,20 +94,6 @@ def cert_path(cfg: Config) -> Path:
 
 def directory_path(cfg: Config) -> Path:
     return cfg.data_path / "directory.sqlite3"
-
-
-def sieve_scripts(cfg: Config) -> ScriptStore:
-    """The users' Sieve scripts under data_dir, for the node and the CLI alike."""
-    return ScriptStore(
-        cfg.data_path / "sieve",
-        max_scripts=cfg.sieve.max_scripts,
-        max_size=cfg.sieve.max_script_size,
-    )
-
-
-def sieve_replies(cfg: Config) -> ReplyLog:
-    """Who had a vacation reply from whom, until when."""
-    return ReplyLog(cfg.data_path / "sieve" / "replies.sqlite3")
 
 
 def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
@@ -206,6 +193,8 @@ class App:
         # Each account's Sieve scripts, and who had a vacation reply when.
         self.scripts = sieve_scripts(cfg)
         self.replies = sieve_replies(cfg)
+        # Each account's usage per day (the submission's 250, local delivery, refusals).
+        self.usage = UsageStore(data / "usage.sqlite3", self.clock)
         self.policy = Policy(
             check_chain(
                 cfg,
@@ -223,6 +212,7 @@ class App:
                 ),
             ),
             self.metrics,
+            UsageCount(self.usage, self.directory),
         )
         self.relay = Relay(
             hostname=cfg.server.hostname,
@@ -274,6 +264,7 @@ class App:
                 sieve=self.sieve,
                 forwarder=self.forwarder,
                 lists=self.lists,
+                usage=self.usage,
             ),
             remote=self.relay,
             backoff=list(cfg.queue.retry),
@@ -287,7 +278,14 @@ class App:
         self.metrics.watch_queue(self._queue_view)
         # What an operator does, for the admin API (the command line uses the same layer).
         self.admin = Admin(
-            self.directory, cfg, spool=self.spool, notify=self._wake_runner, clock=self.clock
+            self.directory,
+            cfg,
+            spool=self.spool,
+            notify=self._wake_runner,
+            clock=self.clock,
+            usage=self.usage,
+            mail=self.store,
+            dmarc=self.dmarc_store,
         )
         # Imported here: the command line imports this module for its paths, and needs
         # neither aiohttp nor pydantic for that.
@@ -428,26 +426,25 @@ class App:
             max_connections=self.cfg.smtp.max_connections,
             max_per_client=self.cfg.smtp.max_connections_per_client,
             metrics=self.metrics.listener(name),
+            usage=self.usage,
         )
-        self.metrics.watch_sessions(name, lambda: len(listener.sessions))
         self._listeners.append(listener)
         return listener
 
     def _stream_server(self, name: str, handle: StreamHandler, *, implicit_tls: bool) -> Starter:
         """An IMAP or POP3 listener whose connections are tracked, so stop() can close them."""
         counted = self.metrics.listener(name)
-        sessions = self.metrics.sessions.labels(name)
 
         async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._streams[task] = w
             counted.connected()
-            sessions.inc()
+            counted.session_opened()
             try:
                 await handle(r, w, tls=implicit_tls)
             finally:
-                sessions.dec()
+                counted.session_closed()
                 self._streams.pop(task, None)
                 w.close()
 
@@ -614,6 +611,7 @@ class App:
             check.close()
         self.directory.close()
         self.dmarc_store.close()
+        self.usage.close()
         self.replies.close()
         await self.state.close()
         if self.bayes is not None:

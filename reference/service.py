@@ -12,12 +12,16 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
+from reference.auth.feedback import Feedback
 from reference.auth.keys import KeyStore, KeyStoreError, SigningKey, txt_strings
+from reference.auth.reports import DmarcStore
 from reference.clock import Clock, RealClock
 from reference.config import Config
 from reference.delivery import lane_of
+from reference.delivery.retire import Retired, delete_user
 from reference.directory import (
     ACCESS_ACTIONS,
     ACCESS_KINDS,
@@ -34,20 +38,30 @@ from reference.directory import (
     normalize_domain,
     split_address,
 )
+from reference.mailbox import MailStore
+from reference.sieve import ReplyLog, ScriptError, ScriptStore, SieveError
+from reference.sieve.outofoffice import SCRIPT_NAME, OutOfOffice, current, switch_off, switch_on
 from reference.spool import QueueEntry, Spool
+from reference.usage import UsageRow, UsageStore, day_of, domain_totals
 
 __all__ = [
     "QUEUE_ID_PATTERN",
     "Admin",
     "Conflict",
     "DnsRecord",
+    "Forwarding",
     "Invalid",
     "ListInfo",
     "NotFound",
     "QueueChange",
     "ServiceError",
+    "SpamThresholds",
+    "UsageReport",
+    "Vacation",
     "canonical_address",
     "canonical_domain",
+    "sieve_replies",
+    "sieve_scripts",
 ]
 
 QUEUE_ACTIONS = ("flush", "hold", "release", "delete")
@@ -97,6 +111,29 @@ def arc_key(cfg: Config) -> SigningKey:
     8617 seals with RSA only), made at the first start."""
     keys = KeyStore(cfg.data_path / "dkim")
     return keys.generate(cfg.srs_domain, cfg.auth.selector, ("rsa-sha256",))[0]
+
+
+def sieve_scripts(cfg: Config) -> ScriptStore:
+    """The users' Sieve scripts under data_dir, for the node and the CLI alike."""
+    return ScriptStore(
+        cfg.data_path / "sieve",
+        max_scripts=cfg.sieve.max_scripts,
+        max_size=cfg.sieve.max_script_size,
+    )
+
+
+def sieve_replies(cfg: Config) -> ReplyLog:
+    """Who had a vacation reply from whom, until when."""
+    return ReplyLog(cfg.data_path / "sieve" / "replies.sqlite3")
+
+
+def _script_error(e: ScriptError | SieveError, name: str) -> ServiceError:
+    code = getattr(e, "code", "")
+    if code == "NONEXISTENT":
+        return NotFound(str(e), "name")
+    if code in ("ACTIVE", "ALREADYEXISTS"):
+        return Conflict(str(e), "name")
+    return Invalid(str(e), "name" if isinstance(e, ScriptError) and not code else "script")
 
 
 def _not_ours(domain: str, field: str) -> Invalid:
@@ -164,6 +201,55 @@ class QueueChange:
     notified: str = ""
 
 
+@dataclass(frozen=True)
+class Forwarding:
+    """Where an account's mail is forwarded (no targets: nowhere), and whether a copy stays."""
+
+    address: str
+    targets: list[str]
+    keep: bool
+
+
+@dataclass(frozen=True)
+class SpamThresholds:
+    """A domain's or an account's spam scores: its own (None: not set) and those in force,
+    with where each comes from (config, domain, user)."""
+
+    scope: str
+    own_reject: float | None
+    own_junk: float | None
+    reject_score: float
+    junk_score: float
+    reject_from: str
+    junk_from: str
+
+
+@dataclass(frozen=True)
+class Vacation:
+    """An account's out-of-office reply, and the account's own active script, which keeps
+    applying beside it (None: none)."""
+
+    settings: OutOfOffice
+    beside: str | None
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Per account and day, and each domain's days (the sums of its accounts' and its own)."""
+
+    accounts: list[UsageRow]
+    domains: list[UsageRow]
+
+    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+        """The report as the command line's --json and the admin API give it."""
+        return {
+            "accounts": [asdict(r) for r in self.accounts],
+            "domains": [
+                {k: v for k, v in asdict(r).items() if k != "account"} for r in self.domains
+            ],
+        }
+
+
 class Admin:
     """The operations, over one node's directory, spool and keys."""
 
@@ -175,6 +261,9 @@ class Admin:
         spool: Spool | None = None,
         notify: Callable[[Sequence[str]], str] | None = None,
         clock: Clock | None = None,
+        usage: UsageStore | None = None,
+        mail: MailStore | None = None,
+        dmarc: DmarcStore | None = None,
     ) -> None:
         self.directory = directory
         self.cfg = cfg
@@ -184,6 +273,17 @@ class Admin:
         # directly; from the command line, by a signal to the running server. Says what it did.
         self.notify = notify or (lambda qids: "")
         self.keys = KeyStore(cfg.data_path / "dkim")
+        self._usage = usage
+        self._mail = mail
+        self.scripts = sieve_scripts(cfg)
+        self._dmarc = dmarc
+        self._opened: list[DmarcStore | UsageStore] = []  # stores it opened itself
+
+    def close(self) -> None:
+        """Close the stores this object opened (not those it was given)."""
+        for store in self._opened:
+            store.close()
+        self._opened.clear()
 
     # -- domains
 
@@ -259,6 +359,222 @@ class Admin:
 
     def set_bulk_sender(self, address: str, bulk: bool) -> str:
         return self.directory.set_bulk_sender(self._account(address).address, bulk)
+
+    def delete_account(self, address: str, *, archive_to: str | None = None) -> Retired:
+        """Delete an account; its mail is moved into ``archive_to`` (an account), or removed."""
+        canonical = canonical_address(address)
+        if archive_to is not None:
+            archive_to = canonical_address(archive_to, "archive_to")
+        try:
+            return delete_user(self.directory, self.mail, canonical, archive=archive_to)
+        except DirectoryError as e:
+            text = str(e)
+            field = "archive_to" if "archive" in text else "address"
+            raise (NotFound if "no such" in text else Invalid)(text, field) from None
+
+    @property
+    def mail(self) -> MailStore:
+        if self._mail is None:  # without quotas: the node and the command line give theirs
+            self._mail = MailStore(self.cfg.data_path / "mail")
+        return self._mail
+
+    # -- forwarding
+
+    def forwarding(self, address: str) -> Forwarding:
+        found = self._account(address)
+        targets, keep = self.directory.forward_of(found.address)
+        return Forwarding(found.address, targets, keep or not targets)  # none: all kept here
+
+    def set_forwarding(self, address: str, targets: Sequence[str], *, keep: bool) -> Forwarding:
+        """Forward the account's mail to ``targets`` (none: stop forwarding)."""
+        found = self._account(address)
+        if not targets:
+            self.directory.clear_forward(found.address)
+        else:
+            try:
+                self.directory.set_forward(found.address, list(targets), keep=keep)
+            except DirectoryError as e:
+                raise Invalid(str(e), "targets") from None
+        return self.forwarding(found.address)
+
+    # -- spam thresholds and sender lists
+
+    def _spam_scope(self, scope: str) -> str:
+        if "@" in scope:
+            return self._account(scope).address
+        return self.domain(scope)
+
+    def spam_thresholds(self, scope: str) -> SpamThresholds:
+        """A domain's or an account's thresholds (an account's before its domain's before
+        the config's)."""
+        key = self._spam_scope(scope)
+        layers = [(key, "domain")]
+        if "@" in key:
+            layers = [(key.rpartition("@")[2], "domain"), (key, "user")]
+        rows = self.directory.spam_settings(*(k for k, _ in layers))
+        found: dict[str, tuple[float, str]] = {}
+        for name, default in (
+            ("reject", self.cfg.spam.reject_score),
+            ("junk", self.cfg.spam.junk_score),
+        ):
+            value, source = float(default), "config"
+            for k, label in layers:
+                row = rows.get(k)
+                got = None if row is None else getattr(row, f"{name}_score")
+                if got is not None:
+                    value, source = got, label
+            found[name] = (value, source)
+        own = rows.get(key)
+        return SpamThresholds(
+            key,
+            None if own is None else own.reject_score,
+            None if own is None else own.junk_score,
+            found["reject"][0],
+            found["junk"][0],
+            found["reject"][1],
+            found["junk"][1],
+        )
+
+    def set_spam_thresholds(
+        self, scope: str, *, reject: float | None = None, junk: float | None = None
+    ) -> SpamThresholds:
+        """Set scores (one not given is kept)."""
+        key = self._spam_scope(scope)
+        try:
+            self.directory.set_spam_settings(key, reject_score=reject, junk_score=junk)
+        except DirectoryError as e:
+            text = str(e)
+            raise Invalid(text, "junk_score" if "junk" in text else "reject_score") from None
+        return self.spam_thresholds(key)
+
+    def reset_spam_thresholds(self, scope: str) -> SpamThresholds:
+        key = self._spam_scope(scope)
+        self.directory.clear_spam_settings(key)
+        return self.spam_thresholds(key)
+
+    def sender_lists(self, address: str) -> list[tuple[str, str]]:
+        """(allow|block, pattern) entries of an account."""
+        return self.directory.sender_lists(self._account(address).address)
+
+    def list_sender(self, address: str, kind: str, pattern: str) -> str:
+        """Put ``pattern`` (``sender@domain`` or ``@domain``) on an account's allow or block
+        list (off the other one)."""
+        found = self._account(address)
+        if kind not in ("allow", "block"):
+            raise Invalid(f"a sender list is allow or block, not {kind!r}", "kind")
+        try:
+            return self.directory.set_sender_list(found.address, kind, pattern)
+        except DirectoryError as e:
+            raise Invalid(str(e), "pattern") from None
+
+    def unlist_sender(self, address: str, pattern: str) -> str:
+        found = self._account(address)
+        try:
+            removed = self.directory.remove_sender_list(found.address, pattern)
+        except DirectoryError as e:
+            raise Invalid(str(e), "pattern") from None
+        if not removed:
+            raise NotFound(f"{pattern} is on no list of {found.address}", "pattern")
+        return pattern
+
+    # -- Sieve scripts and the out-of-office reply
+
+    def reader(self, address: str) -> str:
+        """The account that reads ``address``'s mail (an alias names its account)."""
+        found = self.directory.resolve(canonical_address(address))
+        if found is None:
+            raise NotFound(f"no such account: {address}", "address")
+        return found.address
+
+    def sieve_scripts(self, address: str) -> tuple[list[tuple[str, bool]], list[str]]:
+        """(name, active) of each script, and the recent errors of the active one."""
+        user = self.reader(address)
+        return self.scripts.listing(user), self.scripts.errors(user)[-5:]
+
+    def sieve_script(self, address: str, name: str) -> str:
+        user = self.reader(address)
+        try:
+            text = self.scripts.get(user, name)
+        except ScriptError as e:
+            raise _script_error(e, name) from None
+        if text is None:
+            raise NotFound(f"{user} has no script named {name!r}", "name")
+        return text
+
+    def put_sieve_script(self, address: str, name: str, text: str, *, activate: bool) -> str:
+        """Store a script (only one that compiles), and make it the active one if asked."""
+        user = self.reader(address)
+        try:
+            self.scripts.put(user, name, text)
+            if activate:
+                self.scripts.activate(user, name)
+        except (ScriptError, SieveError) as e:
+            raise _script_error(e, name) from None
+        return user
+
+    def activate_sieve_script(self, address: str, name: str) -> str:
+        """Make ``name`` the script that runs (empty: none)."""
+        user = self.reader(address)
+        try:
+            self.scripts.activate(user, name)
+        except ScriptError as e:
+            raise _script_error(e, name) from None
+        return user
+
+    def delete_sieve_script(self, address: str, name: str) -> str:
+        user = self.reader(address)
+        try:
+            self.scripts.delete(user, name)
+        except ScriptError as e:
+            raise _script_error(e, name) from None
+        return user
+
+    def vacation(self, address: str) -> Vacation | None:
+        """The out-of-office reply in force, if one is."""
+        user = self.reader(address)
+        settings = current(self.scripts, user)
+        if settings is None:
+            return None
+        active = self.scripts.active_name(user)
+        return Vacation(settings, active if active and active != SCRIPT_NAME else None)
+
+    def set_vacation(
+        self,
+        address: str,
+        *,
+        subject: str,
+        text: str,
+        start: str = "",
+        end: str = "",
+        days: int = 7,
+        from_: str = "",
+        addresses: Sequence[str] = (),
+    ) -> Vacation:
+        """Turn the out-of-office reply on: a generated vacation script (RFC 5230) kept
+        beside the account's own active script, which keeps applying."""
+        user = self.reader(address)
+        try:
+            settings = OutOfOffice(subject, text, start, end, days, from_, tuple(addresses))
+        except ValueError as e:  # "--end: …": the form's field comes first
+            field = str(e).removeprefix("--").split(":")[0].split(" ")[0]
+            raise Invalid(str(e), field) from None
+        replies = sieve_replies(self.cfg)
+        try:
+            beside = switch_on(self.scripts, replies, user, settings)
+        except (ScriptError, SieveError) as e:
+            raise Invalid(str(e), "text") from None
+        finally:
+            replies.close()
+        return Vacation(settings, beside)
+
+    def clear_vacation(self, address: str) -> Vacation | None:
+        """Turn it off; what was cleared (None: no reply was set)."""
+        user = self.reader(address)
+        settings = current(self.scripts, user)
+        if settings is None or switch_off(self.scripts, user) is None:
+            return None
+        active = self.scripts.active_name(user)
+        return Vacation(settings, active or None)
 
     # -- aliases
 
@@ -568,6 +884,64 @@ class Admin:
         if not self.directory.revoke_token(token_id):
             raise NotFound(f"no such token: {token_id}", "id")
         return token_id
+
+    # -- DMARC aggregate reports
+
+    def _dmarc_read(self) -> DmarcStore | None:
+        if self._dmarc is None:  # the command line's: the server's store, if it made one
+            path = self.cfg.data_path / "dmarc.sqlite3"
+            if not path.exists():
+                return None
+            self._dmarc = DmarcStore(path)
+            self._opened.append(self._dmarc)
+        return self._dmarc
+
+    def dmarc_reports(self, domain: str) -> list[Feedback]:
+        """Aggregate reports received about a domain (one that was ours, too)."""
+        name = canonical_domain(domain)
+        store = self._dmarc_read()
+        return store.received(name) if store is not None else []
+
+    def dmarc_pending(self) -> list[tuple[str, int]]:
+        """Evaluations recorded and not yet reported (sent daily to each rua), per domain."""
+        store = self._dmarc_read()
+        return store.pending() if store is not None else []
+
+    # -- usage
+
+    def usage(
+        self, *, domain: str | None = None, account: str | None = None, since: str = ""
+    ) -> UsageReport:
+        """Usage per day of every account (of one domain, or one account) from ``since``
+        (YYYY-MM-DD) on, and the domains' totals; today's row of each account in scope
+        says what its mailboxes hold now."""
+        if since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
+            raise Invalid(f"a day is YYYY-MM-DD, not {since!r}", "since")
+        scope: list[str] | None = None  # the domains read (None: all)
+        if account is not None:
+            accounts = [self._account(account, "account")]
+            scope = [accounts[0].domain]
+        else:
+            accounts = self.accounts(domain)
+            scope = [self.domain(domain)] if domain else None
+        if self._usage is None:  # the command line's: the server's store, read from outside
+            self._usage = UsageStore(self.cfg.data_path / "usage.sqlite3", self.clock)
+            self._opened.append(self._usage)
+        rows = self._usage.rows(
+            domains=scope,
+            account=accounts[0].address if account is not None else None,
+            since=since,
+        )
+        today = day_of(self.clock.now())
+        have = {(r.day, r.account): r for r in rows}
+        for a in accounts:
+            row = have.get((today, a.address))
+            if row is None:
+                row = UsageRow(today, a.domain, a.address)
+                rows.append(row)
+            row.storage_bytes = self.mail.usage(a.address).bytes
+        rows.sort(key=lambda r: (r.day, r.domain, r.account))
+        return UsageReport(rows, [] if account is not None else domain_totals(rows))
 
     # -- the queue
 

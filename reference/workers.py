@@ -42,6 +42,7 @@ from pathlib import Path
 from reference.clock import RealClock
 from reference.config import LISTENERS, Config
 from reference.log import event, name_worker
+from reference.metrics import prepare_workers, worker_exited
 from reference.spool import Spool
 
 __all__ = [
@@ -193,6 +194,9 @@ class Supervisor:
         run = run_dir(self.cfg)
         shutil.rmtree(run, ignore_errors=True)
         run.mkdir(parents=True, exist_ok=True)
+        # /metrics in the primary sums every worker's counts (prometheus_client's
+        # multiprocess mode, one file per worker pid under the run directory).
+        prepare_workers(self.metrics_dir, forking=True)
         self.sockets = bind(self.cfg)
         Spool(self.cfg.spool_path, _REAL)  # the one recovery, before any worker writes
         [self._wake] = pipes(1)
@@ -271,8 +275,13 @@ class Supervisor:
             event(log, "worker.exited", level=level, worker=index, pid=pid, status=code)
         return ended
 
+    @property
+    def metrics_dir(self) -> Path:
+        return run_dir(self.cfg) / "metrics"
+
     def exited(self, pid: int) -> None:
-        """A worker ended: the hook for per-process files (e.g. /metrics' mark_process_dead)."""
+        """A worker ended: its open sessions leave /metrics (its counts stay)."""
+        worker_exited(self.metrics_dir, pid)
 
     def primary_pid(self) -> int | None:
         return next((pid for pid, i in self.pids.items() if i == 0), None)

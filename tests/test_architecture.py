@@ -21,7 +21,7 @@ FLOORS: list[set[str]] = [
     # plumbing (and the node's metrics registry)
     {"mail", "values", "clock", "log", "sqlite", "tls", "credentials", "faults", "metrics"},
     # config, stores, line I/O, Sieve scripts
-    {"config", "state", "directory", "spool", "mailbox", "stream", "sieve"},
+    {"config", "state", "directory", "spool", "mailbox", "stream", "sieve", "usage"},
     {"dns", "auth"},  # the resolver; SPF, DKIM, DMARC, ARC
     {"scan"},  # content scanners (spam rules use the public suffix list of auth)
     {"policy", "delivery"},  # checks per stage; the queue runner, local and remote

@@ -28,6 +28,17 @@ def state(ref: ReferenceServer) -> dict[str, Any]:
         "directory": rows,
         "queue": [(e.qid, e.held, e.flushed) for e in ref.app.spool.entries()],
         "dkim": sorted(str(p) for p in (ref.config.data_path / "dkim").rglob("*.key")),
+        # Sieve scripts (and which is active), and every mailbox file.
+        "sieve": sorted(
+            (str(p), p.read_bytes())
+            for p in (ref.config.data_path / "sieve").rglob("*")
+            if p.is_file() and not p.name.startswith("replies.sqlite3")
+        ),
+        "mail": sorted(
+            str(p)
+            for p in (ref.config.data_path / "mail").rglob("*")
+            if p.parent.name in ("new", "cur")
+        ),
     }
 
 

@@ -88,12 +88,32 @@ def archive_to_clear(w: World) -> tuple[str, Any]:
     return "/api/v1/archives/alice@a.test", None
 
 
+def account_to_delete(w: World) -> tuple[str, Any]:
+    address = f"{fresh('leaving')}@a.test"
+    w.ref.add_user(address, "pw")
+    return f"{V1}/accounts/{address}?remove_mail=true", None
+
+
+def sender_to_remove(w: World) -> tuple[str, Any]:
+    pattern = f"@{fresh('s')}.test"
+    w.ref.app.admin.list_sender("alice@a.test", "block", pattern)
+    return f"{V1}/accounts/alice@a.test/senders/{pattern}", None
+
+
+def script_to_delete(w: World) -> tuple[str, Any]:
+    name = fresh("old")
+    w.ref.app.admin.put_sieve_script("alice@a.test", name, "keep;\r\n", activate=False)
+    return f"{ALICE}/sieve/{name}", None
+
+
 ADMIN = frozenset({"admin"})
 A_ADMINS = frozenset({"admin", "admin-a"})
 SELF = frozenset({"admin", "admin-a", "alice"})
 EVERYONE = frozenset({"admin", "admin-a", "admin-b", "alice", "bob"})
 V1 = "/api/v1"
 A = f"{V1}/domains/a.test"
+ALICE = f"{V1}/accounts/alice@a.test"
+ACCT = f"{V1}/accounts/{{address}}"
 
 CASES = [
     Case("GET", f"{V1}/me", EVERYONE, lambda w: (f"{V1}/me", None)),
@@ -233,6 +253,54 @@ CASES = [
         lambda w: (f"{V1}/archives/alice@a.test", {"archive": "carol@a.test"}),
     ),
     Case("DELETE", f"{V1}/archives/{{scope}}", ADMIN, archive_to_clear),
+    Case("GET", f"{V1}/usage", EVERYONE, lambda w: (f"{V1}/usage", None)),
+    Case("DELETE", ACCT, A_ADMINS, account_to_delete),
+    Case("GET", f"{ACCT}/forwarding", SELF, lambda w: (f"{ALICE}/forwarding", None)),
+    Case("PUT", f"{ACCT}/forwarding", SELF, lambda w: (f"{ALICE}/forwarding", {"targets": []})),
+    Case("GET", f"{ACCT}/spam", SELF, lambda w: (f"{ALICE}/spam", None)),
+    Case("PUT", f"{ACCT}/spam", SELF, lambda w: (f"{ALICE}/spam", {"junk_score": 4})),
+    Case("DELETE", f"{ACCT}/spam", SELF, lambda w: (f"{ALICE}/spam", None)),
+    Case("GET", f"{V1}/domains/{{domain}}/spam", A_ADMINS, lambda w: (f"{A}/spam", None)),
+    Case(
+        "PUT",
+        f"{V1}/domains/{{domain}}/spam",
+        A_ADMINS,
+        lambda w: (f"{A}/spam", {"reject_score": 9}),
+    ),
+    Case("DELETE", f"{V1}/domains/{{domain}}/spam", A_ADMINS, lambda w: (f"{A}/spam", None)),
+    Case("GET", f"{ACCT}/senders", SELF, lambda w: (f"{ALICE}/senders", None)),
+    Case(
+        "POST",
+        f"{ACCT}/senders",
+        SELF,
+        lambda w: (f"{ALICE}/senders", {"kind": "allow", "pattern": f"@{fresh('ok')}.test"}),
+    ),
+    Case("DELETE", f"{ACCT}/senders/{{pattern}}", SELF, sender_to_remove),
+    Case("GET", f"{ACCT}/sieve", SELF, lambda w: (f"{ALICE}/sieve", None)),
+    Case("PUT", f"{ACCT}/sieve-active", SELF, lambda w: (f"{ALICE}/sieve-active", {"name": "s"})),
+    Case("GET", f"{ACCT}/sieve/{{name}}", SELF, lambda w: (f"{ALICE}/sieve/s", None)),
+    Case(
+        "PUT",
+        f"{ACCT}/sieve/{{name}}",
+        SELF,
+        lambda w: (f"{ALICE}/sieve/{fresh('n')}", {"script": "keep;\r\n"}),
+    ),
+    Case("DELETE", f"{ACCT}/sieve/{{name}}", SELF, script_to_delete),
+    Case("GET", f"{ACCT}/vacation", SELF, lambda w: (f"{ALICE}/vacation", None)),
+    Case(
+        "PUT",
+        f"{ACCT}/vacation",
+        SELF,
+        lambda w: (f"{ALICE}/vacation", {"subject": "Away", "text": "Back soon."}),
+    ),
+    Case("DELETE", f"{ACCT}/vacation", SELF, lambda w: (f"{ALICE}/vacation", None)),
+    Case(
+        "GET",
+        f"{V1}/domains/{{domain}}/dmarc/reports",
+        A_ADMINS,
+        lambda w: (f"{A}/dmarc/reports", None),
+    ),
+    Case("GET", f"{V1}/dmarc/pending", ADMIN, lambda w: (f"{V1}/dmarc/pending", None)),
 ]
 
 # Requests a role may make in general, aimed across a boundary: refused all the same.
@@ -255,6 +323,17 @@ ACROSS = [
     ("admin-a", "POST", f"{V1}/lists", {"address": "x@a.test", "owner": "bob@b.test"}),
     ("admin-a", "POST", f"{V1}/lists/team@a.test/members", {"members": ["bob@b.test"]}),
     ("admin-a", "GET", f"{V1}/lists/staff@b.test", None),
+    ("admin-b", "GET", f"{V1}/usage?domain=a.test", None),
+    ("admin-a", "GET", f"{V1}/usage?account=bob@b.test", None),
+    ("alice", "GET", f"{V1}/usage?account=carol@a.test", None),
+    ("alice", "GET", f"{V1}/usage?domain=a.test", None),
+    ("admin-a", "DELETE", f"{V1}/accounts/bob@b.test?remove_mail=true", None),
+    ("admin-a", "DELETE", f"{V1}/accounts/carol@a.test?archive_to=bob@b.test", None),
+    ("admin-a", "PUT", f"{V1}/accounts/bob@b.test/forwarding", {"targets": []}),
+    ("admin-a", "PUT", f"{V1}/domains/b.test/spam", {"reject_score": 3}),
+    ("alice", "PUT", f"{V1}/accounts/carol@a.test/vacation", {"subject": "x", "text": "y"}),
+    ("alice", "PUT", f"{V1}/accounts/carol@a.test/sieve/x", {"script": "keep;"}),
+    ("bob", "GET", f"{V1}/accounts/alice@a.test/sieve/s", None),
 ]
 
 
@@ -268,6 +347,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         ref.add_alias("info@b.test", "bob@b.test")
         ref.create_list("team@a.test", owner="alice@a.test")
         ref.create_list("staff@b.test", owner="bob@b.test")
+        ref.app.admin.put_sieve_script("alice@a.test", "s", "keep;\r\n", activate=False)
         tokens: dict[str, str | None] = {
             "admin": token(ref, "admin"),
             "admin-a": token(ref, "domain-admin", domain="a.test"),

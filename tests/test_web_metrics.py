@@ -9,9 +9,7 @@ import ssl
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from web_client import Web, reference, smtp_auth
-
-from reference.testing import ReferenceServer
+from web_client import Web, reference, send_mx, smtp_auth
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -32,17 +30,6 @@ async def scrape(web: Web) -> Samples:
     r = await web.call("GET", "/metrics")
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     return parse(r.body)
-
-
-def send_mx(ref: ReferenceServer, rcpts: list[str]) -> list[int]:
-    """One transaction on the MX; the RCPT replies."""
-    with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
-        s.ehlo("client.remote.test")
-        s.mail("someone@remote.test")
-        codes = [s.rcpt(r)[0] for r in rcpts]
-        if 250 in codes:
-            s.data(b"From: someone@remote.test\r\nSubject: hi\r\n\r\nHello.\r\n")
-        return codes
 
 
 async def test_counters_move_as_mail_flows(tmp_path: Path) -> None:
@@ -114,3 +101,19 @@ async def test_counters_move_as_mail_flows(tmp_path: Path) -> None:
     assert value(after, "mailspec_queue_oldest_age_seconds", lane="regular") == 30
     assert moved("mailspec_auth_failures_total", service="smtp") == 2  # the third was locked
     assert moved("mailspec_auth_lockouts_total", scope="account") == 1
+    durations = {
+        (labels["check"], labels["stage"]): value - before.get((name, key), 0.0)
+        for (name, key), value in after.items()
+        if name == "mailspec_check_duration_seconds_count"
+        for labels in [dict(key)]
+    }
+    # Each check timed on the stages it has something to do at: SPF at both MX transactions'
+    # MAIL, DKIM, ARC and DMARC at the one DATA on the MX; greylisting at each RCPT on the MX
+    # and submission (the refused nobody@ stopped at the recipients check before it).
+    assert durations[("spf", "mail")] == 2
+    assert durations[("dkim", "data")] == durations[("dmarc", "data")] == 1
+    assert durations[("arc", "data")] == 1
+    assert durations[("greylist", "rcpt")] == 3
+    assert durations[("recipients", "rcpt")] == 4
+    assert durations[("spam", "data")] == 2  # the MX's message and the submitted one
+    assert ("greylist", "data") not in durations  # nothing to do there: not timed

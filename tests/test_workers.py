@@ -10,6 +10,7 @@ where each session ran.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import signal
@@ -243,3 +244,44 @@ def test_idle_hears_of_mail_another_worker_delivered(node: Node) -> None:
         s.sendmail("bob@example.test", ["dave@example.test"], b"Subject: ring\r\n\r\nhi\r\n")
     assert b"EXISTS" in imap.readline()
     imap.close()
+
+
+def _scrape(node: Node) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics of the node (the primary serves it), parsed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    ctx = ssl.create_default_context(cafile=str(node.data / "tls/cert.pem"))
+    ctx.check_hostname = False  # the certificate names the mail host; this is loopback
+    conn = http.client.HTTPSConnection("127.0.0.1", node.ports["web"], context=ctx, timeout=20)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_count_what_every_worker_did(node: Node) -> None:
+    """/metrics is the node's: connections and sessions of both workers, summed."""
+    sub = (("listener", "submission"),)
+    before = _scrape(node)
+    for index, connections in ((0, 2), (1, 3)):
+        with only(node, index):
+            for _ in range(connections):
+                with node.smtp("dave@example.test") as s:
+                    assert s.noop()[0] == 250
+    with only(node, 1):  # a session opened on worker 1 (the primary, stopped, takes none)
+        held = node.smtp("dave@example.test")
+    try:
+        assert held.noop()[0] == 250
+        after = _scrape(node)  # from the primary, running again
+    finally:
+        held.quit()
+    moved = after[("mailspec_connections_total", sub)] - before[("mailspec_connections_total", sub)]
+    assert moved == 6
+    assert after[("mailspec_sessions", sub)] == 1  # worker 1's, seen from the primary
+    assert after[("mailspec_queue_messages", (("lane", "regular"),))] >= 0  # once, the node's

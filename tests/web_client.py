@@ -113,6 +113,17 @@ def reference(tmp: Path, **overrides: Any) -> Iterator[tuple[ReferenceServer, Fa
         dns.stop()
 
 
+def send_mx(ref: ReferenceServer, rcpts: list[str]) -> list[int]:
+    """One transaction on the MX; the RCPT replies."""
+    with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
+        s.ehlo("client.remote.test")
+        s.mail("someone@remote.test")
+        codes = [s.rcpt(r)[0] for r in rcpts]
+        if 250 in codes:
+            s.data(b"From: someone@remote.test\r\nSubject: hi\r\n\r\nHello.\r\n")
+        return codes
+
+
 def smtp_auth(ref: ReferenceServer, user: str, password: str) -> int:
     """One AUTH PLAIN on submission (smtplib's login() would try every mechanism offered);
     its reply code."""

@@ -30,6 +30,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reference.cluster", ("cluster",)),
     ("reference.cli.spam", ("spam",)),
     ("reference.cli.sieve", ("sieve", "vacation")),
+    ("reference.cli.usage", ("usage",)),
 )
 
 

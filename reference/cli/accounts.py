@@ -15,7 +15,7 @@ from reference.cli.common import (
     leaf,
     written_in,
 )
-from reference.delivery.retire import Retired, delete_domain, delete_user
+from reference.delivery.retire import Retired, delete_domain
 from reference.directory import Directory, normalize_domain
 from reference.service import Conflict, NotFound
 
@@ -148,30 +148,28 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def cmd_user_delete(args: argparse.Namespace) -> int:
-    with accounts_and_mail(args) as (d, store):
-        retired = delete_user(d, store, args.address, archive=_archive_choice(args, d))
+    with admin(args, writes=True) as a:
+        retired = a.delete_account(args.address, archive_to=_archive_choice(args, a.directory))
         print(f"{_retired_line(retired)} {written_in(args)}")
     return 0
 
 
 def cmd_user_forward(args: argparse.Namespace) -> int:
-    with directory(args, writes=bool(args.targets or args.off)) as d:
-        account = d.lookup(args.address)
-        if account is None:
-            raise ValueError(f"no such account: {args.address}")
+    with admin(args, writes=bool(args.targets or args.off)) as a:
         if args.off:
-            d.clear_forward(account.address)
-            print(f"{account.address}: no forwarding {written_in(args)}")
+            address = a.set_forwarding(args.address, [], keep=False).address
+            print(f"{address}: no forwarding {written_in(args)}")
             return 0
         if args.targets:
-            d.set_forward(account.address, args.targets, keep=args.keep)
-        targets, keep = d.forward_of(account.address)
-        if not targets:
-            print(f"{account.address}: no forwarding")
+            found = a.set_forwarding(args.address, args.targets, keep=args.keep)
         else:
-            copy = "keeps a copy" if keep else "keeps no copy"
+            found = a.forwarding(args.address)
+        if not found.targets:
+            print(f"{found.address}: no forwarding")
+        else:
+            copy = "keeps a copy" if found.keep else "keeps no copy"
             changed = f" {written_in(args)}" if args.targets else ""
-            print(f"{account.address} forwards to {', '.join(targets)}, {copy}{changed}")
+            print(f"{found.address} forwards to {', '.join(found.targets)}, {copy}{changed}")
     return 0
 
 

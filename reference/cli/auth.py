@@ -402,29 +402,13 @@ async def _dmarc_verdict(
 # -- mailspec dmarc reports | pending ------------------------------------------------------------
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from reference.auth.reports import DmarcStore
-
-    cfg = load_config(args)
-    path = cfg.data_path / "dmarc.sqlite3"
-    if not path.exists():
-        return None
-    return DmarcStore(path)
-
-
 def _when(t: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
 
 
 def cmd_reports(args: argparse.Namespace) -> int:
-    try:
-        store = _store(args)
-    except ConfigError as e:
-        print(f"mailspec: {e}", file=sys.stderr)
-        return 2
-    reports = store.received(args.domain) if store is not None else []
-    if store is not None:
-        store.close()
+    with admin(args) as a:
+        reports = a.dmarc_reports(args.domain)
     if args.json:
         print(json.dumps([r.to_json() for r in reports], indent=2, sort_keys=True))
         return 0
@@ -462,14 +446,8 @@ def cmd_reports(args: argparse.Namespace) -> int:
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
-    try:
-        store = _store(args)
-    except ConfigError as e:
-        print(f"mailspec: {e}", file=sys.stderr)
-        return 2
-    pending = store.pending() if store is not None else []
-    if store is not None:
-        store.close()
+    with admin(args) as a:
+        pending = a.dmarc_pending()
     if not pending:
         print("no evaluations waiting to be reported")
     for domain, count in pending:

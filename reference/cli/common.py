@@ -61,12 +61,20 @@ def directory(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Dir
 @contextlib.contextmanager
 def admin(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Admin]:
     """The operations of the service layer on the configured data_dir (as the API's)."""
+    from reference.app import mail_store
+    from reference.clock import RealClock
     from reference.service import Admin
 
     cfg = load_config(args)
     d = open_directory(cfg, writes=writes)
     try:
-        yield Admin(d, cfg, notify=lambda qids: poke_server(cfg))
+        # The mailboxes with their quotas, as the server has them (an archive may be full).
+        mail = mail_store(cfg, d, RealClock())
+        operations = Admin(d, cfg, notify=lambda qids: poke_server(cfg), mail=mail)
+        try:
+            yield operations
+        finally:
+            operations.close()
     finally:
         d.close()
 

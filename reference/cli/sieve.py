@@ -7,24 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reference.cli.common import Subparsers, directory, group, leaf, load_config, written_in
-from reference.sieve import ScriptStore
-from reference.sieve.outofoffice import SCRIPT_NAME, OutOfOffice, read, switch_off, switch_on
-
-
-def _account(args: argparse.Namespace) -> str:
-    """The account the address names (an alias names its account)."""
-    with directory(args) as d:
-        account = d.resolve(args.user)
-        if account is None:
-            raise ValueError(f"no such account: {args.user}")
-        return account.address
-
-
-def _scripts(args: argparse.Namespace) -> ScriptStore:
-    from reference.app import sieve_scripts
-
-    return sieve_scripts(load_config(args))
+from reference.cli.common import Subparsers, admin, group, leaf, load_config, written_in
 
 
 def _source(args: argparse.Namespace) -> str:
@@ -34,87 +17,79 @@ def _source(args: argparse.Namespace) -> str:
 
 
 def cmd_put(args: argparse.Namespace) -> int:
-    user = _account(args)
-    scripts = _scripts(args)
-    scripts.put(user, args.name, _source(args))
-    if args.activate:
-        scripts.activate(user, args.name)
+    with admin(args) as a:
+        user = a.put_sieve_script(args.user, args.name, _source(args), activate=args.activate)
     state = " and activated" if args.activate else ""
     print(f"script {args.name!r} of {user} stored{state} {written_in(args)}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    _scripts(args).check(_source(args))
+    from reference.service import sieve_scripts
+
+    sieve_scripts(load_config(args)).check(_source(args))
     print("script OK")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    user = _account(args)
-    scripts = _scripts(args)
-    for name, active in scripts.listing(user):
+    with admin(args) as a:
+        listing, errors = a.sieve_scripts(args.user)
+    for name, active in listing:
         print(f"{name}{'  (active)' if active else ''}")
-    for line in scripts.errors(user)[-5:]:
+    for line in errors:
         print(f"error: {line}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    user = _account(args)
-    text = _scripts(args).get(user, args.name)
-    if text is None:
-        raise ValueError(f"{user} has no script named {args.name!r}")
+    with admin(args) as a:
+        text = a.sieve_script(args.user, args.name)
     print(text, end="" if text.endswith("\n") else "\n")
     return 0
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
-    user = _account(args)
-    _scripts(args).activate(user, "" if args.off else args.name or "")
+    with admin(args) as a:
+        user = a.activate_sieve_script(args.user, "" if args.off else args.name or "")
     print(f"{user}: {'no script active' if args.off else f'{args.name!r} active'}")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    user = _account(args)
-    _scripts(args).delete(user, args.name)
+    with admin(args) as a:
+        user = a.delete_sieve_script(args.user, args.name)
     print(f"script {args.name!r} of {user} deleted {written_in(args)}")
     return 0
 
 
 def cmd_vacation_set(args: argparse.Namespace) -> int:
-    user = _account(args)
-    ooo = OutOfOffice(
-        subject=args.subject,
-        text=args.text,
-        start=args.start or "",
-        end=args.end or "",
-        days=args.days,
-        from_=args.sender or "",
-        addresses=tuple(args.address or ()),
-    )
-    from reference.app import sieve_replies
-
-    replies = sieve_replies(load_config(args))
-    try:
-        active = switch_on(_scripts(args), replies, user, ooo)
-    finally:
-        replies.close()
+    with admin(args) as a:
+        user = a.reader(args.user)
+        done = a.set_vacation(
+            user,
+            subject=args.subject,
+            text=args.text,
+            start=args.start or "",
+            end=args.end or "",
+            days=args.days,
+            from_=args.sender or "",
+            addresses=args.address or (),
+        )
     print(f"out-of-office of {user} set {written_in(args)}")
-    if active:
-        print(f"note: script {active!r} still applies; the out-of-office reply goes out beside it")
+    if done.beside:
+        print(f"note: script {done.beside!r} still applies; the out-of-office replies beside it")
     return 0
 
 
 def cmd_vacation_show(args: argparse.Namespace) -> int:
-    user = _account(args)
-    scripts = _scripts(args)
-    found = read(scripts.get(user, SCRIPT_NAME) or "")
+    with admin(args) as a:
+        user = a.reader(args.user)
+        found = a.vacation(user)
     if found is None:
         print(f"{user}: no out-of-office")
         return 0
-    ooo, _ = found
+    ooo = found.settings
     print(f"{user}: out-of-office on")
     print(f"  from      {ooo.start or 'now'}")
     print(f"  until     {ooo.end or 'cleared'}")
@@ -124,9 +99,8 @@ def cmd_vacation_show(args: argparse.Namespace) -> int:
         print(f"  reply as  {ooo.from_}")
     if ooo.addresses:
         print(f"  also for  {', '.join(ooo.addresses)}")
-    active = scripts.active_name(user)
-    if active and active != SCRIPT_NAME:
-        print(f"  beside    {active} (the account's own script, which applies too)")
+    if found.beside:
+        print(f"  beside    {found.beside} (the account's own script, which applies too)")
     print("  text:")
     for line in ooo.text.splitlines():
         print(f"    {line}")
@@ -134,14 +108,15 @@ def cmd_vacation_show(args: argparse.Namespace) -> int:
 
 
 def cmd_vacation_clear(args: argparse.Namespace) -> int:
-    user = _account(args)
-    resumed = switch_off(_scripts(args), user)
-    if resumed is None:
+    with admin(args) as a:
+        user = a.reader(args.user)
+        cleared = a.clear_vacation(user)
+    if cleared is None:
         print(f"{user}: no out-of-office")
         return 0
     print(f"out-of-office of {user} cleared {written_in(args)}")
-    if resumed:
-        print(f"script {resumed!r} active again")
+    if cleared.beside:
+        print(f"script {cleared.beside!r} active")
     return 0
 
 

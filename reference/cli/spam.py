@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reference.cli.common import load_config
+from reference.cli.common import admin, load_config, written_in
 from reference.config import Config, ConfigError
 
 if TYPE_CHECKING:
     from reference.directory import Directory
     from reference.scan.bayes import Bayes, Classifiers
+    from reference.service import SpamThresholds
 
 MAX_FILE = 32 << 20  # bytes read from one message file
 
@@ -227,84 +228,46 @@ def cmd_stats(args: argparse.Namespace) -> int:
 # -- settings and lists
 
 
-def _effective(cfg: Config, d: Directory, scope: str) -> tuple[str, float, float]:
-    """``reject 10 (config), junk 3 (user)``, and those two values, for a domain or account."""
-    from reference.directory import split_address
-
-    layers = [(scope, "domain")]
-    if "@" in scope:
-        layers = [(split_address(scope)[1], "domain"), (scope, "user")]
-    rows = d.spam_settings(*(key for key, _ in layers))
-    out, values = [], []
-    for name, default in (("reject", cfg.spam.reject_score), ("junk", cfg.spam.junk_score)):
-        value, source = default, "config"
-        for key, label in layers:
-            row = rows.get(key)
-            got = None if row is None else getattr(row, f"{name}_score")
-            if got is not None:
-                value, source = got, label
-        out.append(f"{name} {value:g} ({source})")
-        values.append(value)
-    return ", ".join(out), values[0], values[1]
+def _effective(t: SpamThresholds) -> str:
+    """``reject 10 (config), junk 3 (user)``."""
+    return f"reject {t.reject_score:g} ({t.reject_from}), junk {t.junk_score:g} ({t.junk_from})"
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    from reference.directory import normalize_domain
-
-    cfg = load_config(args)
     writes = args.reset or args.reject is not None or args.junk is not None
-    d = _directory(cfg, writes=writes)
-    try:
-        if "@" in args.scope:
-            found = d.lookup(args.scope)
-            if found is None:
-                print(f"mailspec: no such account: {args.scope}", file=sys.stderr)
-                return 1
-            scope = found.address
-        else:
-            scope = normalize_domain(args.scope)
+    with admin(args, writes=writes) as a:
         if args.reset:
-            d.clear_spam_settings(scope)
+            a.reset_spam_thresholds(args.scope)
         if args.reject is not None or args.junk is not None:
-            d.set_spam_settings(scope, reject_score=args.reject, junk_score=args.junk)
-        text, reject, junk = _effective(cfg, d, scope)
-        print(f"{scope}: {text}" + (f" (in {cfg.data_path})" if writes else ""))
-        if junk > reject:
-            print(
-                f"mailspec: note: junk {junk:g} is above reject {reject:g}: such mail is "
-                "refused, never filed into Junk",
-                file=sys.stderr,
-            )
-    finally:
-        d.close()
+            found = a.set_spam_thresholds(args.scope, reject=args.reject, junk=args.junk)
+        else:
+            found = a.spam_thresholds(args.scope)
+        print(f"{found.scope}: {_effective(found)}" + (f" {written_in(args)}" if writes else ""))
+    if found.junk_score > found.reject_score:
+        print(
+            f"mailspec: note: junk {found.junk_score:g} is above reject {found.reject_score:g}: "
+            "such mail is refused, never filed into Junk",
+            file=sys.stderr,
+        )
     return 0
 
 
 def cmd_list_change(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
-    d = _directory(cfg, writes=True)
-    try:
+    with admin(args, writes=True) as a:
         if args.remove:
-            if not d.remove_sender_list(args.address, args.pattern):
-                print(f"mailspec: {args.pattern} is on no list of {args.address}", file=sys.stderr)
-                return 1
-            print(f"{args.address}: {args.pattern} removed (in {cfg.data_path})")
+            a.unlist_sender(args.address, args.pattern)
+            print(f"{args.address}: {args.pattern} removed {written_in(args)}")
             return 0
-        entry = d.set_sender_list(args.address, args.kind, args.pattern)
+        entry = a.list_sender(args.address, args.kind, args.pattern)
         verb = "allowed (never scored as spam)" if args.kind == "allow" else "blocked (550 5.7.1)"
-        print(f"{args.address}: {entry} {verb} (in {cfg.data_path})")
-    finally:
-        d.close()
+        print(f"{args.address}: {entry} {verb} {written_in(args)}")
     return 0
 
 
 def cmd_lists(args: argparse.Namespace) -> int:
-    d = _directory(load_config(args))
-    try:
-        for kind, pattern in d.sender_lists(args.address):
+    with admin(args) as a:
+        for kind, pattern in a.sender_lists(args.address):
             print(f"{kind:<6} {pattern}")
-    finally:
-        d.close()
     return 0
 
 

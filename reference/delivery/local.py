@@ -19,6 +19,10 @@ from reference.log import event
 from reference.mailbox import MailStore, NoSuchFolder, QuotaExceeded
 from reference.sieve import Filing
 from reference.spool import QueueEntry
+from reference.usage import UsageStore
+
+# How often an account's storage is read for its usage (seconds; days begin on the hour).
+STORAGE_EVERY = 3600
 
 log = logging.getLogger("mailspec.delivery")
 
@@ -37,6 +41,7 @@ class LocalDelivery:
         forwarder: Forwarder | None = None,
         sieve: SieveFilter | None = None,
         lists: ListDistributor | None = None,
+        usage: UsageStore | None = None,
     ) -> None:
         self.directory = directory
         self.store = store
@@ -47,6 +52,8 @@ class LocalDelivery:
         self.forwarder = forwarder
         self.sieve = sieve  # each account's own Sieve script, if the node runs them
         self.lists = lists  # sends a list's copies to its members
+        self.usage = usage  # each account's messages in, and what its mailboxes hold
+        self._storage_seen: dict[str, int] = {}  # account -> the hour its storage was read
 
     def is_local(self, address: str) -> bool:
         if self.forwarder is not None and self.forwarder.returns(address):
@@ -118,6 +125,7 @@ class LocalDelivery:
                 self.store.deliver(account.address, notice, "INBOX")
             if decision.discarded:
                 # The one case where mail is dropped: the user's own filter said so.
+                self._received(account, data)
                 return f"{account.address}: discarded by its own filter"
         stored = []
         for filing in filings:
@@ -137,11 +145,27 @@ class LocalDelivery:
                     account.address, header.encode() + data, folder, filing.flags
                 )
             stored.append(f"{folder} uid {uid}")
+        self._received(account, data)
         if self.after is not None:
             self.after(account.address, data)
         if not stored:  # reject, or redirect only: the message went on, not into a folder
             return f"{account.address}: handled by its own filter"
         return f"{account.address}/{', '.join(stored)}"
+
+    def _received(self, account: Account, data: bytes) -> None:
+        """Count the message in the account's usage; what its mailboxes hold is read at most
+        once an hour per account (reading every folder's index costs milliseconds, more than
+        the count itself), and always at its first delivery of a day."""
+        if self.usage is None:
+            return
+        hour = int(self.clock.now() // STORAGE_EVERY)
+        storage = None
+        if self._storage_seen.get(account.address) != hour:
+            if len(self._storage_seen) > 100_000:
+                self._storage_seen.clear()
+            self._storage_seen[account.address] = hour
+            storage = self.store.usage(account.address).bytes
+        self.usage.received(account.address, len(data), storage)
 
     async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
         if self.forwarder is not None and self.forwarder.returns(rcpt):

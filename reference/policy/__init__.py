@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
@@ -16,7 +17,8 @@ from reference.directory import Directory, DirectoryError, split_address
 from reference.mail import replies
 from reference.mail.message import Message
 from reference.mail.replies import Reply
-from reference.metrics import Metrics
+from reference.metrics import Metrics, stopwatch
+from reference.usage import UsageStore
 
 __all__ = [
     "CONTINUE",
@@ -31,6 +33,8 @@ __all__ = [
     "Session",
     "SpfPair",
     "Transaction",
+    "UsageCount",
+    "refusal_owners",
     "refuse",
     "transaction",
 ]
@@ -151,6 +155,16 @@ class Transaction:
     spf: asyncio.Task[SpfPair] | None = None
     # Recipients an administrator's access list accepts: greylisting spares them.
     accepted: set[str] = field(default_factory=set)
+    # Where a check reports how long a mechanism within it took (SPF, DKIM, ARC, DMARC),
+    # whenever it ends (SPF may end after the last stage): the node's check-duration metric.
+    observe: Callable[[str, str, float], None] | None = None
+
+    @contextlib.contextmanager
+    def timed(self, mechanism: str, stage: str) -> Iterator[None]:
+        with stopwatch() as took:
+            yield
+        if self.observe is not None:
+            self.observe(mechanism, stage, took())
 
     @property
     def role(self) -> str:
@@ -316,25 +330,85 @@ class SenderOwnership(Check):
         return CONTINUE
 
 
+def refusal_owners(
+    directory: Directory, tx: Transaction, rcpt: str | None
+) -> list[tuple[str, str]]:
+    """Whose usage a refusal counts in, as (domain, account): the sender's, for mail an
+    authenticated user sends; else each named recipient's in our domains (the account that
+    reads its mail; "" for an address that does not exist there)."""
+    if tx.user is not None:
+        return [(tx.user.rpartition("@")[2], tx.user)]
+    owners = []
+    for address in [rcpt] if rcpt is not None else tx.recipients:
+        try:
+            _, domain = split_address(address)
+        except DirectoryError:
+            continue
+        if not directory.is_local_domain(domain):
+            continue
+        owner = directory.expand(address).owner
+        owners.append((owner.domain, owner.address) if owner else (domain, ""))
+    return owners
+
+
+@dataclass(frozen=True)
+class UsageCount:
+    """Where refusals are counted per account and day, and whom they concern."""
+
+    store: UsageStore
+    directory: Directory
+
+    async def refused(self, tx: Transaction, rcpt: str | None, reason: str) -> None:
+        def count() -> None:
+            self.store.refused(reason, refusal_owners(self.directory, tx, rcpt))
+
+        await asyncio.to_thread(count)  # another process may hold the store's write lock
+
+
 class Policy:
     """An ordered chain of checks; configuration decides which checks are in it."""
 
-    def __init__(self, checks: Sequence[Check], metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        checks: Sequence[Check],
+        metrics: Metrics | None = None,
+        usage: UsageCount | None = None,
+    ) -> None:
         self.checks = list(checks)
         self.metrics = metrics
+        self.usage = usage
+        self._timed = {
+            (c.name, stage)
+            for c in self.checks
+            for stage in ("mail", "rcpt", "data")
+            if getattr(type(c), stage) is not getattr(Check, stage)
+        }
 
-    def _refused(self, check: Check, stage: str, r: CheckResult) -> CheckResult:
+    async def _refused(
+        self, check: Check, stage: str, r: CheckResult, tx: Transaction, rcpt: str | None = None
+    ) -> CheckResult:
         """Count a refusal: by check, stage and the reply's catalogue name (or its codes, for
-        a reply made on the spot), never by the free-text reason, which names addresses."""
+        a reply made on the spot), never by the free-text reason, which names addresses; and
+        in the usage of whom it concerns."""
+        reply = r.reply
+        reason = ""
+        if reply is not None:
+            reason = _REPLY_NAMES.get(reply) or _CODE_NAMES.get(
+                (reply.code, reply.enhanced), f"{reply.code} {reply.enhanced}".strip()
+            )
         if self.metrics is not None:
-            reply = r.reply
-            reason = ""
-            if reply is not None:
-                reason = _REPLY_NAMES.get(reply) or _CODE_NAMES.get(
-                    (reply.code, reply.enhanced), f"{reply.code} {reply.enhanced}".strip()
-                )
             self.metrics.refused(check.name, stage, reason)
+        if self.usage is not None:
+            await self.usage.refused(tx, rcpt, reason)
         return r
+
+    async def _ask(self, check: Check, stage: str, answer: Awaitable[CheckResult]) -> CheckResult:
+        """A check's answer for one stage, with its time observed where the check has
+        something to do at that stage (not the base class's CONTINUE)."""
+        if self.metrics is None or (check.name, stage) not in self._timed:
+            return await answer
+        with self.metrics.timed(check.name, stage):
+            return await answer
 
     def canonical_recipient(self, rcpt: str) -> str:
         """The address a RCPT stands for (``Postmaster`` alone names a local postmaster)."""
@@ -346,20 +420,23 @@ class Policy:
 
     def begin(self, session: Session, sender: str) -> Transaction:
         """A new transaction for MAIL FROM:<sender>; close it when it ends."""
-        return Transaction(session, sender)
+        tx = Transaction(session, sender)
+        if self.metrics is not None:
+            tx.observe = self.metrics.checked
+        return tx
 
     async def mail(self, tx: Transaction) -> CheckResult:
         for c in self.checks:
-            r = await c.mail(tx)
+            r = await self._ask(c, "mail", c.mail(tx))
             if r.action is not Action.CONTINUE:
-                return self._refused(c, "mail", r) if r.refuses else r
+                return await self._refused(c, "mail", r, tx) if r.refuses else r
         return CONTINUE
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         for c in self.checks:
-            r = await c.rcpt(tx, rcpt)
+            r = await self._ask(c, "rcpt", c.rcpt(tx, rcpt))
             if r.action is not Action.CONTINUE:
-                return self._refused(c, "rcpt", r) if r.refuses else r
+                return await self._refused(c, "rcpt", r, tx, rcpt) if r.refuses else r
         return CONTINUE
 
     async def data(self, tx: Transaction) -> CheckResult:
@@ -367,9 +444,9 @@ class Policy:
         the rewritten one to the checks after it (DKIM signing, last, signs what is sent)."""
         edits = CONTINUE
         for c in self.checks:
-            r = await c.data(tx)
+            r = await self._ask(c, "data", c.data(tx))
             if r.refuses:
-                return self._refused(c, "data", r)
+                return await self._refused(c, "data", r, tx)
             if r.message is not None:
                 tx.message = r.message
             edits = r.after(edits)

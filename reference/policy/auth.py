@@ -112,6 +112,10 @@ class SenderAuthentication(Check):
         return CONTINUE  # RFC 7208 8: SPF alone never refuses here
 
     async def _spf_checks(self, tx: Transaction) -> SpfPair:
+        with tx.timed("spf", "mail"):
+            return await self._spf_pair(tx)
+
+    async def _spf_pair(self, tx: Transaction) -> SpfPair:
         s, sender = tx.session, tx.sender
         now = self.clock.now()
         try:
@@ -146,20 +150,18 @@ class SenderAuthentication(Check):
             return CheckResult(Action.CONTINUE, remove_headers=forged) if forged else CONTINUE
         spf_mail, spf_helo = await self._spf(tx)
         now = self.clock.now()
-        signatures = await dkim_mod.verify(self.lookup, msg, now=now)
-        chain = await arc_mod.verify(self.lookup, msg)
-        decisions = [
-            self._decide(
+        with tx.timed("dkim", "data"):
+            signatures = await dkim_mod.verify(self.lookup, msg, now=now)
+        with tx.timed("arc", "data"):
+            chain = await arc_mod.verify(self.lookup, msg)
+        with tx.timed("dmarc", "data"):
+            evaluations = [
                 await dmarc_mod.evaluate(
                     self.lookup, domain, spf_mail, signatures, psl=self.psl, sample=self.sample
-                ),
-                spf_mail,
-                signatures,
-                chain,
-                msg,
-            )
-            for domain in msg.from_domains
-        ]
+                )
+                for domain in msg.from_domains
+            ]
+        decisions = [self._decide(ev, spf_mail, signatures, chain, msg) for ev in evaluations]
         spf_results = [spf_mail] if spf_mail.identity == "helo" else [spf_mail, spf_helo]
         ar = authentication_results(
             self.authserv_id,

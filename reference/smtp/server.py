@@ -24,6 +24,7 @@ from reference.smtp.authlimit import AuthLimiter
 from reference.smtp.core import READ_LIMIT
 from reference.smtp.session import SmtpSession
 from reference.spool import Spool
+from reference.usage import UsageStore
 from reference.values import network
 
 __all__ = ["Listener", "OnQueued"]
@@ -54,10 +55,13 @@ class Listener:
         max_per_client: int = 20,
         auth_limiter: AuthLimiter | None = None,
         metrics: ListenerMetrics | None = None,
+        usage: UsageStore | None = None,
         flow_backlog: int = 0,
         flow_delay: float = 0.0,
     ) -> None:
         self.role = role
+        # What authenticated users send is counted in their usage at the 250.
+        self.usage = usage
         self.hostname = hostname
         self.policy = policy
         self.spool = spool

@@ -61,6 +61,8 @@ class SmtpSession(AuthCommands, TransactionCommands):
     async def run(self) -> None:
         """Serve the client until it quits or goes; the session's task."""
         self.listener.sessions.add(self)
+        if self.listener.metrics is not None:
+            self.listener.metrics.session_opened()
         watchdog = asyncio.create_task(self.watch_idle())
         try:
             await self.serve()
@@ -73,7 +75,10 @@ class SmtpSession(AuthCommands, TransactionCommands):
 
     def finish(self) -> None:
         """The session is over: its slots, its transaction and its connection go."""
-        self.listener.sessions.discard(self)
+        if self in self.listener.sessions:
+            self.listener.sessions.discard(self)
+            if self.listener.metrics is not None:
+                self.listener.metrics.session_closed()
         self.envelope.close()
         if self.admitted is not None:
             self.listener.release(self.admitted)

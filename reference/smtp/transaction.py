@@ -317,6 +317,8 @@ class TransactionCommands(SessionCore):
             size=len(data),
             tls=s.tls,
         )
+        if self.listener.usage is not None and s.user is not None:
+            await asyncio.to_thread(self.listener.usage.sent, s.user, len(data))
         if self.listener.on_queued:
             self.listener.on_queued(qid)
         return replies.QUEUED.with_text(f"Ok: queued as {qid}")

@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from reference.directory import AccessRule, ClassOfService
-from reference.service import Admin, canonical_address, canonical_domain
+from reference.service import Admin, SpamThresholds, Vacation, canonical_address, canonical_domain
 from reference.spool import QueueEntry
 from reference.web.auth import Principal
 from reference.web.models import (
@@ -24,6 +24,7 @@ from reference.web.models import (
     AccessRuleIn,
     AccessRuleOut,
     AccountChange,
+    AccountDeleteQuery,
     AccountIn,
     AccountOut,
     AliasIn,
@@ -36,9 +37,13 @@ from reference.web.models import (
     CosOut,
     DkimIn,
     DkimOut,
+    DmarcPendingOut,
+    DmarcReportOut,
     DnsRecordOut,
     DomainIn,
     DomainOut,
+    ForwardingIn,
+    ForwardingOut,
     Me,
     PasswordIn,
     QueueChangeIn,
@@ -46,6 +51,20 @@ from reference.web.models import (
     QueueEntryDetail,
     QueueEntryOut,
     QueueRecipientOut,
+    RetiredOut,
+    SenderIn,
+    SenderOut,
+    SieveActiveIn,
+    SieveEntryOut,
+    SieveListOut,
+    SieveScriptIn,
+    SieveScriptOut,
+    SpamIn,
+    SpamOut,
+    UsageOut,
+    UsageQuery,
+    VacationIn,
+    VacationOut,
 )
 from reference.web.problems import HttpProblem
 
@@ -66,6 +85,7 @@ class Call:
     who: Principal
     body: Any
     admin: Admin
+    query: Any = None  # the route's query model, validated
 
     def domain(self, name: str = "domain") -> str:
         """A domain named in the path, which the caller must administer."""
@@ -98,6 +118,7 @@ class Route:
     body: type[BaseModel] | None = None
     response: Any = None  # a model, list[model], or None (204)
     status: int = 200
+    query: type[BaseModel] | None = None  # the query string's model (None: none read)
 
 
 def _entry(e: QueueEntry) -> dict[str, Any]:
@@ -403,12 +424,211 @@ def _queue_action(action: str) -> Handler:
     return act
 
 
+# -- deleting an account, forwarding, spam settings, Sieve, out-of-office, DMARC
+
+
+def _path_account(c: Call) -> str:
+    return c.account(c.request.match_info["address"])
+
+
+async def delete_account(c: Call) -> RetiredOut:
+    q: AccountDeleteQuery = c.query
+    address = _path_account(c)
+    if (q.archive_to is None) == (not q.remove_mail):
+        raise HttpProblem(
+            422,
+            "say what happens to the mail: archive_to=ACCOUNT or remove_mail=true",
+            field="archive_to",
+        )
+    if q.archive_to is not None:
+        c.account(q.archive_to, "archive_to")  # the archive must be the caller's too
+    retired = await c.run(c.admin.delete_account, address, archive_to=q.archive_to)
+    return RetiredOut(
+        address=retired.address, messages=retired.messages, archived_in=retired.archived_in
+    )
+
+
+async def get_forwarding(c: Call) -> ForwardingOut:
+    found = await c.run(c.admin.forwarding, _path_account(c))
+    return ForwardingOut(address=found.address, targets=found.targets, keep=found.keep)
+
+
+async def set_forwarding(c: Call) -> ForwardingOut:
+    body: ForwardingIn = c.body
+    found = await c.run(c.admin.set_forwarding, _path_account(c), body.targets, keep=body.keep)
+    return ForwardingOut(address=found.address, targets=found.targets, keep=found.keep)
+
+
+def _spam(t: SpamThresholds) -> SpamOut:
+    return SpamOut(**asdict(t))
+
+
+def _spam_scope(c: Call) -> str:
+    if "address" in c.request.match_info:
+        return _path_account(c)
+    return c.domain()
+
+
+async def get_spam(c: Call) -> SpamOut:
+    return _spam(await c.run(c.admin.spam_thresholds, _spam_scope(c)))
+
+
+async def set_spam(c: Call) -> SpamOut:
+    body: SpamIn = c.body
+    scope = _spam_scope(c)
+    found = await c.run(
+        c.admin.set_spam_thresholds, scope, reject=body.reject_score, junk=body.junk_score
+    )
+    return _spam(found)
+
+
+async def reset_spam(c: Call) -> SpamOut:
+    return _spam(await c.run(c.admin.reset_spam_thresholds, _spam_scope(c)))
+
+
+async def list_senders(c: Call) -> list[SenderOut]:
+    entries = await c.run(c.admin.sender_lists, _path_account(c))
+    return [SenderOut(kind=k, pattern=p) for k, p in entries]
+
+
+async def add_sender(c: Call) -> SenderOut:
+    body: SenderIn = c.body
+    entry = await c.run(c.admin.list_sender, _path_account(c), body.kind, body.pattern)
+    return SenderOut(kind=body.kind, pattern=entry)
+
+
+async def remove_sender(c: Call) -> None:
+    await c.run(c.admin.unlist_sender, _path_account(c), c.request.match_info["pattern"])
+    return None
+
+
+async def list_scripts(c: Call) -> SieveListOut:
+    listing, errors = await c.run(c.admin.sieve_scripts, _path_account(c))
+    return SieveListOut(
+        scripts=[SieveEntryOut(name=n, active=a) for n, a in listing], errors=errors
+    )
+
+
+async def get_script(c: Call) -> SieveScriptOut:
+    name = c.request.match_info["name"]
+    return SieveScriptOut(
+        name=name, script=await c.run(c.admin.sieve_script, _path_account(c), name)
+    )
+
+
+async def put_script(c: Call) -> SieveScriptOut:
+    body: SieveScriptIn = c.body
+    name = c.request.match_info["name"]
+    address = _path_account(c)
+    await c.run(c.admin.put_sieve_script, address, name, body.script, activate=body.activate)
+    return SieveScriptOut(name=name, script=body.script)
+
+
+async def delete_script(c: Call) -> None:
+    await c.run(c.admin.delete_sieve_script, _path_account(c), c.request.match_info["name"])
+    return None
+
+
+async def activate_script(c: Call) -> SieveListOut:
+    body: SieveActiveIn = c.body
+    address = _path_account(c)
+    await c.run(c.admin.activate_sieve_script, address, body.name or "")
+    return await list_scripts(c)
+
+
+def _vacation(found: Vacation | None) -> VacationOut:
+    if found is None:
+        return VacationOut(enabled=False)
+    v = found.settings
+    return VacationOut(
+        enabled=True,
+        subject=v.subject,
+        text=v.text,
+        start=v.start or None,
+        end=v.end or None,
+        days=v.days,
+        from_address=v.from_ or None,
+        addresses=list(v.addresses),
+        beside=found.beside,
+    )
+
+
+async def get_vacation(c: Call) -> VacationOut:
+    return _vacation(await c.run(c.admin.vacation, _path_account(c)))
+
+
+async def set_vacation(c: Call) -> VacationOut:
+    body: VacationIn = c.body
+    address = _path_account(c)
+    found = await c.run(
+        c.admin.set_vacation,
+        address,
+        subject=body.subject,
+        text=body.text,
+        start=body.start or "",
+        end=body.end or "",
+        days=body.days,
+        from_=body.from_address or "",
+        addresses=body.addresses,
+    )
+    return _vacation(found)
+
+
+async def clear_vacation(c: Call) -> None:
+    await c.run(c.admin.clear_vacation, _path_account(c))
+    return None
+
+
+async def dmarc_reports(c: Call) -> list[DmarcReportOut]:
+    domain = c.domain()
+    await c.run(c.admin.domain, domain)  # 404 for a domain that is not ours
+    reports = await c.run(c.admin.dmarc_reports, domain)
+    return [
+        DmarcReportOut(
+            org_name=r.org_name,
+            report_id=r.report_id,
+            begin=r.begin,
+            end=r.end,
+            messages=r.messages,
+            aligned=sum(row.count for row in r.rows if row.aligned),
+            report=r.to_json(),
+        )
+        for r in reports
+    ]
+
+
+async def dmarc_pending(c: Call) -> list[DmarcPendingOut]:
+    return [DmarcPendingOut(domain=d, evaluations=n) for d, n in await c.run(c.admin.dmarc_pending)]
+
+
+# -- usage
+
+
+async def usage(c: Call) -> UsageOut:
+    """A user's own account; a domain administrator's domain (or one of its accounts);
+    anything for the platform's administrator."""
+    q: UsageQuery = c.query
+    account = c.account(q.account, "account") if q.account else None
+    domain = q.domain
+    if c.who.role == "user":
+        account = c.account(c.who.user or "", "account")
+    elif c.who.role == "domain-admin" and account is None:
+        domain = domain or c.who.domain
+    if domain is not None:
+        domain = canonical_domain(domain)
+        if not c.who.may_domain(domain):
+            raise HttpProblem(403, f"domain {domain} is not yours", field="domain")
+    report = await c.run(c.admin.usage, domain=domain, account=account, since=q.since or "")
+    return UsageOut.model_validate(report.to_dict())
+
+
 def routes() -> list[Route]:
     """The API, in the order the OpenAPI document lists it."""
     # Lists and archives keep their routes beside their models (they build on this module).
     from reference.web.lists import list_routes
 
     v1 = "/api/v1"
+    acct = f"{v1}/accounts/{{address}}"
     return [
         Route("GET", f"{v1}/me", "the caller's role and scope", ALL_ROLES, me, response=Me),
         Route(
@@ -616,4 +836,179 @@ def routes() -> list[Route]:
             response=QueueChangeOut,
         ),
         *list_routes(),
+        Route(
+            "DELETE",
+            f"{v1}/accounts/{{address}}",
+            "delete an account; its mail archived (archive_to) or removed (remove_mail)",
+            ADMINS,
+            delete_account,
+            response=RetiredOut,
+            query=AccountDeleteQuery,
+        ),
+        Route(
+            "GET",
+            f"{acct}/forwarding",
+            "where the account's mail is forwarded",
+            ALL_ROLES,
+            get_forwarding,
+            response=ForwardingOut,
+        ),
+        Route(
+            "PUT",
+            f"{acct}/forwarding",
+            "forward the account's mail (no targets: stop)",
+            ALL_ROLES,
+            set_forwarding,
+            ForwardingIn,
+            ForwardingOut,
+        ),
+        *(
+            route
+            for scope, roles in ((acct, ALL_ROLES), (f"{v1}/domains/{{domain}}", ADMINS))
+            for route in (
+                Route(
+                    "GET",
+                    f"{scope}/spam",
+                    "spam scores: own and in force",
+                    roles,
+                    get_spam,
+                    response=SpamOut,
+                ),
+                Route(
+                    "PUT",
+                    f"{scope}/spam",
+                    "set spam scores (one not given is kept)",
+                    roles,
+                    set_spam,
+                    SpamIn,
+                    SpamOut,
+                ),
+                Route(
+                    "DELETE",
+                    f"{scope}/spam",
+                    "back to the scores above (domain, config)",
+                    roles,
+                    reset_spam,
+                    response=SpamOut,
+                ),
+            )
+        ),
+        Route(
+            "GET",
+            f"{acct}/senders",
+            "the account's allowed and blocked senders",
+            ALL_ROLES,
+            list_senders,
+            response=list[SenderOut],
+        ),
+        Route(
+            "POST",
+            f"{acct}/senders",
+            "allow or block a sender (sender@domain or @domain)",
+            ALL_ROLES,
+            add_sender,
+            SenderIn,
+            SenderOut,
+            201,
+        ),
+        Route(
+            "DELETE",
+            f"{acct}/senders/{{pattern}}",
+            "take a sender off the lists",
+            ALL_ROLES,
+            remove_sender,
+            status=204,
+        ),
+        Route(
+            "GET",
+            f"{acct}/sieve",
+            "the account's Sieve scripts, and the active one's errors",
+            ALL_ROLES,
+            list_scripts,
+            response=SieveListOut,
+        ),
+        Route(
+            "PUT",
+            f"{acct}/sieve-active",
+            "make a script the one that runs (null: none)",
+            ALL_ROLES,
+            activate_script,
+            SieveActiveIn,
+            SieveListOut,
+        ),
+        Route(
+            "GET",
+            f"{acct}/sieve/{{name}}",
+            "one Sieve script",
+            ALL_ROLES,
+            get_script,
+            response=SieveScriptOut,
+        ),
+        Route(
+            "PUT",
+            f"{acct}/sieve/{{name}}",
+            "store a Sieve script (only one that compiles)",
+            ALL_ROLES,
+            put_script,
+            SieveScriptIn,
+            SieveScriptOut,
+        ),
+        Route(
+            "DELETE",
+            f"{acct}/sieve/{{name}}",
+            "delete a Sieve script (not the active one)",
+            ALL_ROLES,
+            delete_script,
+            status=204,
+        ),
+        Route(
+            "GET",
+            f"{acct}/vacation",
+            "the out-of-office reply",
+            ALL_ROLES,
+            get_vacation,
+            response=VacationOut,
+        ),
+        Route(
+            "PUT",
+            f"{acct}/vacation",
+            "turn the out-of-office reply on (RFC 5230)",
+            ALL_ROLES,
+            set_vacation,
+            VacationIn,
+            VacationOut,
+        ),
+        Route(
+            "DELETE",
+            f"{acct}/vacation",
+            "turn it off (the account's own script goes on applying)",
+            ALL_ROLES,
+            clear_vacation,
+            status=204,
+        ),
+        Route(
+            "GET",
+            f"{v1}/domains/{{domain}}/dmarc/reports",
+            "DMARC aggregate reports received about the domain",
+            ADMINS,
+            dmarc_reports,
+            response=list[DmarcReportOut],
+        ),
+        Route(
+            "GET",
+            f"{v1}/dmarc/pending",
+            "DMARC evaluations not yet reported (sent daily to each rua), per domain",
+            ADMIN,
+            dmarc_pending,
+            response=list[DmarcPendingOut],
+        ),
+        Route(
+            "GET",
+            f"{v1}/usage",
+            "usage per account and day: messages and bytes in and out, refusals, storage",
+            ALL_ROLES,
+            usage,
+            response=UsageOut,
+            query=UsageQuery,
+        ),
     ]

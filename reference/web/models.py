@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -13,6 +13,7 @@ __all__ = [
     "AccessRuleIn",
     "AccessRuleOut",
     "AccountChange",
+    "AccountDeleteQuery",
     "AccountIn",
     "AccountOut",
     "AliasIn",
@@ -25,10 +26,14 @@ __all__ = [
     "CosOut",
     "DkimIn",
     "DkimOut",
+    "DmarcPendingOut",
+    "DmarcReportOut",
     "DnsRecordOut",
     "DomainIn",
     "DomainOut",
     "FieldError",
+    "ForwardingIn",
+    "ForwardingOut",
     "Me",
     "PasswordIn",
     "Problem",
@@ -37,6 +42,21 @@ __all__ = [
     "QueueEntryDetail",
     "QueueEntryOut",
     "QueueRecipientOut",
+    "RetiredOut",
+    "SenderIn",
+    "SenderOut",
+    "SieveActiveIn",
+    "SieveEntryOut",
+    "SieveListOut",
+    "SieveScriptIn",
+    "SieveScriptOut",
+    "SpamIn",
+    "SpamOut",
+    "UsageDayOut",
+    "UsageOut",
+    "UsageQuery",
+    "VacationIn",
+    "VacationOut",
 ]
 
 
@@ -267,3 +287,164 @@ class Problem(BaseModel):
     detail: str = ""
     field: str | None = None
     errors: list[FieldError] = Field(default_factory=list)
+
+
+class UsageQuery(BaseModel):
+    """The query string of GET /api/v1/usage (every value arrives as text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: DomainName | None = Field(default=None, description="one domain's accounts")
+    account: Address | None = Field(default=None, description="one account")
+    since: str | None = Field(
+        default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="from this day on (UTC)"
+    )
+
+
+class DomainUsageDayOut(BaseModel):
+    """A domain's day: its accounts' sums and its own refusals (for addresses not there)."""
+
+    day: str = Field(description="YYYY-MM-DD, UTC")
+    domain: str
+    messages_in: int = Field(description="messages delivered into its mailboxes")
+    bytes_in: int
+    messages_out: int = Field(description="messages its users sent (accepted at submission)")
+    bytes_out: int
+    refused: dict[str, int] = Field(description="refusals of its mail, by reason")
+    storage_bytes: int | None = Field(description="what its mailboxes held, last seen that day")
+
+
+class UsageDayOut(DomainUsageDayOut):
+    account: str
+
+
+class UsageOut(BaseModel):
+    accounts: list[UsageDayOut]
+    domains: list[DomainUsageDayOut]
+
+
+class AccountDeleteQuery(BaseModel):
+    """What happens to the mail of an account being deleted: one of the two is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    archive_to: Address | None = Field(default=None, description="move it into this account")
+    remove_mail: bool = Field(default=False, description="remove it")
+
+
+class RetiredOut(BaseModel):
+    address: str
+    messages: int
+    archived_in: str | None = Field(description="the archive folder it was moved to, if kept")
+
+
+class ForwardingIn(_In):
+    targets: list[Address] = Field(max_length=100, description="none: stop forwarding")
+    keep: bool = Field(default=False, description="file a copy here too")
+
+
+class ForwardingOut(BaseModel):
+    address: str
+    targets: list[str]
+    keep: bool
+
+
+Score = Annotated[float, Field(gt=0, le=1000)]
+
+
+class SpamIn(_In):
+    """Scores to set; one not given is kept."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)  # 5 as well as 5.0
+
+    reject_score: Score | None = None
+    junk_score: Score | None = None
+
+
+class SpamOut(BaseModel):
+    scope: str
+    own_reject: float | None
+    own_junk: float | None
+    reject_score: float = Field(description="in force")
+    junk_score: float = Field(description="in force")
+    reject_from: str = Field(description="config, domain or user")
+    junk_from: str
+
+
+class SenderIn(_In):
+    kind: Literal["allow", "block"]
+    pattern: str = Field(min_length=2, max_length=320, description="sender@domain or @domain")
+
+
+class SenderOut(BaseModel):
+    kind: str
+    pattern: str
+
+
+ScriptName = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SieveEntryOut(BaseModel):
+    name: str
+    active: bool
+
+
+class SieveListOut(BaseModel):
+    scripts: list[SieveEntryOut]
+    errors: list[str] = Field(description="the active script's recent errors")
+
+
+class SieveScriptIn(_In):
+    script: str = Field(max_length=1_000_000)
+    activate: bool = False
+
+
+class SieveScriptOut(BaseModel):
+    name: str
+    script: str
+
+
+class SieveActiveIn(_In):
+    name: ScriptName | None = Field(description="null: run no script")
+
+
+Day = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+class VacationIn(_In):
+    subject: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1, max_length=20_000)
+    start: Day | None = Field(default=None, description="first day away (UTC); null: now")
+    end: Day | None = Field(default=None, description="last day away; null: until cleared")
+    days: int = Field(default=7, ge=1, le=30, description="days between replies to one sender")
+    from_address: Address | None = Field(default=None, description="the reply's From")
+    addresses: list[Address] = Field(default_factory=list, max_length=50)
+
+
+class VacationOut(BaseModel):
+    enabled: bool
+    subject: str | None = None
+    text: str | None = None
+    start: str | None = None
+    end: str | None = None
+    days: int | None = None
+    from_address: str | None = None
+    addresses: list[str] = Field(default_factory=list)
+    beside: str | None = Field(
+        default=None, description="the account's own active script, which applies beside it"
+    )
+
+
+class DmarcReportOut(BaseModel):
+    org_name: str
+    report_id: str
+    begin: int
+    end: int
+    messages: int
+    aligned: int = Field(description="messages with aligned SPF or DKIM")
+    report: dict[str, Any] = Field(description="the whole report (RFC 7489 appendix C, as JSON)")
+
+
+class DmarcPendingOut(BaseModel):
+    domain: str
+    evaluations: int

@@ -45,6 +45,23 @@ def _response_schema(response: Any, components: dict[str, Any]) -> dict[str, Any
     return _schema(response, "serialization", components)
 
 
+def _query_parameters(model: type[BaseModel] | None) -> list[dict[str, Any]]:
+    if model is None:
+        return []
+    schema = model.model_json_schema(mode="validation")
+    required = set(schema.get("required", []))
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "description": prop.pop("description", ""),
+            "schema": prop,
+        }
+        for name, prop in schema["properties"].items()
+    ]
+
+
 def document(routes: Sequence[Route], max_body: int) -> dict[str, Any]:
     components: dict[str, Any] = {}
     problem = {PROBLEM_TYPE: {"schema": _schema(Problem, "serialization", components)}}
@@ -58,7 +75,8 @@ def document(routes: Sequence[Route], max_body: int) -> dict[str, Any]:
             "parameters": [
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in re.findall(r"{(\w+)}", r.path)
-            ],
+            ]
+            + _query_parameters(r.query),
             "responses": {
                 str(r.status): {"description": "done"}
                 if r.response is None

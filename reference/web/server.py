@@ -188,13 +188,28 @@ class WebServer:
             if who.role not in route.roles:
                 raise HttpProblem(403, f"the {who.role} role may not {route.summary}")
             body = await self._body(request, route)
-            result = await route.handler(Call(request, who, body, self.admin))
+            query = self._query(request, route)
+            result = await route.handler(Call(request, who, body, self.admin, query))
             event(log, "api", method=route.method, path=request.path, role=who.role)
             if result is None:
                 return web.Response(status=route.status)
             return _json(_dump(result), route.status)
 
         return endpoint
+
+    @staticmethod
+    def _query(request: web.Request, route: Route) -> BaseModel | None:
+        """The query string validated by the route's model (each name once)."""
+        if route.query is None:
+            return None
+        names = [name for name, _ in request.query.items()]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise HttpProblem(422, f"{repeated[0]} is given more than once", field=repeated[0])
+        try:
+            return route.query.model_validate(dict(request.query))
+        except ValidationError as e:
+            raise from_validation(e) from None
 
     async def _body(self, request: web.Request, route: Route) -> BaseModel | None:
         """The request body validated by the route's model; none where the route takes none."""
