@@ -4,6 +4,7 @@ elsewhere they forward to."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 
 from reference.clock import Clock
@@ -14,6 +15,19 @@ from reference.directory import Account, Destinations, Directory, DirectoryError
 from reference.mailbox import MailStore, NoSuchFolder
 from reference.sieve import Filing
 from reference.spool import QueueEntry
+
+
+def delivery_key(*parts: str) -> str:
+    """The name of one delivery into a mailbox, from (queue id, recipient, account, ...).
+
+    The store records it with the message in one transaction, so a delivery repeated after
+    a crash (the spool not yet updated) finds it and stores nothing: local delivery is
+    exactly once. What leaves this node (forwarded copies, Sieve's redirects and replies,
+    the relay to remote MXs) stays at least once: SMTP has no way to ask a remote MX
+    whether it took a message, so a crash after its 250 and before the spool is updated
+    sends that message again.
+    """
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
 class LocalDelivery:
@@ -71,17 +85,21 @@ class LocalDelivery:
             decision = self.sieve.decide(entry, rcpt, account.address, header.encode() + data)
             filings = decision.filings
             outgoing.extend(decision.outgoing)
-            for notice in decision.notices:  # the user hears of their script's failure
-                self.store.deliver(account.address, notice, "INBOX")
+            # The user hears of their script's failure.
+            for i, notice in enumerate(decision.notices):
+                key = delivery_key(entry.qid, rcpt, account.address, f"notice {i}")
+                self.store.deliver(account.address, notice, "INBOX", key=key)
             if decision.discarded:
                 # The one case where mail is dropped: the user's own filter said so.
                 return f"{account.address}: discarded by its own filter"
+        # One key for every folder it is filed in: each folder's index keeps its own.
+        key = delivery_key(entry.qid, rcpt, account.address)
         stored = []
         for filing in filings:
             folder = filing.folder
             try:
                 uid = self.store.deliver(
-                    account.address, header.encode() + data, folder, filing.flags
+                    account.address, header.encode() + data, folder, filing.flags, key=key
                 )
             except NoSuchFolder:
                 # A user's filter may name a folder not made yet: it is made (RFC 5490's
@@ -91,7 +109,7 @@ class LocalDelivery:
                 except (ValueError, OSError):
                     folder = "INBOX"
                 uid = self.store.deliver(
-                    account.address, header.encode() + data, folder, filing.flags
+                    account.address, header.encode() + data, folder, filing.flags, key=key
                 )
             stored.append(f"{folder} uid {uid}")
         if self.after is not None:

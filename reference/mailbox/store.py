@@ -17,7 +17,13 @@ from reference import faults
 from reference.clock import Clock
 from reference.mailbox.folder import Mailbox, Status, TextOf
 from reference.mailbox.index import INDEX_FILE, LOCK_FILE, Listener, Validity
-from reference.mailbox.maildir import FileNames, flock, make_maildir, write_atomically
+from reference.mailbox.maildir import (
+    FileNames,
+    flock,
+    make_maildir,
+    valid_key,
+    write_atomically,
+)
 from reference.mailbox.message import to_crlf
 from reference.mailbox.paths import (
     DELIMITER,
@@ -131,17 +137,28 @@ class MailStore:
         folder: str = "INBOX",
         flags: Iterable[str] = (),
         when: float | None = None,
+        key: str | None = None,
     ) -> int:
         """Store ``data`` durably in ``folder`` and return its UID.
 
         ``when`` is the internal date; without it the store's clock, else the file's mtime.
-        Raises :class:`NoSuchFolder` for a folder that does not exist and
-        :class:`QuotaExceeded` when the account is full.
+        ``key`` names the delivery (see ``delivery_key`` in reference/delivery/local.py): a
+        delivery made before with the same key, even by a process killed before it could
+        say so, is found and its UID returned, and nothing is stored again. Raises
+        :class:`NoSuchFolder` for a folder that does not exist and :class:`QuotaExceeded`
+        when the account is full.
         """
+        if key is not None and not valid_key(key):
+            raise ValueError(f"not a delivery key: {key!r}")
         data = to_crlf(data)
+        with self.open(address, folder, sync=False) as mailbox:
+            # Before the quota: a message stored already must not be deferred as too big.
+            done = None if key is None else mailbox.delivered(key)
+        if done is not None:
+            return done
         self.check_quota(address, len(data))
         with self.open(address, folder, sync=False) as mailbox:
-            return mailbox.append(data, flags, when=when)
+            return mailbox.append(data, flags, when=when, key=key)
 
     def append(
         self,
