@@ -40,7 +40,7 @@ from reference.service import Admin, arc_key
 from reference.sieve import Limits, ReplyLog, ScriptStore
 from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
 from reference.smtp.server import Listener
-from reference.spool import Spool
+from reference.spool import Spool, SpoolLease
 from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
@@ -254,6 +254,8 @@ class App:
             concurrency=cfg.queue.concurrency,
             bulk_concurrency=cfg.queue.bulk_concurrency,
             metrics=self.metrics,
+            # Nodes sharing Redis lease their spools, and take over a dead node's.
+            lease=SpoolLease(cfg.state.url, self.spool) if cfg.state.url else None,
         )
         self.metrics.watch_queue(self._queue_view)
         # What an operator does, for the admin API (the command line uses the same layer).
