@@ -29,6 +29,7 @@ from reference.imap import searchable_text
 from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore, Quota
+from reference.mailbox.feed import ChangeFeed
 from reference.managesieve import ManageSieveServer
 from reference.metrics import LANES, Metrics
 from reference.policy import Policy
@@ -137,6 +138,8 @@ class App:
         # Counted by the listeners, the checks and the queue runner; served at /metrics.
         self.metrics = Metrics()
         self.store = mail_store(cfg, self.directory, self.clock)
+        # Nodes sharing Redis tell each other of mailbox changes: IDLE wakes on any node.
+        self.feed = ChangeFeed(cfg.state.url, self.store) if cfg.state.url else None
         self.spool = Spool(cfg.spool_path, self.clock)
         # Forwarded mail is ARC-sealed with the SRS domain's own RSA key (made at first start;
         # `mailspec dns records` prints its record).
@@ -476,6 +479,8 @@ class App:
             await self.web.stop()
             raise
         self.runner.start()
+        if self.feed is not None:
+            self.feed.start()
         if self.dmarc_reporter is not None:
             self._dmarc_task = asyncio.create_task(self.dmarc_reporter.run(), name="dmarc-reports")
         urls = ",".join(ep.url for ep in self.endpoints.values())
@@ -531,6 +536,8 @@ class App:
         self.directory.close()
         self.dmarc_store.close()
         self.replies.close()
+        if self.feed is not None:
+            await self.feed.close()
         await self.state.close()
         if self.bayes is not None:
             self.bayes.close()

@@ -127,6 +127,8 @@ class MailStore:
         self._ready: set[Path] = set()
         self._lock = threading.Lock()
         self._listeners: dict[Path, set[Listener]] = {}
+        # Told of each change made here too, to pass on to other processes (see feed.py).
+        self.publish: Listener | None = None
 
     # -- delivery and APPEND ---------------------------------------------------------------
 
@@ -452,6 +454,17 @@ class MailStore:
         return unwatch
 
     def _notify(self, path: Path) -> None:
+        self.changed(path)
+        publish = self.publish
+        if publish is not None:
+            try:
+                publish(path)
+            except Exception:
+                log.exception("mailbox.publish path=%s", path)
+
+    def changed(self, path: Path) -> None:
+        """Tell this process's listeners of a change to the mailbox at ``path`` (made here,
+        or by another process that published it)."""
         with self._lock:
             listeners = list(self._listeners.get(path, ()))
         for listener in listeners:
