@@ -1,17 +1,19 @@
 """Two nodes sharing storage and Redis: when one is killed with mail in its spool, the other
-takes that spool over within a few seconds and delivers it, once; the node that comes back
-does not deliver it again."""
+takes that spool over within a few seconds and delivers it, once, and the node that comes
+back does not deliver it again; a delivery on one node wakes IDLE on the other at once."""
 
 from __future__ import annotations
 
 import json
 import signal
+import smtplib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 
 from fakes.internet import FakeInternet
 from fakes.mx import Policy, Rule
@@ -23,6 +25,7 @@ from reference.testing import ServedProcess, serve_process, write_config
 from scenarios.test_queue_cli import submit
 
 TAKEOVER_BOUND = 3 * LEASE_TTL  # the lease lapses, then the next look of the other node
+IDLE_POLL = 5.0  # seconds between an IDLE session's looks for other processes' changes
 
 
 class Pair:
@@ -126,3 +129,25 @@ def test_a_killed_nodes_spool_is_taken_over_and_delivered_once(
         == "grace@gmail.test"
     )
     assert qid not in nodes.queued("node1")
+
+
+def test_a_delivery_on_one_node_wakes_idle_on_the_other(pair: tuple[Pair, FakeInternet]) -> None:
+    nodes, _ = pair
+    node2 = nodes.nodes["node2"]
+    with IMAPClient("127.0.0.1", port=node2.ports["imap"], ssl=False, timeout=10) as c:
+        c.starttls(ssl_context=node2.tls_context())
+        c.login("alice@example.test", "alice-pw")
+        c.select_folder("INBOX", readonly=True)
+        c.idle()
+        try:
+            t0 = time.monotonic()
+            with smtplib.SMTP("127.0.0.1", nodes.nodes["node1"].ports["mx"], timeout=10) as s:
+                s.sendmail("a@remote.test", ["alice@example.test"], b"Subject: push\r\n\r\nx\r\n")
+            said = []
+            while time.monotonic() - t0 < IDLE_POLL and not said:
+                said = [r for r in c.idle_check(timeout=0.2) if b"EXISTS" in r]
+            took = time.monotonic() - t0
+        finally:
+            c.idle_done()
+    # Without the feed, node2 hears of node1's delivery at its next poll (5 s).
+    assert said and took < IDLE_POLL / 2, took
