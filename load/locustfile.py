@@ -477,7 +477,7 @@ class ImapReader(MailUser):
             said = imap.idle(2.0)
             if not any(b"EXISTS" in line for line in said):
                 return
-            woke = time.time()
+            woke = imap.heard_at
             t0 = time.time()
             lines = imap.command(
                 f"UID FETCH {self.last_uid + 1}:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
