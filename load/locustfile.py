@@ -648,11 +648,13 @@ def evaluate() -> dict[str, Any]:
         **({"judged": False, "why": why_not} if busy and not p99_ok else {}),
     }
     checks["no accepted message lost"] = {
-        "passed": not missing and bool(inbound),
+        # Nor any filed twice: local delivery is exactly once (remote copies may repeat).
+        "passed": not missing and bool(inbound) and not led.mailbox_duplicates,
         "accepted": len(led.accepted),
         "lost": len(missing),
         "lost_ids": [f"{a.msgid} ({a.node}, {a.kind})" for a in missing[:10]],
         "duplicates": led.duplicates,
+        "in_mailboxes": led.mailbox_duplicates,
     }
     # Rate limits: summed over every node, as the clients saw them and at the remote MXs.
     limit, window = _limit()
