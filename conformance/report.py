@@ -208,8 +208,18 @@ def aggregate(results: Iterable[TestResult]) -> list[RequirementRow]:
         for r in result.requirements
         if r.get("claimed") is False
     }
+    # A requirement of an IMAP revision the server does not advertise, checked by a test
+    # shared with the other revision's twin.
+    beside = {
+        r["id"]: r["not_applicable"]
+        for result in results_seen
+        for r in result.requirements
+        if r.get("not_applicable")
+    }
     for row in rows.values():
         row.status, row.detail = _fold(members[row.id])
+        if row.id in beside:
+            row.status, row.detail = Outcome.NOT_APPLICABLE, beside[row.id]
         if row.id in unclaimed:
             row.status = Outcome.NOT_CLAIMED
             row.detail = f"the target does not claim the feature {unclaimed[row.id]!r}"

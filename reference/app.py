@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ from reference.spool import Spool, SpoolLease
 from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
+from reference.workers import StartupError, Worker
 
 log = logging.getLogger("mailspec")
 
@@ -68,8 +71,7 @@ class StreamHandler(Protocol):
     ) -> Awaitable[None]: ...
 
 
-class StartupError(RuntimeError):
-    """The server cannot start; the message says what to change."""
+Starter = Callable[[str, int, socket.socket | None], Awaitable[asyncio.Server]]
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,11 @@ class Endpoint:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{SCHEMES[self.name]}://{host}:{self.port}"
+
+
+def cert_path(cfg: Config) -> Path:
+    """The node's certificate: tls.cert, else the self-signed one under data_dir."""
+    return Path(cfg.tls.cert) if cfg.tls.cert else cfg.data_path / "tls" / "cert.pem"
 
 
 def directory_path(cfg: Config) -> Path:
@@ -108,7 +115,12 @@ def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
     default = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
 
     def quota(address: str) -> Quota:
+        # The account's own quota, else its class of service's, else the platform's.
         own_bytes, own_messages = directory.quota(address)
+        cos, _ = directory.effective_cos(address)
+        if cos is not None:
+            own_bytes = cos.quota_bytes if own_bytes is None else own_bytes
+            own_messages = cos.quota_messages if own_messages is None else own_messages
         return Quota(
             default.bytes if own_bytes is None else own_bytes,
             default.messages if own_messages is None else own_messages,
@@ -121,12 +133,17 @@ def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
 class App:
     """One node running every role."""
 
-    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
+    def __init__(
+        self, cfg: Config, clock: Clock | None = None, *, worker: Worker | None = None
+    ) -> None:
         self.cfg = cfg
         self.clock = clock or RealClock()
+        # One of several processes of this node (server.workers), or the only one.
+        self.worker = worker
+        self.primary = worker is None or worker.primary
         data = cfg.data_path
         data.mkdir(parents=True, exist_ok=True)
-        self.cert_path = Path(cfg.tls.cert) if cfg.tls.cert else data / "tls" / "cert.pem"
+        self.cert_path = cert_path(cfg)
         key_path = Path(cfg.tls.key) if cfg.tls.key else data / "tls" / "key.pem"
         if not cfg.tls.cert:
             tls.self_signed(cfg.server.hostname, self.cert_path, key_path)
@@ -140,7 +157,9 @@ class App:
         self.store = mail_store(cfg, self.directory, self.clock)
         # Nodes sharing Redis tell each other of mailbox changes: IDLE wakes on any node.
         self.feed = ChangeFeed(cfg.state.url, self.store) if cfg.state.url else None
-        self.spool = Spool(cfg.spool_path, self.clock)
+        self.spool = Spool(
+            cfg.spool_path, self.clock, shared=worker is not None and worker.count > 1
+        )
         # Forwarded mail is ARC-sealed with the SRS domain's own RSA key (made at first start;
         # `mailspec dns records` prints its record).
         self.arc_key = arc_key(cfg)
@@ -186,6 +205,9 @@ class App:
             if cfg.spam.enabled and cfg.spam.bayes
             else None
         )
+        # Each account's Sieve scripts, and who had a vacation reply when.
+        self.scripts = sieve_scripts(cfg)
+        self.replies = sieve_replies(cfg)
         self.policy = Policy(
             check_chain(
                 cfg,
@@ -199,6 +221,7 @@ class App:
                     self.bayes,
                     self.dmarc_recorder,
                     self.srs,
+                    self.scripts,
                 ),
             ),
             self.metrics,
@@ -213,9 +236,6 @@ class App:
             timeout=cfg.relay.timeout,
             helo_names=helo_names(cfg.relay.helo_names),
         )
-        # Each account's Sieve scripts, and who had a vacation reply when.
-        self.scripts = sieve_scripts(cfg)
-        self.replies = sieve_replies(cfg)
         self.sieve = (
             SieveFilter(
                 self.scripts,
@@ -223,7 +243,7 @@ class App:
                 self.spool,
                 self.clock,
                 hostname=cfg.server.hostname,
-                addresses=lambda user: [a for a, _ in self.directory.aliases(target=user)],
+                addresses=self.directory.addresses_of,
                 spam_threshold=cfg.spam.reject_score,
                 limits=Limits(max_steps=cfg.sieve.max_steps, max_redirects=cfg.sieve.max_redirects),
                 subaddress_delimiter=cfg.addresses.delimiter,
@@ -267,6 +287,7 @@ class App:
         )
         # Imported here: the command line imports this module for its paths, and needs
         # neither aiohttp nor pydantic for that.
+        from reference.settings import Settings
         from reference.web import WebServer
 
         self.web = WebServer(
@@ -281,6 +302,9 @@ class App:
                 "redis" if cfg.state.url else "state": self._state_reachable,
                 **({"clamd": self._clamd_reachable} if cfg.antivirus.clamd else {}),
             },
+            settings=Settings(
+                self.directory, cfg, self.scripts, self.replies, self.store, self.dmarc_store
+            ),
         )
         if self.sieve is not None:
             self.sieve.notify = self.runner.notify
@@ -309,6 +333,8 @@ class App:
         self._listeners: list[Listener] = []
         # IMAP and POP3 sessions: their tasks, and the writers that end them.
         self._streams: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._wake_fd = -1  # the primary of several workers: the others' queue ids
+        self._bell_fd = -1  # one of several workers: the mailboxes the others changed
 
     # -- what /metrics and /readyz ask of the node
 
@@ -380,7 +406,12 @@ class App:
             max_message_size=self.cfg.smtp.max_message_size,
             max_recipients=self.cfg.smtp.max_recipients,
             timeout=self.cfg.smtp.timeout,
-            on_queued=self.runner.notify,
+            # The queue runner is the primary's: the other workers wake it by pipe.
+            on_queued=self.runner.notify
+            if self.worker is None or self.primary
+            else self.worker.wake,
+            flow_backlog=self.cfg.smtp.flow_backlog,
+            flow_delay=self.cfg.smtp.flow_delay,
             # Only the MX sits behind load balancers that speak PROXY.
             proxy_from=self.cfg.listen.mx_proxy_from if role == "mx" else (),
             max_connections=self.cfg.smtp.max_connections,
@@ -391,9 +422,7 @@ class App:
         self._listeners.append(listener)
         return listener
 
-    def _stream_server(
-        self, name: str, handle: StreamHandler, *, implicit_tls: bool
-    ) -> Callable[[str, int], Awaitable[asyncio.Server]]:
+    def _stream_server(self, name: str, handle: StreamHandler, *, implicit_tls: bool) -> Starter:
         """An IMAP or POP3 listener whose connections are tracked, so stop() can close them."""
         counted = self.metrics.listener(name)
         sessions = self.metrics.sessions.labels(name)
@@ -411,8 +440,10 @@ class App:
                 self._streams.pop(task, None)
                 w.close()
 
-        def start(host: str, port: int) -> Awaitable[asyncio.Server]:
+        def start(host: str, port: int, sock: socket.socket | None) -> Awaitable[asyncio.Server]:
             ctx = self.tls_context if implicit_tls else None
+            if sock is not None:
+                return asyncio.start_server(on_connect, sock=sock, ssl=ctx)
             return asyncio.start_server(on_connect, host, port, ssl=ctx, reuse_address=True)
 
         return start
@@ -446,7 +477,7 @@ class App:
             clock=self.clock,
             max_redirects=cfg.sieve.max_redirects,
         )
-        starters: dict[str, Callable[[str, int], Awaitable[asyncio.Server]]] = {
+        starters: dict[str, Starter] = {
             "mx": self._smtp("mx", "mx", implicit_tls=False).start,
             "submission": self._smtp("submission", "submission", implicit_tls=False).start,
             "submissions": self._smtp("submissions", "submission", implicit_tls=True).start,
@@ -457,15 +488,18 @@ class App:
             "managesieve": self._stream_server(
                 "managesieve", managesieve.handle, implicit_tls=False
             ),
-            "web": lambda host, port: self.web.start(host, port, self.tls_context),
+            "web": lambda host, port, sock: self.web.start(host, port, self.tls_context, sock),
         }
         try:
             for name in LISTENERS:
                 if not cfg.serves(name):  # server.roles
                     continue
+                if self.worker is not None and not self.worker.serves(name):
+                    continue  # the primary's alone
                 host, port = cfg.address(name)
+                sock = self.worker.sockets[name] if self.worker is not None else None
                 try:
-                    server = await starters[name](host, port)
+                    server = await starters[name](host, port, sock)
                 except OSError as e:
                     why = "address already in use" if e.errno == errno.EADDRINUSE else e.strerror
                     raise StartupError(
@@ -478,9 +512,20 @@ class App:
             await self._close_servers()
             await self.web.stop()
             raise
-        self.runner.start()
-        if self.feed is not None:
+        if self.worker is not None and self.worker.bells:
+            # IMAP IDLE hears at once of changes the node's other workers make.
+            self.store.on_change = self.worker.ring_others
+            self._bell_fd = self.worker.bell
+            asyncio.get_running_loop().add_reader(self._bell_fd, self._rung)
+        if self.feed is not None:  # in every worker: each has its own IDLE sessions
             self.feed.start()
+        if not self.primary:
+            event(log, "started", worker=self.worker.index if self.worker else 0)
+            return self.endpoints
+        self.runner.start()
+        if self.worker is not None:
+            self._wake_fd = self.worker.wake_read
+            asyncio.get_running_loop().add_reader(self._wake_fd, self._woken)
         if self.dmarc_reporter is not None:
             self._dmarc_task = asyncio.create_task(self.dmarc_reporter.run(), name="dmarc-reports")
         urls = ",".join(ep.url for ep in self.endpoints.values())
@@ -496,6 +541,24 @@ class App:
             )
         return self.endpoints
 
+    def _woken(self) -> None:
+        """Queue ids another worker accepted: start their delivery now."""
+        try:
+            data = os.read(self._wake_fd, 65536)
+        except BlockingIOError:
+            return
+        for qid in data.decode("ascii", "replace").split():
+            self.runner.notify(qid)
+
+    def _rung(self) -> None:
+        """Mailboxes another worker changed: ring their IDLE sessions here."""
+        try:
+            data = os.read(self._bell_fd, 65536)
+        except BlockingIOError:
+            return
+        for path in set(data.decode("utf-8", "surrogateescape").splitlines()):
+            self.store.ring(Path(path))
+
     async def _close_servers(self) -> None:
         for s in self.servers:
             s.close()
@@ -505,6 +568,10 @@ class App:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop listening, close sessions, let deliveries finish or return to the spool."""
+        for fd in (self._wake_fd, self._bell_fd):
+            if fd >= 0:
+                asyncio.get_running_loop().remove_reader(fd)
+        self._wake_fd = self._bell_fd = -1
         for s in self.servers:
             s.close()
         for listener in self._listeners:
@@ -533,6 +600,8 @@ class App:
             if stuck:
                 event(log, "stop.sessions-cancelled", count=len(stuck))
         await asyncio.sleep(0)
+        for check in self.policy.checks:
+            check.close()
         self.directory.close()
         self.dmarc_store.close()
         self.replies.close()

@@ -58,6 +58,12 @@ class Server:
         "Every node runs its queue runner: it delivers (and relays) what it accepted.",
         default_factory=lambda: ["all"],
     )
+    workers: int = doc(
+        "Processes serving this node, sharing its listeners (each with its own event loop; "
+        "all policy state in the stores); 0: one per core. 1 runs a single process. The "
+        "first worker also runs the queue runner, the web listener and ManageSieve.",
+        default=0,
+    )
 
 
 @dataclass
@@ -81,8 +87,8 @@ class Listen:
         default=HostPort("127.0.0.1:2419"),
     )
     web: HostPort = doc(
-        "The control plane over HTTPS (same certificate): the admin API /api/v1, /metrics, "
-        "/healthz and /readyz. Every node opens it, whatever its roles.",
+        "The control plane over HTTPS (same certificate): the control panel (/), the admin "
+        "API /api/v1, /metrics, /healthz and /readyz. Every node opens it, whatever its roles.",
         default=HostPort("127.0.0.1:2443"),
     )
     mx_proxy_from: list[Network] = doc(
@@ -123,11 +129,24 @@ class Smtp:
     max_backlog: int = doc(
         "Messages in the spool beyond which MAIL gets 451 4.3.2 (0: no limit).", default=20000
     )
+    flow_backlog: int = doc(
+        "Messages in the spool beyond which the reply to MAIL waits (up to smtp.flow_delay) "
+        "for delivery to catch up, as Postfix's in_flow_delay (0: never wait).",
+        default=1000,
+    )
+    flow_delay: Duration = doc(
+        "The longest a MAIL reply waits for delivery to catch up (then the checks go on; "
+        "past smtp.max_backlog they answer 451 4.3.2).",
+        default=Duration("1s"),
+    )
     max_connections: int = doc(
-        "Concurrent connections per SMTP listener (421 4.7.0 beyond).", default=1000
+        "Concurrent connections per SMTP listener (421 4.7.0 beyond), counted by each worker "
+        "process (server.workers).",
+        default=1000,
     )
     max_connections_per_client: int = doc(
-        "Concurrent connections from one client address (after PROXY: the real client).",
+        "Concurrent connections from one client address (after PROXY: the real client), "
+        "counted by each worker process.",
         default=20,
     )
 
@@ -623,6 +642,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("relay.reputation_retries", "must be at least 1")
     if cfg.smtp.max_backlog < 0:
         raise ConfigError("smtp.max_backlog", "0 (no limit) or more")
+    if cfg.smtp.flow_backlog < 0:
+        raise ConfigError("smtp.flow_backlog", "0 (never wait) or more")
+    if cfg.server.workers < 0:
+        raise ConfigError("server.workers", "0 (one per core) or more")
     for key in ("max_connections", "max_connections_per_client"):
         if getattr(cfg.smtp, key) < 1:
             raise ConfigError(f"smtp.{key}", "must be at least 1")

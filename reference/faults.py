@@ -18,6 +18,10 @@ FAULTS: Mapping[str, str] = {
     "mailbox.recent-for-all": "every session that selects a mailbox gets its messages as \\Recent",
     "mailbox.uidvalidity-from-clock": "a new mailbox index takes the clock's UIDVALIDITY, which "
     "a mailbox deleted and created again within a second repeats",
+    "smtp.bdat-refused-chunk-unread": "a BDAT refused before its chunk is read leaves the "
+    "chunk unread, so its octets are taken for commands",
+    "smtp.auth-bad-base64-535": "an AUTH response that is not base64 is answered as failed "
+    "credentials (535), not as a syntax error (501)",
 }
 
 _planted: set[str] = set()

@@ -63,6 +63,13 @@ class EscapingFormatter(logging.Formatter):
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
+def name_worker(index: int) -> None:
+    """One of several worker processes of a node: its lines say which (``mailspec[w1]``)."""
+    tagged = EscapingFormatter(FORMAT.replace("%(name)s", f"%(name)s[w{index}]"))
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(tagged)
+
+
 def setup(level: str = "info") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(EscapingFormatter(FORMAT))

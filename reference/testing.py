@@ -27,9 +27,24 @@ from reference.config import LISTENERS
 from reference.delivery.retire import delete_user
 from reference.directory import Directory
 from reference.mailbox import MailStore
+from reference.spool import Spool
+from reference.workers import Worker, bind, pipes
 
 # Starting and stopping real processes takes real time: these deadlines use the real clock.
 _REAL = RealClock()
+
+
+WORKERS_ENV = "MAILSPEC_TEST_WORKERS"
+
+
+@dataclass
+class _Run:
+    """One worker of a :class:`ReferenceServer`: its loop, thread and App."""
+
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread | None = None
+    stopped: asyncio.Event | None = None
+    app: App | None = None
 
 
 class ReferenceServer:
@@ -43,6 +58,7 @@ class ReferenceServer:
         nameservers: list[str] | None = None,
         overrides: dict[str, Any] | None = None,
         hostname: str = "mail.example.test",
+        workers: int | None = None,
     ) -> None:
         self.clock = clock or ManualClock()
         settings: dict[str, Any] = {f"listen.{name}": "127.0.0.1:0" for name in LISTENERS}
@@ -59,47 +75,85 @@ class ReferenceServer:
         settings.update(overrides or {})
         self.config = config_mod.load(None, data_dir=str(data_dir), overrides=settings)
         self.hostname = self.config.server.hostname
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._app: App | None = None
-        self._stopped: asyncio.Event | None = None
+        # Several workers (server.workers) run as threads here, each an App with its own
+        # event loop on the shared sockets, as the processes of a node do (on one manual
+        # clock); MAILSPEC_TEST_WORKERS runs every test so.
+        self.workers = workers or int(os.environ.get(WORKERS_ENV) or 1)
+        self._runs: list[_Run] = []
+        self._sockets: dict[str, socket.socket] = {}
+        self._pipe: tuple[int, int] = (-1, -1)
+        self._bells: list[tuple[int, int]] = []
 
     # -- lifecycle
     def start(self) -> ReferenceServer:
-        started: Future[None] = Future()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._main(started))
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="reference", daemon=True)
-        self._thread.start()
-        started.result(timeout=30)
+        if self.workers > 1:
+            # As the supervisor of `mailspec serve` does: the sockets bound once, the spool
+            # recovered once, a pipe for the others' queue ids to the primary's runner.
+            self._sockets = bind(self.config)
+            Spool(self.config.spool_path, self.clock)
+            [self._pipe] = pipes(1)
+            self._bells = pipes(self.workers)
+        try:
+            for index in range(self.workers):
+                # Each its own copy of the sockets (a process has its own descriptors):
+                # closing its servers closes only those.
+                own = {name: sock.dup() for name, sock in self._sockets.items()}
+                worker = (
+                    Worker(
+                        index, self.workers, own, self._pipe[0], self._pipe[1], bells=self._bells
+                    )
+                    if self.workers > 1
+                    else None
+                )
+                self._runs.append(self._start(worker))
+        except BaseException:
+            self.stop()
+            raise
         return self
 
-    async def _main(self, started: Future[None]) -> None:
-        self._stopped = asyncio.Event()
+    def _start(self, worker: Worker | None) -> _Run:
+        """One App on its own event loop in its own thread."""
+        started: Future[App] = Future()
+        run = _Run(asyncio.new_event_loop())
+
+        def main() -> None:
+            asyncio.set_event_loop(run.loop)
+            try:
+                run.loop.run_until_complete(self._main(started, worker, run))
+            finally:
+                run.loop.close()
+
+        name = "reference" if worker is None else f"reference-w{worker.index}"
+        run.thread = threading.Thread(target=main, name=name, daemon=True)
+        run.thread.start()
+        run.app = started.result(timeout=30)
+        return run
+
+    async def _main(self, started: Future[App], worker: Worker | None, run: _Run) -> None:
+        run.stopped = asyncio.Event()
         try:
-            self._app = App(self.config, self.clock)
-            await self._app.start()
+            app = App(self.config, self.clock, worker=worker)
+            await app.start()
         except BaseException as e:
             started.set_exception(e)
             return
-        started.set_result(None)
-        await self._stopped.wait()
-        await self._app.stop(grace=5.0)
+        started.set_result(app)
+        await run.stopped.wait()
+        await app.stop(grace=5.0)
 
     def stop(self) -> None:
-        if self._loop is None or self._thread is None or self._stopped is None:
-            return
-        self._loop.call_soon_threadsafe(self._stopped.set)
-        self._thread.join(timeout=30)
-        self._thread = None
+        for run in reversed(self._runs):  # the primary last: it delivers what they took
+            if run.stopped is not None and run.thread is not None:
+                run.loop.call_soon_threadsafe(run.stopped.set)
+                run.thread.join(timeout=30)
+        self._runs.clear()
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
+        for fd in (*self._pipe, *(fd for bell in self._bells for fd in bell)):
+            if fd >= 0:
+                os.close(fd)
+        self._pipe, self._bells = (-1, -1), []
         if self._own_dns is not None:
             self._own_dns.stop()
             self._own_dns = None
@@ -113,8 +167,9 @@ class ReferenceServer:
     # -- what tests use
     @property
     def app(self) -> App:
-        assert self._app is not None, "not started"
-        return self._app
+        """The App of the only worker, or of the primary (it runs the queue)."""
+        assert self._runs and self._runs[0].app is not None, "not started"
+        return self._runs[0].app
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -144,6 +199,24 @@ class ReferenceServer:
 
     def disable_user(self, address: str) -> None:
         self.directory.set_enabled(address, False)
+
+    def add_access(self, scope: str, kind: str, pattern: str, action: str, text: str = "") -> None:
+        """An access-list rule ("" scope: the platform's; else a domain's)."""
+        self.directory.add_access(scope, kind, pattern, action, text)
+
+    def remove_access(self, scope: str, kind: str, pattern: str) -> None:
+        self.directory.remove_access(scope, kind, pattern)
+
+    def create_cos(self, name: str, **settings: object) -> None:
+        """A class of service (settings as ClassOfService's fields)."""
+        self.directory.create_cos(name, **settings)
+
+    def assign_cos(self, target: str, name: str | None) -> None:
+        """Give an account or a domain a class (None: take it away)."""
+        self.directory.assign_cos(target, name)
+
+    def delete_cos(self, name: str) -> None:
+        self.directory.delete_cos(name)
 
     def add_alias(self, alias: str, *targets: str) -> None:
         self.directory.add_alias(alias, *targets)
@@ -199,8 +272,8 @@ class ReferenceServer:
 
     def run(self, coro: Any, timeout: float = 30.0) -> Any:
         """Run a coroutine on the server's loop (e.g. to wait for the queue to drain)."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        assert self._runs, "not started"
+        return asyncio.run_coroutine_threadsafe(coro, self._runs[0].loop).result(timeout)
 
     def wait_delivered(self, timeout: float = 10.0) -> None:
         """Block until the spool holds no message that is due now."""
@@ -238,7 +311,8 @@ def mailspec(*args: str, data_dir: Path, config: Path | None = None) -> str:
 def write_config(path: Path, hostname: str = "mail.example.test", **sections: Any) -> Path:
     """A config with every listener on 127.0.0.1 port 0, plus ``sections`` as TOML tables."""
     tables: dict[str, dict[str, Any]] = {
-        "server": {"hostname": hostname},
+        # One process unless a test asks for more (tests/test_workers.py runs two).
+        "server": {"hostname": hostname, "workers": 1},
         "listen": {name: "127.0.0.1:0" for name in LISTENERS},
     }
     for name, values in sections.items():
@@ -358,10 +432,10 @@ def find_clamd(
 class ClamdServer:
     """clamd with a database of two signatures (EICAR and a marker string): no download."""
 
-    def __init__(self, workdir: Path, binary: str | None = None) -> None:
+    def __init__(self, workdir: Path, binary: str | None = None, port: int = 0) -> None:
         self.workdir = workdir
         self.binary = binary
-        self.port = 0
+        self.port = port  # 0: a free one
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -373,9 +447,10 @@ class ClamdServer:
         db = self.workdir / "db"
         db.mkdir(parents=True, exist_ok=True)
         shutil.copy(SIGNATURES, db / "mailspec.ndb")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        if not self.port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
         conf = self.workdir / "clamd.conf"
         conf.write_text(
             "Foreground yes\n"

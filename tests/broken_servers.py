@@ -14,8 +14,9 @@ are the historical ones:
 - ``control-characters``: a NUL or another control character in the EHLO/HELO name or in a
   MAIL/RCPT path is taken as part of it (aiosmtpd's own behaviour, and the reference's
   until it refused them);
-- ``mangled-body``: the stored body is not what was sent: 8-bit octets become ``?``, lines
-  are cut at 900 octets, and a leading dot is doubled (the stuffing put back).
+- ``mangled-body``: the stored body is not what was sent: 8-bit octets and control
+  characters become ``?``, lines are cut at 900 octets, and a leading dot is doubled (the
+  stuffing put back).
 
 One variant is not a flaw but a safe reading the suite once took for one:
 
@@ -153,7 +154,7 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
         if self.flaw == "mangled-body":
-            data = _mangle(data, eight_bit=True, cut=True, dots=True)
+            data = _mangle(data, eight_bit=True, cut=True, dots=True, controls=True)
         elif self.flaw in ("eight-bit-stripped", "long-lines-cut", "dots-kept"):
             f = self.flaw
             data = _mangle(
@@ -166,12 +167,16 @@ class _Handler:
         return "250 2.0.0 OK"
 
 
-def _mangle(data: bytes, *, eight_bit: bool, cut: bool, dots: bool) -> bytes:
+def _mangle(
+    data: bytes, *, eight_bit: bool, cut: bool, dots: bool, controls: bool = False
+) -> bytes:
     head, sep, body = data.partition(b"\r\n\r\n")
     lines = []
     for line in body.split(b"\r\n"):
         if eight_bit:
             line = bytes(b if b < 0x80 else 0x3F for b in line)
+        if controls:  # "unsafe" control characters sanitised away (HT kept)
+            line = bytes(b if b >= 0x20 or b == 0x09 else 0x3F for b in line)
         if cut:
             line = line[:900]
         lines.append(b"." + line if dots and line.startswith(b".") else line)

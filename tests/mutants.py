@@ -239,6 +239,19 @@ MUTANTS: tuple[Mutant, ...] = (
         IMAP,
         fault=True,
     ),
+    # RFC 3030 and RFC 4954: planted in the reference's SMTP server
+    Mutant(
+        "smtp.bdat-refused-chunk-unread",
+        "RFC3030",
+        "a refused BDAT still consumes its chunk: its octets never run as commands",
+        fault=True,
+    ),
+    Mutant(
+        "smtp.auth-bad-base64-535",
+        "RFC4954",
+        "an AUTH response that is not base64 gets 501",
+        fault=True,
+    ),
     Mutant(
         "mailbox.uidvalidity-from-clock",
         "RFC3501",

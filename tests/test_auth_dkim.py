@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,18 @@ def test_relaxed_body_is_idempotent(body: bytes) -> None:
 # -- signing ---------------------------------------------------------------------------------
 
 
+@given(
+    st.lists(st.sampled_from([b"a", b" ", b"\t", b"\r", b"\n", b"\r\n", b"  \r\n"]), max_size=40)
+)
+def test_relaxed_body_agrees_with_the_line_by_line_definition(parts: list[bytes]) -> None:
+    """RFC 6376 3.4.4 step by step, a line at a time, against the whole-body version."""
+    body = b"".join(parts)
+    lines = [re.sub(rb"[ \t]+", b" ", line).rstrip(b" ") for line in re.split(rb"\r?\n", body)]
+    while lines and lines[-1] == b"":
+        lines.pop()
+    assert relaxed_body(body) == (b"\r\n".join(lines) + b"\r\n" if lines else b"")
+
+
 def test_dual_signature_verifies_with_dkimpy(keys: list[SigningKey]) -> None:
     fields = dkim.sign(MESSAGE, keys, now=NOW)
     signed = fields + MESSAGE
@@ -145,6 +158,32 @@ async def test_an_added_from_breaks_the_signature(fdns: FakeDNS, keys: list[Sign
     forged = signed.replace(b"Message-ID:", b"From: ceo@example.test\r\nMessage-ID:")
     got = await dkim.verify(make_lookup(fdns), forged, now=NOW)
     assert {s.result for s in got} == {DkimResult.FAIL}
+
+
+async def test_a_from_added_above_a_signature_that_signs_from_once_breaks_it(
+    fdns: FakeDNS, keys: list[SigningKey]
+) -> None:
+    """A signer that lists From once (not oversigned, as dkimpy by default) leaves room for
+    a second From above the signed one; a message with two is not vouched for."""
+    now = time.time()  # dkimpy stamps t= from the wall clock
+    field = dkimpy.DKIM(MESSAGE).sign(
+        b"sel-rsa", b"example.test", keys[0].private_pem(), include_headers=[b"from", b"subject"]
+    )
+    lookup = make_lookup(fdns)
+    assert (await dkim.verify(lookup, field + MESSAGE, now=now))[0].passed
+    forged = field + b"From: ceo@example.test\r\n" + MESSAGE
+    assert (await dkim.verify(lookup, forged, now=now))[0].result is DkimResult.FAIL
+
+
+async def test_a_key_of_another_algorithm_is_permerror(
+    fdns: FakeDNS, keys: list[SigningKey]
+) -> None:
+    """RFC 6376 6.1.2: a key record whose k= does not fit the signature's a= is refused."""
+    signed = dkim.sign(MESSAGE, keys[:1], now=NOW) + MESSAGE
+    ed = next(k for k in keys if k.algorithm == "ed25519-sha256")
+    fdns.dkim("example.test", keys[0].selector, ed.public_record())
+    got = await dkim.verify(make_lookup(fdns), signed, now=NOW)
+    assert got[0].result is DkimResult.PERMERROR and "a=" in got[0].reason
 
 
 async def test_every_signature_is_evaluated(fdns: FakeDNS, keys: list[SigningKey]) -> None:

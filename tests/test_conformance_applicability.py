@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from by_hand import INNER, inner_ini, reference, target_toml
 
+import conformance
 from reference.testing import ReferenceServer
 
 pytest_plugins = ["pytester"]
@@ -40,7 +41,12 @@ def run(
 ) -> tuple[pytest.RunResult, dict[str, Any]]:
     path = pytester.path / "target.toml"
     path.write_text(text)
-    result = pytester.runpytest("--mailspec-target", str(path), *INNER, "--pyargs", *modules)
+    # The suite's own root, as `mailspec check` gives it: outside it, tests of the same name
+    # in two modules (IMAP's and POP3's test_noop) would share the node id "::test_noop".
+    root = str(Path(conformance.__file__).resolve().parent.parent)
+    result = pytester.runpytest(
+        "--mailspec-target", str(path), *INNER, "--rootdir", root, "--pyargs", *modules
+    )
     report = json.loads((pytester.path / "reports/conformance/conformance.json").read_text())
     return result, report
 
@@ -56,7 +62,10 @@ def test_starttls_single_account_target_runs_most_requirements(
     assert protocols["pop3"]["requirements"] >= 15, protocols
     # What is left needs what this target truly lacks: implicit TLS, a second account.
     assert protocols["imap"]["not_applicable"] <= 3, report["not_applicable_reasons"]
-    assert protocols["pop3"]["not_applicable"] == 0, report["not_applicable_reasons"]
+    # ... and a clock the suite can move (the autologout requirement).
+    assert protocols["pop3"]["not_applicable"] <= 1, report["not_applicable_reasons"]
+    if protocols["pop3"]["not_applicable"]:
+        assert "target 'by-hand' lacks capability 'clock'" in report["not_applicable_reasons"]
     assert report["summary"]["fail"] == 0, [
         (r["id"], r["detail"]) for r in report["requirements"] if r["status"] == "fail"
     ]
@@ -124,9 +133,15 @@ def test_rfc9051_requirements_do_not_apply_to_a_rev1_server(
     for row in rev2:
         assert row["status"] == "not_applicable", row
         assert "does not advertise IMAP4rev2 (it says IMAP4REV1)" in row["detail"], row
-    assert {r["status"] for r in rev1} == {"pass"}, [(r["id"], r["detail"]) for r in rev1]
+    # RFC 3501 runs there, twins of RFC 9051 requirements included; what it cannot run
+    # needs an endpoint this target lacks (plaintext imap), never the other revision.
+    seen = [(r["id"], r["status"], r["detail"]) for r in rev1]
+    assert {status for _, status, _ in seen} <= {"pass", "not_applicable"}, seen
+    assert not [s for s in seen if "IMAP4rev" in s[2]], seen
+    assert sum(status == "pass" for _, status, _ in seen) >= 30, seen
     reasons = report["not_applicable_reasons"]
     assert sum(reasons.values()) == report["summary"]["not_applicable"]
     out = result.stdout.str()
     assert "not applicable, by reason:" in out
-    assert "WARNING: pop3: " in out and "WARNING: imap: " in out
+    # No POP3 endpoint: nothing of POP3 ran. IMAP no longer warns: its RFC 3501 twins ran.
+    assert "WARNING: pop3: " in out and "WARNING: imap: " not in out

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from reference.mailbox.message import header_fields, split, to_crlf, top
 
 MSG = b"From: a@b.c\r\nSubject: one\r\n  folded\r\nTo: x@y.z\r\n\r\nline 1\r\nline 2\r\n"
@@ -29,3 +34,10 @@ def test_top_returns_header_and_n_body_lines() -> None:
 
 def test_to_crlf() -> None:
     assert to_crlf(b"a\nb\rc\r\nd") == b"a\r\nb\r\nc\r\nd"
+
+
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b" "]), max_size=30))
+def test_to_crlf_turns_every_bare_cr_and_lf_into_crlf(parts: list[bytes]) -> None:
+    """The fast path (already CRLF: returned as is) agrees with the plain substitution."""
+    data = b"".join(parts)
+    assert to_crlf(data) == re.sub(rb"\r\n|\r|\n", b"\r\n", data)

@@ -140,3 +140,19 @@ def test_reference_without_a_scanner_says_so(
     queued = next(text for _, text in lines if "event=queued" in text)
     qid = queued.split("qid=")[1].split()[0]
     assert f"qid={qid}" in unscanned[0]
+
+
+async def test_scans_share_a_session_and_survive_a_clamd_restart(tmp_path: Path) -> None:
+    """Scans reuse an IDSESSION connection; when clamd closed it meanwhile (a restart), the
+    next scan opens a new one instead of failing."""
+    with ClamdServer(tmp_path / "one") as first:
+        client = ClamdClient(first.address)
+        for _ in range(3):
+            assert (await client.scan(b"plain " + VIRUS_MARKER)).infected
+        assert len(client._idle) == 1  # one session served all three
+        port = first.port
+    with ClamdServer(tmp_path / "two", port=port):
+        assert (await client.scan(b"just text")).status == "clean"
+        assert (await client.scan(b"plain " + VIRUS_MARKER)).infected
+    client.close()
+    assert client._idle == []

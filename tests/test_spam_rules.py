@@ -141,6 +141,18 @@ def test_phrase_families() -> None:
     assert fired(message(body=ordinary)) == {}
 
 
+def test_phrases_need_a_word_boundary_and_ignore_case() -> None:
+    """The leading boundary is checked by hand (see rules._phrases): a phrase inside a
+    longer word does not fire, a later one standing alone does, shown as it was written."""
+    assert "PHARMA" not in fired(message(body="Xviagra and _cialis are no words"))
+    assert fired(message(body="xviagra, then VIAGRA!"))["PHARMA"].detail == "VIAGRA"
+    assert fired(message(subject="Click Here", body="nothing"))["CLICK_HERE"].detail == (
+        "Click Here"
+    )
+    # lower() changes the length of some text (İ becomes two characters): still found
+    assert "CLICK_HERE" in fired(message(body="İİİ click here"))
+
+
 def test_quoted_printable_and_base64_bodies_are_decoded() -> None:
     m = EmailMessage()
     m["Subject"], m["Date"], m["Message-ID"] = (

@@ -13,6 +13,7 @@ from conformance.target import Target
 from conformance.tests.test_imap_support import (
     RawImap,
     append,
+    both_revisions,
     imap,
     message,
     scratch_folder,
@@ -115,3 +116,76 @@ def test_fetch_with_message_expunged_elsewhere(target: Target) -> None:
         finally:
             a.close()
             b.close()
+
+
+_EXPUNGE = re.compile(rb"^\* \d+ EXPUNGE\r\n")
+
+
+@requirement(
+    "RFC3501",
+    "7.4.1",
+    "MUST",
+    "an EXPUNGE made elsewhere is not reported while answering FETCH, STORE or SEARCH, "
+    "only with a later command such as NOOP",
+)
+@requirement(
+    "RFC9051",
+    "7.5.1",
+    "MUST",
+    "an EXPUNGE made elsewhere is not reported while answering FETCH, STORE or SEARCH, "
+    "only with a later command such as NOOP",
+)
+def test_no_expunge_during_fetch_store_search(target: Target) -> None:
+    # "An EXPUNGE response MUST NOT be sent when no command is in progress, nor while
+    # responding to a FETCH, STORE, or SEARCH command": the client's sequence numbers would
+    # shift under the very answer that uses them (RFC 3501 5.5, 7.4.1).
+    with imap(target) as other, scratch_folder(other) as folder:
+        for _ in range(3):
+            append(other, folder, message(token()))
+        raw, _ = _session(target, folder)
+        try:
+            other.select_folder(folder)
+            other.set_flags([other.search(["ALL"])[0]], [b"\\Deleted"])
+            other.expunge()
+            for command in ("FETCH 1:* (FLAGS)", "STORE 2 +FLAGS (\\Seen)", "SEARCH ALL"):
+                lines = raw.command(command)
+                assert tagged(lines).startswith((b"OK", b"NO")), f"{command}: {lines}"
+                told = [line for line in lines if _EXPUNGE.match(line)]
+                assert not told, f"EXPUNGE while answering {command}: {lines}"
+            lines = raw.command("NOOP")
+            assert [line for line in lines if _EXPUNGE.match(line)] == [b"* 1 EXPUNGE\r\n"], (
+                f"NOOP after the expunge elsewhere: {lines}"
+            )
+        finally:
+            raw.close()
+
+
+@both_revisions(
+    "5.5",
+    "MUST",
+    "commands pipelined in one write run in order: a FETCH after a STORE sees the stored flag",
+)
+def test_pipelined_commands_run_in_order(target: Target) -> None:
+    # Sent together, STORE then FETCH and SEARCH of the same message are ambiguous unless
+    # the server completes each in turn (RFC 3501 5.5: it MUST).
+    with imap(target) as client, scratch_folder(client) as folder:
+        append(client, folder, message(token()))
+        raw, _ = _session(target, folder)
+        try:
+            raw.send(
+                b"p1 STORE 1 +FLAGS.SILENT (\\Flagged)\r\n"
+                b"p2 FETCH 1 (FLAGS)\r\n"
+                b"p3 STORE 1 -FLAGS.SILENT (\\Flagged)\r\n"
+                b"p4 SEARCH UNFLAGGED\r\n"
+            )
+            lines = raw.until(b"p4")
+            tags = [line.split(b" ", 1)[0] for line in lines if not line.startswith(b"*")]
+            assert tags == [b"p1", b"p2", b"p3", b"p4"], f"tagged answers out of order: {lines}"
+            # The untagged answers may come early; the last FETCH before p2 completes is its.
+            until_p2 = lines[: next(i for i, x in enumerate(lines) if x.startswith(b"p2 "))]
+            fetches = [x for x in until_p2 if b" FETCH " in x]
+            assert fetches and b"\\Flagged" in fetches[-1], f"FETCH after STORE +FLAGS: {lines}"
+            found = [x for x in lines if re.match(rb"\* (SEARCH 1|ESEARCH .*ALL 1)\r\n", x)]
+            assert found, f"SEARCH after STORE -FLAGS: {lines}"
+        finally:
+            raw.close()

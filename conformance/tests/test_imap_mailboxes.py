@@ -16,6 +16,7 @@ from conformance.target import Target
 from conformance.tests.test_imap_support import (
     RawImap,
     append,
+    both_revisions,
     imap,
     message,
     require_capability,
@@ -38,6 +39,12 @@ def _special_use(line: bytes) -> set[bytes]:
 
 
 @requirement(
+    "RFC3501",
+    "6.3.1",
+    "MUST",
+    "SELECT reports EXISTS, FLAGS, UIDVALIDITY and UIDNEXT and answers OK [READ-WRITE]",
+)
+@requirement(
     "RFC9051",
     "6.3.2",
     "MUST",
@@ -56,6 +63,7 @@ def test_select_reports_the_mailbox(target: Target) -> None:
         raw.close()
 
 
+@requirement("RFC3501", "6.3.1", "MUST", "a failed SELECT leaves no mailbox selected")
 @requirement("RFC9051", "6.3.2", "MUST", "a failed SELECT leaves no mailbox selected")
 def test_failed_select_deselects(target: Target) -> None:
     raw = RawImap(target)
@@ -68,6 +76,12 @@ def test_failed_select_deselects(target: Target) -> None:
         raw.close()
 
 
+@requirement(
+    "RFC3501",
+    "6.3.2",
+    "MUST",
+    "EXAMINE selects read-only: OK [READ-ONLY], and reading does not set \\Seen",
+)
 @requirement(
     "RFC9051",
     "6.3.3",
@@ -84,6 +98,9 @@ def test_examine_is_read_only(target: Target) -> None:
 
 
 @requirement(
+    "RFC3501", "6.3.3", "MUST", "CREATE makes a mailbox; creating an existing one is an error"
+)
+@requirement(
     "RFC9051", "6.3.4", "MUST", "CREATE makes a mailbox; creating an existing one is an error"
 )
 def test_create(target: Target) -> None:
@@ -95,6 +112,7 @@ def test_create(target: Target) -> None:
             client.create_folder("INBOX")
 
 
+@requirement("RFC3501", "6.3.3", "MUST", "CREATE of a hierarchical name makes it reachable")
 @requirement("RFC9051", "6.3.4", "MUST", "CREATE of a hierarchical name makes it reachable")
 def test_create_hierarchy(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -109,6 +127,7 @@ def test_create_hierarchy(target: Target) -> None:
             client.delete_folder(child)
 
 
+@requirement("RFC3501", "6.3.4", "MUST", "DELETE removes a mailbox; deleting INBOX is an error")
 @requirement("RFC9051", "6.3.5", "MUST", "DELETE removes a mailbox; deleting INBOX is an error")
 def test_delete(target: Target) -> None:
     with imap(target) as client:
@@ -122,6 +141,12 @@ def test_delete(target: Target) -> None:
             client.delete_folder("INBOX")
 
 
+@requirement(
+    "RFC3501",
+    "6.3.5",
+    "MUST",
+    "RENAME moves a mailbox and its messages; renaming onto an existing name is an error",
+)
 @requirement(
     "RFC9051",
     "6.3.6",
@@ -146,6 +171,7 @@ def test_rename(target: Target) -> None:
             client.delete_folder(renamed)
 
 
+@requirement("RFC3501", "6.3.6", "MUST", "SUBSCRIBE and UNSUBSCRIBE change what LSUB returns")
 @requirement(
     "RFC9051",
     "6.3.7",
@@ -160,6 +186,12 @@ def test_subscribe(target: Target) -> None:
         assert folder not in [n for _, _, n in client.list_sub_folders()]
 
 
+@requirement(
+    "RFC3501",
+    "6.3.8",
+    "MUST",
+    'LIST "" "" returns the hierarchy delimiter and the root',
+)
 @requirement(
     "RFC9051",
     "6.3.9",
@@ -178,6 +210,7 @@ def test_list_empty_pattern(target: Target) -> None:
         raw.close()
 
 
+@requirement("RFC3501", "6.3.8", "MUST", "LIST * includes INBOX; % does not cross the delimiter")
 @requirement("RFC9051", "6.3.9", "MUST", "LIST * includes INBOX; % does not cross the delimiter")
 def test_list_wildcards(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -273,6 +306,12 @@ def test_list_status(target: Target) -> None:
 
 
 @requirement(
+    "RFC3501",
+    "6.3.10",
+    "MUST",
+    "STATUS reports MESSAGES, UNSEEN, UIDNEXT and UIDVALIDITY of a mailbox",
+)
+@requirement(
     "RFC9051",
     "6.3.11",
     "MUST",
@@ -287,6 +326,12 @@ def test_status(target: Target) -> None:
         assert status[b"UIDNEXT"] > uid and status[b"UIDVALIDITY"] > 0
 
 
+@requirement(
+    "RFC3501",
+    "6.3.11",
+    "MUST",
+    "APPEND stores the message with the flags and internal date given",
+)
 @requirement(
     "RFC9051",
     "6.3.12",
@@ -307,6 +352,12 @@ def test_append(target: Target) -> None:
         assert abs(fetched[b"INTERNALDATE"].timestamp() - when.timestamp()) < 1
 
 
+@requirement(
+    "RFC3501",
+    "6.3.11",
+    "MUST",
+    "APPEND to a mailbox that does not exist fails (TRYCREATE) without creating it",
+)
 @requirement(
     "RFC9051",
     "6.3.12",
@@ -331,11 +382,8 @@ def test_append_to_missing_mailbox(target: Target) -> None:
         raw.close()
 
 
-@requirement(
-    "RFC9051",
-    "4.3",
-    "MUST",
-    "a synchronizing literal gets a continuation request before its octets",
+@both_revisions(
+    "4.3", "MUST", "a synchronizing literal gets a continuation request before its octets"
 )
 def test_synchronizing_literal(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -383,8 +431,7 @@ def test_appenduid(target: Target) -> None:
         assert client.search(["ALL"]) == [uid]
 
 
-@requirement(
-    "RFC9051",
+@both_revisions(
     "2.3.1.1",
     "MUST",
     "UIDs strictly ascend and UIDVALIDITY stays the same across sessions",
@@ -686,3 +733,30 @@ def test_multiappend_all_or_nothing(target: Target) -> None:
         finally:
             raw.close()
         assert client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"] == 0
+
+
+@both_revisions(
+    "2.3.1.1",
+    "MUST",
+    "UIDNEXT does not change unless new messages are added: flag changes and EXPUNGE keep it",
+)
+def test_uidnext_moves_only_with_new_messages(target: Target) -> None:
+    # "The next unique identifier value ... MUST NOT change unless new messages are added
+    # to the mailbox" (RFC 3501 2.3.1.1; RFC 9051 keeps it).
+    with imap(target) as client, scratch_folder(client) as folder:
+        append(client, folder, message(token()))
+        last = append(client, folder, message(token()))
+
+        def uidnext() -> int:
+            return int(client.folder_status(folder, [b"UIDNEXT"])[b"UIDNEXT"])
+
+        before = uidnext()
+        assert before > last, f"UIDNEXT {before} after UID {last}"
+        client.select_folder(folder)
+        client.add_flags([last], [b"\\Seen", b"$Label"])
+        client.set_flags([last], [b"\\Deleted"])
+        client.expunge()
+        client.unselect_folder()
+        assert uidnext() == before, "UIDNEXT changed without a new message"
+        newer = append(client, folder, message(token()))
+        assert newer >= before and uidnext() > newer, (before, newer, uidnext())

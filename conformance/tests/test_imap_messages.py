@@ -14,6 +14,7 @@ from conformance.target import Target
 from conformance.tests.test_imap_support import (
     RawImap,
     append,
+    both_revisions,
     imap,
     message,
     multipart,
@@ -34,8 +35,7 @@ def seen(client: IMAPClient, uid: int) -> bool:
     return b"\\Seen" in client.get_flags([uid])[uid]
 
 
-@requirement(
-    "RFC9051",
+@both_revisions(
     "6.4.5",
     "MUST",
     "FETCH returns FLAGS, INTERNALDATE and RFC822.SIZE, the size being that of BODY[]",
@@ -51,7 +51,7 @@ def test_fetch_attributes(target: Target) -> None:
         assert told(item[b"FLAGS"]) == set() and item[b"INTERNALDATE"]
 
 
-@requirement("RFC9051", "6.4.5", "MUST", "FETCH BODY[] sets \\Seen; BODY.PEEK[] does not")
+@both_revisions("6.4.5", "MUST", "FETCH BODY[] sets \\Seen; BODY.PEEK[] does not")
 def test_fetch_body_sets_seen(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
         uid = append(client, folder, message(token()))
@@ -62,8 +62,7 @@ def test_fetch_body_sets_seen(target: Target) -> None:
         assert seen(client, uid)
 
 
-@requirement(
-    "RFC9051",
+@both_revisions(
     "6.4.5",
     "MUST",
     "BODY[HEADER], BODY[TEXT], BODY[HEADER.FIELDS (...)] and <partial> return those octets",
@@ -88,11 +87,8 @@ def test_fetch_sections(target: Target) -> None:
         assert got[b"BODY[TEXT]<4>"] == b"456789"
 
 
-@requirement(
-    "RFC9051",
-    "6.4.5",
-    "MUST",
-    "BODY[n] and BODY[n.MIME] address the parts of a multipart message",
+@both_revisions(
+    "6.4.5", "MUST", "BODY[n] and BODY[n.MIME] address the parts of a multipart message"
 )
 def test_fetch_mime_parts(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -105,6 +101,7 @@ def test_fetch_mime_parts(target: Target) -> None:
         assert got[b"BODY[2]"] == b"AAECAwRoZWxsbw=="
 
 
+@requirement("RFC3501", "7.4.2", "MUST", "ENVELOPE carries date, subject, addresses and message-id")
 @requirement("RFC9051", "7.5.2", "MUST", "ENVELOPE carries date, subject, addresses and message-id")
 def test_envelope(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -121,6 +118,9 @@ def test_envelope(target: Target) -> None:
         assert envelope.message_id.strip(b"<>").startswith(tok.encode())
 
 
+@requirement(
+    "RFC3501", "7.4.2", "MUST", "BODYSTRUCTURE describes each MIME part: type, parameters, size"
+)
 @requirement(
     "RFC9051", "7.5.2", "MUST", "BODYSTRUCTURE describes each MIME part: type, parameters, size"
 )
@@ -161,11 +161,8 @@ def test_binary(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC9051",
-    "6.4.6",
-    "MUST",
-    "STORE +FLAGS, -FLAGS and FLAGS change flags and answer with the new flags",
+@both_revisions(
+    "6.4.6", "MUST", "STORE +FLAGS, -FLAGS and FLAGS change flags and answer with the new flags"
 )
 def test_store(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -181,7 +178,7 @@ def test_store(target: Target) -> None:
             assert told(other.get_flags([uid])[uid]) == {b"\\Answered"}  # stored for good
 
 
-@requirement("RFC9051", "6.4.6", "MUST", "STORE FLAGS.SILENT sends no FETCH for the change")
+@both_revisions("6.4.6", "MUST", "STORE FLAGS.SILENT sends no FETCH for the change")
 def test_store_silent(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
         append(client, folder, message(token()))
@@ -195,8 +192,7 @@ def test_store_silent(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC9051",
+@both_revisions(
     "6.4.4",
     "MUST",
     "SEARCH finds messages by flags, header text, size, UID and boolean combinations",
@@ -238,11 +234,8 @@ def test_esearch(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC9051",
-    "6.4.7",
-    "MUST",
-    "COPY copies messages with their flags and leaves the source as it was",
+@both_revisions(
+    "6.4.7", "MUST", "COPY copies messages with their flags and leaves the source as it was"
 )
 def test_copy(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as source, scratch_folder(client) as dest:
@@ -256,7 +249,7 @@ def test_copy(target: Target) -> None:
         assert b"\\Flagged" in client.get_flags([copied])[copied]
 
 
-@requirement("RFC9051", "6.4.7", "MUST", "COPY to a missing mailbox fails (TRYCREATE)")
+@both_revisions("6.4.7", "MUST", "COPY to a missing mailbox fails (TRYCREATE)")
 def test_copy_to_missing_mailbox(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
         append(client, folder, message(token()))
@@ -339,8 +332,7 @@ def test_move_responses(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC9051",
+@both_revisions(
     "6.4.3",
     "MUST",
     "EXPUNGE removes the \\Deleted messages and reports each with an EXPUNGE response",
@@ -374,6 +366,7 @@ def test_uid_expunge(target: Target) -> None:
         assert client.search(["ALL"]) == [b]
 
 
+@requirement("RFC3501", "6.4.2", "MUST", "CLOSE expunges \\Deleted messages silently and deselects")
 @requirement("RFC9051", "6.4.1", "MUST", "CLOSE expunges \\Deleted messages silently and deselects")
 def test_close(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
@@ -405,6 +398,12 @@ def test_unselect(target: Target) -> None:
 
 
 @requirement(
+    "RFC3501",
+    "6.4.8",
+    "MUST",
+    "UID FETCH and UID STORE address messages by UID and include UID in each FETCH",
+)
+@requirement(
     "RFC9051",
     "6.4.9",
     "MUST",
@@ -428,9 +427,7 @@ def test_uid_commands(target: Target) -> None:
             raw.close()
 
 
-@requirement(
-    "RFC9051", "6.4.5", "MUST", "a FETCH of a sequence number past the last message is BAD"
-)
+@both_revisions("6.4.5", "MUST", "a FETCH of a sequence number past the last message is BAD")
 def test_fetch_past_the_end(target: Target) -> None:
     with imap(target) as client, scratch_folder(client) as folder:
         append(client, folder, message(token()))

@@ -13,6 +13,7 @@ from conformance.target import Target
 from conformance.tests.test_imap_support import (
     TLS_ABORTED,
     RawImap,
+    both_revisions,
     imap,
     imap_connect,
     require_capability,
@@ -39,7 +40,7 @@ def capabilities(lines: list[bytes]) -> set[str]:
     raise AssertionError(f"no CAPABILITY response in {lines}")
 
 
-@requirement("RFC9051", "7.1.1", "MUST", "the greeting is an untagged OK, PREAUTH or BYE")
+@both_revisions("7.1.1", "MUST", "the greeting is an untagged OK, PREAUTH or BYE")
 def test_greeting(target: Target) -> None:
     raw = plaintext(target)
     try:
@@ -71,9 +72,7 @@ def test_capability_lists_imap4rev1(target: Target) -> None:
         raw.close()
 
 
-@requirement(
-    "RFC9051", "6.2.3", "MUST", "LOGIN is refused before TLS, and LOGINDISABLED is advertised"
-)
+@both_revisions("6.2.3", "MUST", "LOGIN is refused before TLS, and LOGINDISABLED is advertised")
 def test_login_refused_before_tls(target: Target) -> None:
     raw = plaintext(target)
     try:
@@ -87,11 +86,8 @@ def test_login_refused_before_tls(target: Target) -> None:
         raw.close()
 
 
-@requirement(
-    "RFC9051",
-    "6.2.2",
-    "MUST",
-    "AUTHENTICATE PLAIN is refused before TLS (no AUTH=PLAIN advertised)",
+@both_revisions(
+    "6.2.2", "MUST", "AUTHENTICATE PLAIN is refused before TLS (no AUTH=PLAIN advertised)"
 )
 def test_authenticate_plain_refused_before_tls(target: Target) -> None:
     raw = plaintext(target)
@@ -106,9 +102,7 @@ def test_authenticate_plain_refused_before_tls(target: Target) -> None:
         raw.close()
 
 
-@requirement(
-    "RFC9051", "6.2.1", "MUST", "after STARTTLS the server speaks TLS and login is possible"
-)
+@both_revisions("6.2.1", "MUST", "after STARTTLS the server speaks TLS and login is possible")
 def test_starttls_then_login(target: Target) -> None:
     with imap(target, role="imap") as client:
         assert client.select_folder("INBOX")[b"UIDVALIDITY"]
@@ -151,7 +145,7 @@ def test_implicit_tls(target: Target) -> None:
         assert client.select_folder("INBOX")[b"UIDVALIDITY"]
 
 
-@requirement("RFC9051", "6.2.3", "MUST", "LOGIN with valid credentials over TLS succeeds")
+@both_revisions("6.2.3", "MUST", "LOGIN with valid credentials over TLS succeeds")
 def test_login_over_tls(target: Target) -> None:
     client = imap_connect(target)
     try:
@@ -162,7 +156,7 @@ def test_login_over_tls(target: Target) -> None:
         client.logout()
 
 
-@requirement("RFC9051", "6.2.3", "MUST", "LOGIN with a wrong password gets NO and no session")
+@both_revisions("6.2.3", "MUST", "LOGIN with a wrong password gets NO and no session")
 def test_login_wrong_password(target: Target) -> None:
     raw = RawImap(target)
     try:
@@ -173,9 +167,7 @@ def test_login_wrong_password(target: Target) -> None:
         raw.close()
 
 
-@requirement(
-    "RFC9051", "6.2.2", "MUST", "AUTHENTICATE PLAIN over TLS logs in (the mandatory mechanism)"
-)
+@both_revisions("6.2.2", "MUST", "AUTHENTICATE PLAIN over TLS logs in (the mandatory mechanism)")
 def test_authenticate_plain(target: Target) -> None:
     client = imap_connect(target)
     try:
@@ -198,8 +190,7 @@ LOGIN_CONTROLS = {
 }
 
 
-@requirement(
-    "RFC9051",
+@both_revisions(
     "9",
     "MUST",
     "a NUL in a command, or a control character in an atom, gets BAD: a LOGIN with one "
@@ -227,7 +218,7 @@ def test_login_with_control_character(target: Target, form: bytes) -> None:
         raw.close()
 
 
-@requirement("RFC9051", "6.2.2", "MUST", "a client's '*' cancels AUTHENTICATE with BAD")
+@both_revisions("6.2.2", "MUST", "a client's '*' cancels AUTHENTICATE with BAD")
 def test_authenticate_cancel(target: Target) -> None:
     raw = RawImap(target)
     try:
@@ -239,7 +230,7 @@ def test_authenticate_cancel(target: Target) -> None:
         raw.close()
 
 
-@requirement("RFC9051", "6.1.2", "MUST", "NOOP always succeeds")
+@both_revisions("6.1.2", "MUST", "NOOP always succeeds")
 def test_noop(target: Target) -> None:
     raw = RawImap(target)
     try:
@@ -250,8 +241,8 @@ def test_noop(target: Target) -> None:
         raw.close()
 
 
-@requirement(
-    "RFC9051", "6.1.3", "MUST", "LOGOUT sends an untagged BYE, then OK, then closes the connection"
+@both_revisions(
+    "6.1.3", "MUST", "LOGOUT sends an untagged BYE, then OK, then closes the connection"
 )
 def test_logout(target: Target) -> None:
     raw = RawImap(target)
@@ -265,19 +256,20 @@ def test_logout(target: Target) -> None:
         raw.close()
 
 
-@requirement("RFC9051", "6.3", "MUST", "mailbox commands are refused (BAD) before login")
+@both_revisions("6.3", "MUST", "mailbox commands are refused (BAD) before login")
 def test_commands_need_authentication(target: Target) -> None:
-    raw = RawImap(target)
-    try:
-        for command in ("SELECT INBOX", 'LIST "" *', "STATUS INBOX (MESSAGES)"):
-            assert tagged(raw.command(command)).startswith((b"BAD", b"NO")), command
-    finally:
-        raw.close()
+    # A connection each: a server may answer a run of refused commands with BYE and close
+    # (Dovecot does after a few), which refuses them as well (RFC 3501 7.1.5).
+    for command in ("SELECT INBOX", 'LIST "" *', "STATUS INBOX (MESSAGES)"):
+        raw = RawImap(target)
+        try:
+            lines = raw.command(command)
+            assert tagged(lines).startswith((b"BAD", b"NO", b"BYE")), f"{command}: {lines}"
+        finally:
+            raw.close()
 
 
-@requirement(
-    "RFC9051", "6.4", "MUST", "message commands are refused (BAD) with no mailbox selected"
-)
+@both_revisions("6.4", "MUST", "message commands are refused (BAD) with no mailbox selected")
 def test_commands_need_a_selected_mailbox(target: Target) -> None:
     raw = RawImap(target)
     try:
@@ -321,7 +313,7 @@ def test_namespace(target: Target) -> None:
         client.delete_folder(f"{prefix}ns-probe-x")
 
 
-@requirement("RFC9051", "6.2.3", "SHOULD", "after login the server sends fresh capabilities")
+@both_revisions("6.2.3", "SHOULD", "after login the server sends fresh capabilities")
 def test_capabilities_after_login(target: Target) -> None:
     raw = RawImap(target)
     try:

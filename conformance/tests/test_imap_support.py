@@ -15,11 +15,12 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from imapclient import IMAPClient
 
-from conformance.requirements import not_applicable
+from conformance.requirements import not_applicable, requirement
 from conformance.smtp_client import CLIENT_NAME, SMTPClient
 from conformance.target import Account, Target
 
@@ -240,6 +241,11 @@ class RawImap:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def has_data(self) -> bool:
+        """Whether bytes already read (by us or by TLS) wait to be taken."""
+        pending = getattr(self.sock, "pending", None)
+        return bool(self.buffer) or (pending is not None and pending() > 0)
+
     def line(self, timeout: float | None = None) -> bytes:
         self.sock.settimeout(timeout or self.timeout)
         while b"\r\n" not in self.buffer:
@@ -373,10 +379,26 @@ def pop3_deliver(
         time.sleep(0.03)
 
 
+T = TypeVar("T", bound=Callable[..., None])
+
+
+def both_revisions(clause: str, level: str, title: str) -> Callable[[T], T]:
+    """The same requirement at the same clause of RFC 3501 and of RFC 9051: the test runs
+    where either revision is advertised, and each requirement is reported not applicable
+    where its own revision is not (conformance.plugin)."""
+
+    def mark(test: T) -> T:
+        rev2 = requirement("RFC9051", clause, level, title)(test)
+        return requirement("RFC3501", clause, level, title)(rev2)
+
+    return mark
+
+
 __all__ = [
     "TLS_ABORTED",
     "RawImap",
     "append",
+    "both_revisions",
     "deliver",
     "imap",
     "imap_connect",

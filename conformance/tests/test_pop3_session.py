@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from conformance.requirements import not_applicable, requirement
-from conformance.target import Target
+from conformance.target import ClockControl, Target
 from conformance.tests.test_imap_support import TLS_ABORTED, pop3, pop3_session
 
 
@@ -268,3 +268,41 @@ def test_control_character_in_user(target: Target, ctl: str) -> None:
             client.stat()
     finally:
         client.close()
+
+
+@requirement("RFC1939", "3", "MUST", "keywords are case-insensitive: user, pass, stat, rset work")
+def test_keywords_are_case_insensitive(target: Target) -> None:
+    # "Keywords are case-insensitive." poplib sends upper case; here every verb is lower.
+    acc = target.mailbox_account
+    client = pop3(target)
+    try:
+        for line in (f"user {acc.address}", f"pass {acc.password}", "stat", "rset"):
+            reply = client._shortcmd(line)
+            assert reply.startswith(b"+OK"), f"{line.split()[0]}: {reply!r}"
+        client.quit()
+    finally:
+        client.close()
+
+
+@requirement(
+    "RFC1939",
+    "3",
+    "MUST",
+    "the autologout timer is at least 10 minutes: a session idle for 9 m 59 s goes on",
+    needs=("clock",),
+)
+def test_autologout_after_ten_minutes_at_least(target: Target, clock: ClockControl) -> None:
+    # "If a server has an inactivity autologout timer, the duration of that timer MUST be
+    # of at least 10 minutes." The target's clock moves; no test waits 10 minutes.
+    with pop3_session(target) as client:
+        clock.advance(599)
+        # A server whose timer ran out says so (-ERR) and hangs up at once: give it that
+        # moment before the next command, which would otherwise race its timer.
+        client.sock.settimeout(0.2)
+        with contextlib.suppress(TimeoutError):
+            said = client.sock.recv(200)
+            raise AssertionError(f"after 599 s idle the server said {said!r} and hung up")
+        client.sock.settimeout(target.timeout)
+        reply = client.noop()
+        assert reply.startswith(b"+OK"), f"NOOP after 599 s idle: {reply!r}"
+        client.quit()

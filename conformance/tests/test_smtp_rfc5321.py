@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from conformance import not_applicable
 from conformance.plugin import SMTPConnector
 from conformance.requirements import requirement
 from conformance.smtp_client import SMTPClient
@@ -329,3 +330,104 @@ def test_idle_session_is_closed_with_421(smtp: SMTPConnector, clock: ClockContro
     reply = client.read_reply()
     assert reply.code == 421, f"after 301 s idle: expected 421, got {reply}"
     assert client.closed_by_peer(timeout=5.0), "421 sent but the connection stayed open"
+
+
+# -- MUST clauses the index (conformance/clauses.toml) had left unchecked -----------------------
+
+
+@requirement(
+    "RFC5321",
+    "4.1.4",
+    "MUST",
+    "an unacceptable EHLO gets 501, 500, 502 or 550 and leaves the state as it was",
+)
+def test_unacceptable_ehlo_keeps_the_state(smtp: SMTPConnector, target: Target) -> None:
+    # "If the EHLO command is not acceptable to the SMTP server, 501, 500, 502, or 550
+    # failure replies MUST be returned as appropriate. The SMTP server MUST stay in the same
+    # state after transmitting these replies that it was in before the EHLO was received."
+    client = session(smtp)
+    transaction(client, target)
+    client.command("EHLO").expect(501, 500, 502, 550, doing="EHLO without a domain")
+    # The open transaction survived: a further RCPT is taken and DATA is possible.
+    client.rcpt(postmaster(target)).expect(250, doing="RCPT after the refused EHLO")
+    client.data(message(marker())).expect(250, doing="end of data after the refused EHLO")
+
+
+def _domain_of(octets: int) -> str:
+    """A syntactically valid domain of exactly ``octets`` octets (labels of 63 at most)."""
+    labels: list[str] = []
+    left = octets
+    while left > 0:
+        size = min(63, left if not labels else left - 1)
+        labels.append(chr(ord("a") + len(labels)) * size)
+        left -= size + (1 if len(labels) > 1 else 0)
+    domain = ".".join(labels)
+    assert len(domain) == octets, (len(domain), octets)
+    return domain
+
+
+@requirement("RFC5321", "4.5.3.1.2", "MUST", "a domain of 255 octets is not refused as too long")
+def test_255_octet_domain(smtp: SMTPConnector) -> None:
+    # "The maximum total length of a domain name or number is 255 octets." A path cannot
+    # carry one (256 octets with the local part and brackets), so EHLO does.
+    client = smtp()
+    client.ehlo(_domain_of(255)).expect(250, doing="EHLO with a 255-octet domain")
+
+
+@requirement("RFC5321", "4.5.3.1.5", "MUST", "no reply line is longer than 512 octets")
+def test_reply_lines_fit_512_octets(smtp: SMTPConnector, target: Target) -> None:
+    # "The maximum total length of a reply line including the reply code and the <CRLF>
+    # is 512 octets." Servers that echo what they were sent overrun it on long input.
+    client = smtp()
+    replies = [
+        client.ehlo(_domain_of(255)),
+        client.command("VRFY " + "v" * 500),
+        client.mail("s@" + _domain_of(251)),
+        client.rcpt("r" * 64 + "@" + _domain_of(189)),
+        client.command("MAIL FROM:<> " + "P" * 490),
+        # Last: what a server does after an unknown command is another requirement's.
+        client.command("XQZV " + "q" * 500),
+    ]
+    for reply in replies:
+        for line in reply.raw.split(b"\r\n")[:-1]:
+            assert len(line) + 2 <= 512, f"a reply line of {len(line) + 2} octets: {line[:80]!r}"
+
+
+@requirement(
+    "RFC5321",
+    "3.3",
+    "MUST",
+    "a refused recipient's reply says whether the failure is permanent or temporary "
+    "(5yz or 4yz, the enhanced code of the same class)",
+)
+def test_refused_recipient_says_permanent_or_temporary(smtp: SMTPConnector, target: Target) -> None:
+    client = session(smtp)
+    client.mail("").expect(250, doing="MAIL FROM:<>")
+    reply = client.rcpt(f"no-such-user-{marker()}@{target.domain}")
+    if reply.positive:
+        not_applicable("the server takes an unknown local address at RCPT (it bounces later)")
+    assert reply.transient or reply.permanent, f"RCPT of an unknown user: {reply}"
+    if reply.enhanced:
+        # RFC 3463 2: the class digit says the same as the basic code's first digit.
+        assert reply.enhanced[0] == str(reply.code)[0], f"RCPT of an unknown user: {reply}"
+
+
+@requirement(
+    "RFC5321",
+    "4.5.2",
+    "MUST",
+    "every ASCII character of the data is delivered as sent, control characters included",
+)
+def test_every_ascii_character_is_delivered(smtp: SMTPConnector, target: Target) -> None:
+    # "the mail data may contain any of the 128 ASCII characters. All characters are to be
+    # delivered to the recipient's mailbox, including spaces, vertical and horizontal tabs,
+    # and other control characters." CR and LF travel as the line end; NUL is left out, as
+    # the suite reads the mailbox over IMAP or POP3, neither of which can carry it in text.
+    token = marker()
+    line = bytes(c for c in range(1, 128) if c not in (0x0A, 0x0D))
+    client = session(smtp)
+    client.mail("").expect(250, doing="MAIL FROM:<>")
+    client.rcpt(target.account.address).expect(250, doing="RCPT TO the test account")
+    client.data(message(token, body=[line, b"end"])).expect(250, doing="end of data")
+    body = body_of(delivered(target, target.account.address, token))
+    assert body.split(b"\r\n")[0] == line, f"delivered {body[:200]!r}, sent {line!r}"

@@ -1,10 +1,11 @@
-"""DKIM (RFC 6376, RFC 8463): verify every signature with dkimpy, sign with `cryptography`.
+"""DKIM (RFC 6376, RFC 8463): verify and sign with our canonicalisation and `cryptography`.
 
-Verification runs dkimpy (synchronous) in a worker thread, with the key records fetched
-beforehand through our resolver and handed to it by a dnsfunc that only reads them.
-Signing is our own relaxed/relaxed canonicalisation with `cryptography` doing the RSA and
-Ed25519 work: dkimpy's pure-Python RSA signs ~124 messages/s, far too slow for submission.
-The tests verify what we sign with dkimpy, so each implementation checks the other.
+dkimpy parses and validates the tag lists and key records; the canonicalisation is ours
+and `cryptography` does the RSA and Ed25519 work: dkimpy's pure-Python RSA signs ~124
+messages/s, and its verification cost ~2 ms per message. Verification runs in a worker
+thread, with the key records fetched beforehand through our resolver. The tests verify
+what we sign with dkimpy, and dkimpy's signed messages and vectors with ours, so each
+implementation checks the other.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import dkim as dkimpy  # type: ignore[import-untyped]
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from dkim.util import (  # type: ignore[import-untyped]
     InvalidTagValueList,
     parse_tag_value,
@@ -123,7 +125,9 @@ class DkimSignature:
 
 # -- canonicalisation (RFC 6376 3.4) ---------------------------------------------------------
 
-_WSP = re.compile(rb"[ \t]+")
+# Runs of WSP that relaxed canonicalisation changes: a lone SP is left alone, which makes
+# the substitution three times faster on ordinary text.
+_WSP = re.compile(rb" [ \t]+|\t[ \t]*")
 _EOL = re.compile(rb"\r?\n")
 
 
@@ -134,14 +138,18 @@ def relaxed_header(name: str, value: bytes) -> bytes:
 
 
 def relaxed_body(body: bytes) -> bytes:
-    """RFC 6376 3.4.4 (line ends normalised to CRLF first)."""
-    lines = _EOL.split(body)
-    out = [_WSP.sub(b" ", line).rstrip(b" ") for line in lines]
-    while out and out[-1] == b"":
-        out.pop()
-    if not out:
-        return b""
-    return b"\r\n".join(out) + b"\r\n"
+    """RFC 6376 3.4.4 (line ends normalised to CRLF first).
+
+    Whole-body operations, not a loop over lines: a line at a time costs four times more.
+    """
+    b = body if body.count(b"\n") == body.count(b"\r\n") else _EOL.sub(b"\r\n", body)
+    b = _WSP.sub(b" ", b).replace(b" \r\n", b"\r\n")
+    end = len(b)
+    if end and b[end - 1] == 0x20:
+        end -= 1  # the last line has no line end, but its trailing WSP goes all the same
+    while end >= 2 and b.startswith(b"\r\n", end - 2):
+        end -= 2  # empty lines at the end are ignored
+    return b[:end] + b"\r\n" if end else b""
 
 
 def body_hash(body: bytes) -> str:
@@ -271,13 +279,14 @@ async def verify(
     fields = signature_fields(message)
     results: list[DkimSignature | None] = [None] * len(fields)
     keys: dict[bytes, bytes | None] = {}  # record name -> TXT value (None: none there)
+    tag_lists: dict[int, dict[bytes, bytes]] = {}
     pending: list[int] = []
     for idx, f in enumerate(fields):
         if idx >= max_signatures:
             results[idx] = DkimSignature(DkimResult.POLICY, reason="too many signatures")
             continue
         try:
-            tags = _tags(f)
+            tags = tag_lists[idx] = _tags(f)
         except InvalidTagValueList as e:
             results[idx] = DkimSignature(DkimResult.PERMERROR, reason=f"bad tag list: {e}")
             continue
@@ -315,7 +324,7 @@ async def verify(
         results[idx] = base
         pending.append(idx)
     if pending:
-        done = await asyncio.to_thread(_verify_sync, message, pending, results, keys)
+        done = await asyncio.to_thread(_verify_sync, message, pending, results, keys, tag_lists)
         for idx, r in zip(pending, done, strict=True):
             results[idx] = r
     return [r for r in results if r is not None]
@@ -343,51 +352,132 @@ def _with(base: DkimSignature, result: DkimResult, reason: str) -> DkimSignature
     )
 
 
+_SIMPLE_EOL = re.compile(rb"\r?\n")
+_MAX_KEYS = 1000  # parsed public keys kept, by their DNS record
+
+
+@dataclass(frozen=True)
+class _PublicKey:
+    kind: str  # "rsa" or "ed25519", as in a=
+    key: rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+    bits: int
+
+
+_public_keys: dict[bytes, _PublicKey] = {}
+
+
+def _public_key(name: bytes, record: bytes) -> _PublicKey:
+    """The key of a DKIM key record (RFC 6376 3.6.1), parsed by dkimpy, kept by record.
+
+    Raises dkimpy's errors, or ValueError, on a record that holds no usable key.
+    """
+    got = _public_keys.get(record)
+    if got is not None:
+        return got
+    pk, bits, ktag, tlsrpt_only = dkimpy.evaluate_pk(name, record)
+    if tlsrpt_only:
+        raise dkimpy.KeyFormatError("key is for TLSRPT only (s=tlsrpt)")
+    if ktag == b"rsa":
+        key: rsa.RSAPublicKey | ed25519.Ed25519PublicKey = rsa.RSAPublicNumbers(
+            pk["publicExponent"], pk["modulus"]
+        ).public_key()
+    else:
+        key = ed25519.Ed25519PublicKey.from_public_bytes(bytes(pk))
+    got = _PublicKey(ktag.decode(), key, bits)
+    if len(_public_keys) >= _MAX_KEYS:
+        _public_keys.clear()
+    _public_keys[record] = got
+    return got
+
+
 def _verify_sync(
     message: Message,
     pending: list[int],
     bases: list[DkimSignature | None],
     keys: dict[bytes, bytes | None],
+    tag_lists: dict[int, dict[bytes, bytes]],
 ) -> list[DkimSignature]:
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-        return keys.get(name.rstrip(b"."))
-
-    out: list[DkimSignature] = []
-    try:
-        d = dkimpy.DKIM(message.raw, logger=_dkimpy_log, minkey=MIN_RSA_BITS)
-    except dkimpy.DKIMException as e:
-        return [_with(_b(bases[i]), DkimResult.PERMERROR, f"message: {e}") for i in pending]
+    """RFC 6376 6.1.3 for each pending signature: dkimpy parses tags and key records, the
+    canonicalisation is ours (the one signing uses) and `cryptography` checks the signature:
+    dkimpy's pure-Python RSA and parsing cost about 2 ms per message."""
     fields = signature_fields(message)
+    bodies: dict[tuple[bytes, int | None], bytes] = {}
+    out: list[DkimSignature] = []
     for idx in pending:
         base = _b(bases[idx])
         name = f"{base.selector}._domainkey.{base.domain}".encode()
+        record = keys[name]
+        assert record is not None  # verify() only passes signatures with a key record
         try:
-            dkimpy.evaluate_pk(name, keys[name])
+            key = _public_key(name, record)
         except (dkimpy.DKIMException, ValueError) as e:  # binascii.Error is a ValueError
             out.append(_with(base, DkimResult.PERMERROR, f"key: {e}"))
             continue
-        try:
-            ok = d.verify(idx=idx, dnsfunc=dnsfunc)
-        except dkimpy.KeyFormatError as e:
-            out.append(_with(base, DkimResult.PERMERROR, f"key: {e}"))
-            continue
-        except dkimpy.ValidationError as e:
-            text = str(e)
-            if "body hash mismatch" in text:
-                out.append(_with(base, DkimResult.FAIL, "body hash did not verify"))
-            elif "x= value is past" in text:
-                out.append(_with(base, DkimResult.FAIL, "signature expired"))
-            else:
-                out.append(_with(base, DkimResult.PERMERROR, text[:120]))
-            continue
-        except dkimpy.DKIMException as e:
-            out.append(_with(base, DkimResult.PERMERROR, str(e)[:120]))
-            continue
-        if not ok:
-            out.append(_with(base, DkimResult.FAIL, "signature did not verify"))
-            continue
-        out.append(_length_check(base, _tags(fields[idx]), message))
+        out.append(_verify_one(message, fields[idx], tag_lists[idx], key, base, bodies))
     return out
+
+
+def _verify_one(
+    message: Message,
+    field: Field,
+    tags: dict[bytes, bytes],
+    key: _PublicKey,
+    base: DkimSignature,
+    bodies: dict[tuple[bytes, int | None], bytes],
+) -> DkimSignature:
+    try:
+        dkimpy.validate_signature_fields(tags)
+    except dkimpy.DKIMException as e:
+        return _with(base, DkimResult.PERMERROR, str(e)[:120])
+    if not base.algorithm.startswith(key.kind + "-"):
+        # RFC 6376 6.1.2 step 8: an inappropriate key algorithm
+        return _with(base, DkimResult.PERMERROR, f"key: k={key.kind} does not fit a=")
+    if key.kind == "rsa" and key.bits < MIN_RSA_BITS:
+        return _with(base, DkimResult.PERMERROR, f"key: public key too small: {key.bits}")
+    header_c, _, body_c = tags.get(b"c", b"simple/simple").partition(b"/")
+    body_c = body_c or b"simple"
+    if header_c not in (b"simple", b"relaxed") or body_c not in (b"simple", b"relaxed"):
+        return _with(base, DkimResult.PERMERROR, "invalid c= value")
+    length = int(tags[b"l"]) if b"l" in tags else None
+    canon_body = bodies.get((body_c, length))
+    if canon_body is None:
+        canon = relaxed_body(message.body) if body_c == b"relaxed" else _simple_body(message.body)
+        canon_body = bodies[(body_c, length)] = hashlib.sha256(canon[:length]).digest()
+    try:
+        bh = base64.b64decode(re.sub(rb"\s+", b"", tags[b"bh"]))
+        signature = base64.b64decode(re.sub(rb"\s+", b"", tags[b"b"]))
+    except ValueError:
+        return _with(base, DkimResult.PERMERROR, "b= or bh= is not base64")
+    if bh != canon_body:
+        return _with(base, DkimResult.FAIL, "body hash did not verify")
+    names = [n.strip().lower() for n in tags[b"h"].decode("ascii", "replace").split(":")]
+    if "from" in names:
+        names.append("from")  # a second From, if any, is hashed too: it breaks the signature
+    relaxed = header_c == b"relaxed"
+    data = b"".join(
+        _canon_header(f.name, f.raw, relaxed)
+        for f in _select(message.fields, names)
+        if f is not None
+    )
+    # The signature's own field with an empty b= and no line end (RFC 6376 3.7), with
+    # dkimpy's expression for "the b= value", the one its test vectors are made with.
+    own = dkimpy.RE_BTAG.sub(b"\\1", field.raw.split(b":", 1)[1])
+    data += _canon_header(field.name, field.name.encode() + b":" + own, relaxed).rstrip()
+    try:
+        if isinstance(key.key, rsa.RSAPublicKey):
+            key.key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            key.key.verify(signature, hashlib.sha256(data).digest())  # RFC 8463 3
+    except InvalidSignature:
+        return _with(base, DkimResult.FAIL, "signature did not verify")
+    return _length_check(base, tags, message)
+
+
+def _canon_header(name: str, raw: bytes, relaxed: bool) -> bytes:
+    """RFC 6376 3.4.1 and 3.4.2; ``raw`` is the whole field as written."""
+    if relaxed:
+        return relaxed_header(name, raw.split(b":", 1)[1].rstrip(b"\r\n"))
+    return _SIMPLE_EOL.sub(b"\r\n", raw if raw.endswith(b"\n") else raw + b"\r\n")
 
 
 def _b(base: DkimSignature | None) -> DkimSignature:

@@ -7,16 +7,23 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reference import __version__
 from reference import config as config_mod
 from reference.cli.common import Subparsers, group, leaf, load_config
+from reference.config import Config
+
+if TYPE_CHECKING:
+    from reference.app import Endpoint
+    from reference.workers import Worker
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from reference import log as logmod
-    from reference.app import App, StartupError
+    from reference.workers import worker_count
 
     cfg = load_config(args)
     logmod.setup(cfg.server.log_level)
@@ -25,51 +32,133 @@ def cmd_serve(args: argparse.Namespace) -> int:
     flags = f" --data-dir {cfg.data_path}"
     if args.config:
         flags = f" --config {Path(args.config).absolute()}" + flags
+    count = worker_count(cfg)
+    if count == 1:
+        return asyncio.run(_serve(cfg, flags))
+    return _supervise(cfg, flags, count)
 
-    async def main() -> int:
-        # Signal handlers first: a SIGTERM sent while the node starts (or right after it
-        # says it is up) must still stop it cleanly, with exit status 0.
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+
+async def _serve(cfg: Config, flags: str) -> int:
+    """The node as one process: every listener, the queue runner."""
+    from reference.app import App
+    from reference.workers import StartupError
+
+    # Signal handlers first: a SIGTERM sent while the node starts (or right after it
+    # says it is up) must still stop it cleanly, with exit status 0.
+    stop = _stop_event()
+    try:
+        app = App(cfg)
+        endpoints = await app.start()
+    except StartupError as e:
+        print(f"mailspec: {e}", file=sys.stderr)
+        return 2
+    _banner(cfg, endpoints, app.cert_path, bool(app.directory.users()), flags, workers=1)
+    # `mailspec queue flush|release` ask a running server to look at its spool now.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, app.runner.notify)
+    pidfile = cfg.pid_path
+    pidfile.write_text(f"{os.getpid()}\n")
+    print("Stop with Ctrl-C or SIGTERM.", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        pidfile.unlink(missing_ok=True)
+        await app.stop()
+    return 0
+
+
+def _supervise(cfg: Config, flags: str, count: int) -> int:
+    """The node as ``count`` worker processes under a supervisor (server.workers)."""
+    from reference.app import Endpoint, cert_path, directory_path
+    from reference.directory import Directory
+    from reference.workers import StartupError, Supervisor
+
+    supervisor = Supervisor(cfg, count, lambda worker: asyncio.run(_work(cfg, worker)))
+    try:
+        supervisor.start()
+    except StartupError as e:
+        print(f"mailspec: {e}", file=sys.stderr)
+        return 2
+    pidfile = cfg.pid_path
+    try:
+        endpoints = {
+            name: Endpoint(name, *sock.getsockname()[:2])
+            for name, sock in supervisor.sockets.items()
+        }
+        directory = Directory(directory_path(cfg), delimiter=cfg.addresses.delimiter)
         try:
-            app = App(cfg)
-            endpoints = await app.start()
-        except StartupError as e:
-            print(f"mailspec: {e}", file=sys.stderr)
-            return 2
-        print(f"mailspec {__version__}: {cfg.server.hostname}, data in {cfg.data_path}")
-        for name, ep in endpoints.items():
-            print(f"  {name:<12} {ep.url}")
-        print(f"  certificate  {app.cert_path}")
-        if "web" in endpoints:
-            web = endpoints["web"].url
-            print(
-                f"  admin API    {web}/api/v1 (a token: mailspec token create --role admin{flags})"
-            )
-        if not cfg.antivirus.clamd:
-            print(
-                "  no virus scanner: mail is accepted unscanned (set antivirus.clamd to a "
-                "clamd's host:port or socket)"
-            )
-        if not app.directory.users():
-            print("No accounts yet. Add a domain and an account (in another shell):")
-            print(f"  mailspec domain add example.test{flags}")
-            print(f"  mailspec user add alice@example.test{flags}")
-        # `mailspec queue flush|release` ask a running server to look at its spool now.
-        loop.add_signal_handler(signal.SIGUSR1, app.runner.notify)
-        pidfile = cfg.pid_path
+            has_users = bool(directory.users())
+        finally:
+            directory.close()
+        _banner(cfg, endpoints, cert_path(cfg), has_users, flags, workers=count)
+        # The supervisor's pid: it passes SIGUSR1 on to the worker running the queue.
         pidfile.write_text(f"{os.getpid()}\n")
         print("Stop with Ctrl-C or SIGTERM.", flush=True)
-        try:
-            await stop.wait()
-        finally:
-            pidfile.unlink(missing_ok=True)
-            await app.stop()
-        return 0
+        supervisor.run()
+    finally:
+        pidfile.unlink(missing_ok=True)
+        supervisor.stop()
+    return 0
 
-    return asyncio.run(main())
+
+async def _work(cfg: Config, worker: Worker) -> int:
+    """One worker process: its share of the listeners (and, the primary, the queue runner)."""
+    from reference.app import App
+    from reference.workers import StartupError
+
+    stop = _stop_event()
+    try:
+        app = App(cfg, worker=worker)
+        await app.start()
+    except StartupError as e:
+        print(f"mailspec: {e}", file=sys.stderr)
+        return 2
+    if worker.primary:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, app.runner.notify)
+    worker.ready()
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+    return 0
+
+
+def _stop_event() -> asyncio.Event:
+    """Set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _banner(
+    cfg: Config,
+    endpoints: Mapping[str, Endpoint],
+    cert: Path,
+    has_users: bool,
+    flags: str,
+    *,
+    workers: int,
+) -> None:
+    """What `mailspec serve` prints once it is up (once, whatever the number of workers)."""
+    print(f"mailspec {__version__}: {cfg.server.hostname}, data in {cfg.data_path}")
+    for name, ep in endpoints.items():
+        print(f"  {name:<12} {ep.url}")
+    print(f"  certificate  {cert}")
+    print(f"  workers      {workers} process{'es' if workers > 1 else ''} (server.workers)")
+    if "web" in endpoints:
+        web = endpoints["web"].url
+        print(f"  panel        {web}/ (in a browser: log in with a token, or as a user)")
+        print(f"  admin API    {web}/api/v1 (a token: mailspec token create --role admin{flags})")
+    if not cfg.antivirus.clamd:
+        print(
+            "  no virus scanner: mail is accepted unscanned (set antivirus.clamd to a "
+            "clamd's host:port or socket)"
+        )
+    if not has_users:
+        print("No accounts yet. Add a domain and an account (in another shell):")
+        print(f"  mailspec domain add example.test{flags}")
+        print(f"  mailspec user add alice@example.test{flags}")
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:

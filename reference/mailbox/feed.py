@@ -80,7 +80,7 @@ class ChangeFeed:
                         origin, _, rel = str(message.get("data", "")).partition(" ")
                         if origin != self._origin and rel:
                             # Listeners only: the writer elsewhere committed it already.
-                            self.store.changed(self.store.root / rel)
+                            self.store.ring(self.store.root / rel)
             except (RedisError, OSError) as e:
                 event(log, "feed.error", level=logging.WARNING, error=repr(e))
                 await _REAL.sleep(_RETRY)

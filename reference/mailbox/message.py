@@ -8,11 +8,15 @@ from collections.abc import Iterable
 from reference.mail.message import split_header
 
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+\Z")
+_EOL = re.compile(rb"\r\n|\r|\n")
 
 
 def to_crlf(data: bytes) -> bytes:
     """``data`` with every bare LF and bare CR turned into CRLF (the form the wire uses)."""
-    return re.sub(rb"\r\n|\r|\n", b"\r\n", data)
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") == crlf and data.count(b"\r") == crlf:
+        return data  # already so (nearly always): counting is ten times faster than sub
+    return _EOL.sub(b"\r\n", data)
 
 
 def split(data: bytes) -> tuple[bytes, bytes]:

@@ -127,7 +127,10 @@ class MailStore:
         self._ready: set[Path] = set()
         self._lock = threading.Lock()
         self._listeners: dict[Path, set[Listener]] = {}
-        # Told of each change made here too, to pass on to other processes (see feed.py).
+        # Called after each change made in this process, to tell the node's other worker
+        # processes (their IMAP IDLE sessions) at once.
+        self.on_change: Listener | None = None
+        # And to tell the other nodes, through Redis (see feed.py).
         self.publish: Listener | None = None
 
     # -- delivery and APPEND ---------------------------------------------------------------
@@ -454,17 +457,19 @@ class MailStore:
         return unwatch
 
     def _notify(self, path: Path) -> None:
-        self.changed(path)
+        self.ring(path)
+        if self.on_change is not None:  # the node's other processes (server.workers)
+            self.on_change(path)
         publish = self.publish
-        if publish is not None:
+        if publish is not None:  # the other nodes
             try:
                 publish(path)
             except Exception:
                 log.exception("mailbox.publish path=%s", path)
 
-    def changed(self, path: Path) -> None:
-        """Tell this process's listeners of a change to the mailbox at ``path`` (made here,
-        or by another process that published it)."""
+    def ring(self, path: Path) -> None:
+        """Tell this process's listeners that the mailbox at ``path`` changed (a change
+        another process made and told us about)."""
         with self._lock:
             listeners = list(self._listeners.get(path, ()))
         for listener in listeners:

@@ -28,6 +28,9 @@ class Antivirus(Check):
         self.clamd = clamd
         self.fail_open = fail_open
 
+    def close(self) -> None:
+        self.clamd.close()
+
     async def data(self, tx: Transaction) -> CheckResult:
         result = await self.clamd.scan(tx.msg.raw)
         if result.infected:

@@ -1,9 +1,15 @@
-"""A clamd client speaking INSTREAM (TCP or Unix socket), with a timeout and a size cap."""
+"""A clamd client speaking INSTREAM (TCP or Unix socket), with a timeout and a size cap.
+
+Scans go through clamd sessions (IDSESSION) kept open between messages: a new connection
+per message cost more than the scan of a small one, on both sides.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
+import time
 from dataclasses import dataclass
 
 from reference.values import SocketAddress
@@ -11,6 +17,17 @@ from reference.values import SocketAddress
 __all__ = ["ClamdClient", "ScanResult"]
 
 _CHUNK = 64 * 1024
+_IDLE_POOL = 8  # sessions kept open between scans
+# clamd closes a session idle for IdleTimeout (30 s by default): we let go well before.
+_IDLE_SECONDS = 10.0
+_REQUEST_ID = re.compile(rb"^\d+: ")
+
+
+@dataclass
+class _Session:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    used: float  # time.monotonic() of the last reply
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,8 @@ class ClamdClient:
         self.address = address if isinstance(address, SocketAddress) else SocketAddress(address)
         self.timeout = timeout
         self.max_size = max_size
+        self._idle: list[_Session] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the idle ones belong to
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.address.pair is None:
@@ -42,21 +61,65 @@ class ClamdClient:
             return await asyncio.open_unix_connection(self.address.path)
         return await asyncio.open_connection(*self.address.pair)
 
-    async def _exchange(self, command: bytes, payload: bytes | None = None) -> bytes:
+    async def _exchange(self, command: bytes) -> bytes:
+        """One command on a connection of its own (PING: is clamd there right now?)."""
         reader, writer = await self._open()
         try:
             writer.write(command)
-            if payload is not None:
-                for i in range(0, len(payload), _CHUNK):
-                    chunk = payload[i : i + _CHUNK]
-                    writer.write(struct.pack("!L", len(chunk)) + chunk)
-                    await writer.drain()
-                writer.write(struct.pack("!L", 0))
             await writer.drain()
             # z-commands answer one NUL-terminated line.
             return (await reader.readuntil(b"\0")).rstrip(b"\0")
         finally:
             writer.close()
+
+    def close(self) -> None:
+        """Close the sessions kept open between scans."""
+        for session in self._idle:
+            session.writer.close()
+        self._idle.clear()
+
+    async def _session_exchange(self, payload: bytes) -> bytes:
+        """zINSTREAM in a session: an idle one if there is one (once more on a fresh one if
+        clamd had closed it meanwhile), a new one otherwise."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._idle, self._loop = [], loop  # streams cannot move between event loops
+        now = time.monotonic()
+        while self._idle:
+            session = self._idle.pop()
+            if now - session.used < _IDLE_SECONDS:
+                try:
+                    return await self._instream(session, payload)
+                except (OSError, asyncio.IncompleteReadError):
+                    pass  # closed by clamd since: a new session below
+            else:
+                session.writer.close()
+        reader, writer = await self._open()
+        writer.write(b"zIDSESSION\0")
+        return await self._instream(_Session(reader, writer, now), payload)
+
+    async def _instream(self, session: _Session, payload: bytes) -> bytes:
+        ok = False
+        try:
+            w = session.writer
+            w.write(b"zINSTREAM\0")
+            for i in range(0, len(payload), _CHUNK):
+                chunk = payload[i : i + _CHUNK]
+                w.write(struct.pack("!L", len(chunk)) + chunk)
+                await w.drain()
+            w.write(struct.pack("!L", 0))
+            await w.drain()
+            # In a session each reply is "<request id>: <reply>", NUL-terminated.
+            reply = _REQUEST_ID.sub(b"", (await session.reader.readuntil(b"\0")).rstrip(b"\0"))
+            # After an error clamd may end the session: only a verdict leaves it reusable.
+            ok = reply.endswith((b": OK", b" FOUND"))
+            return reply
+        finally:
+            if ok and len(self._idle) < _IDLE_POOL:
+                session.used = time.monotonic()
+                self._idle.append(session)
+            else:
+                session.writer.close()  # also when cancelled (timeout): its state is unknown
 
     async def ping(self) -> bool:
         try:
@@ -70,7 +133,7 @@ class ClamdClient:
             # clamd would stop at StreamMaxLength and say "size limit exceeded": decide here.
             return ScanResult("error", f"larger than the scan limit of {self.max_size} bytes")
         try:
-            reply = await asyncio.wait_for(self._exchange(b"zINSTREAM\0", data), self.timeout)
+            reply = await asyncio.wait_for(self._session_exchange(data), self.timeout)
         except TimeoutError:
             return ScanResult("error", f"clamd did not answer within {self.timeout:g} s")
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:

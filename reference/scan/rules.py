@@ -81,12 +81,31 @@ class Rule:
     test: Test = field(repr=False, compare=False)
 
 
+_WORD = re.compile(r"\w")
+
+
 def _phrases(pattern: str) -> Test:
-    rx = re.compile(pattern, re.IGNORECASE)
+    """A rule that fires on the first phrase of ``pattern`` (lower case) in subject or body.
+
+    The pattern runs on the lower-cased text without IGNORECASE, and its leading word
+    boundary is checked by hand: an alternation that starts with ``\\b`` defeats the regex
+    engine's first-character scan, which makes the search about three times slower.
+    """
+    assert pattern == pattern.lower(), "phrase patterns are matched on lower-cased text"
+    bounded = pattern.startswith(r"\b")
+    rx = re.compile(pattern[2:] if bounded else pattern)
 
     def test(p: Parsed) -> str | None:
-        m = rx.search(p.subject) or rx.search(p.body)
-        return m.group(0)[:60] if m else None
+        text, pos = p.phrase_text, 0
+        while (m := rx.search(text, pos)) is not None:
+            start = m.start()
+            if not (bounded and start and _WORD.match(text, start - 1)):
+                original = p.subject + "\n" + p.body
+                # lower() keeps the length of nearly all text: then show it as written
+                shown = original if len(original) == len(text) else text
+                return shown[start : m.end()][:60]
+            pos = start + 1
+        return None
 
     return test
 
@@ -110,13 +129,16 @@ def _exclaims(p: Parsed) -> str | None:
     return None
 
 
+_DOMAIN_LIKE = re.compile(r"(?:[\w-]{1,63}\.)+[\w-]{2,63}")
+
+
 def _display_spoof(p: Parsed) -> str | None:
     """From: "service@bank.example" <x@other.test>: the name claims another domain."""
     if not p.from_name or "@" not in p.from_addr:
         return None
     psl = default_list()
     real = registered_domain(ascii_host(p.from_addr.rpartition("@")[2].rstrip(".")), psl)
-    for m in re.finditer(r"(?:[\w-]{1,63}\.)+[\w-]{2,63}", p.from_name.lower()):
+    for m in _DOMAIN_LIKE.finditer(p.from_name.lower()):
         claimed = m.group(0)
         if is_domain(claimed, psl) and registered_domain(ascii_host(claimed), psl) != real:
             return f"{claimed} vs {real}"

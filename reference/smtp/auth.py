@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from base64 import b64decode, b64encode
 
+from reference import faults
 from reference.log import event
 from reference.mail import replies
 from reference.mail.replies import Reply
@@ -95,6 +96,8 @@ class AuthCommands(SessionCore):
         try:
             return b64decode(blob, validate=True)
         except ValueError:
+            if faults.active("smtp.auth-bad-base64-535"):
+                return replies.AUTH_FAILED
             return replies.AUTH_BAD_BASE64
 
     async def _check(

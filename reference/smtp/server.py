@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -53,6 +54,8 @@ class Listener:
         max_per_client: int = 20,
         auth_limiter: AuthLimiter | None = None,
         metrics: ListenerMetrics | None = None,
+        flow_backlog: int = 0,
+        flow_delay: float = 0.0,
     ) -> None:
         self.role = role
         self.hostname = hostname
@@ -81,6 +84,10 @@ class Listener:
         self.auth_limiter = auth_limiter
         # Connections and replies, counted for /metrics (None: not counted).
         self.metrics = metrics
+        # Flow control (smtp.flow_backlog, smtp.flow_delay): past that many messages in the
+        # spool, the reply to MAIL waits a while for delivery to catch up.
+        self.flow_backlog = flow_backlog
+        self.flow_delay = flow_delay
 
     def is_proxy(self, ip: str) -> bool:
         try:
@@ -110,11 +117,19 @@ class Listener:
         if count_total:
             self.active = max(0, self.active - 1)
 
-    async def start(self, host: str, port: int) -> asyncio.Server:
+    async def start(
+        self, host: str, port: int, sock: socket.socket | None = None
+    ) -> asyncio.Server:
+        """Listen on ``host:port``, or on ``sock`` (bound by the supervisor of several workers)."""
         ssl_ctx = self.tls_context if self.implicit_tls else None
-        return await asyncio.get_running_loop().create_server(
-            lambda: _Connection(self), host, port, ssl=ssl_ctx, reuse_address=True
-        )
+
+        def factory() -> _Connection:
+            return _Connection(self)
+
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            return await loop.create_server(factory, sock=sock, ssl=ssl_ctx)
+        return await loop.create_server(factory, host, port, ssl=ssl_ctx, reuse_address=True)
 
 
 class _Connection(asyncio.StreamReaderProtocol):

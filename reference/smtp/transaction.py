@@ -13,6 +13,7 @@ import asyncio
 import email.utils
 import logging
 
+from reference import faults
 from reference.log import event
 from reference.mail import replies
 from reference.mail.envelope import DsnRequest, RecipientDsn
@@ -54,6 +55,12 @@ class TransactionCommands(SessionCore):
             )
             return
         self.envelope.close()  # a transaction refused earlier leaves nothing running
+        # When delivery falls behind, the reply waits for it a while (bounded); past
+        # smtp.max_backlog the back-pressure check answers 451 4.3.2.
+        listener = self.listener
+        waited = await listener.spool.wait_for_room(listener.flow_backlog, listener.flow_delay)
+        if waited:
+            event(log, "mail.delayed", peer=self.peer_ip, seconds=round(waited, 3))
         policy = self.listener.policy
         tx = policy.begin(self.policy_session(), cmd.address)
         result = await policy.mail(tx)
@@ -201,6 +208,9 @@ class TransactionCommands(SessionCore):
             problem = replies.NEED_RCPT
         # RFC 3030 2: the chunk follows the command at once, whatever the reply will be:
         # read all of it, so that none of it is ever taken for a command.
+        if problem is not None and faults.active("smtp.bdat-refused-chunk-unread"):
+            await self.reply(problem)
+            return
         keep = problem is None
         remaining = size
         limit = self.listener.max_message_size

@@ -23,6 +23,12 @@ BOUNCED = "bounced"
 FINAL = (DELIVERED, BOUNCED)
 
 
+# How stale a shared spool's count may be (seconds of the clock), and how often a reply
+# held back by flow control looks at it again.
+BACKLOG_REFRESH = 0.05
+FLOW_TICK = 0.05
+
+
 class SpoolError(OSError):
     """The spool could not take or update a message (disk full, permissions…)."""
 
@@ -34,6 +40,9 @@ class Recipient:
     attempts: int = 0
     reply: str = ""  # the last reply or reason, for queue listings and DSNs
     remote: str = ""  # the host that gave that reply
+    # The mailboxes a local delivery filed this recipient's copy into already (an alias
+    # with several accounts): a retry after one of them failed files only the others.
+    filed: list[str] = field(default_factory=list)
 
 
 # What a spool file written before the envelope was typed kept in its "meta" dict.
@@ -149,26 +158,60 @@ class Spool:
     file without one is an interrupted enqueue and is removed at start.
     """
 
-    def __init__(self, root: Path, clock: Clock) -> None:
+    def __init__(self, root: Path, clock: Clock, *, shared: bool = False) -> None:
         self.root = root
         self.clock = clock
+        # ``shared``: the worker processes of a node (server.workers) all enqueue here and
+        # one of them delivers. Recovery is then the supervisor's, run once before any
+        # worker starts: a worker starting again must not take another's half-written
+        # message for an interrupted one.
+        self.shared = shared
         root.mkdir(parents=True, exist_ok=True)
-        self._recover()
+        if not shared:
+            self._recover()
         # How many messages this spool holds, kept as it changes (listing the directory on
-        # every MAIL would cost more than the check it serves).
+        # every MAIL would cost more than the check it serves). Shared, the others' changes
+        # are read from the directory again at most every BACKLOG_REFRESH.
         self._count_lock = threading.Lock()
-        self._count = sum(1 for _ in root.glob("*.json"))
+        self._count = self._listed()
+        self._listed_at = clock.monotonic()
+        self.waiting = 0  # replies held back by wait_for_room, now
+
+    def _listed(self) -> int:
+        with os.scandir(self.root) as it:
+            return sum(1 for e in it if e.name.endswith(".json"))
 
     @property
     def backlog(self) -> int:
         """Messages in the spool: queued and not yet delivered or bounced."""
+        if self.shared and self.clock.monotonic() - self._listed_at >= BACKLOG_REFRESH:
+            self._count, self._listed_at = self._listed(), self.clock.monotonic()
         return self._count
+
+    async def wait_for_room(self, backlog: int, longest: float) -> float:
+        """Wait while the spool holds ``backlog`` messages or more, at most ``longest``
+        seconds; return how long that was (Postfix's in_flow_delay: acceptance slows to the
+        pace of delivery, bounded)."""
+        if not backlog or self.backlog < backlog:
+            return 0.0
+        start = self.clock.monotonic()
+        self.waiting += 1
+        try:
+            while self.backlog >= backlog:
+                left = start + longest - self.clock.monotonic()
+                if left <= 0:
+                    break
+                await self.clock.sleep(min(FLOW_TICK, left))
+        finally:
+            self.waiting -= 1
+        return self.clock.monotonic() - start
 
     def _counted(self, delta: int) -> None:
         with self._count_lock:
             self._count = max(0, self._count + delta)
 
     def _recover(self) -> None:
+        """Remove what an interrupted enqueue left (no process may be writing here now)."""
         for tmp in self.root.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
         for eml in self.root.glob("*.eml"):
@@ -297,7 +340,7 @@ class Spool:
         """Count the messages again (after a takeover moved some out while this node was
         away)."""
         with self._count_lock:
-            self._count = sum(1 for _ in self.root.glob("*.json"))
+            self._count = self._listed()
 
     def take_over(self, other: Path) -> list[str]:
         """Move every committed message of the spool at ``other`` (a dead node's, whose

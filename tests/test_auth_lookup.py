@@ -1,0 +1,43 @@
+"""The lookup layer's answer cache: kept for the record's TTL (RFC 2308 for negative
+answers), never when the resolver itself does not cache, never past a change with TTL 0."""
+
+from __future__ import annotations
+
+import dns.resolver
+
+from fakes.dns.server import FakeDNS
+from reference.auth.lookup import Lookup
+
+
+def asked(fake: FakeDNS, name: str) -> int:
+    return sum(1 for q in fake.queries if q.name == name)
+
+
+async def test_answers_are_kept_for_their_ttl() -> None:
+    with FakeDNS() as fake:
+        fake.load_zone(
+            "example.test. 300 IN SOA ns.example.test. h.example.test. 1 3600 600 86400 60\n"
+            'a.example.test. 300 IN TXT "kept"\n'
+            'b.example.test. 0 IN TXT "not kept"\n'
+        )
+        resolver = fake.resolver()
+        resolver.cache = dns.resolver.Cache()
+        lookup = Lookup(resolver)
+        for _ in range(3):
+            assert await lookup.txt("a.example.test") == [b"kept"]
+            assert await lookup.txt("A.Example.Test") == [b"kept"]  # names are case-blind
+            assert await lookup.txt("b.example.test") == [b"not kept"]
+            assert (await lookup.query("none.example.test", "TXT")).nxdomain
+        assert asked(fake, "a.example.test") == 1
+        assert asked(fake, "b.example.test") == 3  # TTL 0: asked every time
+        assert asked(fake, "none.example.test") == 1  # NXDOMAIN kept for the SOA minimum
+
+
+async def test_nothing_is_kept_when_the_resolver_does_not_cache() -> None:
+    with FakeDNS() as fake:
+        fake.add_txt("a.example.test", "v1")
+        lookup = Lookup(fake.resolver())  # no cache: tests that change records use this
+        assert await lookup.txt("a.example.test") == [b"v1"]
+        fake.remove("a.example.test", "TXT")
+        fake.add_txt("a.example.test", "v2")
+        assert await lookup.txt("a.example.test") == [b"v2"]

@@ -1,0 +1,245 @@
+"""server.workers: one node as two processes sharing its listeners, counting as one.
+
+The node is a real `mailspec serve` with ``server.workers = 2``. Which worker accepts a
+connection is the kernel's choice, so the tests make it theirs: a worker stopped with
+SIGSTOP accepts nothing, and the other one takes every connection until it is resumed.
+Each worker's log lines carry its name (``mailspec[w0]``, ``mailspec[w1]``), which shows
+where each session ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reference.clock import RealClock
+from reference.config import LISTENERS
+from reference.directory import Directory
+from reference.testing import write_config
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+
+_REAL = RealClock()  # real processes: real deadlines
+
+
+@dataclass
+class Node:
+    proc: subprocess.Popen[str]
+    data: Path
+    log: Path
+    ports: dict[str, int]
+    banner: str
+
+    @property
+    def workers(self) -> list[int]:
+        """The worker pids, the primary's first."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        index = {}  # the supervisor says which worker it started as which pid
+        for line in self.lines("worker.started"):
+            m = re.search(r"worker=(\d+) pid=(\d+)", line)
+            assert m is not None
+            index[int(m.group(2))] = int(m.group(1))
+        return sorted((int(p) for p in children.split()), key=lambda p: index.get(p, -1))
+
+    def lines(self, event: str) -> list[str]:
+        return [ln for ln in self.log.read_text().splitlines() if f"event={event}" in ln]
+
+    def smtp(self, user: str, password: str = "pw") -> smtplib.SMTP:
+        s = smtplib.SMTP("127.0.0.1", self.ports["submission"], timeout=20)
+        s.starttls(context=ssl.create_default_context(cafile=str(self.data / "tls/cert.pem")))
+        s.ehlo()
+        s.user, s.password = user, password
+        s.auth("PLAIN", s.auth_plain)  # one mechanism: one failure per failed login
+        return s
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = _REAL.monotonic() + timeout
+    while not predicate():
+        if _REAL.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)  # polling real processes
+
+
+def start_node(tmp: Path, **sections: dict[str, object]) -> Node:
+    tmp.mkdir(parents=True, exist_ok=True)
+    data = tmp / "var"
+    directory = Directory(data / "directory.sqlite3")
+    directory.add_domain("example.test")
+    for user in ("alice", "bob", "carol", "dave"):
+        directory.add_user(f"{user}@example.test", "pw")
+    directory.close()
+    config = write_config(
+        tmp / "mailspec.toml",
+        server={"data_dir": str(data), "workers": 2},
+        # Failed logins answered at once: the count, not the delay, is under test.
+        submission={"auth_delay": "0s"},
+        **sections,
+    )
+    log = tmp / "node.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reference.cli", "serve", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+    assert proc.stdout is not None
+    out = []
+    while not (out and out[-1].startswith("Stop with")):
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"serve ended: {''.join(out)}{log.read_text()}")
+        out.append(line)
+    ports = {}
+    for line in out:
+        m = re.match(r"\s+(\w+)\s+\w+://[\d.]+:(\d+)", line)
+        if m and m.group(1) in LISTENERS:
+            ports[m.group(1)] = int(m.group(2))
+    return Node(proc, data, log, ports, "".join(out))
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    n = start_node(tmp_path_factory.mktemp("workers"))
+    pids = n.workers
+    yield n
+    for pid in pids:  # nothing stays stopped, whatever a test left
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    pids = n.workers
+    n.proc.send_signal(signal.SIGTERM)  # SIGTERM stops every worker, and the node with 0
+    assert n.proc.wait(30) == 0
+    assert [p for p in pids if _alive(p)] == []
+    assert len(n.lines("stopped")) == 2
+
+
+@contextlib.contextmanager
+def only(node: Node, index: int) -> Iterator[None]:
+    """Every new connection goes to worker ``index``: the other one is stopped meanwhile."""
+    other = node.workers[1 - index]
+    os.kill(other, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(other, signal.SIGCONT)
+
+
+def test_the_banner_is_printed_once_with_the_worker_count(node: Node) -> None:
+    assert node.banner.count("mailspec 0.") == 1
+    assert "workers      2 processes" in node.banner
+    assert len(node.workers) == 2
+
+
+def test_the_recipient_rate_limit_holds_across_workers(node: Node) -> None:
+    """PLATFORM outbound.ratelimit: 60 recipients per 5 minutes per user, whichever worker."""
+    accepted = []
+    for index, tries in ((0, 35), (1, 35)):
+        with only(node, index), node.smtp("alice@example.test") as s:
+            s.mail("alice@example.test")
+            codes = [s.rcpt(f"bob+{index}-{i}@example.test")[0] for i in range(tries)]
+            accepted.append(codes.count(250))
+            s.rset()
+    # 35 on one worker, then 25 of 35 on the other: 60 in all, not 35 + 35.
+    assert accepted == [35, 25]
+    refused = node.lines("rcpt.refused")
+    assert len(refused) == 10 and all("[w1] " in ln for ln in refused)
+
+
+def test_a_login_lockout_holds_across_workers(node: Node) -> None:
+    """PLATFORM auth lockout: 10 failures lock the account, counted over every worker."""
+    for index, failures in ((0, 6), (1, 4)):
+        with only(node, index):
+            for _ in range(failures):
+                with pytest.raises(smtplib.SMTPAuthenticationError):
+                    node.smtp("carol@example.test", "wrong").quit()
+    with only(node, 0), pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+        node.smtp("carol@example.test").quit()  # the right password, six failures here
+    assert refused.value.smtp_code == 454, refused.value
+
+
+def test_mail_accepted_by_either_worker_is_delivered_once(node: Node) -> None:
+    qids = []
+    for index in (0, 1, 1, 0):
+        with only(node, index), node.smtp("bob@example.test") as s:
+            s.mail("bob@example.test")
+            s.rcpt("bob@example.test")
+            code, text = s.data(f"Subject: via worker {index}\r\n\r\nhello\r\n".encode())
+            assert code == 250
+            qids.append(text.decode().split()[-1])
+    new = node.data / "mail"
+    _wait(lambda: len(list(new.rglob("new/*"))) + len(list(new.rglob("cur/*"))) >= 4)
+    _wait(lambda: not list((node.data / "spool").glob("*.json")))
+    messages = [p.read_bytes() for p in new.rglob("*") if p.parent.name in ("new", "cur")]
+    subjects = sorted(re.search(rb"Subject: (.*)\r\n", m).group(1) for m in messages)  # type: ignore[union-attr]
+    assert subjects == [b"via worker 0"] * 2 + [b"via worker 1"] * 2
+    queued = node.lines("queued")
+    assert {ln.split("[")[1][:2] for ln in queued if any(q in ln for q in qids)} == {"w0", "w1"}
+
+
+def test_a_worker_that_dies_is_started_again(node: Node) -> None:
+    before = node.workers
+    os.kill(before[1], signal.SIGKILL)
+    _wait(lambda: len(node.workers) == 2 and node.workers[1] != before[1])
+    assert node.workers[0] == before[0]
+    with node.smtp("bob@example.test") as s:
+        assert s.noop()[0] == 250
+
+
+def test_a_killed_supervisor_leaves_no_orphan(tmp_path: Path) -> None:
+    """Killed outright, the supervisor takes its workers with it (nothing keeps the ports).
+    (SIGTERM stopping every worker with status 0 is checked as the module's node stops.)"""
+    n = start_node(tmp_path)
+    pids = n.workers
+    assert len(pids) == 2
+    n.proc.kill()
+    n.proc.wait(30)
+    _wait(lambda: not [p for p in pids if _alive(p)])
+
+
+def test_idle_hears_of_mail_another_worker_delivered(node: Node) -> None:
+    """RFC 2177: new mail is reported during IDLE, though the queue runner that delivered it
+    runs in another worker (which rings this one; IDLE's own look every 5 s is the net)."""
+    ctx = ssl.create_default_context(cafile=str(node.data / "tls/cert.pem"))
+    with only(node, 1):  # the IDLE session on worker 1; delivery is worker 0's
+        raw = socket.create_connection(("127.0.0.1", node.ports["imaps"]), timeout=10)
+        imap = ctx.wrap_socket(raw, server_hostname="mail.example.test").makefile("rwb")
+
+        def command(line: bytes, until: bytes) -> bytes:
+            imap.write(line + b"\r\n")
+            imap.flush()
+            out = b""
+            while until not in out:
+                out += imap.readline()
+            return out
+
+        imap.readline()  # greeting
+        command(b"a LOGIN dave@example.test pw", b"a ")
+        command(b"b SELECT INBOX", b"b OK")
+        command(b"c IDLE", b"+ ")
+    with node.smtp("bob@example.test") as s:
+        s.sendmail("bob@example.test", ["dave@example.test"], b"Subject: ring\r\n\r\nhi\r\n")
+    assert b"EXISTS" in imap.readline()
+    imap.close()
