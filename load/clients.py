@@ -125,6 +125,7 @@ class ImapClient:
         # Our own buffer: a socket file object is unusable after one read timed out.
         self._buf = bytearray()
         self.timeout = timeout
+        self.heard_at = 0.0  # when the last IDLE heard something (time.time())
         self._tag = 0
         greeting = self._line()
         if not greeting.startswith(b"* OK"):
@@ -190,6 +191,8 @@ class ImapClient:
         self.sock.settimeout(wait)
         try:
             seen.append(self._response())
+            # When the news came: DONE and its reply, a round trip more, are not part of it.
+            self.heard_at = time.time()
         except TimeoutError:
             pass
         finally:

@@ -62,6 +62,9 @@ class Ledger:
     accepted: dict[str, Accepted] = field(default_factory=dict)
     early: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # arrived first
     duplicates: int = 0
+    # Of those, copies filed in a mailbox: local delivery is exactly once, so none; copies
+    # at a remote MX may happen (relaying is at least once).
+    mailbox_duplicates: int = 0
     unknown_arrivals: int = 0  # arrivals of messages no client saw a 250 for
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     kill: tuple[str, float] | None = None  # (node, when)
@@ -120,6 +123,8 @@ class Ledger:
     def _arrive(self, acc: Accepted, when: float, count: int) -> None:
         if acc.arrived >= acc.rcpts:
             self.duplicates += count
+            if acc.kind == "inbound":
+                self.mailbox_duplicates += count
             return
         acc.arrived += count
         if acc.first_arrival is not None:

@@ -477,7 +477,7 @@ class ImapReader(MailUser):
             said = imap.idle(2.0)
             if not any(b"EXISTS" in line for line in said):
                 return
-            woke = time.time()
+            woke = imap.heard_at
             t0 = time.time()
             lines = imap.command(
                 f"UID FETCH {self.last_uid + 1}:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
@@ -648,11 +648,13 @@ def evaluate() -> dict[str, Any]:
         **({"judged": False, "why": why_not} if busy and not p99_ok else {}),
     }
     checks["no accepted message lost"] = {
-        "passed": not missing and bool(inbound),
+        # Nor any filed twice: local delivery is exactly once (remote copies may repeat).
+        "passed": not missing and bool(inbound) and not led.mailbox_duplicates,
         "accepted": len(led.accepted),
         "lost": len(missing),
         "lost_ids": [f"{a.msgid} ({a.node}, {a.kind})" for a in missing[:10]],
         "duplicates": led.duplicates,
+        "in_mailboxes": led.mailbox_duplicates,
     }
     # Rate limits: summed over every node, as the clients saw them and at the remote MXs.
     limit, window = _limit()

@@ -32,6 +32,7 @@ from reference.imap import searchable_text
 from reference.imap.server import ImapServer
 from reference.log import event
 from reference.mailbox import MailStore, Quota
+from reference.mailbox.feed import ChangeFeed
 from reference.managesieve import ManageSieveServer
 from reference.metrics import LANES, Metrics
 from reference.policy import Policy, UsageCount
@@ -43,7 +44,7 @@ from reference.service import Admin, arc_key, sieve_replies, sieve_scripts
 from reference.sieve import Limits
 from reference.smtp.authlimit import AuthLimiter, LimitedAuthenticator
 from reference.smtp.server import Listener
-from reference.spool import Spool
+from reference.spool import Spool, SpoolLease
 from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
@@ -142,6 +143,8 @@ class App:
         # Counted by the listeners, the checks and the queue runner; served at /metrics.
         self.metrics = Metrics()
         self.store = mail_store(cfg, self.directory, self.clock)
+        # Nodes sharing Redis tell each other of mailbox changes: IDLE wakes on any node.
+        self.feed = ChangeFeed(cfg.state.url, self.store) if cfg.state.url else None
         self.spool = Spool(
             cfg.spool_path, self.clock, shared=worker is not None and worker.count > 1
         )
@@ -274,6 +277,8 @@ class App:
             concurrency=cfg.queue.concurrency,
             bulk_concurrency=cfg.queue.bulk_concurrency,
             metrics=self.metrics,
+            # Nodes sharing Redis lease their spools, and take over a dead node's.
+            lease=SpoolLease(cfg.state.url, self.spool) if cfg.state.url else None,
         )
         self.metrics.watch_queue(self._queue_view)
         # What an operator does, for the admin API (the command line uses the same layer).
@@ -526,6 +531,8 @@ class App:
             self.store.on_change = self.worker.ring_others
             self._bell_fd = self.worker.bell
             asyncio.get_running_loop().add_reader(self._bell_fd, self._rung)
+        if self.feed is not None:  # in every worker: each has its own IDLE sessions
+            self.feed.start()
         if not self.primary:
             event(log, "started", worker=self.worker.index if self.worker else 0)
             return self.endpoints
@@ -613,6 +620,8 @@ class App:
         self.dmarc_store.close()
         self.usage.close()
         self.replies.close()
+        if self.feed is not None:
+            await self.feed.close()
         await self.state.close()
         if self.bayes is not None:
             self.bayes.close()

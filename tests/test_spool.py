@@ -65,3 +65,33 @@ async def test_queue_ids_are_unique_and_ordered(tmp_path: Path) -> None:
         clock.advance(0.002)
     assert len(set(ids)) == 50
     assert ids == sorted(ids)
+
+
+async def test_take_over_moves_committed_messages_with_their_markers(tmp_path: Path) -> None:
+    clock = ManualClock()
+    dead = Spool(tmp_path / "node1", clock)
+    mine = Spool(tmp_path / "node2", clock)
+    held = await dead.enqueue("a@x.test", ["b@y.test"], b"held")
+    other = await dead.enqueue("a@x.test", ["c@y.test"], b"other")
+    dead.hold(held.qid)
+    (dead.root / "0000INTERRUPTED.eml").write_bytes(b"no envelope: not committed")
+    assert sorted(mine.take_over(dead.root)) == sorted([held.qid, other.qid])
+    assert sorted(p.name for p in dead.root.iterdir()) == ["0000INTERRUPTED.eml"]
+    assert mine.backlog == 2 and mine.read_message(other.qid) == b"other"
+    moved = mine.load(held.qid)
+    assert moved is not None and moved.held
+    assert mine.take_over(dead.root) == []  # a second look finds nothing
+
+
+async def test_take_over_interrupted_after_the_link_leaves_the_message_where_it_was(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    dead = Spool(tmp_path / "node1", clock)
+    entry = await dead.enqueue("a@x.test", ["b@y.test"], b"body")
+    (tmp_path / "node2").mkdir()
+    # The taker died after linking the message file, before moving the envelope.
+    (tmp_path / "node2" / f"{entry.qid}.eml").hardlink_to(dead.root / f"{entry.qid}.eml")
+    mine = Spool(tmp_path / "node2", clock)  # its start removes the orphan link
+    assert list(mine.root.iterdir()) == []
+    assert dead.load(entry.qid) is not None and dead.read_message(entry.qid) == b"body"

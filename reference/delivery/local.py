@@ -4,6 +4,7 @@ accounts' copies), on to the addresses elsewhere they forward to, and to the lis
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,6 +26,19 @@ from reference.usage import UsageStore
 STORAGE_EVERY = 3600
 
 log = logging.getLogger("mailspec.delivery")
+
+
+def delivery_key(*parts: str) -> str:
+    """The name of one delivery into a mailbox, from (queue id, recipient, account, ...).
+
+    The store records it with the message in one transaction, so a delivery repeated after
+    a crash (the spool not yet updated) finds it and stores nothing: local delivery is
+    exactly once. What leaves this node (forwarded copies, Sieve's redirects and replies,
+    the relay to remote MXs) stays at least once: SMTP has no way to ask a remote MX
+    whether it took a message, so a crash after its 250 and before the spool is updated
+    sends that message again.
+    """
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
 class LocalDelivery:
@@ -121,18 +135,22 @@ class LocalDelivery:
             decision = self.sieve.decide(entry, rcpt, account.address, header.encode() + data)
             filings = decision.filings
             outgoing.extend(decision.outgoing)
-            for notice in decision.notices:  # the user hears of their script's failure
-                self.store.deliver(account.address, notice, "INBOX")
+            # The user hears of their script's failure.
+            for i, notice in enumerate(decision.notices):
+                key = delivery_key(entry.qid, rcpt, account.address, f"notice {i}")
+                self.store.deliver(account.address, notice, "INBOX", key=key)
             if decision.discarded:
                 # The one case where mail is dropped: the user's own filter said so.
                 self._received(account, data)
                 return f"{account.address}: discarded by its own filter"
+        # One key for every folder it is filed in: each folder's index keeps its own.
+        key = delivery_key(entry.qid, rcpt, account.address)
         stored = []
         for filing in filings:
             folder = filing.folder
             try:
                 uid = self.store.deliver(
-                    account.address, header.encode() + data, folder, filing.flags
+                    account.address, header.encode() + data, folder, filing.flags, key=key
                 )
             except NoSuchFolder:
                 # A user's filter may name a folder not made yet: it is made (RFC 5490's
@@ -142,7 +160,7 @@ class LocalDelivery:
                 except (ValueError, OSError):
                     folder = "INBOX"
                 uid = self.store.deliver(
-                    account.address, header.encode() + data, folder, filing.flags
+                    account.address, header.encode() + data, folder, filing.flags, key=key
                 )
             stored.append(f"{folder} uid {uid}")
         self._received(account, data)

@@ -16,7 +16,7 @@ from reference.delivery.outcome import Outcome
 from reference.log import event
 from reference.mailbox import QuotaExceeded
 from reference.metrics import Metrics
-from reference.spool import BOUNCED, DELIVERED, QueueEntry, Recipient, Spool
+from reference.spool import BOUNCED, DELIVERED, QueueEntry, Recipient, Spool, SpoolLease
 
 log = logging.getLogger("mailspec.delivery")
 
@@ -50,8 +50,13 @@ class QueueRunner:
         concurrency: int = 16,
         bulk_concurrency: int = 4,
         metrics: Metrics | None = None,
+        lease: SpoolLease | None = None,
     ) -> None:
         self.spool = spool
+        # With a lease (nodes sharing Redis), the spool is delivered only while it is held;
+        # the lease's task also takes over other nodes' lapsed spools into this one.
+        self.lease = lease
+        self._lease_task: asyncio.Task[None] | None = None
         self.metrics = metrics
         self.clock = clock
         self.local = local
@@ -82,6 +87,14 @@ class QueueRunner:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="queue-runner")
+        if self.lease is not None:
+            self._lease_task = asyncio.create_task(self.lease.run(self._taken), name="lease")
+
+    def _taken(self, qids: list[str]) -> None:
+        """Messages taken over from a node that stopped: due now (their node's backoff was
+        for that node's attempts; this one has not tried)."""
+        for qid in qids:
+            self.notify(qid)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking messages; let in-flight deliveries finish, or leave them spooled."""
@@ -98,11 +111,21 @@ class QueueRunner:
                 event(log, "stop.deliveries-returned", count=len(pending))
             # A cancelled delivery leaves its recipients pending in the spool.
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._lease_task is not None and self.lease is not None:
+            self._lease_task.cancel()
+            await asyncio.gather(self._lease_task, return_exceptions=True)
+            await self.lease.close()
 
     async def _run(self) -> None:
         next_due: float | None = None
         scanned = 0.0
         while not self._stopping:
+            if self.lease is not None and not self.lease.held:
+                # Not ours now (at start, or lost): look at the whole spool once it is.
+                self._rescan = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.lease.acquired.wait(), self.lease.every / 2)
+                continue
             self._wake.clear()
             now = self.clock.now()
             fresh, self._fresh = self._fresh, set()
@@ -167,6 +190,8 @@ class QueueRunner:
         queued = await asyncio.to_thread(self.spool.load, qid)
         bulk = queued is not None and lane_of(queued) == "bulk"
         async with self._bulk_slots if bulk else self._slots:
+            if self.lease is not None and not self.lease.held:
+                return  # its lease lapsed: another node may be delivering this spool now
             entry = await asyncio.to_thread(self.spool.load, qid)
             if entry is None or entry.done or entry.held:
                 return

@@ -19,6 +19,7 @@ from reference.mailbox.index import (
     COLUMNS,
     LOCK_FILE,
     Listener,
+    NewName,
     Row,
     UidIndex,
     Validity,
@@ -29,6 +30,7 @@ from reference.mailbox.index import (
 from reference.mailbox.maildir import (
     TMP_MAX_AGE,
     base_of,
+    delivery_key_of,
     flock,
     fsync_dir,
     info_flags,
@@ -139,7 +141,7 @@ class Mailbox(UidIndex):
         self,
         path: Path,
         name: str,
-        new_name: Callable[[float], str],
+        new_name: NewName,
         now: Callable[[], float | None],
         notify: Listener | None = None,
         validity: Validity | None = None,
@@ -347,8 +349,18 @@ class Mailbox(UidIndex):
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, data: bytes, flags: Iterable[str] = (), *, when: float | None = None) -> int:
-        """Store a message and return its UID: tmp/, fsync, rename, fsync the directory."""
+    def append(
+        self,
+        data: bytes,
+        flags: Iterable[str] = (),
+        *,
+        when: float | None = None,
+        key: str | None = None,
+    ) -> int:
+        """Store a message and return its UID: tmp/, fsync, rename, fsync the directory.
+
+        With a delivery ``key``, a message stored with that key before is not stored again:
+        its UID is returned (see :meth:`delivered`)."""
         wanted = normalize_flags(flags)
         data = to_crlf(data)  # stored as on the wire: RFC822.SIZE is the file size
         if when is None:
@@ -365,13 +377,32 @@ class Mailbox(UidIndex):
                 os.utime(tmp, (when, when))
             internaldate = when if when is not None else os.stat(tmp).st_mtime
             with self._write() as db:
-                uid, sub = self._insert(db, tmp, wanted, len(data), internaldate, texts)
+                # Looked up under the mailbox's lock: two attempts at one delivery (two
+                # workers, two nodes) store it once.
+                done = None if key is None else self._delivered(db, key)
+                if done is None:
+                    uid, sub = self._insert(db, tmp, wanted, len(data), internaldate, texts, key)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        if done is not None:
+            tmp.unlink(missing_ok=True)
+            log.info("mailbox.delivered-before mailbox=%s uid=%d key=%s", self.path, done, key)
+            return done
         fsync_dir(self.path / sub)
         log.info("mailbox.append mailbox=%s uid=%d size=%d", self.path, uid, len(data))
         return uid
+
+    def delivered(self, key: str) -> int | None:
+        """The UID the delivery ``key`` got, if it was made (the message may be expunged
+        since). A file a killed delivery left in the Maildir without its index row is
+        adopted first, with its key."""
+        with self._mutex:
+            done = self._delivered(self._db, key)
+        if done is None and self.sync():
+            with self._mutex:
+                done = self._delivered(self._db, key)
+        return done
 
     def _tmp_name(self) -> Path:
         return self.path / "tmp" / f"{secrets.token_hex(8)}.P{os.getpid()}.tmp"
@@ -384,13 +415,14 @@ class Mailbox(UidIndex):
         size: int,
         internaldate: float,
         texts: Texts | None = None,
+        key: str | None = None,
     ) -> tuple[int, str]:
         """Give the file in tmp/ the next UID and move it into place (inside a write), with
-        its row in the text index when its ``texts`` are known."""
+        its row in the text index when its ``texts`` are known, and its delivery ``key``."""
         uid = self._meta(db, "uidnext")
         assert uid is not None
         modseq = self._bump(db)
-        base = self._new_name(internaldate)
+        base = self._new_name(internaldate, key)
         sub, file = placement(base, flags)
         os.rename(tmp, self.path / sub / file)
         try:
@@ -399,6 +431,8 @@ class Mailbox(UidIndex):
                 (uid, base, sub, file, join_flags(flags), size, internaldate, modseq),
             )
             db.execute("UPDATE meta SET value = ? WHERE key = 'uidnext'", (uid + 1,))
+            if key is not None:
+                db.execute("INSERT INTO deliveries VALUES (?, ?)", (key, uid))
             if texts is not None and self.has_text_index:
                 db.execute(
                     "INSERT INTO texts(rowid, header, body, fields) VALUES (?, ?, ?, ?)",
@@ -691,6 +725,9 @@ class Mailbox(UidIndex):
                     "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (uid, base, sub, file, flags, stat.st_size, stat.st_mtime, self._bump(db)),
                 )
+                if (key := delivery_key_of(base)) is not None:
+                    # A delivery killed between its rename and its commit: it was made.
+                    db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)", (key, uid))
                 uid += 1
             db.execute("UPDATE meta SET value = ? WHERE key = 'uidnext'", (uid,))
             self._set_stamp(db, stamp)

@@ -13,7 +13,7 @@ from reference.mailbox.maildir import flock
 
 INDEX_FILE = "mailspec-index.sqlite"
 LOCK_FILE = "mailspec-index.lock"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6  # 6: the deliveries table (exactly-once delivery)
 MMAP_BYTES = 1 << 30  # address space only; pages stay in the OS cache
 
 _SCHEMA = (
@@ -23,6 +23,10 @@ _SCHEMA = (
     " internaldate REAL NOT NULL, modseq INTEGER NOT NULL DEFAULT 1)",
     # RFC 7162 3.2.5 / QRESYNC: which UIDs went away at which mod-sequence.
     "CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL)",
+    # Exactly-once delivery: the key of each delivery made (queue id, recipient, account),
+    # written in the transaction that adds the message, and kept after an expunge (like the
+    # expunged UIDs) so that a delivery repeated after a crash is found, not made again.
+    "CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, uid INTEGER NOT NULL)",
 )
 # Text SEARCH (BODY, TEXT): each message's searchable text, case-folded, keyed by UID, in an
 # FTS5 trigram index. With detail=full the index keeps where each trigram occurs, so a
@@ -39,6 +43,8 @@ COLUMNS = "uid, sub, file, flags, size, internaldate, modseq"
 Row = tuple[int, str, str, str, int, float, int]
 
 Listener = Callable[[Path], None]
+# Makes a new Maildir base name from the internal date and the delivery key (if any).
+NewName = Callable[[float, str | None], str]
 # Given the UIDVALIDITY a new index would take, the one it takes: the store makes it larger
 # than any given before in the account (RFC 3501 2.3.1.1).
 Validity = Callable[[int], int]
@@ -194,6 +200,11 @@ class UidIndex:
     def _set_stamp(db: sqlite3.Connection, stamp: tuple[int, int]) -> None:
         db.execute("UPDATE meta SET value = ? WHERE key = 'stamp_new'", (stamp[0],))
         db.execute("UPDATE meta SET value = ? WHERE key = 'stamp_cur'", (stamp[1],))
+
+    @staticmethod
+    def _delivered(db: sqlite3.Connection, key: str) -> int | None:
+        row = db.execute("SELECT uid FROM deliveries WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
 
     @staticmethod
     def _meta(db: sqlite3.Connection, key: str) -> int | None:

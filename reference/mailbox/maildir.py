@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -21,8 +22,13 @@ _LETTERS |= {"\\Seen": "S", "\\Deleted": "T"}
 _FROM_LETTER = {v: k for k, v in _LETTERS.items()}
 
 
+# A delivery key (see :func:`delivery_key_of`) as it is written into a base name.
+_KEY = re.compile(r"R[0-9a-f]+K([0-9a-f]{8,64})\.")
+
+
 class FileNames:
-    """Unique Maildir base names for one process: time, pid, a counter, randomness, host."""
+    """Unique Maildir base names for one process: time, pid, a counter, randomness, host,
+    and the delivery's key when it has one."""
 
     def __init__(self) -> None:
         host = socket.gethostname() or "localhost"
@@ -30,10 +36,25 @@ class FileNames:
         self._host = host.replace("/", "\\057").replace(":", "\\072")
         self._seq = count(1)
 
-    def __call__(self, when: float) -> str:
+    def __call__(self, when: float, key: str | None = None) -> str:
         seconds, micros = divmod(round(when * 1_000_000), 1_000_000)
         token = secrets.token_hex(4)
-        return f"{seconds}.M{micros}P{os.getpid()}Q{next(self._seq)}R{token}.{self._host}"
+        # The key rides in the name so that a file renamed into new/ by a process killed
+        # before its index committed still says which delivery it was (the index adopts it
+        # with its key): the delivery is then found, not made again.
+        mark = f"K{key}" if key else ""
+        return f"{seconds}.M{micros}P{os.getpid()}Q{next(self._seq)}R{token}{mark}.{self._host}"
+
+
+def delivery_key_of(base: str) -> str | None:
+    """The delivery key a base name made by :class:`FileNames` carries, if any."""
+    m = _KEY.search(base)
+    return m.group(1) if m else None
+
+
+def valid_key(key: str) -> bool:
+    """A delivery key: 8 to 64 lowercase hex digits (it becomes part of a file name)."""
+    return 8 <= len(key) <= 64 and all(c in "0123456789abcdef" for c in key)
 
 
 @contextmanager

@@ -17,7 +17,13 @@ from reference import faults
 from reference.clock import Clock
 from reference.mailbox.folder import Mailbox, Status, TextOf
 from reference.mailbox.index import INDEX_FILE, LOCK_FILE, Listener, Validity
-from reference.mailbox.maildir import FileNames, flock, make_maildir, write_atomically
+from reference.mailbox.maildir import (
+    FileNames,
+    flock,
+    make_maildir,
+    valid_key,
+    write_atomically,
+)
 from reference.mailbox.message import to_crlf
 from reference.mailbox.paths import (
     DELIMITER,
@@ -124,6 +130,8 @@ class MailStore:
         # Called after each change made in this process, to tell the node's other worker
         # processes (their IMAP IDLE sessions) at once.
         self.on_change: Listener | None = None
+        # And to tell the other nodes, through Redis (see feed.py).
+        self.publish: Listener | None = None
 
     # -- delivery and APPEND ---------------------------------------------------------------
 
@@ -134,17 +142,28 @@ class MailStore:
         folder: str = "INBOX",
         flags: Iterable[str] = (),
         when: float | None = None,
+        key: str | None = None,
     ) -> int:
         """Store ``data`` durably in ``folder`` and return its UID.
 
         ``when`` is the internal date; without it the store's clock, else the file's mtime.
-        Raises :class:`NoSuchFolder` for a folder that does not exist and
-        :class:`QuotaExceeded` when the account is full.
+        ``key`` names the delivery (see ``delivery_key`` in reference/delivery/local.py): a
+        delivery made before with the same key, even by a process killed before it could
+        say so, is found and its UID returned, and nothing is stored again. Raises
+        :class:`NoSuchFolder` for a folder that does not exist and :class:`QuotaExceeded`
+        when the account is full.
         """
+        if key is not None and not valid_key(key):
+            raise ValueError(f"not a delivery key: {key!r}")
         data = to_crlf(data)
+        with self.open(address, folder, sync=False) as mailbox:
+            # Before the quota: a message stored already must not be deferred as too big.
+            done = None if key is None else mailbox.delivered(key)
+        if done is not None:
+            return done
         self.check_quota(address, len(data))
         with self.open(address, folder, sync=False) as mailbox:
-            return mailbox.append(data, flags, when=when)
+            return mailbox.append(data, flags, when=when, key=key)
 
     def append(
         self,
@@ -441,6 +460,12 @@ class MailStore:
         self.ring(path)
         if self.on_change is not None:  # the node's other processes (server.workers)
             self.on_change(path)
+        publish = self.publish
+        if publish is not None:  # the other nodes
+            try:
+                publish(path)
+            except Exception:
+                log.exception("mailbox.publish path=%s", path)
 
     def ring(self, path: Path) -> None:
         """Tell this process's listeners that the mailbox at ``path`` changed (a change

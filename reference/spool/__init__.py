@@ -1,5 +1,6 @@
 """The durable queue: messages written and fsynced before the 250, with per-recipient state."""
 
+from reference.spool.lease import SpoolLease
 from reference.spool.queue import (
     BOUNCED,
     DELIVERED,
@@ -18,4 +19,5 @@ __all__ = [
     "Recipient",
     "Spool",
     "SpoolError",
+    "SpoolLease",
 ]

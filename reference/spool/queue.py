@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import secrets
@@ -138,6 +139,16 @@ def _write_durably(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _link_durably(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise
+        # No hard links between these directories: a whole copy, renamed into place.
+        _write_durably(target, source.read_bytes())
 
 
 class Spool:
@@ -324,6 +335,41 @@ class Spool:
         (self.root / f"{qid}.eml").unlink(missing_ok=True)
         (self.root / f"{qid}.hold").unlink(missing_ok=True)
         (self.root / f"{qid}.flush").unlink(missing_ok=True)
+
+    def recount(self) -> None:
+        """Count the messages again (after a takeover moved some out while this node was
+        away)."""
+        with self._count_lock:
+            self._count = self._listed()
+
+    def take_over(self, other: Path) -> list[str]:
+        """Move every committed message of the spool at ``other`` (a dead node's, whose
+        lease the caller holds) into this one; returns their queue ids.
+
+        Per message: the message file is hard-linked here, then the envelope renamed here
+        (the move's commit point), then the old message file removed. A crash at any step
+        leaves the message whole in exactly one spool: a message file without its envelope
+        is removed at start (see ``_recover``), and the other spool still has both."""
+        moved = []
+        for envelope in sorted(other.glob("*.json")):
+            qid = envelope.stem
+            eml = other / f"{qid}.eml"
+            try:
+                if not (self.root / f"{qid}.eml").exists():
+                    _link_durably(eml, self.root / f"{qid}.eml")
+                os.replace(envelope, self.root / f"{qid}.json")
+            except FileNotFoundError:
+                continue  # delivered and removed meanwhile (or taken by another node)
+            eml.unlink(missing_ok=True)
+            for marker in ("hold", "flush"):
+                if (other / f"{qid}.{marker}").exists():
+                    os.replace(other / f"{qid}.{marker}", self.root / f"{qid}.{marker}")
+            moved.append(qid)
+        if moved:
+            _fsync_dir(self.root)
+            _fsync_dir(other)
+            self._counted(len(moved))
+        return moved
 
     def entries(self) -> list[QueueEntry]:
         out = []

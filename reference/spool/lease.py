@@ -1,0 +1,168 @@
+"""Spool leases in Redis: one process delivers a spool at a time, and the spool of a node
+that stopped renewing its lease is taken over by another node.
+
+Every node's spool is on storage all nodes reach, and is listed in Redis (``spools``).
+Its lease is a Redis key with a time to live, holding the owner and a fencing token (a
+counter raised at each grant): only the holder of that very token can renew or release
+it, so a node that was paused past its lease, or restarted, cannot carry on under a lease
+granted since to someone else. A node delivers its own spool only while it holds the
+lease and renewed it less than ``ttl - every`` ago (it stops before anyone may take over).
+
+Every ``every`` seconds each node renews its lease and tries to take the lease of every
+other spool; it gets one only when that spool's node has not renewed for ``ttl``. It then
+moves the spool's messages into its own (:meth:`Spool.take_over`), releases that lease
+and delivers them. The node that comes back finds them gone: it cannot deliver what was
+taken over, and no message is in two spools. A delivery already under way on a node that
+lost its lease (paused, not dead) may be repeated by the taker: into a mailbox that is
+found by its delivery key (exactly once); to a remote MX it is sent twice (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from reference.clock import RealClock
+from reference.log import event
+from reference.spool.queue import Spool
+
+log = logging.getLogger("mailspec.spool")
+
+LEASE_TTL = 3.0  # seconds a lease lives unrenewed: a dead node's mail waits about this long
+RENEW_EVERY = 1.0  # seconds between renewals (and looks at the other spools)
+
+# A lease lapses in Redis's real time, whatever clock the node runs on.
+_REAL = RealClock()
+
+# KEYS lease, fence; ARGV owner, ttl in ms. The new fencing token, or 0 if the lease is held.
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+return token
+"""
+# KEYS lease; ARGV owner:token, ttl in ms (0: release). 1 if it was ours.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+
+class SpoolLease:
+    """The lease of ``spool`` in the Redis at ``url``; :meth:`run` keeps it and takes over
+    the spools of other nodes whose leases lapsed."""
+
+    def __init__(
+        self,
+        url: str,
+        spool: Spool,
+        *,
+        ttl: float = LEASE_TTL,
+        every: float = RENEW_EVERY,
+        prefix: str = "mailspec:",
+    ) -> None:
+        self._redis: Any = aioredis.from_url(url, decode_responses=True)
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._renew = self._redis.register_script(_RENEW)
+        self.spool = spool
+        self.ttl = ttl
+        self.every = every
+        self._prefix = prefix
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+        self.token = 0  # the fencing token of our lease; 0: not held
+        self._renewed = 0.0
+        self.acquired = asyncio.Event()
+
+    @property
+    def held(self) -> bool:
+        """Whether this process may deliver its spool now."""
+        return bool(self.token) and _REAL.monotonic() - self._renewed < self.ttl - self.every
+
+    def _keys(self, root: Path) -> list[str]:
+        base = f"{self._prefix}spool:{root}"
+        return [f"{base}:lease", f"{base}:fence"]
+
+    async def _grant(self, root: Path) -> int:
+        return int(await self._acquire(keys=self._keys(root), args=[self.owner, self._ms]))
+
+    async def _keep(self, root: Path, token: int, ms: int) -> bool:
+        value = f"{self.owner}:{token}"
+        return bool(int(await self._renew(keys=self._keys(root)[:1], args=[value, ms])))
+
+    @property
+    def _ms(self) -> int:
+        return int(self.ttl * 1000)
+
+    async def run(self, taken: Callable[[list[str]], None]) -> None:
+        """Keep the lease and take over lapsed spools until cancelled; ``taken`` hears the
+        queue ids moved into this spool."""
+        registered = False
+        while True:
+            try:
+                if not registered:
+                    await self._redis.sadd(f"{self._prefix}spools", str(self.spool.root))
+                    registered = True
+                await self._tick(taken)
+            except (RedisError, OSError) as e:
+                # Redis away: the lease lapses here as it does in Redis, and delivery waits.
+                event(log, "lease.error", level=logging.WARNING, error=repr(e))
+            await _REAL.sleep(self.every)
+
+    async def _tick(self, taken: Callable[[list[str]], None]) -> None:
+        started = _REAL.monotonic()
+        own = self.spool.root
+        if not self.token:
+            self.token = await self._grant(own)
+            if self.token:
+                self._renewed = started
+                # Messages may have been taken from it while it was not ours.
+                await asyncio.to_thread(self.spool.recount)
+                self.acquired.set()
+                event(log, "lease.acquired", spool=str(own), token=self.token)
+        elif await self._keep(own, self.token, self._ms):
+            self._renewed = started
+        else:
+            event(log, "lease.lost", level=logging.WARNING, spool=str(own), token=self.token)
+            self.token = 0
+            self.acquired.clear()
+        if not self.held:
+            return
+        for root in sorted(await self._redis.smembers(f"{self._prefix}spools")):
+            other = Path(root)
+            if other == own:
+                continue
+            token = await self._grant(other)
+            if not token:
+                continue  # its node is alive (or another node is taking it over)
+            try:
+                moved = await asyncio.to_thread(self.spool.take_over, other)
+            finally:
+                await self._keep(other, token, 0)
+            if moved:
+                event(log, "spool.taken-over", spool=str(other), token=token, count=len(moved))
+                taken(moved)
+
+    async def close(self) -> None:
+        """Release the lease (another node may take the spool at once) and disconnect."""
+        try:
+            if self.token:
+                await self._keep(self.spool.root, self.token, 0)
+        except (RedisError, OSError):
+            pass
+        finally:
+            self.token = 0
+            await self._redis.aclose()

@@ -1,0 +1,126 @@
+"""Local delivery is exactly once: a delivery repeated after a crash (the spool not yet
+updated) finds the message its key names and stores nothing again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reference.clock import ManualClock
+from reference.delivery.local import LocalDelivery, delivery_key
+from reference.directory import Directory
+from reference.mailbox import MailStore, Quota
+from reference.mailbox.index import INDEX_FILE
+from reference.spool import QueueEntry, Recipient
+
+ALICE = "alice@example.org"
+MSG = b"From: bob@example.net\r\nSubject: hi\r\n\r\nhello\r\n"
+KEY = delivery_key("0190000000ABCDEF", ALICE, ALICE)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MailStore:
+    return MailStore(tmp_path / "mail", clock=ManualClock())
+
+
+def count(store: MailStore, address: str = ALICE, folder: str = "INBOX") -> int:
+    with store.open(address, folder) as mailbox:
+        return len(mailbox.messages())
+
+
+def test_a_delivery_repeated_with_its_key_stores_nothing(store: MailStore) -> None:
+    uid = store.deliver(ALICE, MSG, key=KEY)
+    assert store.deliver(ALICE, MSG, key=KEY) == uid
+    assert store.deliver(ALICE, MSG, key=delivery_key("other", ALICE, ALICE)) == uid + 1
+    assert count(store) == 2
+
+
+def test_the_key_outlives_an_expunge(store: MailStore) -> None:
+    # The user deleted it before the retry: it was delivered, it stays gone.
+    uid = store.deliver(ALICE, MSG, key=KEY)
+    with store.open(ALICE) as mailbox:
+        mailbox.set_flags(uid, {"\\Deleted"})
+        mailbox.expunge()
+    assert store.deliver(ALICE, MSG, key=KEY) == uid
+    assert count(store) == 0
+
+
+def test_a_repeat_into_a_full_mailbox_is_not_refused(tmp_path: Path) -> None:
+    store = MailStore(tmp_path / "mail", clock=ManualClock(), quota=Quota(messages=1))
+    uid = store.deliver(ALICE, MSG, key=KEY)
+    assert store.deliver(ALICE, MSG, key=KEY) == uid  # no QuotaExceeded: it is there
+
+
+def test_a_bad_key_is_refused(store: MailStore) -> None:
+    with pytest.raises(ValueError):
+        store.deliver(ALICE, MSG, key="../../etc")
+
+
+# A child that delivers with KEY; the parent holds a read lock on the index, so the child's
+# COMMIT waits after the file was renamed into new/: the parent kills it right there.
+CHILD = """
+import sys
+from pathlib import Path
+from reference.mailbox import MailStore
+MailStore(Path(sys.argv[1])).deliver(sys.argv[2], sys.argv[3].encode(), key=sys.argv[4])
+"""
+
+
+def test_a_delivery_killed_between_its_rename_and_its_commit_is_found(store: MailStore) -> None:
+    assert count(store) == 0  # the mailbox and its index exist
+    inbox = store.root / "example.org" / "alice"
+    reader = sqlite3.connect(inbox / INDEX_FILE, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM messages").fetchone()  # a SHARED lock, held
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(store.root), ALICE, MSG.decode(), KEY],
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any((inbox / "new").iterdir()):
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.05)  # on to its COMMIT, which waits for our lock
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        reader.execute("COMMIT")
+        reader.close()
+    assert len(list((inbox / "new").iterdir())) == 1
+    with store.open(ALICE, sync=False) as mailbox:
+        assert mailbox.messages() == []  # the index never heard of it
+    # The retry: the file is adopted with its key, and that is the delivery.
+    store.deliver(ALICE, MSG, key=KEY)
+    assert count(store) == 1
+
+
+def entry(qid: str, rcpt: str) -> QueueEntry:
+    return QueueEntry(qid, "bob@example.net", [Recipient(rcpt)], created=0.0, next_attempt=0.0)
+
+
+async def test_local_delivery_repeated_after_a_crash_files_once(tmp_path: Path) -> None:
+    directory = Directory(tmp_path / "directory.sqlite3")
+    directory.add_domain("example.org")
+    directory.add_user(ALICE, "pw")
+    directory.add_user("carol@example.org", "pw")
+    directory.add_alias("team@example.org", ALICE, "carol@example.org")
+    store = MailStore(tmp_path / "mail", clock=ManualClock())
+    local = LocalDelivery(directory, store, ManualClock())
+    queued = entry("0190000000ABCDEF", "team@example.org")
+    for _ in range(3):  # the first attempt, then two repeats after "crashes"
+        outcome = await local.deliver(queued, "team@example.org", MSG)
+        assert outcome.status == "delivered"
+    assert count(store) == 1
+    assert count(store, "carol@example.org") == 1
+    # The same message to the account under another recipient address is another delivery.
+    await local.deliver(queued, ALICE, MSG)
+    assert count(store) == 2
+    directory.close()
