@@ -6,6 +6,9 @@
 #                                          apt-get), write private instances under DIR, start
 #                                          them, and write DIR/target.toml for `mailspec check`
 #   conformance/peers/stack.sh stop DIR    stop them
+#   conformance/peers/stack.sh restart DIR kill -9 Postfix (its master and the master's
+#                                          children) and start it again: the target file's
+#                                          restart command (RFC 5321 6.1)
 #   conformance/peers/stack.sh check DIR [ARGS]
 #                                          start, run `mailspec check --target DIR/target.toml
 #                                          ARGS`, stop (tox -e peers)
@@ -65,7 +68,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 
 usage() {
-    echo "usage: $0 start|stop DIR | check DIR [mailspec check arguments]" >&2
+    echo "usage: $0 start|stop|restart DIR | check DIR [mailspec check arguments]" >&2
     exit 2
 }
 
@@ -100,6 +103,22 @@ stop() {
         */mailspec-stack.*) rm -rf "$inst" ;;
     esac
     rm -f "$dir/instance"
+}
+
+restart() {
+    # A crash of the MTA, as abrupt as it gets: the master stopped (so it starts no new
+    # child), its children (smtpd, cleanup, qmgr...) and then itself killed with SIGKILL, by
+    # their ids. What Postfix answered 250 to must be in its queue files; Dovecot runs on.
+    inst=$(cat "$dir/instance")
+    etc=$inst/etc
+    local pid
+    pid=$(tr -d ' ' <"$inst/spool/pid/master.pid")
+    kill -STOP "$pid"
+    pkill -KILL -P "$pid" || true
+    kill -KILL "$pid"
+    wait_gone "$inst/spool/pid/master.pid" || true
+    postfix -c "$etc" start </dev/null >>"$inst/start.log" 2>&1 \
+        || { cat "$inst/start.log" >&2; exit 1; }
 }
 
 wait_gone() {
@@ -433,6 +452,8 @@ domain = "$DOMAIN"
 hostname = "$HOSTNAME_"
 timeout = 20.0
 capabilities = []
+# kill -9 of Postfix and a start (RFC 5321 6.1: no accepted message lost).
+restart = "bash $HERE/stack.sh restart $dir"
 # What this stack offers (see stack.sh): HELO required, the standard mailboxes with their
 # SPECIAL-USE attributes. No spam or virus filter, greylisting, DNSBL, SPF/DKIM/DMARC,
 # rate limits or login lockout: those platform requirements are "not claimed".
@@ -482,6 +503,7 @@ check() {
 case "$action" in
     start) [ $# -eq 0 ] || usage; start ;;
     stop) [ $# -eq 0 ] || usage; stop ;;
+    restart) [ $# -eq 0 ] || usage; restart ;;
     check) check "$@" ;;
     *) usage ;;
 esac
