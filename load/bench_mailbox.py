@@ -8,9 +8,10 @@ measures adoption), then serves it with the reference IMAP server on loopback an
 SELECT, SEARCH and FETCH of ranges from an imapclient session. Alongside each figure it
 prints how many message files the server read and how many times it listed the Maildir:
 SELECT, flag SEARCH, FETCH of a range and text SEARCH (BODY, TEXT: the mailbox's text index)
-must not read every message file. The first text SEARCH indexes the files dropped into
-``new/`` (delivery and APPEND index as they store); ``--no-text-index`` drops the index to
-measure text SEARCH reading every file, as it did before there was one.
+must not read every message file, and SORT and THREAD none (their header fields are in
+it). The first text SEARCH indexes the files dropped into ``new/`` (delivery and APPEND
+index as they store); ``--no-text-index`` drops the index to measure text SEARCH reading
+every file, as it did before there was one.
 """
 
 from __future__ import annotations
@@ -246,6 +247,9 @@ def main() -> None:
                 ("SEARCH TEXT a sender (header)", 'SEARCH TEXT "sender42@"'),
                 ("SEARCH BODY FLAGGED (with a flag)", f'SEARCH FLAGGED BODY "note {note}."'),
                 ("SEARCH BODY in every message", 'SEARCH BODY "hello, this"'),
+                # Header fields from the text index: no file read for either.
+                ("SORT (SUBJECT) of 11 text SEARCH hits", 'SORT (SUBJECT) UTF-8 BODY "note 7500"'),
+                ("THREAD REFERENCES of the same", 'THREAD REFERENCES UTF-8 BODY "note 7500"'),
             ]  # fmt: skip
             for label, text in cases:
                 once = ("every file", "whole", "first", "every message")

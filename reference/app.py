@@ -276,6 +276,7 @@ class App:
         )
         # Imported here: the command line imports this module for its paths, and needs
         # neither aiohttp nor pydantic for that.
+        from reference.settings import Settings
         from reference.web import WebServer
 
         self.web = WebServer(
@@ -290,6 +291,9 @@ class App:
                 "redis" if cfg.state.url else "state": self._state_reachable,
                 **({"clamd": self._clamd_reachable} if cfg.antivirus.clamd else {}),
             },
+            settings=Settings(
+                self.directory, cfg, self.scripts, self.replies, self.store, self.dmarc_store
+            ),
         )
         if self.sieve is not None:
             self.sieve.notify = self.runner.notify

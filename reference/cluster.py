@@ -212,6 +212,9 @@ class Cluster:
         d["server"]["data_dir"] = str(self.data)
         d["server"]["spool_dir"] = str(node.spool)
         d["server"]["roles"] = node.roles
+        if self.base.server.workers == 0:
+            # "One per core" on one machine means the machine's cores shared by its nodes.
+            d["server"]["workers"] = max(1, (os.cpu_count() or 1) // self.count)
         for ln in LISTENERS:
             d["listen"][ln] = _hostport(self.host, node.ports.get(ln, 0))
         d["state"]["url"] = self.redis_url

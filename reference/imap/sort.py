@@ -7,26 +7,39 @@ import asyncio
 
 from reference.imap import mime, threads
 from reference.imap.parser import Search, Sort, Thread
-from reference.imap.search import SearchCommand, Update, esearch_line, search_mailbox
+from reference.imap.search import (
+    Hits,
+    SearchCommand,
+    Update,
+    esearch_line,
+    search_mailbox,
+    searchable_text,
+    sort_fields,
+)
 from reference.mailbox import Mailbox, NoSuchMessage
 
 CHARSETS = ("US-ASCII", "UTF-8")
 _HEADERLESS = frozenset({"ARRIVAL", "SIZE"})  # sort keys the index answers alone
 
 
-def facts_of(
-    mailbox: Mailbox, hits: list[tuple[int, int, int]], *, headers: bool = True
-) -> list[threads.Facts]:
-    """What SORT and THREAD look at for each ``(seq, uid, modseq)`` hit; a message expunged
-    meanwhile by another session is left out."""
-    stored = mailbox.get_many(uid for _, uid, _ in hits)
+def facts_of(mailbox: Mailbox, hits: Hits, *, headers: bool = True) -> list[threads.Facts]:
+    """What SORT and THREAD look at for each hit: the header fields from the mailbox's text
+    index (brought up to date first), from the file only for a message it lacks; a message
+    expunged meanwhile by another session is left out."""
+    stored = mailbox.get_many(hits.uids)
+    indexed: dict[int, str] = {}
+    if headers and mailbox.has_text_index:
+        mailbox.index_texts(searchable_text)
+        indexed = mailbox.header_fields(hits.uids)
     out: list[threads.Facts] = []
     for seq, uid, _ in hits:
         message = stored.get(uid)
         if message is None:
             continue
         header: list[tuple[str, str]] = []
-        if headers:
+        if uid in indexed:
+            header = sort_fields(indexed[uid])
+        elif headers:
             try:
                 header = mime.fields(mime.split(mailbox.read(uid))[0])
             except NoSuchMessage:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from reference import faults
 from reference.mailbox.index import (
@@ -45,10 +45,14 @@ _TEXT_BATCH = 500  # messages indexed per write transaction when catching up
 
 
 class TextOf(Protocol):
-    """What text SEARCH looks at in a message: ``(header text, body text)`` as the searcher
-    sees them. The IMAP front end defines it (its MIME decoding); the store indexes it."""
+    """What text SEARCH looks at in a message: ``(header text, body text, fields)`` as the
+    searcher sees them, ``fields`` the header fields SORT and THREAD compare (JSON). The
+    IMAP front end defines it (its MIME decoding); the store indexes it."""
 
-    def __call__(self, data: bytes, /) -> tuple[str, str]: ...
+    def __call__(self, data: bytes, /) -> tuple[str, str, str]: ...
+
+
+Texts = tuple[str, str, str]  # a message's row in the text index: header, body, fields
 
 
 _LOCKLESS_TRIES = 3  # reads of a file being renamed before taking the mailbox's lock
@@ -202,6 +206,14 @@ class Mailbox(UidIndex):
                 "SELECT uid, flags, size, internaldate, modseq FROM messages"
                 f" WHERE {where} ORDER BY uid",
                 tuple(params),
+            ).fetchall()
+
+    def select_uids(self, where: str, params: Iterable[object] = ()) -> list[tuple[int, int]]:
+        """``(uid, modseq)`` of the rows matching ``where`` (as :meth:`select`), in UID order:
+        what a SEARCH needs when the index answers every key, two columns and no flags."""
+        with self._mutex:
+            return self._db.execute(
+                f"SELECT uid, modseq FROM messages WHERE {where} ORDER BY uid", tuple(params)
             ).fetchall()
 
     def snapshot(self, *, claim_recent: bool = False) -> tuple[list[int], Status, int | None]:
@@ -371,7 +383,7 @@ class Mailbox(UidIndex):
         flags: frozenset[str],
         size: int,
         internaldate: float,
-        texts: tuple[str, str] | None = None,
+        texts: Texts | None = None,
     ) -> tuple[int, str]:
         """Give the file in tmp/ the next UID and move it into place (inside a write), with
         its row in the text index when its ``texts`` are known."""
@@ -388,7 +400,10 @@ class Mailbox(UidIndex):
             )
             db.execute("UPDATE meta SET value = ? WHERE key = 'uidnext'", (uid + 1,))
             if texts is not None and self.has_text_index:
-                db.execute("INSERT INTO texts(rowid, header, body) VALUES (?, ?, ?)", (uid, *texts))
+                db.execute(
+                    "INSERT INTO texts(rowid, header, body, fields) VALUES (?, ?, ?, ?)",
+                    (uid, *texts),
+                )
         except BaseException:
             (self.path / sub / file).unlink(missing_ok=True)
             raise
@@ -396,12 +411,11 @@ class Mailbox(UidIndex):
 
     # -- the text index --------------------------------------------------------------------
 
-    def _texts(self, data: bytes) -> tuple[str, str]:
+    def _texts(self, data: bytes) -> Texts:
         """A message's row in the text index: its searchable text, case-folded (IMAP SEARCH
         compares case-insensitively; folding once here lets the index compare exactly)."""
         assert self._text_of is not None
-        header, body = self._text_of(data)
-        return header.casefold(), body.casefold()
+        return _folded(self._text_of(data))
 
     def index_texts(self, text_of: TextOf) -> int:
         """Give every message without a row in the text index its row (mail another writer
@@ -421,15 +435,15 @@ class Mailbox(UidIndex):
                 )
             ]
         for i in range(0, len(missing), _TEXT_BATCH):
-            rows: list[tuple[int, str, str]] = []
+            rows: list[tuple[int, str, str, str]] = []
             for uid in missing[i : i + _TEXT_BATCH]:
                 with suppress(NoSuchMessage):
-                    header, body = text_of(self.read(uid))
-                    rows.append((uid, header.casefold(), body.casefold()))
+                    rows.append((uid, *_folded(text_of(self.read(uid)))))
             with self._write(track=False) as db:
                 for row in rows:  # only messages still there, and not indexed meanwhile
                     db.execute(
-                        "INSERT INTO texts(rowid, header, body) SELECT ?, ?, ? WHERE EXISTS"
+                        "INSERT INTO texts(rowid, header, body, fields) SELECT ?, ?, ?, ?"
+                        " WHERE EXISTS"
                         " (SELECT 1 FROM messages WHERE uid = ?) AND NOT EXISTS"
                         " (SELECT 1 FROM texts WHERE rowid = ?)",
                         (*row, row[0], row[0]),
@@ -442,17 +456,27 @@ class Mailbox(UidIndex):
                 )
         return len(missing)
 
-    def _stored_texts(self, uids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    def _stored_texts(self, uids: Iterable[int]) -> dict[int, Texts]:
         """The text index rows of ``uids`` (for copies: no need to read the files again)."""
+        return self._text_rows(uids, "header, body, fields")
+
+    def header_fields(self, uids: Iterable[int]) -> dict[int, str]:
+        """The ``fields`` the text index keeps for ``uids`` (what SORT and THREAD compare),
+        for those that have their row."""
+        return {uid: row[0] for uid, row in self._text_rows(uids, "fields").items()}
+
+    def _text_rows(self, uids: Iterable[int], columns: str) -> dict[int, Any]:
         if not self.has_text_index:
             return {}
-        out: dict[int, tuple[str, str]] = {}
+        out: dict[int, Any] = {}
+        members = set(uids)
         with self._mutex:
-            for lo, hi in uid_runs(sorted(set(uids))):
-                for uid, header, body in self._db.execute(
-                    "SELECT rowid, header, body FROM texts WHERE rowid BETWEEN ? AND ?", (lo, hi)
+            for lo, hi in uid_runs(sorted(members)):
+                for uid, *row in self._db.execute(
+                    f"SELECT rowid, {columns} FROM texts WHERE rowid BETWEEN ? AND ?", (lo, hi)
                 ):
-                    out[uid] = (header, body)
+                    if uid in members:  # runs bridge gaps: leave the UIDs not asked for
+                        out[uid] = tuple(row)
         return out
 
     def set_flags(self, uid: int, flags: Iterable[str]) -> StoredMessage:
@@ -718,6 +742,11 @@ class Mailbox(UidIndex):
                     if base_of(entry.name) == base:
                         return Path(entry.path)
         return None
+
+
+def _folded(texts: Texts) -> Texts:
+    header, body, fields = texts
+    return header.casefold(), body.casefold(), fields
 
 
 def _link_or_copy_to(target: Path, source: Path) -> None:

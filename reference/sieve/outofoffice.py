@@ -7,7 +7,9 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["SCRIPT_NAME", "OutOfOffice", "read", "render"]
+from reference.sieve.store import ReplyLog, ScriptStore
+
+__all__ = ["SCRIPT_NAME", "OutOfOffice", "current", "read", "render", "switch_off", "switch_on"]
 
 SCRIPT_NAME = "out-of-office"
 _MARK = "# mailspec out-of-office: "
@@ -89,3 +91,40 @@ def read(script: str) -> tuple[OutOfOffice, str | None] | None:
         elif line.startswith(_PREVIOUS):
             previous = line[len(_PREVIOUS) :].strip() or None
     return None if settings is None else (settings, previous)
+
+
+def switch_on(
+    scripts: ScriptStore, replies: ReplyLog, account: str, ooo: OutOfOffice
+) -> str | None:
+    """Turn the out-of-office on (or change it); the script it pauses, if any."""
+    active = scripts.active_name(account)
+    previous = active if active != SCRIPT_NAME else None
+    if active == SCRIPT_NAME:  # set again: keep the script it took over from
+        earlier = read(scripts.get(account, SCRIPT_NAME) or "")
+        previous = earlier[1] if earlier else None
+    scripts.put(account, SCRIPT_NAME, render(ooo, previous=previous))
+    scripts.activate(account, SCRIPT_NAME)
+    replies.forget(account)  # a new notice: every sender may hear it once
+    return previous
+
+
+def switch_off(scripts: ScriptStore, account: str) -> str | None:
+    """Turn it off, bringing back the script it paused (returned, "" if none); None if it
+    was not set."""
+    found = read(scripts.get(account, SCRIPT_NAME) or "")
+    if found is None:
+        return None
+    previous = found[1]
+    if scripts.active_name(account) == SCRIPT_NAME:
+        restore = previous if previous and scripts.get(account, previous) is not None else ""
+        scripts.activate(account, restore)
+    scripts.delete(account, SCRIPT_NAME)
+    return previous or ""
+
+
+def current(scripts: ScriptStore, account: str) -> OutOfOffice | None:
+    """The form's settings while it is on; None when it is off."""
+    found = read(scripts.get(account, SCRIPT_NAME) or "")
+    if found is None or scripts.active_name(account) != SCRIPT_NAME:
+        return None
+    return found[0]

@@ -3,7 +3,9 @@ selecting exactly what the reference evaluator (``matches``, message by message)
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -12,7 +14,8 @@ from hypothesis import strategies as st
 
 from reference.imap.parser import Search, SearchKey, SequenceSet
 from reference.imap.search import Candidate, matches, search_mailbox, searchable_text, to_sql
-from reference.mailbox import MailStore
+from reference.mailbox import Mailbox, MailStore
+from reference.mailbox.index import INDEX_FILE
 
 from .support import ALICE, MSG, Start, logged_in
 
@@ -164,6 +167,19 @@ def test_content_search(tmp_path: Path) -> None:
         assert uids(SearchKey("SEEN"), SearchKey("BODY", "hello")) == []
 
 
+def assert_index_answers_as_reading(box: Mailbox, keys: list[SearchKey]) -> None:
+    """The search through the indexes selects what evaluating each message read selects."""
+    view = box.uids()
+    got = [uid for _, uid, _ in search_mailbox(box, view, keys, frozenset())]
+    expected = []
+    for seq, uid in enumerate(view, 1):
+        data = box.read(uid)
+        candidate = Candidate(seq, uid, frozenset(), 0, len(view), view[-1], load=lambda d=data: d)
+        if all(matches(k, candidate) for k in keys):
+            expected.append(uid)
+    assert got == expected
+
+
 _words = st.sampled_from(["Alpha", "beta", "GAMMA", "straße", "ǅemal", "a*b", "x?y", "[z]"])
 _text_leaf = st.tuples(st.sampled_from(["BODY", "TEXT"]), _words).map(lambda t: SearchKey(*t))
 _text_keys = st.recursive(
@@ -193,17 +209,7 @@ def test_text_index_selects_what_the_evaluator_selects(
             data = f"Subject: {' '.join(subject)}\r\n\r\n{' '.join(body)}\r\n".encode()
             store.deliver(ALICE, data)
         with store.open(ALICE) as box:
-            view = box.uids()
-            got = [uid for _, uid, _ in search_mailbox(box, view, keys, frozenset())]
-            expected = []
-            for seq, uid in enumerate(view, 1):
-                data = box.read(uid)
-                candidate = Candidate(
-                    seq, uid, frozenset(), 0, len(view), view[-1], load=lambda d=data: d
-                )
-                if all(matches(k, candidate) for k in keys):
-                    expected.append(uid)
-        assert got == expected
+            assert_index_answers_as_reading(box, keys)
 
 
 def test_text_index_kept_at_delivery_copy_and_expunge(tmp_path: Path) -> None:
@@ -232,3 +238,82 @@ def test_text_index_kept_at_delivery_copy_and_expunge(tmp_path: Path) -> None:
         found = search_mailbox(box, view, [SearchKey("TEXT", "needle")], frozenset())
         assert [u for _, u, _ in found] == [3]  # caught up: the third was read once
         assert box.index_texts(searchable_text) == 0
+
+
+# Needles of every kind the text index treats apart: phrases of distinct trigrams, strings
+# shorter than a trigram, strings repeating a trigram, quotes and GLOB wildcards, case
+# folding that changes the length (ß -> ss).
+_needles = st.sampled_from(
+    ["hay", "needle", "NEEDLE in", "a", "ss", "ß", "e n", "xxxx", "abab", 'q"t', "*", "[z]", ""]
+)
+_fragments = st.sampled_from(
+    ["hay", "needle", "Needle in", "xxxxx", "ababab", 'q"t', "[z]", "STRASSE"]
+)
+_texts = st.lists(_fragments, max_size=4).map(" ".join)
+_operations = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["deliver", "append", "foreign"]), _texts, _texts),
+        st.tuples(st.sampled_from(["copy", "move", "expunge"]), st.integers(0, 20)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_operations, st.lists(st.tuples(st.sampled_from(["BODY", "TEXT"]), _needles), min_size=1))
+def test_text_index_stays_exact_after_every_change(
+    operations: list[tuple[str, str, str] | tuple[str, int]], needles: list[tuple[str, str]]
+) -> None:
+    """After delivery, APPEND, mail stored by another writer (not indexed), COPY and MOVE
+    in from another folder and EXPUNGE, BODY and TEXT through the index select exactly what
+    reading every message selects, whatever the needle's length."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MailStore(Path(tmp), text_of=searchable_text)
+        foreign = MailStore(Path(tmp))  # another program's MDA: stores without indexing
+        store.create_folder(ALICE, "Other")
+        with store.open(ALICE) as box, store.open(ALICE, "Other") as other:
+            for op in operations:
+                if len(op) == 3:
+                    how, subject, body = op
+                    data = f"Subject: {subject}\r\n\r\n{body}\r\n".encode()
+                    if how == "deliver":
+                        store.deliver(ALICE, data)
+                    elif how == "append":
+                        other.append(data)  # APPEND goes to the other folder, COPY brings it
+                    else:
+                        foreign.deliver(ALICE, data)
+                    box.sync()
+                    continue
+                how, pick = op
+                if how == "expunge" and box.uids():
+                    uid = box.uids()[pick % len(box.uids())]
+                    box.change_flags([uid], add=["\\Deleted"])
+                    box.expunge([uid])
+                elif other.uids():
+                    uid = other.uids()[pick % len(other.uids())]
+                    (other.copy_to if how == "copy" else other.move_to)(box, [uid])
+            keys = [SearchKey(name, needle) for name, needle in needles]
+            assert_index_answers_as_reading(box, keys)
+
+
+def test_text_index_of_an_older_layout_is_rebuilt(tmp_path: Path) -> None:
+    """An index of schema 3 (trigrams without positions, no header fields) is dropped when
+    the mailbox opens and filled again from the files at the next text SEARCH."""
+    store = MailStore(tmp_path, text_of=searchable_text)
+    store.deliver(ALICE, b"Subject: one\r\n\r\nthe needle\r\n")
+    with store.open(ALICE) as box:
+        index = box.path / INDEX_FILE
+    with contextlib.closing(sqlite3.connect(index)) as db, db:
+        db.execute("DROP TABLE texts")
+        db.execute(
+            "CREATE VIRTUAL TABLE texts USING fts5(header, body,"
+            " tokenize='trigram case_sensitive 1', detail='none')"
+        )
+        db.execute("INSERT INTO texts(rowid, header, body) VALUES (1, 'subject: one', 'hay')")
+        db.execute("UPDATE meta SET value = 3 WHERE key = 'schema'")
+    store.deliver(ALICE, b"Subject: two\r\n\r\nanother needle\r\n")
+    with store.open(ALICE) as box:
+        assert_index_answers_as_reading(box, [SearchKey("BODY", "needle")])
+        found = search_mailbox(box, box.uids(), [SearchKey("BODY", "needle")], frozenset())
+        assert found.uids == [1, 2]

@@ -3,11 +3,31 @@ algorithms on plain facts, and the commands over the wire."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from reference.imap.parser import CancelUpdate, ParseError, Sort, Thread, parse_command
-from reference.imap.search import partial_slice
-from reference.imap.threads import Facts, base_subject, ordered_subject, references, render
+from reference.imap import mime
+from reference.imap.parser import (
+    SORT_KEYS,
+    CancelUpdate,
+    ParseError,
+    SearchKey,
+    Sort,
+    Thread,
+    parse_command,
+)
+from reference.imap.search import SORT_FIELDS, partial_slice, search_mailbox, searchable_text
+from reference.imap.sort import facts_of, sorted_hits
+from reference.imap.threads import (
+    Facts,
+    base_subject,
+    ordered_subject,
+    references,
+    render,
+    sort,
+)
+from reference.mailbox import MailStore
 
 from .support import ALICE, Start, logged_in
 
@@ -179,3 +199,57 @@ async def test_sort_update_positions(start: Start) -> None:
     env.store.deliver(ALICE, msg("s", "a@example.net", "Thu, 01 Jan"), when=86400.0 * 9)
     lines = await raw.command(b"NOOP")
     assert b'* ESEARCH (TAG "u") ADDTO (1 4)\r\n' in lines
+
+
+_SORTED_MAIL = [
+    b'Subject: =?utf-8?q?R=C3=A9sum=C3=A9?=\r\nFrom: "Zed" <z@x.test>\r\nTo: b@x.test\r\n'
+    b"Date: Tue, 06 Jan 2026 10:00:00 +0000\r\nMessage-ID: <1@x.test>\r\n\r\nbody\r\n",
+    b"Subject: Re: [list] resume\r\n (continued)\r\nFrom: Amy <a@x.test>\r\nCc: c@x.test\r\n"
+    b"Date: Mon, 05 Jan 2026 10:00:00 +0000\r\nMessage-ID: <2@x.test>\r\n"
+    b"In-Reply-To: <1@x.test>\r\nReferences: <1@x.test>\r\n\r\nbody\r\n",
+    b"Subject: other\r\nSubject: second subject field\r\nFrom: b@x.test\r\n"
+    b"Message-ID: <3@x.test>\r\nReferences: <1@x.test> <2@x.test>\r\n\r\nbody\r\n",
+    b"From: nobody\r\n\r\nno subject, no date\r\n",
+]
+
+
+def test_sort_and_thread_read_header_fields_from_the_index(tmp_path: Path) -> None:
+    """SORT and THREAD compare the fields the text index keeps (mail stored by another
+    writer is indexed first): the same facts as the files give, and no file is read."""
+    store = MailStore(tmp_path, text_of=searchable_text)
+    foreign = MailStore(tmp_path)  # stores without indexing
+    for n, data in enumerate(_SORTED_MAIL):
+        (store if n % 2 else foreign).deliver(ALICE, data, when=1_767_225_600.0 + n)
+    with store.open(ALICE) as box:
+        view = box.uids()
+        hits = search_mailbox(box, view, [SearchKey("ALL")], frozenset())
+        stored = box.get_many(view)
+        from_files = [
+            Facts(
+                seq,
+                uid,
+                stored[uid].size,
+                stored[uid].internaldate,
+                mime.fields(mime.split(box.read(uid))[0]),
+            )
+            for seq, uid, _ in hits
+        ]
+        criteria = tuple((key, False) for key in SORT_KEYS)
+        first = facts_of(box, hits)  # indexes what the other writer stored
+        for path in [*(box.path / "cur").iterdir(), *(box.path / "new").iterdir()]:
+            path.unlink()  # what follows must not need the files
+        from_index = facts_of(box, hits)
+        assert from_index == first
+        assert len(from_index) == len(from_files) == len(_SORTED_MAIL)
+        for indexed, read in zip(from_index, from_files, strict=True):
+            assert [indexed.get(n) for n in SORT_FIELDS] == [read.get(n) for n in SORT_FIELDS]
+        for key, _ in criteria:
+            assert [f.uid for f in sort(from_index, [(key, False)])] == [
+                f.uid for f in sort(from_files, [(key, False)])
+            ], key
+        assert render(references(from_index), "uid") == render(references(from_files), "uid")
+        assert render(ordered_subject(from_index), "uid") == render(
+            ordered_subject(from_files), "uid"
+        )
+        command = Sort("t", (("SUBJECT", False),), "UTF-8", (SearchKey("ALL"),))
+        assert len(sorted_hits(box, view, command, frozenset(), frozenset())) == 4
