@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian's Postfix and Dovecot, hardened as a provider would run them, on loopback ports: a
-# peer stack (MX, submission, IMAP, POP3, LMTP delivery) to run the conformance suite against.
+# peer stack (MX, submission, IMAP, POP3, LMTP delivery, Sieve and ManageSieve through
+# Pigeonhole) to run the conformance suite against.
 #
 #   conformance/peers/stack.sh start DIR   install Postfix and Dovecot if needed (root +
 #                                          apt-get), write private instances under DIR, start
@@ -83,7 +84,8 @@ etc=""
 DOMAIN=example.test
 HOSTNAME_=mail.example.test
 DOVECOT_IP=127.0.0.2
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-sieve
+    dovecot-managesieved)
 
 stop() {
     [ -f "$dir/instance" ] || return 0
@@ -171,7 +173,7 @@ wait_listening() {
 }
 
 write_dovecot() {
-    # $1 imap, $2 imaps, $3 pop3, $4 pop3s; the passwords in $pw_a, $pw_b.
+    # $1 imap, $2 imaps, $3 pop3, $4 pop3s, $5 managesieve; the passwords in $pw_a, $pw_b.
     local d=$inst/dovecot mail_user=nobody login=dovenull internal=dovecot
     mkdir -p "$d/run" "$d/state" "$d/home"
     local uid gid
@@ -194,7 +196,7 @@ instance_name = mailspec-stack-$(basename "$inst")
 # address is its own local address as "secured" and allows plaintext logins on it, whatever
 # disable_plaintext_auth says. On 127.0.0.2 the suite is a remote client, as on the internet.
 listen = $DOVECOT_IP
-protocols = imap pop3 lmtp
+protocols = imap pop3 lmtp sieve
 log_path = $d/dovecot.log
 hostname = $HOSTNAME_
 postmaster_address = postmaster@$DOMAIN
@@ -268,6 +270,24 @@ service pop3-login {
   }
   chroot =
 }
+# Pigeonhole: users' Sieve scripts, run at LMTP delivery, managed over ManageSieve (RFC
+# 5804; STARTTLS before AUTHENTICATE, as ssl = required says for every port).
+service managesieve-login {
+  inet_listener sieve {
+    port = $5
+  }
+  chroot =
+}
+protocol lmtp {
+  mail_plugins = \$mail_plugins sieve
+}
+# fileinto a folder the user has not made creates it (RFC 5228 4.1 lets a server refuse;
+# providers, and the reference, create it), subscribed so that clients show it.
+lda_mailbox_autocreate = yes
+lda_mailbox_autosubscribe = yes
+plugin {
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}
 service anvil {
   chroot =
 }
@@ -309,9 +329,9 @@ start() {
         exit 3
     fi
 
-    local port_mx port_sub port_subs port_imap port_imaps port_pop3 port_pop3s
-    read -r port_mx port_sub port_subs port_imap port_imaps port_pop3 port_pop3s \
-        <<<"$(free_ports 7)"
+    local port_mx port_sub port_subs port_imap port_imaps port_pop3 port_pop3s port_sieve
+    read -r port_mx port_sub port_subs port_imap port_imaps port_pop3 port_pop3s port_sieve \
+        <<<"$(free_ports 8)"
     pw_a=$(password)
     pw_b=$(password)
 
@@ -321,7 +341,7 @@ start() {
     chmod 600 "$inst/tls/key.pem"
     chown postfix "$inst/data"
 
-    write_dovecot "$port_imap" "$port_imaps" "$port_pop3" "$port_pop3s"
+    write_dovecot "$port_imap" "$port_imaps" "$port_pop3" "$port_pop3s" "$port_sieve"
     local dsock=$inst/dovecot/run
 
     cat >"$etc/main.cf" <<EOF
@@ -438,7 +458,8 @@ EOF
     # never close): their own messages go to the logs, and to start.log.
     dovecot -c "$inst/dovecot/dovecot.conf" </dev/null >>"$inst/start.log" 2>&1 \
         || { cat "$inst/start.log" >&2; exit 1; }
-    DOVECOT=yes wait_listening "$port_imap" "$port_imaps" "$port_pop3" "$port_pop3s"
+    DOVECOT=yes wait_listening "$port_imap" "$port_imaps" "$port_pop3" "$port_pop3s" \
+        "$port_sieve"
     postfix -c "$etc" check >&2
     postfix -c "$etc" start </dev/null >>"$inst/start.log" 2>&1 \
         || { cat "$inst/start.log" >&2; exit 1; }
@@ -457,7 +478,7 @@ restart = "bash $HERE/stack.sh restart $dir"
 # What this stack offers (see stack.sh): HELO required, the standard mailboxes with their
 # SPECIAL-USE attributes. No spam or virus filter, greylisting, DNSBL, SPF/DKIM/DMARC,
 # rate limits or login lockout: those platform requirements are "not claimed".
-features = ["helo-required", "special-use"]
+features = ["helo-required", "special-use", "sieve"]
 
 [endpoints]
 smtp = "smtp://127.0.0.1:$port_mx"
@@ -467,6 +488,7 @@ imap = "imap://$DOVECOT_IP:$port_imap"
 imaps = "imaps://$DOVECOT_IP:$port_imaps"
 pop3 = "pop3://$DOVECOT_IP:$port_pop3"
 pop3s = "pop3s://$DOVECOT_IP:$port_pop3s"
+managesieve = "sieve://$DOVECOT_IP:$port_sieve"
 
 [accounts.primary]
 address = "alice@$DOMAIN"
