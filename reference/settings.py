@@ -146,11 +146,12 @@ class Settings:
         return current(self.scripts, self._account(address))
 
     def set_out_of_office(self, address: str, ooo: OutOfOffice) -> str | None:
-        """Turn the out-of-office on (or change it); the script it pauses, if any."""
+        """Turn the out-of-office on (or change it); the account's own active script, which
+        keeps applying beside it, if any."""
         return switch_on(self.scripts, self.replies, self._account(address), ooo)
 
     def clear_out_of_office(self, address: str) -> str | None:
-        """Turn it off, bringing back the script it paused ("" if none); None if it was off."""
+        """Turn it off: None if it was off, else the script made active again ("" if none)."""
         return switch_off(self.scripts, self._account(address))
 
     # -- Sieve scripts (RFC 5228)

@@ -98,12 +98,12 @@ def cmd_vacation_set(args: argparse.Namespace) -> int:
 
     replies = sieve_replies(load_config(args))
     try:
-        previous = switch_on(_scripts(args), replies, user, ooo)
+        active = switch_on(_scripts(args), replies, user, ooo)
     finally:
         replies.close()
     print(f"out-of-office of {user} set {written_in(args)}")
-    if previous:
-        print(f"note: script {previous!r} is paused until `mailspec vacation clear`")
+    if active:
+        print(f"note: script {active!r} still applies; the out-of-office reply goes out beside it")
     return 0
 
 
@@ -111,10 +111,10 @@ def cmd_vacation_show(args: argparse.Namespace) -> int:
     user = _account(args)
     scripts = _scripts(args)
     found = read(scripts.get(user, SCRIPT_NAME) or "")
-    if found is None or scripts.active_name(user) != SCRIPT_NAME:
+    if found is None:
         print(f"{user}: no out-of-office")
         return 0
-    ooo, previous = found
+    ooo, _ = found
     print(f"{user}: out-of-office on")
     print(f"  from      {ooo.start or 'now'}")
     print(f"  until     {ooo.end or 'cleared'}")
@@ -124,8 +124,9 @@ def cmd_vacation_show(args: argparse.Namespace) -> int:
         print(f"  reply as  {ooo.from_}")
     if ooo.addresses:
         print(f"  also for  {', '.join(ooo.addresses)}")
-    if previous:
-        print(f"  paused    {previous}")
+    active = scripts.active_name(user)
+    if active and active != SCRIPT_NAME:
+        print(f"  beside    {active} (the account's own script, which applies too)")
     print("  text:")
     for line in ooo.text.splitlines():
         print(f"    {line}")
@@ -134,13 +135,13 @@ def cmd_vacation_show(args: argparse.Namespace) -> int:
 
 def cmd_vacation_clear(args: argparse.Namespace) -> int:
     user = _account(args)
-    previous = switch_off(_scripts(args), user)
-    if previous is None:
+    resumed = switch_off(_scripts(args), user)
+    if resumed is None:
         print(f"{user}: no out-of-office")
         return 0
     print(f"out-of-office of {user} cleared {written_in(args)}")
-    if previous:
-        print(f"script {previous!r} active again")
+    if resumed:
+        print(f"script {resumed!r} active again")
     return 0
 
 
