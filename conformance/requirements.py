@@ -34,6 +34,7 @@ CAPABILITIES: Mapping[str, str] = {
     "clock": "the suite can move the target's clock",
     "admin": "the suite can create domains and accounts",
     "proxy-protocol": "the suite may claim client addresses with the PROXY protocol",
+    "restart": "the suite can restart the target abruptly (a `restart` command)",
     # Not a grant but part of the platform: every target described in TOML has it (one
     # that does not scan fails, or lists a known deviation); only the in-process reference
     # can lack it, on a machine without clamd.

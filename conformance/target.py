@@ -22,6 +22,7 @@ describes any other mail system::
     #   "clock"           the suite can move the target's clock ([clock] below)
     #   "admin"           the suite can create domains and accounts ([admin] below)
     #   "proxy-protocol"  the suite may send a PROXY header (v1) to claim a client address
+    #   ("restart" is granted by the key below, never listed here)
     #   ("antivirus", a virus scanner that knows EICAR, is always granted: whether the
     #   platform scans is the feature "virus-scan" below)
     features = ["spam-filter", "virus-scan"]  # platform promises the target makes, among:
@@ -49,6 +50,13 @@ describes any other mail system::
     # pass nor a fail); RFC requirements, and the policies every mail system owes (no open
     # relay, no STARTTLS injection, bare CR/LF, control characters), never depend on it.
     # The in-process reference claims them all. Default: none.
+
+    restart = "systemctl kill -s KILL postfix && systemctl start postfix"
+                                      # a shell command that restarts the target, as
+                                      # abruptly as it can (kill -9 is best); the suite
+                                      # then waits until every endpoint answers again.
+                                      # Without it, RFC 5321 6.1 (no accepted message
+                                      # lost) is not applicable
 
     [budget]                          # for each property-based test (state model, fuzzer):
     seconds = 20.0                    # the time it may take here (default 20), and
@@ -115,8 +123,10 @@ import importlib.util
 import os
 import secrets
 import shlex
+import socket
 import ssl
 import subprocess
+import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -137,6 +147,7 @@ __all__ = [
     "Endpoint",
     "PropertyBudget",
     "ReferenceTarget",
+    "Restarter",
     "StaticTarget",
     "TLSSettings",
     "Target",
@@ -293,6 +304,12 @@ class ClockControl(Protocol):
     def advance(self, seconds: float) -> None: ...
 
 
+class Restarter(Protocol):
+    """Restarts the target abruptly; returns once it is started again."""
+
+    def restart(self) -> None: ...
+
+
 class Admin(Protocol):
     """Creates what a test needs on the target."""
 
@@ -320,6 +337,7 @@ class Target:
     budget: PropertyBudget = PropertyBudget()
     clock: ClockControl | None = None
     admin: Admin | None = None
+    restarter: Restarter | None = None
     fake_internet: Any = None
     # Why a capability is missing, where the target knows (e.g. clamd not installed): the
     # not-applicable reason then tells the reader how to get the requirement checked.
@@ -462,6 +480,43 @@ def _run(argv: Sequence[str], values: Mapping[str, str], timeout: float) -> None
         )
 
 
+# Without a `restart` command, why the requirements that need one are not applicable.
+NO_RESTART = 'the target file gives no restart command (e.g. restart = "systemctl restart postfix")'
+
+
+@dataclass
+class CommandRestarter:
+    """Restarts the target with the operator's shell command, then waits until every
+    endpoint answers again (the same probe as before the run)."""
+
+    command: str
+    endpoints: Sequence[Endpoint]
+    timeout: float = 120.0
+
+    def restart(self) -> None:
+        done = subprocess.run(
+            self.command, shell=True, capture_output=True, text=True, timeout=self.timeout
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"restart command exited {done.returncode}: {done.stderr.strip()[:500]}"
+            )
+        _wait_listening(self.endpoints, self.timeout)
+
+
+def _wait_listening(endpoints: Sequence[Endpoint], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for ep in endpoints:
+        while True:
+            try:
+                socket.create_connection((ep.host, ep.port), timeout=5).close()
+                break
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{ep.url} not listening after the restart: {e}") from e
+                time.sleep(0.2)
+
+
 class StaticTarget:
     """A target described by a TOML file: already running, nothing to start."""
 
@@ -477,7 +532,9 @@ class StaticTarget:
         self.name = target.name
         self.capabilities = target.capabilities
         self.features = target.features
-        self.capability_notes: Mapping[str, str] = {}
+        self.capability_notes: Mapping[str, str] = (
+            {} if "restart" in target.capabilities else {"restart": NO_RESTART}
+        )
         self.deviations: Mapping[str, Deviation] = dict(deviations or {})
         self.known_deviations = frozenset(self.deviations)
         self._fake_dns_listen = fake_dns_listen
@@ -527,6 +584,7 @@ _TOP_KEYS = {
     "clock",
     "fake_dns",
     "expect",
+    "restart",
 }
 
 
@@ -625,6 +683,13 @@ def _from_dict(
         if not colon or not port.isdigit():
             raise TargetError(f"fake_dns.listen: expected host:port, got {fake_dns_listen!r}")
 
+    restarter: Restarter | None = None
+    if "restart" in caps:
+        raise TargetError("capabilities: 'restart' is granted by a restart command, not listed")
+    if "restart" in data:
+        caps |= {"restart"}
+        restarter = CommandRestarter(_str(data, "restart", None), list(endpoints.values()))
+
     deviations: dict[str, Deviation] = {}
     if "expect" in data:
         exp = _table(data, "expect", {"known_deviations", "deviations"})
@@ -651,6 +716,7 @@ def _from_dict(
         budget=_budget(data),
         clock=clock,
         admin=admin,
+        restarter=restarter,
     )
     return StaticTarget(target, fake_dns_listen, deviations)
 
@@ -820,7 +886,7 @@ class ReferenceTarget:
             "submission.auth_ignore_networks": ["127.0.0.1/32", "::1/128"],
         }
         self.overrides.update(overrides or {})
-        caps = {"clock", "admin", "proxy-protocol"}
+        caps = {"clock", "admin", "proxy-protocol", "restart"}
         if fakes_available():
             caps.add("fake-dns")
         from reference.testing import ClamdNotFound, find_clamd
@@ -918,6 +984,8 @@ class ReferenceTarget:
             timeout=self.timeout,
             clock=clock,
             admin=self._server,
+            # A crash of the App and a new one on the same data directory and ports.
+            restarter=self._server,
             fake_internet=self._fake,
             capability_notes=self.capability_notes,
             server=self._server,

@@ -95,6 +95,10 @@ class ManualClock:
             while self._sleepers and self._sleepers[0][0] <= self._now:
                 due.append(heapq.heappop(self._sleepers)[2])
         for fut in due:
+            # A sleeper cancelled with its loop (a server stopped or crashed, then started
+            # again on this clock) has no one to wake.
+            if fut.done() or fut.get_loop().is_closed():
+                continue
             # The sleeper's loop may run in another thread: wake it there.
             fut.get_loop().call_soon_threadsafe(_wake, fut)
 

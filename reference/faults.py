@@ -20,6 +20,8 @@ FAULTS: Mapping[str, str] = {
     "a mailbox deleted and created again within a second repeats",
     "smtp.bdat-refused-chunk-unread": "a BDAT refused before its chunk is read leaves the "
     "chunk unread, so its octets are taken for commands",
+    "smtp.ack-before-spool": "the 250 at the end of the data goes out before the message is "
+    "written to the spool (half a second later), so a crash in between loses it",
     "smtp.auth-bad-base64-535": "an AUTH response that is not base64 is answered as failed "
     "credentials (535), not as a syntax error (501)",
 }

@@ -73,6 +73,7 @@ class ReferenceServer:
             nameservers = [self._own_dns.nameserver]
         settings["dns.nameservers"] = list(nameservers)
         settings.update(overrides or {})
+        self._data_dir, self._settings = data_dir, settings
         self.config = config_mod.load(None, data_dir=str(data_dir), overrides=settings)
         self.hostname = self.config.server.hostname
         # Several workers (server.workers) run as threads here, each an App with its own
@@ -120,6 +121,8 @@ class ReferenceServer:
             asyncio.set_event_loop(run.loop)
             try:
                 run.loop.run_until_complete(self._main(started, worker, run))
+            except asyncio.CancelledError:
+                pass  # crashed (restart): nothing ran after the cancellation
             finally:
                 run.loop.close()
 
@@ -157,6 +160,33 @@ class ReferenceServer:
         if self._own_dns is not None:
             self._own_dns.stop()
             self._own_dns = None
+
+    def restart(self) -> None:
+        """Crash and start again on the same data_dir and ports, as `kill -9` and a restart
+        would: no grace, nothing flushed; only what is on disk survives."""
+        ports = {name: ep.port for name, ep in self.app.endpoints.items()}
+        for run in reversed(self._runs):
+            asyncio.run_coroutine_threadsafe(_crash(run.app), run.loop)
+            assert run.thread is not None
+            run.thread.join(timeout=30)
+        self._runs.clear()
+        if self.workers == 1:
+            # Ports were 0 (any): the new App must listen where clients know to reconnect.
+            self._settings.update({f"listen.{n}": f"127.0.0.1:{p}" for n, p in ports.items()})
+            self.config = config_mod.load(
+                None, data_dir=str(self._data_dir), overrides=self._settings
+            )
+            self.start()
+            return
+        # Several workers share the sockets this object bound: they stay open, as a
+        # supervisor's do when its worker processes die; the spool is recovered once.
+        Spool(self.config.spool_path, self.clock)
+        for index in range(self.workers):
+            own = {name: sock.dup() for name, sock in self._sockets.items()}
+            worker = Worker(
+                index, self.workers, own, self._pipe[0], self._pipe[1], bells=self._bells
+            )
+            self._runs.append(self._start(worker))
 
     def __enter__(self) -> ReferenceServer:
         return self.start()
@@ -310,6 +340,18 @@ class ReferenceServer:
                 await asyncio.sleep(0.02)
 
         self.run(drained(), timeout + 5)
+
+
+async def _crash(app: App | None) -> None:
+    """Close the listening sockets (so a new App can bind them) and cancel every task: what
+    was only in memory is gone, as in a crash."""
+    if app is not None:
+        for server in app.servers:
+            server.close()
+    this = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is not this:
+            task.cancel()
 
 
 # -- `mailspec serve` as a real process (scenarios, load runs)

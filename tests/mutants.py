@@ -246,6 +246,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "a refused BDAT still consumes its chunk: its octets never run as commands",
         fault=True,
     ),
+    # RFC 5321 6.1: the 250 before the spool is written; the restart then loses the message
+    Mutant(
+        "smtp.ack-before-spool",
+        "RFC5321",
+        "a message answered 250 at the end of its data survives an abrupt restart of the server",
+        ("conformance.tests.test_smtp_rfc5321",),
+        fault=True,
+    ),
     Mutant(
         "smtp.auth-bad-base64-535",
         "RFC4954",

@@ -60,3 +60,16 @@ async def test_sleep_until_an_absolute_deadline() -> None:
     clock.advance(30)
     await asyncio.wait_for(task, 1)
     await asyncio.wait_for(RealClock().sleep_until(RealClock().now() - 1), 1)
+
+
+def test_a_sleeper_whose_loop_is_gone_is_skipped() -> None:
+    # A server crashed and started again on the same clock (the restart capability) leaves
+    # sleepers of its closed loop behind: advancing must not try to wake them there.
+    clock = ManualClock()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(clock.sleep(10))
+    loop.run_until_complete(asyncio.sleep(0))
+    task.cancel()
+    loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+    loop.close()
+    clock.advance(20)

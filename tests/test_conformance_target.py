@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,6 +118,8 @@ SMTP = '[endpoints]\nsmtp = "smtp://127.0.0.1:2525"\n'
         (SMTP + "[budget]\nseconds = 0\n", "budget.seconds: expected a positive"),
         (SMTP + "[budget]\nexamples = 1.5\n", "budget.examples: expected a positive whole"),
         (SMTP + "[budget]\nminutes = 1\n", "budget.minutes: unknown key"),
+        ('capabilities = ["restart"]\n' + SMTP, "granted by a restart command"),
+        ("restart = 1\n" + SMTP, "restart: expected a non-empty string"),
     ],
 )
 def test_bad_target_files(tmp_path: Path, text: str, message: str) -> None:
@@ -194,6 +198,35 @@ def test_failing_command_does_not_show_its_arguments(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="exited 3") as info:
         admin.add_user("x@new.test", "hunter2")
     assert "hunter2" not in str(info.value)
+
+
+def test_restart_command_runs_then_waits_for_the_endpoints(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+        script = tmp_path / "restart.py"
+        script.write_text(f"open({str(log)!r}, 'a').write('restarted')\n")
+        command = shlex.join([sys.executable, str(script)])
+        text = f"restart = '{command}'\n[endpoints]\nsmtp = 'smtp://127.0.0.1:{port}'\n"
+        provider = load_target(write(tmp_path, text), environ={})
+        assert "restart" in provider.capabilities and not provider.capability_notes
+        t = provider.start(tmp_path)
+        assert t.restarter is not None
+        t.restarter.restart()
+    assert log.read_text() == "restarted"
+    failing = load_target(write(tmp_path, "restart = 'exit 4'\n" + SMTP), environ={})
+    restarter = failing.start(tmp_path).restarter
+    assert restarter is not None
+    with pytest.raises(RuntimeError, match="restart command exited 4"):
+        restarter.restart()
+
+
+def test_without_a_restart_command_the_reason_says_how(tmp_path: Path) -> None:
+    provider = load_target(write(tmp_path, SMTP), environ={})
+    assert "restart" not in provider.capabilities
+    t = replace(provider.start(tmp_path), capability_notes=provider.capability_notes)
+    with pytest.raises(pytest.skip.Exception, match=r"no restart command \(e\.g\. restart ="):
+        t.require("restart")
 
 
 def test_missing_endpoint_and_account_are_not_applicable(tmp_path: Path) -> None:

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Debian's Postfix and Dovecot, hardened as a provider would run them, on loopback ports: a
-# peer stack (MX, submission, IMAP, POP3, LMTP delivery) to run the conformance suite against.
+# peer stack (MX, submission, IMAP, POP3, LMTP delivery, Sieve and ManageSieve through
+# Pigeonhole) to run the conformance suite against.
 #
 #   conformance/peers/stack.sh start DIR   install Postfix and Dovecot if needed (root +
 #                                          apt-get), write private instances under DIR, start
 #                                          them, and write DIR/target.toml for `mailspec check`
 #   conformance/peers/stack.sh stop DIR    stop them
+#   conformance/peers/stack.sh restart DIR kill -9 Postfix (its master and the master's
+#                                          children) and start it again: the target file's
+#                                          restart command (RFC 5321 6.1)
 #   conformance/peers/stack.sh check DIR [ARGS]
 #                                          start, run `mailspec check --target DIR/target.toml
 #                                          ARGS`, stop (tox -e peers)
@@ -65,7 +69,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 
 usage() {
-    echo "usage: $0 start|stop DIR | check DIR [mailspec check arguments]" >&2
+    echo "usage: $0 start|stop|restart DIR | check DIR [mailspec check arguments]" >&2
     exit 2
 }
 
@@ -80,7 +84,8 @@ etc=""
 DOMAIN=example.test
 HOSTNAME_=mail.example.test
 DOVECOT_IP=127.0.0.2
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-sieve
+    dovecot-managesieved)
 
 stop() {
     [ -f "$dir/instance" ] || return 0
@@ -100,6 +105,22 @@ stop() {
         */mailspec-stack.*) rm -rf "$inst" ;;
     esac
     rm -f "$dir/instance"
+}
+
+restart() {
+    # A crash of the MTA, as abrupt as it gets: the master stopped (so it starts no new
+    # child), its children (smtpd, cleanup, qmgr...) and then itself killed with SIGKILL, by
+    # their ids. What Postfix answered 250 to must be in its queue files; Dovecot runs on.
+    inst=$(cat "$dir/instance")
+    etc=$inst/etc
+    local pid
+    pid=$(tr -d ' ' <"$inst/spool/pid/master.pid")
+    kill -STOP "$pid"
+    pkill -KILL -P "$pid" || true
+    kill -KILL "$pid"
+    wait_gone "$inst/spool/pid/master.pid" || true
+    postfix -c "$etc" start </dev/null >>"$inst/start.log" 2>&1 \
+        || { cat "$inst/start.log" >&2; exit 1; }
 }
 
 wait_gone() {
@@ -152,7 +173,7 @@ wait_listening() {
 }
 
 write_dovecot() {
-    # $1 imap, $2 imaps, $3 pop3, $4 pop3s; the passwords in $pw_a, $pw_b.
+    # $1 imap, $2 imaps, $3 pop3, $4 pop3s, $5 managesieve; the passwords in $pw_a, $pw_b.
     local d=$inst/dovecot mail_user=nobody login=dovenull internal=dovecot
     mkdir -p "$d/run" "$d/state" "$d/home"
     local uid gid
@@ -175,7 +196,7 @@ instance_name = mailspec-stack-$(basename "$inst")
 # address is its own local address as "secured" and allows plaintext logins on it, whatever
 # disable_plaintext_auth says. On 127.0.0.2 the suite is a remote client, as on the internet.
 listen = $DOVECOT_IP
-protocols = imap pop3 lmtp
+protocols = imap pop3 lmtp sieve
 log_path = $d/dovecot.log
 hostname = $HOSTNAME_
 postmaster_address = postmaster@$DOMAIN
@@ -249,6 +270,24 @@ service pop3-login {
   }
   chroot =
 }
+# Pigeonhole: users' Sieve scripts, run at LMTP delivery, managed over ManageSieve (RFC
+# 5804; STARTTLS before AUTHENTICATE, as ssl = required says for every port).
+service managesieve-login {
+  inet_listener sieve {
+    port = $5
+  }
+  chroot =
+}
+protocol lmtp {
+  mail_plugins = \$mail_plugins sieve
+}
+# fileinto a folder the user has not made creates it (RFC 5228 4.1 lets a server refuse;
+# providers, and the reference, create it), subscribed so that clients show it.
+lda_mailbox_autocreate = yes
+lda_mailbox_autosubscribe = yes
+plugin {
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}
 service anvil {
   chroot =
 }
@@ -290,9 +329,9 @@ start() {
         exit 3
     fi
 
-    local port_mx port_sub port_subs port_imap port_imaps port_pop3 port_pop3s
-    read -r port_mx port_sub port_subs port_imap port_imaps port_pop3 port_pop3s \
-        <<<"$(free_ports 7)"
+    local port_mx port_sub port_subs port_imap port_imaps port_pop3 port_pop3s port_sieve
+    read -r port_mx port_sub port_subs port_imap port_imaps port_pop3 port_pop3s port_sieve \
+        <<<"$(free_ports 8)"
     pw_a=$(password)
     pw_b=$(password)
 
@@ -302,7 +341,7 @@ start() {
     chmod 600 "$inst/tls/key.pem"
     chown postfix "$inst/data"
 
-    write_dovecot "$port_imap" "$port_imaps" "$port_pop3" "$port_pop3s"
+    write_dovecot "$port_imap" "$port_imaps" "$port_pop3" "$port_pop3s" "$port_sieve"
     local dsock=$inst/dovecot/run
 
     cat >"$etc/main.cf" <<EOF
@@ -419,7 +458,8 @@ EOF
     # never close): their own messages go to the logs, and to start.log.
     dovecot -c "$inst/dovecot/dovecot.conf" </dev/null >>"$inst/start.log" 2>&1 \
         || { cat "$inst/start.log" >&2; exit 1; }
-    DOVECOT=yes wait_listening "$port_imap" "$port_imaps" "$port_pop3" "$port_pop3s"
+    DOVECOT=yes wait_listening "$port_imap" "$port_imaps" "$port_pop3" "$port_pop3s" \
+        "$port_sieve"
     postfix -c "$etc" check >&2
     postfix -c "$etc" start </dev/null >>"$inst/start.log" 2>&1 \
         || { cat "$inst/start.log" >&2; exit 1; }
@@ -433,10 +473,12 @@ domain = "$DOMAIN"
 hostname = "$HOSTNAME_"
 timeout = 20.0
 capabilities = []
+# kill -9 of Postfix and a start (RFC 5321 6.1: no accepted message lost).
+restart = "bash $HERE/stack.sh restart $dir"
 # What this stack offers (see stack.sh): HELO required, the standard mailboxes with their
 # SPECIAL-USE attributes. No spam or virus filter, greylisting, DNSBL, SPF/DKIM/DMARC,
 # rate limits or login lockout: those platform requirements are "not claimed".
-features = ["helo-required", "special-use"]
+features = ["helo-required", "special-use", "sieve"]
 
 [endpoints]
 smtp = "smtp://127.0.0.1:$port_mx"
@@ -446,6 +488,7 @@ imap = "imap://$DOVECOT_IP:$port_imap"
 imaps = "imaps://$DOVECOT_IP:$port_imaps"
 pop3 = "pop3://$DOVECOT_IP:$port_pop3"
 pop3s = "pop3s://$DOVECOT_IP:$port_pop3s"
+managesieve = "sieve://$DOVECOT_IP:$port_sieve"
 
 [accounts.primary]
 address = "alice@$DOMAIN"
@@ -482,6 +525,7 @@ check() {
 case "$action" in
     start) [ $# -eq 0 ] || usage; start ;;
     stop) [ $# -eq 0 ] || usage; stop ;;
+    restart) [ $# -eq 0 ] || usage; restart ;;
     check) check "$@" ;;
     *) usage ;;
 esac

@@ -4,6 +4,7 @@ mail sent to them through the MX, and what their folders (and the fake internet)
 from __future__ import annotations
 
 import contextlib
+import email
 import imaplib
 import secrets
 import time
@@ -28,6 +29,11 @@ __all__ = [
     "wait_for",
     "with_script",
 ]
+
+
+# Message-IDs mail_to sent since the current with_script began: where the suite cannot make a
+# fresh account, the tests share one mailbox, and each reads only the mail it sent.
+_SENT: set[str] = set()
 
 
 def sieve_user(target: Target) -> Account:
@@ -94,6 +100,7 @@ def own_scripts(target: Target) -> Iterator[Scripts]:
 def with_script(target: Target, account: Account, script: str) -> Iterator[None]:
     """``script`` stored and active for the test; the account has no script after it."""
     name = f"suite-{secrets.token_hex(3)}"
+    _SENT.clear()
     with sieve_session(target, account) as c:
         put = c.putscript(name, script)
         assert put.ok, f"PUTSCRIPT: {put}"
@@ -131,7 +138,9 @@ def mail_to(
     client.data(data).expect(250, doing="DATA")
     for line in data.split(b"\r\n"):
         if line.startswith(b"Message-ID:"):
-            return line.split(b":", 1)[1].strip().decode()
+            msgid = line.split(b":", 1)[1].strip().decode()
+            _SENT.add(msgid)
+            return msgid
     raise AssertionError("no Message-ID")  # pragma: no cover
 
 
@@ -152,7 +161,10 @@ def _imap(target: Target, account: Account) -> imaplib.IMAP4:
 def folder_messages(
     target: Target, account: Account, folder: str = "INBOX"
 ) -> list[tuple[bytes, bytes]]:
-    """(flags, message) of every message in ``folder``, read over IMAP; [] if no folder."""
+    """(flags, message) of every message in ``folder``, read over IMAP; [] if no folder.
+
+    On a shared account (the target grants no "admin"), only the messages this test sent."""
+    shared = not target.has("admin")
     conn = _imap(target, account)
     try:
         typ, _ = conn.select(f'"{folder}"', readonly=True)
@@ -163,12 +175,18 @@ def folder_messages(
         for num in data[0].split():
             _, fetched = conn.fetch(num, "(FLAGS BODY.PEEK[])")
             for part in fetched:
-                if isinstance(part, tuple):
+                if isinstance(part, tuple) and (not shared or _sent_here(bytes(part[1]))):
                     out.append((bytes(part[0]), bytes(part[1])))
         return out
     finally:
         with contextlib.suppress(Exception):
             conn.logout()
+
+
+def _sent_here(msg: bytes) -> bool:
+    head = msg.partition(b"\r\n\r\n")[0].decode("utf-8", "replace")
+    msgid = email.message_from_string(head + "\r\n\r\n").get("Message-ID", "")
+    return msgid.strip() in _SENT
 
 
 def wait_for(target: Target, account: Account, folder: str, want: int) -> list[tuple[bytes, bytes]]:

@@ -431,3 +431,34 @@ def test_every_ascii_character_is_delivered(smtp: SMTPConnector, target: Target)
     client.data(message(token, body=[line, b"end"])).expect(250, doing="end of data")
     body = body_of(delivered(target, target.account.address, token))
     assert body.split(b"\r\n")[0] == line, f"delivered {body[:200]!r}, sent {line!r}"
+
+
+# -- 6.1 reliable delivery --------------------------------------------------------------------
+
+
+@requirement(
+    "RFC5321",
+    "6.1",
+    "MUST",
+    "a message answered 250 at the end of its data survives an abrupt restart of the server",
+    needs=("restart",),
+)
+def test_accepted_mail_survives_a_restart(smtp: SMTPConnector, target: Target) -> None:
+    # "When the receiver-SMTP accepts a piece of mail (by sending a '250 OK' message in
+    # response to DATA), it is accepting responsibility for delivering or relaying the
+    # message. [...] It MUST NOT lose the message for frivolous reasons, such as because
+    # the host later crashes": the restart comes right after the last 250, no QUIT, as
+    # abruptly as the target allows (the reference: its tasks cancelled, nothing flushed).
+    assert target.restarter is not None
+    client = session(smtp)
+    rcpt = target.account.address
+    tokens = [marker() for _ in range(3)]
+    for n, token in enumerate(tokens, 1):
+        client.mail("").expect(250, doing=f"MAIL FROM:<> of message {n}")
+        client.rcpt(rcpt).expect(250, doing=f"RCPT TO:<{rcpt}> of message {n}")
+        client.data(message(token, to=rcpt, subject=f"restart {n}")).expect(
+            250, doing=f"end of data of message {n}"
+        )
+    target.restarter.restart()
+    for token in tokens:
+        delivered(target, rcpt, token)

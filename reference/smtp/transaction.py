@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from reference import faults
 from reference.log import event
@@ -286,22 +289,47 @@ class TransactionCommands(SessionCore):
         # decide where the message goes (a folder, a lane); the trace header goes on top.
         data = _received(s, qid, rcpts, self.hostname, self.clock.now(), utf8=mail.smtputf8)
         data += result.edit(received)
+        enqueue = functools.partial(
+            spool.enqueue,
+            sender,
+            rcpts,
+            data,
+            qid=qid,
+            lane=result.filing.lane or "regular",
+            folder=result.filing.folder,
+            role=s.role,
+            peer=s.peer,
+            user=s.user,
+            body=mail.body,
+            smtputf8=mail.smtputf8,
+            # RFC 3461: RET and ENVID (as sent, in xtext), NOTIFY and ORCPT per recipient.
+            dsn=DsnRequest(mail.ret, mail.envid, dict(env.rcpt_dsn)),
+        )
+        if faults.active("smtp.ack-before-spool"):
+            task = asyncio.create_task(self._spool_later(enqueue, qid, s, sender, rcpts, data))
+            _LATER.add(task)
+            task.add_done_callback(_LATER.discard)
+            return replies.QUEUED.with_text(f"Ok: queued as {qid}")
+        return await self._spool(enqueue, qid, s, sender, rcpts, data)
+
+    async def _spool_later(self, *args: Any) -> None:
+        # The fault: the 250 went out before the message was written; a crash in between
+        # loses it (RFC 5321 6.1).
+        await asyncio.sleep(_LATER_SECONDS)
+        await self._spool(*args)
+
+    async def _spool(
+        self,
+        enqueue: Callable[[], Awaitable[object]],
+        qid: str,
+        s: Session,
+        sender: str,
+        rcpts: list[str],
+        data: bytes,
+    ) -> Reply:
+        """Write the message to the spool, durably: then the 250 may go out."""
         try:
-            await spool.enqueue(
-                sender,
-                rcpts,
-                data,
-                qid=qid,
-                lane=result.filing.lane or "regular",
-                folder=result.filing.folder,
-                role=s.role,
-                peer=s.peer,
-                user=s.user,
-                body=mail.body,
-                smtputf8=mail.smtputf8,
-                # RFC 3461: RET and ENVID (as sent, in xtext), NOTIFY and ORCPT per recipient.
-                dsn=DsnRequest(mail.ret, mail.envid, dict(env.rcpt_dsn)),
-            )
+            await enqueue()
         except SpoolError as e:
             event(log, "spool.error", level=logging.ERROR, qid=qid, error=str(e))
             return replies.SPOOL_FULL
@@ -322,6 +350,11 @@ class TransactionCommands(SessionCore):
         if self.listener.on_queued:
             self.listener.on_queued(qid)
         return replies.QUEUED.with_text(f"Ok: queued as {qid}")
+
+
+# The fault smtp.ack-before-spool's tasks, and how long after the 250 each writes.
+_LATER: set[asyncio.Task[None]] = set()
+_LATER_SECONDS = 0.5
 
 
 def _received(s: Session, qid: str, rcpts: list[str], by: str, now: float, *, utf8: bool) -> bytes:
