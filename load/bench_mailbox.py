@@ -7,11 +7,11 @@ Fills an INBOX by dropping files into ``new/`` as another MDA would (so the firs
 measures adoption), then serves it with the reference IMAP server on loopback and times
 SELECT, SEARCH and FETCH of ranges from an imapclient session. Alongside each figure it
 prints how many message files the server read and how many times it listed the Maildir:
-SELECT, flag SEARCH, FETCH of a range and text SEARCH (BODY, TEXT: the mailbox's text index)
-must not read every message file, and SORT and THREAD none (their header fields are in
-it). The first text SEARCH indexes the files dropped into ``new/`` (delivery and APPEND
-index as they store); ``--no-text-index`` drops the index to measure text SEARCH reading
-every file, as it did before there was one.
+SELECT, flag SEARCH, FETCH of a range and text SEARCH (BODY, TEXT, SUBJECT, FROM ...: the
+mailbox's text index) must not read every message file, and SORT and THREAD none (their
+header fields are in it). The first text SEARCH indexes the files dropped into ``new/``
+(delivery and APPEND index as they store); ``--no-text-index`` drops the index to measure
+text SEARCH reading every file, as it did before there was one.
 """
 
 from __future__ import annotations
@@ -241,8 +241,12 @@ def main() -> None:
                 ("FETCH 1:* (FLAGS), the whole mailbox", "FETCH 1:* (FLAGS)"),
                 (f"STORE 1:{some} +FLAGS.SILENT (\\Flagged)",
                  f"STORE 1:{some} +FLAGS.SILENT (\\Flagged)"),
-                ("SEARCH SUBJECT (reads every file)", 'SEARCH SUBJECT "message 4242"'),
                 ("SEARCH BODY, first (indexes the dropped files)", 'SEARCH BODY "no such"'),
+                # SUBJECT, FROM ... from the text index too; HEADER reads the files whose
+                # header text holds its string.
+                ("SEARCH SUBJECT one message's", 'SEARCH SUBJECT "message 4242"'),
+                ("SEARCH FROM a sender", 'SEARCH FROM "sender42@"'),
+                ("HEADER Subject one message's", 'SEARCH HEADER Subject "message 4242"'),
                 ("SEARCH BODY one message's words", f'SEARCH BODY "is note {note}."'),
                 ("SEARCH TEXT a sender (header)", 'SEARCH TEXT "sender42@"'),
                 ("SEARCH BODY FLAGGED (with a flag)", f'SEARCH FLAGGED BODY "note {note}."'),
