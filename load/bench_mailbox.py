@@ -140,14 +140,26 @@ class Raw:
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=300)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buffer = b""
+        # Read from ``pos`` on, compacted only before each recv: slicing off every line
+        # copied the rest of the buffer per line, over a third of the samples of FETCH 1:*
+        # (FLAGS) of 100,000 messages in a profile (py-spy), all of it in this client.
+        self.buffer = bytearray()
+        self.pos = 0
         self.counter = 0
         self.read_line()
 
+    def receive(self) -> None:
+        del self.buffer[: self.pos]
+        self.pos = 0
+        self.buffer += self.sock.recv(1 << 20)
+
     def read_line(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            self.buffer += self.sock.recv(1 << 20)
-        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        end = self.buffer.find(b"\r\n", self.pos)
+        while end < 0:
+            self.receive()
+            end = self.buffer.find(b"\r\n", self.pos)
+        line = bytes(self.buffer[self.pos : end])
+        self.pos = end + 2
         return line
 
     def command(self, text: str) -> int:
@@ -161,9 +173,9 @@ class Raw:
             total += len(line) + 2
             while line.endswith(b"}") and b"{" in line:
                 size = int(line[line.rindex(b"{") + 1 : -1])
-                while len(self.buffer) < size:
-                    self.buffer += self.sock.recv(1 << 20)
-                self.buffer = self.buffer[size:]
+                while len(self.buffer) - self.pos < size:
+                    self.receive()
+                self.pos += size
                 total += size
                 line = self.read_line()
                 total += len(line) + 2
