@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the servers and clients the tests run for real (redis-server, clamd, and the
-# ManageSieve client sieve-connect), from Debian's packages, when they are missing. Idempotent; called by tox before the test envs. No virus database
+# Installs the servers and clients the tests run for real (redis-server, clamd, the
+# ManageSieve client sieve-connect, and Chromium with its WebDriver for the control panel's
+# browser tests), from Debian's packages, when they are missing. Idempotent; called by tox before the test envs. No virus database
 # is downloaded: the tests start clamd with the project's own signatures.
 set -euo pipefail
 clamd_path=${MAILSPEC_CLAMD:-/usr/sbin/clamd}  # not on a non-root PATH in Debian
@@ -8,6 +9,8 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x "$clamd_path" ] || command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
 command -v sieve-connect >/dev/null 2>&1 || need+=(sieve-connect)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -63,6 +63,10 @@ FEATURES: Mapping[str, str] = {
     "addresses": "subaddresses (user+detail), catch-alls, aliases with several targets, "
     "alias domains, deleting accounts",
     "forwarding": "forwarding to addresses elsewhere, with SRS return paths and their bounces",
+    "classes-of-service": "named bundles of quota, rate limits, largest message and "
+    "permissions for domains and accounts (account > domain > default)",
+    "access-lists": "administrators' access lists by client, HELO, sender and recipient: "
+    "reject, accept (no greylisting), restrict to authenticated senders",
 }
 # PLATFORM clause (or the clause a dotted one starts with) -> the feature that promises it.
 _FEATURE_OF: Mapping[str, str] = {
@@ -93,6 +97,8 @@ _FEATURE_OF: Mapping[str, str] = {
     "sieve": "sieve",
     "addresses": "addresses",
     "forwarding": "forwarding",
+    "access": "access-lists",
+    "cos": "classes-of-service",
 }
 assert set(_FEATURE_OF.values()) <= set(FEATURES)
 

@@ -43,6 +43,8 @@ describes any other mail system::
     #   "addresses"              user+detail, catch-alls, multi-target and remote aliases,
     #                            alias domains, deleted accounts refused
     #   "forwarding"             forwarding elsewhere with SRS, bounces back to the sender
+    #   "access-lists"           access lists by client, HELO, sender, recipient
+    #   "classes-of-service"     quota, rate limits, size, permissions per class
     # A PLATFORM requirement of a feature not listed is reported "not claimed" (neither a
     # pass nor a fail); RFC requirements, and the policies every mail system owes (no open
     # relay, no STARTTLS injection, bare CR/LF, control characters), never depend on it.

@@ -114,7 +114,12 @@ def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
     default = Quota(cfg.mailbox.quota_bytes, cfg.mailbox.quota_messages)
 
     def quota(address: str) -> Quota:
+        # The account's own quota, else its class of service's, else the platform's.
         own_bytes, own_messages = directory.quota(address)
+        cos, _ = directory.effective_cos(address)
+        if cos is not None:
+            own_bytes = cos.quota_bytes if own_bytes is None else own_bytes
+            own_messages = cos.quota_messages if own_messages is None else own_messages
         return Quota(
             default.bytes if own_bytes is None else own_bytes,
             default.messages if own_messages is None else own_messages,
@@ -197,6 +202,9 @@ class App:
             if cfg.spam.enabled and cfg.spam.bayes
             else None
         )
+        # Each account's Sieve scripts, and who had a vacation reply when.
+        self.scripts = sieve_scripts(cfg)
+        self.replies = sieve_replies(cfg)
         self.policy = Policy(
             check_chain(
                 cfg,
@@ -210,6 +218,7 @@ class App:
                     self.bayes,
                     self.dmarc_recorder,
                     self.srs,
+                    self.scripts,
                 ),
             ),
             self.metrics,
@@ -224,9 +233,6 @@ class App:
             timeout=cfg.relay.timeout,
             helo_names=helo_names(cfg.relay.helo_names),
         )
-        # Each account's Sieve scripts, and who had a vacation reply when.
-        self.scripts = sieve_scripts(cfg)
-        self.replies = sieve_replies(cfg)
         self.sieve = (
             SieveFilter(
                 self.scripts,
@@ -234,7 +240,7 @@ class App:
                 self.spool,
                 self.clock,
                 hostname=cfg.server.hostname,
-                addresses=lambda user: [a for a, _ in self.directory.aliases(target=user)],
+                addresses=self.directory.addresses_of,
                 spam_threshold=cfg.spam.reject_score,
                 limits=Limits(max_steps=cfg.sieve.max_steps, max_redirects=cfg.sieve.max_redirects),
                 subaddress_delimiter=cfg.addresses.delimiter,
@@ -276,6 +282,7 @@ class App:
         )
         # Imported here: the command line imports this module for its paths, and needs
         # neither aiohttp nor pydantic for that.
+        from reference.settings import Settings
         from reference.web import WebServer
 
         self.web = WebServer(
@@ -290,6 +297,9 @@ class App:
                 "redis" if cfg.state.url else "state": self._state_reachable,
                 **({"clamd": self._clamd_reachable} if cfg.antivirus.clamd else {}),
             },
+            settings=Settings(
+                self.directory, cfg, self.scripts, self.replies, self.store, self.dmarc_store
+            ),
         )
         if self.sieve is not None:
             self.sieve.notify = self.runner.notify

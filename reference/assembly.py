@@ -18,20 +18,25 @@ from reference.config import Config
 from reference.directory import Directory
 from reference.mailbox import MailStore
 from reference.policy import Check, LocalRecipients, SenderOwnership
+from reference.policy.access import AccessLists
 from reference.policy.antivirus import Antivirus, Unscanned
 from reference.policy.auth import DkimSigning, SenderAuthentication
 from reference.policy.backpressure import Backpressure
+from reference.policy.cos import ClassOfServiceCheck
 from reference.policy.disclaimer import DisclaimerCheck, DisclaimerStore
 from reference.policy.dnsbl import BlocklistZone, Dnsbl
 from reference.policy.greylist import Greylist
 from reference.policy.helo import HeloCheck
 from reference.policy.quota import MailboxQuota
 from reference.policy.ratelimit import RateLimit
+from reference.policy.sieve import SieveVerdict
 from reference.policy.spam import BlockedSenders, SpamCheck
 from reference.policy.submission import BulkLane, FromOwnership, HeaderRules
 from reference.scan.bayes import Classifiers
 from reference.scan.clamd import ClamdClient
 from reference.scan.spam import UriZone
+from reference.sieve import Limits as SieveLimits
+from reference.sieve import ScriptStore
 from reference.spool import Spool
 from reference.state import StateStore
 from reference.values import Limits
@@ -52,6 +57,7 @@ class Parts:
     bayes: Classifiers | None
     dmarc_recorder: DmarcRecorder
     srs: Srs | None = None  # checks bounces to rewritten return paths at RCPT
+    scripts: ScriptStore | None = None  # users' Sieve scripts: a reject known at DATA
 
 
 def dnsbl(cfg: Config, resolver: dns.asyncresolver.Resolver) -> Dnsbl | None:
@@ -108,10 +114,12 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
     checks: list[Check] = [
         Backpressure(p.spool, cfg.smtp.max_backlog),
         HeloCheck(cfg.server.hostname),
+        AccessLists(p.directory),
         SenderOwnership(p.directory),
         FromOwnership(p.directory),
         LocalRecipients(p.directory, cfg.server.hostname, srs=p.srs, clock=p.clock),
         MailboxQuota(p.directory, p.store),
+        ClassOfServiceCheck(p.directory),
     ]
     if cfg.spam.enabled:
         # A recipient's blocked senders are refused before greylisting delays them.
@@ -135,6 +143,7 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
             p.clock,
             Limits(rl.recipients.limit, rl.messages.limit, rl.bytes.limit),
             {o.who: o.limits for o in rl.overrides},
+            classes=p.directory.effective_cos,
         )
     )
     if cfg.greylist.enabled:
@@ -159,6 +168,20 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
         )
     if cfg.auth.verify:
         checks.append(sender_authentication(cfg, Lookup(p.resolver), p.clock, p.dmarc_recorder))
+    if p.scripts is not None and cfg.sieve.enabled:
+        # Last of the inbound judgements: a message the platform would refuse anyway is
+        # refused for its own reason, not the user's.
+        checks.append(
+            SieveVerdict(
+                p.directory,
+                p.scripts,
+                p.clock,
+                limits=SieveLimits(
+                    max_steps=cfg.sieve.max_steps, max_redirects=cfg.sieve.max_redirects
+                ),
+                subaddress_delimiter=cfg.addresses.delimiter,
+            )
+        )
     # Submitted mail is rewritten (header rules, the domain's disclaimer) before it is
     # signed; the lane only files it.
     checks.append(HeaderRules(cfg.headers.remove, cfg.headers.add))

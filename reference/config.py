@@ -87,8 +87,8 @@ class Listen:
         default=HostPort("127.0.0.1:2419"),
     )
     web: HostPort = doc(
-        "The control plane over HTTPS (same certificate): the admin API /api/v1, /metrics, "
-        "/healthz and /readyz. Every node opens it, whatever its roles.",
+        "The control plane over HTTPS (same certificate): the control panel (/), the admin "
+        "API /api/v1, /metrics, /healthz and /readyz. Every node opens it, whatever its roles.",
         default=HostPort("127.0.0.1:2443"),
     )
     mx_proxy_from: list[Network] = doc(

@@ -18,9 +18,13 @@ from reference.clock import Clock, RealClock
 from reference.config import Config
 from reference.delivery import lane_of
 from reference.directory import (
+    ACCESS_ACTIONS,
+    ACCESS_KINDS,
     ROLES,
+    AccessRule,
     Account,
     ApiToken,
+    ClassOfService,
     Directory,
     DirectoryError,
     normalize_domain,
@@ -252,6 +256,99 @@ class Admin:
             what = f"{alias} -> {target}" if target else alias
             raise NotFound(f"no such alias: {what}", "alias")
         return alias
+
+    # -- access lists
+
+    def _access_scope(self, domain: str | None) -> str:
+        """ "" for the platform's rules, else one of our domains."""
+        return self.domain(domain) if domain else ""
+
+    def access_rules(self, domain: str | None = None) -> list[AccessRule]:
+        """The platform's and every domain's rules, or one domain's (``domain``)."""
+        return self.directory.access_rules(self._access_scope(domain) if domain else None)
+
+    def add_access(
+        self, kind: str, pattern: str, action: str, *, domain: str | None = None, text: str = ""
+    ) -> AccessRule:
+        """A rule (replacing one with the same domain, kind and pattern)."""
+        if kind not in ACCESS_KINDS:
+            raise Invalid(f"an access rule is by {', '.join(ACCESS_KINDS)}", "kind")
+        if action not in ACCESS_ACTIONS:
+            raise Invalid(f"an access rule's action is {', '.join(ACCESS_ACTIONS)}", "action")
+        scope = self._access_scope(domain)
+        try:
+            return self.directory.add_access(scope, kind, pattern, action, text)
+        except DirectoryError as e:
+            field = "action" if "restrict" in str(e) else "text" if "text" in str(e) else "pattern"
+            raise Invalid(str(e), field) from None
+
+    def remove_access(self, kind: str, pattern: str, *, domain: str | None = None) -> str:
+        scope = self._access_scope(domain)
+        try:
+            gone = self.directory.remove_access(scope, kind, pattern)
+        except DirectoryError as e:
+            raise Invalid(str(e), "pattern") from None
+        if not gone:
+            raise NotFound(
+                f"no {kind} rule for {pattern} in {domain or 'the global list'}", "pattern"
+            )
+        return pattern
+
+    # -- classes of service
+
+    @staticmethod
+    def _cos_error(e: DirectoryError, field: str) -> ServiceError:
+        text = str(e)
+        if text.startswith("no such"):
+            return NotFound(text, "address" if "account" in text else field)
+        if "already" in text or "is assigned to" in text:
+            return Conflict(text, field)
+        if text.startswith("domain") and "not ours" in text:
+            return NotFound(text, "address")
+        # A setting's own name leads its complaint ("quota_bytes: ...").
+        head = text.split(":", 1)[0]
+        return Invalid(text, head if head.isidentifier() else field)
+
+    def classes_of_service(self) -> list[ClassOfService]:
+        return self.directory.classes_of_service()
+
+    def class_of_service(self, name: str) -> ClassOfService:
+        try:
+            return self.directory.cos(name)
+        except DirectoryError as e:
+            raise self._cos_error(e, "name") from None
+
+    def create_cos(self, name: str, **settings: object) -> ClassOfService:
+        try:
+            return self.directory.create_cos(name, **settings)
+        except DirectoryError as e:
+            raise self._cos_error(e, "name") from None
+
+    def set_cos(self, name: str, **settings: object) -> ClassOfService:
+        try:
+            return self.directory.set_cos(name, **settings)
+        except DirectoryError as e:
+            raise self._cos_error(e, "name") from None
+
+    def delete_cos(self, name: str) -> str:
+        try:
+            return self.directory.delete_cos(name)
+        except DirectoryError as e:
+            raise self._cos_error(e, "name") from None
+
+    def assign_cos(self, target: str, name: str | None) -> str:
+        """Give an account (an address) or a domain a class; None takes it away."""
+        try:
+            return self.directory.assign_cos(target, name)
+        except DirectoryError as e:
+            raise self._cos_error(e, "cos") from None
+
+    def cos_assignments(self) -> list[tuple[str, str]]:
+        return self.directory.cos_assignments()
+
+    def effective_cos(self, address: str) -> tuple[ClassOfService | None, str]:
+        """The class that applies to an account, and where it comes from."""
+        return self.directory.effective_cos(self._account(address).address)
 
     # -- DKIM keys and DNS records
 

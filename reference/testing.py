@@ -200,6 +200,24 @@ class ReferenceServer:
     def disable_user(self, address: str) -> None:
         self.directory.set_enabled(address, False)
 
+    def add_access(self, scope: str, kind: str, pattern: str, action: str, text: str = "") -> None:
+        """An access-list rule ("" scope: the platform's; else a domain's)."""
+        self.directory.add_access(scope, kind, pattern, action, text)
+
+    def remove_access(self, scope: str, kind: str, pattern: str) -> None:
+        self.directory.remove_access(scope, kind, pattern)
+
+    def create_cos(self, name: str, **settings: object) -> None:
+        """A class of service (settings as ClassOfService's fields)."""
+        self.directory.create_cos(name, **settings)
+
+    def assign_cos(self, target: str, name: str | None) -> None:
+        """Give an account or a domain a class (None: take it away)."""
+        self.directory.assign_cos(target, name)
+
+    def delete_cos(self, name: str) -> None:
+        self.directory.delete_cos(name)
+
     def add_alias(self, alias: str, *targets: str) -> None:
         self.directory.add_alias(alias, *targets)
 

@@ -9,6 +9,7 @@ his INBOX. After the period (the injected clock moves on) a sender hears it once
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,13 +41,20 @@ def send(ref: ReferenceServer, sender: str, n: int, extra: str = "") -> None:
     ref.wait_delivered()
 
 
-def test_vacation_once_per_sender_never_to_the_list(tmp_path: Path, internet: FakeInternet) -> None:
-    data_dir = tmp_path / "var"
+@contextlib.contextmanager
+def bobs_server(data_dir: Path, internet: FakeInternet) -> Iterator[ReferenceServer]:
+    """A node with Bob's account, whose replies reach the fake internet."""
     with ReferenceServer(
         data_dir, nameservers=[internet.nameserver], overrides={"relay.port": internet.smtp_port}
     ) as ref:
         ref.add_domain("example.test")
         ref.add_user(BOB, "bob-pw")
+        yield ref
+
+
+def test_vacation_once_per_sender_never_to_the_list(tmp_path: Path, internet: FakeInternet) -> None:
+    data_dir = tmp_path / "var"
+    with bobs_server(data_dir, internet) as ref:
         mailspec(
             "vacation", "set", BOB,
             "--subject", "Out of office",
@@ -79,3 +87,31 @@ def test_vacation_once_per_sender_never_to_the_list(tmp_path: Path, internet: Fa
         send(ref, "dave@remote.test", 7)
         assert len(mx.deliveries) == 3
         assert len(ref.mailbox_messages(BOB)) == 7
+
+
+def test_vacation_beside_my_own_filters(tmp_path: Path, internet: FakeInternet) -> None:
+    """Story: "my filters kept sorting my mail while I was away, and the reply still went".
+
+    Bob has his own script (work mail into Work, newsletters discarded) and sets his
+    out-of-office: both apply. The script files each message; the reply goes to the person
+    whose mail he kept, never for mail his own filter discarded.
+    """
+    data_dir = tmp_path / "var"
+    with bobs_server(data_dir, internet) as ref:
+        script = tmp_path / "mine.sieve"
+        script.write_text(
+            'require ["fileinto"];\r\n'
+            'if header :contains "subject" "question 1" { fileinto "Work"; }\r\n'
+            'elsif header :contains "subject" "question 2" { discard; }\r\n'
+        )
+        mailspec("sieve", "put", BOB, "mine", str(script), "--activate", data_dir=data_dir)
+        mailspec(
+            "vacation", "set", BOB, "--subject", "Away", "--text", "Back soon.", data_dir=data_dir
+        )
+        send(ref, "alice@remote.test", 1)  # filed in Work by his script, and answered
+        send(ref, "news@remote.test", 2)  # discarded by his own filter: no reply
+        mx = internet.mx["gmail"]
+        assert [list(d.rcpt_tos) for d in mx.deliveries] == [["alice@remote.test"]]
+        assert b"Subject: Away" in mx.deliveries[0].data
+        assert ref.mailbox_messages(BOB) == []
+        assert len(ref.mailbox_messages(BOB, "Work")) == 1

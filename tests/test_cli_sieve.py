@@ -68,12 +68,14 @@ def test_vacation_set_show_clear(
         capsys, data, "vacation", "set", USER, "--subject", "Away", "--text", "Back Monday.",
         "--start", "2026-12-20", "--end", "2027-01-03", "--days", "3",
     )  # fmt: skip
-    assert rc == 0 and "'mine' is paused" in out
+    # The user's own script stays active: both apply at delivery.
+    assert rc == 0 and "'mine' still applies" in out
+    assert run(capsys, data, "sieve", "list", USER)[1] == "mine  (active)\nout-of-office\n"
     rc, out, _ = run(capsys, data, "vacation", "show", USER)
     assert "2026-12-20" in out and "2027-01-03" in out and "Back Monday." in out
-    assert "3 between replies" in out
+    assert "3 between replies" in out and "beside    mine" in out
     rc, out, _ = run(capsys, data, "vacation", "clear", USER)
-    assert rc == 0 and "'mine' active again" in out
+    assert rc == 0 and "cleared" in out
     assert run(capsys, data, "sieve", "list", USER)[1] == "mine  (active)\n"
     assert "no out-of-office" in run(capsys, data, "vacation", "show", USER)[1]
     rc, _, err = run(

@@ -77,12 +77,15 @@ def test_ci_services_stops_only_what_it_installed(tmp_path: Path) -> None:
     # A client, not a daemon: installed, and nothing to stop.
     assert any(c.startswith("apt-get install") and "sieve-connect" in c for c in calls)
     assert not [c for c in calls if c.startswith("service sieve")], calls
+    # The browser and its WebDriver for the control panel's tests: programs, nothing to stop.
+    assert any(c.startswith("apt-get install") and "chromium-driver" in c for c in calls)
+    assert not [c for c in calls if c.startswith("service chromium")], calls
 
 
 def test_ci_services_does_nothing_when_all_is_there(tmp_path: Path) -> None:
     bin_ = tmp_path / "bin"
     bin_.mkdir()
-    for name in ("redis-server", "clamd", "sieve-connect"):
+    for name in ("redis-server", "clamd", "sieve-connect", "chromium", "chromedriver"):
         _stub(bin_, name, "exit 0")
     _stub(bin_, "apt-get", "exit 1")  # must not be called
     env = {**os.environ, "PATH": str(bin_)}

@@ -125,9 +125,16 @@ def test_a_redirect_loop_is_broken_and_the_message_kept(ref: ReferenceServer) ->
 
 
 def test_reject_sends_a_rejection_message_to_the_sender(ref: ReferenceServer) -> None:
+    """With two recipients the one reply to DATA cannot refuse for Bob alone: his script's
+    refusal becomes a rejection message (RFC 5429 2.1)."""
+    ref.add_user("carol@example.test", "pw")
     activate(ref, 'require "reject"; reject "I do not take mail from you.";')
-    send(ref)
+    data = b"From: <alice@remote.test>\r\nSubject: test\r\n\r\nhello\r\n"
+    with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
+        s.sendmail("alice@remote.test", [BOB, "carol@example.test"], data)
+    ref.wait_delivered()
     assert ref.mailbox_messages(BOB) == []
+    assert len(ref.mailbox_messages("carol@example.test")) == 1
     (sent,) = outbound(ref)
     assert sent[:2] == ("", ["alice@remote.test"])
     assert b"report-type=disposition-notification" in sent[2]
@@ -187,3 +194,45 @@ def test_vacation_from_must_be_one_of_the_users_addresses(ref: ReferenceServer) 
     send(ref)
     ((_, _, reply),) = outbound(ref)
     assert b"From: bob@example.test" in reply and b"ceo@bank.test" not in reply
+
+
+def test_reject_in_the_dialogue_for_one_recipient(ref: ReferenceServer) -> None:
+    """One recipient: the verdict is known before the 250, so the refusal is the reply to
+    DATA (RFC 5429 2.1.1), on one line of ASCII, and nothing is queued or sent."""
+    activate(ref, 'require "ereject"; ereject "Nicht von dir.\r\nGeh weg.";')
+    with (
+        smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s,
+        pytest.raises(smtplib.SMTPDataError) as refused,
+    ):
+        s.sendmail("alice@remote.test", [BOB], b"Subject: hi\r\n\r\nhello\r\n")
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (
+        550,
+        b"5.7.1 Nicht von dir. Geh weg.",
+    )
+    ref.wait_delivered()
+    assert ref.mailbox_messages(BOB) == [] and outbound(ref) == []
+    assert ref.app.spool.entries() == []
+
+
+def test_vacation_and_group_aliases(ref: ReferenceServer) -> None:
+    """Bob's own alias is his address (a reply goes out); a group alias he is one of the
+    targets of is a distribution: mail to it gets no reply, and no reply goes to it."""
+    ref.add_user("carol@example.test", "pw")
+    ref.add_alias("robert@example.test", BOB)
+    ref.add_alias("team@example.test", BOB, "carol@example.test")
+    ref.add_alias("all@example.test", "team@example.test")  # nested: still a group
+    activate(ref, 'require "vacation";\r\nvacation :subject "Away" "Back on Monday.";\r\n')
+
+    def to(rcpt: str, sender: str) -> None:
+        data = f"From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: hi\r\n\r\nhello\r\n"
+        with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
+            s.sendmail(sender, [rcpt], data.encode())
+        ref.wait_delivered()
+
+    to("team@example.test", "alice@remote.test")
+    to("all@example.test", "dave@remote.test")
+    to(BOB, "team@example.test")
+    assert outbound(ref) == []
+    to("robert@example.test", "erin@remote.test")
+    assert [r for _, r, _ in outbound(ref)] == [["erin@remote.test"]]
+    assert len(ref.mailbox_messages(BOB)) == 4

@@ -394,3 +394,74 @@ async def test_openapi_document_is_made_from_the_routes(ref: ReferenceServer) ->
     assert account_in["additionalProperties"] is False  # unknown fields are refused
     assert "422" in post["responses"] and "Problem" in doc["components"]["schemas"]
     assert post["x-roles"] == ["admin", "domain-admin"]
+
+
+async def test_access_lists(ref: ReferenceServer) -> None:
+    admin = token(ref, "admin")
+    async with Web(ref) as web:
+        body = {"kind": "client", "pattern": "198.51.100.7/24", "action": "reject", "text": "No"}
+        r = await web.call("POST", "/api/v1/access", token=admin, body=body)
+        assert (r.status, r.body) == (
+            201,
+            {
+                "domain": None,
+                "kind": "client",
+                "pattern": "198.51.100.0/24",
+                "action": "reject",
+                "text": "No",
+            },
+        )
+        body = {"kind": "recipient", "pattern": "staff@a.test", "action": "restrict"}
+        r = await web.call("POST", "/api/v1/domains/a.test/access", token=admin, body=body)
+        assert (r.status, r.body["domain"]) == (201, "a.test")
+        r = await web.call("GET", "/api/v1/access", token=admin)
+        assert [x["pattern"] for x in r.body] == ["198.51.100.0/24"]
+        r = await web.call("GET", "/api/v1/domains/a.test/access", token=admin)
+        assert [x["pattern"] for x in r.body] == ["staff@a.test"]
+        bad = {"kind": "sender", "pattern": "x.test", "action": "restrict"}
+        r = await web.call("POST", "/api/v1/access", token=admin, body=bad)
+        assert (r.status, r.problem["field"]) == (422, "action")
+        bad = {"kind": "client", "pattern": "not-an-ip", "action": "reject"}
+        r = await web.call("POST", "/api/v1/access", token=admin, body=bad)
+        assert (r.status, r.problem["field"]) == (422, "pattern")
+        key = {"kind": "client", "pattern": "198.51.100.0/24"}
+        r = await web.call("POST", "/api/v1/access/remove", token=admin, body=key)
+        assert r.status == 204
+        r = await web.call("POST", "/api/v1/access/remove", token=admin, body=key)
+        assert (r.status, r.problem["field"]) == (404, "pattern")
+        assert [(x.scope, x.pattern) for x in ref.directory.access_rules()] == [
+            ("a.test", "staff@a.test")
+        ]
+
+
+async def test_classes_of_service(ref: ReferenceServer) -> None:
+    admin = token(ref, "admin")
+    async with Web(ref) as web:
+        body = {
+            "name": "basic",
+            "quota_messages": 100,
+            "rate_recipients": "50/1h",
+            "external": False,
+        }
+        r = await web.call("POST", "/api/v1/cos", token=admin, body=body)
+        assert (r.status, r.body["external"], r.body["lists"]) == (201, False, True)
+        r = await web.call("POST", "/api/v1/cos", token=admin, body=body)
+        assert (r.status, r.problem["field"]) == (409, "name")
+        bad = {"name": "odd", "rate_bytes": "lots"}
+        r = await web.call("POST", "/api/v1/cos", token=admin, body=bad)
+        assert (r.status, r.problem["field"]) == (422, "rate_bytes")
+        change = {"quota_messages": None, "max_message_size": 5000}
+        r = await web.call("PATCH", "/api/v1/cos/basic", token=admin, body=change)
+        assert (r.body["quota_messages"], r.body["max_message_size"]) == (None, 5000)
+        r = await web.call("PUT", "/api/v1/domains/a.test/cos", token=admin, body={"cos": "basic"})
+        assert r.status == 204
+        r = await web.call("GET", "/api/v1/accounts/alice@a.test/cos", token=admin)
+        assert (r.body["cos"]["name"], r.body["source"]) == ("basic", "domain")
+        r = await web.call("DELETE", "/api/v1/cos/basic", token=admin)
+        assert (r.status, r.problem["field"]) == (409, "name")  # still given to a.test
+        await web.call("PUT", "/api/v1/domains/a.test/cos", token=admin, body={"cos": None})
+        r = await web.call("GET", "/api/v1/accounts/alice@a.test/cos", token=admin)
+        assert r.body == {"cos": None, "source": "platform"}
+        assert (await web.call("DELETE", "/api/v1/cos/basic", token=admin)).status == 204
+        r = await web.call("GET", "/api/v1/cos", token=admin)
+        assert r.body == []

@@ -54,6 +54,23 @@ def alias_to_delete(w: World) -> tuple[str, Any]:
     return f"/api/v1/aliases/{alias}", None
 
 
+def access_rule() -> dict[str, str]:
+    return {"kind": "sender", "pattern": f"{fresh('s')}@spam.test", "action": "reject"}
+
+
+def access_to_remove(w: World, domain: str) -> tuple[str, Any]:
+    pattern = f"{fresh('r')}@spam.test"
+    w.ref.add_access(domain, "sender", pattern, "reject")
+    base = f"{V1}/domains/{domain}/access" if domain else f"{V1}/access"
+    return f"{base}/remove", {"kind": "sender", "pattern": pattern}
+
+
+def cos_made(w: World) -> str:
+    name = fresh("cos")
+    w.ref.create_cos(name)
+    return name
+
+
 ADMIN = frozenset({"admin"})
 A_ADMINS = frozenset({"admin", "admin-a"})
 SELF = frozenset({"admin", "admin-a", "alice"})
@@ -115,6 +132,44 @@ CASES = [
         ),
     ),
     Case("DELETE", f"{V1}/aliases/{{alias}}", A_ADMINS, alias_to_delete),
+    Case("GET", f"{V1}/access", ADMIN, lambda w: (f"{V1}/access", None)),
+    Case("POST", f"{V1}/access", ADMIN, lambda w: (f"{V1}/access", access_rule())),
+    Case("POST", f"{V1}/access/remove", ADMIN, lambda w: access_to_remove(w, "")),
+    Case("GET", f"{V1}/domains/{{domain}}/access", A_ADMINS, lambda w: (f"{A}/access", None)),
+    Case(
+        "POST",
+        f"{V1}/domains/{{domain}}/access",
+        A_ADMINS,
+        lambda w: (f"{A}/access", access_rule()),
+    ),
+    Case(
+        "POST",
+        f"{V1}/domains/{{domain}}/access/remove",
+        A_ADMINS,
+        lambda w: access_to_remove(w, "a.test"),
+    ),
+    Case("GET", f"{V1}/cos", ADMIN, lambda w: (f"{V1}/cos", None)),
+    Case("POST", f"{V1}/cos", ADMIN, lambda w: (f"{V1}/cos", {"name": fresh("c")})),
+    Case(
+        "PATCH",
+        f"{V1}/cos/{{name}}",
+        ADMIN,
+        lambda w: (f"{V1}/cos/{cos_made(w)}", {"lists": False}),
+    ),
+    Case("DELETE", f"{V1}/cos/{{name}}", ADMIN, lambda w: (f"{V1}/cos/{cos_made(w)}", None)),
+    Case(
+        "PUT",
+        f"{V1}/accounts/{{address}}/cos",
+        ADMIN,
+        lambda w: (f"{V1}/accounts/carol@a.test/cos", {"cos": None}),
+    ),
+    Case(
+        "GET",
+        f"{V1}/accounts/{{address}}/cos",
+        SELF,
+        lambda w: (f"{V1}/accounts/alice@a.test/cos", None),
+    ),
+    Case("PUT", f"{V1}/domains/{{domain}}/cos", ADMIN, lambda w: (f"{A}/cos", {"cos": None})),
     Case("GET", f"{V1}/domains/{{domain}}/dkim", A_ADMINS, lambda w: (f"{A}/dkim", None)),
     Case("POST", f"{V1}/domains/{{domain}}/dkim", A_ADMINS, lambda w: (f"{A}/dkim", {})),
     Case("GET", f"{V1}/domains/{{domain}}/dns", A_ADMINS, lambda w: (f"{A}/dns", None)),
@@ -142,10 +197,13 @@ ACROSS = [
     ("admin-a", "PUT", f"{V1}/accounts/bob@b.test/password", {"password": "x"}),
     ("admin-a", "DELETE", f"{V1}/aliases/info@b.test", None),
     ("admin-a", "GET", f"{V1}/domains/B.TEST./accounts", None),  # any spelling of b.test
+    ("admin-a", "POST", f"{V1}/domains/b.test/access", access_rule()),
+    ("admin-a", "POST", f"{V1}/access", access_rule()),
     ("alice", "GET", f"{V1}/accounts/carol@a.test", None),
     ("alice", "PUT", f"{V1}/accounts/carol@a.test/password", {"password": "x"}),
     ("alice", "PATCH", f"{V1}/accounts/alice@a.test", {"quota_bytes": 0}),  # not their quota
     ("bob", "GET", f"{V1}/accounts/Alice@A.test", None),
+    ("admin-a", "GET", f"{V1}/accounts/bob@b.test/cos", None),
 ]
 
 

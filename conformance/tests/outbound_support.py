@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from conformance.requirements import not_applicable
-from conformance.smtp_client import SMTPClient
+from conformance.smtp_client import Reply, SMTPClient
 from conformance.target import Account, Target
 
 __all__ = [
@@ -50,6 +50,17 @@ def admin_op(target: Target, name: str) -> Any:
     if op is None:
         not_applicable(f"the target's admin cannot {name.replace('_', ' ')}")
     return op
+
+
+def proxied_mail(
+    smtp: Any, client: str, sender: str, helo: str | None = None
+) -> tuple[SMTPClient, Reply]:
+    """A session whose PROXY header claims ``client``, past EHLO; MAIL FROM's reply."""
+    c = smtp.proxied(client)
+    assert c.greeting is not None
+    c.greeting.expect(220, doing="greeting")
+    c.ehlo(helo).expect(250, doing="EHLO")
+    return c, c.mail(sender)
 
 
 def fresh_user(target: Target, prefix: str = "out") -> Account:

@@ -149,3 +149,29 @@ def test_deleted_account(smtp: SMTPConnector, target: Target) -> None:
     reply = rcpt_reply(smtp, user.address)
     assert (reply.code, reply.enhanced) == (550, "5.1.1"), str(reply)
     arrived(target, keeper, subject, f"{folder}/INBOX")
+
+
+@requirement(
+    "PLATFORM",
+    "addresses.disabled-target",
+    "MUST",
+    "an alias delivers to its enabled accounts only; one whose accounts are all disabled gets "
+    "550 5.2.1 at RCPT",
+    needs=("admin",),
+)
+def test_alias_with_disabled_targets(smtp: SMTPConnector, target: Target) -> None:
+    away, here = fresh_user(target, "away"), fresh_user(target, "here")
+    disable = admin_op(target, "disable_user")
+    add = admin_op(target, "add_alias")
+    tag = token()
+    group, single = f"group-{tag}@{target.domain}", f"single-{tag}@{target.domain}"
+    add(group, away.address, here.address)  # the disabled account first
+    add(single, away.address)
+    disable(away.address)
+    subject = f"to the group {tag}"
+    send(smtp, [group], subject)
+    arrived(target, here, subject)
+    reply = rcpt_reply(smtp, single)
+    assert (reply.code, reply.enhanced) == (550, "5.2.1"), str(reply)
+    reply = rcpt_reply(smtp, away.address)
+    assert (reply.code, reply.enhanced) == (550, "5.2.1"), str(reply)

@@ -7,6 +7,7 @@ from typing import Any
 from conformance import requirement
 from conformance.plugin import SMTPConnector
 from conformance.target import DNSBL_ZONE, SPF_WHITELISTED, ClockControl, Target
+from conformance.tests.outbound_support import proxied_mail
 
 # TEST-NET-3 (RFC 5737): only ever claimed in PROXY headers, never contacted.
 LISTED = "203.0.113.7"
@@ -14,11 +15,8 @@ LIGHT = "203.0.113.10"
 
 
 def transaction(smtp: SMTPConnector, client: str, sender: str, rcpt: str) -> Any:
-    c = smtp.proxied(client)
-    assert c.greeting is not None
-    c.greeting.expect(220, doing="greeting")
-    c.ehlo().expect(250, doing="EHLO")
-    c.mail(sender).expect(250, doing="MAIL FROM")
+    c, mail = proxied_mail(smtp, client, sender)
+    mail.expect(250, doing="MAIL FROM")
     return c, c.rcpt(rcpt)
 
 

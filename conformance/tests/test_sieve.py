@@ -17,7 +17,7 @@ import pytest
 from conformance import not_applicable, requirement
 from conformance.plugin import SMTPConnector
 from conformance.target import Account, ClockControl, Target
-from conformance.tests.outbound_support import wait_until
+from conformance.tests.outbound_support import message, wait_until
 from conformance.tests.sieve_support import (
     folder_messages,
     mail_to,
@@ -194,13 +194,48 @@ def _replies(mx: Any, rcpt: str) -> list[Any]:
 def test_reject(target: Target, smtp: SMTPConnector, fake_internet: Any, fake_dns: Any) -> None:
     account = extensions(target, "reject")
     sender, mx = remote_sender(fake_internet, fake_dns)
+    other = target.account  # two recipients: one reply to DATA, so the refusal comes later
     with with_script(target, account, 'require "reject";\r\nreject "Not from you.";\r\n'):
-        mail_to(smtp, account, "let me in", sender=sender)
+        client = smtp.session("smtp")
+        client.mail(sender).expect(250, doing="MAIL FROM")
+        for rcpt in (account.address, other.address):
+            client.rcpt(rcpt).expect(250, doing=f"RCPT TO:<{rcpt}>")
+        data = message(sender, [account.address, other.address], "let me in")
+        client.data(data).expect(250, doing="DATA")
         (notice,) = wait_until(lambda: _replies(mx, sender), 10, "the rejection message")
         assert notice.mail_from == ""  # never answered in turn
         assert b"Not from you." in notice.data
         settle(target)  # the queue has finished with it: nothing is on its way to INBOX
         assert folder_messages(target, account) == []
+
+
+@requirement(
+    "RFC5429",
+    "2.1.1",
+    "MUST",
+    "a reject known before the reply to DATA is refused in the dialogue with the script's reason",
+    needs=("fake-dns",),
+)
+def test_reject_in_the_dialogue(
+    target: Target, smtp: SMTPConnector, fake_internet: Any, fake_dns: Any
+) -> None:
+    account = extensions(target, "reject")
+    sender, mx = remote_sender(fake_internet, fake_dns)
+    script = (
+        'require "reject";\r\nif header :contains "subject" "offer" { reject "No offers."; }\r\n'
+    )
+    with with_script(target, account, script):
+        client = smtp.session("smtp")
+        client.mail(sender).expect(250, doing="MAIL FROM")
+        client.rcpt(account.address).expect(250, doing="RCPT TO")
+        refused = client.data(message(sender, [account.address], "a great offer"))
+        assert refused.code == 550, f"RFC 5429 2.1.1 SHOULD use 550: {refused}"
+        assert "No offers." in refused.text
+        mail_to(smtp, account, "a question", sender=sender)  # the script keeps this one
+        (kept,) = wait_for(target, account, "INBOX", 1)
+        assert b"a question" in kept[1]
+        settle(target)
+        assert _replies(mx, sender) == [], "refused in the dialogue: no rejection message too"
 
 
 VACATION = 'require "vacation";\r\nvacation :days 1 :subject "Away" "I am away.";\r\n'

@@ -19,6 +19,8 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reference.cli.server", ("serve", "config")),
     ("reference.cli.queue", ("queue",)),
     ("reference.cli.accounts", ("domain", "user", "alias")),
+    ("reference.cli.access", ("access",)),
+    ("reference.cli.cos", ("cos",)),
     ("reference.cli.tokens", ("token",)),
     ("fakes.dns.cli", ("fake-dns",)),
     ("fakes.mx.cli", ("fake-mx",)),

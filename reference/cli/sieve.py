@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reference.cli.common import Subparsers, directory, group, leaf, load_config, written_in
 from reference.sieve import ScriptStore
-from reference.sieve.outofoffice import SCRIPT_NAME, OutOfOffice, read, render
+from reference.sieve.outofoffice import SCRIPT_NAME, OutOfOffice, read, switch_off, switch_on
 
 
 def _account(args: argparse.Namespace) -> str:
@@ -83,16 +83,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _forget_replies(args: argparse.Namespace, user: str) -> None:
-    from reference.app import sieve_replies
-
-    replies = sieve_replies(load_config(args))
-    try:
-        replies.forget(user)
-    finally:
-        replies.close()
-
-
 def cmd_vacation_set(args: argparse.Namespace) -> int:
     user = _account(args)
     ooo = OutOfOffice(
@@ -104,18 +94,16 @@ def cmd_vacation_set(args: argparse.Namespace) -> int:
         from_=args.sender or "",
         addresses=tuple(args.address or ()),
     )
-    scripts = _scripts(args)
-    active = scripts.active_name(user)
-    previous = active if active != SCRIPT_NAME else None
-    if active == SCRIPT_NAME:  # set again: keep the script it took over from
-        earlier = read(scripts.get(user, SCRIPT_NAME) or "")
-        previous = earlier[1] if earlier else None
-    scripts.put(user, SCRIPT_NAME, render(ooo, previous=previous))
-    scripts.activate(user, SCRIPT_NAME)
-    _forget_replies(args, user)  # a new notice: every sender may hear it once
+    from reference.app import sieve_replies
+
+    replies = sieve_replies(load_config(args))
+    try:
+        active = switch_on(_scripts(args), replies, user, ooo)
+    finally:
+        replies.close()
     print(f"out-of-office of {user} set {written_in(args)}")
-    if previous:
-        print(f"note: script {previous!r} is paused until `mailspec vacation clear`")
+    if active:
+        print(f"note: script {active!r} still applies; the out-of-office reply goes out beside it")
     return 0
 
 
@@ -123,10 +111,10 @@ def cmd_vacation_show(args: argparse.Namespace) -> int:
     user = _account(args)
     scripts = _scripts(args)
     found = read(scripts.get(user, SCRIPT_NAME) or "")
-    if found is None or scripts.active_name(user) != SCRIPT_NAME:
+    if found is None:
         print(f"{user}: no out-of-office")
         return 0
-    ooo, previous = found
+    ooo, _ = found
     print(f"{user}: out-of-office on")
     print(f"  from      {ooo.start or 'now'}")
     print(f"  until     {ooo.end or 'cleared'}")
@@ -136,8 +124,9 @@ def cmd_vacation_show(args: argparse.Namespace) -> int:
         print(f"  reply as  {ooo.from_}")
     if ooo.addresses:
         print(f"  also for  {', '.join(ooo.addresses)}")
-    if previous:
-        print(f"  paused    {previous}")
+    active = scripts.active_name(user)
+    if active and active != SCRIPT_NAME:
+        print(f"  beside    {active} (the account's own script, which applies too)")
     print("  text:")
     for line in ooo.text.splitlines():
         print(f"    {line}")
@@ -146,19 +135,13 @@ def cmd_vacation_show(args: argparse.Namespace) -> int:
 
 def cmd_vacation_clear(args: argparse.Namespace) -> int:
     user = _account(args)
-    scripts = _scripts(args)
-    found = read(scripts.get(user, SCRIPT_NAME) or "")
-    if found is None:
+    resumed = switch_off(_scripts(args), user)
+    if resumed is None:
         print(f"{user}: no out-of-office")
         return 0
-    previous = found[1]
-    if scripts.active_name(user) == SCRIPT_NAME:
-        restore = previous if previous and scripts.get(user, previous) is not None else ""
-        scripts.activate(user, restore)
-    scripts.delete(user, SCRIPT_NAME)
     print(f"out-of-office of {user} cleared {written_in(args)}")
-    if previous:
-        print(f"script {previous!r} active again")
+    if resumed:
+        print(f"script {resumed!r} active again")
     return 0
 
 

@@ -21,15 +21,18 @@ from reference.sieve import (
     Limits,
     ReplyLog,
     Result,
+    Script,
     ScriptStore,
     SieveError,
     SieveRuntimeError,
+    Vacation,
     error_notice,
     evaluate,
     no_reply_reason,
     rejection,
     vacation_reply,
 )
+from reference.sieve.outofoffice import SCRIPT_NAME as OUT_OF_OFFICE
 from reference.spool import QueueEntry, Spool
 
 log = logging.getLogger("mailspec.sieve")
@@ -90,7 +93,8 @@ class SieveFilter:
         clock: Clock,
         *,
         hostname: str,
-        addresses: Callable[[str], Iterable[str]],  # an account's own addresses
+        # An account's aliases: (its own, the group aliases it is one of the targets of).
+        addresses: Callable[[str], tuple[Iterable[str], Iterable[str]]],
         spam_threshold: Callable[[str], float] | float = 10.0,
         limits: Limits | None = None,
         subaddress_delimiter: str = "+",
@@ -112,9 +116,10 @@ class SieveFilter:
         keep = Filing(entry.folder or "INBOX")
         try:
             script = self.scripts.active(account)
+            ooo = self._out_of_office(account)
         except (SieveError, OSError) as e:
             return self._failed(entry, account, f"script unreadable: {e}", keep)
-        if script is None:
+        if script is None and ooo is None:
             return Decision([keep])
         threshold = (
             self.spam_threshold(account) if callable(self.spam_threshold) else self.spam_threshold
@@ -132,13 +137,44 @@ class SieveFilter:
             limits=self.limits,
         )
         try:
-            result = evaluate(script, ctx)
-            return self._decision(entry, rcpt, account, data, result)
+            result = evaluate(script, ctx) if script is not None else Result(filings=(keep,))
         except SieveRuntimeError as e:
-            return self._failed(entry, account, str(e), keep)
+            failed = self._failed(entry, account, str(e), keep)
+            return self._with_out_of_office(failed, ooo, ctx, entry, account)
         except Exception as e:  # a fault of ours on odd mail: still never lose it
             log.exception("sieve.fault qid=%s user=%s", entry.qid, account)
-            return self._failed(entry, account, f"internal error: {e!r}", keep)
+            failed = self._failed(entry, account, f"internal error: {e!r}", keep)
+            return self._with_out_of_office(failed, ooo, ctx, entry, account)
+        if ooo is not None and result.vacation is None and not (result.reject or result.discarded):
+            # The out-of-office form and the user's own script both apply: the script files
+            # the message, and the form's reply goes out unless the script refused or
+            # discarded the message or sent a vacation reply of its own (one per message).
+            result = replace(result, vacation=self._vacation(ooo, ctx))
+        return self._decision(entry, rcpt, account, data, result)
+
+    def _out_of_office(self, account: str) -> Script | None:
+        """The out-of-office form's script, when it is on beside another active script."""
+        if self.scripts.active_name(account) == OUT_OF_OFFICE:
+            return None  # it is the active script itself (set before both applied)
+        return self.scripts.compiled(account, OUT_OF_OFFICE)
+
+    @staticmethod
+    def _vacation(ooo: Script, ctx: Context) -> Vacation | None:
+        try:
+            return evaluate(ooo, ctx).vacation
+        except SieveRuntimeError:
+            return None  # a generated script does not fail; if it did, no reply, mail kept
+
+    def _with_out_of_office(
+        self, decision: Decision, ooo: Script | None, ctx: Context, entry: QueueEntry, account: str
+    ) -> Decision:
+        """A failed user script still leaves the out-of-office reply to go out."""
+        vac = None if ooo is None else self._vacation(ooo, ctx)
+        if vac is None:
+            return decision
+        sent = self._decision(entry, ctx.envelope_to, account, ctx.message, Result(vacation=vac))
+        decision.outgoing.extend(sent.outgoing)
+        return decision
 
     def _decision(
         self, entry: QueueEntry, rcpt: str, account: str, data: bytes, result: Result
@@ -171,8 +207,15 @@ class SieveFilter:
             out.append(Outgoing("", entry.sender, body, "reject"))
         vac = result.vacation
         if vac is not None:
-            own = {a.lower() for a in (account, rcpt, *self.addresses(account), *vac.addresses)}
+            aliases, groups = self.addresses(account)
+            own = {a.lower() for a in (account, rcpt, *aliases, *vac.addresses)}
+            # Mail to a group alias is a distribution, not the user's own mail (RFC 5230
+            # 4.5), and a reply never goes to a group alias: its members (the user too)
+            # would all get it.
+            own -= {g.lower() for g in groups} - {a.lower() for a in vac.addresses}
             why = no_reply_reason(data, entry.sender, own)
+            if why is None and entry.sender.lower() in {g.lower() for g in groups}:
+                why = "group alias"
             if why is None and not self.replies.claim(
                 account, entry.sender, vac.handle or vac.reason, now, vac.seconds
             ):

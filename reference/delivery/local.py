@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 from reference.clock import Clock
 from reference.delivery.filters import Outgoing, SieveFilter
@@ -56,7 +57,17 @@ class LocalDelivery:
         data: bytes,
         outgoing: list[Outgoing],
     ) -> list[str]:
-        return [self._file(entry, rcpt, account, data, outgoing) for account in found.accounts]
+        # Each account once per queue entry: when one target of an alias fails (over quota)
+        # the recipient is retried, and the targets that have their copy are skipped.
+        done = next((r.filed for r in entry.recipients if r.address == rcpt), [])
+        filed = []
+        for account in found.accounts:
+            if account.address in done:
+                filed.append(f"{account.address}: filed at an earlier attempt")
+                continue
+            filed.append(self._file(entry, rcpt, account, data, outgoing))
+            done.append(account.address)
+        return filed
 
     def _file(
         self, entry: QueueEntry, rcpt: str, account: Account, data: bytes, outgoing: list[Outgoing]
@@ -107,16 +118,24 @@ class LocalDelivery:
         if not found.exists:
             # The address went away between RCPT and delivery.
             return Outcome("bounced", "5.1.1 no such user")
+        live = tuple(a for a in found.accounts if a.enabled)
+        if found.accounts and not live and not found.remote:
+            # Disabled between RCPT and delivery (RCPT refuses it): bounced, not kept.
+            return Outcome("bounced", "5.2.1 mailbox disabled")
+        found = replace(found, accounts=live)  # a group alias skips its disabled accounts
         if found.remote and forwarding_loop(data, rcpt):
             # RFC 5321 6.3: forwarded from here before and back again: bounce, not again.
             return Outcome("bounced", f"5.4.6 mail forwarding loop for {rcpt}")
         if found.remote and self.forwarder is None:
             return Outcome("deferred", "4.3.5 forwarding is not set up on this node")
         outgoing: list[Outgoing] = []
-        filed = await asyncio.to_thread(self._deliver_sync, entry, rcpt, found, data, outgoing)
-        if outgoing and self.sieve is not None:
-            # Sent once the message itself is filed: a retried delivery does not send twice.
-            await self.sieve.send(entry, outgoing)
+        try:
+            filed = await asyncio.to_thread(self._deliver_sync, entry, rcpt, found, data, outgoing)
+        finally:
+            if outgoing and self.sieve is not None:
+                # Sent once the message itself is filed (also when a later target failed):
+                # a retried delivery skips that account, so it does not send twice.
+                await self.sieve.send(entry, outgoing)
         if found.remote:
             assert self.forwarder is not None
             qid = await self.forwarder.forward(entry, rcpt, found.remote, data)

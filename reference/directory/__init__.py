@@ -1,7 +1,9 @@
 """The directory: domains and accounts in SQL (SQLite under data_dir by default)."""
 
+from reference.directory.access import ACCESS_ACTIONS, ACCESS_KINDS, GLOBAL, AccessRule
 from reference.directory.accounts import Account
 from reference.directory.aliases import Destinations
+from reference.directory.cos import DEFAULT_COS, ClassOfService
 from reference.directory.directory import Directory
 from reference.directory.passwords import hash_password, verify_password
 from reference.directory.schema import DirectoryError, normalize_domain, split_address
@@ -9,9 +11,15 @@ from reference.directory.spam import SpamSettings, normalize_sender_pattern
 from reference.directory.tokens import ROLES, ApiToken
 
 __all__ = [
+    "ACCESS_ACTIONS",
+    "ACCESS_KINDS",
+    "DEFAULT_COS",
+    "GLOBAL",
     "ROLES",
+    "AccessRule",
     "Account",
     "ApiToken",
+    "ClassOfService",
     "Destinations",
     "Directory",
     "DirectoryError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 
@@ -139,6 +140,17 @@ class Accounts(Database):
             pass
         ok = verify_password(password, stored or DUMMY_HASH)
         return canonical if ok and stored is not None else None
+
+    def password_stamp(self, address: str) -> str | None:
+        """A short digest of the account's stored password hash, None if it cannot log in:
+        a browser session keeps it, so a password change (from anywhere) or disabling the
+        account ends the sessions made before it."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT password FROM accounts WHERE address = ? AND enabled = 1",
+                (address.strip().lower(),),
+            ).fetchone()
+        return hashlib.sha256(row[0].encode()).hexdigest()[:32] if row else None
 
     async def authenticate(self, username: str, password: str, *, client: str = "") -> str | None:
         """The Authenticator protocol (``client`` unused here: the limits are the login

@@ -253,6 +253,25 @@ class Aliases(Accounts):
         domain's administrator (RFC 5321 4.5.1)."""
         return self.expand(address).owner
 
+    def addresses_of(self, user: str) -> tuple[list[str], list[str]]:
+        """The aliases that deliver to the account ``user``: (its own: to it alone; group
+        aliases: to others too, followed through nested aliases). An autoresponder treats
+        the first as the user's (RFC 5230 4.5) and the second as a distribution."""
+        me = user.lower()
+        own: list[str] = []
+        groups: list[str] = []
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT address FROM alias_targets").fetchall()
+        for (alias,) in rows:
+            if str(alias).startswith("@"):
+                continue  # a catch-all is no address anyone writes to by name
+            found = self.expand(str(alias))
+            if me not in {a.address for a in found.accounts}:
+                continue
+            alone = len(found.accounts) == 1 and not found.remote
+            (own if alone else groups).append(str(alias))
+        return own, groups
+
     def owns(self, user: str, address: str) -> bool:
         """Whether the account ``user`` may send as ``address`` (its own, or an alias)."""
         try:

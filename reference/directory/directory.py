@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from reference.directory.access import AccessRules
 from reference.directory.accounts import Account
 from reference.directory.aliases import Aliases
+from reference.directory.cos import ClassesOfService
 from reference.directory.lanes import BulkSenders
 from reference.directory.schema import DirectoryError, normalize_domain
 from reference.directory.spam import SpamPreferences
 from reference.directory.tokens import ApiTokens
 
 
-class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens):
-    """Domains, accounts, aliases, quotas, spam settings, sender lists, bulk senders and API
-    tokens, in one SQL database. Thread-safe; async wrappers keep hashing off the event loop."""
+class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens, AccessRules, ClassesOfService):
+    """Domains, accounts, aliases, quotas, spam settings, sender lists, bulk senders, API
+    tokens, access lists and classes of service, in one SQL database. Thread-safe; async
+    wrappers keep hashing off the event loop."""
+
+    def set_forward(self, address: str, targets: list[str], *, keep: bool) -> list[str]:
+        """Forwarding, if the account's class of service allows it to addresses elsewhere."""
+        elsewhere = [t for t in targets if not self.is_local_domain(t.rpartition("@")[2])]
+        cos, _ = self.effective_cos(address)
+        if elsewhere and cos is not None and not cos.forward_remote:
+            raise DirectoryError(
+                f"class of service {cos.name} does not forward elsewhere ({', '.join(elsewhere)})"
+            )
+        return super().set_forward(address, targets, keep=keep)
 
     def delete_user(self, address: str) -> Account:
         """Remove an account and everything the directory keeps for it; its mail is the
@@ -29,6 +42,7 @@ class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens):
                 ("spam_lists", "address"),
                 ("spam_settings", "scope"),
                 ("bulk_senders", "address"),
+                ("cos_assignments", "scope"),
                 ("accounts", "address"),
             ):
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (a,))
@@ -50,5 +64,7 @@ class Directory(Aliases, SpamPreferences, BulkSenders, ApiTokens):
         with self.transaction() as db:
             db.execute("DELETE FROM alias_targets WHERE address LIKE ?", ("%@" + domain,))
             db.execute("DELETE FROM spam_settings WHERE scope = ?", (domain,))
+            db.execute("DELETE FROM access_rules WHERE scope = ?", (domain,))
+            db.execute("DELETE FROM cos_assignments WHERE scope = ?", (domain,))
             db.execute("DELETE FROM domains WHERE name = ?", (domain,))
         return domain

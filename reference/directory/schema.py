@@ -68,6 +68,34 @@ CREATE TABLE IF NOT EXISTS quotas (
 CREATE TABLE IF NOT EXISTS bulk_senders (
     address TEXT PRIMARY KEY REFERENCES accounts(address)
 );
+-- Access lists (Postfix access maps): scope '' is the platform's, else a domain's; kind is
+-- sender, client, helo or recipient; action reject, accept or restrict, with its text.
+CREATE TABLE IF NOT EXISTS access_rules (
+    scope TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    action TEXT NOT NULL,
+    text TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (scope, kind, pattern)
+);
+-- Classes of service: NULL settings are the platform's; the flags allow (1) or refuse (0).
+CREATE TABLE IF NOT EXISTS classes_of_service (
+    name TEXT PRIMARY KEY,
+    quota_bytes INTEGER,
+    quota_messages INTEGER,
+    rate_recipients TEXT,
+    rate_messages TEXT,
+    rate_bytes TEXT,
+    max_message_size INTEGER,
+    forward_remote INTEGER NOT NULL DEFAULT 1,
+    lists INTEGER NOT NULL DEFAULT 1,
+    external INTEGER NOT NULL DEFAULT 1
+);
+-- Which class an account (its address) or a domain (its name) has.
+CREATE TABLE IF NOT EXISTS cos_assignments (
+    scope TEXT PRIMARY KEY,
+    cos TEXT NOT NULL REFERENCES classes_of_service(name)
+);
 """
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")

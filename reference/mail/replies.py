@@ -176,6 +176,20 @@ GREYLISTED = Reply(451, "4.7.1", "Greylisted, please try again in {wait} seconds
 DNSBL_LISTED = Reply(554, "5.7.1", "{text}")
 MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, please try again later")
 SENDER_BLOCKED = Reply(550, "5.7.1", "Sender blocked by recipient")
+# An administrator's access list, worded as Postfix's (whose access_map_reject_code is 554
+# too) with the rule's own text; a restricted recipient takes mail from our own
+# authenticated users only.
+ACCESS_DENIED = Reply(554, "5.7.1", "<{value}>: {what} rejected: {text}")
+ACCESS_RESTRICTED = Reply(550, "5.7.1", "<{value}>: Recipient address rejected: {text}")
+# A class of service: no mail to other domains; a smaller largest message than the server's.
+COS_NO_EXTERNAL = Reply(
+    550, "5.7.1", "Your class of service ({cos}) does not send to other domains"
+)
+COS_TOO_BIG = Reply(
+    552, "5.3.4", "Message too big for the class of service (at most {limit} bytes)"
+)
+# RFC 5429 2.1: the recipient's own Sieve script rejected the message: its reason.
+SIEVE_REJECTED = Reply(550, "5.7.1", "{reason}")
 # RFC 4954-style rate limits: a request over the limit by itself, and a full window.
 OVER_RATE_LIMIT = Reply(552, "5.3.4", "Over the rate limit of {limit} {kind}")
 RATE_LIMITED = Reply(

@@ -149,6 +149,8 @@ class Transaction:
     qid: str = ""
     # SPF (RFC 7208) for MAIL FROM and HELO, started at MAIL and awaited where needed.
     spf: asyncio.Task[SpfPair] | None = None
+    # Recipients an administrator's access list accepts: greylisting spares them.
+    accepted: set[str] = field(default_factory=set)
 
     @property
     def role(self) -> str:
@@ -275,7 +277,14 @@ class LocalRecipients(Check):
             found = self.directory.expand(rcpt)
             if not found.exists:
                 return refuse(replies.NO_SUCH_USER, f"unknown user {rcpt}")
-            if found.owner is not None and not found.owner.enabled:
+            # A disabled account gets no mail: its own address is refused, and so is an
+            # alias none of whose accounts is enabled; a group alias still reaches the rest.
+            owner = found.owner
+            if (
+                owner is not None
+                and not owner.enabled
+                and not any(a.enabled for a in found.accounts)
+            ):
                 return refuse(replies.MAILBOX_DISABLED, f"disabled {rcpt}")
             return CONTINUE
         if tx.user is None:

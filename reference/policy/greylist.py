@@ -73,7 +73,7 @@ class Greylist(Check):
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         sender = tx.sender
-        if self._bypassed(tx) or await self._spf_whitelisted(tx):
+        if rcpt in tx.accepted or self._bypassed(tx) or await self._spf_whitelisted(tx):
             return CONTINUE
         now = self.clock.now()
         net = client_network(tx.peer)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from reference.clock import Clock
+from reference.directory import ClassOfService
 from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 from reference.state import StateStore
@@ -30,15 +31,24 @@ class RateLimit(Check):
         clock: Clock,
         default: Limits,
         overrides: Mapping[str, Limits] | None = None,
+        *,
+        classes: Callable[[str], tuple[ClassOfService | None, str]] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.default = default
         self.overrides = dict(overrides or {})
+        self.classes = classes  # the user's class of service, whose limits come first
 
     def limits_for(self, user: str) -> Limits:
         domain = user.rpartition("@")[2]
-        return self.overrides.get(user) or self.overrides.get(domain) or self.default
+        if user in self.overrides:
+            return self.overrides[user]
+        platform = self.overrides.get(domain) or self.default
+        cos = self.classes(user)[0] if self.classes is not None else None
+        # The class's limits where it sets them (account > domain > default class), else
+        # the platform's for the domain.
+        return platform if cos is None else cos.rate_limits(platform)
 
     async def _count(self, kind: str, user: str, limit: Limit | None, amount: int) -> CheckResult:
         if limit is None:

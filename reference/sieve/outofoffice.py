@@ -7,7 +7,9 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["SCRIPT_NAME", "OutOfOffice", "read", "render"]
+from reference.sieve.store import ReplyLog, ScriptStore
+
+__all__ = ["SCRIPT_NAME", "OutOfOffice", "current", "read", "render", "switch_off", "switch_on"]
 
 SCRIPT_NAME = "out-of-office"
 _MARK = "# mailspec out-of-office: "
@@ -89,3 +91,47 @@ def read(script: str) -> tuple[OutOfOffice, str | None] | None:
         elif line.startswith(_PREVIOUS):
             previous = line[len(_PREVIOUS) :].strip() or None
     return None if settings is None else (settings, previous)
+
+
+def _resume_paused(scripts: ScriptStore, account: str) -> str | None:
+    """A form set by an older version was the active script, naming the one it paused:
+    make that one active again (returned)."""
+    if scripts.active_name(account) != SCRIPT_NAME:
+        return None
+    found = read(scripts.get(account, SCRIPT_NAME) or "")
+    previous = found[1] if found else None
+    restore = previous if previous and scripts.get(account, previous) is not None else ""
+    scripts.activate(account, restore)
+    return restore or None
+
+
+def switch_on(
+    scripts: ScriptStore, replies: ReplyLog, account: str, ooo: OutOfOffice
+) -> str | None:
+    """Turn the out-of-office on (or change it); the account's own active script, which
+    keeps applying beside it (None: none).
+
+    The form's script is kept beside the user's own, not instead of it: both apply at
+    delivery (the user's script files the message, the form replies).
+    """
+    _resume_paused(scripts, account)
+    scripts.put(account, SCRIPT_NAME, render(ooo))
+    replies.forget(account)  # a new notice: every sender may hear it once
+    active = scripts.active_name(account)
+    return active if active and active != SCRIPT_NAME else None
+
+
+def switch_off(scripts: ScriptStore, account: str) -> str | None:
+    """Turn it off: None if it was not set, else the script made active again ("" if
+    none: only forms set by an older version paused one)."""
+    if read(scripts.get(account, SCRIPT_NAME) or "") is None:
+        return None
+    resumed = _resume_paused(scripts, account)
+    scripts.delete(account, SCRIPT_NAME)
+    return resumed or ""
+
+
+def current(scripts: ScriptStore, account: str) -> OutOfOffice | None:
+    """The form's settings while it is on; None when it is off."""
+    found = read(scripts.get(account, SCRIPT_NAME) or "")
+    return None if found is None else found[0]

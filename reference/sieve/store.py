@@ -180,10 +180,15 @@ class ScriptStore:
     def active(self, user: str) -> Script | None:
         """The compiled active script (cached until its file changes), or None."""
         name = self.active_name(user)
-        if name is None:
-            return None
+        return None if name is None else self.compiled(user, name)
+
+    def compiled(self, user: str, name: str) -> Script | None:
+        """The script ``name`` compiled (cached until its file changes), or None."""
         path = self._path(user, name)
-        mtime = path.stat().st_mtime_ns
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
         with self._lock:
             cached = self._cache.get(path)
         if cached is not None and cached[0] == mtime:

@@ -39,6 +39,9 @@ class Recipient:
     attempts: int = 0
     reply: str = ""  # the last reply or reason, for queue listings and DSNs
     remote: str = ""  # the host that gave that reply
+    # The mailboxes a local delivery filed this recipient's copy into already (an alias
+    # with several accounts): a retry after one of them failed files only the others.
+    filed: list[str] = field(default_factory=list)
 
 
 # What a spool file written before the envelope was typed kept in its "meta" dict.

@@ -1,4 +1,5 @@
-"""The control plane: one HTTPS listener with the admin API, /metrics, /healthz and /readyz."""
+"""The control plane: one HTTPS listener with the admin API, the control panel, /metrics,
+/healthz and /readyz."""
 
 from reference.web.server import MAX_BODY, WebServer
 

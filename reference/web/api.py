@@ -15,16 +15,25 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from reference.directory import AccessRule, ClassOfService
 from reference.service import Admin, canonical_address, canonical_domain
 from reference.spool import QueueEntry
 from reference.web.auth import Principal
 from reference.web.models import (
+    AccessKeyIn,
+    AccessRuleIn,
+    AccessRuleOut,
     AccountChange,
     AccountIn,
     AccountOut,
     AliasIn,
     AliasMade,
     AliasOut,
+    CosAssignIn,
+    CosChange,
+    CosEffective,
+    CosIn,
+    CosOut,
     DkimIn,
     DkimOut,
     DnsRecordOut,
@@ -216,6 +225,122 @@ async def remove_alias(c: Call) -> None:
     return None
 
 
+# -- access lists: the platform's (no domain in the path), or a domain's
+
+
+def _rule(r: AccessRule) -> AccessRuleOut:
+    return AccessRuleOut(
+        domain=r.scope or None, kind=r.kind, pattern=r.pattern, action=r.action, text=r.text
+    )
+
+
+def _access_domain(c: Call) -> str | None:
+    return c.domain() if "domain" in c.request.match_info else None
+
+
+async def list_access(c: Call) -> list[AccessRuleOut]:
+    domain = _access_domain(c)
+    rules = await c.run(c.admin.access_rules, domain)
+    # The platform-wide list is the global rules alone (each domain's are under it).
+    return [_rule(r) for r in rules if domain is not None or not r.scope]
+
+
+async def add_access(c: Call) -> AccessRuleOut:
+    body: AccessRuleIn = c.body
+    rule = await c.run(
+        c.admin.add_access,
+        body.kind,
+        body.pattern,
+        body.action,
+        domain=_access_domain(c),
+        text=body.text,
+    )
+    return _rule(rule)
+
+
+async def remove_access(c: Call) -> None:
+    body: AccessKeyIn = c.body
+    await c.run(c.admin.remove_access, body.kind, body.pattern, domain=_access_domain(c))
+    return None
+
+
+def _access_routes(base: str, roles: frozenset[str], whose: str) -> list[Route]:
+    return [
+        Route(
+            "GET", base, f"{whose} access list", roles, list_access, response=list[AccessRuleOut]
+        ),
+        Route(
+            "POST",
+            base,
+            f"add a rule to {whose} access list (or replace the one with its kind and pattern)",
+            roles,
+            add_access,
+            AccessRuleIn,
+            AccessRuleOut,
+            201,
+        ),
+        Route(
+            "POST",
+            f"{base}/remove",
+            f"remove a rule from {whose} access list",
+            roles,
+            remove_access,
+            AccessKeyIn,
+            None,
+            204,
+        ),
+    ]
+
+
+# -- classes of service
+
+
+def _cos(c: ClassOfService) -> CosOut:
+    return CosOut(**asdict(c))
+
+
+async def list_cos(c: Call) -> list[CosOut]:
+    return [_cos(x) for x in await c.run(c.admin.classes_of_service)]
+
+
+async def create_cos(c: Call) -> CosOut:
+    body: CosIn = c.body
+    # Flags left out are allowed; limits left out are the platform's.
+    settings = body.model_dump(exclude={"name"}, exclude_none=True)
+    return _cos(await c.run(c.admin.create_cos, body.name, **settings))
+
+
+async def change_cos(c: Call) -> CosOut:
+    body: CosChange = c.body
+    settings = body.model_dump(exclude_unset=True)
+    for flag in ("forward_remote", "lists", "external"):
+        if flag in settings and settings[flag] is None:
+            settings.pop(flag)  # a permission is allowed or refused, never "the platform's"
+    return _cos(await c.run(c.admin.set_cos, c.request.match_info["name"], **settings))
+
+
+async def delete_cos(c: Call) -> None:
+    await c.run(c.admin.delete_cos, c.request.match_info["name"])
+    return None
+
+
+async def assign_account_cos(c: Call) -> None:
+    body: CosAssignIn = c.body
+    await c.run(c.admin.assign_cos, c.account(c.request.match_info["address"]), body.cos)
+    return None
+
+
+async def assign_domain_cos(c: Call) -> None:
+    body: CosAssignIn = c.body
+    await c.run(c.admin.assign_cos, c.domain(), body.cos)
+    return None
+
+
+async def account_cos(c: Call) -> CosEffective:
+    found, source = await c.run(c.admin.effective_cos, c.account(c.request.match_info["address"]))
+    return CosEffective(cos=None if found is None else _cos(found), source=source)
+
+
 # -- DKIM keys and DNS records
 
 
@@ -363,6 +488,57 @@ def routes() -> list[Route]:
             remove_alias,
             status=204,
         ),
+        *_access_routes(f"{v1}/access", ADMIN, "the platform's"),
+        Route("GET", f"{v1}/cos", "the classes of service", ADMIN, list_cos, response=list[CosOut]),
+        Route(
+            "POST", f"{v1}/cos", "create a class of service", ADMIN, create_cos, CosIn, CosOut, 201
+        ),
+        Route(
+            "PATCH",
+            f"{v1}/cos/{{name}}",
+            "change a class of service (null: the platform's setting)",
+            ADMIN,
+            change_cos,
+            CosChange,
+            CosOut,
+        ),
+        Route(
+            "DELETE",
+            f"{v1}/cos/{{name}}",
+            "delete a class no one has",
+            ADMIN,
+            delete_cos,
+            status=204,
+        ),
+        Route(
+            "PUT",
+            f"{v1}/accounts/{{address}}/cos",
+            "give an account a class of service (null: none of its own)",
+            ADMIN,
+            assign_account_cos,
+            CosAssignIn,
+            None,
+            204,
+        ),
+        Route(
+            "GET",
+            f"{v1}/accounts/{{address}}/cos",
+            "the class of service that applies to an account, and where it comes from",
+            ALL_ROLES,
+            account_cos,
+            response=CosEffective,
+        ),
+        Route(
+            "PUT",
+            f"{v1}/domains/{{domain}}/cos",
+            "give a domain a class of service (null: none)",
+            ADMIN,
+            assign_domain_cos,
+            CosAssignIn,
+            None,
+            204,
+        ),
+        *_access_routes(f"{v1}/domains/{{domain}}/access", ADMINS, "the domain's"),
         Route(
             "GET",
             f"{v1}/domains/{{domain}}/dkim",

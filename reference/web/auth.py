@@ -30,6 +30,7 @@ class Principal:
     role: str
     domain: str | None = None
     user: str | None = None
+    token: str | None = None  # the public id of the token it came with
 
     def may_domain(self, domain: str) -> bool:
         return self.role == "admin" or (self.role == "domain-admin" and domain == self.domain)
@@ -53,13 +54,7 @@ class WebAuth:
         scheme, _, credentials = authorization.strip().partition(" ")
         credentials = credentials.strip()
         if scheme.lower() == "bearer" and credentials:
-            token_id = self.directory.token_id(credentials) or "malformed"
-            name = f"token:{token_id}"
-            await self._not_locked(name, peer)
-            token = await asyncio.to_thread(self.directory.check_token, credentials)
-            if token is None:
-                await self._failed(name, peer)
-            return Principal(token.role, token.domain, token.user)
+            return await self.by_token(credentials, peer)
         if scheme.lower() == "basic" and credentials:
             try:
                 user, sep, password = b64decode(credentials, validate=True).decode().partition(":")
@@ -69,16 +64,30 @@ class WebAuth:
                 raise HttpProblem(
                     401, "Basic credentials are base64 of user:password", headers=_CHALLENGE
                 )
-            await self._not_locked(user, peer)
-            address = await self.directory.authenticate(user, password, client=peer)
-            if address is None:
-                await self._failed(user, peer)
-            return Principal("user", None, address)
+            return await self.by_password(user, password, peer)
         raise HttpProblem(
             401,
             "give a Bearer token (mailspec token create) or Basic credentials",
             headers=_CHALLENGE,
         )
+
+    async def by_token(self, secret: str, peer: str) -> Principal:
+        """The token's role and scope; 401 (counted) or 429 while locked."""
+        token_id = self.directory.token_id(secret) or "malformed"
+        name = f"token:{token_id}"
+        await self._not_locked(name, peer)
+        token = await asyncio.to_thread(self.directory.check_token, secret)
+        if token is None:
+            await self._failed(name, peer)
+        return Principal(token.role, token.domain, token.user, token.id)
+
+    async def by_password(self, user: str, password: str, peer: str) -> Principal:
+        """The account's user; 401 (counted with SMTP, IMAP and POP3) or 429 while locked."""
+        await self._not_locked(user, peer)
+        address = await self.directory.authenticate(user, password, client=peer)
+        if address is None:
+            await self._failed(user, peer)
+        return Principal("user", None, address)
 
     async def _not_locked(self, name: str, peer: str) -> None:
         locked = await self.limiter.locked(name, peer)

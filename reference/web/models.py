@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reference.service import QUEUE_ID_PATTERN, Invalid, canonical_address
 
 __all__ = [
+    "AccessKeyIn",
+    "AccessRuleIn",
+    "AccessRuleOut",
     "AccountChange",
     "AccountIn",
     "AccountOut",
     "AliasIn",
     "AliasMade",
     "AliasOut",
+    "CosAssignIn",
+    "CosChange",
+    "CosEffective",
+    "CosIn",
+    "CosOut",
     "DkimIn",
     "DkimOut",
     "DnsRecordOut",
@@ -110,6 +118,80 @@ class AliasOut(BaseModel):
 class AliasMade(BaseModel):
     alias: str
     targets: list[str]
+
+
+AccessKind = Literal["sender", "client", "helo", "recipient"]
+AccessPattern = Annotated[str, Field(min_length=1, max_length=320)]
+
+
+class AccessKeyIn(_In):
+    """Which rule: its kind and pattern (the domain is in the path, or none: global)."""
+
+    kind: AccessKind
+    pattern: AccessPattern = Field(
+        description="sender/recipient: user@domain or domain; client: address or CIDR network; "
+        "helo: a host name (a domain matches its subdomains too)"
+    )
+
+
+class AccessRuleIn(AccessKeyIn):
+    action: Literal["reject", "accept", "restrict"] = Field(
+        description="reject: refused with the text; accept: not greylisted; restrict (a "
+        "recipient): only this platform's authenticated users may write to it"
+    )
+    text: str = Field(default="", max_length=200, description="the refusal's text")
+
+
+class AccessRuleOut(BaseModel):
+    domain: str | None = Field(description="null: a rule of the platform's (global)")
+    kind: str
+    pattern: str
+    action: str
+    text: str
+
+
+CosName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
+Rate = Annotated[str, Field(min_length=1, max_length=40, description="COUNT/DURATION or none")]
+
+
+class CosChange(_In):
+    """Settings of a class of service; null (or left out, at creation) is the platform's."""
+
+    quota_bytes: Quota | None = None
+    quota_messages: Quota | None = None
+    rate_recipients: Rate | None = None
+    rate_messages: Rate | None = None
+    rate_bytes: Rate | None = None
+    max_message_size: Quota | None = None
+    forward_remote: bool | None = None
+    lists: bool | None = None
+    external: bool | None = None
+
+
+class CosIn(CosChange):
+    name: CosName
+
+
+class CosOut(BaseModel):
+    name: str
+    quota_bytes: int | None
+    quota_messages: int | None
+    rate_recipients: str | None
+    rate_messages: str | None
+    rate_bytes: str | None
+    max_message_size: int | None
+    forward_remote: bool
+    lists: bool
+    external: bool
+
+
+class CosAssignIn(_In):
+    cos: CosName | None = Field(description="the class; null: none of its own")
+
+
+class CosEffective(BaseModel):
+    cos: CosOut | None
+    source: str = Field(description="account, domain, default, or platform (no class)")
 
 
 class DnsRecordOut(BaseModel):

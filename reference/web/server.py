@@ -18,11 +18,14 @@ from reference.directory import DirectoryError
 from reference.log import event
 from reference.metrics import CONTENT_TYPE, Metrics
 from reference.service import Admin, Conflict, Invalid, NotFound, ServiceError
+from reference.settings import Settings
 from reference.smtp.authlimit import AuthLimiter
 from reference.web.api import Call, Route, routes
 from reference.web.auth import WebAuth
 from reference.web.openapi import document
+from reference.web.panel import Panel
 from reference.web.problems import HttpProblem, from_validation, problem_response
+from reference.web.sessions import SessionStore
 
 __all__ = ["MAX_BODY", "Probe", "WebServer"]
 
@@ -76,7 +79,8 @@ async def _problems(
 
 
 class WebServer:
-    """The control plane: /api/v1 (JSON, problem details), /metrics, /healthz, /readyz."""
+    """The control plane: /api/v1 (JSON, problem details), the panel's pages, /metrics,
+    /healthz, /readyz."""
 
     def __init__(
         self,
@@ -86,6 +90,7 @@ class WebServer:
         clock: Clock,
         *,
         probes: Mapping[str, Probe],
+        settings: Settings | None = None,
         max_body: int = MAX_BODY,
     ) -> None:
         self.admin = admin
@@ -96,6 +101,12 @@ class WebServer:
         self.routes = routes()
         self.openapi = document(self.routes, max_body)
         self._runner: web.AppRunner | None = None
+        # The browser pages, where the node has the stores they show.
+        self.sessions: SessionStore | None = None
+        self.panel: Panel | None = None
+        if settings is not None:
+            self.sessions = SessionStore(settings.cfg.data_path / "panel-sessions.sqlite3", clock)
+            self.panel = Panel(admin, settings, self.auth, self.sessions)
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[_problems], client_max_size=self.max_body)
@@ -105,6 +116,8 @@ class WebServer:
         app.router.add_get("/api/v1/openapi.json", self.openapi_page)
         for route in self.routes:
             app.router.add_route(route.method, route.path, self._endpoint(route))
+        if self.panel is not None:
+            self.panel.add_routes(app)
         return app
 
     async def start(
@@ -129,6 +142,9 @@ class WebServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.sessions is not None:
+            self.sessions.close()
+            self.sessions = None
 
     # -- health and metrics
 
