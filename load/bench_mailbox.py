@@ -7,11 +7,11 @@ Fills an INBOX by dropping files into ``new/`` as another MDA would (so the firs
 measures adoption), then serves it with the reference IMAP server on loopback and times
 SELECT, SEARCH and FETCH of ranges from an imapclient session. Alongside each figure it
 prints how many message files the server read and how many times it listed the Maildir:
-SELECT, flag SEARCH, FETCH of a range and text SEARCH (BODY, TEXT: the mailbox's text index)
-must not read every message file, and SORT and THREAD none (their header fields are in
-it). The first text SEARCH indexes the files dropped into ``new/`` (delivery and APPEND
-index as they store); ``--no-text-index`` drops the index to measure text SEARCH reading
-every file, as it did before there was one.
+SELECT, flag SEARCH, FETCH of a range and text SEARCH (BODY, TEXT, SUBJECT, FROM ...: the
+mailbox's text index) must not read every message file, and SORT and THREAD none (their
+header fields are in it). The first text SEARCH indexes the files dropped into ``new/``
+(delivery and APPEND index as they store); ``--no-text-index`` drops the index to measure
+text SEARCH reading every file, as it did before there was one.
 """
 
 from __future__ import annotations
@@ -140,14 +140,26 @@ class Raw:
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=300)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buffer = b""
+        # Read from ``pos`` on, compacted only before each recv: slicing off every line
+        # copied the rest of the buffer per line, over a third of the samples of FETCH 1:*
+        # (FLAGS) of 100,000 messages in a profile (py-spy), all of it in this client.
+        self.buffer = bytearray()
+        self.pos = 0
         self.counter = 0
         self.read_line()
 
+    def receive(self) -> None:
+        del self.buffer[: self.pos]
+        self.pos = 0
+        self.buffer += self.sock.recv(1 << 20)
+
     def read_line(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            self.buffer += self.sock.recv(1 << 20)
-        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        end = self.buffer.find(b"\r\n", self.pos)
+        while end < 0:
+            self.receive()
+            end = self.buffer.find(b"\r\n", self.pos)
+        line = bytes(self.buffer[self.pos : end])
+        self.pos = end + 2
         return line
 
     def command(self, text: str) -> int:
@@ -161,9 +173,9 @@ class Raw:
             total += len(line) + 2
             while line.endswith(b"}") and b"{" in line:
                 size = int(line[line.rindex(b"{") + 1 : -1])
-                while len(self.buffer) < size:
-                    self.buffer += self.sock.recv(1 << 20)
-                self.buffer = self.buffer[size:]
+                while len(self.buffer) - self.pos < size:
+                    self.receive()
+                self.pos += size
                 total += size
                 line = self.read_line()
                 total += len(line) + 2
@@ -241,8 +253,12 @@ def main() -> None:
                 ("FETCH 1:* (FLAGS), the whole mailbox", "FETCH 1:* (FLAGS)"),
                 (f"STORE 1:{some} +FLAGS.SILENT (\\Flagged)",
                  f"STORE 1:{some} +FLAGS.SILENT (\\Flagged)"),
-                ("SEARCH SUBJECT (reads every file)", 'SEARCH SUBJECT "message 4242"'),
                 ("SEARCH BODY, first (indexes the dropped files)", 'SEARCH BODY "no such"'),
+                # SUBJECT, FROM ... from the text index too; HEADER reads the files whose
+                # header text holds its string.
+                ("SEARCH SUBJECT one message's", 'SEARCH SUBJECT "message 4242"'),
+                ("SEARCH FROM a sender", 'SEARCH FROM "sender42@"'),
+                ("HEADER Subject one message's", 'SEARCH HEADER Subject "message 4242"'),
                 ("SEARCH BODY one message's words", f'SEARCH BODY "is note {note}."'),
                 ("SEARCH TEXT a sender (header)", 'SEARCH TEXT "sender42@"'),
                 ("SEARCH BODY FLAGGED (with a flag)", f'SEARCH FLAGGED BODY "note {note}."'),

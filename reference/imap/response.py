@@ -78,7 +78,23 @@ def render(value: Any) -> bytes:
     raise TypeError(f"no IMAP rendering for {type(value).__name__}")
 
 
+_FLAG_LISTS: dict[frozenset[str], bytes] = {}
+
+
 def flag_list(flags: Iterable[str]) -> bytes:
+    """``(\\Seen $Work)``. A FETCH of every message shows few distinct sets of flags (the
+    store shares one frozenset per set): each is rendered once, not once per message."""
+    if not isinstance(flags, frozenset):
+        return _flag_list(flags)
+    found = _FLAG_LISTS.get(flags)
+    if found is None:
+        found = _flag_list(flags)
+        if len(_FLAG_LISTS) < 4096:
+            _FLAG_LISTS[flags] = found
+    return found
+
+
+def _flag_list(flags: Iterable[str]) -> bytes:
     return b"(" + " ".join(sorted(flags)).encode("ascii") + b")"
 
 

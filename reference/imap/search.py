@@ -19,6 +19,7 @@ from reference.imap.core import SessionCore
 from reference.imap.fetch import enable_condstore, report_highestmodseq
 from reference.imap.parser import CancelUpdate, Search, SearchKey, SequenceSet, Sort
 from reference.mailbox import Mailbox, NoSuchMessage
+from reference.mailbox.index import SEARCHED_FIELDS
 
 _FLAG_OF = {
     "ANSWERED": "\\Answered",
@@ -79,16 +80,25 @@ SORT_FIELDS = frozenset(
 )
 
 
-def searchable_text(data: bytes) -> tuple[str, str, str]:
-    """What SEARCH TEXT and BODY look at in a message (the mailbox text index keeps it):
-    the decoded header and the decoded text of its text parts; and the fields SORT and
-    THREAD compare, as JSON (see :func:`sort_fields`)."""
+def searchable_text(data: bytes) -> tuple[str, ...]:
+    """What SEARCH looks at in a message (the mailbox text index keeps it, one string for
+    each of its ``TEXT_COLUMNS``): the decoded header and the decoded text of its text
+    parts; the fields SORT and THREAD compare, as JSON (see :func:`sort_fields`); and for
+    each of ``SEARCHED_FIELDS`` every string its SEARCH key compares, one a line."""
     header = mime.fields(mime.split(data)[0])
     first: dict[str, str] = {}
+    searched: dict[str, list[str]] = {name: [] for name in SEARCHED_FIELDS}
     for name, value in header:
         if name in SORT_FIELDS:
             first.setdefault(name, value)
-    return header_text(header), _text_of(data), json.dumps(first, ensure_ascii=False)
+        if name in searched:
+            searched[name] += _searched_strings(name, value)
+    return (
+        header_text(header),
+        _text_of(data),
+        json.dumps(first, ensure_ascii=False),
+        *("\n".join(strings) for strings in searched.values()),
+    )
 
 
 def sort_fields(stored: str) -> list[tuple[str, str]]:
@@ -191,6 +201,11 @@ def to_sql(
         return "(internaldate >= ? AND internaldate < ?)", [start, start + 86400]
     if name in ("BODY", "TEXT") and texts and isinstance(value, str):
         return _text_clause(("body",) if name == "BODY" else ("header", "body"), value)
+    if name in _HEADER_KEYS and texts and isinstance(value, str) and value and "\n" not in value:
+        # The column holds the field's strings one a line: a needle without a line break
+        # is in one of them exactly when it is in the column. The empty string matches
+        # only messages that have the field, which the column cannot tell: read them.
+        return _text_clause((f"h_{_HEADER_KEYS[name]}",), value)
     if name in ("NOT", "OR", "AND"):
         parts = [to_sql(k, uids, saved, recent, texts=texts) for k in key.keys]
         if any(p is None for p in parts):
@@ -292,11 +307,14 @@ def _header_matches(name: str, raw: str, wanted: str) -> bool:
     """SEARCH FROM/TO/CC/BCC/SUBJECT: a substring of the decoded value, or for an address
     field of one of its addresses written plainly (``user@domain`` for ``<user (c)@ domain>``),
     as Dovecot matches them (RFC 3501 6.4.4)."""
-    if _contains(decoded(raw), wanted):
-        return True
+    return any(_contains(text, wanted) for text in _searched_strings(name, raw))
+
+
+def _searched_strings(name: str, raw: str) -> list[str]:
+    """The strings SEARCH FROM/TO/CC/BCC/SUBJECT compare with one value of the field."""
     if name == "subject":
-        return False
-    return any(_contains(decoded(text), wanted) for text in addresses.search_text(raw))
+        return [decoded(raw)]
+    return [decoded(raw), *(decoded(text) for text in addresses.search_text(raw))]
 
 
 def decoded(value: str) -> str:
@@ -539,9 +557,10 @@ def search_mailbox(
 ) -> Hits:
     """The messages of the session's view ``uids`` that match every key.
 
-    The keys the index can answer become one SQL query (BODY and TEXT through the text
-    index, brought up to date first); the others (header fields, sent dates) are then
-    checked message by message on what that query left.
+    The keys the index can answer become one SQL query (BODY, TEXT, SUBJECT, FROM, TO, CC
+    and BCC through the text index, brought up to date first); the others (HEADER, sent
+    dates) are then checked message by message on what that query left, HEADER reading
+    only the messages whose header text holds its string.
     """
     texts = mailbox.has_text_index and _uses_text(keys)
     if texts:
@@ -553,7 +572,8 @@ def search_mailbox(
         compiled = to_sql(key, uids, saved, recent, texts=texts)
         if compiled is None:
             rest.append(key)
-        else:
+            compiled = _prefilter(key) if texts else None
+        if compiled is not None:
             clauses.append(f"({compiled[0]})")
             params += compiled[1]
     where = " AND ".join(clauses) or "1"
@@ -595,6 +615,14 @@ def search_mailbox(
     return _hits(hits)
 
 
+def _prefilter(key: SearchKey) -> tuple[str, list[object]] | None:
+    """For HEADER <field> <string>, which the index cannot answer alone: the messages whose
+    decoded header text holds the string, the only ones that can match (each then read)."""
+    if key.name == "HEADER" and isinstance(key.value, tuple) and key.value[1]:
+        return _text_clause(("header",), key.value[1])
+    return None
+
+
 def _hits(triples: Iterable[tuple[int, int, int]]) -> Hits:
     seqs: list[int] = []
     found: list[int] = []
@@ -617,7 +645,10 @@ def _loader(mailbox: Mailbox, uid: int) -> Callable[[], bytes]:
 
 
 def _uses_text(keys: Iterable[SearchKey]) -> bool:
-    return any(k.name in ("BODY", "TEXT") or _uses_text(k.keys) for k in keys)
+    return any(k.name in _INDEXED_TEXT_KEYS or _uses_text(k.keys) for k in keys)
+
+
+_INDEXED_TEXT_KEYS = frozenset({"BODY", "TEXT", "HEADER", *_HEADER_KEYS})
 
 
 def _uses_modseq(key: SearchKey) -> bool:

@@ -18,6 +18,7 @@ from reference import faults
 from reference.mailbox.index import (
     COLUMNS,
     LOCK_FILE,
+    TEXT_COLUMNS,
     Listener,
     NewName,
     Row,
@@ -47,14 +48,17 @@ _TEXT_BATCH = 500  # messages indexed per write transaction when catching up
 
 
 class TextOf(Protocol):
-    """What text SEARCH looks at in a message: ``(header text, body text, fields)`` as the
-    searcher sees them, ``fields`` the header fields SORT and THREAD compare (JSON). The
-    IMAP front end defines it (its MIME decoding); the store indexes it."""
+    """What SEARCH looks at in a message, one string for each of the text index's
+    ``TEXT_COLUMNS``: header text, body text, ``fields`` (the header fields SORT and THREAD
+    compare, JSON), then the values of each of ``SEARCHED_FIELDS``, as the searcher sees
+    them. The IMAP front end defines it (its MIME decoding); the store indexes it."""
 
-    def __call__(self, data: bytes, /) -> tuple[str, str, str]: ...
+    def __call__(self, data: bytes, /) -> tuple[str, ...]: ...
 
 
-Texts = tuple[str, str, str]  # a message's row in the text index: header, body, fields
+Texts = tuple[str, ...]  # a message's row in the text index: its TEXT_COLUMNS
+_TEXT_NAMES = ", ".join(TEXT_COLUMNS)
+_TEXT_MARKS = ", ".join("?" * len(TEXT_COLUMNS))
 
 
 _LOCKLESS_TRIES = 3  # reads of a file being renamed before taking the mailbox's lock
@@ -435,7 +439,7 @@ class Mailbox(UidIndex):
                 db.execute("INSERT INTO deliveries VALUES (?, ?)", (key, uid))
             if texts is not None and self.has_text_index:
                 db.execute(
-                    "INSERT INTO texts(rowid, header, body, fields) VALUES (?, ?, ?, ?)",
+                    f"INSERT INTO texts(rowid, {_TEXT_NAMES}) VALUES (?, {_TEXT_MARKS})",
                     (uid, *texts),
                 )
         except BaseException:
@@ -469,14 +473,14 @@ class Mailbox(UidIndex):
                 )
             ]
         for i in range(0, len(missing), _TEXT_BATCH):
-            rows: list[tuple[int, str, str, str]] = []
+            rows: list[tuple[object, ...]] = []
             for uid in missing[i : i + _TEXT_BATCH]:
                 with suppress(NoSuchMessage):
                     rows.append((uid, *_folded(text_of(self.read(uid)))))
             with self._write(track=False) as db:
                 for row in rows:  # only messages still there, and not indexed meanwhile
                     db.execute(
-                        "INSERT INTO texts(rowid, header, body, fields) SELECT ?, ?, ?, ?"
+                        f"INSERT INTO texts(rowid, {_TEXT_NAMES}) SELECT ?, {_TEXT_MARKS}"
                         " WHERE EXISTS"
                         " (SELECT 1 FROM messages WHERE uid = ?) AND NOT EXISTS"
                         " (SELECT 1 FROM texts WHERE rowid = ?)",
@@ -492,7 +496,7 @@ class Mailbox(UidIndex):
 
     def _stored_texts(self, uids: Iterable[int]) -> dict[int, Texts]:
         """The text index rows of ``uids`` (for copies: no need to read the files again)."""
-        return self._text_rows(uids, "header, body, fields")
+        return self._text_rows(uids, _TEXT_NAMES)
 
     def header_fields(self, uids: Iterable[int]) -> dict[int, str]:
         """The ``fields`` the text index keeps for ``uids`` (what SORT and THREAD compare),
@@ -782,8 +786,10 @@ class Mailbox(UidIndex):
 
 
 def _folded(texts: Texts) -> Texts:
-    header, body, fields = texts
-    return header.casefold(), body.casefold(), fields
+    """Every column case-folded but ``fields`` (SORT and THREAD compare it as written)."""
+    return tuple(
+        t if name == "fields" else t.casefold() for name, t in zip(TEXT_COLUMNS, texts, strict=True)
+    )
 
 
 def _link_or_copy_to(target: Path, source: Path) -> None:

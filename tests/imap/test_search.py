@@ -7,9 +7,11 @@ import contextlib
 import datetime
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reference.imap.parser import Search, SearchKey, SequenceSet
@@ -19,6 +21,7 @@ from reference.mailbox.index import INDEX_FILE
 
 from .support import ALICE, MSG, Start, logged_in
 
+T = TypeVar("T")
 DAY = 86400.0
 START = 1_767_225_600.0  # 2026-01-01
 
@@ -182,14 +185,21 @@ def assert_index_answers_as_reading(box: Mailbox, keys: list[SearchKey]) -> None
 
 _words = st.sampled_from(["Alpha", "beta", "GAMMA", "straße", "ǅemal", "a*b", "x?y", "[z]"])
 _text_leaf = st.tuples(st.sampled_from(["BODY", "TEXT"]), _words).map(lambda t: SearchKey(*t))
-_text_keys = st.recursive(
-    _text_leaf,
-    lambda inner: st.one_of(
-        inner.map(lambda k: SearchKey("NOT", keys=(k,))),
-        st.tuples(inner, inner).map(lambda ks: SearchKey("OR", keys=ks)),
-    ),
-    max_leaves=4,
-)
+
+
+def _not_or(leaf: st.SearchStrategy[SearchKey], leaves: int) -> st.SearchStrategy[SearchKey]:
+    """``leaf`` keys, and NOT and OR of them up to ``leaves`` leaves."""
+    return st.recursive(
+        leaf,
+        lambda inner: st.one_of(
+            inner.map(lambda k: SearchKey("NOT", keys=(k,))),
+            st.tuples(inner, inner).map(lambda ks: SearchKey("OR", keys=ks)),
+        ),
+        max_leaves=leaves,
+    )
+
+
+_text_keys = _not_or(_text_leaf, 4)
 
 
 @settings(max_examples=60, deadline=None)
@@ -317,3 +327,107 @@ def test_text_index_of_an_older_layout_is_rebuilt(tmp_path: Path) -> None:
         assert_index_answers_as_reading(box, [SearchKey("BODY", "needle")])
         found = search_mailbox(box, box.uids(), [SearchKey("BODY", "needle")], frozenset())
         assert found.uids == [1, 2]
+
+
+# Header lines for the header-key test: encoded words, a field given twice, several
+# addresses with comments and quoting, groups, and messages without some of the fields.
+_header_lines = st.sampled_from(
+    [
+        "Subject: Quarterly report",
+        "Subject: =?utf-8?q?Stra=C3=9Fe_caf=C3=A9?= news",
+        "Subject: second SUBJECT field",
+        "From: Alice Example <alice@example.org>",
+        'From: "Bob, Jr." <bob (the builder)@ example.net>',
+        "From: =?iso-8859-1?q?Andr=E9?= <andre@example.fr>",
+        "To: carol@example.com, Dave <dave@example.com>",
+        "To: team: erin@example.com, frank@example.com;",
+        "Cc: <grace (work) @example.com>",
+        "Cc: heidi@example.com",
+        "Bcc: ivan@example.com",
+        "X-Note: report for alice",
+    ]
+)
+_header_needles = st.sampled_from(
+    [
+        "report",
+        "REPORT",
+        "strasse",
+        "café",
+        "second",
+        "alice",
+        "bob@example.net",
+        "builder",
+        "Bob, Jr.",
+        "andré",
+        "example.com",
+        "dave <dave@",
+        "team",
+        "grace@example.com",
+        "heidi",
+        "ivan",
+        "a",
+        "ex",
+        "",
+        "news\nx",
+    ]
+)
+_header_leaf = st.one_of(
+    st.tuples(st.sampled_from(["SUBJECT", "FROM", "TO", "CC", "BCC"]), _header_needles).map(
+        lambda t: SearchKey(*t)
+    ),
+    st.tuples(st.sampled_from(["Subject", "x-note", "From", "To"]), _header_needles).map(
+        lambda t: SearchKey("HEADER", t)
+    ),
+)
+_header_keys = _not_or(_header_leaf, 3)
+
+
+def _case(lines: list[str], name: str, value: str | tuple[str, str]) -> Callable[[T], T]:
+    """A case tried on every run: what random draws would find only now and then."""
+    return example([["Subject: Quarterly report", *lines]], [SearchKey(name, value)], True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.lists(_header_lines, max_size=6), min_size=1, max_size=6),
+    st.lists(_header_keys, min_size=1, max_size=2),
+    st.booleans(),
+)
+@_case(["Subject: second SUBJECT field"], "SUBJECT", "second")  # the second instance
+@_case(["Subject: =?utf-8?q?Stra=C3=9Fe_caf=C3=A9?= news"], "SUBJECT", "strasse café")
+@_case(["To: a@example.com", "To: team: erin@example.com, f@example.com;"], "TO", "team")
+@_case(["Cc: heidi@example.com", "Cc: <grace (work) @example.com>"], "CC", "grace@example")
+@_case(['From: "Bob, Jr." <bob (the builder)@ example.net>'], "FROM", "Jr. <bob@example.net>")
+@_case(["From: =?iso-8859-1?q?Andr=E9?= <andre@example.fr>"], "FROM", "ANDRÉ <andre@")
+@_case([], "BCC", "")  # the field absent: the empty string does not match
+@_case(["Bcc: ivan@example.com"], "BCC", "")
+@_case(["X-Note: report for alice", "X-Note: second"], "HEADER", ("X-Note", "second"))
+def test_header_keys_through_the_index_select_what_reading_selects(
+    headers: list[list[str]], keys: list[SearchKey], eager: bool
+) -> None:
+    """RFC 3501 6.4.4: SUBJECT, FROM, TO, CC and BCC answered from the text index (every
+    instance of the field, decoded, addresses also written plainly) and HEADER from the
+    files its header text leaves select exactly what reading every message selects."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MailStore(Path(tmp), text_of=searchable_text if eager else None)
+        for lines in headers:
+            store.deliver(ALICE, ("\r\n".join(lines) + "\r\n\r\nbody\r\n").encode())
+        with store.open(ALICE) as box:
+            assert_index_answers_as_reading(box, keys)
+
+
+def test_header_keys_read_no_file(tmp_path: Path) -> None:
+    """SEARCH SUBJECT and FROM of an indexed mailbox read no message file; HEADER reads
+    only the messages whose header holds its string."""
+    store = MailStore(tmp_path, text_of=searchable_text)
+    for n in range(20):
+        store.deliver(ALICE, f"Subject: note {n}\r\nFrom: s{n}@example.org\r\n\r\nhi\r\n".encode())
+    with store.open(ALICE) as box:
+        reads: list[int] = []
+        read = box.read
+        box.read = lambda uid: reads.append(uid) or read(uid)  # type: ignore[method-assign]
+        for key in (SearchKey("SUBJECT", "note 7"), SearchKey("FROM", "s7@")):
+            assert search_mailbox(box, box.uids(), [key], frozenset()).uids == [8]
+        assert reads == []
+        found = search_mailbox(box, box.uids(), [SearchKey("HEADER", ("from", "s7@"))], frozenset())
+        assert found.uids == [8] and reads == [8]
