@@ -203,8 +203,10 @@ def test_mail_accepted_by_either_worker_is_delivered_once(node: Node) -> None:
 def test_a_worker_that_dies_is_started_again(node: Node) -> None:
     before = node.workers
     os.kill(before[1], signal.SIGKILL)
-    _wait(lambda: len(node.workers) == 2 and node.workers[1] != before[1])
-    assert node.workers[0] == before[0]
+    started = len(node.lines("worker.started"))
+    # Until the supervisor has logged the new worker, its pid sorts first: wait for the line.
+    _wait(lambda: len(node.lines("worker.started")) > started and len(node.workers) == 2)
+    assert node.workers[0] == before[0] and node.workers[1] != before[1]
     with node.smtp("bob@example.test") as s:
         assert s.noop()[0] == 250
 
