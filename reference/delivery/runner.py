@@ -94,6 +94,10 @@ class QueueRunner:
         """Messages taken over from a node that stopped: due now (their node's backoff was
         for that node's attempts; this one has not tried)."""
         for qid in qids:
+            # Marked flushed on disk, not only woken: if this node's own lease lapses just
+            # then, the attempt is skipped, and a later look would wait out the dead node's
+            # backoff (minutes) instead of delivering at once.
+            self.spool.flush(qid)
             self.notify(qid)
 
     async def stop(self, grace: float = 10.0) -> None:
