@@ -13,8 +13,9 @@ import os
 import shutil
 import smtplib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,14 +27,35 @@ from reference.sieve import ScriptStore
 from reference.testing import ServedProcess, serve_process, write_config
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SHOTS = os.environ.get("MAILSPEC_SCREENSHOTS", "")
+
+
+def _gone(old: Any) -> Callable[[Any], bool]:
+    """Selenium's staleness_of, also for the way Chromium says it while the page is being
+    replaced: "Node with given id does not belong to the document", a plain WebDriverException."""
+
+    def check(_driver: Any) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+        return False
+
+    return check
+
 
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
@@ -63,7 +85,7 @@ class Panel:
         """Press a button or follow a link, and wait for the page it leads to."""
         old = self.driver.find_element(By.TAG_NAME, "html")
         self.driver.find_element(By.ID, element_id).click()
-        WebDriverWait(self.driver, 10).until(staleness_of(old))
+        WebDriverWait(self.driver, 10).until(_gone(old))
         WebDriverWait(self.driver, 10).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
@@ -71,7 +93,7 @@ class Panel:
     def follow(self, link_text: str) -> None:
         old = self.driver.find_element(By.TAG_NAME, "html")
         self.driver.find_element(By.LINK_TEXT, link_text).click()
-        WebDriverWait(self.driver, 10).until(staleness_of(old))
+        WebDriverWait(self.driver, 10).until(_gone(old))
 
     @property
     def text(self) -> str:
