@@ -253,7 +253,7 @@ class App:
             self.directory,
             self.spool,
             self.clock,
-            Lookup(self.resolver),
+            Lookup(self.resolver, self.clock),
             web_base=self._web_base,
         )
         self.runner = QueueRunner(
@@ -323,7 +323,7 @@ class App:
                 self.dmarc_store,
                 self.spool,
                 self.clock,
-                Lookup(self.resolver),
+                Lookup(self.resolver, self.clock),
                 hostname=cfg.server.hostname,
                 report_from=cfg.dmarc.report_from,
                 interval=cfg.dmarc.report_interval,

@@ -169,7 +169,9 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
             )
         )
     if cfg.auth.verify:
-        checks.append(sender_authentication(cfg, Lookup(p.resolver), p.clock, p.dmarc_recorder))
+        checks.append(
+            sender_authentication(cfg, Lookup(p.resolver, p.clock), p.clock, p.dmarc_recorder)
+        )
     if p.scripts is not None and cfg.sieve.enabled:
         # Last of the inbound judgements: a message the platform would refuse anyway is
         # refused for its own reason, not the user's.

@@ -7,6 +7,7 @@ import dns.resolver
 
 from fakes.dns.server import FakeDNS
 from reference.auth.lookup import Lookup
+from reference.clock import ManualClock
 
 
 def asked(fake: FakeDNS, name: str) -> int:
@@ -41,3 +42,19 @@ async def test_nothing_is_kept_when_the_resolver_does_not_cache() -> None:
         fake.remove("a.example.test", "TXT")
         fake.add_txt("a.example.test", "v2")
         assert await lookup.txt("a.example.test") == [b"v2"]
+
+
+async def test_ttls_run_on_the_injected_clock() -> None:
+    with FakeDNS() as fake:
+        fake.add_txt("a.example.test", "v1", ttl=60)
+        resolver = fake.resolver()
+        resolver.cache = dns.resolver.Cache()
+        clock = ManualClock()
+        lookup = Lookup(resolver, clock)
+        await lookup.txt("a.example.test")
+        resolver.cache.flush()  # only our layer keeps it now
+        await lookup.txt("a.example.test")
+        assert asked(fake, "a.example.test") == 1
+        clock.advance(61)
+        await lookup.txt("a.example.test")
+        assert asked(fake, "a.example.test") == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,8 @@ import dns.message
 import dns.name
 import dns.rdatatype
 import dns.resolver
+
+from reference.clock import Clock, RealClock
 
 __all__ = ["Answer", "DnsTempError", "Lookup"]
 
@@ -44,6 +45,7 @@ def _name(name: str) -> dns.name.Name | None:
         return None
 
 
+_WALL = RealClock()
 MAX_CACHED = 10_000  # answers kept; past it the expired go, then everything
 
 
@@ -65,8 +67,9 @@ class Lookup:
     name and message objects, and every message asks the same few names several times.
     """
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver) -> None:
+    def __init__(self, resolver: dns.asyncresolver.Resolver, clock: Clock | None = None) -> None:
         self.resolver = resolver
+        self.clock = clock or RealClock()  # TTLs run on the server's clock
         self._answers: dict[tuple[str, str], tuple[float, Answer]] = {}
 
     async def query(self, name: str, rtype: str) -> Answer:
@@ -74,16 +77,16 @@ class Lookup:
         if caching:
             key = (name.lower(), rtype)
             hit = self._answers.get(key)
-            if hit is not None and hit[0] > time.monotonic():
+            if hit is not None and hit[0] > self.clock.monotonic():
                 return hit[1]
         answer, ttl = await self._resolve(name, rtype)
         if caching and ttl > 0:
             if len(self._answers) >= MAX_CACHED:
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
                 if len(self._answers) >= MAX_CACHED:
                     self._answers.clear()
-            self._answers[key] = (time.monotonic() + ttl, answer)
+            self._answers[key] = (self.clock.monotonic() + ttl, answer)
         return answer
 
     async def _resolve(self, name: str, rtype: str) -> tuple[Answer, float]:
@@ -101,7 +104,7 @@ class Lookup:
             raise DnsTempError(f"{rtype} {name}: {type(e).__name__}") from None
         except dns.exception.DNSException as e:
             raise DnsTempError(f"{rtype} {name}: {e}") from None
-        ttl = max(0.0, ans.expiration - time.time())  # dnspython's clock is the wall clock
+        ttl = max(0.0, ans.expiration - _WALL.now())  # dnspython's expiry is on the wall clock
         if ans.rrset is None:
             return Answer(()), ttl
         return Answer(tuple(ans.rrset)), ttl

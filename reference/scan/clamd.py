@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import re
 import struct
-import time
 from dataclasses import dataclass
 
+from reference.clock import RealClock
 from reference.values import SocketAddress
 
 __all__ = ["ClamdClient", "ScanResult"]
@@ -20,6 +20,8 @@ _CHUNK = 64 * 1024
 _IDLE_POOL = 8  # sessions kept open between scans
 # clamd closes a session idle for IdleTimeout (30 s by default): we let go well before.
 _IDLE_SECONDS = 10.0
+# Idleness of a connection to a real clamd is real time, whatever clock the server runs on.
+_REAL = RealClock()
 _REQUEST_ID = re.compile(rb"^\d+: ")
 
 
@@ -27,7 +29,7 @@ _REQUEST_ID = re.compile(rb"^\d+: ")
 class _Session:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    used: float  # time.monotonic() of the last reply
+    used: float  # _REAL.monotonic() of the last reply
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class ClamdClient:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._idle, self._loop = [], loop  # streams cannot move between event loops
-        now = time.monotonic()
+        now = _REAL.monotonic()
         while self._idle:
             session = self._idle.pop()
             if now - session.used < _IDLE_SECONDS:
@@ -116,7 +118,7 @@ class ClamdClient:
             return reply
         finally:
             if ok and len(self._idle) < _IDLE_POOL:
-                session.used = time.monotonic()
+                session.used = _REAL.monotonic()
                 self._idle.append(session)
             else:
                 session.writer.close()  # also when cancelled (timeout): its state is unknown
