@@ -291,10 +291,11 @@ class App:
             usage=self.usage,
             mail=self.store,
             dmarc=self.dmarc_store,
+            scripts=self.scripts,
+            replies=self.replies,
         )
         # Imported here: the command line imports this module for its paths, and needs
         # neither aiohttp nor pydantic for that.
-        from reference.settings import Settings
         from reference.web import WebServer
 
         self.web = WebServer(
@@ -309,9 +310,7 @@ class App:
                 "redis" if cfg.state.url else "state": self._state_reachable,
                 **({"clamd": self._clamd_reachable} if cfg.antivirus.clamd else {}),
             },
-            settings=Settings(
-                self.directory, cfg, self.scripts, self.replies, self.store, self.dmarc_store
-            ),
+            panel=True,
         )
         if self.sieve is not None:
             self.sieve.notify = self.runner.notify

@@ -10,9 +10,14 @@ Refusals are :class:`ServiceError` values naming the field at fault, never half-
 from __future__ import annotations
 
 import hmac
+import json
+import os
 import re
+import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from reference.auth.feedback import Feedback
@@ -21,7 +26,7 @@ from reference.auth.reports import DmarcStore
 from reference.clock import Clock, RealClock
 from reference.config import Config
 from reference.delivery import lane_of
-from reference.delivery.retire import Retired, delete_user
+from reference.delivery.retire import Retired, delete_domain, delete_user
 from reference.directory import (
     ACCESS_ACTIONS,
     ACCESS_KINDS,
@@ -45,9 +50,13 @@ from reference.spool import QueueEntry, Spool
 from reference.usage import UsageRow, UsageStore, day_of, domain_totals
 
 __all__ = [
+    "LOGO_TYPES",
+    "MAX_LOGO",
     "QUEUE_ID_PATTERN",
     "Admin",
+    "Branding",
     "Conflict",
+    "DmarcDay",
     "DnsRecord",
     "Forwarding",
     "Invalid",
@@ -56,6 +65,7 @@ __all__ = [
     "QueueChange",
     "ServiceError",
     "SpamThresholds",
+    "Storage",
     "UsageReport",
     "Vacation",
     "canonical_address",
@@ -68,6 +78,10 @@ QUEUE_ACTIONS = ("flush", "hold", "release", "delete")
 # What Spool.new_qid makes (time in hex, then randomness): checked before an id names a file.
 QUEUE_ID_PATTERN = r"^[0-9A-F]{11,24}$"
 DKIM_PURPOSE = "DKIM (RFC 6376, RFC 8463): the signing keys"
+# A logo is a small picture shown on every page; PNG and JPEG only (an SVG can carry script).
+MAX_LOGO = 48 * 1024
+LOGO_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+MAX_BRAND_NAME = 80
 
 
 class ServiceError(ValueError):
@@ -134,6 +148,30 @@ def _script_error(e: ScriptError | SieveError, name: str) -> ServiceError:
     if code in ("ACTIVE", "ALREADYEXISTS"):
         return Conflict(str(e), "name")
     return Invalid(str(e), "name" if isinstance(e, ScriptError) and not code else "script")
+
+
+def _mail_choice(archive_to: str | None, remove_mail: bool, *, needed: bool) -> str | None:
+    """The archive account chosen for a deleted account's mail (None: removed); deleting
+    mail is never a default (issue 16: what happens to it is explicit)."""
+    if archive_to is not None and remove_mail:
+        raise Invalid("archive the mail or remove it, not both", "archive_to")
+    if archive_to is None and not remove_mail and needed:
+        raise Invalid(
+            "say what happens to the mail: move it into an archive account or remove it",
+            "archive_to",
+        )
+    return None if archive_to is None else canonical_address(archive_to, "archive_to")
+
+
+def _retire_error(e: DirectoryError, field: str) -> ServiceError:
+    """A refused deletion: what is missing, what is in the way, or a bad archive."""
+    text = str(e)
+    where = "archive_to" if "archive" in text else field
+    if "no such" in text or "is not ours" in text:
+        return NotFound(text, where)
+    if text.endswith("first"):  # "... still has lists: delete them first"
+        return Conflict(text, field)
+    return Invalid(text, where)
 
 
 def _not_ours(domain: str, field: str) -> Invalid:
@@ -234,6 +272,35 @@ class Vacation:
 
 
 @dataclass(frozen=True)
+class Storage:
+    """What an account holds against its quota (0: unlimited)."""
+
+    bytes: int
+    messages: int
+    quota_bytes: int
+    quota_messages: int
+
+
+@dataclass(frozen=True)
+class Branding:
+    """How a domain administrator's customers see the panel: a name, maybe a logo."""
+
+    domain: str
+    name: str
+    logo_type: str | None = None
+
+
+@dataclass(frozen=True)
+class DmarcDay:
+    """Messages from one sending source on one day (UTC) reported about a domain."""
+
+    source: str
+    day: str  # YYYY-MM-DD
+    passed: int  # aligned SPF or DKIM
+    failed: int
+
+
+@dataclass(frozen=True)
 class UsageReport:
     """Per account and day, and each domain's days (the sums of its accounts' and its own)."""
 
@@ -264,6 +331,8 @@ class Admin:
         usage: UsageStore | None = None,
         mail: MailStore | None = None,
         dmarc: DmarcStore | None = None,
+        scripts: ScriptStore | None = None,
+        replies: ReplyLog | None = None,
     ) -> None:
         self.directory = directory
         self.cfg = cfg
@@ -275,7 +344,10 @@ class Admin:
         self.keys = KeyStore(cfg.data_path / "dkim")
         self._usage = usage
         self._mail = mail
-        self.scripts = sieve_scripts(cfg)
+        # The node's own stores where it has them (the command line opens its own).
+        self.scripts = scripts or sieve_scripts(cfg)
+        self._replies = replies
+        self.brand_dir = cfg.data_path / "branding"
         self._dmarc = dmarc
         self._opened: list[DmarcStore | UsageStore] = []  # stores it opened itself
 
@@ -360,17 +432,39 @@ class Admin:
     def set_bulk_sender(self, address: str, bulk: bool) -> str:
         return self.directory.set_bulk_sender(self._account(address).address, bulk)
 
-    def delete_account(self, address: str, *, archive_to: str | None = None) -> Retired:
-        """Delete an account; its mail is moved into ``archive_to`` (an account), or removed."""
+    def delete_account(
+        self, address: str, *, archive_to: str | None = None, remove_mail: bool = False
+    ) -> Retired:
+        """Delete an account; its mail is moved into ``archive_to`` (an account), or removed
+        (``remove_mail``): one of the two must be chosen."""
         canonical = canonical_address(address)
-        if archive_to is not None:
-            archive_to = canonical_address(archive_to, "archive_to")
+        archive = _mail_choice(archive_to, remove_mail, needed=True)
         try:
-            return delete_user(self.directory, self.mail, canonical, archive=archive_to)
+            return delete_user(self.directory, self.mail, canonical, archive=archive)
         except DirectoryError as e:
-            text = str(e)
-            field = "archive_to" if "archive" in text else "address"
-            raise (NotFound if "no such" in text else Invalid)(text, field) from None
+            raise _retire_error(e, "address") from None
+
+    def delete_domain(
+        self, name: str, *, archive_to: str | None = None, remove_mail: bool = False
+    ) -> list[Retired]:
+        """Delete a domain with its accounts and aliases (an alias domain: only itself); the
+        accounts' mail is moved into ``archive_to`` (an account of another domain) or removed
+        (``remove_mail``): one of the two must be chosen when the domain has accounts."""
+        domain = canonical_domain(name)
+        archive = _mail_choice(archive_to, remove_mail, needed=bool(self.directory.users(domain)))
+        try:
+            return delete_domain(self.directory, self.mail, domain, archive=archive)
+        except DirectoryError as e:
+            raise _retire_error(e, "domain") from None
+
+    def storage(self, address: str) -> Storage:
+        """What an account's mailboxes hold, against its quota."""
+        account = self._account(address).address
+        used = self.mail.usage(account) if self.mail.has_account(account) else None
+        quota = self.mail.quota_for(account)
+        return Storage(
+            used.bytes if used else 0, used.messages if used else 0, quota.bytes, quota.messages
+        )
 
     @property
     def mail(self) -> MailStore:
@@ -388,6 +482,8 @@ class Admin:
     def set_forwarding(self, address: str, targets: Sequence[str], *, keep: bool) -> Forwarding:
         """Forward the account's mail to ``targets`` (none: stop forwarding)."""
         found = self._account(address)
+        for i, target in enumerate(targets):
+            canonical_address(target, f"targets.{i}")
         if not targets:
             self.directory.clear_forward(found.address)
         else:
@@ -436,12 +532,22 @@ class Admin:
         )
 
     def set_spam_thresholds(
-        self, scope: str, *, reject: float | None = None, junk: float | None = None
+        self,
+        scope: str,
+        *,
+        reject: float | None = None,
+        junk: float | None = None,
+        replace: bool = False,
     ) -> SpamThresholds:
-        """Set scores (one not given is kept)."""
+        """Set scores: one not given is kept, or with ``replace`` (a form that shows both)
+        inherited again; a refused change keeps what there was."""
         key = self._spam_scope(scope)
+        if replace and reject is None and junk is None:
+            return self.reset_spam_thresholds(key)
         try:
-            self.directory.set_spam_settings(key, reject_score=reject, junk_score=junk)
+            self.directory.set_spam_settings(
+                key, reject_score=reject, junk_score=junk, keep=not replace
+            )
         except DirectoryError as e:
             text = str(e)
             raise Invalid(text, "junk_score" if "junk" in text else "reject_score") from None
@@ -558,13 +664,14 @@ class Admin:
         except ValueError as e:  # "--end: …": the form's field comes first
             field = str(e).removeprefix("--").split(":")[0].split(" ")[0]
             raise Invalid(str(e), field) from None
-        replies = sieve_replies(self.cfg)
+        replies = self._replies or sieve_replies(self.cfg)
         try:
             beside = switch_on(self.scripts, replies, user, settings)
         except (ScriptError, SieveError) as e:
             raise Invalid(str(e), "text") from None
         finally:
-            replies.close()
+            if replies is not self._replies:  # the one it opened itself
+                replies.close()
         return Vacation(settings, beside)
 
     def clear_vacation(self, address: str) -> Vacation | None:
@@ -902,10 +1009,63 @@ class Admin:
         store = self._dmarc_read()
         return store.received(name) if store is not None else []
 
+    def dmarc_days(self, domain: str) -> list[DmarcDay]:
+        """Pass and fail per sending source and day, from the reports received about it."""
+        counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for fb in self.dmarc_reports(domain):
+            day = time.strftime("%Y-%m-%d", time.gmtime(fb.begin))
+            for row in fb.rows:
+                counts[(row.source_ip, day)][0 if row.aligned else 1] += row.count
+        return [DmarcDay(s, d, p, f) for (s, d), (p, f) in sorted(counts.items())]
+
     def dmarc_pending(self) -> list[tuple[str, int]]:
         """Evaluations recorded and not yet reported (sent daily to each rua), per domain."""
         store = self._dmarc_read()
         return store.pending() if store is not None else []
+
+    # -- branding (a domain administrator's name and logo, shown to the domain's users)
+
+    def _brand_paths(self, domain: str) -> tuple[Path, Path]:
+        d = canonical_domain(domain)
+        return self.brand_dir / f"{d}.json", self.brand_dir / f"{d}.logo"
+
+    def branding(self, domain: str) -> Branding | None:
+        meta, _ = self._brand_paths(domain)
+        try:
+            data: dict[str, Any] = json.loads(meta.read_text("utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        return Branding(canonical_domain(domain), str(data["name"]), data.get("logo_type"))
+
+    def logo(self, domain: str) -> tuple[bytes, str] | None:
+        brand = self.branding(domain)
+        if brand is None or brand.logo_type is None:
+            return None
+        return self._brand_paths(domain)[1].read_bytes(), brand.logo_type
+
+    def set_branding(self, domain: str, name: str, logo: bytes | None = None) -> Branding:
+        """Name the domain's panel (and show ``logo``, a PNG or JPEG; None keeps the one
+        there is, b"" removes it)."""
+        d = self.domain(domain)
+        name = " ".join(name.split())
+        if not name or len(name) > MAX_BRAND_NAME:
+            raise Invalid(f"a name is 1 to {MAX_BRAND_NAME} characters", "name")
+        meta, picture = self._brand_paths(d)
+        logo_type = (self.branding(d) or Branding(d, name)).logo_type
+        if logo:
+            if len(logo) > MAX_LOGO:
+                raise Invalid(f"a logo is at most {MAX_LOGO // 1024} KiB", "logo")
+            logo_type = next((t for magic, t in LOGO_TYPES.items() if logo.startswith(magic)), None)
+            if logo_type is None:
+                raise Invalid("a logo is a PNG or JPEG picture", "logo")
+        self.brand_dir.mkdir(parents=True, exist_ok=True)
+        if logo:
+            _write(picture, logo)
+        elif logo == b"":
+            picture.unlink(missing_ok=True)
+            logo_type = None
+        _write(meta, json.dumps({"name": name, "logo_type": logo_type}).encode())
+        return Branding(d, name, logo_type)
 
     # -- usage
 
@@ -987,3 +1147,10 @@ class Admin:
     @staticmethod
     def lane(entry: QueueEntry) -> str:
         return lane_of(entry)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Replace ``path`` whole: a reader sees the old file or the new one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

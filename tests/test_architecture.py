@@ -25,8 +25,9 @@ FLOORS: list[set[str]] = [
     {"dns", "auth"},  # the resolver; SPF, DKIM, DMARC, ARC
     {"scan"},  # content scanners (spam rules use the public suffix list of auth)
     {"policy", "delivery"},  # checks per stage; the queue runner, local and remote
-    {"service"},  # what an operator does (domains, accounts, queue): the CLI's and the API's
-    {"settings"},  # what a user sets (forwards, out-of-office, Sieve, spam), domain branding
+    # what an operator and a user do (domains, accounts, queue, forwards, out-of-office,
+    # Sieve, spam, branding): the one layer the CLI, the API and the panel call
+    {"service"},
     {"smtp", "imap", "pop3", "managesieve", "assembly"},  # protocol front ends; the check chain
     {"web"},  # the control plane: the admin API, /metrics, health (reads the front ends')
     {"workers"},  # a node's worker processes: shared sockets, the supervisor

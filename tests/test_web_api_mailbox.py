@@ -126,6 +126,44 @@ async def test_delete_account(ref: ReferenceServer) -> None:
         assert (r.status, r.problem["field"]) == (404, "address")
 
 
+async def test_delete_domain(ref: ReferenceServer) -> None:
+    """Issue 16: a domain goes with its accounts, their mail archived or removed as asked;
+    only the platform's administrator may do it (tests/test_web_authz.py)."""
+    ref.add_domain("b.test")
+    for user in ("bob@b.test", "carl@b.test"):
+        ref.add_user(user, "pw")
+    ref.app.store.deliver("bob@b.test", b"Subject: keep me\r\n\r\nhello\r\n")
+    admin = token(ref, "admin")
+    async with Web(ref) as web:
+        r = await web.call("DELETE", f"{V1}/domains/b.test", token=admin)
+        assert (r.status, r.problem["field"]) == (422, "archive_to")
+        assert "say what happens to the mail" in r.problem["detail"]
+        ref.create_list("team@b.test", owner="bob@b.test")
+        before = state(ref)
+        r = await web.call("DELETE", f"{V1}/domains/b.test?remove_mail=true", token=admin)
+        assert (r.status, r.problem["field"]) == (409, "domain")  # its lists go first
+        assert state(ref) == before
+        ref.app.admin.delete_list("team@b.test")
+        r = await web.call("DELETE", f"{V1}/domains/B.Test?archive_to=keeper@a.test", token=admin)
+        assert r.status == 200, r.body
+        assert r.body == {
+            "name": "b.test",
+            "accounts": [
+                {"address": "bob@b.test", "messages": 1, "archived_in": "Archive/bob@b_test"},
+                {"address": "carl@b.test", "messages": 0, "archived_in": "Archive/carl@b_test"},
+            ],
+        }
+        assert not ref.directory.is_local_domain("b.test")
+        assert ref.directory.lookup("bob@b.test") is None
+        assert ref.app.store.usage("keeper@a.test").messages == 1
+        assert not ref.app.store.has_account("bob@b.test")
+        r = await web.call("DELETE", f"{V1}/domains/b.test?remove_mail=true", token=admin)
+        assert (r.status, r.problem["field"]) == (404, "domain")
+        ref.add_domain("empty.test")  # no accounts: no mail to decide about
+        r = await web.call("DELETE", f"{V1}/domains/empty.test", token=admin)
+        assert (r.status, r.body) == (200, {"name": "empty.test", "accounts": []})
+
+
 async def test_dmarc_reports(ref: ReferenceServer) -> None:
     admin = token(ref, "domain-admin", domain="a.test")
     async with Web(ref) as web:
@@ -202,6 +240,23 @@ BAD: list[tuple[str, str, Any, int, str | None]] = [
     ("DELETE", f"{ALICE}?purge=true", None, 422, "purge"),
     ("DELETE", f"{V1}/accounts/nobody@a.test?remove_mail=true", None, 404, "address"),
     ("GET", f"{V1}/domains/other.test/dmarc/reports", None, 404, "domain"),
+    ("DELETE", f"{V1}/domains/a.test", None, 422, "archive_to"),
+    ("DELETE", f"{V1}/domains/a.test?archive_to=alice@a.test", None, 422, "archive_to"),
+    ("DELETE", f"{V1}/domains/a.test?archive_to=nobody@a.test", None, 404, "archive_to"),
+    ("DELETE", f"{V1}/domains/a.test?archive_to=not-an-address", None, 422, "archive_to"),
+    (
+        "DELETE",
+        f"{V1}/domains/a.test?archive_to=keeper@a.test&remove_mail=true",
+        None,
+        422,
+        "archive_to",
+    ),
+    ("DELETE", f"{V1}/domains/a.test?remove_mail=maybe", None, 422, "remove_mail"),
+    ("DELETE", f"{V1}/domains/a.test?remove_mail=true&remove_mail=true", None, 422, "remove_mail"),
+    ("DELETE", f"{V1}/domains/a.test?purge=true", None, 422, "purge"),
+    ("DELETE", f"{V1}/domains/a.test?remove_mail=true", {"really": True}, 400, None),
+    ("DELETE", f"{V1}/domains/other.test?remove_mail=true", None, 404, "domain"),
+    ("DELETE", f"{V1}/domains/bad_name!?remove_mail=true", None, 422, "domain"),
 ]
 
 

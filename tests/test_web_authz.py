@@ -94,6 +94,13 @@ def account_to_delete(w: World) -> tuple[str, Any]:
     return f"{V1}/accounts/{address}?remove_mail=true", None
 
 
+def domain_to_delete(w: World) -> tuple[str, Any]:
+    domain = f"{fresh('gone')}.test"
+    w.ref.add_domain(domain)
+    w.ref.add_user(f"someone@{domain}", "pw")
+    return f"{V1}/domains/{domain}?remove_mail=true", None
+
+
 def sender_to_remove(w: World) -> tuple[str, Any]:
     pattern = f"@{fresh('s')}.test"
     w.ref.app.admin.list_sender("alice@a.test", "block", pattern)
@@ -255,6 +262,7 @@ CASES = [
     Case("DELETE", f"{V1}/archives/{{scope}}", ADMIN, archive_to_clear),
     Case("GET", f"{V1}/usage", EVERYONE, lambda w: (f"{V1}/usage", None)),
     Case("DELETE", ACCT, A_ADMINS, account_to_delete),
+    Case("DELETE", f"{V1}/domains/{{domain}}", ADMIN, domain_to_delete),
     Case("GET", f"{ACCT}/forwarding", SELF, lambda w: (f"{ALICE}/forwarding", None)),
     Case("PUT", f"{ACCT}/forwarding", SELF, lambda w: (f"{ALICE}/forwarding", {"targets": []})),
     Case("GET", f"{ACCT}/spam", SELF, lambda w: (f"{ALICE}/spam", None)),
@@ -329,6 +337,7 @@ ACROSS = [
     ("alice", "GET", f"{V1}/usage?domain=a.test", None),
     ("admin-a", "DELETE", f"{V1}/accounts/bob@b.test?remove_mail=true", None),
     ("admin-a", "DELETE", f"{V1}/accounts/carol@a.test?archive_to=bob@b.test", None),
+    ("admin-a", "DELETE", f"{V1}/domains/a.test?remove_mail=true", None),  # not even their own
     ("admin-a", "PUT", f"{V1}/accounts/bob@b.test/forwarding", {"targets": []}),
     ("admin-a", "PUT", f"{V1}/domains/b.test/spam", {"reject_score": 3}),
     ("alice", "PUT", f"{V1}/accounts/carol@a.test/vacation", {"subject": "x", "text": "y"}),

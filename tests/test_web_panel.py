@@ -252,7 +252,11 @@ async def test_the_administrator_manages_accounts_and_aliases(ref: ReferenceServ
         assert ("info@c.test", "carol@c.test") in ref.app.directory.aliases("c.test")
         assert (await b.post(page, page + "/delete", confirm="wrong"))[0] == 422
         assert ref.app.directory.lookup("carol@c.test") is not None
-        assert (await b.post(page, page + "/delete", confirm="carol@c.test"))[0] == 200
+        status, text = await b.post(page, page + "/delete", confirm="carol@c.test")
+        assert status == 422 and "say what happens to the mail" in text  # never by default
+        assert ref.app.directory.lookup("carol@c.test") is not None
+        done = await b.post(page, page + "/delete", confirm="carol@c.test", mail="remove")
+        assert done[0] == 200
         assert ref.app.directory.lookup("carol@c.test") is None
     finally:
         await b.close()

@@ -6,18 +6,9 @@ import argparse
 import getpass
 import sys
 
-from reference.cli.common import (
-    Subparsers,
-    accounts_and_mail,
-    admin,
-    directory,
-    group,
-    leaf,
-    written_in,
-)
-from reference.delivery.retire import Retired, delete_domain
-from reference.directory import Directory, normalize_domain
-from reference.service import Conflict, NotFound
+from reference.cli.common import Subparsers, admin, directory, group, leaf, written_in
+from reference.delivery.retire import Retired
+from reference.service import Conflict, NotFound, canonical_domain
 
 
 def cmd_domain_add(args: argparse.Namespace) -> int:
@@ -70,21 +61,14 @@ def _retired_line(r: Retired) -> str:
 
 
 def cmd_domain_delete(args: argparse.Namespace) -> int:
-    with accounts_and_mail(args) as (d, store):
-        retired = delete_domain(d, store, args.domain, archive=_archive_choice(args, d))
+    with admin(args, writes=True) as a:
+        retired = a.delete_domain(
+            args.domain, archive_to=args.archive_to, remove_mail=args.remove_mail
+        )
         for r in retired:
             print(_retired_line(r))
-        print(f"domain {normalize_domain(args.domain)} deleted {written_in(args)}")
+        print(f"domain {canonical_domain(args.domain)} deleted {written_in(args)}")
     return 0
-
-
-def _archive_choice(args: argparse.Namespace, d: Directory) -> str | None:
-    """--archive-to ACCOUNT, or None for --remove-mail; a domain with accounts needs one."""
-    if args.archive_to or args.remove_mail:
-        return str(args.archive_to) if args.archive_to else None
-    if "@" not in getattr(args, "domain", "@") and not d.users(args.domain):
-        return None  # nothing to keep: an empty domain or an alias domain
-    raise ValueError("say what happens to the mail: --archive-to ACCOUNT or --remove-mail")
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -149,7 +133,9 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 def cmd_user_delete(args: argparse.Namespace) -> int:
     with admin(args, writes=True) as a:
-        retired = a.delete_account(args.address, archive_to=_archive_choice(args, a.directory))
+        retired = a.delete_account(
+            args.address, archive_to=args.archive_to, remove_mail=args.remove_mail
+        )
         print(f"{_retired_line(retired)} {written_in(args)}")
     return 0
 

@@ -14,7 +14,6 @@ from reference.config import Config
 
 if TYPE_CHECKING:
     from reference.directory import Directory
-    from reference.mailbox import MailStore
     from reference.service import Admin
 
 # A string: argparse's action class cannot be subscripted at run time (Python 3.11).
@@ -75,20 +74,6 @@ def admin(args: argparse.Namespace, *, writes: bool = False) -> Iterator[Admin]:
             yield operations
         finally:
             operations.close()
-    finally:
-        d.close()
-
-
-@contextlib.contextmanager
-def accounts_and_mail(args: argparse.Namespace) -> Iterator[tuple[Directory, MailStore]]:
-    """The directory and the mailboxes of the configured data_dir (deleting accounts)."""
-    from reference.app import mail_store
-    from reference.clock import RealClock
-
-    cfg = load_config(args)
-    d = open_directory(cfg, writes=True)
-    try:
-        yield d, mail_store(cfg, d, RealClock())
     finally:
         d.close()
 

@@ -101,6 +101,9 @@ def delete_domain(
     aliases = [d for d, target in directory.alias_domains() if target == domain]
     if aliases:
         raise DirectoryError(f"{', '.join(aliases)} is an alias of {domain}: delete it first")
+    # Refused before any account goes: the directory keeps a domain that has lists.
+    if directory.mailing_lists(domain):
+        raise DirectoryError(f"{domain} still has lists: delete them first")
     done = []
     for address in accounts:
         directory.delete_user(address)

@@ -43,9 +43,15 @@ class SpamPreferences(Accounts):
         return domain
 
     def set_spam_settings(
-        self, scope: str, *, reject_score: float | None = None, junk_score: float | None = None
+        self,
+        scope: str,
+        *,
+        reject_score: float | None = None,
+        junk_score: float | None = None,
+        keep: bool = True,
     ) -> SpamSettings:
-        """Set a domain's or an account's thresholds; a value not given is kept."""
+        """Set a domain's or an account's thresholds; a value not given is kept (or, without
+        ``keep``, inherited again)."""
         for name, value in (("reject", reject_score), ("junk", junk_score)):
             if value is not None and not value > 0:
                 raise DirectoryError(f"the {name} score must be more than 0")
@@ -56,8 +62,9 @@ class SpamPreferences(Accounts):
                 row = self._db.execute(
                     "SELECT reject_score, junk_score FROM spam_settings WHERE scope = ?", (key,)
                 ).fetchone()
-                reject = reject_score if reject_score is not None else (row[0] if row else None)
-                junk = junk_score if junk_score is not None else (row[1] if row else None)
+                old = row if row and keep else (None, None)
+                reject = reject_score if reject_score is not None else old[0]
+                junk = junk_score if junk_score is not None else old[1]
                 if reject is not None and junk is not None and junk > reject:
                     raise DirectoryError(
                         f"the junk score ({junk:g}) must not be more than the reject score "

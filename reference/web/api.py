@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from reference.delivery.retire import Retired
 from reference.directory import AccessRule, ClassOfService
 from reference.service import Admin, SpamThresholds, Vacation, canonical_address, canonical_domain
 from reference.spool import QueueEntry
@@ -24,7 +25,6 @@ from reference.web.models import (
     AccessRuleIn,
     AccessRuleOut,
     AccountChange,
-    AccountDeleteQuery,
     AccountIn,
     AccountOut,
     AliasIn,
@@ -40,10 +40,12 @@ from reference.web.models import (
     DmarcPendingOut,
     DmarcReportOut,
     DnsRecordOut,
+    DomainDeleted,
     DomainIn,
     DomainOut,
     ForwardingIn,
     ForwardingOut,
+    MailChoiceQuery,
     Me,
     PasswordIn,
     QueueChangeIn,
@@ -431,21 +433,27 @@ def _path_account(c: Call) -> str:
     return c.account(c.request.match_info["address"])
 
 
-async def delete_account(c: Call) -> RetiredOut:
-    q: AccountDeleteQuery = c.query
-    address = _path_account(c)
-    if (q.archive_to is None) == (not q.remove_mail):
-        raise HttpProblem(
-            422,
-            "say what happens to the mail: archive_to=ACCOUNT or remove_mail=true",
-            field="archive_to",
-        )
+def _retired(r: Retired) -> RetiredOut:
+    return RetiredOut(address=r.address, messages=r.messages, archived_in=r.archived_in)
+
+
+def _mail_choice(c: Call) -> dict[str, Any]:
+    """The query's choice for the mail; the archive must be the caller's too."""
+    q: MailChoiceQuery = c.query
     if q.archive_to is not None:
-        c.account(q.archive_to, "archive_to")  # the archive must be the caller's too
-    retired = await c.run(c.admin.delete_account, address, archive_to=q.archive_to)
-    return RetiredOut(
-        address=retired.address, messages=retired.messages, archived_in=retired.archived_in
-    )
+        c.account(q.archive_to, "archive_to")
+    return {"archive_to": q.archive_to, "remove_mail": q.remove_mail}
+
+
+async def delete_account(c: Call) -> RetiredOut:
+    address = _path_account(c)
+    return _retired(await c.run(c.admin.delete_account, address, **_mail_choice(c)))
+
+
+async def delete_domain(c: Call) -> DomainDeleted:
+    domain = c.domain()
+    retired = await c.run(c.admin.delete_domain, domain, **_mail_choice(c))
+    return DomainDeleted(name=domain, accounts=[_retired(r) for r in retired])
 
 
 async def get_forwarding(c: Call) -> ForwardingOut:
@@ -843,7 +851,17 @@ def routes() -> list[Route]:
             ADMINS,
             delete_account,
             response=RetiredOut,
-            query=AccountDeleteQuery,
+            query=MailChoiceQuery,
+        ),
+        Route(
+            "DELETE",
+            f"{v1}/domains/{{domain}}",
+            "delete a domain with its accounts and aliases; their mail archived (archive_to) "
+            "or removed (remove_mail)",
+            ADMIN,
+            delete_domain,
+            response=DomainDeleted,
+            query=MailChoiceQuery,
         ),
         Route(
             "GET",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reference.settings import DmarcDay
+from reference.service import DmarcDay
 
 __all__ = ["Bar", "Chart", "dmarc_chart"]
 

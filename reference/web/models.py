@@ -13,7 +13,6 @@ __all__ = [
     "AccessRuleIn",
     "AccessRuleOut",
     "AccountChange",
-    "AccountDeleteQuery",
     "AccountIn",
     "AccountOut",
     "AliasIn",
@@ -29,11 +28,13 @@ __all__ = [
     "DmarcPendingOut",
     "DmarcReportOut",
     "DnsRecordOut",
+    "DomainDeleted",
     "DomainIn",
     "DomainOut",
     "FieldError",
     "ForwardingIn",
     "ForwardingOut",
+    "MailChoiceQuery",
     "Me",
     "PasswordIn",
     "Problem",
@@ -323,8 +324,9 @@ class UsageOut(BaseModel):
     domains: list[DomainUsageDayOut]
 
 
-class AccountDeleteQuery(BaseModel):
-    """What happens to the mail of an account being deleted: one of the two is required."""
+class MailChoiceQuery(BaseModel):
+    """What happens to the mail of an account being deleted (or of a domain's accounts):
+    one of the two is required where there are accounts."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -336,6 +338,11 @@ class RetiredOut(BaseModel):
     address: str
     messages: int
     archived_in: str | None = Field(description="the archive folder it was moved to, if kept")
+
+
+class DomainDeleted(BaseModel):
+    name: str
+    accounts: list[RetiredOut] = Field(description="its accounts, and where their mail went")
 
 
 class ForwardingIn(_In):

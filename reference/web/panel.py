@@ -21,9 +21,7 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
-from reference.service import Admin, ServiceError, canonical_address, canonical_domain
-from reference.settings import Branding, Settings
-from reference.sieve.outofoffice import OutOfOffice
+from reference.service import Admin, Branding, ServiceError, canonical_address, canonical_domain
 from reference.web.auth import Principal, WebAuth
 from reference.web.chart import dmarc_chart
 from reference.web.i18n import LANGUAGES, Gettext, choose, gettext_for
@@ -92,11 +90,8 @@ def _safe_next(path: str) -> str:
 class Panel:
     """The pages, over the service layer and the session store."""
 
-    def __init__(
-        self, admin: Admin, settings: Settings, auth: WebAuth, sessions: SessionStore
-    ) -> None:
+    def __init__(self, admin: Admin, auth: WebAuth, sessions: SessionStore) -> None:
         self.admin = admin
-        self.settings = settings
         self.auth = auth
         self.sessions = sessions
         self.env = jinja2.Environment(
@@ -204,7 +199,7 @@ class Panel:
     def _brand(self, who: Principal) -> Branding | None:
         """The branding its users see: their domain's; a domain administrator sees theirs."""
         domain = who.domain or (who.user.rpartition("@")[2] if who.user else None)
-        return self.settings.branding(domain) if domain else None
+        return self.admin.branding(domain) if domain else None
 
     async def _action(self, ctx: Ctx) -> tuple[str, dict[str, Any]]:
         """Which form was posted (the last part of the path) and its checked fields."""
@@ -315,7 +310,7 @@ class Panel:
     async def logo(self, request: web.Request) -> web.StreamResponse:
         """A domain's logo: shown on the login page too, so it is not behind the login."""
         try:
-            found = await self.run(self.settings.logo, request.match_info["domain"])
+            found = await self.run(self.admin.logo, request.match_info["domain"])
         except ServiceError:
             found = None
         if found is None:
@@ -348,8 +343,8 @@ class Panel:
                 "domain": domain,
                 "accounts": accounts,
                 "aliases": self.admin.aliases(domain),
-                "branding": self.settings.branding(domain),
-                "reports": len(self.settings.dmarc_reports(domain)),
+                "branding": self.admin.branding(domain),
+                "reports": len(self.admin.dmarc_reports(domain)),
             }
 
         return self.render(ctx, "domain.html", await self.run(gather))
@@ -389,18 +384,35 @@ class Panel:
             logo = upload.file.read() if isinstance(upload, web.FileField) else None
             remove = data.get("remove_logo") == "on"
             await self.run(
-                self.settings.set_branding,
+                self.admin.set_branding,
                 domain,
                 str(data.get("name", "")),
                 b"" if remove else (logo or None),
             )
             return self._done(here, "branding-saved")
+        if action == "delete":
+            if ctx.who.role != "admin":
+                raise Refused(403, ctx._("Only the platform's administrator deletes domains."))
+            if data.get("confirm") != domain:
+                raise Refused(422, ctx._("Type the domain to confirm the deletion."))
+            await self.run(self.admin.delete_domain, domain, **self._mail_choice(ctx, data))
+            return self._done("/domains", "domain-deleted")
         raise Refused(404, ctx._("No such action."))
+
+    def _mail_choice(self, ctx: Ctx, data: dict[str, Any]) -> dict[str, Any]:
+        """What a delete form chose for the mail: moved into an archive account (one the
+        caller manages, as in the API) or removed; no choice is the service's to refuse."""
+        if data.get("mail") == "archive":
+            archive = canonical_address(str(data.get("archive_to", "")), "archive_to")
+            if not ctx.who.may_account(archive):
+                raise Refused(403, ctx._("Account %(address)s is not yours.", address=archive))
+            return {"archive_to": archive}
+        return {"remove_mail": data.get("mail") == "remove"}
 
     async def account(self, ctx: Ctx) -> web.StreamResponse:
         address = self._account(ctx)
         info = await self.run(self.admin.account, address)
-        storage = await self.run(self.settings.storage, address)
+        storage = await self.run(self.admin.storage, address)
         return self.render(ctx, "account.html", {"account": info, "storage": storage})
 
     async def account_action(self, ctx: Ctx) -> web.StreamResponse:
@@ -423,7 +435,7 @@ class Panel:
         elif action == "delete":
             if data.get("confirm") != address:
                 raise Refused(422, ctx._("Type the address to confirm the deletion."))
-            await self.run(self.settings.delete_account, address)
+            await self.run(self.admin.delete_account, address, **self._mail_choice(ctx, data))
             return self._done(f"/domains/{quote(address.rpartition('@')[2])}", "account-deleted")
         else:
             raise Refused(404, ctx._("No such action."))
@@ -437,7 +449,7 @@ class Panel:
         own = who.role == "user" and (who.user or "").rpartition("@")[2] == domain
         if not (who.may_domain(domain) or own):
             raise Refused(403, ctx._("Domain %(domain)s is not yours.", domain=domain))
-        cells = await self.run(self.settings.dmarc_days, domain)
+        cells = await self.run(self.admin.dmarc_days, domain)
         return self.render(
             ctx, "dmarc.html", {"domain": domain, "chart": dmarc_chart(cells), "cells": cells}
         )
@@ -449,19 +461,20 @@ class Panel:
         assert user is not None
 
         def gather() -> dict[str, Any]:
-            scripts = self.settings.scripts_of(user)
+            scripts, _ = self.admin.sieve_scripts(user)
             chosen = str(ctx.request.query.get("script", ""))
             names = [n for n, _ in scripts]
+            vacation = self.admin.vacation(user)
             return {
                 "user": user,
                 "domain": user.rpartition("@")[2],
-                "storage": self.settings.storage(user),
-                "forward": self.settings.forward(user),
-                "ooo": self.settings.out_of_office(user),
-                "spam": self.settings.spam(user),
+                "storage": self.admin.storage(user),
+                "forward": self.admin.forwarding(user),
+                "ooo": vacation.settings if vacation else None,
+                "spam": self.admin.spam_thresholds(user),
                 "scripts": scripts,
                 "script_name": chosen if chosen in names else "",
-                "script_text": self.settings.script(user, chosen) if chosen in names else "",
+                "script_text": self.admin.sieve_script(user, chosen) if chosen in names else "",
             }
 
         return self.render(ctx, "me.html", await self.run(gather))
@@ -484,33 +497,40 @@ class Panel:
             await self.run(self.sessions.restamp, session, stamp)
             await self.run(self.sessions.end_others, user, session)
         elif action == "forward":
-            targets = [t for t in text("targets").replace("\n", ",").split(",")]
-            await self.run(self.settings.set_forward, user, targets, keep=data.get("keep") == "on")
+            targets = [t.strip() for t in text("targets").replace("\n", ",").split(",")]
+            await self.run(
+                self.admin.set_forwarding,
+                user,
+                [t for t in targets if t],
+                keep=data.get("keep") == "on",
+            )
         elif action == "vacation":
-            try:
-                ooo = OutOfOffice(
-                    subject=text("subject").strip() or ctx._("Out of office"),
-                    text=text("text"),
-                    start=text("start"),
-                    end=text("end"),
-                    days=int(text("days") or 7),
-                )
-            except ValueError as e:
-                raise Refused(422, str(e)) from None
-            await self.run(self.settings.set_out_of_office, user, ooo)
+            days = text("days").strip() or "7"
+            if not days.isdigit():
+                raise Refused(422, ctx._("The days between two replies are a whole number."))
+            await self.run(
+                self.admin.set_vacation,
+                user,
+                subject=text("subject").strip() or ctx._("Out of office"),
+                text=text("text"),
+                start=text("start"),
+                end=text("end"),
+                days=int(days),
+            )
         elif action == "vacation-off":
-            await self.run(self.settings.clear_out_of_office, user)
+            await self.run(self.admin.clear_vacation, user)
         elif action == "spam":
             await self.run(
-                self.settings.set_spam,
+                self.admin.set_spam_thresholds,
                 user,
                 reject=_score(ctx, text("reject")),
                 junk=_score(ctx, text("junk")),
+                replace=True,  # the form shows both: an empty one is the domain's again
             )
         elif action == "sieve":
             name = text("name").strip()
             await self.run(
-                self.settings.put_script,
+                self.admin.put_sieve_script,
                 user,
                 name,
                 text("script"),

@@ -18,7 +18,6 @@ from reference.directory import DirectoryError
 from reference.log import event
 from reference.metrics import CONTENT_TYPE, Metrics
 from reference.service import Admin, Conflict, Invalid, NotFound, ServiceError
-from reference.settings import Settings
 from reference.smtp.authlimit import AuthLimiter
 from reference.web.api import Call, Route, routes
 from reference.web.auth import WebAuth
@@ -91,7 +90,7 @@ class WebServer:
         clock: Clock,
         *,
         probes: Mapping[str, Probe],
-        settings: Settings | None = None,
+        panel: bool = False,
         max_body: int = MAX_BODY,
     ) -> None:
         self.admin = admin
@@ -105,9 +104,9 @@ class WebServer:
         # The browser pages, where the node has the stores they show.
         self.sessions: SessionStore | None = None
         self.panel: Panel | None = None
-        if settings is not None:
-            self.sessions = SessionStore(settings.cfg.data_path / "panel-sessions.sqlite3", clock)
-            self.panel = Panel(admin, settings, self.auth, self.sessions)
+        if panel:
+            self.sessions = SessionStore(admin.cfg.data_path / "panel-sessions.sqlite3", clock)
+            self.panel = Panel(admin, self.auth, self.sessions)
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[_problems], client_max_size=self.max_body)
