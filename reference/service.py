@@ -44,6 +44,7 @@ from reference.directory import (
     split_address,
 )
 from reference.mailbox import MailStore
+from reference.refusal import Refusal
 from reference.sieve import ReplyLog, ScriptError, ScriptStore, SieveError
 from reference.sieve.outofoffice import SCRIPT_NAME, OutOfOffice, current, switch_off, switch_on
 from reference.spool import QueueEntry, Spool
@@ -84,12 +85,23 @@ LOGO_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 MAX_BRAND_NAME = 80
 
 
-class ServiceError(ValueError):
-    """A request the platform refuses; ``field`` names the input at fault, if one is."""
+class ServiceError(Refusal):
+    """A request the platform refuses; ``field`` names the input at fault, if one is.
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+    The message is a template with named values (``"no such account: %(address)s"``), so
+    the panel can say it in its reader's language; ``str()`` is the English text.
+    """
+
+    def __init__(self, message: str, field: str | None = None, **values: object) -> None:
+        super().__init__(message, **values)
         self.field = field
+
+    @classmethod
+    def of(cls, e: Exception, field: str | None = None) -> ServiceError:
+        """The refusal ``e`` (a directory's or a store's) as this kind, naming ``field``."""
+        if isinstance(e, Refusal):
+            return cls(e.template, field, **e.values)
+        return cls(str(e), field)
 
 
 class Invalid(ServiceError):
@@ -109,7 +121,7 @@ def canonical_address(address: str, field: str = "address") -> str:
     try:
         local, domain = split_address(address)
     except DirectoryError as e:
-        raise Invalid(str(e), field) from None
+        raise Invalid.of(e, field) from None
     return f"{local}@{domain}"
 
 
@@ -117,7 +129,7 @@ def canonical_domain(name: str, field: str = "domain") -> str:
     try:
         return normalize_domain(name)
     except DirectoryError as e:
-        raise Invalid(str(e), field) from None
+        raise Invalid.of(e, field) from None
 
 
 def arc_key(cfg: Config) -> SigningKey:
@@ -144,10 +156,10 @@ def sieve_replies(cfg: Config) -> ReplyLog:
 def _script_error(e: ScriptError | SieveError, name: str) -> ServiceError:
     code = getattr(e, "code", "")
     if code == "NONEXISTENT":
-        return NotFound(str(e), "name")
+        return NotFound.of(e, "name")
     if code in ("ACTIVE", "ALREADYEXISTS"):
-        return Conflict(str(e), "name")
-    return Invalid(str(e), "name" if isinstance(e, ScriptError) and not code else "script")
+        return Conflict.of(e, "name")
+    return Invalid.of(e, "name" if isinstance(e, ScriptError) and not code else "script")
 
 
 def _mail_choice(archive_to: str | None, remove_mail: bool, *, needed: bool) -> str | None:
@@ -168,14 +180,16 @@ def _retire_error(e: DirectoryError, field: str) -> ServiceError:
     text = str(e)
     where = "archive_to" if "archive" in text else field
     if "no such" in text or "is not ours" in text:
-        return NotFound(text, where)
+        return NotFound.of(e, where)
     if text.endswith("first"):  # "... still has lists: delete them first"
-        return Conflict(text, field)
-    return Invalid(text, where)
+        return Conflict.of(e, field)
+    return Invalid.of(e, where)
 
 
 def _not_ours(domain: str, field: str) -> Invalid:
-    return Invalid(f"domain {domain} is not ours: add it with 'mailspec domain add'", field)
+    return Invalid(
+        "domain %(domain)s is not ours: add it with 'mailspec domain add'", field, domain=domain
+    )
 
 
 @dataclass(frozen=True)
@@ -206,10 +220,10 @@ def _refusal(e: DirectoryError, field: str) -> ServiceError:
     """The service's kind of refusal for what the directory said."""
     text = str(e)
     if text.startswith(("no such", "domain ")):
-        return NotFound(text, field)
+        return NotFound.of(e, field)
     if "already" in text:
-        return Conflict(text, field)
-    return Invalid(text, field)
+        return Conflict.of(e, field)
+    return Invalid.of(e, field)
 
 
 @dataclass(frozen=True)
@@ -366,13 +380,13 @@ class Admin:
         """One of our domains, by any spelling, or :class:`NotFound`."""
         domain = canonical_domain(name, field)
         if not self.directory.is_local_domain(domain):
-            raise NotFound(f"domain {domain} is not ours", field)
+            raise NotFound("domain %(domain)s is not ours", field, domain=domain)
         return domain
 
     def add_domain(self, name: str) -> str:
         domain = canonical_domain(name, "name")
         if self.directory.is_local_domain(domain):
-            raise Conflict(f"domain {domain} exists already", "name")
+            raise Conflict("domain %(domain)s exists already", "name", domain=domain)
         return self.directory.add_domain(domain)
 
     # -- accounts
@@ -396,7 +410,7 @@ class Admin:
     def _account(self, address: str, field: str = "address") -> Account:
         found = self.directory.lookup(canonical_address(address, field))
         if found is None:
-            raise NotFound(f"no such account: {address}", field)
+            raise NotFound("no such account: %(address)s", field, address=address)
         return found
 
     def add_account(self, address: str, password: str) -> Account:
@@ -407,7 +421,7 @@ class Admin:
         if not self.directory.is_local_domain(domain):
             raise _not_ours(domain, "address")
         if self.directory.lookup(canonical) is not None:
-            raise Conflict(f"{canonical} exists already", "address")
+            raise Conflict("%(address)s exists already", "address", address=canonical)
         return self.directory.add_user(canonical, password)
 
     def set_password(self, address: str, password: str) -> str:
@@ -490,7 +504,7 @@ class Admin:
             try:
                 self.directory.set_forward(found.address, list(targets), keep=keep)
             except DirectoryError as e:
-                raise Invalid(str(e), "targets") from None
+                raise Invalid.of(e, "targets") from None
         return self.forwarding(found.address)
 
     # -- spam thresholds and sender lists
@@ -550,7 +564,7 @@ class Admin:
             )
         except DirectoryError as e:
             text = str(e)
-            raise Invalid(text, "junk_score" if "junk" in text else "reject_score") from None
+            raise Invalid.of(e, "junk_score" if "junk" in text else "reject_score") from None
         return self.spam_thresholds(key)
 
     def reset_spam_thresholds(self, scope: str) -> SpamThresholds:
@@ -567,20 +581,25 @@ class Admin:
         list (off the other one)."""
         found = self._account(address)
         if kind not in ("allow", "block"):
-            raise Invalid(f"a sender list is allow or block, not {kind!r}", "kind")
+            raise Invalid("a sender list is allow or block, not %(kind)r", "kind", kind=kind)
         try:
             return self.directory.set_sender_list(found.address, kind, pattern)
         except DirectoryError as e:
-            raise Invalid(str(e), "pattern") from None
+            raise Invalid.of(e, "pattern") from None
 
     def unlist_sender(self, address: str, pattern: str) -> str:
         found = self._account(address)
         try:
             removed = self.directory.remove_sender_list(found.address, pattern)
         except DirectoryError as e:
-            raise Invalid(str(e), "pattern") from None
+            raise Invalid.of(e, "pattern") from None
         if not removed:
-            raise NotFound(f"{pattern} is on no list of {found.address}", "pattern")
+            raise NotFound(
+                "%(pattern)s is on no list of %(address)s",
+                "pattern",
+                pattern=pattern,
+                address=found.address,
+            )
         return pattern
 
     # -- Sieve scripts and the out-of-office reply
@@ -589,7 +608,7 @@ class Admin:
         """The account that reads ``address``'s mail (an alias names its account)."""
         found = self.directory.resolve(canonical_address(address))
         if found is None:
-            raise NotFound(f"no such account: {address}", "address")
+            raise NotFound("no such account: %(address)s", "address", address=address)
         return found.address
 
     def sieve_scripts(self, address: str) -> tuple[list[tuple[str, bool]], list[str]]:
@@ -604,7 +623,7 @@ class Admin:
         except ScriptError as e:
             raise _script_error(e, name) from None
         if text is None:
-            raise NotFound(f"{user} has no script named {name!r}", "name")
+            raise NotFound("%(user)s has no script named %(name)r", "name", user=user, name=name)
         return text
 
     def put_sieve_script(self, address: str, name: str, text: str, *, activate: bool) -> str:
@@ -663,12 +682,12 @@ class Admin:
             settings = OutOfOffice(subject, text, start, end, days, from_, tuple(addresses))
         except ValueError as e:  # "--end: …": the form's field comes first
             field = str(e).removeprefix("--").split(":")[0].split(" ")[0]
-            raise Invalid(str(e), field) from None
+            raise Invalid.of(e, field) from None
         replies = self._replies or sieve_replies(self.cfg)
         try:
             beside = switch_on(self.scripts, replies, user, settings)
         except (ScriptError, SieveError) as e:
-            raise Invalid(str(e), "text") from None
+            raise Invalid.of(e, "text") from None
         finally:
             if replies is not self._replies:  # the one it opened itself
                 replies.close()
@@ -696,16 +715,16 @@ class Admin:
         except DirectoryError as e:
             text = str(e)
             if text.startswith("no such account"):
-                raise NotFound(text, "targets") from None
+                raise NotFound.of(e, "targets") from None
             if "already" in text:
-                raise Conflict(text, "alias") from None
-            raise Invalid(text, "targets" if "target" in text else "alias") from None
+                raise Conflict.of(e, "alias") from None
+            raise Invalid.of(e, "targets" if "target" in text else "alias") from None
 
     def remove_alias(self, alias: str, target: str | None = None) -> str:
         """Remove an alias, or only one of its targets."""
         if not self.directory.remove_alias(alias, target):
             what = f"{alias} -> {target}" if target else alias
-            raise NotFound(f"no such alias: {what}", "alias")
+            raise NotFound("no such alias: %(alias)s", "alias", alias=what)
         return alias
 
     # -- access lists
@@ -723,25 +742,33 @@ class Admin:
     ) -> AccessRule:
         """A rule (replacing one with the same domain, kind and pattern)."""
         if kind not in ACCESS_KINDS:
-            raise Invalid(f"an access rule is by {', '.join(ACCESS_KINDS)}", "kind")
+            raise Invalid("an access rule is by %(kinds)s", "kind", kinds=", ".join(ACCESS_KINDS))
         if action not in ACCESS_ACTIONS:
-            raise Invalid(f"an access rule's action is {', '.join(ACCESS_ACTIONS)}", "action")
+            raise Invalid(
+                "an access rule's action is %(actions)s",
+                "action",
+                actions=", ".join(ACCESS_ACTIONS),
+            )
         scope = self._access_scope(domain)
         try:
             return self.directory.add_access(scope, kind, pattern, action, text)
         except DirectoryError as e:
             field = "action" if "restrict" in str(e) else "text" if "text" in str(e) else "pattern"
-            raise Invalid(str(e), field) from None
+            raise Invalid.of(e, field) from None
 
     def remove_access(self, kind: str, pattern: str, *, domain: str | None = None) -> str:
         scope = self._access_scope(domain)
         try:
             gone = self.directory.remove_access(scope, kind, pattern)
         except DirectoryError as e:
-            raise Invalid(str(e), "pattern") from None
+            raise Invalid.of(e, "pattern") from None
         if not gone:
             raise NotFound(
-                f"no {kind} rule for {pattern} in {domain or 'the global list'}", "pattern"
+                "no %(kind)s rule for %(pattern)s in %(scope)s",
+                "pattern",
+                kind=kind,
+                pattern=pattern,
+                scope=domain or "the global list",
             )
         return pattern
 
@@ -751,14 +778,14 @@ class Admin:
     def _cos_error(e: DirectoryError, field: str) -> ServiceError:
         text = str(e)
         if text.startswith("no such"):
-            return NotFound(text, "address" if "account" in text else field)
+            return NotFound.of(e, "address" if "account" in text else field)
         if "already" in text or "is assigned to" in text:
-            return Conflict(text, field)
+            return Conflict.of(e, field)
         if text.startswith("domain") and "not ours" in text:
-            return NotFound(text, "address")
+            return NotFound.of(e, "address")
         # A setting's own name leads its complaint ("quota_bytes: ...").
         head = text.split(":", 1)[0]
-        return Invalid(text, head if head.isidentifier() else field)
+        return Invalid.of(e, head if head.isidentifier() else field)
 
     def classes_of_service(self) -> list[ClassOfService]:
         return self.directory.classes_of_service()
@@ -821,7 +848,7 @@ class Admin:
     def mailing_list(self, address: str) -> ListInfo:
         found = self.directory.mailing_list(canonical_address(address))
         if found is None:
-            raise NotFound(f"no such list: {address}", "address")
+            raise NotFound("no such list: %(address)s", "address", address=address)
         return self._list_info(found)
 
     def create_list(
@@ -831,7 +858,9 @@ class Admin:
         bounces; ``policy`` says who may post: public, members or local."""
         canonical = canonical_address(address)
         if policy not in LIST_POLICIES:
-            raise Invalid(f"a list policy is one of {', '.join(LIST_POLICIES)}", "policy")
+            raise Invalid(
+                "a list policy is one of %(policies)s", "policy", policies=", ".join(LIST_POLICIES)
+            )
         self._account(owner, "owner")
         try:
             made = self.directory.create_list(canonical, owner=owner, name=name, policy=policy)
@@ -841,7 +870,7 @@ class Admin:
 
     def delete_list(self, address: str) -> str:
         if not self.directory.delete_list(canonical_address(address)):
-            raise NotFound(f"no such list: {address}", "address")
+            raise NotFound("no such list: %(address)s", "address", address=address)
         return address
 
     def set_list_policy(self, address: str, policy: str) -> ListInfo:
@@ -865,7 +894,9 @@ class Admin:
     def remove_list_member(self, address: str, member: str) -> ListInfo:
         self.mailing_list(address)
         if not self.directory.remove_member(address, canonical_address(member, "member")):
-            raise NotFound(f"{member} is not a member of {address}", "member")
+            raise NotFound(
+                "%(member)s is not a member of %(list)s", "member", member=member, list=address
+            )
         return self.mailing_list(address)
 
     def unsubscribe(self, address: str, member: str, token: str) -> str:
@@ -897,7 +928,7 @@ class Admin:
 
     def clear_archive(self, scope: str) -> str:
         if not self.directory.clear_archive(scope):
-            raise NotFound(f"no archive rule for {scope}", "scope")
+            raise NotFound("no archive rule for %(scope)s", "scope", scope=scope)
         return scope
 
     # -- DKIM keys and DNS records
@@ -920,7 +951,7 @@ class Admin:
                 return have, False
             return self.keys.generate(domain, sel, algs, replace=replace), True
         except KeyStoreError as e:
-            raise Invalid(str(e), "selector" if selector else "domain") from None
+            raise Invalid.of(e, "selector" if selector else "domain") from None
 
     def dkim_records(self, keys: Sequence[SigningKey]) -> list[DnsRecord]:
         return [DnsRecord(k.record_name, "TXT", k.public_record(), DKIM_PURPOSE) for k in keys]
@@ -974,7 +1005,12 @@ class Admin:
     ) -> tuple[ApiToken, str]:
         """A new token for the admin API and its text (shown once, kept only hashed)."""
         if role not in ROLES:
-            raise Invalid(f"a role is one of {', '.join(ROLES)}, not {role!r}", "role")
+            raise Invalid(
+                "a role is one of %(roles)s, not %(role)r",
+                "role",
+                roles=", ".join(ROLES),
+                role=role,
+            )
         if role == "domain-admin":
             self.domain(domain or "", "domain")  # Invalid or NotFound, naming it
         if role == "user":
@@ -982,14 +1018,14 @@ class Admin:
         try:
             return self.directory.create_token(role, now=self.clock.now(), domain=domain, user=user)
         except DirectoryError as e:
-            raise Invalid(str(e), "role") from None
+            raise Invalid.of(e, "role") from None
 
     def tokens(self) -> list[ApiToken]:
         return self.directory.tokens()
 
     def revoke_token(self, token_id: str) -> str:
         if not self.directory.revoke_token(token_id):
-            raise NotFound(f"no such token: {token_id}", "id")
+            raise NotFound("no such token: %(id)s", "id", id=token_id)
         return token_id
 
     # -- DMARC aggregate reports
@@ -1049,12 +1085,12 @@ class Admin:
         d = self.domain(domain)
         name = " ".join(name.split())
         if not name or len(name) > MAX_BRAND_NAME:
-            raise Invalid(f"a name is 1 to {MAX_BRAND_NAME} characters", "name")
+            raise Invalid("a name is 1 to %(most)d characters", "name", most=MAX_BRAND_NAME)
         meta, picture = self._brand_paths(d)
         logo_type = (self.branding(d) or Branding(d, name)).logo_type
         if logo:
             if len(logo) > MAX_LOGO:
-                raise Invalid(f"a logo is at most {MAX_LOGO // 1024} KiB", "logo")
+                raise Invalid("a logo is at most %(kib)d KiB", "logo", kib=MAX_LOGO // 1024)
             logo_type = next((t for magic, t in LOGO_TYPES.items() if logo.startswith(magic)), None)
             if logo_type is None:
                 raise Invalid("a logo is a PNG or JPEG picture", "logo")
@@ -1076,7 +1112,7 @@ class Admin:
         (YYYY-MM-DD) on, and the domains' totals; today's row of each account in scope
         says what its mailboxes hold now."""
         if since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
-            raise Invalid(f"a day is YYYY-MM-DD, not {since!r}", "since")
+            raise Invalid("a day is YYYY-MM-DD, not %(day)r", "since", day=since)
         scope: list[str] | None = None  # the domains read (None: all)
         if account is not None:
             accounts = [self._account(account, "account")]
@@ -1117,24 +1153,26 @@ class Admin:
     @staticmethod
     def _qid(qid: str) -> str:
         if not re.match(QUEUE_ID_PATTERN, qid):
-            raise Invalid(f"not a queue id: {qid!r}", "qid")
+            raise Invalid("not a queue id: %(qid)r", "qid", qid=qid)
         return qid
 
     def queued(self, qid: str) -> tuple[QueueEntry, str]:
         """One queued message's envelope and header section."""
         entry = self.spool.load(self._qid(qid))
         if entry is None:
-            raise NotFound(f"no queued message {qid}", "qid")
+            raise NotFound("no queued message %(qid)s", "qid", qid=qid)
         try:
             head = self.spool.read_message(qid).split(b"\r\n\r\n", 1)[0]
         except FileNotFoundError:
-            raise NotFound(f"no queued message {qid}", "qid") from None
+            raise NotFound("no queued message %(qid)s", "qid", qid=qid) from None
         return entry, head.decode("utf-8", "replace")
 
     def change_queue(self, action: str, qids: Sequence[str] = ()) -> QueueChange:
         """Flush, hold, release or delete queued messages (a flush of none: all of them)."""
         if action not in QUEUE_ACTIONS:
-            raise Invalid(f"an action is one of {', '.join(QUEUE_ACTIONS)}", "action")
+            raise Invalid(
+                "an action is one of %(actions)s", "action", actions=", ".join(QUEUE_ACTIONS)
+            )
         spool = self.spool
         chosen = [self._qid(q) for q in qids] or (
             [e.qid for e in spool.entries()] if action == "flush" else []

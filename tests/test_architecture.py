@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent / "reference"
 FLOORS: list[set[str]] = [
     # plumbing (and the node's metrics registry)
     {"mail", "values", "clock", "log", "sqlite", "tls", "credentials", "faults", "metrics"},
+    {"refusal"},  # a refusal whose message a front end can translate
     # config, stores, line I/O, Sieve scripts
     {"config", "state", "directory", "spool", "mailbox", "stream", "sieve", "usage"},
     {"dns", "auth"},  # the resolver; SPF, DKIM, DMARC, ARC

@@ -4,6 +4,7 @@ who sees which domain, branding, languages and the DMARC chart."""
 
 from __future__ import annotations
 
+import ast
 import html
 import re
 import ssl
@@ -319,6 +320,105 @@ def test_every_text_of_the_panel_has_a_german_translation() -> None:
     assert sorted(wanted - set(german)) == []
     for msgid in wanted:  # the same named values in both
         assert re.findall(r"%\(\w+\)s", msgid) == re.findall(r"%\(\w+\)s", german[msgid])
+
+
+# Where the refusals the panel shows are written: each message a template with named values.
+REFUSING = [
+    "reference/service.py",
+    "reference/directory/schema.py",
+    "reference/directory/accounts.py",
+    "reference/directory/aliases.py",
+    "reference/directory/spam.py",
+    "reference/directory/directory.py",
+    "reference/delivery/retire.py",
+]
+
+
+def test_every_refusal_of_the_service_has_a_german_translation() -> None:
+    root = Path(__file__).resolve().parent.parent
+    kinds = {"Invalid", "NotFound", "Conflict", "ServiceError", "DirectoryError"}
+    wanted, built = set(), []
+    for name in REFUSING:
+        for node in ast.walk(ast.parse((root / name).read_text("utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id not in kinds or not node.args:
+                continue
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                wanted.add(first.value)
+            else:  # an f-string cannot be looked up in a catalogue
+                built.append(f"{name}:{node.lineno}")
+    assert built == []
+    german = translations("de")
+    assert sorted(wanted - set(german)) == []
+    for msgid in wanted:
+        assert sorted(re.findall(r"%\(\w+\)\w", msgid)) == sorted(
+            re.findall(r"%\(\w+\)\w", german[msgid])
+        ), msgid
+
+
+async def test_refusals_of_the_service_are_shown_in_the_readers_language(
+    ref: ReferenceServer,
+) -> None:
+    admin, alice = Browser(ref, lang="de"), Browser(ref, lang="de")
+    try:
+        assert await admin.login(tok=token(ref, "admin")) == 200
+        page = "/domains/a.test"
+        status, text = await admin.post(page, page + "/accounts", local="alice", password="x")
+        assert status == 422 and "alice@a.test gibt es schon" in text_of(text)
+        status, text = await admin.post("/domains", "/domains", name="bad_name!")
+        assert status == 422 and "Kein Domainname: 'bad_name!'" in text_of(text)
+        page = "/accounts/alice@a.test"
+        status, text = await admin.post(page, page + "/delete", confirm="alice@a.test")
+        assert status == 422 and "Wählen Sie, was mit den E-Mails geschieht" in text_of(text)
+        status, text = await admin.post(
+            page,
+            page + "/delete",
+            confirm="alice@a.test",
+            mail="archive",
+            archive_to="nobody@a.test",
+        )
+        assert status == 422 and "Kein solches Archivpostfach: nobody@a.test" in text_of(text)
+        assert ref.app.directory.lookup("alice@a.test") is not None
+        assert await alice.login("alice@a.test", "alice-pw") == 200
+        status, text = await alice.post("/me", "/me/spam", junk="12", reject="9")
+        assert status == 422 and "darf nicht größer sein" in text_of(text)
+        status, text = await alice.post("/me", "/me/forward", targets="alice@a.test")
+        assert status == 422 and "kann nicht an sich selbst weiterleiten" in text_of(text)
+    finally:
+        await admin.close()
+        await alice.close()
+
+
+async def test_the_platform_administrator_deletes_a_domain_with_its_mail_archived(
+    ref: ReferenceServer,
+) -> None:
+    ref.add_domain("c.test")
+    ref.add_user("carol@c.test", "pw")
+    ref.app.store.deliver("carol@c.test", b"Subject: keep\r\n\r\nme\r\n")
+    admin, reseller = Browser(ref), Browser(ref)
+    try:
+        assert await reseller.login(tok=token(ref, "domain-admin", domain="c.test")) == 200
+        _, text = await reseller.get("/domains/c.test")
+        assert "/domains/c.test/delete" not in text  # no form for what they may not do
+        status, text = await reseller.post(
+            "/domains/c.test", "/domains/c.test/delete", confirm="c.test", mail="remove"
+        )
+        assert status == 403 and ref.app.directory.is_local_domain("c.test")
+        assert await admin.login(tok=token(ref, "admin")) == 200
+        page = "/domains/c.test"
+        status, text = await admin.post(page, page + "/delete", confirm="c.test")
+        assert status == 422 and "say what happens to the mail" in text
+        status, _ = await admin.post(
+            page, page + "/delete", confirm="c.test", mail="archive", archive_to="alice@a.test"
+        )
+        assert status == 200 and not ref.app.directory.is_local_domain("c.test")
+        assert ref.app.store.usage("alice@a.test").messages == 1
+        assert "Archive/carol@c_test/INBOX" in ref.app.store.folders("alice@a.test")
+    finally:
+        await admin.close()
+        await reseller.close()
 
 
 async def test_the_dmarc_chart_shows_pass_and_fail_per_source_and_day(

@@ -37,9 +37,11 @@ def _archive_account(directory: Directory, archive: str | None, leaving: set[str
         return None
     account = directory.lookup(archive)
     if account is None:
-        raise DirectoryError(f"no such archive account: {archive}")
+        raise DirectoryError("no such archive account: %(archive)s", archive=archive)
     if account.address in leaving:
-        raise DirectoryError(f"the archive account {account.address} is being deleted itself")
+        raise DirectoryError(
+            "the archive account %(address)s is being deleted itself", address=account.address
+        )
     return account.address
 
 
@@ -54,8 +56,11 @@ def _move_mail(store: MailStore, address: str, archive: str | None) -> Retired:
             store.check_quota(archive, used.bytes, used.messages)
         except QuotaExceeded as e:
             raise DirectoryError(
-                f"{address}: its mail stays in its mailbox, the archive {archive} is full ({e}); "
-                "make room and delete it again"
+                "%(address)s: its mail stays in its mailbox, the archive %(archive)s is full "
+                "(%(reason)s); make room and delete it again",
+                address=address,
+                archive=archive,
+                reason=str(e),
             ) from None
         for folder in store.folders(address):
             with (
@@ -79,7 +84,7 @@ def delete_user(
     account = directory.lookup(address)
     canonical = account.address if account is not None else address.strip().lower()
     if account is None and not store.has_account(canonical):
-        raise DirectoryError(f"no such account: {address}")
+        raise DirectoryError("no such account: %(address)s", address=address)
     keeper = _archive_account(directory, archive, {canonical})
     if account is not None:
         directory.delete_user(canonical)
@@ -100,10 +105,14 @@ def delete_domain(
     keeper = _archive_account(directory, archive, set(accounts))
     aliases = [d for d, target in directory.alias_domains() if target == domain]
     if aliases:
-        raise DirectoryError(f"{', '.join(aliases)} is an alias of {domain}: delete it first")
+        raise DirectoryError(
+            "%(aliases)s is an alias of %(domain)s: delete it first",
+            aliases=", ".join(aliases),
+            domain=domain,
+        )
     # Refused before any account goes: the directory keeps a domain that has lists.
     if directory.mailing_lists(domain):
-        raise DirectoryError(f"{domain} still has lists: delete them first")
+        raise DirectoryError("%(domain)s still has lists: delete them first", domain=domain)
     done = []
     for address in accounts:
         directory.delete_user(address)

@@ -34,7 +34,9 @@ class Accounts(Database):
         with self._lock:
             row = self._db.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone()
         if row is None:
-            raise DirectoryError(f"domain {domain} is not ours: add it with 'mailspec domain add'")
+            raise DirectoryError(
+                "domain %(domain)s is not ours: add it with 'mailspec domain add'", domain=domain
+            )
         return domain
 
     def domains(self) -> list[str]:
@@ -70,7 +72,7 @@ class Accounts(Database):
                     (canonical, domain, hashed),
                 )
             except sqlite3.IntegrityError:
-                raise DirectoryError(f"{canonical} exists already") from None
+                raise DirectoryError("%(address)s exists already", address=canonical) from None
         return Account(canonical, domain, True)
 
     def set_password(self, address: str, password: str) -> None:
@@ -81,7 +83,7 @@ class Accounts(Database):
                 (hash_password(password), f"{local}@{domain}"),
             )
         if cur.rowcount == 0:
-            raise DirectoryError(f"no such account: {address}")
+            raise DirectoryError("no such account: %(address)s", address=address)
 
     def users(self, domain: str | None = None) -> list[Account]:
         q = "SELECT address, domain, enabled FROM accounts"
@@ -161,7 +163,7 @@ class Accounts(Database):
         """Disable an account (mail to it gets 550 5.2.1, its logins fail) or enable it."""
         account = self.lookup(address)
         if account is None:
-            raise DirectoryError(f"no such account: {address}")
+            raise DirectoryError("no such account: %(address)s", address=address)
         with self._lock:
             self._db.execute(
                 "UPDATE accounts SET enabled = ? WHERE address = ?",
@@ -175,7 +177,7 @@ class Accounts(Database):
         """An account's own quota (None: the platform default; 0: unlimited)."""
         account = self.lookup(address)
         if account is None:
-            raise DirectoryError(f"no such account: {address}")
+            raise DirectoryError("no such account: %(address)s", address=address)
         for value in (bytes, messages):
             if value is not None and value < 0:
                 raise DirectoryError("a quota is a number of bytes or messages, 0 or more")

@@ -60,14 +60,14 @@ class Aliases(Accounts):
         self.own_domain(domain)
         address = f"{local}@{domain}"
         if self.lookup(address) is not None:
-            raise DirectoryError(f"{address} is an account already")
+            raise DirectoryError("%(address)s is an account already", address=address)
         return address
 
     def _target(self, target: str) -> str:
         """A target: an address elsewhere, or one that receives mail here already."""
         address = _address(target)
         if self.is_local_domain(address.rpartition("@")[2]) and not self.expand(address).exists:
-            raise DirectoryError(f"no such account: {address}")
+            raise DirectoryError("no such account: %(address)s", address=address)
         return address
 
     def add_alias(self, alias: str, *targets: str) -> tuple[str, list[str]]:
@@ -86,7 +86,9 @@ class Aliases(Accounts):
                 )
             }
             if have and set(chosen) <= have:
-                raise DirectoryError(f"alias {address} exists already with these targets")
+                raise DirectoryError(
+                    "alias %(address)s exists already with these targets", address=address
+                )
             self._db.executemany(
                 "INSERT OR IGNORE INTO alias_targets(address, target) VALUES (?, ?)",
                 [(address, t) for t in chosen],
@@ -136,12 +138,14 @@ class Aliases(Accounts):
         real = self.own_domain(target)
         with self._lock:
             if self._db.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone():
-                raise DirectoryError(f"{domain} is one of our domains already")
+                raise DirectoryError("%(domain)s is one of our domains already", domain=domain)
             row = self._db.execute(
                 "SELECT target FROM alias_domains WHERE name = ?", (domain,)
             ).fetchone()
             if row is not None:
-                raise DirectoryError(f"{domain} is an alias of {row[0]} already")
+                raise DirectoryError(
+                    "%(domain)s is an alias of %(target)s already", domain=domain, target=row[0]
+                )
             self._db.execute(
                 "INSERT INTO alias_domains(name, target) VALUES (?, ?)", (domain, real)
             )
@@ -165,12 +169,12 @@ class Aliases(Accounts):
         """Forward the account's mail to ``targets`` (``keep``: file a copy here too)."""
         account = self.lookup(address)
         if account is None:
-            raise DirectoryError(f"no such account: {address}")
+            raise DirectoryError("no such account: %(address)s", address=address)
         if not targets:
             raise DirectoryError("forwarding needs at least one target")
         chosen = [self._target(t) for t in targets]
         if account.address in chosen:
-            raise DirectoryError(f"{account.address} cannot forward to itself")
+            raise DirectoryError("%(address)s cannot forward to itself", address=account.address)
         with self.transaction() as db:
             db.execute("DELETE FROM forwards WHERE address = ?", (account.address,))
             db.executemany(
@@ -215,7 +219,11 @@ class Aliases(Accounts):
             return
         domain = self._real_domain(domain)
         if depth > MAX_DEPTH:
-            raise DirectoryError(f"aliases nested more than {MAX_DEPTH} deep at {address}")
+            raise DirectoryError(
+                "aliases nested more than %(depth)s deep at %(address)s",
+                depth=MAX_DEPTH,
+                address=address,
+            )
         base = local.split(self.delimiter, 1)[0] if self.delimiter else local
         # The full address first, then without its detail (RFC 5233), then the catch-all.
         candidates = [f"{local}@{domain}"]

@@ -25,7 +25,9 @@ class Directory(
         cos, _ = self.effective_cos(address)
         if elsewhere and cos is not None and not cos.forward_remote:
             raise DirectoryError(
-                f"class of service {cos.name} does not forward elsewhere ({', '.join(elsewhere)})"
+                "class of service %(cos)s does not forward elsewhere (%(targets)s)",
+                cos=cos.name,
+                targets=", ".join(elsewhere),
             )
         return super().set_forward(address, targets, keep=keep)
 
@@ -34,14 +36,22 @@ class Directory(
         caller's business (``reference.delivery.retire`` removes or archives it)."""
         account = self.lookup(address)
         if account is None:
-            raise DirectoryError(f"no such account: {address}")
+            raise DirectoryError("no such account: %(address)s", address=address)
         a = account.address
         owned = [m.address for m in self.mailing_lists() if m.owner == a]
         if owned:
-            raise DirectoryError(f"{a} owns the list {', '.join(owned)}: delete it first")
+            raise DirectoryError(
+                "%(address)s owns the list %(lists)s: delete it first",
+                address=a,
+                lists=", ".join(owned),
+            )
         archived = [r.scope for r in self.archive_rules() if r.archive == a]
         if archived:
-            raise DirectoryError(f"{a} is the archive of {', '.join(archived)}: clear that first")
+            raise DirectoryError(
+                "%(address)s is the archive of %(accounts)s: clear that first",
+                address=a,
+                accounts=", ".join(archived),
+            )
         with self.transaction() as db:
             for table, column in (
                 ("list_members", "member"),
@@ -68,11 +78,15 @@ class Directory(
         self.own_domain(domain)
         aliases = [d for d, target in self.alias_domains() if target == domain]
         if aliases:
-            raise DirectoryError(f"{', '.join(aliases)} is an alias of {domain}: delete it first")
+            raise DirectoryError(
+                "%(aliases)s is an alias of %(domain)s: delete it first",
+                aliases=", ".join(aliases),
+                domain=domain,
+            )
         if self.users(domain):
-            raise DirectoryError(f"{domain} still has accounts: delete them first")
+            raise DirectoryError("%(domain)s still has accounts: delete them first", domain=domain)
         if self.mailing_lists(domain):
-            raise DirectoryError(f"{domain} still has lists: delete them first")
+            raise DirectoryError("%(domain)s still has lists: delete them first", domain=domain)
         with self.transaction() as db:
             db.execute("DELETE FROM alias_targets WHERE address LIKE ?", ("%@" + domain,))
             db.execute("DELETE FROM archive_rules WHERE scope = ?", (domain,))

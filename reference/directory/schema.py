@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from reference.refusal import Refusal
 from reference.sqlite import connect as connect_sqlite
 
 # The schema version (PRAGMA user_version) this code writes; older ones are migrated at open.
@@ -103,8 +104,8 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z
 _LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 
 
-class DirectoryError(ValueError):
-    """A directory change was refused; the message says why."""
+class DirectoryError(Refusal):
+    """A directory change was refused; the message (a template with named values) says why."""
 
 
 def normalize_domain(name: str) -> str:
@@ -112,9 +113,9 @@ def normalize_domain(name: str) -> str:
     try:
         domain = domain.encode("idna").decode("ascii")
     except UnicodeError:
-        raise DirectoryError(f"not a domain name: {name!r}") from None
+        raise DirectoryError("not a domain name: %(name)r", name=name) from None
     if not _DOMAIN.match(domain):
-        raise DirectoryError(f"not a domain name: {name!r}")
+        raise DirectoryError("not a domain name: %(name)r", name=name)
     return domain
 
 
@@ -122,10 +123,10 @@ def split_address(address: str) -> tuple[str, str]:
     """'Alice@Example.TEST' -> ('alice', 'example.test'), validated."""
     local, sep, domain = address.strip().rpartition("@")
     if not sep or not local:
-        raise DirectoryError(f"not an address: {address!r}")
+        raise DirectoryError("not an address: %(address)r", address=address)
     local = local.lower()
     if not _LOCAL.match(local) or len(local) > 64:
-        raise DirectoryError(f"not a valid local part: {local!r}")
+        raise DirectoryError("not a valid local part: %(local)r", local=local)
     return local, normalize_domain(domain)
 
 

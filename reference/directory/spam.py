@@ -35,11 +35,11 @@ class SpamPreferences(Accounts):
         if "@" in scope:
             account = self.lookup(scope)
             if account is None:
-                raise DirectoryError(f"no such account: {scope}")
+                raise DirectoryError("no such account: %(address)s", address=scope)
             return account.address
         domain = normalize_domain(scope)
         if not self.is_local_domain(domain):
-            raise DirectoryError(f"domain {domain} is not ours")
+            raise DirectoryError("domain %(domain)s is not ours", domain=domain)
         return domain
 
     def set_spam_settings(
@@ -54,7 +54,7 @@ class SpamPreferences(Accounts):
         ``keep``, inherited again)."""
         for name, value in (("reject", reject_score), ("junk", junk_score)):
             if value is not None and not value > 0:
-                raise DirectoryError(f"the {name} score must be more than 0")
+                raise DirectoryError("the %(name)s score must be more than 0", name=name)
         key = self._spam_scope(scope)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -67,8 +67,10 @@ class SpamPreferences(Accounts):
                 junk = junk_score if junk_score is not None else old[1]
                 if reject is not None and junk is not None and junk > reject:
                     raise DirectoryError(
-                        f"the junk score ({junk:g}) must not be more than the reject score "
-                        f"({reject:g})"
+                        "the junk score (%(junk)g) must not be more than the reject score "
+                        "(%(reject)g)",
+                        junk=junk,
+                        reject=reject,
                     )
                 self._db.execute(
                     "INSERT OR REPLACE INTO spam_settings(scope, reject_score, junk_score) "
@@ -103,11 +105,11 @@ class SpamPreferences(Accounts):
     def set_sender_list(self, address: str, kind: str, pattern: str) -> str:
         """Put ``pattern`` on ``address``'s allow or block list (off the other one)."""
         if kind not in ("allow", "block"):
-            raise DirectoryError(f"a sender list is allow or block, not {kind!r}")
+            raise DirectoryError("a sender list is allow or block, not %(kind)r", kind=kind)
         entry = normalize_sender_pattern(pattern)
         account = self.lookup(address)
         if account is None:
-            raise DirectoryError(f"no such account: {address}")
+            raise DirectoryError("no such account: %(address)s", address=address)
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO spam_lists(address, kind, pattern) VALUES (?, ?, ?)",

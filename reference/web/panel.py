@@ -21,6 +21,7 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
+from reference.refusal import Refusal
 from reference.service import Admin, Branding, ServiceError, canonical_address, canonical_domain
 from reference.web.auth import Principal, WebAuth
 from reference.web.chart import dmarc_chart
@@ -141,8 +142,9 @@ class Panel:
                 response = await handler(ctx)
             except Refused as e:
                 response = self.render(ctx, "error.html", {"message": str(e)}, status=e.status)
-            except ServiceError as e:
-                response = self.render(ctx, "error.html", {"message": str(e)}, status=422)
+            except Refusal as e:  # the service's (or the directory's): in the reader's words
+                message = ctx._(e.template, **e.values)
+                response = self.render(ctx, "error.html", {"message": message}, status=422)
             response.headers.update(SECURITY_HEADERS)
             return response
 
