@@ -138,12 +138,14 @@ async def test_delete_domain(ref: ReferenceServer) -> None:
         r = await web.call("DELETE", f"{V1}/domains/b.test", token=admin)
         assert (r.status, r.problem["field"]) == (422, "archive_to")
         assert "say what happens to the mail" in r.problem["detail"]
-        ref.create_list("team@b.test", owner="bob@b.test")
-        before = state(ref)
-        r = await web.call("DELETE", f"{V1}/domains/b.test?remove_mail=true", token=admin)
-        assert (r.status, r.problem["field"]) == (409, "domain")  # its lists go first
-        assert state(ref) == before
-        ref.app.admin.delete_list("team@b.test")
+        # Refused before any account goes: its lists, and lists elsewhere its accounts own.
+        for address in ("team@b.test", "staff@a.test"):
+            ref.create_list(address, owner="carl@b.test")
+            before = state(ref)
+            r = await web.call("DELETE", f"{V1}/domains/b.test?remove_mail=true", token=admin)
+            assert (r.status, r.problem["field"]) == (409, "domain")
+            assert state(ref) == before
+            ref.app.admin.delete_list(address)
         r = await web.call("DELETE", f"{V1}/domains/B.Test?archive_to=keeper@a.test", token=admin)
         assert r.status == 200, r.body
         assert r.body == {
