@@ -111,25 +111,15 @@ def delete_domain(
             domain=domain,
         )
     # Refused before any account goes (nothing half-done): what the directory would refuse
-    # on the way, a domain with lists, an account that owns a list or keeps another's archive.
+    # on the way (a domain with lists, an account that owns a list or keeps an archive).
     if directory.mailing_lists(domain):
         raise DirectoryError("%(domain)s still has lists: delete them first", domain=domain)
-    leaving = set(accounts)
+    leaving = {*accounts, domain}
     for address in accounts:
-        owned = [m.address for m in directory.mailing_lists() if m.owner == address]
-        if owned:
-            raise DirectoryError(
-                "%(address)s owns the list %(lists)s: delete it first",
-                address=address,
-                lists=", ".join(owned),
-            )
-        kept = [r.scope for r in directory.archive_rules() if r.archive == address]
-        if any(scope not in leaving and scope != domain for scope in kept):
-            raise DirectoryError(
-                "%(address)s is the archive of %(accounts)s: clear that first",
-                address=address,
-                accounts=", ".join(kept),
-            )
+        directory.check_deletable(address, leaving=leaving)
+    for rule in directory.archive_rules():
+        if rule.scope in leaving:  # an archive of what is going goes first
+            directory.clear_archive(rule.scope)
     done = []
     for address in accounts:
         directory.delete_user(address)

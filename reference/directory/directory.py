@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from reference.directory.access import AccessRules
 from reference.directory.accounts import Account
 from reference.directory.cos import ClassesOfService
@@ -31,6 +33,24 @@ class Directory(
             )
         return super().set_forward(address, targets, keep=keep)
 
+    def check_deletable(self, address: str, leaving: Collection[str] = ()) -> None:
+        """Raise what keeps the account ``address`` from being deleted (``leaving``: the
+        accounts and domain deleted with it, whose archive it may be)."""
+        owned = [m.address for m in self.mailing_lists() if m.owner == address]
+        if owned:
+            raise DirectoryError(
+                "%(address)s owns the list %(lists)s: delete it first",
+                address=address,
+                lists=", ".join(owned),
+            )
+        archived = [r.scope for r in self.archive_rules() if r.archive == address]
+        if any(scope not in leaving for scope in archived):
+            raise DirectoryError(
+                "%(address)s is the archive of %(accounts)s: clear that first",
+                address=address,
+                accounts=", ".join(archived),
+            )
+
     def delete_user(self, address: str) -> Account:
         """Remove an account and everything the directory keeps for it; its mail is the
         caller's business (``reference.delivery.retire`` removes or archives it)."""
@@ -38,20 +58,7 @@ class Directory(
         if account is None:
             raise DirectoryError("no such account: %(address)s", address=address)
         a = account.address
-        owned = [m.address for m in self.mailing_lists() if m.owner == a]
-        if owned:
-            raise DirectoryError(
-                "%(address)s owns the list %(lists)s: delete it first",
-                address=a,
-                lists=", ".join(owned),
-            )
-        archived = [r.scope for r in self.archive_rules() if r.archive == a]
-        if archived:
-            raise DirectoryError(
-                "%(address)s is the archive of %(accounts)s: clear that first",
-                address=a,
-                accounts=", ".join(archived),
-            )
+        self.check_deletable(a)
         with self.transaction() as db:
             for table, column in (
                 ("list_members", "member"),
