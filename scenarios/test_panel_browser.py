@@ -264,6 +264,29 @@ def test_a_domain_administrator_does_not_see_another_domain(panel: Panel) -> Non
     panel.shot("domain-admin-domain")
 
 
+def test_an_administrator_deletes_a_domain_saying_what_happens_to_its_mail(
+    panel: Panel,
+) -> None:
+    panel.directory.add_domain("closing.test")
+    panel.directory.add_user("dora@closing.test", "dora-pw")
+    panel.login(token=panel.token("admin"))
+    panel.open("/domains/closing.test")
+    panel.fill("confirm-delete", "closing.test", by=By.ID)
+    panel.click("delete-domain")
+    assert "say what happens to the mail" in panel.text  # never removed by default
+    assert panel.directory.is_local_domain("closing.test")
+    panel.open("/domains/closing.test")
+    panel.driver.find_element(By.ID, "mail-archive").click()
+    panel.fill("archive-to", "alice@example.test", by=By.ID)
+    panel.fill("confirm-delete", "closing.test", by=By.ID)
+    panel.shot("admin-domain-delete")
+    panel.click("delete-domain")
+    assert "Saved." in panel.text
+    assert "closing.test" not in panel.driver.find_element(By.ID, "domains").text.split()
+    assert not panel.directory.is_local_domain("closing.test")
+    assert panel.directory.lookup("dora@closing.test") is None
+
+
 def test_the_panel_speaks_german_when_asked(panel: Panel) -> None:
     panel.login("alice@example.test", "alice-pw")
     panel.follow("Deutsch")
