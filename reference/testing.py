@@ -24,7 +24,6 @@ from reference.app import App
 from reference.auth.keys import SigningKey
 from reference.clock import ManualClock, RealClock
 from reference.config import LISTENERS
-from reference.delivery.retire import delete_user
 from reference.directory import Directory
 from reference.mailbox import MailStore
 from reference.spool import Spool
@@ -262,8 +261,12 @@ class ReferenceServer:
         self.directory.set_forward(address, targets, keep=keep)
 
     def delete_user(self, address: str, archive: str | None = None) -> str | None:
-        """Delete an account; its mail moves to ``archive`` (the folder is returned)."""
-        return delete_user(self.directory, self.store, address, archive=archive).archived_in
+        """Delete an account; its mail moves to ``archive`` (the folder is returned), or is
+        removed (None), through the service layer the CLI, the API and the panel call."""
+        retired = self.app.admin.delete_account(
+            address, archive_to=archive, remove_mail=archive is None
+        )
+        return retired.archived_in
 
     # Lists and archive accounts, for conformance/tests/test_lists.py and test_archive.py.
     def create_list(
