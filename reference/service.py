@@ -1,10 +1,13 @@
-"""What an operator does to the platform: domains, accounts, aliases, DKIM keys, the queue.
+"""What an operator or a user does to the platform: domains, accounts, aliases, DKIM keys,
+the queue; forwarding, spam scores, Sieve, the out-of-office reply; a domain's branding.
 
-The command line (`mailspec domain|user|alias|dkim|dns|queue …`) and the admin API
-(`/api/v1/…`) both call this one layer, so a rule (what a valid account is, what a domain
-must publish, what flushing the queue does) is written once. Who may call what is the
-caller's business: the command line runs as the server's own user, the API checks roles.
-Refusals are :class:`ServiceError` values naming the field at fault, never half-done.
+The command line (`mailspec domain|user|alias|dkim|dns|queue …`), the admin API
+(`/api/v1/…`) and the control panel all call this one layer, so a rule (what a valid
+account is, what a domain must publish, that deleting mail is never a default) is written
+once. Who may call what is the caller's business: the command line runs as the server's
+own user, the API and the panel check roles. Refusals are :class:`ServiceError` values
+naming the field at fault, never half-done; their messages are templates the panel
+translates.
 """
 
 from __future__ import annotations
