@@ -103,17 +103,9 @@ def delete_domain(
     directory.own_domain(domain)
     accounts = [a.address for a in directory.users(domain)]
     keeper = _archive_account(directory, archive, set(accounts))
-    aliases = [d for d, target in directory.alias_domains() if target == domain]
-    if aliases:
-        raise DirectoryError(
-            "%(aliases)s is an alias of %(domain)s: delete it first",
-            aliases=", ".join(aliases),
-            domain=domain,
-        )
     # Refused before any account goes (nothing half-done): what the directory would refuse
-    # on the way (a domain with lists, an account that owns a list or keeps an archive).
-    if directory.mailing_lists(domain):
-        raise DirectoryError("%(domain)s still has lists: delete them first", domain=domain)
+    # on the way (alias domains, lists, an account that owns a list or keeps an archive).
+    directory.check_domain_deletable(domain)
     leaving = {*accounts, domain}
     for address in accounts:
         directory.check_deletable(address, leaving=leaving)

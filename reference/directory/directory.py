@@ -75,6 +75,19 @@ class Directory(
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (a,))
         return account
 
+    def check_domain_deletable(self, domain: str) -> None:
+        """Raise what keeps one of our domains from being deleted, its accounts aside: the
+        alias domains delivering as it, and its lists."""
+        aliases = [d for d, target in self.alias_domains() if target == domain]
+        if aliases:
+            raise DirectoryError(
+                "%(aliases)s is an alias of %(domain)s: delete it first",
+                aliases=", ".join(aliases),
+                domain=domain,
+            )
+        if self.mailing_lists(domain):
+            raise DirectoryError("%(domain)s still has lists: delete them first", domain=domain)
+
     def delete_domain(self, name: str) -> str:
         """Remove a domain without accounts (delete those first), or an alias domain."""
         domain = normalize_domain(name)
@@ -83,17 +96,9 @@ class Directory(
         if cur.rowcount:
             return domain
         self.own_domain(domain)
-        aliases = [d for d, target in self.alias_domains() if target == domain]
-        if aliases:
-            raise DirectoryError(
-                "%(aliases)s is an alias of %(domain)s: delete it first",
-                aliases=", ".join(aliases),
-                domain=domain,
-            )
+        self.check_domain_deletable(domain)
         if self.users(domain):
             raise DirectoryError("%(domain)s still has accounts: delete them first", domain=domain)
-        if self.mailing_lists(domain):
-            raise DirectoryError("%(domain)s still has lists: delete them first", domain=domain)
         with self.transaction() as db:
             db.execute("DELETE FROM alias_targets WHERE address LIKE ?", ("%@" + domain,))
             db.execute("DELETE FROM archive_rules WHERE scope = ?", (domain,))
