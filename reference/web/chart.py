@@ -1,17 +1,19 @@
-"""DMARC aggregate reports as a picture: one row per sending source, one column per day,
-each cell a bar of the messages that passed (aligned SPF or DKIM) under those that failed.
+"""The panel's charts: DMARC aggregate reports as a picture (one row per sending source, one
+column per day, each cell a bar of the messages that passed, aligned SPF or DKIM, under
+those that failed), and bars side by side per group (the queue's lanes, usage per day).
 
-Only the geometry is computed here; the template draws it as inline SVG, so the chart
-needs no JavaScript and no image library.
+Only the geometry is computed here; the templates draw it as inline SVG, so the charts
+need no JavaScript and no image library.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from reference.settings import DmarcDay
 
-__all__ = ["Bar", "Chart", "dmarc_chart"]
+__all__ = ["Bar", "BarChart", "Chart", "Series", "bar_chart", "dmarc_chart"]
 
 LABEL_WIDTH = 150  # room for an IPv6 address would be more: long labels are cut
 COLUMN = 44
@@ -84,4 +86,70 @@ def dmarc_chart(cells: list[DmarcDay]) -> Chart:
             )
         chart.passed += c.passed
         chart.failed += c.failed
+    return chart
+
+
+# Bars side by side: the plot's height, the value above each bar, a label and a note below.
+PLOT = 150
+VALUE_ROOM = 18
+LABELS_ROOM = 40
+GAP = 16
+LEFT = 10
+NOTE_WIDTH = 150
+
+
+@dataclass(frozen=True)
+class Series:
+    """One kind of bar: its CSS class and its legend."""
+
+    kind: str
+    label: str
+
+
+@dataclass
+class BarChart:
+    width: int
+    height: int
+    baseline: int  # the y of the axis the bars stand on
+    bars: list[Bar] = field(default_factory=list)
+    values: list[tuple[int, int, str]] = field(default_factory=list)  # (x, y, text) above bars
+    labels: list[tuple[int, str, str]] = field(default_factory=list)  # (x, label, note)
+    legend: list[tuple[int, Series]] = field(default_factory=list)  # (x, series)
+
+
+def bar_chart(
+    groups: Sequence[tuple[str, Sequence[int]]],
+    series: Sequence[Series],
+    notes: Sequence[str] = (),
+) -> BarChart:
+    """One bar per series in each group (a group's values in the order of ``series``), on
+    one scale (the largest value fills the plot); its value above it, the group's label and
+    note (if any) below. Many groups get narrower bars."""
+    bar = 22 if len(groups) <= 12 else 12
+    step = bar * max(len(series), 1) + GAP
+    if any(notes):
+        step = max(step, NOTE_WIDTH)  # a note is wider than a day's label
+    baseline = VALUE_ROOM + PLOT
+    chart = BarChart(
+        width=max(LEFT + step * max(len(groups), 1) + 10, MIN_WIDTH),
+        height=baseline + LABELS_ROOM + LEGEND,
+        baseline=baseline,
+    )
+    most = max((v for _, values in groups for v in values), default=0) or 1
+    for i, (label, values) in enumerate(groups):
+        x0 = LEFT + i * step
+        note = notes[i] if i < len(notes) else ""
+        chart.labels.append((x0 + (step - GAP) // 2, label, note))
+        for j, (s, value) in enumerate(zip(series, values, strict=True)):
+            height = max(round(PLOT * value / most), 1) if value else 0
+            x = x0 + j * bar
+            if height:
+                chart.bars.append(
+                    Bar(
+                        x, baseline - height, bar - 2, height, s.kind, f"{label} {s.label}: {value}"
+                    )
+                )
+            if bar > 12:  # narrow bars have no room for their figure: the title has it
+                chart.values.append((x + (bar - 2) // 2, baseline - height - 4, str(value)))
+    chart.legend = [(LEFT + i * 160, s) for i, s in enumerate(series)]
     return chart
