@@ -96,6 +96,7 @@ LABELS_ROOM = 40
 GAP = 16
 LEFT = 10
 NOTE_WIDTH = 150
+LABEL_ROOM = 44  # a day's label (MM-DD) and room around it
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class BarChart:
     width: int
     height: int
     baseline: int  # the y of the axis the bars stand on
+    top: int = VALUE_ROOM  # the y a bar of the largest value reaches
+    most: int = 0  # that value, marked where bars have no figure above them (0: not)
     bars: list[Bar] = field(default_factory=list)
     values: list[tuple[int, int, str]] = field(default_factory=list)  # (x, y, text) above bars
     labels: list[tuple[int, str, str]] = field(default_factory=list)  # (x, label, note)
@@ -124,11 +127,16 @@ def bar_chart(
 ) -> BarChart:
     """One bar per series in each group (a group's values in the order of ``series``), on
     one scale (the largest value fills the plot); its value above it, the group's label and
-    note (if any) below. Many groups get narrower bars."""
-    bar = 22 if len(groups) <= 12 else 12
-    step = bar * max(len(series), 1) + GAP
+    note (if any) below. Many groups (a month of days) get narrow bars, with a label on
+    every few of them only."""
+    many = len(groups) > 12
+    bar, gap = (10, 6) if many else (22, GAP)
+    inner = bar * max(len(series), 1)
+    step = inner + gap
     if any(notes):
         step = max(step, NOTE_WIDTH)  # a note is wider than a day's label
+    pad = (step - inner - gap) // 2  # the bars in the middle of a wide group
+    every = -(-LABEL_ROOM // step)  # labels this far apart do not overlap
     baseline = VALUE_ROOM + PLOT
     chart = BarChart(
         width=max(LEFT + step * max(len(groups), 1) + 10, MIN_WIDTH),
@@ -136,10 +144,13 @@ def bar_chart(
         baseline=baseline,
     )
     most = max((v for _, values in groups for v in values), default=0) or 1
+    if many:  # no figure above each bar: the scale's top is marked instead
+        chart.most = most
     for i, (label, values) in enumerate(groups):
-        x0 = LEFT + i * step
+        x0 = LEFT + i * step + pad
         note = notes[i] if i < len(notes) else ""
-        chart.labels.append((x0 + (step - GAP) // 2, label, note))
+        if (len(groups) - 1 - i) % every == 0:  # counted from the last: it has one
+            chart.labels.append((x0 + inner // 2, label, note))
         for j, (s, value) in enumerate(zip(series, values, strict=True)):
             height = max(round(PLOT * value / most), 1) if value else 0
             x = x0 + j * bar
@@ -149,7 +160,7 @@ def bar_chart(
                         x, baseline - height, bar - 2, height, s.kind, f"{label} {s.label}: {value}"
                     )
                 )
-            if bar > 12:  # narrow bars have no room for their figure: the title has it
+            if not many:  # narrow bars have no room for their figure: the title has it
                 chart.values.append((x + (bar - 2) // 2, baseline - height - 4, str(value)))
     chart.legend = [(LEFT + i * 160, s) for i, s in enumerate(series)]
     return chart

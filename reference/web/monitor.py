@@ -9,15 +9,13 @@ layer, as the API and the command line do.
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
 from typing import Any
 
 from aiohttp import web
 
 from reference.service import QUEUE_ACTIONS, NotFound, canonical_address, canonical_domain
 from reference.spool import QueueEntry
-from reference.usage import UsageRow
+from reference.usage import UsageRow, day_of
 from reference.web.chart import Series, bar_chart
 from reference.web.i18n import Gettext
 from reference.web.panel import ADMINS, Ctx, Panel, Refused
@@ -144,22 +142,21 @@ class Monitor:
         domain, account = self._usage_scope(ctx)
 
         def gather() -> dict[str, Any]:
-            today = self.admin.clock.now()
-            since = time.strftime("%Y-%m-%d", time.gmtime(today - (USAGE_DAYS - 1) * 86400))
-            report = self.admin.usage(domain=domain, account=account, since=since)
-            per_day: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+            now = self.admin.clock.now()
+            days = [day_of(now - n * 86400) for n in reversed(range(USAGE_DAYS))]
+            report = self.admin.usage(domain=domain, account=account, since=days[0])
+            per_day = {day: [0, 0] for day in days}  # every day, the quiet ones too
             for row in report.accounts if account else report.domains:
                 per_day[row.day][0] += row.messages_in
                 per_day[row.day][1] += row.messages_out
             chart = bar_chart(
-                [(day[5:], per_day[day]) for day in sorted(per_day)],
+                [(day[5:], per_day[day]) for day in days],
                 [Series("in", _("messages in")), Series("out", _("messages out"))],
             )
             return {
                 "domain": domain,
                 "account": account,
                 "chart": chart,
-                "days": len(per_day),
                 "domains": _newest_first(report.domains),
                 "accounts": _newest_first(report.accounts),
                 "storage": self.panel.settings.storage(account) if account else None,
