@@ -52,11 +52,6 @@ def admin_login(ref: ReferenceServer, name: str = "root", password: str = "root-
     assert main(["admin", "create", name, "--password", password, "--data-dir", data]) == 0
 
 
-async def login_admin(b: Browser, name: str, password: str) -> int:
-    status, _ = await b.post("/login", "/login", admin=name, password=password)
-    return status
-
-
 # -- platform administrators log in with a password
 
 
@@ -66,9 +61,9 @@ async def test_a_platform_administrator_logs_in_with_name_and_password(
     admin_login(ref)
     b = Browser(ref)
     try:
-        assert await login_admin(b, "Root", "wrong") == 401
+        assert await b.login(admin="Root", password="wrong") == 401
         assert "Wrong address, password or token." in b.last
-        assert await login_admin(b, "root", "root-pw") == 200
+        assert await b.login(admin="root", password="root-pw") == 200
         status, page = await b.get("/domains")
         assert status == 200 and "Platform administrator" in page and "b.test" in page
         assert (await b.post("/domains", "/domains", name="c.test"))[0] == 200
@@ -78,7 +73,7 @@ async def test_a_platform_administrator_logs_in_with_name_and_password(
         assert main(["admin", "passwd", "root", "--password", "new", "--data-dir", data]) == 0
         _, page = await b.get("/domains")
         assert 'action="/login"' in page
-        assert await login_admin(b, "root", "new") == 200
+        assert await b.login(admin="root", password="new") == 200
         assert main(["admin", "delete", "root", "--data-dir", data]) == 0
         _, page = await b.get("/domains")
         assert 'action="/login"' in page
@@ -96,9 +91,9 @@ async def test_administrator_login_failures_count_in_the_mail_lockout(
     try:
         # Guesses at the name over SMTP count against the panel login, and the other way.
         assert smtp_auth(ref, "root", "guess") == 535
-        assert await login_admin(b, "root", "guess") == 401
+        assert await b.login(admin="root", password="guess") == 401
         assert smtp_auth(ref, "root", "guess") == 535
-        assert await login_admin(b, "root", "root-pw") == 429
+        assert await b.login(admin="root", password="root-pw") == 429
         assert "Too many failed logins" in b.last
         assert await b.login(tok=token(ref, "admin")) == 200  # a token still works
     finally:
@@ -123,7 +118,7 @@ async def test_the_queue_page_lists_and_acts_and_draws_its_chart(ref: ReferenceS
     admin_login(ref)
     b = Browser(ref)
     try:
-        assert await login_admin(b, "root", "root-pw") == 200
+        assert await b.login(admin="root", password="root-pw") == 200
         status, page = await b.get("/queue")
         assert status == 200 and waiting in page and newer in page
         assert '<svg id="queue-chart"' in page
@@ -252,7 +247,7 @@ async def test_administrators_see_their_domains_usage(ref: ReferenceServer) -> N
             status, page = await reseller.get(path)
             assert status == 403 and 'id="usage-chart"' not in page, path
         admin_login(ref)
-        assert await login_admin(admin, "root", "root-pw") == 200
+        assert await admin.login(admin="root", password="root-pw") == 200
         status, page = await admin.get("/usage")
         assert status == 200 and "alice@a.test" in page and "bob@b.test" in page
         assert f"{today[5:]} messages in: 4" in page  # every domain's
