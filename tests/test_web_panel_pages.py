@@ -4,6 +4,7 @@ what the queue's buttons do, the charts, and the login counted in the mail locko
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from web_client import smtp_auth, token, two_customers
 from reference.cli import main
 from reference.testing import ReferenceServer
 from reference.usage import day_of
+from reference.web.chart import LABEL_ROOM, NOTE_WIDTH, Series, bar_chart
 
 MESSAGE = b"From: x@remote.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
@@ -256,3 +258,23 @@ async def test_administrators_see_their_domains_usage(ref: ReferenceServer) -> N
     finally:
         await reseller.close()
         await admin.close()
+
+
+# -- the charts' layout (what the screenshots showed going wrong: cut and overlapping labels)
+
+
+def test_bar_chart_labels_fit_and_do_not_overlap() -> None:
+    days = [(f"11-{d:02}", [d, 30 - d]) for d in range(1, 31)]
+    chart = bar_chart(days, [Series("in", "in"), Series("out", "out")])
+    xs = [x for x, _, _ in chart.labels]
+    assert all(b - a >= LABEL_ROOM for a, b in itertools.pairwise(xs))
+    assert xs[-1] < chart.width and chart.labels[-1][1] == "11-30"  # the latest day has one
+    assert all(b.x + b.width <= chart.width and b.y >= chart.top for b in chart.bars)
+    lanes = bar_chart(
+        [("regular lane", [3]), ("bulk lane", [0])],
+        [Series("depth", "messages")],
+        ["oldest: 1 h 2 min", "empty"],
+    )
+    (first, *_), (second, *_) = lanes.labels
+    assert first >= NOTE_WIDTH // 2 and second - first >= NOTE_WIDTH  # a note's room each side
+    assert [v[2] for v in lanes.values] == ["3", "0"]
