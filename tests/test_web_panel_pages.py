@@ -16,6 +16,7 @@ from web_client import smtp_auth, token, two_customers
 from reference.cli import main
 from reference.testing import ReferenceServer
 from reference.usage import day_of
+from reference.web import monitor
 from reference.web.chart import LABEL_ROOM, NOTE_WIDTH, Series, bar_chart
 
 MESSAGE = b"From: x@remote.test\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -112,8 +113,11 @@ def test_an_administrators_name_is_not_an_address(ref: ReferenceServer) -> None:
 # -- the queue page
 
 
-async def test_the_queue_page_lists_and_acts_and_draws_its_chart(ref: ReferenceServer) -> None:
+async def test_the_queue_page_lists_and_acts_and_draws_its_chart(
+    ref: ReferenceServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     waiting = enqueue(ref, ["x@remote.test", "y@remote.test"], user="alice@a.test")
+    ref.clock.advance(1)
     newer = enqueue(ref, ["z@remote.test"], user="bob@b.test")
     settle(ref)  # both tried once: remote.test's MX refuses connections
     ref.clock.advance(3725)
@@ -133,6 +137,11 @@ async def test_the_queue_page_lists_and_acts_and_draws_its_chart(ref: ReferenceS
         assert "deferred" in cells and "attempts:" in cells
         reply = re.search(r'<td class="reply">([^<]+)</td>', row.group(1))
         assert reply and reply.group(1).startswith("451 4.4.2 connection to mx.remote.test")
+        # A long queue is listed from its oldest message, up to a page's worth.
+        monkeypatch.setattr(monitor, "QUEUE_ROWS", 1)
+        _, page = await b.get("/queue")
+        assert "The oldest 1 of 2 messages" in page and waiting in page and newer not in page
+        monkeypatch.undo()
         # Hold, then release, then delete: each a form with the session's CSRF token.
         assert (await b.post("/queue", f"/queue/{waiting}/hold"))[0] == 200
         assert ref.app.spool.load(waiting).held  # type: ignore[union-attr]

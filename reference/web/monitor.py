@@ -20,9 +20,10 @@ from reference.web.chart import Series, bar_chart
 from reference.web.i18n import Gettext
 from reference.web.panel import ADMINS, Ctx, Panel, Refused
 
-__all__ = ["USAGE_DAYS", "Monitor", "age"]
+__all__ = ["QUEUE_ROWS", "USAGE_DAYS", "Monitor", "age"]
 
 USAGE_DAYS = 30  # the usage page shows this many days, today included
+QUEUE_ROWS = 500  # the queue page lists the oldest messages up to this many (a page, not a dump)
 
 
 def age(seconds: float, _: Gettext) -> str:
@@ -92,9 +93,9 @@ class Monitor:
                     "attempts": e.attempts,
                     "size": e.size,
                 }
-                for e in entries
+                for e in entries[:QUEUE_ROWS]
             ]
-            return {"rows": rows, "chart": chart, "depth": depth, "scope": scope}
+            return {"rows": rows, "total": len(entries), "chart": chart, "scope": scope}
 
         return self.panel.render(ctx, "queue.html", await self.panel.run(gather))
 
