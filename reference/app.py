@@ -21,7 +21,7 @@ from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
 from reference.auth.srs import Srs, load_secrets
 from reference.clock import Clock, RealClock
 from reference.config import LISTENERS, Config, helo_names
-from reference.delivery import Forwarder, LocalDelivery, QueueRunner, lane_of
+from reference.delivery import Forwarder, LocalDelivery, QueueRunner
 from reference.delivery.filters import SieveFilter
 from reference.delivery.forward import ArcSealer
 from reference.delivery.lists import ListDistributor
@@ -34,7 +34,7 @@ from reference.log import event
 from reference.mailbox import MailStore, Quota
 from reference.mailbox.feed import ChangeFeed
 from reference.managesieve import ManageSieveServer
-from reference.metrics import LANES, Metrics
+from reference.metrics import Metrics
 from reference.policy import Policy, UsageCount
 from reference.policy.spam import open_classifiers
 from reference.pop3.server import Pop3Server
@@ -347,16 +347,7 @@ class App:
 
     def _queue_view(self) -> list[tuple[str, int, float | None]]:
         """(lane, messages, age of the oldest) for every lane: read from the spool."""
-        now = self.clock.now()
-        oldest: dict[str, float] = {}
-        counts = dict.fromkeys(LANES, 0)
-        for entry in self.spool.entries():
-            lane = lane_of(entry)
-            counts[lane] = counts.get(lane, 0) + 1
-            oldest[lane] = min(oldest.get(lane, entry.created), entry.created)
-        return [
-            (lane, n, now - oldest[lane] if lane in oldest else None) for lane, n in counts.items()
-        ]
+        return self.admin.queue_depth()
 
     def _web_base(self) -> str:
         """The control plane's address as members' mail names it (one-click unsubscribe)."""

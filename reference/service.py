@@ -47,6 +47,7 @@ from reference.directory import (
     split_address,
 )
 from reference.mailbox import MailStore
+from reference.metrics import LANES
 from reference.refusal import Refusal
 from reference.sieve import ReplyLog, ScriptError, ScriptStore, SieveError
 from reference.sieve.outofoffice import SCRIPT_NAME, OutOfOffice, current, switch_off, switch_on
@@ -1031,6 +1032,28 @@ class Admin:
             raise NotFound("no such token: %(id)s", "id", id=token_id)
         return token_id
 
+    # -- platform administrators (the panel's password logins)
+
+    def create_admin(self, name: str, password: str) -> str:
+        try:
+            return self.directory.add_admin(name, password, now=self.clock.now())
+        except DirectoryError as e:
+            raise _refusal(e, "password" if "password" in str(e) else "name") from None
+
+    def set_admin_password(self, name: str, password: str) -> str:
+        try:
+            return self.directory.set_admin_password(name, password)
+        except DirectoryError as e:
+            raise _refusal(e, "password" if "password" in str(e) else "name") from None
+
+    def admins(self) -> list[tuple[str, float]]:
+        return self.directory.admins()
+
+    def delete_admin(self, name: str) -> str:
+        if not self.directory.remove_admin(name):
+            raise NotFound("no such administrator: %(name)s", "name", name=name)
+        return name.strip().lower()
+
     # -- DMARC aggregate reports
 
     def _dmarc_read(self) -> DmarcStore | None:
@@ -1150,8 +1173,41 @@ class Admin:
             self._spool = Spool(self.cfg.spool_path, self.clock)
         return self._spool
 
-    def queue(self) -> list[QueueEntry]:
-        return self.spool.entries()
+    def queue(self, domain: str | None = None) -> list[QueueEntry]:
+        """Every queued message, or those of one domain (see :meth:`queue_domains`)."""
+        entries = self.spool.entries()
+        if domain is None:
+            return entries
+        name = canonical_domain(domain)
+        return [e for e in entries if name in self.queue_domains(e)]
+
+    def queue_depth(self, domain: str | None = None) -> list[tuple[str, int, float | None]]:
+        """(lane, messages, age of the oldest in seconds) for every lane, of the whole queue
+        or of one domain's messages (None: the lane is empty)."""
+        now = self.clock.now()
+        oldest: dict[str, float] = {}
+        counts = dict.fromkeys(LANES, 0)
+        for entry in self.queue(domain):
+            lane = lane_of(entry)
+            counts[lane] = counts.get(lane, 0) + 1
+            oldest[lane] = min(oldest.get(lane, entry.created), entry.created)
+        return [
+            (lane, n, now - oldest[lane] if lane in oldest else None) for lane, n in counts.items()
+        ]
+
+    @staticmethod
+    def queue_domains(entry: QueueEntry) -> set[str]:
+        """The domains whose administrators see and handle a queued message: the domain of
+        the account that sent it, the one domain every recipient is in (mail for another
+        customer too stays the platform's), and the domain a DMARC report is about. The
+        envelope sender alone gives nothing: anyone can write any domain there."""
+        owners = {entry.user.rpartition("@")[2].lower()} if entry.user else set()
+        rcpt_domains = {r.address.rpartition("@")[2].lower() for r in entry.recipients}
+        if len(rcpt_domains) == 1 and entry.kind != "forward":
+            owners |= rcpt_domains
+        if entry.kind == "dmarc-report" and entry.about:
+            owners.add(entry.about.lower())
+        return owners
 
     @staticmethod
     def _qid(qid: str) -> str:
@@ -1170,16 +1226,27 @@ class Admin:
             raise NotFound("no queued message %(qid)s", "qid", qid=qid) from None
         return entry, head.decode("utf-8", "replace")
 
-    def change_queue(self, action: str, qids: Sequence[str] = ()) -> QueueChange:
-        """Flush, hold, release or delete queued messages (a flush of none: all of them)."""
+    def change_queue(
+        self, action: str, qids: Sequence[str] = (), *, domain: str | None = None
+    ) -> QueueChange:
+        """Flush, hold, release or delete queued messages (a flush of none: all of them).
+        With ``domain``, only that domain's messages: another's is not found (never told
+        apart from one that is not queued), and nothing is changed."""
         if action not in QUEUE_ACTIONS:
             raise Invalid(
                 "an action is one of %(actions)s", "action", actions=", ".join(QUEUE_ACTIONS)
             )
         spool = self.spool
-        chosen = [self._qid(q) for q in qids] or (
-            [e.qid for e in spool.entries()] if action == "flush" else []
-        )
+        chosen = [self._qid(q) for q in qids]
+        if domain is not None:
+            theirs = {e.qid for e in self.queue(domain)}
+            for qid in chosen:
+                if qid not in theirs:
+                    raise NotFound("no queued message %(qid)s", "qid", qid=qid)
+            if not chosen and action == "flush":
+                chosen = sorted(theirs)
+        elif not chosen and action == "flush":
+            chosen = [e.qid for e in spool.entries()]
         missing = [q for q in chosen if not getattr(spool, action)(q)]
         done = [q for q in chosen if q not in missing]
         notified = self.notify(done) if done and action in ("flush", "release") else ""

@@ -1,7 +1,8 @@
 """The control panel in a real browser (Debian's Chromium, driven by Selenium through
 chromium-driver) against `mailspec serve` on loopback: an administrator creates a domain and
 a user; the user sets a forward and an out-of-office and sees the DMARC report chart; a
-domain administrator does not see another domain.
+domain administrator does not see another domain; the platform administrator logs in with
+a password, holds and releases a queued message; a user sees their usage.
 
 One browser serves every test of the module (starting Chromium is the slow part). With
 MAILSPEC_SCREENSHOTS set to a folder, each main page is saved there as a PNG.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import smtplib
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,8 +127,16 @@ class Panel:
 def panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
     tmp = tmp_path_factory.mktemp("panel")
     data = tmp / "var"
-    with FakeDNS() as dns:
-        config = write_config(tmp / "mailspec.toml", dns={"nameservers": [dns.nameserver]})
+    with FakeDNS() as dns, socket.socket() as closed:
+        # remote.test's MX is a port nobody listens on: mail to it waits in the queue.
+        closed.bind(("127.0.0.1", 0))
+        dns.add("remote.test", "MX", "10 mx.remote.test.")
+        dns.add("mx.remote.test", "A", "127.0.0.1")
+        config = write_config(
+            tmp / "mailspec.toml",
+            dns={"nameservers": [dns.nameserver]},
+            relay={"port": closed.getsockname()[1]},
+        )
         directory = Directory(data / "directory.sqlite3")  # as `mailspec domain|user add` do
         directory.add_domain("example.test")
         directory.add_user("alice@example.test", "alice-pw")
@@ -295,3 +305,58 @@ def test_the_panel_speaks_german_when_asked(panel: Panel) -> None:
     panel.shot("user-settings-de")
     panel.follow("English")
     assert panel.driver.find_element(By.ID, "logout").text == "Log out"
+
+
+def test_the_administrator_releases_a_held_message_and_a_user_sees_their_usage(
+    panel: Panel,
+) -> None:
+    # Alice sends mail to remote.test, whose MX does not answer: it waits in the queue.
+    with smtplib.SMTP("127.0.0.1", panel.served.ports["submission"], timeout=10) as s:
+        tls = panel.served.tls_context()
+        tls.check_hostname = False  # its certificate names the mail host, not 127.0.0.1
+        s.starttls(context=tls)
+        s.login("alice@example.test", "alice-pw")
+        s.sendmail(
+            "alice@example.test",
+            ["friend@remote.test"],
+            b"From: alice@example.test\r\nTo: friend@remote.test\r\nSubject: Hello\r\n\r\nHi.\r\n",
+        )
+    # What `mailspec admin create root` writes, made in-process (a command costs seconds).
+    panel.directory.add_admin("root", "root-pw", now=time.time())
+    panel.driver.delete_all_cookies()
+    panel.open("/login")
+    panel.fill("admin-name", "root", by=By.ID)
+    panel.fill("admin-password", "root-pw", by=By.ID)
+    panel.click("admin-login")
+    assert "Platform administrator" in panel.text
+    panel.click("nav-queue")
+    row = panel.driver.find_element(By.CSS_SELECTOR, "#queue tr[id^='m-']")
+    qid = str(row.get_attribute("id"))[2:]
+    assert "friend@remote.test" in row.text
+    panel.click(f"hold-{qid}")
+    assert panel.driver.find_element(By.CSS_SELECTOR, f"#m-{qid} .state").text.startswith("held")
+    chart = panel.driver.find_element(By.ID, "queue-chart")
+    assert "oldest:" in chart.text and chart.find_elements(By.CSS_SELECTOR, "rect.depth")
+    panel.shot("admin-queue-held")
+    panel.click(f"release-{qid}")
+    assert not panel.driver.find_element(By.CSS_SELECTOR, f"#m-{qid} .state").text.startswith(
+        "held"
+    )
+    assert panel.driver.find_elements(By.ID, f"hold-{qid}")
+    panel.shot("admin-queue")
+    panel.click("nav-usage")
+    assert "alice@example.test" in panel.driver.find_element(By.ID, "usage-accounts").text
+    panel.shot("admin-usage")
+
+    # Alice sees her own usage: the message she sent, in the chart and the table.
+    panel.login("alice@example.test", "alice-pw")
+    panel.click("nav-usage")
+    chart = panel.driver.find_element(By.ID, "usage-chart")
+    assert len(chart.find_elements(By.CSS_SELECTOR, "rect.out")) == 2  # a bar and the legend
+    table = panel.driver.find_element(By.ID, "usage-accounts").text
+    assert "alice@example.test" in table and "carol" not in table
+    panel.shot("user-usage")
+    panel.follow("Deutsch")
+    assert panel.driver.find_element(By.TAG_NAME, "h1").text.startswith("Nutzung")
+    panel.shot("user-usage-de")
+    panel.follow("English")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from web_client import reference, smtp_auth, token
+from web_client import reference, smtp_auth, token, two_customers
 
 from reference.auth.feedback import DkimAuth, Feedback, PolicyPublished, Row, SpfAuth
 from reference.testing import ReferenceServer
@@ -64,8 +64,13 @@ class Browser:
         status, text, _ = await self.request("POST", action, {"csrf": found.group(1), **fields})
         return status, text
 
-    async def login(self, address: str = "", password: str = "", *, tok: str = "") -> int:
+    async def login(
+        self, address: str = "", password: str = "", *, tok: str = "", admin: str = ""
+    ) -> int:
+        """By address and password, a token, or a platform administrator's name and password."""
         fields = {"token": tok} if tok else {"address": address, "password": password}
+        if admin:
+            fields = {"admin": admin, "password": password}
         status, _ = await self.post("/login", "/login", **fields)
         return status
 
@@ -76,11 +81,7 @@ def text_of(page: str) -> str:
 
 @pytest.fixture
 def ref(tmp_path: Path):  # type: ignore[no-untyped-def]
-    with reference(tmp_path, **{"submission.auth_max_failures": 3}) as (server, _):
-        server.add_domain("a.test")
-        server.add_domain("b.test")
-        server.add_user("alice@a.test", "alice-pw")
-        server.add_user("bob@b.test", "bob-pw")
+    with two_customers(tmp_path, **{"submission.auth_max_failures": 3}) as server:
         yield server
 
 
@@ -310,7 +311,7 @@ async def test_accept_language_chooses_and_the_switch_overrides(ref: ReferenceSe
 
 def test_every_text_of_the_panel_has_a_german_translation() -> None:
     web = Path(__file__).resolve().parent.parent / "reference" / "web"
-    sources = [*sorted((web / "templates").glob("*.html")), web / "panel.py"]
+    sources = [*sorted((web / "templates").glob("*.html")), web / "panel.py", web / "monitor.py"]
     wanted = {
         m.group(1)
         for p in sources
@@ -461,6 +462,7 @@ async def test_the_dmarc_chart_shows_pass_and_fail_per_source_and_day(
         await b.close()
 
 
+BOBS = "0123456789ABCDEF"  # the queue id of a message bob sent, waiting in the queue
 # Every page and form of the panel, with who may reach it when it names b.test or its
 # account bob: the rest get 403 (a visitor not logged in: the login page). The forms are
 # sent with a field the service refuses (422), so an allowed call changes nothing either.
@@ -487,6 +489,14 @@ MATRIX: list[tuple[str, str, str, dict[str, str], set[str]]] = [
     ("GET", "/me", "/me", {}, {"alice", "bob"}),
     ("POST", "/me/{action}", "/me/spam", {"junk": "lots"}, {"alice", "bob"}),
     ("POST", "/logout", "/logout", {"csrf": "wrong"}, set()),  # everyone's own: checked above
+    # The queue: every administrator has the page (showing their own messages); bob's
+    # message (held already: holding it again changes nothing) only the platform's and b's.
+    ("GET", "/queue", "/queue", {}, {"admin", "reseller-a", "reseller-b"}),
+    ("POST", "/queue/flush", "/queue/flush", {}, {"admin", "reseller-a", "reseller-b"}),
+    ("POST", "/queue/{qid}/{action}", f"/queue/{BOBS}/hold", {}, {"admin", "reseller-b"}),
+    ("GET", "/usage", "/usage?domain=b.test", {}, {"admin", "reseller-b"}),
+    ("GET", "/usage", "/usage?account=bob@b.test", {}, {"admin", "reseller-b", "bob"}),
+    ("GET", "/usage", "/usage", {}, {"admin", "reseller-a", "reseller-b", "alice", "bob"}),
 ]
 PUBLIC = {"/", "/login", "/lang/{lang}", "/static/panel.css", "/logo/{domain}"}
 
@@ -508,12 +518,18 @@ def test_the_matrix_names_every_page_of_the_panel(tmp_path: Path) -> None:
 async def test_nobody_reaches_another_domains_pages(ref: ReferenceServer) -> None:
     callers = {
         "admin": {"tok": token(ref, "admin")},
+        "root": {"admin": "root", "password": "root-pw"},  # the platform's, by password
         "reseller-a": {"tok": token(ref, "domain-admin", domain="a.test")},
         "reseller-b": {"tok": token(ref, "domain-admin", domain="b.test")},
         "alice": {"address": "alice@a.test", "password": "alice-pw"},
         "bob": {"address": "bob@b.test", "password": "bob-pw"},
         "nobody": {},
     }
+    ref.run(
+        ref.app.spool.enqueue("bob@b.test", ["x@remote.test"], b"\r\n", qid=BOBS, user="bob@b.test")
+    )
+    ref.app.spool.hold(BOBS)
+    ref.app.admin.create_admin("root", "root-pw")
     before = ref.app.directory.users()
     wrong = []
     for name, credentials in callers.items():
@@ -528,15 +544,17 @@ async def test_nobody_reaches_another_domains_pages(ref: ReferenceServer) -> Non
                     status, page = await b.post(
                         "/login" if name == "nobody" else "/", path, **fields
                     )
-                reached = status not in (403,) and 'action="/login"' not in page
+                # 404: another domain's queued message is as one not queued.
+                reached = status not in (403, 404) and 'action="/login"' not in page
                 if path == "/logout":
                     reached = status != 403 and name != "nobody"
-                if reached != (name in allowed):
+                if reached != ((name if name != "root" else "admin") in allowed):
                     wrong.append(f"{name} {method} {path}: {status}")
         finally:
             await b.close()
     assert wrong == []
     assert ref.app.directory.users() == before
+    assert [(e.qid, e.held) for e in ref.app.spool.entries()] == [(BOBS, True)]
 
 
 async def test_a_refused_spam_setting_keeps_the_one_there_was(ref: ReferenceServer) -> None:

@@ -113,6 +113,18 @@ def reference(tmp: Path, **overrides: Any) -> Iterator[tuple[ReferenceServer, Fa
         dns.stop()
 
 
+@contextmanager
+def two_customers(tmp: Path, **overrides: Any) -> Iterator[ReferenceServer]:
+    """A reference with two customers: a.test with alice, b.test with bob (passwords
+    alice-pw and bob-pw)."""
+    with reference(tmp, **overrides) as (server, _):
+        server.add_domain("a.test")
+        server.add_domain("b.test")
+        server.add_user("alice@a.test", "alice-pw")
+        server.add_user("bob@b.test", "bob-pw")
+        yield server
+
+
 def send_mx(ref: ReferenceServer, rcpts: list[str]) -> list[int]:
     """One transaction on the MX; the RCPT replies."""
     with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:

@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reference.cli.cos", ("cos",)),
     ("reference.cli.lists", ("list", "archive")),
     ("reference.cli.tokens", ("token",)),
+    ("reference.cli.admins", ("admin",)),
     ("fakes.dns.cli", ("fake-dns",)),
     ("fakes.mx.cli", ("fake-mx",)),
     ("conformance.cli", ("check",)),

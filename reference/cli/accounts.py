@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 
-from reference.cli.common import Subparsers, admin, directory, group, leaf, written_in
+from reference.cli.common import (
+    Subparsers,
+    admin,
+    directory,
+    group,
+    leaf,
+    password_from,
+    password_options,
+    written_in,
+)
 from reference.delivery.retire import Retired
 from reference.service import Conflict, NotFound, canonical_domain
 
@@ -71,26 +79,8 @@ def cmd_domain_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _password(args: argparse.Namespace) -> str:
-    """The password from --password, from standard input, or from a prompt (asked twice)."""
-    if args.password is not None:
-        return str(args.password)
-    if args.password_stdin:
-        # One line, as `docker login --password-stdin` reads it; the newline is not part of it.
-        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-    elif sys.stdin.isatty():
-        password = getpass.getpass(f"password for {args.address}: ")
-        if getpass.getpass("again: ") != password:
-            raise ValueError("the passwords differ")
-    else:
-        raise ValueError("give --password, --password-stdin, or run in a terminal for a prompt")
-    if not password:
-        raise ValueError("empty password")
-    return password
-
-
 def cmd_user_add(args: argparse.Namespace) -> int:
-    password = _password(args)
+    password = password_from(args, args.address)
     with admin(args, writes=True) as a:
         account = a.add_account(args.address, password)
         print(f"user {account.address} added {written_in(args)}")
@@ -98,7 +88,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
-    password = _password(args)
+    password = password_from(args, args.address)
     with admin(args, writes=True) as a:
         a.set_password(args.address, password)
         print(f"password of {args.address} changed {written_in(args)}")
@@ -193,18 +183,6 @@ def cmd_alias_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _password_options(p: argparse.ArgumentParser) -> None:
-    how = p.add_mutually_exclusive_group()
-    how.add_argument(
-        "--password",
-        metavar="PW",
-        help="the password (lands in shell history; without it: a prompt)",
-    )
-    how.add_argument(
-        "--password-stdin", action="store_true", help="read the password from standard input"
-    )
-
-
 def _targets(p: argparse.ArgumentParser, what: str, off: str) -> None:
     """TARGETs to set (none: show what is set) or --off to remove them."""
     p.add_argument("targets", nargs="*", metavar="TARGET", help=what)
@@ -258,10 +236,10 @@ def register(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     usub = group(sub, "user", parents, "manage accounts")
     q = leaf(usub, "add", parents, "add an account", cmd_user_add)
     q.add_argument("address", help="the account's address, in a local domain")
-    _password_options(q)
+    password_options(q)
     q = leaf(usub, "passwd", parents, "change an account's password", cmd_user_passwd)
     q.add_argument("address", help="the account's address")
-    _password_options(q)
+    password_options(q)
     q = leaf(usub, "quota", parents, "an account's own mailbox quota", cmd_user_quota)
     q.add_argument("address", help="the account's address")
     q.add_argument("--bytes", type=int, help="bytes over all folders (0: unlimited)")

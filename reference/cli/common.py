@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +137,33 @@ def leaf(
     p = sub.add_parser(name, parents=parents, help=text, description=text[0].upper() + text[1:])
     p.set_defaults(func=func)
     return p
+
+
+def password_options(p: argparse.ArgumentParser) -> None:
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--password",
+        metavar="PW",
+        help="the password (lands in shell history; without it: a prompt)",
+    )
+    how.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+
+
+def password_from(args: argparse.Namespace, whose: str) -> str:
+    """The password from --password, from standard input, or from a prompt (asked twice)."""
+    if args.password is not None:
+        return str(args.password)
+    if args.password_stdin:
+        # One line, as `docker login --password-stdin` reads it; the newline is not part of it.
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"password for {whose}: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the passwords differ")
+    else:
+        raise ValueError("give --password, --password-stdin, or run in a terminal for a prompt")
+    if not password:
+        raise ValueError("empty password")
+    return password

@@ -6,6 +6,7 @@ from collections.abc import Collection
 
 from reference.directory.access import AccessRules
 from reference.directory.accounts import Account
+from reference.directory.admins import PanelAdmins
 from reference.directory.cos import ClassesOfService
 from reference.directory.lanes import BulkSenders
 from reference.directory.lists import MailingLists
@@ -15,11 +16,17 @@ from reference.directory.tokens import ApiTokens
 
 
 class Directory(
-    MailingLists, SpamPreferences, BulkSenders, ApiTokens, AccessRules, ClassesOfService
+    MailingLists,
+    SpamPreferences,
+    BulkSenders,
+    ApiTokens,
+    PanelAdmins,
+    AccessRules,
+    ClassesOfService,
 ):
     """Domains, accounts, aliases, distribution lists, archive rules, quotas, spam settings,
-    sender lists, bulk senders, API tokens, access lists and classes of service, in one SQL
-    database. Thread-safe; async wrappers keep hashing off the event loop."""
+    sender lists, bulk senders, API tokens, panel administrators, access lists and classes of
+    service, in one SQL database. Thread-safe; async wrappers keep hashing off the event loop."""
 
     def set_forward(self, address: str, targets: list[str], *, keep: bool) -> list[str]:
         """Forwarding, if the account's class of service allows it to addresses elsewhere."""

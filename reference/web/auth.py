@@ -31,6 +31,7 @@ class Principal:
     domain: str | None = None
     user: str | None = None
     token: str | None = None  # the public id of the token it came with
+    admin: str | None = None  # the platform administrator's name, after a password login
 
     def may_domain(self, domain: str) -> bool:
         return self.role == "admin" or (self.role == "domain-admin" and domain == self.domain)
@@ -88,6 +89,16 @@ class WebAuth:
         if address is None:
             await self._failed(user, peer)
         return Principal("user", None, address)
+
+    async def by_admin_password(self, name: str, password: str, peer: str) -> Principal:
+        """A platform administrator (``mailspec admin create``); failures counted with the
+        mail logins' against the name as given (never an account's: it has no ``@``), so
+        guesses at it over SMTP, IMAP or POP3 lock the panel login too, and the other way."""
+        await self._not_locked(name, peer)
+        found = await asyncio.to_thread(self.directory.check_admin, name, password)
+        if found is None:
+            await self._failed(name, peer)
+        return Principal("admin", admin=found)
 
     async def _not_locked(self, name: str, peer: str) -> None:
         locked = await self.limiter.locked(name, peer)

@@ -1,8 +1,9 @@
 """The control panel: server-rendered pages (Jinja2) for each role, working without JavaScript.
 
-A platform administrator and a domain administrator log in with an API token (``mailspec
-token create``), a user with their address and password; failures count in the node's
-lockout with SMTP, IMAP and POP3. Every form carries the session's CSRF token, every POST
+A platform administrator logs in with a name and password (``mailspec admin create``) or
+an API token, a domain administrator with an API token (``mailspec token create``), a user
+with their address and password; failures count in the node's lockout with SMTP, IMAP and
+POP3. Every form carries the session's CSRF token, every POST
 is checked against it, and each change is made through the service layer the API and the
 command line use. Pages answer in English or German (see :mod:`reference.web.i18n`).
 """
@@ -121,6 +122,10 @@ class Panel:
         r.add_post("/accounts/{address}/{action}", self._page(self.account_action, ADMINS))
         r.add_get("/me", self._page(self.me, ("user",)))
         r.add_post("/me/{action}", self._page(self.me_action, ("user",)))
+        # The queue and usage pages live in their own module, on this one's plumbing.
+        from reference.web.monitor import Monitor
+
+        Monitor(self).add_routes(app)
 
     # -- plumbing
 
@@ -161,7 +166,10 @@ class Panel:
         if who.role == "user" and who.user is not None:
             stamp = await asyncio.to_thread(self.admin.directory.password_stamp, who.user)
             good = stamp is not None and hmac.compare_digest(stamp, session.stamp or "")
-        if who.token is not None or who.role != "user":
+        if who.admin is not None:  # a password login: ends with a new password or removal
+            stamp = await asyncio.to_thread(self.admin.directory.admin_stamp, who.admin)
+            good = stamp is not None and hmac.compare_digest(stamp, session.stamp or "")
+        elif who.token is not None or who.role != "user":
             tokens = await asyncio.to_thread(self.admin.directory.tokens)
             good = good and any(t.id == who.token for t in tokens)
         if not good:
@@ -259,6 +267,10 @@ class Panel:
         try:
             if data.get("token"):
                 who = await self.auth.by_token(str(data["token"]).strip(), peer)
+            elif data.get("admin"):
+                who = await self.auth.by_admin_password(
+                    str(data["admin"]), str(data.get("password", "")), peer
+                )
             else:
                 who = await self.auth.by_password(
                     str(data.get("address", "")).strip(), str(data.get("password", "")), peer
@@ -273,6 +285,8 @@ class Panel:
         stamp = None
         if who.user is not None and who.role == "user":
             stamp = await self.run(self.admin.directory.password_stamp, who.user)
+        elif who.admin is not None:
+            stamp = await self.run(self.admin.directory.admin_stamp, who.admin)
         cookie, _ = await self.run(self.sessions.create, who, stamp)
         response = self._redirect(_safe_next(str(data.get("next", "/"))))
         response.set_cookie(COOKIE, cookie, secure=True, httponly=True, samesite="Strict", path="/")

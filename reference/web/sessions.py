@@ -8,8 +8,10 @@ before, and a revoked token ends the sessions it opened.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
+import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +32,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     domain TEXT,
     user TEXT,
     token TEXT,                -- the public id of the token logged in with
-    stamp TEXT,                -- the account's password stamp at login
+    stamp TEXT,                -- the account's (or administrator's) password stamp at login
     csrf TEXT NOT NULL,
     created REAL NOT NULL,
     seen REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
 """
+# The platform administrator's name after a password login; added to older files.
+_ADMIN_COLUMN = "ALTER TABLE sessions ADD COLUMN admin TEXT"
 
 
 def _digest(value: str) -> str:
@@ -58,6 +62,11 @@ class SessionStore:
         self._db = connect(path)
         with self._lock:
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}
+            if "admin" not in columns:
+                # Another worker may have added it first.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    self._db.execute(_ADMIN_COLUMN)
 
     def close(self) -> None:
         with self._lock:
@@ -75,9 +84,9 @@ class SessionStore:
                 (now - IDLE, now - LIFETIME),
             )
             self._db.execute(
-                "INSERT INTO sessions(id, role, domain, user, token, stamp, csrf, created, seen) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, who.role, who.domain, who.user, who.token, stamp, csrf, now, now),
+                "INSERT INTO sessions(id, role, domain, user, token, admin, stamp, csrf, created,"
+                " seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, who.role, who.domain, who.user, who.token, who.admin, stamp, csrf, now, now),
             )
         return cookie, Session(key, who, stamp, csrf)
 
@@ -89,17 +98,17 @@ class SessionStore:
         key = _digest(cookie)
         with self._lock:
             row = self._db.execute(
-                "SELECT role, domain, user, token, stamp, csrf, created, seen FROM sessions "
-                "WHERE id = ?",
+                "SELECT role, domain, user, token, admin, stamp, csrf, created, seen"
+                " FROM sessions WHERE id = ?",
                 (key,),
             ).fetchone()
             if row is None:
                 return None
-            if row[6] < now - LIFETIME or row[7] < now - IDLE:
+            if row[7] < now - LIFETIME or row[8] < now - IDLE:
                 self._db.execute("DELETE FROM sessions WHERE id = ?", (key,))
                 return None
             self._db.execute("UPDATE sessions SET seen = ? WHERE id = ?", (now, key))
-        return Session(key, Principal(row[0], row[1], row[2], row[3]), row[4], row[5])
+        return Session(key, Principal(*row[:5]), row[5], row[6])
 
     def restamp(self, session: Session, stamp: str | None) -> None:
         """Keep this session alive across its own password change."""
