@@ -611,7 +611,7 @@ def _sent_scope(c: Call, domain: str | None) -> list[str] | None:
         if not c.who.may_domain(name):
             raise HttpProblem(403, f"domain {name} is not yours", field="domain")
         return [name]
-    return None if c.who.role == "admin" else [c.who.domain or ""]
+    return c.who.domains()
 
 
 async def dmarc_sent(c: Call) -> list[DmarcSentOut]:
