@@ -40,8 +40,8 @@ from reference.auth.lookup import DnsTempError, Lookup
 from reference.auth.reports import (
     SENDING_TIMEOUT,
     AggregateReporter,
-    DmarcStore,
     Destination,
+    DmarcStore,
     ReportIntake,
     Rua,
     SentReport,
@@ -460,7 +460,10 @@ def test_dmarc_sent_and_flush_commands(tmp_path: Path, capsys: pytest.CaptureFix
         assert main(["dmarc", "sent", *run]) == 0
         assert capsys.readouterr().out == "no DMARC aggregate reports sent\n"
         s = DmarcStore(tmp_path / "var" / "dmarc.sqlite3")
-        rua = "v=DMARC1; p=none; rua=mailto:agg@bank.example,mailto:x@vendor.example,mailto:y@z.example"
+        rua = (
+            "v=DMARC1; p=none; "
+            "rua=mailto:agg@bank.example,mailto:x@vendor.example,mailto:y@z.example"
+        )
         s.record(observation(record=rua, when=time.time()))
         s.record(observation(record=rua, when=time.time(), spf=SpfResult.FAIL))
         s.close()
