@@ -27,6 +27,7 @@ from reference.auth.dmarc import (
     parse_record,
 )
 from reference.auth.feedback import (
+    DkimAuth,
     Feedback,
     PolicyPublished,
     Row,
@@ -519,13 +520,16 @@ def test_reference_reports_and_keeps_reports(tmp_path: Path) -> None:
         try:
             ref.add_domain("example.test")
             ref.add_user("alice@example.test", "pw")
+            # One of the two messages is DKIM-signed (selector "s1"), the other not.
+            (key,) = KeyStore(tmp_path / "keys").generate(
+                "sender.example", "s1", ("ed25519-sha256",)
+            )
+            net.dns.add_txt(key.record_name, key.public_record())
             with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
                 for i in range(2):
-                    s.sendmail(
-                        "news@sender.example",
-                        ["alice@example.test"],
-                        f"From: news@sender.example\r\nSubject: {i}\r\n\r\nhi\r\n".encode(),
-                    )
+                    plain = f"From: news@sender.example\r\nSubject: {i}\r\n\r\nhi\r\n".encode()
+                    signed = dkim.sign(plain, [key], now=clock.now()) + plain if i else plain
+                    s.sendmail("news@sender.example", ["alice@example.test"], signed)
                 s.sendmail(
                     "dmarc@google.test", ["alice@example.test"], _report_mail("example.test")
                 )
@@ -544,6 +548,26 @@ def test_reference_reports_and_keeps_reports(tmp_path: Path) -> None:
             (part,) = d.message.iter_attachments()
             fb = parse(gzip.decompress(part.get_payload(decode=True)))
             assert fb.policy.domain == "sender.example" and fb.messages == 2
+            name = f"mail.example.test!sender.example!{fb.begin}!{fb.end}.xml.gz"  # 7.2.1.1
+            assert part.get_filename() == name
+            assert (fb.org_name, fb.email) == (
+                "mail.example.test",
+                "dmarc-reports@mail.example.test",
+            )
+            assert fb.end - fb.begin == DAY and fb.policy.p == "reject"
+            rows = {r.dkim: r for r in fb.rows}
+            assert set(rows) == {"pass", "fail"}  # aligned DKIM in one row, not in the other
+            assert rows["pass"].dkim_results == (DkimAuth("sender.example", key.selector, "pass"),)
+            assert rows["fail"].dkim_results == ()
+            for row in fb.rows:
+                assert (row.count, row.spf, row.disposition, row.header_from) == (
+                    1,
+                    "pass",
+                    "none",
+                    "sender.example",
+                )
+                assert row.spf_results == (SpfAuth("sender.example", "mfrom", "pass"),)
+                assert row.source_ip == "127.0.0.1"
         finally:
             ref.stop()
     assert gzipped(render(fb))[:2] == b"\x1f\x8b"
@@ -619,6 +643,9 @@ def test_dmarc_config_keys() -> None:
 
     cfg = config.load(None, overrides={"dmarc.report_from": "rua@example.test"})
     assert cfg.dmarc.reports and cfg.dmarc.report_interval == DAY
+    assert cfg.dmarc_report_from == "rua@example.test" and cfg.dmarc.org_name == ""
+    assert config.load(None).dmarc_report_from == "dmarc-reports@mail.example.test"
+    assert config.load(None, overrides={"dmarc.org_name": "Example"}).dmarc.org_name == "Example"
     for key, value, why in [
         ("dmarc.report_interval", "30s", "at least 1m"),
         ("dmarc.report_interval", "daily", "not a duration"),
