@@ -493,6 +493,10 @@ def test_dmarc_sent_and_flush_commands(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["dmarc", "sent", "--domain", "not a domain", *run]) == 2
     assert main(["dmarc", "flush", *run]) == 0  # nothing left: nothing sent twice
     assert capsys.readouterr().out.splitlines()[-1].startswith("0 report(s), 0 queued")
+    with conf.open("a") as f:
+        f.write("[dmarc]\nreports = false\n")
+    assert main(["dmarc", "flush", *run]) == 2
+    assert "dmarc.reports is off" in capsys.readouterr().err
     assert len(spool.entries()) == 2
 
 

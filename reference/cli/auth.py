@@ -508,6 +508,9 @@ def cmd_flush(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"mailspec: {e}", file=sys.stderr)
         return 2
+    if not cfg.dmarc.reports:
+        print("mailspec: dmarc.reports is off: no reports are sent", file=sys.stderr)
+        return 2
     clock = RealClock()
     store = DmarcStore(cfg.data_path / "dmarc.sqlite3")
     try:
