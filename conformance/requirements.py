@@ -86,6 +86,8 @@ _FEATURE_OF: Mapping[str, str] = {
     "inbound.dmarc": "sender-authentication",
     "dmarc.reports": "dmarc-reports",
     "dmarc.reports-received": "dmarc-reports",
+    "dmarc.reports-loop": "dmarc-reports",
+    "dmarc.reports-sent": "dmarc-reports",
     "outbound.dkim": "dkim-signing",
     "outbound.ratelimit": "rate-limit",
     "outbound.bulk-lane": "relay-policy",

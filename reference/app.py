@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import dns.asyncresolver
+
 from reference import tls
 from reference.assembly import Parts, check_chain
 from reference.auth import Lookup, MemoryRecorder
@@ -116,6 +118,31 @@ def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
 
     # Delivery and APPEND keep each mailbox's text index (IMAP SEARCH BODY/TEXT).
     return MailStore(cfg.data_path / "mail", clock=clock, quota=quota, text_of=searchable_text)
+
+
+def aggregate_reporter(
+    cfg: Config,
+    store: DmarcStore,
+    spool: Spool,
+    clock: Clock,
+    resolver: dns.asyncresolver.Resolver,
+    notify: Callable[[str], None] | None = None,
+) -> AggregateReporter:
+    """What sends DMARC aggregate reports: the server's daily task, `mailspec dmarc flush`."""
+    return AggregateReporter(
+        store,
+        spool,
+        clock,
+        Lookup(resolver, clock),
+        hostname=cfg.server.hostname,
+        org_name=cfg.dmarc.org_name,
+        report_from=cfg.dmarc_report_from,
+        interval=cfg.dmarc.report_interval,
+        notify=notify,
+        keys=KeyStore(cfg.data_path / "dkim"),
+        selector=cfg.auth.selector,
+        algorithms=cfg.auth.sign_algorithms,
+    )
 
 
 class App:
@@ -318,18 +345,8 @@ class App:
         self.lists.notify = self.runner.notify
         # The daily task that sends DMARC aggregate reports through the queue.
         self.dmarc_reporter = (
-            AggregateReporter(
-                self.dmarc_store,
-                self.spool,
-                self.clock,
-                Lookup(self.resolver, self.clock),
-                hostname=cfg.server.hostname,
-                report_from=cfg.dmarc.report_from,
-                interval=cfg.dmarc.report_interval,
-                notify=self.runner.notify,
-                keys=KeyStore(data / "dkim"),
-                selector=cfg.auth.selector,
-                algorithms=cfg.auth.sign_algorithms,
+            aggregate_reporter(
+                cfg, self.dmarc_store, self.spool, self.clock, self.resolver, self.runner.notify
             )
             if cfg.dmarc.reports
             else None

@@ -83,6 +83,7 @@ def sender_authentication(
         dmarc_tempfail=a.dmarc_tempfail,
         arc_trusted=a.arc_trusted,
         recorder=recorder,
+        report_address=cfg.dmarc_report_from,
     )
 
 

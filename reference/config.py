@@ -316,7 +316,13 @@ class Dmarc:
         default=True,
     )
     report_from: str = doc(
-        "From address and envelope sender of the reports; empty: dmarc-reports@<server.hostname>.",
+        "From address and envelope sender of the reports; empty: dmarc-reports@<server.hostname>. "
+        "Mail to or from it is never the reason for a report (no reports about reports).",
+        default="",
+    )
+    org_name: str = doc(
+        "The reporting organization named in each report (org_name, RFC 7489 7.2.1); "
+        "empty: server.hostname.",
         default="",
     )
     report_interval: Duration = doc(
@@ -526,6 +532,12 @@ class Config:
         """``server.data_dir`` made absolute (a relative one is read from the working folder),
         so that every message that names it says which folder a command really used."""
         return Path(self.server.data_dir).absolute()
+
+    @property
+    def dmarc_report_from(self) -> str:
+        """The address DMARC aggregate reports come from: ``dmarc.report_from``, else
+        dmarc-reports@<server.hostname>."""
+        return (self.dmarc.report_from or f"dmarc-reports@{self.server.hostname}").lower()
 
     @property
     def srs_domain(self) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from reference.auth.feedback import Feedback
 from reference.auth.keys import KeyStore, KeyStoreError, SigningKey, txt_strings
-from reference.auth.reports import DmarcStore
+from reference.auth.reports import DmarcStore, SentReport
 from reference.clock import Clock, RealClock
 from reference.config import Config
 from reference.delivery import lane_of
@@ -1128,6 +1128,21 @@ class Admin:
             logo_type = None
         _write(meta, json.dumps({"name": name, "logo_type": logo_type}).encode())
         return Branding(d, name, logo_type)
+
+    def dmarc_sent(self, domains: Sequence[str] | None = None) -> list[SentReport]:
+        """Aggregate reports we built, newest first: all, or those about ``domains`` (and
+        their subdomains' policies), with what became of each rua= destination."""
+        names = None if domains is None else [canonical_domain(d) for d in domains]
+        store = self._dmarc_read()
+        return store.sent(names) if store is not None else []
+
+    def dmarc_sent_xml(self, report_id: str) -> tuple[str, bytes]:
+        """(policy domain, XML document) of a report we built, or :class:`NotFound`."""
+        store = self._dmarc_read()
+        found = store.sent_xml(report_id) if store is not None else None
+        if found is None:
+            raise NotFound("no report %(report_id)s was sent", "report_id", report_id=report_id)
+        return found
 
     # -- usage
 

@@ -323,6 +323,10 @@ class ReferenceServer:
         """DMARC aggregate reports received about ``domain`` (`mailspec dmarc reports --json`)."""
         return [r.to_json() for r in self.app.dmarc_store.received(domain)]
 
+    def dmarc_sent(self, domain: str) -> list[dict[str, Any]]:
+        """DMARC aggregate reports sent about ``domain`` (`mailspec dmarc sent --json`)."""
+        return [r.to_json() for r in self.app.dmarc_store.sent([domain])]
+
     def run(self, coro: Any, timeout: float = 30.0) -> Any:
         """Run a coroutine on the server's loop (e.g. to wait for the queue to drain)."""
         assert self._runs, "not started"

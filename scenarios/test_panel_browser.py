@@ -24,6 +24,7 @@ import pytest
 from fakes.dns import FakeDNS
 from reference.auth.feedback import DkimAuth, Feedback, PolicyPublished, Row, SpfAuth
 from reference.auth.reports import report_message
+from reference.cli import main
 from reference.directory import Directory
 from reference.sieve import ScriptStore
 from reference.testing import ServedProcess, serve_process, write_config
@@ -74,6 +75,7 @@ class Panel:
         self.base = f"https://127.0.0.1:{served.ports['web']}"
         # The node's directory, read and written beside it as the command line does.
         self.directory = Directory(served.data_dir / "directory.sqlite3")
+        self.dns: FakeDNS | None = None  # the node's DNS, which tests may add records to
 
     def open(self, path: str) -> None:
         self.driver.get(self.base + path)
@@ -160,6 +162,7 @@ def panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
             served.stop()
             raise
         panel = Panel(driver, served)
+        panel.dns = dns
         try:
             yield panel
         finally:
@@ -360,3 +363,21 @@ def test_the_administrator_releases_a_held_message_and_a_user_sees_their_usage(
     assert panel.driver.find_element(By.TAG_NAME, "h1").text.startswith("Nutzung")
     panel.shot("user-usage-de")
     panel.follow("English")
+
+
+def test_an_administrator_sees_the_dmarc_reports_sent(panel: Panel) -> None:
+    # news.example asks for aggregate reports at its own address; its mail arrives here.
+    assert panel.dns is not None
+    panel.dns.spf("news.example", "v=spf1 ip4:127.0.0.0/8 -all")
+    panel.dns.dmarc("news.example", "v=DMARC1; p=none; rua=mailto:dmarc@news.example")
+    message = b"From: info@news.example\r\nSubject: news\r\n\r\nHello.\r\n"
+    with smtplib.SMTP("127.0.0.1", panel.served.ports["mx"], timeout=10) as s:
+        s.sendmail("info@news.example", ["postmaster@example.test"], message)
+    # The operator sends the pending reports now rather than at the end of the day.
+    flush = ["dmarc", "flush", "--config", str(panel.served.config)]
+    assert main([*flush, "--data-dir", str(panel.served.data_dir)]) == 0
+    panel.login(token=panel.token("admin"))
+    panel.follow("DMARC reports sent")
+    table = panel.driver.find_element(By.ID, "dmarc-sent").text
+    assert "news.example" in table and "dmarc@news.example" in table
+    panel.shot("admin-dmarc-sent")

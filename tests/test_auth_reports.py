@@ -8,6 +8,7 @@ import email.policy
 import gzip
 import json
 import smtplib
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from reference.auth.dmarc import (
     parse_record,
 )
 from reference.auth.feedback import (
+    DkimAuth,
     Feedback,
     PolicyPublished,
     Row,
@@ -39,9 +41,11 @@ from reference.auth.lookup import DnsTempError, Lookup
 from reference.auth.reports import (
     SENDING_TIMEOUT,
     AggregateReporter,
+    Destination,
     DmarcStore,
     ReportIntake,
     Rua,
+    SentReport,
     authorized,
     parse_rua,
     report_message,
@@ -69,6 +73,7 @@ def observation(
     applied: Disposition = Disposition.NONE,
     when: float = T0,
     has_record: bool = True,
+    optional: bool = False,
 ) -> DmarcObservation:
     rec = parse_record(record) if has_record else None
     passed = spf is SpfResult.PASS
@@ -90,6 +95,7 @@ def observation(
         spf=SpfCheck(spf, domain, "mailfrom", f"bounce@{domain}"),
         dkim=(DkimSignature(DkimResult.FAIL, domain, "s1", "rsa-sha256"),),
         applied=applied,
+        optional=optional,
     )
 
 
@@ -145,6 +151,65 @@ def test_periods_rotate_once_and_are_claimed_once(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_optional_evaluations_never_cause_a_report(store: DmarcStore) -> None:
+    # Reports about reports (mox's rule): a domain only reports came from gets none; one
+    # that gets a report anyway has them counted.
+    store.record(observation("reporter.example", optional=True))
+    store.record(observation(optional=True))
+    store.record(observation(ip="192.0.2.7"))
+    store.record(observation())  # the same row as the optional one: merged, now required
+    assert store.pending() == [("bank.example", 3), ("reporter.example", 1)]
+    assert store.rotate(T0 + DAY, DAY)
+    (period,) = store.claim(T0 + DAY)
+    found = store.rows(period.id)
+    assert list(found) == ["bank.example"]
+    assert sorted((r.source_ip, r.count) for r in found["bank.example"][1]) == [
+        ("192.0.2.1", 2),
+        ("192.0.2.7", 1),
+    ]
+    store.finish(period.id)
+    assert store.pending() == []
+
+
+def test_a_file_from_before_optional_evaluations_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "dmarc.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE observations (period INTEGER NOT NULL, policy_domain TEXT NOT NULL, "
+        "policy TEXT NOT NULL, row TEXT NOT NULL, count INTEGER NOT NULL, "
+        "first_seen REAL NOT NULL, last_seen REAL NOT NULL, "
+        "UNIQUE (period, policy_domain, policy, row));"
+        "INSERT INTO observations VALUES (1, 'old.example', '{}', 'x', 4, 0, 0);"
+    )
+    old.close()
+    a, b = DmarcStore(path), DmarcStore(path)  # the second finds the column added
+    try:
+        a.record(observation())
+        assert a.pending() == [("bank.example", 1), ("old.example", 4)]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_reports_sent_are_kept(store: DmarcStore) -> None:
+    def report(domain: str, begin: int) -> SentReport:
+        return SentReport(f"{begin}.{domain}", domain, begin, begin + 9, 0.0, 5, 4, ())
+
+    for domain, begin in [("bank.example", 1), ("news.bank.example", 2), ("other.example", 3)]:
+        store.store_sent(report(domain, begin), f"<{domain}/>".encode())
+    store.store_sent(report("bank.example", 1), b"<again/>")  # a period sent again: replaced
+    assert [r.policy_domain for r in store.sent()] == [
+        "other.example",
+        "news.bank.example",
+        "bank.example",
+    ]
+    assert [r.begin for r in store.sent(["BANK.example."])] == [2, 1]
+    assert store.sent([]) == [] and store.sent(["ank.example"]) == []
+    assert store.sent_xml("1.bank.example") == ("bank.example", b"<again/>")
+    assert store.sent_xml("nothing") is None
+    assert store.sent()[0].failed == 1
 
 
 def test_received_reports_are_kept_once(store: DmarcStore) -> None:
@@ -309,12 +374,30 @@ async def test_reporter_sends_a_day_of_evaluations(tmp_path: Path, store: DmarcS
     assert fb.policy == PolicyPublished("bank.example", p="quarantine", sp="quarantine")
     assert [(r.source_ip, r.count) for r in fb.rows] == [("192.0.2.1", 3)]
     assert store.pending() == []  # quiet.example asked for no reports: dropped
+    # Kept: what the report counted, where it went and where not, and why.
+    (kept,) = store.sent()
+    assert (kept.report_id, kept.policy_domain, kept.messages, kept.passed) == (
+        fb.report_id,
+        "bank.example",
+        3,
+        3,
+    )
+    assert (kept.begin, kept.end) == (int(T0), int(T0 + DAY))
+    by_rua = {d.rua: d for d in kept.destinations}
+    assert sorted(d.qid for d in by_rua.values() if d.qid) == sorted(woken)
+    assert "RFC 7489 7.1" in by_rua["x@stranger.example"].skipped
+    assert "larger than its limit of 1024" in by_rua["bank@vendor.example"].skipped
+    assert by_rua["agg@bank.example"] == Destination(
+        "agg@bank.example", qid=by_rua["agg@bank.example"].qid
+    )
+    xml = store.sent_xml(fb.report_id)
+    assert xml is not None and parse(xml[1]) == fb
 
 
 # -- reports received ------------------------------------------------------------------------
 
 
-def _report_mail(domain: str, report_id: str = "r-1") -> bytes:
+def _report_mail(domain: str, report_id: str = "r-1", sender: str = "") -> bytes:
     fb = Feedback(
         "google.com",
         "noreply-dmarc-support@google.com",
@@ -328,7 +411,7 @@ def _report_mail(domain: str, report_id: str = "r-1") -> bytes:
         ),
     )
     return report_message(
-        fb, to=f"postmaster@{domain}", sender=fb.email, submitter="google.com", now=T0
+        fb, to=f"postmaster@{domain}", sender=sender or fb.email, submitter="google.com", now=T0
     )
 
 
@@ -366,6 +449,57 @@ def test_dmarc_reports_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().out == "bank.example\t1\n"
 
 
+def test_dmarc_sent_and_flush_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeDNS() as fdns:
+        fdns.add_txt("bank.example._report._dmarc.vendor.example", "v=DMARC1")
+        conf = tmp_path / "mailspec.toml"
+        conf.write_text(
+            f'[server]\ndata_dir = "{tmp_path / "var"}"\n'
+            f'[dns]\nnameservers = ["{fdns.nameserver}"]\ntimeout = "2s"\n'
+        )
+        run = ["--config", str(conf)]
+        assert main(["dmarc", "sent", *run]) == 0
+        assert capsys.readouterr().out == "no DMARC aggregate reports sent\n"
+        s = DmarcStore(tmp_path / "var" / "dmarc.sqlite3")
+        rua = (
+            "v=DMARC1; p=none; "
+            "rua=mailto:agg@bank.example,mailto:x@vendor.example,mailto:y@z.example"
+        )
+        s.record(observation(record=rua, when=time.time()))
+        s.record(observation(record=rua, when=time.time(), spf=SpfResult.FAIL))
+        s.close()
+        # Not waiting for the day to end: the open period is closed and sent now.
+        assert main(["dmarc", "flush", *run]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("bank.example: 2 message(s) -> agg@bank.example (")
+        assert "y@z.example (not sent: no bank.example._report._dmarc.z.example" in out[0]
+        assert out[1].startswith("1 report(s), 2 queued (no running server")
+    spool = Spool(tmp_path / "var" / "spool", ManualClock())
+    entries = spool.entries()
+    assert sorted(r.address for e in entries for r in e.recipients) == [
+        "agg@bank.example",
+        "x@vendor.example",
+    ]
+    assert main(["dmarc", "sent", "--domain", "bank.example", *run]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["domain", "period", "(UTC)", "messages", "pass", "fail", "rua"]
+    assert lines[1].split()[0] == "bank.example" and lines[1].split()[6:9] == ["2", "1", "1"]
+    assert main(["dmarc", "sent", "--domain", "other.example", *run]) == 0
+    assert capsys.readouterr().out == "no DMARC aggregate reports sent about other.example\n"
+    assert main(["dmarc", "sent", "--json", *run]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["policy_domain"] == "bank.example" and report["failed"] == 1
+    assert {d["qid"] for d in report["destinations"] if d["qid"]} == {e.qid for e in entries}
+    assert main(["dmarc", "sent", "--domain", "not a domain", *run]) == 2
+    assert main(["dmarc", "flush", *run]) == 0  # nothing left: nothing sent twice
+    assert capsys.readouterr().out.splitlines()[-1].startswith("0 report(s), 0 queued")
+    with conf.open("a") as f:
+        f.write("[dmarc]\nreports = false\n")
+    assert main(["dmarc", "flush", *run]) == 2
+    assert "dmarc.reports is off" in capsys.readouterr().err
+    assert len(spool.entries()) == 2
+
+
 # -- through the reference ---------------------------------------------------------------------
 
 
@@ -390,13 +524,16 @@ def test_reference_reports_and_keeps_reports(tmp_path: Path) -> None:
         try:
             ref.add_domain("example.test")
             ref.add_user("alice@example.test", "pw")
+            # One of the two messages is DKIM-signed (selector "s1"), the other not.
+            (key,) = KeyStore(tmp_path / "keys").generate(
+                "sender.example", "s1", ("ed25519-sha256",)
+            )
+            net.dns.add_txt(key.record_name, key.public_record())
             with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
                 for i in range(2):
-                    s.sendmail(
-                        "news@sender.example",
-                        ["alice@example.test"],
-                        f"From: news@sender.example\r\nSubject: {i}\r\n\r\nhi\r\n".encode(),
-                    )
+                    plain = f"From: news@sender.example\r\nSubject: {i}\r\n\r\nhi\r\n".encode()
+                    signed = dkim.sign(plain, [key], now=clock.now()) + plain if i else plain
+                    s.sendmail("news@sender.example", ["alice@example.test"], signed)
                 s.sendmail(
                     "dmarc@google.test", ["alice@example.test"], _report_mail("example.test")
                 )
@@ -415,9 +552,94 @@ def test_reference_reports_and_keeps_reports(tmp_path: Path) -> None:
             (part,) = d.message.iter_attachments()
             fb = parse(gzip.decompress(part.get_payload(decode=True)))
             assert fb.policy.domain == "sender.example" and fb.messages == 2
+            name = f"mail.example.test!sender.example!{fb.begin}!{fb.end}.xml.gz"  # 7.2.1.1
+            assert part.get_filename() == name
+            assert (fb.org_name, fb.email) == (
+                "mail.example.test",
+                "dmarc-reports@mail.example.test",
+            )
+            assert fb.end - fb.begin == DAY and fb.policy.p == "reject"
+            rows = {r.dkim: r for r in fb.rows}
+            assert set(rows) == {"pass", "fail"}  # aligned DKIM in one row, not in the other
+            assert rows["pass"].dkim_results == (DkimAuth("sender.example", key.selector, "pass"),)
+            assert rows["fail"].dkim_results == ()
+            for row in fb.rows:
+                assert (row.count, row.spf, row.disposition, row.header_from) == (
+                    1,
+                    "pass",
+                    "none",
+                    "sender.example",
+                )
+                assert row.spf_results == (SpfAuth("sender.example", "mfrom", "pass"),)
+                assert row.source_ip == "127.0.0.1"
         finally:
             ref.stop()
     assert gzipped(render(fb))[:2] == b"\x1f\x8b"
+
+
+def test_no_reports_about_reports(tmp_path: Path) -> None:
+    """Reports, and mail to our report address, never make us send a report; counted when
+    their domain gets one anyway."""
+    clock = ManualClock()
+    with FakeInternet(clock=clock) as net:
+        for domain in ("sender.example", "reporter.example", "replier.example"):
+            net.dns.spf(domain, "v=spf1 ip4:127.0.0.0/8 -all")
+            net.dns.dmarc(domain, "v=DMARC1; p=none; rua=mailto:dmarc@gmail.test")
+            net.dns.add_txt(f"{domain}._report._dmarc.gmail.test", "v=DMARC1")
+        ref = ReferenceServer(
+            tmp_path / "var",
+            clock=clock,
+            nameservers=[net.nameserver],
+            overrides={
+                "relay.port": net.smtp_port,
+                "relay.source_addresses": ["127.0.1.0/24"],
+                "dns.timeout": "2s",
+                "dmarc.report_from": "Reports@Example.test",
+            },
+        ).start()
+        try:
+            ref.add_domain("example.test")
+            for user in ("alice@example.test", "reports@example.test"):
+                ref.add_user(user, "pw")
+            alice = ["alice@example.test"]
+            with smtplib.SMTP("127.0.0.1", ref.port("mx"), timeout=10) as s:
+                s.sendmail(
+                    "noreply@reporter.example",
+                    alice,
+                    _report_mail("example.test", "r-1", "noreply@reporter.example"),
+                )
+                s.sendmail(  # a reply to one of our reports
+                    "someone@replier.example",
+                    ["reports@example.test"],
+                    b"From: someone@replier.example\r\nSubject: Re: your report\r\n\r\nThanks\r\n",
+                )
+                s.sendmail(
+                    "news@sender.example",
+                    alice,
+                    b"From: news@sender.example\r\nSubject: news\r\n\r\nhi\r\n",
+                )
+                s.sendmail(
+                    "news@sender.example",
+                    alice,
+                    _report_mail("example.test", "r-2", "news@sender.example"),
+                )
+            ref.wait_delivered()
+            assert len(ref.app.dmarc_store.observations) == 4
+            clock.advance(DAY)
+            gmail = net.mx["gmail"]
+            deadline = time.monotonic() + 10
+            while not gmail.deliveries:
+                assert time.monotonic() < deadline, "no report reached gmail.test"
+                time.sleep(0.02)
+            ref.wait_delivered()
+            (d,) = gmail.deliveries
+            assert d.mail_from == "reports@example.test"
+            (part,) = d.message.iter_attachments()
+            fb = parse(gzip.decompress(part.get_payload(decode=True)))
+            assert (fb.policy.domain, fb.messages) == ("sender.example", 2)
+            assert [r.policy_domain for r in ref.app.admin.dmarc_sent()] == ["sender.example"]
+        finally:
+            ref.stop()
 
 
 def test_dmarc_config_keys() -> None:
@@ -425,6 +647,9 @@ def test_dmarc_config_keys() -> None:
 
     cfg = config.load(None, overrides={"dmarc.report_from": "rua@example.test"})
     assert cfg.dmarc.reports and cfg.dmarc.report_interval == DAY
+    assert cfg.dmarc_report_from == "rua@example.test" and cfg.dmarc.org_name == ""
+    assert config.load(None).dmarc_report_from == "dmarc-reports@mail.example.test"
+    assert config.load(None, overrides={"dmarc.org_name": "Example"}).dmarc.org_name == "Example"
     for key, value, why in [
         ("dmarc.report_interval", "30s", "at least 1m"),
         ("dmarc.report_interval", "daily", "not a duration"),

@@ -14,6 +14,7 @@ import pytest
 from test_web_api import state
 from web_client import Web, reference, token
 
+from reference.auth.reports import SentReport
 from reference.testing import ReferenceServer
 from reference.web.api import routes
 
@@ -114,6 +115,7 @@ def script_to_delete(w: World) -> tuple[str, Any]:
 
 
 ADMIN = frozenset({"admin"})
+ADMINS = frozenset({"admin", "admin-a", "admin-b"})
 A_ADMINS = frozenset({"admin", "admin-a"})
 SELF = frozenset({"admin", "admin-a", "alice"})
 EVERYONE = frozenset({"admin", "admin-a", "admin-b", "alice", "bob"})
@@ -309,6 +311,14 @@ CASES = [
         lambda w: (f"{A}/dmarc/reports", None),
     ),
     Case("GET", f"{V1}/dmarc/pending", ADMIN, lambda w: (f"{V1}/dmarc/pending", None)),
+    # Each administrator reads the reports about their own domains (the list is scoped).
+    Case("GET", f"{V1}/dmarc/sent", ADMINS, lambda w: (f"{V1}/dmarc/sent", None)),
+    Case(
+        "GET",
+        f"{V1}/dmarc/sent/{{report_id}}",
+        A_ADMINS,
+        lambda w: (f"{V1}/dmarc/sent/{SENT_ABOUT_A}", None),
+    ),
 ]
 
 # Requests a role may make in general, aimed across a boundary: refused all the same.
@@ -343,7 +353,10 @@ ACROSS = [
     ("alice", "PUT", f"{V1}/accounts/carol@a.test/vacation", {"subject": "x", "text": "y"}),
     ("alice", "PUT", f"{V1}/accounts/carol@a.test/sieve/x", {"script": "keep;"}),
     ("bob", "GET", f"{V1}/accounts/alice@a.test/sieve/s", None),
+    ("admin-b", "GET", f"{V1}/dmarc/sent?domain=a.test", None),
 ]
+
+SENT_ABOUT_A = "1767225600.0123456789abcdef@mail.example.test"  # a report sent about a.test
 
 
 @pytest.fixture(scope="module")
@@ -357,6 +370,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         ref.create_list("team@a.test", owner="alice@a.test")
         ref.create_list("staff@b.test", owner="bob@b.test")
         ref.app.admin.put_sieve_script("alice@a.test", "s", "keep;\r\n", activate=False)
+        report = SentReport(SENT_ABOUT_A, "a.test", 1767225600, 1767312000, 1767312000.0, 3, 2, ())
+        ref.app.dmarc_store.store_sent(report, b"<feedback/>")
         tokens: dict[str, str | None] = {
             "admin": token(ref, "admin"),
             "admin-a": token(ref, "domain-admin", domain="a.test"),

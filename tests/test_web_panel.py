@@ -478,6 +478,7 @@ MATRIX: list[tuple[str, str, str, dict[str, str], set[str]]] = [
         {"admin", "reseller-b"},
     ),
     ("GET", "/domains/{domain}/dmarc", "/domains/b.test/dmarc", {}, {"admin", "reseller-b", "bob"}),
+    ("GET", "/dmarc/sent", "/dmarc/sent?domain=b.test", {}, {"admin", "reseller-b"}),
     ("GET", "/accounts/{address}", "/accounts/bob@b.test", {}, {"admin", "reseller-b"}),
     (
         "POST",

@@ -3,8 +3,10 @@
 Sent: a made-up domain publishes ``rua=`` addresses at fake providers; the suite sends it
 mail through the target's MX, moves the target's clock by 24 hours and reads what the
 providers' fake MXs received. Everything in a report is checked with the standard library
-(gzip, xml.etree), never with the target's code. Received: the suite mails a report about
-the target's domain to its account and asks the target (admin capability
+(gzip, xml.etree), never with the target's code. Another domain only mails in a report of
+its own: it must get none back (reports about reports would loop between reporters). The
+target shows what it sent (admin capability ``dmarc_sent``). Received: the suite mails a
+report about the target's domain to its account and asks the target (admin capability
 ``dmarc_reports``) what it kept.
 """
 
@@ -90,9 +92,12 @@ class Story:
     domain: str
     sent: int
     passed: int
+    good: str  # the authorized rua= address
+    outsider: str  # a rua= address that never agreed (RFC 7489 7.1)
     reports: list[bytes] = field(default_factory=list)  # at the authorized address
     unauthorized: list[bytes] = field(default_factory=list)
     too_small: list[bytes] = field(default_factory=list)
+    about_reports: list[bytes] = field(default_factory=list)  # to a domain that only reported
 
 
 def _deliveries(mx: Any, rcpt: str) -> list[bytes]:
@@ -114,8 +119,14 @@ def story(target: Target) -> Story:
     good = f"dmarc-{t}@{gmail.domain}"
     unauthorized = f"dmarc-{t}@{outlook.domain}"
     small = f"small-{t}@{gmail.domain}"
+    reporter = f"reporter{t}.example"  # sends nothing but an aggregate report of its own
+    reporter_rua = f"loop-{t}@{gmail.domain}"
     names = [domain, f"_dmarc.{domain}", f"{domain}._report._dmarc.{gmail.domain}"]
+    names += [reporter, f"_dmarc.{reporter}", f"{reporter}._report._dmarc.{gmail.domain}"]
     try:
+        dns.spf(reporter, "v=spf1 ip4:0.0.0.0/0 ip6:::/0 -all")
+        dns.dmarc(reporter, f"v=DMARC1; p=none; rua=mailto:{reporter_rua}")
+        dns.add_txt(f"{reporter}._report._dmarc.{gmail.domain}", "v=DMARC1")
         dns.spf(domain, "v=spf1 ip4:0.0.0.0/0 ip6:::/0 -all")  # any client passes SPF
         # Unauthorized first: were it sent, it would be queued before the good one.
         dns.dmarc(
@@ -132,8 +143,11 @@ def story(target: Target) -> Story:
         send(target, other, rcpt, message(f"news@{domain}", rcpt, f"r2 {t}")).expect(
             250, doing="DATA"
         )
+        sender = f"noreply-dmarc@{reporter}"
+        report = report_mail(target.domain, reporter, f"loop-{t}", sender, rcpt)
+        send(target, sender, rcpt, report).expect(250, doing="DATA")
         target.clock.advance(DAY)
-        found = Story(domain, sent=3, passed=2)
+        found = Story(domain, sent=3, passed=2, good=good, outsider=unauthorized)
         deadline = time.monotonic() + max(15.0, target.timeout)
         while not found.reports and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -141,6 +155,7 @@ def story(target: Target) -> Story:
         time.sleep(0.5)  # what else was queued in the same run has reached its MX by now
         found.unauthorized = _deliveries(outlook.mx, unauthorized)
         found.too_small = _deliveries(gmail.mx, small)
+        found.about_reports = _deliveries(gmail.mx, reporter_rua)
         return found
     finally:
         for name in names:
@@ -269,6 +284,42 @@ def test_size_limit_is_respected(story: Story) -> None:
     assert story.too_small == [], "a report larger than the !100 limit was sent"
 
 
+@requirement(
+    "PLATFORM",
+    "dmarc.reports-loop",
+    "MUST",
+    "an aggregate report mailed in is never by itself the reason for a report back to its "
+    "domain (two reporters would trade reports about reports forever)",
+)
+def test_no_report_about_a_report(story: Story) -> None:
+    _one_report(story)  # the run happened
+    assert story.about_reports == [], "a report was sent about mail that was itself a report"
+
+
+@requirement(
+    "PLATFORM",
+    "dmarc.reports-sent",
+    "MUST",
+    "the reports sent are kept and shown: the period, the messages counted, passed and "
+    "failed, and what became of each rua= address",
+)
+def test_reports_sent_are_shown(target: Target, story: Story) -> None:
+    reader = getattr(target.admin, "dmarc_sent", None)
+    if reader is None:
+        not_applicable(f"target {target.name!r} does not show the DMARC reports it sent")
+    root = feedback_xml(_one_report(story))
+    report_id = root.findtext("report_metadata/report_id")
+    kept = [r for r in reader(story.domain) if r.get("report_id") == report_id]
+    assert kept, f"report {report_id} reached its rua= address but is not shown"
+    shown = kept[0]
+    assert (shown["messages"], shown["passed"]) == (story.sent, story.passed), shown
+    assert shown["failed"] == story.sent - story.passed, shown
+    assert str(shown["begin"]) == root.findtext("report_metadata/date_range/begin"), shown
+    by_rua = {d["rua"]: d for d in shown["destinations"]}
+    assert by_rua[story.good]["qid"] and not by_rua[story.good]["skipped"], by_rua
+    assert by_rua[story.outsider]["skipped"] and not by_rua[story.outsider]["qid"], by_rua
+
+
 # -- reports received ------------------------------------------------------------------------
 
 
@@ -302,6 +353,21 @@ def _report_xml(domain: str, reporter: str, report_id: str) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root)
 
 
+def report_mail(about: str, reporter: str, report_id: str, sender: str, to: str) -> bytes:
+    """An aggregate report as providers mail them (RFC 7489 7.2.1.1)."""
+    data = gzip.compress(_report_xml(about, reporter, report_id))
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = f"Report Domain: {about} Submitter: {reporter} Report-ID: <{report_id}>"
+    msg["Date"] = "Fri, 02 Jan 2026 00:00:00 +0000"
+    msg["Message-ID"] = f"<{report_id}@{reporter}>"
+    msg.set_content("An aggregate report from the conformance suite.\n")
+    filename = f"{reporter}!{about}!1767225600!1767311999.xml.gz"
+    msg.add_attachment(data, maintype="application", subtype="gzip", filename=filename)
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
 @requirement(
     "PLATFORM",
     "dmarc.reports-received",
@@ -317,19 +383,9 @@ def test_received_report_is_kept(target: Target) -> None:
     t = token()
     reporter = f"reporter{t}.example"
     report_id = f"conformance-{t}"
-    data = gzip.compress(_report_xml(target.domain, reporter, report_id))
-    msg = EmailMessage()
-    msg["From"] = f"noreply-dmarc@{reporter}"
-    msg["To"] = acc.address
-    subject = f"Report Domain: {target.domain} Submitter: {reporter} Report-ID: <{report_id}>"
-    msg["Subject"] = subject
-    msg["Date"] = "Fri, 02 Jan 2026 00:00:00 +0000"
-    msg["Message-ID"] = f"<{report_id}@{reporter}>"
-    msg.set_content("An aggregate report from the conformance suite.\n")
-    filename = f"{reporter}!{target.domain}!1767225600!1767311999.xml.gz"
-    msg.add_attachment(data, maintype="application", subtype="gzip", filename=filename)
-    raw = msg.as_bytes(policy=email.policy.SMTP)
-    send(target, f"noreply-dmarc@{reporter}", acc.address, raw).expect(250, doing="DATA")
+    sender = f"noreply-dmarc@{reporter}"
+    raw = report_mail(target.domain, reporter, report_id, sender, acc.address)
+    send(target, sender, acc.address, raw).expect(250, doing="DATA")
     find_message(target, acc, report_id)  # delivered to the mailbox as well
     deadline = time.monotonic() + max(10.0, target.timeout)
     while True:

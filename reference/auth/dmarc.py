@@ -267,6 +267,9 @@ class DmarcObservation:
     dkim: tuple[DkimSignature, ...]
     applied: Disposition  # what we did: none (delivered), quarantine, reject
     overrides: tuple[str, ...] = ()  # RFC 7489 7.2.1 PolicyOverrideType: mailing_list, ...
+    # Counted in a report sent anyway, never the reason to send one: the message was itself
+    # a report (or mail to or from our report address), and reporting on reports loops.
+    optional: bool = False
 
 
 class DmarcRecorder(Protocol):

@@ -36,6 +36,7 @@ __all__ = [
     "SpfAuth",
     "extract",
     "gzipped",
+    "is_report_subject",
     "might_hold_report",
     "parse",
     "render",
@@ -470,6 +471,16 @@ _HINT = re.compile(
     rb"(?i)content-type:[ \t]*(?:application/(?:x-)?(?:gzip|zip|xml|zip-compressed)|text/xml)"
     rb"|\.xml(?:\.gz)?\b|\.zip\b"
 )
+
+
+# RFC 7489 7.2.1.1: "Report Domain: <domain> Submitter: <domain> Report-ID: <id>"; the big
+# reporters follow it (Google writes "Report domain:"), so a field this shape is a report.
+_REPORT_SUBJECT = re.compile(r"^\s*Report\s+Domain:\s*\S+\s+Submitter:", re.IGNORECASE)
+
+
+def is_report_subject(subject: str) -> bool:
+    """Whether a Subject field is an aggregate report's (RFC 7489 7.2.1.1)."""
+    return _REPORT_SUBJECT.match(subject) is not None
 
 
 def might_hold_report(message: bytes) -> bool:

@@ -7,11 +7,14 @@ Three parts share one SQLite file (``data_dir/dmarc.sqlite3``):
   policy domain and identical identifiers and results, with a count), so the file grows
   with the variety of mail, not its volume. Periods are explicit: one is open, closing it
   opens the next, and a closed period is sent, then deleted; several nodes sharing the
-  file close and claim each period once.
+  file close and claim each period once. Evaluations of reports themselves are optional
+  (mox's rule): counted when the domain gets a report anyway, never the reason to send one,
+  so two reporters never trade reports about each other's reports forever.
 - :class:`AggregateReporter` is the daily task: it sleeps on the injected Clock until the
   open period is ``interval`` old, then builds one report per policy domain that asks for
   reports (``rua=mailto:``), checks external destinations (RFC 7489 7.1) and puts one
-  message per destination on the outbound queue.
+  message per destination on the outbound queue. Each report built is kept (its XML, and
+  what became of each destination) for ``mailspec dmarc sent`` and the control plane.
 - :class:`ReportIntake` is a post-delivery hook: reports mailed to our domains' rua
   addresses are parsed (safely, see :mod:`reference.auth.feedback`) and stored for
   ``mailspec dmarc reports``; the message itself is delivered like any other.
@@ -58,10 +61,12 @@ from reference.sqlite import connect as connect_sqlite
 
 __all__ = [
     "AggregateReporter",
+    "Destination",
     "DmarcStore",
     "Period",
     "ReportIntake",
     "Rua",
+    "SentReport",
     "observation_row",
     "parse_rua",
     "report_message",
@@ -88,6 +93,7 @@ CREATE TABLE IF NOT EXISTS observations (
     count INTEGER NOT NULL,
     first_seen REAL NOT NULL,
     last_seen REAL NOT NULL,
+    required INTEGER NOT NULL DEFAULT 1,  -- 0: optional (a report itself), see record()
     UNIQUE (period, policy_domain, policy, row)
 );
 CREATE TABLE IF NOT EXISTS received (
@@ -103,15 +109,29 @@ CREATE TABLE IF NOT EXISTS received (
     UNIQUE (org_name, report_id)
 );
 CREATE INDEX IF NOT EXISTS received_domain ON received(policy_domain, begin);
+CREATE TABLE IF NOT EXISTS sent (
+    id INTEGER PRIMARY KEY,
+    report_id TEXT NOT NULL UNIQUE,  -- the same period sent again (a node died) replaces it
+    policy_domain TEXT NOT NULL,
+    begin INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    sent_at REAL NOT NULL,
+    messages INTEGER NOT NULL,
+    passed INTEGER NOT NULL,       -- messages with aligned SPF or DKIM
+    destinations TEXT NOT NULL,    -- JSON: [Destination]
+    xml BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sent_domain ON sent(policy_domain, begin);
 """
 
 # One statement, so that the row always lands in the period open at that instant.
 _RECORD = (
     "INSERT INTO observations"
-    "(period, policy_domain, policy, row, count, first_seen, last_seen) "
-    "VALUES ((SELECT id FROM periods WHERE state = 'open'), ?, ?, ?, 1, ?, ?) "
+    "(period, policy_domain, policy, row, count, first_seen, last_seen, required) "
+    "VALUES ((SELECT id FROM periods WHERE state = 'open'), ?, ?, ?, 1, ?, ?, ?) "
     "ON CONFLICT (period, policy_domain, policy, row) DO UPDATE "
-    "SET count = count + 1, last_seen = excluded.last_seen"
+    "SET count = count + 1, last_seen = excluded.last_seen, "
+    "required = max(required, excluded.required)"
 )
 SENDING_TIMEOUT = 3600.0  # a period claimed this long ago by a node that died is sent again
 
@@ -139,6 +159,38 @@ class Period:
     id: int
     begin: float
     end: float
+
+
+@dataclass(frozen=True)
+class Destination:
+    """What became of one rua= destination of a report: queued (with its queue id) or not."""
+
+    rua: str
+    qid: str = ""
+    skipped: str = ""  # why not: "not authorized (RFC 7489 7.1)", "larger than !100", ...
+
+
+@dataclass(frozen=True)
+class SentReport:
+    """A report we built about a domain: its period, what it counts, where it went."""
+
+    report_id: str
+    policy_domain: str
+    begin: int
+    end: int
+    sent_at: float
+    messages: int
+    passed: int  # messages with aligned SPF or DKIM (DMARC pass)
+    destinations: tuple[Destination, ...]
+
+    @property
+    def failed(self) -> int:
+        return self.messages - self.passed
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["failed"] = self.failed
+        return d
 
 
 def _domain_of(address: str) -> str:
@@ -201,12 +253,26 @@ class DmarcStore:
         self._db = connect_sqlite(path)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._add_required_column()
         # The latest evaluations in memory, reportable or not, for diagnostics and tests.
         self.observations: deque[DmarcObservation] = deque(maxlen=recent)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _add_required_column(self) -> None:
+        """A file an older version made has no ``required`` column: every row was required."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(observations)")}
+        if "required" in columns:
+            return
+        try:
+            self._db.execute(
+                "ALTER TABLE observations ADD COLUMN required INTEGER NOT NULL DEFAULT 1"
+            )
+        except sqlite3.OperationalError as e:  # another process added it first
+            if "duplicate column" not in str(e):
+                raise
 
     # -- the recorder seam ------------------------------------------------------------------
 
@@ -237,7 +303,7 @@ class DmarcStore:
                     try:
                         self._db.execute(
                             _RECORD,
-                            (ev.policy_domain, policy, key, when, when),
+                            (ev.policy_domain, policy, key, when, when, not observation.optional),
                         )
                         return
                     except sqlite3.IntegrityError:  # no open period yet: open one
@@ -305,12 +371,15 @@ class DmarcStore:
         return [Period(int(r[0]), float(r[1]), float(r[2])) for r in rows]
 
     def rows(self, period: int) -> dict[str, tuple[dict[str, Any], list[Row]]]:
-        """policy domain -> (the latest policy seen, its rows), for one period."""
+        """policy domain -> (the latest policy seen, its rows), for one period; a domain
+        only optional evaluations came from (reports about reports) is left out."""
         with self._lock:
             found = self._db.execute(
                 "SELECT policy_domain, policy, row, count, last_seen FROM observations "
-                "WHERE period = ? ORDER BY policy_domain, last_seen",
-                (period,),
+                "WHERE period = ? AND policy_domain IN "
+                "(SELECT policy_domain FROM observations WHERE period = ? AND required) "
+                "ORDER BY policy_domain, last_seen",
+                (period, period),
             ).fetchall()
         out: dict[str, tuple[dict[str, Any], list[Row]]] = {}
         for domain, policy, key, count, _ in found:
@@ -339,6 +408,68 @@ class DmarcStore:
                 "ORDER BY policy_domain"
             ).fetchall()
         return [(str(d), int(n)) for d, n in found]
+
+    # -- reports sent -----------------------------------------------------------------------
+
+    def store_sent(self, report: SentReport, xml: bytes) -> None:
+        """Keep a report built (again, if a node that died had built it: it replaces it)."""
+        destinations = json.dumps([asdict(d) for d in report.destinations])
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO sent(report_id, policy_domain, begin, end, sent_at, "
+                "messages, passed, destinations, xml) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    report.report_id,
+                    report.policy_domain,
+                    report.begin,
+                    report.end,
+                    report.sent_at,
+                    report.messages,
+                    report.passed,
+                    destinations,
+                    xml,
+                ),
+            )
+
+    def sent(self, domains: Sequence[str] | None = None) -> list[SentReport]:
+        """Reports built, newest period first: all, or those about ``domains`` (and their
+        subdomains' policies)."""
+        where, params = "", []
+        if domains is not None:
+            if not domains:
+                return []
+            names = [d.lower().rstrip(".") for d in domains]
+            where = "WHERE " + " OR ".join(
+                ["policy_domain = ? OR policy_domain LIKE ?"] * len(names)
+            )
+            params = [p for d in names for p in (d, "%." + d)]
+        with self._lock:
+            found = self._db.execute(
+                "SELECT report_id, policy_domain, begin, end, sent_at, messages, passed, "
+                f"destinations FROM sent {where} ORDER BY begin DESC, policy_domain",
+                params,
+            ).fetchall()
+        return [
+            SentReport(
+                r[0],
+                r[1],
+                int(r[2]),
+                int(r[3]),
+                float(r[4]),
+                int(r[5]),
+                int(r[6]),
+                tuple(Destination(**d) for d in json.loads(r[7])),
+            )
+            for r in found
+        ]
+
+    def sent_xml(self, report_id: str) -> tuple[str, bytes] | None:
+        """(policy domain, the XML document) of a report built, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT policy_domain, xml FROM sent WHERE report_id = ?", (report_id,)
+            ).fetchone()
+        return (str(row[0]), bytes(row[1])) if row is not None else None
 
     # -- reports received -------------------------------------------------------------------
 
@@ -494,6 +625,7 @@ class AggregateReporter:
         lookup: Lookup,
         *,
         hostname: str,
+        org_name: str = "",
         report_from: str = "",
         interval: float = 86400.0,
         notify: Callable[[str], None] | None = None,
@@ -507,6 +639,7 @@ class AggregateReporter:
         self.clock = clock
         self.lookup = lookup
         self.hostname = hostname.lower()
+        self.org_name = org_name or self.hostname
         self.report_from = report_from or f"dmarc-reports@{self.hostname}"
         self.interval = interval
         self.notify = notify
@@ -531,23 +664,26 @@ class AggregateReporter:
                 log.exception("event=dmarc.report.error")
                 await self.clock.sleep(min(self.interval, 3600.0))
 
-    async def send_due(self) -> list[str]:
-        """Close the period if due, then queue the reports of every closed one (queue ids)."""
-        now = self.clock.now()
-        await asyncio.to_thread(self.store.rotate, now, self.interval)
-        queued: list[str] = []
-        for period in await asyncio.to_thread(self.store.claim, now):
+    async def send_due(self, *, now: bool = False) -> list[SentReport]:
+        """Close the period if due (``now``: whatever its age), then queue the reports of
+        every closed one; the reports built."""
+        when = self.clock.now()
+        await asyncio.to_thread(self.store.rotate, when, 0.0 if now else self.interval)
+        built: list[SentReport] = []
+        for period in await asyncio.to_thread(self.store.claim, when):
             by_domain = await asyncio.to_thread(self.store.rows, period.id)
             for domain, (policy, rows) in sorted(by_domain.items()):
-                queued += await self._send(period, domain, policy, rows)
+                report = await self._send(period, domain, policy, rows)
+                if report is not None:
+                    built.append(report)
             await asyncio.to_thread(self.store.finish, period.id)
-        return queued
+        return built
 
     def feedback(self, period: Period, policy: dict[str, Any], rows: list[Row]) -> Feedback:
         begin, end = int(period.begin), int(period.end)
         domain = str(policy["domain"])
         return Feedback(
-            org_name=self.hostname,
+            org_name=self.org_name,
             email=self.report_from,
             report_id=report_id(self.hostname, domain, begin, end),
             begin=begin,
@@ -564,53 +700,62 @@ class AggregateReporter:
             rows=tuple(sorted(rows, key=lambda r: (r.source_ip, r.header_from, -r.count))),
         )
 
-    async def _destinations(self, domain: str, uris: Sequence[str]) -> list[Rua]:
+    async def _destinations(
+        self, domain: str, uris: Sequence[str]
+    ) -> tuple[list[Rua], list[Destination]]:
+        """The destinations a report may go to, and those it may not (with why)."""
         out: list[Rua] = []
+        skipped: list[Destination] = []
         for uri in uris:
             rua = parse_rua(uri)
             if rua is None:
-                event(log, "dmarc.report.skip", domain=domain, rua=uri[:100], why="not mailto")
+                skipped.append(Destination(uri[:100], skipped="not a mailto: address"))
                 continue
             try:
                 allowed = await authorized(self.lookup, domain, rua, self.psl)
             except DnsTempError as e:
-                event(log, "dmarc.report.skip", domain=domain, rua=rua.address, why=str(e))
+                skipped.append(Destination(rua.address, skipped=f"DNS: {e}"[:200]))
                 continue
             if not allowed:
                 # RFC 7489 7.1: the destination did not agree to receive this domain's reports.
-                event(
-                    log,
-                    "dmarc.report.skip",
-                    domain=domain,
-                    rua=rua.address,
-                    why=f"no {domain}._report._dmarc.{rua.domain} record",
-                )
+                why = f"no {domain}._report._dmarc.{rua.domain} record (RFC 7489 7.1)"
+                skipped.append(Destination(rua.address, skipped=why))
             for a in allowed:
                 if a.address.lower() not in {o.address.lower() for o in out}:
                     out.append(a)
-        return out[:MAX_DESTINATIONS]
+        skipped += [
+            Destination(r.address, skipped="too many rua= addresses")
+            for r in out[MAX_DESTINATIONS:]
+        ]
+        for d in skipped:
+            event(log, "dmarc.report.skip", domain=domain, rua=d.rua, why=d.skipped)
+        return out[:MAX_DESTINATIONS], skipped
 
     async def _send(
         self, period: Period, domain: str, policy: dict[str, Any], rows: list[Row]
-    ) -> list[str]:
-        destinations = await self._destinations(domain, policy.get("rua", []))
-        if not destinations:
-            return []
+    ) -> SentReport | None:
+        uris = policy.get("rua", [])
+        if not uris:
+            return None
+        allowed, skipped = await self._destinations(domain, uris)
         fb = self.feedback(period, policy, rows)
         now = self.clock.now()
-        queued: list[str] = []
-        for rua in destinations:
+        done: list[Destination] = []
+        for rua in allowed:
             data = report_message(
                 fb, to=rua.address, sender=self.report_from, submitter=self.hostname, now=now
             )
             if rua.max_size is not None and len(data) > rua.max_size:
-                event(log, "dmarc.report.skip", domain=domain, rua=rua.address, why="too large")
+                # RFC 7489 6.2: never more than the destination's "!size" limit.
+                why = f"{len(data)} bytes, larger than its limit of {rua.max_size}"
+                event(log, "dmarc.report.skip", domain=domain, rua=rua.address, why=why)
+                done.append(Destination(rua.address, skipped=why))
                 continue
             data = await asyncio.to_thread(self._signed, data, now)
             entry = await self.spool.enqueue(
                 self.report_from, [rua.address], data, kind="dmarc-report", about=domain
             )
-            queued.append(entry.qid)
+            done.append(Destination(rua.address, qid=entry.qid))
             event(
                 log,
                 "dmarc.report.queued",
@@ -623,7 +768,18 @@ class AggregateReporter:
             )
             if self.notify is not None:
                 self.notify(entry.qid)
-        return queued
+        report = SentReport(
+            fb.report_id,
+            domain,
+            fb.begin,
+            fb.end,
+            now,
+            fb.messages,
+            sum(r.count for r in fb.rows if r.aligned),
+            tuple(done + skipped),
+        )
+        await asyncio.to_thread(self.store.store_sent, report, render(fb))
+        return report
 
     def _signed(self, data: bytes, now: float) -> bytes:
         """DKIM-signed when keys for the report address's domain exist (none are made)."""

@@ -1,4 +1,5 @@
-"""`mailspec dkim keygen`, `dns records`, `auth check|spf|dkim|dmarc` and `dmarc reports`."""
+"""`mailspec dkim keygen`, `dns records`, `auth check|spf|dkim|dmarc` and `dmarc …` (reports
+received, evaluations pending, reports sent, sending them now)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from typing import Any
 from reference.auth import arc, dkim, dmarc, spf
 from reference.auth.keys import ALGORITHMS
 from reference.auth.lookup import Lookup
+from reference.auth.reports import SentReport
 from reference.auth.results import authentication_results
-from reference.cli.common import admin, load_config
+from reference.cli.common import admin, leaf, load_config
 from reference.clock import RealClock
 from reference.config import Config, ConfigError
 from reference.mail.message import from_domains, split_message
@@ -97,6 +99,13 @@ def register(
         "pending", parents=parents, help="evaluations recorded and not yet reported, per domain"
     )
     r.set_defaults(func=cmd_pending)
+    r = leaf(
+        msub, "sent", parents, "aggregate reports we sent, newest first, and where to", cmd_sent
+    )
+    r.add_argument("--domain", help="reports about this domain (and its subdomains) only")
+    r.add_argument("--json", action="store_true", help="print the reports as JSON")
+    flush = "close the reporting period now and queue its reports (not waiting for "
+    leaf(msub, "flush", parents, flush + "dmarc.report_interval)", cmd_flush)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -452,4 +461,68 @@ def cmd_pending(args: argparse.Namespace) -> int:
         print("no evaluations waiting to be reported")
     for domain, count in pending:
         print(f"{domain}\t{count}")
+    return 0
+
+
+def _destinations(report: SentReport) -> str:
+    return ", ".join(
+        d.rua + (f" ({d.qid})" if d.qid else f" (not sent: {d.skipped})")
+        for d in report.destinations
+    )
+
+
+def cmd_sent(args: argparse.Namespace) -> int:
+    try:
+        with admin(args) as a:
+            reports = a.dmarc_sent([args.domain] if args.domain else None)
+    except ServiceError as e:
+        print(f"mailspec: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], indent=2, sort_keys=True))
+        return 0
+    if not reports:
+        print("no DMARC aggregate reports sent" + (f" about {args.domain}" if args.domain else ""))
+        return 0
+    head = ("domain", "period (UTC)", "messages", "pass", "fail", "rua")
+    table: list[tuple[str, ...]] = [head]
+    for r in reports:
+        period = f"{_when(r.begin)} - {_when(r.end)}"
+        row = (r.policy_domain, period, str(r.messages), str(r.passed), str(r.failed))
+        table.append((*row, _destinations(r)))
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    for line in table:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_flush(args: argparse.Namespace) -> int:
+    from reference.app import aggregate_reporter
+    from reference.auth.reports import DmarcStore
+    from reference.cli.common import poke_server
+    from reference.dns import make_resolver
+    from reference.spool import Spool
+
+    try:
+        cfg = load_config(args)
+    except ConfigError as e:
+        print(f"mailspec: {e}", file=sys.stderr)
+        return 2
+    if not cfg.dmarc.reports:
+        print("mailspec: dmarc.reports is off: no reports are sent", file=sys.stderr)
+        return 2
+    clock = RealClock()
+    store = DmarcStore(cfg.data_path / "dmarc.sqlite3")
+    try:
+        spool = Spool(cfg.spool_path, clock)
+        reporter = aggregate_reporter(cfg, store, spool, clock, make_resolver(cfg))
+        reports = asyncio.run(reporter.send_due(now=True))
+    finally:
+        store.close()
+    for r in reports:
+        print(f"{r.policy_domain}: {r.messages} message(s) -> {_destinations(r)}")
+    queued = sum(1 for r in reports for d in r.destinations if d.qid)
+    print(
+        f"{len(reports)} report(s), {queued} queued " + (f"({poke_server(cfg)})" if queued else "")
+    )
     return 0

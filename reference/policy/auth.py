@@ -33,6 +33,7 @@ from reference.auth.dmarc import (
     DmarcResult,
     NullRecorder,
 )
+from reference.auth.feedback import is_report_subject
 from reference.auth.keys import ALGORITHMS, KeyStore, KeyStoreError, SigningKey
 from reference.auth.lookup import Lookup
 from reference.auth.psl import PublicSuffixList, default_list
@@ -89,6 +90,7 @@ class SenderAuthentication(Check):
         dmarc_tempfail: bool = True,
         arc_trusted: Sequence[str] = (),
         recorder: DmarcRecorder | None = None,
+        report_address: str = "",
         sample: Callable[[], float] = random.random,
         psl: PublicSuffixList | None = None,
     ) -> None:
@@ -100,6 +102,7 @@ class SenderAuthentication(Check):
         self.dmarc_tempfail = dmarc_tempfail
         self.arc_trusted = tuple(d.lower().rstrip(".") for d in arc_trusted)
         self.recorder: DmarcRecorder = recorder or NullRecorder()
+        self.report_address = report_address.lower()  # where our own reports come from
         self.sample = sample
         self.psl = psl or default_list()
 
@@ -171,6 +174,7 @@ class SenderAuthentication(Check):
             arc=chain,
             remote_ip=s.peer,
         )
+        optional = self._is_report(tx)
         for d in decisions:
             self.recorder.record(
                 DmarcObservation(
@@ -183,6 +187,7 @@ class SenderAuthentication(Check):
                     dkim=tuple(signatures),
                     applied=d.applied,
                     overrides=d.overrides,
+                    optional=optional,
                 )
             )
         worst = max(decisions, key=lambda d: (d.tempfail, _STRICTNESS[d.applied]), default=None)
@@ -219,6 +224,15 @@ class SenderAuthentication(Check):
             remove_headers=tuple(forged_fields(msg, self.authserv_id)),
             filing=Filing(folder="Junk") if quarantined else KEEP,
         )
+
+    def _is_report(self, tx: Transaction) -> bool:
+        """Mail that is an aggregate report, or to or from our report address (a bounce of
+        one of ours, or one of ours come back): reporting on it could loop between two
+        reporters, so its evaluation is optional (mox does the same)."""
+        ours = self.report_address
+        if ours and ours in {a.lower() for a in (tx.sender, *tx.recipients)}:
+            return True
+        return any(is_report_subject(f.text()) for f in tx.msg.get_all("subject"))
 
     def _decide(
         self,

@@ -39,6 +39,9 @@ from reference.web.models import (
     DkimOut,
     DmarcPendingOut,
     DmarcReportOut,
+    DmarcSentOut,
+    DmarcSentQuery,
+    DmarcSentXmlOut,
     DnsRecordOut,
     DomainDeleted,
     DomainIn,
@@ -609,6 +612,32 @@ async def dmarc_pending(c: Call) -> list[DmarcPendingOut]:
     return [DmarcPendingOut(domain=d, evaluations=n) for d, n in await c.run(c.admin.dmarc_pending)]
 
 
+def _sent_scope(c: Call, domain: str | None) -> list[str] | None:
+    """The domains whose sent reports the caller reads (None: all of them)."""
+    if domain is not None:
+        name = canonical_domain(domain)
+        if not c.who.may_domain(name):
+            raise HttpProblem(403, f"domain {name} is not yours", field="domain")
+        return [name]
+    return c.who.domains()
+
+
+async def dmarc_sent(c: Call) -> list[DmarcSentOut]:
+    """The platform's administrator: every report; a domain's: those about their domain."""
+    q: DmarcSentQuery = c.query
+    reports = await c.run(c.admin.dmarc_sent, _sent_scope(c, q.domain))
+    return [DmarcSentOut.model_validate(r.to_json() | {"domain": r.policy_domain}) for r in reports]
+
+
+async def dmarc_sent_xml(c: Call) -> DmarcSentXmlOut:
+    report_id = c.request.match_info["report_id"]
+    domain, xml = await c.run(c.admin.dmarc_sent_xml, report_id)
+    scope = _sent_scope(c, None)
+    if scope is not None and not any(domain == d or domain.endswith("." + d) for d in scope):
+        raise HttpProblem(403, f"report {report_id} is not about your domain", field="report_id")
+    return DmarcSentXmlOut(report_id=report_id, domain=domain, xml=xml.decode("utf-8"))
+
+
 # -- usage
 
 
@@ -1019,6 +1048,24 @@ def routes() -> list[Route]:
             ADMIN,
             dmarc_pending,
             response=list[DmarcPendingOut],
+        ),
+        Route(
+            "GET",
+            f"{v1}/dmarc/sent",
+            "DMARC aggregate reports we sent (a domain administrator: those about their "
+            "domain), with what became of each rua= address",
+            ADMINS,
+            dmarc_sent,
+            response=list[DmarcSentOut],
+            query=DmarcSentQuery,
+        ),
+        Route(
+            "GET",
+            f"{v1}/dmarc/sent/{{report_id}}",
+            "one report we sent, its XML as sent",
+            ADMINS,
+            dmarc_sent_xml,
+            response=DmarcSentXmlOut,
         ),
         Route(
             "GET",

@@ -36,6 +36,10 @@ class Principal:
     def may_domain(self, domain: str) -> bool:
         return self.role == "admin" or (self.role == "domain-admin" and domain == self.domain)
 
+    def domains(self) -> list[str] | None:
+        """The domains an administrator manages (None: every one, the platform's)."""
+        return None if self.role == "admin" else [self.domain] if self.domain else []
+
     def may_account(self, address: str) -> bool:
         """``address`` canonical: an admin's, its domain's administrator's, its own user's."""
         if self.role == "user":

@@ -25,8 +25,12 @@ __all__ = [
     "CosOut",
     "DkimIn",
     "DkimOut",
+    "DmarcDestinationOut",
     "DmarcPendingOut",
     "DmarcReportOut",
+    "DmarcSentOut",
+    "DmarcSentQuery",
+    "DmarcSentXmlOut",
     "DnsRecordOut",
     "DomainDeleted",
     "DomainIn",
@@ -455,3 +459,37 @@ class DmarcReportOut(BaseModel):
 class DmarcPendingOut(BaseModel):
     domain: str
     evaluations: int
+
+
+class DmarcSentQuery(BaseModel):
+    """The query string of GET /api/v1/dmarc/sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: DomainName | None = Field(
+        default=None, description="reports about this domain (and its subdomains) only"
+    )
+
+
+class DmarcDestinationOut(BaseModel):
+    rua: str = Field(description="the rua= address")
+    qid: str = Field(description="the queue id of the report sent there (empty: not sent)")
+    skipped: str = Field(description="why it was not sent there (empty: it was)")
+
+
+class DmarcSentOut(BaseModel):
+    report_id: str
+    domain: str = Field(description="the policy domain the report is about")
+    begin: int
+    end: int
+    sent_at: float
+    messages: int
+    passed: int = Field(description="messages with aligned SPF or DKIM")
+    failed: int
+    destinations: list[DmarcDestinationOut]
+
+
+class DmarcSentXmlOut(BaseModel):
+    report_id: str
+    domain: str
+    xml: str = Field(description="the report as sent (RFC 7489 appendix C), before gzip")

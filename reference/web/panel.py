@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,10 @@ def _safe_next(path: str) -> str:
     return path if path.startswith("/") and not path.startswith("//") else "/"
 
 
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
+
+
 class Panel:
     """The pages, over the service layer and the session store."""
 
@@ -117,6 +122,7 @@ class Panel:
         r.add_get("/domains/{domain}", self._page(self.domain, ADMINS))
         r.add_post("/domains/{domain}/{action}", self._page(self.domain_action, ADMINS))
         r.add_get("/domains/{domain}/dmarc", self._page(self.dmarc, login=True))
+        r.add_get("/dmarc/sent", self._page(self.dmarc_sent, ADMINS))
         r.add_get("/logo/{domain}", self.logo)
         r.add_get("/accounts/{address}", self._page(self.account, ADMINS))
         r.add_post("/accounts/{address}/{action}", self._page(self.account_action, ADMINS))
@@ -468,6 +474,21 @@ class Panel:
         cells = await self.run(self.admin.dmarc_days, domain)
         return self.render(
             ctx, "dmarc.html", {"domain": domain, "chart": dmarc_chart(cells), "cells": cells}
+        )
+
+    async def dmarc_sent(self, ctx: Ctx) -> web.StreamResponse:
+        """The reports we sent: the platform's administrator, all (or one domain's); a
+        domain's administrator, those about their domain."""
+        name = ctx.request.query.get("domain", "")
+        domain = canonical_domain(name) if name else ""
+        if domain and not ctx.who.may_domain(domain):
+            raise Refused(403, ctx._("Domain %(domain)s is not yours.", domain=domain))
+        reports = await self.run(self.admin.dmarc_sent, [domain] if domain else ctx.who.domains())
+        periods = [f"{_utc(r.begin)} - {_utc(r.end)}" for r in reports]
+        return self.render(
+            ctx,
+            "dmarc_sent.html",
+            {"domain": domain, "reports": list(zip(reports, periods, strict=True))},
         )
 
     # -- a user's own settings
