@@ -160,7 +160,7 @@ class Monitor:
                 "chart": chart,
                 "domains": _newest_first(report.domains),
                 "accounts": _newest_first(report.accounts),
-                "storage": self.panel.settings.storage(account) if account else None,
+                "storage": self.panel.admin.storage(account) if account else None,
                 "choices": [d for d in self.admin.domains() if ctx.who.may_domain(d)],
             }
 
