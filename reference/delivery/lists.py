@@ -116,6 +116,14 @@ class ListDistributor:
         found = await asyncio.to_thread(self.directory.mailing_list, address)
         if found is None:
             return Outcome("bounced", f"5.1.1 no such list {address}")
+        closed = await asyncio.to_thread(self.directory.forbids, found.owner, "lists")
+        if closed is not None:
+            # Its owner's class lost its lists after the post was accepted: the poster hears.
+            return Outcome(
+                "bounced",
+                f"5.7.1 list {found.address} is closed: class of service {closed.name} "
+                "runs no lists",
+            )
         msg = Message(data)
         if any(f.text().lower() == found.address for f in msg.get_all("X-Loop")):
             # The list's own mail came back to it (a list among its own members' members).

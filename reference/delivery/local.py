@@ -197,6 +197,10 @@ class LocalDelivery:
             # Disabled between RCPT and delivery (RCPT refuses it): bounced, not kept.
             return Outcome("bounced", "5.2.1 mailbox disabled")
         found = replace(found, accounts=live)  # a group alias skips its disabled accounts
+        if found.remote:
+            found, barred = await asyncio.to_thread(self._kept_home, rcpt, found)
+            if barred is not None and not found.exists:
+                return barred
         if found.remote and forwarding_loop(data, rcpt):
             # RFC 5321 6.3: forwarded from here before and back again: bounce, not again.
             return Outcome("bounced", f"5.4.6 mail forwarding loop for {rcpt}")
@@ -226,6 +230,21 @@ class LocalDelivery:
         for address in found.lists:  # an alias that includes lists as well
             filed.append((await self._distribute(entry, address, data)).detail)
         return Outcome("delivered", f"2.0.0 delivered to {'; '.join(filed)}")
+
+    def _kept_home(self, rcpt: str, found: Destinations) -> tuple[Destinations, Outcome | None]:
+        """``found`` without its addresses elsewhere when the class of service that applies
+        forwards nowhere else (it changed since the forward or alias was set): the accounts
+        keep the mail (the owner, if no account kept a copy); with none, a bounce."""
+        scope = found.owner.address if found.owner is not None else rcpt
+        cos = self.directory.forbids(scope, "forward_remote")
+        if cos is None:
+            return found, None
+        event(log, "forward.barred", rcpt=rcpt, to=",".join(found.remote), cos=cos.name)
+        accounts = found.accounts or ((found.owner,) if found.owner is not None else ())
+        barred = Outcome(
+            "bounced", f"5.7.1 class of service {cos.name} does not forward {rcpt} elsewhere"
+        )
+        return replace(found, remote=(), accounts=accounts), barred
 
     async def _distribute(self, entry: QueueEntry, address: str, data: bytes) -> Outcome:
         assert self.lists is not None
