@@ -56,10 +56,6 @@ class Directory(
             raise DirectoryError(f"class of service {cos.name} of {owner} runs no lists")
         return super().create_list(address, owner=owner, name=name, policy=policy)
 
-    def real_domain(self, domain: str) -> str:
-        """The domain an alias domain delivers as (``domain`` itself otherwise)."""
-        return self._real_domain(normalize_domain(domain))
-
     def delete_user(self, address: str) -> Account:
         """Remove an account and everything the directory keeps for it; its mail is the
         caller's business (``reference.delivery.retire`` removes or archives it)."""
