@@ -380,3 +380,25 @@ def signature_tags(value: str) -> dict[str, str]:
         if k:
             tags[k] = v
     return tags
+
+
+@requirement(
+    "PLATFORM",
+    "lists.subaddress",
+    "MUST",
+    "a list takes posts at its subaddresses (team+tag@, RFC 5233) as at its own address, "
+    "under the same posting policy",
+    needs=("admin", "fake-dns"),
+)
+def test_list_subaddress(smtp: SMTPConnector, lists: Lists) -> None:
+    lists.create("members", [lists.local.address, lists.poster])
+    local, domain = lists.address.split("@")
+    tagged = f"{local}+{token()}@{domain}"
+    outsider = smtp.session("smtp")
+    outsider.mail(f"stranger@{lists.poster_domain}").expect(250, doing="MAIL FROM")
+    refused = outsider.rcpt(tagged)
+    assert (refused.code, refused.enhanced) == (550, "5.7.1"), f"{tagged}: {refused}"
+    subject = f"tagged post {token()}"
+    submit(smtp.session("smtp"), lists.poster, [tagged], subject)
+    copy = lists.local_copy(subject)
+    assert copy["List-Post"] == f"<mailto:{lists.address}>", copy["List-Post"]
