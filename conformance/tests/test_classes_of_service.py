@@ -243,40 +243,49 @@ def test_lists_refused_by_class(smtp: SMTPConnector, target: Target) -> None:
 
 @requirement(
     "PLATFORM",
-    "cos.forward-aliases",
+    "cos.forwarding",
     "MUST",
-    "an alias of a domain whose class forbids forwarding elsewhere never reaches an address "
-    "elsewhere: refused when made; one made before the class changed files into its "
-    "mailboxes only, or bounces to the sender when it has none (never dropped)",
+    "an account or an alias whose class forbids forwarding elsewhere never sends mail "
+    "elsewhere: such a forward or alias is refused when made; one made before the class "
+    "changed files into its mailboxes (the account keeps what it forwarded), or bounces to "
+    "the sender when it has none (never dropped)",
     needs=("admin",),
 )
-def test_alias_forwarding_refused_by_class(smtp: SMTPConnector, target: Target) -> None:
-    domain, ann, _ = fresh_domain(target)
+def test_forwarding_refused_by_class(smtp: SMTPConnector, target: Target) -> None:
+    domain, ann, ben = fresh_domain(target)
     sender = fresh_user(target, "cosf")
     net = target.fake_internet
     far = net.providers["gmail"].domain if net is not None else "elsewhere.example"
     elsewhere = f"far-{token()}@{far}"
-    add_alias = admin_op(target, "add_alias")
+    add_alias, set_forward = admin_op(target, "add_alias"), admin_op(target, "set_forward")
     add_alias(f"both@{domain}", ann.address, elsewhere)
     add_alias(f"away@{domain}", elsewhere)
+    set_forward(ben.address, [elsewhere], keep=False)
     with cos(target, "home", domain, forward_remote=False):
-        try:
-            add_alias(f"new@{domain}", elsewhere)
-        except Exception as e:
-            assert "forward" in str(e), str(e)
-        else:
-            raise AssertionError("an alias elsewhere was made in a domain that forwards nowhere")
+        for refused in (
+            lambda: add_alias(f"new@{domain}", elsewhere),
+            lambda: set_forward(ann.address, [elsewhere], keep=True),
+        ):
+            try:
+                refused()
+            except Exception as e:
+                assert "forward" in str(e), str(e)
+            else:
+                raise AssertionError("forwarding elsewhere was set in a domain that forbids it")
         subject = f"kept home {token()}"
-        for rcpt in (f"both@{domain}", f"away@{domain}"):
+        for rcpt in (f"both@{domain}", f"away@{domain}", ben.address):
             c = smtp.session("smtp")
             c.mail(sender.address).expect(250, doing="MAIL FROM")
             c.rcpt(rcpt).expect(250, doing=f"RCPT TO {rcpt}")
             c.data(message(sender.address, [rcpt], f"{subject} {rcpt}")).expect(250, doing="DATA")
-        wait_until(
-            lambda: [m for m in inbox(target, ann) if f"{subject} both@".encode() in m],
-            10,
-            "the alias's copy in its mailbox",
-        )
+        for account, rcpt in ((ann, f"both@{domain}"), (ben, ben.address)):
+            wait_until(
+                lambda a=account, r=rcpt: [
+                    m for m in inbox(target, a) if f"{subject} {r}".encode() in m
+                ],
+                10,
+                f"mail for {rcpt} kept in {account.address}'s mailbox",
+            )
         bounce = wait_until(
             lambda: [m for m in inbox(target, sender) if f"{subject} away@".encode() in m],
             10,
