@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from reference.clock import Clock
 from reference.delivery.filters import Outgoing, SieveFilter
-from reference.delivery.forward import Forwarder, forwarding_loop
+from reference.delivery.forward import MAX_HOPS, Forwarder, forwarding_loop, hops
 from reference.delivery.lists import ListDistributor
 from reference.delivery.outcome import Outcome
 from reference.delivery.retire import archive_folder
@@ -186,6 +186,9 @@ class LocalDelivery:
         self.usage.received(account.address, len(data), storage)
 
     async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
+        if hops(data) > MAX_HOPS:
+            # RFC 5321 6.3: a loop through other systems (our Delivered-To may be gone).
+            return Outcome("bounced", f"5.4.6 mail loop: more than {MAX_HOPS} Received fields")
         if self.forwarder is not None and self.forwarder.returns(rcpt):
             return await self.forwarder.return_bounce(entry, rcpt, data)
         found = await asyncio.to_thread(self.directory.expand, rcpt)
