@@ -202,8 +202,8 @@ class LocalDelivery:
         found = replace(found, accounts=live)  # a group alias skips its disabled accounts
         if found.remote:
             found, barred = await asyncio.to_thread(self._kept_home, rcpt, found)
-            if barred is not None and not found.exists:
-                return barred
+            if barred is not None and not (found.accounts or found.lists):
+                return barred  # nowhere here to keep it: the sender hears, nothing is dropped
         if found.remote and forwarding_loop(data, rcpt):
             # RFC 5321 6.3: forwarded from here before and back again: bounce, not again.
             return Outcome("bounced", f"5.4.6 mail forwarding loop for {rcpt}")
@@ -243,7 +243,8 @@ class LocalDelivery:
         if cos is None:
             return found, None
         event(log, "forward.barred", rcpt=rcpt, to=",".join(found.remote), cos=cos.name)
-        accounts = found.accounts or ((found.owner,) if found.owner is not None else ())
+        owner = found.owner if found.owner is not None and found.owner.enabled else None
+        accounts = found.accounts or ((owner,) if owner is not None else ())
         barred = Outcome(
             "bounced", f"5.7.1 class of service {cos.name} does not forward {rcpt} elsewhere"
         )
