@@ -949,13 +949,16 @@ class ReferenceTarget:
             self._server.add_domain(self.domain)
             if self._fake is not None:
                 # What its operator publishes (`mailspec dns records`): the SPF record of the
-                # SRS return paths of forwarded mail and the key it is ARC-sealed with.
+                # SRS return paths of forwarded mail, the key it is ARC-sealed with, and its
+                # domain's DKIM keys (its lists' copies are signed with them).
                 key = self._server.arc_key
                 self._fake.dns.spf(key.domain, "v=spf1 ip4:127.0.1.0/24 -all")
-                value = key.public_record()
-                self._fake.dns.add_txt(
-                    key.record_name, *[value[i : i + 255] for i in range(0, len(value), 255)]
-                )
+                keys, _ = self._server.app.admin.dkim_keys(self.domain)
+                for k in (key, *keys):
+                    value = k.public_record()
+                    self._fake.dns.add_txt(
+                        k.record_name, *[value[i : i + 255] for i in range(0, len(value), 255)]
+                    )
             accounts = tuple(
                 Account(f"{local}@{self.domain}", secrets.token_urlsafe(18))
                 for local in ("alice", "bob")

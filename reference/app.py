@@ -18,6 +18,7 @@ import dns.asyncresolver
 from reference import tls
 from reference.assembly import Parts, check_chain
 from reference.auth import Lookup, MemoryRecorder
+from reference.auth.dkim import DomainSigner
 from reference.auth.keys import KeyStore
 from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
 from reference.auth.srs import Srs, load_secrets
@@ -269,12 +270,15 @@ class App:
             if cfg.sieve.enabled
             else None
         )
+        # Forwarded mail and a list's copies are sealed alike; a list's copies are also
+        # signed with the list domain's key, as submitted mail is with its author's.
+        sealer = ArcSealer(self.arc_key, cfg.server.hostname, self.clock)
         self.forwarder = Forwarder(
             self.spool,
             self.clock,
             self.srs,
             is_local=self.directory.is_local_domain,
-            sealer=ArcSealer(self.arc_key, cfg.server.hostname, self.clock),
+            sealer=sealer,
         )
         self.lists = ListDistributor(
             self.directory,
@@ -282,6 +286,16 @@ class App:
             self.clock,
             Lookup(self.resolver, self.clock),
             web_base=self._web_base,
+            signer=(
+                DomainSigner(
+                    KeyStore(data / "dkim"),
+                    selector=cfg.auth.selector,
+                    algorithms=cfg.auth.sign_algorithms,
+                )
+                if cfg.auth.sign
+                else None
+            ),
+            sealer=sealer,
         )
         self.runner = QueueRunner(
             self.spool,

@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import dns.resolver
+
 from fakes.internet import FakeInternet
 from fakes.mx import FakeMX
 from reference.clock import ManualClock
@@ -71,3 +73,13 @@ class FakePlatform:
             text=True,
             timeout=60,
         ).stdout
+
+    def txt(self, name: bytes, timeout: int = 5) -> bytes:
+        """dkimpy's DNS function: a TXT record as a receiver reads it from the fake DNS."""
+        r = dns.resolver.Resolver(configure=False)
+        r.nameservers, r.port = [self.internet.dns.host], self.internet.dns.port
+        try:
+            answer = r.resolve(name.decode().rstrip("."), "TXT")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return b""
+        return b"".join(answer[0].strings)

@@ -6,8 +6,9 @@ remote member's bounce goes to the list, not to me": Carol works at corp.example
 p=reject, her mail DKIM-signed by corp), the list team@example.test has Bob here, Dana at
 Gmail and Erin, whose Gmail address no longer exists. Bob and Dana receive the post with
 the list's fields and From "Carol via Team" (Reply-To Carol), which passes DMARC at Gmail
-(judged with `mailspec auth check`, as a receiver would); Erin's refusal comes back to the
-list's owner, and corp.example's MX never sees a bounce.
+(judged with `mailspec auth check`, as a receiver would), DKIM-signed by the list's domain
+and ARC-sealed by the platform (both verified with dkimpy against the fake DNS); Erin's
+refusal comes back to the list's owner, and corp.example's MX never sees a bounce.
 """
 
 from __future__ import annotations
@@ -93,6 +94,15 @@ def test_a_post_from_a_dmarc_reject_domain_reaches_every_member_and_bounces_to_t
     # What Gmail's checks make of it, with the platform's own diagnostics on Gmail's side.
     verdict = platform.verdict(dana)
     assert "spf=pass" in verdict and "dmarc=pass" in verdict, verdict
+    # Signed by the list's domain over its List-Unsubscribe fields (RFC 8058 4), and sealed
+    # by the platform over what it found when Carol's post arrived: dkimpy, at Gmail, agrees.
+    assert dkim.verify(dana.data, dnsfunc=platform.txt), "the list's DKIM signature"
+    (signature,) = [
+        s for s in copy.get_all("DKIM-Signature", []) if "d=example.test" in s and "rsa" in s
+    ]
+    assert "list-unsubscribe-post" in signature.lower().replace("\r\n", "").replace("\t", "")
+    cv, _, reason = dkim.ARC(dana.data).verify(dnsfunc=platform.txt)
+    assert cv == dkim.CV_Pass, f"ARC at Gmail: {cv!r} {reason}"
     # Bob, here, has it too; and Erin's bounce went to the list's owner.
     platform.ref.wait_delivered()
     (bob,) = platform.ref.mailbox_messages(BOB)

@@ -106,3 +106,31 @@ async def test_forwarding_loop_is_bounced(node: Node) -> None:
     outcome = await node.local.deliver(entry, "alice@example.test", looped)
     assert outcome.status == "bounced" and outcome.detail.startswith("5.4.6")
     assert forwards(node) == []
+
+
+async def test_a_class_without_forwarding_keeps_mail_home_or_bounces(node: Node) -> None:
+    # Set while the domain's class still forwarded elsewhere; then the class changed.
+    node.directory.add_user("bob@example.test", "pw")
+    node.directory.set_forward("alice@example.test", ["alice@gmail.test"], keep=False)
+    node.directory.set_forward("bob@example.test", ["bob@gmail.test"], keep=False)
+    node.directory.add_alias("away@example.test", "far@gmail.test")
+    node.directory.create_cos("home", forward_remote=False)
+    node.directory.assign_cos("example.test", "home")
+    node.directory.set_enabled("bob@example.test", False)
+    kept = await node.local.deliver(
+        await node.queued("a@bank.example", "alice@example.test"), "alice@example.test", MESSAGE
+    )
+    assert kept.status == "delivered" and "alice@example.test/INBOX" in kept.detail
+    for rcpt in ("away@example.test", "bob@example.test"):  # no mailbox here to keep it
+        bounced = await node.local.deliver(await node.queued("a@bank.example", rcpt), rcpt, MESSAGE)
+        assert bounced.status == "bounced" and bounced.detail.startswith("5.7.1"), bounced
+    assert forwards(node) == []
+
+
+async def test_more_than_a_hundred_received_fields_is_a_loop(node: Node) -> None:
+    trace = b"Received: from a by b; Thu, 01 Jan 2026 00:00:00 +0000\r\n"
+    entry = await node.queued("a@bank.example", "alice@example.test")
+    looped = await node.local.deliver(entry, "alice@example.test", trace * 101 + MESSAGE)
+    assert looped.status == "bounced" and looped.detail.startswith("5.4.6")
+    fine = await node.local.deliver(entry, "alice@example.test", trace * 100 + MESSAGE)
+    assert fine.status == "delivered"

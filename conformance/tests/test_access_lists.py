@@ -201,3 +201,35 @@ def test_restricted_recipient(smtp: SMTPConnector, target: Target) -> None:
             10,
             "the colleague's message",
         )
+
+
+@requirement(
+    "PLATFORM",
+    "access.canonical-recipient",
+    "MUST",
+    "rules on a recipient and on its domain hold for every spelling that reaches it: its "
+    "subaddresses (user+detail) and its address in an alias domain (whose recipients are "
+    "under the rules of the domain it delivers as)",
+    needs=("admin", "proxy-protocol"),
+)
+def test_rules_hold_for_subaddresses_and_alias_domains(smtp: SMTPConnector, target: Target) -> None:
+    assert target.admin is not None
+    real, alias = f"r{token()}.example", f"a{token()}.example"
+    target.admin.add_domain(real)
+    admin_op(target, "add_alias_domain")(alias, real)
+    staff, anyone = f"staff@{real}", f"anyone@{real}"
+    for address in (staff, anyone):
+        target.admin.add_user(address, secrets.token_urlsafe(12))
+    with (
+        rule(target, "", "recipient", staff, "restrict"),
+        rule(target, real, "client", "198.51.100.64/28", "reject", "Not for this domain"),
+    ):
+        c, mail = mail_from(smtp, "198.51.100.34", "outsider@sender.example")
+        mail.expect(250, doing="MAIL FROM")
+        for spelling in (f"staff+x@{real}", f"staff@{alias}", f"staff+x@{alias}"):
+            refused = c.rcpt(spelling)
+            assert (refused.code, refused.enhanced) == (550, "5.7.1"), f"{spelling}: {refused}"
+        assert c.rcpt(f"anyone@{alias}").code in (250, 451)
+        c, mail = mail_from(smtp, "198.51.100.70", "a@sender.example")
+        mail.expect(250, doing="MAIL FROM")
+        denied(c.rcpt(f"anyone@{alias}"), "Not for this domain")

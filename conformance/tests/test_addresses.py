@@ -24,6 +24,7 @@ from conformance.tests.outbound_support import (
 )
 
 SENDER = "someone@sender.example"
+DATE = "Thu, 01 Jan 2026 00:00:00 +0000"
 
 
 def send(smtp: SMTPConnector, rcpts: list[str], subject: str) -> None:
@@ -175,3 +176,30 @@ def test_alias_with_disabled_targets(smtp: SMTPConnector, target: Target) -> Non
     assert (reply.code, reply.enhanced) == (550, "5.2.1"), str(reply)
     reply = rcpt_reply(smtp, away.address)
     assert (reply.code, reply.enhanced) == (550, "5.2.1"), str(reply)
+
+
+@requirement(
+    "RFC5321",
+    "6.3",
+    "MUST",
+    "a loop is detected and stopped: a message whose header counts far more Received fields "
+    "than any route needs (150) is bounced to its sender (5.4.6), not delivered; one with 90 "
+    "is delivered (the threshold SHOULD be at least 100)",
+    needs=("admin",),
+)
+def test_too_many_hops_bounce(smtp: SMTPConnector, target: Target) -> None:
+    sender, rcpt = fresh_user(target, "hops"), fresh_user(target, "hops")
+    subject = f"hops {token()}"
+    for count in (90, 150):
+        trace = [f"Received: from h{i}.example by h{i + 1}.example; {DATE}" for i in range(count)]
+        submit(
+            smtp.session("smtp"),
+            sender.address,
+            [rcpt.address],
+            f"{subject} {count}",
+            headers=trace,
+        )
+    arrived(target, rcpt, f"{subject} 90")
+    bounce = arrived(target, sender, f"{subject} 150")
+    assert b"5.4.6" in bounce, bounce[:2000]
+    assert not [m for m in inbox(target, rcpt) if f"{subject} 150".encode() in m]

@@ -12,6 +12,7 @@ address at the fake gmail.test.
 from __future__ import annotations
 
 import email.utils
+import re
 import socket
 import urllib.parse
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
+import dkim as dkimpy
+import dns.exception
 import pytest
 
 from conformance import not_applicable, requirement
@@ -33,6 +36,7 @@ from conformance.tests.outbound_support import (
     token,
     wait_until,
 )
+from conformance.tests.test_forwarding import txt_of
 
 
 class Lists:
@@ -77,6 +81,20 @@ class Lists:
             f"{subject!r} at the member {self.remote}",
         )
         return found[0]
+
+    def through_list(self, smtp: SMTPConnector, words: str) -> bytes:
+        """A new public list's copy of a post, as the member elsewhere received it."""
+        self.create()
+        subject = f"{words} {token()}"
+        self.post(smtp, subject)
+        return bytes(self.remote_copy(subject).data)
+
+    def dns_txt(self, name: bytes, timeout: int = 5) -> bytes:
+        """dkimpy's DNS function: the member's provider reading the fake DNS."""
+        try:
+            return txt_of(self.net, name.decode()).encode()
+        except dns.exception.DNSException:
+            return b""
 
     def local_copy(self, subject: str, account: Account | None = None) -> Message:
         who = account or self.local
@@ -312,3 +330,75 @@ def test_lists_in_a_loop(smtp: SMTPConnector, lists: Lists, target: Target) -> N
     assert bounce
     copies = [m for m in inbox(target, lists.local) if subject.encode() in m]
     assert len(copies) == 1, f"{len(copies)} copies"
+
+
+@requirement(
+    "RFC8058",
+    "4",
+    "MUST",
+    "a member elsewhere receives a copy with a valid DKIM signature of the list's domain "
+    "that covers List-Unsubscribe and List-Unsubscribe-Post",
+    needs=("admin", "fake-dns"),
+)
+def test_list_copies_are_dkim_signed(smtp: SMTPConnector, strict: Lists) -> None:
+    data = strict.through_list(smtp, "signed")
+    domain = strict.address.rpartition("@")[2].lower()
+    fields = message_from_bytes(data).get_all("DKIM-Signature") or []
+    tags = [signature_tags(f) for f in fields]
+    ours = [i for i, t in enumerate(tags) if t.get("d", "").lower() == domain]
+    assert ours, f"no DKIM signature of {domain}: {[t.get('d') for t in tags]}"
+    for i in ours:
+        h = tags[i].get("h", "").lower().split(":")
+        assert "list-unsubscribe" in h and "list-unsubscribe-post" in h, f"h={tags[i]['h']}"
+    names = {f"{tags[i].get('s')}._domainkey.{domain}" for i in ours}
+    if not all(strict.dns_txt(n.encode()) for n in names):
+        not_applicable(f"the target's keys for {domain} are not in the fake DNS")
+    signed = dkimpy.DKIM(data)
+    verified = [i for i in ours if signed.verify(idx=i, dnsfunc=strict.dns_txt)]
+    assert verified == ours, f"signatures {sorted(set(ours) - set(verified))} do not verify"
+
+
+@requirement(
+    "PLATFORM",
+    "lists.arc",
+    "MUST",
+    "a member elsewhere receives a copy carrying the platform's ARC set (RFC 8617), valid "
+    "there, with the platform's results from when the post arrived",
+    needs=("admin", "fake-dns"),
+)
+def test_list_copies_are_arc_sealed(smtp: SMTPConnector, strict: Lists) -> None:
+    data = strict.through_list(smtp, "sealed")
+    cv, results, reason = dkimpy.ARC(data).verify(dnsfunc=strict.dns_txt)
+    assert cv == dkimpy.CV_Pass, f"ARC chain at the member's provider: {cv!r} {reason}"
+    assert results[0]["instance"] == 1, results
+
+
+def signature_tags(value: str) -> dict[str, str]:
+    tags = {}
+    for part in re.sub(r"\s+", "", value).split(";"):
+        k, _, v = part.partition("=")
+        if k:
+            tags[k] = v
+    return tags
+
+
+@requirement(
+    "PLATFORM",
+    "lists.subaddress",
+    "MUST",
+    "a list takes posts at its subaddresses (team+tag@, RFC 5233) as at its own address, "
+    "under the same posting policy",
+    needs=("admin", "fake-dns"),
+)
+def test_list_subaddress(smtp: SMTPConnector, lists: Lists) -> None:
+    lists.create("members", [lists.local.address, lists.poster])
+    local, domain = lists.address.split("@")
+    tagged = f"{local}+{token()}@{domain}"
+    outsider = smtp.session("smtp")
+    outsider.mail(f"stranger@{lists.poster_domain}").expect(250, doing="MAIL FROM")
+    refused = outsider.rcpt(tagged)
+    assert (refused.code, refused.enhanced) == (550, "5.7.1"), f"{tagged}: {refused}"
+    subject = f"tagged post {token()}"
+    submit(smtp.session("smtp"), lists.poster, [tagged], subject)
+    copy = lists.local_copy(subject)
+    assert copy["List-Post"] == f"<mailto:{lists.address}>", copy["List-Post"]

@@ -29,8 +29,9 @@ from dkim.util import (  # type: ignore[import-untyped]
     parse_tag_value,
 )
 
-from reference.auth.keys import SigningKey
+from reference.auth.keys import ALGORITHMS, KeyStore, SigningKey
 from reference.auth.lookup import DnsTempError, Lookup
+from reference.log import event
 from reference.mail.message import Field, Message, unfold
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "SIGNED_HEADERS",
     "DkimResult",
     "DkimSignature",
+    "DomainSigner",
     "body_hash",
     "sign",
     "signature_fields",
@@ -253,6 +255,44 @@ def sign(
         room = max(8, 78 - len(last_line))
         out.append((unsigned + _wrap(b64, room) + "\r\n").encode("ascii"))
     return b"".join(out)
+
+
+class DomainSigner:
+    """Signs for one of our domains with its keys in a KeyStore, made at first use: what
+    submitted mail and a list's copies are signed with (one code path for both)."""
+
+    def __init__(
+        self,
+        keys: KeyStore,
+        *,
+        selector: str,
+        algorithms: Sequence[str] = tuple(ALGORITHMS),
+        generate: bool = True,
+    ) -> None:
+        self.keys = keys
+        self.selector = selector
+        self.algorithms = tuple(algorithms)
+        self.generate = generate
+
+    def keys_for(self, domain: str) -> list[SigningKey]:
+        """The domain's keys (made where missing, with ``generate``); raises KeyStoreError."""
+        keys = self.keys.load(domain, self.selector, self.algorithms)
+        if len(keys) < len(self.algorithms) and self.generate:
+            keys = self.keys.generate(domain, self.selector, self.algorithms)
+            event(
+                log,
+                "dkim.keygen",
+                domain=domain,
+                selector=self.selector,
+                records=" | ".join(f"{k.record_name} TXT {k.public_record()}" for k in keys),
+            )
+        return keys
+
+    def sign(self, message: Message | bytes, domain: str, *, now: float) -> bytes:
+        """DKIM-Signature fields of ``domain`` for ``message`` (b"" without keys); CPU and
+        disk work: call it through asyncio.to_thread on a server's loop."""
+        keys = self.keys_for(domain)
+        return sign(message, keys, now=now) if keys else b""
 
 
 # -- verification ----------------------------------------------------------------------------

@@ -25,7 +25,11 @@ from reference.spool import QueueEntry, Spool
 
 log = logging.getLogger("mailspec.forward")
 
-__all__ = ["ArcSealer", "Forwarder", "forwarding_loop"]
+__all__ = ["MAX_HOPS", "ArcSealer", "Forwarder", "forwarding_loop", "hops"]
+
+# RFC 5321 6.3: a loop counted in Received fields needs a large threshold, "normally at
+# least 100" (Postfix's hopcount_limit is 50, below what the RFC asks).
+MAX_HOPS = 100
 
 
 def forwarding_loop(data: bytes, rcpt: str) -> bool:
@@ -36,6 +40,11 @@ def forwarding_loop(data: bytes, rcpt: str) -> bool:
         f.lname == "delivered-to" and unfold(f.value).strip().lower() == wanted
         for f in header_fields(split_message(data)[0])
     )
+
+
+def hops(data: bytes) -> int:
+    """How many Received fields ``data``'s header has (each MTA on its way adds one)."""
+    return sum(f.lname == "received" for f in header_fields(split_message(data)[0]))
 
 
 class ArcSealer:

@@ -8,6 +8,11 @@ fails DMARC (p=reject or p=quarantine) would have their post refused at members'
 since the list's copy no longer passes SPF or DKIM for their domain: the From is rewritten to
 the list's address ("Alice via Team"), the poster's address kept in Reply-To. A post that
 went through the list before (its X-Loop) is bounced, never sent round again.
+
+Each copy leaves DKIM-signed with the list domain's key (its d= aligned with a rewritten
+From, and covering List-Unsubscribe and List-Unsubscribe-Post as RFC 8058 4 asks) and
+ARC-sealed (RFC 8617) by the same sealer as forwarded mail, over the results found when the
+post arrived, so members' providers can trust what the list changed.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 from reference.auth import Disposition, DmarcResult, Lookup
+from reference.auth.dkim import DomainSigner
 from reference.auth.dmarc import evaluate
+from reference.auth.keys import KeyStoreError
 from reference.clock import Clock
+from reference.delivery.forward import ArcSealer
 from reference.delivery.outcome import Outcome
 from reference.directory import Directory, MailingList
 from reference.log import event
@@ -80,7 +88,11 @@ class ListDistributor:
         *,
         web_base: Callable[[], str],
         notify: Callable[[str], None] | None = None,
+        signer: DomainSigner | None = None,
+        sealer: ArcSealer | None = None,
     ) -> None:
+        self.signer = signer  # the list domain's DKIM keys (None: copies leave unsigned)
+        self.sealer = sealer  # forwarded mail's ARC sealer (None: copies leave unsealed)
         self.directory = directory
         self.spool = spool
         self.clock = clock
@@ -104,6 +116,14 @@ class ListDistributor:
         found = await asyncio.to_thread(self.directory.mailing_list, address)
         if found is None:
             return Outcome("bounced", f"5.1.1 no such list {address}")
+        closed = await asyncio.to_thread(self.directory.forbids, found.owner, "lists")
+        if closed is not None:
+            # Its owner's class lost its lists after the post was accepted: the poster hears.
+            return Outcome(
+                "bounced",
+                f"5.7.1 list {found.address} is closed: class of service {closed.name} "
+                "runs no lists",
+            )
         msg = Message(data)
         if any(f.text().lower() == found.address for f in msg.get_all("X-Loop")):
             # The list's own mail came back to it (a list among its own members' members).
@@ -127,6 +147,12 @@ class ListDistributor:
             if not msg.has("Reply-To"):  # replies still reach the poster
                 common.insert(1, f"Reply-To: {rewritten}")
         body = Message.of(msg.edited(remove=remove).raw)
+        edited = body.edited(prepend="".join(f"{h}\r\n" for h in common).encode()).raw
+        if self.sealer is not None:
+            # Sealed once for every member: the seal's signature covers the body and the
+            # fields every copy shares, not each member's own List-Unsubscribe.
+            edited = await self.sealer.seal(edited)
+        body = Message.of(edited)
         queued = []
         base = self.web_base()
         for member in members:
@@ -135,9 +161,9 @@ class ListDistributor:
                 f"List-Post: <mailto:{found.address}>",
                 f"List-Unsubscribe: <{unsubscribe_url(base, found, member)}>",
                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-                *common,
             ]
             copy = body.edited(prepend="".join(f"{h}\r\n" for h in header).encode()).raw
+            copy = await self._signed(copy, found)
             queued.append(await self._queue(entry, found, member, copy))
         event(
             log,
@@ -151,6 +177,20 @@ class ListDistributor:
             "delivered",
             f"2.0.0 list {found.address} sent to {len(members)} members as {', '.join(queued)}",
         )
+
+    async def _signed(self, copy: bytes, found: MailingList) -> bytes:
+        """``copy`` with the list domain's DKIM signatures on top; as it was when signing
+        failed (a missing signature is worth less than the post)."""
+        if self.signer is None:
+            return copy
+        try:
+            signatures = await asyncio.to_thread(
+                self.signer.sign, copy, found.domain, now=self.clock.now()
+            )
+        except (KeyStoreError, OSError) as e:
+            event(log, "list.sign-failed", level=logging.WARNING, list=found.address, error=e)
+            return copy
+        return signatures + copy
 
     async def _queue(self, entry: QueueEntry, found: MailingList, member: str, data: bytes) -> str:
         # The id follows from the post, the list and the member: a delivery repeated after a

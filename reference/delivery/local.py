@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from reference.clock import Clock
 from reference.delivery.filters import Outgoing, SieveFilter
-from reference.delivery.forward import Forwarder, forwarding_loop
+from reference.delivery.forward import MAX_HOPS, Forwarder, forwarding_loop, hops
 from reference.delivery.lists import ListDistributor
 from reference.delivery.outcome import Outcome
 from reference.delivery.retire import archive_folder
@@ -186,6 +186,9 @@ class LocalDelivery:
         self.usage.received(account.address, len(data), storage)
 
     async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
+        if hops(data) > MAX_HOPS:
+            # RFC 5321 6.3: a loop through other systems (our Delivered-To may be gone).
+            return Outcome("bounced", f"5.4.6 mail loop: more than {MAX_HOPS} Received fields")
         if self.forwarder is not None and self.forwarder.returns(rcpt):
             return await self.forwarder.return_bounce(entry, rcpt, data)
         found = await asyncio.to_thread(self.directory.expand, rcpt)
@@ -197,6 +200,10 @@ class LocalDelivery:
             # Disabled between RCPT and delivery (RCPT refuses it): bounced, not kept.
             return Outcome("bounced", "5.2.1 mailbox disabled")
         found = replace(found, accounts=live)  # a group alias skips its disabled accounts
+        if found.remote:
+            found, barred = await asyncio.to_thread(self._kept_home, rcpt, found)
+            if barred is not None and not (found.accounts or found.lists):
+                return barred  # nowhere here to keep it: the sender hears, nothing is dropped
         if found.remote and forwarding_loop(data, rcpt):
             # RFC 5321 6.3: forwarded from here before and back again: bounce, not again.
             return Outcome("bounced", f"5.4.6 mail forwarding loop for {rcpt}")
@@ -226,6 +233,22 @@ class LocalDelivery:
         for address in found.lists:  # an alias that includes lists as well
             filed.append((await self._distribute(entry, address, data)).detail)
         return Outcome("delivered", f"2.0.0 delivered to {'; '.join(filed)}")
+
+    def _kept_home(self, rcpt: str, found: Destinations) -> tuple[Destinations, Outcome | None]:
+        """``found`` without its addresses elsewhere when the class of service that applies
+        forwards nowhere else (it changed since the forward or alias was set): the accounts
+        keep the mail (the owner, if no account kept a copy); with none, a bounce."""
+        scope = found.owner.address if found.owner is not None else rcpt
+        cos = self.directory.forbids(scope, "forward_remote")
+        if cos is None:
+            return found, None
+        event(log, "forward.barred", rcpt=rcpt, to=",".join(found.remote), cos=cos.name)
+        owner = found.owner if found.owner is not None and found.owner.enabled else None
+        accounts = found.accounts or ((owner,) if owner is not None else ())
+        barred = Outcome(
+            "bounced", f"5.7.1 class of service {cos.name} does not forward {rcpt} elsewhere"
+        )
+        return replace(found, remote=(), accounts=accounts), barred
 
     async def _distribute(self, entry: QueueEntry, address: str, data: bytes) -> Outcome:
         assert self.lists is not None

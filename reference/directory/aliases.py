@@ -163,6 +163,13 @@ class Aliases(Accounts):
             ).fetchone()
         return str(row[0]) if row else domain
 
+    def canonical_address(self, address: str) -> str:
+        """``address`` as its mail is delivered: without its detail (RFC 5233), at the
+        domain an alias domain delivers as; raises DirectoryError for no address."""
+        local, domain = split_address(address)
+        base = local.split(self.delimiter, 1)[0] if self.delimiter else local
+        return f"{base or local}@{self._real_domain(domain)}"
+
     # -- forwarding ----------------------------------------------------------------------
 
     def set_forward(self, address: str, targets: list[str], *, keep: bool) -> list[str]:

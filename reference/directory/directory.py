@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from reference.directory.access import AccessRules
 from reference.directory.accounts import Account
 from reference.directory.admins import PanelAdmins
-from reference.directory.cos import ClassesOfService
+from reference.directory.cos import ClassesOfService, ClassOfService
 from reference.directory.lanes import BulkSenders
-from reference.directory.lists import MailingLists
+from reference.directory.lists import MailingList, MailingLists
 from reference.directory.schema import DirectoryError, normalize_domain
 from reference.directory.spam import SpamPreferences
 from reference.directory.tokens import ApiTokens
@@ -28,16 +28,26 @@ class Directory(
     sender lists, bulk senders, API tokens, panel administrators, access lists and classes of
     service, in one SQL database. Thread-safe; async wrappers keep hashing off the event loop."""
 
-    def set_forward(self, address: str, targets: list[str], *, keep: bool) -> list[str]:
-        """Forwarding, if the account's class of service allows it to addresses elsewhere."""
-        elsewhere = [t for t in targets if not self.is_local_domain(t.rpartition("@")[2])]
+    def forbids(self, address: str, permission: str) -> ClassOfService | None:
+        """The class of service that applies to ``address`` (an account, or an address or
+        "@domain" of one of our domains: its domain's class), if it forbids ``permission``
+        ("forward_remote", "lists" or "external"); None when it is allowed."""
         cos, _ = self.effective_cos(address)
-        if elsewhere and cos is not None and not cos.forward_remote:
+        return cos if cos is not None and not getattr(cos, permission) else None
+
+    def _refuse_elsewhere(self, scope: str, targets: Sequence[str]) -> None:
+        elsewhere = [t for t in targets if not self.is_local_domain(t.rpartition("@")[2])]
+        cos = self.forbids(scope, "forward_remote") if elsewhere else None
+        if cos is not None:
             raise DirectoryError(
                 "class of service %(cos)s does not forward elsewhere (%(targets)s)",
                 cos=cos.name,
                 targets=", ".join(elsewhere),
             )
+
+    def set_forward(self, address: str, targets: list[str], *, keep: bool) -> list[str]:
+        """Forwarding, if the account's class of service allows it to addresses elsewhere."""
+        self._refuse_elsewhere(address, targets)
         return super().set_forward(address, targets, keep=keep)
 
     def check_deletable(self, address: str, leaving: Collection[str] = ()) -> None:
@@ -57,6 +67,23 @@ class Directory(
                 address=address,
                 accounts=", ".join(archived),
             )
+
+    def add_alias(self, alias: str, *targets: str) -> tuple[str, list[str]]:
+        """An alias (or catch-all) with targets elsewhere only if its domain's class of
+        service forwards elsewhere."""
+        self._refuse_elsewhere(alias.strip(), targets)
+        return super().add_alias(alias, *targets)
+
+    def create_list(
+        self, address: str, *, owner: str, name: str = "", policy: str = "public"
+    ) -> MailingList:
+        """A list runs under its owner's class of service, which must allow lists."""
+        cos = self.forbids(owner, "lists")
+        if cos is not None:
+            raise DirectoryError(
+                "class of service %(cos)s of %(owner)s runs no lists", cos=cos.name, owner=owner
+            )
+        return super().create_list(address, owner=owner, name=name, policy=policy)
 
     def delete_user(self, address: str) -> Account:
         """Remove an account and everything the directory keeps for it; its mail is the

@@ -294,10 +294,22 @@ class MailingLists(Aliases):
 
     # -- resolution ----------------------------------------------------------------------
 
+    def _list_variant(self, address: str) -> bool:
+        """Whether ``address`` is ours, no account's or alias's, and not as delivered."""
+        if not self.is_local_domain(address.rpartition("@")[2]):
+            return False
+        given = _address(address)
+        if self.lookup(given) is not None or self._alias_targets(given):
+            return False
+        return self.canonical_address(given) != given
+
     def _expand(self, address: str, walk: Walk, depth: int) -> None:
         # A list's address stands for the list (its members are reached when the list sends
         # its copies); its bounce address for the list's owner.
         role = self.list_role(address)
+        if role is None and self._list_variant(address):
+            # A subaddress of the list (team+tag@) or its address in an alias domain.
+            role = self.list_role(self.canonical_address(address))
         if role is None:
             super()._expand(address, walk, depth)
         elif role.bounces:

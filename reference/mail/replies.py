@@ -190,6 +190,11 @@ COS_NO_EXTERNAL = Reply(
 COS_TOO_BIG = Reply(
     552, "5.3.4", "Message too big for the class of service (at most {limit} bytes)"
 )
+# A class of service without lists: its users post to none, and a list it owns takes nothing.
+COS_NO_LISTS = Reply(550, "5.7.1", "Your class of service ({cos}) does not post to lists")
+COS_LIST_CLOSED = Reply(
+    550, "5.7.1", "List {address} is closed: its owner's class of service ({cos}) runs no lists"
+)
 # RFC 5429 2.1: the recipient's own Sieve script rejected the message: its reason.
 SIEVE_REJECTED = Reply(550, "5.7.1", "{reason}")
 # RFC 4954-style rate limits: a request over the limit by itself, and a full window.

@@ -158,6 +158,8 @@ class Transaction:
     # Where a check reports how long a mechanism within it took (SPF, DKIM, ARC, DMARC),
     # whenever it ends (SPF may end after the last stage): the node's check-duration metric.
     observe: Callable[[str, str, float], None] | None = None
+    # RFC 1870: the size the client declared at MAIL (None: it declared none).
+    size: int | None = None
 
     @contextlib.contextmanager
     def timed(self, mechanism: str, stage: str) -> Iterator[None]:
@@ -418,9 +420,9 @@ class Policy:
                 return found
         return rcpt
 
-    def begin(self, session: Session, sender: str) -> Transaction:
-        """A new transaction for MAIL FROM:<sender>; close it when it ends."""
-        tx = Transaction(session, sender)
+    def begin(self, session: Session, sender: str, size: int | None = None) -> Transaction:
+        """A new transaction for MAIL FROM:<sender> [SIZE=size]; close it when it ends."""
+        tx = Transaction(session, sender, size=size)
         if self.metrics is not None:
             tx.observe = self.metrics.checked
         return tx

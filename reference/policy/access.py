@@ -8,6 +8,8 @@ then a reject anywhere refuses, restrict refuses senders that are not our authen
 users, and accept spares the recipient greylisting. A domain cannot loosen the platform's
 rejects, only add its own. Authenticated users are past the client, HELO and sender rules
 (Postfix's permit_sasl_authenticated before them); recipient rules apply to them too.
+A subaddress is under its address's rules, and a recipient of an alias domain under the
+rules of the domain it delivers as.
 """
 
 from __future__ import annotations
@@ -63,13 +65,36 @@ class AccessLists(Check):
         values = self._values(tx)
         return self._reject(await self._rules((GLOBAL,), values), values)
 
+    async def _recipient_rules(self, tx: Transaction, rcpt: str) -> list[AccessRule]:
+        """The rules for ``rcpt`` as Postfix's check_recipient_access finds them with a
+        recipient_delimiter: the address as given, then without its detail, then its
+        domain; a recipient of an alias domain is under the rules of the domain it
+        delivers as (an alias domain has none of its own), so no spelling escapes them."""
+        given = self._address(rcpt)
+        canonical = await asyncio.to_thread(self.directory.canonical_address, given)
+        domain = canonical.rpartition("@")[2]
+        rules = await self._rules((domain, GLOBAL), self._values(tx, canonical))
+        if canonical == given:
+            return rules
+        exact = [
+            r
+            for r in await self._rules((domain, GLOBAL), self._values(tx, given))
+            if r.kind == "recipient" and r.pattern == given
+        ]
+        mine = {(r.scope, r.kind) for r in exact}
+        return exact + [r for r in rules if (r.scope, r.kind) not in mine]
+
+    @staticmethod
+    def _address(rcpt: str) -> str:
+        local, domain = split_address(rcpt)
+        return f"{local}@{domain}"
+
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         try:
-            _, domain = split_address(rcpt)
+            rules = await self._recipient_rules(tx, rcpt)
         except DirectoryError:
             return CONTINUE  # the recipient check says what is wrong with it
-        values = self._values(tx, rcpt)
-        rules = await self._rules((domain, GLOBAL), values)
+        values = self._values(tx, rcpt)  # what a refusal names: the address as given
         refused = self._reject(rules, values)
         if refused.refuses:
             return refused

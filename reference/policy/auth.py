@@ -24,7 +24,7 @@ from reference.auth import dkim as dkim_mod
 from reference.auth import dmarc as dmarc_mod
 from reference.auth import spf as spf_mod
 from reference.auth.arc import ArcChain, ArcResult
-from reference.auth.dkim import DkimSignature
+from reference.auth.dkim import DkimSignature, DomainSigner
 from reference.auth.dmarc import (
     Disposition,
     DmarcEvaluation,
@@ -34,7 +34,7 @@ from reference.auth.dmarc import (
     NullRecorder,
 )
 from reference.auth.feedback import is_report_subject
-from reference.auth.keys import ALGORITHMS, KeyStore, KeyStoreError, SigningKey
+from reference.auth.keys import ALGORITHMS, KeyStore, KeyStoreError
 from reference.auth.lookup import Lookup
 from reference.auth.psl import PublicSuffixList, default_list
 from reference.auth.results import authentication_results, forged_fields
@@ -299,12 +299,11 @@ class DkimSigning(Check):
         algorithms: Sequence[str] = tuple(ALGORITHMS),
         generate: bool = True,
     ) -> None:
-        self.keys = keys
+        self.signer = DomainSigner(
+            keys, selector=selector, algorithms=algorithms, generate=generate
+        )
         self.directory = directory
         self.clock = clock
-        self.selector = selector
-        self.algorithms = tuple(algorithms)
-        self.generate = generate
 
     def signing_domain(self, msg: Message | bytes, sender: str) -> str | None:
         """The From domain if it is ours (DMARC alignment), else the envelope's if ours."""
@@ -316,19 +315,6 @@ class DkimSigning(Check):
                 return domain
         return None
 
-    def _keys(self, domain: str) -> list[SigningKey]:
-        keys = self.keys.load(domain, self.selector, self.algorithms)
-        if len(keys) < len(self.algorithms) and self.generate:
-            keys = self.keys.generate(domain, self.selector, self.algorithms)
-            event(
-                log,
-                "dkim.keygen",
-                domain=domain,
-                selector=self.selector,
-                records=" | ".join(f"{k.record_name} TXT {k.public_record()}" for k in keys),
-            )
-        return keys
-
     async def data(self, tx: Transaction) -> CheckResult:
         if tx.role != "submission" or tx.user is None:
             return CONTINUE
@@ -337,12 +323,12 @@ class DkimSigning(Check):
         if domain is None:
             return CONTINUE
         try:
-            keys = await asyncio.to_thread(self._keys, domain)
+            signatures = await asyncio.to_thread(
+                self.signer.sign, msg, domain, now=self.clock.now()
+            )
         except KeyStoreError as e:
             event(log, "dkim.key_error", level=logging.ERROR, domain=domain, error=str(e))
             return refuse(replies.DKIM_SIGNING_FAILED, f"DKIM keys of {domain}: {e}")
-        if not keys:
+        if not signatures:
             return CONTINUE
-        now = self.clock.now()
-        signatures = await asyncio.to_thread(dkim_mod.sign, msg, keys, now=now)
         return CheckResult(Action.CONTINUE, prepend_headers=signatures)

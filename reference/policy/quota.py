@@ -34,8 +34,9 @@ class MailboxQuota(Check):
         if account is None or self.store.quota_for(account.address).unlimited:
             return CONTINUE
         try:
-            # The index files are read off the event loop: one small query per folder.
-            await asyncio.to_thread(self.store.check_quota, account.address, 0)
+            # The index files are read off the event loop: one small query per folder. A
+            # declared SIZE that would not fit is refused for this recipient (RFC 1870 6.1).
+            await asyncio.to_thread(self.store.check_quota, account.address, tx.size or 0)
         except QuotaExceeded as e:
             return refuse(replies.MAILBOX_FULL, f"{account.address} over quota: {e}")
         return CONTINUE

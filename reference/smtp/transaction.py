@@ -65,7 +65,7 @@ class TransactionCommands(SessionCore):
         if waited:
             event(log, "mail.delayed", peer=self.peer_ip, seconds=round(waited, 3))
         policy = self.listener.policy
-        tx = policy.begin(self.policy_session(), cmd.address)
+        tx = policy.begin(self.policy_session(), cmd.address, cmd.size)
         result = await policy.mail(tx)
         if result.refuses and result.reply:
             tx.close()
