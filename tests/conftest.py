@@ -23,6 +23,7 @@ from fakes.dns import FakeDNS
 from reference import tls
 from reference.clock import ManualClock
 from reference.credentials import StaticAuthenticator
+from reference.directory.server import MariaDBServer
 from reference.policy import Policy
 from reference.smtp.server import Listener
 from reference.spool import Spool
@@ -154,6 +155,27 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """A real redis-server on loopback, one per test module."""
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """A real mariadbd on loopback (Debian's mariadb-server), one per test run: each test
+    that uses it has a database of its own."""
+    with MariaDBServer(tmp_path_factory.mktemp("mariadb")) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def directory_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """Where a test's directory lives: an SQLite file, or the run's MariaDB (emptied before
+    each test: its tables are made once, which is most of the time a new database takes);
+    each test that takes it runs on both."""
+    if request.param == "sqlite":
+        yield tmp_path / "dir.sqlite3"
+        return
+    server: MariaDBServer = request.getfixturevalue("mariadb_server")
+    server.empty_database("tests", keep=("directory_schema",))
+    yield server.url_of("tests")
 
 
 @dataclass(frozen=True)

@@ -50,28 +50,21 @@ class SpamPreferences(Accounts):
             if value is not None and not value > 0:
                 raise DirectoryError(f"the {name} score must be more than 0")
         key = self._spam_scope(scope)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT reject_score, junk_score FROM spam_settings WHERE scope = ?", (key,)
-                ).fetchone()
-                reject = reject_score if reject_score is not None else (row[0] if row else None)
-                junk = junk_score if junk_score is not None else (row[1] if row else None)
-                if reject is not None and junk is not None and junk > reject:
-                    raise DirectoryError(
-                        f"the junk score ({junk:g}) must not be more than the reject score "
-                        f"({reject:g})"
-                    )
-                self._db.execute(
-                    "INSERT OR REPLACE INTO spam_settings(scope, reject_score, junk_score) "
-                    "VALUES (?, ?, ?)",
-                    (key, reject, junk),
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT reject_score, junk_score FROM spam_settings WHERE scope = ?", (key,)
+            ).fetchone()
+            reject = reject_score if reject_score is not None else (row[0] if row else None)
+            junk = junk_score if junk_score is not None else (row[1] if row else None)
+            if reject is not None and junk is not None and junk > reject:
+                raise DirectoryError(
+                    f"the junk score ({junk:g}) must not be more than the reject score ({reject:g})"
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            db.execute(
+                "INSERT OR REPLACE INTO spam_settings(scope, reject_score, junk_score) "
+                "VALUES (?, ?, ?)",
+                (key, reject, junk),
+            )
         return SpamSettings(key, reject, junk)
 
     def clear_spam_settings(self, scope: str) -> None:
