@@ -132,6 +132,7 @@ class Sql:
         self._fairy: Any = None  # SQLAlchemy's wrapper of the driver connection
         self._conn: Any = None  # the driver's connection itself
         self._retry_after = 0.0
+        self._closed = False
         self._keys: dict[str, tuple[str, ...]] = {}
         self._connect()
 
@@ -140,14 +141,16 @@ class Sql:
     def _connect(self) -> Any:
         if self._conn is not None:
             return self._conn
+        if self._closed:
+            raise RuntimeError(f"directory database {self.where}: closed")
         if self.server and _REAL.monotonic() < self._retry_after:
-            raise DirectoryUnavailable(f"directory database {self.where} unreachable")
+            raise DirectoryUnavailable(f"directory database {self.where} unavailable (retrying)")
         try:
             self._fairy = self.engine.raw_connection()
         except self._refused as e:
             self._retry_after = _REAL.monotonic() + RECONNECT_PAUSE
             raise DirectoryUnavailable(
-                f"directory database {self.where} unreachable: {_reason(e)}"
+                f"directory database {self.where} unavailable: {_reason(e)}"
             ) from e
         self._conn = self._fairy.driver_connection
         if self.dialect == "sqlite":
@@ -161,6 +164,7 @@ class Sql:
                 fairy.invalidate()
 
     def close(self) -> None:
+        self._closed = True
         if self._fairy is not None:
             self._fairy.close()
         self._fairy = self._conn = None
