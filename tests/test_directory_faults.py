@@ -12,6 +12,7 @@ import pytest
 from web_client import Web, reference, smtp_auth
 
 from conformance.requirements import requirement
+from reference.directory import Directory, DirectoryUnavailable
 from reference.directory.server import MariaDBServer
 
 pytestmark = pytest.mark.mariadb
@@ -111,3 +112,23 @@ async def test_mariadb_killed_under_a_stream_of_mail(tmp_path: Path) -> None:
             "every accepted message delivered",
             lambda: ref.app.store.status("alice@example.test", "INBOX").messages == stream.accepted,
         )
+
+
+def test_a_restart_between_calls_goes_unnoticed(tmp_path: Path) -> None:
+    """The connection a restart closed is replaced, and the read asked again on the new one;
+    a write is not repeated (it may have been done), so it says "unavailable" instead."""
+    with MariaDBServer(tmp_path / "mariadb") as db:
+        directory = Directory(db.url)
+        try:
+            directory.add_domain("example.test")
+            db.stop()
+            db.start()
+            assert directory.domains() == ["example.test"]
+            db.kill()
+            db.start()
+            with pytest.raises(DirectoryUnavailable):
+                directory.add_domain("example.org")
+            directory.add_domain("example.org")  # the next call has a new connection
+            assert directory.domains() == ["example.org", "example.test"]
+        finally:
+            directory.close()

@@ -133,6 +133,7 @@ class Sql:
         self._conn: Any = None  # the driver's connection itself
         self._retry_after = 0.0
         self._closed = False
+        self._in_transaction = False  # a BEGIN ran on the connection, not yet ended
         self._keys: dict[str, tuple[str, ...]] = {}
         self._connect()
 
@@ -188,6 +189,7 @@ class Sql:
                 raise ConstraintError(str(e)) from e
             return done
         sql = self._spelled.get(statement) or self._spell(statement)
+        verb = statement.lstrip()[:8].upper()
         fresh = self._conn is None
         for attempt in (1, 2):
             cursor: Cursor = self._connect().cursor()
@@ -196,21 +198,27 @@ class Sql:
                     cursor.executemany(sql, params)
                 else:
                     cursor.execute(sql, tuple(params))
-                return cursor
             except self._integrity as e:
                 raise ConstraintError(str(e)) from e
             except self._gone as e:
                 self._drop()
+                inside, self._in_transaction = self._in_transaction, False
                 # A connection the server closed since its last use (a restart, an idle
-                # timeout): a read is asked again, once, on a new one. A write may have
-                # been done before the connection broke, so it is not repeated.
-                reading = statement.lstrip()[:6].upper() == "SELECT"
-                if attempt == 1 and not fresh and reading:
+                # timeout): a read, or the start of a transaction, is asked again, once, on
+                # a new one. A write may have been done before the connection broke, and
+                # what a transaction did so far is gone with it: those are not repeated.
+                again = verb.startswith(("SELECT", "BEGIN")) and not inside
+                if attempt == 1 and not fresh and again:
                     fresh = True
                     continue
                 raise DirectoryUnavailable(
                     f"directory database {self.where} unavailable: {_reason(e)}"
                 ) from e
+            if verb.startswith("BEGIN"):
+                self._in_transaction = True
+            elif verb.startswith(("COMMIT", "ROLLBACK")):
+                self._in_transaction = False
+            return cursor
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _spell(self, statement: str) -> str:
