@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import imaplib
 import smtplib
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ from web_client import Web, reference, smtp_auth
 from conformance.requirements import requirement
 from reference.directory import Directory, DirectoryUnavailable
 from reference.directory.server import MariaDBServer
+from reference.testing import ReferenceServer
 
 pytestmark = pytest.mark.mariadb
 
@@ -60,6 +63,16 @@ class Stream:
                 self.accepted += code == 250
 
 
+def imap_login(ref: ReferenceServer) -> bytes:
+    """LOGIN as alice after STARTTLS: "OK", or the refusal's text."""
+    with imaplib.IMAP4("127.0.0.1", ref.port("imap"), timeout=10) as imap:
+        imap.starttls(ssl.create_default_context(cafile=str(ref.cafile)))
+        try:
+            return imap.login("alice@example.test", "pw")[0].encode()
+        except imaplib.IMAP4.error as e:
+            return str(e).encode()
+
+
 def wait_for(what: str, done: object) -> None:
     deadline = time.monotonic() + DEADLINE
     while not done():  # type: ignore[operator]
@@ -90,6 +103,7 @@ async def test_mariadb_killed_under_a_stream_of_mail(tmp_path: Path) -> None:
                 before = len(stream.replies)
                 wait_for("a tempfail", lambda: 451 in stream.codes(before))
                 assert smtp_auth(ref, "alice@example.test", "pw") == 454
+                assert b"[UNAVAILABLE]" in imap_login(ref)
                 r = await web.call("GET", "/readyz")
                 assert (r.status, r.body["failing"]) == (503, ["directory"])
                 assert "unavailable" in r.body["checks"]["directory"]
@@ -98,6 +112,7 @@ async def test_mariadb_killed_under_a_stream_of_mail(tmp_path: Path) -> None:
                 down = len(stream.replies)
                 wait_for("mail again", lambda: 250 in stream.codes(down, "data"))
                 assert smtp_auth(ref, "alice@example.test", "pw") == 235
+                assert imap_login(ref) == b"OK"
                 r = await web.call("GET", "/readyz")
                 assert (r.status, r.body["failing"]) == (200, [])
 
