@@ -38,6 +38,7 @@ from reference import config as config_mod
 from reference import tls
 from reference.clock import RealClock
 from reference.config import LISTENERS, ROLES, Config
+from reference.credentials import TemporarilyUnavailable
 
 __all__ = ["Cluster", "Node", "register"]
 
@@ -567,7 +568,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             cluster.start()
-        except (RuntimeError, OSError, ValueError) as e:
+        except (RuntimeError, OSError, ValueError, TemporarilyUnavailable) as e:
             print(f"mailspec cluster: {e}", file=sys.stderr)
             return 1
         print(cluster.describe())
