@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs the servers and clients the tests run for real (redis-server, clamd, the
 # ManageSieve client sieve-connect, and Chromium with its WebDriver for the control panel's
-# browser tests), from Debian's packages, when they are missing. Idempotent; called by tox before the test envs. No virus database
-# is downloaded: the tests start clamd with the project's own signatures.
+# browser tests; with the argument "mariadb", MariaDB for the directory's tests), from
+# Debian's packages, when they are missing. Idempotent; called by tox before the test envs.
+# No virus database is downloaded: the tests start clamd with the project's own signatures.
 set -euo pipefail
 clamd_path=${MAILSPEC_CLAMD:-/usr/sbin/clamd}  # not on a non-root PATH in Debian
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x "$clamd_path" ] || command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
+# MariaDB only for `tox -e mariadb` (`services.sh mariadb`); mariadbd is in /usr/sbin, not on
+# a non-root PATH either.
+if [ "${1:-}" = mariadb ] && [ ! -x /usr/sbin/mariadbd ] && ! command -v mariadbd >/dev/null 2>&1; then
+    need+=(mariadb-server)
+fi
 command -v sieve-connect >/dev/null 2>&1 || need+=(sieve-connect)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
@@ -27,6 +33,7 @@ for pkg in "${need[@]}"; do
     case $pkg in
         redis-server) services=(redis-server) ;;
         clamav-daemon) services=(clamav-daemon clamav-freshclam) ;;
+        mariadb-server) services=(mariadb) ;;
         *) services=() ;;  # a client: nothing runs
     esac
     for svc in "${services[@]}"; do

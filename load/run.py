@@ -59,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--drain-timeout", type=float, default=30.0)
     ap.add_argument("--clamd", action="store_true", help="scan every message with a real clamd")
     ap.add_argument(
+        "--directory",
+        choices=("sqlite", "mariadb-auto"),
+        default="sqlite",
+        help="the directory: the SQLite file in data_dir, or a MariaDB started for the run "
+        "and shared by the nodes (`mailspec cluster --directory`)",
+    )
+    ap.add_argument(
         "--bind-sources",
         action="store_true",
         help="inbound MTAs bind to 127.0.3.x instead of naming 198.51.100.x through the "
@@ -102,11 +109,11 @@ def base_config(path: Path, args: argparse.Namespace, clamd: str = "") -> Path:
     return write_config(path, **sections)
 
 
-def provision(data: Path, args: argparse.Namespace) -> Accounts:
+def provision(directory_at: Path | str, args: argparse.Namespace) -> Accounts:
     """The accounts, straight into the shared directory (no CLI process per account)."""
     from reference.directory import Directory
 
-    directory = Directory(data / "directory.sqlite3")
+    directory = Directory(directory_at)
     try:
         for domain in ("example.test", "bulk.example.test"):
             directory.add_domain(domain)
@@ -123,7 +130,9 @@ def provision(data: Path, args: argparse.Namespace) -> Accounts:
 class ClusterProcess:
     """`mailspec cluster` as a child process, stopped with SIGTERM."""
 
-    def __init__(self, data: Path, config: Path, nodes: int, log: Path) -> None:
+    def __init__(
+        self, data: Path, config: Path, nodes: int, log: Path, directory: str = ""
+    ) -> None:
         self.state = data / "cluster.json"
         self.log = log
         cmd = [
@@ -140,6 +149,7 @@ class ClusterProcess:
             str(data),
             "--state",
             str(self.state),
+            *(["--directory", directory] if directory else []),
         ]
         self.out = log.open("w")
         self.proc = subprocess.Popen(
@@ -188,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         data = args.data_dir
     data.mkdir(parents=True, exist_ok=True)
     clamd = None
+    mariadb = None
     cluster = None
     try:
         if args.clamd:
@@ -195,9 +206,23 @@ def run(args: argparse.Namespace) -> int:
 
             clamd = ClamdServer(data.parent / "clamd").start()
         config = base_config(data.parent / "load.toml", args, clamd.address if clamd else "")
-        accounts = provision(data, args)
+        directory: Path | str = data / "directory.sqlite3"
+        if args.directory == "mariadb-auto":
+            # Started here, not by the cluster: the accounts (and so the domains' DKIM keys)
+            # must be in it before the nodes start.
+            from reference.directory.server import MariaDBServer
+
+            mariadb = MariaDBServer(data.parent / "mariadb").start()
+            directory = mariadb.url
+        accounts = provision(directory, args)
         t0 = time.monotonic()
-        cluster = ClusterProcess(data, config, args.nodes, data.parent / "cluster.log")
+        cluster = ClusterProcess(
+            data,
+            config,
+            args.nodes,
+            data.parent / "cluster.log",
+            directory if isinstance(directory, str) else "",
+        )
         stack = cluster.wait_ready()
         if not args.quiet:
             print(
@@ -250,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
             )
         if clamd is not None:
             clamd.stop()
+        if mariadb is not None:
+            mariadb.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     return rc or (1 if crc else 0)

@@ -24,6 +24,7 @@ from reference.auth.reports import AggregateReporter, DmarcStore, ReportIntake
 from reference.auth.srs import Srs, load_secrets
 from reference.clock import Clock, RealClock
 from reference.config import LISTENERS, Config, helo_names
+from reference.credentials import TemporarilyUnavailable
 from reference.delivery import Forwarder, LocalDelivery, QueueRunner
 from reference.delivery.filters import SieveFilter
 from reference.delivery.forward import ArcSealer
@@ -97,7 +98,13 @@ def cert_path(cfg: Config) -> Path:
 
 
 def directory_path(cfg: Config) -> Path:
+    """The embedded directory's SQLite file (whether or not ``directory.url`` names another)."""
     return cfg.data_path / "directory.sqlite3"
+
+
+def directory_url(cfg: Config) -> Path | str:
+    """Where the directory is: ``directory.url``, else the SQLite file under data_dir."""
+    return cfg.directory.url or directory_path(cfg)
 
 
 def mail_store(cfg: Config, directory: Directory, clock: Clock) -> MailStore:
@@ -167,7 +174,7 @@ class App:
             self.tls_context: ssl.SSLContext = tls.server_context(self.cert_path, key_path)
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
-        self.directory = Directory(directory_path(cfg), delimiter=cfg.addresses.delimiter)
+        self.directory = Directory(directory_url(cfg), delimiter=cfg.addresses.delimiter)
         # Counted by the listeners, the checks and the queue runner; served at /metrics.
         self.metrics = Metrics()
         self.store = mail_store(cfg, self.directory, self.clock)
@@ -409,6 +416,8 @@ class App:
     async def _directory_reachable(self) -> str | None:
         try:
             await asyncio.to_thread(self.directory.domains)
+        except TemporarilyUnavailable as e:  # the server is down: it says which, and why
+            return str(e)
         except Exception as e:  # any failure of the database is the answer here
             return f"directory database: {e}"
         return None

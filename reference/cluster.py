@@ -3,8 +3,10 @@
 Each node is its own `mailspec serve` process with its own listen ports and its own spool
 (``server.spool_dir``); all nodes share ``data_dir`` (the directory database, the Maildir
 storage, DKIM keys and the certificate) and one Redis for filter state (greylists, rate
-limits). ``--redis auto`` starts a throwaway redis-server; ``--fake-internet`` starts the
-fake DNS and the fake providers' MXs in this process and points every node at them.
+limits). ``--redis auto`` starts a throwaway redis-server; ``--directory mariadb-auto`` a
+throwaway MariaDB for the directory (default: the config's ``directory.url``, else the
+SQLite file in data_dir); ``--fake-internet`` starts the fake DNS and the fake providers'
+MXs in this process and points every node at them.
 
 The launcher supervises: a node that dies (a crash, or SIGKILL in a fault run) is started
 again after ``--restart-delay`` on the same spool and the same ports. Meanwhile its mail
@@ -36,6 +38,7 @@ from reference import config as config_mod
 from reference import tls
 from reference.clock import RealClock
 from reference.config import LISTENERS, ROLES, Config
+from reference.credentials import TemporarilyUnavailable
 
 __all__ = ["Cluster", "Node", "register"]
 
@@ -97,6 +100,7 @@ class Cluster:
         *,
         nodes: int = 3,
         redis: str = "auto",
+        directory: str = "",
         fake_internet: bool = False,
         host: str = "127.0.0.1",
         base_port: int = 0,
@@ -111,6 +115,7 @@ class Cluster:
         self.data = cfg.data_path.resolve()
         self.count = nodes
         self.redis_arg = redis
+        self.directory_arg = directory  # "", "mariadb-auto" or a URL
         self.fake_internet = fake_internet
         self.host = host
         self.base_port = base_port
@@ -121,6 +126,8 @@ class Cluster:
         self.nodes: list[Node] = []
         self.redis_url = ""
         self._redis: Any = None
+        self.directory_url = ""  # what the nodes' directory.url says ("": SQLite in data_dir)
+        self._mariadb: Any = None
         self._internet: Any = None
         self._deliveries: Path | None = None
         self._lock = threading.Lock()
@@ -152,6 +159,13 @@ class Cluster:
             self.redis_url = self._redis.url
         else:
             self.redis_url = self.redis_arg
+        if self.directory_arg == "mariadb-auto":
+            from reference.directory.server import MariaDBServer
+
+            self._mariadb = MariaDBServer(self.data / "mariadb").start()
+            self.directory_url = self._mariadb.url
+        else:
+            self.directory_url = self.directory_arg or self.base.directory.url
         self._make_dkim_keys()
         if self.fake_internet:
             self._start_fakes()
@@ -187,11 +201,13 @@ class Cluster:
         from reference.directory import Directory
 
         auth = self.base.auth
-        directory_file = directory_path(self.base)
-        if not auth.sign or not directory_file.exists():
+        target: Path | str = self.directory_url or directory_path(self.base)
+        if not auth.sign or (isinstance(target, Path) and not target.exists()):
             return
 
-        directory = Directory(directory_file)
+        # Opened here first: on a new database server, its tables are made once, before
+        # the nodes start.
+        directory = Directory(target)
         try:
             domains = directory.domains()
         finally:
@@ -220,6 +236,7 @@ class Cluster:
         for ln in LISTENERS:
             d["listen"][ln] = _hostport(self.host, node.ports.get(ln, 0))
         d["state"]["url"] = self.redis_url
+        d["directory"]["url"] = self.directory_url
         if self._internet is not None:
             d["dns"]["nameservers"] = [self._internet.nameserver]
             d["relay"]["port"] = self._internet.smtp_port
@@ -346,6 +363,9 @@ class Cluster:
         if self._redis is not None:
             self._redis.stop()
             self._redis = None
+        if self._mariadb is not None:
+            self._mariadb.stop()
+            self._mariadb = None
         if self.nodes:
             self._save(stopped=True)
         return worst
@@ -373,6 +393,7 @@ class Cluster:
                 Path(self.base.tls.cert) if self.base.tls.cert else self.data / "tls" / "cert.pem"
             ),
             "redis": self.redis_url,
+            "directory": self.directory_url or str(self.data / "directory.sqlite3"),
             "nodes": [n.state() for n in self.nodes],
             "fakes": fakes,
         }
@@ -390,6 +411,8 @@ class Cluster:
         lines = [
             f"mailspec cluster: {len(self.nodes)} nodes, data in {self.data}",
             f"  redis        {self.redis_url}{' (started here)' if self._redis else ''}",
+            f"  directory    {self.directory_url or 'SQLite in data_dir'}"
+            f"{' (started here)' if self._mariadb else ''}",
         ]
         for node in self.nodes:
             roles = ",".join(node.roles)
@@ -470,6 +493,13 @@ def register(
         help="redis:// URL shared by the nodes, or auto to start a redis-server (default)",
     )
     p.add_argument(
+        "--directory",
+        default="",
+        metavar="URL|mariadb-auto",
+        help="the directory's database shared by the nodes: a mysql:// or postgresql:// URL, "
+        "or mariadb-auto to start a MariaDB (default: the config's directory.url)",
+    )
+    p.add_argument(
         "--fake-internet",
         action="store_true",
         help="start the fake DNS and fake provider MXs (gmail.test, …) and use them",
@@ -513,6 +543,9 @@ def run(args: argparse.Namespace) -> int:
     if args.redis != "auto" and not re.match(r"^rediss?://", args.redis):
         print("mailspec cluster: --redis: a redis:// URL or auto", file=sys.stderr)
         return 2
+    if args.directory not in ("", "mariadb-auto") and "://" not in args.directory:
+        print("mailspec cluster: --directory: a database URL or mariadb-auto", file=sys.stderr)
+        return 2
     if args.base_port and not 1024 <= args.base_port <= 65535 - 10 * args.nodes:
         print("mailspec cluster: --base-port out of range", file=sys.stderr)
         return 2
@@ -523,6 +556,7 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         nodes=args.nodes,
         redis=args.redis,
+        directory=args.directory,
         fake_internet=args.fake_internet,
         host=args.host,
         base_port=args.base_port,
@@ -534,7 +568,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             cluster.start()
-        except (RuntimeError, OSError, ValueError) as e:
+        except (RuntimeError, OSError, ValueError, TemporarilyUnavailable) as e:
             print(f"mailspec cluster: {e}", file=sys.stderr)
             return 1
         print(cluster.describe())

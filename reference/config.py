@@ -214,6 +214,17 @@ class State:
 
 
 @dataclass
+class DirectoryDatabase:
+    url: str = doc(
+        "The directory's database (domains, accounts, aliases, lists, classes of service): "
+        "empty for SQLite under data_dir (directory.sqlite3), or a URL: sqlite:///path, "
+        "mysql://user:password@host:port/database for MariaDB (the nodes of a cluster share "
+        'it), postgresql://user:password@host/database (pip install "mailspec[postgresql]").',
+        default="",
+    )
+
+
+@dataclass
 class Greylist:
     enabled: bool = doc(
         "Greylist unknown (client /24 or /64, sender, recipient) triplets.", default=True
@@ -512,6 +523,7 @@ class Config:
     relay: Relay = field(default_factory=Relay)
     queue: Queue = field(default_factory=Queue)
     state: State = field(default_factory=State)
+    directory: DirectoryDatabase = field(default_factory=DirectoryDatabase)
     greylist: Greylist = field(default_factory=Greylist)
     dnsbl: Dnsbl = field(default_factory=Dnsbl)
     ratelimit: Ratelimit = field(default_factory=Ratelimit)
@@ -650,6 +662,13 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("srs.max_age", "at least one day (SRS time stamps count days)")
     if cfg.state.url and not re.match(r"^rediss?://", cfg.state.url):
         raise ConfigError("state.url", "empty (SQLite) or a redis:// URL")
+    if cfg.directory.url and not re.match(
+        r"^(sqlite|mysql|mariadb|postgresql)(\+\w+)?://", cfg.directory.url
+    ):
+        raise ConfigError(
+            "directory.url",
+            "empty (SQLite under data_dir), or a sqlite://, mysql:// or postgresql:// URL",
+        )
     if cfg.relay.reputation_retries < 1:
         raise ConfigError("relay.reputation_retries", "must be at least 1")
     if cfg.smtp.max_backlog < 0:

@@ -174,3 +174,28 @@ def test_sigterm_stops_every_node(data: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert c.state["running"] is False
+
+
+@pytest.mark.mariadb
+def test_nodes_share_a_mariadb_directory(tmp_path: Path) -> None:
+    """`--directory mariadb-auto`: one MariaDB for every node, started and stopped with them."""
+    data = tmp_path / "var"
+    c = Cluster(data, "--nodes", "2", "--directory", "mariadb-auto")
+    try:
+        url = c.state["directory"]
+        assert url.startswith("mysql://root@127.0.0.1:") and "SQLite" not in c.log.read_text()
+        config = Path(c.node("node1")["config"])
+        # An account made through one node's config is one every node knows at once.
+        mailspec("domain", "add", "example.test", data_dir=data, config=config)
+        mailspec(
+            "user", "add", "alice@example.test", "--password", "pw", data_dir=data, config=config
+        )
+        assert not (data / "directory.sqlite3").exists()
+        send(c.port("node1", "mx"), "via node1")
+        send(c.port("node2", "mx"), "via node2")
+        wait_for(lambda: sorted(subjects(data)) == ["via node1", "via node2"])
+        pid = int((data / "mariadb" / "mariadbd.pid").read_text())
+    finally:
+        assert c.stop() == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped with the nodes

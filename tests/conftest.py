@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,6 +24,7 @@ from fakes.dns import FakeDNS
 from reference import tls
 from reference.clock import ManualClock
 from reference.credentials import StaticAuthenticator
+from reference.directory.server import MariaDBServer
 from reference.policy import Policy
 from reference.smtp.server import Listener
 from reference.spool import Spool
@@ -154,6 +156,60 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """A real redis-server on loopback, one per test module."""
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """A real mariadbd on loopback (Debian's mariadb-server), one per test run: each test
+    that uses it has a database of its own."""
+    with MariaDBServer(tmp_path_factory.mktemp("mariadb")) as server:
+        yield server
+
+
+# An empty PostgreSQL database to run the directory's tests on as well (not in CI: checked by
+# hand against Debian's PostgreSQL 15), e.g. postgresql://postgres@127.0.0.1:5432/tests.
+POSTGRESQL_ENV = "MAILSPEC_TEST_POSTGRESQL"
+DIRECTORY_BACKENDS = [
+    "sqlite",
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+    *(
+        [pytest.param("postgresql", marks=pytest.mark.postgresql)]
+        if os.environ.get(POSTGRESQL_ENV)
+        else []
+    ),
+]
+
+
+@pytest.fixture(params=DIRECTORY_BACKENDS)
+def directory_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """Where a test's directory lives: an SQLite file, or the run's MariaDB (emptied before
+    each test: its tables are made once, which is most of the time a new database takes);
+    each test that takes it runs on both (and on PostgreSQL with MAILSPEC_TEST_POSTGRESQL)."""
+    if request.param == "sqlite":
+        yield tmp_path / "dir.sqlite3"
+    elif request.param == "postgresql":
+        url = os.environ[POSTGRESQL_ENV]
+        _empty_postgresql(url)
+        yield url
+    else:
+        server: MariaDBServer = request.getfixturevalue("mariadb_server")
+        server.empty_database("tests", keep=("directory_schema",))
+        yield server.url_of("tests")
+
+
+def _empty_postgresql(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as db:
+        names = [
+            r[0]
+            for r in db.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_name <> 'directory_schema'"
+            )
+        ]
+        if names:
+            db.execute(f"TRUNCATE {', '.join(names)} CASCADE")
 
 
 @dataclass(frozen=True)

@@ -168,3 +168,26 @@ def test_queue_flush_of_an_empty_queue(capsys: pytest.CaptureFixture[str], tmp_p
     with pytest.raises(SystemExit) as refused:  # the others need ids: argparse says so
         main(["queue", "hold", "--data-dir", str(tmp_path)])
     assert refused.value.code == 2 and "required: qid" in capsys.readouterr().err
+
+
+def test_a_directory_server_down_is_a_tempfail(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """With directory.url naming a database that does not answer, a command says so and
+    exits 75 (EX_TEMPFAIL: try again), without a traceback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens here once it is closed
+    conf = write_config(
+        tmp_path / "mailspec.toml", directory={"url": f"mysql://root@127.0.0.1:{port}/mailspec"}
+    )
+    rc, _, err = run(capsys, "user", "list", "--config", str(conf), "--data-dir", str(tmp_path))
+    assert rc == 75
+    assert f"127.0.0.1:{port}/mailspec unavailable" in err and "try again later" in err
+    assert "Traceback" not in err and not (tmp_path / "directory.sqlite3").exists()
+
+
+def test_directory_url_is_checked(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    conf = write_config(tmp_path / "mailspec.toml", directory={"url": "oracle://db/mail"})
+    rc, _, err = run(capsys, "user", "list", "--config", str(conf), "--data-dir", str(tmp_path))
+    assert rc == 2 and "directory.url" in err

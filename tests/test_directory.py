@@ -11,15 +11,18 @@ from reference.directory import Directory, DirectoryError, hash_password, verify
 
 
 @pytest.fixture
-def directory(tmp_path: Path) -> Directory:
-    d = Directory(tmp_path / "dir.sqlite3")
+def directory(directory_target: Path | str) -> Directory:
+    d = Directory(directory_target)
     d.add_domain("Example.TEST")
     yield d
     d.close()
 
 
-def test_password_is_stored_hashed(directory: Directory, tmp_path: Path) -> None:
+def test_password_is_stored_hashed(tmp_path: Path) -> None:
+    directory = Directory(tmp_path / "dir.sqlite3")
+    directory.add_domain("example.test")
     directory.add_user("Alice@example.test", "s3cret")
+    directory.close()
     raw = (
         sqlite3.connect(tmp_path / "dir.sqlite3")
         .execute("SELECT address, password FROM accounts")

@@ -16,8 +16,8 @@ SCHEMA0 = Path(__file__).parent / "data" / "directory-schema0.sql"
 
 
 @pytest.fixture
-def directory(tmp_path: Path) -> Iterator[Directory]:
-    d = Directory(tmp_path / "dir.sqlite3")
+def directory(directory_target: Path | str) -> Iterator[Directory]:
+    d = Directory(directory_target)
     d.add_domain("example.test")
     for user in ("alice", "bob"):
         d.add_user(f"{user}@example.test", "pw")
@@ -50,8 +50,8 @@ def test_alias_of_alias_and_loops(directory: Directory) -> None:
 
 
 @pytest.mark.parametrize("delimiter", ["+", "-"])
-def test_subaddress(tmp_path: Path, delimiter: str) -> None:
-    d = Directory(tmp_path / "dir.sqlite3", delimiter=delimiter)
+def test_subaddress(directory_target: Path | str, delimiter: str) -> None:
+    d = Directory(directory_target, delimiter=delimiter)
     d.add_domain("example.test")
     d.add_user("alice@example.test", "pw")
     assert locals_of(d, f"alice{delimiter}news@example.test") == ["alice@example.test"]
@@ -64,8 +64,8 @@ def test_subaddress(tmp_path: Path, delimiter: str) -> None:
     ]
 
 
-def test_no_subaddress_without_delimiter(tmp_path: Path) -> None:
-    d = Directory(tmp_path / "dir.sqlite3", delimiter="")
+def test_no_subaddress_without_delimiter(directory_target: Path | str) -> None:
+    d = Directory(directory_target, delimiter="")
     d.add_domain("example.test")
     d.add_user("alice@example.test", "pw")
     assert not d.expand("alice+news@example.test").exists

@@ -18,8 +18,8 @@ ALICE = Session(role="submission", peer="192.0.2.1", tls=True, user="alice@examp
 
 
 @pytest.fixture
-def directory(tmp_path: Path) -> Iterator[Directory]:
-    d = Directory(tmp_path / "dir.sqlite3")
+def directory(directory_target: Path | str) -> Iterator[Directory]:
+    d = Directory(directory_target)
     d.add_domain("example.test")
     d.add_domain("example.org")
     d.add_user("alice@example.test", "pw")

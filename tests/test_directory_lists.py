@@ -11,8 +11,8 @@ from reference.directory import Directory, DirectoryError
 
 
 @pytest.fixture
-def directory(tmp_path: Path) -> Iterator[Directory]:
-    d = Directory(tmp_path / "dir.sqlite3")
+def directory(directory_target: Path | str) -> Iterator[Directory]:
+    d = Directory(directory_target)
     d.add_domain("example.test")
     d.add_user("alice@example.test", "pw")
     d.add_user("bob@example.test", "pw")

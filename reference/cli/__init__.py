@@ -9,6 +9,7 @@ import sys
 from reference import __version__
 from reference.cli.common import global_options
 from reference.config import ConfigError
+from reference.credentials import TemporarilyUnavailable
 
 __all__ = ["build_parser", "main"]
 
@@ -107,6 +108,9 @@ def main(
     except ValueError as e:  # DirectoryError and other refusals with a clear reason
         print(f"mailspec: {e}", file=sys.stderr)
         return 1
+    except TemporarilyUnavailable as e:  # the directory's database server is down
+        print(f"mailspec: {e}; try again later", file=sys.stderr)
+        return 75  # EX_TEMPFAIL
     except KeyboardInterrupt:
         return 130
     return rc

@@ -98,11 +98,11 @@ def open_directory(cfg: Config, *, writes: bool = False) -> Directory:
     The default data_dir is relative: run from another folder, a command would otherwise
     silently make a second, empty directory that the running server never reads.
     """
-    from reference.app import directory_path
+    from reference.app import directory_url
     from reference.directory import Directory
 
-    path = directory_path(cfg)
-    if writes and not path.exists():
+    path = directory_url(cfg)
+    if writes and isinstance(path, Path) and not path.exists():
         print(
             f"mailspec: new directory {path} (no server has used this data_dir yet; "
             "a server started with another --data-dir or from another folder will not see it)",

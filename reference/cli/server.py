@@ -68,7 +68,7 @@ async def _serve(cfg: Config, flags: str) -> int:
 
 def _supervise(cfg: Config, flags: str, count: int) -> int:
     """The node as ``count`` worker processes under a supervisor (server.workers)."""
-    from reference.app import Endpoint, cert_path, directory_path
+    from reference.app import Endpoint, cert_path, directory_url
     from reference.directory import Directory
     from reference.workers import StartupError, Supervisor
 
@@ -84,7 +84,7 @@ def _supervise(cfg: Config, flags: str, count: int) -> int:
             name: Endpoint(name, *sock.getsockname()[:2])
             for name, sock in supervisor.sockets.items()
         }
-        directory = Directory(directory_path(cfg), delimiter=cfg.addresses.delimiter)
+        directory = Directory(directory_url(cfg), delimiter=cfg.addresses.delimiter)
         try:
             has_users = bool(directory.users())
         finally:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from reference.clock import Clock
+from reference.credentials import TemporarilyUnavailable
 from reference.delivery.dsn import Failure, build_dsn, should_notify
 from reference.delivery.local import LocalDelivery
 from reference.delivery.outcome import Outcome
@@ -209,11 +210,14 @@ class QueueRunner:
             bounced: list[Recipient] = []
             remote: list[Recipient] = []
             for rcpt in entry.pending:
-                if not self.local.is_local(rcpt.address):
-                    remote.append(rcpt)
-                    continue
                 try:
+                    if not self.local.is_local(rcpt.address):
+                        remote.append(rcpt)
+                        continue
                     outcome = await self.local.deliver(entry, rcpt.address, data)
+                except TemporarilyUnavailable as e:
+                    # The directory's database is down: kept, and tried again on schedule.
+                    outcome = Outcome("deferred", f"4.3.0 {e}")
                 except QuotaExceeded:
                     # RFC 3463 4.2.2: over quota is temporary: the user may make room.
                     outcome = Outcome("deferred", "4.2.2 mailbox full, over quota")

@@ -9,6 +9,7 @@ from reference.directory.lists import LIST_POLICIES, ArchiveRule, ListRole, Mail
 from reference.directory.passwords import hash_password, verify_password
 from reference.directory.schema import DirectoryError, normalize_domain, split_address
 from reference.directory.spam import SpamSettings, normalize_sender_pattern
+from reference.directory.sql import DirectoryUnavailable
 from reference.directory.tokens import ROLES, ApiToken
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Destinations",
     "Directory",
     "DirectoryError",
+    "DirectoryUnavailable",
     "ListRole",
     "MailingList",
     "SpamSettings",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from dataclasses import dataclass
 
 from reference.directory.passwords import DUMMY_HASH, hash_password, verify_password
 from reference.directory.schema import Database, DirectoryError, normalize_domain, split_address
+from reference.directory.sql import ConstraintError
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Accounts(Database):
                     "INSERT INTO accounts(address, domain, password) VALUES (?, ?, ?)",
                     (canonical, domain, hashed),
                 )
-            except sqlite3.IntegrityError:
+            except ConstraintError:
                 raise DirectoryError("%(address)s exists already", address=canonical) from None
         return Account(canonical, domain, True)
 

@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
-from pathlib import Path
-from typing import Any
 
 from reference.directory.accounts import Accounts
 from reference.directory.passwords import DUMMY_HASH, hash_password, verify_password
 from reference.directory.schema import DirectoryError
+from reference.directory.sql import ConstraintError
 
 __all__ = ["PanelAdmins", "admin_name"]
-
-# A table of its own, created where it is missing (as the tokens' table).
-ADMINS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS panel_admins (
-    name TEXT PRIMARY KEY,
-    password TEXT NOT NULL,
-    created REAL NOT NULL
-);
-"""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -35,18 +24,13 @@ def admin_name(name: str) -> str:
     canonical = name.strip().lower()
     if not _NAME.match(canonical):
         raise DirectoryError(
-            f"an administrator's name is 1-64 of a-z, 0-9, '.', '_', '-', not {name!r}"
+            "an administrator's name is 1-64 of a-z, 0-9, '.', '_', '-', not %(name)r", name=name
         )
     return canonical
 
 
 class PanelAdmins(Accounts):
     """The platform's administrators, in the directory database."""
-
-    def __init__(self, path: Path, **options: Any) -> None:
-        super().__init__(path, **options)
-        with self._lock:
-            self._db.executescript(ADMINS_SCHEMA)
 
     def add_admin(self, name: str, password: str, *, now: float) -> str:
         canonical = admin_name(name)
@@ -59,8 +43,10 @@ class PanelAdmins(Accounts):
                     "INSERT INTO panel_admins(name, password, created) VALUES (?, ?, ?)",
                     (canonical, hashed, now),
                 )
-            except sqlite3.IntegrityError:
-                raise DirectoryError(f"administrator {canonical} exists already") from None
+            except ConstraintError:
+                raise DirectoryError(
+                    "administrator %(name)s exists already", name=canonical
+                ) from None
         return canonical
 
     def set_admin_password(self, name: str, password: str) -> str:
@@ -73,7 +59,7 @@ class PanelAdmins(Accounts):
                 (hash_password(password), canonical),
             )
         if cur.rowcount == 0:
-            raise DirectoryError(f"no such administrator: {canonical}")
+            raise DirectoryError("no such administrator: %(name)s", name=canonical)
         return canonical
 
     def remove_admin(self, name: str) -> bool:

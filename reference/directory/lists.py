@@ -5,37 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from reference.directory.aliases import Aliases, Walk
 from reference.directory.schema import DirectoryError, normalize_domain, split_address
+from reference.directory.sql import ConstraintError
 
 __all__ = ["LIST_POLICIES", "ArchiveRule", "ListRole", "MailingList", "MailingLists"]
-
-# Tables of their own, created where missing: an older directory opens as it did.
-LISTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS lists (
-    address TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    policy TEXT NOT NULL CHECK (policy IN ('public', 'members', 'local')),
-    owner TEXT NOT NULL REFERENCES accounts(address),
-    secret TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS list_members (
-    list TEXT NOT NULL REFERENCES lists(address) ON DELETE CASCADE,
-    member TEXT NOT NULL,
-    PRIMARY KEY (list, member)
-);
--- Archive-all: every message to or from an address (or any address of a domain) is also
--- copied into the archive account.
-CREATE TABLE IF NOT EXISTS archive_rules (
-    scope TEXT PRIMARY KEY,
-    archive TEXT NOT NULL REFERENCES accounts(address)
-);
-"""
 
 # public: anyone may post; members: only its members (by envelope sender); local: only
 # users who authenticated here (submission).
@@ -96,11 +72,6 @@ def _address(text: str) -> str:
 class MailingLists(Aliases):
     """Distribution lists and archive-all rules, in the directory database."""
 
-    def __init__(self, path: Path, **options: Any) -> None:
-        super().__init__(path, **options)
-        with self._lock:
-            self._db.executescript(LISTS_SCHEMA)
-
     # -- lists ---------------------------------------------------------------------------
 
     def create_list(
@@ -126,7 +97,7 @@ class MailingLists(Aliases):
                     "VALUES (?, ?, ?, ?, ?)",
                     (made.address, made.name, made.policy, made.owner, made.secret),
                 )
-            except sqlite3.IntegrityError:
+            except ConstraintError:
                 raise DirectoryError(f"list {canonical} exists already") from None
         return made
 

@@ -56,31 +56,24 @@ class SpamPreferences(Accounts):
             if value is not None and not value > 0:
                 raise DirectoryError("the %(name)s score must be more than 0", name=name)
         key = self._spam_scope(scope)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT reject_score, junk_score FROM spam_settings WHERE scope = ?", (key,)
-                ).fetchone()
-                old = row if row and keep else (None, None)
-                reject = reject_score if reject_score is not None else old[0]
-                junk = junk_score if junk_score is not None else old[1]
-                if reject is not None and junk is not None and junk > reject:
-                    raise DirectoryError(
-                        "the junk score (%(junk)g) must not be more than the reject score "
-                        "(%(reject)g)",
-                        junk=junk,
-                        reject=reject,
-                    )
-                self._db.execute(
-                    "INSERT OR REPLACE INTO spam_settings(scope, reject_score, junk_score) "
-                    "VALUES (?, ?, ?)",
-                    (key, reject, junk),
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT reject_score, junk_score FROM spam_settings WHERE scope = ?", (key,)
+            ).fetchone()
+            old = row if row and keep else (None, None)
+            reject = reject_score if reject_score is not None else old[0]
+            junk = junk_score if junk_score is not None else old[1]
+            if reject is not None and junk is not None and junk > reject:
+                raise DirectoryError(
+                    "the junk score (%(junk)g) must not be more than the reject score (%(reject)g)",
+                    junk=junk,
+                    reject=reject,
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            db.execute(
+                "INSERT OR REPLACE INTO spam_settings(scope, reject_score, junk_score) "
+                "VALUES (?, ?, ?)",
+                (key, reject, junk),
+            )
         return SpamSettings(key, reject, junk)
 
     def clear_spam_settings(self, scope: str) -> None:

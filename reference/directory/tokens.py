@@ -7,26 +7,11 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from reference.directory.accounts import Accounts
 from reference.directory.schema import DirectoryError, normalize_domain
 
 __all__ = ["ROLES", "ApiToken", "ApiTokens"]
-
-# A table of its own, created where it is missing: a directory made before tokens existed
-# opens as it did and gains the table (its other tables are left as they are).
-TOKENS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_tokens (
-    id TEXT PRIMARY KEY,
-    secret_sha256 TEXT NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('admin', 'domain-admin', 'user')),
-    domain TEXT,
-    user TEXT,
-    created REAL NOT NULL
-);
-"""
 
 # The platform's administrator; a domain's administrator (a reseller: only that domain);
 # a user (self-service: only their own account).
@@ -55,11 +40,6 @@ class ApiToken:
 class ApiTokens(Accounts):
     """Tokens for the admin API, in the directory database."""
 
-    def __init__(self, path: Path, **options: Any) -> None:
-        super().__init__(path, **options)
-        with self._lock:
-            self._db.executescript(TOKENS_SCHEMA)
-
     def create_token(
         self, role: str, *, now: float, domain: str | None = None, user: str | None = None
     ) -> tuple[ApiToken, str]:
@@ -85,7 +65,7 @@ class ApiTokens(Accounts):
         secret = secrets.token_urlsafe(32)
         with self._lock:
             self._db.execute(
-                "INSERT INTO api_tokens(id, secret_sha256, role, domain, user, created) "
+                'INSERT INTO api_tokens(id, secret_sha256, role, domain, "user", created) '
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (token.id, _digest(secret), role, domain, user, now),
             )
@@ -94,7 +74,7 @@ class ApiTokens(Accounts):
     def tokens(self) -> list[ApiToken]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, role, domain, user, created FROM api_tokens ORDER BY created, id"
+                'SELECT id, role, domain, "user", created FROM api_tokens ORDER BY created, id'
             ).fetchall()
         return [ApiToken(*row) for row in rows]
 
@@ -117,7 +97,7 @@ class ApiTokens(Accounts):
             return None
         with self._lock:
             row = self._db.execute(
-                "SELECT secret_sha256, role, domain, user, created FROM api_tokens WHERE id = ?",
+                'SELECT secret_sha256, role, domain, "user", created FROM api_tokens WHERE id = ?',
                 (m.group(1),),
             ).fetchone()
         if row is None or not hmac.compare_digest(row[0], _digest(m.group(2))):

@@ -64,6 +64,12 @@ SPOOL_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
 # RFC 4954 6: 454 4.7.0 is the temporary authentication failure. A lockout ends on its own,
 # and a 535 would tell the client its (maybe right) password is wrong.
 AUTH_LOCKED = Reply(454, "4.7.0", "Too many failed logins: temporarily locked, try again later")
+# The directory's database is down (a MariaDB restarting): the client tries again later, as
+# it would for any 4xx; never a 5xx, which would bounce mail or make a user retype a password.
+DIRECTORY_UNAVAILABLE = Reply(451, "4.3.0", "Directory temporarily unavailable, try again later")
+AUTH_UNAVAILABLE = Reply(
+    454, "4.7.0", "Temporary authentication failure: directory unavailable, try again later"
+)
 
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 TOO_MANY_FROM_CLIENT = Reply(

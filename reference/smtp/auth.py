@@ -6,6 +6,7 @@ from __future__ import annotations
 from base64 import b64decode, b64encode
 
 from reference import faults
+from reference.credentials import TemporarilyUnavailable
 from reference.log import event
 from reference.mail import replies
 from reference.mail.replies import Reply
@@ -122,7 +123,12 @@ class AuthCommands(SessionCore):
                 # Locked: the password is not even looked at (RFC 4954 6: 454 4.7.0).
                 event(log, "auth", mechanism=mechanism, user=user, peer=peer, locked=locked.scope)
                 return replies.AUTH_LOCKED
-        address = await self.listener.auth.authenticate(user, secret)
+        try:
+            address = await self.listener.auth.authenticate(user, secret)
+        except TemporarilyUnavailable as e:
+            # The directory is down: not a wrong password (RFC 4954 6: 454 4.7.0).
+            event(log, "auth.unavailable", mechanism=mechanism, user=user, peer=peer, error=e)
+            return replies.AUTH_UNAVAILABLE
         event(log, "auth", mechanism=mechanism, user=user, peer=peer, ok=address is not None)
         if address is None:
             if limiter is not None:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from reference.directory import DirectoryUnavailable
 from reference.log import event
 from reference.mail import replies
 from reference.smtp.auth import MECHANISMS, AuthCommands
@@ -109,6 +110,10 @@ class SmtpSession(AuthCommands, TransactionCommands):
                     await self.dispatch(line)
             except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
                 raise
+            except DirectoryUnavailable as e:
+                # PLATFORM smtp.directory-down: whatever command needed it, a 4xx.
+                event(log, "smtp.directory_unavailable", peer=self.peer_ip, error=str(e))
+                await self.reply(replies.DIRECTORY_UNAVAILABLE)
             except Exception:
                 # The details go to the log; the client hears only that it may try again.
                 log.exception("smtp.exception")
