@@ -156,13 +156,14 @@ class MailStore:
         if key is not None and not valid_key(key):
             raise ValueError(f"not a delivery key: {key!r}")
         data = to_crlf(data)
+        # One open for both steps: opening an index (connection, pragmas, its schema read)
+        # costs more CPU than the append itself.
         with self.open(address, folder, sync=False) as mailbox:
             # Before the quota: a message stored already must not be deferred as too big.
             done = None if key is None else mailbox.delivered(key)
-        if done is not None:
-            return done
-        self.check_quota(address, len(data))
-        with self.open(address, folder, sync=False) as mailbox:
+            if done is not None:
+                return done
+            self.check_quota(address, len(data))
             return mailbox.append(data, flags, when=when, key=key)
 
     def append(
