@@ -617,6 +617,7 @@ class App:
         for check in self.policy.checks:
             check.close()
         self.directory.close()
+        self.store.close()
         self.dmarc_store.close()
         self.usage.close()
         self.replies.close()
