@@ -188,7 +188,8 @@ class LocalDelivery:
     async def deliver(self, entry: QueueEntry, rcpt: str, data: bytes) -> Outcome:
         if self.forwarder is not None and self.forwarder.returns(rcpt):
             return await self.forwarder.return_bounce(entry, rcpt, data)
-        found = await asyncio.to_thread(self.directory.expand, rcpt)
+        # On the loop: the node's directory answers from memory until it changes.
+        found = self.directory.expand(rcpt)
         if not found.exists:
             # The address went away between RCPT and delivery.
             return Outcome("bounced", "5.1.1 no such user")

@@ -12,8 +12,6 @@ rejects, only add its own. Authenticated users are past the client, HELO and sen
 
 from __future__ import annotations
 
-import asyncio
-
 from reference.directory import GLOBAL, AccessRule, Directory, DirectoryError, split_address
 from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
@@ -46,7 +44,10 @@ class AccessLists(Check):
         return values
 
     async def _rules(self, scopes: tuple[str, ...], values: dict[str, str]) -> list[AccessRule]:
-        return await asyncio.to_thread(self.directory.access_decisions, scopes, values)
+        # Asked on the loop, as the recipient check asks the directory: the node's directory
+        # answers from memory until it changes (CachedDirectory), far below the cost of a
+        # hop to a worker thread (about 85 us of CPU).
+        return self.directory.access_decisions(scopes, values)
 
     @staticmethod
     def _reject(rules: list[AccessRule], values: dict[str, str]) -> CheckResult:
