@@ -50,6 +50,11 @@ CREATABLE_USES = frozenset({"\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Tras
 _KEPT_MAILBOXES = 64
 
 
+# What a kept mailbox is checked against: the folder's identity and its index's schema
+# cookie (another process may have changed the index's layout: it is migrated at open).
+_Kept = tuple[tuple[int, int, int] | None, int]
+
+
 def _identity(path: Path) -> tuple[int, int, int] | None:
     """What tells a folder apart from another made at its path since: the device and inode
     of its directory and of its index (None: not there)."""
@@ -148,7 +153,7 @@ class MailStore:
         # And to tell the other nodes, through Redis (see feed.py).
         self.publish: Listener | None = None
         # Mailboxes delivery keeps open between messages (see _delivery_box), by path.
-        self._kept: dict[Path, tuple[tuple[int, int, int], Mailbox]] = {}
+        self._kept: dict[Path, tuple[_Kept, Mailbox]] = {}
 
     # -- delivery and APPEND ---------------------------------------------------------------
 
@@ -186,17 +191,20 @@ class MailStore:
     @contextmanager
     def _delivery_box(self, address: str, folder: str) -> Iterator[Mailbox]:
         """The mailbox for one delivery, taken from those kept open when it is still the
-        same folder on disk (a folder deleted, renamed or made again has another inode),
-        and kept again afterwards. One thread uses a kept mailbox at a time."""
+        same folder on disk (a folder deleted, renamed or made again has another inode)
+        with the same index layout (another process may have changed it: opening migrates
+        it), and kept again afterwards. One thread uses a kept mailbox at a time."""
         path = folder_dir(self._account(address), normalize_folder(folder))
         with self._lock:
             kept = self._kept.pop(path, None)
-        if kept is not None and kept[0] != _identity(path):
+        if kept is not None and kept[0] != (_identity(path), kept[1].schema_cookie()):
             kept[1].close()
             kept = None
+        found: _Kept | None
         if kept is None:
             mailbox = self.open(address, folder, sync=False)
-            found = _identity(path)
+            where = _identity(path)
+            found = None if where is None else (where, mailbox.schema_cookie())
         else:
             found, mailbox = kept
         try:
