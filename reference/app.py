@@ -30,7 +30,7 @@ from reference.delivery.filters import SieveFilter
 from reference.delivery.forward import ArcSealer
 from reference.delivery.lists import ListDistributor
 from reference.delivery.remote import MxResolver, Relay, SourcePool
-from reference.directory import Directory
+from reference.directory import CachedDirectory, Directory
 from reference.dns import make_resolver
 from reference.imap import searchable_text
 from reference.imap.server import ImapServer
@@ -174,7 +174,9 @@ class App:
             self.tls_context: ssl.SSLContext = tls.server_context(self.cert_path, key_path)
         except (OSError, ssl.SSLError) as e:
             raise StartupError(f"tls.cert/tls.key: cannot load {self.cert_path}: {e}") from e
-        self.directory = Directory(directory_url(cfg), delimiter=cfg.addresses.delimiter)
+        # The mail path asks it the same questions many times a message: answers are kept
+        # until the database changes (in any process; an SQLite directory only).
+        self.directory = CachedDirectory(directory_url(cfg), delimiter=cfg.addresses.delimiter)
         # Counted by the listeners, the checks and the queue runner; served at /metrics.
         self.metrics = Metrics()
         self.store = mail_store(cfg, self.directory, self.clock)
@@ -647,6 +649,7 @@ class App:
         for check in self.policy.checks:
             check.close()
         self.directory.close()
+        self.store.close()
         self.dmarc_store.close()
         self.usage.close()
         self.replies.close()

@@ -61,12 +61,14 @@ class Parts:
     scripts: ScriptStore | None = None  # users' Sieve scripts: a reject known at DATA
 
 
-def dnsbl(cfg: Config, resolver: dns.asyncresolver.Resolver) -> Dnsbl | None:
+def dnsbl(
+    cfg: Config, resolver: dns.asyncresolver.Resolver, clock: Clock | None = None
+) -> Dnsbl | None:
     """The client blocklists (RCPT), or None when no zone is configured."""
     if not cfg.dnsbl.zones:
         return None
     zones = [BlocklistZone(z.zone, z.weights) for z in cfg.dnsbl.zones]
-    return Dnsbl(resolver, zones, reject_at=cfg.dnsbl.reject_score)
+    return Dnsbl(resolver, zones, reject_at=cfg.dnsbl.reject_score, clock=clock)
 
 
 def sender_authentication(
@@ -127,7 +129,7 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
     if cfg.spam.enabled:
         # A recipient's blocked senders are refused before greylisting delays them.
         checks.append(BlockedSenders(p.directory))
-    blocklists = dnsbl(cfg, p.resolver)
+    blocklists = dnsbl(cfg, p.resolver, p.clock)
     if blocklists is not None:
         checks.append(blocklists)
     if cfg.antivirus.clamd:

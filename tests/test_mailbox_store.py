@@ -215,6 +215,26 @@ def test_concurrent_threads_get_distinct_uids(tmp_path: Path) -> None:
     assert sorted(uids) == list(range(1, 61))
 
 
+def test_delivery_follows_a_folder_deleted_or_renamed_by_another_process(tmp_path: Path) -> None:
+    # Delivery keeps mailboxes open between messages; another process (an IMAP session)
+    # deleting or renaming the folder meanwhile must not send later mail to the old one.
+    delivery, imap = MailStore(tmp_path), MailStore(tmp_path)
+    imap.create_folder(ALICE, "Lists")
+    assert delivery.deliver(ALICE, MSG, "Lists") == 1
+    imap.rename_folder(ALICE, "Lists", "Old")
+    with pytest.raises(NoSuchFolder):
+        delivery.deliver(ALICE, MSG, "Lists")
+    imap.create_folder(ALICE, "Lists")
+    assert delivery.deliver(ALICE, MSG, "Lists") == 1  # the new folder's first message
+    imap.delete_folder(ALICE, "Lists")
+    imap.create_folder(ALICE, "Lists")
+    assert delivery.deliver(ALICE, MSG, "Lists") == 1
+    with imap.open(ALICE, "Old") as old, imap.open(ALICE, "Lists") as new:
+        assert [m.uid for m in old.messages()] == [1]
+        assert [m.uid for m in new.messages()] == [1]
+    delivery.close()
+
+
 _CHILD = """
 import sys
 from pathlib import Path

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dns.resolver
+
 from fakes.dns import FakeDNS
+from reference.clock import ManualClock
 from reference.policy import Action, Session, transaction
 from reference.policy.dnsbl import BlocklistZone, Dnsbl, reverse_name
 
@@ -54,3 +57,22 @@ async def test_authenticated_users_are_not_checked(dns_server: FakeDNS) -> None:
     assert (
         await check.rcpt(transaction(s, "alice@example.test"), "x@y.test")
     ).action is Action.CONTINUE
+
+
+async def test_answers_are_kept_for_their_ttl_on_the_server_clock(dns_server: FakeDNS) -> None:
+    # Each message asks at RCPT and again at DATA (the spam score): a caching resolver's
+    # answers are kept by the check, for their TTL on the injected clock.
+    dns_server.blocklist("zen.test").list("203.0.113.7", "127.0.0.2")
+    resolver = dns_server.resolver(1.0)
+    resolver.cache = dns.resolver.Cache()
+    clock = ManualClock()
+    check = Dnsbl(resolver, [BlocklistZone("zen.test", {"127.0.0.2": 3.0})], clock=clock)
+    name = reverse_name("203.0.113.7", "zen.test")
+    assert (await check.score("203.0.113.7"))[0] == 3.0
+    resolver.cache.flush()  # only the check keeps it now
+    for _ in range(2):
+        assert (await check.score("203.0.113.7"))[0] == 3.0
+    assert sum(1 for q in dns_server.queries if q.name == name) == 1
+    clock.advance(3601)
+    assert (await check.score("203.0.113.7"))[0] == 3.0
+    assert sum(1 for q in dns_server.queries if q.name == name) == 2

@@ -12,6 +12,8 @@ from reference.smtp.commands import (
     CommandError,
     MailFrom,
     RcptTo,
+    _parsed_path,
+    _plain_path,
     control_refusal,
     has_control,
     parse_bdat,
@@ -177,3 +179,28 @@ def test_no_control_character_gets_into_an_envelope(head: str, ctl: str, tail: s
             with pytest.raises(CommandError) as e:
                 fn(arg)  # type: ignore[operator]
             assert e.value.reply.code in (501, 553)
+
+
+_ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
+_PLAIN_PATHS = st.builds(
+    lambda local, labels, rest: f"<{local}@{'.'.join(labels)}>{rest}",
+    st.lists(st.text(_ATEXT, min_size=1, max_size=8), min_size=1, max_size=3).map(".".join),
+    st.lists(st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True), max_size=3).map(
+        lambda labels: ["example", *labels]
+    ),
+    st.sampled_from(["", " ", " SIZE=10", "  BODY=8BITMIME", "SIZE=1", " (c) SIZE=1", "\tX", ">"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_PLAIN_PATHS, st.text(max_size=40).map(lambda t: "<a@b.test>" + t)))
+def test_the_plain_path_shortcut_agrees_with_the_parser(text: str) -> None:
+    # MAIL and RCPT take a plain <local@domain> without the email package's parser: where
+    # the shortcut answers, it answers what the parser does.
+    plain = _plain_path(text)
+    if plain is None:
+        return
+    try:
+        assert _parsed_path(text, sender=True) == plain
+    except CommandError:
+        pytest.fail(f"the parser refuses {text!r}, the shortcut took it")

@@ -191,7 +191,8 @@ class LocalDelivery:
             return Outcome("bounced", f"5.4.6 mail loop: more than {MAX_HOPS} Received fields")
         if self.forwarder is not None and self.forwarder.returns(rcpt):
             return await self.forwarder.return_bounce(entry, rcpt, data)
-        found = await asyncio.to_thread(self.directory.expand, rcpt)
+        # On the loop: the node's directory answers from memory until it changes.
+        found = self.directory.expand(rcpt)
         if not found.exists:
             # The address went away between RCPT and delivery.
             return Outcome("bounced", "5.1.1 no such user")

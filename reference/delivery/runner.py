@@ -197,12 +197,9 @@ class QueueRunner:
         async with self._bulk_slots if bulk else self._slots:
             if self.lease is not None and not self.lease.held:
                 return  # its lease lapsed: another node may be delivering this spool now
-            entry = await asyncio.to_thread(self.spool.load, qid)
-            if entry is None or entry.done or entry.held:
+            entry, data = await asyncio.to_thread(self._take, qid)
+            if entry is None or data is None:
                 return
-            if entry.flushed:
-                await asyncio.to_thread(self.spool.flushed_done, qid)
-            data = await asyncio.to_thread(self.spool.read_message, qid)
             if entry.attempts == 0:
                 # Archive-all: a user's sent mail as it left, once, whatever its delivery.
                 await self.local.archive_sent(entry, data)
@@ -311,6 +308,16 @@ class QueueRunner:
             attempt=rcpt.attempts,
         )
         return rcpt.status == BOUNCED
+
+    def _take(self, qid: str) -> tuple[QueueEntry | None, bytes | None]:
+        """The entry as it is now and its message, when it is to be delivered (None, None:
+        gone, done or held); a flush asked for is taken. One hop to a worker thread."""
+        entry = self.spool.load(qid)
+        if entry is None or entry.done or entry.held:
+            return None, None
+        if entry.flushed:
+            self.spool.flushed_done(qid)
+        return entry, self.spool.read_message(qid)
 
     async def _finish(self, entry: QueueEntry) -> None:
         if entry.done:

@@ -3,6 +3,7 @@
 from reference.directory.access import ACCESS_ACTIONS, ACCESS_KINDS, GLOBAL, AccessRule
 from reference.directory.accounts import Account
 from reference.directory.aliases import Destinations
+from reference.directory.cached import CachedDirectory
 from reference.directory.cos import DEFAULT_COS, ClassOfService
 from reference.directory.directory import Directory
 from reference.directory.lists import LIST_POLICIES, ArchiveRule, ListRole, MailingList
@@ -23,6 +24,7 @@ __all__ = [
     "Account",
     "ApiToken",
     "ArchiveRule",
+    "CachedDirectory",
     "ClassOfService",
     "Destinations",
     "Directory",

@@ -140,6 +140,13 @@ class UidIndex:
         with self._mutex:
             self._db.close()
 
+    def schema_cookie(self) -> int:
+        """SQLite's schema cookie: it changes with every change of the tables' layout made
+        through any connection (whoever keeps an index open opens it again then, so that
+        it is migrated and its text index known as it is)."""
+        with self._mutex:
+            return int(self._db.execute("PRAGMA schema_version").fetchone()[0])
+
     @property
     def uidvalidity(self) -> int:
         return self._get_meta("uidvalidity")

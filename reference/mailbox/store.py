@@ -9,7 +9,8 @@ import secrets
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,25 @@ SUBSCRIPTIONS = "subscriptions"  # one folder name a line, as Dovecot's Maildir 
 SPECIAL_USES = "mailspec-special-use"  # "folder<TAB>\\Attribute" lines set by CREATE (USE ...)
 # RFC 6154 2: the uses a real folder can have (\All and \Flagged are virtual mailboxes).
 CREATABLE_USES = frozenset({"\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash"})
+
+
+# Mailboxes delivery keeps open (an open index is a file descriptor and a page cache).
+_KEPT_MAILBOXES = 64
+
+
+# What a kept mailbox is checked against: the folder's identity and its index's schema
+# cookie (another process may have changed the index's layout: it is migrated at open).
+_Kept = tuple[tuple[int, int, int] | None, int]
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """What tells a folder apart from another made at its path since: the device and inode
+    of its directory and of its index (None: not there)."""
+    try:
+        folder, index = os.stat(path), os.stat(path / INDEX_FILE)
+    except FileNotFoundError:
+        return None
+    return folder.st_dev, folder.st_ino, index.st_ino
 
 
 class NoSuchFolder(LookupError):
@@ -132,6 +152,8 @@ class MailStore:
         self.on_change: Listener | None = None
         # And to tell the other nodes, through Redis (see feed.py).
         self.publish: Listener | None = None
+        # Mailboxes delivery keeps open between messages (see _delivery_box), by path.
+        self._kept: dict[Path, tuple[_Kept, Mailbox]] = {}
 
     # -- delivery and APPEND ---------------------------------------------------------------
 
@@ -156,14 +178,60 @@ class MailStore:
         if key is not None and not valid_key(key):
             raise ValueError(f"not a delivery key: {key!r}")
         data = to_crlf(data)
-        with self.open(address, folder, sync=False) as mailbox:
+        # One open for both steps, kept for the next delivery: opening an index
+        # (connection, pragmas, its schema read) costs more CPU than the append itself.
+        with self._delivery_box(address, folder) as mailbox:
             # Before the quota: a message stored already must not be deferred as too big.
             done = None if key is None else mailbox.delivered(key)
-        if done is not None:
-            return done
-        self.check_quota(address, len(data))
-        with self.open(address, folder, sync=False) as mailbox:
+            if done is not None:
+                return done
+            self.check_quota(address, len(data))
             return mailbox.append(data, flags, when=when, key=key)
+
+    @contextmanager
+    def _delivery_box(self, address: str, folder: str) -> Iterator[Mailbox]:
+        """The mailbox for one delivery, taken from those kept open when it is still the
+        same folder on disk (a folder deleted, renamed or made again has another inode)
+        with the same index layout (another process may have changed it: opening migrates
+        it), and kept again afterwards. One thread uses a kept mailbox at a time."""
+        path = folder_dir(self._account(address), normalize_folder(folder))
+        with self._lock:
+            kept = self._kept.pop(path, None)
+        if kept is not None and kept[0] != (_identity(path), kept[1].schema_cookie()):
+            kept[1].close()
+            kept = None
+        found: _Kept | None
+        if kept is None:
+            mailbox = self.open(address, folder, sync=False)
+            where = _identity(path)
+            found = None if where is None else (where, mailbox.schema_cookie())
+        else:
+            found, mailbox = kept
+        try:
+            yield mailbox
+        except BaseException:
+            mailbox.close()  # nothing half-done is kept
+            raise
+        spare = []
+        if found is None:
+            spare.append(mailbox)
+        else:
+            with self._lock:
+                other = self._kept.pop(path, None)  # another delivery kept one meanwhile
+                if other is not None:
+                    spare.append(other[1])
+                self._kept[path] = (found, mailbox)
+                if len(self._kept) > _KEPT_MAILBOXES:  # the least recently used goes
+                    spare.append(self._kept.pop(next(iter(self._kept)))[1])
+        for extra in spare:
+            extra.close()
+
+    def close(self) -> None:
+        """Close the mailboxes delivery kept open."""
+        with self._lock:
+            kept, self._kept = list(self._kept.values()), {}
+        for _, mailbox in kept:
+            mailbox.close()
 
     def append(
         self,

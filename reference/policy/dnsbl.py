@@ -7,9 +7,9 @@ import logging
 from dataclasses import dataclass
 
 import dns.asyncresolver
-import dns.exception
-import dns.resolver
 
+from reference.auth.lookup import DnsTempError, Lookup
+from reference.clock import Clock
 from reference.log import event
 from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
@@ -46,7 +46,9 @@ class Dnsbl(Check):
     """RCPT: refuse a client listed with a heavy weight (554 5.7.1 naming the list).
 
     A DNS failure never refuses (RFC 5782 5: fail open): the lookup is skipped, logged.
-    Lighter listings are remembered as score for the content checks.
+    Lighter listings are remembered as score for the content checks. Answers are kept for
+    their TTL (negative ones for the zone's, RFC 2308) on the server's clock, as the
+    authentication lookups keep theirs: each message asks at RCPT and again at DATA.
     """
 
     name = "dnsbl"
@@ -57,24 +59,21 @@ class Dnsbl(Check):
         zones: list[BlocklistZone],
         *,
         reject_at: float = 10.0,
+        clock: Clock | None = None,
     ) -> None:
-        self.resolver = resolver
+        self.lookup = Lookup(resolver, clock)
         self.zones = zones
         self.reject_at = reject_at
 
     async def _lookup(self, name: str) -> list[str]:
-        try:
-            answer = await self.resolver.resolve(name, "A")
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return []
-        return [r.to_text() for r in answer]
+        return [r.to_text() for r in (await self.lookup.query(name, "A")).records]
 
     async def _reason(self, name: str) -> str:
         try:
-            answer = await self.resolver.resolve(name, "TXT")
-        except dns.exception.DNSException:
+            answer = await self.lookup.query(name, "TXT")
+        except DnsTempError:
             return ""
-        return " ".join(b.decode("utf-8", "replace") for r in answer for b in r.strings)
+        return " ".join(b.decode("utf-8", "replace") for r in answer.records for b in r.strings)
 
     async def score(self, peer: str) -> tuple[float, list[tuple[str, str, float]]]:
         """(total, [(zone, code, weight)…]) for the client address."""
@@ -87,8 +86,8 @@ class Dnsbl(Check):
             name = reverse_name(peer, z.zone)
             try:
                 codes = await self._lookup(name)
-            except dns.exception.DNSException as e:
-                event(log, "dnsbl.temperror", zone=z.zone, peer=peer, error=type(e).__name__)
+            except DnsTempError as e:
+                event(log, "dnsbl.temperror", zone=z.zone, peer=peer, error=str(e))
                 continue
             for code in codes:
                 if not code.startswith("127."):

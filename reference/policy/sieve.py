@@ -51,8 +51,10 @@ class SieveVerdict(Check):
         self.limits = limits or Limits()
         self.subaddress_delimiter = subaddress_delimiter
 
-    def _reason(self, tx: Transaction) -> str | None:
-        """The script's reject reason (None: no reject, or not known before the 250)."""
+    def _target(self, tx: Transaction) -> tuple[str, str] | None:
+        """The one recipient and the account whose script may reject it at DATA, if any
+        (on the loop: the node's directory answers from memory, and a user without an
+        active script costs one failed open)."""
         if len(tx.recipients) != 1:
             return None
         (rcpt,) = tx.recipients
@@ -66,6 +68,15 @@ class SieveVerdict(Check):
         if len(found.accounts) != 1 or found.remote:
             return None
         account = found.accounts[0].address
+        try:
+            if self.scripts.active_name(account) is None:
+                return None
+        except (SieveError, OSError):
+            return None  # delivery keeps the message and tells the user
+        return rcpt, account
+
+    def _reason(self, tx: Transaction, rcpt: str, account: str) -> str | None:
+        """The script's reject reason (None: no reject, or not known before the 250)."""
         try:
             script = self.scripts.active(account)
         except (SieveError, OSError):
@@ -90,7 +101,10 @@ class SieveVerdict(Check):
         return None if result.reject is None else result.reject.reason
 
     async def data(self, tx: Transaction) -> CheckResult:
-        reason = await asyncio.to_thread(self._reason, tx)
+        target = self._target(tx)
+        if target is None:
+            return CONTINUE
+        reason = await asyncio.to_thread(self._reason, tx, *target)  # compiles, evaluates
         if reason is None:
             return CONTINUE
         # RFC 5429 2.1: refused at the protocol level, with the script's reason.

@@ -138,9 +138,35 @@ def split_params(text: str) -> dict[str, str | None]:
     return params
 
 
+# The path almost every client sends: <dot-atom@host.name>, ASCII, then the end or a space.
+# Taken without the email package's parser (a tenth of the cost of MAIL and RCPT); the
+# parser gives the same answer for it (tests/test_smtp_commands.py checks that).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*)>")
+
+
+def _plain_path(text: str) -> tuple[str, str] | None:
+    """``(address, rest)`` as :func:`_path` finds them, for a plain path; else None."""
+    m = _PLAIN_PATH.match(text)
+    if m is None:
+        return None
+    after = text[m.end() :]
+    rest = after.lstrip(" ")
+    if after and (after == rest or rest[:1] in ("(", "\t")):
+        return None  # glued to the path, or a comment or tab the parser takes as CFWS
+    return m.group(1), rest
+
+
 def _path(text: str, *, sender: bool) -> tuple[str, str]:
     """The address in ``<...>`` (source route dropped, RFC 5321 C) and the text after it."""
     text = text.strip()
+    plain = _plain_path(text)
+    return plain if plain is not None else _parsed_path(text, sender=sender)
+
+
+def _parsed_path(text: str, *, sender: bool) -> tuple[str, str]:
+    """:func:`_path` by the email package's address parser (``text`` stripped)."""
     # Built only when a path is refused: this runs for every MAIL and RCPT.
     bad = replies.BAD_SENDER_SYNTAX if sender else replies.BAD_RECIPIENT_SYNTAX
     if not text:

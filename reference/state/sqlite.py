@@ -24,6 +24,12 @@ class SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = connect_sqlite(path)
+        # WAL with NORMAL: each write is atomic and seen at once by every process (counts stay
+        # exact), and survives a crash of the process; only an OS crash or power loss may
+        # take the last writes back, as Redis's default (fsync once a second) may. FULL
+        # synced the WAL at every write: a greylist refresh at each RCPT cost 350 us of CPU
+        # and 1.8 ms of waiting, 136 us and 0.15 ms with NORMAL.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def _get(self, key: str, now: float) -> str | None:

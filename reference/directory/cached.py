@@ -1,0 +1,130 @@
+"""The directory as the mail path reads it: answers kept until the database changes.
+
+One message asks the directory the same few questions again and again (is the domain ours,
+where does the address go, its class of service, quota, spam settings, access rules): at
+RCPT in several checks, at DATA, and again at delivery; about fifty SQL statements a
+message. :class:`CachedDirectory` keeps each answer until anything in the directory
+changes: SQLite's ``PRAGMA data_version`` on a connection of its own changes with every
+commit of any other connection, in this process or another (the CLI, the admin API, the
+node's other workers), and costs a few microseconds. Any change empties the whole cache,
+so an answer is never older than the last commit seen before it was given.
+
+A directory that is not an SQLite file is asked every time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from reference.directory.access import AccessRule
+from reference.directory.directory import Directory
+from reference.directory.spam import SpamSettings
+
+__all__ = ["CachedDirectory"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+# Answers kept at most (a cache is emptied when full): a node's busy addresses, bounded.
+MAX_ANSWERS = 50_000
+_MISSING = object()
+
+
+def _kept(
+    method: Callable[Concatenate[Directory, P], T],
+) -> Callable[Concatenate[CachedDirectory, P], T]:
+    """``method`` answered from the cache, keyed by its name and arguments."""
+    name = method.__name__
+
+    def kept(self: CachedDirectory, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        key = (name, args, tuple(sorted(kwargs.items())))
+        return self._answer(key, lambda: method(self, *args, **kwargs))
+
+    kept.__name__, kept.__doc__ = name, method.__doc__
+    return kept
+
+
+class CachedDirectory(Directory):
+    """A :class:`Directory` whose read methods on the mail path answer from memory until
+    the database changes. Every value returned is immutable, or a fresh copy."""
+
+    def __init__(self, path: Path | str, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._answers: dict[Hashable, Any] = {}
+        self._seen_version: int | None = None
+        self._cache_lock = threading.Lock()
+        self._watch: sqlite3.Connection | None = None
+        if isinstance(path, Path):
+            self._watch = sqlite3.connect(
+                str(path), timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+
+    def _answer(self, key: Hashable, ask: Callable[[], T]) -> T:
+        """The kept answer to ``key``, or ``ask()``'s (kept while nothing changed)."""
+        watch = self._watch
+        if watch is None:
+            return ask()
+        with self._cache_lock:
+            version = watch.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._seen_version or len(self._answers) >= MAX_ANSWERS:
+                self._answers.clear()
+                self._seen_version = version
+            found = self._answers.get(key, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[no-any-return]
+        value = ask()
+        with self._cache_lock:
+            # Kept only if nothing changed since the version read above: an answer read
+            # before a commit never outlives it.
+            if self._seen_version == version:
+                self._answers[key] = value
+        return value
+
+    def close(self) -> None:
+        with self._cache_lock:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
+            self._answers.clear()
+        super().close()
+
+    # -- what the mail path asks (arguments hashable, answers immutable) ------------------
+
+    is_local_domain = _kept(Directory.is_local_domain)
+    lookup = _kept(Directory.lookup)
+    expand = _kept(Directory.expand)
+    resolve = _kept(Directory.resolve)
+    canonical_address = _kept(Directory.canonical_address)
+    mailing_list = _kept(Directory.mailing_list)
+    list_role = _kept(Directory.list_role)
+    effective_cos = _kept(Directory.effective_cos)
+    quota = _kept(Directory.quota)
+    archive_of = _kept(Directory.archive_of)
+    is_bulk_sender = _kept(Directory.is_bulk_sender)
+
+    # -- and those whose arguments or answers are lists or dicts ------------------------------
+
+    def sender_listed(self, address: str, senders: list[str]) -> tuple[str, str] | None:
+        return self._answer(
+            ("sender_listed", address, tuple(senders)),
+            lambda: super(CachedDirectory, self).sender_listed(address, senders),
+        )
+
+    def spam_settings(self, *scopes: str) -> dict[str, SpamSettings]:
+        return dict(
+            self._answer(
+                ("spam_settings", scopes),
+                lambda: super(CachedDirectory, self).spam_settings(*scopes),
+            )
+        )
+
+    def access_decisions(self, scopes: tuple[str, ...], values: dict[str, str]) -> list[AccessRule]:
+        return list(
+            self._answer(
+                ("access_decisions", scopes, tuple(sorted(values.items()))),
+                lambda: super(CachedDirectory, self).access_decisions(scopes, values),
+            )
+        )

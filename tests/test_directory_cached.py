@@ -1,0 +1,86 @@
+"""The directory the mail path reads: answers kept in memory, and forgotten at any change
+made through any connection, in this process or another."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reference.directory import CachedDirectory, Directory
+
+ALICE = "alice@example.test"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[CachedDirectory, Directory]:
+    """The node's cached directory and another connection to the same file (the admin's)."""
+    path = tmp_path / "dir.sqlite3"
+    admin = Directory(path)
+    admin.add_domain("example.test")
+    admin.add_user(ALICE, "pw")
+    cached = CachedDirectory(path)
+    yield cached, admin
+    cached.close()
+    admin.close()
+
+
+def test_answers_follow_changes_made_through_another_connection(
+    files: tuple[CachedDirectory, Directory],
+) -> None:
+    cached, admin = files
+    assert cached.expand(ALICE).owner is not None
+    assert not cached.is_local_domain("example.org")
+    assert cached.expand("bob@example.test").exists is False
+    admin.add_domain("example.org")
+    admin.add_user("bob@example.test", "pw")
+    assert cached.is_local_domain("example.org")
+    assert cached.expand("bob@example.test").exists
+    admin.set_enabled(ALICE, False)
+    owner = cached.expand(ALICE).owner
+    assert owner is not None and not owner.enabled
+    admin.delete_user("bob@example.test")
+    assert not cached.expand("bob@example.test").exists
+    assert cached.resolve("bob@example.test") is None
+
+
+def test_answers_follow_changes_made_through_its_own_connection(
+    files: tuple[CachedDirectory, Directory],
+) -> None:
+    cached, _ = files
+    assert cached.lookup("carol@example.test") is None
+    cached.add_user("carol@example.test", "pw")
+    found = cached.lookup("carol@example.test")
+    assert found is not None and found.address == "carol@example.test"
+
+
+def test_answers_follow_changes_made_by_another_process(
+    files: tuple[CachedDirectory, Directory], tmp_path: Path
+) -> None:
+    cached, _ = files
+    assert cached.effective_cos(ALICE) == (None, "platform")
+    assert not cached.expand("team@example.test").exists
+    script = (
+        "import sys; from pathlib import Path; from reference.directory import Directory\n"
+        "d = Directory(Path(sys.argv[1]))\n"
+        "d.create_cos('gold', quota_bytes=5)\n"
+        "d.assign_cos('alice@example.test', 'gold')\n"
+        "d.add_alias('team@example.test', 'alice@example.test')\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "dir.sqlite3")], check=True, cwd=root
+    )
+    cos, source = cached.effective_cos(ALICE)
+    assert cos is not None and cos.name == "gold" and source == "account"
+    assert [a.address for a in cached.expand("team@example.test").accounts] == [ALICE]
+
+
+def test_lists_and_dicts_answered_are_copies(files: tuple[CachedDirectory, Directory]) -> None:
+    cached, _ = files
+    cached.spam_settings(ALICE)["x"] = None  # type: ignore[assignment]
+    assert "x" not in cached.spam_settings(ALICE)
+    cached.access_decisions(("",), {"sender": ALICE}).append(None)  # type: ignore[arg-type]
+    assert cached.access_decisions(("",), {"sender": ALICE}) == []
