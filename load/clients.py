@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from pathlib import Path
 
@@ -217,10 +217,16 @@ class MaildirWatcher:
     """
 
     def __init__(
-        self, mail_dir: Path, addresses: Iterable[str], ledger: Ledger, lag: float = 0.0
+        self,
+        mail_dir: Path,
+        addresses: Iterable[str],
+        ledger: Ledger,
+        lag: float = 0.0,
+        who: Callable[[int], str | None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.lag = lag  # see ledger.ctime_lag
+        self.who = who  # the node a process id belongs to (the writer's pid is in the name)
         self.dirs = []
         for addr in addresses:
             local, _, domain = addr.lower().rpartition("@")
@@ -252,9 +258,17 @@ class MaildirWatcher:
                     if moved is None:
                         continue
                     when, head = time.time(), read_head(moved)
-                self.ledger.arrive(message_id(head), when)
+                self.ledger.arrive(message_id(head), when, by=self._writer(name))
                 found += 1
         return found
+
+    def _writer(self, name: str) -> str | None:
+        m = _WRITER.search(name)
+        return self.who(int(m.group(1))) if m and self.who is not None else None
+
+
+# The writer's process id in a Maildir base name (reference.mailbox.maildir.FileNames).
+_WRITER = re.compile(r"\.M\d+P(\d+)Q")
 
 
 class MxWatcher:

@@ -41,6 +41,7 @@ import signal
 import smtplib
 import ssl
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ from load.ledger import (
     window_violations,
 )
 from load.stack import Accounts, NodeInfo, Stack
+from reference.spool.lease import RENEW_EVERY
 from reference.values import parse_duration
 
 log = logging.getLogger("mailspec.load")
@@ -136,6 +138,13 @@ def _options(parser: Any) -> None:
     g.add_argument("--kill-node", default="", help="SIGKILL this node (e.g. node2) mid-run")
     g.add_argument("--kill-after", type=float, default=5.0, help="seconds into the run")
     g.add_argument("--max-p99-ms", type=float, default=1000.0, help="accept-to-mailbox p99 gate")
+    g.add_argument(
+        "--max-takeover-ms",
+        type=float,
+        default=0.0,
+        help="accept-to-delivery gate for the mail a killed node held (0: the run's p99 "
+        "plus twice the lease renewal interval)",
+    )
     g.add_argument(
         "--busy-load",
         type=float,
@@ -501,6 +510,26 @@ class ImapReader(MailUser):
 
 # -- the run: watchers, the node kill, the checks
 
+_pids: dict[int, str] = {}  # process id -> node name (a node's workers included)
+
+
+def _node_of(pid: int) -> str | None:
+    """The node a mailbox writer's process belongs to: a node's pid, or its child's."""
+    if pid in _pids:
+        return _pids[pid]
+    assert RUN.stack is not None
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        RUN.stack.reload()
+    nodes = {n.pid: n.name for n in RUN.stack.nodes if n.pid is not None}
+    _pids.update(nodes)
+    if pid not in nodes:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent in nodes:
+                _pids[pid] = nodes[parent]
+    return _pids.get(pid)
+
 
 def _scan() -> None:
     for w in RUN.watchers:
@@ -566,7 +595,10 @@ def _start(environment: Environment, **_: Any) -> None:
     RUN.started = time.time()
     RUN.sample_load()
     lag = ctime_lag(RUN.stack.mail_dir.parent / ".load-ctime")
-    RUN.watchers = [MaildirWatcher(RUN.stack.mail_dir, RUN.accounts.recipients, RUN.ledger, lag)]
+    _pids.update({n.pid: n.name for n in RUN.stack.nodes if n.pid is not None})
+    RUN.watchers = [
+        MaildirWatcher(RUN.stack.mail_dir, RUN.accounts.recipients, RUN.ledger, lag, _node_of)
+    ]
     if RUN.stack.deliveries is not None:
         RUN.watchers.append(MxWatcher(RUN.stack.deliveries, RUN.ledger))
     _scan()  # what is there already is not this run's
@@ -731,6 +763,9 @@ def evaluate() -> dict[str, Any]:
                 "passed": RUN.restarted is not None and others > 0,
                 **kill,
             }
+            checks["killed node's mail"] = killed_mail(
+                mailbox.p99 if mailbox else 0.0, why_not if busy else ""
+            )
     passed = all(c["passed"] for c in checks.values())
     return {
         "passed": passed,
@@ -745,6 +780,52 @@ def evaluate() -> dict[str, Any]:
         "latency": latency,
         "unknown_arrivals": led.unknown_arrivals,
         "checks": checks,
+    }
+
+
+def killed_mail(p99_ms: float, busy: str = "") -> dict[str, Any]:
+    """The mail the killed node had acknowledged and not yet delivered at the kill: who
+    delivered it, how late, and whether all of it arrived exactly once in time.
+
+    Another node takes the spool over at its next look at the leases (every
+    ``RENEW_EVERY``: the killed node's connections to Redis closed with it), so that mail
+    waits up to that much longer than the rest, and the look itself takes a moment on a
+    busy machine: the bound is the run's p99 plus twice ``RENEW_EVERY``, or
+    ``--max-takeover-ms``. Lateness is not judged on a busy machine (``busy`` says why);
+    lost or doubled is judged always."""
+    led = RUN.ledger
+    assert RUN.killed is not None
+    kill_at = RUN.killed[1]
+    held = led.in_flight_at_kill()
+    given = RUN.opts.max_takeover_ms
+    bound = given or p99_ms + 2 * RENEW_EVERY * 1000
+    arrived = [a for a in held if a.first_arrival is not None]
+    latency = sorted((a.first_arrival - a.at) * 1000 for a in arrived if a.first_arrival)
+    after_kill = sorted((a.first_arrival - kill_at) * 1000 for a in arrived if a.first_arrival)
+    lost = [a for a in held if a.arrived < a.rcpts]
+    doubled = [a for a in held if a.extra]
+    late = [ms for ms in latency if ms > bound]
+    return {
+        "passed": not lost and not doubled and (not late or bool(busy)),
+        **({"judged": False, "why": busy} if busy and late else {}),
+        "in_flight_at_kill": len(held),
+        # Relayed mail is seen at the fake MXs, which do not know the sending node.
+        "delivered_by": dict(
+            Counter(a.by or ("relayed" if a.kind == "outbound" else "unknown") for a in arrived)
+        ),
+        "delivered_after_kill_ms": [round(after_kill[0]), round(after_kill[-1])]
+        if after_kill
+        else None,
+        "accept_to_delivery_max_ms": round(latency[-1], 1) if latency else None,
+        "run_p99_ms": round(p99_ms, 1),
+        "limit_ms": round(bound, 1),
+        "limit_is": "--max-takeover-ms"
+        if given
+        else f"the run's p99 + 2 x the lease renewal interval ({RENEW_EVERY:g} s)",
+        "lost": len(lost),
+        "doubled": len(doubled),
+        "late": len(late),
+        **({"why": "nothing was in flight at the kill: nothing to judge"} if not held else {}),
     }
 
 

@@ -50,6 +50,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--kill-after", type=float, default=5.0)
     ap.add_argument("--max-p99-ms", type=float, default=1000.0)
     ap.add_argument(
+        "--max-takeover-ms",
+        type=float,
+        default=0.0,
+        help="accept-to-delivery bound for the mail a killed node held (0: the run's p99 "
+        "plus twice the lease renewal interval)",
+    )
+    ap.add_argument(
         "--busy-load",
         type=float,
         default=0.0,
@@ -223,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         if args.kill_node:
             cmd += ["--kill-node", args.kill_node, "--kill-after", str(args.kill_after)]
+            cmd += ["--max-takeover-ms", str(args.max_takeover_ms)]
         if not args.bind_sources:
             cmd += ["--proxy"]
         if args.quiet:
