@@ -25,6 +25,7 @@ RECOVERED = "accept-to-mailbox (in flight at node kill)"
 REMOTE = "accept-to-remote-MX"
 REMOTE_RECOVERED = "accept-to-remote-MX (in flight at node kill)"
 IMAP = "accept-to-IMAP (IDLE)"
+IMAP_PUSH = "mailbox-to-IMAP (IDLE's share of it)"
 
 _MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(<[^>\r\n]+>)")
 
@@ -47,7 +48,7 @@ class Accepted:
     first_arrival: float | None = None
     by: str | None = None  # who delivered it first (a node's name), when the watcher knows
     extra: int = 0  # copies beyond ``rcpts``: duplicates
-    seen_imap: bool = False
+    imap_at: float | None = None  # when an IDLE session first heard of it
 
 
 @dataclass
@@ -145,9 +146,9 @@ class Ledger:
 
     def seen_by_imap(self, msgid: str | None, when: float) -> None:
         acc = self.accepted.get(msgid or "")
-        if acc is None or acc.seen_imap:
+        if acc is None or acc.imap_at is not None:
             return
-        acc.seen_imap = True
+        acc.imap_at = when
         ms = max(0.0, (when - acc.at) * 1000)
         self.latencies[IMAP].append(ms)
         if self.sink is not None:
@@ -175,6 +176,15 @@ class Ledger:
         ]
 
     # -- the end of the run
+
+    def push_lags(self) -> list[float]:
+        """For each message an IDLE session heard of: milliseconds from its arrival in the
+        mailbox to the EXISTS (the push's share of accept-to-IMAP; delivery is the rest)."""
+        return sorted(
+            max(0.0, (a.imap_at - a.first_arrival) * 1000)
+            for a in self.accepted.values()
+            if a.imap_at is not None and a.first_arrival is not None
+        )
 
     def missing(self) -> list[Accepted]:
         return [a for a in self.accepted.values() if a.arrived < a.rcpts]
