@@ -93,7 +93,8 @@ class Run:
     stopped: float = 0.0
     polling: bool = False
     down: dict[str, float] = field(default_factory=dict)  # node -> skip it until
-    failures: list[tuple[float, str, str, str]] = field(default_factory=list)
+    # when, node, request name, error, SMTP reply code (None: no reply, e.g. cut)
+    failures: list[tuple[float, str, str, str, int | None]] = field(default_factory=list)
     killed: tuple[str, float, int] | None = None  # node, when, old pid
     restarted: float | None = None
     spooled_at_kill: int = 0
@@ -166,6 +167,12 @@ def _options(parser: Any) -> None:
         help="seconds to wait at the end for accepted mail to arrive",
     )
     g.add_argument("--summary", default="", help="write the run's figures as JSON here")
+    g.add_argument(
+        "--redis-fault",
+        default="",
+        help="the Redis fault's record (written by python -m load.run --kill-redis): "
+        "judge the run against it",
+    )
 
 
 @events.init.add_listener
@@ -238,7 +245,7 @@ class MailUser(User):
         self, rtype: str, name: str, t0: float, length: int, exc: Exception | None, node: str
     ) -> None:
         if exc is not None:
-            RUN.failures.append((time.time(), node, name, repr(exc)))
+            RUN.failures.append((time.time(), node, name, repr(exc), reply_code(exc)))
             if isinstance(exc, ConnectionRefusedError):
                 RUN.down[node] = time.monotonic() + 1.0
         self.environment.events.request.fire(
@@ -745,9 +752,15 @@ def evaluate() -> dict[str, Any]:
     checks["rate limits exact"] = {"passed": rate_ok, "users": rates}
     if any("why" in r for r in rates.values()):
         checks["rate limits exact"]["judged"] = False
-    # Failures: none, but for sessions on a killed node while it was down.
-    expected, unexpected = [], []
-    for when, node, name, err in RUN.failures:
+    # Failures: none, but for sessions on a killed node while it was down, and tempfails
+    # (4xx) while Redis was away.
+    fault = _redis_fault()
+    outage = (0.0, 0.0)
+    if fault.get("restarted_at"):
+        back = fault["restarted_at"] + (fault["ready_again_s"] or 30.0) + 2.0
+        outage = (fault["killed_at"], back)
+    expected, tempfails, unexpected = [], [], []
+    for when, node, name, err, code in RUN.failures:
         if (
             RUN.killed
             and node == RUN.killed[0]
@@ -755,14 +768,19 @@ def evaluate() -> dict[str, Any]:
             and (RUN.restarted is None or when <= RUN.restarted + 2.0)
         ):
             expected.append((node, name, err))
+        elif fault and code is not None and 400 <= code < 500 and outage[0] <= when <= outage[1]:
+            tempfails.append(code)
         else:
-            unexpected.append((node, name, err))
+            unexpected.append((f"{when - RUN.started:.1f}s", node, name, err))
     checks["no failures (but the killed node's)"] = {
         "passed": not unexpected,
         "unexpected": len(unexpected),
         "examples": [" ".join(f) for f in unexpected[:5]],
         "cut_by_kill": len(expected),
+        **({"tempfails_while_redis_away": dict(Counter(tempfails))} if fault else {}),
     }
+    if RUN.opts.redis_fault:
+        checks["Redis killed and back"] = redis_fault_check(fault, tempfails)
     kill: dict[str, Any] | None = None
     if RUN.opts.kill_node:
         name = RUN.opts.kill_node
@@ -806,6 +824,57 @@ def evaluate() -> dict[str, Any]:
         "latency": latency,
         "unknown_arrivals": led.unknown_arrivals,
         "checks": checks,
+    }
+
+
+def reply_code(exc: Exception) -> int | None:
+    """The SMTP reply code a failure carried (the highest of refused recipients')."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return int(exc.smtp_code)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
+        return max(int(code) for code, _ in exc.recipients.values())
+    return None
+
+
+def _redis_fault() -> dict[str, Any]:
+    """What ``python -m load.run --kill-redis`` saw (empty without a Redis fault)."""
+    path = Path(RUN.opts.redis_fault) if RUN.opts.redis_fault else None
+    if path is None or not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def redis_fault_check(fault: dict[str, Any], tempfails: list[int]) -> dict[str, Any]:
+    """Redis killed mid-run and started again: clients got 4xx (never 5xx), every node's
+    /readyz named Redis meanwhile and was ready again, the nodes carried on without a
+    restart and took mail again. None lost or doubled is the run's own check."""
+    assert RUN.stack is not None
+    if not fault.get("restarted_at"):
+        return {"passed": False, "why": "Redis was not killed and restarted (see load.run)"}
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        RUN.stack.reload()
+    permanent = [f for f in RUN.failures if f[4] is not None and f[4] >= 500]
+    said = fault["readyz_while_down"]
+    named = sorted(n for n, why in said.items() if "redis" in why.lower())
+    nodes = sorted(n.name for n in RUN.stack.nodes)
+    restarted = sorted(n.name for n in RUN.stack.nodes if n.restarts)
+    resumed = RUN.ledger.accepted_between(fault["restarted_at"], RUN.stopped)
+    return {
+        "passed": not permanent
+        and named == nodes
+        and fault["ready_again_s"] is not None
+        and not restarted
+        and all(resumed[n] for n in nodes),
+        "at_s": round(fault["killed_at"] - RUN.started, 1),
+        "down_s": round(fault["restarted_at"] - fault["killed_at"], 1),
+        "tempfails": len(tempfails),
+        "5xx": len(permanent),
+        "5xx_examples": [f[3] for f in permanent[:3]],
+        "readyz_while_down": said,
+        "ready_again_s": fault["ready_again_s"],
+        "nodes_restarted": restarted,
+        "accepted_after_restart": dict(resumed),
     }
 
 
