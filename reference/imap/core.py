@@ -307,7 +307,7 @@ class SessionCore:
                 await self.queue(self.flags_fetch(seq, message))
         if arrived and not (view.readonly or self.rev2):
             # RFC 3501 2.3.2: the first session to be told of a new message has it \Recent.
-            first = await asyncio.to_thread(view.mailbox.claim_recent, arrived[-1])
+            first = await loop.run_in_executor(LOOKOUTS, view.mailbox.claim_recent, arrived[-1])
             view.recent.update(u for u in arrived if u >= first)
         if arrived or gone:
             view.uids.extend(arrived)
@@ -399,11 +399,11 @@ class SessionCore:
         log_event(log, event, session=self.id, peer=self.stream.peer, **fields)
 
 
-# The looks that tell a session what changed (IDLE's, and those before each tagged reply)
-# have threads of their own: in the default pool they queued behind the node's spool writes
-# and deliveries (fsync after fsync on a busy disk), and accept-to-IMAP p99 on three nodes
-# was over a second while the mailbox had the message within a few hundred milliseconds.
-# A look is two stats and an index query; a few threads serve many sessions.
+# The looks that tell a session what changed (IDLE's, and those before each tagged reply,
+# with the \Recent claim of what they found) have threads of their own: in the default pool
+# they queued behind the node's spool writes and deliveries (fsync after fsync on a busy
+# disk), so a session heard of new mail only once those were done. A look is two stats and
+# an index query; a few threads serve many sessions.
 LOOKOUTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imap-look")
 
 
