@@ -103,6 +103,7 @@ class SpoolLease:
         self.token = 0  # the fencing token of our lease; 0: not held
         self._renewed = 0.0
         self.acquired = asyncio.Event()
+        self._stopping = False
 
     @property
     def held(self) -> bool:
@@ -144,9 +145,9 @@ class SpoolLease:
         return int(self.ttl * 1000)
 
     async def run(self, taken: Callable[[list[str]], None]) -> None:
-        """Keep the lease and take over lapsed spools until cancelled; ``taken`` hears the
-        queue ids moved into this spool."""
-        while True:
+        """Keep the lease and take over lapsed spools until :meth:`stop` (or cancelled);
+        ``taken`` hears the queue ids moved into this spool."""
+        while not self._stopping:
             try:
                 # Every time: a Redis restarted without its data has forgotten the spools.
                 await self._redis.sadd(f"{self._prefix}spools", str(self.spool.root))
@@ -190,6 +191,13 @@ class SpoolLease:
             if moved:
                 event(log, "spool.taken-over", spool=str(other), token=token, count=len(moved))
                 taken(moved)
+
+    def stop(self) -> None:
+        """End :meth:`run` at its next look. A cancel alone may be lost: redis-py on Python
+        3.11 can return a command's result instead of raising a cancel that lands as the
+        command completes (see reference/state/redis.py), and with several commands at
+        each look four times a second a node's stop then waited for ever."""
+        self._stopping = True
 
     async def close(self) -> None:
         """Release the lease (another node may take the spool at once) and disconnect."""
