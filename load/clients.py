@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from pathlib import Path
 
@@ -109,6 +109,7 @@ class ImapError(Exception):
 
 
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
+_EXISTS = re.compile(rb"\* (\d+) EXISTS\r?\n$")
 
 
 class ImapClient:
@@ -125,7 +126,9 @@ class ImapClient:
         # Our own buffer: a socket file object is unusable after one read timed out.
         self._buf = bytearray()
         self.timeout = timeout
-        self.heard_at = 0.0  # when the last IDLE heard something (time.time())
+        # Each EXISTS the server sent, in any response (IDLE's, or untagged in a command's
+        # reply): (the message count it announced, when it was read, time.time()).
+        self.exists: list[tuple[int, float]] = []
         self._tag = 0
         greeting = self._line()
         if not greeting.startswith(b"* OK"):
@@ -159,12 +162,27 @@ class ImapClient:
         return data
 
     def _response(self) -> bytes:
-        """One response line with its literals inlined."""
+        """One response line with its literals inlined (an EXISTS noted with its time)."""
         line = self._line()
         while m := _LITERAL.search(line):
             line += self._read(int(m.group(1)))
             line += self._line()
+        if m := _EXISTS.match(line):
+            self.exists.append((int(m.group(1)), time.time()))
         return line
+
+    @property
+    def count(self) -> int:
+        """The message count the server last announced (0 before any EXISTS)."""
+        return self.exists[-1][0] if self.exists else 0
+
+    def heard(self, seq: int) -> float | None:
+        """When the client first heard of message ``seq``: the first EXISTS covering it."""
+        return next((when for n, when in self.exists if n >= seq), None)
+
+    def forget(self, seq: int) -> None:
+        """Keep only the EXISTS that announce messages after ``seq`` (and the last one)."""
+        self.exists = [e for e in self.exists[:-1] if e[0] > seq] + self.exists[-1:]
 
     def command(self, text: str) -> list[bytes]:
         """Send one command; its untagged responses. Raises unless the tagged reply is OK."""
@@ -190,9 +208,8 @@ class ImapClient:
         seen: list[bytes] = []
         self.sock.settimeout(wait)
         try:
+            # When the news came is noted as it is read: DONE and its reply are not part of it.
             seen.append(self._response())
-            # When the news came: DONE and its reply, a round trip more, are not part of it.
-            self.heard_at = time.time()
         except TimeoutError:
             pass
         finally:
@@ -217,10 +234,16 @@ class MaildirWatcher:
     """
 
     def __init__(
-        self, mail_dir: Path, addresses: Iterable[str], ledger: Ledger, lag: float = 0.0
+        self,
+        mail_dir: Path,
+        addresses: Iterable[str],
+        ledger: Ledger,
+        lag: float = 0.0,
+        who: Callable[[int], str | None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.lag = lag  # see ledger.ctime_lag
+        self.who = who  # the node a process id belongs to (the writer's pid is in the name)
         self.dirs = []
         for addr in addresses:
             local, _, domain = addr.lower().rpartition("@")
@@ -252,9 +275,17 @@ class MaildirWatcher:
                     if moved is None:
                         continue
                     when, head = time.time(), read_head(moved)
-                self.ledger.arrive(message_id(head), when)
+                self.ledger.arrive(message_id(head), when, by=self._writer(name))
                 found += 1
         return found
+
+    def _writer(self, name: str) -> str | None:
+        m = _WRITER.search(name)
+        return self.who(int(m.group(1))) if m and self.who is not None else None
+
+
+# The writer's process id in a Maildir base name (reference.mailbox.maildir.FileNames).
+_WRITER = re.compile(r"\.M\d+P(\d+)Q")
 
 
 class MxWatcher:

@@ -21,10 +21,11 @@ __all__ = ["Accepted", "LatencyReport", "Ledger", "window_violations"]
 LatencySink = Callable[[str, float, "Accepted"], None]
 
 MAILBOX = "accept-to-mailbox"
-RECOVERED = "accept-to-mailbox (recovered after node kill)"
+RECOVERED = "accept-to-mailbox (in flight at node kill)"
 REMOTE = "accept-to-remote-MX"
-REMOTE_RECOVERED = "accept-to-remote-MX (recovered after node kill)"
+REMOTE_RECOVERED = "accept-to-remote-MX (in flight at node kill)"
 IMAP = "accept-to-IMAP (IDLE)"
+IMAP_PUSH = "mailbox-to-IMAP (IDLE's share of it)"
 
 _MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(<[^>\r\n]+>)")
 
@@ -45,7 +46,9 @@ class Accepted:
     rcpts: int  # recipients expected to arrive
     arrived: int = 0
     first_arrival: float | None = None
-    seen_imap: bool = False
+    by: str | None = None  # who delivered it first (a node's name), when the watcher knows
+    extra: int = 0  # copies beyond ``rcpts``: duplicates
+    imap_at: float | None = None  # when an IDLE session first heard of it
 
 
 @dataclass
@@ -60,7 +63,8 @@ class LatencyReport:
 class Ledger:
     sink: LatencySink | None = None
     accepted: dict[str, Accepted] = field(default_factory=dict)
-    early: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # arrived first
+    # arrived before the 250 was read: (when, copies, by whom)
+    early: dict[str, list[tuple[float, int, str | None]]] = field(default_factory=dict)
     duplicates: int = 0
     # Of those, copies filed in a mailbox: local delivery is exactly once, so none; copies
     # at a remote MX may happen (relaying is at least once).
@@ -83,8 +87,8 @@ class Ledger:
         acc = Accepted(msgid, at, node, kind, rcpts)
         self.accepted[msgid] = acc
         self.accepts_by_node.append((at, node))
-        for when, count in self.early.pop(msgid, []):
-            self._arrive(acc, when, count)
+        for when, count, by in self.early.pop(msgid, []):
+            self._arrive(acc, when, count, by)
 
     def rcpt(self, user: str, sent: float, replied: float, code: int | None) -> None:
         """One RCPT of a rate-limited user: 250, 450 (over the limit) or None (unknown)."""
@@ -108,7 +112,7 @@ class Ledger:
             self._remote_rcpts.add(key)
             self.remote_rcpts_by_sender[sender.lower()] += 1
 
-    def arrive(self, msgid: str | None, when: float, count: int = 1) -> None:
+    def arrive(self, msgid: str | None, when: float, count: int = 1, by: str | None = None) -> None:
         if msgid is None:
             self.unknown_arrivals += 1
             return
@@ -116,12 +120,13 @@ class Ledger:
         if acc is None:
             # Seen before the client handled the 250 (or never accepted: a user stopped
             # mid-transaction). Matched when the acceptance is recorded.
-            self.early.setdefault(msgid, []).append((when, count))
+            self.early.setdefault(msgid, []).append((when, count, by))
             return
-        self._arrive(acc, when, count)
+        self._arrive(acc, when, count, by)
 
-    def _arrive(self, acc: Accepted, when: float, count: int) -> None:
+    def _arrive(self, acc: Accepted, when: float, count: int, by: str | None = None) -> None:
         if acc.arrived >= acc.rcpts:
+            acc.extra += count
             self.duplicates += count
             if acc.kind == "inbound":
                 self.mailbox_duplicates += count
@@ -129,7 +134,7 @@ class Ledger:
         acc.arrived += count
         if acc.first_arrival is not None:
             return
-        acc.first_arrival = when
+        acc.first_arrival, acc.by = when, by
         ms = max(0.0, (when - acc.at) * 1000)
         if acc.kind == "inbound":
             name = RECOVERED if self._recovered(acc, when) else MAILBOX
@@ -141,9 +146,9 @@ class Ledger:
 
     def seen_by_imap(self, msgid: str | None, when: float) -> None:
         acc = self.accepted.get(msgid or "")
-        if acc is None or acc.seen_imap:
+        if acc is None or acc.imap_at is not None:
             return
-        acc.seen_imap = True
+        acc.imap_at = when
         ms = max(0.0, (when - acc.at) * 1000)
         self.latencies[IMAP].append(ms)
         if self.sink is not None:
@@ -161,7 +166,25 @@ class Ledger:
         restart = self.restart_at if self.restart_at is not None else float("inf")
         return acc.node == node and acc.at <= restart and when >= at
 
+    def in_flight_at_kill(self) -> list[Accepted]:
+        """The killed node's accepted mail not yet delivered when it was killed: delivered
+        since (taken over by another node, or by itself once restarted) or still missing."""
+        if self.kill is None:
+            return []
+        return [
+            a for a in self.accepted.values() if self._recovered(a, a.first_arrival or self.kill[1])
+        ]
+
     # -- the end of the run
+
+    def push_lags(self) -> list[float]:
+        """For each message an IDLE session heard of: milliseconds from its arrival in the
+        mailbox to the EXISTS (the push's share of accept-to-IMAP; delivery is the rest)."""
+        return sorted(
+            max(0.0, (a.imap_at - a.first_arrival) * 1000)
+            for a in self.accepted.values()
+            if a.imap_at is not None and a.first_arrival is not None
+        )
 
     def missing(self) -> list[Accepted]:
         return [a for a in self.accepted.values() if a.arrived < a.rcpts]

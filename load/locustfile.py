@@ -41,6 +41,7 @@ import signal
 import smtplib
 import ssl
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from load.clients import (
 )
 from load.ledger import (
     IMAP,
+    IMAP_PUSH,
     MAILBOX,
     RECOVERED,
     REMOTE,
@@ -69,6 +71,7 @@ from load.ledger import (
     window_violations,
 )
 from load.stack import Accounts, NodeInfo, Stack
+from reference.spool.lease import RENEW_EVERY
 from reference.values import parse_duration
 
 log = logging.getLogger("mailspec.load")
@@ -90,10 +93,12 @@ class Run:
     stopped: float = 0.0
     polling: bool = False
     down: dict[str, float] = field(default_factory=dict)  # node -> skip it until
-    failures: list[tuple[float, str, str, str]] = field(default_factory=list)
+    # when, node, request name, error, SMTP reply code (None: no reply, e.g. cut)
+    failures: list[tuple[float, str, str, str, int | None]] = field(default_factory=list)
     killed: tuple[str, float, int] | None = None  # node, when, old pid
     restarted: float | None = None
     spooled_at_kill: int = 0
+    spool_emptied_after: float | None = None  # seconds from the kill to an empty spool
     result: dict[str, Any] | None = None
     watchers: list[Any] = field(default_factory=list)
     busiest: float = 0.0  # the highest 1-minute load average per core seen during the run
@@ -137,6 +142,19 @@ def _options(parser: Any) -> None:
     g.add_argument("--kill-after", type=float, default=5.0, help="seconds into the run")
     g.add_argument("--max-p99-ms", type=float, default=1000.0, help="accept-to-mailbox p99 gate")
     g.add_argument(
+        "--max-imap-p99-ms",
+        type=float,
+        default=0.0,
+        help="accept-to-IMAP (IDLE) p99 gate (0: reported, not gated)",
+    )
+    g.add_argument(
+        "--max-takeover-ms",
+        type=float,
+        default=0.0,
+        help="accept-to-delivery gate for the mail a killed node held (0: the run's p99 "
+        "plus twice the lease renewal interval)",
+    )
+    g.add_argument(
         "--busy-load",
         type=float,
         default=0.0,
@@ -150,6 +168,12 @@ def _options(parser: Any) -> None:
         help="seconds to wait at the end for accepted mail to arrive",
     )
     g.add_argument("--summary", default="", help="write the run's figures as JSON here")
+    g.add_argument(
+        "--redis-fault",
+        default="",
+        help="the Redis fault's record (written by python -m load.run --kill-redis): "
+        "judge the run against it",
+    )
 
 
 @events.init.add_listener
@@ -222,7 +246,7 @@ class MailUser(User):
         self, rtype: str, name: str, t0: float, length: int, exc: Exception | None, node: str
     ) -> None:
         if exc is not None:
-            RUN.failures.append((time.time(), node, name, repr(exc)))
+            RUN.failures.append((time.time(), node, name, repr(exc), reply_code(exc)))
             if isinstance(exc, ConnectionRefusedError):
                 RUN.down[node] = time.monotonic() + 1.0
         self.environment.events.request.fire(
@@ -438,6 +462,7 @@ class ImapReader(MailUser):
         assert RUN.accounts is not None
         self.address = RUN.accounts.recipients[self.k % len(RUN.accounts.recipients)]
         self.last_uid = 0
+        self.known = 0  # the highest sequence number fetched (EXAMINE: no expunges)
         self.node = ""
 
     def pace(self) -> float:
@@ -463,6 +488,7 @@ class ImapReader(MailUser):
         for line in lines:
             if b"[UIDNEXT " in line:
                 self.last_uid = int(line.split(b"[UIDNEXT ")[1].split(b"]")[0]) - 1
+        self.known = imap.count  # the messages already there (EXAMINE's EXISTS)
         self.node = node.name
         self.fire("IMAP", "login+examine", t0, 0, None, node.name)
         self.imap = imap
@@ -470,14 +496,18 @@ class ImapReader(MailUser):
 
     @task
     def idle(self) -> None:
+        """IDLE until the server announces more messages than were fetched, then fetch
+        them. Each message is timed by the first EXISTS that covered it, wherever it came:
+        in IDLE, or untagged in the reply to DONE or to the last FETCH (a message announced
+        there and waited for until the next one arrived used to count that wait)."""
         imap = self.imap or self.login()
         if imap is None:
             return
         try:
-            said = imap.idle(2.0)
-            if not any(b"EXISTS" in line for line in said):
-                return
-            woke = imap.heard_at
+            if imap.count <= self.known:
+                imap.idle(2.0)
+                if imap.count <= self.known:
+                    return
             t0 = time.time()
             lines = imap.command(
                 f"UID FETCH {self.last_uid + 1}:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
@@ -490,16 +520,39 @@ class ImapReader(MailUser):
         for line in lines:
             if b"FETCH" not in line or b"UID " not in line:
                 continue
+            seq = int(line.split()[1])
             uid = int(line.split(b"UID ")[1].split()[0].rstrip(b")"))
+            self.known = max(self.known, seq)
             if uid <= self.last_uid:
                 continue
             self.last_uid = uid
             size += len(line)
-            RUN.ledger.seen_by_imap(message_id(line), woke)
+            RUN.ledger.seen_by_imap(message_id(line), imap.heard(seq) or t0)
+        imap.forget(self.known)
         self.fire("IMAP", "fetch new", t0, size, None, self.node)
 
 
 # -- the run: watchers, the node kill, the checks
+
+_pids: dict[int, str] = {}  # process id -> node name (a node's workers included)
+
+
+def _node_of(pid: int) -> str | None:
+    """The node a mailbox writer's process belongs to: a node's pid, or its child's."""
+    if pid in _pids:
+        return _pids[pid]
+    assert RUN.stack is not None
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        RUN.stack.reload()
+    nodes = {n.pid: n.name for n in RUN.stack.nodes if n.pid is not None}
+    _pids.update(nodes)
+    if pid not in nodes:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent in nodes:
+                _pids[pid] = nodes[parent]
+    return _pids.get(pid)
 
 
 def _scan() -> None:
@@ -549,6 +602,11 @@ def _kill(name: str) -> None:
         node.pid,
         RUN.spooled_at_kill,
     )
+    # The takeover itself: how long until another node moved the spool's messages away.
+    while _spooled(node.spool) and time.time() - when < 10.0:
+        gevent.sleep(0.005)
+    if not _spooled(node.spool):
+        RUN.spool_emptied_after = time.time() - when
 
     def back(stack: Stack) -> bool:
         n = stack.node(name)
@@ -566,7 +624,10 @@ def _start(environment: Environment, **_: Any) -> None:
     RUN.started = time.time()
     RUN.sample_load()
     lag = ctime_lag(RUN.stack.mail_dir.parent / ".load-ctime")
-    RUN.watchers = [MaildirWatcher(RUN.stack.mail_dir, RUN.accounts.recipients, RUN.ledger, lag)]
+    _pids.update({n.pid: n.name for n in RUN.stack.nodes if n.pid is not None})
+    RUN.watchers = [
+        MaildirWatcher(RUN.stack.mail_dir, RUN.accounts.recipients, RUN.ledger, lag, _node_of)
+    ]
     if RUN.stack.deliveries is not None:
         RUN.watchers.append(MxWatcher(RUN.stack.deliveries, RUN.ledger))
     _scan()  # what is there already is not this run's
@@ -620,7 +681,8 @@ def evaluate() -> dict[str, Any]:
     outbound = [a for a in led.accepted.values() if a.kind == "outbound"]
     missing = led.missing()
     latency = {}
-    for name in (MAILBOX, RECOVERED, REMOTE, REMOTE_RECOVERED, IMAP):
+    led.latencies[IMAP_PUSH] = led.push_lags()
+    for name in (MAILBOX, RECOVERED, REMOTE, REMOTE_RECOVERED, IMAP, IMAP_PUSH):
         r = led.report(name)
         if r is not None:
             latency[name] = {
@@ -647,6 +709,15 @@ def evaluate() -> dict[str, Any]:
         "limit_ms": RUN.opts.max_p99_ms,
         **({"judged": False, "why": why_not} if busy and not p99_ok else {}),
     }
+    imap = led.report(IMAP)
+    if RUN.opts.max_imap_p99_ms:
+        imap_ok = imap is not None and imap.p99 < RUN.opts.max_imap_p99_ms
+        checks["p99 accept-to-IMAP (IDLE)"] = {
+            "passed": imap_ok or (busy and imap is not None),
+            "value_ms": round(imap.p99, 1) if imap else None,
+            "limit_ms": RUN.opts.max_imap_p99_ms,
+            **({"judged": False, "why": why_not} if busy and not imap_ok else {}),
+        }
     checks["no accepted message lost"] = {
         # Nor any filed twice: local delivery is exactly once (remote copies may repeat).
         "passed": not missing and bool(inbound) and not led.mailbox_duplicates,
@@ -687,9 +758,15 @@ def evaluate() -> dict[str, Any]:
     checks["rate limits exact"] = {"passed": rate_ok, "users": rates}
     if any("why" in r for r in rates.values()):
         checks["rate limits exact"]["judged"] = False
-    # Failures: none, but for sessions on a killed node while it was down.
-    expected, unexpected = [], []
-    for when, node, name, err in RUN.failures:
+    # Failures: none, but for sessions on a killed node while it was down, and tempfails
+    # (4xx) while Redis was away.
+    fault = _redis_fault()
+    outage = (0.0, 0.0)
+    if fault.get("restarted_at"):
+        back = fault["restarted_at"] + (fault["ready_again_s"] or 30.0) + 2.0
+        outage = (fault["killed_at"], back)
+    expected, tempfails, unexpected = [], [], []
+    for when, node, name, err, code in RUN.failures:
         if (
             RUN.killed
             and node == RUN.killed[0]
@@ -697,14 +774,19 @@ def evaluate() -> dict[str, Any]:
             and (RUN.restarted is None or when <= RUN.restarted + 2.0)
         ):
             expected.append((node, name, err))
+        elif fault and code is not None and 400 <= code < 500 and outage[0] <= when <= outage[1]:
+            tempfails.append(code)
         else:
-            unexpected.append((node, name, err))
+            unexpected.append((f"{when - RUN.started:.1f}s", node, name, err))
     checks["no failures (but the killed node's)"] = {
         "passed": not unexpected,
         "unexpected": len(unexpected),
         "examples": [" ".join(f) for f in unexpected[:5]],
         "cut_by_kill": len(expected),
+        **({"tempfails_while_redis_away": dict(Counter(tempfails))} if fault else {}),
     }
+    if RUN.opts.redis_fault:
+        checks["Redis killed and back"] = redis_fault_check(fault, tempfails)
     kill: dict[str, Any] | None = None
     if RUN.opts.kill_node:
         name = RUN.opts.kill_node
@@ -731,6 +813,11 @@ def evaluate() -> dict[str, Any]:
                 "passed": RUN.restarted is not None and others > 0,
                 **kill,
             }
+            p99s = {"inbound": MAILBOX, "outbound": REMOTE}
+            checks["killed node's mail"] = killed_mail(
+                {k: r.p99 for k, name in p99s.items() if (r := led.report(name)) is not None},
+                why_not if busy else "",
+            )
     passed = all(c["passed"] for c in checks.values())
     return {
         "passed": passed,
@@ -745,6 +832,113 @@ def evaluate() -> dict[str, Any]:
         "latency": latency,
         "unknown_arrivals": led.unknown_arrivals,
         "checks": checks,
+    }
+
+
+def reply_code(exc: Exception) -> int | None:
+    """The SMTP reply code a failure carried (the highest of refused recipients')."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return int(exc.smtp_code)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
+        return max(int(code) for code, _ in exc.recipients.values())
+    return None
+
+
+def _redis_fault() -> dict[str, Any]:
+    """What ``python -m load.run --kill-redis`` saw (empty without a Redis fault)."""
+    path = Path(RUN.opts.redis_fault) if RUN.opts.redis_fault else None
+    if path is None or not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def redis_fault_check(fault: dict[str, Any], tempfails: list[int]) -> dict[str, Any]:
+    """Redis killed mid-run and started again: clients got 4xx (never 5xx), every node's
+    /readyz named Redis meanwhile and was ready again, the nodes carried on without a
+    restart and took mail again. None lost or doubled is the run's own check."""
+    assert RUN.stack is not None
+    if not fault.get("restarted_at"):
+        return {"passed": False, "why": "Redis was not killed and restarted (see load.run)"}
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        RUN.stack.reload()
+    permanent = [f for f in RUN.failures if f[4] is not None and f[4] >= 500]
+    said = fault["readyz_while_down"]
+    named = sorted(n for n, why in said.items() if "redis" in why.lower())
+    nodes = sorted(n.name for n in RUN.stack.nodes)
+    restarted = sorted(n.name for n in RUN.stack.nodes if n.restarts)
+    resumed = RUN.ledger.accepted_between(fault["restarted_at"], RUN.stopped)
+    return {
+        "passed": not permanent
+        and named == nodes
+        and fault["ready_again_s"] is not None
+        and not restarted
+        and all(resumed[n] for n in nodes),
+        "at_s": round(fault["killed_at"] - RUN.started, 1),
+        "down_s": round(fault["restarted_at"] - fault["killed_at"], 1),
+        "tempfails": len(tempfails),
+        "5xx": len(permanent),
+        "5xx_examples": [f[3] for f in permanent[:3]],
+        "readyz_while_down": said,
+        "ready_again_s": fault["ready_again_s"],
+        "nodes_restarted": restarted,
+        "accepted_after_restart": dict(resumed),
+    }
+
+
+def killed_mail(p99_ms: dict[str, float], busy: str = "") -> dict[str, Any]:
+    """The mail the killed node had acknowledged and not yet delivered at the kill: who
+    delivered it, how late, and whether all of it arrived exactly once in time.
+
+    Another node takes the spool over at its next look at the leases (every
+    ``RENEW_EVERY``: the killed node's connections to Redis closed with it), so that mail
+    waits up to that much longer than the rest, and the look itself takes a moment on a
+    busy machine: each message's bound is the run's p99 for its kind (``p99_ms``, inbound:
+    to a mailbox, outbound: to a remote MX) plus twice ``RENEW_EVERY``, or
+    ``--max-takeover-ms``. Lateness is not judged on a busy machine (``busy`` says why);
+    lost or doubled is judged always."""
+    led = RUN.ledger
+    assert RUN.killed is not None
+    kill_at = RUN.killed[1]
+    held = led.in_flight_at_kill()
+    given = RUN.opts.max_takeover_ms
+    bounds = {k: given or p99 + 2 * RENEW_EVERY * 1000 for k, p99 in p99_ms.items()}
+    arrived = [(a, a.first_arrival) for a in held if a.first_arrival is not None]
+    latency = {a.msgid: (when - a.at) * 1000 for a, when in arrived}
+    after_kill = sorted((when - kill_at) * 1000 for _, when in arrived)
+    lost = [a for a in held if a.arrived < a.rcpts]
+    doubled = [a for a in held if a.extra]
+    late = [a for a, _ in arrived if latency[a.msgid] > bounds.get(a.kind, 0.0)]
+    by_kind: dict[str, Any] = {}
+    for kind in sorted({a.kind for a, _ in arrived}):
+        worst = max(latency[a.msgid] for a, _ in arrived if a.kind == kind)
+        by_kind[kind] = {
+            "accept_to_delivery_max_ms": round(worst, 1),
+            "run_p99_ms": round(p99_ms.get(kind, 0.0), 1),
+            "limit_ms": round(bounds.get(kind, 0.0), 1),
+        }
+    return {
+        "passed": not lost and not doubled and (not late or bool(busy)),
+        **({"judged": False, "why": busy} if busy and late else {}),
+        "in_flight_at_kill": len(held),
+        # Relayed mail is seen at the fake MXs, which do not know the sending node.
+        "delivered_by": dict(
+            Counter(a.by or ("relayed" if a.kind == "outbound" else "unknown") for a, _ in arrived)
+        ),
+        "spool_taken_over_after_ms": round(RUN.spool_emptied_after * 1000)
+        if RUN.spool_emptied_after is not None
+        else None,
+        "delivered_after_kill_ms": [round(after_kill[0]), round(after_kill[-1])]
+        if after_kill
+        else None,
+        **by_kind,
+        "limit_is": "--max-takeover-ms"
+        if given
+        else f"the run's p99 + 2 x the lease renewal interval ({RENEW_EVERY:g} s)",
+        "lost": len(lost),
+        "doubled": len(doubled),
+        "late": len(late),
+        **({"why": "nothing was in flight at the kill: nothing to judge"} if not held else {}),
     }
 
 

@@ -5,9 +5,10 @@
    users; node2 is killed (SIGKILL) while its spool holds accepted mail, and restarted by
    `mailspec cluster` on the same spool.
 
-Each run ends with the locustfile's checks (p99 accept-to-mailbox under 1 s, nothing
-accepted lost, rate limits exact, no failure but the killed node's); any miss fails the
-smoke. Reports go to reports/load/ (locust CSV and HTML, and our summary JSON).
+Each run ends with the locustfile's checks (p99 accept-to-mailbox and accept-to-IMAP under
+1 s, nothing accepted lost, rate limits exact, no failure but the killed node's, the killed
+node's mail delivered by the others once and in time); any miss fails the smoke. Reports go
+to reports/load/ (locust CSV and HTML, and our summary JSON).
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ SMOKE = [
 # alarm about the machine is no finding about the code. Full runs of `python -m load.run`
 # judge them always.
 # Capacity itself is measured by `tox -e bench` and the full runs of `python -m load.run`.
+# Accept-to-IMAP is gated at 1 s here, as accept-to-mailbox is: the 200 ms of issue 19 is
+# the full runs' gate (python -m load.run with several nodes), on a machine not shared.
 COMMON = [
     "--inbound-users", "8", "--inbound-rate", "2", "--limited-rate", "2", "--limit", "20/5m",
-    "--drain-timeout", "15", "--busy-load", "3", "--quiet",
+    "--drain-timeout", "15", "--busy-load", "3", "--max-imap-p99-ms", "1000", "--quiet",
 ]  # fmt: skip
 
 

@@ -11,7 +11,7 @@ MXs in this process and points every node at them.
 The launcher supervises: a node that dies (a crash, or SIGKILL in a fault run) is started
 again after ``--restart-delay`` on the same spool and the same ports. Meanwhile its mail
 does not wait for it: each node leases its spool in Redis, and when a node stops renewing
-its lease (3 s), another node moves that spool's messages into its own and delivers them
+its lease (1 s), another node moves that spool's messages into its own and delivers them
 (reference/spool/lease.py); the node that comes back finds them gone. SIGTERM or SIGINT
 stops every node (each finishes its deliveries or leaves them spooled), then the fakes and
 Redis.

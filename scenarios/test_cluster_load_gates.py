@@ -80,3 +80,24 @@ def test_ctime_lag_is_small_and_not_negative(tmp_path: Path) -> None:
     lag = ctime_lag(tmp_path / "calibrate", samples=20)
     assert 0.0 <= lag < 0.5
     assert not (tmp_path / "calibrate").exists()
+
+
+def test_the_killed_nodes_mail_in_flight_is_found_with_who_delivered_it_and_any_copy() -> None:
+    led = Ledger()
+    led.accept("<done@x>", 49.0, "node2", "inbound", 1)
+    led.arrive("<done@x>", 49.5, by="node2")  # delivered before the kill: not in flight
+    led.kill = ("node2", 50.0)
+    led.accept("<taken@x>", 49.9, "node2", "inbound", 1)
+    led.accept("<twice@x>", 49.8, "node2", "inbound", 1)
+    led.accept("<lost@x>", 49.7, "node2", "inbound", 1)
+    led.accept("<other@x>", 49.9, "node1", "inbound", 1)
+    led.arrive("<taken@x>", 51.1, by="node3")
+    led.arrive("<twice@x>", 51.2, by="node1")
+    led.arrive("<twice@x>", 52.0, by="node2")  # the restarted node delivered it again
+    led.arrive("<other@x>", 50.1, by="node1")
+    held = {a.msgid: a for a in led.in_flight_at_kill()}
+    assert sorted(held) == ["<lost@x>", "<taken@x>", "<twice@x>"]
+    assert held["<taken@x>"].by == "node3"
+    assert held["<twice@x>"].by == "node1" and held["<twice@x>"].extra == 1
+    assert held["<lost@x>"].arrived == 0
+    assert led.mailbox_duplicates == 1

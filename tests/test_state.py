@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from redis.exceptions import RedisError
 
 from reference.state import StateStore
 from reference.state.memory import MemoryStore
 from reference.state.redis import RedisStore
+from reference.state.server import RedisServer
 from reference.state.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -109,3 +113,28 @@ async def test_a_cancelled_call_ends_cancelled(factory: Factory) -> None:
             if t in cancelled and not isinstance(r, asyncio.CancelledError)
         )
     assert lost == 0
+
+
+async def test_redis_killed_and_started_again_costs_no_call_after_it_is_back(
+    tmp_path: Path,
+) -> None:
+    # Fault runs: Redis killed with SIGKILL, started again on its port and data. Calls while
+    # it is away fail (the caller tempfails); the first calls after it is back succeed on
+    # every connection the pool held, not once per stale connection.
+    redis = RedisServer(tmp_path / "redis", persist=True).start()
+    store = RedisStore(redis.url)
+    try:
+        await store.put("k", "v", expires_at=1e12)
+        # Several connections in the pool, each left open when Redis dies.
+        await asyncio.gather(*(store.get("k", now=0.0) for _ in range(8)))
+        assert redis.proc is not None
+        redis.proc.send_signal(signal.SIGKILL)
+        redis.proc.wait()
+        with pytest.raises(RedisError):
+            await store.get("k", now=0.0)
+        redis.start()  # same port, same append-only file
+        got = await asyncio.gather(*(store.get("k", now=0.0) for _ in range(8)))
+        assert got == ["v"] * 8
+    finally:
+        await store.close()
+        redis.stop()

@@ -117,6 +117,7 @@ class QueueRunner:
             # A cancelled delivery leaves its recipients pending in the spool.
             await asyncio.gather(*pending, return_exceptions=True)
         if self._lease_task is not None and self.lease is not None:
+            self.lease.stop()
             self._lease_task.cancel()
             await asyncio.gather(self._lease_task, return_exceptions=True)
             await self.lease.close()

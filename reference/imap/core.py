@@ -10,6 +10,7 @@ import enum
 import logging
 import secrets
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -288,7 +289,8 @@ class SessionCore:
         directory stamps and at HIGHESTMODSEQ."""
         view = self.view
         assert view is not None
-        changes = await asyncio.to_thread(_poll, view.mailbox, view.modseq)
+        loop = asyncio.get_running_loop()
+        changes = await loop.run_in_executor(LOOKOUTS, _poll, view.mailbox, view.modseq)
         if changes is None:
             return
         gone = [u for u in changes.expunged if self.seq_of(u) is not None]
@@ -305,7 +307,7 @@ class SessionCore:
                 await self.queue(self.flags_fetch(seq, message))
         if arrived and not (view.readonly or self.rev2):
             # RFC 3501 2.3.2: the first session to be told of a new message has it \Recent.
-            first = await asyncio.to_thread(view.mailbox.claim_recent, arrived[-1])
+            first = await loop.run_in_executor(LOOKOUTS, view.mailbox.claim_recent, arrived[-1])
             view.recent.update(u for u in arrived if u >= first)
         if arrived or gone:
             view.uids.extend(arrived)
@@ -395,6 +397,14 @@ class SessionCore:
 
     def log(self, event: str, **fields: object) -> None:
         log_event(log, event, session=self.id, peer=self.stream.peer, **fields)
+
+
+# The looks that tell a session what changed (IDLE's, and those before each tagged reply,
+# with the \Recent claim of what they found) have threads of their own: in the default pool
+# they queued behind the node's spool writes and deliveries (fsync after fsync on a busy
+# disk), so a session heard of new mail only once those were done. A look is two stats and
+# an index query; a few threads serve many sessions.
+LOOKOUTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imap-look")
 
 
 def _poll(mailbox: Mailbox, since: int) -> Changes | None:

@@ -9,7 +9,11 @@ granted since to someone else. A node delivers its own spool only while it holds
 lease and renewed it less than ``ttl - every`` ago (it stops before anyone may take over).
 
 Every ``every`` seconds each node renews its lease and tries to take the lease of every
-other spool; it gets one only when that spool's node has not renewed for ``ttl``. It then
+other spool; it gets one when that spool's node has not renewed for ``ttl`` (a node paused
+or cut off), or at once when the holder's process is gone: each process names its Redis
+connections after its owner string, and a process that dies (kill -9 included) has its
+connections closed by the kernel, so a lease whose holder has no connection left in
+``CLIENT LIST`` is replaced at the next look instead of after ``ttl``. It then
 moves the spool's messages into its own (:meth:`Spool.take_over`), releases that lease
 and delivers them. The node that comes back finds them gone: it cannot deliver what was
 taken over, and no message is in two spools. A delivery already under way on a node that
@@ -37,15 +41,26 @@ from reference.spool.queue import Spool
 
 log = logging.getLogger("mailspec.spool")
 
-LEASE_TTL = 3.0  # seconds a lease lives unrenewed: a dead node's mail waits about this long
-RENEW_EVERY = 1.0  # seconds between renewals (and looks at the other spools)
+# A dead node's mail waits for another node's next look (up to RENEW_EVERY after the kill:
+# its connections are gone at once); a paused or cut-off node's, for its lease to lapse
+# (LEASE_TTL) and the next look. A node stops delivering when it has not renewed for
+# LEASE_TTL - RENEW_EVERY: an event loop stalled that long pauses its deliveries, one
+# stalled past LEASE_TTL has its spool taken over (safe by the fencing token; a mailbox
+# delivery under way then is found by its key, a relayed one is sent twice). A TTL of 1 s
+# did that on a 2-core machine at a load average of 11 (25 remote copies in a 60 s run):
+# the TTL stays long, and the looks are frequent (a few Redis calls a second per node).
+LEASE_TTL = 3.0  # seconds a lease lives unrenewed
+RENEW_EVERY = 0.25  # seconds between renewals (and looks at the other spools)
+_NAME = "mailspec-lease:"  # the client name of a lease holder's connections, before its owner
 
 # A lease lapses in Redis's real time, whatever clock the node runs on.
 _REAL = RealClock()
 
-# KEYS lease, fence; ARGV owner, ttl in ms. The new fencing token, or 0 if the lease is held.
+# KEYS lease, fence; ARGV owner, ttl in ms, the holder to replace ("": none). The new
+# fencing token, or 0 if the lease is held (by someone else than that holder).
 _ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[3] then return 0 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
 return token
@@ -75,17 +90,20 @@ class SpoolLease:
         every: float = RENEW_EVERY,
         prefix: str = "mailspec:",
     ) -> None:
-        self._redis: Any = aioredis.from_url(url, decode_responses=True)
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+        self._redis: Any = aioredis.from_url(
+            url, decode_responses=True, client_name=_NAME + self.owner.replace(" ", "_")
+        )
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._renew = self._redis.register_script(_RENEW)
         self.spool = spool
         self.ttl = ttl
         self.every = every
         self._prefix = prefix
-        self.owner = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
         self.token = 0  # the fencing token of our lease; 0: not held
         self._renewed = 0.0
         self.acquired = asyncio.Event()
+        self._stopping = False
 
     @property
     def held(self) -> bool:
@@ -97,7 +115,26 @@ class SpoolLease:
         return [f"{base}:lease", f"{base}:fence"]
 
     async def _grant(self, root: Path) -> int:
-        return int(await self._acquire(keys=self._keys(root), args=[self.owner, self._ms]))
+        """A new lease of ``root``: if it is free, or if its holder's process has no
+        connection to Redis left."""
+        keys = self._keys(root)
+        token = int(await self._acquire(keys=keys, args=[self.owner, self._ms, ""]))
+        if token:
+            return token
+        held = await self._redis.get(keys[0])
+        # Listed after reading the holder: it connected before it was granted the lease,
+        # so a holder still alive is in the list (one that connected later is not missed).
+        if held is None or held.rpartition(":")[0].replace(" ", "_") in await self._alive():
+            return 0
+        # Its holder is dead: replace exactly that lease (not one granted meanwhile).
+        return int(await self._acquire(keys=keys, args=[self.owner, self._ms, held]))
+
+    async def _alive(self) -> set[str]:
+        """The owners of the lease holders connected to Redis now."""
+        clients = await self._redis.client_list()
+        return {
+            c["name"][len(_NAME) :] for c in clients if str(c.get("name", "")).startswith(_NAME)
+        }
 
     async def _keep(self, root: Path, token: int, ms: int) -> bool:
         value = f"{self.owner}:{token}"
@@ -108,14 +145,12 @@ class SpoolLease:
         return int(self.ttl * 1000)
 
     async def run(self, taken: Callable[[list[str]], None]) -> None:
-        """Keep the lease and take over lapsed spools until cancelled; ``taken`` hears the
-        queue ids moved into this spool."""
-        registered = False
-        while True:
+        """Keep the lease and take over lapsed spools until :meth:`stop` (or cancelled);
+        ``taken`` hears the queue ids moved into this spool."""
+        while not self._stopping:
             try:
-                if not registered:
-                    await self._redis.sadd(f"{self._prefix}spools", str(self.spool.root))
-                    registered = True
+                # Every time: a Redis restarted without its data has forgotten the spools.
+                await self._redis.sadd(f"{self._prefix}spools", str(self.spool.root))
                 await self._tick(taken)
             except (RedisError, OSError) as e:
                 # Redis away: the lease lapses here as it does in Redis, and delivery waits.
@@ -126,6 +161,7 @@ class SpoolLease:
         started = _REAL.monotonic()
         own = self.spool.root
         if not self.token:
+            # A node restarted after kill -9 replaces its dead predecessor's lease at once.
             self.token = await self._grant(own)
             if self.token:
                 self._renewed = started
@@ -155,6 +191,13 @@ class SpoolLease:
             if moved:
                 event(log, "spool.taken-over", spool=str(other), token=token, count=len(moved))
                 taken(moved)
+
+    def stop(self) -> None:
+        """End :meth:`run` at its next look. A cancel alone may be lost: redis-py on Python
+        3.11 can return a command's result instead of raising a cancel that lands as the
+        command completes (see reference/state/redis.py), and with several commands at
+        each look four times a second a node's stop then waited for ever."""
+        self._stopping = True
 
     async def close(self) -> None:
         """Release the lease (another node may take the spool at once) and disconnect."""

@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from reference.state import WindowResult
 
@@ -87,7 +88,13 @@ class RedisStore:
     """One Redis (``redis://host:port/db``) shared by every node; keys under ``prefix``."""
 
     def __init__(self, url: str, prefix: str = "mailspec:") -> None:
-        self._redis: Any = aioredis.from_url(url, decode_responses=True)
+        # A connection left in the pool when Redis restarted fails at its next use: retry
+        # on a new one, or each stale connection costs one client a tempfail (seen 8 s
+        # after a restart in a fault run). A repeated rate-window entry whose first reply
+        # was lost only counts stricter.
+        self._redis: Any = aioredis.from_url(
+            url, decode_responses=True, retry_on_error=[RedisConnectionError]
+        )
         self._prefix = prefix
         self._window = self._redis.register_script(_WINDOW_LUA)
         self._put_nx = self._redis.register_script(_PUT_IF_ABSENT_LUA)

@@ -17,11 +17,15 @@ _REAL = RealClock()
 
 
 class RedisServer:
-    """A throwaway redis-server on 127.0.0.1 (no persistence), for tests and load runs."""
+    """A throwaway redis-server on 127.0.0.1, for tests and load runs: no persistence, or
+    with ``persist`` an append-only file fsynced at every write (a fault run kills it and
+    starts it again on the same ``port`` and data: counters and leases survive, as they do
+    where providers run Redis with persistence)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, port: int = 0, persist: bool = False) -> None:
         self.workdir = workdir
-        self.port = 0
+        self.port = port
+        self.persist = persist
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -36,10 +40,13 @@ class RedisServer:
                 "redis-server)"
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                self.port = s.getsockname()[1]
+        fixed = self.port
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else []
+        for _ in range(1 if fixed else 5):
+            if not fixed:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", 0))
+                    self.port = s.getsockname()[1]
             self.proc = subprocess.Popen(
                 [
                     binary,
@@ -49,8 +56,7 @@ class RedisServer:
                     str(self.port),
                     "--save",
                     "",
-                    "--appendonly",
-                    "no",
+                    *(persistence or ["--appendonly", "no"]),
                     "--dir",
                     str(self.workdir),
                     "--daemonize",
