@@ -472,12 +472,16 @@ class System:
     label: str  # its row in the table
     port: int
     arrivals: Arrivals
-    roots: list[int]  # the processes whose trees are the system
+    parts: dict[str, int]  # the processes whose trees are the system, by name
     rounds: list[dict[str, Any]] = field(default_factory=list)
     peak: PeakMemory = field(init=False)
 
     def __post_init__(self) -> None:
         self.peak = PeakMemory(self.roots)
+
+    @property
+    def roots(self) -> list[int]:
+        return list(self.parts.values())
 
     def watch(self) -> PeakMemory:
         """Peaks over every phase of this system."""
@@ -520,14 +524,14 @@ class PostfixDovecot:
         self.instance = Path((self.workdir / "stack" / "instance").read_text().strip())
         return True
 
-    def roots(self) -> list[int]:
-        return [
-            int(Path(p).read_text().split()[0])
-            for p in (
-                self.instance / "spool" / "pid" / "master.pid",
-                self.instance / "dovecot" / "run" / "master.pid",
+    def parts(self) -> dict[str, int]:
+        return {
+            name: int(Path(p).read_text().split()[0])
+            for name, p in (
+                ("postfix", self.instance / "spool" / "pid" / "master.pid"),
+                ("dovecot", self.instance / "dovecot" / "run" / "master.pid"),
             )
-        ]
+        }
 
     def dirs(self) -> list[Path]:
         home = self.instance / "dovecot" / "home"
@@ -577,13 +581,15 @@ def load_average() -> list[float]:
 
 async def closed_round(s: System, data: bytes, args: argparse.Namespace) -> dict[str, Any]:
     """One closed-loop phase against one system, its drain, CPU and memory."""
-    cpu0 = cpu_seconds(s.roots)
+    cpu0 = {part: cpu_seconds([pid]) for part, pid in s.parts.items()}
     with s.watch():
         phase = await closed_loop(s.port, data, args.connections, args.seconds)
         drain = await s.arrivals.wait_for([k.key for k in phase.sent], args.drain_limit)
     row = throughput(phase, s.arrivals, drain)
-    used = cpu_seconds(s.roots) - cpu0
-    row["cpu_ms_per_msg"] = round(1000 * used / max(1, len(phase.sent)), 2)
+    n = max(1, len(phase.sent))
+    used = {part: cpu_seconds([pid]) - cpu0[part] for part, pid in s.parts.items()}
+    row["cpu_ms_per_msg"] = round(1000 * sum(used.values()) / n, 2)
+    row["cpu_ms_per_msg_by_part"] = {part: round(1000 * t / n, 2) for part, t in used.items()}
     return row
 
 
@@ -622,6 +628,10 @@ def summary(s: System) -> dict[str, Any]:
               "cpu_ms_per_msg", "drain_s"):  # fmt: skip
         values = [r[k] for r in s.rounds if r[k] is not None]
         out[k] = round(statistics.median(values), 2) if values else None
+    out["cpu_ms_per_msg_by_part"] = {
+        part: round(statistics.median(r["cpu_ms_per_msg_by_part"][part] for r in s.rounds), 2)
+        for part in s.parts
+    }
     out["accepted"] = sum(r["accepted"] for r in s.rounds)
     out["lost"] = sum(r["lost"] for r in s.rounds)
     out["errors"] = sum(r["errors"] for r in s.rounds)
@@ -722,7 +732,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     _QID_IN_RECEIVED,
                     lag,
                 ),
-                [ref.pid, clamd.proc.pid],
+                {"mailspec serve": ref.pid, "clamd": clamd.proc.pid},
             )
         ]
         if peers_up:
@@ -733,7 +743,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     peers.name.replace("postfix-", "Postfix ").replace("+dovecot-", " → Dovecot "),
                     peers.port,
                     Arrivals(peers.dirs(), _QID_IN_POSTFIX, lag),
-                    peers.roots(),
+                    peers.parts(),
                 )
             )
         systems.append(
@@ -742,7 +752,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "bare aiosmtpd + Maildir",
                 int(line.strip().rsplit(":", 1)[1]),
                 Arrivals([bare_dir / r / "new" for r in RECIPIENTS], None, lag),
-                [bare.pid],
+                {"bare_maildir": bare.pid},
             )
         )
 
@@ -826,6 +836,12 @@ def table(result: dict[str, Any]) -> str:
             )
     out.append("  delivered/s: end to end, accepted / (phase + drain until all are in mailboxes)")
     out.append("  RSS sum, PSS sum: peak memory of all the system's processes together")
+    split = "; ".join(
+        ", ".join(f"{part} {ms:g} ms" for part, ms in tp[n]["cpu_ms_per_msg_by_part"].items())
+        for n in names
+        if len(tp[n]["cpu_ms_per_msg_by_part"]) > 1
+    )
+    out.append(f"  CPU/msg by part: {split}")
     out.append("  rounds (accepted/s, delivered/s, CPU ms/msg):")
     for n in names:
         rounds = ", ".join(
