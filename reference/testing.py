@@ -380,8 +380,9 @@ def mailspec(*args: str, data_dir: Path, config: Path | None = None) -> str:
 def write_config(path: Path, hostname: str = "mail.example.test", **sections: Any) -> Path:
     """A config with every listener on 127.0.0.1 port 0, plus ``sections`` as TOML tables."""
     tables: dict[str, dict[str, Any]] = {
-        # One process unless a test asks for more (tests/test_workers.py runs two).
-        "server": {"hostname": hostname, "workers": 1},
+        # One process unless a test asks for more (tests/test_workers.py runs two), or
+        # MAILSPEC_TEST_WORKERS says how many (tox -e workers2).
+        "server": {"hostname": hostname, "workers": int(os.environ.get(WORKERS_ENV) or 1)},
         "listen": {name: "127.0.0.1:0" for name in LISTENERS},
     }
     for name, values in sections.items():
@@ -424,9 +425,13 @@ class ServedProcess:
 
 
 def serve_process(
-    data_dir: Path, config: Path, timeout: float = 20.0, *, options_first: bool = False
+    data_dir: Path, config: Path, timeout: float = 60.0, *, options_first: bool = False
 ) -> ServedProcess:
-    """Start `mailspec serve` and read the endpoint lines it prints."""
+    """Start `mailspec serve` and read the endpoint lines it prints.
+
+    The deadline is generous: a node of several workers (MAILSPEC_TEST_WORKERS) starts
+    more processes, and on a busy 2-core machine two such nodes started together took
+    over 20 s."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     t0 = _REAL.monotonic()
     options = ["--config", str(config), "--data-dir", str(data_dir)]

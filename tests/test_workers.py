@@ -21,7 +21,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -58,13 +60,21 @@ class Node:
     def lines(self, event: str) -> list[str]:
         return [ln for ln in self.log.read_text().splitlines() if f"event={event}" in ln]
 
-    def smtp(self, user: str, password: str = "pw") -> smtplib.SMTP:
+    def session(self) -> smtplib.SMTP:
+        """A submission session inside TLS, not logged in."""
         s = smtplib.SMTP("127.0.0.1", self.ports["submission"], timeout=20)
         s.starttls(context=ssl.create_default_context(cafile=str(self.data / "tls/cert.pem")))
         s.ehlo()
-        s.user, s.password = user, password
-        s.auth("PLAIN", s.auth_plain)  # one mechanism: one failure per failed login
         return s
+
+    def smtp(self, user: str, password: str = "pw") -> smtplib.SMTP:
+        return login(self.session(), user, password)
+
+
+def login(s: smtplib.SMTP, user: str, password: str = "pw") -> smtplib.SMTP:
+    s.user, s.password = user, password
+    s.auth("PLAIN", s.auth_plain)  # one mechanism: one failure per failed login
+    return s
 
 
 def _alive(pid: int) -> bool:
@@ -88,7 +98,7 @@ def start_node(tmp: Path, **sections: dict[str, object]) -> Node:
     data = tmp / "var"
     directory = Directory(data / "directory.sqlite3")
     directory.add_domain("example.test")
-    for user in ("alice", "bob", "carol", "dave"):
+    for user in ("alice", "bob", "carol", "dave", "erin", "frank", "gina"):
         directory.add_user(f"{user}@example.test", "pw")
     directory.close()
     config = write_config(
@@ -179,6 +189,73 @@ def test_a_login_lockout_holds_across_workers(node: Node) -> None:
     with only(node, 0), pytest.raises(smtplib.SMTPAuthenticationError) as refused:
         node.smtp("carol@example.test").quit()  # the right password, six failures here
     assert refused.value.smtp_code == 454, refused.value
+
+
+def one_on_each(node: Node, session: Callable[[], smtplib.SMTP]) -> list[smtplib.SMTP]:
+    """A session held on worker 0 and one on worker 1, both running again when it returns."""
+    held = []
+    for index in (0, 1):
+        with only(node, index):
+            held.append(session())
+    return held
+
+
+def at_once(*steps: Callable[[], int]) -> list[int]:
+    """Run the steps in threads at the same time (each on its own session); their results."""
+    with ThreadPoolExecutor(len(steps)) as pool:
+        return [f.result() for f in [pool.submit(step) for step in steps]]
+
+
+def test_the_recipient_rate_limit_is_exact_when_both_workers_count_at_once(node: Node) -> None:
+    """PLATFORM outbound.ratelimit: both workers counting erin's recipients at the same time
+    accept 60 in all, not one more: each count is one transaction of the shared store."""
+    sessions = one_on_each(node, lambda: node.smtp("erin@example.test"))
+    refused_before = len(node.lines("rcpt.refused"))
+
+    def recipients(s: smtplib.SMTP, index: int) -> int:
+        s.mail("erin@example.test")
+        return [s.rcpt(f"bob+c{index}-{i}@example.test")[0] for i in range(40)].count(250)
+
+    try:
+        accepted = at_once(*(partial(recipients, s, i) for i, s in enumerate(sessions)))
+    finally:
+        for s in sessions:
+            s.quit()
+    assert sum(accepted) == 60, accepted
+    assert len(node.lines("rcpt.refused")) - refused_before == 20
+
+
+def failures(s: smtplib.SMTP, user: str, count: int) -> int:
+    """``count`` logins with a wrong password on one session; how many were answered 535."""
+    codes = []
+    for _ in range(count):
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            login(s, user, "wrong")
+        codes.append(refused.value.smtp_code)
+    return codes.count(535)
+
+
+def test_a_login_lockout_is_exact_when_both_workers_count_at_once(node: Node) -> None:
+    """PLATFORM submission.auth-lockout: failed logins on both workers at the same time lock
+    the account at the 10th in all, and not at the 9th."""
+    for user, per_worker, locked in (("frank", (5, 5), True), ("gina", (4, 5), False)):
+        address = f"{user}@example.test"
+        sessions = one_on_each(node, node.session)
+        try:
+            steps = zip(sessions, per_worker, strict=True)
+            counted = at_once(*(partial(failures, s, address, n) for s, n in steps))
+        finally:
+            for s in sessions:
+                s.close()
+        assert counted == list(per_worker), user  # each failure answered 535 (none locked yet)
+        for index in (0, 1):  # the right password, on each worker
+            with only(node, index):
+                if locked:
+                    with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+                        node.smtp(address).quit()
+                    assert refused.value.smtp_code == 454, (user, index, refused.value)
+                else:
+                    node.smtp(address).quit()
 
 
 def test_mail_accepted_by_either_worker_is_delivered_once(node: Node) -> None:

@@ -20,7 +20,9 @@
 # system's /etc/postfix and /etc/dovecot are never read or changed. DIR gets target.toml, the
 # CA file and, after stop, both logs. Exit status 3 means the packages are absent and cannot
 # be installed here; `check` then says so and exits 0 (skipped), unless
-# MAILSPEC_PEERS_REQUIRED=1.
+# MAILSPEC_PEERS_REQUIRED=1. `start` reads two variables, for the benchmark
+# (load/bench.py): MAILSPEC_STACK_USERS, more mailbox local parts (mail arrives in them;
+# they have no password), and MAILSPEC_STACK_MAIN_CF, lines appended to main.cf.
 #
 # Mail flows as on a provider's MX: Postfix accepts for the virtual domain and hands each
 # message to Dovecot over LMTP (a unix socket only the postfix user may open); users read it
@@ -84,6 +86,9 @@ etc=""
 DOMAIN=example.test
 HOSTNAME_=mail.example.test
 DOVECOT_IP=127.0.0.2
+# The benchmark (load/bench.py) adds mailboxes and main.cf lines through the environment.
+EXTRA_USERS=${MAILSPEC_STACK_USERS:-}
+EXTRA_MAIN_CF=${MAILSPEC_STACK_MAIN_CF:-}
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-sieve
     dovecot-managesieved)
 
@@ -183,6 +188,11 @@ write_dovecot() {
     {
         printf 'alice@%s:%s::::::\n' "$DOMAIN" "$(doveadm pw -s SHA512-CRYPT -p "$pw_a")"
         printf 'bob@%s:%s::::::\n' "$DOMAIN" "$(doveadm pw -s SHA512-CRYPT -p "$pw_b")"
+        # Mailboxes only mail arrives in (no password that logs in): the benchmark's.
+        local user
+        for user in $EXTRA_USERS; do
+            printf '%s@%s:{CRYPT}!::::::\n' "$user" "$DOMAIN"
+        done
     } >"$d/passwd"
     chmod 640 "$d/passwd"
     chgrp "$internal" "$d/passwd"
@@ -406,6 +416,7 @@ smtpd_sender_login_maps = texthash:$etc/senders
 
 # A test run makes many errors on purpose: no tarpit sleeps, which would only slow it.
 smtpd_error_sleep_time = 0
+$EXTRA_MAIN_CF
 EOF
 
     local submission_opts="
@@ -448,7 +459,10 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
 
-    printf 'alice@%s x\nbob@%s x\n' "$DOMAIN" "$DOMAIN" >"$etc/vmailbox"
+    {
+        printf 'alice@%s x\nbob@%s x\n' "$DOMAIN" "$DOMAIN"
+        for user in $EXTRA_USERS; do printf '%s@%s x\n' "$user" "$DOMAIN"; done
+    } >"$etc/vmailbox"
     printf 'postmaster@%s alice@%s\n' "$DOMAIN" "$DOMAIN" >"$etc/valias"
     printf 'postmaster alice@%s\n' "$DOMAIN" >"$etc/aliases"
     printf 'alice@%s alice@%s\nbob@%s bob@%s\npostmaster@%s alice@%s\n' \
