@@ -124,3 +124,30 @@ async def test_local_delivery_repeated_after_a_crash_files_once(tmp_path: Path) 
     await local.deliver(queued, ALICE, MSG)
     assert count(store) == 2
     directory.close()
+
+
+async def test_a_repeated_delivery_counts_and_archives_once(tmp_path: Path) -> None:
+    # The usage report and the archive account see the message once, however often a
+    # crash made the queue runner deliver it again.
+    from reference.usage import UsageStore
+
+    clock = ManualClock()
+    directory = Directory(tmp_path / "directory.sqlite3")
+    directory.add_domain("example.org")
+    directory.add_user(ALICE, "pw")
+    directory.add_user("keeper@example.org", "pw")
+    directory.set_archive(ALICE, "keeper@example.org")
+    store = MailStore(tmp_path / "mail", clock=clock)
+    usage = UsageStore(tmp_path / "usage.sqlite3", clock)
+    local = LocalDelivery(directory, store, clock, usage=usage)
+    for _ in range(3):  # the first attempt, then two repeats after "crashes"
+        # As read back from the spool after a crash: nothing recorded as filed yet.
+        outcome = await local.deliver(entry("0190000000ABCDEF", ALICE), ALICE, MSG)
+        assert outcome.status == "delivered"
+    assert count(store) == 1
+    archived = "Archive/alice@example_org/INBOX"
+    assert count(store, "keeper@example.org", archived) == 1
+    (row,) = [r for r in usage.rows(account=ALICE) if r.account == ALICE]
+    assert row.messages_in == 1 and row.bytes_in == len(MSG)
+    usage.close()
+    directory.close()

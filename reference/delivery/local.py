@@ -98,19 +98,20 @@ class LocalDelivery:
             done.append(account.address)
         return filed
 
-    def _archive(self, who: str, data: bytes, folder: str) -> None:
+    def _archive(self, who: str, data: bytes, folder: str, key: str) -> None:
         """A copy for ``who``'s archive account, if it has one, in the archive's folder for
-        it ("Archive/alice@example_test/INBOX" or ".../Sent"), as it was accepted."""
+        it ("Archive/alice@example_test/INBOX" or ".../Sent"), as it was accepted; once per
+        ``key`` (a delivery repeated after a crash makes no second copy)."""
         archive = self.directory.archive_of(who)
         if archive is None:
             return
         path = f"{archive_folder(who)}/{folder}"
         try:
             try:
-                self.store.deliver(archive, data, path)
+                self.store.deliver(archive, data, path, key=key)
             except NoSuchFolder:
                 self.store.create_folder(archive, path)
-                self.store.deliver(archive, data, path)
+                self.store.deliver(archive, data, path, key=key)
         except (QuotaExceeded, OSError) as e:
             # The original delivery goes on untouched; the operator hears of the gap.
             event(log, "archive.failed", level=logging.ERROR, who=who, archive=archive, error=e)
@@ -118,7 +119,8 @@ class LocalDelivery:
     async def archive_sent(self, entry: QueueEntry, data: bytes) -> None:
         """Outbound: what a user here submitted, into their archive account's Sent copy."""
         if entry.role == "submission" and entry.user:
-            await asyncio.to_thread(self._archive, entry.user, data, "Sent")
+            key = delivery_key(entry.qid, entry.user, "archive Sent")
+            await asyncio.to_thread(self._archive, entry.user, data, "Sent", key)
 
     def _file(
         self, entry: QueueEntry, rcpt: str, account: Account, data: bytes, outgoing: list[Outgoing]
@@ -128,7 +130,8 @@ class LocalDelivery:
         # RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender.
         header = f"Return-Path: <{entry.sender}>\r\nDelivered-To: {account.address}\r\n"
         # Archive-all: the copy is made before the user's own filter can discard or move it.
-        self._archive(account.address, header.encode() + data, "INBOX")
+        archived = delivery_key(entry.qid, rcpt, account.address, "archive")
+        self._archive(account.address, header.encode() + data, "INBOX", archived)
         # A check may file the message elsewhere (DMARC quarantine: Junk).
         filings = [Filing(entry.folder or "INBOX")]
         if self.sieve is not None:
@@ -146,10 +149,11 @@ class LocalDelivery:
         # One key for every folder it is filed in: each folder's index keeps its own.
         key = delivery_key(entry.qid, rcpt, account.address)
         stored = []
+        fresh = not filings  # filed nowhere (reject, redirect only): counted as handled
         for filing in filings:
             folder = filing.folder
             try:
-                uid = self.store.deliver(
+                uid, new = self.store.deliver_once(
                     account.address, header.encode() + data, folder, filing.flags, key=key
                 )
             except NoSuchFolder:
@@ -159,11 +163,13 @@ class LocalDelivery:
                     self.store.create_folder(account.address, folder)
                 except (ValueError, OSError):
                     folder = "INBOX"
-                uid = self.store.deliver(
+                uid, new = self.store.deliver_once(
                     account.address, header.encode() + data, folder, filing.flags, key=key
                 )
+            fresh = fresh or new
             stored.append(f"{folder} uid {uid}")
-        self._received(account, data)
+        if fresh:  # a repeat after a crash was counted at its first delivery
+            self._received(account, data)
         if self.after is not None:
             self.after(account.address, data)
         if not stored:  # reject, or redirect only: the message went on, not into a folder

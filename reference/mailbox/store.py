@@ -175,6 +175,19 @@ class MailStore:
         :class:`NoSuchFolder` for a folder that does not exist and :class:`QuotaExceeded`
         when the account is full.
         """
+        return self.deliver_once(address, data, folder, flags, when, key)[0]
+
+    def deliver_once(
+        self,
+        address: str,
+        data: bytes,
+        folder: str = "INBOX",
+        flags: Iterable[str] = (),
+        when: float | None = None,
+        key: str | None = None,
+    ) -> tuple[int, bool]:
+        """:meth:`deliver`, and whether it stored the message now (False: ``key`` names a
+        delivery made before, whose UID is returned)."""
         if key is not None and not valid_key(key):
             raise ValueError(f"not a delivery key: {key!r}")
         data = to_crlf(data)
@@ -184,9 +197,9 @@ class MailStore:
             # Before the quota: a message stored already must not be deferred as too big.
             done = None if key is None else mailbox.delivered(key)
             if done is not None:
-                return done
+                return done, False
             self.check_quota(address, len(data))
-            return mailbox.append(data, flags, when=when, key=key)
+            return mailbox.append(data, flags, when=when, key=key), True
 
     @contextmanager
     def _delivery_box(self, address: str, folder: str) -> Iterator[Mailbox]:
