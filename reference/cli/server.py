@@ -148,7 +148,8 @@ def _banner(
     print(f"  workers      {workers} process{'es' if workers > 1 else ''} (server.workers)")
     if "web" in endpoints:
         web = endpoints["web"].url
-        print(f"  panel        {web}/ (in a browser: log in with a token, or as a user)")
+        print(f"  panel        {web}/ (in a browser: as a user, with a token, or as")
+        print(f"               an administrator: mailspec admin create NAME{flags})")
         print(f"  admin API    {web}/api/v1 (a token: mailspec token create --role admin{flags})")
     if not cfg.antivirus.clamd:
         print(
