@@ -39,31 +39,32 @@ class RedisFault(threading.Thread):
         self.ctx = ssl.create_default_context(cafile=str(stack.cafile))
         self.ctx.check_hostname = False  # loopback addresses, the cluster's own CA
         self.result: dict[str, Any] = {}
-        self._stop = threading.Event()
+        # Not "_stop": threading.Thread has a method of that name, which join() calls.
+        self._halt = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(5)
 
     def run(self) -> None:
-        if self._stop.wait(self.after) or self.redis.proc is None:
+        if self._halt.wait(self.after) or self.redis.proc is None:
             return
         os.kill(self.redis.proc.pid, signal.SIGKILL)
         killed = time.time()
         self.redis.proc.wait()
         self.result = {"killed_at": killed, "readyz_while_down": {}, "ready_again_s": None}
-        while time.time() < killed + self.down and not self._stop.is_set():
+        while time.time() < killed + self.down and not self._halt.is_set():
             for name, said in self.probe().items():
                 self.result["readyz_while_down"].setdefault(name, said)
-            self._stop.wait(_PROBE_EVERY)
+            self._halt.wait(_PROBE_EVERY)
         self.redis.start()  # the same port and data (append-only file)
         self.result["restarted_at"] = time.time()
         deadline = time.monotonic() + _READY_WITHIN
-        while time.monotonic() < deadline and not self._stop.is_set():
+        while time.monotonic() < deadline and not self._halt.is_set():
             if all(said == "ready" for said in self.probe().values()):
                 self.result["ready_again_s"] = round(time.time() - self.result["restarted_at"], 1)
                 break
-            self._stop.wait(_PROBE_EVERY)
+            self._halt.wait(_PROBE_EVERY)
         self.out.write_text(json.dumps(self.result, indent=2) + "\n")
 
     def probe(self) -> dict[str, str]:
