@@ -67,6 +67,7 @@ AUTH_LOCKED = Reply(454, "4.7.0", "Too many failed logins: temporarily locked, t
 # The directory's database is down (a MariaDB restarting): the client tries again later, as
 # it would for any 4xx; never a 5xx, which would bounce mail or make a user retype a password.
 DIRECTORY_UNAVAILABLE = Reply(451, "4.3.0", "Directory temporarily unavailable, try again later")
+STATE_UNAVAILABLE = Reply(451, "4.3.0", "Policy state temporarily unavailable, try again later")
 AUTH_UNAVAILABLE = Reply(
     454, "4.7.0", "Temporary authentication failure: directory unavailable, try again later"
 )

@@ -28,6 +28,7 @@ from reference.smtp.commands import control_refusal, vrfy_address
 from reference.smtp.core import log
 from reference.smtp.proxy import MAX_PAYLOAD, V2_SIGNATURE, ProxyError, parse_v1, parse_v2
 from reference.smtp.transaction import TransactionCommands
+from reference.state import StateUnavailable
 from reference.stream import Closed, Stream
 
 if TYPE_CHECKING:
@@ -114,6 +115,11 @@ class SmtpSession(AuthCommands, TransactionCommands):
                 # PLATFORM smtp.directory-down: whatever command needed it, a 4xx.
                 event(log, "smtp.directory_unavailable", peer=self.peer_ip, error=str(e))
                 await self.reply(replies.DIRECTORY_UNAVAILABLE)
+            except StateUnavailable as e:
+                # Redis away: greylists, rate windows and lockouts cannot be counted, so the
+                # command is tempfailed (never let through uncounted), without a traceback.
+                event(log, "smtp.state_unavailable", peer=self.peer_ip, error=str(e))
+                await self.reply(replies.STATE_UNAVAILABLE)
             except Exception:
                 # The details go to the log; the client hears only that it may try again.
                 log.exception("smtp.exception")

@@ -12,7 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["StateStore", "WindowResult"]
+from reference.credentials import TemporarilyUnavailable
+
+__all__ = ["StateStore", "StateUnavailable", "WindowResult"]
+
+
+class StateUnavailable(TemporarilyUnavailable):
+    """The shared state (Redis) cannot be reached now: the caller answers "try later"."""
 
 
 @dataclass(frozen=True)

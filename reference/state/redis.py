@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from reference.state import WindowResult
+from reference.state import StateUnavailable, WindowResult
 
 # Atomic sliding window: a sorted set of "id:amount" members scored by the caller's clock.
 # KEYS[1] the window; ARGV now, window, amount, limit, member. Returns {allowed, used,
@@ -78,7 +79,11 @@ async def _call(aw: Awaitable[_T]) -> _T:
     """
     task = asyncio.current_task()
     requested = task.cancelling() if task is not None else 0
-    result = await aw
+    try:
+        result = await aw
+    except (RedisConnectionError, RedisTimeoutError) as e:
+        # Redis away (a fault, a restart): a state of the platform, not an error of the code.
+        raise StateUnavailable(f"redis: {e}") from e
     if task is not None and task.cancelling() > requested:
         raise asyncio.CancelledError
     return result
