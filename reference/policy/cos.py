@@ -7,8 +7,6 @@ limits are read where those are checked (the store, RateLimit)."""
 
 from __future__ import annotations
 
-import asyncio
-
 from reference.directory import ClassOfService, Directory, DirectoryError, split_address
 from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
@@ -33,14 +31,14 @@ class ClassOfServiceCheck(Check):
         if tx.user is None or tx.size is None:
             return CONTINUE
         # RFC 1870 6.1: a declared size over the sender's own limit is refused at once.
-        return await asyncio.to_thread(self._too_big, tx.size, [tx.user])
+        return self._too_big(tx.size, [tx.user])  # from memory: see AccessLists._rules
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         if self._local(rcpt):
             if tx.size is None:
                 return CONTINUE
             # RFC 1870 6.1: over this recipient's limit: 552 for this recipient alone.
-            return await asyncio.to_thread(self._recipient_too_big, tx.size, rcpt)
+            return self._too_big(tx.size, self._owners([rcpt]))
         if tx.user is None:
             return CONTINUE
         cos, _ = self.directory.effective_cos(tx.user)  # from memory: see AccessLists._rules
@@ -57,9 +55,6 @@ class ClassOfServiceCheck(Check):
                 if owner is not None:
                     who.append(owner.address)
         return who
-
-    def _recipient_too_big(self, size: int, rcpt: str) -> CheckResult:
-        return self._too_big(size, self._owners([rcpt]))
 
     def _too_big(self, size: int, who: list[str]) -> CheckResult:
         for address in who:

@@ -4,6 +4,7 @@ classes of service without lists refuse their users' posts and their owners' lis
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from reference.directory import Directory
 from reference.mail import replies
@@ -32,7 +33,10 @@ class ListPosting(Check):
         self.directory = directory
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
-        return await asyncio.to_thread(self._rcpt, tx, rcpt)
+        lists = self.directory.expand(rcpt).lists  # from memory: most recipients are no list
+        if not lists:
+            return CONTINUE
+        return await asyncio.to_thread(self._rcpt, tx, lists)
 
     def _poster(self, tx: Transaction) -> str | None:
         """Whose class of service a post is sent under: a local account's, if any."""
@@ -41,8 +45,8 @@ class ListPosting(Check):
         account = self.directory.lookup(tx.sender) if tx.sender else None
         return account.address if account is not None else None
 
-    def _rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
-        for address in self.directory.expand(rcpt).lists:
+    def _rcpt(self, tx: Transaction, lists: Sequence[str]) -> CheckResult:
+        for address in lists:
             found = self.directory.mailing_list(address)
             if found is None:
                 continue
