@@ -15,6 +15,7 @@ through a private attribute and has no type hints; pysrs's last release is from 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -56,15 +57,20 @@ def load_secrets(path: Path) -> list[bytes]:
     """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under a name of its own, then linked into place: a node starting
+        # beside this one reads a complete file or none (an O_EXCL file is seen empty
+        # until it is written, which made a cluster's node fail to start).
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: read theirs
-        else:
-            with os.fdopen(fd, "w") as f:
+            with open(tmp, "x") as f:
+                os.chmod(tmp, 0o600)
                 f.write(secrets.token_urlsafe(32) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     lines = [line.strip() for line in path.read_text().splitlines()]
     found = [line.encode() for line in lines if line]
     if not found:
