@@ -658,4 +658,5 @@ class App:
         await self.state.close()
         if self.bayes is not None:
             self.bayes.close()
+        self.metrics.close()  # the last counts, into this worker's files
         event(log, "stopped")

@@ -1,18 +1,26 @@
 """/metrics when a node runs several worker processes: each worker counts into its own files
 (prometheus_client's multiprocess mode, PROMETHEUS_MULTIPROC_DIR under data_dir) and a scrape
-in any worker shows the node's sums; a worker that ends leaves its counts, not its sessions."""
+in any worker shows the node's sums; a worker that ends leaves its counts, not its sessions.
+
+A worker counts in memory and publishes to its files when a scrape in another worker asks
+(a FIFO per worker, answered from a thread of its own), on a timer and at its end: these
+tests scrape at once after the counting, and a missing publish shows as a missing count."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from reference.config import load
-from reference.metrics import MULTIPROC_ENV, prepare_workers, worker_exited
+from reference.metrics import GATHER_WAIT, MULTIPROC_ENV, prepare_workers, worker_exited
 from reference.workers import run_dir
 
 # A worker: counts what the node's code would count for N messages, keeps one session open,
@@ -35,6 +43,9 @@ for line in sys.stdin:
         f.write(m.render())
     print("rendered", flush=True)
 """
+
+
+MX = (("listener", "mx"),)
 
 
 class Worker:
@@ -65,15 +76,29 @@ class Worker:
         assert self.proc.wait(30) == 0
 
 
+@contextlib.contextmanager
+def two_workers(folder: Path, first: int, second: int) -> Iterator[tuple[Worker, Worker]]:
+    """Two workers counting into ``folder`` (prepared), each for so many messages."""
+    env = {**os.environ, **prepare_workers(folder)}
+    started: list[Worker] = []
+    try:
+        started.append(Worker(env, first))
+        started.append(Worker(env, second))
+        yield started[0], started[1]
+    finally:
+        for w in started:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
+
+
 def test_two_workers_add_up(tmp_path: Path) -> None:
     cfg = load(None, data_dir=str(tmp_path / "var"))
     folder = run_dir(cfg) / "metrics"  # where the supervisor keeps them
     assert folder.is_relative_to(cfg.data_path)
     (folder / "stale").mkdir(parents=True)  # a previous run's files: wiped
-    env = {**os.environ, **prepare_workers(folder)}
-    assert not (folder / "stale").exists()
-    one, two = Worker(env, 3), Worker(env, 5)
-    try:
+    with two_workers(folder, 3, 5) as (one, two):
+        assert not (folder / "stale").exists()
         seen = one.scrape(tmp_path / "one.txt")
         mx = (("listener", "mx"),)
         assert seen[("mailspec_connections_total", mx)] == 8
@@ -94,11 +119,31 @@ def test_two_workers_add_up(tmp_path: Path) -> None:
         after = one.scrape(tmp_path / "after.txt")
         assert after[("mailspec_connections_total", mx)] == 8  # its counts stay
         assert after[("mailspec_sessions", mx)] == 1  # its session does not
-    finally:
-        for w in (one, two):
-            if w.proc.poll() is None:
-                w.proc.kill()
-                w.proc.wait()
+
+
+def test_a_worker_that_ended_has_published_all_it_counted(tmp_path: Path) -> None:
+    """Its last counts are written as it exits, though nobody scraped in between."""
+    folder = tmp_path / "metrics"
+    with two_workers(folder, 2, 4) as (one, two):
+        pid = two.proc.pid
+        two.stop()
+        worker_exited(folder, pid)
+        assert not (folder / f"publish-{pid}").exists()  # no scrape asks it any more
+        seen = one.scrape(tmp_path / "one.txt")
+        assert seen[("mailspec_connections_total", (("listener", "mx"),))] == 6
+
+
+def test_a_worker_killed_outright_does_not_hold_up_a_scrape(tmp_path: Path) -> None:
+    """SIGKILL: what it published stays, and a scrape does not wait for its answer."""
+    folder = tmp_path / "metrics"
+    with two_workers(folder, 2, 4) as (one, two):
+        assert one.scrape(tmp_path / "first.txt")[("mailspec_connections_total", MX)] == 6
+        two.proc.send_signal(signal.SIGKILL)
+        two.proc.wait()
+        start = time.monotonic()
+        seen = one.scrape(tmp_path / "after.txt")  # its FIFO is still there: nobody reads it
+        assert time.monotonic() - start < GATHER_WAIT / 2
+        assert seen[("mailspec_connections_total", MX)] == 6
 
 
 def test_the_folder_must_be_set_before_the_library_is_imported(tmp_path: Path) -> None:

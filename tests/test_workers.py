@@ -362,5 +362,12 @@ def test_metrics_count_what_every_worker_did(node: Node) -> None:
         held.quit()
     moved = after[("mailspec_connections_total", sub)] - before[("mailspec_connections_total", sub)]
     assert moved == 6
+    # Each worker counts in memory and publishes when a scrape asks: exact right after.
+    bye = (("class", "2xx"), ("code", "221"), ("enhanced", "2.0.0"), *sub)
+    assert (
+        after[("mailspec_smtp_replies_total", bye)]
+        - before.get(("mailspec_smtp_replies_total", bye), 0)
+        == 5
+    )
     assert after[("mailspec_sessions", sub)] == 1  # worker 1's, seen from the primary
     assert after[("mailspec_queue_messages", (("lane", "regular"),))] >= 0  # once, the node's

@@ -64,6 +64,7 @@ class SessionCore:
         self, listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.listener = listener
+        self.metrics = listener.metrics
         self.clock = listener.clock
         self.hostname = listener.hostname
         self.reader = reader
@@ -141,15 +142,18 @@ class SessionCore:
         """Send a reply of the catalogue; protocol errors are counted."""
         if r.code in PROTOCOL_ERRORS:
             self.errors += 1
+        if self.metrics is not None:
+            self.metrics.replied(r.code, r.enhanced)
         # A reply may echo the client's words (VRFY does), and bytes that are not UTF-8
         # reach us as lone surrogates: send them as '?', never fail the reply.
-        await self.send_line(str(r).encode("utf-8", "replace").decode("utf-8"))
+        self.writer.write(str(r).encode("utf-8", "replace") + b"\r\n")
+        await self.writer.drain()
 
     async def send_line(self, text: str) -> None:
         """Send one line as it is: the greeting, the EHLO lines, the AUTH challenges carry
         no enhanced code (RFC 2034 3)."""
-        if self.listener.metrics is not None:
-            self.listener.metrics.reply(text)
+        if self.metrics is not None:
+            self.metrics.reply(text)
         self.writer.write(text.encode("utf-8") + b"\r\n")
         await self.writer.drain()
 

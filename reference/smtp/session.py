@@ -63,8 +63,8 @@ class SmtpSession(AuthCommands, TransactionCommands):
     async def run(self) -> None:
         """Serve the client until it quits or goes; the session's task."""
         self.listener.sessions.add(self)
-        if self.listener.metrics is not None:
-            self.listener.metrics.session_opened()
+        if self.metrics is not None:
+            self.metrics.session_opened()
         watchdog = asyncio.create_task(self.watch_idle())
         try:
             await self.serve()
@@ -79,8 +79,8 @@ class SmtpSession(AuthCommands, TransactionCommands):
         """The session is over: its slots, its transaction and its connection go."""
         if self in self.listener.sessions:
             self.listener.sessions.discard(self)
-            if self.listener.metrics is not None:
-                self.listener.metrics.session_closed()
+            if self.metrics is not None:
+                self.metrics.session_closed()
         self.envelope.close()
         if self.admitted is not None:
             self.listener.release(self.admitted)
@@ -91,8 +91,8 @@ class SmtpSession(AuthCommands, TransactionCommands):
         self.close()
 
     async def serve(self) -> None:
-        if self.listener.metrics is not None:
-            self.listener.metrics.connected()
+        if self.metrics is not None:
+            self.metrics.connected()
         refused = self.listener.admit(self.peer_ip)
         if refused is not None:
             # RFC 5321 3.1: a server that cannot serve now answers 421 instead of 220.
