@@ -321,7 +321,7 @@ class _Timed:
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is None:
-            self.series.observe(max(0.0, time.perf_counter() - self.start))
+            self.series.observe(time.perf_counter() - self.start)  # never < 0: monotonic
 
 
 class ListenerMetrics:
@@ -428,11 +428,9 @@ class Metrics:
         )
         # Every series counted so far, by metric and labels: what a publish walks.
         self._counts: dict[tuple[int, tuple[str, ...]], _Count] = {}
-        self._observed: dict[tuple[int, tuple[str, ...]], _Observed] = {}
+        self._checks: dict[tuple[str, str], _Observed] = {}  # check_duration's, by labels
         self._to_mailbox = _Observed(self.accept_to_mailbox)
         self._to_remote = _Observed(self.accept_to_remote)
-        self._observed[id(self.accept_to_mailbox), ()] = self._to_mailbox
-        self._observed[id(self.accept_to_remote), ()] = self._to_remote
         self._queue = _Queue()
         self._publisher: _Publisher | None = None
         if self.multiprocess is None:
@@ -480,10 +478,9 @@ class Metrics:
         return found
 
     def _check(self, check: str, stage: str) -> _Observed:
-        key = (id(self.check_duration), (check, stage))
-        found = self._observed.get(key)
+        found = self._checks.get((check, stage))
         if found is None:
-            found = self._observed[key] = _Observed(self.check_duration.labels(check, stage))
+            found = self._checks[check, stage] = _Observed(self.check_duration.labels(check, stage))
         return found
 
     def timed(self, check: str, stage: str) -> _Timed:
@@ -500,7 +497,7 @@ class Metrics:
         """Hand every series' news to the library (call with :data:`_PUBLISHING` held)."""
         for count in list(self._counts.values()):
             count.publish()
-        for observed in list(self._observed.values()):
+        for observed in [self._to_mailbox, self._to_remote, *list(self._checks.values())]:
             observed.publish()
 
     def publish(self) -> None:

@@ -88,6 +88,20 @@ async def test_bare_newline_is_refused_and_nothing_spooled(env: SmtpEnv) -> None
     assert (await c.cmd("NOOP\n")).startswith("500 5.5.2 Error: bare LF")
 
 
+async def test_a_bare_newline_is_the_refusal_whatever_follows_it(env: SmtpEnv) -> None:
+    """A bare LF early, then a line over 1000 octets: the reply names the bare LF (the
+    smuggling attempt), as it does when the long line comes first."""
+    c = await env.connect()
+    for head, tail in (("a\nb\r\n", "x" * 1200 + "\r\n"), ("x" * 1200 + "\r\n", "a\nb\r\n")):
+        await c.cmd("MAIL FROM:<s@client.test>")
+        await c.cmd("RCPT TO:<a@example.test>")
+        await c.cmd("DATA")
+        reply = await c.cmd("Subject: x\r\n\r\n" + head + tail + ".")
+        assert reply.startswith("550 5.5.2 ") and "bare" in reply
+    assert (await c.cmd("NOOP")).startswith("250")
+    assert env.spool.entries() == []
+
+
 async def test_oversized_data_and_chunk(env: SmtpEnv) -> None:
     c = await env.connect()
     await c.cmd("MAIL FROM:<s@client.test>")

@@ -79,7 +79,8 @@ class SessionCore:
         self.user: str | None = None
         self.envelope = Envelope()
         self.errors = 0
-        self.last_activity = self.clock.monotonic()
+        self._monotonic = self.clock.monotonic  # touched at every command and data line
+        self.last_activity = self._monotonic()
 
     @property
     def peer_ip(self) -> str:
@@ -165,7 +166,7 @@ class SessionCore:
 
     def touch(self) -> None:
         """The client did something: the idle timer starts again."""
-        self.last_activity = self.clock.monotonic()
+        self.last_activity = self._monotonic()
 
     async def watch_idle(self) -> None:
         """Close the session once it has been idle for the listener's timeout.

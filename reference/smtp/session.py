@@ -155,13 +155,12 @@ class SmtpSession(AuthCommands, TransactionCommands):
         except UnicodeDecodeError:
             await self.reply(replies.EMPTY_COMMAND)
             return
-        arg: str | None = None
         # Only spaces are stripped: a control character at either end (HT, VT, FF are
         # white space to bytes.strip) must be seen, and refused, like one inside.
-        if arg_bytes.strip(b" "):
-            # UTF-8 arguments are allowed (RFC 6531); surrogateescape keeps any other
-            # octets recoverable.
-            arg = arg_bytes.strip(b" ").decode("utf-8", "surrogateescape")
+        arg_bytes = arg_bytes.strip(b" ")
+        # UTF-8 arguments are allowed (RFC 6531); surrogateescape keeps any other octets
+        # recoverable.
+        arg = arg_bytes.decode("utf-8", "surrogateescape") if arg_bytes else None
         limit = (
             PARAMETER_COMMAND_LIMIT if verb in ("MAIL", "RCPT") and self.extended else COMMAND_LIMIT
         )

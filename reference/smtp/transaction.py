@@ -153,45 +153,64 @@ class TransactionCommands(SessionCore):
         taken for a command; only ``.`` alone on a CRLF line ends it (RFC 5321 4.1.1.4).
         """
         limit = self.listener.max_message_size
+        readuntil, touch = self.reader.readuntil, self.touch
         lines: list[bytes] = []
         size = 0
-        mid_line = False  # after a piece of an over-long line, until its CRLF
-        too_big = too_long = bare = False
+        # Every line so far fits: kept, and looked at no more than it must be (each command
+        # of a message's some fifty lines costs). A line is read to its first CRLF, so any
+        # other CR or LF in it is bare: they are looked for once, in the whole.
         while True:
             try:
-                line = await self.reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as e:
-                piece = await self.reader.read(e.consumed)
-                size += len(piece)
-                too_long = mid_line = True
-                # Pieces never end inside a CRLF, so any CR or LF here is bare.
-                bare = bare or b"\r" in piece or b"\n" in piece
-                lines.clear()
-                continue
-            self.touch()
-            if not mid_line and line == b".\r\n":
+                line = await readuntil(b"\r\n")
+            except asyncio.LimitOverrunError:
+                line = b""  # read again, and through, below
                 break
-            ended_piece = mid_line
-            mid_line = False
+            touch()
+            if line == b".\r\n":
+                content = b"".join(lines)
+                if _has_bare_newline(content):
+                    return None, replies.BARE_NEWLINE_DATA
+                return content, None
+            if len(line) > DATA_LINE_LIMIT or (limit and size + len(line) > limit):
+                break
+            size += len(line)
+            lines.append(line[1:] if line.startswith(b".") else line)
+        bare = _has_bare_newline(b"".join(lines))
+        lines.clear()
+        return None, await self._read_through(line, size, bare)
+
+    async def _read_through(self, line: bytes, size: int, bare: bool) -> Reply:
+        """The rest of a message that is refused, from ``line`` (b"": from the reader) to
+        its end: nothing of it kept, only why it is refused."""
+        limit = self.listener.max_message_size
+        mid_line = False  # after a piece of an over-long line, until its CRLF
+        too_big = too_long = False
+        while True:
+            if not line:
+                try:
+                    line = await self.reader.readuntil(b"\r\n")
+                except asyncio.LimitOverrunError as e:
+                    piece = await self.reader.read(e.consumed)
+                    size += len(piece)
+                    too_long = mid_line = True
+                    # Pieces never end inside a CRLF, so any CR or LF here is bare.
+                    bare = bare or b"\r" in piece or b"\n" in piece
+                    continue
+                self.touch()
+                if not mid_line and line == b".\r\n":
+                    break
             size += len(line)
             body = line[:-2]
-            if b"\n" in body or b"\r" in body:
-                bare = True
-            if limit and size > limit:
-                too_big = True
-            if ended_piece or len(line) > DATA_LINE_LIMIT:
-                too_long = True
-            if too_big or too_long or bare:
-                lines.clear()
-                continue
-            lines.append(line[1:] if line.startswith(b".") else line)
+            bare = bare or b"\n" in body or b"\r" in body
+            too_big = too_big or bool(limit and size > limit)
+            too_long = too_long or mid_line or len(line) > DATA_LINE_LIMIT
+            mid_line = False
+            line = b""
         if too_big:
-            return None, replies.MESSAGE_TOO_BIG
+            return replies.MESSAGE_TOO_BIG
         if bare:
-            return None, replies.BARE_NEWLINE_DATA
-        if too_long:
-            return None, replies.DATA_LINE_TOO_LONG
-        return b"".join(lines), None
+            return replies.BARE_NEWLINE_DATA
+        return replies.DATA_LINE_TOO_LONG
 
     async def bdat(self, arg: str | None) -> None:
         try:
