@@ -314,7 +314,6 @@ class _Timed:
 
     def __init__(self, series: _Observed) -> None:
         self.series = series
-        self.start = 0.0
 
     def __enter__(self) -> None:
         self.start = time.perf_counter()
@@ -485,7 +484,7 @@ class Metrics:
 
     def timed(self, check: str, stage: str) -> _Timed:
         """Observe how long the block took (when it ends without an exception)."""
-        return _Timed(self._check(check, stage))
+        return _Timed(self._checks.get((check, stage)) or self._check(check, stage))
 
     def auth_failed(self, service: str) -> None:
         self.counted(self.auth_failures, service).value += 1
