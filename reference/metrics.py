@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import itertools
+import logging
 import os
 import re
 import select
@@ -85,6 +85,8 @@ _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 30
 # A check answers in microseconds (a look-up in memory) to seconds (DNS, clamd, a big body).
 _CHECK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _FIFO = "publish-{}"
+
+log = logging.getLogger("mailspec")
 
 
 @contextmanager
@@ -219,13 +221,17 @@ class _Publisher:
 
     def _run(self) -> None:
         while True:
-            asked = b""
-            if select.select([self.fd], [], [], PUBLISH_EVERY)[0]:
-                with contextlib.suppress(BlockingIOError):
-                    asked = os.read(self.fd, select.PIPE_BUF)
-            self.publish()
-            for name in asked.decode().split():
-                _write_fifo(self.folder / name, b".")
+            try:
+                asked = b""
+                if select.select([self.fd], [], [], PUBLISH_EVERY)[0]:
+                    with contextlib.suppress(BlockingIOError):
+                        asked = os.read(self.fd, 1 << 16)  # a pipe holds 64 KiB
+                self.publish()
+                for name in asked.decode().split():
+                    _write_fifo(self.folder / name, b".")
+            except Exception:  # the counting goes on; the next round tries again
+                log.exception("metrics.publish-failed")
+                time.sleep(PUBLISH_EVERY)
 
 
 _publisher: _Publisher | None = None
@@ -241,16 +247,14 @@ def _publisher_for(folder: Path) -> _Publisher:
 
 def _write_fifo(path: Path, data: bytes) -> bool:
     """Write ``data`` (at most PIPE_BUF: atomic) into a FIFO someone reads; False when
-    nobody does (its process is gone) or it is full."""
+    nobody does (ENXIO: its process is gone), it is gone, or full."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError as e:
-        if e.errno in (errno.ENXIO, errno.ENOENT):
-            return False
-        raise
+    except OSError:
+        return False
     try:
         return os.write(fd, data) == len(data)
-    except BlockingIOError:
+    except OSError:
         return False
     finally:
         os.close(fd)
@@ -263,7 +267,10 @@ def _gather(folder: Path, own: Path | None) -> None:
     """Ask every other live worker to publish and wait for their answers (at most
     :data:`GATHER_WAIT` seconds): the files then hold all they counted before the ask."""
     answers = folder / f"ack-{os.getpid()}-{next(_asks)}"
-    os.mkfifo(answers, 0o600)
+    try:
+        os.mkfifo(answers, 0o600)
+    except OSError:  # the folder is gone: the node is stopping
+        return
     try:
         fd = os.open(answers, os.O_RDWR | os.O_NONBLOCK)
         try:
