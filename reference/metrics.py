@@ -180,10 +180,11 @@ class _Observed:
         # The library has no public way to add n observations at once: its values are
         # written directly (the same objects its own observe() increments).
         child: Any = self.child
-        for i, count in enumerate(self.counts):
-            if count != self.published[i]:
-                child._buckets[i].inc(count - self.published[i])
-                self.published[i] = count
+        if self.counts != self.published:  # most series have nothing new most seconds
+            for i, count in enumerate(self.counts):
+                if count != self.published[i]:
+                    child._buckets[i].inc(count - self.published[i])
+                    self.published[i] = count
         total = self.sum
         if total != self.published_sum:
             child._sum.inc(total - self.published_sum)
