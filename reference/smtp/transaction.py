@@ -156,9 +156,9 @@ class TransactionCommands(SessionCore):
         readuntil, touch = self.reader.readuntil, self.touch
         lines: list[bytes] = []
         size = 0
-        # Every line so far fits: kept, and looked at no more than it must be (each command
-        # of a message's some fifty lines costs). A line is read to its first CRLF, so any
-        # other CR or LF in it is bare: they are looked for once, in the whole.
+        # While every line fits, each is only unstuffed and kept: a message is some fifty
+        # lines, and this loop is the cost of each. A line is read to its first CRLF, so any
+        # other CR or LF in it is bare: those are looked for once, in the whole.
         while True:
             try:
                 line = await readuntil(b"\r\n")
@@ -210,7 +210,7 @@ class TransactionCommands(SessionCore):
             return replies.MESSAGE_TOO_BIG
         if bare:
             return replies.BARE_NEWLINE_DATA
-        return replies.DATA_LINE_TOO_LONG
+        return replies.DATA_LINE_TOO_LONG  # what sent the data here, if neither of those
 
     async def bdat(self, arg: str | None) -> None:
         try:
