@@ -10,6 +10,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from reference.mailbox.maildir import flock
+from reference.sqlite import connect
 
 INDEX_FILE = "mailspec-index.sqlite"
 LOCK_FILE = "mailspec-index.lock"
@@ -77,11 +78,14 @@ class UidIndex:
         self._validity = validity
         self._mutex = threading.RLock()
         self._txn_modseq: int | None = None
-        self._db = sqlite3.connect(
-            path / INDEX_FILE, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        self._db = connect(path / INDEX_FILE)
         try:
-            self._db.execute("PRAGMA journal_mode=TRUNCATE")
+            # WAL at synchronous=FULL: a commit is durable with one fdatasync of the log,
+            # where the rollback journal took five syncs (the journal twice, the database,
+            # the journal's truncation, the directory). The commit must stay durable: it
+            # holds UIDNEXT, and an index that lost its last commits to a power cut would
+            # give a UID a client has seen to another message (RFC 3501 2.3.1.1).
+            self._db.execute("PRAGMA synchronous=FULL")
             # Read through the page cache in place, not copied page by page: a text SEARCH
             # that every message matches checks each candidate's text (about halves it).
             self._db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
