@@ -485,6 +485,11 @@ def is_report_subject(subject: str) -> bool:
 
 def might_hold_report(message: bytes) -> bool:
     """A cheap test before parsing: a part of a type (or a file name) reports come in."""
+    # Every type and name the pattern knows has "xml" or "zip" in it: two substring tests
+    # answer nearly all mail ten times faster than the case-insensitive pattern.
+    lowered = message.lower()
+    if b"xml" not in lowered and b"zip" not in lowered:
+        return False
     return _HINT.search(message) is not None
 
 

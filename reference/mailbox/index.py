@@ -73,6 +73,9 @@ class UidIndex:
         validity: Validity | None = None,
     ) -> None:
         self.path = path
+        # As strings, made once: every write takes the lock and reads both mtimes.
+        self._lock_file = str(path / LOCK_FILE)
+        self._new_dir, self._cur_dir = str(path / "new"), str(path / "cur")
         self._now = now
         self._notify = notify
         self._validity = validity
@@ -177,7 +180,7 @@ class UidIndex:
         """The mailbox's lock and one write transaction. With ``track``, when the directory
         was as the index last saw it before this change, its new mtimes are recorded, so the
         change made here does not cost the next reader a full scan."""
-        with self._mutex, flock(self.path / LOCK_FILE), self._transaction(track=track) as db:
+        with self._mutex, flock(self._lock_file), self._transaction(track=track) as db:
             yield db
 
     @contextmanager
@@ -186,10 +189,7 @@ class UidIndex:
         db.execute("BEGIN IMMEDIATE")
         self._txn_modseq = None
         try:
-            fresh = track and self._stamp() == (
-                self._meta(db, "stamp_new"),
-                self._meta(db, "stamp_cur"),
-            )
+            fresh = track and self._stamp() == self._stored_stamp(db)
             yield db
             if fresh:
                 self._set_stamp(db, self._stamp())
@@ -211,15 +211,23 @@ class UidIndex:
         return self._txn_modseq
 
     def _stamp(self) -> tuple[int, int]:
-        return (
-            os.stat(self.path / "new").st_mtime_ns,
-            os.stat(self.path / "cur").st_mtime_ns,
+        return os.stat(self._new_dir).st_mtime_ns, os.stat(self._cur_dir).st_mtime_ns
+
+    @staticmethod
+    def _stored_stamp(db: sqlite3.Connection) -> tuple[int | None, int | None]:
+        """The mtimes of new/ and cur/ the index last saw."""
+        found = dict(
+            db.execute("SELECT key, value FROM meta WHERE key IN ('stamp_new', 'stamp_cur')")
         )
+        return found.get("stamp_new"), found.get("stamp_cur")
 
     @staticmethod
     def _set_stamp(db: sqlite3.Connection, stamp: tuple[int, int]) -> None:
-        db.execute("UPDATE meta SET value = ? WHERE key = 'stamp_new'", (stamp[0],))
-        db.execute("UPDATE meta SET value = ? WHERE key = 'stamp_cur'", (stamp[1],))
+        db.execute(
+            "UPDATE meta SET value = CASE key WHEN 'stamp_new' THEN ? ELSE ? END"
+            " WHERE key IN ('stamp_new', 'stamp_cur')",
+            stamp,
+        )
 
     @staticmethod
     def _delivered(db: sqlite3.Connection, key: str) -> int | None:
