@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from reference.clock import ManualClock
 from reference.delivery.local import LocalDelivery, delivery_key
 from reference.directory import Directory
 from reference.mailbox import MailStore, Quota
+from reference.mailbox.index import INDEX_FILE
 from reference.spool import QueueEntry, Recipient
 
 ALICE = "alice@example.org"
@@ -58,6 +60,32 @@ def test_a_repeat_into_a_full_mailbox_is_not_refused(tmp_path: Path) -> None:
 def test_a_bad_key_is_refused(store: MailStore) -> None:
     with pytest.raises(ValueError):
         store.deliver(ALICE, MSG, key="../../etc")
+
+
+def test_the_file_and_its_name_are_durable_before_the_index_records_the_delivery(
+    store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A power cut after the index's commit must find the file: a retry finds the key and
+    # stores nothing. So the file is synced, then new/ (its name), then the index commits
+    # (WAL at synchronous=FULL: a commit is durable when it returns).
+    assert count(store) == 0
+    inbox = store.root / "example.org" / "alice"
+    index = sqlite3.connect(inbox / INDEX_FILE, isolation_level=None)
+    assert index.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    synced: list[tuple[str, int]] = []
+    fsync = os.fsync
+
+    def watched(fd: int) -> None:
+        fsync(fd)
+        (recorded,) = index.execute("SELECT COUNT(*) FROM deliveries").fetchone()
+        synced.append((Path(os.readlink(f"/proc/self/fd/{fd}")).parent.name, recorded))
+
+    monkeypatch.setattr(os, "fsync", watched)
+    store.deliver(ALICE, MSG, key=KEY)
+    index.close()
+    # The file in tmp/, then the directory new/ (its parent is the mailbox), each before
+    # the delivery's key is in the index.
+    assert synced == [("tmp", 0), ("alice", 0)]
 
 
 # A child that delivers with KEY and dies (SIGKILL, by its own hand) the moment its file is
