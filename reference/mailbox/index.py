@@ -18,6 +18,7 @@ LOCK_FILE = "mailspec-index.lock"
 # index; 7: both (the migration is idempotent: each part is made where it is missing).
 SCHEMA_VERSION = 7
 MMAP_BYTES = 1 << 30  # address space only; pages stay in the OS cache
+WAL_BYTES = 4 << 20  # what the write-ahead log is cut back to once checkpointed
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -89,6 +90,9 @@ class UidIndex:
             # holds UIDNEXT, and an index that lost its last commits to a power cut would
             # give a UID a client has seen to another message (RFC 3501 2.3.1.1).
             self._db.execute("PRAGMA synchronous=FULL")
+            # The log is emptied at each checkpoint (every 1,000 pages) but keeps its size;
+            # one large write (indexing 20,000 dropped files) must not leave it at 50 MB.
+            self._db.execute(f"PRAGMA journal_size_limit = {WAL_BYTES}")
             # Read through the page cache in place, not copied page by page: a text SEARCH
             # that every message matches checks each candidate's text (about halves it).
             self._db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
