@@ -485,12 +485,10 @@ def is_report_subject(subject: str) -> bool:
 
 def might_hold_report(message: bytes) -> bool:
     """A cheap test before parsing: a part of a type (or a file name) reports come in."""
-    # Every type and name the pattern knows has "xml" or "zip" in it: two substring tests
-    # answer nearly all mail ten times faster than the case-insensitive pattern.
-    lowered = message.lower()
-    if b"xml" not in lowered and b"zip" not in lowered:
-        return False
-    return _HINT.search(message) is not None
+    # Every hint names xml or zip: most mail has neither, and finding that out is four
+    # times cheaper than the case-blind search.
+    low = message.lower()
+    return (b"xml" in low or b"zip" in low) and _HINT.search(message) is not None
 
 
 def _candidates(msg: Message) -> Iterator[bytes]:
