@@ -10,6 +10,7 @@ address that does not exist there).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import defaultdict
@@ -40,7 +41,13 @@ CREATE TABLE IF NOT EXISTS refusals (
 
 def day_of(when: float) -> str:
     """The UTC date of a clock reading, as YYYY-MM-DD."""
-    return time.strftime("%Y-%m-%d", time.gmtime(when))
+    # POSIX time has 86,400 seconds in every day: the date changes with when // 86400.
+    return _date(int(when // 86400))
+
+
+@functools.lru_cache(maxsize=64)
+def _date(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
 
 
 def _domain(address: str) -> str:

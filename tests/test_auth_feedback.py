@@ -207,6 +207,10 @@ def test_extract_from_mail() -> None:
     assert extract(_mail(b"garbage", "gzip", "r.xml.gz")) == []
     assert might_hold_report(_mail(b"x", "gzip", "r.xml.gz"))
     assert not might_hold_report(b"From: a@b\r\nSubject: lunch\r\n\r\nsee you\r\n")
+    # Written in capitals, the types and names still count.
+    assert might_hold_report(b"CONTENT-TYPE: APPLICATION/GZIP\r\n\r\nx")
+    assert might_hold_report(b"Content-Disposition: attachment; filename=R.XML\r\n\r\nx")
+    assert not might_hold_report(b"Subject: xml and zip\r\n\r\nno file here\r\n")
 
 
 # -- properties (STYLE.md 4) -----------------------------------------------------------------

@@ -133,6 +133,19 @@ def test_record_aggregates_identical_rows(store: DmarcStore) -> None:
     assert store.pending() == [] and store.claim(T0 + DAY) == []
 
 
+def test_a_row_is_stored_under_the_key_earlier_versions_wrote(store: DmarcStore) -> None:
+    # Counts add up under the row's key text: a key written differently after an upgrade
+    # would split one period's count in two rows.
+    store.record(observation())
+    (key,) = [k for (k,) in sqlite3.connect(store.path).execute("SELECT row FROM observations")]
+    assert key == (
+        '{"disposition":"none","dkim":"fail","dkim_results":[{"domain":"bank.example",'
+        '"result":"fail","selector":"s1"}],"envelope_from":"bank.example","envelope_to":"",'
+        '"header_from":"bank.example","reasons":[],"source_ip":"192.0.2.1","spf":"pass",'
+        '"spf_results":[{"domain":"bank.example","result":"pass","scope":"mfrom"}]}'
+    )
+
+
 def test_periods_rotate_once_and_are_claimed_once(tmp_path: Path) -> None:
     # Two nodes sharing data_dir: each period is closed once and sent by one of them.
     a, b = DmarcStore(tmp_path / "d.sqlite3"), DmarcStore(tmp_path / "d.sqlite3")

@@ -198,3 +198,11 @@ def test_several_processes_add_up_exactly(tmp_path: Path) -> None:
     counts = (row.messages_in, row.bytes_in, row.messages_out, row.bytes_out)
     assert counts == (300, 3000, 300, 900)
     assert row.refused == {"greylisted": 300}
+
+
+def test_a_day_is_the_utc_date() -> None:
+    assert day_of(0.0) == "1970-01-01"
+    assert day_of(86_399.999) == "1970-01-01"
+    assert day_of(86_400.0) == "1970-01-02"
+    assert day_of(-0.5) == "1969-12-31"
+    assert day_of(1_796_342_400.0) == "2026-12-04"

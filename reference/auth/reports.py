@@ -23,6 +23,7 @@ Three parts share one SQLite file (``data_dir/dmarc.sqlite3``):
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reference.auth import dkim as dkim_mod
-from reference.auth.dmarc import DmarcObservation
+from reference.auth.dmarc import DmarcObservation, DmarcRecord
 from reference.auth.feedback import (
     DkimAuth,
     Feedback,
@@ -221,9 +222,29 @@ def observation_row(obs: DmarcObservation) -> Row:
 
 
 def _row_key(row: Row) -> str:
-    d = asdict(row)
+    # The text asdict() gave (rows recorded before are matched by it), without its deep
+    # copy: the nested DkimAuth and SpfAuth values are written as their fields.
+    d = dict(vars(row))
     d.pop("count")
-    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), default=vars)
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_json(domain: str, rec: DmarcRecord) -> str:
+    """The published policy as a report's policy_published keeps it (few differ: cached)."""
+    return json.dumps(
+        {
+            "domain": domain,
+            "adkim": rec.adkim,
+            "aspf": rec.aspf,
+            "p": rec.p.value,
+            "sp": rec.sp.value,
+            "pct": rec.pct,
+            "fo": rec.fo,
+            "rua": list(rec.rua),
+        },
+        sort_keys=True,
+    )
 
 
 def _row_of(key: str, count: int) -> Row:
@@ -281,20 +302,7 @@ class DmarcStore:
         ev = observation.evaluation
         if ev.record is None or not ev.policy_domain:
             return  # no policy found: no one to report to
-        rec = ev.record
-        policy = json.dumps(
-            {
-                "domain": ev.policy_domain,
-                "adkim": rec.adkim,
-                "aspf": rec.aspf,
-                "p": rec.p.value,
-                "sp": rec.sp.value,
-                "pct": rec.pct,
-                "fo": rec.fo,
-                "rua": list(rec.rua),
-            },
-            sort_keys=True,
-        )
+        policy = _policy_json(ev.policy_domain, ev.record)
         key = _row_key(observation_row(observation))
         when = observation.when
         try:

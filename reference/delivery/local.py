@@ -129,13 +129,14 @@ class LocalDelivery:
         goes into ``outgoing``."""
         # RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender.
         header = f"Return-Path: <{entry.sender}>\r\nDelivered-To: {account.address}\r\n"
+        filed = header.encode() + data  # as every copy below is filed
         # Archive-all: the copy is made before the user's own filter can discard or move it.
         archived = delivery_key(entry.qid, rcpt, account.address, "archive")
-        self._archive(account.address, header.encode() + data, "INBOX", archived)
+        self._archive(account.address, filed, "INBOX", archived)
         # A check may file the message elsewhere (DMARC quarantine: Junk).
         filings = [Filing(entry.folder or "INBOX")]
         if self.sieve is not None:
-            decision = self.sieve.decide(entry, rcpt, account.address, header.encode() + data)
+            decision = self.sieve.decide(entry, rcpt, account.address, filed)
             filings = decision.filings
             outgoing.extend(decision.outgoing)
             # The user hears of their script's failure.
@@ -154,7 +155,7 @@ class LocalDelivery:
             folder = filing.folder
             try:
                 uid, new = self.store.deliver_once(
-                    account.address, header.encode() + data, folder, filing.flags, key=key
+                    account.address, filed, folder, filing.flags, key=key
                 )
             except NoSuchFolder:
                 # A user's filter may name a folder not made yet: it is made (RFC 5490's
@@ -164,7 +165,7 @@ class LocalDelivery:
                 except (ValueError, OSError):
                     folder = "INBOX"
                 uid, new = self.store.deliver_once(
-                    account.address, header.encode() + data, folder, filing.flags, key=key
+                    account.address, filed, folder, filing.flags, key=key
                 )
             fresh = fresh or new
             stored.append(f"{folder} uid {uid}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import functools
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -45,32 +46,45 @@ class Part:
     params: list[tuple[str, str]] = field(default_factory=list)
     children: list[Part] = field(default_factory=list)  # a multipart's parts
     message: Part | None = None  # message/rfc822: the message inside
+    # The header's fields, read once when first asked for: a part's header is looked at
+    # for its Content-Type, its transfer encoding, and (the message's) by SEARCH.
+    _fields: list[tuple[str, str]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def multipart(self) -> bool:
         return self.maintype == "multipart"
 
+    def fields(self) -> list[tuple[str, str]]:
+        """:func:`fields` of the part's header."""
+        if self._fields is None:
+            self._fields = fields(self.header)
+        return self._fields
+
     def field(self, name: str) -> str | None:
         """The first header field called ``name``, unfolded, or None."""
-        return first_field(self.header, name)
+        wanted = name.lower()
+        return next((v for n, v in self.fields() if n == wanted), None)
 
 
 def fields(header: bytes) -> list[tuple[str, str]]:
     """``(lower-case name, unfolded value)`` for each header field, in order."""
-    out: list[tuple[str, str]] = []
-    for line in _LINE.findall(header):
-        if line in (b"\r\n", b"\n"):
-            break
-        text = line.decode("utf-8", "replace").rstrip("\r\n")
-        if text[:1] in (" ", "\t"):
+    out: list[tuple[str, list[str]]] = []
+    # Decoded once, not line by line: a newline is never inside a UTF-8 sequence, so the
+    # text is the same; continuation lines (a DKIM signature has a dozen) are joined once.
+    for line in header.decode("utf-8", "replace").split("\n"):
+        if line in ("", "\r"):
+            break  # the blank line that ends the header (or the end of the text)
+        text = line.rstrip("\r")
+        if not text:
+            continue
+        if text[0] in " \t":
             if out:
-                name, value = out[-1]
-                out[-1] = (name, value + " " + text.strip())
+                out[-1][1].append(text.strip())
             continue
         name, colon, value = text.partition(":")
         if colon:
-            out.append((name.strip().lower(), value.strip()))
-    return out
+            out.append((name.strip().lower(), [value.strip()]))
+    return [(name, " ".join(parts)) for name, parts in out]
 
 
 def first_field(header: bytes, name: str) -> str | None:
@@ -114,9 +128,19 @@ def _fill(part: Part, default: tuple[str, str], depth: int, counter: list[int]) 
 def _content_type(
     value: str | None, default: tuple[str, str]
 ) -> tuple[str, str, list[tuple[str, str]]]:
+    main, sub, params = _parse_content_type(value, default)
+    return main, sub, list(params)
+
+
+# A few Content-Type values make up nearly all mail ("text/plain; charset=utf-8"), and the
+# email package's parameter parsing costs more than the rest of a message's MIME parse.
+@functools.lru_cache(maxsize=1024)
+def _parse_content_type(
+    value: str | None, default: tuple[str, str]
+) -> tuple[str, str, tuple[tuple[str, str], ...]]:
     if not value:
         # RFC 2045 5.2: no Content-Type means text/plain; charset=us-ascii.
-        implied = [("charset", "us-ascii")] if default == ("text", "plain") else []
+        implied = (("charset", "us-ascii"),) if default == ("text", "plain") else ()
         return default[0], default[1], implied
     m = Message()
     m["Content-Type"] = value
@@ -127,7 +151,7 @@ def _content_type(
     for key, raw in (m.get_params() or [])[1:]:
         val = email.utils.collapse_rfc2231_value(raw) if isinstance(raw, tuple) else raw
         params.append((key.lower(), str(val)))
-    return main.lower(), sub.lower(), params
+    return main.lower(), sub.lower(), tuple(params)
 
 
 def _split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
@@ -268,6 +292,12 @@ def binary(data: bytes, numbers: tuple[int, ...]) -> bytes | None:
     part = find(parse(data), numbers)
     if part is None:
         return None
+    return decoded_body(part)
+
+
+def decoded_body(part: Part) -> bytes:
+    """The body of ``part`` with its transfer encoding undone (RFC 3516 BINARY of it).
+    Raises :class:`UnknownEncoding`."""
     if part.multipart or part.message is not None:
         return part.body  # RFC 3516 4.2: only leaf parts are decoded
     encoding = (part.field("content-transfer-encoding") or "7bit").strip().lower()

@@ -62,9 +62,8 @@ class Candidate:
 
     def _content(self) -> tuple[list[tuple[str, str]], str]:
         if self._parsed is None:
-            data = self.load() if self.load is not None else b""
-            header, _ = mime.split(data)
-            self._parsed = (mime.fields(header), _text_of(data))
+            root = mime.parse(self.load() if self.load is not None else b"")
+            self._parsed = (root.fields(), _text_of(root))
         return self._parsed
 
 
@@ -85,7 +84,8 @@ def searchable_text(data: bytes) -> tuple[str, ...]:
     each of its ``TEXT_COLUMNS``): the decoded header and the decoded text of its text
     parts; the fields SORT and THREAD compare, as JSON (see :func:`sort_fields`); and for
     each of ``SEARCHED_FIELDS`` every string its SEARCH key compares, one a line."""
-    header = mime.fields(mime.split(data)[0])
+    root = mime.parse(data)  # once, for the header and the text parts alike
+    header = root.fields()
     first: dict[str, str] = {}
     searched: dict[str, list[str]] = {name: [] for name in SEARCHED_FIELDS}
     for name, value in header:
@@ -95,7 +95,7 @@ def searchable_text(data: bytes) -> tuple[str, ...]:
             searched[name] += _searched_strings(name, value)
     return (
         header_text(header),
-        _text_of(data),
+        _text_of(root),
         json.dumps(first, ensure_ascii=False),
         *("\n".join(strings) for strings in searched.values()),
     )
@@ -327,10 +327,10 @@ def decoded(value: str) -> str:
         return value
 
 
-def _text_of(data: bytes) -> str:
+def _text_of(root: mime.Part) -> str:
     """The text of a message's body: text parts decoded from transfer encoding and charset."""
     out: list[str] = []
-    stack = [mime.parse(data)]
+    stack = [root]
     while stack:
         part = stack.pop()
         if part.multipart:
@@ -342,7 +342,7 @@ def _text_of(data: bytes) -> str:
         if part.maintype != "text":
             continue
         try:
-            raw = mime.binary(part.header + part.body, (1,)) or b""
+            raw = mime.decoded_body(part)
         except mime.UnknownEncoding:
             raw = part.body
         charset = next((v for k, v in part.params if k == "charset"), "utf-8")

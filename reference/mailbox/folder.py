@@ -154,6 +154,8 @@ class Mailbox(UidIndex):
         self.name = name
         self._new_name = new_name
         self._text_of = text_of
+        self._dir = str(path)
+        self._sub_dir = {sub: f"{self._dir}/{sub}" for sub in ("new", "cur")}
         super().__init__(path, now, notify, validity)
 
     def __enter__(self) -> Mailbox:
@@ -361,7 +363,8 @@ class Mailbox(UidIndex):
         when: float | None = None,
         key: str | None = None,
     ) -> int:
-        """Store a message and return its UID: tmp/, fsync, rename, fsync the directory.
+        """Store a message and return its UID: tmp/, fsync, rename, fsync the directory,
+        commit the index.
 
         With a delivery ``key``, a message stored with that key before is not stored again:
         its UID is returned (see :meth:`delivered`)."""
@@ -376,24 +379,30 @@ class Mailbox(UidIndex):
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
-            if when is not None:
-                os.utime(tmp, (when, when))
-            internaldate = when if when is not None else os.stat(tmp).st_mtime
+                if when is not None:
+                    os.utime(fd, (when, when))  # the internal date, made durable with it
+                internaldate = when if when is not None else os.fstat(fd).st_mtime
+                # The message's bytes durable before its name is (a power cut must not
+                # leave a name in new/ on an empty file).
+                os.fsync(fd)
             with self._write() as db:
                 # Looked up under the mailbox's lock: two attempts at one delivery (two
                 # workers, two nodes) store it once.
                 done = None if key is None else self._delivered(db, key)
                 if done is None:
                     uid, sub = self._insert(db, tmp, wanted, len(data), internaldate, texts, key)
+                    # Its name in new/ durable before the index commits its key: a power
+                    # cut after the commit must not leave a recorded delivery whose file
+                    # is gone (a retry would find the key and store nothing). A cut before
+                    # the commit leaves the file, adopted with its key by the next sync.
+                    fsync_dir(self._sub_dir[sub])
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             raise
         if done is not None:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             log.info("mailbox.delivered-before mailbox=%s uid=%d key=%s", self.path, done, key)
             return done
-        fsync_dir(self.path / sub)
         log.info("mailbox.append mailbox=%s uid=%d size=%d", self.path, uid, len(data))
         return uid
 
@@ -408,13 +417,13 @@ class Mailbox(UidIndex):
                 done = self._delivered(self._db, key)
         return done
 
-    def _tmp_name(self) -> Path:
-        return self.path / "tmp" / f"{secrets.token_hex(8)}.P{os.getpid()}.tmp"
+    def _tmp_name(self) -> str:
+        return f"{self._dir}/tmp/{secrets.token_hex(8)}.P{os.getpid()}.tmp"
 
     def _insert(
         self,
         db: sqlite3.Connection,
-        tmp: Path,
+        tmp: str,
         flags: frozenset[str],
         size: int,
         internaldate: float,
@@ -428,7 +437,8 @@ class Mailbox(UidIndex):
         modseq = self._bump(db)
         base = self._new_name(internaldate, key)
         sub, file = placement(base, flags)
-        os.rename(tmp, self.path / sub / file)
+        target = f"{self._sub_dir[sub]}/{file}"
+        os.rename(tmp, target)
         try:
             db.execute(
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -443,7 +453,7 @@ class Mailbox(UidIndex):
                     (uid, *texts),
                 )
         except BaseException:
-            (self.path / sub / file).unlink(missing_ok=True)
+            _unlink(target)
             raise
         return uid, sub
 
@@ -614,7 +624,7 @@ class Mailbox(UidIndex):
         internal dates; returns ``(source uid, new uid)`` pairs (RFC 4315 COPYUID)."""
         found = self.get_many(uids)
         texts = self._stored_texts(found)
-        staged: list[tuple[StoredMessage, Path]] = []
+        staged: list[tuple[StoredMessage, str]] = []
         pairs: list[tuple[int, int]] = []
         try:
             for uid in sorted(found):
@@ -638,7 +648,7 @@ class Mailbox(UidIndex):
                     pairs.append((message.uid, uid))
         finally:
             for _, tmp in staged[len(pairs) :]:
-                tmp.unlink(missing_ok=True)
+                _unlink(tmp)
         for sub in ("new", "cur"):
             fsync_dir(dest.path / sub)
         return pairs
@@ -696,7 +706,7 @@ class Mailbox(UidIndex):
         Returns whether the directory was read."""
         if not force:
             with self._mutex:
-                stored = (self._meta(self._db, "stamp_new"), self._meta(self._db, "stamp_cur"))
+                stored = self._stored_stamp(self._db)
             if stored == self._stamp():
                 return False
         now = self._now()
@@ -792,5 +802,10 @@ def _folded(texts: Texts) -> Texts:
     )
 
 
-def _link_or_copy_to(target: Path, source: Path) -> None:
+def _link_or_copy_to(target: str, source: Path) -> None:
     link_or_copy(source, target)
+
+
+def _unlink(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)

@@ -58,7 +58,7 @@ def valid_key(key: str) -> bool:
 
 
 @contextmanager
-def flock(path: Path) -> Iterator[None]:
+def flock(path: str | Path) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -80,7 +80,7 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: str | Path) -> None:
     try:
         os.link(source, target)
     except OSError as e:
@@ -89,7 +89,7 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)  # no hard links here (another file system, say)
 
 
-def move_file(source: Path, target: Path) -> None:
+def move_file(source: Path, target: str | Path) -> None:
     try:
         os.rename(source, target)
     except OSError as e:
@@ -99,7 +99,9 @@ def move_file(source: Path, target: Path) -> None:
         os.unlink(source)
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
+    """Make the names made, renamed or removed in the directory ``path`` durable (a file's
+    own fsync does not cover its directory entry)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -154,6 +154,9 @@ class MailStore:
         self.publish: Listener | None = None
         # Mailboxes delivery keeps open between messages (see _delivery_box), by path.
         self._kept: dict[Path, tuple[_Kept, Mailbox]] = {}
+        # (address, folder) -> its Maildir, for delivery: the path is the same while the
+        # account exists (a kept mailbox is checked against the folder on disk anyway).
+        self._folder_paths: dict[tuple[str, str], Path] = {}
 
     # -- delivery and APPEND ---------------------------------------------------------------
 
@@ -207,7 +210,12 @@ class MailStore:
         same folder on disk (a folder deleted, renamed or made again has another inode)
         with the same index layout (another process may have changed it: opening migrates
         it), and kept again afterwards. One thread uses a kept mailbox at a time."""
-        path = folder_dir(self._account(address), normalize_folder(folder))
+        path = self._folder_paths.get((address, folder))
+        if path is None:
+            path = folder_dir(self._account(address), normalize_folder(folder))
+            if len(self._folder_paths) > 10_000:
+                self._folder_paths.clear()
+            self._folder_paths[(address, folder)] = path
         with self._lock:
             kept = self._kept.pop(path, None)
         if kept is not None and kept[0] != (_identity(path), kept[1].schema_cookie()):
