@@ -62,6 +62,18 @@ async def test_put_if_absent_keeps_the_first_value(factory: Factory) -> None:
     assert await store.put_if_absent("g", "third", expires_at=300.0, now=100.0) == "third"
 
 
+async def test_touch_renews_an_unexpired_value_in_one_step(factory: Factory) -> None:
+    # Greylisting's trusted networks: read and renewed with one call (one hop, one round trip).
+    store = factory()
+    assert await store.touch("t", now=0.0, expires_at=100.0) is None  # absent: not created
+    assert await store.get("t", now=0.0) is None
+    await store.put("t", "1", expires_at=100.0)
+    assert await store.touch("t", now=99.0, expires_at=200.0) == "1"
+    assert await store.get("t", now=150.0) == "1"  # the new expiry holds
+    assert await store.touch("t", now=200.0, expires_at=300.0) is None  # expired: stays so
+    assert await store.get("t", now=250.0) is None
+
+
 async def test_sliding_window_slides(factory: Factory) -> None:
     store = factory()
     for i in range(60):
@@ -96,6 +108,7 @@ async def test_a_cancelled_call_ends_cancelled(factory: Factory) -> None:
         lambda i: store.get(f"c{i}", 10.0),
         lambda i: store.put(f"c{i}", "v", 20.0),
         lambda i: store.put_if_absent(f"c{i}", "v", 20.0, 10.0),
+        lambda i: store.touch(f"c{i}", 10.0, 20.0),
         lambda i: store.window_add(f"c{i}", 10.0, 300.0, 1, 60),
         lambda i: store.delete(f"c{i}"),
     ]

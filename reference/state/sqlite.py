@@ -75,6 +75,19 @@ class SqliteStore:
 
         return await asyncio.to_thread(run)
 
+    async def touch(self, key: str, now: float, expires_at: float) -> str | None:
+        def run() -> str | None:
+            with self._lock:
+                # One statement is one transaction (autocommit): atomic across processes.
+                # fetchall: a RETURNING statement commits when it has run to its end.
+                rows = self._db.execute(
+                    "UPDATE kv SET expires = ? WHERE key = ? AND expires > ? RETURNING value",
+                    (expires_at, key, now),
+                ).fetchall()
+                return str(rows[0][0]) if rows else None
+
+        return await asyncio.to_thread(run)
+
     async def delete(self, key: str) -> None:
         def run() -> None:
             with self._lock:
