@@ -160,6 +160,16 @@ class Transaction:
     observe: Callable[[str, str, float], None] | None = None
     # RFC 1870: the size the client declared at MAIL (None: it declared none).
     size: int | None = None
+    # Addresses split and normalised, once a transaction: several checks ask for each.
+    _parts: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
+
+    def address(self, address: str) -> tuple[str, str]:
+        """``split_address(address)``: (local part, domain), lower case and validated;
+        DirectoryError for a bad address (asked again each time: only good ones are kept)."""
+        parts = self._parts.get(address)
+        if parts is None:
+            parts = self._parts[address] = split_address(address)
+        return parts
 
     @contextlib.contextmanager
     def timed(self, mechanism: str, stage: str) -> Iterator[None]:
@@ -276,7 +286,7 @@ class LocalRecipients(Check):
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         try:
-            _, domain = split_address(rcpt)
+            _, domain = tx.address(rcpt)
         except DirectoryError:
             return refuse(replies.BAD_ADDRESS, f"bad recipient {rcpt!r}")
         srs, clock = self.srs, self.clock
@@ -324,7 +334,7 @@ class SenderOwnership(Check):
         if sender == "":
             return CONTINUE  # a user may send a bounce-like message with a null sender
         try:
-            local, domain = split_address(sender)
+            local, domain = tx.address(sender)
         except DirectoryError:
             return refuse(replies.BAD_ADDRESS, f"bad sender {sender!r}")
         if not self.directory.owns(tx.user, f"{local}@{domain}"):
@@ -343,7 +353,7 @@ def refusal_owners(
     owners = []
     for address in [rcpt] if rcpt is not None else tx.recipients:
         try:
-            _, domain = split_address(address)
+            _, domain = tx.address(address)
         except DirectoryError:
             continue
         if not directory.is_local_domain(domain):
