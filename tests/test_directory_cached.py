@@ -3,6 +3,7 @@ made through any connection, in this process or another."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,41 @@ def test_lists_and_dicts_answered_are_copies(files: tuple[CachedDirectory, Direc
     assert "x" not in cached.spam_settings(ALICE)
     cached.access_decisions(("",), {"sender": ALICE}).append(None)  # type: ignore[arg-type]
     assert cached.access_decisions(("",), {"sender": ALICE}) == []
+
+
+async def test_on_the_loop_a_commit_made_before_a_turn_is_seen_in_it(
+    files: tuple[CachedDirectory, Directory],
+) -> None:
+    # The data version is read once a turn of the loop (it costs more than the rest of a kept
+    # answer): what reached the loop after a commit (a thread's result, a client's line) is
+    # handled in a later turn, and sees the commit.
+    cached, admin = files
+    assert not cached.expand("bob@example.test").exists
+    await asyncio.to_thread(admin.add_user, "bob@example.test", "pw")
+    assert cached.expand("bob@example.test").exists
+    assert cached.lookup("carol@example.test") is None
+    admin.add_user("carol@example.test", "pw")
+    assert cached.lookup("carol@example.test") is None  # the same turn: read once a turn
+    await asyncio.sleep(0)
+    assert cached.lookup("carol@example.test") is not None
+
+    def in_a_thread() -> bool:
+        assert not cached.is_local_domain("example.org")
+        admin.add_domain("example.org")
+        return cached.is_local_domain("example.org")
+
+    assert await asyncio.to_thread(in_a_thread)  # another thread reads it at every question
+
+
+async def test_on_the_loop_its_own_writes_are_seen_at_once(
+    files: tuple[CachedDirectory, Directory],
+) -> None:
+    # The admin API and the service layer write through the node's own directory: a change
+    # is seen by the next question, in the same turn.
+    cached, _ = files
+    assert cached.lookup("dave@example.test") is None
+    cached.add_user("dave@example.test", "pw")
+    assert cached.lookup("dave@example.test") is not None
+    cached.set_enabled("dave@example.test", False)
+    found = cached.lookup("dave@example.test")
+    assert found is not None and not found.enabled
