@@ -123,3 +123,28 @@ async def test_on_the_loop_its_own_writes_are_seen_at_once(
     cached.set_enabled("dave@example.test", False)
     found = cached.lookup("dave@example.test")
     assert found is not None and not found.enabled
+
+
+def test_access_decisions_kept_by_each_value_are_the_directorys(
+    files: tuple[CachedDirectory, Directory],
+) -> None:
+    # Kept by each (scope, kind, value) apart, so a new client reuses what is known of the
+    # sender and the recipient: the decisions (and their order) are those of the database.
+    cached, admin = files
+    admin.add_access("example.test", "sender", "spam.test", "reject", "no spam here")
+    admin.add_access("example.test", "recipient", ALICE, "restrict")
+    admin.add_access("", "client", "203.0.113.0/24", "reject")
+    admin.add_access("", "client", "203.0.113.7/32", "accept")
+    admin.add_access("", "helo", "bad.test", "reject")
+    admin.add_access("", "sender", "x@spam.test", "accept")
+    scopes = ("example.test", "")
+    for client in ("203.0.113.7", "203.0.113.8", "198.51.100.1", ""):
+        for sender in ("x@spam.test", "y@a.spam.test", "z@ok.test"):
+            for helo in ("mx.bad.test", "mx.ok.test"):
+                values = {"sender": sender, "helo": helo, "client": client, "recipient": ALICE}
+                want = admin.access_decisions(scopes, values)
+                assert cached.access_decisions(scopes, values) == want
+                assert cached.access_decisions(scopes, values) == want  # and when kept
+    admin.remove_access("", "client", "203.0.113.7/32")
+    values = {"recipient": ALICE, "client": "203.0.113.7", "helo": "h.test", "sender": ""}
+    assert cached.access_decisions(scopes, values) == admin.access_decisions(scopes, values)
