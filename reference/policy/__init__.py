@@ -389,11 +389,11 @@ class Policy:
         self.checks = list(checks)
         self.metrics = metrics
         self.usage = usage
-        self._timed = {
-            (c.name, stage)
-            for c in self.checks
+        # Per stage, the checks that have something to do there (not the base class's
+        # CONTINUE): the others are not asked, nor timed.
+        self._asked = {
+            stage: [c for c in self.checks if getattr(type(c), stage) is not getattr(Check, stage)]
             for stage in ("mail", "rcpt", "data")
-            if getattr(type(c), stage) is not getattr(Check, stage)
         }
 
     async def _refused(
@@ -415,9 +415,8 @@ class Policy:
         return r
 
     async def _ask(self, check: Check, stage: str, answer: Awaitable[CheckResult]) -> CheckResult:
-        """A check's answer for one stage, with its time observed where the check has
-        something to do at that stage (not the base class's CONTINUE)."""
-        if self.metrics is None or (check.name, stage) not in self._timed:
+        """A check's answer for one stage, with its time observed."""
+        if self.metrics is None:
             return await answer
         with self.metrics.timed(check.name, stage):
             return await answer
@@ -438,14 +437,14 @@ class Policy:
         return tx
 
     async def mail(self, tx: Transaction) -> CheckResult:
-        for c in self.checks:
+        for c in self._asked["mail"]:
             r = await self._ask(c, "mail", c.mail(tx))
             if r.action is not Action.CONTINUE:
                 return await self._refused(c, "mail", r, tx) if r.refuses else r
         return CONTINUE
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
-        for c in self.checks:
+        for c in self._asked["rcpt"]:
             r = await self._ask(c, "rcpt", c.rcpt(tx, rcpt))
             if r.action is not Action.CONTINUE:
                 return await self._refused(c, "rcpt", r, tx, rcpt) if r.refuses else r
@@ -455,7 +454,7 @@ class Policy:
         """The DATA checks over ``tx.message``; a check that rewrites the message hands
         the rewritten one to the checks after it (DKIM signing, last, signs what is sent)."""
         edits = CONTINUE
-        for c in self.checks:
+        for c in self._asked["data"]:
             r = await self._ask(c, "data", c.data(tx))
             if r.refuses:
                 return await self._refused(c, "data", r, tx)
