@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,6 +126,22 @@ async def test_a_cancelled_call_ends_cancelled(factory: Factory) -> None:
             if t in cancelled and not isinstance(r, asyncio.CancelledError)
         )
     assert lost == 0
+
+
+async def test_sqlite_statements_failing_in_the_stores_thread_raise_in_the_caller(
+    tmp_path: Path,
+) -> None:
+    # The SQLite store runs its statements on a thread of its own: an error there is the
+    # caller's, and the thread goes on serving the calls after it.
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    try:
+        async with asyncio.timeout(10):  # a thread that died with the error: never answered
+            with pytest.raises(sqlite3.Error):
+                await store.get(object(), now=0.0)  # type: ignore[arg-type]
+            await store.put("k", "v", expires_at=10.0)
+            assert await store.get("k", now=0.0) == "v"
+    finally:
+        await store.close()
 
 
 async def test_redis_killed_and_started_again_costs_no_call_after_it_is_back(
