@@ -132,7 +132,7 @@ async def test_sqlite_statements_failing_in_the_stores_thread_raise_in_the_calle
     tmp_path: Path,
 ) -> None:
     # The SQLite store runs its statements on a thread of its own: an error there is the
-    # caller's, and the thread goes on serving the calls after it.
+    # caller's, and the thread goes on serving the calls after it (until the store closes).
     store = SqliteStore(tmp_path / "state.sqlite3")
     try:
         async with asyncio.timeout(10):  # a thread that died with the error: never answered
@@ -142,6 +142,9 @@ async def test_sqlite_statements_failing_in_the_stores_thread_raise_in_the_calle
             assert await store.get("k", now=0.0) == "v"
     finally:
         await store.close()
+    async with asyncio.timeout(10):  # a call after close is refused, not left waiting
+        with pytest.raises(sqlite3.ProgrammingError):
+            await store.get("k", now=0.0)
 
 
 async def test_redis_killed_and_started_again_costs_no_call_after_it_is_back(

@@ -74,7 +74,7 @@ class Dnsbl(Check):
         # at RCPT and again at DATA, and parsing the address cost more than the cached answer.
         self._clients: dict[str, str | None] = {}
 
-    def _reversed(self, peer: str) -> str | None:
+    def _reversed_client(self, peer: str) -> str | None:
         if peer in self._clients:
             return self._clients[peer]
         if len(self._clients) >= MAX_CLIENTS:
@@ -98,7 +98,7 @@ class Dnsbl(Check):
 
     async def score(self, peer: str) -> tuple[float, list[tuple[str, str, float]]]:
         """(total, [(zone, code, weight)…]) for the client address."""
-        rev = self._reversed(peer)
+        rev = self._reversed_client(peer)
         if rev is None:
             return 0.0, []
         hits: list[tuple[str, str, float]] = []
@@ -126,7 +126,7 @@ class Dnsbl(Check):
         heavy = max(hits, key=lambda h: h[2])
         event(log, "dnsbl.listed", peer=tx.peer, zones=",".join(h[0] for h in hits), score=total)
         if total >= self.reject_at:
-            why = await self._reason(f"{self._reversed(tx.peer)}.{heavy[0]}")
+            why = await self._reason(f"{self._reversed_client(tx.peer)}.{heavy[0]}")
             text = f"Client host [{tx.peer}] blocked using {heavy[0]}"
             if why:
                 text += f"; {why}"

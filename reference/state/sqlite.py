@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -43,25 +44,28 @@ class _OwnThread:
     def __init__(self) -> None:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._starting = threading.Lock()
+        self._stopped = False
+        # Taken to hand a call over: none is queued behind the stop (it would wait forever).
+        self._handing = threading.Lock()
 
     async def run(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        thread = self._thread
-        if thread is None or not thread.is_alive():  # first use, or a child after fork
-            self._start()
-        self._calls.put((loop, fut, fn))
-        return await fut
-
-    def _start(self) -> None:
-        with self._starting:
-            if self._thread is None or not self._thread.is_alive():
+        with self._handing:
+            if self._stopped:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            if self._thread is None or not self._thread.is_alive():  # first use, or after fork
                 self._thread = threading.Thread(target=self._serve, name="state", daemon=True)
                 self._thread.start()
+            self._calls.put((loop, fut, fn))
+        return await fut
 
     def stop(self) -> None:
-        self._calls.put(None)
+        """The calls handed over so far are answered; later ones raise, as a closed
+        database does."""
+        with self._handing:
+            self._stopped = True
+            self._calls.put(None)
 
     def _serve(self) -> None:
         while (call := self._calls.get()) is not None:
@@ -190,6 +194,6 @@ class SqliteStore:
         return await self._thread.run(run)
 
     async def close(self) -> None:
+        self._thread.stop()
         with self._lock:
             self._db.close()
-        self._thread.stop()
