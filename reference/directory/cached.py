@@ -28,8 +28,9 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from reference.directory.access import GLOBAL, AccessRule
+from reference.directory.access import ACCESS_KINDS, GLOBAL, AccessRule
 from reference.directory.directory import Directory
+from reference.directory.schema import DirectoryError
 from reference.directory.spam import SpamSettings
 
 __all__ = ["CachedDirectory"]
@@ -179,17 +180,24 @@ class CachedDirectory(Directory):
     def _decisions(self, scopes: tuple[str, ...], values: dict[str, str]) -> list[AccessRule]:
         """The closest rule of each scope and kind, each kept by its own value: a client,
         sender or recipient not seen before is asked about alone (its closest rules do not
-        depend on the other values), not with the whole transaction again."""
+        depend on the other values), not with the whole transaction again; and only for
+        the kinds a scope has rules of (most have few, or none)."""
         asked = Directory.access_decisions
-        rules = [
-            rule
-            for scope in dict.fromkeys(scopes)
-            for kind, value in values.items()
-            if value
-            for rule in self._answer(
-                ("access_decision", scope, kind, value),
-                lambda: asked(self, (scope,), {kind: value}),  # noqa: B023 (called at once)
-            )
-        ]
+        rules: list[AccessRule] = []
+        for scope in dict.fromkeys(scopes):
+            kinds = self._answer(("access_kinds", scope), lambda: self._kinds(scope))  # noqa: B023
+            for kind, value in values.items():
+                if value and kind in kinds:
+                    rules += self._answer(
+                        ("access_decision", scope, kind, value),
+                        lambda: asked(self, (scope,), {kind: value}),  # noqa: B023 (called at once)
+                    )
         # In the order AccessRules.access_decisions gives: a domain's before the platform's.
         return sorted(rules, key=lambda r: (r.scope == GLOBAL, r.kind))
+
+    def _kinds(self, scope: str) -> frozenset[str]:
+        """The kinds ``scope`` has rules of."""
+        try:
+            return frozenset(r.kind for r in Directory.access_rules(self, scope))
+        except DirectoryError:  # not a domain's name: no rules can be kept for it, ask all
+            return frozenset(ACCESS_KINDS)
