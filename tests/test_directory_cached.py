@@ -3,6 +3,7 @@ made through any connection, in this process or another."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,66 @@ def test_lists_and_dicts_answered_are_copies(files: tuple[CachedDirectory, Direc
     assert "x" not in cached.spam_settings(ALICE)
     cached.access_decisions(("",), {"sender": ALICE}).append(None)  # type: ignore[arg-type]
     assert cached.access_decisions(("",), {"sender": ALICE}) == []
+
+
+async def test_on_the_loop_a_commit_made_before_a_turn_is_seen_in_it(
+    files: tuple[CachedDirectory, Directory],
+) -> None:
+    # The data version is read once a turn of the loop (it costs more than the rest of a kept
+    # answer): what reached the loop after a commit (a thread's result, a client's line) is
+    # handled in a later turn, and sees the commit.
+    cached, admin = files
+    assert not cached.expand("bob@example.test").exists
+    await asyncio.to_thread(admin.add_user, "bob@example.test", "pw")
+    assert cached.expand("bob@example.test").exists
+    assert cached.lookup("carol@example.test") is None
+    admin.add_user("carol@example.test", "pw")
+    assert cached.lookup("carol@example.test") is None  # the same turn: read once a turn
+    await asyncio.sleep(0)
+    assert cached.lookup("carol@example.test") is not None
+
+    def in_a_thread() -> bool:
+        assert not cached.is_local_domain("example.org")
+        admin.add_domain("example.org")
+        return cached.is_local_domain("example.org")
+
+    assert await asyncio.to_thread(in_a_thread)  # another thread reads it at every question
+
+
+async def test_on_the_loop_its_own_writes_are_seen_at_once(
+    files: tuple[CachedDirectory, Directory],
+) -> None:
+    # The admin API and the service layer write through the node's own directory: a change
+    # is seen by the next question, in the same turn.
+    cached, _ = files
+    assert cached.lookup("dave@example.test") is None
+    cached.add_user("dave@example.test", "pw")
+    assert cached.lookup("dave@example.test") is not None
+    cached.set_enabled("dave@example.test", False)
+    found = cached.lookup("dave@example.test")
+    assert found is not None and not found.enabled
+
+
+def test_access_decisions_kept_by_each_value_are_the_directorys(
+    files: tuple[CachedDirectory, Directory],
+) -> None:
+    # Kept by each (scope, kind, value) apart, so a new client reuses what is known of the
+    # sender and the recipient: the decisions (and their order) are those of the database.
+    cached, admin = files
+    admin.add_access("example.test", "sender", "spam.test", "reject", "no spam here")
+    admin.add_access("example.test", "recipient", ALICE, "restrict")
+    admin.add_access("", "client", "203.0.113.0/24", "reject")
+    admin.add_access("", "client", "203.0.113.7/32", "accept")
+    admin.add_access("", "helo", "bad.test", "reject")
+    admin.add_access("", "sender", "x@spam.test", "accept")
+    scopes = ("example.test", "")
+    for client in ("203.0.113.7", "203.0.113.8", "198.51.100.1", ""):
+        for sender in ("x@spam.test", "y@a.spam.test", "z@ok.test"):
+            for helo in ("mx.bad.test", "mx.ok.test"):
+                values = {"sender": sender, "helo": helo, "client": client, "recipient": ALICE}
+                want = admin.access_decisions(scopes, values)
+                assert cached.access_decisions(scopes, values) == want
+                assert cached.access_decisions(scopes, values) == want  # and when kept
+    admin.remove_access("", "client", "203.0.113.7/32")
+    values = {"recipient": ALICE, "client": "203.0.113.7", "helo": "h.test", "sender": ""}
+    assert cached.access_decisions(scopes, values) == admin.access_decisions(scopes, values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,6 +63,18 @@ async def test_put_if_absent_keeps_the_first_value(factory: Factory) -> None:
     assert await store.put_if_absent("g", "third", expires_at=300.0, now=100.0) == "third"
 
 
+async def test_touch_renews_an_unexpired_value_in_one_step(factory: Factory) -> None:
+    # Greylisting's trusted networks: read and renewed with one call (one hop, one round trip).
+    store = factory()
+    assert await store.touch("t", now=0.0, expires_at=100.0) is None  # absent: not created
+    assert await store.get("t", now=0.0) is None
+    await store.put("t", "1", expires_at=100.0)
+    assert await store.touch("t", now=99.0, expires_at=200.0) == "1"
+    assert await store.get("t", now=150.0) == "1"  # the new expiry holds
+    assert await store.touch("t", now=200.0, expires_at=300.0) is None  # expired: stays so
+    assert await store.get("t", now=250.0) is None
+
+
 async def test_sliding_window_slides(factory: Factory) -> None:
     store = factory()
     for i in range(60):
@@ -96,6 +109,7 @@ async def test_a_cancelled_call_ends_cancelled(factory: Factory) -> None:
         lambda i: store.get(f"c{i}", 10.0),
         lambda i: store.put(f"c{i}", "v", 20.0),
         lambda i: store.put_if_absent(f"c{i}", "v", 20.0, 10.0),
+        lambda i: store.touch(f"c{i}", 10.0, 20.0),
         lambda i: store.window_add(f"c{i}", 10.0, 300.0, 1, 60),
         lambda i: store.delete(f"c{i}"),
     ]
@@ -112,6 +126,25 @@ async def test_a_cancelled_call_ends_cancelled(factory: Factory) -> None:
             if t in cancelled and not isinstance(r, asyncio.CancelledError)
         )
     assert lost == 0
+
+
+async def test_sqlite_statements_failing_in_the_stores_thread_raise_in_the_caller(
+    tmp_path: Path,
+) -> None:
+    # The SQLite store runs its statements on a thread of its own: an error there is the
+    # caller's, and the thread goes on serving the calls after it (until the store closes).
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    try:
+        async with asyncio.timeout(10):  # a thread that died with the error: never answered
+            with pytest.raises(sqlite3.Error):
+                await store.get(object(), now=0.0)  # type: ignore[arg-type]
+            await store.put("k", "v", expires_at=10.0)
+            assert await store.get("k", now=0.0) == "v"
+    finally:
+        await store.close()
+    async with asyncio.timeout(10):  # a call after close is refused, not left waiting
+        with pytest.raises(sqlite3.ProgrammingError):
+            await store.get("k", now=0.0)
 
 
 async def test_redis_killed_and_started_again_costs_no_call_after_it_is_back(

@@ -160,6 +160,16 @@ class Transaction:
     observe: Callable[[str, str, float], None] | None = None
     # RFC 1870: the size the client declared at MAIL (None: it declared none).
     size: int | None = None
+    # Addresses split and normalised, once a transaction: several checks ask for each.
+    _parts: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
+
+    def address(self, address: str) -> tuple[str, str]:
+        """``split_address(address)``: (local part, domain), lower case and validated;
+        DirectoryError for a bad address (asked again each time: only good ones are kept)."""
+        parts = self._parts.get(address)
+        if parts is None:
+            parts = self._parts[address] = split_address(address)
+        return parts
 
     @contextlib.contextmanager
     def timed(self, mechanism: str, stage: str) -> Iterator[None]:
@@ -276,7 +286,7 @@ class LocalRecipients(Check):
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         try:
-            _, domain = split_address(rcpt)
+            _, domain = tx.address(rcpt)
         except DirectoryError:
             return refuse(replies.BAD_ADDRESS, f"bad recipient {rcpt!r}")
         srs, clock = self.srs, self.clock
@@ -324,7 +334,7 @@ class SenderOwnership(Check):
         if sender == "":
             return CONTINUE  # a user may send a bounce-like message with a null sender
         try:
-            local, domain = split_address(sender)
+            local, domain = tx.address(sender)
         except DirectoryError:
             return refuse(replies.BAD_ADDRESS, f"bad sender {sender!r}")
         if not self.directory.owns(tx.user, f"{local}@{domain}"):
@@ -343,7 +353,7 @@ def refusal_owners(
     owners = []
     for address in [rcpt] if rcpt is not None else tx.recipients:
         try:
-            _, domain = split_address(address)
+            _, domain = tx.address(address)
         except DirectoryError:
             continue
         if not directory.is_local_domain(domain):
@@ -379,11 +389,11 @@ class Policy:
         self.checks = list(checks)
         self.metrics = metrics
         self.usage = usage
-        self._timed = {
-            (c.name, stage)
-            for c in self.checks
+        # Per stage, the checks that have something to do there (not the base class's
+        # CONTINUE): the others are not asked, nor timed.
+        self._asked = {
+            stage: [c for c in self.checks if getattr(type(c), stage) is not getattr(Check, stage)]
             for stage in ("mail", "rcpt", "data")
-            if getattr(type(c), stage) is not getattr(Check, stage)
         }
 
     async def _refused(
@@ -405,9 +415,8 @@ class Policy:
         return r
 
     async def _ask(self, check: Check, stage: str, answer: Awaitable[CheckResult]) -> CheckResult:
-        """A check's answer for one stage, with its time observed where the check has
-        something to do at that stage (not the base class's CONTINUE)."""
-        if self.metrics is None or (check.name, stage) not in self._timed:
+        """A check's answer for one stage, with its time observed."""
+        if self.metrics is None:
             return await answer
         with self.metrics.timed(check.name, stage):
             return await answer
@@ -428,14 +437,14 @@ class Policy:
         return tx
 
     async def mail(self, tx: Transaction) -> CheckResult:
-        for c in self.checks:
+        for c in self._asked["mail"]:
             r = await self._ask(c, "mail", c.mail(tx))
             if r.action is not Action.CONTINUE:
                 return await self._refused(c, "mail", r, tx) if r.refuses else r
         return CONTINUE
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
-        for c in self.checks:
+        for c in self._asked["rcpt"]:
             r = await self._ask(c, "rcpt", c.rcpt(tx, rcpt))
             if r.action is not Action.CONTINUE:
                 return await self._refused(c, "rcpt", r, tx, rcpt) if r.refuses else r
@@ -445,7 +454,7 @@ class Policy:
         """The DATA checks over ``tx.message``; a check that rewrites the message hands
         the rewritten one to the checks after it (DKIM signing, last, signs what is sent)."""
         edits = CONTINUE
-        for c in self.checks:
+        for c in self._asked["data"]:
             r = await self._ask(c, "data", c.data(tx))
             if r.refuses:
                 return await self._refused(c, "data", r, tx)

@@ -14,7 +14,7 @@ rules of the domain it delivers as.
 
 from __future__ import annotations
 
-from reference.directory import GLOBAL, AccessRule, Directory, DirectoryError, split_address
+from reference.directory import GLOBAL, AccessRule, Directory, DirectoryError
 from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 
@@ -71,7 +71,7 @@ class AccessLists(Check):
         recipient_delimiter: the address as given, then without its detail, then its
         domain; a recipient of an alias domain is under the rules of the domain it
         delivers as (an alias domain has none of its own), so no spelling escapes them."""
-        given = self._address(rcpt)
+        given = "@".join(tx.address(rcpt))
         canonical = self.directory.canonical_address(given)  # from memory: see _rules
         domain = canonical.rpartition("@")[2]
         rules = await self._rules((domain, GLOBAL), self._values(tx, canonical))
@@ -84,11 +84,6 @@ class AccessLists(Check):
         ]
         mine = {(r.scope, r.kind) for r in exact}
         return exact + [r for r in rules if (r.scope, r.kind) not in mine]
-
-    @staticmethod
-    def _address(rcpt: str) -> str:
-        local, domain = split_address(rcpt)
-        return f"{local}@{domain}"
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         try:

@@ -7,7 +7,7 @@ limits are read where those are checked (the store, RateLimit)."""
 
 from __future__ import annotations
 
-from reference.directory import ClassOfService, Directory, DirectoryError, split_address
+from reference.directory import ClassOfService, Directory, DirectoryError
 from reference.mail import replies
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
 
@@ -20,9 +20,9 @@ class ClassOfServiceCheck(Check):
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
 
-    def _local(self, address: str) -> bool:
+    def _local(self, tx: Transaction, address: str) -> bool:
         try:
-            _, domain = split_address(address)
+            _, domain = tx.address(address)
         except DirectoryError:
             return False
         return self.directory.is_local_domain(domain)
@@ -34,11 +34,11 @@ class ClassOfServiceCheck(Check):
         return self._too_big(tx.size, [tx.user])  # from memory: see AccessLists._rules
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
-        if self._local(rcpt):
+        if self._local(tx, rcpt):
             if tx.size is None:
                 return CONTINUE
             # RFC 1870 6.1: over this recipient's limit: 552 for this recipient alone.
-            return self._too_big(tx.size, self._owners([rcpt]))
+            return self._too_big(tx.size, self._owners(tx, [rcpt]))
         if tx.user is None:
             return CONTINUE
         cos, _ = self.directory.effective_cos(tx.user)  # from memory: see AccessLists._rules
@@ -46,11 +46,11 @@ class ClassOfServiceCheck(Check):
             return refuse(replies.COS_NO_EXTERNAL.format(cos=cos.name), f"{tx.user} -> {rcpt}")
         return CONTINUE
 
-    def _owners(self, rcpts: list[str]) -> list[str]:
+    def _owners(self, tx: Transaction, rcpts: list[str]) -> list[str]:
         """The accounts that read mail for the local ones of ``rcpts``."""
         who = []
         for rcpt in rcpts:
-            if self._local(rcpt):
+            if self._local(tx, rcpt):
                 owner = self.directory.resolve(rcpt)
                 if owner is not None:
                     who.append(owner.address)
@@ -65,7 +65,7 @@ class ClassOfServiceCheck(Check):
         return CONTINUE
 
     def _whole(self, tx: Transaction) -> CheckResult:
-        who = ([tx.user] if tx.user is not None else []) + self._owners(tx.recipients)
+        who = ([tx.user] if tx.user is not None else []) + self._owners(tx, tx.recipients)
         return self._too_big(len(tx.msg.raw), who)
 
     async def data(self, tx: Transaction) -> CheckResult:

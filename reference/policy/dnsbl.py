@@ -32,14 +32,20 @@ class BlocklistZone:
     weight: float = 10.0  # for any listed code not in ``codes``
 
 
-def reverse_name(ip: str, zone: str) -> str:
-    """203.0.113.7 -> 7.113.0.203.zone; IPv6 by reversed nibbles (RFC 5782 2.1, 2.4)."""
+MAX_CLIENTS = 10_000  # client addresses whose reversed form is kept (then all are forgotten)
+
+
+def _reversed(ip: str) -> str:
+    """203.0.113.7 -> 7.113.0.203; IPv6 by reversed nibbles (RFC 5782 2.1, 2.4)."""
     addr = ipaddress.ip_address(ip)
     if addr.version == 4:
-        rev = ".".join(reversed(str(addr).split(".")))
-    else:
-        rev = ".".join(reversed(addr.exploded.replace(":", "")))
-    return f"{rev}.{zone}"
+        return ".".join(reversed(str(addr).split(".")))
+    return ".".join(reversed(addr.exploded.replace(":", "")))
+
+
+def reverse_name(ip: str, zone: str) -> str:
+    """203.0.113.7 -> 7.113.0.203.zone; IPv6 by reversed nibbles (RFC 5782 2.1, 2.4)."""
+    return f"{_reversed(ip)}.{zone}"
 
 
 class Dnsbl(Check):
@@ -64,6 +70,21 @@ class Dnsbl(Check):
         self.lookup = Lookup(resolver, clock)
         self.zones = zones
         self.reject_at = reject_at
+        # Each client's address reversed once (None: not an address): every message asks
+        # at RCPT and again at DATA, and parsing the address cost more than the cached answer.
+        self._clients: dict[str, str | None] = {}
+
+    def _reversed_client(self, peer: str) -> str | None:
+        if peer in self._clients:
+            return self._clients[peer]
+        if len(self._clients) >= MAX_CLIENTS:
+            self._clients.clear()
+        try:
+            rev: str | None = _reversed(peer)
+        except ValueError:
+            rev = None
+        self._clients[peer] = rev
+        return rev
 
     async def _lookup(self, name: str) -> list[str]:
         return [r.to_text() for r in (await self.lookup.query(name, "A")).records]
@@ -77,13 +98,12 @@ class Dnsbl(Check):
 
     async def score(self, peer: str) -> tuple[float, list[tuple[str, str, float]]]:
         """(total, [(zone, code, weight)…]) for the client address."""
-        try:
-            ipaddress.ip_address(peer)
-        except ValueError:
+        rev = self._reversed_client(peer)
+        if rev is None:
             return 0.0, []
         hits: list[tuple[str, str, float]] = []
         for z in self.zones:
-            name = reverse_name(peer, z.zone)
+            name = f"{rev}.{z.zone}"
             try:
                 codes = await self._lookup(name)
             except DnsTempError as e:
@@ -106,7 +126,7 @@ class Dnsbl(Check):
         heavy = max(hits, key=lambda h: h[2])
         event(log, "dnsbl.listed", peer=tx.peer, zones=",".join(h[0] for h in hits), score=total)
         if total >= self.reject_at:
-            why = await self._reason(reverse_name(tx.peer, heavy[0]))
+            why = await self._reason(f"{self._reversed_client(tx.peer)}.{heavy[0]}")
             text = f"Client host [{tx.peer}] blocked using {heavy[0]}"
             if why:
                 text += f"; {why}"

@@ -14,6 +14,8 @@ from reference.values import network
 
 __all__ = ["Greylist"]
 
+MAX_CLIENTS = 10_000  # client addresses whose network is kept (then all are forgotten)
+
 
 def client_network(peer: str) -> str:
     """The client's /24 (IPv4) or /64 (IPv6): big senders retry from a neighbouring address."""
@@ -52,6 +54,7 @@ class Greylist(Check):
         self.whitelist = whitelist
         self.bypass = [network(n) for n in bypass]
         self.spf_domains = tuple(d.lower().rstrip(".") for d in spf_domains)
+        self._clients: dict[str, tuple[str, bool]] = {}
 
     async def _spf_whitelisted(self, tx: Transaction) -> bool:
         """A sender domain on the list whose SPF passes is not greylisted (big senders).
@@ -62,24 +65,34 @@ class Greylist(Check):
         result = await tx.spf_mail_from()
         return result is not None and result.result is SpfResult.PASS
 
-    def _bypassed(self, tx: Transaction) -> bool:
-        if tx.user is not None or tx.role != "mx":
-            return True
-        try:
-            ip = ipaddress.ip_address(tx.peer)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.bypass)
+    def _client(self, peer: str) -> tuple[str, bool]:
+        """The client's network, and whether a bypass network holds it: worked out once a
+        client address (parsing it cost more than the rest of the check on a busy node)."""
+        known = self._clients.get(peer)
+        if known is None:
+            if len(self._clients) >= MAX_CLIENTS:
+                self._clients.clear()
+            try:
+                ip = ipaddress.ip_address(peer)
+            except ValueError:
+                known = (peer, False)
+            else:
+                known = (client_network(peer), any(ip in net for net in self.bypass))
+            self._clients[peer] = known
+        return known
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         sender = tx.sender
-        if rcpt in tx.accepted or self._bypassed(tx) or await self._spf_whitelisted(tx):
+        if rcpt in tx.accepted or tx.user is not None or tx.role != "mx":
+            return CONTINUE
+        net, bypassed = self._client(tx.peer)
+        if bypassed or await self._spf_whitelisted(tx):
             return CONTINUE
         now = self.clock.now()
-        net = client_network(tx.peer)
         trusted = f"grey:ok:{net}"
-        if await self.store.get(trusted, now) is not None:
-            await self.store.put(trusted, "1", now + self.whitelist)
+        # A trusted network is read and renewed in one step of the store (one thread hop,
+        # one Redis round trip): the usual case, once a network has passed.
+        if await self.store.touch(trusted, now, now + self.whitelist) is not None:
             return CONTINUE
         triplet = f"grey:{net}:{sender.lower()}:{rcpt.lower()}"
         first = float(

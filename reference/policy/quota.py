@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from reference.directory import Directory, DirectoryError, split_address
+from reference.directory import Directory, DirectoryError
 from reference.mail import replies
 from reference.mailbox import MailStore, QuotaExceeded
 from reference.policy import CONTINUE, Check, CheckResult, Transaction, refuse
@@ -25,7 +25,7 @@ class MailboxQuota(Check):
 
     async def rcpt(self, tx: Transaction, rcpt: str) -> CheckResult:
         try:
-            _, domain = split_address(rcpt)
+            _, domain = tx.address(rcpt)
         except DirectoryError:
             return CONTINUE
         if not self.directory.is_local_domain(domain):

@@ -45,6 +45,11 @@ class StateStore(Protocol):
         """Set ``key`` unless it holds an unexpired value; return the value it now holds."""
         ...
 
+    async def touch(self, key: str, now: float, expires_at: float) -> str | None:
+        """The value of ``key`` with its expiry moved to ``expires_at``, unless absent or
+        expired at ``now`` (then None, and nothing changes): a get and a put in one step."""
+        ...
+
     async def delete(self, key: str) -> None: ...
 
     async def window_add(

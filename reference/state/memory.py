@@ -28,6 +28,12 @@ class MemoryStore:
         self._values[key] = (value, expires_at)
         return value
 
+    async def touch(self, key: str, now: float, expires_at: float) -> str | None:
+        current = await self.get(key, now)
+        if current is not None:
+            self._values[key] = (current, expires_at)
+        return current
+
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)
         self._windows.pop(key, None)

@@ -63,6 +63,21 @@ redis.call('SET', KEYS[1], ARGV[3] .. '|' .. ARGV[1], 'EX', tonumber(ARGV[4]))
 return ARGV[1]
 """
 
+# The value, its expiry moved (ARGV now, expires_at, ttl), if unexpired; nil otherwise.
+_TOUCH_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  return false
+end
+local sep = string.find(cur, '|', 1, true)
+if tonumber(string.sub(cur, 1, sep - 1)) <= tonumber(ARGV[1]) then
+  return false
+end
+local value = string.sub(cur, sep + 1)
+redis.call('SET', KEYS[1], ARGV[2] .. '|' .. value, 'EX', tonumber(ARGV[3]))
+return value
+"""
+
 _GC_SLACK = 86400  # seconds of real time a value outlives its clock expiry, at most
 
 _T = TypeVar("_T")
@@ -103,6 +118,7 @@ class RedisStore:
         self._prefix = prefix
         self._window = self._redis.register_script(_WINDOW_LUA)
         self._put_nx = self._redis.register_script(_PUT_IF_ABSENT_LUA)
+        self._touch = self._redis.register_script(_TOUCH_LUA)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -123,6 +139,12 @@ class RedisStore:
             self._put_nx(keys=[self._k(key)], args=[value, repr(now), repr(expires_at), ttl])
         )
         return str(result)
+
+    async def touch(self, key: str, now: float, expires_at: float) -> str | None:
+        # The same garbage-collection TTL as ``put``'s: a touched value is a put one.
+        args: list[str | int] = [repr(now), repr(expires_at), _GC_SLACK * 40]
+        result = await _call(self._touch(keys=[self._k(key)], args=args))
+        return None if result is None else str(result)
 
     async def delete(self, key: str) -> None:
         await _call(self._redis.delete(self._k(key), self._k(key) + ":w"))
