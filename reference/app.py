@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -329,6 +330,9 @@ class App:
             metrics=self.metrics,
             # Nodes sharing Redis lease their spools, and take over a dead node's.
             lease=SpoolLease(cfg.state.url, self.spool) if cfg.state.url else None,
+            # Each worker delivers what it accepts; the rest (retries, mail its deliveries
+            # queue) goes to the primary's runner through the pipe.
+            handoff=None if self.primary or worker is None else self._handoff,
         )
         self.metrics.watch_queue(self._queue_view)
         # What an operator does, for the admin API (the command line uses the same layer).
@@ -452,12 +456,11 @@ class App:
             max_message_size=self.cfg.smtp.max_message_size,
             max_recipients=self.cfg.smtp.max_recipients,
             timeout=self.cfg.smtp.timeout,
-            # The queue runner is the primary's: the other workers wake it by pipe.
-            on_queued=self.runner.notify
-            if self.worker is None or self.primary
-            else self.worker.wake,
+            # Each worker starts the delivery of what it accepted itself, from memory.
+            on_queued=self.runner.accepted,
             flow_backlog=self.cfg.smtp.flow_backlog,
             flow_delay=self.cfg.smtp.flow_delay,
+            flow_lag=self.cfg.smtp.flow_lag,
             # Only the MX sits behind load balancers that speak PROXY.
             proxy_from=self.cfg.listen.mx_proxy_from if role == "mx" else (),
             max_connections=self.cfg.smtp.max_connections,
@@ -587,14 +590,24 @@ class App:
             )
         return self.endpoints
 
+    def _handoff(self, qid: str) -> None:
+        """A worker's hint to the primary's runner (see :meth:`_woken`)."""
+        assert self.worker is not None
+        self.worker.wake(qid or "*")
+
     def _woken(self) -> None:
-        """Queue ids another worker accepted: start their delivery now."""
+        """What the other workers hand the primary's runner: queue ids to start now, "*" to
+        look at the whole spool, "@<time>" when mail they deferred is due again."""
         try:
             data = os.read(self._wake_fd, 65536)
         except BlockingIOError:
             return
-        for qid in data.decode("ascii", "replace").split():
-            self.runner.notify(qid)
+        for word in data.decode("ascii", "replace").split():
+            if word.startswith("@"):
+                with contextlib.suppress(ValueError):
+                    self.runner.due_at(float(word[1:]))
+            else:
+                self.runner.notify("" if word == "*" else word)
 
     def _rung(self) -> None:
         """Mailboxes another worker changed: ring their IDLE sessions here."""

@@ -130,9 +130,17 @@ class Smtp:
         "Messages in the spool beyond which MAIL gets 451 4.3.2 (0: no limit).", default=20000
     )
     flow_backlog: int = doc(
-        "Messages in the spool beyond which the reply to MAIL waits (up to smtp.flow_delay) "
-        "for delivery to catch up, as Postfix's in_flow_delay (0: never wait).",
+        "Messages accepted and not yet attempted (counted by each worker process, which "
+        "delivers what it accepts; mail deferred for a retry is not counted) beyond which "
+        "the reply to MAIL waits (up to smtp.flow_delay) for delivery to catch up, as "
+        "Postfix's in_flow_delay (0: never wait for this count).",
         default=1000,
+    )
+    flow_lag: Duration = doc(
+        "How long the oldest message a worker process accepted may wait for its first "
+        "attempt before the reply to MAIL waits (up to smtp.flow_delay) for delivery to "
+        "catch up (0: never wait for this age).",
+        default=Duration("250ms"),
     )
     flow_delay: Duration = doc(
         "The longest a MAIL reply waits for delivery to catch up (then the checks go on; "

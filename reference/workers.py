@@ -7,11 +7,15 @@ new connection to whichever worker accepts it first. Nothing a check decides liv
 worker's memory: greylists, rate windows, lockouts and Bayes tokens are in the state
 stores (SQLite under data_dir by default, Redis across nodes), mail in the spool.
 
-Worker 0, the primary, also runs what a node must run once: the queue runner (the other
-workers wake it through a pipe with the queue id of each message they accept), the DMARC
-report task, the web listener (the control plane: the admin API's flush and release wake
-the runner in the same process, and /readyz probes the node) and ManageSieve (a user's
-script limit is checked and written under an in-process lock).
+Each worker starts the delivery of the mail it accepts itself, from memory, under a claim
+on the message (a flock the kernel drops if the worker dies; see ``Spool.claim``), so the
+delivery of a node runs on every core. Worker 0, the primary, also runs what a node must
+run once: the queue runner (retries, the mail a dead worker left, flush, hold and release,
+DSNs, the spool's lease and takeover; the other workers hand it what they do not deliver
+through a pipe, and the supervisor wakes it when a worker dies), the DMARC report task,
+the web listener (the control plane: the admin API's flush and release wake the runner
+in the same process, and /readyz probes the node) and ManageSieve (a user's script limit
+is checked and written under an in-process lock).
 
 The supervisor forwards SIGUSR1 to the primary, restarts a worker that dies, and on
 SIGTERM or SIGINT stops every worker and waits for them. A worker dies with it (Linux
@@ -304,7 +308,13 @@ class Supervisor:
                 if pid is not None:
                     os.kill(pid, signal.SIGUSR1)
             else:
-                waiting += self._reap()
+                ended = self._reap()
+                waiting += ended
+                pid = self.primary_pid()
+                if pid is not None and ended and not self.stopping:
+                    # The claims of the mail a dead worker was delivering died with it:
+                    # the primary's runner looks at the spool now and delivers that mail.
+                    os.kill(pid, signal.SIGUSR1)
 
     def _drain_ready(self) -> None:
         """Read what restarted workers said when they were up (the pipe must not fill)."""
