@@ -54,7 +54,7 @@ from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
 from reference.usage import UsageStore
-from reference.workers import StartupError, Worker
+from reference.workers import StartupError, Worker, lease_board
 
 log = logging.getLogger("mailspec")
 
@@ -329,7 +329,14 @@ class App:
             bulk_concurrency=cfg.queue.bulk_concurrency,
             metrics=self.metrics,
             # Nodes sharing Redis lease their spools, and take over a dead node's.
-            lease=SpoolLease(cfg.state.url, self.spool) if cfg.state.url else None,
+            lease=SpoolLease(
+                cfg.state.url,
+                self.spool,
+                # Held by the primary; posted for the others, which deliver what they accept.
+                board=lease_board(cfg) if self.spool.shared else None,
+            )
+            if cfg.state.url
+            else None,
             # Each worker delivers what it accepts; the rest (retries, mail its deliveries
             # queue) goes to the primary's runner through the pipe.
             handoff=None if self.primary or worker is None else self._handoff,
@@ -663,6 +670,7 @@ class App:
             check.close()
         self.directory.close()
         self.store.close()
+        self.spool.close()
         self.dmarc_store.close()
         self.usage.close()
         self.replies.close()

@@ -47,7 +47,7 @@ from reference.clock import RealClock
 from reference.config import LISTENERS, Config
 from reference.log import event, name_worker
 from reference.metrics import prepare_workers, worker_exited
-from reference.spool import Spool
+from reference.spool import Board, Spool
 
 __all__ = [
     "PRIMARY_ONLY",
@@ -56,6 +56,7 @@ __all__ = [
     "Supervisor",
     "Worker",
     "bind",
+    "lease_board",
     "run_dir",
     "worker_count",
 ]
@@ -86,6 +87,12 @@ def run_dir(cfg: Config) -> Path:
     """A directory for the workers' per-process files, emptied when the supervisor starts;
     next to the pid file, so each node of a cluster (sharing data_dir) has its own."""
     return cfg.pid_path.parent / "run"
+
+
+def lease_board(cfg: Config) -> Path:
+    """Where the primary posts the node's spool lease for the other workers (see
+    :class:`~reference.spool.Board`)."""
+    return run_dir(cfg) / "lease"
 
 
 class StartupError(RuntimeError):
@@ -272,6 +279,9 @@ class Supervisor:
             index = self.pids.pop(pid, None)
             if index is None:
                 continue
+            if index == 0 and self.cfg.state.url:
+                # The lease died with the primary: the others stop delivering at once.
+                Board(lease_board(self.cfg)).post(0.0)
             self.exited(pid)
             ended.append(index)
             code = os.waitstatus_to_exitcode(status)

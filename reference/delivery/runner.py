@@ -106,8 +106,8 @@ class QueueRunner:
         """Deliver a message this process has just queued with its claim (see
         :meth:`Spool.enqueue`): from memory, without reading the spool again."""
         if self._stopping or (self.lease is not None and not self.lease.held):
-            # Not this process's to deliver now (a worker cannot know the node's lease):
-            # the runner holding the lease starts it.
+            # Not to be delivered now (the node's spool lease is not held): the primary's
+            # runner starts it once the lease is held again.
             self.spool.unclaim(entry.qid)
             self.notify(entry.qid)
             return
@@ -208,6 +208,10 @@ class QueueRunner:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task.get_name(), None)
+        if task.cancelled():
+            # Cancelled before it began, its own ``finally`` never ran: the claim is given
+            # back here (a no-op otherwise).
+            self.spool.unclaim(task.get_name())
         # Its next attempt time changed: the full look that follows within RESCAN_INTERVAL
         # reads it.
         self._wake.set()

@@ -356,6 +356,11 @@ class Spool:
         if fd is not None:
             os.close(fd)
 
+    def close(self) -> None:
+        """Give every claim back, as the kernel does when the process ends."""
+        for qid in list(self._claims):
+            self.unclaim(qid)
+
     def begun(self, qid: str) -> None:
         """The first attempt of ``qid``, accepted here, has begun: it is no longer lag."""
         self._unstarted.pop(qid, None)
