@@ -60,8 +60,9 @@ class Server:
     )
     workers: int = doc(
         "Processes serving this node, sharing its listeners (each with its own event loop; "
-        "all policy state in the stores); 0: one per core. 1 runs a single process. The "
-        "first worker also runs the queue runner, the web listener and ManageSieve.",
+        "all policy state in the stores); 0: one per core. 1 runs a single process. Each "
+        "worker delivers the mail it accepts; the first also runs the queue runner "
+        "(retries, flush, DSNs, the spool lease), the web listener and ManageSieve.",
         default=0,
     )
 

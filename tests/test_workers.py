@@ -352,6 +352,25 @@ def test_each_worker_delivers_what_it_took_once_and_a_killed_ones_mail_is_not_lo
             node.proc.wait(30)
 
 
+def test_under_a_spool_lease_each_worker_delivers_while_the_primary_holds_it(
+    tmp_path: Path,
+) -> None:
+    """Nodes sharing Redis lease their spools: the primary keeps the lease and posts it for
+    the other worker, which then delivers what it accepted itself."""
+    from reference.state.server import RedisServer
+
+    with RedisServer(tmp_path / "redis") as redis:
+        node = start_node(tmp_path, state={"url": redis.url})
+        try:
+            _wait(lambda: bool(node.lines("lease.acquired")))
+            with only(node, 1):
+                qid = _send(node, "leased", ["erin@example.test"])
+            _wait(lambda: _worker_of(node, "delivered", qid) == ["w1"])
+        finally:
+            node.proc.send_signal(signal.SIGTERM)
+            node.proc.wait(30)
+
+
 def test_a_worker_that_dies_is_started_again(node: Node) -> None:
     before = node.workers
     os.kill(before[1], signal.SIGKILL)

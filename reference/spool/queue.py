@@ -200,6 +200,7 @@ class Spool:
         # order they came).
         self._claims: dict[str, int] = {}
         self._unstarted: dict[str, float] = {}
+        self._room = asyncio.Event()  # set when one of them begins, for wait_for_room
 
     def _listed(self) -> int:
         with os.scandir(self.root) as it:
@@ -232,7 +233,14 @@ class Spool:
                 left = start + longest - self.clock.monotonic()
                 if left <= 0:
                     break
-                await self.clock.sleep(min(FLOW_TICK, left))
+                # Woken as soon as a delivery begins (Postfix's token per message), or
+                # after a tick: the age of the oldest grows meanwhile.
+                self._room.clear()
+                room = asyncio.ensure_future(self._room.wait())
+                tick = asyncio.ensure_future(self.clock.sleep(min(FLOW_TICK, left)))
+                await asyncio.wait({room, tick}, return_when=asyncio.FIRST_COMPLETED)
+                room.cancel()
+                tick.cancel()
         finally:
             self.waiting -= 1
         return self.clock.monotonic() - start
@@ -351,7 +359,7 @@ class Spool:
 
     def unclaim(self, qid: str) -> None:
         """Give the claim on ``qid`` back (after its envelope was saved or removed)."""
-        self._unstarted.pop(qid, None)
+        self.begun(qid)
         fd = self._claims.pop(qid, None)
         if fd is not None:
             os.close(fd)
@@ -363,7 +371,8 @@ class Spool:
 
     def begun(self, qid: str) -> None:
         """The first attempt of ``qid``, accepted here, has begun: it is no longer lag."""
-        self._unstarted.pop(qid, None)
+        if self._unstarted.pop(qid, None) is not None and self.waiting:
+            self._room.set()
 
     def lag(self) -> tuple[int, float]:
         """Messages this process accepted whose first attempt has not begun, and how long
