@@ -24,6 +24,9 @@ log = logging.getLogger("mailspec.delivery")
 # While mail flows, the queue runner reads every envelope in the spool at most this often
 # (seconds of the injected clock); new mail is started from its notification.
 RESCAN_INTERVAL = 1.0
+# With nothing due, it still looks at the whole spool this often: another worker's hint of
+# a retry lost in a full pipe delays that retry by this much at most.
+IDLE_LOOK = 60.0
 
 
 class RemoteDelivery(Protocol):
@@ -228,7 +231,7 @@ class QueueRunner:
         waiter = asyncio.create_task(self._wake.wait())
         # An absolute deadline: a test thread moving a manual clock between now() and the
         # start of the wait must wake this runner, not push its deadline further away.
-        until = next_due if next_due is not None else self.clock.now() + 3600.0
+        until = next_due if next_due is not None else self.clock.now() + IDLE_LOOK
         timer = asyncio.create_task(self.clock.sleep_until(until))
         await asyncio.wait({waiter, timer}, return_when=asyncio.FIRST_COMPLETED)
         for t in (waiter, timer):
