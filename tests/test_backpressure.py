@@ -30,7 +30,7 @@ async def test_the_lag_is_mail_accepted_and_not_yet_attempted(tmp_path: Path) ->
     assert spool.lag() == (2, pytest.approx(0.3))
     assert spool.behind(2, 0) and spool.behind(0, 0.25) and not spool.behind(3, 0.5)
     assert not Spool(tmp_path, clock).claim(first.qid)  # claimed here: no one else's
-    spool.begun(first.qid)
+    spool.attempted(first.qid)
     assert spool.lag() == (1, 0.0)
     spool.unclaim(second.qid)
     assert spool.lag() == (0, 0.0) and not spool.behind(1, 0.1)

@@ -255,7 +255,6 @@ class QueueRunner:
         queued = given[0] if given else await asyncio.to_thread(self.spool.load, qid)
         bulk = queued is not None and lane_of(queued) == "bulk"
         async with self._bulk_slots if bulk else self._slots:
-            self.spool.begun(qid)
             if self.lease is not None and not self.lease.held:
                 return  # its lease lapsed: another node may be delivering this spool now
             if given is not None:
@@ -292,6 +291,8 @@ class QueueRunner:
                 # less; a crash in between delivers it again either way).
                 if entry.pending or bounced:
                     await asyncio.to_thread(self.spool.save, entry)
+            # In its local recipients' mailboxes: what flow control waits for is done.
+            self.spool.attempted(qid)
             if remote:
                 if self.remote is None:
                     outcomes = {}

@@ -196,11 +196,11 @@ class Spool:
         self._listed_at = clock.monotonic()
         self.waiting = 0  # replies held back by wait_for_room, now
         # The messages this process has claimed (qid -> the descriptor holding the lock),
-        # and those of them it accepted and has not begun to deliver (qid -> when, in the
+        # and those of them it accepted and has not attempted yet (qid -> when, in the
         # order they came).
         self._claims: dict[str, int] = {}
         self._unstarted: dict[str, float] = {}
-        self._room = asyncio.Event()  # set when one of them begins, for wait_for_room
+        self._room = asyncio.Event()  # set when one of them is attempted, for wait_for_room
 
     def _listed(self) -> int:
         with os.scandir(self.root) as it:
@@ -233,7 +233,7 @@ class Spool:
                 left = start + longest - self.clock.monotonic()
                 if left <= 0:
                     break
-                # Woken as soon as a delivery begins (Postfix's token per message), or
+                # Woken as soon as a message is attempted (Postfix's token per message), or
                 # after a tick: the age of the oldest grows meanwhile.
                 self._room.clear()
                 room = asyncio.ensure_future(self._room.wait())
@@ -308,7 +308,7 @@ class Spool:
         ``claim``: this process delivers it now (see :meth:`claim`); it holds the claim
         from before the message is committed, so no other process starts it meanwhile, and
         it counts as accepted and not yet attempted (the lag flow control measures) until
-        :meth:`begun` or :meth:`unclaim`."""
+        :meth:`attempted` or :meth:`unclaim`."""
         now = self.clock.now()
         entry = QueueEntry(
             qid=qid or self.new_qid(),
@@ -359,7 +359,7 @@ class Spool:
 
     def unclaim(self, qid: str) -> None:
         """Give the claim on ``qid`` back (after its envelope was saved or removed)."""
-        self.begun(qid)
+        self.attempted(qid)
         fd = self._claims.pop(qid, None)
         if fd is not None:
             os.close(fd)
@@ -369,13 +369,14 @@ class Spool:
         for qid in list(self._claims):
             self.unclaim(qid)
 
-    def begun(self, qid: str) -> None:
-        """The first attempt of ``qid``, accepted here, has begun: it is no longer lag."""
+    def attempted(self, qid: str) -> None:
+        """The first attempt of ``qid``, accepted here, has filed it into the mailboxes of
+        its local recipients (its relaying, slow or not, is not lag): it is no longer lag."""
         if self._unstarted.pop(qid, None) is not None and self.waiting:
             self._room.set()
 
     def lag(self) -> tuple[int, float]:
-        """Messages this process accepted whose first attempt has not begun, and how long
+        """Messages this process accepted and has not attempted yet, and how long
         the oldest of them has waited (seconds): how far delivery is behind acceptance.
         Mail deferred for a retry is not in it."""
         if not self._unstarted:
