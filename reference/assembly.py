@@ -96,6 +96,7 @@ def spam_check(
     dnsbl: Dnsbl | None,
     bayes: Classifiers | None,
     directory: Directory | None,
+    clock: Clock | None = None,
 ) -> SpamCheck:
     """The content scoring with the [spam] settings."""
     sp = cfg.spam
@@ -109,6 +110,7 @@ def spam_check(
         directory=directory,  # thresholds and sender lists per recipient
         macro_score=sp.macro_score,
         macro_max_size=sp.macro_max_size,
+        clock=clock,  # URIBL answers kept for their TTL on it
     )
 
 
@@ -168,7 +170,12 @@ def check_chain(cfg: Config, parts: Parts) -> list[Check]:
     if cfg.spam.enabled:
         checks.append(
             spam_check(
-                cfg, resolver=p.resolver, dnsbl=blocklists, bayes=p.bayes, directory=p.directory
+                cfg,
+                resolver=p.resolver,
+                dnsbl=blocklists,
+                bayes=p.bayes,
+                directory=p.directory,
+                clock=p.clock,
             )
         )
     if cfg.auth.verify:

@@ -153,6 +153,18 @@ async def test_tampered_body_and_header_fail(fdns: FakeDNS, keys: list[SigningKe
     assert {s.result for s in header} == {DkimResult.FAIL}
 
 
+async def test_a_large_body_verifies_as_a_small_one(fdns: FakeDNS, keys: list[SigningKey]) -> None:
+    # Past INLINE_BODY the check runs in a worker thread: the same results.
+    large = MESSAGE + b"More of the same, line after line.\r\n" * (dkim.INLINE_BODY // 30)
+    assert len(large) > dkim.INLINE_BODY
+    signed = dkim.sign(large, keys, now=NOW) + large
+    lookup = make_lookup(fdns)
+    got = await dkim.verify(lookup, signed, now=NOW)
+    assert [s.result for s in got] == [DkimResult.PASS, DkimResult.PASS]
+    tampered = await dkim.verify(lookup, signed.replace(b"line after", b"line before", 1), now=NOW)
+    assert {s.result for s in tampered} == {DkimResult.FAIL}
+
+
 async def test_an_added_from_breaks_the_signature(fdns: FakeDNS, keys: list[SigningKey]) -> None:
     signed = dkim.sign(MESSAGE, keys, now=NOW) + MESSAGE
     forged = signed.replace(b"Message-ID:", b"From: ceo@example.test\r\nMessage-ID:")

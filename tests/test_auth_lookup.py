@@ -6,7 +6,9 @@ from __future__ import annotations
 import dns.resolver
 
 from fakes.dns.server import FakeDNS
+from reference.auth.dmarc import Disposition, evaluate
 from reference.auth.lookup import Lookup
+from reference.auth.spf import SpfResult, check_host
 from reference.clock import ManualClock
 
 
@@ -58,3 +60,30 @@ async def test_ttls_run_on_the_injected_clock() -> None:
         clock.advance(61)
         await lookup.txt("a.example.test")
         assert asked(fake, "a.example.test") == 2
+
+
+async def test_parsed_spf_and_dmarc_records_last_no_longer_than_their_answers() -> None:
+    # SPF and DMARC keep what they parsed by the record's text: a changed record is read
+    # once its answer's TTL has run out, as if nothing were kept.
+    with FakeDNS() as fake:
+        fake.add_txt("example.test", "v=spf1 ip4:192.0.2.1 -all", ttl=60)
+        fake.add_txt("_dmarc.example.test", "v=DMARC1; p=none", ttl=60)
+        resolver = fake.resolver()
+        resolver.cache = dns.resolver.Cache()
+        clock = ManualClock()
+        lookup = Lookup(resolver, clock)
+
+        async def now() -> tuple[SpfResult, Disposition]:
+            spf = await check_host(lookup, "192.0.2.1", "example.test", "a@example.test")
+            ev = await evaluate(lookup, "example.test", None, [])
+            return spf.result, ev.policy
+
+        assert await now() == (SpfResult.PASS, Disposition.NONE)
+        fake.remove("example.test", "TXT")
+        fake.remove("_dmarc.example.test", "TXT")
+        fake.add_txt("example.test", "v=spf1 -all", ttl=60)
+        fake.add_txt("_dmarc.example.test", "v=DMARC1; p=reject", ttl=60)
+        resolver.cache.flush()
+        assert await now() == (SpfResult.PASS, Disposition.NONE)  # within the TTL
+        clock.advance(61)
+        assert await now() == (SpfResult.FAIL, Disposition.REJECT)

@@ -45,6 +45,22 @@ def test_active_script_rules(tmp_path: Path) -> None:
     assert e.value.code == "NONEXISTENT"
 
 
+def test_the_active_name_is_read_again_when_another_store_changes_it(tmp_path: Path) -> None:
+    # Two stores on one folder: the worker processes of a node, each remembering the name.
+    reader, writer = ScriptStore(tmp_path), ScriptStore(tmp_path)
+    for name in ("one", "two", "six"):  # names of one length, changed within one clock tick
+        writer.put(USER, name, "keep;\r\n")
+    assert reader.active_name(USER) is None
+    for name in ("one", "two", "six", "one"):
+        writer.activate(USER, name)
+        assert reader.active_name(USER) == name
+    writer.activate(USER, "")
+    assert reader.active_name(USER) is None
+    writer.activate(USER, "two")
+    (tmp_path / USER / "two.sieve").unlink()  # removed behind the store's back
+    assert reader.active_name(USER) is None
+
+
 def test_limits(tmp_path: Path) -> None:
     store = ScriptStore(tmp_path, max_scripts=1, max_size=100)
     store.put(USER, "one", "keep;")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dns.resolver
 import pytest
 
 from fakes.dns import FakeDNS
+from reference.auth.lookup import Lookup
+from reference.clock import ManualClock
 from reference.scan import spam
 from reference.scan.analysis import parse
 from reference.scan.links import Link, extract_urls, host_of, lookalike_of
@@ -196,3 +199,20 @@ async def test_lookups_per_message_are_bounded(dns_server: FakeDNS) -> None:
     many = links(*(f"http://d{i}.example/" for i in range(100)))
     await spam.uribl(dns_server.resolver(1.0), [UriZone("uribl.test")], many)
     assert len(dns_server.queries) == spam.MAX_URIBL_DOMAINS
+
+
+async def test_uribl_answers_are_kept_for_their_ttl_on_the_clock() -> None:
+    with FakeDNS() as fake:
+        fake.add("spammy.example.uribl.test", "A", "127.0.0.2", ttl=60)
+        resolver = fake.resolver()
+        resolver.cache = dns.resolver.Cache()
+        clock = ManualClock()
+        lookup = Lookup(resolver, clock)  # as the spam check keeps one
+        zones, found = [UriZone("uribl.test")], links("http://spammy.example/")
+        for _ in range(3):
+            assert [h.detail for h in await spam.uribl(lookup, zones, found)] == ["spammy.example"]
+            resolver.cache.flush()  # only our layer keeps it now
+        assert sum(q.name.rstrip(".") == "spammy.example.uribl.test" for q in fake.queries) == 1
+        clock.advance(61)
+        await spam.uribl(lookup, zones, found)
+        assert sum(q.name.rstrip(".") == "spammy.example.uribl.test" for q in fake.queries) == 2

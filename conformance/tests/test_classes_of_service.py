@@ -188,6 +188,25 @@ def test_declared_size_over_a_recipients_class(smtp: SMTPConnector, target: Targ
 
 
 @requirement(
+    "PLATFORM",
+    "cos.size-understated",
+    "MUST",
+    "a message larger than the SIZE its MAIL declared is held against the recipients' "
+    "classes at the end of DATA: past a class's maximum, 552 5.3.4",
+    needs=("admin",),
+)
+def test_understated_size_is_checked_at_data(smtp: SMTPConnector, target: Target) -> None:
+    small = fresh_user(target, "cossu")
+    with cos(target, "small", small.address, max_message_size=5000):
+        c = smtp.session("smtp")
+        sized_mail(c, SENDER, 2000).expect(250, doing="MAIL FROM with SIZE=2000")
+        c.rcpt(small.address).expect(250, doing="RCPT TO within the declared size")
+        body = ("x" * 70 + "\r\n") * (8000 // 72)
+        refused = c.data(message(SENDER, [small.address], "understated", body=body))
+        assert (refused.code, refused.enhanced) == (552, "5.3.4"), str(refused)
+
+
+@requirement(
     "RFC1870",
     "6",
     "SHOULD",

@@ -2,8 +2,10 @@
 
 dkimpy parses and validates the tag lists and key records; the canonicalisation is ours
 and `cryptography` does the RSA and Ed25519 work: dkimpy's pure-Python RSA signs ~124
-messages/s, and its verification cost ~2 ms per message. Verification runs in a worker
-thread, with the key records fetched beforehand through our resolver. The tests verify
+messages/s, and its verification cost ~2 ms per message. Verification runs with the key
+records fetched beforehand through our resolver: on the loop for an ordinary message (a
+hash and an RSA check, ~0.1 ms, cheaper than the hop to a thread), in a worker thread for a
+large one, whose canonicalisation would hold the loop. The tests verify
 what we sign with dkimpy, and dkimpy's signed messages and vectors with ours, so each
 implementation checks the other.
 """
@@ -70,6 +72,7 @@ dkimpy.validate_signature_fields = _validate_off_the_wall_clock
 
 MIN_RSA_BITS = 1024  # RFC 8301 3.2
 MAX_SIGNATURES = 10  # more is abuse: the rest are reported as policy, not evaluated
+INLINE_BODY = 64 << 10  # bodies up to this size are verified on the loop, larger in a thread
 
 # What a reader sees, or what changes how it is shown (RFC 6376 5.4.1).
 SIGNED_HEADERS = (
@@ -161,19 +164,14 @@ def body_hash(body: bytes) -> str:
 
 def _select(fields: Sequence[Field], names: Sequence[str]) -> list[Field | None]:
     """RFC 6376 5.4.2: each name takes the bottom-most instance not taken yet."""
-    used: set[int] = set()
+    unused: dict[str, list[Field]] = {}  # by name, top to bottom
+    for f in fields:
+        unused.setdefault(f.lname, []).append(f)
     out: list[Field | None] = []
     for name in names:
-        pick = None
-        for i in range(len(fields) - 1, -1, -1):
-            if i not in used and fields[i].lname == name:
-                pick = i
-                break
-        if pick is None:
-            out.append(None)  # a name signed more often than present contributes nothing
-        else:
-            used.add(pick)
-            out.append(fields[pick])
+        left = unused.get(name)
+        # A name signed more often than present contributes nothing.
+        out.append(left.pop() if left else None)
     return out
 
 
@@ -336,7 +334,7 @@ async def verify(
             selector=_txt(tags.get(b"s", b"")),
             algorithm=_txt(tags.get(b"a", b"")),
             identity=_txt(tags.get(b"i", b"")),
-            b=re.sub(r"\s+", "", _txt(tags.get(b"b", b"")))[:8],
+            b="".join(_txt(tags.get(b"b", b"")).split())[:8],
         )
         missing = [t for t in ("v", "a", "b", "bh", "d", "h", "s") if t.encode() not in tags]
         if missing:
@@ -364,7 +362,11 @@ async def verify(
         results[idx] = base
         pending.append(idx)
     if pending:
-        done = await asyncio.to_thread(_verify_sync, message, pending, results, keys, tag_lists)
+        work = (message, pending, results, keys, tag_lists)
+        if len(message.body) <= INLINE_BODY:
+            done = _verify_sync(*work)
+        else:
+            done = await asyncio.to_thread(_verify_sync, *work)
         for idx, r in zip(pending, done, strict=True):
             results[idx] = r
     return [r for r in results if r is not None]
@@ -393,6 +395,10 @@ def _with(base: DkimSignature, result: DkimResult, reason: str) -> DkimSignature
 
 
 _SIMPLE_EOL = re.compile(rb"\r?\n")
+# dkimpy's RE_BTAG, matching the same text 14 times faster: its FWS,
+# ``(?:(?:\s*\r?\n)?\s+)?``, matches any run of white space as ``\s*`` does, and the
+# greedy ``(?:FWS[a-zA-Z0-9+/=])*`` takes runs of base64 and the white space before more.
+_BTAG = re.compile(rb"([;\s]b\s*=)(?:[a-zA-Z0-9+/=]+|\s+(?=[a-zA-Z0-9+/=]))*(?:\r?\n\Z)?")
 _MAX_KEYS = 1000  # parsed public keys kept, by their DNS record
 
 
@@ -484,8 +490,8 @@ def _verify_one(
         canon = relaxed_body(message.body) if body_c == b"relaxed" else _simple_body(message.body)
         canon_body = bodies[(body_c, length)] = hashlib.sha256(canon[:length]).digest()
     try:
-        bh = base64.b64decode(re.sub(rb"\s+", b"", tags[b"bh"]))
-        signature = base64.b64decode(re.sub(rb"\s+", b"", tags[b"b"]))
+        bh = base64.b64decode(b"".join(tags[b"bh"].split()))  # FWS out (RFC 6376 3.5)
+        signature = base64.b64decode(b"".join(tags[b"b"].split()))
     except ValueError:
         return _with(base, DkimResult.PERMERROR, "b= or bh= is not base64")
     if bh != canon_body:
@@ -501,7 +507,7 @@ def _verify_one(
     )
     # The signature's own field with an empty b= and no line end (RFC 6376 3.7), with
     # dkimpy's expression for "the b= value", the one its test vectors are made with.
-    own = dkimpy.RE_BTAG.sub(b"\\1", field.raw.split(b":", 1)[1])
+    own = _BTAG.sub(b"\\1", field.raw.split(b":", 1)[1])
     data += _canon_header(field.name, field.name.encode() + b":" + own, relaxed).rstrip()
     try:
         if isinstance(key.key, rsa.RSAPublicKey):

@@ -8,6 +8,7 @@ be handed to a :class:`DmarcRecorder`, the seam for aggregate reports.
 from __future__ import annotations
 
 import enum
+import functools
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -76,9 +77,13 @@ class DmarcRecord:
     raw: str = ""
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_record(text: str) -> DmarcRecord:
     """RFC 7489 6.3-6.4; unknown tags are ignored, a missing or bad p= is an error
-    unless rua= is valid (then p=none, RFC 7489 6.6.3 step 6)."""
+    unless rua= is valid (then p=none, RFC 7489 6.6.3 step 6).
+
+    Kept by its text: every message from a domain brings the same record (the DNS answer's
+    TTL says when to ask again)."""
     parts = [p.strip() for p in text.split(";")]
     if not parts or parts[0].replace(" ", "") != "v=DMARC1":
         raise DmarcSyntaxError("the record must start with v=DMARC1")

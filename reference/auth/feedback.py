@@ -485,7 +485,10 @@ def is_report_subject(subject: str) -> bool:
 
 def might_hold_report(message: bytes) -> bool:
     """A cheap test before parsing: a part of a type (or a file name) reports come in."""
-    return _HINT.search(message) is not None
+    # Every hint names xml or zip: most mail has neither, and finding that out is four
+    # times cheaper than the case-blind search.
+    low = message.lower()
+    return (b"xml" in low or b"zip" in low) and _HINT.search(message) is not None
 
 
 def _candidates(msg: Message) -> Iterator[bytes]:

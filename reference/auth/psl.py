@@ -8,10 +8,12 @@ package. It is read once, never fetched at run time; refresh it by copying a new
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 __all__ = ["PublicSuffixList", "default_list", "organizational_domain"]
+
+MAX_KEPT = 10_000  # organizational domains remembered per list
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class PublicSuffixList:
     rules: frozenset[str]
     wildcards: frozenset[str]  # the parent of each "*." rule
     exceptions: frozenset[str]
+    # Organizational domains found, by name: DMARC asks for the same few with every message.
+    _orgs: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str) -> PublicSuffixList:
@@ -58,6 +62,14 @@ class PublicSuffixList:
 
     def organizational_domain(self, domain: str) -> str:
         """RFC 7489 3.2: the public suffix plus one label (the domain itself if it is a suffix)."""
+        found = self._orgs.get(domain)
+        if found is None:
+            if len(self._orgs) >= MAX_KEPT:
+                self._orgs.clear()
+            found = self._orgs[domain] = self._organizational_domain(domain)
+        return found
+
+    def _organizational_domain(self, domain: str) -> str:
         name = _idna(domain.lower().rstrip("."))
         suffix = self.public_suffix(name)
         if name == suffix:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 import urllib.parse
@@ -90,6 +91,7 @@ class _State:
                 raise _PermError("too many void DNS lookups (more than 2)")
 
 
+@functools.lru_cache(maxsize=4096)
 def _valid_domain(domain: str) -> bool:
     """RFC 7208 4.3: a multi-label name with labels of 1-63 octets."""
     d = domain.rstrip(".") if domain.endswith(".") and not domain.endswith("..") else domain
@@ -122,7 +124,7 @@ async def check_host(
 
     ``now`` feeds the %{t} macro of exp= (the caller's clock); ``receiver`` feeds %{r}.
     """
-    addr = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
+    addr = _address(ip) if isinstance(ip, str) else ip
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped  # RFC 7208 5: an IPv4-mapped address is an IPv4 client
     state = _State(addr, sender, helo, receiver=receiver, now=now)
@@ -137,6 +139,12 @@ async def check_host(
         reason = mech or "no SPF record"
         mech = ""
     return SpfCheck(result, domain, identity, sender, reason, mech, expl)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(ip: str) -> IPAddress:
+    """An address parsed once: the same peers and ip4: terms come with message after message."""
+    return ipaddress.ip_address(ip)
 
 
 async def check_mail_from(
@@ -269,8 +277,12 @@ def _validate_macros(text: str, term: str, *, exp: bool) -> None:
         pos = m.end()
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse(text: str) -> _Record:
-    """RFC 7208 4.6: the whole record is parsed first; any syntax error is a permerror."""
+    """RFC 7208 4.6: the whole record is parsed first; any syntax error is a permerror.
+
+    Kept by its text (never changed after parsing): a record is asked for again with every
+    message from its domain, and whether it changed is the DNS answer's TTL's business."""
     rec = _Record()
     terms = text.split(" ")[1:]
     for term in terms:
@@ -376,8 +388,13 @@ def _in_network(ip: IPAddress, addr: IPAddress, c4: int | None, c6: int | None) 
     if ip.version != addr.version:
         return False
     prefix = (32 if c4 is None else c4) if ip.version == 4 else (128 if c6 is None else c6)
-    net = ipaddress.ip_network(f"{addr}/{prefix}", strict=False)
-    return ip in net
+    return ip in _network(addr, prefix)
+
+
+@functools.lru_cache(maxsize=4096)
+def _network(addr: IPAddress, prefix: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """Built once for the ip4:, ip6:, a and mx terms every message from a domain matches."""
+    return ipaddress.ip_network((addr, prefix), strict=False)
 
 
 async def _addresses(lookup: Lookup, st: _State, name: str) -> Answer:
@@ -393,7 +410,7 @@ async def _matches(lookup: Lookup, st: _State, domain: str, d: _Directive) -> bo
     if d.name == "all":
         return True
     if d.name in ("ip4", "ip6"):
-        return _in_network(ip, ipaddress.ip_address(d.arg), d.cidr4, d.cidr6)
+        return _in_network(ip, _address(d.arg), d.cidr4, d.cidr6)
     st.count_lookup()
     target = await _expand(lookup, st, domain, d.arg) if d.arg else domain
     if d.name == "include":

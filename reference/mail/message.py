@@ -105,8 +105,12 @@ def header_fields(header: bytes) -> list[Field]:
     return fields
 
 
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+
+
 def unfold(value: bytes) -> bytes:
-    return re.sub(rb"\r?\n(?=[ \t])", b"", value)
+    # Most values are not folded: those need no regex at all.
+    return _FOLD.sub(b"", value) if b"\n" in value else value
 
 
 def _domains_of(fields: Iterable[Field]) -> list[str]:
@@ -166,14 +170,20 @@ class Message:
     def fields(self) -> tuple[Field, ...]:
         return tuple(header_fields(self.header))
 
+    @cached_property
+    def _by_name(self) -> dict[str, list[Field]]:
+        # Built once: every check asks for fields by name, many times a message.
+        index: dict[str, list[Field]] = {}
+        for f in self.fields:
+            index.setdefault(f.lname, []).append(f)
+        return index
+
     def get_all(self, name: str) -> list[Field]:
         """The fields called ``name`` (any case), in order."""
-        lname = name.lower()
-        return [f for f in self.fields if f.lname == lname]
+        return list(self._by_name.get(name.lower(), ()))
 
     def has(self, *names: str) -> bool:
-        wanted = {n.lower() for n in names}
-        return any(f.lname in wanted for f in self.fields)
+        return any(n.lower() in self._by_name for n in names)
 
     @cached_property
     def from_domains(self) -> list[str]:

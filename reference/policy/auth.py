@@ -128,10 +128,16 @@ class SenderAuthentication(Check):
             if not sender:  # RFC 7208 2.4: the null sender's identity is the HELO name
                 mail_from = await mail_from_check
                 return SpfPair(mail_from, mail_from)
-            mail_from, helo = await asyncio.gather(
-                mail_from_check,
-                spf_mod.check_helo(self.lookup, s.peer, s.helo, receiver=self.authserv_id, now=now),
+            # Both at once (their DNS queries overlap), with one task rather than gather's two.
+            helo_check = asyncio.get_running_loop().create_task(
+                spf_mod.check_helo(self.lookup, s.peer, s.helo, receiver=self.authserv_id, now=now)
             )
+            try:
+                mail_from = await mail_from_check
+            except BaseException:
+                helo_check.cancel()
+                raise
+            helo = await helo_check
         except Exception:  # a bug must not lose the message: report temperror and log it
             log.exception("event=spf.error peer=%s", s.peer)
             err = SpfCheck(SpfResult.TEMPERROR, "", "mailfrom", sender, "internal error")

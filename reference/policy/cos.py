@@ -69,6 +69,10 @@ class ClassOfServiceCheck(Check):
         return self._too_big(len(tx.msg.raw), who)
 
     async def data(self, tx: Transaction) -> CheckResult:
+        if tx.size is not None and len(tx.msg.raw) <= tx.size:
+            # RFC 1870 6.1: MAIL and RCPT held the declared size, no less than the message,
+            # against the sender's class and each local recipient's: nothing left to check.
+            return CONTINUE
         return self._whole(tx)  # directory answers from memory: see AccessLists._rules
 
 

@@ -41,6 +41,8 @@ from typing import Any
 
 import dns.asyncresolver
 
+from reference.auth.lookup import Lookup
+from reference.clock import Clock
 from reference.directory import Directory, DirectoryError, split_address
 from reference.log import event
 from reference.mail import replies
@@ -181,12 +183,15 @@ class SpamCheck(Check):
         directory: Directory | None = None,
         macro_score: float = 3.0,
         macro_max_size: int = macros_mod.DEFAULT_MAX_SIZE,
+        clock: Clock | None = None,
     ) -> None:
         self.reject_score = reject_score
         self.junk_score = junk_score
         self.base_rules = tuple(rules)
         self.rules = self._rules_for(junk_score)
         self.resolver = resolver
+        # URIBL answers kept for their TTL on the server's clock, across messages.
+        self.lookup = Lookup(resolver, clock) if resolver is not None else None
         self.uribl = list(uribl)
         self.dnsbl = dnsbl
         self.bayes = bayes
@@ -277,8 +282,8 @@ class SpamCheck(Check):
 
     async def _network(self, s: Session, parsed: Parsed) -> list[Hit]:
         hits: list[Hit] = []
-        if self.uribl and self.resolver is not None:
-            hits += await engine.uribl(self.resolver, self.uribl, parsed.links)
+        if self.uribl and self.lookup is not None:
+            hits += await engine.uribl(self.lookup, self.uribl, parsed.links)
         if self.dnsbl is not None and s.role == "mx" and s.user is None:
             _, listed = await self.dnsbl.score(s.peer)
             # Heavy listings were refused at RCPT; what is left here is the lighter score.

@@ -87,10 +87,13 @@ class Parsed:
 
 
 def _decode_header(value: object) -> str:
+    text = str(value)
+    if "=?" not in text:
+        return text  # no encoded-word (RFC 2047): decoding would give the same text back
     try:
-        return str(email.header.make_header(email.header.decode_header(str(value))))
+        return str(email.header.make_header(email.header.decode_header(text)))
     except Exception:  # malformed encoded-words, unknown charsets: keep the raw text
-        return str(value)
+        return text
 
 
 def _text_of(part: email.message.Message) -> str:

@@ -104,12 +104,18 @@ class ClamdClient:
         ok = False
         try:
             w = session.writer
-            w.write(b"zINSTREAM\0")
+            # Command, chunks and the closing zero length in one write (one send for an
+            # ordinary message); a large one is drained chunk by chunk.
+            out = [b"zINSTREAM\0"]
             for i in range(0, len(payload), _CHUNK):
                 chunk = payload[i : i + _CHUNK]
-                w.write(struct.pack("!L", len(chunk)) + chunk)
-                await w.drain()
-            w.write(struct.pack("!L", 0))
+                out += (struct.pack("!L", len(chunk)), chunk)
+                if i + _CHUNK < len(payload):
+                    w.write(b"".join(out))
+                    out.clear()
+                    await w.drain()
+            out.append(struct.pack("!L", 0))
+            w.write(b"".join(out))
             await w.drain()
             # In a session each reply is "<request id>: <reply>", NUL-terminated.
             reply = _REQUEST_ID.sub(b"", (await session.reader.readuntil(b"\0")).rstrip(b"\0"))
@@ -135,7 +141,8 @@ class ClamdClient:
             # clamd would stop at StreamMaxLength and say "size limit exceeded": decide here.
             return ScanResult("error", f"larger than the scan limit of {self.max_size} bytes")
         try:
-            reply = await asyncio.wait_for(self._session_exchange(data), self.timeout)
+            async with asyncio.timeout(self.timeout):  # no task of its own, unlike wait_for
+                reply = await self._session_exchange(data)
         except TimeoutError:
             return ScanResult("error", f"clamd did not answer within {self.timeout:g} s")
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:

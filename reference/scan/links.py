@@ -46,6 +46,8 @@ _BARE_PREFIX = re.compile(r"(?i)(?:https?|ftp)://|www\.?")
 def extract_urls(text: str, limit: int = MAX_LINKS) -> list[str]:
     """URLs written out in text (``scheme://`` or ``www.``), trailing punctuation removed."""
     found: list[str] = []
+    if "://" not in text and "www." not in text.lower():
+        return found  # most text has no URL: the regex would try every word for one
     for m in _URL.finditer(text):
         url = m.group(0).rstrip(_TRAILING)
         if _BARE_PREFIX.fullmatch(url):

@@ -21,9 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import dns.asyncresolver
-import dns.exception
-import dns.resolver
 
+from reference.auth.lookup import DnsTempError, Lookup
 from reference.auth.psl import PublicSuffixList, default_list
 from reference.log import event
 from reference.scan.analysis import Parsed, parse
@@ -83,14 +82,18 @@ def _refused_answer(code: str) -> bool:
 
 
 async def uribl(
-    resolver: dns.asyncresolver.Resolver,
+    resolver: dns.asyncresolver.Resolver | Lookup,
     zones: Sequence[UriZone],
     links: Iterable[Link],
     *,
     psl: PublicSuffixList | None = None,
     limit: int = MAX_URIBL_DOMAINS,
 ) -> list[Hit]:
-    """The registered domains of the links, looked up in each zone; failures score nothing."""
+    """The registered domains of the links, looked up in each zone; failures score nothing.
+
+    Through a :class:`Lookup` (the spam check keeps one), answers are kept for their TTL
+    on its clock, as the authentication checks' are."""
+    lookup = resolver if isinstance(resolver, Lookup) else Lookup(resolver)
     psl = psl or default_list()
     domains: list[str] = []
     for lk in links:
@@ -105,15 +108,13 @@ async def uribl(
     async def one(domain: str, z: UriZone) -> Hit | None:
         name = f"{domain}.{z.zone}"
         try:
-            answer = await resolver.resolve(name, "A")
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return None
-        except dns.exception.DNSException as e:
-            event(log, "uribl.temperror", zone=z.zone, domain=domain, error=type(e).__name__)
+            answer = await lookup.addresses(name, "A")  # none: NXDOMAIN or no A record
+        except DnsTempError as e:
+            event(log, "uribl.temperror", zone=z.zone, domain=domain, error=str(e))
             return None
         weight = 0.0
-        for r in answer:
-            code = r.to_text()
+        for r in answer.records:
+            code = str(r)
             if not code.startswith("127.") or _refused_answer(code):
                 if _refused_answer(code):
                     event(log, "uribl.refused", level=logging.WARNING, zone=z.zone, code=code)

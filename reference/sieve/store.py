@@ -16,6 +16,7 @@ __all__ = ["ReplyLog", "ScriptError", "ScriptStore", "valid_name"]
 MAX_SCRIPTS = 20  # per user
 MAX_NAME = 128  # characters in a script name
 MAX_ERRORS = 20  # errors kept per user
+MAX_KEPT = 10_000  # users whose folder name and active script name are remembered
 
 
 class ScriptError(ValueError):
@@ -60,9 +61,23 @@ class ScriptStore:
         self.max_size = max_size
         self._cache: dict[Path, tuple[float, Script]] = {}
         self._lock = threading.Lock()
+        self._folders: dict[str, str] = {}
+        # The "active" file's contents by path, with the (inode, mtime, size) they were read
+        # at: DATA and delivery ask for every message; a change (written whole and renamed
+        # into place, so a new inode) shows in one stat.
+        self._actives: dict[str, tuple[tuple[int, int, int], str]] = {}
 
     def _dir(self, user: str) -> Path:
-        return self.root / urllib.parse.quote(user.lower(), safe="@.+-_")
+        return Path(self._folder(user))
+
+    def _folder(self, user: str) -> str:
+        folder = self._folders.get(user)
+        if folder is None:
+            if len(self._folders) >= MAX_KEPT:
+                self._folders.clear()
+            quoted = urllib.parse.quote(user.lower(), safe="@.+-_")
+            folder = self._folders[user] = os.path.join(self.root, quoted)
+        return folder
 
     def _path(self, user: str, name: str) -> Path:
         if not valid_name(name):
@@ -80,8 +95,21 @@ class ScriptStore:
         )
 
     def active_name(self, user: str) -> str | None:
+        marker = os.path.join(self._folder(user), "active")
         try:
-            name = (self._dir(user) / "active").read_text("utf-8").strip()
+            st = os.stat(marker)
+            version = (st.st_ino, st.st_mtime_ns, st.st_size)
+            kept = self._actives.get(marker)
+            if kept is not None and kept[0] == version:
+                name = kept[1]
+            else:
+                with open(marker, encoding="utf-8") as f:
+                    name = f.read().strip()
+                if len(self._actives) >= MAX_KEPT:
+                    self._actives.clear()
+                # Read after the stat: a newer file read under the older version is
+                # read again on the next call, whose stat differs.
+                self._actives[marker] = (version, name)
         except FileNotFoundError:
             return None
         return name if name and self._path(user, name).exists() else None
