@@ -404,6 +404,10 @@ class App:
         """The control plane's address as members' mail names it (one-click unsubscribe)."""
         bound = self.endpoints.get("web")
         port = bound.port if bound is not None else self.cfg.listen.web.port
+        if bound is None and self.worker is not None and "web" in self.worker.sockets:
+            # A worker other than the primary delivers lists too: the port the node's web
+            # listener was bound to (the primary's alone serves it).
+            port = self.worker.sockets["web"].getsockname()[1]
         return f"https://{self.cfg.server.hostname}:{port}"
 
     def _wake_runner(self, qids: Sequence[str]) -> str:
