@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -53,7 +54,7 @@ from reference.state import StateStore
 from reference.state.redis import RedisStore
 from reference.state.sqlite import SqliteStore
 from reference.usage import UsageStore
-from reference.workers import StartupError, Worker
+from reference.workers import StartupError, Worker, lease_board
 
 log = logging.getLogger("mailspec")
 
@@ -328,7 +329,17 @@ class App:
             bulk_concurrency=cfg.queue.bulk_concurrency,
             metrics=self.metrics,
             # Nodes sharing Redis lease their spools, and take over a dead node's.
-            lease=SpoolLease(cfg.state.url, self.spool) if cfg.state.url else None,
+            lease=SpoolLease(
+                cfg.state.url,
+                self.spool,
+                # Held by the primary; posted for the others, which deliver what they accept.
+                board=lease_board(cfg) if self.spool.shared else None,
+            )
+            if cfg.state.url
+            else None,
+            # Each worker delivers what it accepts; the rest (retries, mail its deliveries
+            # queue) goes to the primary's runner through the pipe.
+            handoff=None if self.primary or worker is None else self._handoff,
         )
         self.metrics.watch_queue(self._queue_view)
         # What an operator does, for the admin API (the command line uses the same layer).
@@ -393,6 +404,10 @@ class App:
         """The control plane's address as members' mail names it (one-click unsubscribe)."""
         bound = self.endpoints.get("web")
         port = bound.port if bound is not None else self.cfg.listen.web.port
+        if bound is None and self.worker is not None and "web" in self.worker.sockets:
+            # A worker other than the primary delivers lists too: the port the node's web
+            # listener was bound to (the primary's alone serves it).
+            port = self.worker.sockets["web"].getsockname()[1]
         return f"https://{self.cfg.server.hostname}:{port}"
 
     def _wake_runner(self, qids: Sequence[str]) -> str:
@@ -452,12 +467,11 @@ class App:
             max_message_size=self.cfg.smtp.max_message_size,
             max_recipients=self.cfg.smtp.max_recipients,
             timeout=self.cfg.smtp.timeout,
-            # The queue runner is the primary's: the other workers wake it by pipe.
-            on_queued=self.runner.notify
-            if self.worker is None or self.primary
-            else self.worker.wake,
+            # Each worker starts the delivery of what it accepted itself, from memory.
+            on_queued=self.runner.accepted,
             flow_backlog=self.cfg.smtp.flow_backlog,
             flow_delay=self.cfg.smtp.flow_delay,
+            flow_lag=self.cfg.smtp.flow_lag,
             # Only the MX sits behind load balancers that speak PROXY.
             proxy_from=self.cfg.listen.mx_proxy_from if role == "mx" else (),
             max_connections=self.cfg.smtp.max_connections,
@@ -587,14 +601,24 @@ class App:
             )
         return self.endpoints
 
+    def _handoff(self, qid: str) -> None:
+        """A worker's hint to the primary's runner (see :meth:`_woken`)."""
+        assert self.worker is not None
+        self.worker.wake(qid or "*")
+
     def _woken(self) -> None:
-        """Queue ids another worker accepted: start their delivery now."""
+        """What the other workers hand the primary's runner: queue ids to start now, "*" to
+        look at the whole spool, "@<time>" when mail they deferred is due again."""
         try:
             data = os.read(self._wake_fd, 65536)
         except BlockingIOError:
             return
-        for qid in data.decode("ascii", "replace").split():
-            self.runner.notify(qid)
+        for word in data.decode("ascii", "replace").split():
+            if word.startswith("@"):
+                with contextlib.suppress(ValueError):
+                    self.runner.due_at(float(word[1:]))
+            else:
+                self.runner.notify("" if word == "*" else word)
 
     def _rung(self) -> None:
         """Mailboxes another worker changed: ring their IDLE sessions here."""
@@ -650,6 +674,7 @@ class App:
             check.close()
         self.directory.close()
         self.store.close()
+        self.spool.close()
         self.dmarc_store.close()
         self.usage.close()
         self.replies.close()

@@ -60,8 +60,9 @@ class Server:
     )
     workers: int = doc(
         "Processes serving this node, sharing its listeners (each with its own event loop; "
-        "all policy state in the stores); 0: one per core. 1 runs a single process. The "
-        "first worker also runs the queue runner, the web listener and ManageSieve.",
+        "all policy state in the stores); 0: one per core. 1 runs a single process. Each "
+        "worker delivers the mail it accepts; the first also runs the queue runner "
+        "(retries, flush, DSNs, the spool lease), the web listener and ManageSieve.",
         default=0,
     )
 
@@ -130,9 +131,17 @@ class Smtp:
         "Messages in the spool beyond which MAIL gets 451 4.3.2 (0: no limit).", default=20000
     )
     flow_backlog: int = doc(
-        "Messages in the spool beyond which the reply to MAIL waits (up to smtp.flow_delay) "
-        "for delivery to catch up, as Postfix's in_flow_delay (0: never wait).",
+        "Messages accepted and not yet attempted (counted by each worker process, which "
+        "delivers what it accepts; mail deferred for a retry is not counted) beyond which "
+        "the reply to MAIL waits (up to smtp.flow_delay) for delivery to catch up, as "
+        "Postfix's in_flow_delay (0: never wait for this count).",
         default=1000,
+    )
+    flow_lag: Duration = doc(
+        "How long the oldest message a worker process accepted may wait for its first "
+        "attempt before the reply to MAIL waits (up to smtp.flow_delay) for delivery to "
+        "catch up (0: never wait for this age).",
+        default=Duration("250ms"),
     )
     flow_delay: Duration = doc(
         "The longest a MAIL reply waits for delivery to catch up (then the checks go on; "

@@ -355,6 +355,7 @@ async def _crash(app: App | None) -> None:
     if app is not None:
         for server in app.servers:
             server.close()
+        app.spool.close()  # the claims on its messages end with the process
     this = asyncio.current_task()
     for task in asyncio.all_tasks():
         if task is not this:

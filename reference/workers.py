@@ -7,11 +7,15 @@ new connection to whichever worker accepts it first. Nothing a check decides liv
 worker's memory: greylists, rate windows, lockouts and Bayes tokens are in the state
 stores (SQLite under data_dir by default, Redis across nodes), mail in the spool.
 
-Worker 0, the primary, also runs what a node must run once: the queue runner (the other
-workers wake it through a pipe with the queue id of each message they accept), the DMARC
-report task, the web listener (the control plane: the admin API's flush and release wake
-the runner in the same process, and /readyz probes the node) and ManageSieve (a user's
-script limit is checked and written under an in-process lock).
+Each worker starts the delivery of the mail it accepts itself, from memory, under a claim
+on the message (a flock the kernel drops if the worker dies; see ``Spool.claim``), so the
+delivery of a node runs on every core. Worker 0, the primary, also runs what a node must
+run once: the queue runner (retries, the mail a dead worker left, flush, hold and release,
+DSNs, the spool's lease and takeover; the other workers hand it what they do not deliver
+through a pipe, and the supervisor wakes it when a worker dies), the DMARC report task,
+the web listener (the control plane: the admin API's flush and release wake the runner
+in the same process, and /readyz probes the node) and ManageSieve (a user's script limit
+is checked and written under an in-process lock).
 
 The supervisor forwards SIGUSR1 to the primary, restarts a worker that dies, and on
 SIGTERM or SIGINT stops every worker and waits for them. A worker dies with it (Linux
@@ -43,7 +47,7 @@ from reference.clock import RealClock
 from reference.config import LISTENERS, Config
 from reference.log import event, name_worker
 from reference.metrics import prepare_workers, worker_exited
-from reference.spool import Spool
+from reference.spool import Board, Spool
 
 __all__ = [
     "PRIMARY_ONLY",
@@ -52,6 +56,7 @@ __all__ = [
     "Supervisor",
     "Worker",
     "bind",
+    "lease_board",
     "run_dir",
     "worker_count",
 ]
@@ -82,6 +87,12 @@ def run_dir(cfg: Config) -> Path:
     """A directory for the workers' per-process files, emptied when the supervisor starts;
     next to the pid file, so each node of a cluster (sharing data_dir) has its own."""
     return cfg.pid_path.parent / "run"
+
+
+def lease_board(cfg: Config) -> Path:
+    """Where the primary posts the node's spool lease for the other workers (see
+    :class:`~reference.spool.Board`)."""
+    return run_dir(cfg) / "lease"
 
 
 class StartupError(RuntimeError):
@@ -268,6 +279,9 @@ class Supervisor:
             index = self.pids.pop(pid, None)
             if index is None:
                 continue
+            if index == 0 and self.cfg.state.url:
+                # The lease died with the primary: the others stop delivering at once.
+                Board(lease_board(self.cfg)).post(0.0)
             self.exited(pid)
             ended.append(index)
             code = os.waitstatus_to_exitcode(status)
@@ -304,7 +318,13 @@ class Supervisor:
                 if pid is not None:
                     os.kill(pid, signal.SIGUSR1)
             else:
-                waiting += self._reap()
+                ended = self._reap()
+                waiting += ended
+                pid = self.primary_pid()
+                if pid is not None and ended and not self.stopping:
+                    # The claims of the mail a dead worker was delivering died with it:
+                    # the primary's runner looks at the spool now and delivers that mail.
+                    os.kill(pid, signal.SIGUSR1)
 
     def _drain_ready(self) -> None:
         """Read what restarted workers said when they were up (the pipe must not fill)."""

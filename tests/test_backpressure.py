@@ -1,7 +1,9 @@
-"""Backpressure: past the spool backlog limit, MAIL gets 451 4.3.2 and nothing is lost."""
+"""Backpressure: while delivery is behind acceptance the reply to MAIL waits (bounded), past
+the spool backlog limit MAIL gets 451 4.3.2, and nothing is lost."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import smtplib
 import threading
@@ -9,11 +11,30 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from fakes.internet import FakeInternet
 from fakes.mx import Policy, Rule
 from reference.clock import ManualClock, RealClock
 from reference.spool import Spool
 from reference.testing import ReferenceServer
+
+
+async def test_the_lag_is_mail_accepted_and_not_yet_attempted(tmp_path: Path) -> None:
+    clock = ManualClock()
+    spool = Spool(tmp_path, clock)
+    await spool.enqueue("a@x.test", ["b@y.test"], b"x")  # not this process's to deliver
+    first = await spool.enqueue("a@x.test", ["b@y.test"], b"x", claim=True)
+    clock.advance(0.3)
+    second = await spool.enqueue("a@x.test", ["b@y.test"], b"x", claim=True)
+    assert spool.lag() == (2, pytest.approx(0.3))
+    assert spool.behind(2, 0) and spool.behind(0, 0.25) and not spool.behind(3, 0.5)
+    assert not Spool(tmp_path, clock).claim(first.qid)  # claimed here: no one else's
+    spool.attempted(first.qid)
+    assert spool.lag() == (1, 0.0)
+    spool.unclaim(second.qid)
+    assert spool.lag() == (0, 0.0) and not spool.behind(1, 0.1)
+    assert Spool(tmp_path, clock).claim(second.qid)
 
 
 async def test_backlog_follows_the_spool(tmp_path: Path) -> None:
@@ -34,7 +55,7 @@ class Stalled:
     internet: FakeInternet
     ref: ReferenceServer
 
-    def submit(self) -> tuple[int, bytes]:
+    def submit(self, rcpt: str = "friend@gmail.test") -> tuple[int, bytes]:
         """One message to a remote friend: the reply to MAIL, or to DATA once taken."""
         ctx = smtplib.ssl.create_default_context(cafile=str(self.ref.cafile))
         with smtplib.SMTP("127.0.0.1", self.ref.port("submission"), timeout=10) as s:
@@ -43,7 +64,7 @@ class Stalled:
             code, text = s.mail("bob@example.test")
             if code != 250:
                 return code, text
-            s.rcpt("friend@gmail.test")
+            s.rcpt(rcpt)
             return s.data(b"Subject: queued\r\n\r\nbody\r\n")
 
 
@@ -86,41 +107,62 @@ def test_mail_waits_at_the_sender_when_the_queue_is_full(tmp_path: Path) -> None
         assert submit()[0] == 250  # room again
 
 
-def test_mail_replies_wait_for_delivery_then_451_past_the_bound(tmp_path: Path) -> None:
-    """In-flow delay: past smtp.flow_backlog the MAIL reply waits for delivery to catch up,
-    at most smtp.flow_delay; past smtp.max_backlog the sender gets 451 4.3.2."""
-    with stalled(tmp_path, flow_backlog=3, flow_delay="1s", max_backlog=3) as node:
-        ref, clock = node.ref, node.clock
+def waiting_submit(node: Stalled, replies: list[tuple[int, bytes]]) -> threading.Thread:
+    """Submit in a thread whose MAIL reply the node holds back (waiting on its clock)."""
+    before = len(replies)
+    t = threading.Thread(target=lambda: replies.append(node.submit()))
+    t.start()
+    deadline = RealClock().monotonic() + 10
+    while not node.ref.app.spool.waiting:
+        assert RealClock().monotonic() < deadline and t.is_alive()
+        t.join(0.02)
+    assert len(replies) == before
+    return t
+
+
+def test_mail_replies_wait_for_delivery_to_catch_up_bounded(tmp_path: Path) -> None:
+    """In-flow delay: while mail accepted waits for its first attempt (past
+    smtp.flow_backlog messages), the MAIL reply waits for delivery to catch up, at most
+    smtp.flow_delay, and then goes on (past smtp.max_backlog it would be 451 4.3.2)."""
+    with stalled(tmp_path, flow_backlog=1, flow_lag="0s", flow_delay="1s") as node:
+        # One delivery at a time, and the first one takes a while at the receiver: what is
+        # accepted meanwhile waits for its first attempt.
+        node.internet.mx["gmail"].policy = Policy(
+            rules=[Rule(stage="rcpt", recipient="slow@gmail.test", delay=3.0)]
+        )
+        node.ref.app.runner._slots = asyncio.Semaphore(1)
         replies: list[tuple[int, bytes]] = []
-
-        def waiting_submit() -> threading.Thread:
-            before = len(replies)
-            t = threading.Thread(target=lambda: replies.append(node.submit()))
-            t.start()
-            # The reply is held back: the session waits on the (manual) clock.
-            deadline = RealClock().monotonic() + 10
-            while not ref.app.spool.waiting:
-                assert RealClock().monotonic() < deadline and t.is_alive()
-                t.join(0.02)
-            assert len(replies) == before
-            return t
-
-        replies += [node.submit() for _ in range(3)]
-        ref.wait_delivered()
-        assert [c for c, _ in replies] == [250, 250, 250]
-        # Three in the spool: the next MAIL waits; delivery catching up ends the wait
-        # (here an operator deletes one), and the mail is taken.
-        t = waiting_submit()
-        ref.app.spool.delete(ref.app.spool.entries()[0].qid)
-        clock.advance(0.05)
-        t.join(10)
-        assert replies[-1][0] == 250
-        # Three again: the wait is bounded (flow_delay), then 451 4.3.2, try later.
-        t = waiting_submit()
-        clock.advance(0.5)
+        replies.append(node.submit("slow@gmail.test"))
+        replies.append(node.submit())  # waits for the slot: one message behind
+        assert [c for c, _ in replies] == [250, 250]
+        t = waiting_submit(node, replies)
+        node.clock.advance(0.5)
         t.join(0.1)
         assert t.is_alive()  # half the bound: still waiting
-        clock.advance(0.5)
+        node.clock.advance(0.5)
         t.join(10)
-        assert (replies[-1][0], replies[-1][1][:5]) == (451, b"4.3.2")
-        assert len(ref.app.spool.entries()) == 3
+        assert replies[-1][0] == 250  # the bound: taken (two behind now)
+        # Delivery catching up ends the wait: the slow delivery ends, the others begin.
+        t = waiting_submit(node, replies)
+        node.internet.mx["gmail"].wait_for(lambda m: len(m.deliveries) == 3, timeout=15)
+        node.clock.advance(0.05)
+        t.join(10)
+        assert replies[-1][0] == 250
+        node.internet.mx["gmail"].wait_for(lambda m: len(m.deliveries) == 4, timeout=15)
+        node.ref.wait_delivered()
+
+
+def test_deferred_mail_never_holds_replies_back(tmp_path: Path) -> None:
+    """Mail waiting for a retry (the receiver defers it) is not lag: new mail is taken at
+    once however much of it there is."""
+    with stalled(tmp_path, flow_backlog=1, flow_lag="1ms", flow_delay="10m") as node:
+        for _ in range(3):
+            assert node.submit()[0] == 250
+        node.ref.wait_delivered()  # all deferred by the receiver: still in the spool
+        node.clock.advance(5)
+        replies: list[tuple[int, bytes]] = []
+        t = threading.Thread(target=lambda: replies.append(node.submit()))
+        t.start()
+        t.join(10)  # a reply held back would wait for the manual clock: for ever
+        assert not t.is_alive() and replies[0][0] == 250
+        assert len(node.ref.app.spool.entries()) == 4

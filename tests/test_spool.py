@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reference.clock import ManualClock
-from reference.spool import DELIVERED, Spool, SpoolError
+from reference.clock import ManualClock, RealClock
+from reference.spool import DELIVERED, Board, Spool, SpoolError, SpoolLease
 
 
 async def test_enqueue_writes_message_and_envelope(tmp_path: Path) -> None:
@@ -95,3 +95,21 @@ async def test_take_over_interrupted_after_the_link_leaves_the_message_where_it_
     mine = Spool(tmp_path / "node2", clock)  # its start removes the orphan link
     assert list(mine.root.iterdir()) == []
     assert dead.load(entry.qid) is not None and dead.read_message(entry.qid) == b"body"
+
+
+async def test_a_worker_holds_the_lease_the_primary_posts_on_the_board(tmp_path: Path) -> None:
+    """The node's other workers deliver while the primary holds the spool's lease: they read
+    until when on the board (no Redis call), and stop as soon as that has passed."""
+    board = tmp_path / "run" / "lease"
+    spool = Spool(tmp_path / "spool", ManualClock())
+    # Never connects: a worker other than the primary does not keep the lease itself.
+    worker = SpoolLease("redis://127.0.0.1:1", spool, board=board)
+    try:
+        assert not worker.held
+        now = RealClock().monotonic()
+        Board(board).post(now + 60)  # what the primary's renewal posts
+        assert worker.held
+        Board(board).post(now - 0.001)  # not renewed in time (or lost, or the primary died)
+        assert not worker.held
+    finally:
+        await worker.close()

@@ -10,6 +10,7 @@ where each session ran.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import os
 import re
@@ -277,6 +278,99 @@ def test_mail_accepted_by_either_worker_is_delivered_once(node: Node) -> None:
     assert {ln.split("[")[1][:2] for ln in queued if any(q in ln for q in qids)} == {"w0", "w1"}
 
 
+def _worker_of(node: Node, event: str, qid: str) -> list[str]:
+    """The workers ("w0", "w1") that logged ``event`` for ``qid``, once per line."""
+    return [ln.split("[")[1][:2] for ln in node.lines(event) if f"qid={qid} " in ln]
+
+
+def _subject(path: Path) -> bytes:
+    m = re.search(rb"\r\nSubject: (.*)\r\n", path.read_bytes())
+    assert m is not None
+    return m.group(1)
+
+
+def _send(node: Node, subject: str, rcpts: list[str]) -> str:
+    with node.smtp("bob@example.test") as s:
+        s.mail("bob@example.test")
+        for rcpt in rcpts:
+            s.rcpt(rcpt)
+        code, text = s.data(f"Subject: {subject}\r\n\r\nhello\r\n".encode())
+    assert code == 250, text
+    return text.decode().split()[-1]
+
+
+def test_each_worker_delivers_what_it_took_once_and_a_killed_ones_mail_is_not_lost(
+    tmp_path: Path,
+) -> None:
+    """Each worker delivers the mail it accepted itself, both at once, each message once;
+    mail a worker was delivering (its claim held) when it was killed is delivered by the
+    queue runner after, once."""
+    from fakes.internet import FakeInternet
+    from fakes.mx import Policy, Rule
+
+    with FakeInternet(providers=["gmail"]) as internet:
+        gmail = internet.mx["gmail"]
+        # A receiver that takes a long while: a delivery to it is under way until the kill.
+        gmail.policy = Policy(rules=[Rule(stage="rcpt", recipient="slow@gmail.test", delay=60)])
+        node = start_node(
+            tmp_path,
+            dns={"nameservers": [internet.nameserver]},
+            relay={"port": internet.smtp_port, "source_addresses": ["127.0.1.0/24"]},
+        )
+        try:
+            # Both workers take mail at once, from eight clients.
+            with ThreadPoolExecutor(8) as pool:
+                qids = list(
+                    pool.map(lambda n: _send(node, f"n{n}", ["erin@example.test"]), range(40))
+                )
+            box = node.data / "mail"
+            _wait(lambda: len(list(box.rglob("new/*"))) >= 40)
+            _wait(lambda: not list((node.data / "spool").glob("*.json")))
+            subjects = sorted(_subject(p) for p in box.rglob("new/*"))
+            assert subjects == sorted(f"n{n}".encode() for n in range(40))  # none twice
+            for qid in qids:  # delivered once, by the worker that took it
+                assert _worker_of(node, "delivered", qid) == _worker_of(node, "queued", qid)
+            assert {w for q in qids for w in _worker_of(node, "delivered", q)} == {"w0", "w1"}
+
+            # Worker 1 takes a message, delivers its local copy, and is killed while its
+            # relay attempt waits at the receiver: its claim goes with it.
+            with only(node, 1):
+                qid = _send(node, "killed", ["frank@example.test", "slow@gmail.test"])
+            _wait(lambda: _worker_of(node, "delivered", qid) == ["w1"])
+            _wait(lambda: any(a.stage == "mail" for a in gmail.attempts))  # at RCPT now
+            eml = (node.data / "spool" / f"{qid}.eml").open("rb")
+            with eml, pytest.raises(BlockingIOError):  # claimed: no one else may start it
+                fcntl.flock(eml, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            gmail.policy = Policy.accept_all()
+            os.kill(node.workers[1], signal.SIGKILL)
+            _wait(lambda: [list(d.rcpt_tos) for d in gmail.deliveries] == [["slow@gmail.test"]])
+            _wait(lambda: not (node.data / "spool" / f"{qid}.json").exists())
+            assert _worker_of(node, "delivered", qid) == ["w1", "w0"]  # the remote copy
+            assert [_subject(p) for p in box.rglob("new/*")].count(b"killed") == 1
+        finally:
+            node.proc.send_signal(signal.SIGTERM)
+            node.proc.wait(30)
+
+
+def test_under_a_spool_lease_each_worker_delivers_while_the_primary_holds_it(
+    tmp_path: Path,
+) -> None:
+    """Nodes sharing Redis lease their spools: the primary keeps the lease and posts it for
+    the other worker, which then delivers what it accepted itself."""
+    from reference.state.server import RedisServer
+
+    with RedisServer(tmp_path / "redis") as redis:
+        node = start_node(tmp_path, state={"url": redis.url})
+        try:
+            _wait(lambda: bool(node.lines("lease.acquired")))
+            with only(node, 1):
+                qid = _send(node, "leased", ["erin@example.test"])
+            _wait(lambda: _worker_of(node, "delivered", qid) == ["w1"])
+        finally:
+            node.proc.send_signal(signal.SIGTERM)
+            node.proc.wait(30)
+
+
 def test_a_worker_that_dies_is_started_again(node: Node) -> None:
     before = node.workers
     os.kill(before[1], signal.SIGKILL)
@@ -300,10 +394,10 @@ def test_a_killed_supervisor_leaves_no_orphan(tmp_path: Path) -> None:
 
 
 def test_idle_hears_of_mail_another_worker_delivered(node: Node) -> None:
-    """RFC 2177: new mail is reported during IDLE, though the queue runner that delivered it
-    runs in another worker (which rings this one; IDLE's own look every 5 s is the net)."""
+    """RFC 2177: new mail is reported during IDLE, though the worker that delivered it may
+    be another (which rings this one; IDLE's own look every 5 s is the net)."""
     ctx = ssl.create_default_context(cafile=str(node.data / "tls/cert.pem"))
-    with only(node, 1):  # the IDLE session on worker 1; delivery is worker 0's
+    with only(node, 1):  # the IDLE session on worker 1; delivery is either worker's
         raw = socket.create_connection(("127.0.0.1", node.ports["imaps"]), timeout=10)
         imap = ctx.wrap_socket(raw, server_hostname="mail.example.test").makefile("rwb")
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from reference.clock import Clock
@@ -24,6 +24,9 @@ log = logging.getLogger("mailspec.delivery")
 # While mail flows, the queue runner reads every envelope in the spool at most this often
 # (seconds of the injected clock); new mail is started from its notification.
 RESCAN_INTERVAL = 1.0
+# With nothing due, it still looks at the whole spool this often: another worker's hint of
+# a retry lost in a full pipe delays that retry by this much at most.
+IDLE_LOOK = 60.0
 
 
 class RemoteDelivery(Protocol):
@@ -52,8 +55,14 @@ class QueueRunner:
         bulk_concurrency: int = 4,
         metrics: Metrics | None = None,
         lease: SpoolLease | None = None,
+        handoff: Callable[[str], None] | None = None,
     ) -> None:
         self.spool = spool
+        # One of several worker processes of a node, other than the primary (whose runner
+        # runs the loop): it delivers the mail it accepts itself, and hands the rest to the
+        # primary's runner by ``handoff``: queue ids to start ("<qid>"), or the time a
+        # message it deferred is due again ("@<time>").
+        self.handoff = handoff
         # With a lease (nodes sharing Redis), the spool is delivered only while it is held;
         # the lease's task also takes over other nodes' lapsed spools into this one.
         self.lease = lease
@@ -68,6 +77,7 @@ class QueueRunner:
         self.hostname = hostname
         self._wake = asyncio.Event()
         self._fresh: set[str] = set()  # queued since the runner last looked
+        self._due: float | None = None  # the next time an entry is due, as last seen
         self._rescan = True  # read every envelope at the next look
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(concurrency)
@@ -80,11 +90,31 @@ class QueueRunner:
     def notify(self, qid: str = "") -> None:
         """A message was queued (``qid``): start it now. Without a queue id (an operator's
         flush or release): look at the whole spool now."""
+        if self.handoff is not None:
+            self.handoff(qid)
+            return
         if qid:
             self._fresh.add(qid)
         else:
             self._rescan = True
         self._wake.set()
+
+    def due_at(self, when: float) -> None:
+        """An entry is due again at ``when`` (another worker deferred it): look then."""
+        if self._due is None or when < self._due:
+            self._due = when
+            self._wake.set()
+
+    def accepted(self, entry: QueueEntry, data: bytes) -> None:
+        """Deliver a message this process has just queued with its claim (see
+        :meth:`Spool.enqueue`): from memory, without reading the spool again."""
+        if self._stopping or (self.lease is not None and not self.lease.held):
+            # Not to be delivered now (the node's spool lease is not held): the primary's
+            # runner starts it once the lease is held again.
+            self.spool.unclaim(entry.qid)
+            self.notify(entry.qid)
+            return
+        self._start(entry.qid, (entry, data))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="queue-runner")
@@ -123,7 +153,6 @@ class QueueRunner:
             await self.lease.close()
 
     async def _run(self) -> None:
-        next_due: float | None = None
         scanned = 0.0
         while not self._stopping:
             if self.lease is not None and not self.lease.held:
@@ -135,6 +164,7 @@ class QueueRunner:
             self._wake.clear()
             now = self.clock.now()
             fresh, self._fresh = self._fresh, set()
+            next_due = self._due
             if (
                 not self._rescan
                 and self.clock.monotonic() - scanned < RESCAN_INTERVAL
@@ -156,20 +186,35 @@ class QueueRunner:
                 if entry.qid in self._inflight or entry.held or entry.done:
                     continue
                 if entry.next_attempt <= now or entry.flushed:
-                    self._start(entry.qid)
+                    # Another worker may be delivering it (its claim says so), or may
+                    # have deferred it since this look: checked again under the claim.
+                    self._start(entry.qid, scanned=True)
                 elif next_due is None or entry.next_attempt < next_due:
                     next_due = entry.next_attempt
+            self._due = next_due
             await self._sleep(next_due)
 
-    def _start(self, qid: str) -> None:
+    def _start(
+        self,
+        qid: str,
+        given: tuple[QueueEntry, bytes] | None = None,
+        *,
+        scanned: bool = False,
+    ) -> None:
         if qid in self._inflight:
+            if given is not None:
+                self.spool.unclaim(qid)
             return
-        task = asyncio.create_task(self._attempt(qid), name=qid)
+        task = asyncio.create_task(self._attempt(qid, given, scanned), name=qid)
         self._inflight[qid] = task
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task.get_name(), None)
+        if task.cancelled():
+            # Cancelled before it began, its own ``finally`` never ran: the claim is given
+            # back here (a no-op otherwise).
+            self.spool.unclaim(task.get_name())
         # Its next attempt time changed: the full look that follows within RESCAN_INTERVAL
         # reads it.
         self._wake.set()
@@ -186,21 +231,39 @@ class QueueRunner:
         waiter = asyncio.create_task(self._wake.wait())
         # An absolute deadline: a test thread moving a manual clock between now() and the
         # start of the wait must wake this runner, not push its deadline further away.
-        until = next_due if next_due is not None else self.clock.now() + 3600.0
+        until = next_due if next_due is not None else self.clock.now() + IDLE_LOOK
         timer = asyncio.create_task(self.clock.sleep_until(until))
         await asyncio.wait({waiter, timer}, return_when=asyncio.FIRST_COMPLETED)
         for t in (waiter, timer):
             t.cancel()
 
-    async def _attempt(self, qid: str) -> None:
-        queued = await asyncio.to_thread(self.spool.load, qid)
+    async def _attempt(
+        self, qid: str, given: tuple[QueueEntry, bytes] | None, scanned: bool
+    ) -> None:
+        """One attempt at ``qid`` under its claim: ``given``, the entry and message this
+        process accepted (claimed at enqueue); else claimed and read from the spool now."""
+        if given is None and not await asyncio.to_thread(self.spool.claim, qid):
+            return  # another process is delivering it (or it is gone)
+        try:
+            await self._claimed(qid, given, scanned)
+        finally:
+            self.spool.unclaim(qid)
+
+    async def _claimed(
+        self, qid: str, given: tuple[QueueEntry, bytes] | None, scanned: bool
+    ) -> None:
+        queued = given[0] if given else await asyncio.to_thread(self.spool.load, qid)
         bulk = queued is not None and lane_of(queued) == "bulk"
         async with self._bulk_slots if bulk else self._slots:
             if self.lease is not None and not self.lease.held:
                 return  # its lease lapsed: another node may be delivering this spool now
-            entry, data = await asyncio.to_thread(self._take, qid)
-            if entry is None or data is None:
-                return
+            if given is not None:
+                entry, data = given
+            else:
+                taken, read = await asyncio.to_thread(self._take, qid, scanned)
+                if taken is None or read is None:
+                    return
+                entry, data = taken, read
             if entry.attempts == 0:
                 # Archive-all: a user's sent mail as it left, once, whatever its delivery.
                 await self.local.archive_sent(entry, data)
@@ -228,6 +291,8 @@ class QueueRunner:
                 # less; a crash in between delivers it again either way).
                 if entry.pending or bounced:
                     await asyncio.to_thread(self.spool.save, entry)
+            # In its local recipients' mailboxes: what flow control waits for is done.
+            self.spool.attempted(qid)
             if remote:
                 if self.remote is None:
                     outcomes = {}
@@ -310,11 +375,14 @@ class QueueRunner:
         )
         return rcpt.status == BOUNCED
 
-    def _take(self, qid: str) -> tuple[QueueEntry | None, bytes | None]:
+    def _take(self, qid: str, scanned: bool) -> tuple[QueueEntry | None, bytes | None]:
         """The entry as it is now and its message, when it is to be delivered (None, None:
-        gone, done or held); a flush asked for is taken. One hop to a worker thread."""
+        gone, done or held; found by a look at the spool, not due now: another worker
+        deferred it since); a flush asked for is taken. One hop to a worker thread."""
         entry = self.spool.load(qid)
         if entry is None or entry.done or entry.held:
+            return None, None
+        if scanned and not entry.flushed and entry.next_attempt > self.clock.now():
             return None, None
         if entry.flushed:
             self.spool.flushed_done(qid)
@@ -328,6 +396,8 @@ class QueueRunner:
         delay = self.backoff[min(entry.attempts - 1, len(self.backoff) - 1)]
         entry.next_attempt = self.clock.now() + delay
         await asyncio.to_thread(self.spool.save, entry)
+        if self.handoff is not None:
+            self.handoff(f"@{entry.next_attempt!r}")  # the retry is the primary's runner's
         event(log, "deferred.entry", qid=entry.qid, next_in=int(delay), pending=len(entry.pending))
 
 

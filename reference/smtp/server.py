@@ -23,13 +23,14 @@ from reference.policy import Policy
 from reference.smtp.authlimit import AuthLimiter
 from reference.smtp.core import READ_LIMIT
 from reference.smtp.session import SmtpSession
-from reference.spool import Spool
+from reference.spool import QueueEntry, Spool
 from reference.usage import UsageStore
 from reference.values import network
 
 __all__ = ["Listener", "OnQueued"]
 
-OnQueued = Callable[[str], None]
+# A message was queued (its entry and data) under this process's claim: deliver it.
+OnQueued = Callable[[QueueEntry, bytes], None]
 
 
 class Listener:
@@ -58,6 +59,7 @@ class Listener:
         usage: UsageStore | None = None,
         flow_backlog: int = 0,
         flow_delay: float = 0.0,
+        flow_lag: float = 0.0,
     ) -> None:
         self.role = role
         # What authenticated users send is counted in their usage at the 250.
@@ -88,10 +90,12 @@ class Listener:
         self.auth_limiter = auth_limiter
         # Connections and replies, counted for /metrics (None: not counted).
         self.metrics = metrics
-        # Flow control (smtp.flow_backlog, smtp.flow_delay): past that many messages in the
-        # spool, the reply to MAIL waits a while for delivery to catch up.
+        # Flow control (smtp.flow_backlog, smtp.flow_lag, smtp.flow_delay): while this
+        # process's delivery is that far behind its acceptance, the reply to MAIL waits a
+        # while for it to catch up.
         self.flow_backlog = flow_backlog
         self.flow_delay = flow_delay
+        self.flow_lag = flow_lag
 
     def is_proxy(self, ip: str) -> bool:
         try:

@@ -26,7 +26,7 @@ from reference.mail.xtext import xtext_decode
 from reference.policy import Session
 from reference.smtp.commands import CommandError, parse_bdat, parse_mail, parse_rcpt
 from reference.smtp.core import SessionCore, log
-from reference.spool import SpoolError
+from reference.spool import QueueEntry, SpoolError
 
 __all__ = ["DATA_LINE_LIMIT", "TransactionCommands"]
 
@@ -61,7 +61,9 @@ class TransactionCommands(SessionCore):
         # When delivery falls behind, the reply waits for it a while (bounded); past
         # smtp.max_backlog the back-pressure check answers 451 4.3.2.
         listener = self.listener
-        waited = await listener.spool.wait_for_room(listener.flow_backlog, listener.flow_delay)
+        waited = await listener.spool.wait_for_room(
+            listener.flow_backlog, listener.flow_delay, listener.flow_lag
+        )
         if waited:
             event(log, "mail.delayed", peer=self.peer_ip, seconds=round(waited, 3))
         policy = self.listener.policy
@@ -323,6 +325,8 @@ class TransactionCommands(SessionCore):
             smtputf8=mail.smtputf8,
             # RFC 3461: RET and ENVID (as sent, in xtext), NOTIFY and ORCPT per recipient.
             dsn=DsnRequest(mail.ret, mail.envid, dict(env.rcpt_dsn)),
+            # Delivered by this process, from memory, under a claim held from the start.
+            claim=self.listener.on_queued is not None,
         )
         if faults.active("smtp.ack-before-spool"):
             task = asyncio.create_task(self._spool_later(enqueue, qid, s, sender, rcpts, data))
@@ -339,7 +343,7 @@ class TransactionCommands(SessionCore):
 
     async def _spool(
         self,
-        enqueue: Callable[[], Awaitable[object]],
+        enqueue: Callable[[], Awaitable[QueueEntry]],
         qid: str,
         s: Session,
         sender: str,
@@ -348,7 +352,7 @@ class TransactionCommands(SessionCore):
     ) -> Reply:
         """Write the message to the spool, durably: then the 250 may go out."""
         try:
-            await enqueue()
+            entry = await enqueue()
         except SpoolError as e:
             event(log, "spool.error", level=logging.ERROR, qid=qid, error=str(e))
             return replies.SPOOL_FULL
@@ -364,10 +368,10 @@ class TransactionCommands(SessionCore):
             size=len(data),
             tls=s.tls,
         )
+        if self.listener.on_queued:
+            self.listener.on_queued(entry, data)
         if self.listener.usage is not None and s.user is not None:
             await asyncio.to_thread(self.listener.usage.sent, s.user, len(data))
-        if self.listener.on_queued:
-            self.listener.on_queued(qid)
         return replies.QUEUED.with_text(f"Ok: queued as {qid}")
 
 

@@ -1,6 +1,6 @@
 """The durable queue: messages written and fsynced before the 250, with per-recipient state."""
 
-from reference.spool.lease import SpoolLease
+from reference.spool.lease import Board, SpoolLease
 from reference.spool.queue import (
     BOUNCED,
     DELIVERED,
@@ -15,6 +15,7 @@ __all__ = [
     "BOUNCED",
     "DELIVERED",
     "PENDING",
+    "Board",
     "QueueEntry",
     "Recipient",
     "Spool",

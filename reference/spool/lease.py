@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
 import secrets
 import socket
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,9 +79,38 @@ return 1
 """
 
 
+class Board:
+    """Until when the node's lease holder may deliver its spool, posted where every worker
+    process of the node reads it without a system call: 8 bytes of a file they all map.
+    The time is the monotonic clock's, the same in every process of the machine; 0: not
+    held."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            self._map = mmap.mmap(fd, 8)
+        finally:
+            os.close(fd)
+
+    @property
+    def until(self) -> float:
+        until: float = struct.unpack_from("d", self._map)[0]
+        return until
+
+    def post(self, until: float) -> None:
+        struct.pack_into("d", self._map, 0, until)
+
+
 class SpoolLease:
     """The lease of ``spool`` in the Redis at ``url``; :meth:`run` keeps it and takes over
-    the spools of other nodes whose leases lapsed."""
+    the spools of other nodes whose leases lapsed.
+
+    With ``board`` (a node of several worker processes), the process that runs :meth:`run`
+    posts there until when it holds the lease, and the others' :attr:`held` reads it: each
+    worker delivers the mail it accepted while the node holds its spool's lease."""
 
     def __init__(
         self,
@@ -89,6 +120,7 @@ class SpoolLease:
         ttl: float = LEASE_TTL,
         every: float = RENEW_EVERY,
         prefix: str = "mailspec:",
+        board: Path | None = None,
     ) -> None:
         self.owner = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
         self._redis: Any = aioredis.from_url(
@@ -104,11 +136,20 @@ class SpoolLease:
         self._renewed = 0.0
         self.acquired = asyncio.Event()
         self._stopping = False
+        self._board = Board(board) if board is not None else None
+        self._keeping = False  # this process runs run(): it keeps the lease
 
     @property
     def held(self) -> bool:
         """Whether this process may deliver its spool now."""
+        if not self._keeping and self._board is not None:
+            return _REAL.monotonic() < self._board.until  # another worker keeps it
         return bool(self.token) and _REAL.monotonic() - self._renewed < self.ttl - self.every
+
+    def _renewed_at(self, when: float) -> None:
+        self._renewed = when
+        if self._board is not None:
+            self._board.post(when + self.ttl - self.every if self.token else 0.0)
 
     def _keys(self, root: Path) -> list[str]:
         base = f"{self._prefix}spool:{root}"
@@ -147,6 +188,7 @@ class SpoolLease:
     async def run(self, taken: Callable[[list[str]], None]) -> None:
         """Keep the lease and take over lapsed spools until :meth:`stop` (or cancelled);
         ``taken`` hears the queue ids moved into this spool."""
+        self._keeping = True
         while not self._stopping:
             try:
                 # Every time: a Redis restarted without its data has forgotten the spools.
@@ -164,16 +206,17 @@ class SpoolLease:
             # A node restarted after kill -9 replaces its dead predecessor's lease at once.
             self.token = await self._grant(own)
             if self.token:
-                self._renewed = started
+                self._renewed_at(started)
                 # Messages may have been taken from it while it was not ours.
                 await asyncio.to_thread(self.spool.recount)
                 self.acquired.set()
                 event(log, "lease.acquired", spool=str(own), token=self.token)
         elif await self._keep(own, self.token, self._ms):
-            self._renewed = started
+            self._renewed_at(started)
         else:
             event(log, "lease.lost", level=logging.WARNING, spool=str(own), token=self.token)
             self.token = 0
+            self._renewed_at(0.0)
             self.acquired.clear()
         if not self.held:
             return
@@ -208,4 +251,5 @@ class SpoolLease:
             pass
         finally:
             self.token = 0
+            self._renewed_at(0.0)
             await self._redis.aclose()

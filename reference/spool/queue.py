@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import json
 import os
 import secrets
@@ -141,6 +142,24 @@ def _write_durably(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _write_claimed(path: Path, data: bytes) -> int:
+    """As :func:`_write_durably`, and return a descriptor of the file holding its claim
+    (an exclusive flock, taken before the file has its name: nobody can claim it first)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w+b") as f:  # readable too: the claim may read the message back
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+        claim = os.dup(f.fileno())  # the same open file: the lock stays with it
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        os.close(claim)
+        raise
+    return claim
+
+
 def _link_durably(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
@@ -176,6 +195,12 @@ class Spool:
         self._count = self._listed()
         self._listed_at = clock.monotonic()
         self.waiting = 0  # replies held back by wait_for_room, now
+        # The messages this process has claimed (qid -> the descriptor holding the lock),
+        # and those of them it accepted and has not attempted yet (qid -> when, in the
+        # order they came).
+        self._claims: dict[str, int] = {}
+        self._unstarted: dict[str, float] = {}
+        self._room = asyncio.Event()  # set when one of them is attempted, for wait_for_room
 
     def _listed(self) -> int:
         with os.scandir(self.root) as it:
@@ -188,20 +213,34 @@ class Spool:
             self._count, self._listed_at = self._listed(), self.clock.monotonic()
         return self._count
 
-    async def wait_for_room(self, backlog: int, longest: float) -> float:
-        """Wait while the spool holds ``backlog`` messages or more, at most ``longest``
-        seconds; return how long that was (Postfix's in_flow_delay: acceptance slows to the
-        pace of delivery, bounded)."""
-        if not backlog or self.backlog < backlog:
+    def behind(self, backlog: int, lag: float) -> bool:
+        """Whether delivery here is behind acceptance: ``backlog`` messages or more accepted
+        and not yet attempted, or the oldest of them waiting ``lag`` seconds or more (0:
+        that measure is off)."""
+        count, age = self.lag()
+        return bool(count) and ((backlog > 0 and count >= backlog) or (lag > 0 and age >= lag))
+
+    async def wait_for_room(self, backlog: int, longest: float, lag: float = 0.0) -> float:
+        """Wait while delivery is :meth:`behind`, at most ``longest`` seconds; return how
+        long that was (Postfix's in_flow_delay: acceptance slows to the pace of delivery,
+        bounded). Mail deferred for a retry never holds a reply back."""
+        if not self.behind(backlog, lag):
             return 0.0
         start = self.clock.monotonic()
         self.waiting += 1
         try:
-            while self.backlog >= backlog:
+            while self.behind(backlog, lag):
                 left = start + longest - self.clock.monotonic()
                 if left <= 0:
                     break
-                await self.clock.sleep(min(FLOW_TICK, left))
+                # Woken as soon as a message is attempted (Postfix's token per message), or
+                # after a tick: the age of the oldest grows meanwhile.
+                self._room.clear()
+                room = asyncio.ensure_future(self._room.wait())
+                tick = asyncio.ensure_future(self.clock.sleep(min(FLOW_TICK, left)))
+                await asyncio.wait({room, tick}, return_when=asyncio.FIRST_COMPLETED)
+                room.cancel()
+                tick.cancel()
         finally:
             self.waiting -= 1
         return self.clock.monotonic() - start
@@ -226,12 +265,21 @@ class Spool:
         # processes sharing the spool never collide).
         return f"{int(self.clock.now() * 1000):011X}{secrets.token_hex(3).upper()}"
 
-    def _enqueue_sync(self, entry: QueueEntry, data: bytes) -> None:
+    def _enqueue_sync(self, entry: QueueEntry, data: bytes, claim: bool) -> None:
+        eml = self.root / f"{entry.qid}.eml"
+        fd = -1
         try:
-            _write_durably(self.root / f"{entry.qid}.eml", data)
+            if claim:
+                fd = _write_claimed(eml, data)
+            else:
+                _write_durably(eml, data)
             _write_durably(self.root / f"{entry.qid}.json", entry.to_json())
             _fsync_dir(self.root)
+            if fd >= 0:
+                self._claims[entry.qid] = fd
         except OSError as e:
+            if fd >= 0:
+                os.close(fd)
             for suffix in (".eml", ".json", ".eml.tmp", ".json.tmp"):
                 (self.root / f"{entry.qid}{suffix}").unlink(missing_ok=True)
             raise SpoolError(e.errno, f"spool write failed: {e.strerror}") from e
@@ -253,8 +301,14 @@ class Spool:
         dsn: DsnRequest | None = None,
         kind: str = "mail",
         about: str | None = None,
+        claim: bool = False,
     ) -> QueueEntry:
-        """Write the message durably; when this returns, the 250 may be sent."""
+        """Write the message durably; when this returns, the 250 may be sent.
+
+        ``claim``: this process delivers it now (see :meth:`claim`); it holds the claim
+        from before the message is committed, so no other process starts it meanwhile, and
+        it counts as accepted and not yet attempted (the lag flow control measures) until
+        :meth:`attempted` or :meth:`unclaim`."""
         now = self.clock.now()
         entry = QueueEntry(
             qid=qid or self.new_qid(),
@@ -274,9 +328,61 @@ class Spool:
             kind=kind,
             about=about,
         )
-        await asyncio.to_thread(self._enqueue_sync, entry, data)
+        await asyncio.to_thread(self._enqueue_sync, entry, data, claim)
         self._counted(+1)
+        if claim:
+            self._unstarted[entry.qid] = self.clock.monotonic()
         return entry
+
+    # -- claims: which process delivers a message now
+
+    def claim(self, qid: str) -> bool:
+        """Take the right to deliver ``qid`` now, without waiting: False if another process
+        (or another delivery in this one) holds it, or the message is gone.
+
+        The claim is an exclusive flock on the message file, which is never rewritten: the
+        kernel drops it when its holder ends, kill -9 included, so a message a dead worker
+        was delivering is claimed by the queue runner at its next look."""
+        if qid in self._claims:
+            return False
+        try:
+            fd = os.open(self.root / f"{qid}.eml", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._claims[qid] = fd
+        return True
+
+    def unclaim(self, qid: str) -> None:
+        """Give the claim on ``qid`` back (after its envelope was saved or removed)."""
+        self.attempted(qid)
+        fd = self._claims.pop(qid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Give every claim back, as the kernel does when the process ends."""
+        for qid in list(self._claims):
+            self.unclaim(qid)
+
+    def attempted(self, qid: str) -> None:
+        """The first attempt of ``qid``, accepted here, has filed it into the mailboxes of
+        its local recipients (its relaying, slow or not, is not lag): it is no longer lag."""
+        if self._unstarted.pop(qid, None) is not None and self.waiting:
+            self._room.set()
+
+    def lag(self) -> tuple[int, float]:
+        """Messages this process accepted and has not attempted yet, and how long
+        the oldest of them has waited (seconds): how far delivery is behind acceptance.
+        Mail deferred for a retry is not in it."""
+        if not self._unstarted:
+            return 0, 0.0
+        oldest = next(iter(self._unstarted.values()))
+        return len(self._unstarted), self.clock.monotonic() - oldest
 
     def save(self, entry: QueueEntry) -> None:
         if not (self.root / f"{entry.qid}.eml").exists():
@@ -323,7 +429,11 @@ class Spool:
         return True
 
     def read_message(self, qid: str) -> bytes:
-        return (self.root / f"{qid}.eml").read_bytes()
+        fd = self._claims.get(qid)
+        if fd is None:
+            return (self.root / f"{qid}.eml").read_bytes()
+        # Through the claim: no second open of the file.
+        return os.pread(fd, os.fstat(fd).st_size, 0)
 
     def remove(self, qid: str) -> None:
         # Envelope first: a crash in between leaves an orphan message, removed at start.
