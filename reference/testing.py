@@ -201,6 +201,11 @@ class ReferenceServer:
         return self._runs[0].app
 
     @property
+    def apps(self) -> list[App]:
+        """Every worker's App: each delivers the mail it accepted itself."""
+        return [run.app for run in self._runs if run.app is not None]
+
+    @property
     def endpoints(self) -> dict[str, str]:
         return {name: ep.url for name, ep in self.app.endpoints.items()}
 
