@@ -110,7 +110,10 @@ async def test_counters_move_as_mail_flows(tmp_path: Path) -> None:
     # Each check timed on the stages it has something to do at: SPF at both MX transactions'
     # MAIL, DKIM, ARC and DMARC at the one DATA on the MX; greylisting at each RCPT on the MX
     # and submission (the refused nobody@ stopped at the recipients check before it).
-    assert durations[("spf", "mail")] == 2
+    # SPF at MAIL runs beside the dialogue: the greylisted transaction may end (its RCPT
+    # refused, the session closed) before that check is over, and a check cancelled is not
+    # timed (1 or 2: this failed now and then, on a busy machine, before the workers change).
+    assert 1 <= durations[("spf", "mail")] <= 2
     assert durations[("dkim", "data")] == durations[("dmarc", "data")] == 1
     assert durations[("arc", "data")] == 1
     assert durations[("greylist", "rcpt")] == 3
